@@ -1,0 +1,196 @@
+//! Formatting of latencies, sizes, elapsed times, gRPC statuses and endpoints, shared by every
+//! command that prints them (rules from upstream's CLI, section 3.13 of the reference).
+
+use rig_types::{Endpoint, Protocol};
+
+/// A latency in milliseconds: `500µs` below 1 ms, `2.1ms` below 1 s, else `1.50s`.
+pub fn latency(ms: f64) -> String {
+    if !ms.is_finite() || ms < 0.0 {
+        return "?".into();
+    }
+    if ms < 1.0 {
+        format!("{:.0}µs", ms * 1000.0)
+    } else if ms < 1000.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{:.2}s", ms / 1000.0)
+    }
+}
+
+/// A byte count, base 1024: `100B`, `1.5KB`, `1.0MB`.
+pub fn bytes(n: i64) -> String {
+    const KIB: f64 = 1024.0;
+    let v = n as f64;
+    if n < 1024 {
+        format!("{n}B")
+    } else if v < KIB * KIB {
+        format!("{:.1}KB", v / KIB)
+    } else {
+        format!("{:.1}MB", v / (KIB * KIB))
+    }
+}
+
+/// Elapsed seconds with two decimals: `0.21s`.
+pub fn seconds(secs: f64) -> String {
+    format!("{:.2}s", secs.max(0.0))
+}
+
+/// A gRPC status code (a decimal string on the wire) as its canonical name: `"0"` → `OK`,
+/// `"14"` → `UNAVAILABLE`. Unknown codes are shown as given.
+pub fn grpc_status(code: &str) -> String {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    match code.trim().parse::<usize>() {
+        Ok(n) if n < NAMES.len() => NAMES[n].to_string(),
+        _ if code.is_empty() => "OK".to_string(),
+        _ => code.to_string(),
+    }
+}
+
+/// True when a gRPC status string means success.
+pub fn grpc_ok(code: &str) -> bool {
+    matches!(code.trim(), "" | "0" | "OK")
+}
+
+/// How to reach an endpoint, in the form a developer pastes into a client: a `postgres://`
+/// URL for Postgres, the Redis URL, `http://host:port` for HTTP, else `host:port`, with the
+/// extra settings of Temporal, S3 and SQS endpoints.
+pub fn endpoint_text(endpoint: &Endpoint) -> String {
+    let attr = |key: &str| -> Option<String> {
+        let value = endpoint.attributes.as_ref()?.get(key)?;
+        match value {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    };
+    let or_empty = |key: &str| attr(key).unwrap_or_default();
+    if let Some(host) = attr("PGHOST") {
+        return format!(
+            "postgres://{}:{}@{}:{}/{}",
+            or_empty("PGUSER"),
+            or_empty("PGPASSWORD"),
+            host,
+            or_empty("PGPORT"),
+            or_empty("PGDATABASE")
+        );
+    }
+    if let Some(url) = attr("REDIS_URL") {
+        return url;
+    }
+    if let Some(addr) = attr("TEMPORAL_ADDRESS") {
+        return match attr("TEMPORAL_NAMESPACE") {
+            Some(ns) => format!("{addr}  namespace={ns}"),
+            None => addr,
+        };
+    }
+    if let Some(s3) = attr("S3_ENDPOINT") {
+        let mut out = s3;
+        for (label, key) in [
+            ("bucket", "S3_BUCKET"),
+            ("user", "AWS_ACCESS_KEY_ID"),
+            ("pass", "AWS_SECRET_ACCESS_KEY"),
+        ] {
+            if let Some(v) = attr(key) {
+                out.push_str(&format!("  {label}={v}"));
+            }
+        }
+        return out;
+    }
+    if let Some(queue) = attr("SQS_QUEUE_URL") {
+        return match attr("AWS_ACCESS_KEY_ID") {
+            Some(user) => format!("{queue}  user={user}"),
+            None => queue,
+        };
+    }
+    match endpoint.protocol {
+        Protocol::Http => format!("http://{}", endpoint.hostport),
+        _ => endpoint.hostport.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn latency_matches_upstream_examples() {
+        assert_eq!(latency(0.5), "500µs");
+        assert_eq!(latency(2.1), "2.1ms");
+        assert_eq!(latency(123.4), "123.4ms");
+        assert_eq!(latency(1500.0), "1.50s");
+        assert_eq!(latency(f64::NAN), "?");
+    }
+
+    #[test]
+    fn bytes_match_upstream_examples() {
+        assert_eq!(bytes(0), "0B");
+        assert_eq!(bytes(100), "100B");
+        assert_eq!(bytes(1024), "1.0KB");
+        assert_eq!(bytes(1536), "1.5KB");
+        assert_eq!(bytes(1_048_576), "1.0MB");
+    }
+
+    #[test]
+    fn grpc_status_names() {
+        assert_eq!(grpc_status("0"), "OK");
+        assert_eq!(grpc_status("14"), "UNAVAILABLE");
+        assert_eq!(grpc_status("99"), "99");
+        assert!(grpc_ok("0") && grpc_ok("OK") && !grpc_ok("2"));
+    }
+
+    fn endpoint(protocol: Protocol, attrs: serde_json::Value) -> Endpoint {
+        let mut ep = Endpoint::new("127.0.0.1:5000", protocol);
+        ep.attributes = serde_json::from_value(attrs).unwrap();
+        ep
+    }
+
+    #[test]
+    fn endpoint_text_by_kind() {
+        assert_eq!(
+            endpoint_text(&Endpoint::new("127.0.0.1:80", Protocol::Http)),
+            "http://127.0.0.1:80"
+        );
+        assert_eq!(
+            endpoint_text(&Endpoint::new("127.0.0.1:80", Protocol::Grpc)),
+            "127.0.0.1:80"
+        );
+        let pg = endpoint(
+            Protocol::Tcp,
+            json!({"PGHOST": "127.0.0.1", "PGPORT": 5432, "PGUSER": "postgres",
+                   "PGPASSWORD": "pw", "PGDATABASE": "rig_3"}),
+        );
+        assert_eq!(
+            endpoint_text(&pg),
+            "postgres://postgres:pw@127.0.0.1:5432/rig_3"
+        );
+        let temporal = endpoint(
+            Protocol::Grpc,
+            json!({"TEMPORAL_ADDRESS": "127.0.0.1:7233", "TEMPORAL_NAMESPACE": "ns"}),
+        );
+        assert_eq!(endpoint_text(&temporal), "127.0.0.1:7233  namespace=ns");
+        let s3 = endpoint(
+            Protocol::Http,
+            json!({"S3_ENDPOINT": "http://127.0.0.1:9000", "S3_BUCKET": "b"}),
+        );
+        assert_eq!(endpoint_text(&s3), "http://127.0.0.1:9000  bucket=b");
+    }
+}

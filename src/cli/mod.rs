@@ -1,0 +1,182 @@
+//! The `rig` command-line tool: one module per command, plus the pieces they share.
+//!
+//! Commands:
+//! - [`up`]: bring up an environment from a spec file and follow it.
+//!
+//! Shared modules:
+//! - [`args`]: the argument lexer (no external parser; `--help` on every command);
+//! - [`autostart`]: finding or starting rigd (addr file, `flock`ed lock file, spawn, poll);
+//! - [`client`] and [`event_stream`]: the HTTP client for rigd's API and its SSE stream
+//!   (parsed by [`sse`]), reconnecting with `Last-Event-ID`;
+//! - [`output`] and [`format`]: colour (`--color`, `NO_COLOR`) and value formatting;
+//! - [`error`]: failures and exit codes (0 ok, 1 failure, 2 usage, 130 interrupted);
+//! - [`signals`]: Ctrl-C and SIGTERM for commands that clean up before exiting.
+
+pub mod args;
+pub mod autostart;
+pub mod client;
+pub mod error;
+pub mod event_stream;
+pub mod format;
+mod http;
+pub mod lockfile;
+pub mod output;
+pub mod signals;
+pub mod sse;
+pub mod strict_json;
+pub mod up;
+
+use std::ffi::OsString;
+use std::future::Future;
+
+use args::{is_help, Arg, Args};
+use error::{CliError, CmdResult, EXIT_OK, EXIT_USAGE};
+use output::{eprint_line, Out};
+
+/// `rig --help`.
+pub const USAGE: &str = "\
+rig: run test environments from a spec and watch the traffic between their services
+
+Usage: rig <command> [options]
+
+Commands:
+  up <spec.json>   bring up an environment, show its endpoints, follow its traffic until Ctrl-C
+  help [command]   show this help, or a command's help
+
+Options:
+  -h, --help       show this help
+  -V, --version    show the version
+
+Run `rig <command> --help` for a command's options.
+
+Environment:
+  RIG_DIR          rigd's base directory (default ~/.rig)
+  RIG_SERVER_ADDR  use the rigd at this address instead of finding or starting one
+  RIG_BINARY       the rigd binary to start (default: next to rig, then PATH)
+  NO_COLOR         turn colour off (unless --color always)";
+
+/// Runs `rig` with `args` (without the program name) and returns the exit status.
+pub fn main<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let mut args = Args::new(args);
+    let (command, result) = dispatch(&mut args);
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            match &command {
+                Some(cmd) => eprint_line(format!("rig {cmd}: {e}")),
+                None => eprint_line(format!("rig: {e}")),
+            }
+            if matches!(e, CliError::Usage(_)) && command.is_none() {
+                eprint_line(format!("\n{USAGE}"));
+            }
+            e.exit_code()
+        }
+    }
+}
+
+/// Picks the command and runs it; returns the command name (for error prefixes) and the
+/// outcome.
+fn dispatch(args: &mut Args) -> (Option<String>, CmdResult) {
+    let first = match args.next_arg() {
+        Ok(first) => first,
+        Err(e) => return (None, Err(e)),
+    };
+    let command = match first {
+        None => {
+            eprint_line(USAGE);
+            return (None, Ok(EXIT_USAGE));
+        }
+        Some(Arg::Flag { name, .. }) if is_help(&name) => {
+            Out.line(USAGE);
+            return (None, Ok(EXIT_OK));
+        }
+        Some(Arg::Flag { name, .. }) if name == "-V" || name == "--version" => {
+            Out.line(format!("rig {}", env!("CARGO_PKG_VERSION")));
+            return (None, Ok(EXIT_OK));
+        }
+        Some(Arg::Flag { name, .. }) => {
+            return (
+                None,
+                Err(CliError::usage(format!(
+                    "unknown option {name} before the command"
+                ))),
+            )
+        }
+        Some(Arg::Positional(p)) => p.to_string_lossy().into_owned(),
+    };
+    let rest = std::mem::replace(args, Args::new(Vec::<OsString>::new()));
+    let result = match command.as_str() {
+        "up" => block_on(up::run(rest)),
+        "help" => help(rest),
+        other => Err(CliError::usage(format!("unknown command {other:?}"))),
+    };
+    let known = matches!(command.as_str(), "up" | "help");
+    (known.then_some(command), result)
+}
+
+/// `rig help [command]`.
+fn help(mut args: Args) -> CmdResult {
+    match args.next_arg()? {
+        None => Out.line(USAGE),
+        Some(Arg::Positional(p)) if p == "up" => Out.line(up::USAGE),
+        Some(other) => {
+            let name = match other {
+                Arg::Positional(p) => p.to_string_lossy().into_owned(),
+                Arg::Flag { name, .. } => name,
+            };
+            return Err(CliError::usage(format!(
+                "no help for {name:?}: unknown command"
+            )));
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Runs a command on a fresh single-threaded runtime. The runtime is shut down without
+/// waiting for stray tasks, so an exit requested by a second Ctrl-C is immediate.
+fn block_on<F: Future<Output = CmdResult>>(future: F) -> CmdResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let result = runtime.block_on(future);
+    runtime.shutdown_background();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_and_version_exit_zero() {
+        assert_eq!(main(["--help"]), 0);
+        assert_eq!(main(["-h"]), 0);
+        assert_eq!(main(["help"]), 0);
+        assert_eq!(main(["help", "up"]), 0);
+        assert_eq!(main(["up", "--help"]), 0);
+        assert_eq!(main(["--version"]), 0);
+    }
+
+    #[test]
+    fn usage_errors_exit_two() {
+        assert_eq!(main(Vec::<String>::new()), 2);
+        assert_eq!(main(["frobnicate"]), 2);
+        assert_eq!(main(["--bogus"]), 2);
+        assert_eq!(main(["up"]), 2);
+        assert_eq!(main(["up", "a.json", "--nope"]), 2);
+        assert_eq!(main(["help", "frobnicate"]), 2);
+    }
+
+    #[test]
+    fn unreadable_spec_exits_one() {
+        assert_eq!(
+            main(["up", "/nonexistent/rig-spec.json", "--color", "never"]),
+            1
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! [`EventLog`]: publishing and reading an environment's events.
+
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rig_types::{Event, Timestamp};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::filter::{EventFilter, StoreKind};
+use super::store::Stores;
+use super::subscription::Subscription;
+use super::tail;
+
+/// The persistent, ordered event log of one environment.
+///
+/// Events live in three append-only stores that share one sequence counter (the first event
+/// is seq 1): lifecycle events, `service.log` output and proxy traffic. Lifecycle scans
+/// ([`EventLog::wait_for`], [`EventLog::lifecycle_events`]) therefore cost the same however
+/// much output and traffic an environment produces; full-timeline reads merge the stores by
+/// `seq`. Events are stored as `Arc<Event>`, so snapshots and subscribers share them.
+///
+/// `EventLog` is a cheap handle: clones refer to the same log.
+///
+/// Concurrency: one short critical section per publish under a `parking_lot` read/write lock,
+/// then a wake-up of the tasks waiting for new events. Publishers never wait for subscribers;
+/// each subscriber is a cursor over the log and reads at its own pace, so none ever misses an
+/// event.
+///
+/// The log is unbounded and in memory for now; bounding and spilling to disk will live in the
+/// stores (see `store.rs`).
+#[derive(Clone, Default)]
+pub struct EventLog {
+    shared: Arc<Shared>,
+}
+
+/// State shared by the log handles and its subscriptions.
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// The stores; held only for short, non-blocking sections.
+    pub(crate) stores: RwLock<Stores>,
+    /// Woken when an event is appended to the store of the same index, and on close.
+    store_notify: [Notify; 3],
+    /// Woken on every publish and on close.
+    any_notify: Notify,
+}
+
+impl Shared {
+    /// The notifier to wait on for new events of the `include`d stores: the store's own when
+    /// exactly one is included (so a traffic-only reader sleeps through log output), otherwise
+    /// the one woken by every publish.
+    pub(crate) fn notify_for(&self, include: [bool; 3]) -> &Notify {
+        let mut only = None;
+        for (index, included) in include.iter().enumerate() {
+            if *included {
+                if only.is_some() {
+                    return &self.any_notify;
+                }
+                only = Some(index);
+            }
+        }
+        match only {
+            Some(index) => &self.store_notify[index],
+            None => &self.any_notify,
+        }
+    }
+
+    fn notify_published(&self, kind: StoreKind) {
+        self.store_notify[kind.index()].notify_waiters();
+        self.any_notify.notify_waiters();
+    }
+
+    fn notify_everyone(&self) {
+        for notify in &self.store_notify {
+            notify.notify_waiters();
+        }
+        self.any_notify.notify_waiters();
+    }
+}
+
+impl EventLog {
+    /// An empty log.
+    pub fn new() -> EventLog {
+        EventLog::default()
+    }
+
+    /// Appends `event` with the next sequence number and returns that number.
+    ///
+    /// A zero timestamp is set to now; an explicit one is kept. Never blocks on readers or
+    /// subscribers beyond a short critical section. Events published after [`EventLog::close`]
+    /// are still stored (they appear in [`EventLog::events`]) but no subscription delivers
+    /// them.
+    pub fn publish(&self, event: Event) -> u64 {
+        let now = event.timestamp.is_zero().then(Timestamp::now);
+        let kind = StoreKind::of(&event.event_type);
+        // Move the event straight to the heap, outside the lock (events are large, so every
+        // copy counts); the fresh Arc is unique, so make_mut never clones.
+        let mut event = Arc::new(event);
+        let seq = {
+            let mut stores = self.shared.stores.write();
+            let seq = stores.next_seq();
+            let stored = Arc::make_mut(&mut event);
+            stored.seq = seq;
+            if let Some(now) = now {
+                stored.timestamp = now;
+            }
+            stores.push(kind, event);
+            seq
+        };
+        self.shared.notify_published(kind);
+        seq
+    }
+
+    /// Every event, merged in `seq` order. The snapshot is independent: later publishes do not
+    /// change it. Empty when nothing was published (upstream's `/log` renders that as `null`).
+    pub fn events(&self) -> Vec<Arc<Event>> {
+        self.shared.stores.read().merged_after(0)
+    }
+
+    /// The lifecycle events only (neither `service.log` nor traffic), in `seq` order.
+    pub fn lifecycle_events(&self) -> Vec<Arc<Event>> {
+        self.store_snapshot(StoreKind::Lifecycle)
+    }
+
+    /// The traffic events only, in `seq` order.
+    pub fn traffic_events(&self) -> Vec<Arc<Event>> {
+        self.store_snapshot(StoreKind::Traffic)
+    }
+
+    /// Every event with `seq > after_seq`, merged in `seq` order; empty when `after_seq` is at
+    /// or beyond the end.
+    pub fn since(&self, after_seq: u64) -> Vec<Arc<Event>> {
+        self.shared.stores.read().merged_after(after_seq)
+    }
+
+    /// The sequence number of the last event published (0 when the log is empty).
+    pub fn last_seq(&self) -> u64 {
+        self.shared.stores.read().last_seq()
+    }
+
+    /// True when nothing was published yet.
+    pub fn is_empty(&self) -> bool {
+        self.last_seq() == 0
+    }
+
+    /// The last `n` lines `service` wrote, each prefixed with `"  | "` and joined with `\n`;
+    /// `""` when it wrote nothing.
+    ///
+    /// Each `service.log` chunk has its trailing newlines trimmed and is split on `\n`, so an
+    /// empty chunk counts as one empty line.
+    pub fn service_log_tail(&self, service: &str, n: usize) -> String {
+        let stores = self.shared.stores.read();
+        tail::service_log_tail(stores.list(StoreKind::Log), service, n)
+    }
+
+    /// The first lifecycle event for which `matches` returns true, waiting for it if needed.
+    ///
+    /// Existing lifecycle events are scanned from the beginning first; after that only new
+    /// lifecycle events are examined, in order. `service.log` and traffic events are never
+    /// examined. `matches` runs under the log's read lock, so keep it cheap and non-blocking.
+    ///
+    /// There is no built-in deadline: cancel by dropping the future, typically through
+    /// `tokio::time::timeout` or `tokio::select!`. Dropping it is always safe. A wait on a
+    /// closed log that no stored event satisfies waits until dropped.
+    pub async fn wait_for<F>(&self, matches: F) -> Arc<Event>
+    where
+        F: Fn(&Event) -> bool,
+    {
+        let notify = &self.shared.store_notify[StoreKind::Lifecycle.index()];
+        let mut scanned = 0;
+        loop {
+            // Register before looking, so a publish between the look and the await still
+            // wakes this task.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let stores = self.shared.stores.read();
+                let lifecycle = stores.list(StoreKind::Lifecycle);
+                if let Some(found) = lifecycle.iter().skip(scanned).find(|e| matches(e)) {
+                    return Arc::clone(found);
+                }
+                scanned = lifecycle.len();
+            }
+            notified.await;
+        }
+    }
+
+    /// A lossless subscription to the events with `seq > from_seq`: it replays the stored
+    /// ones, then follows new ones as they are published.
+    ///
+    /// `filter` chooses the stores read and an optional predicate (`None` delivers every
+    /// event, `service.log` included). The subscription ends when `cancel` is cancelled, or
+    /// after [`EventLog::close`] once it has delivered every event published before the close.
+    /// A subscriber that reads slowly holds no resources but its cursor and slows nobody else.
+    pub fn subscribe(
+        &self,
+        from_seq: u64,
+        filter: Option<EventFilter>,
+        cancel: CancellationToken,
+    ) -> Subscription {
+        let (cursor, skip_through) = {
+            let stores = self.shared.stores.read();
+            // A start beyond the end (e.g. a `Last-Event-ID` from elsewhere) still skips
+            // everything up to `from_seq`, as upstream does.
+            let skip_through = if from_seq > stores.last_seq() {
+                from_seq
+            } else {
+                0
+            };
+            (stores.cursor_after(from_seq), skip_through)
+        };
+        Subscription::new(
+            Arc::clone(&self.shared),
+            cursor,
+            skip_through,
+            filter.unwrap_or_default(),
+            cancel,
+        )
+    }
+
+    /// Closes the log for subscribers (call it when the environment is released): every
+    /// subscription, current or future, delivers the events published so far and then ends
+    /// ([`Subscription::next`] returns `None`). Idempotent.
+    ///
+    /// Reads are unaffected and publishing still works, but events published after the close
+    /// are not delivered to subscriptions. Pending [`EventLog::wait_for`] calls are not ended:
+    /// their callers own the deadline.
+    pub fn close(&self) {
+        self.shared.stores.write().close();
+        self.shared.notify_everyone();
+    }
+
+    /// True once [`EventLog::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.stores.read().closed_at().is_some()
+    }
+
+    fn store_snapshot(&self, kind: StoreKind) -> Vec<Arc<Event>> {
+        self.shared.stores.read().list(kind).to_vec()
+    }
+}
+
+impl fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stores = self.shared.stores.read();
+        f.debug_struct("EventLog")
+            .field("last_seq", &stores.last_seq())
+            .field("lifecycle", &stores.list(StoreKind::Lifecycle).len())
+            .field("log", &stores.list(StoreKind::Log).len())
+            .field("traffic", &stores.list(StoreKind::Traffic).len())
+            .field("closed_at", &stores.closed_at())
+            .finish()
+    }
+}

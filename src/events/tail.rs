@@ -1,0 +1,43 @@
+//! Formatting the last lines of a service's output (used in failure messages).
+
+use std::sync::Arc;
+
+use rig_types::Event;
+
+/// The prefix put before every tail line.
+const LINE_PREFIX: &str = "  | ";
+
+/// The last `n` output lines of `service` among `logs` (the `service.log` store), each prefixed
+/// with `"  | "` and joined with `\n`; `""` when there are none.
+///
+/// Each chunk has its trailing newlines trimmed and is split on `\n`, so an empty chunk counts
+/// as one empty line (upstream `ServiceLogTail`). Only the chunks needed for the last `n` lines
+/// are examined, newest first.
+pub(crate) fn service_log_tail(logs: &[Arc<Event>], service: &str, n: usize) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    let chunks = logs
+        .iter()
+        .rev()
+        .filter(|e| e.service == service)
+        .filter_map(|e| e.log.as_ref());
+    let mut lines: Vec<&str> = Vec::with_capacity(n);
+    'chunks: for entry in chunks {
+        for line in entry.data.trim_end_matches('\n').rsplit('\n') {
+            lines.push(line);
+            if lines.len() == n {
+                break 'chunks;
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, line) in lines.iter().rev().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(LINE_PREFIX);
+        out.push_str(line);
+    }
+    out
+}

@@ -1,0 +1,20 @@
+//! `rigd`: brings up multi-service test environments from a JSON spec, wires services through
+//! environment variables, checks their health, runs hooks, observes the traffic between them
+//! and tears everything down.
+//!
+//! The crate is laid out one module per concern (see `shared/design/architecture.md`):
+//! - [`spec`]: decoding, defaulting, validation and the `~test`/observe transforms;
+//! - [`events`]: the per-environment event log and its subscriptions;
+//! - [`ports`]: the port allocator;
+//! - [`wiring`]: environment variables, `RIG_WIRING` and template expansion.
+
+pub mod cli;
+pub mod daemon;
+pub mod events;
+pub mod orchestrator;
+pub mod ports;
+pub mod ready;
+pub mod server;
+pub mod services;
+pub mod spec;
+pub mod wiring;

@@ -1,0 +1,189 @@
+//! One running environment: its spec, event log, directory and teardown.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rig_types::{Environment, Event, EventType};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::EventLog;
+use crate::ports::PortAllocator;
+
+/// Options of a teardown (`DELETE /environments/{id}` query parameters, or TTL expiry).
+#[derive(Clone, Debug, Default)]
+pub struct TeardownOptions {
+    /// Keep the environment directory.
+    pub preserve: bool,
+    /// Why the environment ends (`test_failed` marks the log outcome as failed).
+    pub reason: String,
+}
+
+/// A running (or finished but not yet deleted) environment.
+///
+/// An instance stays registered after its runner finishes (crash, failure) until it is deleted
+/// or its TTL expires; only then are its ports released and its directory removed.
+pub struct Instance {
+    id: String,
+    spec: Arc<Environment>,
+    log: Arc<EventLog>,
+    env_dir: PathBuf,
+    cancel: CancellationToken,
+    services_cancel: CancellationToken,
+    client_failure: Mutex<Option<(String, String)>>,
+    callback_counter: AtomicU64,
+    done: watch::Receiver<bool>,
+    preserve: AtomicBool,
+    reason: Mutex<String>,
+    ports: Arc<PortAllocator>,
+}
+
+impl Instance {
+    pub(super) fn new(
+        id: String,
+        spec: Arc<Environment>,
+        env_dir: PathBuf,
+        ports: Arc<PortAllocator>,
+        done: watch::Receiver<bool>,
+    ) -> Instance {
+        let cancel = CancellationToken::new();
+        Instance {
+            id,
+            spec,
+            log: Arc::new(EventLog::new()),
+            env_dir,
+            services_cancel: cancel.child_token(),
+            cancel,
+            client_failure: Mutex::new(None),
+            callback_counter: AtomicU64::new(0),
+            done,
+            preserve: AtomicBool::new(false),
+            reason: Mutex::new(String::new()),
+            ports,
+        }
+    }
+
+    /// The instance id (`<unix millis hex>-<8 random hex>`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The environment name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The spec after the `~test` and observe transforms (filter `injected` services for
+    /// user-facing views).
+    pub fn spec(&self) -> &Arc<Environment> {
+        &self.spec
+    }
+
+    /// The event log.
+    pub fn log(&self) -> &Arc<EventLog> {
+        &self.log
+    }
+
+    /// The environment directory (`{rig-dir}/tmp/<id>`).
+    pub fn env_dir(&self) -> &Path {
+        &self.env_dir
+    }
+
+    /// The teardown reason, empty unless one was given.
+    pub fn reason(&self) -> String {
+        self.reason.lock().clone()
+    }
+
+    /// Publishes an event stamped with this environment's name; returns its seq.
+    pub fn emit(&self, mut event: Event) -> u64 {
+        if event.environment.is_empty() {
+            event.environment = self.spec.name.clone();
+        }
+        self.log.publish(event)
+    }
+
+    /// The teardown token: cancelled by DELETE, TTL expiry or rigd shutdown.
+    pub(super) fn teardown_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// The token that stops every service: a child of the teardown token, also cancelled by
+    /// the first failure.
+    pub(super) fn services_token(&self) -> &CancellationToken {
+        &self.services_cancel
+    }
+
+    /// A number unique within this instance, to keep callback request ids unique.
+    pub(super) fn next_callback_number(&self) -> u64 {
+        self.callback_counter.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The first failure reported by the client (`service.error`), if any.
+    pub(super) fn client_failure(&self) -> Option<(String, String)> {
+        self.client_failure.lock().clone()
+    }
+
+    /// Records a failure reported by the client (`service.error`): publishes `service.failed`
+    /// and fails the environment like any service failure (upstream only records the event).
+    pub fn fail_service(&self, service: &str, error: &str) {
+        self.emit(Event::for_service(EventType::ServiceFailed, service).with_error(error));
+        {
+            let mut first = self.client_failure.lock();
+            if first.is_none() {
+                *first = Some((service.to_string(), error.to_string()));
+            }
+        }
+        self.services_cancel.cancel();
+    }
+
+    /// True once the runner has finished and `environment.down` is in the log.
+    pub fn is_down(&self) -> bool {
+        *self.done.borrow()
+    }
+
+    /// Waits until the runner has finished (`environment.down` published).
+    pub async fn wait_down(&self) {
+        let mut done = self.done.clone();
+        // An error means the runner's sender is gone, which only happens after it finished.
+        let _ = done.wait_for(|d| *d).await;
+    }
+
+    /// Tears the environment down and waits for every service to stop.
+    ///
+    /// Publishes `environment.destroying` unless the environment is already down, cancels
+    /// every service, waits for `environment.down`, releases the ports and removes the
+    /// environment directory unless `preserve` is set. The caller must make sure only one
+    /// teardown runs per instance (the server removes the id from its map first).
+    pub async fn teardown(&self, opts: TeardownOptions) {
+        let already_down = self
+            .log
+            .lifecycle_events()
+            .iter()
+            .any(|e| e.event_type == EventType::EnvironmentDown);
+        if !already_down {
+            self.emit(Event::new(EventType::EnvironmentDestroying));
+        }
+        if opts.preserve {
+            self.preserve.store(true, Ordering::SeqCst);
+        }
+        if !opts.reason.is_empty() {
+            *self.reason.lock() = opts.reason;
+        }
+        self.cancel.cancel();
+        self.wait_down().await;
+        self.ports.release(&self.id);
+        if !self.preserve.load(Ordering::SeqCst) {
+            remove_dir(&self.env_dir).await;
+        }
+    }
+}
+
+async fn remove_dir(dir: &Path) {
+    match tokio::fs::remove_dir_all(dir).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!("rigd: remove {}: {e}", dir.display()),
+    }
+}

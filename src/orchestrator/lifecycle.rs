@@ -1,0 +1,398 @@
+//! One service's lifecycle, in upstream's exact step order:
+//!
+//! 1. wait for every egress target's `service.ready`, then `wiring.resolved`;
+//! 2. allocate ports and publish (`ingress.published` per ingress);
+//! 3. prestart hooks (`service.prestart`);
+//! 4. `service.starting`, build the environment, start the runner;
+//! 5. concurrently with the runner: readiness checks (`health.check_failed` per failed
+//!    probe), `service.healthy`, init hooks (`service.init`), `service.ready`, and for the
+//!    injected `~test` node `environment.up`;
+//! 6. whatever happened: `service.stopping` (when told to stop) or `service.failed`, then
+//!    always `service.stopped`.
+//!
+//! The runner exiting for any reason before the service is told to stop is a failure, even
+//! with status 0: services run until the environment is torn down.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rig_types::{CallbackKind, Endpoint, Event, EventType, HookSpec, Service};
+use tokio_util::sync::CancellationToken;
+
+use super::callback::CallbackDispatcher;
+use super::environment_up::emit_environment_up;
+use super::{Instance, Settings};
+use crate::ports::PortAllocator;
+use crate::ready::{poll, probe, PollSettings, ProbeKind};
+use crate::services::{OutputSink, PublishContext, RunContext, ServiceType};
+use crate::wiring::{build_service_env, wiring_context, ServiceEnvInput};
+
+/// Everything one service task needs.
+pub(super) struct ServiceTask {
+    pub instance: Arc<Instance>,
+    pub name: String,
+    pub spec: Arc<Service>,
+    pub service_type: Arc<dyn ServiceType>,
+    pub ports: Arc<PortAllocator>,
+    pub settings: Settings,
+    /// Real services without ingresses, which `environment.up` waits for.
+    pub no_ingress: Arc<Vec<String>>,
+}
+
+impl ServiceTask {
+    fn emit(&self, event_type: EventType) {
+        self.instance
+            .emit(Event::for_service(event_type, &self.name));
+    }
+
+    fn cancel(&self) -> &CancellationToken {
+        self.instance.services_token()
+    }
+
+    fn temp_dir(&self) -> PathBuf {
+        if self.spec.injected {
+            PathBuf::new()
+        } else {
+            self.instance.env_dir().join(&self.name)
+        }
+    }
+}
+
+/// Why the steps ended.
+enum Ended {
+    /// Told to stop; `service.stopping` was already published.
+    Stopped,
+    /// Told to stop but the runner did not exit within the shutdown timeout.
+    StopTimedOut(String),
+    /// Told to stop before the runner started.
+    CancelledEarly,
+    /// Failed.
+    Failed(String),
+}
+
+/// Runs the service's lifecycle and publishes its terminal events. Returns the failure, if
+/// the service failed on its own (not when it was told to stop).
+pub(super) async fn run_service(task: ServiceTask) -> Result<(), String> {
+    let ended = steps(&task).await;
+    let result = match ended {
+        Ended::Stopped => Ok(()),
+        Ended::CancelledEarly => {
+            task.emit(EventType::ServiceStopping);
+            Ok(())
+        }
+        Ended::StopTimedOut(err) => Err(err),
+        Ended::Failed(err) => {
+            task.instance
+                .emit(Event::for_service(EventType::ServiceFailed, &task.name).with_error(&err));
+            Err(err)
+        }
+    };
+    task.emit(EventType::ServiceStopped);
+    result
+}
+
+/// Runs `fut` unless the service is told to stop first.
+async fn unless_cancelled<T>(
+    task: &ServiceTask,
+    fut: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, Ended> {
+    tokio::select! {
+        biased;
+        _ = task.cancel().cancelled() => Err(Ended::CancelledEarly),
+        r = fut => r.map_err(Ended::Failed),
+    }
+}
+
+async fn steps(task: &ServiceTask) -> Ended {
+    match steps_until_start(task).await {
+        Ok(started) => run_group(task, started).await,
+        Err(ended) => ended,
+    }
+}
+
+/// What the steps before the run group produce.
+struct Started {
+    ingresses: BTreeMap<String, Endpoint>,
+    egresses: BTreeMap<String, Endpoint>,
+    listeners: BTreeMap<String, std::net::TcpListener>,
+    callbacks: CallbackDispatcher,
+    env: BTreeMap<String, String>,
+}
+
+async fn steps_until_start(task: &ServiceTask) -> Result<Started, Ended> {
+    let egresses = unless_cancelled(task, wait_for_egresses(task)).await?;
+    if task.cancel().is_cancelled() {
+        return Err(Ended::CancelledEarly);
+    }
+    let (ingresses, listeners) = publish(task, &egresses).map_err(Ended::Failed)?;
+
+    let temp_dir = task.temp_dir();
+    let host_env = &task.instance.spec().host_env;
+    let input = ServiceEnvInput {
+        service: &task.name,
+        ingresses: &ingresses,
+        egresses: &egresses,
+        temp_dir: &temp_dir.to_string_lossy(),
+        env_dir: &task.instance.env_dir().to_string_lossy(),
+        host_env,
+    };
+    let wiring = wiring_context(&input).map_err(|e| Ended::Failed(e.to_string()))?;
+    let callbacks = CallbackDispatcher::new(
+        task.instance.clone(),
+        &task.name,
+        wiring,
+        task.settings.callback_timeout,
+    );
+
+    let prestart = hooks(&task.spec, |h| &h.prestart);
+    if !prestart.is_empty() {
+        task.emit(EventType::ServicePrestart);
+        for hook in prestart {
+            unless_cancelled(task, run_hook(task, &callbacks, hook, Phase::Prestart)).await?;
+        }
+    }
+
+    task.emit(EventType::ServiceStarting);
+    let env =
+        build_service_env(&input).map_err(|e| Ended::Failed(format!("build service env: {e}")))?;
+    Ok(Started {
+        ingresses,
+        egresses,
+        listeners,
+        callbacks,
+        env,
+    })
+}
+
+/// Waits, one egress at a time, for the target's `service.ready`, then takes the target's
+/// published endpoint. Emits `wiring.resolved` when the service has egresses.
+async fn wait_for_egresses(task: &ServiceTask) -> Result<BTreeMap<String, Endpoint>, String> {
+    let mut resolved = BTreeMap::new();
+    if task.spec.egresses.is_empty() {
+        return Ok(resolved);
+    }
+    let log = task.instance.log();
+    for (name, egress) in &task.spec.egresses {
+        let target = egress.service.clone();
+        log.wait_for(move |e| e.event_type == EventType::ServiceReady && e.service == target)
+            .await;
+        let endpoint = log
+            .lifecycle_events()
+            .iter()
+            .rev()
+            .find(|e| {
+                e.event_type == EventType::IngressPublished
+                    && e.service == egress.service
+                    && e.ingress == egress.ingress
+            })
+            .and_then(|e| e.endpoint.clone())
+            .ok_or_else(|| {
+                format!(
+                    "finding endpoint for egress {name:?}: service {:?} published no ingress {:?}",
+                    egress.service, egress.ingress
+                )
+            })?;
+        resolved.insert(name.clone(), endpoint);
+    }
+    task.emit(EventType::WiringResolved);
+    Ok(resolved)
+}
+
+type Published = (
+    BTreeMap<String, Endpoint>,
+    BTreeMap<String, std::net::TcpListener>,
+);
+
+/// Allocates one port per ingress (the k-th sorted ingress gets the k-th port), asks the type
+/// for its endpoints and publishes them. Listeners the type did not keep are closed here.
+fn publish(task: &ServiceTask, egresses: &BTreeMap<String, Endpoint>) -> Result<Published, String> {
+    if task.spec.ingresses.is_empty() {
+        return Ok((BTreeMap::new(), BTreeMap::new()));
+    }
+    let listeners = task
+        .ports
+        .allocate(task.instance.id(), task.spec.ingresses.len())
+        .map_err(|e| format!("allocate ports: {e}"))?;
+    let listeners: BTreeMap<String, std::net::TcpListener> =
+        task.spec.ingresses.keys().cloned().zip(listeners).collect();
+    let ports = listeners
+        .iter()
+        .map(|(name, l)| {
+            Ok((
+                name.clone(),
+                l.local_addr()
+                    .map_err(|e| format!("allocate ports: {e}"))?
+                    .port(),
+            ))
+        })
+        .collect::<Result<_, String>>()?;
+    let mut ctx = PublishContext {
+        service: &task.name,
+        instance_id: task.instance.id(),
+        spec: &task.spec,
+        ports,
+        listeners,
+        kept: BTreeMap::new(),
+        egresses,
+    };
+    let endpoints = task
+        .service_type
+        .publish(&mut ctx)
+        .map_err(|e| format!("publish: {e}"))?;
+    for (ingress, endpoint) in &endpoints {
+        let mut event = Event::for_service(EventType::IngressPublished, &task.name);
+        event.ingress = ingress.clone();
+        event.endpoint = Some(endpoint.clone());
+        task.instance.emit(event);
+    }
+    // Close the listeners the type did not keep, so the service can bind its ports.
+    drop(ctx.listeners);
+    Ok((endpoints, ctx.kept))
+}
+
+/// Runs the service alongside its readiness checks and init hooks, until the runner exits
+/// (a failure) or the service is told to stop.
+async fn run_group(task: &ServiceTask, started: Started) -> Ended {
+    let run_cancel = task.cancel().child_token();
+    let ctx = RunContext {
+        service: task.name.clone(),
+        instance_id: task.instance.id().to_string(),
+        spec: task.spec.clone(),
+        spec_dir: task.instance.spec().dir.clone(),
+        ingresses: started.ingresses.clone(),
+        egresses: started.egresses.clone(),
+        env: started.env,
+        temp_dir: task.temp_dir(),
+        env_dir: task.instance.env_dir().to_path_buf(),
+        output: OutputSink::new(
+            task.instance.log().clone(),
+            task.instance.name(),
+            &task.name,
+        ),
+        callbacks: started.callbacks.clone(),
+        cancel: run_cancel.clone(),
+        stop_grace: task.settings.stop_grace,
+        listeners: started.listeners,
+    };
+    let runner = task.service_type.run(ctx);
+    tokio::pin!(runner);
+    let lifecycle = after_start(
+        task,
+        &started.ingresses,
+        &started.egresses,
+        &started.callbacks,
+    );
+    tokio::pin!(lifecycle);
+
+    let shutdown = task.settings.shutdown_timeout;
+    tokio::select! {
+        biased;
+        _ = task.cancel().cancelled() => {
+            task.emit(EventType::ServiceStopping);
+            match tokio::time::timeout(shutdown, &mut runner).await {
+                Ok(_) => Ended::Stopped,
+                Err(_) => Ended::StopTimedOut(format!(
+                    "did not exit within {} of being told to stop",
+                    rig_types::GoDuration::from_std(shutdown)
+                )),
+            }
+        }
+        result = &mut runner => Ended::Failed(match result {
+            Ok(()) => "runner exited early".to_string(),
+            Err(e) => e.to_string(),
+        }),
+        Err(err) = &mut lifecycle => {
+            run_cancel.cancel();
+            let _ = tokio::time::timeout(shutdown, &mut runner).await;
+            Ended::Failed(err)
+        }
+    }
+}
+
+/// Readiness → `service.healthy` → init hooks → `service.ready` → (`~test`) `environment.up`,
+/// then idles. Only ever returns an error.
+async fn after_start(
+    task: &ServiceTask,
+    ingresses: &BTreeMap<String, Endpoint>,
+    egresses: &BTreeMap<String, Endpoint>,
+    callbacks: &CallbackDispatcher,
+) -> Result<(), String> {
+    for (name, endpoint) in ingresses {
+        let ready = task.spec.ingresses.get(name).and_then(|i| i.ready.as_ref());
+        let kind = ProbeKind::for_ingress(&endpoint.protocol, ready);
+        let settings = PollSettings::from_spec(ready);
+        poll(
+            settings,
+            || probe(&kind, &endpoint.hostport),
+            |err| {
+                let mut event = Event::for_service(EventType::HealthCheckFailed, &task.name);
+                event.ingress = name.clone();
+                event.error = err.to_string();
+                task.instance.emit(event);
+            },
+        )
+        .await
+        .map_err(|e| format!("ingress {name:?}: {e}"))?;
+    }
+    task.emit(EventType::ServiceHealthy);
+
+    let init = hooks(&task.spec, |h| &h.init);
+    if !init.is_empty() {
+        task.emit(EventType::ServiceInit);
+        for hook in init {
+            run_hook(task, callbacks, hook, Phase::Init).await?;
+        }
+    }
+    task.emit(EventType::ServiceReady);
+
+    if task.spec.injected && task.spec.service_type == "test" {
+        emit_environment_up(&task.instance, egresses, &task.no_ingress).await?;
+    }
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Prestart,
+    Init,
+}
+
+fn hooks<'a>(
+    spec: &'a Service,
+    pick: impl Fn(&'a rig_types::Hooks) -> &'a Vec<HookSpec>,
+) -> &'a [HookSpec] {
+    spec.hooks
+        .as_ref()
+        .map(|h| pick(h).as_slice())
+        .unwrap_or(&[])
+}
+
+async fn run_hook(
+    task: &ServiceTask,
+    callbacks: &CallbackDispatcher,
+    hook: &HookSpec,
+    phase: Phase,
+) -> Result<(), String> {
+    if hook.hook_type == "client_func" {
+        let func = hook
+            .client_func
+            .as_ref()
+            .ok_or("client_func hook missing client_func spec")?;
+        return callbacks
+            .call(&func.name, CallbackKind::Hook)
+            .await
+            .map(|_| ());
+    }
+    match phase {
+        Phase::Prestart => Err(format!(
+            "server-side hook type {:?} is not supported in prestart phase (only client_func hooks allowed)",
+            hook.hook_type
+        )),
+        Phase::Init => Err(format!(
+            "unsupported hook type {:?} for service type {}",
+            hook.hook_type, task.spec.service_type
+        )),
+    }
+}

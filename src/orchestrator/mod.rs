@@ -1,0 +1,132 @@
+//! The orchestrator: turns a validated spec into a running environment and tears it down.
+//!
+//! ```text
+//!  POST /environments ──► Orchestrator::create ──► Instance (id, spec, event log, env dir)
+//!                              │ spawns
+//!                              ▼
+//!                         runner::run ── artifact phase (none yet)
+//!                              │
+//!                              ├── lifecycle::run_service  (one task per service, ~test and
+//!                              │       proxies included; dependencies wait on `service.ready`
+//!                              │       events in the log, there is no DAG scheduler)
+//!                              │
+//!                              └── first failure cancels every service; then
+//!                                  `environment.failing`, `environment.down` (with summary)
+//!  DELETE / TTL ──► Instance::teardown ── cancel, wait for the runner, release ports,
+//!                                          remove the env dir unless preserved
+//! ```
+//!
+//! Everything observable goes through the instance's [`EventLog`](crate::events::EventLog).
+
+mod callback;
+mod environment_up;
+mod instance;
+mod lifecycle;
+mod runner;
+pub mod summary;
+#[cfg(test)]
+mod tests;
+
+pub use callback::CallbackDispatcher;
+pub use instance::{Instance, TeardownOptions};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rig_types::Environment;
+
+use crate::ports::PortAllocator;
+use crate::services::Registry;
+
+/// Tunables shared by every environment of one rigd.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How long a stopping process gets between SIGINT and SIGKILL.
+    pub stop_grace: Duration,
+    /// How long a service gets to exit after it was told to stop before rigd reports it.
+    pub shutdown_timeout: Duration,
+    /// Default wait for a client's `callback.response`.
+    pub callback_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            stop_grace: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            callback_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why an environment could not be created (a 500 from `POST /environments`).
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestrateError {
+    /// A service names a type this rigd has not registered.
+    #[error("service {service:?}: unknown service type: {service_type:?}")]
+    UnknownType {
+        /// The service.
+        service: String,
+        /// Its type.
+        service_type: String,
+    },
+    /// The spec asks for observe mode, which this rigd cannot provide yet.
+    #[error(
+        "observe mode is not available in this rigd yet (no observing proxy is registered); \
+         send the spec with \"observe\": false"
+    )]
+    ObserveUnavailable,
+    /// The environment directory could not be created.
+    #[error("create environment directory {path}: {source}")]
+    EnvDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Creates environments. One per rigd, shared by every request.
+pub struct Orchestrator {
+    ports: Arc<PortAllocator>,
+    registry: Arc<Registry>,
+    temp_base: PathBuf,
+    settings: Settings,
+}
+
+impl Orchestrator {
+    /// An orchestrator that creates environment directories under `temp_base`
+    /// (`{rig-dir}/tmp` in rigd).
+    pub fn new(
+        ports: Arc<PortAllocator>,
+        registry: Arc<Registry>,
+        temp_base: PathBuf,
+        settings: Settings,
+    ) -> Orchestrator {
+        Orchestrator {
+            ports,
+            registry,
+            temp_base,
+            settings,
+        }
+    }
+
+    /// The port allocator.
+    pub fn ports(&self) -> &Arc<PortAllocator> {
+        &self.ports
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Creates an environment from a decoded and validated spec and starts it in the
+    /// background: inserts the `~test` node and (in observe mode) the proxies, creates the
+    /// environment directory, checks every type is registered, then spawns the runner.
+    /// Must be called inside a tokio runtime.
+    pub fn create(&self, env: Environment) -> Result<Arc<Instance>, OrchestrateError> {
+        runner::start(self, env)
+    }
+}

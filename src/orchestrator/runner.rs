@@ -1,0 +1,168 @@
+//! Creating an environment and running its services to the end.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rig_types::{Environment, Event, EventType};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::lifecycle::{run_service, ServiceTask};
+use super::{summary, Instance, OrchestrateError, Orchestrator};
+use crate::spec::{insert_test_node, transform_observe};
+
+/// The synchronous part of creating an environment, then the runner in the background.
+pub(super) fn start(
+    orch: &Orchestrator,
+    mut env: Environment,
+) -> Result<Arc<Instance>, OrchestrateError> {
+    let no_ingress = insert_test_node(&mut env);
+    if env.observe {
+        transform_observe(&mut env);
+    }
+    for (name, service) in &env.services {
+        if !orch.registry.contains(&service.service_type) {
+            if service.injected && service.service_type == "proxy" {
+                return Err(OrchestrateError::ObserveUnavailable);
+            }
+            return Err(OrchestrateError::UnknownType {
+                service: name.clone(),
+                service_type: service.service_type.clone(),
+            });
+        }
+    }
+
+    let id = new_instance_id();
+    let env_dir = orch.temp_base.join(&id);
+    create_env_dirs(&env_dir, &env)?;
+
+    let (done_tx, done_rx) = watch::channel(false);
+    let instance = Arc::new(Instance::new(
+        id,
+        Arc::new(env),
+        env_dir,
+        orch.ports.clone(),
+        done_rx,
+    ));
+    let deps = RunDeps {
+        registry: orch.registry.clone(),
+        ports: orch.ports.clone(),
+        settings: orch.settings.clone(),
+        no_ingress: Arc::new(no_ingress),
+    };
+    tokio::spawn(run(instance.clone(), deps, done_tx));
+    Ok(instance)
+}
+
+struct RunDeps {
+    registry: Arc<crate::services::Registry>,
+    ports: Arc<crate::ports::PortAllocator>,
+    settings: super::Settings,
+    no_ingress: Arc<Vec<String>>,
+}
+
+/// Runs every service concurrently; the first failure stops the rest. Then publishes
+/// `environment.failing` (unless this was a teardown) and always `environment.down`.
+async fn run(instance: Arc<Instance>, deps: RunDeps, done: watch::Sender<bool>) {
+    let mut tasks = JoinSet::new();
+    for (name, spec) in &instance.spec().services {
+        let Ok(service_type) = deps.registry.get(&spec.service_type) else {
+            // Checked in `start`; the registry cannot shrink.
+            continue;
+        };
+        let task = ServiceTask {
+            instance: instance.clone(),
+            name: name.clone(),
+            spec: Arc::new(spec.clone()),
+            service_type,
+            ports: deps.ports.clone(),
+            settings: deps.settings.clone(),
+            no_ingress: deps.no_ingress.clone(),
+        };
+        let name = name.clone();
+        tasks.spawn(async move { (name, run_service(task).await) });
+    }
+
+    let mut first_failure: Option<(String, String)> = None;
+    while let Some(joined) = tasks.join_next().await {
+        let failure = match joined {
+            Ok((_, Ok(()))) => continue,
+            Ok((name, Err(err))) => (name, err),
+            Err(join_error) => (
+                String::new(),
+                format!("service task ended abnormally: {join_error}"),
+            ),
+        };
+        if first_failure.is_none() {
+            first_failure = Some(failure);
+            instance.services_token().cancel();
+        }
+    }
+
+    if !instance.teardown_token().is_cancelled() {
+        // A failure the client reported cancelled the services, so it came first.
+        if let Some((service, err)) = instance.client_failure().or(first_failure) {
+            let mut event = Event::new(EventType::EnvironmentFailing);
+            event.error = if service.is_empty() {
+                err
+            } else {
+                format!("service {service:?}: {err}")
+            };
+            event.service = service;
+            instance.emit(event);
+        }
+    }
+    let message = summary::down_summary(instance.log());
+    instance.emit(Event::new(EventType::EnvironmentDown).with_message(message));
+    let _ = done.send(true);
+}
+
+fn create_env_dirs(env_dir: &Path, env: &Environment) -> Result<(), OrchestrateError> {
+    let create = |path: &Path| {
+        std::fs::create_dir_all(path).map_err(|source| OrchestrateError::EnvDir {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    create(env_dir)?;
+    for (name, service) in &env.services {
+        if !service.injected {
+            if let Err(e) = create(&env_dir.join(name)) {
+                let _ = std::fs::remove_dir_all(env_dir);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `<unix millis in lowercase hex>-<8 random lowercase hex digits>`, as upstream.
+fn new_instance_id() -> String {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(millis);
+    format!("{millis:x}-{:08x}", hasher.finish() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_instance_id;
+
+    #[test]
+    fn instance_ids_have_upstream_shape_and_differ() {
+        let a = new_instance_id();
+        let b = new_instance_id();
+        let (millis, random) = a.split_once('-').unwrap();
+        assert!(millis
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_eq!(random.len(), 8);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,236 @@
+//! The failure summary carried by `environment.down`: what failed, the failed services' last
+//! output, and the few events that led up to it.
+//!
+//! ```text
+//! environment failed:
+//!   service "broken": exit status 1
+//!
+//!   broken output:
+//!   | starting
+//!   | intentional failure
+//!
+//!    0.00s  ingress.published      broken
+//!    0.01s  service.starting       broken
+//!    0.05s  service.failed         broken       exit status 1
+//!    0.06s  environment.failing
+//! ```
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use rig_types::{Event, EventType};
+
+use crate::events::EventLog;
+
+/// Output lines of each failed service included in the summary.
+const LOG_TAIL_LINES: usize = 5;
+/// Events shown before the first `environment.failing`.
+const CONTEXT_EVENTS: usize = 5;
+
+/// The `environment.down` message: empty unless the environment failed.
+pub fn down_summary(log: &EventLog) -> String {
+    let events = log.lifecycle_events();
+    let failing: Vec<&Arc<Event>> = events
+        .iter()
+        .filter(|e| e.event_type == EventType::EnvironmentFailing)
+        .collect();
+    if failing.is_empty() {
+        return String::new();
+    }
+
+    let mut out = String::from("environment failed:");
+    for e in &failing {
+        let _ = write!(out, "\n  {}", e.error);
+    }
+
+    let mut seen: Vec<&str> = Vec::new();
+    for e in &failing {
+        if e.service.is_empty() || seen.contains(&e.service.as_str()) {
+            continue;
+        }
+        seen.push(&e.service);
+        let tail = log.service_log_tail(&e.service, LOG_TAIL_LINES);
+        if !tail.is_empty() {
+            let _ = write!(out, "\n\n  {} output:\n{tail}", e.service);
+        }
+    }
+
+    let timeline: Vec<&Arc<Event>> = events.iter().filter(|e| in_timeline(e)).collect();
+    if let Some(trigger) = timeline
+        .iter()
+        .position(|e| e.event_type == EventType::EnvironmentFailing)
+    {
+        let start = events.first().map(|e| e.timestamp).unwrap_or_default();
+        let from = trigger.saturating_sub(CONTEXT_EVENTS);
+        out.push('\n');
+        for e in &timeline[from..=trigger] {
+            out.push('\n');
+            timeline_line(&mut out, e, elapsed_secs(&start, e));
+        }
+    }
+    out
+}
+
+fn in_timeline(e: &Event) -> bool {
+    !matches!(
+        e.event_type,
+        EventType::ServiceLog
+            | EventType::HealthCheckFailed
+            | EventType::CallbackRequest
+            | EventType::CallbackResponse
+            | EventType::RequestCompleted
+            | EventType::ConnectionOpened
+            | EventType::ConnectionClosed
+            | EventType::GrpcCallCompleted
+            | EventType::ServiceStopping
+            | EventType::ServiceStopped
+    )
+}
+
+fn elapsed_secs(start: &rig_types::Timestamp, e: &Event) -> f64 {
+    e.timestamp.duration_since(start).as_nanos() as f64 / 1e9
+}
+
+/// One timeline line, as upstream's `formatTimelineEvent`.
+fn timeline_line(out: &mut String, e: &Event, elapsed: f64) {
+    let kind = e.event_type.as_str();
+    if e.event_type == EventType::ProgressStall && !e.message.is_empty() {
+        let mut lines = e.message.lines();
+        let _ = write!(
+            out,
+            "  {elapsed:5.2}s  {kind:<22} {}",
+            lines.next().unwrap_or("")
+        );
+        for line in lines {
+            let _ = write!(out, "\n          {line}");
+        }
+        return;
+    }
+    let subject = if e.service.is_empty() {
+        &e.artifact
+    } else {
+        &e.service
+    };
+    let detail = &e.error;
+    let failing = e.event_type == EventType::EnvironmentFailing;
+    if !subject.is_empty() && !detail.is_empty() && !failing {
+        let _ = write!(out, "  {elapsed:5.2}s  {kind:<22} {subject:<12} {detail}");
+    } else if !subject.is_empty() {
+        let _ = write!(out, "  {elapsed:5.2}s  {kind:<22} {subject}");
+    } else if !detail.is_empty() && !failing {
+        let _ = write!(out, "  {elapsed:5.2}s  {kind:<22} {detail}");
+    } else {
+        let _ = write!(out, "  {elapsed:5.2}s  {kind}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rig_types::{LogStream, Timestamp};
+
+    fn at(mut e: Event, millis: i128) -> Event {
+        e.timestamp = Timestamp::from_unix_nanos(1_700_000_000_000_000_000 + millis * 1_000_000);
+        e
+    }
+
+    #[test]
+    fn clean_shutdown_has_no_summary() {
+        let log = EventLog::new();
+        log.publish(Event::for_service(EventType::ServiceReady, "api"));
+        log.publish(Event::new(EventType::EnvironmentDestroying));
+        assert_eq!(down_summary(&log), "");
+    }
+
+    #[test]
+    fn crash_summary_has_errors_output_and_timeline() {
+        let log = EventLog::new();
+        log.publish(at(
+            Event::for_service(EventType::IngressPublished, "api"),
+            0,
+        ));
+        log.publish(at(
+            Event::for_service(EventType::ServiceStarting, "broken"),
+            10,
+        ));
+        log.publish(at(
+            Event::log("broken", LogStream::Stdout, "starting\n"),
+            20,
+        ));
+        log.publish(at(
+            Event::log("broken", LogStream::Stderr, "intentional failure\n"),
+            30,
+        ));
+        log.publish(at(
+            Event::for_service(EventType::HealthCheckFailed, "broken").with_error("refused"),
+            35,
+        ));
+        log.publish(at(
+            Event::for_service(EventType::ServiceFailed, "broken").with_error("exit status 1"),
+            40,
+        ));
+        log.publish(at(
+            Event::for_service(EventType::ServiceStopped, "broken"),
+            41,
+        ));
+        log.publish(at(
+            Event::for_service(EventType::ServiceStopping, "api"),
+            42,
+        ));
+        log.publish(at(Event::for_service(EventType::ServiceStopped, "api"), 43));
+        let mut failing = Event::for_service(EventType::EnvironmentFailing, "broken");
+        failing.error = "service \"broken\": exit status 1".into();
+        log.publish(at(failing, 1500));
+
+        let summary = down_summary(&log);
+        let expected = [
+            "environment failed:",
+            "  service \"broken\": exit status 1",
+            "",
+            "  broken output:",
+            "  | starting",
+            "  | intentional failure",
+            "",
+            "   0.00s  ingress.published      api",
+            "   0.01s  service.starting       broken",
+            "   0.04s  service.failed         broken       exit status 1",
+            "   1.50s  environment.failing    broken",
+        ]
+        .join("\n");
+        assert_eq!(summary, expected);
+        assert!(!summary.contains("service.stopping") && !summary.contains("service.stopped"));
+    }
+
+    #[test]
+    fn timeline_keeps_five_events_before_the_trigger_and_formats_stalls() {
+        let log = EventLog::new();
+        for i in 0..8 {
+            log.publish(at(
+                Event::for_service(EventType::ServiceStarting, format!("s{i}")),
+                i,
+            ));
+        }
+        let mut stall = Event::new(EventType::ProgressStall);
+        stall.message = "no progress for 30s:\n  a: pending — waiting on b".into();
+        log.publish(at(stall, 100));
+        let mut failing = Event::new(EventType::EnvironmentFailing);
+        failing.error = "artifact build failed".into();
+        log.publish(at(failing, 200));
+
+        let summary = down_summary(&log);
+        let timeline: Vec<&str> = summary.split("\n\n").nth(1).unwrap().lines().collect();
+        assert_eq!(
+            timeline,
+            [
+                "   0.00s  service.starting       s4",
+                "   0.01s  service.starting       s5",
+                "   0.01s  service.starting       s6",
+                "   0.01s  service.starting       s7",
+                "   0.10s  progress.stall         no progress for 30s:",
+                "            a: pending — waiting on b",
+                "   0.20s  environment.failing",
+            ]
+        );
+        assert!(summary.starts_with("environment failed:\n  artifact build failed\n\n"));
+    }
+}

@@ -1,0 +1,475 @@
+//! In-process tests of the orchestrator with real child processes (`sh`, `python3`).
+//! The black-box tests of the `rigd` binary live in `tests/`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rig_types::{Environment, Event, EventType};
+use serde_json::json;
+
+use super::{Instance, Orchestrator, Settings, TeardownOptions};
+use crate::ports::PortAllocator;
+use crate::services::Registry;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn orchestrator(dir: &std::path::Path) -> Orchestrator {
+    Orchestrator::new(
+        Arc::new(PortAllocator::new()),
+        Arc::new(Registry::builtin()),
+        dir.to_path_buf(),
+        Settings {
+            stop_grace: Duration::from_secs(2),
+            ..Settings::default()
+        },
+    )
+}
+
+fn spec(value: serde_json::Value) -> Environment {
+    let mut env: Environment = serde_json::from_value(value).unwrap();
+    env.host_env = BTreeMap::from([(
+        "PATH".to_string(),
+        std::env::var("PATH").unwrap_or_default(),
+    )]);
+    let errors = crate::spec::validate_environment(&mut env);
+    assert!(errors.is_empty(), "{errors:?}");
+    env
+}
+
+/// A process that serves HTTP on its default ingress.
+fn http_service() -> serde_json::Value {
+    json!({
+        "type": "process",
+        "config": {"command": "python3"},
+        "args": ["-m", "http.server", "--bind", "127.0.0.1", "${PORT}"],
+        "ingresses": {"default": {"protocol": "http"}}
+    })
+}
+
+fn sh(script: &str) -> serde_json::Value {
+    json!({"type": "process", "config": {"command": "sh"}, "args": ["-c", script]})
+}
+
+async fn wait_for(instance: &Instance, t: EventType) -> Arc<Event> {
+    let wanted = t.clone();
+    tokio::time::timeout(
+        WAIT,
+        instance.log().wait_for(move |e| e.event_type == wanted),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no {t} within {WAIT:?}: {:#?}", types(instance)))
+}
+
+fn types(instance: &Instance) -> Vec<String> {
+    instance
+        .log()
+        .events()
+        .iter()
+        .map(|e| format!("{} {} {} {:?}", e.event_type, e.service, e.error, e.log))
+        .collect()
+}
+
+fn service_types(instance: &Instance, service: &str) -> Vec<EventType> {
+    instance
+        .log()
+        .lifecycle_events()
+        .iter()
+        .filter(|e| e.service == service)
+        .map(|e| e.event_type.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn single_service_comes_up_and_tears_down_in_order() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    let inst = orch
+        .create(spec(
+            json!({"name": "one", "services": {"api": http_service()}}),
+        ))
+        .unwrap();
+    let up = wait_for(&inst, EventType::EnvironmentUp).await;
+    let endpoint = &up.ingresses["api"]["default"];
+    assert!(endpoint.hostport.starts_with("127.0.0.1:"));
+    assert_eq!(up.env_dir, inst.env_dir().to_string_lossy());
+    assert!(inst.env_dir().join("api").is_dir());
+
+    use EventType::*;
+    let api: Vec<_> = service_types(&inst, "api")
+        .into_iter()
+        .filter(|t| *t != HealthCheckFailed)
+        .collect();
+    assert_eq!(
+        api,
+        [
+            IngressPublished,
+            ServiceStarting,
+            ServiceHealthy,
+            ServiceReady
+        ]
+    );
+    assert_eq!(
+        service_types(&inst, "~test"),
+        [
+            WiringResolved,
+            ServiceStarting,
+            ServiceHealthy,
+            ServiceReady
+        ]
+    );
+
+    inst.teardown(TeardownOptions::default()).await;
+    let events = inst.log().lifecycle_events();
+    let after_up: Vec<_> = events
+        .iter()
+        .skip_while(|e| e.event_type != EnvironmentUp)
+        .skip(1)
+        .map(|e| (e.event_type.clone(), e.service.clone()))
+        .collect();
+    assert_eq!(after_up.first().unwrap().0, EnvironmentDestroying);
+    assert_eq!(after_up.last().unwrap(), &(EnvironmentDown, String::new()));
+    for svc in ["api", "~test"] {
+        let tail: Vec<_> = service_types(&inst, svc)
+            .into_iter()
+            .rev()
+            .take(2)
+            .collect();
+        assert_eq!(tail, [ServiceStopped, ServiceStopping], "{svc}");
+    }
+    assert!(events.last().unwrap().message.is_empty());
+    assert!(!inst.env_dir().exists(), "env dir removed at teardown");
+    assert_eq!(orch.ports().allocated(), 0, "ports released");
+    // Every event carries the environment name.
+    assert!(events.iter().all(|e| e.environment == "one"));
+}
+
+#[tokio::test]
+async fn dependency_chain_starts_in_order() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    let mut app = http_service();
+    app["egresses"] = json!({"database": {"service": "db"}});
+    let mut db = http_service();
+    db["egresses"] = json!({"cache": {"service": "cache"}});
+    let inst = orch
+        .create(spec(json!({"name": "chain", "services": {
+            "app": app, "db": db, "cache": http_service()
+        }})))
+        .unwrap();
+    wait_for(&inst, EventType::EnvironmentUp).await;
+    let events = inst.log().lifecycle_events();
+    let pos = |t: EventType, s: &str| {
+        events
+            .iter()
+            .position(|e| e.event_type == t && e.service == s)
+            .unwrap_or_else(|| panic!("no {t} for {s}"))
+    };
+    assert!(pos(EventType::ServiceReady, "cache") < pos(EventType::WiringResolved, "db"));
+    assert!(pos(EventType::ServiceReady, "db") < pos(EventType::WiringResolved, "app"));
+    assert!(pos(EventType::WiringResolved, "app") < pos(EventType::IngressPublished, "app"));
+    assert!(pos(EventType::IngressPublished, "app") < pos(EventType::ServiceStarting, "app"));
+    assert!(pos(EventType::ServiceReady, "app") < pos(EventType::EnvironmentUp, ""));
+    inst.teardown(TeardownOptions::default()).await;
+}
+
+#[tokio::test]
+async fn a_crash_fails_the_environment_and_stops_the_others() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    let mut broken = sh("echo starting; echo intentional failure >&2; exit 1");
+    broken["ingresses"] = json!({"default": {"protocol": "http"}});
+    let inst = orch
+        .create(spec(json!({"name": "crash", "services": {
+            "api": http_service(), "broken": broken
+        }})))
+        .unwrap();
+    let down = wait_for(&inst, EventType::EnvironmentDown).await;
+    let events = inst.log().lifecycle_events();
+    assert!(!events
+        .iter()
+        .any(|e| e.event_type == EventType::EnvironmentUp));
+    let failed = events
+        .iter()
+        .find(|e| e.event_type == EventType::ServiceFailed)
+        .unwrap();
+    assert_eq!(
+        (failed.service.as_str(), failed.error.as_str()),
+        ("broken", "exit status 1")
+    );
+    let failing = events
+        .iter()
+        .find(|e| e.event_type == EventType::EnvironmentFailing)
+        .unwrap();
+    assert_eq!(failing.service, "broken");
+    assert_eq!(failing.error, "service \"broken\": exit status 1");
+    // environment.failing comes after every service stopped.
+    let failing_pos = events
+        .iter()
+        .position(|e| e.event_type == EventType::EnvironmentFailing);
+    for svc in ["api", "broken", "~test"] {
+        let stopped = events
+            .iter()
+            .position(|e| e.event_type == EventType::ServiceStopped && e.service == svc);
+        assert!(
+            stopped < failing_pos,
+            "{svc} stopped before environment.failing"
+        );
+    }
+    assert!(down.message.contains("broken output:"), "{}", down.message);
+    assert!(
+        down.message.contains("intentional failure"),
+        "{}",
+        down.message
+    );
+    assert!(!down.message.contains("service.stopping"));
+    // Our change: the directory survives a crash until the environment is deleted.
+    assert!(inst.env_dir().exists());
+    inst.teardown(TeardownOptions::default()).await;
+    assert!(!inst.env_dir().exists());
+    let after: Vec<_> = inst.log().lifecycle_events()[events.len()..].to_vec();
+    assert!(after.is_empty(), "no events after down: {after:?}");
+}
+
+#[tokio::test]
+async fn exit_status_zero_is_a_failure_too() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    let mut quick = sh("exit 0");
+    quick["ingresses"] = json!({"default": {"protocol": "tcp", "ready": {"timeout": "5s"}}});
+    let inst = orch
+        .create(spec(json!({"name": "zero", "services": {"quick": quick}})))
+        .unwrap();
+    let down = wait_for(&inst, EventType::EnvironmentDown).await;
+    assert!(down.message.contains("exit status 0"), "{}", down.message);
+    inst.teardown(TeardownOptions::default()).await;
+}
+
+#[tokio::test]
+async fn readiness_timeout_reports_the_last_error() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    let mut sleeper = sh("exec sleep 3600");
+    sleeper["ingresses"] = json!({"default": {"protocol": "http", "ready": {"timeout": "200ms"}}});
+    let inst = orch
+        .create(spec(
+            json!({"name": "slow", "services": {"sleeper": sleeper}}),
+        ))
+        .unwrap();
+    wait_for(&inst, EventType::EnvironmentDown).await;
+    let events = inst.log().lifecycle_events();
+    assert!(events
+        .iter()
+        .any(|e| e.event_type == EventType::HealthCheckFailed && e.service == "sleeper"));
+    let failed = events
+        .iter()
+        .find(|e| e.event_type == EventType::ServiceFailed)
+        .unwrap();
+    assert!(
+        failed
+            .error
+            .starts_with("ingress \"default\": readiness check failed after 200ms (last error: "),
+        "{}",
+        failed.error
+    );
+    inst.teardown(TeardownOptions::default()).await;
+}
+
+#[tokio::test]
+async fn hooks_and_client_start_are_callbacks_answered_by_the_client() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    let mut api = http_service();
+    api["hooks"] = json!({
+        "prestart": [{"type": "client_func", "client_func": {"name": "seed"}}],
+        "init": [{"type": "client_func", "client_func": {"name": "migrate"}}]
+    });
+    let inst = orch
+        .create(spec(json!({"name": "hooks", "services": {
+            "api": api,
+            "worker": {"type": "client", "config": {"start_handler": "run_worker"}}
+        }})))
+        .unwrap();
+    // Play the client: answer every callback request as it appears.
+    let log = inst.log().clone();
+    let client = {
+        let inst = inst.clone();
+        tokio::spawn(async move {
+            let mut answered = 0;
+            let mut sub = log.subscribe(0, None, tokio_util::sync::CancellationToken::new());
+            while let Some(e) = sub.next().await {
+                if let Some(cb) = &e.callback {
+                    let wiring = cb.wiring.as_ref().unwrap();
+                    assert!(!wiring.env_dir.is_empty());
+                    let mut resp = Event::for_service(EventType::CallbackResponse, &e.service);
+                    resp.result = Some(rig_types::CallbackResponse {
+                        request_id: cb.request_id.clone(),
+                        ..rig_types::CallbackResponse::default()
+                    });
+                    inst.emit(resp);
+                    answered += 1;
+                }
+                if e.event_type == EventType::EnvironmentUp {
+                    return answered;
+                }
+            }
+            answered
+        })
+    };
+    wait_for(&inst, EventType::EnvironmentUp).await;
+    assert_eq!(client.await.unwrap(), 3);
+    use EventType::*;
+    let api: Vec<_> = service_types(&inst, "api")
+        .into_iter()
+        .filter(|t| *t != HealthCheckFailed)
+        .collect();
+    assert_eq!(
+        api,
+        [
+            IngressPublished,
+            ServicePrestart,
+            CallbackRequest,
+            CallbackResponse,
+            ServiceStarting,
+            ServiceHealthy,
+            ServiceInit,
+            CallbackRequest,
+            CallbackResponse,
+            ServiceReady
+        ]
+    );
+    inst.teardown(TeardownOptions::default()).await;
+}
+
+#[tokio::test]
+async fn a_hook_error_fails_the_service_with_the_client_message() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    let mut api = http_service();
+    api["hooks"] = json!({"init": [{"type": "client_func", "client_func": {"name": "seed"}}]});
+    let inst = orch
+        .create(spec(json!({"name": "hookerr", "services": {"api": api}})))
+        .unwrap();
+    let req = wait_for(&inst, EventType::CallbackRequest).await;
+    let mut resp = Event::for_service(EventType::CallbackResponse, "api");
+    resp.result = Some(rig_types::CallbackResponse {
+        request_id: req.callback.as_ref().unwrap().request_id.clone(),
+        error: "table exists".into(),
+        data: None,
+    });
+    inst.emit(resp);
+    let down = wait_for(&inst, EventType::EnvironmentDown).await;
+    assert!(
+        down.message
+            .contains("service \"api\": callback \"seed\": error: table exists"),
+        "{}",
+        down.message
+    );
+    inst.teardown(TeardownOptions::default()).await;
+}
+
+#[tokio::test]
+async fn server_side_hooks_are_rejected_in_prestart() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    let mut api = http_service();
+    api["hooks"] = json!({"prestart": [{"type": "sql", "config": {}}]});
+    let inst = orch
+        .create(spec(json!({"name": "sqlpre", "services": {"api": api}})))
+        .unwrap();
+    let down = wait_for(&inst, EventType::EnvironmentDown).await;
+    assert!(down.message.contains(
+        "server-side hook type \"sql\" is not supported in prestart phase (only client_func hooks allowed)"
+    ), "{}", down.message);
+    inst.teardown(TeardownOptions::default()).await;
+}
+
+#[tokio::test]
+async fn a_client_service_error_fails_the_environment() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    let inst = orch
+        .create(spec(
+            json!({"name": "clienterr", "services": {"api": http_service()}}),
+        ))
+        .unwrap();
+    wait_for(&inst, EventType::EnvironmentUp).await;
+    inst.fail_service("api", "worker panicked");
+    let down = wait_for(&inst, EventType::EnvironmentDown).await;
+    assert!(
+        down.message.contains("service \"api\": worker panicked"),
+        "{}",
+        down.message
+    );
+    inst.teardown(TeardownOptions::default()).await;
+}
+
+#[tokio::test]
+async fn a_process_ignoring_sigint_is_killed_after_the_grace_period() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    // Args are expanded like Go's os.Expand (`$$` would vanish), so the script is a file.
+    let script = dir.path().join("stubborn.sh");
+    std::fs::write(
+        &script,
+        "trap '' INT\necho $$\nwhile :; do sleep 0.05; done\n",
+    )
+    .unwrap();
+    let service = json!({"type": "process", "config": {"command": "sh"}, "args": [script]});
+    let inst = orch
+        .create(spec(
+            json!({"name": "stubborn", "services": {"s": service}}),
+        ))
+        .unwrap();
+    // The shell's first output is its pid.
+    let mut sub = inst
+        .log()
+        .subscribe(0, None, tokio_util::sync::CancellationToken::new());
+    let pid: i32 = loop {
+        let e = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Some(log) = e.log.as_ref().filter(|_| e.service == "s") {
+            break log
+                .data
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("not a pid: {:?}", log.data));
+        }
+    };
+    wait_for(&inst, EventType::EnvironmentUp).await;
+    inst.teardown(TeardownOptions::default()).await;
+    // SAFETY: signal 0 only checks whether the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    assert!(!alive, "process {pid} survived teardown");
+}
+
+#[tokio::test]
+async fn unknown_types_and_observe_mode_are_refused_up_front() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    let mut env = spec(json!({"name": "x", "services": {"a": {"type": "script"}}}));
+    let err = orch.create(env.clone()).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "service \"a\": unknown service type: \"script\""
+    );
+    env.services
+        .insert("a".into(), serde_json::from_value(http_service()).unwrap());
+    env.observe = true;
+    let err = orch.create(env).err().unwrap();
+    assert!(
+        err.to_string().contains("observe mode is not available"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no env dir left behind"
+    );
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}

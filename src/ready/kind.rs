@@ -1,0 +1,154 @@
+//! Which probe checks an ingress.
+
+use std::fmt;
+
+use rig_types::{Protocol, ReadySpec};
+
+/// The kind of readiness probe run against an ingress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// A TCP connect with a 200 ms timeout.
+    Tcp,
+    /// An HTTP/1.1 `GET` of `path` (always starting with `/`); any status below 500 is ready.
+    Http {
+        /// The request path, with any query string.
+        path: String,
+    },
+    /// A plaintext gRPC `grpc.health.v1.Health/Check` for the whole server (empty service
+    /// name).
+    Grpc,
+}
+
+impl ProbeKind {
+    /// Chooses the probe for an ingress (upstream rule): `ready.type` when set (`tcp`, `http`
+    /// or `grpc`; any other value means TCP), otherwise the ingress protocol (`http` → HTTP,
+    /// `grpc` → gRPC, `tcp`, `kafka` and unknown protocols → TCP).
+    ///
+    /// The HTTP path is `ready.path`, defaulting to `/`; a path without a leading `/` gets one,
+    /// so `health` probes `/health` rather than producing an invalid URL on every attempt.
+    pub fn for_ingress(protocol: &Protocol, ready: Option<&ReadySpec>) -> ProbeKind {
+        let probe_type = ready.map_or("", |r| r.probe_type.as_str());
+        let name = if probe_type.is_empty() {
+            protocol.as_str()
+        } else {
+            probe_type
+        };
+        match name {
+            "http" => ProbeKind::Http {
+                path: normalise_path(ready.map_or("", |r| r.path.as_str())),
+            },
+            "grpc" => ProbeKind::Grpc,
+            _ => ProbeKind::Tcp,
+        }
+    }
+
+    /// The probe's name: `tcp`, `http` or `grpc`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProbeKind::Tcp => "tcp",
+            ProbeKind::Http { .. } => "http",
+            ProbeKind::Grpc => "grpc",
+        }
+    }
+}
+
+impl fmt::Display for ProbeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeKind::Http { path } => write!(f, "http {path}"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+fn normalise_path(path: &str) -> String {
+    if path.is_empty() {
+        "/".to_string()
+    } else if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(probe_type: &str, path: &str) -> ReadySpec {
+        ReadySpec {
+            probe_type: probe_type.into(),
+            path: path.into(),
+            ..ReadySpec::default()
+        }
+    }
+
+    fn http(path: &str) -> ProbeKind {
+        ProbeKind::Http { path: path.into() }
+    }
+
+    /// Upstream `TestForEndpoint_InfersFromProtocol`.
+    #[test]
+    fn infers_from_protocol() {
+        let table = [
+            (Protocol::Tcp, ProbeKind::Tcp),
+            (Protocol::Http, http("/")),
+            (Protocol::Grpc, ProbeKind::Grpc),
+            (Protocol::Kafka, ProbeKind::Tcp),
+            (Protocol::Unknown("websocket".into()), ProbeKind::Tcp),
+            (Protocol::Unknown(String::new()), ProbeKind::Tcp),
+        ];
+        for (protocol, want) in table {
+            assert_eq!(ProbeKind::for_ingress(&protocol, None), want, "{protocol}");
+            // A ready spec without a type still follows the protocol.
+            let spec = ReadySpec::default();
+            assert_eq!(
+                ProbeKind::for_ingress(&protocol, Some(&spec)),
+                want,
+                "{protocol}"
+            );
+        }
+    }
+
+    /// Upstream `TestForEndpoint_ReadySpecOverride` and the rest of the override table.
+    #[test]
+    fn ready_type_overrides_protocol() {
+        let table = [
+            (Protocol::Http, "tcp", ProbeKind::Tcp),
+            (Protocol::Tcp, "http", http("/")),
+            (Protocol::Kafka, "grpc", ProbeKind::Grpc),
+            (Protocol::Grpc, "http", http("/")),
+            (Protocol::Http, "websocket", ProbeKind::Tcp),
+            (Protocol::Grpc, "HTTP", ProbeKind::Tcp),
+        ];
+        for (protocol, probe_type, want) in table {
+            let spec = ready(probe_type, "");
+            assert_eq!(
+                ProbeKind::for_ingress(&protocol, Some(&spec)),
+                want,
+                "{protocol} with ready.type {probe_type}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_path_comes_from_ready_spec() {
+        let spec = ready("", "/healthz?full=1");
+        assert_eq!(
+            ProbeKind::for_ingress(&Protocol::Http, Some(&spec)),
+            http("/healthz?full=1")
+        );
+        let spec = ready("http", "health");
+        assert_eq!(
+            ProbeKind::for_ingress(&Protocol::Tcp, Some(&spec)),
+            http("/health")
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(ProbeKind::Tcp.to_string(), "tcp");
+        assert_eq!(ProbeKind::Grpc.name(), "grpc");
+        assert_eq!(http("/h").to_string(), "http /h");
+    }
+}

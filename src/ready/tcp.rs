@@ -1,0 +1,69 @@
+//! The TCP probe: the endpoint is ready when a connection can be made.
+
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use super::error::ProbeError;
+
+/// How long one TCP probe may take, name resolution included.
+pub(super) const DIAL_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Connects to `hostport` within [`DIAL_TIMEOUT`] and closes the connection again.
+pub(super) async fn probe(hostport: &str) -> Result<(), ProbeError> {
+    match tokio::time::timeout(DIAL_TIMEOUT, connect(hostport)).await {
+        Ok(result) => result.map(drop),
+        Err(_) => Err(ProbeError::TimedOut {
+            action: format!("dial tcp {hostport}"),
+            after: DIAL_TIMEOUT,
+        }),
+    }
+}
+
+/// Opens a TCP connection to `hostport` (no timeout of its own; callers bound it).
+///
+/// Names are resolved by the system resolver; every resolved address is tried in turn.
+pub(super) async fn connect(hostport: &str) -> Result<TcpStream, ProbeError> {
+    let stream = TcpStream::connect(hostport)
+        .await
+        .map_err(|source| ProbeError::Dial {
+            addr: hostport.to_owned(),
+            source,
+        })?;
+    // Probe requests are tiny; don't let Nagle hold them back. Failing to set the option only
+    // costs latency, so the error is ignored.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// Upstream `TestTCPCheck_Success`.
+    #[tokio::test]
+    async fn listening_socket_is_ready() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        probe(&addr).await.unwrap();
+        // The probe really connected.
+        let (_conn, peer) = listener.accept().await.unwrap();
+        assert!(peer.ip().is_loopback());
+    }
+
+    /// Upstream `TestTCPCheck_Failure`.
+    #[tokio::test]
+    async fn closed_port_is_refused() {
+        let err = probe("127.0.0.1:1").await.unwrap_err();
+        assert!(matches!(err, ProbeError::Dial { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "dial tcp 127.0.0.1:1: connection refused");
+    }
+
+    #[tokio::test]
+    async fn address_without_port_is_an_error() {
+        let err = probe("127.0.0.1").await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("dial tcp 127.0.0.1: "), "{text}");
+    }
+}

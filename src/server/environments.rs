@@ -1,0 +1,203 @@
+//! Handlers of the environment resource: create, list, inspect, keep alive, delete.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::resolved::resolve_environment;
+use super::response::{json, ApiError};
+use super::state::{AppState, CreateError};
+use crate::spec::{decode_environment, validate_environment};
+
+/// `POST /environments`: decode, validate and create an environment; it starts in the
+/// background and the client follows it on the event stream.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| ApiError::bad_request(format!("read body: {}", e.body_text())))?;
+    let mut env =
+        decode_environment(&body).map_err(|e| ApiError::bad_request(format!("decode: {e}")))?;
+    let errors = validate_environment(&mut env);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let instance = state.create(env).map_err(|e| match e {
+        CreateError::ShuttingDown => ApiError::shutting_down(),
+        e @ CreateError::Orchestrate(_) => ApiError::internal(e.to_string()),
+    })?;
+    #[derive(Serialize)]
+    struct Created<'a> {
+        id: &'a str,
+    }
+    Ok(json(StatusCode::CREATED, &Created { id: instance.id() }))
+}
+
+/// One entry of `GET /environments`.
+#[derive(Debug, Serialize)]
+pub(crate) struct EnvironmentSummary {
+    /// Instance id.
+    pub(crate) id: String,
+    /// Environment name.
+    pub(crate) name: String,
+    /// The spec's `ttl`, omitted when the default applies.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) ttl: String,
+    /// Time left before the TTL expires, whole seconds, as a Go duration.
+    pub(crate) remaining_ttl: String,
+    /// Sorted names of the non-injected services.
+    pub(crate) services: Vec<String>,
+}
+
+/// `GET /environments`: every registered environment, sorted by name (then id).
+pub(crate) async fn list(State(state): State<AppState>) -> Response {
+    let mut out: Vec<EnvironmentSummary> = state
+        .entries()
+        .iter()
+        .map(|entry| {
+            let instance = entry.instance();
+            EnvironmentSummary {
+                id: instance.id().to_string(),
+                name: instance.name().to_string(),
+                ttl: entry.ttl().spec_text().to_string(),
+                remaining_ttl: entry.ttl().remaining_text(),
+                // BTreeMap keys: already sorted.
+                services: instance
+                    .spec()
+                    .services
+                    .iter()
+                    .filter(|(_, s)| !s.injected)
+                    .map(|(name, _)| name.clone())
+                    .collect(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    json(StatusCode::OK, &out)
+}
+
+/// `GET /environments/{id}`: the resolved view (statuses, ingresses, egresses).
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let entry = state.get(&id).ok_or_else(ApiError::environment_not_found)?;
+    let instance = entry.instance();
+    let view = resolve_environment(
+        instance.id(),
+        instance.spec(),
+        &instance.log().lifecycle_events(),
+    )
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(json(StatusCode::OK, &view))
+}
+
+/// `POST /environments/{id}/keepalive`: pushes the TTL deadline out by one TTL from now.
+pub(crate) async fn keepalive(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if state.keepalive(&id) {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::environment_not_found())
+    }
+}
+
+/// Query parameters of `DELETE /environments/{id}`. Exact string comparison, as upstream:
+/// anything but `true` is false.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct DeleteParams {
+    /// `preserve=true`: keep the environment directory.
+    pub(crate) preserve: bool,
+    /// `reason=...`: why the environment ends (`test_failed` marks the log outcome).
+    pub(crate) reason: String,
+    /// `log=true`: write the log files.
+    pub(crate) log: bool,
+}
+
+impl DeleteParams {
+    /// Reads the parameters; for a repeated key the first value wins (Go's `Query().Get`).
+    pub(crate) fn from_pairs(pairs: &[(String, String)]) -> DeleteParams {
+        let first = |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        DeleteParams {
+            preserve: first("preserve") == Some("true"),
+            reason: first("reason").unwrap_or("").to_string(),
+            log: first("log") == Some("true"),
+        }
+    }
+}
+
+/// `DELETE /environments/{id}`: removes the environment, tears it down and waits for it.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(pairs) =
+        query.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    let params = DeleteParams::from_pairs(&pairs);
+    // TODO(log files): `log=true` (write the JSONL and pretty logs, add `log_file`,
+    // `log_file_pretty` and `summary` to the response) lands with the log-file issue; the
+    // parameter is accepted and ignored until then.
+    let _write_log = params.log;
+    let instance = state
+        .destroy(&id, params.preserve, params.reason)
+        .await
+        .ok_or_else(ApiError::environment_not_found)?;
+    #[derive(Serialize)]
+    struct Destroyed<'a> {
+        id: &'a str,
+        status: &'a str,
+        env_dir: String,
+    }
+    Ok(json(
+        StatusCode::OK,
+        &Destroyed {
+            id: instance.id(),
+            status: "destroyed",
+            env_dir: instance.env_dir().display().to_string(),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn delete_params_use_exact_comparison() {
+        assert_eq!(DeleteParams::from_pairs(&[]), DeleteParams::default());
+        assert_eq!(
+            DeleteParams::from_pairs(&pairs(&[
+                ("preserve", "true"),
+                ("reason", "test_failed"),
+                ("log", "true")
+            ])),
+            DeleteParams {
+                preserve: true,
+                reason: "test_failed".into(),
+                log: true
+            }
+        );
+        let loose = DeleteParams::from_pairs(&pairs(&[("preserve", "TRUE"), ("log", "1")]));
+        assert!(!loose.preserve && !loose.log);
+        let repeated =
+            DeleteParams::from_pairs(&pairs(&[("preserve", "no"), ("preserve", "true")]));
+        assert!(!repeated.preserve);
+    }
+}

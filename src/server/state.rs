@@ -1,0 +1,319 @@
+//! The server state shared by every request: the orchestrator, the registry of live
+//! environments with their TTLs, the idle timer and the shutdown token.
+//!
+//! Invariants:
+//! - an environment is in the registry from its `201` until a DELETE, its TTL expiry or rigd's
+//!   shutdown removes it; removal always happens **before** teardown starts, under the
+//!   registry lock, so exactly one caller tears an environment down (concurrent DELETEs get
+//!   one 200 and one 404) and every `{id}` route answers 404 from that point on;
+//! - teardown runs in its own task, so a client that disconnects during a DELETE cannot
+//!   interrupt it half way;
+//! - once [`AppState::shutdown`] has closed the registry, nothing can be registered again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rig_types::{Environment, GoDuration};
+use tokio_util::sync::CancellationToken;
+
+use super::idle::IdleTimer;
+use super::ttl::Ttl;
+use crate::orchestrator::{Instance, OrchestrateError, Orchestrator, TeardownOptions};
+
+/// The teardown reason recorded when an environment's TTL expires.
+pub const REASON_TTL_EXPIRED: &str = "ttl_expired";
+
+/// The teardown reason recorded when rigd shuts down with the environment still registered.
+pub const REASON_RIGD_SHUTDOWN: &str = "rigd_shutdown";
+
+/// Server options (from rigd's flags).
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// TTL of environments whose spec has no `ttl`.
+    pub default_ttl: Duration,
+    /// Idle shutdown timeout; zero disables it.
+    pub idle_timeout: Duration,
+    /// Keep every environment directory at teardown (rigd's own `RIG_PRESERVE=true`).
+    pub preserve_all: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            default_ttl: Duration::from_secs(10 * 60),
+            idle_timeout: Duration::from_secs(5 * 60),
+            preserve_all: false,
+        }
+    }
+}
+
+/// Everything the HTTP handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    orchestrator: Orchestrator,
+    options: ServerOptions,
+    registry: Mutex<Registry>,
+    idle: IdleTimer,
+    /// Root of every SSE stream: cancelled when rigd shuts down.
+    streams: CancellationToken,
+}
+
+#[derive(Default)]
+struct Registry {
+    environments: HashMap<String, Arc<Entry>>,
+    closed: bool,
+}
+
+/// A registered environment.
+pub(crate) struct Entry {
+    instance: Arc<Instance>,
+    ttl: Ttl,
+}
+
+impl Entry {
+    /// The environment.
+    pub(crate) fn instance(&self) -> &Arc<Instance> {
+        &self.instance
+    }
+
+    /// Its TTL.
+    pub(crate) fn ttl(&self) -> &Ttl {
+        &self.ttl
+    }
+}
+
+/// Why an environment could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CreateError {
+    /// The orchestrator refused the spec.
+    #[error("orchestrate: {0}")]
+    Orchestrate(#[from] OrchestrateError),
+    /// rigd is shutting down.
+    #[error("rigd is shutting down")]
+    ShuttingDown,
+}
+
+/// What [`AppState::shutdown`] could not finish in time.
+#[derive(Debug, Default)]
+pub struct ShutdownReport {
+    /// Ids of the environments torn down.
+    pub torn_down: Vec<String>,
+    /// Ids of the environments whose teardown did not finish within the grace period.
+    pub timed_out: Vec<String>,
+}
+
+impl AppState {
+    /// The state of a server creating environments with `orchestrator`. The idle countdown
+    /// starts now.
+    pub fn new(orchestrator: Orchestrator, options: ServerOptions) -> AppState {
+        AppState {
+            inner: Arc::new(Inner {
+                orchestrator,
+                idle: IdleTimer::new(options.idle_timeout),
+                options,
+                registry: Mutex::new(Registry::default()),
+                streams: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The orchestrator.
+    pub fn orchestrator(&self) -> &Orchestrator {
+        &self.inner.orchestrator
+    }
+
+    /// The idle timer (the daemon waits on [`IdleTimer::expired`]).
+    pub fn idle(&self) -> &IdleTimer {
+        &self.inner.idle
+    }
+
+    /// The number of registered environments.
+    pub fn environment_count(&self) -> usize {
+        self.inner.registry.lock().environments.len()
+    }
+
+    /// A token cancelled when rigd shuts down; every SSE stream ends with it.
+    pub(crate) fn stream_token(&self) -> CancellationToken {
+        self.inner.streams.child_token()
+    }
+
+    /// The registered environment `id`.
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Entry>> {
+        self.inner.registry.lock().environments.get(id).cloned()
+    }
+
+    /// Every registered environment, in no particular order.
+    pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
+        self.inner
+            .registry
+            .lock()
+            .environments
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Creates and registers an environment from a validated spec, starts its TTL and tells
+    /// the idle timer. Must run inside the runtime.
+    pub(crate) fn create(&self, env: Environment) -> Result<Arc<Instance>, CreateError> {
+        if self.inner.registry.lock().closed {
+            return Err(CreateError::ShuttingDown);
+        }
+        let spec_ttl = env.ttl.clone();
+        let period = self.ttl_period(&spec_ttl);
+        let instance = self.inner.orchestrator.create(env)?;
+        let entry = Arc::new(Entry {
+            instance: Arc::clone(&instance),
+            ttl: Ttl::start(period, spec_ttl),
+        });
+        {
+            let mut registry = self.inner.registry.lock();
+            if registry.closed {
+                drop(registry);
+                // Shutdown began while the environment was being created: it is not
+                // registered, so nobody else will tear it down.
+                let state = self.clone();
+                tokio::spawn(async move {
+                    state
+                        .stop_instance(&entry, REASON_RIGD_SHUTDOWN, false)
+                        .await;
+                });
+                return Err(CreateError::ShuttingDown);
+            }
+            registry
+                .environments
+                .insert(instance.id().to_string(), Arc::clone(&entry));
+            self.inner.idle.environment_created();
+        }
+        self.watch_ttl(entry);
+        Ok(instance)
+    }
+
+    /// Removes `id` from the registry and tears it down. Returns `None` when the id is not
+    /// registered (unknown, or another caller removed it first). The teardown runs in its own
+    /// task and completes even if the caller is dropped.
+    pub(crate) async fn destroy(
+        &self,
+        id: &str,
+        preserve: bool,
+        reason: String,
+    ) -> Option<Arc<Instance>> {
+        let entry = self.inner.registry.lock().environments.remove(id)?;
+        let instance = Arc::clone(&entry.instance);
+        let state = self.clone();
+        let task = tokio::spawn(async move { state.teardown(entry, &reason, preserve).await });
+        if let Err(e) = task.await {
+            eprintln!("rigd: teardown of environment {id} failed: {e}");
+        }
+        Some(instance)
+    }
+
+    /// Pushes the TTL deadline of `id` out by one TTL from now; `false` when unknown.
+    pub(crate) fn keepalive(&self, id: &str) -> bool {
+        match self.get(id) {
+            Some(entry) => {
+                entry.ttl.extend();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Shuts the server state down: refuses new environments and tears every registered one
+    /// down concurrently, waiting at most `grace`. The event stream of each environment torn
+    /// down ends once it has delivered `environment.down`; streams of environments that did
+    /// not finish in time stay open until [`AppState::end_streams`].
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let entries: Vec<Arc<Entry>> = {
+            let mut registry = self.inner.registry.lock();
+            registry.closed = true;
+            registry.environments.drain().map(|(_, e)| e).collect()
+        };
+        let mut report = ShutdownReport::default();
+        let mut tasks = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let id = entry.instance.id().to_string();
+            let state = self.clone();
+            let task = tokio::spawn(async move {
+                state.teardown(entry, REASON_RIGD_SHUTDOWN, false).await;
+            });
+            tasks.push((id, task));
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        for (id, task) in tasks {
+            match tokio::time::timeout_at(deadline, task).await {
+                Ok(_) => report.torn_down.push(id),
+                Err(_) => report.timed_out.push(id),
+            }
+        }
+        report
+    }
+
+    /// Ends every SSE stream now, delivered or not (idempotent): the last step of a shutdown
+    /// whose teardowns did not all finish.
+    pub fn end_streams(&self) {
+        self.inner.streams.cancel();
+    }
+
+    /// The TTL of a new environment: the spec's, else the default.
+    fn ttl_period(&self, spec_ttl: &str) -> Duration {
+        if spec_ttl.is_empty() {
+            return self.inner.options.default_ttl;
+        }
+        // Validation has already rejected unparsable and non-positive values.
+        GoDuration::parse(spec_ttl)
+            .ok()
+            .and_then(GoDuration::to_std)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(self.inner.options.default_ttl)
+    }
+
+    /// Waits for the TTL of `entry` in the background and tears it down on expiry.
+    fn watch_ttl(&self, entry: Arc<Entry>) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            if !entry.ttl.expired().await {
+                return;
+            }
+            let removed = {
+                let mut registry = state.inner.registry.lock();
+                let id = entry.instance.id();
+                match registry.environments.get(id) {
+                    Some(current) if Arc::ptr_eq(current, &entry) => {
+                        registry.environments.remove(id)
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(entry) = removed {
+                // TODO(log files): upstream writes the log files on TTL expiry
+                // (`writeLog=true`); that lands with the log-file issue.
+                state.teardown(entry, REASON_TTL_EXPIRED, false).await;
+            }
+        });
+    }
+
+    /// Tears down an environment already removed from the registry.
+    async fn teardown(&self, entry: Arc<Entry>, reason: &str, preserve: bool) {
+        self.stop_instance(&entry, reason, preserve).await;
+        self.inner.idle.environment_destroyed();
+    }
+
+    /// Stops the TTL, tears the instance down and ends its event streams.
+    async fn stop_instance(&self, entry: &Entry, reason: &str, preserve: bool) {
+        entry.ttl.stop();
+        let opts = TeardownOptions {
+            preserve: preserve || self.inner.options.preserve_all,
+            reason: reason.to_string(),
+        };
+        entry.instance.teardown(opts).await;
+        // Followers of the event stream have everything; let their streams end.
+        entry.instance.log().close();
+    }
+}

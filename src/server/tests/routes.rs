@@ -1,0 +1,448 @@
+//! Status codes and bodies of every route, error paths first.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use serde_json::{json, Value};
+
+use super::{post_json, request, Harness};
+use crate::spec::{decode_environment, validate_environment};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A valid spec whose single service runs in-process until stopped.
+fn idle_spec(name: &str) -> Value {
+    json!({"name": name, "services": {"w": {"type": "custom"}}})
+}
+
+#[tokio::test]
+async fn health_is_ok_json() {
+    let h = Harness::new();
+    let reply = h.call(request(Method::GET, "/health")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json(), json!({"status": "ok"}));
+    assert_eq!(reply.text(), "{\"status\":\"ok\"}\n");
+    // GET routes answer HEAD too.
+    assert_eq!(
+        h.call(request(Method::HEAD, "/health")).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_decode_error() {
+    let h = Harness::new();
+    let reply = h.call(post_json("/environments", "{\"name\": ")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.error().starts_with("decode: "), "{}", reply.error());
+}
+
+#[tokio::test]
+async fn duplicate_service_key_is_a_400_decode_error() {
+    let h = Harness::new();
+    let body = r#"{"name":"d","services":{"api":{"type":"custom"},"api":{"type":"custom"}}}"#;
+    let reply = h.call(post_json("/environments", body)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let error = reply.error();
+    assert!(error.starts_with("decode: "), "{error}");
+    assert!(
+        error.contains(r#"duplicate services key: "api""#),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn validation_errors_are_a_422_listing_every_error() {
+    let h = Harness::new();
+    // No name, an unknown type, an egress to a missing service, a bad ttl.
+    let spec = r#"{"ttl":"soon","services":{
+        "a":{"type":"nope"},
+        "b":{"type":"custom","egresses":{"x":{"service":"missing"}}}
+    }}"#;
+    let mut expected_env = decode_environment(spec.as_bytes()).unwrap();
+    let expected = validate_environment(&mut expected_env);
+    assert!(
+        expected.len() >= 3,
+        "the spec should break several rules: {expected:?}"
+    );
+
+    let reply = h.call(post_json("/environments", spec)).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let body = reply.json();
+    assert_eq!(body["error"], "spec validation failed");
+    assert_eq!(body["validation_errors"], json!(expected));
+    assert_eq!(h.state.environment_count(), 0);
+}
+
+#[tokio::test]
+async fn every_id_route_is_404_for_an_unknown_id() {
+    let h = Harness::new();
+    let cases = [
+        request(Method::GET, "/environments/nope"),
+        request(Method::DELETE, "/environments/nope"),
+        request(Method::GET, "/environments/nope/events"),
+        post_json("/environments/nope/events", r#"{"type":"test.note"}"#),
+        request(Method::GET, "/environments/nope/log"),
+        request(Method::POST, "/environments/nope/keepalive"),
+    ];
+    for req in cases {
+        let label = format!("{} {}", req.method(), req.uri());
+        let reply = h.call(req).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{label}");
+        assert_eq!(
+            reply.json(),
+            json!({"error": "environment not found"}),
+            "{label}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_and_unknown_path_is_404() {
+    let h = Harness::new();
+    for (method, uri, allowed) in [
+        (Method::PUT, "/environments", "POST"),
+        (Method::POST, "/health", "GET"),
+        (Method::PATCH, "/environments/x", "DELETE"),
+        (Method::GET, "/environments/x/keepalive", "POST"),
+    ] {
+        let reply = h.call(request(method.clone(), uri)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}"
+        );
+        let allow = reply.headers[header::ALLOW].to_str().unwrap().to_string();
+        assert!(allow.contains(allowed), "Allow: {allow} for {method} {uri}");
+        assert!(reply.error().contains("not allowed"));
+    }
+    for uri in ["/nope", "/environments/x/y/z", "/environments/"] {
+        let reply = h.call(request(Method::GET, uri)).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{uri}");
+        assert!(reply.error().starts_with("not found"), "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn list_is_empty_array_then_sorted_summaries() {
+    let h = Harness::new();
+    let reply = h.call(request(Method::GET, "/environments")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "[]\n");
+
+    let b = h.create(idle_spec("bravo")).await;
+    let mut with_ttl = idle_spec("alpha");
+    with_ttl["ttl"] = json!("1h");
+    let a = h.create(with_ttl).await;
+
+    let list = h.call(request(Method::GET, "/environments")).await.json();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["id"], a.as_str());
+    assert_eq!(list[0]["name"], "alpha");
+    assert_eq!(list[0]["ttl"], "1h");
+    let remaining = list[0]["remaining_ttl"].as_str().unwrap();
+    assert!(
+        remaining == "1h0m0s" || remaining == "59m59s",
+        "{remaining}"
+    );
+    assert_eq!(list[0]["services"], json!(["w"]), "~test is hidden");
+    assert_eq!(list[1]["id"], b.as_str());
+    assert!(list[1].get("ttl").is_none(), "default TTL has no ttl field");
+    let remaining = list[1]["remaining_ttl"].as_str().unwrap();
+    assert!(remaining == "10m0s" || remaining == "9m59s", "{remaining}");
+
+    for id in [a, b] {
+        let reply = h
+            .call(request(Method::DELETE, &format!("/environments/{id}")))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    assert_eq!(
+        h.call(request(Method::GET, "/environments")).await.text(),
+        "[]\n"
+    );
+}
+
+#[tokio::test]
+async fn client_event_errors_are_400() {
+    let h = Harness::new();
+    let id = h.create(idle_spec("events")).await;
+    let uri = format!("/environments/{id}/events");
+
+    let reply = h
+        .call(post_json(&uri, r#"{"type":"environment.up"}"#))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.error(), "unknown client event type: environment.up");
+
+    let reply = h.call(post_json(&uri, r#"{"service":"w"}"#)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.error(), "unknown client event type: ");
+
+    for bad in [
+        "not json",
+        r#"{"type": 7}"#,
+        r#"{"type":"callback.response","data":[1]}"#,
+    ] {
+        let reply = h.call(post_json(&uri, bad)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(
+            reply.error().starts_with("decode body: "),
+            "{}",
+            reply.error()
+        );
+    }
+
+    let reply = h
+        .call(request(Method::DELETE, &format!("/environments/{id}")))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn client_events_are_recorded_and_service_log_is_not_streamed() {
+    let h = Harness::new();
+    let id = h.create(idle_spec("notes")).await;
+    let mut sse = h.events(&id, None).await;
+    sse.until("environment.up", PATIENCE).await;
+    let uri = format!("/environments/{id}/events");
+
+    for body in [
+        json!({"type": "service.log", "service": "w", "log_data": "hello"}),
+        json!({"type": "callback.response", "service": "w", "request_id": "r9", "data": {"ok": true}}),
+        json!({"type": "test.note", "error": "x_test.go:7: boom"}),
+    ] {
+        let reply = h.call(post_json(&uri, &body.to_string())).await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{body}");
+        assert!(reply.body.is_empty());
+    }
+
+    // SSE shows the callback response and the note, not the log line.
+    let frames = sse.until("test.note", PATIENCE).await;
+    let types: Vec<&str> = frames.iter().map(|f| f.event.as_str()).collect();
+    assert_eq!(types, ["callback.response", "test.note"]);
+    assert_eq!(
+        frames[0].data["result"],
+        json!({"request_id": "r9", "data": {"ok": true}})
+    );
+    assert_eq!(frames[0].data["environment"], "notes");
+    assert!(frames[1].data.get("service").is_none());
+
+    // The log has everything, in order, with the log line stamped with the environment.
+    let log = h
+        .call(request(Method::GET, &format!("/environments/{id}/log")))
+        .await;
+    assert_eq!(log.status, StatusCode::OK);
+    let log = log.json();
+    let log = log.as_array().unwrap();
+    let line = log
+        .iter()
+        .find(|e| e["type"] == "service.log")
+        .expect("service.log in /log");
+    assert_eq!(line["log"], json!({"stream": "stdout", "data": "hello"}));
+    assert_eq!(line["environment"], "notes");
+    let seqs: Vec<u64> = log.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq order: {seqs:?}");
+
+    let reply = h
+        .call(request(Method::DELETE, &format!("/environments/{id}")))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn service_error_fails_the_environment() {
+    let h = Harness::new();
+    let id = h.create(idle_spec("crash")).await;
+    let mut sse = h.events(&id, None).await;
+    sse.until("environment.up", PATIENCE).await;
+
+    let body = json!({"type": "service.error", "service": "w", "error": "func returned: boom"});
+    let reply = h
+        .call(post_json(
+            &format!("/environments/{id}/events"),
+            &body.to_string(),
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+
+    let frames = sse.until("environment.down", PATIENCE).await;
+    let failed = frames
+        .iter()
+        .find(|f| f.event == "service.failed")
+        .expect("service.failed");
+    assert_eq!(failed.data["service"], "w");
+    assert_eq!(failed.data["error"], "func returned: boom");
+    assert!(frames.iter().any(|f| f.event == "environment.failing"));
+
+    let view = h
+        .call(request(Method::GET, &format!("/environments/{id}")))
+        .await
+        .json();
+    let status = view["services"]["w"]["status"].as_str().unwrap();
+    assert!(status == "failed" || status == "stopped", "{status}");
+
+    // Still registered until deleted.
+    let reply = h
+        .call(request(Method::DELETE, &format!("/environments/{id}")))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn get_environment_shows_status_and_hides_injected_services() {
+    let h = Harness::new();
+    let id = h.create(idle_spec("view")).await;
+    h.events(&id, None)
+        .await
+        .until("environment.up", PATIENCE)
+        .await;
+    let reply = h
+        .call(request(Method::GET, &format!("/environments/{id}")))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.json(),
+        json!({"id": id, "name": "view", "services": {
+            "w": {"ingresses": null, "egresses": null, "status": "ready"}
+        }})
+    );
+    let reply = h
+        .call(request(Method::DELETE, &format!("/environments/{id}")))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn last_event_id_resumes_after_the_given_seq() {
+    let h = Harness::new();
+    let id = h.create(idle_spec("resume")).await;
+    let first = h
+        .events(&id, None)
+        .await
+        .until("environment.up", PATIENCE)
+        .await;
+    assert!(first.len() >= 3, "{first:?}");
+    let ids: Vec<u64> = first.iter().map(|f| f.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    let from = first[1].id;
+    let mut resumed = h.events(&id, Some(&from.to_string())).await;
+    let again = resumed.until("environment.up", PATIENCE).await;
+    assert_eq!(
+        again.iter().map(|f| f.id).collect::<Vec<_>>(),
+        ids[2..].to_vec(),
+        "replay starts after Last-Event-ID"
+    );
+    // A value that is not a number replays from the start.
+    let mut all = h.events(&id, Some("garbage")).await;
+    assert_eq!(all.next().await.unwrap().id, ids[0]);
+
+    let reply = h
+        .call(request(Method::DELETE, &format!("/environments/{id}")))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn concurrent_deletes_give_one_200_and_one_404() {
+    let h = Harness::new();
+    let id = h.create(idle_spec("race")).await;
+    let uri = format!("/environments/{id}");
+    let (a, b) = tokio::join!(
+        h.call(request(Method::DELETE, &uri)),
+        h.call(request(Method::DELETE, &uri))
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::NOT_FOUND]);
+    assert_eq!(h.state.environment_count(), 0);
+}
+
+#[tokio::test]
+async fn delete_reports_the_env_dir_and_removes_it() {
+    let h = Harness::new();
+    let id = h.create(idle_spec("dir")).await;
+    let reply = h
+        .call(request(
+            Method::DELETE,
+            &format!("/environments/{id}?reason=test_failed"),
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = reply.json();
+    assert_eq!(body["id"], id.as_str());
+    assert_eq!(body["status"], "destroyed");
+    let env_dir = std::path::PathBuf::from(body["env_dir"].as_str().unwrap());
+    assert!(env_dir.starts_with(h.dir.join("tmp")), "{env_dir:?}");
+    assert!(!env_dir.exists(), "env dir removed without preserve");
+
+    let id = h.create(idle_spec("kept")).await;
+    let reply = h
+        .call(request(
+            Method::DELETE,
+            &format!("/environments/{id}?preserve=true&log=true"),
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let env_dir = std::path::PathBuf::from(reply.json()["env_dir"].as_str().unwrap());
+    assert!(env_dir.exists(), "env dir kept with preserve=true");
+}
+
+#[tokio::test]
+async fn security_checks_reject_browsers_and_rebinding() {
+    let h = Harness::new();
+    let reply = h
+        .call(
+            Request::get("/health")
+                .header(header::ORIGIN, "http://evil.example")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = h
+        .call(
+            Request::get("/environments")
+                .header(header::HOST, "evil.example:4000")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = h
+        .call(
+            Request::get("/health")
+                .header(header::HOST, "127.0.0.1:4000")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = idle_spec("form").to_string();
+    let reply = h
+        .call(
+            Request::post("/environments")
+                .header(header::CONTENT_TYPE, "text/plain")
+                .header(header::CONTENT_LENGTH, body.len())
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(h.state.environment_count(), 0);
+}
+
+#[tokio::test]
+async fn creation_after_shutdown_is_refused() {
+    let h = Harness::new();
+    let report = h.state.shutdown(Duration::from_secs(5)).await;
+    assert!(report.torn_down.is_empty() && report.timed_out.is_empty());
+    let reply = h
+        .call(post_json("/environments", &idle_spec("late").to_string()))
+        .await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h.state.environment_count(), 0);
+}

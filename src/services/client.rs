@@ -1,0 +1,45 @@
+//! The `client` type: a service whose code runs in the client (SDK) process.
+//!
+//! rigd allocates its ports and checks its readiness like any other service; starting it is
+//! a `start` callback that the SDK answers once it has launched the function.
+
+use rig_types::CallbackKind;
+use serde::Deserialize;
+
+use super::{RunContext, RunFuture, ServiceError, ServiceType};
+
+/// The `client` service type.
+pub struct Client;
+
+#[derive(Deserialize)]
+struct ClientConfig {
+    #[serde(default)]
+    start_handler: String,
+}
+
+impl ServiceType for Client {
+    fn run(&self, ctx: RunContext) -> RunFuture {
+        Box::pin(async move {
+            let config: ClientConfig = match &ctx.spec.config {
+                Some(c) => serde_json::from_value(c.clone())
+                    .map_err(|e| ServiceError::new(format!("invalid client config: {e}")))?,
+                None => ClientConfig {
+                    start_handler: String::new(),
+                },
+            };
+            if config.start_handler.is_empty() {
+                return Err(ServiceError::new(
+                    "client service needs config.start_handler: the name of the function the SDK registered",
+                ));
+            }
+            tokio::select! {
+                r = ctx.callbacks.call(&config.start_handler, CallbackKind::Start) => {
+                    r.map_err(|e| ServiceError::new(format!("start callback: {e}")))?;
+                }
+                _ = ctx.cancel.cancelled() => return Ok(()),
+            }
+            ctx.cancel.cancelled().await;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,290 @@
+//! Service types: how rigd publishes, starts and stops each kind of service.
+//!
+//! A type implements [`ServiceType`]; the [`Registry`] maps type names to implementations.
+//! rigd registers its built-in types with [`Registry::builtin`]; an embedding program can add
+//! its own with [`Registry::register`] (that is what the spec's `custom` type is for).
+
+mod client;
+mod output;
+mod process;
+mod test_node;
+
+pub use client::Client;
+pub use output::OutputSink;
+pub use process::Process;
+pub use test_node::TestNode;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rig_types::{Endpoint, IngressSpec, Service};
+use tokio_util::sync::CancellationToken;
+
+use crate::orchestrator::CallbackDispatcher;
+
+/// A boxed future returned by [`ServiceType::run`].
+pub type RunFuture = Pin<Box<dyn Future<Output = Result<(), ServiceError>> + Send>>;
+
+/// An error from a service type, reported as the `error` of `service.failed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceError(String);
+
+impl ServiceError {
+    /// An error with the given message.
+    pub fn new(message: impl Into<String>) -> ServiceError {
+        ServiceError(message.into())
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+impl From<String> for ServiceError {
+    fn from(s: String) -> ServiceError {
+        ServiceError(s)
+    }
+}
+
+impl From<&str> for ServiceError {
+    fn from(s: &str) -> ServiceError {
+        ServiceError(s.to_string())
+    }
+}
+
+/// What a type needs to publish a service's endpoints.
+pub struct PublishContext<'a> {
+    /// The service name.
+    pub service: &'a str,
+    /// The environment instance id.
+    pub instance_id: &'a str,
+    /// The service spec.
+    pub spec: &'a Service,
+    /// Ingress name → allocated port.
+    pub ports: BTreeMap<String, u16>,
+    /// Ingress name → the allocated port's listener (bound on 127.0.0.1). A type that serves
+    /// the port itself (a proxy) keeps it with [`PublishContext::keep_listener`]; the others
+    /// are closed before the service starts, so the service can bind the port.
+    pub listeners: BTreeMap<String, std::net::TcpListener>,
+    /// Listeners kept by the type; handed to [`ServiceType::run`] in [`RunContext::listeners`].
+    pub kept: BTreeMap<String, std::net::TcpListener>,
+    /// The service's egresses, endpoints unresolved.
+    pub egresses: &'a BTreeMap<String, Endpoint>,
+}
+
+impl PublishContext<'_> {
+    /// The port allocated to `ingress`.
+    pub fn port(&self, ingress: &str) -> Result<u16, ServiceError> {
+        self.ports
+            .get(ingress)
+            .copied()
+            .ok_or_else(|| ServiceError::new(format!("no port allocated for ingress {ingress:?}")))
+    }
+
+    /// Keeps the listener of `ingress` open for the runner instead of closing it.
+    pub fn keep_listener(&mut self, ingress: &str) -> Result<(), ServiceError> {
+        let listener = self
+            .listeners
+            .remove(ingress)
+            .ok_or_else(|| ServiceError::new(format!("no listener for ingress {ingress:?}")))?;
+        self.kept.insert(ingress.to_string(), listener);
+        Ok(())
+    }
+}
+
+/// Everything a running service gets.
+pub struct RunContext {
+    /// The service name.
+    pub service: String,
+    /// The environment instance id.
+    pub instance_id: String,
+    /// The service spec.
+    pub spec: Arc<Service>,
+    /// The spec's `dir`: the client's working directory.
+    pub spec_dir: String,
+    /// Published ingresses (unresolved).
+    pub ingresses: BTreeMap<String, Endpoint>,
+    /// Resolved egress endpoints (unresolved templates).
+    pub egresses: BTreeMap<String, Endpoint>,
+    /// The service environment (section "wiring").
+    pub env: BTreeMap<String, String>,
+    /// The service's own temporary directory, empty for injected nodes.
+    pub temp_dir: PathBuf,
+    /// The environment directory.
+    pub env_dir: PathBuf,
+    /// Where stdout and stderr chunks go (`service.log` events).
+    pub output: OutputSink,
+    /// Asks the client to run a registered function.
+    pub callbacks: CallbackDispatcher,
+    /// Fires when the service must stop.
+    pub cancel: CancellationToken,
+    /// Grace period between SIGINT and SIGKILL.
+    pub stop_grace: Duration,
+    /// Listeners kept by `publish` (proxies), by ingress.
+    pub listeners: BTreeMap<String, std::net::TcpListener>,
+}
+
+/// A kind of service.
+pub trait ServiceType: Send + Sync + 'static {
+    /// The endpoints of the service's ingresses. The default publishes
+    /// `127.0.0.1:<allocated port>` with the spec's protocol and attributes unchanged.
+    fn publish(
+        &self,
+        ctx: &mut PublishContext<'_>,
+    ) -> Result<BTreeMap<String, Endpoint>, ServiceError> {
+        publish_local(ctx)
+    }
+
+    /// Runs the service until it exits or `ctx.cancel` fires. Returning `Ok` before
+    /// cancellation still fails the environment (`runner exited early`): services are
+    /// expected to run until told to stop.
+    fn run(&self, ctx: RunContext) -> RunFuture;
+}
+
+/// Publishes `127.0.0.1:<port>` for every ingress with the spec's protocol and attributes.
+pub fn publish_local(ctx: &PublishContext<'_>) -> Result<BTreeMap<String, Endpoint>, ServiceError> {
+    local_endpoints(&ctx.spec.ingresses, |name| ctx.port(name))
+}
+
+fn local_endpoints(
+    ingresses: &BTreeMap<String, IngressSpec>,
+    mut port: impl FnMut(&str) -> Result<u16, ServiceError>,
+) -> Result<BTreeMap<String, Endpoint>, ServiceError> {
+    ingresses
+        .iter()
+        .map(|(name, ingress)| {
+            Ok((
+                name.clone(),
+                Endpoint {
+                    hostport: format!("127.0.0.1:{}", port(name)?),
+                    protocol: ingress.protocol.clone(),
+                    attributes: ingress.attributes.clone(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Service type name → implementation.
+#[derive(Clone, Default)]
+pub struct Registry {
+    types: BTreeMap<String, Arc<dyn ServiceType>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// The built-in types: `process`, `client` and `test`.
+    pub fn builtin() -> Registry {
+        let mut r = Registry::new();
+        r.register("process", Process);
+        r.register("client", Client);
+        r.register("test", TestNode);
+        r
+    }
+
+    /// Registers (or replaces) a type.
+    pub fn register(&mut self, name: impl Into<String>, service_type: impl ServiceType) {
+        self.types.insert(name.into(), Arc::new(service_type));
+    }
+
+    /// Looks a type up.
+    pub fn get(&self, name: &str) -> Result<Arc<dyn ServiceType>, ServiceError> {
+        self.types
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ServiceError::new(format!("unknown service type: {name:?}")))
+    }
+
+    /// True when `name` is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.types.contains_key(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rig_types::Protocol;
+    use serde_json::json;
+
+    fn ingress(protocol: Protocol) -> IngressSpec {
+        IngressSpec {
+            protocol,
+            ..IngressSpec::default()
+        }
+    }
+
+    #[test]
+    fn local_endpoints_map_ports_and_keep_attributes() {
+        let mut ingresses = BTreeMap::new();
+        ingresses.insert("default".to_string(), ingress(Protocol::Http));
+        let mut admin = ingress(Protocol::Tcp);
+        admin.attributes = Some(BTreeMap::from([(
+            "URL".to_string(),
+            json!("http://${HOSTPORT}"),
+        )]));
+        ingresses.insert("admin".to_string(), admin);
+        let eps =
+            local_endpoints(&ingresses, |n| Ok(if n == "default" { 8080 } else { 9090 })).unwrap();
+        assert_eq!(eps["default"].hostport, "127.0.0.1:8080");
+        assert_eq!(eps["default"].protocol, Protocol::Http);
+        assert_eq!(eps["admin"].hostport, "127.0.0.1:9090");
+        assert_eq!(
+            eps["admin"].attributes.as_ref().unwrap()["URL"],
+            json!("http://${HOSTPORT}")
+        );
+    }
+
+    #[test]
+    fn missing_port_is_an_error() {
+        let mut ingresses = BTreeMap::new();
+        ingresses.insert("default".to_string(), ingress(Protocol::Http));
+        let spec = Service {
+            ingresses,
+            ..Service::default()
+        };
+        let egresses = BTreeMap::new();
+        let ctx = PublishContext {
+            service: "api",
+            instance_id: "i",
+            spec: &spec,
+            ports: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            kept: BTreeMap::new(),
+            egresses: &egresses,
+        };
+        assert_eq!(
+            publish_local(&ctx).unwrap_err().message(),
+            "no port allocated for ingress \"default\""
+        );
+    }
+
+    #[test]
+    fn registry_rejects_unknown_and_returns_registered() {
+        let r = Registry::builtin();
+        assert!(r.get("process").is_ok());
+        assert!(r.contains("client") && r.contains("test"));
+        assert_eq!(
+            r.get("quantum").err().unwrap().message(),
+            "unknown service type: \"quantum\""
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! The `process` type: runs a command as a child process in its own process group.
+//!
+//! Config: `{"command": "<path or name>", "dir": "<optional working directory>"}`. The child
+//! gets exactly the service environment (the client's `host_env` plus the wiring), its
+//! arguments expanded against that environment, and its stdout/stderr streamed into the event
+//! log. Stopping sends SIGINT to the whole group, then SIGKILL after the grace period; the
+//! group also gets SIGKILL if rigd dies (parent-death signal), so no child outlives rigd.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use rig_types::LogStream;
+use serde::Deserialize;
+use tokio::process::{Child, Command};
+
+use super::{RunContext, RunFuture, ServiceError, ServiceType};
+use crate::wiring::expand_templates;
+
+/// The `process` service type.
+pub struct Process;
+
+#[derive(Deserialize, Default)]
+struct ProcessConfig {
+    #[serde(default)]
+    command: String,
+    #[serde(default)]
+    dir: String,
+}
+
+impl ServiceType for Process {
+    fn run(&self, ctx: RunContext) -> RunFuture {
+        Box::pin(run(ctx))
+    }
+}
+
+async fn run(ctx: RunContext) -> Result<(), ServiceError> {
+    let config: ProcessConfig = match &ctx.spec.config {
+        Some(c) => serde_json::from_value(c.clone())
+            .map_err(|e| ServiceError::new(format!("invalid process config: {e}")))?,
+        None => ProcessConfig::default(),
+    };
+    if config.command.is_empty() {
+        return Err(ServiceError::new(
+            "process config needs \"command\": the program to run (a path or a name on PATH)",
+        ));
+    }
+    let dir = working_dir(&config.dir, &ctx.spec_dir);
+    let program = resolve_program(&config.command, dir.as_deref(), &ctx.env)?;
+    let args = expand_templates(&ctx.spec.args, &ctx.env);
+    let mut child = spawn(&program, &args, dir.as_deref(), &ctx.env)
+        .map_err(|e| ServiceError::new(format!("start {}: {e}", program.display())))?;
+    let pgid = child.id().map(|pid| pid as i32);
+
+    let mut pumps = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pumps.push(tokio::spawn(
+            ctx.output.clone().pump(out, LogStream::Stdout),
+        ));
+    }
+    if let Some(err) = child.stderr.take() {
+        pumps.push(tokio::spawn(
+            ctx.output.clone().pump(err, LogStream::Stderr),
+        ));
+    }
+
+    let outcome = tokio::select! {
+        status = child.wait() => Exit::BySelf(status),
+        _ = ctx.cancel.cancelled() => {
+            // Told to stop: how it ended is not a failure, whatever the status.
+            let _ = stop(&mut child, pgid, ctx.stop_grace).await;
+            Exit::Stopped
+        }
+    };
+    // Whatever the leader did, nothing of its group may outlive it.
+    if let Some(pgid) = pgid {
+        signal_group(pgid, libc::SIGKILL);
+    }
+    // Drain the output so the log holds everything the process wrote before we report.
+    for pump in pumps {
+        let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
+    }
+    match outcome {
+        Exit::Stopped => Ok(()),
+        Exit::BySelf(Ok(status)) => Err(ServiceError::new(describe_exit(status))),
+        Exit::BySelf(Err(e)) => Err(ServiceError::new(format!("wait for process: {e}"))),
+    }
+}
+
+enum Exit {
+    BySelf(std::io::Result<ExitStatus>),
+    Stopped,
+}
+
+/// SIGINT to the group, then SIGKILL once `grace` has passed.
+async fn stop(
+    child: &mut Child,
+    pgid: Option<i32>,
+    grace: Duration,
+) -> std::io::Result<ExitStatus> {
+    let Some(pgid) = pgid else {
+        return child.wait().await;
+    };
+    signal_group(pgid, libc::SIGINT);
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            signal_group(pgid, libc::SIGKILL);
+            child.wait().await
+        }
+    }
+}
+
+fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid addresses the group.
+    // ESRCH (the group is gone) is the expected outcome once everything has exited.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+fn spawn(
+    program: &Path,
+    args: &[String],
+    dir: Option<&Path>,
+    env: &BTreeMap<String, String>,
+) -> std::io::Result<Child> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            #[cfg(target_os = "linux")]
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// The working directory: config `dir` if absolute; joined to the spec `dir` if relative and
+/// the spec has one; as given otherwise (relative to rigd's cwd, the rig dir); the spec `dir`
+/// when config `dir` is empty; rigd's cwd when both are empty.
+fn working_dir(config_dir: &str, spec_dir: &str) -> Option<PathBuf> {
+    match (config_dir, spec_dir) {
+        ("", "") => None,
+        ("", spec) => Some(PathBuf::from(spec)),
+        (dir, spec) if Path::new(dir).is_absolute() || spec.is_empty() => Some(PathBuf::from(dir)),
+        (dir, spec) => Some(Path::new(spec).join(dir)),
+    }
+}
+
+/// Finds the program: a name with a `/` is a path (relative to the working directory); a bare
+/// name is looked up on the service's `PATH`, falling back to rigd's own `PATH`.
+fn resolve_program(
+    command: &str,
+    dir: Option<&Path>,
+    env: &BTreeMap<String, String>,
+) -> Result<PathBuf, ServiceError> {
+    if command.contains('/') {
+        let path = Path::new(command);
+        return Ok(match dir {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        });
+    }
+    let rigd_path = std::env::var("PATH").unwrap_or_default();
+    let search = env.get("PATH").map(String::as_str).unwrap_or(&rigd_path);
+    for entry in search.split(':') {
+        let base = if entry.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(entry)
+        };
+        let candidate = match dir {
+            Some(dir) if base.is_relative() => dir.join(base).join(command),
+            _ => base.join(command),
+        };
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(ServiceError::new(format!(
+        "executable file {command:?} not found in $PATH ({search})"
+    )))
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Describes how a process ended, in Go's words (`exit status 1`, `signal: killed`).
+fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        if code == 0 {
+            return "exit status 0: the process exited before the environment was torn down \
+                    (services must keep running)"
+                .to_string();
+        }
+        return format!("exit status {code}");
+    }
+    match status.signal() {
+        Some(sig) => {
+            let core = if status.core_dumped() {
+                " (core dumped)"
+            } else {
+                ""
+            };
+            format!("signal: {}{core}", signal_name(sig))
+        }
+        None => format!("{status}"),
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "hangup",
+        libc::SIGINT => "interrupt",
+        libc::SIGQUIT => "quit",
+        libc::SIGILL => "illegal instruction",
+        libc::SIGTRAP => "trace/breakpoint trap",
+        libc::SIGABRT => "aborted",
+        libc::SIGBUS => "bus error",
+        libc::SIGFPE => "floating point exception",
+        libc::SIGKILL => "killed",
+        libc::SIGUSR1 => "user defined signal 1",
+        libc::SIGSEGV => "segmentation fault",
+        libc::SIGUSR2 => "user defined signal 2",
+        libc::SIGPIPE => "broken pipe",
+        libc::SIGALRM => "alarm clock",
+        libc::SIGTERM => "terminated",
+        other => return format!("signal {other}"),
+    };
+    name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn working_dir_rules() {
+        assert_eq!(working_dir("", ""), None);
+        assert_eq!(working_dir("", "/t"), Some(PathBuf::from("/t")));
+        assert_eq!(working_dir("/abs", "/t"), Some(PathBuf::from("/abs")));
+        assert_eq!(working_dir("sub", "/t"), Some(PathBuf::from("/t/sub")));
+        assert_eq!(working_dir("sub", ""), Some(PathBuf::from("sub")));
+    }
+
+    #[test]
+    fn programs_resolve_on_the_service_path_then_rigd_path() {
+        let env = BTreeMap::from([("PATH".to_string(), "/nonexistent:/bin:/usr/bin".to_string())]);
+        let sh = resolve_program("sh", None, &env).unwrap();
+        assert!(sh.ends_with("sh") && sh.is_absolute());
+        // No PATH in the service env: rigd's own PATH is used.
+        assert!(resolve_program("sh", None, &BTreeMap::new()).is_ok());
+        let err = resolve_program("no-such-program-xyz", None, &env).unwrap_err();
+        assert!(err.message().contains("not found in $PATH"), "{err}");
+        assert_eq!(
+            resolve_program("./bin/api", Some(Path::new("/srv")), &env).unwrap(),
+            PathBuf::from("/srv/./bin/api")
+        );
+    }
+
+    #[test]
+    fn exits_are_described_like_go() {
+        assert_eq!(describe_exit(ExitStatus::from_raw(1 << 8)), "exit status 1");
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(libc::SIGKILL)),
+            "signal: killed"
+        );
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(libc::SIGINT)),
+            "signal: interrupt"
+        );
+        assert!(describe_exit(ExitStatus::from_raw(0)).starts_with("exit status 0"));
+    }
+}

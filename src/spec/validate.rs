@@ -1,0 +1,283 @@
+//! Spec validation: every rule violation of an environment, in a deterministic order.
+//!
+//! The order is upstream's: environment rules (name, services, ttl), then each service in
+//! sorted name order (type, ingresses by name, egresses by name), then at most one cycle
+//! error. The messages of upstream's rules are upstream's, byte for byte; clients and tests
+//! match on them.
+//!
+//! Rules rigd adds, reported with the service they concern:
+//! * service, ingress and egress names must not be empty;
+//! * names must not contain `~`, which rigd reserves for the names it generates (`~test`, its
+//!   egresses `api~grpc`, proxy nodes `db~proxy~api`);
+//! * `injected: true` is reserved for those generated nodes. Upstream lets a client send it,
+//!   which silently turns a real service into a virtual one (no `~test` edge, hidden from
+//!   listings). A node that is exactly what rigd generates (`~test` of type `test`, or a
+//!   `proxy` whose name contains `~proxy~`) passes, and is exempt from the `~` rules, so a
+//!   transformed spec still validates.
+
+use rig_types::{Environment, GoDuration, Service};
+
+use super::defaults::resolve_defaults;
+use super::go_quote;
+use super::transform::TEST_NODE;
+
+/// Every service type a spec may name: upstream's set plus `cargo`.
+///
+/// `script` and `custom` are accepted here as upstream does, but no driver implements them,
+/// so such an environment fails when it is created.
+pub const KNOWN_SERVICE_TYPES: &[&str] = &[
+    "container",
+    "process",
+    "script",
+    "go",
+    "client",
+    "postgres",
+    "temporal",
+    "redis",
+    "s3",
+    "sqs",
+    "kafka",
+    "custom",
+    "proxy",
+    "test",
+    "cargo",
+];
+
+/// Resolves egress defaults (see [`resolve_defaults`]) and returns every validation error,
+/// in upstream's order. An empty vector means the spec is valid.
+pub fn validate_environment(env: &mut Environment) -> Vec<String> {
+    resolve_defaults(env);
+    let mut errors = Vec::new();
+    environment_rules(env, &mut errors);
+    for (name, service) in &env.services {
+        service_rules(env, name, service, &mut errors);
+    }
+    if let Some(cycle) = find_cycle(env) {
+        errors.push(format!("cycle detected: {}", cycle.join(" \u{2192} ")));
+    }
+    errors
+}
+
+/// Name, at least one service, and a positive ttl.
+fn environment_rules(env: &Environment, errors: &mut Vec<String>) {
+    if env.name.is_empty() {
+        errors.push("environment name is required".to_string());
+    }
+    if env.services.is_empty() {
+        errors.push("environment must have at least one service".to_string());
+    }
+    if !env.ttl.is_empty() {
+        match GoDuration::parse(&env.ttl) {
+            Err(e) => errors.push(format!("invalid ttl {}: {e}", go_quote(&env.ttl))),
+            Ok(d) if d.as_nanos() <= 0 => {
+                errors.push(format!("ttl must be positive, got {}", go_quote(&env.ttl)));
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// True for a node exactly as rigd inserts it: `~test` of type `test`, or a proxy node.
+fn is_generated_node(name: &str, service: &Service) -> bool {
+    service.injected
+        && ((name == TEST_NODE && service.service_type == "test")
+            || (service.service_type == "proxy" && name.contains("~proxy~")))
+}
+
+/// The rules of one service: names, type, ingresses, egresses.
+fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut Vec<String>) {
+    let svc = go_quote(name);
+    let generated = is_generated_node(name, service);
+
+    if name.is_empty() {
+        errors.push(
+            "service \"\": name must not be empty; give every service a non-empty name".to_string(),
+        );
+    }
+    if !generated && name.contains('~') {
+        errors.push(format!(
+            "service {svc}: name must not contain \"~\", which rigd reserves for the nodes it \
+             generates (\"~test\", proxies); rename the service"
+        ));
+    }
+    if service.injected && !generated {
+        errors.push(format!(
+            "service {svc}: \"injected\" is reserved for the nodes rigd inserts itself \
+             (\"~test\", proxies); remove it from the spec"
+        ));
+    }
+
+    if service.service_type.is_empty() {
+        errors.push(format!("service {svc}: type is required"));
+    } else if !KNOWN_SERVICE_TYPES.contains(&service.service_type.as_str()) {
+        errors.push(format!(
+            "service {svc}: unknown type {}",
+            go_quote(&service.service_type)
+        ));
+    }
+
+    for (ingress_name, ingress) in &service.ingresses {
+        let at = format!("service {svc}, ingress {}", go_quote(ingress_name));
+        if ingress_name.is_empty() {
+            errors.push(format!(
+                "{at}: name must not be empty; name the ingress (\"default\" for the main one)"
+            ));
+        }
+        if !generated && ingress_name.contains('~') {
+            errors.push(format!(
+                "{at}: name must not contain \"~\", which separates service and ingress in the \
+                 names rigd generates; rename the ingress"
+            ));
+        }
+        if !ingress.protocol.is_valid() {
+            errors.push(format!(
+                "{at}: invalid protocol {} (must be one of: tcp, http, grpc, kafka)",
+                go_quote(ingress.protocol.as_str())
+            ));
+        }
+    }
+
+    for (egress_name, egress) in &service.egresses {
+        let at = format!("service {svc}, egress {}", go_quote(egress_name));
+        if egress_name.is_empty() {
+            errors.push(format!(
+                "{at}: name must not be empty; name the egress (usually after the service it \
+                 connects to)"
+            ));
+        }
+        if !generated && egress_name.contains('~') {
+            errors.push(format!(
+                "{at}: name must not contain \"~\", which rigd reserves for the names it \
+                 generates; rename the egress"
+            ));
+        }
+        if let Some(problem) = egress_target_problem(env, name, egress) {
+            errors.push(format!("{at}: {problem}"));
+        }
+    }
+}
+
+/// Upstream's exclusive egress target checks: the first that applies, if any.
+fn egress_target_problem(
+    env: &Environment,
+    source: &str,
+    egress: &rig_types::EgressSpec,
+) -> Option<String> {
+    let target_name = egress.service.as_str();
+    let tq = go_quote(target_name);
+    if target_name == source {
+        return Some("cannot reference itself".to_string());
+    }
+    let Some(target) = env.services.get(target_name) else {
+        let hint = suggest(target_name, env.services.keys().map(String::as_str))
+            .map(|s| format!(" (did you mean {}?)", go_quote(s)))
+            .unwrap_or_default();
+        return Some(format!("references unknown service {tq}{hint}"));
+    };
+    if target.ingresses.is_empty() {
+        return Some(format!("target service {tq} has no ingresses"));
+    }
+    let available = || {
+        target
+            .ingresses
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !egress.ingress.is_empty() && !target.ingresses.contains_key(&egress.ingress) {
+        return Some(format!(
+            "target service {tq} has no ingress {} (available: {})",
+            go_quote(&egress.ingress),
+            available()
+        ));
+    }
+    if egress.ingress.is_empty() && target.ingresses.len() > 1 {
+        return Some(format!(
+            "target service {tq} has {} ingresses \u{2014} specify which one ({})",
+            target.ingresses.len(),
+            available()
+        ));
+    }
+    None
+}
+
+/// The closest candidate to `unknown` by byte-wise Levenshtein distance, if any is closer
+/// than `len(unknown)/2 + 1`. On a tie the first candidate (in the given, sorted, order) wins.
+fn suggest<'c>(unknown: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
+    let mut best_distance = unknown.len() / 2 + 1;
+    let mut best = None;
+    for candidate in candidates {
+        let distance = levenshtein(unknown.as_bytes(), candidate.as_bytes());
+        if distance < best_distance {
+            best_distance = distance;
+            best = Some(candidate);
+        }
+    }
+    best
+}
+
+/// Byte-wise Levenshtein edit distance.
+fn levenshtein(a: &[u8], b: &[u8]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, &ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = substitution.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// The first dependency cycle found by a depth-first search that visits services in sorted
+/// order and egresses in sorted egress-name order, ignoring edges to unknown services. The
+/// path starts and ends at the node that closes the loop (`a, b, c, a`).
+///
+/// Iterative, so a very long dependency chain cannot overflow the stack.
+fn find_cycle(env: &Environment) -> Option<Vec<&str>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        OnPath,
+        Done,
+    }
+    let mut marks: std::collections::HashMap<&str, Mark> = std::collections::HashMap::new();
+
+    for (root, root_service) in &env.services {
+        if marks.contains_key(root.as_str()) {
+            continue;
+        }
+        marks.insert(root, Mark::OnPath);
+        let mut path: Vec<&str> = vec![root];
+        let mut pending = vec![root_service.egresses.values()];
+        while let Some(edges) = pending.last_mut() {
+            let Some(egress) = edges.next() else {
+                pending.pop();
+                if let Some(done) = path.pop() {
+                    marks.insert(done, Mark::Done);
+                }
+                continue;
+            };
+            let Some((target, target_service)) = env.services.get_key_value(&egress.service) else {
+                continue;
+            };
+            match marks.get(target.as_str()) {
+                Some(Mark::OnPath) => {
+                    let start = path.iter().position(|n| *n == target.as_str())?;
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(target);
+                    return Some(cycle);
+                }
+                Some(Mark::Done) => {}
+                None => {
+                    marks.insert(target, Mark::OnPath);
+                    path.push(target);
+                    pending.push(target_service.egresses.values());
+                }
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,731 @@
+//! The event model: every entry of an environment's event log, as streamed over SSE, returned
+//! by `/log` and written to JSONL log files.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::endpoint::{Endpoint, ResolvedEndpoint};
+use crate::timestamp::Timestamp;
+
+macro_rules! event_types {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, )*) => {
+        /// The kind of an event. The wire string is generated here and nowhere else.
+        ///
+        /// Unknown strings (from newer servers, other tools or the `log.header` line of a log
+        /// file) decode to [`EventType::Other`] so readers never fail on them.
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum EventType {
+            $( $(#[$doc])* $variant, )*
+            /// A type string this version does not know.
+            Other(String),
+        }
+
+        impl EventType {
+            /// Every known event type.
+            pub const KNOWN: &'static [EventType] = &[$(EventType::$variant,)*];
+
+            /// The wire string, e.g. `"service.ready"`.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $( EventType::$variant => $name, )*
+                    EventType::Other(s) => s,
+                }
+            }
+
+            /// Parses a wire string; unknown strings become [`EventType::Other`].
+            pub fn from_name(name: &str) -> EventType {
+                match name {
+                    $( $name => EventType::$variant, )*
+                    other => EventType::Other(other.to_string()),
+                }
+            }
+        }
+    };
+}
+
+event_types! {
+    /// An artifact (build, image pull, download) started resolving after a cache miss.
+    ArtifactStarted => "artifact.started",
+    /// An artifact finished resolving.
+    ArtifactCompleted => "artifact.completed",
+    /// An artifact failed to resolve.
+    ArtifactFailed => "artifact.failed",
+    /// An artifact was found in the cache.
+    ArtifactCached => "artifact.cached",
+    /// A service's ingress got its address.
+    IngressPublished => "ingress.published",
+    /// All of a service's egresses resolved.
+    WiringResolved => "wiring.resolved",
+    /// Prestart hooks are about to run.
+    ServicePrestart => "service.prestart",
+    /// The service is being launched.
+    ServiceStarting => "service.starting",
+    /// Readiness checks passed.
+    ServiceHealthy => "service.healthy",
+    /// Init hooks are about to run.
+    ServiceInit => "service.init",
+    /// The service is ready; dependants may start.
+    ServiceReady => "service.ready",
+    /// The service failed.
+    ServiceFailed => "service.failed",
+    /// The service is stopping.
+    ServiceStopping => "service.stopping",
+    /// The service stopped; always the last event of a service.
+    ServiceStopped => "service.stopped",
+    /// A chunk of a service's stdout or stderr.
+    ServiceLog => "service.log",
+    /// rigd asks the client to run a function (hook or client service callback).
+    CallbackRequest => "callback.request",
+    /// The client's answer to a callback request.
+    CallbackResponse => "callback.response",
+    /// The environment is failing; carries the root cause.
+    EnvironmentFailing => "environment.failing",
+    /// Teardown started.
+    EnvironmentDestroying => "environment.destroying",
+    /// Every service is ready; carries every resolved ingress.
+    EnvironmentUp => "environment.up",
+    /// Every service has stopped; always the last lifecycle event.
+    EnvironmentDown => "environment.down",
+    /// A note (typically a test failure) posted by the client.
+    TestNote => "test.note",
+    /// A readiness probe failed.
+    HealthCheckFailed => "health.check_failed",
+    /// No progress for a while; carries a diagnostic snapshot.
+    ProgressStall => "progress.stall",
+    /// An HTTP exchange observed by a proxy.
+    RequestCompleted => "request.completed",
+    /// A TCP connection observed by a proxy was opened.
+    ConnectionOpened => "connection.opened",
+    /// A TCP connection observed by a proxy was closed.
+    ConnectionClosed => "connection.closed",
+    /// A gRPC call observed by a proxy.
+    GrpcCallCompleted => "grpc.call.completed",
+    /// A Kafka request/response observed by a proxy.
+    KafkaRequestCompleted => "kafka.request.completed",
+}
+
+impl EventType {
+    /// True for the high-volume `service.log` type, which the event log stores apart.
+    pub fn is_log(&self) -> bool {
+        matches!(self, EventType::ServiceLog)
+    }
+
+    /// True for events emitted by the observing proxies.
+    pub fn is_traffic(&self) -> bool {
+        matches!(
+            self,
+            EventType::RequestCompleted
+                | EventType::ConnectionOpened
+                | EventType::ConnectionClosed
+                | EventType::GrpcCallCompleted
+                | EventType::KafkaRequestCompleted
+        )
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(EventType::from_name(&s))
+    }
+}
+
+/// One entry of an environment's event log (upstream `server.Event`).
+///
+/// Field order and omission rules match upstream: everything but `seq`, `type` and
+/// `timestamp` is omitted when empty.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the log, from 1. Assigned on publish.
+    #[serde(default)]
+    pub seq: u64,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The environment's name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub environment: String,
+    /// The service concerned.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+    /// The ingress concerned.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ingress: String,
+    /// The published endpoint, unresolved (may hold templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
+    /// Artifact key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub artifact: String,
+    /// Output chunk of a `service.log` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogEntry>,
+    /// A callback request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackRequest>,
+    /// A callback response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<CallbackResponse>,
+    /// Error text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// An observed HTTP exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Box<RequestInfo>>,
+    /// An observed TCP connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionInfo>,
+    /// An observed gRPC call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_call: Option<Box<GrpcCallInfo>>,
+    /// An observed Kafka request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_request: Option<KafkaRequestInfo>,
+    /// Stall diagnostics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostic: Option<DiagnosticSnapshot>,
+    /// The environment directory (on `environment.up`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub env_dir: String,
+    /// Human-readable message (e.g. the failure summary on `environment.down`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// On `environment.up`: service → ingress → resolved endpoint.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ingresses: BTreeMap<String, BTreeMap<String, ResolvedEndpoint>>,
+    /// When it happened. Set on publish when zero.
+    #[serde(default)]
+    pub timestamp: Timestamp,
+}
+
+impl Event {
+    /// A new event of the given type with every other field empty (seq 0, zero timestamp).
+    pub fn new(event_type: EventType) -> Event {
+        Event {
+            seq: 0,
+            event_type,
+            environment: String::new(),
+            service: String::new(),
+            ingress: String::new(),
+            endpoint: None,
+            artifact: String::new(),
+            log: None,
+            callback: None,
+            result: None,
+            error: String::new(),
+            request: None,
+            connection: None,
+            grpc_call: None,
+            kafka_request: None,
+            diagnostic: None,
+            env_dir: String::new(),
+            message: String::new(),
+            ingresses: BTreeMap::new(),
+            timestamp: Timestamp::ZERO,
+        }
+    }
+
+    /// A new event about `service`.
+    pub fn for_service(event_type: EventType, service: impl Into<String>) -> Event {
+        Event {
+            service: service.into(),
+            ..Event::new(event_type)
+        }
+    }
+
+    /// A `service.log` event carrying one chunk of output.
+    pub fn log(service: impl Into<String>, stream: LogStream, data: impl Into<String>) -> Event {
+        Event {
+            log: Some(LogEntry {
+                stream,
+                data: data.into(),
+            }),
+            ..Event::for_service(EventType::ServiceLog, service)
+        }
+    }
+
+    /// Sets the error text.
+    pub fn with_error(mut self, error: impl Into<String>) -> Event {
+        self.error = error.into();
+        self
+    }
+
+    /// Sets the message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Event {
+        self.message = message.into();
+        self
+    }
+}
+
+/// Which output stream a log chunk came from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LogStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// Any other label (kept as sent by a client).
+    Other(String),
+}
+
+impl LogStream {
+    /// The wire name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::Other(s) => s,
+        }
+    }
+}
+
+impl Serialize for LogStream {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for LogStream {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "stdout" => LogStream::Stdout,
+            "stderr" => LogStream::Stderr,
+            _ => LogStream::Other(s),
+        })
+    }
+}
+
+/// A chunk of service output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// `stdout` or `stderr`.
+    pub stream: LogStream,
+    /// The text.
+    pub data: String,
+}
+
+/// What a callback asks the client to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallbackKind {
+    /// Run a prestart or init hook.
+    Hook,
+    /// Publish a client service's ingresses.
+    Publish,
+    /// Start a client-hosted service.
+    Start,
+    /// Check a client-hosted service's readiness.
+    Ready,
+}
+
+/// Published as `callback.request` when rigd needs the client to run a function.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallbackRequest {
+    /// Correlates the response.
+    pub request_id: String,
+    /// The registered function name.
+    pub name: String,
+    /// What kind of callback this is.
+    #[serde(rename = "type")]
+    pub kind: CallbackKind,
+    /// The resolved wiring of the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wiring: Option<WiringContext>,
+}
+
+/// Posted by the client as `callback.response`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallbackResponse {
+    /// The request being answered.
+    pub request_id: String,
+    /// Non-empty when the function failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// Free-form result data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Resolved endpoint information handed to hooks and callbacks (and to services as
+/// `RIG_WIRING`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WiringContext {
+    /// The service's own ingresses.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ingresses: BTreeMap<String, ResolvedEndpoint>,
+    /// The service's egresses.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub egresses: BTreeMap<String, ResolvedEndpoint>,
+    /// The service's temporary directory.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub temp_dir: String,
+    /// The environment directory shared by all services.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub env_dir: String,
+}
+
+/// HTTP headers as Go's `map[string][]string`.
+pub type Headers = BTreeMap<String, Vec<String>>;
+
+/// An observed HTTP request/response pair.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestInfo {
+    /// Calling service (`~test` for the test).
+    pub source: String,
+    /// Target service.
+    pub target: String,
+    /// Target ingress.
+    pub ingress: String,
+    /// HTTP method.
+    pub method: String,
+    /// Path with query, as sent.
+    pub path: String,
+    /// Response status.
+    pub status_code: u16,
+    /// Time to response headers, in milliseconds.
+    pub latency_ms: f64,
+    /// Request body bytes.
+    pub request_size: i64,
+    /// Response body bytes.
+    pub response_size: i64,
+    /// Request headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub request_headers: Headers,
+    /// Captured request body (capped).
+    #[serde(
+        default,
+        with = "crate::base64::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request_body: Option<Vec<u8>>,
+    /// The request body was longer than the capture cap.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub request_body_truncated: bool,
+    /// Response headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub response_headers: Headers,
+    /// Captured response body (capped).
+    #[serde(
+        default,
+        with = "crate::base64::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub response_body: Option<Vec<u8>>,
+    /// The response body was longer than the capture cap.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub response_body_truncated: bool,
+}
+
+/// An observed TCP connection. All six fields are always present.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// Calling service.
+    pub source: String,
+    /// Target service.
+    pub target: String,
+    /// Target ingress.
+    pub ingress: String,
+    /// Bytes from client to target.
+    pub bytes_in: i64,
+    /// Bytes from target to client.
+    pub bytes_out: i64,
+    /// Connection lifetime in milliseconds.
+    pub duration_ms: f64,
+}
+
+/// An observed gRPC call.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GrpcCallInfo {
+    /// Calling service.
+    pub source: String,
+    /// Target service.
+    pub target: String,
+    /// Target ingress.
+    pub ingress: String,
+    /// Fully qualified gRPC service (`pkg.Service`).
+    pub service: String,
+    /// Method name.
+    pub method: String,
+    /// Status code as a decimal string (`"0"` is OK).
+    pub grpc_status: String,
+    /// Status message.
+    pub grpc_message: String,
+    /// Latency in milliseconds.
+    pub latency_ms: f64,
+    /// Request bytes.
+    pub request_size: i64,
+    /// Response bytes.
+    pub response_size: i64,
+    /// Request metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub request_metadata: Headers,
+    /// Response metadata (headers and trailers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub response_metadata: Headers,
+    /// Captured raw request body (capped).
+    #[serde(
+        default,
+        with = "crate::base64::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request_body: Option<Vec<u8>>,
+    /// The request body was longer than the capture cap.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub request_body_truncated: bool,
+    /// Captured raw response body (capped).
+    #[serde(
+        default,
+        with = "crate::base64::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub response_body: Option<Vec<u8>>,
+    /// The response body was longer than the capture cap.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub response_body_truncated: bool,
+    /// The first request message decoded to JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body_decoded: Option<serde_json::Value>,
+    /// The first response message decoded to JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body_decoded: Option<serde_json::Value>,
+}
+
+/// An observed Kafka request/response pair.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KafkaRequestInfo {
+    /// Calling service.
+    pub source: String,
+    /// Target service.
+    pub target: String,
+    /// Target ingress.
+    pub ingress: String,
+    /// Kafka API key.
+    pub api_key: i16,
+    /// API name (`Produce`, `Fetch`, ...).
+    pub api_name: String,
+    /// API version.
+    pub api_version: i16,
+    /// Correlation id.
+    pub correlation_id: i32,
+    /// Latency in milliseconds.
+    pub latency_ms: f64,
+    /// Request frame bytes.
+    pub request_size: i64,
+    /// Response frame bytes.
+    pub response_size: i64,
+}
+
+/// The state of every service when a progress stall is detected.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiagnosticSnapshot {
+    /// How long nothing happened, as a Go duration string.
+    pub stalled_for: String,
+    /// Per-service state.
+    pub services: Vec<ServiceSnapshot>,
+}
+
+/// One service in a [`DiagnosticSnapshot`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSnapshot {
+    /// Service name.
+    pub name: String,
+    /// Lifecycle phase.
+    pub phase: String,
+    /// Services this one is waiting for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_on: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Protocol;
+    use serde_json::json;
+
+    #[test]
+    fn every_seed_event_type_string_round_trips() {
+        let names = [
+            "artifact.started",
+            "artifact.completed",
+            "artifact.failed",
+            "artifact.cached",
+            "ingress.published",
+            "wiring.resolved",
+            "service.prestart",
+            "service.starting",
+            "service.healthy",
+            "service.init",
+            "service.ready",
+            "service.failed",
+            "service.stopping",
+            "service.stopped",
+            "service.log",
+            "callback.request",
+            "callback.response",
+            "environment.failing",
+            "environment.destroying",
+            "environment.up",
+            "environment.down",
+            "test.note",
+            "health.check_failed",
+            "progress.stall",
+            "request.completed",
+            "connection.opened",
+            "connection.closed",
+            "grpc.call.completed",
+            "kafka.request.completed",
+        ];
+        assert_eq!(EventType::KNOWN.len(), names.len());
+        for name in names {
+            let t = EventType::from_name(name);
+            assert!(!matches!(t, EventType::Other(_)), "{name} unknown");
+            assert_eq!(t.as_str(), name);
+            assert_eq!(serde_json::to_value(&t).unwrap(), json!(name));
+        }
+        assert_eq!(
+            EventType::from_name("log.header"),
+            EventType::Other("log.header".into())
+        );
+    }
+
+    #[test]
+    fn minimal_event_has_only_seq_type_timestamp() {
+        let mut e = Event::new(EventType::EnvironmentDestroying);
+        e.seq = 7;
+        e.timestamp = "2024-01-02T03:04:05.5Z".parse().unwrap();
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"seq":7,"type":"environment.destroying","timestamp":"2024-01-02T03:04:05.5Z"}"#
+        );
+    }
+
+    #[test]
+    fn event_fields_serialise_in_upstream_order() {
+        let mut e = Event::for_service(EventType::IngressPublished, "api");
+        e.seq = 3;
+        e.environment = "env".into();
+        e.ingress = "default".into();
+        e.endpoint = Some(Endpoint::new("127.0.0.1:9000", Protocol::Http));
+        e.timestamp = "2024-01-02T03:04:05Z".parse().unwrap();
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            concat!(
+                r#"{"seq":3,"type":"ingress.published","environment":"env","service":"api","#,
+                r#""ingress":"default","endpoint":{"hostport":"127.0.0.1:9000","protocol":"http"},"#,
+                r#""timestamp":"2024-01-02T03:04:05Z"}"#
+            )
+        );
+    }
+
+    #[test]
+    fn request_bodies_are_base64_and_round_trip() {
+        let mut e = Event::new(EventType::RequestCompleted);
+        e.request = Some(Box::new(RequestInfo {
+            source: "~test".into(),
+            target: "api".into(),
+            ingress: "default".into(),
+            method: "POST".into(),
+            path: "/orders?x=1".into(),
+            status_code: 201,
+            latency_ms: 1.5,
+            request_size: 3,
+            response_size: 0,
+            request_headers: Headers::from([("Content-Type".into(), vec!["text/plain".into()])]),
+            request_body: Some(b"abc".to_vec()),
+            ..RequestInfo::default()
+        }));
+        let v = serde_json::to_value(&e).unwrap();
+        let req = &v["request"];
+        assert_eq!(req["request_body"], json!("YWJj"));
+        assert!(req.get("response_body").is_none());
+        assert!(req.get("request_body_truncated").is_none());
+        assert!(req.get("response_headers").is_none());
+        assert_eq!(req["status_code"], json!(201));
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn connection_info_always_has_six_fields() {
+        let v = serde_json::to_value(ConnectionInfo::default()).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn callback_request_and_response_shapes() {
+        let req = CallbackRequest {
+            request_id: "r1".into(),
+            name: "_hook_1".into(),
+            kind: CallbackKind::Hook,
+            wiring: Some(WiringContext {
+                temp_dir: "/tmp/x".into(),
+                ..WiringContext::default()
+            }),
+        };
+        assert_eq!(
+            serde_json::to_value(&req).unwrap(),
+            json!({"request_id": "r1", "name": "_hook_1", "type": "hook", "wiring": {"temp_dir": "/tmp/x"}})
+        );
+        let resp: CallbackResponse =
+            serde_json::from_value(json!({"request_id": "r1", "data": {"k": 1}})).unwrap();
+        assert_eq!(resp.error, "");
+        assert_eq!(
+            serde_json::to_value(&resp).unwrap(),
+            json!({"request_id": "r1", "data": {"k": 1}})
+        );
+    }
+
+    #[test]
+    fn upstream_log_line_parses() {
+        let line = r#"{"seq":12,"type":"service.log","environment":"orders","service":"api","log":{"stream":"stderr","data":"boom\n"},"timestamp":"2026-02-18T11:03:28.123456+01:00"}"#;
+        let e: Event = serde_json::from_str(line).unwrap();
+        assert_eq!(e.event_type, EventType::ServiceLog);
+        assert_eq!(e.log.as_ref().unwrap().stream, LogStream::Stderr);
+        assert_eq!(serde_json::to_string(&e).unwrap(), line);
+    }
+
+    #[test]
+    fn diagnostic_snapshot_omits_empty_waiting_on() {
+        let d = DiagnosticSnapshot {
+            stalled_for: "30s".into(),
+            services: vec![
+                ServiceSnapshot {
+                    name: "a".into(),
+                    phase: "pending".into(),
+                    waiting_on: vec!["b".into()],
+                },
+                ServiceSnapshot {
+                    name: "b".into(),
+                    phase: "starting".into(),
+                    waiting_on: vec![],
+                },
+            ],
+        };
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            json!({"stalled_for": "30s", "services": [
+                {"name": "a", "phase": "pending", "waiting_on": ["b"]},
+                {"name": "b", "phase": "starting"}
+            ]})
+        );
+    }
+}
