@@ -32,14 +32,14 @@ fn log_event() -> Event {
 
 fn traffic_event() -> Event {
     let mut e = Event::new(EventType::ConnectionClosed);
-    e.connection = Some(ConnectionInfo {
+    e.connection = Some(Box::new(ConnectionInfo {
         source: "~test".into(),
         target: "api".into(),
         ingress: "default".into(),
         bytes_in: 512,
         bytes_out: 2048,
         duration_ms: 3.5,
-    });
+    }));
     e
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Error responses (`{"error": ..., "validation_errors": [...]}`) become
 //! [`ClientError::Api`], whose message shows the error and every validation error on a line
-//! of its own. The event stream is in [`EventStream`](super::event_stream::EventStream).
+//! of its own. The event stream is in [`EventStream`].
 
 use std::fmt;
 use std::time::Duration;

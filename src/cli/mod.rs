@@ -8,7 +8,7 @@
 //! - [`autostart`]: finding or starting rigd (addr file, `flock`ed lock file, spawn, poll);
 //! - [`client`] and [`event_stream`]: the HTTP client for rigd's API and its SSE stream
 //!   (parsed by [`sse`]), reconnecting with `Last-Event-ID`;
-//! - [`output`] and [`format`]: colour (`--color`, `NO_COLOR`) and value formatting;
+//! - [`output`] and [`format`](mod@format): colour (`--color`, `NO_COLOR`) and value formatting;
 //! - [`error`]: failures and exit codes (0 ok, 1 failure, 2 usage, 130 interrupted);
 //! - [`signals`]: Ctrl-C and SIGTERM for commands that clean up before exiting.
 

@@ -54,12 +54,12 @@ impl CallbackDispatcher {
             self.instance.next_callback_number()
         );
         let mut event = Event::for_service(EventType::CallbackRequest, &*self.service);
-        event.callback = Some(CallbackRequest {
+        event.callback = Some(Box::new(CallbackRequest {
             request_id: request_id.clone(),
             name: name.to_string(),
             kind,
             wiring: Some((*self.wiring).clone()),
-        });
+        }));
         self.instance.emit(event);
 
         let answer = self.instance.log().wait_for(move |e| {

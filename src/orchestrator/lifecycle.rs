@@ -193,7 +193,7 @@ async fn wait_for_egresses(task: &ServiceTask) -> Result<BTreeMap<String, Endpoi
                     egress.service, egress.ingress
                 )
             })?;
-        resolved.insert(name.clone(), endpoint);
+        resolved.insert(name.clone(), *endpoint);
     }
     task.emit(EventType::WiringResolved);
     Ok(resolved)
@@ -243,7 +243,7 @@ fn publish(task: &ServiceTask, egresses: &BTreeMap<String, Endpoint>) -> Result<
     for (ingress, endpoint) in &endpoints {
         let mut event = Event::for_service(EventType::IngressPublished, &task.name);
         event.ingress = ingress.clone();
-        event.endpoint = Some(endpoint.clone());
+        event.endpoint = Some(Box::new(endpoint.clone()));
         task.instance.emit(event);
     }
     // Close the listeners the type did not keep, so the service can bind its ports.

@@ -302,10 +302,10 @@ async fn hooks_and_client_start_are_callbacks_answered_by_the_client() {
                     let wiring = cb.wiring.as_ref().unwrap();
                     assert!(!wiring.env_dir.is_empty());
                     let mut resp = Event::for_service(EventType::CallbackResponse, &e.service);
-                    resp.result = Some(rig_types::CallbackResponse {
+                    resp.result = Some(Box::new(rig_types::CallbackResponse {
                         request_id: cb.request_id.clone(),
                         ..rig_types::CallbackResponse::default()
-                    });
+                    }));
                     inst.emit(resp);
                     answered += 1;
                 }
@@ -352,11 +352,11 @@ async fn a_hook_error_fails_the_service_with_the_client_message() {
         .unwrap();
     let req = wait_for(&inst, EventType::CallbackRequest).await;
     let mut resp = Event::for_service(EventType::CallbackResponse, "api");
-    resp.result = Some(rig_types::CallbackResponse {
+    resp.result = Some(Box::new(rig_types::CallbackResponse {
         request_id: req.callback.as_ref().unwrap().request_id.clone(),
         error: "table exists".into(),
         data: None,
-    });
+    }));
     inst.emit(resp);
     let down = wait_for(&inst, EventType::EnvironmentDown).await;
     assert!(

@@ -60,11 +60,11 @@ impl ClientEvent {
     pub(crate) fn into_action(self) -> Result<Action, UnknownType> {
         match self.event_type.as_str() {
             "callback.response" => Ok(Action::Publish(Box::new(Event {
-                result: Some(CallbackResponse {
+                result: Some(Box::new(CallbackResponse {
                     request_id: self.request_id,
                     error: self.error,
                     data: self.data,
-                }),
+                })),
                 ..Event::for_service(EventType::CallbackResponse, self.service)
             }))),
             "service.error" => Ok(Action::FailService {

@@ -160,7 +160,7 @@ mod tests {
     fn published(service: &str, ingress: &str, endpoint: Endpoint) -> Arc<Event> {
         Arc::new(Event {
             ingress: ingress.into(),
-            endpoint: Some(endpoint),
+            endpoint: Some(Box::new(endpoint)),
             ..Event::for_service(EventType::IngressPublished, service)
         })
     }

@@ -13,10 +13,9 @@ pub type Attributes = BTreeMap<String, serde_json::Value>;
 ///
 /// Decoding never fails: a string that is not one of the four known protocols is kept as
 /// [`Protocol::Unknown`] so validation can report it with the user's spelling.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
     /// Raw TCP.
-    #[default]
     Tcp,
     /// HTTP/1.1 or HTTP/2 (h2c).
     Http,
@@ -62,6 +61,14 @@ impl Protocol {
     /// True for the four protocols rigd supports.
     pub fn is_valid(&self) -> bool {
         !matches!(self, Protocol::Unknown(_))
+    }
+}
+
+/// The empty (invalid) protocol, like Go's zero value: a spec that leaves `protocol` out is
+/// reported by validation rather than silently treated as TCP.
+impl Default for Protocol {
+    fn default() -> Protocol {
+        Protocol::Unknown(String::new())
     }
 }
 
@@ -166,6 +173,12 @@ mod tests {
         }
         let p: Protocol = serde_json::from_value(json!("websocket")).unwrap();
         assert_eq!(serde_json::to_value(&p).unwrap(), json!("websocket"));
+    }
+
+    #[test]
+    fn a_missing_protocol_is_invalid_not_tcp() {
+        assert!(!Protocol::default().is_valid());
+        assert_eq!(Protocol::default().as_str(), "");
     }
 
     #[test]

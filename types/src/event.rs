@@ -147,7 +147,9 @@ impl<'de> Deserialize<'de> for EventType {
 /// One entry of an environment's event log (upstream `server.Event`).
 ///
 /// Field order and omission rules match upstream: everything but `seq`, `type` and
-/// `timestamp` is omitted when empty.
+/// `timestamp` is omitted when empty. Payloads that only some event types carry are boxed, which
+/// keeps the event small: publishing is on the hot path of every log line and every proxied
+/// request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Position in the log, from 1. Assigned on publish.
@@ -167,7 +169,7 @@ pub struct Event {
     pub ingress: String,
     /// The published endpoint, unresolved (may hold templates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<Endpoint>,
+    pub endpoint: Option<Box<Endpoint>>,
     /// Artifact key.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub artifact: String,
@@ -176,10 +178,10 @@ pub struct Event {
     pub log: Option<LogEntry>,
     /// A callback request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub callback: Option<CallbackRequest>,
+    pub callback: Option<Box<CallbackRequest>>,
     /// A callback response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<CallbackResponse>,
+    pub result: Option<Box<CallbackResponse>>,
     /// Error text.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
@@ -188,16 +190,16 @@ pub struct Event {
     pub request: Option<Box<RequestInfo>>,
     /// An observed TCP connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connection: Option<ConnectionInfo>,
+    pub connection: Option<Box<ConnectionInfo>>,
     /// An observed gRPC call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grpc_call: Option<Box<GrpcCallInfo>>,
     /// An observed Kafka request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kafka_request: Option<KafkaRequestInfo>,
+    pub kafka_request: Option<Box<KafkaRequestInfo>>,
     /// Stall diagnostics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diagnostic: Option<DiagnosticSnapshot>,
+    pub diagnostic: Option<Box<DiagnosticSnapshot>>,
     /// The environment directory (on `environment.up`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub env_dir: String,
@@ -624,7 +626,7 @@ mod tests {
         e.seq = 3;
         e.environment = "env".into();
         e.ingress = "default".into();
-        e.endpoint = Some(Endpoint::new("127.0.0.1:9000", Protocol::Http));
+        e.endpoint = Some(Box::new(Endpoint::new("127.0.0.1:9000", Protocol::Http)));
         e.timestamp = "2024-01-02T03:04:05Z".parse().unwrap();
         assert_eq!(
             serde_json::to_string(&e).unwrap(),
@@ -662,6 +664,15 @@ mod tests {
         assert_eq!(req["status_code"], json!(201));
         let back: Event = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn events_stay_small() {
+        assert!(
+            std::mem::size_of::<Event>() <= 384,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
     }
 
     #[test]

@@ -16,23 +16,39 @@ use crate::endpoint::{Attributes, Protocol, ResolvedEndpoint};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
     /// Required; names log files and appears in listings.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub name: String,
     /// Services by name. At least one is required.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub services: BTreeMap<String, Service>,
     /// Insert an observing proxy on every edge.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_false"
+    )]
     pub observe: bool,
     /// The client's process environment: the base layer of every service environment.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub host_env: BTreeMap<String, String>,
     /// The client's working directory: default cwd of children and base for relative paths.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub dir: String,
     /// Explicit lifetime as a Go duration string. Kept as text so validation can report a bad
     /// value with the user's spelling.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub ttl: String,
 }
 
@@ -40,25 +56,49 @@ pub struct Environment {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Service {
     /// The service type (`process`, `container`, `postgres`, ...).
-    #[serde(default, rename = "type")]
+    #[serde(default, deserialize_with = "null_default", rename = "type")]
     pub service_type: String,
     /// Type-specific configuration.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub config: Option<serde_json::Value>,
     /// Arguments; `$VAR`/`${VAR}` are expanded against the service environment.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub args: Vec<String>,
     /// Ingresses by name. May be empty: there is no implicit default ingress.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub ingresses: BTreeMap<String, IngressSpec>,
     /// Egresses (dependencies) by name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub egresses: BTreeMap<String, EgressSpec>,
     /// Lifecycle hooks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hooks: Option<Hooks>,
     /// Marks nodes rigd inserts itself (`~test`, proxies).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_false"
+    )]
     pub injected: bool,
 }
 
@@ -66,16 +106,28 @@ pub struct Service {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct IngressSpec {
     /// One of `tcp`, `http`, `grpc`, `kafka` (checked by validation).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub protocol: Protocol,
     /// Port inside a container; 0 means "the same as the host port".
-    #[serde(default, skip_serializing_if = "is_zero_u16")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero_u16"
+    )]
     pub container_port: u16,
     /// How to tell the ingress is ready; defaults to a probe of the ingress protocol.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ready: Option<ReadySpec>,
     /// Static attributes, which may use `${HOST}`, `${PORT}` and `${HOSTPORT}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Attributes>,
 }
 
@@ -83,10 +135,14 @@ pub struct IngressSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EgressSpec {
     /// Target service name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub service: String,
     /// Target ingress name; when empty, resolved by defaulting (single ingress or `default`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub ingress: String,
 }
 
@@ -94,16 +150,33 @@ pub struct EgressSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadySpec {
     /// `tcp`, `http` or `grpc`; empty means the ingress protocol, anything else means TCP.
-    #[serde(default, rename = "type", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        rename = "type",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub probe_type: String,
     /// HTTP path to probe (default `/`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub path: String,
     /// Initial poll interval (default 10 ms, doubling to 1 s).
-    #[serde(default, skip_serializing_if = "GoDuration::is_zero")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "GoDuration::is_zero"
+    )]
     pub interval: GoDuration,
     /// Give up after this long (default 30 s).
-    #[serde(default, skip_serializing_if = "GoDuration::is_zero")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "GoDuration::is_zero"
+    )]
     pub timeout: GoDuration,
 }
 
@@ -111,10 +184,18 @@ pub struct ReadySpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Hooks {
     /// Run after wiring resolves, before the service starts.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub prestart: Vec<HookSpec>,
     /// Run after the service is healthy, before it is ready.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub init: Vec<HookSpec>,
 }
 
@@ -122,13 +203,21 @@ pub struct Hooks {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HookSpec {
     /// `client_func`, or a server-side kind (`exec`, `sql`, `schema`).
-    #[serde(default, rename = "type")]
+    #[serde(default, deserialize_with = "null_default", rename = "type")]
     pub hook_type: String,
     /// The client function to call, for `client_func` hooks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_func: Option<ClientFuncSpec>,
     /// Type-specific configuration for server-side hooks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub config: Option<serde_json::Value>,
 }
 
@@ -136,7 +225,7 @@ pub struct HookSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientFuncSpec {
     /// The handler name the SDK registered (e.g. `_hook_1`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub name: String,
 }
 
@@ -215,6 +304,16 @@ pub struct ResolvedService {
     pub status: ServiceStatus,
 }
 
+/// Decodes JSON `null` as the field's default, as Go's decoder does (`"args": null` is no
+/// arguments, not an error).
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -267,6 +366,24 @@ mod tests {
         );
         assert_eq!(hooks.init[0].hook_type, "sql");
         assert_eq!(env.services["db"].ingresses["default"].container_port, 5432);
+    }
+
+    #[test]
+    fn null_fields_decode_as_defaults_like_go() {
+        let env: Environment = serde_json::from_value(json!({
+            "name": "n", "observe": null, "host_env": null, "dir": null, "ttl": null,
+            "services": {"a": {
+                "type": "process", "config": null, "args": null, "ingresses": null,
+                "egresses": null, "hooks": {"prestart": null, "init": null}, "injected": null
+            }}
+        }))
+        .unwrap();
+        let a = &env.services["a"];
+        assert!(a.args.is_empty() && a.ingresses.is_empty() && a.egresses.is_empty());
+        assert!(a.config.is_none());
+        let ready: ReadySpec =
+            serde_json::from_value(json!({"type": null, "interval": null})).unwrap();
+        assert!(ready.interval.is_zero());
     }
 
     #[test]

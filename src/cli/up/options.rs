@@ -88,7 +88,14 @@ pub fn parse(mut args: Args) -> Result<Parsed, CliError> {
                     }
                     server = Some(value);
                 }
-                "--color" | "--colour" => color = args.value(&name, inline_value)?.parse()?,
+                "--color" | "--colour" => {
+                    let value = args.value(&name, inline_value)?;
+                    color = value.parse().map_err(|_| {
+                        CliError::usage(format!(
+                            "invalid {name} value {value:?}: expected auto, always or never"
+                        ))
+                    })?;
+                }
                 _ => return Err(unknown_flag("up", &name)),
             },
         }

@@ -28,12 +28,12 @@ fn log_chunk(svc: &str, data: &str) -> Event {
 /// A traffic event (`connection.closed`).
 fn traffic(source: &str, target: &str) -> Event {
     let mut e = Event::new(EventType::ConnectionClosed);
-    e.connection = Some(ConnectionInfo {
+    e.connection = Some(Box::new(ConnectionInfo {
         source: source.into(),
         target: target.into(),
         ingress: "default".into(),
         ..ConnectionInfo::default()
-    });
+    }));
     e
 }
 

@@ -272,14 +272,14 @@ fn traffic_is_shown_once_the_environment_is_up() {
     );
 
     let tcp = Event {
-        connection: Some(ConnectionInfo {
+        connection: Some(Box::new(ConnectionInfo {
             source: "api".into(),
             target: "db".into(),
             ingress: "default".into(),
             bytes_in: 1229,
             bytes_out: 340,
             duration_ms: 12.4,
-        }),
+        })),
         ..ev(EventType::ConnectionClosed, "", 0)
     };
     assert_eq!(p.render(&tcp), ["  api → db  TCP  12.4ms  1.2KB↑ 340B↓"]);
@@ -290,7 +290,7 @@ fn traffic_is_shown_once_the_environment_is_up() {
     assert!(p.render(&opened).is_empty(), "the close line says it all");
 
     let kafka = Event {
-        kafka_request: Some(KafkaRequestInfo {
+        kafka_request: Some(Box::new(KafkaRequestInfo {
             source: "api".into(),
             target: "kafka".into(),
             api_name: "Produce".into(),
@@ -299,7 +299,7 @@ fn traffic_is_shown_once_the_environment_is_up() {
             request_size: 2048,
             response_size: 64,
             ..KafkaRequestInfo::default()
-        }),
+        })),
         ..ev(EventType::KafkaRequestCompleted, "", 0)
     };
     assert_eq!(
@@ -377,7 +377,7 @@ fn teardown_shows_stops_and_no_surprise() {
 fn stalls_notes_and_callbacks() {
     let mut p = progress(&["api", "db"]);
     let stall = Event {
-        diagnostic: Some(DiagnosticSnapshot {
+        diagnostic: Some(Box::new(DiagnosticSnapshot {
             stalled_for: "30s".into(),
             services: vec![
                 ServiceSnapshot {
@@ -391,7 +391,7 @@ fn stalls_notes_and_callbacks() {
                     waiting_on: vec![],
                 },
             ],
-        }),
+        })),
         ..ev(EventType::ProgressStall, "", 0)
     };
     assert_eq!(
@@ -408,12 +408,12 @@ fn stalls_notes_and_callbacks() {
     };
     assert_eq!(p.render(&note), ["  ! note: expected 200, got 500"]);
     let cb = Event {
-        callback: Some(CallbackRequest {
+        callback: Some(Box::new(CallbackRequest {
             request_id: "r1".into(),
             name: "_hook_1".into(),
             kind: CallbackKind::Hook,
             wiring: None,
-        }),
+        })),
         ..ev(EventType::CallbackRequest, "api", 0)
     };
     assert_eq!(

@@ -1,0 +1,284 @@
+//! `rig up` end to end: the real `rig` binary against the real `rigd`, with `process`
+//! services made of `sh` one-liners.
+//!
+//! Checks what a user sees and what the services receive: progress, endpoints and the env
+//! dir on stdout; `dir` filled with the spec file's directory (the services' cwd) and
+//! `host_env` filled from rig's own environment; Ctrl-C tears down and exits 0; a crashing
+//! service prints the failure summary and exits 1; validation errors are listed one per line.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use rigd::cli::autostart::Autostart;
+
+/// How long any one expected line may take to appear.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A private rig dir with a rigd started for it; stops that rigd and removes the dir on drop.
+struct Rigd {
+    dir: PathBuf,
+    addr: String,
+    pid: Option<u32>,
+}
+
+impl Rigd {
+    async fn start(name: &str) -> Rigd {
+        let dir = std::env::temp_dir().join(format!("rig-up-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let rig_dir = dir.join("rig");
+        let env = move |key: &str| -> Option<OsString> {
+            match key {
+                "RIG_BINARY" => Some(env!("CARGO_BIN_EXE_rigd").into()),
+                "RIG_DIR" => Some(rig_dir.clone().into()),
+                _ => None,
+            }
+        };
+        let autostart = Autostart::resolve(&env, None, None, None).expect("resolve");
+        let server = autostart.ensure().await.expect("start rigd");
+        Rigd {
+            dir,
+            addr: server.addr,
+            pid: server.spawned_pid,
+        }
+    }
+
+    /// Writes `spec` to `<dir>/<sub>/spec.json` and returns its path.
+    fn spec_file(&self, sub: &str, spec: &str) -> PathBuf {
+        let dir = self.dir.join(sub);
+        std::fs::create_dir_all(&dir).expect("spec dir");
+        let path = dir.join("spec.json");
+        std::fs::write(&path, spec).expect("write spec");
+        path
+    }
+
+    /// Starts `rig up <spec> --server <addr> --color never` with one extra variable in its
+    /// environment.
+    fn rig_up(&self, spec: &Path) -> RigUp {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rig"))
+            .arg("up")
+            .arg(spec)
+            .args(["--server", &self.addr, "--color", "never"])
+            .env("RIG_UP_TEST_MARKER", "from-rig-env")
+            .env_remove("RIG_SERVER_ADDR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rig");
+        let lines = reader(child.stdout.take().expect("stdout"));
+        let errors = reader(child.stderr.take().expect("stderr"));
+        RigUp {
+            child,
+            lines,
+            errors,
+            seen: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Rigd {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            let pid = pid as libc::pid_t;
+            // SAFETY: plain syscalls on the rigd this test spawned (our child, not yet reaped).
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+                let deadline = Instant::now() + Duration::from_secs(15);
+                let mut status = 0;
+                while libc::waitpid(pid, &mut status, libc::WNOHANG) == 0 {
+                    if Instant::now() >= deadline {
+                        libc::kill(pid, libc::SIGKILL);
+                        libc::waitpid(pid, &mut status, 0);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn reader(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A running `rig up` and what it printed so far.
+struct RigUp {
+    child: Child,
+    lines: Receiver<String>,
+    errors: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl RigUp {
+    /// Reads stdout until a line contains `needle`; fails with everything seen after
+    /// [`PATIENCE`].
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let stderr: Vec<String> = self.errors.try_iter().collect();
+                    panic!(
+                        "no line containing {needle:?}\nstdout:\n{}\nstderr:\n{}",
+                        self.seen.join("\n"),
+                        stderr.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+    }
+
+    /// Waits for exit (within [`PATIENCE`]) and returns the code, all stdout and all stderr.
+    fn finish(mut self) -> (i32, String, String) {
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "rig up did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The pipes close at exit; the reader threads then end their channels.
+        self.seen.extend(self.lines.iter());
+        let stderr: Vec<String> = self.errors.iter().collect();
+        (
+            status.code().unwrap_or(-1),
+            self.seen.join("\n"),
+            stderr.join("\n"),
+        )
+    }
+}
+
+#[tokio::test]
+async fn up_fills_dir_and_host_env_then_ctrl_c_tears_down() {
+    let rigd = Rigd::start("ctrlc").await;
+    let spec = rigd.spec_file(
+        "project",
+        r#"{"name": "it-up", "services": {"worker": {
+            "type": "process",
+            "config": {"command": "sh"},
+            "args": ["-c", "pwd > cwd.txt; echo \"$RIG_UP_TEST_MARKER\" > marker.txt; exec sleep 600"]
+        }}}"#,
+    );
+    let project = std::fs::canonicalize(spec.parent().expect("parent")).expect("canonical");
+    let mut rig = rigd.rig_up(&spec);
+
+    rig.wait_for("  · worker  starting");
+    rig.wait_for("  ✓ worker  ready (");
+    rig.wait_for("  ✓ environment \"it-up\" is up in ");
+    rig.wait_for("  worker  -  (no ingress)");
+    rig.wait_for("  env dir: ");
+    rig.wait_for("press Ctrl-C to tear the environment down");
+
+    // The service ran in the spec file's directory and saw rig's environment.
+    let cwd = std::fs::read_to_string(project.join("cwd.txt"))
+        .expect("the service wrote cwd.txt in the spec's directory");
+    assert_eq!(cwd.trim(), project.display().to_string());
+    let marker = std::fs::read_to_string(project.join("marker.txt")).expect("marker.txt");
+    assert_eq!(marker.trim(), "from-rig-env");
+
+    rig.signal(libc::SIGINT);
+    rig.wait_for("tearing down \"it-up\"");
+    rig.wait_for("  ■ worker  stopped");
+    rig.wait_for("  ✓ torn down \"it-up\"");
+    let (code, stdout, stderr) = rig.finish();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("SIGINT received"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_crashing_service_prints_the_summary_and_exits_one() {
+    let rigd = Rigd::start("crash").await;
+    let spec = rigd.spec_file(
+        "crash",
+        r#"{"name": "it-crash", "services": {"broken": {
+            "type": "process",
+            "config": {"command": "sh"},
+            "args": ["-c", "echo intentional failure >&2; exit 3"],
+            "ingresses": {"default": {"protocol": "http"}}
+        }}}"#,
+    );
+    let mut rig = rigd.rig_up(&spec);
+    rig.wait_for("  ✗ broken  failed: exit status 3");
+    rig.wait_for("environment failed:");
+    rig.wait_for("intentional failure");
+    let (code, stdout, stderr) = rig.finish();
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // With an ingress it can never pass its health check, so the environment never came up.
+    assert!(!stdout.contains("is up"), "{stdout}");
+}
+
+#[tokio::test]
+async fn validation_errors_are_listed_and_exit_one() {
+    let rigd = Rigd::start("invalid").await;
+    let spec = rigd.spec_file(
+        "invalid",
+        r#"{"name": "", "services": {"a": {"type": "process", "egresses": {"x": {"service": "nowhere"}}}}}"#,
+    );
+    let rig = rigd.rig_up(&spec);
+    let (code, stdout, stderr) = rig.finish();
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.starts_with("rig up: cannot create the environment: rigd returned HTTP 422: spec validation failed:\n  - "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().filter(|l| l.starts_with("  - ")).count() >= 2,
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_spec_file_exits_one_and_bad_flags_exit_two() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .args(["up", "/nonexistent/spec.json"])
+        .output()
+        .expect("run rig");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("rig up: cannot read spec file /nonexistent/spec.json: No such file"),
+        "{stderr}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .args(["up", "spec.json", "--colour", "sometimes"])
+        .output()
+        .expect("run rig");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "rig up: invalid --colour value \"sometimes\": expected auto, always or never"
+    );
+}
