@@ -5,79 +5,15 @@
 //! in its own session with the rig dir as cwd; a second call reuses it (same address, no
 //! second process); concurrent first calls start exactly one rigd between them.
 
-use std::ffi::OsString;
+mod cli_support;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rigd::cli::autostart::{Autostart, Mode, RunningServer};
+use cli_support::RigDir;
+use rigd::cli::autostart::Mode;
 use rigd::cli::client::RigdClient;
-
-/// A private rig dir; kills the rigds it started and removes itself on drop.
-struct RigDir {
-    path: PathBuf,
-    pids: Vec<u32>,
-}
-
-impl RigDir {
-    fn new(name: &str) -> RigDir {
-        let path = std::env::temp_dir().join(format!("rig-it-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        RigDir {
-            path,
-            pids: Vec::new(),
-        }
-    }
-
-    fn autostart(&self) -> Autostart {
-        let dir = self.path.clone();
-        let env = move |key: &str| -> Option<OsString> {
-            match key {
-                "RIG_BINARY" => Some(env!("CARGO_BIN_EXE_rigd").into()),
-                "RIG_DIR" => Some(dir.clone().into()),
-                _ => None,
-            }
-        };
-        let cwd = std::env::current_dir().expect("cwd");
-        Autostart::resolve(&env, None, Some(&cwd), None).expect("resolve")
-    }
-
-    fn track(&mut self, server: &RunningServer) {
-        self.pids.extend(server.spawned_pid);
-    }
-}
-
-impl Drop for RigDir {
-    fn drop(&mut self) {
-        for &pid in &self.pids {
-            stop(pid);
-        }
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// SIGTERM, then SIGKILL if rigd has not exited within 10 s; reaps it (it is our child).
-fn stop(pid: u32) {
-    let pid = pid as libc::pid_t;
-    // SAFETY: plain syscalls on a pid this test spawned and has not reaped yet.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut status = 0;
-            if libc::waitpid(pid, &mut status, libc::WNOHANG) != 0 {
-                return;
-            }
-            if Instant::now() >= deadline {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 /// `GET /health` by hand: the status line and body, as any HTTP client would see them.
 fn raw_health(addr: &str) -> String {
@@ -92,46 +28,13 @@ fn raw_health(addr: &str) -> String {
     response
 }
 
-/// Live processes whose command line has `--rig-dir <dir>`.
-#[cfg(target_os = "linux")]
-fn rigds_serving(dir: &Path) -> Vec<u32> {
-    let want = dir.as_os_str().as_encoded_bytes();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let serves = args
-            .windows(2)
-            .any(|w| w[0] == b"--rig-dir" && w[1] == want);
-        let zombie = std::fs::read_to_string(entry.path().join("stat"))
-            .map(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(false);
-        if serves && !zombie {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 #[tokio::test]
 async fn first_call_spawns_rigd_and_the_second_reuses_it() {
     let mut dir = RigDir::new("reuse");
     let autostart = dir.autostart();
     assert!(matches!(autostart.mode(), Mode::Override { .. }));
     let files = autostart.files();
-    assert_eq!(files.addr, dir.path.join("rigd.addr"));
+    assert_eq!(files.addr, dir.rig_dir().join("rigd.addr"));
 
     let first = autostart.ensure().await.expect("first ensure starts rigd");
     dir.track(&first);
@@ -169,7 +72,7 @@ async fn first_call_spawns_rigd_and_the_second_reuses_it() {
         let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).expect("cwd");
         assert_eq!(
             cwd,
-            std::fs::canonicalize(&dir.path).expect("canonical dir")
+            std::fs::canonicalize(dir.rig_dir()).expect("canonical")
         );
     }
 
@@ -182,7 +85,7 @@ async fn first_call_spawns_rigd_and_the_second_reuses_it() {
     assert_eq!(second.spawned_pid, None, "the second call starts nothing");
     #[cfg(target_os = "linux")]
     assert_eq!(
-        rigds_serving(&dir.path),
+        cli_support::rigds_serving(&dir.rig_dir()),
         vec![pid],
         "exactly one rigd for this rig dir"
     );
@@ -203,5 +106,5 @@ async fn concurrent_first_calls_start_one_rigd() {
         "one caller starts rigd, the other waits on the lock and reuses it: {ra:?} {rb:?}"
     );
     #[cfg(target_os = "linux")]
-    assert_eq!(rigds_serving(&dir.path).len(), 1);
+    assert_eq!(cli_support::rigds_serving(&dir.rig_dir()).len(), 1);
 }

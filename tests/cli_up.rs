@@ -6,54 +6,35 @@
 //! `host_env` filled from rig's own environment; Ctrl-C tears down and exits 0; a crashing
 //! service prints the failure summary and exits 1; validation errors are listed one per line.
 
-use std::ffi::OsString;
+mod cli_support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use rigd::cli::autostart::Autostart;
+use cli_support::RigDir;
 
 /// How long any one expected line may take to appear.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// A private rig dir with a rigd started for it; stops that rigd and removes the dir on drop.
+/// A rigd for one test, and `rig up` runs against it.
 struct Rigd {
-    dir: PathBuf,
+    dir: RigDir,
     addr: String,
-    pid: Option<u32>,
 }
 
 impl Rigd {
     async fn start(name: &str) -> Rigd {
-        let dir = std::env::temp_dir().join(format!("rig-up-it-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let rig_dir = dir.join("rig");
-        let env = move |key: &str| -> Option<OsString> {
-            match key {
-                "RIG_BINARY" => Some(env!("CARGO_BIN_EXE_rigd").into()),
-                "RIG_DIR" => Some(rig_dir.clone().into()),
-                _ => None,
-            }
-        };
-        let autostart = Autostart::resolve(&env, None, None, None).expect("resolve");
-        let server = autostart.ensure().await.expect("start rigd");
-        Rigd {
-            dir,
-            addr: server.addr,
-            pid: server.spawned_pid,
-        }
+        let mut dir = RigDir::new(name);
+        let addr = dir.ensure().await.addr;
+        Rigd { dir, addr }
     }
 
     /// Writes `spec` to `<dir>/<sub>/spec.json` and returns its path.
     fn spec_file(&self, sub: &str, spec: &str) -> PathBuf {
-        let dir = self.dir.join(sub);
-        std::fs::create_dir_all(&dir).expect("spec dir");
-        let path = dir.join("spec.json");
-        std::fs::write(&path, spec).expect("write spec");
-        path
+        self.dir.spec_file(sub, spec)
     }
 
     /// Starts `rig up <spec> --server <addr> --color never` with one extra variable in its
@@ -78,29 +59,6 @@ impl Rigd {
             errors,
             seen: Vec::new(),
         }
-    }
-}
-
-impl Drop for Rigd {
-    fn drop(&mut self) {
-        if let Some(pid) = self.pid {
-            let pid = pid as libc::pid_t;
-            // SAFETY: plain syscalls on the rigd this test spawned (our child, not yet reaped).
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-                let deadline = Instant::now() + Duration::from_secs(15);
-                let mut status = 0;
-                while libc::waitpid(pid, &mut status, libc::WNOHANG) == 0 {
-                    if Instant::now() >= deadline {
-                        libc::kill(pid, libc::SIGKILL);
-                        libc::waitpid(pid, &mut status, 0);
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

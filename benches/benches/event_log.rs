@@ -39,6 +39,7 @@ fn traffic_event() -> Event {
         bytes_in: 512,
         bytes_out: 2048,
         duration_ms: 3.5,
+        ..ConnectionInfo::default()
     }));
     e
 }

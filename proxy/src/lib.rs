@@ -1,7 +1,33 @@
 //! The observing proxy that rigd puts on every edge of an environment in observe mode.
 //!
-//! The proxy knows nothing of environments or the event log: it is started from a listener it
-//! owns, a target address and a mode, and emits traffic events into a sink. The relays, the
-//! HTTP/h2c/WebSocket observers and the bounded observation channel arrive with the
-//! "Observe mode" work; until then rigd runs without observation and says so when a spec asks
-//! for it.
+//! The proxy knows nothing of environments or the event log. It is started from a listener it
+//! owns (allocated by rigd and never re-bound), a target address, a [`Mode`] chosen from the
+//! target ingress's protocol, and a [`TrafficSink`]:
+//!
+//! ```text
+//!  client ──► listener ──► relay (tcp) / hyper (http) ──► target
+//!                               │  Observation (Bytes clones, counters; try_send, never waits)
+//!                               ▼
+//!                     bounded channel ──► observer task ──► Event ──► TrafficSink
+//! ```
+//!
+//! Everything that costs time (header maps to JSON shapes, base64, gRPC decoding) happens on the
+//! observer task, off the data path. If observation falls behind, traffic keeps flowing and a
+//! `proxy.observations_dropped` event says how many observations were lost.
+
+pub mod observe;
+
+pub use observe::{Edge, Observation, Observer, TrafficSink};
+
+/// How a proxy relays and observes traffic, from the target ingress's protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Raw TCP relay with connection events.
+    Tcp,
+    /// HTTP/1.1 and h2c reverse proxy with request events.
+    Http,
+    /// gRPC over h2c.
+    Grpc,
+    /// The Kafka wire protocol.
+    Kafka,
+}

@@ -46,7 +46,7 @@ pub enum ClientError {
         source: std::io::Error,
     },
     /// rigd did not answer in time.
-    #[error("rigd at {addr} did not answer {what} within {}", humantime(*after))]
+    #[error("rigd at {addr} did not answer {what} within {}", duration_text(*after))]
     Timeout {
         /// The address.
         addr: String,
@@ -146,7 +146,7 @@ impl fmt::Display for ApiErrorText<'_> {
     }
 }
 
-fn humantime(d: Duration) -> String {
+fn duration_text(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {

@@ -104,6 +104,11 @@ event_types! {
     GrpcCallCompleted => "grpc.call.completed",
     /// A Kafka request/response observed by a proxy.
     KafkaRequestCompleted => "kafka.request.completed",
+    /// Byte counts of a long-lived TCP connection or tunnel so far (rig-rs addition).
+    ConnectionProgress => "connection.progress",
+    /// Observation fell behind and some traffic events were not recorded; carries how many
+    /// (rig-rs addition: nothing is lost silently).
+    ObservationsDropped => "proxy.observations_dropped",
 }
 
 impl EventType {
@@ -119,8 +124,10 @@ impl EventType {
             EventType::RequestCompleted
                 | EventType::ConnectionOpened
                 | EventType::ConnectionClosed
+                | EventType::ConnectionProgress
                 | EventType::GrpcCallCompleted
                 | EventType::KafkaRequestCompleted
+                | EventType::ObservationsDropped
         )
     }
 }
@@ -209,6 +216,9 @@ pub struct Event {
     /// On `environment.up`: service → ingress → resolved endpoint.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ingresses: BTreeMap<String, BTreeMap<String, ResolvedEndpoint>>,
+    /// On `proxy.observations_dropped`: how many observations were lost (rig-rs addition).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub dropped: u64,
     /// When it happened. Set on publish when zero.
     #[serde(default)]
     pub timestamp: Timestamp,
@@ -237,6 +247,7 @@ impl Event {
             env_dir: String::new(),
             message: String::new(),
             ingresses: BTreeMap::new(),
+            dropped: 0,
             timestamp: Timestamp::ZERO,
         }
     }
@@ -431,9 +442,31 @@ pub struct RequestInfo {
     /// The response body was longer than the capture cap.
     #[serde(default, skip_serializing_if = "is_false")]
     pub response_body_truncated: bool,
+    /// Time from the request's arrival to the end of the response body, in milliseconds
+    /// (rig-rs addition; `latency_ms` stops at the response headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// When the request arrived (rig-rs addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    /// HTTP version of the client's request, e.g. `HTTP/1.1` or `HTTP/2` (rig-rs addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub http_version: String,
+    /// A readiness probe sent by rigd, not application traffic (rig-rs addition).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub probe: bool,
+    /// Why the exchange failed (target down, reset, timeout, malformed request); the status is
+    /// then the one the proxy answered with (rig-rs addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// Set when the connection was upgraded (WebSocket and other `101 Switching Protocols`):
+    /// the upgrade protocol, e.g. `websocket`. The tunnel's bytes are reported by a
+    /// `connection.closed` event with the same `upgrade` (rig-rs addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upgrade: String,
 }
 
-/// An observed TCP connection. All six fields are always present.
+/// An observed TCP connection. The six upstream fields are always present.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConnectionInfo {
     /// Calling service.
@@ -448,6 +481,13 @@ pub struct ConnectionInfo {
     pub bytes_out: i64,
     /// Connection lifetime in milliseconds.
     pub duration_ms: f64,
+    /// Why the connection failed, e.g. the target refused it (rig-rs addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// For the tunnel of an upgraded HTTP connection: the upgrade protocol, e.g. `websocket`
+    /// (rig-rs addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upgrade: String,
 }
 
 /// An observed gRPC call.
@@ -557,6 +597,10 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,7 +640,9 @@ mod tests {
             "grpc.call.completed",
             "kafka.request.completed",
         ];
-        assert_eq!(EventType::KNOWN.len(), names.len());
+        // The seed's 29 types plus rig-rs's additive `connection.progress` and
+        // `proxy.observations_dropped`.
+        assert_eq!(EventType::KNOWN.len(), names.len() + 2);
         for name in names {
             let t = EventType::from_name(name);
             assert!(!matches!(t, EventType::Other(_)), "{name} unknown");
@@ -678,7 +724,11 @@ mod tests {
     #[test]
     fn connection_info_always_has_six_fields() {
         let v = serde_json::to_value(ConnectionInfo::default()).unwrap();
-        assert_eq!(v.as_object().unwrap().len(), 6);
+        assert_eq!(
+            v.as_object().unwrap().len(),
+            6,
+            "additive fields are omitted when empty"
+        );
     }
 
     #[test]

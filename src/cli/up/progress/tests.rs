@@ -279,6 +279,7 @@ fn traffic_is_shown_once_the_environment_is_up() {
             bytes_in: 1229,
             bytes_out: 340,
             duration_ms: 12.4,
+            ..ConnectionInfo::default()
         })),
         ..ev(EventType::ConnectionClosed, "", 0)
     };

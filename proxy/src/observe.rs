@@ -1,0 +1,181 @@
+//! The observation path: from the data path to the sink, without ever making traffic wait.
+//!
+//! Relays build a small [`Record`] (counters, `Bytes` clones of captured bodies, header maps)
+//! and hand it to [`Observer::record`], which only tries to put it on a bounded channel. The
+//! observer task turns records into [`Event`]s (the costly part: header maps to JSON shapes,
+//! redaction, base64, decoding) and passes them to the [`TrafficSink`]. When the channel is
+//! full the record is counted and dropped, and the task later publishes one
+//! `proxy.observations_dropped` event with the count.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rig_types::{Event, EventType};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Default capacity of the observation channel.
+pub const DEFAULT_CAPACITY: usize = 4096;
+
+/// Receives the traffic events of a proxy. Called on the observer task, never on the data path.
+pub trait TrafficSink: Send + Sync + 'static {
+    /// Takes one finished event (`request.completed`, `connection.closed`, ...).
+    fn emit(&self, event: Event);
+}
+
+impl<F: Fn(Event) + Send + Sync + 'static> TrafficSink for F {
+    fn emit(&self, event: Event) {
+        self(event)
+    }
+}
+
+/// The edge a proxy sits on: who calls whom.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Edge {
+    /// The calling service (`~test` for the test itself).
+    pub source: String,
+    /// The target service.
+    pub target: String,
+    /// The target's ingress.
+    pub ingress: String,
+}
+
+/// One observation, built on the data path and turned into an event on the observer task.
+pub trait Record: Send + 'static {
+    /// Converts the record into its event. Runs on the observer task.
+    fn into_event(self: Box<Self>, edge: &Edge) -> Event;
+}
+
+/// A boxed [`Record`].
+pub type Observation = Box<dyn Record>;
+
+/// The data path's handle on the observation channel. Cheap to clone.
+#[derive(Clone)]
+pub struct Observer {
+    tx: mpsc::Sender<Observation>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Observer {
+    /// Starts the observer task for `edge`, delivering events to `sink`. The task ends once
+    /// every clone of the returned [`Observer`] is dropped and the channel is drained.
+    pub fn spawn(
+        edge: Edge,
+        sink: Arc<dyn TrafficSink>,
+        capacity: usize,
+    ) -> (Observer, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(deliver(edge, sink, rx, dropped.clone()));
+        (Observer { tx, dropped }, task)
+    }
+
+    /// Hands a record to the observer task without waiting. If the channel is full the record
+    /// is counted as dropped; traffic is never held up by observation.
+    pub fn record(&self, observation: Observation) {
+        if self.tx.try_send(observation).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Observations dropped so far and not yet reported.
+    pub fn pending_dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+async fn deliver(
+    edge: Edge,
+    sink: Arc<dyn TrafficSink>,
+    mut rx: mpsc::Receiver<Observation>,
+    dropped: Arc<AtomicU64>,
+) {
+    while let Some(record) = rx.recv().await {
+        report_dropped(&edge, &*sink, &dropped);
+        sink.emit(record.into_event(&edge));
+    }
+    report_dropped(&edge, &*sink, &dropped);
+}
+
+fn report_dropped(edge: &Edge, sink: &dyn TrafficSink, dropped: &AtomicU64) {
+    let lost = dropped.swap(0, Ordering::Relaxed);
+    if lost == 0 {
+        return;
+    }
+    let mut event = Event::new(EventType::ObservationsDropped);
+    event.dropped = lost;
+    event.message = format!(
+        "{lost} traffic observations on {} → {} ({}) were not recorded because observation fell behind; the traffic itself was not affected",
+        edge.source, edge.target, edge.ingress
+    );
+    sink.emit(event);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A sink that collects events (the event log lives in rigd).
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<Event>>);
+
+    impl TrafficSink for Collect {
+        fn emit(&self, event: Event) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    struct Note(&'static str);
+
+    impl Record for Note {
+        fn into_event(self: Box<Self>, edge: &Edge) -> Event {
+            Event::new(EventType::ConnectionClosed)
+                .with_message(format!("{} {}", edge.source, self.0))
+        }
+    }
+
+    fn edge() -> Edge {
+        Edge {
+            source: "~test".into(),
+            target: "api".into(),
+            ingress: "default".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_become_events_in_order() {
+        let sink = Arc::new(Collect::default());
+        let (observer, task) = Observer::spawn(edge(), sink.clone(), 8);
+        observer.record(Box::new(Note("a")));
+        observer.record(Box::new(Note("b")));
+        drop(observer);
+        task.await.unwrap();
+        let events = sink.0.lock().unwrap();
+        let messages: Vec<_> = events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages, ["~test a", "~test b"]);
+    }
+
+    #[tokio::test]
+    async fn a_full_channel_drops_and_reports_the_count() {
+        let sink = Arc::new(Collect::default());
+        // A current-thread runtime: the observer task cannot run until this test yields, so
+        // the channel (capacity 2) fills deterministically.
+        let (observer, task) = Observer::spawn(edge(), sink.clone(), 2);
+        for _ in 0..5 {
+            observer.record(Box::new(Note("x")));
+        }
+        assert_eq!(observer.pending_dropped(), 3);
+        drop(observer);
+        task.await.unwrap();
+        let events = sink.0.lock().unwrap();
+        let dropped: Vec<_> = events
+            .iter()
+            .filter(|e| e.event_type == EventType::ObservationsDropped)
+            .collect();
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].dropped, 3);
+        assert!(dropped[0].message.contains("~test → api"));
+        assert_eq!(events.len(), 3, "2 delivered + 1 drop report");
+    }
+}
