@@ -37,13 +37,14 @@ impl Rigd {
         self.dir.spec_file(sub, spec)
     }
 
-    /// Starts `rig up <spec> --server <addr> --color never` with one extra variable in its
-    /// environment.
-    fn rig_up(&self, spec: &Path) -> RigUp {
+    /// Starts `rig up <spec> --server <addr> --color never <extra>` with one extra variable
+    /// in its environment.
+    fn rig_up(&self, spec: &Path, extra: &[&str]) -> RigUp {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rig"))
             .arg("up")
             .arg(spec)
             .args(["--server", &self.addr, "--color", "never"])
+            .args(extra)
             .env("RIG_UP_TEST_MARKER", "from-rig-env")
             .env_remove("RIG_SERVER_ADDR")
             .stdin(Stdio::null())
@@ -149,7 +150,7 @@ async fn up_fills_dir_and_host_env_then_ctrl_c_tears_down() {
         }}}"#,
     );
     let project = std::fs::canonicalize(spec.parent().expect("parent")).expect("canonical");
-    let mut rig = rigd.rig_up(&spec);
+    let mut rig = rigd.rig_up(&spec, &[]);
 
     rig.wait_for("  · worker  starting");
     rig.wait_for("  ✓ worker  ready (");
@@ -186,7 +187,7 @@ async fn a_crashing_service_prints_the_summary_and_exits_one() {
             "ingresses": {"default": {"protocol": "http"}}
         }}}"#,
     );
-    let mut rig = rigd.rig_up(&spec);
+    let mut rig = rigd.rig_up(&spec, &[]);
     rig.wait_for("  ✗ broken  failed: exit status 3");
     rig.wait_for("environment failed:");
     rig.wait_for("intentional failure");
@@ -203,7 +204,7 @@ async fn validation_errors_are_listed_and_exit_one() {
         "invalid",
         r#"{"name": "", "services": {"a": {"type": "process", "egresses": {"x": {"service": "nowhere"}}}}}"#,
     );
-    let rig = rigd.rig_up(&spec);
+    let rig = rigd.rig_up(&spec, &[]);
     let (code, stdout, stderr) = rig.finish();
     assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
@@ -239,4 +240,26 @@ async fn a_missing_spec_file_exits_one_and_bad_flags_exit_two() {
         stderr.trim_end(),
         "rig up: invalid --colour value \"sometimes\": expected auto, always or never"
     );
+}
+
+#[tokio::test]
+async fn logs_flag_shows_each_output_line_marked_by_stream() {
+    let rigd = Rigd::start("logs").await;
+    let spec = rigd.spec_file(
+        "logs",
+        r#"{"name": "it-logs", "services": {"talker": {
+            "type": "process",
+            "config": {"command": "sh"},
+            "args": ["-c", "echo hello out; echo hello err >&2; exec sleep 600"]
+        }}}"#,
+    );
+    let mut rig = rigd.rig_up(&spec, &["--logs"]);
+    rig.wait_for("    talker | hello out");
+    rig.wait_for("    talker ! hello err");
+    rig.wait_for("following logs; press Ctrl-C");
+    rig.signal(libc::SIGTERM);
+    rig.wait_for("  ✓ torn down \"it-logs\"");
+    let (code, stdout, stderr) = rig.finish();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("SIGTERM received"), "{stderr}");
 }

@@ -26,6 +26,7 @@ mod runner;
 pub mod summary;
 #[cfg(test)]
 mod tests;
+mod watchdog;
 
 pub use callback::CallbackDispatcher;
 pub use instance::{Instance, TeardownOptions};
@@ -48,6 +49,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Default wait for a client's `callback.response`.
     pub callback_timeout: Duration,
+    /// Silence after which the watchdog publishes `progress.stall` (zero disables it).
+    pub stall_threshold: Duration,
 }
 
 impl Default for Settings {
@@ -56,6 +59,7 @@ impl Default for Settings {
             stop_grace: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             callback_timeout: Duration::from_secs(30),
+            stall_threshold: Duration::from_secs(30),
         }
     }
 }

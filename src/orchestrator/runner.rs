@@ -86,6 +86,13 @@ async fn run(instance: Arc<Instance>, deps: RunDeps, done: watch::Sender<bool>) 
         tasks.spawn(async move { (name, run_service(task).await) });
     }
 
+    let watchdog_stop = tokio_util::sync::CancellationToken::new();
+    let watchdog = tokio::spawn(super::watchdog::watch(
+        instance.clone(),
+        deps.settings.stall_threshold,
+        watchdog_stop.clone(),
+    ));
+
     let mut first_failure: Option<(String, String)> = None;
     while let Some(joined) = tasks.join_next().await {
         let failure = match joined {
@@ -101,6 +108,9 @@ async fn run(instance: Arc<Instance>, deps: RunDeps, done: watch::Sender<bool>) 
             instance.services_token().cancel();
         }
     }
+
+    watchdog_stop.cancel();
+    let _ = watchdog.await;
 
     if !instance.teardown_token().is_cancelled() {
         // A failure the client reported cancelled the services, so it came first.

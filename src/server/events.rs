@@ -3,7 +3,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -13,20 +13,34 @@ use super::sse::{event_stream, parse_last_event_id, HEARTBEAT_INTERVAL};
 use super::state::AppState;
 use crate::events::EventFilter;
 
+/// Query parameters of the event stream.
+#[derive(serde::Deserialize)]
+pub(crate) struct StreamQuery {
+    /// `logs=true` also streams `service.log` events (rig-rs addition, used by `rig up --logs`).
+    #[serde(default)]
+    logs: Option<String>,
+}
+
 /// `GET /environments/{id}/events`: replay from `Last-Event-ID` (exclusive), then follow.
-/// Every event except `service.log` is streamed.
+/// Every event except `service.log` is streamed, unless `?logs=true`.
 pub(crate) async fn stream(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let entry = state.get(&id).ok_or_else(ApiError::environment_not_found)?;
     let from_seq = parse_last_event_id(headers.get("last-event-id").and_then(|v| v.to_str().ok()));
-    let subscription = entry.instance().log().subscribe(
-        from_seq,
-        Some(EventFilter::without_logs()),
-        state.stream_token(),
-    );
+    let filter = if query.logs.as_deref() == Some("true") {
+        EventFilter::all()
+    } else {
+        EventFilter::without_logs()
+    };
+    let subscription =
+        entry
+            .instance()
+            .log()
+            .subscribe(from_seq, Some(filter), state.stream_token());
     let body = Body::from_stream(event_stream(subscription, HEARTBEAT_INTERVAL));
     Ok((
         StatusCode::OK,

@@ -10,7 +10,7 @@
 //!   ! api        still not healthy after 2s (14 failed checks; last: connection refused)
 //!   ✗ api        failed: exit status 1 (after 20 failed health checks; last: connection refused)
 //!   ~test → api  GET /orders  200  1.2ms
-//!   api          | listening on :8080
+//!     api        | listening on :8080
 //! ```
 //!
 //! Services rigd injects (`~test`, proxies: every name containing `~`) only show up when
@@ -351,7 +351,7 @@ impl Progress {
         log.data
             .trim_end_matches(['\n', '\r'])
             .split('\n')
-            .map(|l| format!("  {name} {bar} {}", l.trim_end_matches('\r')))
+            .map(|l| format!("    {name} {bar} {}", l.trim_end_matches('\r')))
             .collect()
     }
 

@@ -102,7 +102,13 @@ impl Harness {
 
     /// Opens the SSE stream of `id`.
     pub(super) async fn events(&self, id: &str, last_event_id: Option<&str>) -> SseReader {
-        let mut req = Request::get(format!("/environments/{id}/events"));
+        self.events_at(&format!("/environments/{id}/events"), last_event_id)
+            .await
+    }
+
+    /// Opens the event stream at `uri` (which may carry a query).
+    pub(super) async fn events_at(&self, uri: &str, last_event_id: Option<&str>) -> SseReader {
+        let mut req = Request::get(uri);
         if let Some(last) = last_event_id {
             req = req.header("Last-Event-ID", last);
         }

@@ -230,6 +230,20 @@ async fn client_events_are_recorded_and_service_log_is_not_streamed() {
     assert_eq!(frames[0].data["environment"], "notes");
     assert!(frames[1].data.get("service").is_none());
 
+    // `?logs=true` streams the log line too.
+    let mut with_logs = h
+        .events_at(&format!("/environments/{id}/events?logs=true"), None)
+        .await;
+    let frames = with_logs.until("test.note", PATIENCE).await;
+    let line = frames
+        .iter()
+        .find(|f| f.event == "service.log")
+        .expect("log streamed");
+    assert_eq!(
+        line.data["log"],
+        json!({"stream": "stdout", "data": "hello"})
+    );
+
     // The log has everything, in order, with the log line stamped with the environment.
     let log = h
         .call(request(Method::GET, &format!("/environments/{id}/log")))

@@ -319,10 +319,10 @@ fn logs_only_with_the_flag_one_line_each_stderr_marked() {
     let mut p = Progress::new(Style::plain(), true, &names);
     assert_eq!(
         p.render(&chunk),
-        ["  api  | listening on :8080", "  api  | ready"]
+        ["    api  | listening on :8080", "    api  | ready"]
     );
     let err = Event::log("api", LogStream::Stderr, "panic: boom\r\n");
-    assert_eq!(p.render(&err), ["  api  ! panic: boom"]);
+    assert_eq!(p.render(&err), ["    api  ! panic: boom"]);
 }
 
 #[test]
