@@ -6,14 +6,19 @@
 //! - [`spec`]: decoding, defaulting, validation and the `~test`/observe transforms;
 //! - [`events`]: the per-environment event log and its subscriptions;
 //! - [`ports`]: the port allocator;
-//! - [`wiring`]: environment variables, `RIG_WIRING` and template expansion.
+//! - [`wiring`]: environment variables, `RIG_WIRING` and template expansion;
+//! - [`logfiles`]: the JSONL and pretty log files written at teardown;
+//! - [`explain`]: the condensed explanation of a failed run (DELETE `summary`, `rig explain`).
 
 pub mod cli;
 pub mod daemon;
 pub mod events;
+pub mod explain;
+pub mod logfiles;
 pub mod orchestrator;
 pub mod ports;
 pub mod ready;
+pub mod reaper;
 pub mod server;
 pub mod services;
 pub mod spec;

@@ -110,6 +110,15 @@ impl RigUp {
         }
     }
 
+    /// Reads stdout until every needle has appeared in some line, in any order.
+    fn wait_for_all(&mut self, needles: &[&str]) {
+        for needle in needles {
+            if !self.seen.iter().any(|l| l.contains(needle)) {
+                self.wait_for(needle);
+            }
+        }
+    }
+
     fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) on our own child.
         unsafe {
@@ -254,9 +263,12 @@ async fn logs_flag_shows_each_output_line_marked_by_stream() {
         }}}"#,
     );
     let mut rig = rigd.rig_up(&spec, &["--logs"]);
-    rig.wait_for("    talker | hello out");
-    rig.wait_for("    talker ! hello err");
-    rig.wait_for("following logs; press Ctrl-C");
+    // stdout and stderr are read concurrently by rigd: their order is not defined.
+    rig.wait_for_all(&[
+        "    talker | hello out",
+        "    talker ! hello err",
+        "following logs; press Ctrl-C",
+    ]);
     rig.signal(libc::SIGTERM);
     rig.wait_for("  ✓ torn down \"it-logs\"");
     let (code, stdout, stderr) = rig.finish();

@@ -15,7 +15,9 @@
 //! observer task, off the data path. If observation falls behind, traffic keeps flowing and a
 //! `proxy.observations_dropped` event says how many observations were lost.
 
+pub mod http;
 pub mod observe;
+pub mod tcp;
 
 pub use observe::{Edge, Observation, Observer, TrafficSink};
 

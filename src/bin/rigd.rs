@@ -5,7 +5,12 @@ use std::process::ExitCode;
 use rigd::daemon::{Config, FlagError, USAGE};
 
 fn main() -> ExitCode {
-    match Config::from_args(std::env::args_os().skip(1)) {
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == rigd::reaper::REAPER_ARG) {
+        let record = args.nth(1).unwrap_or_default();
+        return ExitCode::from(rigd::reaper::run(std::path::Path::new(&record)) as u8);
+    }
+    match Config::from_args(args) {
         Ok(config) => rigd::daemon::main(config),
         Err(FlagError::HelpRequested) => {
             print!("{USAGE}");

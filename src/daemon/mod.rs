@@ -106,12 +106,16 @@ pub fn main(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    crate::reaper::start(&config.rig_dir);
     let result = runtime.block_on(async {
         let signals = ShutdownSignal::os().map_err(DaemonError::Signals)?;
         run(config, signals).await
     });
     // Teardown tasks that outlived the grace period must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(reaper) = crate::reaper::installed() {
+        reaper.finish();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -174,7 +178,8 @@ pub async fn serve(
         Arc::new(Registry::builtin()),
         config.rig_dir.join("tmp"),
         Settings::default(),
-    );
+    )
+    .with_reaper(crate::reaper::installed());
     let state = AppState::new(
         orchestrator,
         ServerOptions {

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::EventLog;
 use crate::ports::PortAllocator;
+use crate::reaper::Reaper;
 
 /// Options of a teardown (`DELETE /environments/{id}` query parameters, or TTL expiry).
 #[derive(Clone, Debug, Default)]
@@ -38,6 +39,7 @@ pub struct Instance {
     preserve: AtomicBool,
     reason: Mutex<String>,
     ports: Arc<PortAllocator>,
+    reaper: Option<Arc<Reaper>>,
 }
 
 impl Instance {
@@ -46,6 +48,7 @@ impl Instance {
         spec: Arc<Environment>,
         env_dir: PathBuf,
         ports: Arc<PortAllocator>,
+        reaper: Option<Arc<Reaper>>,
         done: watch::Receiver<bool>,
     ) -> Instance {
         let cancel = CancellationToken::new();
@@ -62,6 +65,7 @@ impl Instance {
             preserve: AtomicBool::new(false),
             reason: Mutex::new(String::new()),
             ports,
+            reaper,
         }
     }
 
@@ -89,6 +93,11 @@ impl Instance {
     /// The environment directory (`{rig-dir}/tmp/<id>`).
     pub fn env_dir(&self) -> &Path {
         &self.env_dir
+    }
+
+    /// The reaper, if rigd runs with one.
+    pub(super) fn reaper(&self) -> Option<&Arc<Reaper>> {
+        self.reaper.as_ref()
     }
 
     /// The teardown reason, empty unless one was given.
@@ -176,6 +185,9 @@ impl Instance {
         self.ports.release(&self.id);
         if !self.preserve.load(Ordering::SeqCst) {
             remove_dir(&self.env_dir).await;
+        }
+        if let Some(reaper) = &self.reaper {
+            reaper.untrack_dir(&self.env_dir);
         }
     }
 }

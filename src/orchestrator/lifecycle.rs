@@ -274,6 +274,7 @@ async fn run_group(task: &ServiceTask, started: Started) -> Ended {
         cancel: run_cancel.clone(),
         stop_grace: task.settings.stop_grace,
         listeners: started.listeners,
+        reaper: task.instance.reaper().cloned(),
     };
     let runner = task.service_type.run(ctx);
     tokio::pin!(runner);

@@ -38,6 +38,7 @@ use std::time::Duration;
 use rig_types::Environment;
 
 use crate::ports::PortAllocator;
+use crate::reaper::Reaper;
 use crate::services::Registry;
 
 /// Tunables shared by every environment of one rigd.
@@ -97,6 +98,7 @@ pub struct Orchestrator {
     registry: Arc<Registry>,
     temp_base: PathBuf,
     settings: Settings,
+    reaper: Option<Arc<Reaper>>,
 }
 
 impl Orchestrator {
@@ -113,7 +115,15 @@ impl Orchestrator {
             registry,
             temp_base,
             settings,
+            reaper: None,
         }
+    }
+
+    /// Registers every process group and environment directory with `reaper`, so they are
+    /// cleaned up even if rigd is killed.
+    pub fn with_reaper(mut self, reaper: Option<Arc<Reaper>>) -> Orchestrator {
+        self.reaper = reaper;
+        self
     }
 
     /// The port allocator.

@@ -40,11 +40,15 @@ pub(super) fn start(
     create_env_dirs(&env_dir, &env)?;
 
     let (done_tx, done_rx) = watch::channel(false);
+    if let Some(reaper) = &orch.reaper {
+        reaper.track_dir(&env_dir);
+    }
     let instance = Arc::new(Instance::new(
         id,
         Arc::new(env),
         env_dir,
         orch.ports.clone(),
+        orch.reaper.clone(),
         done_rx,
     ));
     let deps = RunDeps {

@@ -164,6 +164,7 @@ mod tests {
             Arc::new(env),
             std::env::temp_dir().join("rigd-watchdog-test"),
             Arc::new(PortAllocator::new()),
+            None,
             rx,
         ))
     }

@@ -136,6 +136,8 @@ pub struct RunContext {
     pub stop_grace: Duration,
     /// Listeners kept by `publish` (proxies), by ingress.
     pub listeners: BTreeMap<String, std::net::TcpListener>,
+    /// Kills the service's processes if rigd dies (absent in in-process tests).
+    pub reaper: Option<Arc<crate::reaper::Reaper>>,
 }
 
 /// A kind of service.

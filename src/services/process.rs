@@ -54,6 +54,9 @@ async fn run(ctx: RunContext) -> Result<(), ServiceError> {
     let mut child = spawn(&program, &args, dir.as_deref(), &ctx.env)
         .map_err(|e| ServiceError::new(format!("start {}: {e}", program.display())))?;
     let pgid = child.id().map(|pid| pid as i32);
+    if let (Some(reaper), Some(pid)) = (&ctx.reaper, child.id()) {
+        reaper.track_group(pid as i32, pid);
+    }
 
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
@@ -78,6 +81,9 @@ async fn run(ctx: RunContext) -> Result<(), ServiceError> {
     // Whatever the leader did, nothing of its group may outlive it.
     if let Some(pgid) = pgid {
         signal_group(pgid, libc::SIGKILL);
+        if let Some(reaper) = &ctx.reaper {
+            reaper.untrack_group(pgid);
+        }
     }
     // Drain the output so the log holds everything the process wrote before we report.
     for pump in pumps {

@@ -60,35 +60,10 @@ pub async fn run(args: Args) -> CmdResult {
         .map_err(|e| CliError::failed(format!("cannot read the current directory: {e}")))?;
     let spec = SpecFile::load(&opts.spec, &cwd)?;
 
-    let autostart = Autostart::from_process(opts.server.as_deref()).map_err(failed)?;
-    let server = autostart.ensure().await.map_err(failed)?;
-    if let Some(pid) = server.spawned_pid {
-        let log = server
-            .log
-            .as_ref()
-            .map(|l| format!("; log: {}", l.display()))
-            .unwrap_or_default();
-        Out.line(style.paint(
-            Paint::Dim,
-            &format!("started rigd (pid {pid}) on {}{log}", server.addr),
-        ));
-    }
-    let client = RigdClient::new(&server.addr).map_err(failed)?;
+    let client = find_rigd(opts.server.as_deref(), style).await?;
     let mut signals = Signals::install()?;
-
-    // A signal during the POST cannot be acted on until rigd says which environment it made.
-    let (id, interrupted) = {
-        let create = Box::pin(client.create_environment(&spec.spec));
-        match until_signal(create, &mut signals).await {
-            Interruptible::Done(result) => (result.map_err(cannot_create)?, false),
-            Interruptible::Signalled(create) => {
-                eprint_line("interrupted: waiting for rigd to create the environment, then tearing it down (Ctrl-C again to quit now)");
-                match until_signal(create, &mut signals).await {
-                    Interruptible::Done(result) => (result.map_err(cannot_create)?, true),
-                    Interruptible::Signalled(_) => return Ok(EXIT_INTERRUPTED),
-                }
-            }
-        }
+    let Some((id, interrupted)) = create(&client, &spec, &mut signals).await? else {
+        return Ok(EXIT_INTERRUPTED);
     };
 
     let name = spec.name().to_string();
@@ -112,6 +87,48 @@ pub async fn run(args: Args) -> CmdResult {
     }
     let _keepalive = session.keep_alive(keepalive_period(spec.ttl()));
     session.follow(&mut signals).await
+}
+
+/// Finds or starts rigd (see [`Autostart`]), saying so when it had to start one.
+async fn find_rigd(server: Option<&str>, style: Style) -> Result<RigdClient, CliError> {
+    let autostart = Autostart::from_process(server).map_err(failed)?;
+    let server = autostart.ensure().await.map_err(failed)?;
+    if let Some(pid) = server.spawned_pid {
+        let log = server
+            .log
+            .as_ref()
+            .map(|l| format!("; log: {}", l.display()))
+            .unwrap_or_default();
+        Out.line(style.paint(
+            Paint::Dim,
+            &format!("started rigd (pid {pid}) on {}{log}", server.addr),
+        ));
+    }
+    RigdClient::new(&server.addr).map_err(failed)
+}
+
+/// `POST /environments`. Returns the id and whether a signal arrived meanwhile (the
+/// environment must then be torn down at once), or `None` when a second signal asked to quit
+/// without waiting.
+async fn create(
+    client: &RigdClient,
+    spec: &SpecFile,
+    signals: &mut Signals,
+) -> Result<Option<(String, bool)>, CliError> {
+    // A signal during the POST cannot be acted on until rigd says which environment it made.
+    let create = Box::pin(client.create_environment(&spec.spec));
+    let create = match until_signal(create, signals).await {
+        Interruptible::Done(result) => return Ok(Some((result.map_err(cannot_create)?, false))),
+        Interruptible::Signalled(create) => create,
+    };
+    eprint_line(
+        "interrupted: waiting for rigd to create the environment, then tearing it down \
+         (Ctrl-C again to quit now)",
+    );
+    match until_signal(create, signals).await {
+        Interruptible::Done(result) => Ok(Some((result.map_err(cannot_create)?, true))),
+        Interruptible::Signalled(_) => Ok(None),
+    }
 }
 
 /// One environment being watched.

@@ -1,0 +1,294 @@
+//! Failed exchanges: which side failed and how, the event text, and the marked response the
+//! proxy answers with (`502` + `x-rig-proxy-error: <kind>` + a short text body), so a test can
+//! tell a rig failure from an application's own `502`.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+
+use super::body::{BodyError, ProxyBody};
+use super::headers::ERROR_HEADER;
+use super::upstream::SendError;
+
+/// The party whose behaviour ended an exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The caller of the proxy.
+    Client,
+    /// The target service.
+    Upstream,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+        })
+    }
+}
+
+/// How an exchange failed before a response from the target could be relayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    /// Nothing listens on the target address.
+    ConnectRefused,
+    /// The TCP connection to the target was not established in time.
+    ConnectTimeout,
+    /// Connecting failed otherwise (unreachable, name resolution, ...).
+    ConnectFailed,
+    /// The target accepted the request but sent no response headers in time.
+    UpstreamTimeout,
+    /// The target closed the connection before responding.
+    UpstreamClosed,
+    /// The target reset the connection or the HTTP/2 stream.
+    UpstreamReset,
+    /// The target's answer was not valid HTTP (or not the HTTP version expected).
+    UpstreamProtocol,
+    /// Any other failure talking to the target.
+    UpstreamFailed,
+    /// The client's request body broke off, so the request could not be completed.
+    ClientAborted,
+    /// The request cannot be forwarded as it is.
+    BadRequest,
+}
+
+impl FailureKind {
+    /// The value of the `x-rig-proxy-error` marker header.
+    pub(crate) fn marker(self) -> &'static str {
+        match self {
+            FailureKind::ConnectRefused => "connect-refused",
+            FailureKind::ConnectTimeout => "connect-timeout",
+            FailureKind::ConnectFailed => "connect-failed",
+            FailureKind::UpstreamTimeout => "upstream-timeout",
+            FailureKind::UpstreamClosed => "upstream-closed",
+            FailureKind::UpstreamReset => "upstream-reset",
+            FailureKind::UpstreamProtocol => "upstream-protocol",
+            FailureKind::UpstreamFailed => "upstream-failed",
+            FailureKind::ClientAborted => "client-aborted",
+            FailureKind::BadRequest => "bad-request",
+        }
+    }
+
+    /// Which side failed.
+    pub(crate) fn side(self) -> Side {
+        match self {
+            FailureKind::ClientAborted | FailureKind::BadRequest => Side::Client,
+            _ => Side::Upstream,
+        }
+    }
+
+    /// The status the proxy answers with.
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            FailureKind::BadRequest => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// A classified failure with its details.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    pub(crate) kind: FailureKind,
+    /// One sentence naming what happened, for the response body and the event.
+    pub(crate) summary: String,
+    /// The underlying error chain, for the event.
+    pub(crate) cause: String,
+}
+
+impl Failure {
+    /// Classifies an upstream send failure. `target` is the proxy's target, `http2` whether
+    /// the proxy spoke h2c to it.
+    pub(crate) fn from_send(error: &SendError, target: &str, http2: bool) -> Failure {
+        let error = match error {
+            SendError::Timeout(limit) => {
+                return Failure {
+                    kind: FailureKind::UpstreamTimeout,
+                    summary: format!(
+                        "the target {target} sent no response headers within {limit:?}"
+                    ),
+                    cause: String::new(),
+                }
+            }
+            SendError::Client(error) => error,
+        };
+        let kind = classify(error);
+        let summary = match kind {
+            FailureKind::ConnectRefused => {
+                format!("the target {target} refused the connection (is the service listening?)")
+            }
+            FailureKind::ConnectTimeout => format!("connecting to the target {target} timed out"),
+            FailureKind::ConnectFailed => format!("could not connect to the target {target}"),
+            FailureKind::UpstreamClosed => {
+                format!("the target {target} closed the connection before responding")
+            }
+            FailureKind::UpstreamReset => format!("the target {target} reset the connection"),
+            FailureKind::UpstreamProtocol if http2 => format!(
+                "the target {target} did not answer in HTTP/2 (the client spoke HTTP/2, so the \
+                 proxy used h2c; does the target support h2c?)"
+            ),
+            FailureKind::UpstreamProtocol => {
+                format!("the target {target} sent an invalid HTTP response")
+            }
+            FailureKind::ClientAborted => {
+                "the client broke off the request body before it was sent".to_string()
+            }
+            _ => format!("the exchange with the target {target} failed"),
+        };
+        Failure {
+            kind,
+            summary,
+            cause: chain(error),
+        }
+    }
+
+    /// A failure found by the proxy itself.
+    pub(crate) fn new(kind: FailureKind, summary: String) -> Failure {
+        Failure {
+            kind,
+            summary,
+            cause: String::new(),
+        }
+    }
+
+    /// The event's `error`: side, summary and cause.
+    pub(crate) fn event_error(&self) -> String {
+        if self.cause.is_empty() {
+            format!("{}: {}", self.kind.side(), self.summary)
+        } else {
+            format!("{}: {}: {}", self.kind.side(), self.summary, self.cause)
+        }
+    }
+
+    /// The response the client gets, plus its headers and body for the record.
+    pub(crate) fn response(&self) -> (Response<ProxyBody>, HeaderMap, Bytes) {
+        let body = Bytes::from(format!("rig proxy: {}\n", self.summary));
+        let mut headers = HeaderMap::new();
+        headers.insert(ERROR_HEADER, HeaderValue::from_static(self.kind.marker()));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let mut response = Response::new(ProxyBody::Full(Some(body.clone())));
+        *response.status_mut() = self.kind.status();
+        *response.headers_mut() = headers.clone();
+        (response, headers, body)
+    }
+}
+
+fn classify(error: &hyper_util::client::legacy::Error) -> FailureKind {
+    let mut io_kind = None;
+    let mut hyper_kind = None;
+    let mut h2_reset = false;
+    let mut source: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(body) = current.downcast_ref::<BodyError>() {
+            if body.side == Side::Client {
+                return FailureKind::ClientAborted;
+            }
+        }
+        if let Some(e) = current.downcast_ref::<io::Error>() {
+            io_kind.get_or_insert(e.kind());
+        }
+        if let Some(e) = current.downcast_ref::<hyper::Error>() {
+            if hyper_kind.is_none() {
+                hyper_kind = Some(if e.is_incomplete_message() || e.is_canceled() {
+                    FailureKind::UpstreamClosed
+                } else if e.is_parse() {
+                    FailureKind::UpstreamProtocol
+                } else {
+                    FailureKind::UpstreamFailed
+                });
+            }
+        }
+        if let Some(e) = current.downcast_ref::<h2::Error>() {
+            if let Some(kind) = e.get_io().map(io::Error::kind) {
+                io_kind.get_or_insert(kind);
+            } else if e.is_reset() || (e.is_go_away() && e.is_remote()) {
+                h2_reset = true;
+            } else {
+                hyper_kind = Some(FailureKind::UpstreamProtocol);
+            }
+        }
+        source = current.source();
+    }
+    if error.is_connect() {
+        return match io_kind {
+            Some(io::ErrorKind::ConnectionRefused) => FailureKind::ConnectRefused,
+            Some(io::ErrorKind::TimedOut) => FailureKind::ConnectTimeout,
+            _ => FailureKind::ConnectFailed,
+        };
+    }
+    match io_kind {
+        Some(io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) => {
+            return FailureKind::UpstreamReset
+        }
+        Some(io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionAborted) => {
+            return FailureKind::UpstreamClosed
+        }
+        _ => {}
+    }
+    if h2_reset {
+        return FailureKind::UpstreamReset;
+    }
+    hyper_kind.unwrap_or(FailureKind::UpstreamFailed)
+}
+
+/// The error's chain of causes, `a: b: c`, without hyper-util's uninformative
+/// `client error (...)` wrapper and without repeats.
+fn chain(error: &hyper_util::client::legacy::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = error.source();
+    while let Some(current) = source {
+        let text = current.to_string();
+        if !text.is_empty() && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = current.source();
+    }
+    if parts.is_empty() {
+        parts.push(error.to_string());
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_sides_and_statuses() {
+        assert_eq!(FailureKind::ConnectRefused.marker(), "connect-refused");
+        assert_eq!(FailureKind::UpstreamTimeout.side(), Side::Upstream);
+        assert_eq!(FailureKind::ClientAborted.side(), Side::Client);
+        assert_eq!(FailureKind::UpstreamReset.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(FailureKind::BadRequest.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn timeouts_name_the_target_and_the_limit() {
+        let f = Failure::from_send(
+            &SendError::Timeout(std::time::Duration::from_millis(250)),
+            "127.0.0.1:9",
+            false,
+        );
+        assert_eq!(f.kind, FailureKind::UpstreamTimeout);
+        assert_eq!(
+            f.event_error(),
+            "upstream: the target 127.0.0.1:9 sent no response headers within 250ms"
+        );
+        let (response, headers, body) = f.response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(headers[ERROR_HEADER], "upstream-timeout");
+        assert_eq!(
+            body,
+            "rig proxy: the target 127.0.0.1:9 sent no response headers within 250ms\n"
+        );
+    }
+}

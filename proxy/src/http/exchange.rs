@@ -1,0 +1,178 @@
+//! One request/response exchange in flight, and the moment it becomes a record.
+//!
+//! An exchange has two halves that end independently: the request body (read by the upstream
+//! client) and the response (its body read by the server, or a response the proxy made). Each
+//! half reports its outcome once; whichever reports second hands the finished
+//! [`HttpRecord`](super::record::HttpRecord) to the observer. Outcomes are reported from `Drop`
+//! too, so an exchange that is abandoned half-way (client gone, proxy shut down) is still
+//! recorded, exactly once, and nothing ever waits for observation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Method, Uri, Version};
+use parking_lot::Mutex;
+use rig_types::Timestamp;
+use tokio::time::Instant;
+
+use super::capture::Capture;
+use super::context::Context;
+use super::record::HttpRecord;
+
+/// What is known when the request arrives.
+pub(crate) struct RequestHead {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) version: Version,
+    pub(crate) started_at: Timestamp,
+    pub(crate) probe: bool,
+    /// The request headers as forwarded to the target.
+    pub(crate) headers: HeaderMap,
+}
+
+/// How the request body ended.
+pub(crate) struct RequestOutcome {
+    pub(crate) body: Capture,
+    pub(crate) error: Option<String>,
+}
+
+/// How the response ended.
+pub(crate) struct ResponseOutcome {
+    /// The status the client was sent (`0` when it got none).
+    pub(crate) status: u16,
+    /// The response headers as forwarded to the client.
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Capture,
+    /// Arrival to response headers.
+    pub(crate) latency: Duration,
+    /// Arrival to the end of the response body.
+    pub(crate) duration: Duration,
+    pub(crate) error: Option<String>,
+    /// The protocol switched to, for `101 Switching Protocols`.
+    pub(crate) upgrade: Option<String>,
+}
+
+#[derive(Default)]
+struct Halves {
+    head: Option<RequestHead>,
+    request: Option<RequestOutcome>,
+    response: Option<ResponseOutcome>,
+}
+
+/// The shared state of one exchange.
+pub(crate) struct Exchange {
+    ctx: Arc<Context>,
+    started: Instant,
+    halves: Mutex<Halves>,
+}
+
+impl Exchange {
+    /// Starts an exchange that arrived at `started`.
+    pub(crate) fn new(ctx: Arc<Context>, started: Instant, head: RequestHead) -> Arc<Exchange> {
+        Arc::new(Exchange {
+            ctx,
+            started,
+            halves: Mutex::new(Halves {
+                head: Some(head),
+                ..Halves::default()
+            }),
+        })
+    }
+
+    /// Time since the request arrived.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Whether the proxy is shutting down (to blame a cut-off exchange on the right side).
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.ctx.cancel.is_cancelled()
+    }
+
+    /// Reports the request half; records the exchange if the response half is done.
+    pub(crate) fn finish_request(&self, outcome: RequestOutcome) {
+        let record = {
+            let mut halves = self.halves.lock();
+            if halves.request.is_some() {
+                return;
+            }
+            halves.request = Some(outcome);
+            self.take_record(&mut halves)
+        };
+        self.emit(record);
+    }
+
+    /// Reports the response half; records the exchange if the request half is done.
+    pub(crate) fn finish_response(&self, outcome: ResponseOutcome) {
+        let record = {
+            let mut halves = self.halves.lock();
+            if halves.response.is_some() {
+                return;
+            }
+            halves.response = Some(outcome);
+            self.take_record(&mut halves)
+        };
+        self.emit(record);
+    }
+
+    fn take_record(&self, halves: &mut Halves) -> Option<HttpRecord> {
+        if halves.request.is_none() || halves.response.is_none() {
+            return None;
+        }
+        Some(HttpRecord {
+            head: halves.head.take()?,
+            request: halves.request.take()?,
+            response: halves.response.take()?,
+            redact: self.ctx.redact.clone(),
+        })
+    }
+
+    fn emit(&self, record: Option<HttpRecord>) {
+        if let Some(record) = record {
+            self.ctx.observer.record(Box::new(record));
+        }
+    }
+}
+
+/// Reports the response half if the request handler is dropped before it produced a
+/// response: the client went away (or the proxy shut down) while the target was answering.
+pub(crate) struct ResponseGuard {
+    exchange: Option<Arc<Exchange>>,
+}
+
+impl ResponseGuard {
+    /// Guards `exchange` until [`ResponseGuard::disarm`].
+    pub(crate) fn new(exchange: &Arc<Exchange>) -> ResponseGuard {
+        ResponseGuard {
+            exchange: Some(exchange.clone()),
+        }
+    }
+
+    /// The response half is now reported elsewhere.
+    pub(crate) fn disarm(&mut self) {
+        self.exchange = None;
+    }
+}
+
+impl Drop for ResponseGuard {
+    fn drop(&mut self) {
+        let Some(exchange) = self.exchange.take() else {
+            return;
+        };
+        let elapsed = exchange.elapsed();
+        let error = if exchange.shutting_down() {
+            "proxy: shut down before the target responded"
+        } else {
+            "client: the connection closed before the target responded"
+        };
+        exchange.finish_response(ResponseOutcome {
+            status: 0,
+            headers: HeaderMap::new(),
+            body: Capture::default(),
+            latency: elapsed,
+            duration: elapsed,
+            error: Some(error.to_string()),
+            upgrade: None,
+        });
+    }
+}

@@ -1,0 +1,259 @@
+//! The request path: one client request in, one response out, everything streamed.
+//!
+//! ```text
+//! client ─► strip hop-by-hop ─► RequestBody (capture) ─► pooled client ─► target
+//! client ◄─ strip hop-by-hop ◄─ ResponseBody (capture) ◄──────────────────┘
+//!                  └─ 101 / CONNECT 2xx: tunnel both upgraded connections
+//! ```
+//!
+//! The only per-request costs beyond forwarding are a header-map clone per direction (the
+//! record's headers), reference-counted slices of the first body frames, two clock reads and
+//! one `try_send` to the observer.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use rig_types::Timestamp;
+use tokio::time::Instant;
+
+use super::body::{ProxyBody, RequestBody, ResponseBody};
+use super::capture::Capture;
+use super::context::Context;
+use super::error::{Failure, FailureKind};
+use super::exchange::{Exchange, RequestHead, ResponseGuard, ResponseOutcome};
+use super::headers::{is_probe, strip_hop_by_hop, upgrade_protocol, wants_upgrade};
+use super::upgrade;
+
+/// Forwards one request to the target and returns the response to stream back.
+pub(crate) async fn handle(
+    ctx: Arc<Context>,
+    mut request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let started_at = Timestamp::now();
+    let upgrading = request.version() <= Version::HTTP_11
+        && (request.method() == Method::CONNECT || wants_upgrade(request.headers()));
+    let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut request));
+
+    let (mut parts, body) = request.into_parts();
+    strip_hop_by_hop(&mut parts.headers, upgrading);
+    let http2 = parts.version == Version::HTTP_2;
+    let head = RequestHead {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        version: parts.version,
+        started_at,
+        probe: is_probe(&parts.headers),
+        headers: parts.headers.clone(),
+    };
+    let exchange = Exchange::new(ctx.clone(), started, head);
+    let mut guard = ResponseGuard::new(&exchange);
+    let body = RequestBody::new(body, ctx.capture_limit, exchange.clone());
+
+    let uri = match upstream_uri(
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &ctx.target_authority,
+    ) {
+        Some(uri) => uri,
+        None => {
+            drop(body);
+            guard.disarm();
+            let failure = Failure::new(
+                FailureKind::BadRequest,
+                format!("the request target `{}` cannot be forwarded", parts.uri),
+            );
+            return fail(&exchange, &failure);
+        }
+    };
+    parts.uri = uri;
+    parts.version = if http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let is_connect = parts.method == Method::CONNECT;
+
+    let mut response = match ctx.upstream.send(Request::from_parts(parts, body)).await {
+        Ok(response) => response,
+        Err(error) => {
+            guard.disarm();
+            return fail(&exchange, &Failure::from_send(&error, &ctx.target, http2));
+        }
+    };
+    let latency = exchange.elapsed();
+    let status = response.status();
+
+    let switched = if is_connect {
+        status.is_success()
+    } else {
+        status == StatusCode::SWITCHING_PROTOCOLS
+    };
+    if switched {
+        let Some(client_upgrade) = client_upgrade else {
+            guard.disarm();
+            let failure = Failure::new(
+                FailureKind::UpstreamProtocol,
+                format!(
+                    "the target {} switched protocols although the client did not ask to",
+                    ctx.target
+                ),
+            );
+            return fail(&exchange, &failure);
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let (mut parts, _) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers, !is_connect);
+        let protocol = if is_connect {
+            "connect".to_string()
+        } else {
+            upgrade_protocol(&parts.headers).unwrap_or_else(|| "unknown".to_string())
+        };
+        exchange.finish_response(ResponseOutcome {
+            status: status.as_u16(),
+            headers: parts.headers.clone(),
+            body: Capture::default(),
+            latency,
+            duration: latency,
+            error: None,
+            upgrade: Some(protocol.clone()),
+        });
+        guard.disarm();
+        ctx.tracker.spawn(upgrade::tunnel(
+            ctx.clone(),
+            protocol,
+            client_upgrade,
+            upstream_upgrade,
+        ));
+        return Response::from_parts(parts, ProxyBody::empty());
+    }
+
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    let body = ResponseBody::new(
+        body,
+        ctx.capture_limit,
+        exchange.clone(),
+        status,
+        parts.headers.clone(),
+        latency,
+    );
+    guard.disarm();
+    Response::from_parts(parts, ProxyBody::Stream(body))
+}
+
+/// Records a failed exchange and returns the marked response for it.
+fn fail(exchange: &Exchange, failure: &Failure) -> Response<ProxyBody> {
+    let (response, headers, body) = failure.response();
+    let elapsed = exchange.elapsed();
+    let mut capture = Capture::new(usize::MAX);
+    capture.push(&body);
+    exchange.finish_response(ResponseOutcome {
+        status: response.status().as_u16(),
+        headers,
+        body: capture,
+        latency: elapsed,
+        duration: elapsed,
+        error: Some(failure.event_error()),
+        upgrade: None,
+    });
+    response
+}
+
+/// The absolute URI the pooled client needs. Its authority is the one the client addressed
+/// (the request's own, else its `Host`, else the target): the connector dials the target
+/// regardless, and HTTP/2 sends this authority as `:authority`. `CONNECT` keeps its
+/// authority form.
+fn upstream_uri(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    target: &Authority,
+) -> Option<Uri> {
+    if method == Method::CONNECT {
+        return uri.authority().is_some().then(|| uri.clone());
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .or_else(|| {
+            headers
+                .get(header::HOST)
+                .and_then(|host| Authority::try_from(host.as_bytes()).ok())
+        })
+        .unwrap_or_else(|| target.clone());
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn target() -> Authority {
+        Authority::from_static("127.0.0.1:9000")
+    }
+
+    #[test]
+    fn origin_form_requests_keep_the_host_the_client_addressed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("api.test:8080"));
+        let uri = upstream_uri(
+            &Method::GET,
+            &"/a?b=1".parse().unwrap(),
+            &headers,
+            &target(),
+        );
+        assert_eq!(uri.unwrap().to_string(), "http://api.test:8080/a?b=1");
+    }
+
+    #[test]
+    fn without_a_usable_host_the_target_is_the_authority() {
+        let uri = upstream_uri(
+            &Method::GET,
+            &"/".parse().unwrap(),
+            &HeaderMap::new(),
+            &target(),
+        );
+        assert_eq!(uri.unwrap().to_string(), "http://127.0.0.1:9000/");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("bad host"));
+        let uri = upstream_uri(&Method::GET, &"/x".parse().unwrap(), &headers, &target());
+        assert_eq!(uri.unwrap().to_string(), "http://127.0.0.1:9000/x");
+    }
+
+    #[test]
+    fn http2_requests_keep_their_authority() {
+        let uri = upstream_uri(
+            &Method::POST,
+            &"http://svc.test/pkg.S/M".parse().unwrap(),
+            &HeaderMap::new(),
+            &target(),
+        );
+        assert_eq!(uri.unwrap().to_string(), "http://svc.test/pkg.S/M");
+    }
+
+    #[test]
+    fn connect_keeps_authority_form() {
+        let uri = upstream_uri(
+            &Method::CONNECT,
+            &"db.test:5432".parse().unwrap(),
+            &HeaderMap::new(),
+            &target(),
+        );
+        assert_eq!(uri.unwrap().to_string(), "db.test:5432");
+    }
+}

@@ -1,0 +1,260 @@
+//! Header handling: what is hop-by-hop, how upgrades and probes are recognised, and how header
+//! maps become the `map[string][]string` shape of recorded events.
+//!
+//! The proxy is transparent: it sits between a client and the service the client believes it
+//! is talking to. So `Host` (and HTTP/2 `:authority`) stay as the client sent them, nothing is
+//! added (no `X-Forwarded-For`, no `Via`), and only headers that describe a single connection are
+//! dropped: `Connection` and every header it names, `Keep-Alive`, `Proxy-Connection`,
+//! `Transfer-Encoding`, `Upgrade` (kept on the upgrade path), `HTTP2-Settings`, and `TE` other
+//! than `trailers`. `Proxy-Authorization` and `Proxy-Authenticate` are forwarded: a client
+//! sends them to the service behind us (which may itself be a forward proxy), never to rig.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use rig_types::event::Headers;
+
+use super::settings::REDACTED;
+
+/// The header rigd's readiness probes carry (`x-rig-probe: 1`).
+pub const PROBE_HEADER: &str = "x-rig-probe";
+
+/// The marker header on responses the proxy generates itself (502s and 400s), whose value is
+/// the failure kind, e.g. `connect-refused`.
+pub const ERROR_HEADER: &str = "x-rig-proxy-error";
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
+/// Removes the hop-by-hop headers of one message in place. With `keep_upgrade`, the `Upgrade`
+/// header survives and `Connection: upgrade` is set, as the upgrade handshake needs.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let upgrade = if keep_upgrade {
+        headers.remove(header::UPGRADE)
+    } else {
+        None
+    };
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .any(|value| has_token(value, "trailers"));
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
+        headers.remove(header::CONNECTION);
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(&HTTP2_SETTINGS);
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::UPGRADE);
+    headers.remove(header::TE);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if let Some(upgrade) = upgrade {
+        headers.insert(header::UPGRADE, upgrade);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Whether an HTTP/1.1 request asks to switch protocols (`Connection: upgrade` plus
+/// `Upgrade: ...`). A request for `h2c` alone is not: the proxy answers it in HTTP/1.1, which
+/// RFC 9113 allows, and observes it like any other request.
+pub(crate) fn wants_upgrade(headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|value| has_token(value, "upgrade"));
+    connection_upgrade
+        && headers.get_all(header::UPGRADE).iter().any(|value| {
+            value
+                .to_str()
+                .map(|protocols| {
+                    protocols
+                        .split(',')
+                        .map(str::trim)
+                        .any(|p| !p.is_empty() && !p.eq_ignore_ascii_case("h2c"))
+                })
+                .unwrap_or(true)
+        })
+}
+
+/// The protocol named by an `Upgrade` header, for the event's `upgrade` field.
+pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::UPGRADE)?;
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let first = text.split(',').next().unwrap_or_default().trim();
+    (!first.is_empty()).then(|| first.to_string())
+}
+
+/// Whether the request is one of rigd's readiness probes.
+pub(crate) fn is_probe(headers: &HeaderMap) -> bool {
+    headers
+        .get(PROBE_HEADER)
+        .is_some_and(|value| value.as_bytes().trim_ascii() == b"1")
+}
+
+/// Converts a header map into the recorded shape: Go-canonical keys (`Content-Type`), values
+/// in order, redacted where `redact` names the header. `Host` is left out of request headers
+/// as upstream does (it is the request's authority, not a header there).
+pub(crate) fn to_event_map(headers: &HeaderMap, redact: &[HeaderName], skip_host: bool) -> Headers {
+    let mut out = Headers::new();
+    for (name, value) in headers {
+        if skip_host && name == header::HOST {
+            continue;
+        }
+        let value = if redact.contains(name) {
+            REDACTED.to_string()
+        } else {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        };
+        out.entry(canonical_key(name.as_str()))
+            .or_default()
+            .push(value);
+    }
+    out
+}
+
+/// Go's canonical MIME header key: the first letter and every letter after a hyphen upper
+/// case, the rest lower case (`x-api-key` → `X-Api-Key`).
+pub(crate) fn canonical_key(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        out.push(if upper {
+            c.to_ascii_uppercase()
+        } else {
+            c.to_ascii_lowercase()
+        });
+        upper = c == '-';
+    }
+    out
+}
+
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value
+        .to_str()
+        .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn names(headers: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<_> = headers.keys().map(|n| n.as_str()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_dropped() {
+        let mut h = map(&[
+            ("host", "api.test"),
+            ("connection", "keep-alive, X-Hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAA"),
+            ("te", "deflate"),
+            ("trailer", "x-sum"),
+            ("proxy-authorization", "Basic eA=="),
+            ("x-keep", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(
+            names(&h),
+            ["host", "proxy-authorization", "trailer", "x-keep"]
+        );
+    }
+
+    #[test]
+    fn te_trailers_survives_alone() {
+        let mut h = map(&[("te", "gzip, trailers")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.get_all("te").iter().collect::<Vec<_>>(), ["trailers"]);
+    }
+
+    #[test]
+    fn the_upgrade_path_keeps_upgrade_and_connection_upgrade() {
+        let mut h = map(&[
+            ("connection", "Upgrade, keep-alive"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "k"),
+        ]);
+        assert!(wants_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["sec-websocket-key"], "k");
+    }
+
+    #[test]
+    fn h2c_upgrade_requests_are_not_tunnelled() {
+        let h = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+        ]);
+        assert!(!wants_upgrade(&h));
+        assert!(!wants_upgrade(&map(&[("upgrade", "websocket")])));
+        assert!(wants_upgrade(&map(&[
+            ("connection", "upgrade"),
+            ("upgrade", "h2c, websocket")
+        ])));
+    }
+
+    #[test]
+    fn event_maps_are_canonical_ordered_and_redacted() {
+        let h = map(&[
+            ("host", "api.test"),
+            ("x-api-key", "secret"),
+            ("accept", "a"),
+            ("accept", "b"),
+            ("content-type", "text/plain"),
+        ]);
+        let redact = [HeaderName::from_static("x-api-key")];
+        let out = to_event_map(&h, &redact, true);
+        let keys: Vec<_> = out.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["Accept", "Content-Type", "X-Api-Key"]);
+        assert_eq!(out["Accept"], ["a", "b"]);
+        assert_eq!(out["X-Api-Key"], [REDACTED]);
+        assert!(to_event_map(&h, &[], false).contains_key("Host"));
+    }
+
+    #[test]
+    fn canonical_keys_follow_go() {
+        assert_eq!(canonical_key("content-type"), "Content-Type");
+        assert_eq!(canonical_key("x-rig-probe"), "X-Rig-Probe");
+        assert_eq!(canonical_key("te"), "Te");
+        assert_eq!(canonical_key("www-authenticate"), "Www-Authenticate");
+    }
+
+    #[test]
+    fn probes_are_recognised_by_value_one() {
+        assert!(is_probe(&map(&[("x-rig-probe", "1")])));
+        assert!(!is_probe(&map(&[("x-rig-probe", "0")])));
+        assert!(!is_probe(&HeaderMap::new()));
+    }
+}

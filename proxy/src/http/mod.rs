@@ -1,0 +1,50 @@
+//! The HTTP reverse proxy of an observing proxy: HTTP/1.1 and h2c in, pooled HTTP/1.1 or h2c
+//! out, every exchange recorded as `request.completed`.
+//!
+//! ```text
+//!            ┌──────────── serve (accept loop, one hyper connection per client) ───────────┐
+//! client ──► │ forward::handle ─► RequestBody ─► upstream pool (h1 | h2c) ─► target         │
+//! client ◄── │ ProxyBody ◄─ ResponseBody ◄──────────────────────────────────┘              │
+//!            │      └─ each half reports to its Exchange ─► HttpRecord ─► Observer (try_send)│
+//!            └─────────────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Bodies pass through frame by frame as the same `Bytes` (chunked, streaming and trailers
+//! included); the capture keeps reference-counted slices of the first
+//! [`HttpSettings::capture_limit`] bytes per direction and counts the rest. Header maps are
+//! converted, redacted and base64-encoded on the observer task, never on the request path.
+//!
+//! Beyond upstream rig:
+//! - h2c with prior knowledge is accepted on `http` edges (an HTTP/1.1 `Upgrade: h2c` request
+//!   is answered in HTTP/1.1: hyper cannot switch a connection to HTTP/2 mid-request);
+//! - WebSocket and other upgrades (and `CONNECT`) are tunnelled and recorded: a
+//!   `request.completed` with status 101 and `upgrade`, then a `connection.closed` with the
+//!   tunnel's byte counts;
+//! - failures are recorded with `error` saying which side failed and why, and answered with a
+//!   `502` marked by the [`ERROR_HEADER`] header;
+//! - readiness probes (`x-rig-probe: 1`) are marked `probe: true`;
+//! - secrets in headers are redacted in events ([`DEFAULT_REDACTED_HEADERS`]);
+//! - `duration_ms`, `started_at` and `http_version` are recorded.
+//!
+//! Not observable: an HTTP/2 protocol error that hyper handles by resetting a stream or the
+//! connection never reaches the proxy and is not recorded; neither is a client that closes the
+//! connection in the middle of a request head. A malformed HTTP/1 request is recorded without
+//! method or path (hyper rejects it before the proxy sees them).
+
+mod body;
+mod capture;
+mod context;
+mod error;
+mod exchange;
+mod forward;
+mod headers;
+mod record;
+mod server;
+mod settings;
+mod upgrade;
+mod upstream;
+
+pub use context::ServeError;
+pub use headers::{ERROR_HEADER, PROBE_HEADER};
+pub use server::serve;
+pub use settings::{HttpSettings, DEFAULT_CAPTURE_LIMIT, DEFAULT_REDACTED_HEADERS, REDACTED};

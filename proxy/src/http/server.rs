@@ -1,0 +1,143 @@
+//! The server side: the accept loop on the proxy's own listener and one hyper connection per
+//! client, speaking HTTP/1.1 or h2c (detected from the HTTP/2 preface).
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rig_types::Timestamp;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::context::{Context, ServeError};
+use super::forward;
+use super::record::MalformedRecord;
+use super::settings::HttpSettings;
+use crate::observe::Observer;
+
+/// Pause after an accept error caused by resource exhaustion (out of file descriptors or
+/// memory), so the loop does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Runs the HTTP proxy on `listener` until `cancel` fires, forwarding every request to
+/// `target` (`host:port`) and recording each exchange through `observer`.
+///
+/// Clients may speak HTTP/1.0, HTTP/1.1 or HTTP/2 with prior knowledge (h2c). Requests are
+/// forwarded over pooled keep-alive connections: HTTP/1.1 for HTTP/1.x clients, h2c for
+/// HTTP/2 clients. On cancellation the listener closes at once, idle connections close,
+/// in-flight exchanges get [`HttpSettings::shutdown_grace`] to finish, and the function returns
+/// when every connection and tunnel is gone.
+///
+/// # Errors
+///
+/// Returns [`ServeError`] without accepting anything if `target` is not `host:port` or a
+/// redacted header name is invalid.
+pub async fn serve(
+    listener: TcpListener,
+    target: String,
+    observer: Observer,
+    settings: HttpSettings,
+    cancel: CancellationToken,
+) -> Result<(), ServeError> {
+    let ctx = Arc::new(Context::new(target, observer, &settings, cancel.clone())?);
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                ctx.tracker
+                    .spawn(serve_connection(ctx.clone(), builder.clone(), stream));
+            }
+            Err(error) if is_per_connection(&error) => {}
+            Err(_) => {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                }
+            }
+        }
+    }
+    drop(listener);
+    ctx.tracker.close();
+    ctx.tracker.wait().await;
+    Ok(())
+}
+
+async fn serve_connection(
+    ctx: Arc<Context>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stream: TcpStream,
+) {
+    // Best effort: a socket that refuses the option still works, only slower.
+    let _ = stream.set_nodelay(true);
+    let service_ctx = ctx.clone();
+    let service = service_fn(move |request| {
+        let ctx = service_ctx.clone();
+        async move { Ok::<_, Infallible>(forward::handle(ctx, request).await) }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = ctx.cancel.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            // Past the grace period the connection is dropped, which closes it.
+            tokio::time::timeout(ctx.shutdown_grace, connection.as_mut())
+                .await
+                .unwrap_or(Ok(()))
+        }
+    };
+    if let Err(error) = result {
+        record_rejected_request(&ctx, &*error);
+    }
+}
+
+/// hyper answers a malformed HTTP/1 request itself (400, 414 or 431) and ends the connection
+/// without calling the proxy; the resulting connection error is all there is to record.
+fn record_rejected_request(ctx: &Context, error: &(dyn StdError + 'static)) {
+    let mut source = Some(error);
+    while let Some(current) = source {
+        if let Some(e) = current.downcast_ref::<hyper::Error>() {
+            if e.is_parse() {
+                let status = if e.is_parse_too_large() {
+                    // hyper tells the two apart only by their messages.
+                    if e.to_string().contains("URI") {
+                        414
+                    } else {
+                        431
+                    }
+                } else {
+                    400
+                };
+                ctx.observer.record(Box::new(MalformedRecord {
+                    status,
+                    error: format!("client: malformed request, rejected with {status}: {e}"),
+                    started_at: Timestamp::now(),
+                }));
+            }
+            return;
+        }
+        source = current.source();
+    }
+}
+
+/// Whether an accept error concerns only the one connection being accepted. Any other error
+/// (out of file descriptors or memory) lasts a while and is waited out.
+fn is_per_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}

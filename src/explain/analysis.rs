@@ -1,0 +1,395 @@
+//! Collecting what explains a run from its events (upstream `explain.Analyze`, one pass).
+
+use std::borrow::Borrow;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+
+use rig_types::{DiagnosticSnapshot, Event, EventType, LogStream, Timestamp};
+use serde::Serialize;
+
+use super::assertion::{parse_assertion, Assertion};
+use super::fingerprint::error_fingerprint;
+use crate::logfiles::Outcome;
+
+/// Stderr lines kept per service (the most recent ones).
+pub const STDERR_LINES_PER_SERVICE: usize = 20;
+
+/// Everything the explanation of a run is built from. Serialises with upstream's report field
+/// names (`rig explain` JSON), empty parts omitted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Analysis {
+    /// Every `test.note`, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub assertions: Vec<Assertion>,
+    /// Traffic errors that survived noise removal, most recent first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<TrafficError>,
+    /// Stderr lines that explain the failure: first those of traffic-error targets containing
+    /// the error's fingerprint, then every kept line of the failed services (sorted by name).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub service_errors: Vec<ServiceLine>,
+    /// The first `service.failed` of each service, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub service_failures: Vec<ServiceFailure>,
+    /// The last progress stall.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stall: Option<DiagnosticSnapshot>,
+    /// How long each phase of the run took; `None` when every phase is zero.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Phases>,
+    /// Traffic observations the proxies could not record (rig-rs addition).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropped_observations: u64,
+    /// How many leading `service_errors` were matched by fingerprint (the rest are the failed
+    /// services' stderr).
+    #[serde(skip)]
+    pub correlated_service_errors: usize,
+}
+
+/// The protocol of a traffic error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrafficKind {
+    /// An HTTP exchange with status ≥ 400.
+    Http,
+    /// A gRPC call with a status other than OK.
+    Grpc,
+}
+
+/// A failed HTTP exchange or gRPC call.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TrafficError {
+    /// HTTP or gRPC.
+    #[serde(rename = "type")]
+    pub kind: TrafficKind,
+    /// The calling service (`~test` for the test).
+    pub source: String,
+    /// The called service.
+    pub target: String,
+    /// HTTP method (HTTP only).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub method: String,
+    /// HTTP path with query, or `Service/Method` for gRPC.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// HTTP status (HTTP only).
+    #[serde(skip_serializing_if = "is_zero_u16")]
+    pub status: u16,
+    /// gRPC status (gRPC only).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub grpc_status: String,
+    /// gRPC status message.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub grpc_message: String,
+    /// Latency in milliseconds.
+    pub latency_ms: f64,
+    /// The response body as text (decoded JSON for gRPC when available); empty when absent or
+    /// not UTF-8.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub response_body: String,
+    /// Why the proxy could not complete the exchange (rig-rs addition).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+impl TrafficError {
+    /// The text used for the fingerprint and the condensed line: the body, else the gRPC
+    /// message, else the proxy's error.
+    pub fn detail(&self) -> &str {
+        [&self.response_body, &self.grpc_message, &self.error]
+            .into_iter()
+            .find(|s| !s.trim().is_empty())
+            .map_or("", |s| s.as_str())
+    }
+}
+
+/// A stderr line of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceLine {
+    /// The service.
+    pub service: String,
+    /// Always `stderr`.
+    pub stream: String,
+    /// The line.
+    pub data: String,
+}
+
+/// The first failure of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceFailure {
+    /// The service.
+    pub service: String,
+    /// Its `service.failed` error.
+    pub error: String,
+}
+
+/// Phase durations in whole milliseconds; zero (omitted) when a boundary is missing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Phases {
+    /// First artifact event to the last `artifact.completed`/`artifact.cached`.
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub artifacts_ms: i64,
+    /// First `service.starting` to `environment.up`.
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub startup_ms: i64,
+    /// `environment.up` to `environment.destroying`.
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub test_ms: i64,
+    /// `environment.destroying` to `environment.down`.
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub teardown_ms: i64,
+}
+
+/// A traffic error and whether it happened before `environment.up`.
+struct Candidate {
+    error: TrafficError,
+    before_up: bool,
+}
+
+/// Analyses `events` (in `seq` order, `service.log` included) of a run that ended with
+/// `outcome`.
+///
+/// Collected: assertions (`test.note`); HTTP errors (status ≥ 400, readiness probes excluded)
+/// and gRPC errors (status other than `0`/`OK`) before `environment.destroying`; stderr before
+/// `environment.destroying` (split into lines, empty lines dropped, the last 20 per service);
+/// the first `service.failed` per service; the last stall; phases; dropped observations.
+///
+/// Noise removal: a passed run keeps no traffic errors; otherwise errors before
+/// `environment.up` are dropped, or, when the environment never came up, errors whose target
+/// became healthy. The remaining errors are listed most recent first.
+pub fn analyze<E: Borrow<Event>>(events: &[E], outcome: Outcome) -> Analysis {
+    let mut a = Analysis::default();
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut stderr: HashMap<&str, VecDeque<&str>> = HashMap::new();
+    let mut failed: BTreeSet<&str> = BTreeSet::new();
+    let mut healthy: HashSet<&str> = HashSet::new();
+    let mut marks = PhaseMarks::default();
+    let mut up = false;
+    let mut destroying = false;
+
+    for e in events {
+        let e = e.borrow();
+        marks.see(e);
+        match e.event_type {
+            EventType::EnvironmentUp => up = true,
+            EventType::EnvironmentDestroying => destroying = true,
+            EventType::TestNote => a.assertions.push(parse_assertion(&e.error)),
+            EventType::ServiceHealthy => {
+                healthy.insert(&e.service);
+            }
+            EventType::ServiceFailed => {
+                failed.insert(&e.service);
+                // Later failures of the same service are consequences (e.g. the readiness
+                // timeout that follows a crash).
+                if !a.service_failures.iter().any(|f| f.service == e.service) {
+                    a.service_failures.push(ServiceFailure {
+                        service: e.service.clone(),
+                        error: e.error.clone(),
+                    });
+                }
+            }
+            EventType::EnvironmentFailing => {
+                if !e.service.is_empty() {
+                    failed.insert(&e.service);
+                }
+            }
+            EventType::ProgressStall => {
+                if let Some(d) = &e.diagnostic {
+                    a.stall = Some((**d).clone());
+                }
+            }
+            EventType::ObservationsDropped => {
+                a.dropped_observations = a.dropped_observations.saturating_add(e.dropped);
+            }
+            EventType::ServiceLog if !destroying => {
+                if let Some(log) = e.log.as_ref().filter(|l| l.stream == LogStream::Stderr) {
+                    let kept = stderr.entry(e.service.as_str()).or_default();
+                    for line in log.data.trim_end_matches('\n').split('\n') {
+                        let line = line.trim_end_matches('\r');
+                        if line.trim().is_empty() {
+                            continue;
+                        }
+                        if kept.len() == STDERR_LINES_PER_SERVICE {
+                            kept.pop_front();
+                        }
+                        kept.push_back(line);
+                    }
+                }
+            }
+            EventType::RequestCompleted | EventType::GrpcCallCompleted if !destroying => {
+                if let Some(error) = traffic_error(e) {
+                    candidates.push(Candidate {
+                        error,
+                        before_up: !up,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    a.errors = if outcome == Outcome::Passed {
+        Vec::new()
+    } else if up {
+        candidates
+            .into_iter()
+            .filter(|c| !c.before_up)
+            .map(|c| c.error)
+            .collect()
+    } else {
+        candidates
+            .into_iter()
+            .filter(|c| !healthy.contains(c.error.target.as_str()))
+            .map(|c| c.error)
+            .collect()
+    };
+    a.errors.reverse();
+
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut push = |a: &mut Analysis, service: &str, line: &str| {
+        if seen.insert((service.to_string(), line.to_string())) {
+            a.service_errors.push(ServiceLine {
+                service: service.to_string(),
+                stream: LogStream::Stderr.as_str().to_string(),
+                data: line.to_string(),
+            });
+        }
+    };
+    for i in 0..a.errors.len() {
+        let fingerprint = error_fingerprint(a.errors[i].detail()).to_lowercase();
+        if fingerprint.is_empty() {
+            continue;
+        }
+        let target = a.errors[i].target.clone();
+        if let Some(lines) = stderr.get(target.as_str()) {
+            for line in lines {
+                if line.to_lowercase().contains(&fingerprint) {
+                    push(&mut a, &target, line);
+                }
+            }
+        }
+    }
+    a.correlated_service_errors = a.service_errors.len();
+    for service in &failed {
+        if let Some(lines) = stderr.get(service) {
+            for line in lines {
+                push(&mut a, service, line);
+            }
+        }
+    }
+    a.phases = marks.phases();
+    a
+}
+
+/// The traffic error an event represents, if it is one.
+fn traffic_error(e: &Event) -> Option<TrafficError> {
+    if let Some(r) = &e.request {
+        if r.probe || r.status_code < 400 {
+            return None;
+        }
+        return Some(TrafficError {
+            kind: TrafficKind::Http,
+            source: r.source.clone(),
+            target: r.target.clone(),
+            method: r.method.clone(),
+            path: r.path.clone(),
+            status: r.status_code,
+            grpc_status: String::new(),
+            grpc_message: String::new(),
+            latency_ms: r.latency_ms,
+            response_body: body_text(r.response_body.as_deref()),
+            error: r.error.clone(),
+        });
+    }
+    let g = e.grpc_call.as_ref()?;
+    if g.grpc_status == "0" || g.grpc_status == "OK" {
+        return None;
+    }
+    let response_body = match &g.response_body_decoded {
+        Some(decoded) => decoded.to_string(),
+        None => body_text(g.response_body.as_deref()),
+    };
+    Some(TrafficError {
+        kind: TrafficKind::Grpc,
+        source: g.source.clone(),
+        target: g.target.clone(),
+        method: String::new(),
+        path: format!("{}/{}", g.service, g.method),
+        status: 0,
+        grpc_status: g.grpc_status.clone(),
+        grpc_message: g.grpc_message.clone(),
+        latency_ms: g.latency_ms,
+        response_body,
+        error: String::new(),
+    })
+}
+
+/// A captured body as text; empty when absent or not UTF-8 (binary bodies explain nothing in
+/// a one-line summary).
+fn body_text(body: Option<&[u8]>) -> String {
+    body.and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The timestamps phases are measured between.
+#[derive(Default)]
+struct PhaseMarks {
+    first_artifact: Option<Timestamp>,
+    last_artifact_done: Option<Timestamp>,
+    first_starting: Option<Timestamp>,
+    up: Option<Timestamp>,
+    destroying: Option<Timestamp>,
+    down: Option<Timestamp>,
+}
+
+impl PhaseMarks {
+    fn see(&mut self, e: &Event) {
+        let t = e.timestamp;
+        match e.event_type {
+            EventType::ArtifactStarted | EventType::ArtifactFailed => {
+                self.first_artifact.get_or_insert(t);
+            }
+            EventType::ArtifactCompleted | EventType::ArtifactCached => {
+                self.first_artifact.get_or_insert(t);
+                self.last_artifact_done = Some(t);
+            }
+            EventType::ServiceStarting => {
+                self.first_starting.get_or_insert(t);
+            }
+            EventType::EnvironmentUp => {
+                self.up.get_or_insert(t);
+            }
+            EventType::EnvironmentDestroying => {
+                self.destroying.get_or_insert(t);
+            }
+            EventType::EnvironmentDown => self.down = Some(t),
+            _ => {}
+        }
+    }
+
+    fn phases(&self) -> Option<Phases> {
+        let between = |from: Option<Timestamp>, to: Option<Timestamp>| match (from, to) {
+            (Some(from), Some(to)) => (to.duration_since(&from).as_nanos() / 1_000_000).max(0),
+            _ => 0,
+        };
+        let phases = Phases {
+            artifacts_ms: between(self.first_artifact, self.last_artifact_done),
+            startup_ms: between(self.first_starting, self.up),
+            test_ms: between(self.up, self.destroying),
+            teardown_ms: between(self.destroying, self.down),
+        };
+        (phases != Phases::default()).then_some(phases)
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u16(n: &u16) -> bool {
+    *n == 0
+}
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}

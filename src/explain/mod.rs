@@ -1,0 +1,1 @@
+//! Explaining a failed run from its events.

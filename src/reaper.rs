@@ -1,0 +1,411 @@
+//! No orphans: whatever happens to rigd, the processes and directories it created go away.
+//!
+//! Three layers:
+//! 1. every service runs in its own process group and its leader gets `SIGKILL` when rigd dies
+//!    (`PR_SET_PDEATHSIG`, see `services::process`);
+//! 2. a companion **reaper** process (`rigd __reap <record>`) that rigd tells, over a pipe,
+//!    which process groups and environment directories are live. When the pipe closes — rigd
+//!    exited or was killed, even with `kill -9` — it kills those groups and removes those
+//!    directories. It ignores terminal signals so a Ctrl-C aimed at rigd cannot take it down
+//!    first;
+//! 3. the reaper keeps a **record** file under `{rig-dir}/reaper/`; if rigd and its reaper
+//!    both die, the next rigd start reaps what the record lists ([`reap_leftovers`]).
+//!
+//! A group is only killed if its processes started no earlier than the recorded leader, so a
+//! process group id reused by an unrelated program after a reboot is left alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+/// The argument that runs the rigd binary as a reaper.
+pub const REAPER_ARG: &str = "__reap";
+
+static INSTALLED: std::sync::OnceLock<std::sync::Arc<Reaper>> = std::sync::OnceLock::new();
+
+/// Makes `reaper` this process's reaper (the `rigd` binary does this at startup; in-process
+/// tests run without one). Returns false if one was already installed.
+pub fn install(reaper: Reaper) -> bool {
+    INSTALLED.set(std::sync::Arc::new(reaper)).is_ok()
+}
+
+/// This process's reaper, if one was installed.
+pub fn installed() -> Option<std::sync::Arc<Reaper>> {
+    INSTALLED.get().cloned()
+}
+
+/// Starts the reaper for a rigd using `rig_dir`, after reaping what dead rigds left there.
+/// Failure is reported and rigd runs on without it (parent-death signals still apply).
+pub fn start(rig_dir: &Path) {
+    let record_dir = rig_dir.join("reaper");
+    let reaped = reap_leftovers(&record_dir);
+    if reaped > 0 {
+        eprintln!("rigd: cleaned up after {reaped} rigd(s) that did not shut down cleanly");
+    }
+    let started = std::env::current_exe().and_then(|exe| Reaper::spawn(&exe, &record_dir));
+    match started {
+        Ok(reaper) => {
+            install(reaper);
+        }
+        Err(e) => eprintln!("rigd: start reaper: {e}; processes may outlive a crash of rigd"),
+    }
+}
+
+/// rigd's handle on its reaper process.
+pub struct Reaper {
+    stdin: Mutex<Option<ChildStdin>>,
+    child: Mutex<Child>,
+}
+
+/// One instruction from rigd to its reaper, one JSON object per line.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Message {
+    Group { pgid: i32, start: u64 },
+    Ungroup { pgid: i32 },
+    Dir { path: PathBuf },
+    Undir { path: PathBuf },
+}
+
+/// What a reaper is responsible for, as written to its record file.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+struct Record {
+    rigd_pid: u32,
+    reaper_pid: u32,
+    /// Process group id → the leader's start time (clock ticks since boot).
+    groups: BTreeMap<i32, u64>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Reaper {
+    /// Starts the reaper: `rigd_exe __reap <record_dir>/<rigd pid>.json`.
+    pub fn spawn(rigd_exe: &Path, record_dir: &Path) -> std::io::Result<Reaper> {
+        create_private_dir(record_dir)?;
+        let record = record_dir.join(format!("{}.json", std::process::id()));
+        let mut child = Command::new(rigd_exe)
+            .arg(REAPER_ARG)
+            .arg(&record)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("reaper has no stdin"))?;
+        Ok(Reaper {
+            stdin: Mutex::new(Some(stdin)),
+            child: Mutex::new(child),
+        })
+    }
+
+    /// Asks the reaper to kill process group `pgid` (led by `leader`) if rigd dies.
+    pub fn track_group(&self, pgid: i32, leader: u32) {
+        let start = process_start(leader).unwrap_or(0);
+        self.send(&Message::Group { pgid, start });
+    }
+
+    /// The group has been stopped; forget it.
+    pub fn untrack_group(&self, pgid: i32) {
+        self.send(&Message::Ungroup { pgid });
+    }
+
+    /// Asks the reaper to remove `path` if rigd dies.
+    pub fn track_dir(&self, path: &Path) {
+        self.send(&Message::Dir {
+            path: path.to_path_buf(),
+        });
+    }
+
+    /// The directory has been removed (or is preserved on purpose); forget it.
+    pub fn untrack_dir(&self, path: &Path) {
+        self.send(&Message::Undir {
+            path: path.to_path_buf(),
+        });
+    }
+
+    fn send(&self, message: &Message) {
+        let Ok(mut line) = serde_json::to_vec(message) else {
+            return;
+        };
+        line.push(b'\n');
+        let mut stdin = self.stdin.lock();
+        let Some(pipe) = stdin.as_mut() else { return };
+        if let Err(e) = pipe.write_all(&line) {
+            eprintln!("rigd: reaper is gone ({e}); processes may outlive a crash of rigd");
+            *stdin = None;
+        }
+    }
+
+    /// Ends the reaper and waits for it: it reaps whatever is still tracked, which after a
+    /// clean shutdown is nothing.
+    pub fn finish(&self) {
+        // Closing stdin is what tells the reaper rigd is done.
+        drop(self.stdin.lock().take());
+        let _ = self.child.lock().wait();
+    }
+}
+
+/// The reaper process's main loop: follow rigd's instructions until the pipe closes, then
+/// reap. Returns the process exit code.
+pub fn run(record_path: &Path) -> i32 {
+    ignore_terminal_signals();
+    let mut record = Record {
+        rigd_pid: parent_pid(),
+        reaper_pid: std::process::id(),
+        ..Record::default()
+    };
+    save(record_path, &record);
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<Message>(&line) {
+            Ok(Message::Group { pgid, start }) => {
+                record.groups.insert(pgid, start);
+            }
+            Ok(Message::Ungroup { pgid }) => {
+                record.groups.remove(&pgid);
+            }
+            Ok(Message::Dir { path }) => {
+                record.dirs.insert(path);
+            }
+            Ok(Message::Undir { path }) => {
+                record.dirs.remove(&path);
+            }
+            Err(e) => eprintln!("rigd reaper: ignoring {line:?}: {e}"),
+        }
+        save(record_path, &record);
+    }
+    reap(&record);
+    let _ = std::fs::remove_file(record_path);
+    0
+}
+
+/// Reaps what dead rigds left behind, from the records in `record_dir`. Records of a live
+/// rigd or a live reaper are left alone. Returns how many records were reaped.
+pub fn reap_leftovers(record_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(record_dir) else {
+        return 0;
+    };
+    let mut reaped = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let Some(record) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+        else {
+            continue;
+        };
+        if alive(record.rigd_pid) || alive(record.reaper_pid) {
+            continue;
+        }
+        reap(&record);
+        let _ = std::fs::remove_file(&path);
+        reaped += 1;
+    }
+    reaped
+}
+
+fn reap(record: &Record) {
+    for (&pgid, &start) in &record.groups {
+        kill_group(pgid, start);
+    }
+    for dir in &record.dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// SIGKILLs every process in group `pgid` that started no earlier than `start`. Repeats a few
+/// times in case a member forked while being killed.
+fn kill_group(pgid: i32, start: u64) {
+    for _ in 0..5 {
+        let members = group_members(pgid, start);
+        if members.is_empty() {
+            return;
+        }
+        for pid in members {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Processes in group `pgid` started at or after `start`, from `/proc`.
+fn group_members(pgid: i32, start: u64) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            stat(pid as u32).is_some_and(|s| s.pgrp == pgid && s.start >= start && !s.zombie)
+        })
+        .collect()
+}
+
+struct Stat {
+    pgrp: i32,
+    start: u64,
+    zombie: bool,
+}
+
+/// Fields of `/proc/<pid>/stat` (after the parenthesised command name, which may hold spaces).
+fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // rest[0] is field 3 (state); pgrp is field 5, starttime field 22.
+    Some(Stat {
+        zombie: fields.first()? == &"Z",
+        pgrp: fields.get(2)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// A process's start time in clock ticks since boot.
+pub fn process_start(pid: u32) -> Option<u64> {
+    stat(pid).map(|s| s.start)
+}
+
+fn alive(pid: u32) -> bool {
+    pid != 0 && stat(pid).is_some_and(|s| !s.zombie)
+}
+
+fn parent_pid() -> u32 {
+    // SAFETY: getppid(2) cannot fail.
+    unsafe { libc::getppid() as u32 }
+}
+
+fn ignore_terminal_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        // SAFETY: installing SIG_IGN has no preconditions.
+        unsafe {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+}
+
+fn save(path: &Path, record: &Record) {
+    let tmp = path.with_extension("json.tmp");
+    let written = serde_json::to_vec(record)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| write_private(&tmp, &bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        eprintln!("rigd reaper: write {}: {e}", path.display());
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn messages_round_trip_as_json_lines() {
+        for m in [
+            Message::Group { pgid: 42, start: 7 },
+            Message::Ungroup { pgid: 42 },
+            Message::Dir {
+                path: "/tmp/a b\nc".into(),
+            },
+            Message::Undir { path: "/x".into() },
+        ] {
+            let line = serde_json::to_string(&m).unwrap();
+            assert!(!line.contains('\n'));
+            assert_eq!(serde_json::from_str::<Message>(&line).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn stat_reads_this_process() {
+        let me = stat(std::process::id()).unwrap();
+        // SAFETY: getpgrp(2) cannot fail.
+        assert_eq!(me.pgrp, unsafe { libc::getpgrp() });
+        assert!(me.start > 0 && !me.zombie);
+        assert!(alive(std::process::id()));
+        assert!(!alive(0));
+    }
+
+    #[test]
+    fn leftovers_of_a_dead_rigd_are_reaped_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // A process group that looks like a service of a dead rigd.
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id() as i32;
+        let env_dir = dir.path().join("env");
+        std::fs::create_dir(&env_dir).unwrap();
+        let dead = Record {
+            rigd_pid: u32::MAX - 1,
+            reaper_pid: u32::MAX - 2,
+            groups: BTreeMap::from([(pgid, process_start(child.id()).unwrap())]),
+            dirs: BTreeSet::from([env_dir.clone()]),
+        };
+        save(&dir.path().join("1.json"), &dead);
+        let live = Record {
+            rigd_pid: std::process::id(),
+            ..Record::default()
+        };
+        save(&dir.path().join("2.json"), &live);
+
+        assert_eq!(reap_leftovers(dir.path()), 1);
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert!(!env_dir.exists());
+        assert!(!dir.path().join("1.json").exists());
+        assert!(
+            dir.path().join("2.json").exists(),
+            "a live rigd's record is kept"
+        );
+    }
+
+    #[test]
+    fn a_reused_group_id_is_not_killed() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id() as i32;
+        // Recorded as started after the real process: treated as a different group.
+        let start = process_start(child.id()).unwrap() + 1_000_000;
+        kill_group(pgid, start);
+        assert!(alive(child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
