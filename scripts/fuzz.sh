@@ -23,6 +23,7 @@ usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
 }
 
+caller_dir=$(pwd)
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
 
@@ -67,12 +68,12 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-# cargo resolves a relative CARGO_TARGET_DIR against the directory it runs in; make it absolute
-# so the working corpus and the build agree whichever directory that is.
+# A relative CARGO_TARGET_DIR means relative to where the caller is, as it would for cargo run
+# there; make it absolute, since this script runs cargo from the repository root.
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then
     case $CARGO_TARGET_DIR in
     /*) ;;
-    *) CARGO_TARGET_DIR="$root/$CARGO_TARGET_DIR" ;;
+    *) CARGO_TARGET_DIR="$caller_dir/$CARGO_TARGET_DIR" ;;
     esac
     export CARGO_TARGET_DIR
     work_dir="$CARGO_TARGET_DIR/fuzz-corpus"
@@ -91,10 +92,10 @@ for target in "${targets[@]}"; do
     fi
 done
 
-echo "== building fuzz targets: ${targets[*]}"
-for target in "${targets[@]}"; do
-    cargo fuzz build "$target"
-done
+# Build every target up front, in one cargo invocation, so a compile error fails fast; the
+# `cargo fuzz run` below then only rebuilds if the sources changed in between.
+echo "== building fuzz targets"
+cargo fuzz build
 
 failed=()
 for target in "${targets[@]}"; do

@@ -21,7 +21,8 @@ fuzz_target!(|data: &[u8]| {
             let printed = d.to_string();
             match GoDuration::parse(&printed) {
                 Ok(again) => assert_eq!(
-                    again, d,
+                    again,
+                    d,
                     "{text:?} parsed to {} ns, printed as {printed:?}, which parses to {} ns",
                     d.as_nanos(),
                     again.as_nanos(),

@@ -17,9 +17,11 @@
 
 pub mod http;
 pub mod observe;
+mod run;
 pub mod tcp;
 
 pub use observe::{Edge, Observation, Observer, TrafficSink};
+pub use run::{run, ProxyError};
 
 /// How a proxy relays and observes traffic, from the target ingress's protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

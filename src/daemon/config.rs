@@ -8,6 +8,7 @@
 //! | `--rig-dir` | `$RIG_DIR`, else `$HOME/.rig`, else `<temp>/rig` | base directory |
 //! | `--addr-file` | `{rig-dir}/rigd.addr` | where the listen address is written |
 //! | `--default-ttl` | `10m` | lifetime of environments whose spec sets no `ttl` |
+//! | `--log-retention` | `72h` | log files in `{rig-dir}/logs` older than this are pruned; `0` keeps all |
 
 use std::ffi::OsString;
 use std::fmt;
@@ -15,6 +16,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rig_types::GoDuration;
+
+use crate::logfiles::DEFAULT_RETENTION;
 
 /// The usage text printed by `--help`.
 pub const USAGE: &str = "\
@@ -30,6 +33,9 @@ Flags (Go syntax: -flag value, --flag value, -flag=value, --flag=value):
   --addr-file FILE     where the listen address is written (default {rig-dir}/rigd.addr)
   --default-ttl DURATION
                        lifetime of environments whose spec sets no ttl (default \"10m\")
+  --log-retention DURATION
+                       log files in {rig-dir}/logs older than this are deleted when new ones
+                       are written; 0 keeps them all (default \"72h\")
   -h, --help           print this help
 
 Durations are Go duration strings: 300ms, 30s, 5m, 1h30m.
@@ -48,6 +54,8 @@ pub struct Config {
     pub addr_file: PathBuf,
     /// Lifetime of environments whose spec sets no `ttl`.
     pub default_ttl: Duration,
+    /// Log files older than this are pruned when new ones are written; zero keeps them all.
+    pub log_retention: Duration,
     /// Keep every environment directory at teardown (`RIG_PRESERVE=true` in rigd's
     /// environment).
     pub preserve_all: bool,
@@ -141,6 +149,7 @@ impl Config {
             rig_dir,
             addr_file,
             default_ttl: flags.default_ttl.unwrap_or(Duration::from_secs(10 * 60)),
+            log_retention: flags.log_retention.unwrap_or(DEFAULT_RETENTION),
             preserve_all: env.var("RIG_PRESERVE").as_deref() == Some("true"),
             change_dir: true,
         })
@@ -166,6 +175,7 @@ struct Flags {
     rig_dir: Option<String>,
     addr_file: Option<String>,
     default_ttl: Option<Duration>,
+    log_retention: Option<Duration>,
 }
 
 /// The flags rigd knows.
@@ -176,6 +186,7 @@ enum Flag {
     RigDir,
     AddrFile,
     DefaultTtl,
+    LogRetention,
 }
 
 impl Flag {
@@ -186,6 +197,7 @@ impl Flag {
             "rig-dir" => Flag::RigDir,
             "addr-file" => Flag::AddrFile,
             "default-ttl" => Flag::DefaultTtl,
+            "log-retention" => Flag::LogRetention,
             _ => return None,
         })
     }
@@ -199,6 +211,7 @@ impl fmt::Display for Flag {
             Flag::RigDir => "rig-dir",
             Flag::AddrFile => "addr-file",
             Flag::DefaultTtl => "default-ttl",
+            Flag::LogRetention => "log-retention",
         })
     }
 }
@@ -259,6 +272,7 @@ impl Flags {
             Flag::AddrFile => self.addr_file = Some(value),
             Flag::Idle => self.idle = Some(parse_duration(flag, &value, true)?),
             Flag::DefaultTtl => self.default_ttl = Some(parse_duration(flag, &value, false)?),
+            Flag::LogRetention => self.log_retention = Some(parse_duration(flag, &value, true)?),
         }
         Ok(())
     }
@@ -313,6 +327,7 @@ mod tests {
         assert_eq!(c.rig_dir, PathBuf::from("/home/u/.rig"));
         assert_eq!(c.addr_file, PathBuf::from("/home/u/.rig/rigd.addr"));
         assert_eq!(c.default_ttl, Duration::from_secs(600));
+        assert_eq!(c.log_retention, Duration::from_secs(72 * 3600));
         assert!(!c.preserve_all);
         assert!(c.change_dir);
     }
@@ -350,6 +365,31 @@ mod tests {
             parse(&["--rig-dir", "/r"]).unwrap().addr_file,
             PathBuf::from("/r/rigd.addr")
         );
+    }
+
+    #[test]
+    fn log_retention_flag() {
+        assert_eq!(
+            parse(&["--log-retention", "24h"]).unwrap().log_retention,
+            Duration::from_secs(24 * 3600)
+        );
+        assert_eq!(
+            parse(&["-log-retention=90m"]).unwrap().log_retention,
+            Duration::from_secs(90 * 60)
+        );
+        // Zero keeps every log file.
+        assert_eq!(
+            parse(&["--log-retention", "0"]).unwrap().log_retention,
+            Duration::ZERO
+        );
+        for bad in ["7d", "-1h", "soon"] {
+            let err = parse(&["--log-retention", bad]).unwrap_err();
+            assert!(
+                matches!(&err, FlagError::InvalidValue { flag, .. } if flag == "log-retention"),
+                "{bad}: {err:?}"
+            );
+        }
+        assert!(USAGE.contains("--log-retention DURATION"));
     }
 
     #[test]

@@ -186,6 +186,8 @@ pub async fn serve(
             default_ttl: config.default_ttl,
             idle_timeout: config.idle,
             preserve_all: config.preserve_all,
+            log_dir: Some(config.rig_dir.join("logs")),
+            log_retention: config.log_retention,
         },
     );
 

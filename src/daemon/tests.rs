@@ -32,6 +32,7 @@ impl RigDir {
             rig_dir: self.0.clone(),
             addr_file: self.0.join("rigd.addr"),
             default_ttl: Duration::from_secs(600),
+            log_retention: crate::logfiles::DEFAULT_RETENTION,
             preserve_all: false,
             // The working directory belongs to the whole test process.
             change_dir: false,

@@ -15,8 +15,11 @@ pub const STDERR_LINES_PER_SERVICE: usize = 20;
 
 /// Everything the explanation of a run is built from. Serialises with upstream's report field
 /// names (`rig explain` JSON), empty parts omitted.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Analysis {
+    /// How the run ended (given to [`analyze`]; reports print it from the log header).
+    #[serde(skip)]
+    pub outcome: Outcome,
     /// Every `test.note`, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub assertions: Vec<Assertion>,
@@ -157,69 +160,84 @@ struct Candidate {
 /// `environment.up` are dropped, or, when the environment never came up, errors whose target
 /// became healthy. The remaining errors are listed most recent first.
 pub fn analyze<E: Borrow<Event>>(events: &[E], outcome: Outcome) -> Analysis {
-    let mut a = Analysis::default();
-    let mut candidates: Vec<Candidate> = Vec::new();
-    let mut stderr: HashMap<&str, VecDeque<&str>> = HashMap::new();
-    let mut failed: BTreeSet<&str> = BTreeSet::new();
-    let mut healthy: HashSet<&str> = HashSet::new();
-    let mut marks = PhaseMarks::default();
-    let mut up = false;
-    let mut destroying = false;
-
+    let mut scan = Scan::default();
     for e in events {
-        let e = e.borrow();
-        marks.see(e);
+        scan.see(e.borrow());
+    }
+    let errors = scan.relevant_errors(outcome);
+    let (service_errors, correlated_service_errors) = scan.service_errors(&errors);
+    Analysis {
+        outcome,
+        assertions: scan.assertions,
+        errors,
+        service_errors,
+        service_failures: scan.failures,
+        stall: scan.stall,
+        phases: scan.marks.phases(),
+        dropped_observations: scan.dropped,
+        correlated_service_errors,
+    }
+}
+
+/// What one pass over the events collects; borrows from the events.
+#[derive(Default)]
+struct Scan<'a> {
+    assertions: Vec<Assertion>,
+    failures: Vec<ServiceFailure>,
+    candidates: Vec<Candidate>,
+    /// service → its last stderr lines.
+    stderr: HashMap<&'a str, VecDeque<&'a str>>,
+    /// Services that failed (`service.failed`, or named by `environment.failing`); sorted so
+    /// the output does not depend on hashing.
+    failed: BTreeSet<&'a str>,
+    healthy: HashSet<&'a str>,
+    stall: Option<DiagnosticSnapshot>,
+    dropped: u64,
+    marks: PhaseMarks,
+    up: bool,
+    destroying: bool,
+}
+
+impl<'a> Scan<'a> {
+    fn see(&mut self, e: &'a Event) {
+        self.marks.see(e);
         match e.event_type {
-            EventType::EnvironmentUp => up = true,
-            EventType::EnvironmentDestroying => destroying = true,
-            EventType::TestNote => a.assertions.push(parse_assertion(&e.error)),
+            EventType::EnvironmentUp => self.up = true,
+            EventType::EnvironmentDestroying => self.destroying = true,
+            EventType::TestNote => self.assertions.push(parse_assertion(&e.error)),
             EventType::ServiceHealthy => {
-                healthy.insert(&e.service);
+                self.healthy.insert(&e.service);
             }
             EventType::ServiceFailed => {
-                failed.insert(&e.service);
+                self.failed.insert(&e.service);
                 // Later failures of the same service are consequences (e.g. the readiness
                 // timeout that follows a crash).
-                if !a.service_failures.iter().any(|f| f.service == e.service) {
-                    a.service_failures.push(ServiceFailure {
+                if !self.failures.iter().any(|f| f.service == e.service) {
+                    self.failures.push(ServiceFailure {
                         service: e.service.clone(),
                         error: e.error.clone(),
                     });
                 }
             }
-            EventType::EnvironmentFailing => {
-                if !e.service.is_empty() {
-                    failed.insert(&e.service);
-                }
+            EventType::EnvironmentFailing if !e.service.is_empty() => {
+                self.failed.insert(&e.service);
             }
             EventType::ProgressStall => {
                 if let Some(d) = &e.diagnostic {
-                    a.stall = Some((**d).clone());
+                    self.stall = Some((**d).clone());
                 }
             }
-            EventType::ObservationsDropped => {
-                a.dropped_observations = a.dropped_observations.saturating_add(e.dropped);
-            }
-            EventType::ServiceLog if !destroying => {
+            EventType::ObservationsDropped => self.dropped = self.dropped.saturating_add(e.dropped),
+            EventType::ServiceLog if !self.destroying => {
                 if let Some(log) = e.log.as_ref().filter(|l| l.stream == LogStream::Stderr) {
-                    let kept = stderr.entry(e.service.as_str()).or_default();
-                    for line in log.data.trim_end_matches('\n').split('\n') {
-                        let line = line.trim_end_matches('\r');
-                        if line.trim().is_empty() {
-                            continue;
-                        }
-                        if kept.len() == STDERR_LINES_PER_SERVICE {
-                            kept.pop_front();
-                        }
-                        kept.push_back(line);
-                    }
+                    self.keep_stderr(&e.service, &log.data);
                 }
             }
-            EventType::RequestCompleted | EventType::GrpcCallCompleted if !destroying => {
+            EventType::RequestCompleted | EventType::GrpcCallCompleted if !self.destroying => {
                 if let Some(error) = traffic_error(e) {
-                    candidates.push(Candidate {
+                    self.candidates.push(Candidate {
                         error,
-                        before_up: !up,
+                        before_up: !self.up,
                     });
                 }
             }
@@ -227,57 +245,93 @@ pub fn analyze<E: Borrow<Event>>(events: &[E], outcome: Outcome) -> Analysis {
         }
     }
 
-    a.errors = if outcome == Outcome::Passed {
-        Vec::new()
-    } else if up {
-        candidates
-            .into_iter()
-            .filter(|c| !c.before_up)
-            .map(|c| c.error)
-            .collect()
-    } else {
-        candidates
-            .into_iter()
-            .filter(|c| !healthy.contains(c.error.target.as_str()))
-            .map(|c| c.error)
-            .collect()
-    };
-    a.errors.reverse();
+    fn keep_stderr(&mut self, service: &'a str, data: &'a str) {
+        let kept = self.stderr.entry(service).or_default();
+        for line in data.trim_end_matches('\n').split('\n') {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() {
+                continue;
+            }
+            if kept.len() == STDERR_LINES_PER_SERVICE {
+                kept.pop_front();
+            }
+            kept.push_back(line);
+        }
+    }
 
-    let mut seen: HashSet<(String, String)> = HashSet::new();
-    let mut push = |a: &mut Analysis, service: &str, line: &str| {
-        if seen.insert((service.to_string(), line.to_string())) {
-            a.service_errors.push(ServiceLine {
-                service: service.to_string(),
-                stream: LogStream::Stderr.as_str().to_string(),
-                data: line.to_string(),
-            });
-        }
-    };
-    for i in 0..a.errors.len() {
-        let fingerprint = error_fingerprint(a.errors[i].detail()).to_lowercase();
-        if fingerprint.is_empty() {
-            continue;
-        }
-        let target = a.errors[i].target.clone();
-        if let Some(lines) = stderr.get(target.as_str()) {
-            for line in lines {
-                if line.to_lowercase().contains(&fingerprint) {
-                    push(&mut a, &target, line);
+    /// The traffic errors left after noise removal, most recent first.
+    fn relevant_errors(&mut self, outcome: Outcome) -> Vec<TrafficError> {
+        let candidates = std::mem::take(&mut self.candidates);
+        let mut errors: Vec<TrafficError> = if outcome == Outcome::Passed {
+            Vec::new()
+        } else if self.up {
+            candidates
+                .into_iter()
+                .filter(|c| !c.before_up)
+                .map(|c| c.error)
+                .collect()
+        } else {
+            candidates
+                .into_iter()
+                .filter(|c| !self.healthy.contains(c.error.target.as_str()))
+                .map(|c| c.error)
+                .collect()
+        };
+        errors.reverse();
+        errors
+    }
+
+    /// The stderr lines of the targets of `errors` that contain the error's fingerprint, then
+    /// every kept line of the failed services; unique on (service, line). Also returns how many
+    /// came from fingerprints.
+    fn service_errors(&self, errors: &[TrafficError]) -> (Vec<ServiceLine>, usize) {
+        let mut out = Vec::new();
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+        let mut push = |out: &mut Vec<ServiceLine>, service: &'a str, line: &'a str| {
+            if seen.insert((service, line)) {
+                out.push(ServiceLine {
+                    service: service.to_string(),
+                    stream: LogStream::Stderr.as_str().to_string(),
+                    data: line.to_string(),
+                });
+            }
+        };
+        // Lower-cased once per service; each (target, error text) pair is searched once,
+        // however often the same error repeats.
+        let lowered: HashMap<&str, Vec<(String, &str)>> = self
+            .stderr
+            .iter()
+            .map(|(service, lines)| {
+                let lines = lines.iter().map(|l| (l.to_lowercase(), *l)).collect();
+                (*service, lines)
+            })
+            .collect();
+        let mut searched: HashSet<(&str, &str)> = HashSet::new();
+        for error in errors {
+            let Some((service, lines)) = lowered.get_key_value(error.target.as_str()) else {
+                continue;
+            };
+            if !searched.insert((service, error.detail())) {
+                continue;
+            }
+            let fingerprint = error_fingerprint(error.detail()).to_lowercase();
+            if fingerprint.is_empty() {
+                continue;
+            }
+            for (lower, line) in lines {
+                if lower.contains(&fingerprint) {
+                    push(&mut out, service, line);
                 }
             }
         }
-    }
-    a.correlated_service_errors = a.service_errors.len();
-    for service in &failed {
-        if let Some(lines) = stderr.get(service) {
-            for line in lines {
-                push(&mut a, service, line);
+        let correlated = out.len();
+        for service in &self.failed {
+            for line in self.stderr.get(service).into_iter().flatten() {
+                push(&mut out, service, line);
             }
         }
+        (out, correlated)
     }
-    a.phases = marks.phases();
-    a
 }
 
 /// The traffic error an event represents, if it is one.

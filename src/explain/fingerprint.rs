@@ -13,7 +13,8 @@ const MIN_FINGERPRINT_CHARS: usize = 4;
 /// 1. a JSON object body gives its `error` string (upstream), else its `error.message` string,
 ///    else its `message` string (common in Rust and Node services); a JSON object with none of
 ///    these falls through to rule 2;
-/// 2. any other body gives its first non-empty line, trimmed.
+/// 2. any other body gives its first non-empty line, trimmed (for a Rust panic, the first
+///    line of the panic message).
 ///
 /// A leading source location (`file.go:12:`, `src/x.rs:10:5:`) or Rust panic prefix
 /// (`thread 'x' panicked at src/x.rs:10:5:`) is removed, since stderr often words the
@@ -26,12 +27,11 @@ pub fn error_fingerprint(body: &str) -> String {
     }
     let text = match json_error_text(body) {
         Some(text) => text,
-        None => body
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
-            .to_string(),
+        None => {
+            // A Rust panic's message is on the line after its header.
+            let text = rust_panic(body).map_or(body, |(_, message)| message);
+            first_line(text).to_string()
+        }
     };
     let text = strip_location(text.trim());
     if text.chars().count() < MIN_FINGERPRINT_CHARS {
@@ -65,9 +65,16 @@ fn json_error_text(body: &str) -> Option<String> {
     }
 }
 
+fn first_line(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+}
+
 fn strip_location(text: &str) -> &str {
     if let Some((_, message)) = rust_panic(text) {
-        return message.lines().next().unwrap_or("").trim();
+        return first_line(message);
     }
     match split_location(text) {
         Some((_, rest)) => rest.trim(),
@@ -89,7 +96,10 @@ mod tests {
             error_fingerprint(r#"  {"code":42,"error":"column \"x\" does not exist","id":1}  "#),
             "column \"x\" does not exist"
         );
-        assert_eq!(error_fingerprint("plain failure text"), "plain failure text");
+        assert_eq!(
+            error_fingerprint("plain failure text"),
+            "plain failure text"
+        );
         assert_eq!(error_fingerprint(r#"{"error":""}"#), "");
         assert_eq!(error_fingerprint(""), "");
         assert_eq!(error_fingerprint("first line\nsecond line"), "first line");

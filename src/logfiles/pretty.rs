@@ -3,13 +3,13 @@
 //! ```text
 //! rig: TestOrders  CRASHED  1.25s  [api, broken]
 //!    0.00s  ingress.published      api
-//!    0.01s  request.completed      ~test      → api        GET    /health          200  1.2ms
+//!    0.13s  request.completed      ~test      → api        POST   /orders        500  12.5ms
 //!    0.30s  service.failed         broken       exit status 1
 //!           | intentional failure
-//!    0.31s  environment.failing    service "broken": exit status 1
+//!    0.30s  environment.failing    broken       service "broken": exit status 1
 //!
 //!   Traffic:
-//!     ~test      → api        3 requests   avg 1.4ms
+//!     ~test      → api        1 requests   avg 12.5ms
 //! ```
 //!
 //! The layout follows upstream's (`␣␣%5.2fs␣␣%-22s␣...` lines, the `Traffic:` block) so people

@@ -136,7 +136,9 @@ impl DeleteParams {
     }
 }
 
-/// `DELETE /environments/{id}`: removes the environment, tears it down and waits for it.
+/// `DELETE /environments/{id}`: removes the environment, tears it down and waits for it;
+/// with `log=true` also writes its log files (failures are reported on stderr and leave the
+/// log fields out).
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -145,28 +147,42 @@ pub(crate) async fn delete(
     let Query(pairs) =
         query.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
     let params = DeleteParams::from_pairs(&pairs);
-    // TODO(log files): `log=true` (write the JSONL and pretty logs, add `log_file`,
-    // `log_file_pretty` and `summary` to the response) lands with the log-file issue; the
-    // parameter is accepted and ignored until then.
-    let _write_log = params.log;
-    let instance = state
-        .destroy(&id, params.preserve, params.reason)
+    let destroyed = state
+        .destroy(&id, params.preserve, params.reason, params.log)
         .await
         .ok_or_else(ApiError::environment_not_found)?;
-    #[derive(Serialize)]
-    struct Destroyed<'a> {
-        id: &'a str,
-        status: &'a str,
-        env_dir: String,
-    }
+    let instance = &destroyed.instance;
+    let logs = destroyed.logs.as_ref();
     Ok(json(
         StatusCode::OK,
-        &Destroyed {
+        &DeleteResponse {
             id: instance.id(),
             status: "destroyed",
             env_dir: instance.env_dir().display().to_string(),
+            log_file: logs.map(|l| l.files.jsonl.display().to_string()),
+            log_file_pretty: logs.map(|l| l.files.pretty.display().to_string()),
+            summary: logs.map_or("", |l| l.summary.as_str()),
         },
     ))
+}
+
+/// The body of a successful `DELETE /environments/{id}`.
+#[derive(Debug, Serialize)]
+struct DeleteResponse<'a> {
+    id: &'a str,
+    /// Always `destroyed`.
+    status: &'a str,
+    /// The environment directory, even when already removed.
+    env_dir: String,
+    /// The JSONL log, when `log=true` and writing succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_file: Option<String>,
+    /// The pretty timeline, when `log=true` and writing succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_file_pretty: Option<String>,
+    /// The condensed explanation of a failed run; omitted when empty.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    summary: &'a str,
 }
 
 #[cfg(test)]

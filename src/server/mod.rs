@@ -19,7 +19,8 @@
 //!
 //! Layout: `state.rs` (registry, TTLs, teardown, shutdown), `environments.rs` and `events.rs`
 //! (handlers), `resolved.rs` (the GET view), `sse.rs` (framing and streaming),
-//! `client_event.rs` (posted events), `idle.rs`, `ttl.rs`, `guard.rs`, `response.rs`.
+//! `client_event.rs` (posted events), `idle.rs`, `ttl.rs`, `guard.rs`, `response.rs`,
+//! `teardown_logs.rs` (log files and summary at teardown).
 
 mod client_event;
 mod environments;
@@ -30,6 +31,7 @@ mod resolved;
 mod response;
 mod sse;
 mod state;
+mod teardown_logs;
 mod ttl;
 
 #[cfg(test)]

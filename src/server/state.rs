@@ -8,9 +8,13 @@
 //!   one 200 and one 404) and every `{id}` route answers 404 from that point on;
 //! - teardown runs in its own task, so a client that disconnects during a DELETE cannot
 //!   interrupt it half way;
-//! - once [`AppState::shutdown`] has closed the registry, nothing can be registered again.
+//! - once [`AppState::shutdown`] has closed the registry, nothing can be registered again;
+//! - log files are written after the teardown and before the idle timer hears that the
+//!   environment is gone (DELETE `?log=true`, TTL expiry and shutdown write them when a logs
+//!   directory is configured), so an idle rigd never exits half way through a log.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +23,9 @@ use rig_types::{Environment, GoDuration};
 use tokio_util::sync::CancellationToken;
 
 use super::idle::IdleTimer;
+use super::teardown_logs::{write_instance_logs, LogSettings, WrittenLogs};
 use super::ttl::Ttl;
+use crate::logfiles::DEFAULT_RETENTION;
 use crate::orchestrator::{Instance, OrchestrateError, Orchestrator, TeardownOptions};
 
 /// The teardown reason recorded when an environment's TTL expires.
@@ -37,6 +43,11 @@ pub struct ServerOptions {
     pub idle_timeout: Duration,
     /// Keep every environment directory at teardown (rigd's own `RIG_PRESERVE=true`).
     pub preserve_all: bool,
+    /// Where log files are written at teardown (`{rig-dir}/logs`); `None` writes none, and
+    /// DELETE `?log=true` then answers without `log_file`.
+    pub log_dir: Option<PathBuf>,
+    /// How long log files are kept (rigd's `--log-retention`); zero keeps them all.
+    pub log_retention: Duration,
 }
 
 impl Default for ServerOptions {
@@ -45,6 +56,8 @@ impl Default for ServerOptions {
             default_ttl: Duration::from_secs(10 * 60),
             idle_timeout: Duration::from_secs(5 * 60),
             preserve_all: false,
+            log_dir: None,
+            log_retention: DEFAULT_RETENTION,
         }
     }
 }
@@ -97,6 +110,14 @@ pub(crate) enum CreateError {
     /// rigd is shutting down.
     #[error("rigd is shutting down")]
     ShuttingDown,
+}
+
+/// An environment torn down by [`AppState::destroy`].
+pub(crate) struct Destroyed {
+    /// The environment.
+    pub(crate) instance: Arc<Instance>,
+    /// Its log files, when asked for and written.
+    pub(crate) logs: Option<WrittenLogs>,
 }
 
 /// What [`AppState::shutdown`] could not finish in time.
@@ -195,23 +216,30 @@ impl AppState {
         Ok(instance)
     }
 
-    /// Removes `id` from the registry and tears it down. Returns `None` when the id is not
-    /// registered (unknown, or another caller removed it first). The teardown runs in its own
-    /// task and completes even if the caller is dropped.
+    /// Removes `id` from the registry and tears it down, then writes its log files when
+    /// `write_log` is set. Returns `None` when the id is not registered (unknown, or another
+    /// caller removed it first). The teardown runs in its own task and completes even if the
+    /// caller is dropped.
     pub(crate) async fn destroy(
         &self,
         id: &str,
         preserve: bool,
         reason: String,
-    ) -> Option<Arc<Instance>> {
+        write_log: bool,
+    ) -> Option<Destroyed> {
         let entry = self.inner.registry.lock().environments.remove(id)?;
         let instance = Arc::clone(&entry.instance);
         let state = self.clone();
-        let task = tokio::spawn(async move { state.teardown(entry, &reason, preserve).await });
-        if let Err(e) = task.await {
-            eprintln!("rigd: teardown of environment {id} failed: {e}");
-        }
-        Some(instance)
+        let task =
+            tokio::spawn(async move { state.teardown(entry, &reason, preserve, write_log).await });
+        let logs = match task.await {
+            Ok(logs) => logs,
+            Err(e) => {
+                eprintln!("rigd: teardown of environment {id} failed: {e}");
+                None
+            }
+        };
+        Some(Destroyed { instance, logs })
     }
 
     /// Pushes the TTL deadline of `id` out by one TTL from now; `false` when unknown.
@@ -241,7 +269,9 @@ impl AppState {
             let id = entry.instance.id().to_string();
             let state = self.clone();
             let task = tokio::spawn(async move {
-                state.teardown(entry, REASON_RIGD_SHUTDOWN, false).await;
+                state
+                    .teardown(entry, REASON_RIGD_SHUTDOWN, false, true)
+                    .await;
             });
             tasks.push((id, task));
         }
@@ -292,17 +322,34 @@ impl AppState {
                 }
             };
             if let Some(entry) = removed {
-                // TODO(log files): upstream writes the log files on TTL expiry
-                // (`writeLog=true`); that lands with the log-file issue.
-                state.teardown(entry, REASON_TTL_EXPIRED, false).await;
+                // As upstream, an expired environment always leaves its log files.
+                state.teardown(entry, REASON_TTL_EXPIRED, false, true).await;
             }
         });
     }
 
-    /// Tears down an environment already removed from the registry.
-    async fn teardown(&self, entry: Arc<Entry>, reason: &str, preserve: bool) {
+    /// Tears down an environment already removed from the registry, then writes its log
+    /// files when `write_log` is set and a logs directory is configured.
+    async fn teardown(
+        &self,
+        entry: Arc<Entry>,
+        reason: &str,
+        preserve: bool,
+        write_log: bool,
+    ) -> Option<WrittenLogs> {
         self.stop_instance(&entry, reason, preserve).await;
+        let logs = match (&self.inner.options.log_dir, write_log) {
+            (Some(dir), true) => {
+                let settings = LogSettings {
+                    dir: dir.clone(),
+                    retention: self.inner.options.log_retention,
+                };
+                write_instance_logs(&entry.instance, &settings).await
+            }
+            _ => None,
+        };
         self.inner.idle.environment_destroyed();
+        logs
     }
 
     /// Stops the TTL, tears the instance down and ends its event streams.

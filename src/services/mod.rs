@@ -7,11 +7,13 @@
 mod client;
 mod output;
 mod process;
+mod proxy;
 mod test_node;
 
 pub use client::Client;
 pub use output::OutputSink;
 pub use process::Process;
+pub use proxy::Proxy;
 pub use test_node::TestNode;
 
 use std::collections::BTreeMap;
@@ -193,12 +195,13 @@ impl Registry {
         Registry::default()
     }
 
-    /// The built-in types: `process`, `client` and `test`.
+    /// The built-in types: `process`, `client`, `test` and `proxy`.
     pub fn builtin() -> Registry {
         let mut r = Registry::new();
         r.register("process", Process);
         r.register("client", Client);
         r.register("test", TestNode);
+        r.register("proxy", Proxy);
         r
     }
 

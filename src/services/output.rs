@@ -32,6 +32,17 @@ impl OutputSink {
         self.log.publish(event);
     }
 
+    /// A sink for the traffic events of an observing proxy: they go into the same event log,
+    /// stamped with the environment name and without a service (as upstream).
+    pub fn traffic_sink(&self) -> std::sync::Arc<dyn rig_proxy::TrafficSink> {
+        let log = self.log.clone();
+        let environment = self.environment.clone();
+        std::sync::Arc::new(move |mut event: Event| {
+            event.environment = environment.to_string();
+            log.publish(event);
+        })
+    }
+
     /// Reads `reader` to its end, publishing every chunk as it arrives. Chunks are not split
     /// into lines; a UTF-8 sequence cut by a read boundary is carried into the next chunk, and
     /// invalid bytes are replaced with U+FFFD.

@@ -17,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::capture::Capture;
-use super::error::Side;
+use super::error::{describe, Side};
 use super::exchange::{Exchange, RequestOutcome, ResponseOutcome};
 
 /// A body stream failed; `side` says whose stream it was.
@@ -94,8 +94,9 @@ impl Body for RequestBody {
             }
             Some(Err(source)) => {
                 this.finish(Some(format!(
-                    "client: the request body broke off after {} bytes: {source}",
-                    this.capture.total()
+                    "client: the request body broke off after {} bytes: {}",
+                    this.capture.total(),
+                    describe(&source)
                 )));
                 Poll::Ready(Some(Err(BodyError {
                     side: Side::Client,
@@ -200,8 +201,9 @@ impl Body for ResponseBody {
             }
             Some(Err(source)) => {
                 this.finish(Some(format!(
-                    "upstream: the response body broke off after {} bytes: {source}",
-                    this.capture.total()
+                    "upstream: the response body broke off after {} bytes: {}",
+                    this.capture.total(),
+                    describe(&source)
                 )));
                 Poll::Ready(Some(Err(BodyError {
                     side: Side::Upstream,

@@ -135,15 +135,23 @@ impl Failure {
             FailureKind::UpstreamProtocol => {
                 format!("the target {target} sent an invalid HTTP response")
             }
-            FailureKind::ClientAborted => {
-                "the client broke off the request body before it was sent".to_string()
-            }
+            FailureKind::ClientAborted => "the client's request body broke off".to_string(),
             _ => format!("the exchange with the target {target} failed"),
+        };
+        // For a broken request body, the body's own error says it all; otherwise start below
+        // hyper-util's uninformative `client error (...)` wrapper.
+        let cause = match kind {
+            FailureKind::ClientAborted => causes(find::<BodyError>(error).and_then(|e| e.source())),
+            _ => causes(error.source()),
         };
         Failure {
             kind,
             summary,
-            cause: chain(error),
+            cause: if cause.is_empty() {
+                error.to_string()
+            } else {
+                cause
+            },
         }
     }
 
@@ -240,20 +248,32 @@ fn classify(error: &hyper_util::client::legacy::Error) -> FailureKind {
     hyper_kind.unwrap_or(FailureKind::UpstreamFailed)
 }
 
-/// The error's chain of causes, `a: b: c`, without hyper-util's uninformative
-/// `client error (...)` wrapper and without repeats.
-fn chain(error: &hyper_util::client::legacy::Error) -> String {
+/// The first error of type `E` in `error`'s chain.
+fn find<'e, E: StdError + 'static>(error: &'e (dyn StdError + 'static)) -> Option<&'e E> {
+    let mut source = Some(error);
+    while let Some(current) = source {
+        if let Some(found) = current.downcast_ref::<E>() {
+            return Some(found);
+        }
+        source = current.source();
+    }
+    None
+}
+
+/// An error and its causes as `a: b: c`.
+pub(crate) fn describe(error: &(dyn StdError + 'static)) -> String {
+    causes(Some(error))
+}
+
+/// A chain of causes as `a: b: c`, without repeats.
+fn causes(mut source: Option<&(dyn StdError + 'static)>) -> String {
     let mut parts: Vec<String> = Vec::new();
-    let mut source = error.source();
     while let Some(current) = source {
         let text = current.to_string();
         if !text.is_empty() && parts.last() != Some(&text) {
             parts.push(text);
         }
         source = current.source();
-    }
-    if parts.is_empty() {
-        parts.push(error.to_string());
     }
     parts.join(": ")
 }

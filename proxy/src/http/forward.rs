@@ -88,23 +88,25 @@ pub(crate) async fn handle(
     let latency = exchange.elapsed();
     let status = response.status();
 
+    if status == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_none() {
+        guard.disarm();
+        let failure = Failure::new(
+            FailureKind::UpstreamProtocol,
+            format!(
+                "the target {} switched protocols although the client did not ask to",
+                ctx.target
+            ),
+        );
+        return fail(&exchange, &failure);
+    }
     let switched = if is_connect {
         status.is_success()
     } else {
         status == StatusCode::SWITCHING_PROTOCOLS
     };
-    if switched {
-        let Some(client_upgrade) = client_upgrade else {
-            guard.disarm();
-            let failure = Failure::new(
-                FailureKind::UpstreamProtocol,
-                format!(
-                    "the target {} switched protocols although the client did not ask to",
-                    ctx.target
-                ),
-            );
-            return fail(&exchange, &failure);
-        };
+    // An HTTP/2 `CONNECT` is not an upgrade: its tunnel is the stream's bodies, which pass
+    // through like any other.
+    if let (true, Some(client_upgrade)) = (switched, client_upgrade) {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let (mut parts, _) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers, !is_connect);

@@ -29,9 +29,9 @@ impl Record for HttpRecord {
             response,
             redact,
         } = *self;
-        // The response side knows best why an exchange failed; a request-side error alone
-        // (the client broke off its upload after the target answered) is still reported.
-        let error = response.error.or(request.error).unwrap_or_default();
+        // A broken request body is the root cause of whatever the response side saw after it
+        // (a failed upstream request, a client connection gone), so it wins.
+        let error = request.error.or(response.error).unwrap_or_default();
         let info = RequestInfo {
             source: edge.source.clone(),
             target: edge.target.clone(),

@@ -83,7 +83,7 @@ pub(super) async fn pump(
 ) -> PumpEnd {
     let end = relay_bytes(src.as_ref(), dst.as_ref(), delivered, zero_copy).await;
     // Errors are expected here when the destination is already gone; nothing more to do.
-    // let _ = dst.shutdown().await;
+    let _ = dst.shutdown().await;
     end
 }
 

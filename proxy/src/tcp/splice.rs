@@ -34,7 +34,7 @@ use super::pump::PumpEnd;
 /// The pipe size asked for. `/proc/sys/fs/pipe-max-size` is 1 MiB by default, so unprivileged
 /// processes get it unless they are over their pipe quota, in which case the pipe keeps the
 /// kernel's default size.
-const PIPE_SIZE: usize = 1 << 20;
+const PIPE_SIZE: usize = 1 << 16;
 
 /// Pipes kept for reuse. Each accounts for up to [`PIPE_SIZE`] against the user's pipe quota
 /// (64 MiB by default), so the pool stays well below it.
@@ -241,5 +241,28 @@ mod tests {
         let other = Pipe::open().unwrap();
         let err = splice(pipe.read.as_raw_fd(), other.write.as_raw_fd(), 1).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+    }
+
+    #[test]
+    fn only_empty_pipes_go_back_to_the_pool() {
+        let pipe = Pipe::open().unwrap();
+        // SAFETY: writing three bytes from a live buffer into a pipe we own.
+        let written = unsafe { libc::write(pipe.write.as_raw_fd(), b"old".as_ptr().cast(), 3) };
+        assert_eq!(written, 3);
+        let mut lease = Lease::new(pipe);
+        lease.buffered = 3;
+        drop(lease);
+
+        let pool = POOL.lock().unwrap();
+        for pooled in pool.iter() {
+            let mut queued: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one int to `queued`.
+            let rc = unsafe { libc::ioctl(pooled.read.as_raw_fd(), libc::FIONREAD, &mut queued) };
+            assert_eq!(rc, 0);
+            assert_eq!(
+                queued, 0,
+                "a pooled pipe still holds bytes of another connection"
+            );
+        }
     }
 }

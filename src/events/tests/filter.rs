@@ -13,8 +13,10 @@ fn every_known_type_belongs_to_exactly_the_expected_store() {
             EventType::RequestCompleted
             | EventType::ConnectionOpened
             | EventType::ConnectionClosed
+            | EventType::ConnectionProgress
             | EventType::GrpcCallCompleted
-            | EventType::KafkaRequestCompleted => StoreKind::Traffic,
+            | EventType::KafkaRequestCompleted
+            | EventType::ObservationsDropped => StoreKind::Traffic,
             _ => StoreKind::Lifecycle,
         };
         assert_eq!(StoreKind::of(t), expected, "{t}");

@@ -2,6 +2,7 @@
 //! `tower::ServiceExt::oneshot`, environments run on the real orchestrator.
 
 mod lifecycle;
+mod logs;
 mod routes;
 
 use std::path::PathBuf;

@@ -17,7 +17,18 @@ use crate::observe::{Edge, Observer, TrafficSink};
 use crate::tcp::{serve, TcpSettings};
 
 /// Upper bound for any wait in these tests: a failure guard, never a synchronisation.
-pub const GUARD: Duration = Duration::from_secs(10);
+pub const GUARD: Duration = Duration::from_secs(60);
+
+/// Runs a test body on a two-thread runtime, failing it if it takes longer than [`GUARD`]: a
+/// broken relay fails its test instead of hanging the suite.
+pub fn run(body: impl Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a test runtime")
+        .block_on(guarded("the test", body));
+}
 
 /// Awaits `future`, failing the test with `what` if it takes longer than [`GUARD`].
 pub async fn guarded<T>(what: &str, future: impl Future<Output = T>) -> T {
@@ -37,9 +48,11 @@ impl Collect {
     /// Waits until `condition` holds for the events so far, and returns a copy of them.
     pub async fn wait_for(&self, what: &str, condition: impl Fn(&[Event]) -> bool) -> Vec<Event> {
         let mut rx = self.0.subscribe();
-        let events = guarded(what, rx.wait_for(|events| condition(events))).await;
-        let events = events.expect("the sender lives in self").clone();
-        events
+        guarded(what, async {
+            let events = rx.wait_for(|events| condition(events)).await;
+            events.expect("the sender lives in self").clone()
+        })
+        .await
     }
 
     /// Waits until `n` events of type `event_type` were collected.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::support::{spawn_server, Proxy};
+use super::support::{run, spawn_server, Proxy};
 use crate::tcp::TcpSettings;
 
 const GIB: u64 = 1 << 30;
@@ -47,31 +47,33 @@ async fn discard_server() -> SocketAddr {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[test]
 #[ignore = "measurement; run in release mode by hand"]
-async fn relay_throughput() {
-    let sink = discard_server().await;
-    let spliced = Proxy::start(sink, TcpSettings::default()).await;
-    let copied = Proxy::start(
-        sink,
-        TcpSettings {
-            zero_copy: false,
-            ..TcpSettings::default()
-        },
-    )
-    .await;
-    // Warm up once each.
-    send(sink, GIB / 8).await;
-    send(spliced.addr, GIB / 8).await;
-    send(copied.addr, GIB / 8).await;
-    for round in 1..=3 {
-        let direct = send(sink, GIB).await;
-        let splice = send(spliced.addr, GIB).await;
-        let copy = send(copied.addr, GIB).await;
-        println!(
+fn relay_throughput() {
+    run(async {
+        let sink = discard_server().await;
+        let spliced = Proxy::start(sink, TcpSettings::default()).await;
+        let copied = Proxy::start(
+            sink,
+            TcpSettings {
+                zero_copy: false,
+                ..TcpSettings::default()
+            },
+        )
+        .await;
+        // Warm up once each.
+        send(sink, GIB / 8).await;
+        send(spliced.addr, GIB / 8).await;
+        send(copied.addr, GIB / 8).await;
+        for round in 1..=3 {
+            let direct = send(sink, GIB).await;
+            let splice = send(spliced.addr, GIB).await;
+            let copy = send(copied.addr, GIB).await;
+            println!(
             "round {round}: 1 GiB direct {direct:.0} MiB/s, relay (splice) {splice:.0} MiB/s, relay (64 KiB copy) {copy:.0} MiB/s"
         );
-    }
-    spliced.shutdown().await;
-    copied.shutdown().await;
+        }
+        spliced.shutdown().await;
+        copied.shutdown().await;
+    })
 }

@@ -1,0 +1,76 @@
+//! Starting a proxy: one call that picks the relay for the mode and wires the observer.
+
+use std::sync::Arc;
+
+use rig_types::Protocol;
+use tokio_util::sync::CancellationToken;
+
+use crate::observe::{Edge, Observer, TrafficSink, DEFAULT_CAPACITY};
+use crate::{http, tcp, Mode};
+
+/// Why a proxy could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The listener could not be handed to the runtime.
+    #[error("proxy listener: {0}")]
+    Listener(#[source] std::io::Error),
+    /// The HTTP proxy refused its configuration.
+    #[error(transparent)]
+    Http(#[from] http::ServeError),
+}
+
+impl Mode {
+    /// The mode for a target ingress's protocol. gRPC and Kafka edges use the HTTP and TCP
+    /// relays until their protocol-aware observers exist.
+    pub fn for_protocol(protocol: &Protocol) -> Mode {
+        match protocol {
+            Protocol::Http => Mode::Http,
+            Protocol::Grpc => Mode::Grpc,
+            Protocol::Kafka => Mode::Kafka,
+            Protocol::Tcp | Protocol::Unknown(_) => Mode::Tcp,
+        }
+    }
+}
+
+/// Runs a proxy on `listener` (kept open for the proxy's whole life) forwarding to `target`
+/// (`host:port`) until `cancel` fires, delivering the edge's traffic events to `sink`. Returns
+/// once every connection has ended and every observation has reached the sink.
+pub async fn run(
+    listener: std::net::TcpListener,
+    target: String,
+    mode: Mode,
+    edge: Edge,
+    sink: Arc<dyn TrafficSink>,
+    cancel: CancellationToken,
+) -> Result<(), ProxyError> {
+    listener
+        .set_nonblocking(true)
+        .map_err(ProxyError::Listener)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(ProxyError::Listener)?;
+    let (observer, delivered) = Observer::spawn(edge, sink, DEFAULT_CAPACITY);
+    let served = match mode {
+        Mode::Http | Mode::Grpc => http::serve(
+            listener,
+            target,
+            observer,
+            http::HttpSettings::default(),
+            cancel,
+        )
+        .await
+        .map_err(ProxyError::from),
+        Mode::Tcp | Mode::Kafka => {
+            tcp::serve(
+                listener,
+                target,
+                observer,
+                tcp::TcpSettings::default(),
+                cancel,
+            )
+            .await;
+            Ok(())
+        }
+    };
+    // The observer is gone with the relay; wait until its last events are delivered.
+    let _ = delivered.await;
+    served
+}

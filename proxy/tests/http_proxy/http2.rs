@@ -1,0 +1,106 @@
+//! HTTP/2 with prior knowledge (h2c), end to end.
+
+use http::{Request, Version};
+
+use crate::bodies::expected_trailers;
+use crate::origin::Origin;
+use crate::support::{curl, empty, full, http2_client, send, Proxy};
+
+#[tokio::test]
+async fn curl_with_prior_knowledge_speaks_h2c_end_to_end() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+
+    let response = curl(&[
+        "--http2-prior-knowledge",
+        "--data-binary",
+        "over h2",
+        &proxy.url("/echo?v=2"),
+    ])
+    .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.version, "HTTP/2");
+    assert_eq!(response.body, b"over h2");
+    assert_eq!(response.header("x-origin-version"), Some("HTTP/2.0"));
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.http_version, "HTTP/2");
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/echo?v=2");
+    assert_eq!(r.status_code, 200);
+    assert_eq!(r.request_body.as_deref(), Some(&b"over h2"[..]));
+    assert_eq!(r.response_body.as_deref(), Some(&b"over h2"[..]));
+    assert!(r.request_headers["User-Agent"][0].starts_with("curl/"));
+}
+
+#[tokio::test]
+async fn the_authority_reaches_the_origin_unchanged() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let client = http2_client();
+
+    let request = Request::get(proxy.url("/headers"))
+        .version(Version::HTTP_2)
+        .body(empty())
+        .unwrap();
+    let response = send(&client, request).await;
+    let seen = String::from_utf8(response.body.to_vec()).unwrap();
+    assert!(
+        seen.contains(&format!(":authority: {}\n", proxy.addr)),
+        "{seen}"
+    );
+    proxy.events.request().await;
+}
+
+#[tokio::test]
+async fn trailers_are_forwarded_over_h2() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let client = http2_client();
+
+    let request = Request::post(proxy.url("/trailers"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(full("ping"))
+        .unwrap();
+    let response = send(&client, request).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, "hello");
+    assert_eq!(response.trailers.expect("trailers"), expected_trailers());
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.http_version, "HTTP/2");
+    assert_eq!(r.request_body.as_deref(), Some(&b"ping"[..]));
+    assert_eq!(r.response_body.as_deref(), Some(&b"hello"[..]));
+    assert_eq!(r.request_headers["Te"], ["trailers"]);
+    assert_eq!(r.error, "");
+}
+
+#[tokio::test]
+async fn h2_streams_share_one_upstream_connection() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let client = http2_client();
+
+    let requests = (0..10).map(|i| {
+        let client = client.clone();
+        let url = proxy.url(&format!("/echo?i={i}"));
+        async move {
+            let request = Request::post(url).body(full(format!("{i}"))).unwrap();
+            send(&client, request).await
+        }
+    });
+    let responses = futures_util::future::join_all(requests).await;
+    for (i, response) in responses.iter().enumerate() {
+        assert_eq!(response.body, format!("{i}").as_bytes());
+    }
+    let mut paths = Vec::new();
+    for _ in 0..10 {
+        paths.push(proxy.events.request().await.path);
+    }
+    paths.sort();
+    let mut expected: Vec<String> = (0..10).map(|i| format!("/echo?i={i}")).collect();
+    expected.sort();
+    assert_eq!(paths, expected);
+    assert_eq!(origin.connections(), 1, "streams are multiplexed upstream");
+}

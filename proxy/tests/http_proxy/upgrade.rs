@@ -1,0 +1,117 @@
+//! Upgraded connections: WebSocket and `CONNECT` tunnels.
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::origin::Origin;
+use crate::support::{Proxy, PATIENCE};
+
+#[tokio::test]
+async fn websocket_messages_round_trip_and_the_tunnel_is_recorded() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+
+    let (mut ws, response) = tokio::time::timeout(
+        PATIENCE,
+        tokio_tungstenite::connect_async(format!("ws://{}/ws", proxy.addr)),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("websocket handshake through the proxy");
+    assert_eq!(response.status(), 101);
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.method, "GET");
+    assert_eq!(r.path, "/ws");
+    assert_eq!(r.status_code, 101);
+    assert_eq!(r.upgrade, "websocket");
+    assert_eq!(r.http_version, "HTTP/1.1");
+    assert_eq!(r.error, "");
+    assert_eq!(r.request_headers["Upgrade"], ["websocket"]);
+    assert_eq!(r.request_headers["Connection"], ["upgrade"]);
+    assert!(r.request_headers.contains_key("Sec-Websocket-Key"));
+    assert_eq!(r.response_headers["Upgrade"], ["websocket"]);
+    assert!(r.response_headers.contains_key("Sec-Websocket-Accept"));
+    assert_eq!((r.request_size, r.response_size), (0, 0));
+
+    ws.send(Message::text("hello")).await.unwrap();
+    let echo = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+    assert_eq!(echo.unwrap().unwrap(), Message::text("hello"));
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    let echo = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+    assert_eq!(echo.unwrap().unwrap(), Message::binary(vec![1u8, 2, 3]));
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+    .await
+    .unwrap();
+    // Read the server's close reply and the end of the stream.
+    while let Some(Ok(_)) = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap() {}
+    // The origin closed its side after the close handshake; the tunnel ends when the client
+    // closes too.
+    drop(ws);
+
+    let c = proxy.events.closed().await;
+    assert_eq!(c.source, "~test");
+    assert_eq!(c.target, "api");
+    assert_eq!(c.upgrade, "websocket");
+    assert_eq!(c.error, "");
+    // Client frames are masked (2 + 4 header bytes), server frames are not (2):
+    // text "hello" 11 + binary [1,2,3] 9 + close(1000) 8 in; 7 + 5 + 4 out.
+    assert_eq!(c.bytes_in, 11 + 9 + 8);
+    assert_eq!(c.bytes_out, 7 + 5 + 4);
+    assert!(c.duration_ms > 0.0);
+    proxy.events.assert_no_more();
+}
+
+#[tokio::test]
+async fn connect_requests_are_tunnelled() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"CONNECT db.test:5432 HTTP/1.1\r\nHost: db.test:5432\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1, "connection closed in the response head");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.method, "CONNECT");
+    assert_eq!(r.path, "db.test:5432");
+    assert_eq!(r.status_code, 200);
+    assert_eq!(r.upgrade, "connect");
+
+    stream.write_all(b"ping through the tunnel").await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut echoed = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, b"ping through the tunnel");
+
+    let c = proxy.events.closed().await;
+    assert_eq!(c.upgrade, "connect");
+    assert_eq!((c.bytes_in, c.bytes_out), (23, 23));
+    assert_eq!(c.error, "");
+}

@@ -1,0 +1,75 @@
+//! The `proxy` type: the observing proxy rigd inserts on every edge in observe mode.
+//!
+//! It publishes one `default` ingress on its allocated port — with the target's protocol and a
+//! copy of the target's attributes, whose templates then resolve against the proxy's address —
+//! keeps that port's listener open for its whole life, and relays to the target's address,
+//! recording the edge's traffic into the event log.
+
+use std::collections::BTreeMap;
+
+use rig_proxy::{Edge, Mode};
+use rig_types::Endpoint;
+
+use super::{PublishContext, RunContext, RunFuture, ServiceError, ServiceType};
+use crate::spec::ProxyConfig;
+
+/// The `proxy` service type.
+pub struct Proxy;
+
+impl ServiceType for Proxy {
+    fn publish(
+        &self,
+        ctx: &mut PublishContext<'_>,
+    ) -> Result<BTreeMap<String, Endpoint>, ServiceError> {
+        let target = ctx
+            .egresses
+            .get("target")
+            .ok_or("proxy: no resolved egress \"target\"")?;
+        let port = ctx.port("default")?;
+        ctx.keep_listener("default")?;
+        Ok(BTreeMap::from([(
+            "default".to_string(),
+            Endpoint {
+                hostport: format!("127.0.0.1:{port}"),
+                protocol: target.protocol.clone(),
+                attributes: target.attributes.clone(),
+            },
+        )]))
+    }
+
+    fn run(&self, mut ctx: RunContext) -> RunFuture {
+        Box::pin(async move {
+            let config: ProxyConfig = ctx
+                .spec
+                .config
+                .clone()
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| ServiceError::new(format!("invalid proxy config: {e}")))?
+                .unwrap_or_default();
+            let target = ctx
+                .egresses
+                .get("target")
+                .ok_or("proxy: no resolved egress \"target\"")?;
+            let listener = ctx
+                .listeners
+                .remove("default")
+                .ok_or("proxy: no listener for ingress \"default\"")?;
+            let edge = Edge {
+                source: config.source,
+                target: config.target_svc,
+                ingress: config.ingress,
+            };
+            rig_proxy::run(
+                listener,
+                target.hostport.clone(),
+                Mode::for_protocol(&target.protocol),
+                edge,
+                ctx.output.traffic_sink(),
+                ctx.cancel.clone(),
+            )
+            .await
+            .map_err(|e| ServiceError::new(e.to_string()))
+        })
+    }
+}

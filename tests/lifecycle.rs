@@ -1,0 +1,329 @@
+//! Environment lifecycles through the real `rigd` binary: event orders on the SSE stream, the
+//! GET/list/DELETE views, dependency order, readiness timeouts, crashes, and many environments
+//! at once. Services are real processes (`sh`, `python3 -m http.server`).
+
+mod support;
+
+use std::collections::HashSet;
+
+use rig_types::EventType::{self, *};
+use rigd::cli::client::DeleteOptions;
+use serde_json::json;
+use support::{assert_no_processes_under, http_service, processes_with_env, sh, Rigd};
+
+/// `service`'s events on the stream, without the readiness probe failures that may come
+/// before `service.healthy`.
+fn without_probe_failures(types: Vec<EventType>) -> Vec<EventType> {
+    types
+        .into_iter()
+        .filter(|t| *t != HealthCheckFailed)
+        .collect()
+}
+
+#[tokio::test]
+async fn single_service_up_and_down_with_views_and_exact_event_order() {
+    let rigd = Rigd::start();
+    let id = rigd
+        .create(json!({"name": "single", "services": {"api": http_service()}}))
+        .await;
+    let mut events = rigd.events(&id);
+    let up = events.until(EnvironmentUp).await;
+    let endpoint = up.ingresses["api"]["default"].clone();
+    assert!(endpoint.hostport.starts_with("127.0.0.1:"), "{endpoint:?}");
+    assert!(!up.ingresses.contains_key("~test"), "{:?}", up.ingresses);
+    assert!(std::path::Path::new(&up.env_dir).join("api").is_dir());
+
+    // GET shows the service ready with its ingress; injected nodes are hidden.
+    let env = rigd.client().get_environment(&id).await.expect("GET");
+    assert_eq!(
+        (env.id.as_str(), env.name.as_str()),
+        (id.as_str(), "single")
+    );
+    assert_eq!(env.services.keys().collect::<Vec<_>>(), ["api"]);
+    let api = &env.services["api"];
+    assert_eq!(api.status.as_str(), "ready");
+    let published = api.ingresses.as_ref().expect("api has ingresses");
+    assert_eq!(published["default"].hostport, endpoint.hostport);
+    assert_eq!(published["default"].protocol.as_str(), "http");
+
+    // The list has it, with its real services only.
+    let list = rigd.list().await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["id"], json!(id));
+    assert_eq!(list[0]["name"], json!("single"));
+    assert_eq!(list[0]["services"], json!(["api"]));
+    assert!(list[0]["remaining_ttl"].is_string(), "{list:?}");
+
+    // DELETE answers exactly {id, status, env_dir} once every service has stopped.
+    let response = rigd
+        .request("DELETE", &format!("/environments/{id}"), &[], None)
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        response.json(),
+        json!({"id": id, "status": "destroyed", "env_dir": up.env_dir})
+    );
+    assert!(
+        !std::path::Path::new(&up.env_dir).exists(),
+        "env dir removed"
+    );
+    let down = events.until(EnvironmentDown).await;
+    assert_eq!(down.message, "", "a clean shutdown has no summary");
+    let after = events.try_next(support::WAIT).await;
+    assert!(after.is_none(), "the stream ends after down: {after:?}");
+
+    assert_eq!(
+        without_probe_failures(events.service_types("api")),
+        [
+            IngressPublished,
+            ServiceStarting,
+            ServiceHealthy,
+            ServiceReady,
+            ServiceStopping,
+            ServiceStopped
+        ]
+    );
+    assert_eq!(
+        events.service_types("~test"),
+        [
+            WiringResolved,
+            ServiceStarting,
+            ServiceHealthy,
+            ServiceReady,
+            ServiceStopping,
+            ServiceStopped
+        ]
+    );
+    let environment: Vec<_> = events
+        .seen()
+        .iter()
+        .filter(|e| e.service.is_empty())
+        .map(|e| e.event_type.clone())
+        .collect();
+    assert_eq!(
+        environment,
+        [EnvironmentUp, EnvironmentDestroying, EnvironmentDown]
+    );
+    // Nothing of a service comes between `up` and `destroying` but probes, and `up` follows
+    // every ready.
+    let up_at = events.position(EnvironmentUp, "");
+    assert!(events.position(ServiceReady, "api") < up_at);
+    assert!(events.position(ServiceReady, "~test") < up_at);
+    assert_eq!(events.position(EnvironmentDestroying, ""), up_at + 1);
+    assert!(events.seen().iter().all(|e| e.environment == "single"));
+
+    // Gone everywhere.
+    for (method, path) in [
+        ("GET", format!("/environments/{id}")),
+        ("DELETE", format!("/environments/{id}")),
+        ("GET", format!("/environments/{id}/events")),
+        ("GET", format!("/environments/{id}/log")),
+    ] {
+        let response = rigd.request(method, &path, &[], None).await;
+        assert_eq!(response.status, 404, "{method} {path}: {}", response.text());
+        assert_eq!(response.json(), json!({"error": "environment not found"}));
+    }
+    assert!(rigd.list().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_dependency_chain_starts_each_service_after_its_dependency_is_ready() {
+    let rigd = Rigd::start();
+    let mut app = http_service();
+    app["egresses"] = json!({"database": {"service": "db"}});
+    let mut db = http_service();
+    db["egresses"] = json!({"cache": {"service": "cache"}});
+    let id = rigd
+        .create(json!({"name": "chain", "services": {
+            "app": app, "db": db, "cache": http_service()
+        }}))
+        .await;
+    let mut events = rigd.events(&id);
+    events.until(EnvironmentUp).await;
+
+    for (dependant, dependency) in [("db", "cache"), ("app", "db")] {
+        let ready = events.position(ServiceReady, dependency);
+        let first = events
+            .seen()
+            .iter()
+            .position(|e| e.service == dependant)
+            .expect("the dependant has events");
+        assert!(
+            ready < first,
+            "{dependant} acted before {dependency} was ready:\n{}",
+            support::describe(events.seen())
+        );
+        assert_eq!(
+            without_probe_failures(events.service_types(dependant)),
+            [
+                WiringResolved,
+                IngressPublished,
+                ServiceStarting,
+                ServiceHealthy,
+                ServiceReady
+            ],
+            "{dependant}"
+        );
+    }
+    assert!(events.position(ServiceReady, "app") < events.position(EnvironmentUp, ""));
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE");
+}
+
+#[tokio::test]
+async fn a_readiness_timeout_fails_with_the_last_probe_error() {
+    let rigd = Rigd::start();
+    let mut sleeper = sh("exec sleep 3600");
+    sleeper["ingresses"] = json!({"default": {"protocol": "http", "ready": {"timeout": "200ms"}}});
+    let id = rigd
+        .create(json!({"name": "slow", "services": {"sleeper": sleeper}}))
+        .await;
+    let mut events = rigd.events(&id);
+    let down = events.until(EnvironmentDown).await;
+    assert!(!events.saw(EnvironmentUp));
+
+    let probes: Vec<_> = events
+        .seen()
+        .iter()
+        .filter(|e| e.event_type == HealthCheckFailed)
+        .collect();
+    assert!(!probes.is_empty(), "no health.check_failed");
+    for probe in &probes {
+        assert_eq!(
+            (probe.service.as_str(), probe.ingress.as_str()),
+            ("sleeper", "default")
+        );
+        assert!(!probe.error.is_empty(), "{probe:?}");
+    }
+    let failed = &events.seen()[events.position(ServiceFailed, "sleeper")];
+    assert!(
+        failed
+            .error
+            .starts_with("ingress \"default\": readiness check failed after 200ms (last error: "),
+        "{}",
+        failed.error
+    );
+    assert!(
+        down.message
+            .contains("readiness check failed after 200ms (last error:"),
+        "{}",
+        down.message
+    );
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE after a failure");
+}
+
+#[tokio::test]
+async fn a_crash_tears_down_the_others_and_the_summary_has_its_stderr() {
+    let rigd = Rigd::start();
+    let mut broken = sh("echo starting; echo intentional failure >&2; exit 1");
+    broken["ingresses"] = json!({"default": {"protocol": "http"}});
+    let id = rigd
+        .create(json!({"name": "crash", "services": {
+            "api": http_service(), "broken": broken
+        }}))
+        .await;
+    let mut events = rigd.events(&id);
+    let down = events.until(EnvironmentDown).await;
+    assert!(
+        !events.saw(EnvironmentUp),
+        "a crashed environment never came up"
+    );
+
+    let failed = &events.seen()[events.position(ServiceFailed, "broken")];
+    assert_eq!(failed.error, "exit status 1");
+    let failing_at = events.position(EnvironmentFailing, "broken");
+    let failing = &events.seen()[failing_at];
+    assert_eq!(failing.error, "service \"broken\": exit status 1");
+    for service in ["api", "broken", "~test"] {
+        assert!(
+            events.position(ServiceStopped, service) < failing_at,
+            "{service} stopped before environment.failing"
+        );
+    }
+    assert!(down.message.contains("broken output:"), "{}", down.message);
+    assert!(
+        down.message.contains("intentional failure"),
+        "{}",
+        down.message
+    );
+    assert!(
+        !down.message.contains("service.stopping"),
+        "{}",
+        down.message
+    );
+
+    // Every child is gone once the environment is down, before any DELETE.
+    let env_dir = rigd.rig_dir().join("tmp").join(&id);
+    assert_no_processes_under(&env_dir);
+    let deleted = rigd
+        .client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE after a crash");
+    assert_eq!(deleted.status, "destroyed");
+    // No `environment.destroying` or anything else after `down`: the stream just ends.
+    let after = events.try_next(support::WAIT).await;
+    assert!(after.is_none(), "event after environment.down: {after:?}");
+}
+
+#[tokio::test]
+async fn twenty_environments_in_parallel_get_distinct_ports_and_leave_no_process() {
+    const ENVIRONMENTS: usize = 20;
+    let rigd = Rigd::start();
+    let mut tasks = Vec::new();
+    for n in 0..ENVIRONMENTS {
+        let client = rigd.client().clone();
+        let spec = support::with_path(json!({
+            "name": format!("parallel-{n:02}"),
+            "services": {"web": http_service(), "api": http_service()}
+        }));
+        tasks.push(tokio::spawn(async move {
+            let id = client.create_environment(&spec).await.expect("create");
+            let mut events = support::Events::from_client(&client, &id);
+            let up = events.until(EnvironmentUp).await;
+            (id, up)
+        }));
+    }
+    let mut ups = Vec::new();
+    for task in tasks {
+        ups.push(task.await.expect("environment task"));
+    }
+
+    let mut ports = HashSet::new();
+    for (_, up) in &ups {
+        for service in ["web", "api"] {
+            let hostport = &up.ingresses[service]["default"].hostport;
+            assert!(ports.insert(hostport.clone()), "{hostport} published twice");
+        }
+    }
+    assert_eq!(ports.len(), 2 * ENVIRONMENTS);
+    let all = format!("RIG_ENV_DIR={}", rigd.rig_dir().join("tmp").display());
+    assert_eq!(
+        processes_with_env(&all).len(),
+        2 * ENVIRONMENTS,
+        "one process per service while up"
+    );
+    assert_eq!(rigd.list().await.len(), ENVIRONMENTS);
+
+    let mut deletes = Vec::new();
+    for (id, _) in &ups {
+        let client = rigd.client().clone();
+        let id = id.clone();
+        deletes.push(tokio::spawn(async move {
+            client
+                .delete_environment(&id, &DeleteOptions::default())
+                .await
+                .expect("DELETE")
+        }));
+    }
+    for delete in deletes {
+        assert_eq!(delete.await.expect("delete task").status, "destroyed");
+    }
+    assert!(rigd.list().await.is_empty());
+    assert_no_processes_under(&rigd.rig_dir().join("tmp"));
+}
