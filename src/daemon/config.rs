@@ -9,6 +9,8 @@
 //! | `--addr-file` | `{rig-dir}/rigd.addr` | where the listen address is written |
 //! | `--default-ttl` | `10m` | lifetime of environments whose spec sets no `ttl` |
 //! | `--log-retention` | `72h` | log files in `{rig-dir}/logs` older than this are pruned; `0` keeps all |
+//! | `--stop-grace` | `5s` | time a stopping service gets between SIGINT and SIGKILL |
+//! | `--stall-timeout` | `30s` | silence after which `progress.stall` explains a hung startup; `0` disables |
 
 use std::ffi::OsString;
 use std::fmt;
@@ -36,6 +38,11 @@ Flags (Go syntax: -flag value, --flag value, -flag=value, --flag=value):
   --log-retention DURATION
                        log files in {rig-dir}/logs older than this are deleted when new ones
                        are written; 0 keeps them all (default \"72h\")
+  --stop-grace DURATION
+                       time a stopping service gets between SIGINT and SIGKILL (default \"5s\")
+  --stall-timeout DURATION
+                       report a startup that makes no progress for this long (progress.stall);
+                       0 disables (default \"30s\")
   -h, --help           print this help
 
 Durations are Go duration strings: 300ms, 30s, 5m, 1h30m.
@@ -56,6 +63,10 @@ pub struct Config {
     pub default_ttl: Duration,
     /// Log files older than this are pruned when new ones are written; zero keeps them all.
     pub log_retention: Duration,
+    /// Time a stopping service gets between SIGINT and SIGKILL.
+    pub stop_grace: Duration,
+    /// Silence after which the watchdog reports a stall; zero disables it.
+    pub stall_timeout: Duration,
     /// Keep every environment directory at teardown (`RIG_PRESERVE=true` in rigd's
     /// environment).
     pub preserve_all: bool,
@@ -150,6 +161,8 @@ impl Config {
             addr_file,
             default_ttl: flags.default_ttl.unwrap_or(Duration::from_secs(10 * 60)),
             log_retention: flags.log_retention.unwrap_or(DEFAULT_RETENTION),
+            stop_grace: flags.stop_grace.unwrap_or(Duration::from_secs(5)),
+            stall_timeout: flags.stall_timeout.unwrap_or(Duration::from_secs(30)),
             preserve_all: env.var("RIG_PRESERVE").as_deref() == Some("true"),
             change_dir: true,
         })
@@ -176,6 +189,8 @@ struct Flags {
     addr_file: Option<String>,
     default_ttl: Option<Duration>,
     log_retention: Option<Duration>,
+    stop_grace: Option<Duration>,
+    stall_timeout: Option<Duration>,
 }
 
 /// The flags rigd knows.
@@ -187,6 +202,8 @@ enum Flag {
     AddrFile,
     DefaultTtl,
     LogRetention,
+    StopGrace,
+    StallTimeout,
 }
 
 impl Flag {
@@ -198,6 +215,8 @@ impl Flag {
             "addr-file" => Flag::AddrFile,
             "default-ttl" => Flag::DefaultTtl,
             "log-retention" => Flag::LogRetention,
+            "stop-grace" => Flag::StopGrace,
+            "stall-timeout" => Flag::StallTimeout,
             _ => return None,
         })
     }
@@ -212,6 +231,8 @@ impl fmt::Display for Flag {
             Flag::AddrFile => "addr-file",
             Flag::DefaultTtl => "default-ttl",
             Flag::LogRetention => "log-retention",
+            Flag::StopGrace => "stop-grace",
+            Flag::StallTimeout => "stall-timeout",
         })
     }
 }
@@ -273,6 +294,8 @@ impl Flags {
             Flag::Idle => self.idle = Some(parse_duration(flag, &value, true)?),
             Flag::DefaultTtl => self.default_ttl = Some(parse_duration(flag, &value, false)?),
             Flag::LogRetention => self.log_retention = Some(parse_duration(flag, &value, true)?),
+            Flag::StopGrace => self.stop_grace = Some(parse_duration(flag, &value, true)?),
+            Flag::StallTimeout => self.stall_timeout = Some(parse_duration(flag, &value, true)?),
         }
         Ok(())
     }
@@ -364,6 +387,24 @@ mod tests {
         assert_eq!(
             parse(&["--rig-dir", "/r"]).unwrap().addr_file,
             PathBuf::from("/r/rigd.addr")
+        );
+    }
+
+    #[test]
+    fn stop_grace_and_stall_timeout_flags() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(
+            (c.stop_grace, c.stall_timeout),
+            (Duration::from_secs(5), Duration::from_secs(30))
+        );
+        let c = parse(&["--stop-grace", "250ms", "-stall-timeout=0"]).unwrap();
+        assert_eq!(
+            (c.stop_grace, c.stall_timeout),
+            (Duration::from_millis(250), Duration::ZERO)
+        );
+        assert!(parse(&["--stall-timeout", "-1s"]).is_err());
+        assert!(
+            USAGE.contains("--stop-grace DURATION") && USAGE.contains("--stall-timeout DURATION")
         );
     }
 

@@ -177,7 +177,11 @@ pub async fn serve(
         Arc::new(PortAllocator::new()),
         Arc::new(Registry::builtin()),
         config.rig_dir.join("tmp"),
-        Settings::default(),
+        Settings {
+            stop_grace: config.stop_grace,
+            stall_threshold: config.stall_timeout,
+            ..Settings::default()
+        },
     )
     .with_reaper(crate::reaper::installed());
     let state = AppState::new(

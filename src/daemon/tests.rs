@@ -33,6 +33,8 @@ impl RigDir {
             addr_file: self.0.join("rigd.addr"),
             default_ttl: Duration::from_secs(600),
             log_retention: crate::logfiles::DEFAULT_RETENTION,
+            stop_grace: Duration::from_secs(5),
+            stall_timeout: Duration::from_secs(30),
             preserve_all: false,
             // The working directory belongs to the whole test process.
             change_dir: false,
@@ -79,7 +81,8 @@ async fn serves_writes_the_addr_file_and_cleans_up_on_request() {
     stop.cancel();
     daemon.await.unwrap().expect("clean shutdown");
     assert!(!config.addr_file.exists(), "addr file removed at exit");
-    assert!(TcpStream::connect(&addr).await.is_err(), "listener closed");
+    // (Whether the port refuses connections now is not asserted: parallel tests may bind the
+    // freed ephemeral port at once.)
 }
 
 #[tokio::test]

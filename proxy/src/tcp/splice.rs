@@ -34,7 +34,7 @@ use super::pump::PumpEnd;
 /// The pipe size asked for. `/proc/sys/fs/pipe-max-size` is 1 MiB by default, so unprivileged
 /// processes get it unless they are over their pipe quota, in which case the pipe keeps the
 /// kernel's default size.
-const PIPE_SIZE: usize = 1 << 16;
+const PIPE_SIZE: usize = 1 << 20;
 
 /// Pipes kept for reuse. Each accounts for up to [`PIPE_SIZE`] against the user's pipe quota
 /// (64 MiB by default), so the pool stays well below it.
