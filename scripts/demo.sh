@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cargo build --quiet --bin rigd --bin rig --bin rig-demo
+cargo build --quiet --bin rigd --bin rig && cargo build --quiet -p rig-examples --bin rig-demo
 target_dir="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps |
   sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}"
 bin="${target_dir}/debug"

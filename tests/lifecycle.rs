@@ -104,8 +104,8 @@ async fn single_service_up_and_down_with_views_and_exact_event_order() {
         environment,
         [EnvironmentUp, EnvironmentDestroying, EnvironmentDown]
     );
-    // Nothing of a service comes between `up` and `destroying` but probes, and `up` follows
-    // every ready.
+    // `up` follows every ready, and DELETE's `destroying` comes right after it: nothing
+    // happened in between.
     let up_at = events.position(EnvironmentUp, "");
     assert!(events.position(ServiceReady, "api") < up_at);
     assert!(events.position(ServiceReady, "~test") < up_at);

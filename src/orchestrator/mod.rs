@@ -76,12 +76,6 @@ pub enum OrchestrateError {
         /// Its type.
         service_type: String,
     },
-    /// The spec asks for observe mode, which this rigd cannot provide yet.
-    #[error(
-        "observe mode is not available in this rigd yet (no observing proxy is registered); \
-         send the spec with \"observe\": false"
-    )]
-    ObserveUnavailable,
     /// The environment directory could not be created.
     #[error("create environment directory {path}: {source}")]
     EnvDir {

@@ -25,9 +25,6 @@ pub(super) fn start(
     }
     for (name, service) in &env.services {
         if !orch.registry.contains(&service.service_type) {
-            if service.injected && service.service_type == "proxy" {
-                return Err(OrchestrateError::ObserveUnavailable);
-            }
             return Err(OrchestrateError::UnknownType {
                 service: name.clone(),
                 service_type: service.service_type.clone(),

@@ -446,28 +446,86 @@ async fn a_process_ignoring_sigint_is_killed_after_the_grace_period() {
 }
 
 #[tokio::test]
-async fn unknown_types_and_observe_mode_are_refused_up_front() {
+async fn unknown_types_are_refused_up_front() {
     let dir = tempdir();
     let orch = orchestrator(dir.path());
-    let mut env = spec(json!({"name": "x", "services": {"a": {"type": "script"}}}));
-    let err = orch.create(env.clone()).err().unwrap();
+    let env = spec(json!({"name": "x", "services": {"a": {"type": "script"}}}));
+    let err = orch.create(env).err().unwrap();
     assert_eq!(
         err.to_string(),
         "service \"a\": unknown service type: \"script\""
-    );
-    env.services
-        .insert("a".into(), serde_json::from_value(http_service()).unwrap());
-    env.observe = true;
-    let err = orch.create(env).err().unwrap();
-    assert!(
-        err.to_string().contains("observe mode is not available"),
-        "{err}"
     );
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
         0,
         "no env dir left behind"
     );
+}
+
+#[tokio::test]
+async fn observe_mode_records_the_traffic_on_every_edge() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    // A caller that keeps requesting /hello from api through its egress.
+    let caller = json!({
+        "type": "process",
+        "config": {"command": "python3"},
+        "args": ["-c", "import os, time, urllib.request\nurl = 'http://%s:%s/hello' % (os.environ['API_HOST'], os.environ['API_PORT'])\nwhile True:\n    try:\n        urllib.request.urlopen(url).read()\n    except Exception as e:\n        print(e, flush=True)\n    time.sleep(0.05)\n"],
+        "egresses": {"api": {"service": "api"}}
+    });
+    let env =
+        spec(json!({"name": "observed", "services": {"api": http_service(), "caller": caller}}));
+    assert!(env.observe, "observe is on by default");
+    let inst = orch.create(env).unwrap();
+    let up = wait_for(&inst, EventType::EnvironmentUp).await;
+
+    // The test's endpoint is the ~test proxy, not api itself.
+    let api_published = inst
+        .log()
+        .lifecycle_events()
+        .into_iter()
+        .find(|e| e.event_type == EventType::IngressPublished && e.service == "api")
+        .unwrap();
+    let test_endpoint = &up.ingresses["api"]["default"];
+    assert_ne!(
+        test_endpoint.hostport,
+        api_published.endpoint.as_ref().unwrap().hostport
+    );
+
+    // Traffic from caller to api, recorded by the proxy on that edge.
+    let mut sub = inst.log().subscribe(
+        0,
+        Some(crate::events::EventFilter::traffic_only()),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let mut saw_probe = false;
+    let request = loop {
+        let e = tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let Some(r) = e.request.as_ref() else {
+            continue;
+        };
+        assert!(e.service.is_empty(), "proxy events carry no service");
+        saw_probe |= r.probe && r.source == "~test";
+        if r.source == "caller" && r.path == "/hello" {
+            break r.clone();
+        }
+    };
+    assert_eq!(
+        (request.target.as_str(), request.method.as_str()),
+        ("api", "GET")
+    );
+    assert_eq!(
+        request.status_code, 404,
+        "python's http.server has no /hello"
+    );
+    assert!(
+        saw_probe,
+        "readiness probes through the ~test proxy are marked"
+    );
+    inst.teardown(TeardownOptions::default()).await;
 }
 
 fn tempdir() -> tempfile::TempDir {

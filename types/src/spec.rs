@@ -21,12 +21,9 @@ pub struct Environment {
     /// Services by name. At least one is required.
     #[serde(default, deserialize_with = "null_default")]
     pub services: BTreeMap<String, Service>,
-    /// Insert an observing proxy on every edge.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "is_false"
-    )]
+    /// Insert an observing proxy on every edge. On when a JSON spec leaves it out (rig-rs;
+    /// upstream defaults to off); `Environment::default()` leaves it off.
+    #[serde(default = "observe_default", deserialize_with = "observe_or_default")]
     pub observe: bool,
     /// The client's process environment: the base layer of every service environment.
     #[serde(
@@ -304,6 +301,16 @@ pub struct ResolvedService {
     pub status: ServiceStatus,
 }
 
+/// Observe mode is on unless a spec turns it off (rig-rs; upstream defaults to off).
+fn observe_default() -> bool {
+    true
+}
+
+/// `observe`: absent or `null` means on.
+fn observe_or_default<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(true))
+}
+
 /// Decodes JSON `null` as the field's default, as Go's decoder does (`"args": null` is no
 /// arguments, not an error).
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -379,11 +386,24 @@ mod tests {
         }))
         .unwrap();
         let a = &env.services["a"];
+        assert!(env.observe, "observe is on unless turned off");
         assert!(a.args.is_empty() && a.ingresses.is_empty() && a.egresses.is_empty());
         assert!(a.config.is_none());
         let ready: ReadySpec =
             serde_json::from_value(json!({"type": null, "interval": null})).unwrap();
         assert!(ready.interval.is_zero());
+    }
+
+    #[test]
+    fn observe_defaults_to_on_and_off_survives_a_round_trip() {
+        let on: Environment = serde_json::from_value(json!({"name": "n"})).unwrap();
+        assert!(on.observe);
+        let off: Environment =
+            serde_json::from_value(json!({"name": "n", "observe": false})).unwrap();
+        assert!(!off.observe);
+        let back: Environment =
+            serde_json::from_str(&serde_json::to_string(&off).unwrap()).unwrap();
+        assert!(!back.observe);
     }
 
     #[test]

@@ -113,17 +113,19 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(target: SocketAddr, settings: TcpSettings) -> Proxy {
-        Proxy::start_to(target.to_string(), settings).await
-    }
-
-    pub async fn start_to(target: String, settings: TcpSettings) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let sink = Collect::new();
         // Large enough that observation never drops in these tests.
         let (observer, observer_task) = Observer::spawn(edge(), sink.clone(), 1 << 16);
         let cancel = CancellationToken::new();
-        let serve = tokio::spawn(serve(listener, target, observer, settings, cancel.clone()));
+        let serve = tokio::spawn(serve(
+            listener,
+            target.to_string(),
+            observer,
+            settings,
+            cancel.clone(),
+        ));
         Proxy {
             addr,
             sink,
