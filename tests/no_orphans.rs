@@ -1,0 +1,165 @@
+//! No orphans: after `kill -9` of rigd with environments running, no service process survives
+//! and the environment directories go away — through the reaper while it lives, and through
+//! the next rigd start when the reaper was killed too.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rig_types::EventType;
+use serde_json::json;
+use support::{processes_with_env, ProcInfo, Rigd};
+
+/// How long the reaper (or the next rigd) may take to clean up.
+const CLEANUP: Duration = Duration::from_secs(20);
+
+/// A service whose process group has a grandchild: `sh` starts a background `sleep`, so the
+/// parent-death signal (which only reaches the group leader) is not enough on its own.
+fn forking_service(rigd: &Rigd) -> serde_json::Value {
+    let script = rigd.script("forker.sh", "sleep 1000 &\nsleep 1000\n");
+    json!({"type": "process", "config": {"command": "sh"}, "args": [script]})
+}
+
+async fn environment_with_children(rigd: &Rigd) -> (String, Vec<ProcInfo>) {
+    let id = rigd
+        .create(json!({"name": "orphans", "services": {
+            "forker": forking_service(rigd),
+            "web": support::http_service(),
+        }}))
+        .await;
+    rigd.events(&id).until(EventType::EnvironmentUp).await;
+    let prefix = format!("RIG_ENV_DIR={}", rigd.rig_dir().join("tmp").display());
+    // Both sleeps and the shell have been started by the time the shell runs its last line;
+    // wait for that condition rather than for a fixed time.
+    let deadline = Instant::now() + CLEANUP;
+    let children = loop {
+        let found = processes_with_env(&prefix);
+        if found
+            .iter()
+            .filter(|p| p.cmdline.starts_with("sleep"))
+            .count()
+            >= 2
+        {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service's processes never appeared: {found:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (id, children)
+}
+
+fn kill9(pid: u32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    assert_eq!(
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) },
+        0,
+        "kill -9 {pid}"
+    );
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Waits until none of `pids` is alive and `dir` is gone; panics with what is left.
+fn wait_cleaned(children: &[ProcInfo], env_dir: &Path) {
+    let deadline = Instant::now() + CLEANUP;
+    loop {
+        let left: Vec<_> = children.iter().filter(|p| alive(p.pid)).collect();
+        if left.is_empty() && !env_dir.exists() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {CLEANUP:?}: processes left {left:#?}, env dir exists: {}",
+            env_dir.exists()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The reaper process of rigd `pid`: its child running `rigd __reap`.
+fn reaper_of(pid: u32) -> u32 {
+    let entries = std::fs::read_dir("/proc").unwrap();
+    for entry in entries.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(pid) && cmdline.windows(6).any(|w| w == b"__reap") {
+            return child;
+        }
+    }
+    panic!("rigd {pid} has no reaper process");
+}
+
+#[tokio::test]
+async fn kill_9_of_rigd_leaves_no_service_process_behind() {
+    let rigd = Rigd::start();
+    let (id, children) = environment_with_children(&rigd).await;
+    let env_dir = rigd.rig_dir().join("tmp").join(&id);
+    assert!(env_dir.is_dir());
+
+    kill9(rigd.pid());
+    wait_cleaned(&children, &env_dir);
+}
+
+#[tokio::test]
+async fn the_next_rigd_reaps_what_a_killed_rigd_and_reaper_left() {
+    let rigd = Rigd::start();
+    let (id, children) = environment_with_children(&rigd).await;
+    let env_dir = rigd.rig_dir().join("tmp").join(&id);
+
+    // Kill the reaper first, then rigd: only the record on disk is left.
+    kill9(reaper_of(rigd.pid()));
+    kill9(rigd.pid());
+    // The group leaders die with rigd (parent-death signal); their background children do not.
+    let deadline = Instant::now() + CLEANUP;
+    while children
+        .iter()
+        .filter(|p| p.cmdline.starts_with("sh"))
+        .any(|p| alive(p.pid))
+    {
+        assert!(Instant::now() < deadline, "group leaders outlived rigd");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let survivors: Vec<_> = children.iter().filter(|p| alive(p.pid)).collect();
+    assert!(
+        !survivors.is_empty(),
+        "nothing survived, so this test shows nothing"
+    );
+
+    // A new rigd on the same rig dir reaps them at start.
+    let addr_file = rigd.scratch().join("second.addr");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_rigd"))
+        .args(["--addr", "127.0.0.1:0", "--idle", "0", "--rig-dir"])
+        .arg(rigd.rig_dir())
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_cleaned(&children, &env_dir);
+    let _ = second.kill();
+    let _ = second.wait();
+}
