@@ -102,10 +102,16 @@ for target in "${targets[@]}"; do
     seeds="$root/fuzz/corpus/$target"
     corpus="$work_dir/$target"
     mkdir -p "$seeds" "$corpus"
+    # A target's token dictionary (fuzz/dict/<target>.dict), when there is one.
+    dict_flag=()
+    if [ -f "$root/fuzz/dict/$target.dict" ]; then
+        dict_flag=(-dict="$root/fuzz/dict/$target.dict")
+    fi
     echo "== fuzzing $target for ${seconds}s (seeds: fuzz/corpus/$target, working corpus: $corpus)"
     # The first corpus directory is where libFuzzer writes new inputs; the seeds are only read.
     if cargo fuzz run "$target" "$corpus" "$seeds" -- \
         -max_total_time="$seconds" -timeout=25 -print_final_stats=1 \
+        ${dict_flag[@]+"${dict_flag[@]}"} \
         ${libfuzzer_flags[@]+"${libfuzzer_flags[@]}"}; then
         echo "== $target: no crash in ${seconds}s"
     else

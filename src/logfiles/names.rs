@@ -1,7 +1,8 @@
 //! File names of an environment's log files: `<sanitised name>-<id>.jsonl` and `.log`.
 //!
 //! The `rig` CLI (ours and upstream's) finds log files by the environment name inside the file
-//! name, so the name is kept recognisable: only `/`, `\` and space become `_`, as upstream does.
+//! name, so the name is kept recognisable: only `/`, `\` and space become `_`, as upstream does,
+//! plus control characters (a NUL byte cannot be in a file name at all).
 
 /// Extension of the machine-readable log.
 pub const JSONL_EXTENSION: &str = "jsonl";
@@ -14,13 +15,14 @@ pub const PRETTY_EXTENSION: &str = "log";
 /// file systems however long the environment name is.
 const MAX_NAME_BYTES: usize = 200;
 
-/// The environment name with `/`, `\` and space replaced by `_` (upstream's rule), cut to at
-/// most 200 bytes at a character boundary.
+/// The environment name with `/`, `\`, space (upstream's rule) and control characters
+/// replaced by `_`, cut to at most 200 bytes at a character boundary.
 pub fn sanitize_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len().min(MAX_NAME_BYTES));
     for c in name.chars() {
         let c = match c {
             '/' | '\\' | ' ' => '_',
+            c if c.is_control() => '_',
             other => other,
         };
         if out.len() + c.len_utf8() > MAX_NAME_BYTES {
@@ -49,6 +51,11 @@ mod tests {
         // Everything else is kept, including dots, so `..` cannot climb out of the directory.
         assert_eq!(base_name("../etc", "1-2"), ".._etc-1-2");
         assert_eq!(base_name("", "1-2"), "-1-2");
+    }
+
+    #[test]
+    fn control_characters_cannot_reach_the_file_name() {
+        assert_eq!(sanitize_name("a\0b\nc\u{7f}"), "a_b_c_");
     }
 
     #[test]
