@@ -273,6 +273,23 @@ impl SplitMix64 {
     }
 }
 
+/// Orders forks against open allocator listeners. A child process inherits every open socket
+/// of rigd until it execs; if that includes a just-allocated listener, the service that is about
+/// to bind that port fails with "address in use". So forks take the gate shared (they may
+/// overlap each other) and the allocate → publish → close window takes it exclusively (it is
+/// short and never waits on I/O).
+static FORK_GATE: parking_lot::RwLock<()> = parking_lot::const_rwlock(());
+
+/// Held while allocated listeners that services will bind themselves are open.
+pub fn listeners_open() -> parking_lot::RwLockWriteGuard<'static, ()> {
+    FORK_GATE.write()
+}
+
+/// Held while a child process is forked and exec'd.
+pub fn forking() -> parking_lot::RwLockReadGuard<'static, ()> {
+    FORK_GATE.read()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,8 @@ async fn a_child_gets_exactly_host_env_plus_the_wiring() {
     let id = rigd
         .create(json!({
             "name": "wiring",
+            // Without proxies, so the addresses in environment.up are the services' own.
+            "observe": false,
             "host_env": {
                 "PATH": std::env::var("PATH").unwrap_or_default(),
                 "RIG_IT_PASSED": "from the client",
@@ -171,15 +173,17 @@ async fn args_are_expanded_against_the_service_environment() {
          exec python3 -m http.server --bind 127.0.0.1 \"$1\"\n",
     );
     let id = rigd
-        .create(json!({"name": "args", "services": {"api": {
-            "type": "process",
-            "config": {"command": "sh"},
-            "args": [
-                script, "${PORT}", "--port", "${PORT}", "--host", "$HOST",
-                "-c", "${RIG_TEMP_DIR}/config.json", "--missing=${NOT_SET}", "plain"
-            ],
-            "ingresses": {"default": {"protocol": "http"}}
-        }}}))
+        .create(
+            json!({"name": "args", "observe": false, "services": {"api": {
+                "type": "process",
+                "config": {"command": "sh"},
+                "args": [
+                    script, "${PORT}", "--port", "${PORT}", "--host", "$HOST",
+                    "-c", "${RIG_TEMP_DIR}/config.json", "--missing=${NOT_SET}", "plain"
+                ],
+                "ingresses": {"default": {"protocol": "http"}}
+            }}}),
+        )
         .await;
     let mut events = rigd.events(&id);
     let up = events.until(EnvironmentUp).await;

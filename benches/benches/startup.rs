@@ -8,8 +8,8 @@
 //!   `bench_listener`s, then connect to each port in turn, retrying every millisecond, until
 //!   every one accepts. Killing the processes is not timed.
 //!
-//! After the measurements, the median of each side and their ratio (rig / direct) are
-//! printed for each N, then where rig's time goes: the phases of ten more runs taken from
+//! After the measurements, the mean and median of each side and their ratios (rig / direct)
+//! are printed for each N, then where rig's time goes: the phases of ten more runs taken from
 //! the event timestamps (setup, spawning, readiness polling, delivery to the client), the
 //! direct baseline's spawn time, and rig again with `ready.interval` set to 1 ms, the
 //! baseline's retry period.
@@ -257,6 +257,11 @@ fn median(values: &[Duration]) -> Duration {
     sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
+fn mean(values: &[Duration]) -> Duration {
+    let count = u32::try_from(values.len()).unwrap_or(u32::MAX).max(1);
+    values.iter().sum::<Duration>() / count
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -295,15 +300,22 @@ fn startup(c: &mut Criterion) {
     group.finish();
 
     let samples = samples.into_inner().expect("samples lock");
-    println!("\nstartup: median time to all N services accepting (rig = POST → environment.up)");
+    println!(
+        "\nstartup: time until all N services accept (rig: POST → environment.up read by the \
+         client); mean / median"
+    );
     for n in SIZES {
-        let rig = median(samples.get(&(n, "rig")).map_or(&[][..], Vec::as_slice));
-        let direct = median(samples.get(&(n, "direct")).map_or(&[][..], Vec::as_slice));
+        let rig = samples.get(&(n, "rig")).map_or(&[][..], Vec::as_slice);
+        let direct = samples.get(&(n, "direct")).map_or(&[][..], Vec::as_slice);
         println!(
-            "  N={n:<3} rig {:>8.2} ms   direct {:>8.2} ms   ratio {:>5.2}x",
-            ms(rig),
-            ms(direct),
-            rig.as_secs_f64() / direct.as_secs_f64()
+            "  N={n:<3} rig {:>7.2} / {:>7.2} ms   direct {:>7.2} / {:>7.2} ms   ratio {:>5.2}x / \
+             {:>5.2}x",
+            ms(mean(rig)),
+            ms(median(rig)),
+            ms(mean(direct)),
+            ms(median(direct)),
+            mean(rig).as_secs_f64() / mean(direct).as_secs_f64(),
+            median(rig).as_secs_f64() / median(direct).as_secs_f64(),
         );
     }
     let failed = failures.load(Ordering::Relaxed);

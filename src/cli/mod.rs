@@ -7,24 +7,23 @@
 //! - [`args`]: the argument lexer (no external parser; `--help` on every command);
 //! - [`autostart`]: finding or starting rigd (addr file, `flock`ed lock file, spawn, poll);
 //! - [`client`] and [`event_stream`]: the HTTP client for rigd's API and its SSE stream
-//!   (parsed by [`sse`]), reconnecting with `Last-Event-ID`;
+//!   (parsed by [`sse`]), reconnecting with `Last-Event-ID`. These, [`autostart`] and
+//!   [`lockfile`] are re-exported from the SDK crate (`rig::transport`);
 //! - [`output`] and [`format`](mod@format): colour (`--color`, `NO_COLOR`) and value formatting;
 //! - [`error`]: failures and exit codes (0 ok, 1 failure, 2 usage, 130 interrupted);
 //! - [`signals`]: Ctrl-C and SIGTERM for commands that clean up before exiting.
 
 pub mod args;
-pub mod autostart;
-pub mod client;
 pub mod error;
-pub mod event_stream;
 pub mod format;
-mod http;
-pub mod lockfile;
 pub mod output;
 pub mod signals;
-pub mod sse;
 pub mod strict_json;
 pub mod up;
+
+// The transport lives in the SDK crate (`rig-client`, lib name `rig`) so the CLI and Rust
+// tests share one client; re-exported here at the paths the CLI has always used.
+pub use rig::transport::{autostart, client, event_stream, lockfile, sse};
 
 use std::ffi::OsString;
 use std::future::Future;

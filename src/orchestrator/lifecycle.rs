@@ -210,6 +210,8 @@ fn publish(task: &ServiceTask, egresses: &BTreeMap<String, Endpoint>) -> Result<
     if task.spec.ingresses.is_empty() {
         return Ok((BTreeMap::new(), BTreeMap::new()));
     }
+    // No child may fork while listeners its service will re-bind are open (see the gate).
+    let _no_forks = crate::ports::listeners_open();
     let listeners = task
         .ports
         .allocate(task.instance.id(), task.spec.ingresses.len())

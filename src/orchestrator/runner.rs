@@ -48,10 +48,19 @@ pub(super) fn start(
         orch.reaper.clone(),
         done_rx,
     ));
+    let mut settings = orch.settings.clone();
+    if let Some(timeout) = instance
+        .spec()
+        .callback_timeout
+        .to_std()
+        .filter(|t| !t.is_zero())
+    {
+        settings.callback_timeout = timeout;
+    }
     let deps = RunDeps {
         registry: orch.registry.clone(),
         ports: orch.ports.clone(),
-        settings: orch.settings.clone(),
+        settings,
         no_ingress: Arc::new(no_ingress),
     };
     tokio::spawn(run(instance.clone(), deps, done_tx));

@@ -1,7 +1,8 @@
 //! The `process` type: runs a command as a child process in its own process group.
 //!
-//! Config: `{"command": "<path or name>", "dir": "<optional working directory>"}`. The child
-//! gets exactly the service environment (the client's `host_env` plus the wiring), its
+//! Config: `{"command": "<path or name>", "dir": "<optional working directory>", "env":
+//! {"NAME": "value"}}`. The child gets exactly the service environment (the client's `host_env`
+//! plus the wiring, then the config's `env`, a rig-rs addition for per-service variables), its
 //! arguments expanded against that environment, and its stdout/stderr streamed into the event
 //! log. Stopping sends SIGINT to the whole group, then SIGKILL after the grace period; the
 //! group also gets SIGKILL if rigd dies (parent-death signal), so no child outlives rigd.
@@ -29,6 +30,8 @@ struct ProcessConfig {
     command: String,
     #[serde(default)]
     dir: String,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
 }
 
 impl ServiceType for Process {
@@ -48,10 +51,12 @@ async fn run(ctx: RunContext) -> Result<(), ServiceError> {
             "process config needs \"command\": the program to run (a path or a name on PATH)",
         ));
     }
+    let mut env = ctx.env.clone();
+    env.extend(config.env);
     let dir = working_dir(&config.dir, &ctx.spec_dir);
-    let program = resolve_program(&config.command, dir.as_deref(), &ctx.env)?;
-    let args = expand_templates(&ctx.spec.args, &ctx.env);
-    let mut child = spawn(&program, &args, dir.as_deref(), &ctx.env)
+    let program = resolve_program(&config.command, dir.as_deref(), &env)?;
+    let args = expand_templates(&ctx.spec.args, &env);
+    let mut child = spawn(&program, &args, dir.as_deref(), &env)
         .map_err(|e| ServiceError::new(format!("start {}: {e}", program.display())))?;
     let pgid = child.id().map(|pid| pid as i32);
     if let (Some(reaper), Some(pid)) = (&ctx.reaper, child.id()) {
@@ -145,6 +150,8 @@ fn spawn(
     if let Some(dir) = dir {
         cmd.current_dir(dir);
     }
+    // Not while another service's freshly allocated listener is open (see the gate).
+    let _gate = crate::ports::forking();
     // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
     // async-signal-safe.
     unsafe {

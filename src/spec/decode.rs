@@ -75,7 +75,11 @@ pub fn decode_environment(body: &[u8]) -> Result<Environment, DecodeError> {
         "a JSON object (the environment spec)",
     )?;
 
-    let mut env = Environment::default();
+    // Observe mode is on unless the spec turns it off (absent or null means on).
+    let mut env = Environment {
+        observe: true,
+        ..Environment::default()
+    };
     let mut services: Option<Vec<(String, &RawValue)>> = None;
     let mut seen = Vec::with_capacity(top.len());
     for (key, raw) in &top {
@@ -92,10 +96,11 @@ pub fn decode_environment(body: &[u8]) -> Result<Environment, DecodeError> {
         seen.push(field);
         match field {
             "name" => env.name = doc.field::<String>(field, raw)?,
-            "observe" => env.observe = doc.field::<bool>(field, raw)?,
+            "observe" => env.observe = doc.field::<Option<bool>>(field, raw)?.unwrap_or(true),
             "host_env" => env.host_env = doc.field::<BTreeMap<_, _>>(field, raw)?,
             "dir" => env.dir = doc.field::<String>(field, raw)?,
             "ttl" => env.ttl = doc.field::<String>(field, raw)?,
+            "callback_timeout" => env.callback_timeout = doc.field(field, raw)?,
             "services" if is_null(raw) => services = None,
             "services" => {
                 services = Some(
@@ -119,7 +124,15 @@ pub fn decode_environment(body: &[u8]) -> Result<Environment, DecodeError> {
 }
 
 /// The top-level fields of a spec (those of [`Environment`]); others are ignored.
-const TOP_LEVEL_FIELDS: &[&str] = &["name", "services", "observe", "host_env", "dir", "ttl"];
+const TOP_LEVEL_FIELDS: &[&str] = &[
+    "name",
+    "services",
+    "observe",
+    "host_env",
+    "dir",
+    "ttl",
+    "callback_timeout",
+];
 
 /// The whole request body, kept to turn positions inside a sub-document into positions in it.
 struct Document<'a> {

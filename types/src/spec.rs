@@ -47,6 +47,14 @@ pub struct Environment {
         skip_serializing_if = "String::is_empty"
     )]
     pub ttl: String,
+    /// How long rigd waits for the client to answer a callback (hooks, `client` starts); zero
+    /// means rigd's default (30 s). A rig-rs addition.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "GoDuration::is_zero"
+    )]
+    pub callback_timeout: GoDuration,
 }
 
 /// One service of an environment.

@@ -171,7 +171,7 @@ fn null_top_level_fields_take_defaults() {
         "services": {"a": {"type": "process"}}
     }));
     assert_eq!(env.name, "");
-    assert!(!env.observe);
+    assert!(env.observe, "observe defaults to on");
     assert!(env.host_env.is_empty());
     assert_eq!(env.services.len(), 1);
 }
@@ -188,9 +188,21 @@ fn every_top_level_field_is_decoded() {
         host_env: BTreeMap::from([("HOME".to_string(), "/root".to_string())]),
         dir: "/work".into(),
         ttl: "5m".into(),
+        callback_timeout: rig_types::GoDuration::from_secs(45),
     };
     let text = serde_json::to_vec(&expected).expect("serialises");
     assert_eq!(decode_environment(&text), Ok(expected));
+}
+
+/// Observe mode is on unless the spec turns it off.
+#[test]
+fn observe_is_on_unless_turned_off() {
+    let on = decode_environment(br#"{"name":"a","services":{}}"#).unwrap();
+    assert!(on.observe);
+    let null = decode_environment(br#"{"name":"a","observe":null}"#).unwrap();
+    assert!(null.observe);
+    let off = decode_environment(br#"{"name":"a","observe":false}"#).unwrap();
+    assert!(!off.observe);
 }
 
 /// A repeated top-level field is rejected rather than silently overwritten.

@@ -52,6 +52,8 @@ pub enum AddrSource {
     Flag,
     /// `$RIG_SERVER_ADDR`.
     Env,
+    /// The SDK's `Environment::builder(..).rigd_addr(..)`.
+    Sdk,
 }
 
 impl AddrSource {
@@ -59,6 +61,7 @@ impl AddrSource {
         match self {
             AddrSource::Flag => "--server",
             AddrSource::Env => "RIG_SERVER_ADDR",
+            AddrSource::Sdk => "rigd_addr",
         }
     }
 }
@@ -121,7 +124,8 @@ pub enum AutostartError {
     /// No rigd binary anywhere.
     #[error(
         "rigd not found (looked at {} and on PATH); build it with `cargo build --bin rigd`, \
-         put it on PATH, set RIG_BINARY, or point --server at a running rigd",
+         put it on PATH, set RIG_BINARY, or point RIG_SERVER_ADDR (`rig --server`) at a \
+         running rigd",
         searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
     NoBinary {
@@ -190,6 +194,17 @@ impl Autostart {
         )
     }
 
+    /// Uses the rigd at `addr` (given by `source`) and never starts one.
+    pub fn fixed(addr: impl Into<String>, source: AddrSource) -> Autostart {
+        Autostart {
+            rig_dir: default_rig_dir(&|key| std::env::var_os(key)),
+            mode: Mode::Fixed {
+                addr: addr.into(),
+                source,
+            },
+        }
+    }
+
     /// Resolves the configuration from explicit inputs: `env` looks a variable up,
     /// `current_exe` is the running `rig`, `cwd` makes relative paths absolute (rigd runs in
     /// the rig dir, so a relative path would mean something else to it).
@@ -232,9 +247,8 @@ impl Autostart {
 
         let mut searched = Vec::new();
         let mut binary = None;
-        if let Some(dir) = current_exe.and_then(Path::parent) {
-            let candidate = dir.join("rigd");
-            if is_executable(&candidate) {
+        for candidate in beside_exe(current_exe) {
+            if binary.is_none() && is_executable(&candidate) {
                 binary = Some(candidate.clone());
             }
             searched.push(candidate);
@@ -401,7 +415,24 @@ impl Autostart {
     }
 }
 
-/// Checks a rigd address given by `--server` or `RIG_SERVER_ADDR`.
+/// Where a rigd built with the running program would be: next to it (`rig` and `rigd` are
+/// built together), and, for a test executable in a Cargo target directory
+/// (`target/<profile>/deps/<test>`), in the profile directory above (`target/<profile>/rigd`,
+/// where `cargo build --bin rigd` or `cargo test --workspace` puts it).
+fn beside_exe(current_exe: Option<&Path>) -> Vec<PathBuf> {
+    let Some(dir) = current_exe.and_then(Path::parent) else {
+        return Vec::new();
+    };
+    let mut candidates = vec![dir.join("rigd")];
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        if let Some(profile_dir) = dir.parent() {
+            candidates.push(profile_dir.join("rigd"));
+        }
+    }
+    candidates
+}
+
+/// Checks a rigd address given by `--server`, `RIG_SERVER_ADDR` or the SDK's builder.
 async fn check_given(addr: &str, source: AddrSource) -> Result<RunningServer, AutostartError> {
     let not_answering = |e| AutostartError::NotAnswering {
         addr: addr.to_string(),

@@ -287,3 +287,41 @@ fn log_tail_shows_only_what_this_start_wrote() {
     assert!(tail.starts_with("\n  | line 6\n"), "{tail}");
     assert!(tail.ends_with("\n  | line 20"), "{tail}");
 }
+
+#[test]
+fn a_test_executable_finds_rigd_in_its_cargo_profile_directory() {
+    let tmp = TempDir::new("cargo-target");
+    let profile = tmp.0.join("target").join("debug");
+    let deps = profile.join("deps");
+    std::fs::create_dir_all(&deps).unwrap();
+    let env = env_of(&[("RIG_DIR", "/r"), ("PATH", "/nonexistent")]);
+    let test_exe = deps.join("sdk-0123abcd");
+
+    let a = Autostart::resolve(&env, Some(&test_exe), None, None).unwrap();
+    assert_eq!(
+        a.mode(),
+        &Mode::Managed {
+            binary: None,
+            searched: vec![deps.join("rigd"), profile.join("rigd")],
+        }
+    );
+    script(&profile.join("rigd"), "exit 0");
+    let a = Autostart::resolve(&env, Some(&test_exe), None, None).unwrap();
+    assert!(
+        matches!(a.mode(), Mode::Managed { binary: Some(b), .. } if b == &profile.join("rigd")),
+        "{:?}",
+        a.mode()
+    );
+}
+
+#[test]
+fn a_fixed_address_from_the_sdk_names_its_source() {
+    let a = Autostart::fixed("127.0.0.1:9", AddrSource::Sdk);
+    assert_eq!(
+        a.mode(),
+        &Mode::Fixed {
+            addr: "127.0.0.1:9".into(),
+            source: AddrSource::Sdk
+        }
+    );
+}

@@ -1,0 +1,76 @@
+//! `proxy-bench`: the proxy benchmark harness.
+//!
+//! One run starts a real origin (hyper, HTTP/1.1 + h2c; a TCP sink and echo) and puts the
+//! same load, at the same concurrency, on every path to it:
+//!
+//! | path | what |
+//! |---|---|
+//! | `direct` | the client talks to the origin |
+//! | `rig` | rig's observing proxy (`rig_proxy::run`, capturing bodies) with a counting sink |
+//! | `rig+json` | the same, with every event serialised to JSON as rigd's log would |
+//! | `haproxy`, `nginx` | when installed, run on generated configs on loopback ports |
+//! | `pingora` | a minimal pingora reverse proxy, when built with `--features pingora` |
+//!
+//! Each proxy runs as a process of its own (the harness re-executes itself with a `serve-*`
+//! subcommand for rig, the origin and pingora), so its resident memory and CPU time can be
+//! read from `/proc`. The scenarios: HTTP/1.1 keep-alive with 16 B and 64 KiB bodies, h2c with
+//! 16 B bodies (req/s and p50/p99/p99.9 latency from an HDR histogram), TCP bulk (Gbit/s), and
+//! resident memory per 1,000 idle HTTP/1.1 and TCP connections. The result is a table on
+//! stdout and a JSON file. Everything runs on loopback and every loop is bounded in time.
+//!
+//! Run it with `scripts/proxy-bench.sh [--quick]` (see the README's "Benchmarks").
+
+mod bench;
+mod children;
+mod cli;
+mod load;
+mod origin;
+mod peers;
+#[cfg(feature = "pingora")]
+mod pingora_peer;
+mod procfs;
+mod report;
+mod rig_proxy;
+mod standalone;
+
+use std::process::ExitCode;
+
+use cli::Command;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match cli::parse(&args) {
+        Ok(Command::Help) => {
+            print!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Run(options)) => bench::run(options),
+        Ok(Command::ServeOrigin { threads }) => origin::main(threads),
+        Ok(Command::ServeRigProxy(options)) => rig_proxy::main(options),
+        Ok(Command::ServePingora(options)) => serve_pingora(options),
+        Err(error) => {
+            eprintln!("proxy-bench: {error:#}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("proxy-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(feature = "pingora")]
+fn serve_pingora(options: cli::PingoraOptions) -> anyhow::Result<()> {
+    pingora_peer::main(options)
+}
+
+#[cfg(not(feature = "pingora"))]
+fn serve_pingora(_options: cli::PingoraOptions) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this proxy-bench was built without pingora; build it with `--features pingora` \
+         (scripts/proxy-bench.sh --pingora)"
+    )
+}

@@ -1,0 +1,436 @@
+//! [`EnvironmentBuilder`]: options, then `up`: find rigd, create the environment, follow it
+//! until it is up.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rig_types::GoDuration;
+use tokio::runtime::Handle;
+
+use super::session::Session;
+use super::shared::{Phase, Shared};
+use super::teardown::{Ending, Lifetime};
+use super::Environment;
+use crate::background;
+use crate::error::{Error, Result};
+use crate::service::{build_services, Service};
+use crate::transport::autostart::{AddrSource, Autostart};
+use crate::transport::client::{ClientError, RigdClient};
+
+/// Default time from creating the environment until it must be up.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default time a hook may run before the SDK fails it.
+pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(25);
+/// rigd is told to wait this much longer than the SDK for a callback answer, so a hook that
+/// overruns is reported by the SDK (which names the hook) rather than by rigd.
+const RIGD_CALLBACK_MARGIN: Duration = Duration::from_secs(5);
+/// How often the SDK tells rigd the environment is still in use when no TTL is set (rigd's
+/// default TTL is 10 minutes).
+const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Options for an environment; finish with [`EnvironmentBuilder::up`].
+///
+/// ```no_run
+/// # async fn example() -> rig::Result<()> {
+/// use std::time::Duration;
+///
+/// let env = rig::Environment::builder("orders")
+///     .service("api", rig::process("./target/debug/api"))
+///     .observe(false)
+///     .startup_timeout(Duration::from_secs(30))
+///     .up()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "nothing happens until .up().await"]
+#[derive(Debug)]
+pub struct EnvironmentBuilder {
+    name: String,
+    services: Vec<(String, Service)>,
+    observe: bool,
+    startup_timeout: Duration,
+    ttl: Option<Duration>,
+    callback_timeout: Duration,
+    rigd_addr: Option<String>,
+    rig_dir: Option<PathBuf>,
+    rigd_binary: Option<PathBuf>,
+}
+
+impl EnvironmentBuilder {
+    pub(super) fn new(name: String) -> EnvironmentBuilder {
+        EnvironmentBuilder {
+            name,
+            services: Vec::new(),
+            observe: true,
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            ttl: None,
+            callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
+            rigd_addr: None,
+            rig_dir: None,
+            rigd_binary: None,
+        }
+    }
+
+    /// Adds a service.
+    pub fn service(mut self, name: impl Into<String>, service: Service) -> EnvironmentBuilder {
+        self.services.push((name.into(), service));
+        self
+    }
+
+    /// Adds services.
+    pub fn services<I, S>(mut self, services: I) -> EnvironmentBuilder
+    where
+        I: IntoIterator<Item = (S, Service)>,
+        S: Into<String>,
+    {
+        self.services
+            .extend(services.into_iter().map(|(n, s)| (n.into(), s)));
+        self
+    }
+
+    /// Puts an observing proxy on every edge, the test's own included, so traffic is
+    /// recorded (default `true`). Off, services talk directly and no traffic is recorded.
+    pub fn observe(mut self, observe: bool) -> EnvironmentBuilder {
+        self.observe = observe;
+        self
+    }
+
+    /// How long the environment may take to come up (default 2 minutes).
+    pub fn startup_timeout(mut self, timeout: Duration) -> EnvironmentBuilder {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// The lifetime rigd gives the environment without word from the test (default: rigd's,
+    /// 10 minutes). The SDK renews it while the environment is in use, so this only matters
+    /// when the test process dies without tearing down.
+    pub fn ttl(mut self, ttl: Duration) -> EnvironmentBuilder {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// How long a prestart or init hook may run (default 25 s). rigd is told to wait a little
+    /// longer (spec `callback_timeout`), so any value works.
+    pub fn callback_timeout(mut self, timeout: Duration) -> EnvironmentBuilder {
+        self.callback_timeout = timeout;
+        self
+    }
+
+    /// Uses the rigd at `addr` (`host:port`) instead of finding or starting one.
+    pub fn rigd_addr(mut self, addr: impl Into<String>) -> EnvironmentBuilder {
+        self.rigd_addr = Some(addr.into());
+        self
+    }
+
+    /// The rig directory (addr and lock files, logs, environment directories) instead of
+    /// `$RIG_DIR` or `~/.rig`.
+    pub fn rig_dir(mut self, dir: impl Into<PathBuf>) -> EnvironmentBuilder {
+        self.rig_dir = Some(dir.into());
+        self
+    }
+
+    /// The rigd binary to start when none is running, instead of `$RIG_BINARY` or the
+    /// search (next to the test executable, the Cargo target directory, `PATH`). Takes
+    /// precedence over `$RIG_SERVER_ADDR`.
+    pub fn rigd_binary(mut self, binary: impl Into<PathBuf>) -> EnvironmentBuilder {
+        self.rigd_binary = Some(binary.into());
+        self
+    }
+
+    /// Brings the environment up: finds or starts rigd, sends the spec, answers hook and
+    /// in-test service callbacks, and returns once every service is ready.
+    ///
+    /// Must run inside a Tokio runtime (`#[tokio::test]`): hooks and in-test services run on
+    /// it.
+    ///
+    /// # Errors
+    /// Builder misuse ([`Error::InvalidService`], [`Error::EnvConflict`]), no rigd
+    /// ([`Error::Rigd`]), a rejected spec ([`Error::Validation`],
+    /// [`Error::UnsupportedServiceType`]), a failed start ([`Error::StartFailed`], with
+    /// rigd's summary) or a timeout ([`Error::StartupTimeout`]). The environment is torn
+    /// down before the error is returned.
+    pub async fn up(self) -> Result<Environment> {
+        let user = Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let background = background::handle()?;
+        let autostart = self.autostart()?;
+        let EnvironmentBuilder {
+            name,
+            services,
+            observe,
+            startup_timeout,
+            ttl,
+            callback_timeout,
+            ..
+        } = self;
+
+        let parts = build_services(services)?;
+        let mut host_env = process_env();
+        host_env.extend(parts.env);
+        let spec = rig_types::Environment {
+            name: name.clone(),
+            services: parts.services,
+            observe,
+            host_env,
+            dir: std::env::current_dir()
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            ttl: ttl
+                .map(|t| GoDuration::from_std(t).to_string())
+                .unwrap_or_default(),
+            callback_timeout: GoDuration::from_std(callback_timeout + RIGD_CALLBACK_MARGIN),
+        };
+
+        let server = autostart.ensure().await?;
+        let client = RigdClient::new(&server.addr)?;
+        let id = client
+            .create_environment(&spec)
+            .await
+            .map_err(|e| create_error(e, &spec, client.addr()))?;
+
+        // From here on the environment exists on rigd: `lifetime` ends it on every path,
+        // including this future being dropped.
+        let shared = Arc::new(Shared::new(id, name, client));
+        let mut lifetime = Lifetime::new(shared.clone());
+        let session = Arc::new(Session::new(
+            shared.clone(),
+            parts.handlers,
+            user,
+            background.clone(),
+            callback_timeout,
+        ));
+        let stream = shared.client.events(&shared.id, None);
+        lifetime.track(background.spawn(session.run(stream)).abort_handle());
+        let every = ttl.map_or(DEFAULT_KEEPALIVE, |t| {
+            (t / 3).clamp(Duration::from_secs(1), DEFAULT_KEEPALIVE)
+        });
+        lifetime.track(
+            background
+                .spawn(keepalive(shared.client.clone(), shared.id.clone(), every))
+                .abort_handle(),
+        );
+
+        let outcome = shared
+            .wait_until(startup_timeout, |s| match &s.phase {
+                Phase::Starting => None,
+                other => Some(other.clone()),
+            })
+            .await;
+        let failure = match outcome {
+            Some(Phase::Up(info)) => {
+                return Ok(Environment::new(lifetime, shared, info));
+            }
+            other => other,
+        };
+        let stall = shared.lock().stall.clone();
+        let log_file = lifetime
+            .end(Ending::StartFailed)
+            .await
+            .ok()
+            .and_then(|r| r.log_file)
+            .map(|p| p.display().to_string());
+        let (name, id) = (shared.name.clone(), shared.id.clone());
+        Err(match failure {
+            Some(Phase::Down(message)) => Error::StartFailed {
+                name,
+                id,
+                message,
+                log_file,
+            },
+            Some(Phase::Lost(reason)) => Error::StreamLost { name, id, reason },
+            _ => Error::StartupTimeout {
+                name,
+                id,
+                after: startup_timeout,
+                stall,
+                log_file,
+            },
+        })
+    }
+
+    fn autostart(&self) -> Result<Autostart> {
+        if let Some(addr) = &self.rigd_addr {
+            return Ok(Autostart::fixed(addr.clone(), AddrSource::Sdk));
+        }
+        let rig_dir = self.rig_dir.clone();
+        let binary = self.rigd_binary.clone();
+        let env = move |key: &str| -> Option<OsString> {
+            match key {
+                "RIG_DIR" if rig_dir.is_some() => rig_dir.clone().map(Into::into),
+                "RIG_BINARY" if binary.is_some() => binary.clone().map(Into::into),
+                "RIG_SERVER_ADDR" if binary.is_some() => None,
+                _ => std::env::var_os(key),
+            }
+        };
+        let exe = std::env::current_exe().ok();
+        let cwd = std::env::current_dir().ok();
+        Ok(Autostart::resolve(
+            &env,
+            exe.as_deref(),
+            cwd.as_deref(),
+            None,
+        )?)
+    }
+}
+
+/// The test process's environment, the base of every service's (variables that are not
+/// valid UTF-8 cannot travel in JSON and are left out).
+fn process_env() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// Renews the environment's TTL every `every` until rigd no longer knows it.
+async fn keepalive(client: RigdClient, id: String, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = client.keepalive(&id).await {
+            if e.is_not_found() {
+                return;
+            }
+        }
+    }
+}
+
+/// Maps a failed `POST /environments` to the error that says what to do.
+fn create_error(error: ClientError, spec: &rig_types::Environment, addr: &str) -> Error {
+    match error {
+        ClientError::Api {
+            status: 422,
+            validation_errors,
+            message,
+        } => Error::Validation {
+            name: spec.name.clone(),
+            errors: if validation_errors.is_empty() {
+                vec![message]
+            } else {
+                validation_errors
+            },
+        },
+        ClientError::Api {
+            status: 500,
+            ref message,
+            ..
+        } => {
+            if let Some(service_type) = unknown_type(message) {
+                let service = spec
+                    .services
+                    .iter()
+                    .find(|(_, s)| s.service_type == service_type)
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or_default();
+                return Error::UnsupportedServiceType {
+                    service,
+                    service_type,
+                    addr: addr.to_string(),
+                };
+            }
+            if message.contains("observe mode is not available") {
+                return Error::ObserveUnavailable {
+                    addr: addr.to_string(),
+                };
+            }
+            Error::Client(error)
+        }
+        other => Error::Client(other),
+    }
+}
+
+/// The type in rigd's `unknown service type: "postgres"`.
+fn unknown_type(message: &str) -> Option<String> {
+    let rest = message.split("unknown service type: ").nth(1)?;
+    let quoted = rest.strip_prefix('"')?;
+    Some(quoted.split('"').next()?.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> rig_types::Environment {
+        serde_json::from_value(serde_json::json!({
+            "name": "orders",
+            "services": {"db": {"type": "postgres"}, "api": {"type": "process"}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn unknown_types_become_unsupported_service_type() {
+        let err = create_error(
+            ClientError::Api {
+                status: 500,
+                message: "orchestrate: service \"db\": unknown service type: \"postgres\"".into(),
+                validation_errors: vec![],
+            },
+            &spec(),
+            "127.0.0.1:9",
+        );
+        assert!(
+            matches!(&err, Error::UnsupportedServiceType { service, service_type, .. }
+                if service == "db" && service_type == "postgres"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("does not support yet"), "{err}");
+    }
+
+    #[test]
+    fn validation_errors_and_observe_are_mapped() {
+        let err = create_error(
+            ClientError::Api {
+                status: 422,
+                message: "spec validation failed".into(),
+                validation_errors: vec!["service \"x\": unknown type \"frob\"".into()],
+            },
+            &spec(),
+            "a:1",
+        );
+        assert_eq!(
+            err.to_string(),
+            "rigd rejected environment \"orders\":\n  - service \"x\": unknown type \"frob\""
+        );
+        let err = create_error(
+            ClientError::Api {
+                status: 500,
+                message: "orchestrate: observe mode is not available in this rigd yet".into(),
+                validation_errors: vec![],
+            },
+            &spec(),
+            "a:1",
+        );
+        assert!(matches!(err, Error::ObserveUnavailable { .. }), "{err}");
+    }
+
+    #[test]
+    fn builder_settings_override_the_process_environment() {
+        let tmp = std::env::temp_dir().join(format!("rig-builder-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let binary = tmp.join("my-rigd");
+        std::fs::write(&binary, "#!/bin/sh\n").unwrap();
+        let a = EnvironmentBuilder::new("x".into())
+            .rig_dir(tmp.join("rig"))
+            .rigd_binary(&binary)
+            .autostart()
+            .unwrap();
+        assert_eq!(a.rig_dir(), tmp.join("rig"));
+        assert_eq!(
+            a.mode(),
+            &crate::transport::autostart::Mode::Override { binary }
+        );
+        let fixed = EnvironmentBuilder::new("x".into())
+            .rigd_addr("127.0.0.1:7")
+            .autostart()
+            .unwrap();
+        assert!(matches!(
+            fixed.mode(),
+            crate::transport::autostart::Mode::Fixed {
+                source: AddrSource::Sdk,
+                ..
+            }
+        ));
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+}

@@ -1,0 +1,276 @@
+//! Ending an environment: `down()`, a failed start, or a drop (the test returned early or
+//! panicked), and the report rigd gives back.
+//!
+//! Every path runs the same teardown on the SDK's background runtime: mark the environment
+//! as tearing down (so in-test services that stop are not reported as failures), `DELETE` it
+//! with `log=true` (rigd writes the event log and, for a failure, a condensed summary), then
+//! stop the stream follower, the keepalive and the in-test services.
+//!
+//! On drop the calling thread waits for that teardown (at most [`DROP_WAIT`]). This is what
+//! makes drop-based cleanup reliable under `#[tokio::test]`: its current-thread runtime is
+//! shut down right after the test returns, cancelling anything spawned on it, and a test
+//! binary (or a nextest process) may exit right after that; work left "in the background"
+//! would often never run. The wait cannot deadlock: the teardown runs on the SDK's own
+//! thread, and rigd's teardown needs nothing from the test's runtime.
+//!
+//! `RIG_PRESERVE=true` keeps the environment directory always; `RIG_PRESERVE_ON_FAILURE=true`
+//! keeps it when the test failed (a panic during drop) or the environment failed to start.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::AbortHandle;
+
+use super::shared::Shared;
+use crate::background;
+use crate::error::{Error, Result};
+use crate::transport::client::{ClientError, DeleteOptions};
+
+/// How long a drop waits for the teardown (rigd's own DELETE timeout is 180 s).
+pub(crate) const DROP_WAIT: Duration = Duration::from_secs(190);
+
+/// What rigd reported when the environment was torn down.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DownReport {
+    /// The environment id.
+    pub id: String,
+    /// The environment directory (removed unless `preserved`).
+    pub env_dir: PathBuf,
+    /// The directory was kept (`RIG_PRESERVE`, `RIG_PRESERVE_ON_FAILURE`).
+    pub preserved: bool,
+    /// The JSONL event log (open it with `rig traffic`, `rig logs`, `rig explain`).
+    pub log_file: Option<PathBuf>,
+    /// The human-readable timeline.
+    pub log_file_pretty: Option<PathBuf>,
+    /// rigd's condensed failure explanation, when the environment or test failed.
+    pub summary: Option<String>,
+}
+
+/// Why the environment ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// `down()` or a drop after a passing test.
+    Normal,
+    /// The test is panicking: `reason=test_failed`.
+    TestFailed,
+    /// It never came up.
+    StartFailed,
+}
+
+/// Owns an environment on rigd: whoever holds it must end it, and dropping it does.
+pub(crate) struct Lifetime {
+    shared: Arc<Shared>,
+    tasks: Vec<AbortHandle>,
+    ended: bool,
+}
+
+impl Lifetime {
+    pub(crate) fn new(shared: Arc<Shared>) -> Lifetime {
+        Lifetime {
+            shared,
+            tasks: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// A background task to stop at teardown.
+    pub(crate) fn track(&mut self, task: AbortHandle) {
+        self.tasks.push(task);
+    }
+
+    /// Tears down and waits (without blocking the caller's runtime).
+    pub(crate) async fn end(&mut self, ending: Ending) -> Result<DownReport> {
+        self.ended = true;
+        let job = teardown(self.shared.clone(), std::mem::take(&mut self.tasks), ending);
+        // On the background runtime, so it completes even if this future is dropped.
+        let handle = background::handle()?;
+        match handle.spawn(job).await {
+            Ok(result) => result,
+            Err(e) => Err(Error::Runtime {
+                reason: format!("teardown task failed: {e}"),
+            }),
+        }
+    }
+}
+
+impl Drop for Lifetime {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let ending = if std::thread::panicking() {
+            Ending::TestFailed
+        } else {
+            Ending::Normal
+        };
+        let (name, id) = (self.shared.name.clone(), self.shared.id.clone());
+        let job = teardown(self.shared.clone(), std::mem::take(&mut self.tasks), ending);
+        match background::block_on(job, DROP_WAIT) {
+            Some(Ok(report)) if ending == Ending::TestFailed => {
+                eprintln!("{}", failure_text(&name, &report));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                eprintln!("rig: tearing down environment {name:?} ({id}) failed: {e}")
+            }
+            None => eprintln!(
+                "rig: environment {name:?} ({id}) was not torn down within {}s; rigd removes \
+                 it when its TTL expires (or run `rig down {id}`)",
+                DROP_WAIT.as_secs()
+            ),
+        }
+    }
+}
+
+/// The teardown every path shares.
+async fn teardown(
+    shared: Arc<Shared>,
+    tasks: Vec<AbortHandle>,
+    ending: Ending,
+) -> Result<DownReport> {
+    shared.update(|s| s.tearing_down = true);
+    let options = delete_options(ending, &|key| std::env::var(key).ok());
+    let result = shared.client.delete_environment(&shared.id, &options).await;
+    for task in tasks {
+        task.abort();
+    }
+    let funcs = std::mem::take(&mut shared.lock().funcs);
+    for func in funcs {
+        func.abort();
+    }
+    let response = result.map_err(|e| match e {
+        ClientError::Api { status: 404, .. } => Error::EnvironmentDown {
+            name: shared.name.clone(),
+            id: shared.id.clone(),
+            message: "it no longer exists on rigd (its TTL expired, `rig down` removed it, \
+                      or rigd restarted)"
+                .into(),
+        },
+        other => Error::Client(other),
+    })?;
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    Ok(DownReport {
+        id: shared.id.clone(),
+        env_dir: response.env_dir.into(),
+        preserved: options.preserve,
+        log_file: non_empty(response.log_file).map(PathBuf::from),
+        log_file_pretty: non_empty(response.log_file_pretty).map(PathBuf::from),
+        summary: non_empty(response.summary),
+    })
+}
+
+/// The `DELETE` parameters for `ending`, honouring `RIG_PRESERVE` and
+/// `RIG_PRESERVE_ON_FAILURE` (exactly `true`, as upstream).
+pub(crate) fn delete_options(
+    ending: Ending,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> DeleteOptions {
+    let is_true = |key: &str| var(key).is_some_and(|v| v == "true");
+    let failed = ending != Ending::Normal;
+    DeleteOptions {
+        preserve: is_true("RIG_PRESERVE") || (failed && is_true("RIG_PRESERVE_ON_FAILURE")),
+        reason: (ending == Ending::TestFailed).then(|| "test_failed".to_string()),
+        log: true,
+    }
+}
+
+/// What a failed test prints about its environment.
+pub(crate) fn failure_text(name: &str, report: &DownReport) -> String {
+    let mut lines = vec![format!(
+        "rig: environment {name:?} ({}) torn down after the test failed",
+        report.id
+    )];
+    if let Some(summary) = &report.summary {
+        lines.push(summary.trim_end().to_string());
+    }
+    if report.preserved {
+        lines.push(format!(
+            "rig: environment dir (preserved): {}",
+            report.env_dir.display()
+        ));
+    } else {
+        lines.push(format!(
+            "rig: environment dir (cleaned): {}",
+            report.env_dir.display()
+        ));
+        lines.push("rig: to preserve on failure, set RIG_PRESERVE_ON_FAILURE=true".into());
+    }
+    if let Some(log) = &report.log_file {
+        lines.push(format!("rig: event log: {}", log.display()));
+    }
+    if let Some(pretty) = &report.log_file_pretty {
+        lines.push(format!("rig: timeline:  {}", pretty.display()));
+    }
+    if let Some(stem) = report
+        .log_file
+        .as_deref()
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+    {
+        let prefix = std::env::var("RIG_DIR")
+            .ok()
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("RIG_DIR={d} "))
+            .unwrap_or_default();
+        lines.push(format!("rig: {prefix}rig traffic {stem}"));
+        lines.push(format!("rig: {prefix}rig logs    {stem}"));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn preserve_and_reason_follow_the_ending_and_the_variables() {
+        let o = delete_options(Ending::Normal, &vars(&[]));
+        assert_eq!(o.query(), "?log=true");
+        let o = delete_options(Ending::TestFailed, &vars(&[]));
+        assert_eq!(o.query(), "?reason=test_failed&log=true");
+        let on_failure = vars(&[("RIG_PRESERVE_ON_FAILURE", "true")]);
+        assert!(!delete_options(Ending::Normal, &on_failure).preserve);
+        assert!(delete_options(Ending::TestFailed, &on_failure).preserve);
+        assert!(delete_options(Ending::StartFailed, &on_failure).preserve);
+        assert_eq!(
+            delete_options(Ending::StartFailed, &on_failure).reason,
+            None
+        );
+        assert!(delete_options(Ending::Normal, &vars(&[("RIG_PRESERVE", "true")])).preserve);
+        assert!(!delete_options(Ending::Normal, &vars(&[("RIG_PRESERVE", "1")])).preserve);
+    }
+
+    #[test]
+    fn failure_text_has_summary_dir_and_log_commands() {
+        let report = DownReport {
+            id: "abc".into(),
+            env_dir: "/r/tmp/abc".into(),
+            preserved: false,
+            log_file: Some("/r/logs/orders-abc.jsonl".into()),
+            log_file_pretty: Some("/r/logs/orders-abc.log".into()),
+            summary: Some("api: GET /x 500\n".into()),
+        };
+        let text = failure_text("orders", &report);
+        assert!(text.starts_with(
+            "rig: environment \"orders\" (abc) torn down after the test failed\napi: GET /x 500\n\
+             rig: environment dir (cleaned): /r/tmp/abc\n"
+        ), "{text}");
+        assert!(
+            text.contains("rig: event log: /r/logs/orders-abc.jsonl"),
+            "{text}"
+        );
+        assert!(text.contains("rig traffic orders-abc"), "{text}");
+    }
+}

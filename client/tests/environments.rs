@@ -1,0 +1,276 @@
+//! Environments through the SDK against the real rigd: process and in-test services wired
+//! together, endpoints, hooks, `.env`, and every way an environment ends.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rig::transport::client::RigdClient;
+use rig::Protocol;
+use support::{builder, gateway, get, http_server, serve};
+use tokio::sync::oneshot;
+
+/// Two processes and a func: the func gets its wiring and serves HTTP, a process calls it
+/// through its egress, a prestart hook seeds a file a process serves, an init hook calls
+/// the func once it is healthy, and `.env` reaches the process.
+#[tokio::test]
+async fn processes_and_a_func_are_wired_hooked_and_reachable() -> Result<(), rig::BoxError> {
+    let (wiring_tx, wiring_rx) = oneshot::channel();
+    let seeded = Arc::new(Mutex::new(Vec::<String>::new()));
+    let init_calls = Arc::new(AtomicUsize::new(0));
+
+    let api = {
+        let seeded = seeded.clone();
+        rig::func(move |wiring| async move {
+            let _ = wiring_tx.send(wiring.clone());
+            wiring.log("api starting");
+            serve(&wiring, move |_method, path| match path {
+                "/price" => (200, "42".into()),
+                p if p.starts_with("/seed/") => {
+                    seeded.lock().unwrap().push(p[6..].to_string());
+                    (201, "seeded".into())
+                }
+                _ => (200, "api".into()),
+            })
+            .await
+        })
+    };
+    let api = {
+        let init_calls = init_calls.clone();
+        api.init(move |wiring| async move {
+            init_calls.fetch_add(1, Ordering::SeqCst);
+            // Runs once the api is healthy: its own ingress answers.
+            let url = format!("{}/seed/widget", wiring.ingress()?.url());
+            let response = get(&url).await?;
+            if response.status != 201 {
+                return Err(format!("seeding answered {}", response.status).into());
+            }
+            Ok(())
+        })
+    };
+    let files = http_server("${RIG_TEMP_DIR}").prestart(|wiring| async move {
+        // Runs before the server starts, in the directory it will serve.
+        std::fs::write(wiring.temp_dir().join("seed.txt"), "seeded before start")?;
+        Ok(())
+    });
+    let gateway = gateway().env("GREETING", "hello from the test");
+
+    let env = builder("sdk-wiring")
+        .observe(false)
+        .services([("api", api), ("files", files), ("gateway", gateway)])
+        .up()
+        .await?;
+
+    assert_eq!(
+        env.services().collect::<Vec<_>>(),
+        ["api", "files", "gateway"]
+    );
+    assert!(env.env_dir().is_dir(), "{}", env.env_dir().display());
+
+    // The func's wiring: its ingress is where the test reaches it (no proxy without observe).
+    let wiring = wiring_rx.await.expect("the func was started");
+    assert_eq!(wiring.service(), "api");
+    let api_endpoint = env.endpoint("api")?;
+    assert_eq!(wiring.ingress()?.host_port, api_endpoint.host_port);
+    assert_eq!(api_endpoint.protocol, Protocol::Http);
+    assert_eq!(api_endpoint.host(), "127.0.0.1");
+    assert!(wiring.temp_dir().starts_with(env.env_dir()));
+    assert_eq!(
+        env.endpoint_at("api", "default")?.host_port,
+        api_endpoint.host_port
+    );
+    assert_eq!(
+        env.url("api")?,
+        format!("http://{}", api_endpoint.host_port)
+    );
+
+    // The init hook ran exactly once, against the running func.
+    assert_eq!(init_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(*seeded.lock().unwrap(), ["widget"]);
+
+    // The prestart hook's file is served by the process.
+    let seed = get(&format!("{}/seed.txt", env.url("files")?)).await?;
+    assert_eq!(
+        (seed.status, seed.body.as_str()),
+        (200, "seeded before start")
+    );
+
+    // The gateway process calls the func through its egress, and sees the .env variable.
+    let via = get(&format!("{}/price", env.url("gateway")?)).await?;
+    assert_eq!((via.status, via.body.as_str()), (200, "via gateway: 42"));
+    let greeting = get(&format!("{}/env/GREETING", env.url("gateway")?)).await?;
+    assert_eq!(greeting.body, "hello from the test");
+
+    // Lookups that fail say what exists.
+    let err = env.endpoint("nope").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "service \"nope\" not found in environment \"sdk-wiring\" (services: api, files, gateway)"
+    );
+    let err = env.endpoint_at("api", "admin").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "ingress \"admin\" not found on service \"api\" (ingresses: default)"
+    );
+
+    let id = env.id().to_string();
+    let env_dir = env.env_dir().to_path_buf();
+    let client = RigdClient::new(env.rigd_addr())?;
+    let report = env.down().await?;
+
+    // Everything is gone: rigd no longer knows the environment, its directory is removed,
+    // and the event log was written.
+    assert_eq!(report.id, id);
+    assert!(!report.preserved);
+    let err = client.get_environment(&id).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(!env_dir.exists(), "{} still exists", env_dir.display());
+    let log = report.log_file.expect("rigd wrote the event log");
+    let text = std::fs::read_to_string(&log)?;
+    let line = text
+        .lines()
+        .find(|l| l.contains("api starting"))
+        .unwrap_or_else(|| panic!("the func's log line is not in {}", log.display()));
+    let event: serde_json::Value = serde_json::from_str(line)?;
+    assert_eq!(event["type"], "service.log", "{line}");
+    assert_eq!(event["service"], "api", "{line}");
+    assert_eq!(event["log"]["stream"], "stdout", "{line}");
+    Ok(())
+}
+
+/// Dropping an environment without `down()` tears it down before the drop returns, inside
+/// `#[tokio::test]`'s current-thread runtime.
+#[tokio::test]
+async fn drop_without_down_tears_the_environment_down() -> Result<(), rig::BoxError> {
+    let env = builder("sdk-drop")
+        .observe(false)
+        .service("web", http_server("."))
+        .up()
+        .await?;
+    let id = env.id().to_string();
+    let env_dir = env.env_dir().to_path_buf();
+    let client = RigdClient::new(env.rigd_addr())?;
+    client.get_environment(&id).await?;
+
+    drop(env);
+
+    let err = client.get_environment(&id).await.unwrap_err();
+    assert!(err.is_not_found(), "still there after drop: {err}");
+    assert!(!env_dir.exists());
+    Ok(())
+}
+
+/// A drop while the test panics marks the run as failed in rigd's log.
+#[tokio::test]
+async fn a_panicking_test_tears_down_with_reason_test_failed() -> Result<(), rig::BoxError> {
+    let (id_tx, id_rx) = oneshot::channel();
+    let test = tokio::spawn(async move {
+        let env = builder("sdk-panic")
+            .observe(false)
+            .service("web", http_server("."))
+            .up()
+            .await
+            .expect("the environment comes up");
+        let _ = id_tx.send((env.id().to_string(), env.rigd_addr().to_string()));
+        panic!("the test's own assertion failed");
+    });
+    let panicked = test.await.unwrap_err();
+    assert!(panicked.is_panic());
+    let (id, addr) = id_rx.await.expect("the environment came up");
+
+    let err = RigdClient::new(&addr)?
+        .get_environment(&id)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    let logs = support::rig_dir().join("logs");
+    let log = std::fs::read_dir(&logs)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl") && p.to_string_lossy().contains(&id))
+        .expect("rigd wrote the log at teardown");
+    let header = std::fs::read_to_string(&log)?;
+    let header: serde_json::Value =
+        serde_json::from_str(header.lines().next().unwrap_or("{}")).expect("a JSON header");
+    assert_eq!(header["outcome"], "failed", "{header}");
+    Ok(())
+}
+
+/// Many environments at once, sharing one rigd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_environments_come_up_concurrently() -> Result<(), rig::BoxError> {
+    let ups = (0..16).map(|i| {
+        builder(&format!("sdk-parallel-{i}"))
+            .observe(false)
+            .service(
+                "echo",
+                rig::func(move |wiring| async move {
+                    serve(&wiring, move |_, _| (200, format!("echo {i}"))).await
+                }),
+            )
+            .up()
+    });
+    let envs: Vec<rig::Environment> = futures_util::future::join_all(ups)
+        .await
+        .into_iter()
+        .collect::<rig::Result<_>>()?;
+    let rigds: std::collections::BTreeSet<&str> = envs.iter().map(|e| e.rigd_addr()).collect();
+    assert_eq!(rigds.len(), 1, "one shared rigd: {rigds:?}");
+    for (i, env) in envs.iter().enumerate() {
+        let response = get(&env.url("echo")?).await?;
+        assert_eq!(response.body, format!("echo {i}"));
+    }
+    for env in envs {
+        env.down().await?;
+    }
+    Ok(())
+}
+
+/// The TTL is renewed while the environment is in use.
+#[tokio::test]
+async fn keepalive_outlives_a_short_ttl() -> Result<(), rig::BoxError> {
+    let ttl = Duration::from_secs(2);
+    let env = builder("sdk-ttl")
+        .observe(false)
+        .ttl(ttl)
+        .service("web", http_server("."))
+        .up()
+        .await?;
+    let client = RigdClient::new(env.rigd_addr())?;
+    // Time passing is what is under test: without keepalives rigd removes the environment
+    // one TTL after it was created.
+    tokio::time::sleep(ttl * 3).await;
+    client.get_environment(env.id()).await?;
+    env.down().await?;
+    Ok(())
+}
+
+/// `note` records a failure note: the run's outcome is failed and the note is in the log.
+#[tokio::test]
+async fn a_note_marks_the_run_failed() -> Result<(), rig::BoxError> {
+    let env = builder("sdk-note")
+        .observe(false)
+        .service("web", http_server("."))
+        .up()
+        .await?;
+    // The note carries the caller's file:line.
+    let (noted_at, note) = (line!(), env.note("total was 0, expected 42"));
+    note.await?;
+    let report = env.down().await?;
+    let log = report.log_file.expect("rigd wrote the event log");
+    let text = std::fs::read_to_string(&log)?;
+    let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap_or("{}"))?;
+    assert_eq!(header["outcome"], "failed", "{header}");
+    let note = text
+        .lines()
+        .find(|l| l.contains("\"test.note\""))
+        .expect("the note is in the log");
+    let note: serde_json::Value = serde_json::from_str(note)?;
+    assert_eq!(
+        note["error"],
+        format!("environments.rs:{noted_at}: total was 0, expected 42")
+    );
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! How failures reach the test: in-test services and hooks that fail, specs rigd rejects,
+//! service types it does not run.
+
+mod support;
+
+use std::time::Duration;
+
+use rig::Error;
+use support::{builder, http_server};
+
+/// Long enough that a failure reported only by a readiness timeout would show up as a
+/// startup timeout instead of a start failure.
+const SLOW_READINESS: Duration = Duration::from_secs(120);
+
+async fn start_failure(service: rig::Service) -> (String, Error) {
+    let err = builder("sdk-failure")
+        .observe(false)
+        .startup_timeout(Duration::from_secs(60))
+        .service("broken", service.ready_timeout(SLOW_READINESS))
+        .up()
+        .await
+        .expect_err("the environment must fail to start");
+    (err.to_string(), err)
+}
+
+#[tokio::test]
+async fn a_func_that_returns_an_error_fails_the_environment_at_once() {
+    let (text, err) = start_failure(rig::func(|wiring| async move {
+        wiring.log_error("connecting to the database");
+        Err("database unreachable".into())
+    }))
+    .await;
+    assert!(matches!(err, Error::StartFailed { .. }), "{text}");
+    assert!(text.contains("database unreachable"), "{text}");
+    assert!(
+        text.contains("connecting to the database"),
+        "the service's output is in the summary: {text}"
+    );
+    // It went to the log as standard error.
+    let Error::StartFailed {
+        log_file: Some(log),
+        ..
+    } = &err
+    else {
+        panic!("rigd wrote no log: {text}");
+    };
+    let log = std::fs::read_to_string(log).expect("the log file");
+    let line = log
+        .lines()
+        .find(|l| l.contains("connecting to the database"))
+        .expect("the output line is in the log");
+    let event: serde_json::Value = serde_json::from_str(line).expect("a JSON event");
+    assert_eq!(event["log"]["stream"], "stderr", "{line}");
+}
+
+#[tokio::test]
+async fn a_func_that_panics_fails_the_environment_at_once() {
+    let (text, err) = start_failure(rig::func(|_| async move {
+        if std::hint::black_box(true) {
+            panic!("kaboom in the func");
+        }
+        Ok(())
+    }))
+    .await;
+    assert!(matches!(err, Error::StartFailed { .. }), "{text}");
+    assert!(text.contains("panicked: kaboom in the func"), "{text}");
+}
+
+#[tokio::test]
+async fn a_failing_hook_fails_the_environment_with_its_error() {
+    let (text, err) = start_failure(
+        http_server(".").init(|_| async move { Err("migration 7 failed: column exists".into()) }),
+    )
+    .await;
+    assert!(matches!(err, Error::StartFailed { .. }), "{text}");
+    assert!(text.contains("migration 7 failed: column exists"), "{text}");
+}
+
+#[tokio::test]
+async fn a_hook_that_outlives_the_callback_timeout_is_failed_by_the_sdk() {
+    let err = builder("sdk-slow-hook")
+        .observe(false)
+        .callback_timeout(Duration::from_millis(200))
+        .service(
+            "web",
+            http_server(".").prestart(|_| async move {
+                std::future::pending::<()>().await;
+                Ok(())
+            }),
+        )
+        .up()
+        .await
+        .expect_err("the hook never finishes");
+    let text = err.to_string();
+    assert!(
+        text.contains("prestart hook did not finish within the callback timeout (0.2s)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_service_type_rigd_does_not_run_is_a_clear_error() {
+    let err = builder("sdk-unsupported")
+        .service("legacy", rig::custom("script", serde_json::json!({})))
+        .up()
+        .await
+        .expect_err("rigd has no script driver");
+    assert!(
+        matches!(&err, Error::UnsupportedServiceType { service, service_type, .. }
+            if service == "legacy" && service_type == "script"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("does not support yet"), "{err}");
+}
+
+#[tokio::test]
+async fn a_spec_rigd_rejects_lists_every_problem() {
+    let err = builder("sdk-invalid")
+        .service("api", http_server(".").egress("nowhere"))
+        .up()
+        .await
+        .expect_err("the egress target does not exist");
+    let Error::Validation { errors, .. } = &err else {
+        panic!("expected a validation error, got {err}");
+    };
+    assert!(errors.iter().any(|e| e.contains("nowhere")), "{errors:?}");
+}
+
+#[tokio::test]
+async fn builder_misuse_is_reported_before_rigd_is_asked() {
+    let err = builder("sdk-misuse")
+        .service("api", rig::postgres().args(["-x"]))
+        .up()
+        .await
+        .expect_err("postgres takes no args");
+    assert_eq!(
+        err.to_string(),
+        "service \"api\": arguments are not supported by postgres services"
+    );
+}
