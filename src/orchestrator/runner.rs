@@ -141,11 +141,17 @@ async fn run(instance: Arc<Instance>, deps: RunDeps, done: watch::Sender<bool>) 
 }
 
 fn create_env_dirs(env_dir: &Path, env: &Environment) -> Result<(), OrchestrateError> {
+    // Owner-only: environment directories hold service configuration and data.
     let create = |path: &Path| {
-        std::fs::create_dir_all(path).map_err(|source| OrchestrateError::EnvDir {
-            path: path.to_path_buf(),
-            source,
-        })
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(|source| OrchestrateError::EnvDir {
+                path: path.to_path_buf(),
+                source,
+            })
     };
     create(env_dir)?;
     for (name, service) in &env.services {

@@ -94,6 +94,12 @@ async fn single_service_comes_up_and_tears_down_in_order() {
     assert!(endpoint.hostport.starts_with("127.0.0.1:"));
     assert_eq!(up.env_dir, inst.env_dir().to_string_lossy());
     assert!(inst.env_dir().join("api").is_dir());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(inst.env_dir())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "env dir is owner-only");
 
     use EventType::*;
     let api: Vec<_> = service_types(&inst, "api")
