@@ -38,27 +38,13 @@ pub fn seconds(secs: f64) -> String {
 /// A gRPC status code (a decimal string on the wire) as its canonical name: `"0"` → `OK`,
 /// `"14"` → `UNAVAILABLE`. Unknown codes are shown as given.
 pub fn grpc_status(code: &str) -> String {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    match code.trim().parse::<usize>() {
-        Ok(n) if n < NAMES.len() => NAMES[n].to_string(),
+    match code
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(rig_protocols::grpc::status_name)
+    {
+        Some(name) => name.to_string(),
         _ if code.is_empty() => "OK".to_string(),
         _ => code.to_string(),
     }

@@ -160,26 +160,7 @@ pub(super) struct GrpcCodeName(pub(super) u32);
 
 impl fmt::Display for GrpcCodeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const NAMES: [&str; 17] = [
-            "OK",
-            "CANCELLED",
-            "UNKNOWN",
-            "INVALID_ARGUMENT",
-            "DEADLINE_EXCEEDED",
-            "NOT_FOUND",
-            "ALREADY_EXISTS",
-            "PERMISSION_DENIED",
-            "RESOURCE_EXHAUSTED",
-            "FAILED_PRECONDITION",
-            "ABORTED",
-            "OUT_OF_RANGE",
-            "UNIMPLEMENTED",
-            "INTERNAL",
-            "UNAVAILABLE",
-            "DATA_LOSS",
-            "UNAUTHENTICATED",
-        ];
-        match usize::try_from(self.0).ok().and_then(|i| NAMES.get(i)) {
+        match rig_protocols::grpc::status_name(self.0) {
             Some(name) => f.write_str(name),
             None => write!(f, "code({})", self.0),
         }
