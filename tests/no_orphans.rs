@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rig_types::EventType;
 use serde_json::json;
-use support::{processes_with_env, ProcInfo, Rigd};
+use support::{is_alive as alive, processes_with_env, ProcInfo, Rigd};
 
 /// How long the reaper (or the next rigd) may take to clean up.
 const CLEANUP: Duration = Duration::from_secs(20);
@@ -60,15 +60,6 @@ fn kill9(pid: u32) {
         0,
         "kill -9 {pid}"
     );
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
 }
 
 /// Waits until none of `pids` is alive and `dir` is gone; panics with what is left.

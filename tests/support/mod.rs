@@ -53,59 +53,7 @@ impl Rigd {
     /// Starts rigd (`--addr 127.0.0.1:0 --rig-dir <tmp>/rig --idle 0 --addr-file
     /// <tmp>/rigd.addr`) and waits until its addr file names the address it listens on.
     pub fn start() -> Rigd {
-        let dir = tempfile::Builder::new()
-            .prefix("rigd-it-")
-            .tempdir()
-            .expect("create the test directory");
-        let rig_dir = dir.path().join("rig");
-        let addr_file = dir.path().join("rigd.addr");
-        let output = File::create(dir.path().join("rigd.output")).expect("create rigd.output");
-        let child = Command::new(env!("CARGO_BIN_EXE_rigd"))
-            .arg("--addr")
-            .arg("127.0.0.1:0")
-            .arg("--rig-dir")
-            .arg(&rig_dir)
-            .arg("--idle")
-            .arg("0")
-            .arg("--addr-file")
-            .arg(&addr_file)
-            .env(RIGD_ONLY_VAR, "leaked from rigd")
-            .env_remove("RIG_PRESERVE")
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().expect("clone rigd.output"))
-            .stderr(output)
-            .spawn()
-            .expect("spawn rigd");
-        let mut rigd = Rigd {
-            child,
-            dir,
-            addr: String::new(),
-            client: RigdClient::new("127.0.0.1:1").expect("placeholder address"),
-        };
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Ok(addr) = std::fs::read_to_string(&addr_file) {
-                if !addr.trim().is_empty() {
-                    rigd.addr = addr.trim().to_string();
-                    break;
-                }
-            }
-            if let Ok(Some(status)) = rigd.child.try_wait() {
-                panic!(
-                    "rigd exited with {status} before listening:\n{}",
-                    rigd.output()
-                );
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "rigd wrote no addr file within {START_DEADLINE:?}:\n{}",
-                    rigd.output()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
-        rigd.client = RigdClient::new(&rigd.addr).expect("the addr file holds host:port");
-        rigd
+        Rigd::start_with(&[])
     }
 
     /// The API client.
@@ -544,4 +492,76 @@ pub fn assert_no_processes_under(dir: &Path) {
         "processes of {} still running: {left:#?}",
         dir.display()
     );
+}
+
+impl Rigd {
+    /// Like [`Rigd::start`], with `extra` flags appended to rigd's command line (e.g.
+    /// `["--stop-grace", "1s"]`).
+    pub fn start_with(extra: &[&str]) -> Rigd {
+        let dir = tempfile::Builder::new()
+            .prefix("rigd-it-")
+            .tempdir()
+            .expect("create the test directory");
+        let addr_file = dir.path().join("rigd.addr");
+        let output = File::create(dir.path().join("rigd.output")).expect("create rigd.output");
+        let child = Command::new(env!("CARGO_BIN_EXE_rigd"))
+            .args(["--addr", "127.0.0.1:0", "--idle", "0"])
+            .arg("--rig-dir")
+            .arg(dir.path().join("rig"))
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .args(extra)
+            .env(RIGD_ONLY_VAR, "leaked from rigd")
+            .env_remove("RIG_PRESERVE")
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().expect("clone rigd.output"))
+            .stderr(output)
+            .spawn()
+            .expect("spawn rigd");
+        let mut rigd = Rigd {
+            child,
+            dir,
+            addr: String::new(),
+            client: RigdClient::new("127.0.0.1:1").expect("placeholder address"),
+        };
+        let deadline = Instant::now() + START_DEADLINE;
+        while rigd.addr.is_empty() {
+            let written = std::fs::read_to_string(&addr_file).unwrap_or_default();
+            rigd.addr = written.trim().to_string();
+            if let Ok(Some(status)) = rigd.child.try_wait() {
+                panic!("rigd {extra:?} exited with {status}:\n{}", rigd.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rigd {extra:?} wrote no addr file within {START_DEADLINE:?}:\n{}",
+                rigd.output()
+            );
+            std::thread::sleep(POLL);
+        }
+        rigd.client = RigdClient::new(&rigd.addr).expect("the addr file holds host:port");
+        rigd
+    }
+
+    /// Follows the events of environment `id` from the start, `service.log` included
+    /// (`?logs=true`).
+    pub fn events_with_logs(&self, id: &str) -> Events {
+        Events::new(self.client.events(id, None).with_logs(true))
+    }
+
+    /// How many file descriptors rigd has open (entries of `/proc/<pid>/fd`).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read rigd's /proc fd directory")
+            .count()
+    }
+}
+
+/// True while process `pid` exists and is not a zombie.
+pub fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
