@@ -169,6 +169,17 @@ mod tests {
         ))
     }
 
+    /// Runs the watchdog with a 100 ms threshold until the returned token is cancelled.
+    fn start_watchdog(inst: &Arc<Instance>) -> tokio_util::sync::CancellationToken {
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(watch(
+            inst.clone(),
+            Duration::from_millis(100),
+            stop.clone(),
+        ));
+        stop
+    }
+
     fn publish(inst: &Instance, t: EventType, service: &str) {
         inst.emit(Event::for_service(t, service));
     }
@@ -190,12 +201,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stall_reports_phases_and_waits() {
         let inst = instance(two_services());
-        let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(watch(
-            inst.clone(),
-            Duration::from_millis(100),
-            stop.clone(),
-        ));
+        let stop = start_watchdog(&inst);
         publish(&inst, EventType::IngressPublished, "db");
         publish(&inst, EventType::ServiceStarting, "db");
         let started = Instant::now();
@@ -225,12 +231,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failed_probes_are_not_progress() {
         let inst = instance(two_services());
-        let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(watch(
-            inst.clone(),
-            Duration::from_millis(100),
-            stop.clone(),
-        ));
+        let stop = start_watchdog(&inst);
         publish(&inst, EventType::ServiceStarting, "db");
         let probes = {
             let inst = inst.clone();
@@ -296,12 +297,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn stalls_repeat_once_per_threshold() {
         let inst = instance(two_services());
-        let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(watch(
-            inst.clone(),
-            Duration::from_millis(100),
-            stop.clone(),
-        ));
+        let stop = start_watchdog(&inst);
         publish(&inst, EventType::ServiceStarting, "db");
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let stalls: Vec<_> = inst
