@@ -28,6 +28,7 @@ pub use header::{
     derive_outcome, duration_ms, LogHeader, Outcome, LOG_HEADER_TYPE, REASON_TEST_FAILED,
 };
 pub use jsonl::write_jsonl;
+pub(crate) use pretty::generic_line;
 pub use pretty::{format_bytes, render_pretty};
 pub use retention::{prune, DEFAULT_RETENTION};
 

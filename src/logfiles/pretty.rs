@@ -195,7 +195,7 @@ fn event_line(out: &mut String, e: &Event, elapsed: f64) {
         }
         _ => {}
     }
-    generic_line(out, e, elapsed);
+    generic_line(out, e, elapsed, true);
 }
 
 fn connection_line(out: &mut String, elapsed: f64, kind: &str, c: &ConnectionInfo) {
@@ -212,26 +212,30 @@ fn connection_line(out: &mut String, elapsed: f64, kind: &str, c: &ConnectionInf
     }
 }
 
-/// Every other event: the subject (service, else artifact) and the detail (error).
-fn generic_line(out: &mut String, e: &Event, elapsed: f64) {
+/// Every other event: the subject (service, else artifact) and the detail (error), as upstream's
+/// `formatTimelineEvent`. `repeat_failing_error` shows the error of `environment.failing` too;
+/// the down summary leaves it out, since it already opens with that error.
+pub(crate) fn generic_line(out: &mut String, e: &Event, elapsed: f64, repeat_failing_error: bool) {
     let kind = e.event_type.as_str();
     let subject = if e.service.is_empty() {
         &e.artifact
     } else {
         &e.service
     };
+    let show_detail = !e.error.is_empty()
+        && (repeat_failing_error || e.event_type != EventType::EnvironmentFailing);
     let detail = &e.error;
-    match (subject.is_empty(), detail.is_empty()) {
-        (false, false) => {
+    match (subject.is_empty(), show_detail) {
+        (false, true) => {
             let _ = write!(out, "  {elapsed:5.2}s  {kind:<22} {subject:<12} {detail}");
         }
-        (false, true) => {
+        (false, false) => {
             let _ = write!(out, "  {elapsed:5.2}s  {kind:<22} {subject}");
         }
-        (true, false) => {
+        (true, true) => {
             let _ = write!(out, "  {elapsed:5.2}s  {kind:<22} {detail}");
         }
-        (true, true) => {
+        (true, false) => {
             let _ = write!(out, "  {elapsed:5.2}s  {kind}");
         }
     }

@@ -106,22 +106,7 @@ fn timeline_line(out: &mut String, e: &Event, elapsed: f64) {
         }
         return;
     }
-    let subject = if e.service.is_empty() {
-        &e.artifact
-    } else {
-        &e.service
-    };
-    let detail = &e.error;
-    let failing = e.event_type == EventType::EnvironmentFailing;
-    if !subject.is_empty() && !detail.is_empty() && !failing {
-        let _ = write!(out, "  {elapsed:5.2}s  {kind:<22} {subject:<12} {detail}");
-    } else if !subject.is_empty() {
-        let _ = write!(out, "  {elapsed:5.2}s  {kind:<22} {subject}");
-    } else if !detail.is_empty() && !failing {
-        let _ = write!(out, "  {elapsed:5.2}s  {kind:<22} {detail}");
-    } else {
-        let _ = write!(out, "  {elapsed:5.2}s  {kind}");
-    }
+    crate::logfiles::generic_line(out, e, elapsed, false);
 }
 
 #[cfg(test)]
