@@ -352,18 +352,18 @@ impl Service {
 
     /// Sets an environment variable for the service.
     ///
-    /// For a `container` it goes into the container's environment. rigd's spec has no
-    /// per-service environment for other types yet, so for `process`, `custom`, `cargo` and
-    /// `go` services the variable is added to the environment's `host_env`, which **every**
-    /// service of the environment sees (overriding the test process's own value). Two
-    /// services setting one variable to different values is therefore an error
+    /// For a `process` or a `container` it goes into that service's own environment (its
+    /// config's `env`). rigd has no per-service environment for `custom`, `cargo` and `go`
+    /// services yet, so for those the variable is added to the environment's `host_env`,
+    /// which **every** service of the environment sees (overriding the test process's own
+    /// value); two services setting one variable to different values is then an error
     /// ([`Error::EnvConflict`](crate::Error::EnvConflict)). A `func` runs inside the test:
     /// pass it values through its closure instead.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Service {
         let (key, value) = (key.into(), value.into());
         match self.kind {
-            Kind::Process | Kind::Custom | Kind::Cargo | Kind::Go => self.env.push((key, value)),
-            Kind::Container => {
+            Kind::Custom | Kind::Cargo | Kind::Go => self.env.push((key, value)),
+            Kind::Process | Kind::Container => {
                 let env = self
                     .config
                     .entry("env")

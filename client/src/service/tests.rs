@@ -162,17 +162,34 @@ fn misuse_is_reported_with_the_service_name() {
 }
 
 #[test]
-fn env_goes_to_host_env_and_conflicts_are_errors() {
+fn process_env_is_per_service() {
+    let (services, parts) = wire(vec![
+        ("a", process("x").env("MODE", "one")),
+        ("b", process("y").env("MODE", "two")),
+    ])
+    .unwrap();
+    assert!(parts.env.is_empty(), "nothing leaks into host_env");
+    assert_eq!(services["a"]["config"]["env"], json!({"MODE": "one"}));
+    assert_eq!(services["b"]["config"]["env"], json!({"MODE": "two"}));
+}
+
+#[test]
+fn custom_env_goes_to_host_env_and_conflicts_are_errors() {
     let (_, parts) = wire(vec![
-        ("a", process("x").env("MODE", "test").env("A_ONLY", "1")),
-        ("b", process("y").env("MODE", "test")),
+        (
+            "a",
+            custom("thing", json!({}))
+                .env("MODE", "test")
+                .env("A_ONLY", "1"),
+        ),
+        ("b", custom("thing", json!({})).env("MODE", "test")),
     ])
     .unwrap();
     assert_eq!(parts.env["MODE"], "test");
     assert_eq!(parts.env["A_ONLY"], "1");
     let err = wire(vec![
-        ("a", process("x").env("MODE", "one")),
-        ("b", process("y").env("MODE", "two")),
+        ("a", custom("thing", json!({})).env("MODE", "one")),
+        ("b", custom("thing", json!({})).env("MODE", "two")),
     ])
     .err()
     .unwrap();
