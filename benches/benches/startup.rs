@@ -172,9 +172,16 @@ impl Drop for InProcessRigd {
 }
 
 /// A spec of `n` listener services with a TCP ingress each, probed on rigd's default
-/// readiness schedule.
+/// readiness schedule, without observing proxies (the baseline has none either).
 fn spec(n: usize) -> Value {
     spec_with_ready(n, json!(null))
+}
+
+/// [`spec`] with observe mode on (rigd's default): a proxy in front of every service.
+fn spec_observed(n: usize) -> Value {
+    let mut spec = spec(n);
+    spec["observe"] = json!(true);
+    spec
 }
 
 /// [`spec`] with `ready` set on every ingress.
@@ -191,7 +198,7 @@ fn spec_with_ready(n: usize, ready: Value) -> Value {
             )
         })
         .collect();
-    json!({"name": format!("startup-{n}"), "services": services})
+    json!({"name": format!("startup-{n}"), "observe": false, "services": services})
 }
 
 /// The hand-written baseline: free ports, spawn, poll each port until it accepts. Returns
@@ -336,6 +343,9 @@ fn startup(c: &mut Criterion) {
                     .0
             })
             .collect();
+        let observed: Vec<Duration> = (0..DIAGNOSTIC_RUNS)
+            .map(|_| rigd.start_environment(&spec_observed(n), &failures).0)
+            .collect();
         let spawn: Vec<Duration> = (0..DIAGNOSTIC_RUNS).map(|_| start_directly(n).1).collect();
         let field = |f: fn(&Phases) -> f64| {
             let mut v: Vec<f64> = phases.iter().map(f).collect();
@@ -359,6 +369,11 @@ fn startup(c: &mut Criterion) {
             "        with ready.interval=1ms: {:.1} ms, ratio {:.2}x",
             ms(median(&fast)),
             median(&fast).as_secs_f64() / direct.as_secs_f64()
+        );
+        println!(
+            "        with observe on (a proxy per edge): {:.1} ms, ratio {:.2}x",
+            ms(median(&observed)),
+            median(&observed).as_secs_f64() / direct.as_secs_f64()
         );
     }
 }
