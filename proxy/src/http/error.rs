@@ -105,7 +105,7 @@ impl Failure {
     /// Classifies an upstream send failure. `target` is the proxy's target, `http2` whether
     /// the proxy spoke h2c to it.
     pub(crate) fn from_send(error: &SendError, target: &str, http2: bool) -> Failure {
-        let error = match error {
+        let (error, is_connect): (&(dyn StdError + 'static), bool) = match error {
             SendError::Timeout(limit) => {
                 return Failure {
                     kind: FailureKind::UpstreamTimeout,
@@ -115,9 +115,11 @@ impl Failure {
                     cause: String::new(),
                 }
             }
-            SendError::Client(error) => error,
+            SendError::Client(error) => (error, error.is_connect()),
+            SendError::Connect(error) => (error, true),
+            SendError::Http1(error) => (error, false),
         };
-        let kind = classify(error);
+        let kind = classify(error, is_connect);
         let summary = match kind {
             FailureKind::ConnectRefused => {
                 format!("the target {target} refused the connection (is the service listening?)")
@@ -142,7 +144,10 @@ impl Failure {
         // hyper-util's uninformative `client error (...)` wrapper.
         let cause = match kind {
             FailureKind::ClientAborted => causes(find::<BodyError>(error).and_then(|e| e.source())),
-            _ => causes(error.source()),
+            _ => match error.downcast_ref::<hyper_util::client::legacy::Error>() {
+                Some(wrapper) => causes(wrapper.source()),
+                None => causes(Some(error)),
+            },
         };
         Failure {
             kind,
@@ -190,7 +195,7 @@ impl Failure {
     }
 }
 
-fn classify(error: &hyper_util::client::legacy::Error) -> FailureKind {
+fn classify(error: &(dyn StdError + 'static), is_connect: bool) -> FailureKind {
     let mut io_kind = None;
     let mut hyper_kind = None;
     let mut h2_reset = false;
@@ -226,7 +231,7 @@ fn classify(error: &hyper_util::client::legacy::Error) -> FailureKind {
         }
         source = current.source();
     }
-    if error.is_connect() {
+    if is_connect {
         return match io_kind {
             Some(io::ErrorKind::ConnectionRefused) => FailureKind::ConnectRefused,
             Some(io::ErrorKind::TimedOut) => FailureKind::ConnectTimeout,

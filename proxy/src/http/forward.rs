@@ -1,7 +1,7 @@
 //! The request path: one client request in, one response out, everything streamed.
 //!
 //! ```text
-//! client ─► strip hop-by-hop ─► RequestBody (capture) ─► pooled client ─► target
+//! client ─► strip hop-by-hop ─► RequestBody (capture) ─► upstream connection ─► target
 //! client ◄─ strip hop-by-hop ◄─ ResponseBody (capture) ◄──────────────────┘
 //!                  └─ 101 / CONNECT 2xx: tunnel both upgraded connections
 //! ```
@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -26,10 +26,15 @@ use super::error::{Failure, FailureKind};
 use super::exchange::{Exchange, RequestHead, ResponseGuard, ResponseOutcome};
 use super::headers::{is_probe, strip_hop_by_hop, upgrade_protocol, wants_upgrade};
 use super::upgrade;
+use super::upstream::Http1Upstream;
 
 /// Forwards one request to the target and returns the response to stream back.
+///
+/// HTTP/1.x requests go over `connection`, the client connection's own upstream connection;
+/// HTTP/2 requests go through the shared h2c pool.
 pub(crate) async fn handle(
     ctx: Arc<Context>,
+    connection: Arc<Http1Upstream>,
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
@@ -53,12 +58,22 @@ pub(crate) async fn handle(
     let mut guard = ResponseGuard::new(&exchange);
     let body = RequestBody::new(body, ctx.capture_limit, exchange.clone());
 
-    let uri = match upstream_uri(
-        &parts.method,
-        &parts.uri,
-        &parts.headers,
-        &ctx.target_authority,
-    ) {
+    let uri = if http2 {
+        upstream_uri(
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            &ctx.target_authority,
+        )
+    } else {
+        http1_uri(
+            &parts.method,
+            &parts.uri,
+            &mut parts.headers,
+            &ctx.target_authority,
+        )
+    };
+    let uri = match uri {
         Some(uri) => uri,
         None => {
             drop(body);
@@ -78,7 +93,13 @@ pub(crate) async fn handle(
     };
     let is_connect = parts.method == Method::CONNECT;
 
-    let mut response = match ctx.upstream.send(Request::from_parts(parts, body)).await {
+    let request = Request::from_parts(parts, body);
+    let sent = if http2 {
+        ctx.upstream.send_http2(request).await
+    } else {
+        ctx.upstream.send_http1(&connection, request).await
+    };
+    let mut response = match sent {
         Ok(response) => response,
         Err(error) => {
             guard.disarm();
@@ -166,7 +187,37 @@ fn fail(exchange: &Exchange, failure: &Failure) -> Response<ProxyBody> {
     response
 }
 
-/// The absolute URI the pooled client needs. Its authority is the one the client addressed
+/// The URI of an HTTP/1.1 request to the target: origin form (authority form for `CONNECT`).
+/// A request without `Host` (HTTP/1.0) gets one naming the authority its URI names, else the
+/// target.
+fn http1_uri(
+    method: &Method,
+    uri: &Uri,
+    headers: &mut HeaderMap,
+    target: &Authority,
+) -> Option<Uri> {
+    if method == Method::CONNECT {
+        return uri.authority().is_some().then(|| uri.clone());
+    }
+    if !headers.contains_key(header::HOST) {
+        let authority = uri.authority().unwrap_or(target);
+        let host = match authority.port_u16() {
+            Some(port) if port != 80 => format!("{}:{port}", authority.host()),
+            _ => authority.host().to_string(),
+        };
+        headers.insert(header::HOST, HeaderValue::try_from(host).ok()?);
+    }
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return Some(uri.clone());
+    }
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Some(Uri::from(path))
+}
+
+/// The absolute URI the pooled h2c client needs. Its authority is the one the client addressed
 /// (the request's own, else its `Host`, else the target): the connector dials the target
 /// regardless, and HTTP/2 sends this authority as `:authority`. `CONNECT` keeps its
 /// authority form.
@@ -203,7 +254,39 @@ fn upstream_uri(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+
+    #[test]
+    fn http1_requests_go_in_origin_form_with_a_host() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("api.test:8080"));
+        let uri = http1_uri(
+            &Method::GET,
+            &"/a?b=1".parse().unwrap(),
+            &mut headers,
+            &target(),
+        );
+        assert_eq!(uri.unwrap().to_string(), "/a?b=1");
+        assert_eq!(headers[header::HOST], "api.test:8080");
+
+        let mut headers = HeaderMap::new();
+        let uri = http1_uri(&Method::GET, &"/".parse().unwrap(), &mut headers, &target());
+        assert_eq!(uri.unwrap().to_string(), "/");
+        assert_eq!(headers[header::HOST], "127.0.0.1:9000");
+
+        let mut headers = HeaderMap::new();
+        let absolute = "http://svc.test:80/x?y".parse().unwrap();
+        let uri = http1_uri(&Method::GET, &absolute, &mut headers, &target());
+        assert_eq!(uri.unwrap().to_string(), "/x?y");
+        assert_eq!(headers[header::HOST], "svc.test");
+
+        let uri = http1_uri(
+            &Method::CONNECT,
+            &"db.test:5432".parse().unwrap(),
+            &mut HeaderMap::new(),
+            &target(),
+        );
+        assert_eq!(uri.unwrap().to_string(), "db.test:5432");
+    }
 
     fn target() -> Authority {
         Authority::from_static("127.0.0.1:9000")

@@ -1,9 +1,10 @@
-//! The HTTP reverse proxy of an observing proxy: HTTP/1.1 and h2c in, pooled HTTP/1.1 or h2c
-//! out, every exchange recorded as `request.completed`.
+//! The HTTP reverse proxy of an observing proxy: HTTP/1.1 and h2c in, HTTP/1.1 (one upstream
+//! connection per client connection) or pooled h2c out, every exchange recorded as
+//! `request.completed`.
 //!
 //! ```text
 //!            ┌──────────── serve (accept loop, one hyper connection per client) ───────────┐
-//! client ──► │ forward::handle ─► RequestBody ─► upstream pool (h1 | h2c) ─► target         │
+//! client ──► │ forward::handle ─► RequestBody ─► upstream (h1 | h2c pool) ─► target     │
 //! client ◄── │ ProxyBody ◄─ ResponseBody ◄──────────────────────────────────┘              │
 //!            │      └─ each half reports to its Exchange ─► HttpRecord ─► Observer (try_send)│
 //!            └─────────────────────────────────────────────────────────────────────────────┘

@@ -18,6 +18,7 @@ use super::context::{Context, ServeError};
 use super::forward;
 use super::record::MalformedRecord;
 use super::settings::HttpSettings;
+use super::upstream::Http1Upstream;
 use crate::observe::Observer;
 
 /// Pause after an accept error caused by resource exhaustion (out of file descriptors or
@@ -28,8 +29,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// `target` (`host:port`) and recording each exchange through `observer`.
 ///
 /// Clients may speak HTTP/1.0, HTTP/1.1 or HTTP/2 with prior knowledge (h2c). Requests are
-/// forwarded over pooled keep-alive connections: HTTP/1.1 for HTTP/1.x clients, h2c for
-/// HTTP/2 clients. On cancellation the listener closes at once, idle connections close,
+/// forwarded over keep-alive connections: each HTTP/1.x client connection gets its own
+/// upstream HTTP/1.1 connection, HTTP/2 clients share pooled h2c connections. On cancellation the listener closes at once, idle connections close,
 /// in-flight exchanges get [`HttpSettings::shutdown_grace`] to finish, and the function returns
 /// when every connection and tunnel is gone.
 ///
@@ -80,9 +81,11 @@ async fn serve_connection(
     // Best effort: a socket that refuses the option still works, only slower.
     let _ = stream.set_nodelay(true);
     let service_ctx = ctx.clone();
+    let upstream = Arc::new(Http1Upstream::default());
     let service = service_fn(move |request| {
         let ctx = service_ctx.clone();
-        async move { Ok::<_, Infallible>(forward::handle(ctx, request).await) }
+        let upstream = upstream.clone();
+        async move { Ok::<_, Infallible>(forward::handle(ctx, upstream, request).await) }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);

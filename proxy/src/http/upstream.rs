@@ -1,8 +1,13 @@
-//! The client side: pooled keep-alive connections to the one target of a proxy.
+//! The client side: connections to the one target of a proxy.
 //!
-//! Two pools share one connector: HTTP/1.1 for clients that spoke HTTP/1.x, h2c with prior
-//! knowledge for clients that spoke HTTP/2 (gRPC needs HTTP/2 end to end, with trailers). The
-//! connector always dials the target, whatever authority the request names, so the request's
+//! HTTP/1.x clients get a dedicated upstream HTTP/1.1 connection per client connection
+//! ([`Http1Upstream`]): opened on the first request, reused for the connection's following
+//! requests (a client connection sends them one at a time) and reopened when the target
+//! closed it. This skips a shared pool's checkout and bookkeeping on every request. HTTP/2
+//! clients share a pool of h2c (prior knowledge) connections, one connection multiplexing
+//! many streams (gRPC needs HTTP/2 end to end, with trailers).
+//!
+//! The proxy always dials the target, whatever authority the request names, so the request's
 //! `Host`/`:authority` reaches the service exactly as the client sent it.
 
 use std::future::Future;
@@ -12,10 +17,12 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
 use super::body::RequestBody;
@@ -24,63 +31,163 @@ use super::settings::HttpSettings;
 /// Why no upstream response arrived.
 #[derive(Debug)]
 pub(crate) enum SendError {
-    /// The client failed: connecting, writing the request or reading the response head.
+    /// The h2c client failed: connecting, writing the request or reading the response head.
     Client(hyper_util::client::legacy::Error),
+    /// The TCP connection to the target could not be established.
+    Connect(io::Error),
+    /// The HTTP/1.1 connection failed: handshaking, writing the request or reading the
+    /// response head.
+    Http1(hyper::Error),
     /// The response headers did not arrive in time.
     Timeout(Duration),
 }
 
-/// Pooled clients to the target.
+/// Shared client state for the target: the h2c pool and the dialing settings.
 pub(crate) struct Upstream {
-    http1: Client<TargetConnector, RequestBody>,
+    target: Arc<str>,
+    connect_timeout: Duration,
     http2: Client<TargetConnector, RequestBody>,
     response_timeout: Option<Duration>,
 }
 
 impl Upstream {
-    /// Builds both pools; nothing connects until the first request.
+    /// Builds the h2c pool; nothing connects until the first request.
     pub(crate) fn new(target: Arc<str>, settings: &HttpSettings) -> Upstream {
         let connector = TargetConnector {
-            target,
+            target: target.clone(),
             connect_timeout: settings.connect_timeout,
         };
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_timer(TokioTimer::new());
-        let http1 = builder.build(connector.clone());
-        builder.http2_only(true);
-        let http2 = builder.build(connector);
+            .pool_timer(TokioTimer::new())
+            .http2_only(true);
         Upstream {
-            http1,
-            http2,
+            target,
+            connect_timeout: settings.connect_timeout,
+            http2: builder.build(connector),
             response_timeout: settings.response_timeout,
         }
     }
 
-    /// Sends a request (absolute-form URI; HTTP/2 requests go through the h2c pool) and waits
-    /// for the response head, within the response timeout if one is set.
-    pub(crate) async fn send(
+    /// Sends an HTTP/2 request (absolute-form URI) through the h2c pool and waits for the
+    /// response head, within the response timeout if one is set.
+    pub(crate) async fn send_http2(
         &self,
         request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, SendError> {
-        let client = if request.version() == Version::HTTP_2 {
-            &self.http2
-        } else {
-            &self.http1
-        };
-        let response = client.request(request);
+        let response = self.http2.request(request);
+        self.within_timeout(async { response.await.map_err(SendError::Client) })
+            .await
+    }
+
+    /// Sends an HTTP/1.1 request (origin- or authority-form URI, `Host` set) over the client
+    /// connection's own upstream connection, opening it first if needed, and waits for the
+    /// response head, within the response timeout if one is set.
+    pub(crate) async fn send_http1(
+        &self,
+        connection: &Http1Upstream,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        self.within_timeout(Box::pin(self.send_http1_now(connection, request)))
+            .await
+    }
+
+    async fn send_http1_now(
+        &self,
+        connection: &Http1Upstream,
+        mut request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        // A reused connection may turn out closed by the target; a request it never wrote is
+        // sent once more over a fresh connection.
+        let mut reused = true;
+        loop {
+            let mut sender = match connection.take_ready().await {
+                Some(sender) => sender,
+                None => {
+                    reused = false;
+                    self.open_http1().await?
+                }
+            };
+            let response = sender.try_send_request(request);
+            connection.put(sender);
+            match response.await {
+                Ok(response) => return Ok(response),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if reused => {
+                        reused = false;
+                        request = unsent;
+                    }
+                    _ => return Err(SendError::Http1(error.into_error())),
+                },
+            }
+        }
+    }
+
+    /// Dials the target and hands the new HTTP/1.1 connection to its own task.
+    async fn open_http1(&self) -> Result<http1::SendRequest<RequestBody>, SendError> {
+        let stream = connect(&self.target, self.connect_timeout)
+            .await
+            .map_err(SendError::Connect)?;
+        let (sender, connection) = http1::handshake(stream).await.map_err(SendError::Http1)?;
+        // The task ends when the target closes the connection, or after its last request
+        // once the client connection (which holds the sender) is gone.
+        tokio::spawn(connection.with_upgrades());
+        Ok(sender)
+    }
+
+    async fn within_timeout<F>(&self, response: F) -> Result<Response<Incoming>, SendError>
+    where
+        F: Future<Output = Result<Response<Incoming>, SendError>>,
+    {
         match self.response_timeout {
-            Some(limit) => match tokio::time::timeout(limit, response).await {
-                Ok(result) => result.map_err(SendError::Client),
-                Err(_) => Err(SendError::Timeout(limit)),
-            },
-            None => response.await.map_err(SendError::Client),
+            Some(limit) => tokio::time::timeout(limit, response)
+                .await
+                .unwrap_or(Err(SendError::Timeout(limit))),
+            None => response.await,
         }
     }
 }
 
-/// Dials the proxy's target for every pooled connection, with a timeout and `TCP_NODELAY`.
+/// The upstream HTTP/1.1 connection of one client connection, if open.
+#[derive(Default)]
+pub(crate) struct Http1Upstream {
+    sender: Mutex<Option<http1::SendRequest<RequestBody>>>,
+}
+
+impl Http1Upstream {
+    /// Takes the connection once it can send a request; `None` when there is none or it
+    /// closed.
+    async fn take_ready(&self) -> Option<http1::SendRequest<RequestBody>> {
+        let mut sender = self.sender.lock().take()?;
+        sender.ready().await.ok()?;
+        Some(sender)
+    }
+
+    /// Keeps the connection for the next request, unless one was kept meanwhile.
+    fn put(&self, sender: http1::SendRequest<RequestBody>) {
+        let mut slot = self.sender.lock();
+        if slot.is_none() {
+            *slot = Some(sender);
+        }
+    }
+}
+
+/// Dials `target` within `limit`, with `TCP_NODELAY`.
+async fn connect(target: &str, limit: Duration) -> io::Result<TokioIo<TcpStream>> {
+    let stream = tokio::time::timeout(limit, TcpStream::connect(target))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no TCP connection within {limit:?}"),
+            )
+        })??;
+    stream.set_nodelay(true)?;
+    Ok(TokioIo::new(stream))
+}
+
+/// Dials the proxy's target for every pooled h2c connection.
 #[derive(Clone)]
 pub(crate) struct TargetConnector {
     target: Arc<str>,
@@ -101,17 +208,6 @@ impl tower_service::Service<Uri> for TargetConnector {
     fn call(&mut self, _destination: Uri) -> Connecting {
         let target = self.target.clone();
         let limit = self.connect_timeout;
-        Box::pin(async move {
-            let stream = tokio::time::timeout(limit, TcpStream::connect(&*target))
-                .await
-                .map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no TCP connection within {limit:?}"),
-                    )
-                })??;
-            stream.set_nodelay(true)?;
-            Ok(TokioIo::new(stream))
-        })
+        Box::pin(async move { connect(&target, limit).await })
     }
 }
