@@ -43,7 +43,11 @@ pub struct EventStream {
     transport: Transport,
     id: String,
     logs: bool,
+    /// The last id received from the server (events may still wait in `ready`); where this
+    /// stream resumes after a dropped connection.
     last_id: Option<u64>,
+    /// The id of the last event handed to the caller by [`EventStream::next`].
+    returned_id: Option<u64>,
     live: Option<Live>,
     ready: VecDeque<Result<Event, ClientError>>,
     reconnect: Option<Reconnect>,
@@ -76,6 +80,7 @@ impl EventStream {
             id,
             logs: false,
             last_id,
+            returned_id: last_id,
             live: None,
             ready: VecDeque::new(),
             reconnect: None,
@@ -101,9 +106,11 @@ impl EventStream {
         self
     }
 
-    /// The id of the last event received: where a new stream would resume.
+    /// The id of the last event [`EventStream::next`] returned: where a new stream must
+    /// resume so that nothing is skipped (events already received but not yet returned are
+    /// not counted).
     pub fn last_event_id(&self) -> Option<u64> {
-        self.last_id
+        self.returned_id
     }
 
     /// The next event. `None` once the server ended the stream after `environment.down`.
@@ -112,6 +119,11 @@ impl EventStream {
     pub async fn next(&mut self) -> Option<Result<Event, ClientError>> {
         loop {
             if let Some(item) = self.ready.pop_front() {
+                if let Ok(event) = &item {
+                    if event.seq > 0 {
+                        self.returned_id = Some(event.seq);
+                    }
+                }
                 return Some(item);
             }
             if self.finished {

@@ -225,3 +225,33 @@ async fn a_silent_connection_is_replaced() {
     assert_eq!(seqs, vec![1, 2]);
     assert!(server.await.unwrap().contains("last-event-id: 1\r\n"));
 }
+
+#[tokio::test]
+async fn last_event_id_counts_only_events_returned() {
+    let (listener, transport) = listener().await;
+    let server = tokio::spawn(async move {
+        let (mut c, _) = listener.accept().await.unwrap();
+        read_request(&mut c).await;
+        // Three events in one write: all parsed at once, returned one by one.
+        let body = format!(
+            "{SSE_OK}{}{}{}",
+            frame(5, "service.starting"),
+            frame(7, "service.ready"),
+            frame(9, "environment.down")
+        );
+        c.write_all(body.as_bytes()).await.unwrap();
+    });
+    let mut stream = EventStream::new(transport, "env-1".into(), None);
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first.seq, 5);
+    assert_eq!(
+        stream.last_event_id(),
+        Some(5),
+        "resuming from here must not skip 7 and 9"
+    );
+    let (rest, err) = collect(&mut stream).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(rest, vec![7, 9]);
+    assert_eq!(stream.last_event_id(), Some(9));
+    server.await.unwrap();
+}
