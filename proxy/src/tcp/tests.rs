@@ -164,7 +164,7 @@ fn half_close_is_propagated_by_the_buffered_copy_too() {
 #[test]
 fn a_refused_dial_closes_the_client_and_reports_the_error() {
     run(async {
-        let target = closed_port().await;
+        let (_closed, target) = closed_port().await;
         let proxy = Proxy::start(target, TcpSettings::default()).await;
 
         let mut client = proxy.connect().await;

@@ -18,7 +18,7 @@ use crate::support::{curl, dead_port, edge, empty, http1_client, Proxy, PATIENCE
 
 #[tokio::test]
 async fn a_target_that_is_down_gets_a_marked_502_and_an_event() {
-    let target = dead_port().await;
+    let (_dead, target) = dead_port().await;
     let mut proxy = Proxy::start(target).await;
 
     let response = curl(&[&proxy.url("/orders")]).await;

@@ -186,9 +186,14 @@ pub async fn spawn_echo() -> SocketAddr {
 }
 
 /// An address on 127.0.0.1 where nothing listens.
-pub async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
+pub async fn closed_port() -> (tokio::net::TcpSocket, SocketAddr) {
+    // Bound but not listening: connections are refused, and as long as the caller holds the
+    // socket no other test can bind the port (a freed port could be reused by a parallel
+    // test's listener, which would then see a stray connection).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
 }
 
 /// Reads until EOF, returning what was read; a reset also counts as the end.
