@@ -79,6 +79,15 @@ fn wait_cleaned(children: &[ProcInfo], env_dir: &Path) {
     }
 }
 
+/// How many process groups the reaper record at `path` lists.
+fn recorded_groups(path: &Path) -> usize {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["groups"].as_object().map(|g| g.len()))
+        .unwrap_or(0)
+}
+
 /// The reaper process of rigd `pid`: its child running `rigd __reap`.
 fn reaper_of(pid: u32) -> u32 {
     let entries = std::fs::read_dir("/proc").unwrap();
@@ -119,7 +128,20 @@ async fn the_next_rigd_reaps_what_a_killed_rigd_and_reaper_left() {
     let (id, children) = environment_with_children(&rigd).await;
     let env_dir = rigd.rig_dir().join("tmp").join(&id);
 
-    // Kill the reaper first, then rigd: only the record on disk is left.
+    // Kill the reaper first, then rigd: only the record on disk is left. The reaper records
+    // each group as rigd reports it; wait until both services' groups are on disk.
+    let record = rigd
+        .rig_dir()
+        .join("reaper")
+        .join(format!("{}.json", rigd.pid()));
+    let deadline = Instant::now() + CLEANUP;
+    while recorded_groups(&record) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the reaper never recorded the groups"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     kill9(reaper_of(rigd.pid()));
     kill9(rigd.pid());
     // The group leaders die with rigd (parent-death signal); their background children do not.
