@@ -158,8 +158,11 @@ pub fn transform_observe(env: &mut Environment) {
             config: Some(config.to_json()),
             ingresses: BTreeMap::from([(
                 "default".to_string(),
+                // The target's readiness settings too (rig-rs; upstream copies only the
+                // protocol), so probes through the proxy use the target's health path.
                 IngressSpec {
                     protocol,
+                    ready: target_ingress.ready.clone(),
                     ..IngressSpec::default()
                 },
             )]),

@@ -193,7 +193,7 @@ impl Session {
         if !self.observe {
             Out.line(self.style.paint(
                 Paint::Dim,
-                "(observe is off in this spec, so traffic is not recorded; add \"observe\": true to see it)",
+                "(observe is off in this spec, so traffic is not recorded; remove \"observe\": false to see it)",
             ));
         }
     }

@@ -70,12 +70,13 @@ impl SpecFile {
             .unwrap_or_default()
     }
 
-    /// True when the spec turns on the observing proxies (`"observe": true`).
+    /// True unless the spec turns the observing proxies off (`"observe": false`); rigd
+    /// observes by default.
     pub fn observe(&self) -> bool {
         self.spec
             .get("observe")
             .and_then(Value::as_bool)
-            .unwrap_or(false)
+            .unwrap_or(true)
     }
 
     /// The `dir` rigd will receive.

@@ -171,12 +171,18 @@ fn observe_basic_edge() {
     let proxy = &env.services["backend~proxy~api"];
     assert_eq!(proxy.service_type, "proxy");
     assert!(proxy.injected);
+    // The protocol and (a rig-rs addition) the readiness settings are copied; the container
+    // port and the attributes are not.
     assert_eq!(
         proxy.ingresses,
         BTreeMap::from([(
             "default".to_string(),
             IngressSpec {
                 protocol: Protocol::Http,
+                ready: Some(ReadySpec {
+                    path: "/health".into(),
+                    ..ReadySpec::default()
+                }),
                 ..IngressSpec::default()
             }
         )])
