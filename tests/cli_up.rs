@@ -168,7 +168,18 @@ async fn up_fills_dir_and_host_env_then_ctrl_c_tears_down() {
     rig.wait_for("  env dir: ");
     rig.wait_for("press Ctrl-C to tear the environment down");
 
-    // The service ran in the spec file's directory and saw rig's environment.
+    // The service ran in the spec file's directory and saw rig's environment. A service
+    // without an ingress is ready as soon as it starts, so its files may come a little later.
+    let deadline = Instant::now() + PATIENCE;
+    let written =
+        |name: &str| std::fs::read_to_string(project.join(name)).is_ok_and(|s| s.ends_with('\n'));
+    while !written("marker.txt") {
+        assert!(
+            Instant::now() < deadline,
+            "the service never wrote marker.txt"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let cwd = std::fs::read_to_string(project.join("cwd.txt"))
         .expect("the service wrote cwd.txt in the spec's directory");
     assert_eq!(cwd.trim(), project.display().to_string());
@@ -267,7 +278,7 @@ async fn logs_flag_shows_each_output_line_marked_by_stream() {
     rig.wait_for_all(&[
         "    talker | hello out",
         "    talker ! hello err",
-        "following logs; press Ctrl-C",
+        "following traffic and logs; press Ctrl-C",
     ]);
     rig.signal(libc::SIGTERM);
     rig.wait_for("  ✓ torn down \"it-logs\"");
