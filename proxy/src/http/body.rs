@@ -42,6 +42,46 @@ impl std::error::Error for BodyError {
     }
 }
 
+/// A frame to forward (or the end of the stream), and the outcome to report if the stream
+/// just ended or failed.
+type Polled = (
+    Option<Result<Frame<Bytes>, BodyError>>,
+    Option<Option<String>>,
+);
+
+/// Polls one frame of `inner`, keeping a capped clone of its data. Returns the frame for the
+/// caller to forward and, when the stream has just ended or failed, `Some(error)`: the outcome
+/// to report (`what` names the stream in the error text, e.g. `client: the request body`).
+fn poll_observed(
+    inner: &mut Incoming,
+    capture: &mut Capture,
+    cx: &mut TaskContext<'_>,
+    side: Side,
+    what: &str,
+) -> Poll<(
+    Option<Result<Frame<Bytes>, BodyError>>,
+    Option<Option<String>>,
+)> {
+    Poll::Ready(match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
+        Some(Ok(frame)) => {
+            if let Some(data) = frame.data_ref() {
+                capture.push(data);
+            }
+            let end = inner.is_end_stream().then_some(None);
+            (Some(Ok(frame)), end)
+        }
+        Some(Err(source)) => {
+            let error = format!(
+                "{what} broke off after {} bytes: {}",
+                capture.total(),
+                describe(&source)
+            );
+            (Some(Err(BodyError { side, source })), Some(Some(error)))
+        }
+        None => (None, Some(None)),
+    })
+}
+
 /// The client's request body on its way to the target.
 pub(crate) struct RequestBody {
     inner: Incoming,
@@ -82,32 +122,17 @@ impl Body for RequestBody {
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    this.capture.push(data);
-                }
-                if this.inner.is_end_stream() {
-                    this.finish(None);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Some(Err(source)) => {
-                this.finish(Some(format!(
-                    "client: the request body broke off after {} bytes: {}",
-                    this.capture.total(),
-                    describe(&source)
-                )));
-                Poll::Ready(Some(Err(BodyError {
-                    side: Side::Client,
-                    source,
-                })))
-            }
-            None => {
-                this.finish(None);
-                Poll::Ready(None)
-            }
+        let (item, end) = ready!(poll_observed(
+            &mut this.inner,
+            &mut this.capture,
+            cx,
+            Side::Client,
+            "client: the request body",
+        ));
+        if let Some(error) = end {
+            this.finish(error);
         }
+        Poll::Ready(item)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -189,32 +214,17 @@ impl Body for ResponseBody {
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    this.capture.push(data);
-                }
-                if this.inner.is_end_stream() {
-                    this.finish(None);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Some(Err(source)) => {
-                this.finish(Some(format!(
-                    "upstream: the response body broke off after {} bytes: {}",
-                    this.capture.total(),
-                    describe(&source)
-                )));
-                Poll::Ready(Some(Err(BodyError {
-                    side: Side::Upstream,
-                    source,
-                })))
-            }
-            None => {
-                this.finish(None);
-                Poll::Ready(None)
-            }
+        let (item, end) = ready!(poll_observed(
+            &mut this.inner,
+            &mut this.capture,
+            cx,
+            Side::Upstream,
+            "upstream: the response body",
+        ));
+        if let Some(error) = end {
+            this.finish(error);
         }
+        Poll::Ready(item)
     }
 
     fn is_end_stream(&self) -> bool {
