@@ -58,10 +58,7 @@ fn poll_observed(
     cx: &mut TaskContext<'_>,
     side: Side,
     what: &str,
-) -> Poll<(
-    Option<Result<Frame<Bytes>, BodyError>>,
-    Option<Option<String>>,
-)> {
+) -> Poll<Polled> {
     Poll::Ready(match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
         Some(Ok(frame)) => {
             if let Some(data) = frame.data_ref() {
