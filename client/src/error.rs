@@ -207,35 +207,39 @@ pub enum Error {
         /// What is missing or malformed.
         reason: String,
     },
-    /// No matching request arrived in time.
+    /// No matching traffic (request, call, connection) arrived in time.
     #[error(
         "no {filter} within {}; {}",
         seconds(*after),
-        seen_list("HTTP requests seen", seen)
+        seen_list(&format!("{kind} seen"), seen)
     )]
-    RequestTimeout {
+    TrafficTimeout {
         /// The filter, described.
         filter: String,
+        /// The kind of traffic, plural: `HTTP requests`, `gRPC calls`, ...
+        kind: &'static str,
         /// How long we waited.
         after: Duration,
-        /// Every HTTP request seen, one line each.
+        /// Every item of that kind seen, one line each.
         seen: Vec<String>,
     },
-    /// The number of matching requests is not the one expected.
+    /// The number of matching requests (calls, connections) is not the one expected.
     #[error(
         "expected exactly {expected} {filter}, saw {}{}; {}",
         matched.len(),
         matched_list(matched),
-        seen_list("all HTTP requests seen", seen)
+        seen_list(&format!("all {kind} seen"), seen)
     )]
-    RequestCount {
+    TrafficCount {
         /// The filter, described.
         filter: String,
+        /// The kind of traffic, plural: `HTTP requests`, `gRPC calls`, ...
+        kind: &'static str,
         /// The count wanted.
         expected: usize,
-        /// The matching requests, one line each.
+        /// The matching items, one line each.
         matched: Vec<String>,
-        /// Every HTTP request seen, one line each.
+        /// Every item of that kind seen, one line each.
         seen: Vec<String>,
     },
 }
@@ -299,8 +303,9 @@ mod tests {
 
     #[test]
     fn count_mismatch_lists_matches_and_everything_seen() {
-        let err = Error::RequestCount {
+        let err = Error::TrafficCount {
             filter: "requests to api".into(),
+            kind: "HTTP requests",
             expected: 2,
             matched: vec!["~test → api  GET /a  200".into()],
             seen: vec![
@@ -313,8 +318,9 @@ mod tests {
             "expected exactly 2 requests to api, saw 1:\n  ~test → api  GET /a  200; \
              all HTTP requests seen (2):\n  ~test → api  GET /a  200\n  ~test → web  GET /  200"
         );
-        let none = Error::RequestTimeout {
+        let none = Error::TrafficTimeout {
             filter: "requests to api".into(),
+            kind: "HTTP requests",
             after: Duration::from_millis(1500),
             seen: vec![],
         };

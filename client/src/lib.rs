@@ -91,7 +91,10 @@ pub use rig_types::{Event, EventType, Protocol};
 pub use service::{
     cargo, container, custom, func, go, kafka, postgres, process, redis, s3, sqs, temporal, Service,
 };
-pub use traffic::{Request, RequestFilter};
+pub use traffic::{
+    Connection, ConnectionFilter, GrpcCall, GrpcFilter, KafkaFilter, KafkaRequest, Observed,
+    Request, RequestFilter, TrafficFilter,
+};
 pub use wiring::Wiring;
 
 /// Brings up an environment called `name` with `services` and default options (observe on,

@@ -64,11 +64,11 @@ async fn requests_on_every_edge_are_recorded_and_asserted() -> Result<(), rig::B
 
     // A wrong count fails with a message listing what was seen.
     let err = env
-        .expect_requests_within(&hop2, 2, Duration::from_millis(300))
+        .expect_within(&hop2, 2, Duration::from_millis(300))
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::RequestCount { expected: 2, .. }),
+        matches!(err, Error::TrafficCount { expected: 2, .. }),
         "{err}"
     );
     let text = err.to_string();
@@ -107,6 +107,79 @@ async fn requests_on_every_edge_are_recorded_and_asserted() -> Result<(), rig::B
         .traffic_events()
         .iter()
         .any(|e| e.event_type == rig::EventType::RequestCompleted));
+    env.down().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn tcp_connections_are_recorded_without_readiness_probes() -> Result<(), rig::BoxError> {
+    use rig::{ConnectionFilter, Protocol};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // An upper-casing echo server on a raw TCP ingress; rigd probes it (through the proxy)
+    // with bare connections before the test gets it.
+    let echo = rig::func(|wiring| async move {
+        let listener = tokio::net::TcpListener::bind(&wiring.ingress()?.host_port).await?;
+        loop {
+            let (mut conn, _) = listener.accept().await?;
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                while let Ok(n @ 1..) = conn.read(&mut buf).await {
+                    if conn
+                        .write_all(&buf[..n].to_ascii_uppercase())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    })
+    .ingress("default", Protocol::Tcp);
+    let env = builder("sdk-tcp-traffic")
+        .service("echo", echo)
+        .up()
+        .await?;
+
+    let mut conn = tokio::net::TcpStream::connect(&env.endpoint("echo")?.host_port).await?;
+    conn.write_all(b"hello").await?;
+    let mut answer = [0u8; 5];
+    conn.read_exact(&mut answer).await?;
+    assert_eq!(&answer, b"HELLO");
+    drop(conn);
+
+    // One connection, however many probes rigd made; its bytes once it has closed.
+    let closed = env
+        .expect(&ConnectionFilter::new().edge("~test", "echo").closed(), 1)
+        .await?;
+    assert_eq!((closed[0].bytes_in, closed[0].bytes_out), (5, 5));
+    assert!(!closed[0].probe);
+    env.expect(&ConnectionFilter::new().to("echo"), 1).await?;
+    assert!(env
+        .connections(&ConnectionFilter::new().min_bytes_in(6))
+        .is_empty());
+    let all = env.connections(&ConnectionFilter::new().include_probes());
+    assert!(
+        all.len() >= 2,
+        "the readiness probe's connection is recorded too"
+    );
+    assert!(all.iter().filter(|c| c.probe).all(|c| c.source == "~test"));
+
+    let err = env
+        .expect_within(
+            &ConnectionFilter::new().from("nobody"),
+            1,
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "expected exactly 1 TCP connections from nobody, saw 0; all TCP connections seen (2):\n  ~test → echo  opened\n  ~test → echo  closed  5↑ 5↓"
+        ),
+        "{err}"
+    );
     env.down().await?;
     Ok(())
 }

@@ -17,6 +17,7 @@
 
 pub mod http;
 pub mod observe;
+pub mod probes;
 mod run;
 pub mod tcp;
 

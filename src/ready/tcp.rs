@@ -1,8 +1,9 @@
 //! The TCP probe: the endpoint is ready when a connection can be made.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::error::ProbeError;
 
@@ -22,18 +23,48 @@ pub(super) async fn probe(hostport: &str) -> Result<(), ProbeError> {
 
 /// Opens a TCP connection to `hostport` (no timeout of its own; callers bound it).
 ///
-/// Names are resolved by the system resolver; every resolved address is tried in turn.
+/// Names are resolved by the system resolver; every resolved address is tried in turn. A
+/// connection to a loopback address is announced to [`rig_proxy::probes`] first, so an
+/// observing proxy in this process records it as a probe rather than application traffic.
 pub(super) async fn connect(hostport: &str) -> Result<TcpStream, ProbeError> {
-    let stream = TcpStream::connect(hostport)
+    let dial_error = |source| ProbeError::Dial {
+        addr: hostport.to_owned(),
+        source,
+    };
+    let mut last = None;
+    for addr in tokio::net::lookup_host(hostport)
         .await
-        .map_err(|source| ProbeError::Dial {
-            addr: hostport.to_owned(),
-            source,
-        })?;
-    // Probe requests are tiny; don't let Nagle hold them back. Failing to set the option only
-    // costs latency, so the error is ignored.
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+        .map_err(dial_error)?
+    {
+        match connect_marked(addr).await {
+            Ok(stream) => {
+                // Probe requests are tiny; don't let Nagle hold them back. Failing to set the
+                // option only costs latency, so the error is ignored.
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(dial_error(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses found")
+    })))
+}
+
+/// Connects to `addr`; for a loopback address from a socket bound first, so its address pair
+/// is known and can be marked as a probe before the connection exists.
+async fn connect_marked(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    if !addr.ip().is_loopback() {
+        return TcpStream::connect(addr).await;
+    }
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(addr.ip(), 0))?;
+    rig_proxy::probes::mark(socket.local_addr()?, addr);
+    socket.connect(addr).await
 }
 
 #[cfg(test)]

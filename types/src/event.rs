@@ -488,6 +488,9 @@ pub struct ConnectionInfo {
     /// (rig-rs addition).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub upgrade: String,
+    /// The connection is one of rigd's readiness probes (rig-rs addition).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub probe: bool,
 }
 
 /// An observed gRPC call.

@@ -19,11 +19,14 @@ use serde_json::json;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::traffic::{Request, RequestFilter};
+use crate::traffic::{
+    self, Connection, ConnectionFilter, GrpcCall, GrpcFilter, KafkaFilter, KafkaRequest, Observed,
+    Request, RequestFilter, TrafficFilter,
+};
 use shared::{Phase, Shared, UpInfo};
 use teardown::{Ending, Lifetime};
 
-/// How long [`Environment::expect_requests`] waits for the expected requests to arrive.
+/// How long [`Environment::expect`] waits for the expected traffic to arrive.
 pub const DEFAULT_TRAFFIC_WAIT: Duration = Duration::from_secs(10);
 
 /// A running environment. Created by [`rig::up`](crate::up) or
@@ -207,22 +210,150 @@ impl Environment {
         self.shared.lock().traffic.clone()
     }
 
-    /// The HTTP requests recorded so far that match `filter`, in order.
+    /// The exchanges recorded so far that `filter` selects, in order: [`Request`]s for a
+    /// [`RequestFilter`], [`GrpcCall`]s for a [`GrpcFilter`], [`Connection`]s for a
+    /// [`ConnectionFilter`], [`KafkaRequest`]s for a [`KafkaFilter`].
     ///
-    /// Recording is asynchronous: a request's event reaches the SDK shortly after its
-    /// response reaches the caller. To assert on requests just made, use
-    /// [`Environment::wait_for_request`] or [`Environment::expect_requests`].
-    pub fn requests(&self, filter: &RequestFilter) -> Vec<Request> {
-        self.shared
-            .lock()
-            .requests
-            .iter()
-            .filter(|r| filter.matches(r))
-            .cloned()
-            .collect()
+    /// Recording is asynchronous: an exchange's event reaches the SDK shortly after its
+    /// response reaches the caller. To assert on traffic just made, use
+    /// [`Environment::wait_for`] or [`Environment::expect`].
+    pub fn observed<F: TrafficFilter>(&self, filter: &F) -> Vec<F::Item> {
+        traffic::select(&self.shared.lock().traffic, filter)
     }
 
-    /// The first request matching `filter`, waiting up to `timeout` for it.
+    /// The first exchange `filter` selects, waiting up to `timeout` for it.
+    ///
+    /// ```no_run
+    /// # async fn example(env: &rig::Environment) -> rig::Result<()> {
+    /// use std::time::Duration;
+    /// let reserve = rig::GrpcFilter::new().to("inventory").method("inv.v1.Stock/Reserve");
+    /// let call = env.wait_for(&reserve, Duration::from_secs(5)).await?;
+    /// assert!(call.is_ok(), "{call}");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::TrafficTimeout`], listing what was seen, or [`Error::EnvironmentDown`] /
+    /// [`Error::StreamLost`] if the environment ends first.
+    pub async fn wait_for<F: TrafficFilter>(
+        &self,
+        filter: &F,
+        timeout: Duration,
+    ) -> Result<F::Item> {
+        let found = self
+            .shared
+            .wait_until(timeout, |s| {
+                let first = s
+                    .traffic
+                    .iter()
+                    .filter_map(F::Item::from_event)
+                    .find(|item| filter.matches(item));
+                match first {
+                    Some(item) => Some(Ok(item)),
+                    None => self.ended(&s.phase).map(Err),
+                }
+            })
+            .await;
+        match found {
+            Some(result) => result,
+            None => Err(Error::TrafficTimeout {
+                filter: filter.to_string(),
+                kind: F::Item::KIND,
+                after: timeout,
+                seen: traffic::seen(&self.shared.lock().traffic, filter),
+            }),
+        }
+    }
+
+    /// Checks that exactly `count` exchanges match `filter`, waiting up to
+    /// [`DEFAULT_TRAFFIC_WAIT`] for that many to arrive; returns them.
+    ///
+    /// ```no_run
+    /// # async fn example(env: &rig::Environment) -> rig::Result<()> {
+    /// env.expect(&rig::KafkaFilter::new().from("api").api("Produce"), 1).await?;
+    /// env.expect(&rig::ConnectionFilter::new().edge("api", "db"), 1).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Events arrive asynchronously, so the check passes as soon as `count` have arrived; an
+    /// exchange still in flight at that moment is not counted.
+    ///
+    /// # Errors
+    /// [`Error::TrafficCount`], listing the matching exchanges and everything of that kind
+    /// seen.
+    pub async fn expect<F: TrafficFilter>(&self, filter: &F, count: usize) -> Result<Vec<F::Item>> {
+        self.expect_within(filter, count, DEFAULT_TRAFFIC_WAIT)
+            .await
+    }
+
+    /// [`Environment::expect`] with an explicit wait.
+    ///
+    /// # Errors
+    /// As [`Environment::expect`].
+    pub async fn expect_within<F: TrafficFilter>(
+        &self,
+        filter: &F,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<F::Item>> {
+        let enough = |s: &shared::State| {
+            let n = s
+                .traffic
+                .iter()
+                .filter_map(F::Item::from_event)
+                .filter(|item| filter.matches(item))
+                .count();
+            (n >= count || self.ended(&s.phase).is_some()).then_some(())
+        };
+        if count > 0 {
+            self.shared.wait_until(timeout, enough).await;
+        }
+        let state = self.shared.lock();
+        let matched = traffic::select(&state.traffic, filter);
+        if matched.len() == count {
+            Ok(matched)
+        } else {
+            Err(Error::TrafficCount {
+                filter: filter.to_string(),
+                kind: F::Item::KIND,
+                expected: count,
+                matched: matched.iter().map(ToString::to_string).collect(),
+                seen: traffic::seen(&state.traffic, filter),
+            })
+        }
+    }
+
+    /// Panics unless exactly `count` exchanges match `filter` (see [`Environment::expect`]);
+    /// the message lists what was seen.
+    pub async fn assert<F: TrafficFilter>(&self, filter: &F, count: usize) -> Vec<F::Item> {
+        match self.expect(filter, count).await {
+            Ok(items) => items,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The HTTP requests recorded so far that match `filter` ([`Environment::observed`]).
+    pub fn requests(&self, filter: &RequestFilter) -> Vec<Request> {
+        self.observed(filter)
+    }
+
+    /// The gRPC calls recorded so far that match `filter` ([`Environment::observed`]).
+    pub fn grpc_calls(&self, filter: &GrpcFilter) -> Vec<GrpcCall> {
+        self.observed(filter)
+    }
+
+    /// The TCP connections recorded so far that match `filter` ([`Environment::observed`]).
+    pub fn connections(&self, filter: &ConnectionFilter) -> Vec<Connection> {
+        self.observed(filter)
+    }
+
+    /// The Kafka requests recorded so far that match `filter` ([`Environment::observed`]).
+    pub fn kafka_requests(&self, filter: &KafkaFilter) -> Vec<KafkaRequest> {
+        self.observed(filter)
+    }
+
+    /// The first HTTP request matching `filter`, waiting up to `timeout` for it
+    /// ([`Environment::wait_for`]).
     ///
     /// ```no_run
     /// # async fn example(env: &rig::Environment) -> rig::Result<()> {
@@ -234,34 +365,16 @@ impl Environment {
     /// ```
     ///
     /// # Errors
-    /// [`Error::RequestTimeout`], listing the requests that were seen, or
-    /// [`Error::EnvironmentDown`] / [`Error::StreamLost`] if the environment ends first.
+    /// As [`Environment::wait_for`].
     pub async fn wait_for_request(
         &self,
         filter: &RequestFilter,
         timeout: Duration,
     ) -> Result<Request> {
-        let found = self
-            .shared
-            .wait_until(timeout, |s| {
-                if let Some(r) = s.requests.iter().find(|r| filter.matches(r)) {
-                    return Some(Ok(r.clone()));
-                }
-                self.ended(&s.phase).map(Err)
-            })
-            .await;
-        match found {
-            Some(result) => result,
-            None => Err(Error::RequestTimeout {
-                filter: filter.to_string(),
-                after: timeout,
-                seen: self.seen(filter),
-            }),
-        }
+        self.wait_for(filter, timeout).await
     }
 
-    /// Checks that exactly `count` requests match `filter`, waiting up to
-    /// [`DEFAULT_TRAFFIC_WAIT`] for that many to arrive; returns them.
+    /// Checks that exactly `count` HTTP requests match `filter` ([`Environment::expect`]).
     ///
     /// ```no_run
     /// # async fn example(env: &rig::Environment) -> rig::Result<()> {
@@ -270,69 +383,19 @@ impl Environment {
     /// # Ok(()) }
     /// ```
     ///
-    /// Events arrive asynchronously, so the check passes as soon as `count` have arrived; a
-    /// request still in flight at that moment is not counted.
-    ///
     /// # Errors
-    /// [`Error::RequestCount`], listing the matching requests and every request seen.
+    /// As [`Environment::expect`].
     pub async fn expect_requests(
         &self,
         filter: &RequestFilter,
         count: usize,
     ) -> Result<Vec<Request>> {
-        self.expect_requests_within(filter, count, DEFAULT_TRAFFIC_WAIT)
-            .await
+        self.expect(filter, count).await
     }
 
-    /// [`Environment::expect_requests`] with an explicit wait.
-    ///
-    /// # Errors
-    /// As [`Environment::expect_requests`].
-    pub async fn expect_requests_within(
-        &self,
-        filter: &RequestFilter,
-        count: usize,
-        timeout: Duration,
-    ) -> Result<Vec<Request>> {
-        let enough = |s: &shared::State| {
-            let n = s.requests.iter().filter(|r| filter.matches(r)).count();
-            (n >= count || self.ended(&s.phase).is_some()).then_some(())
-        };
-        if count > 0 {
-            self.shared.wait_until(timeout, enough).await;
-        }
-        let matched = self.requests(filter);
-        if matched.len() == count {
-            Ok(matched)
-        } else {
-            Err(Error::RequestCount {
-                filter: filter.to_string(),
-                expected: count,
-                matched: matched.iter().map(ToString::to_string).collect(),
-                seen: self.seen(filter),
-            })
-        }
-    }
-
-    /// Panics unless exactly `count` requests match `filter` (see
-    /// [`Environment::expect_requests`]); the message lists what was seen.
+    /// Panics unless exactly `count` HTTP requests match `filter` ([`Environment::assert`]).
     pub async fn assert_requests(&self, filter: &RequestFilter, count: usize) -> Vec<Request> {
-        match self.expect_requests(filter, count).await {
-            Ok(requests) => requests,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    /// Every request seen, one line each, for error messages (probes only when the filter
-    /// includes them).
-    fn seen(&self, filter: &RequestFilter) -> Vec<String> {
-        self.shared
-            .lock()
-            .requests
-            .iter()
-            .filter(|r| !r.probe || filter.includes_probes())
-            .map(ToString::to_string)
-            .collect()
+        self.assert(filter, count).await
     }
 
     /// The error for a wait that cannot succeed any more.

@@ -20,7 +20,6 @@ use crate::endpoint::Endpoint;
 use crate::error::seconds;
 use crate::logs::LogSink;
 use crate::service::{ClientFn, Handler, Phase as HookPhase};
-use crate::traffic::Request;
 use crate::transport::event_stream::EventStream;
 use crate::wiring::Wiring;
 
@@ -110,11 +109,7 @@ impl Session {
                 self.shared.update(|s| s.stall = Some(stall_text(&event)));
             }
             ref t if t.is_traffic() => {
-                let request = Request::from_event(&event);
-                self.shared.update(|s| {
-                    s.requests.extend(request);
-                    s.traffic.push(event);
-                });
+                self.shared.update(|s| s.traffic.push(event));
             }
             _ => {}
         }

@@ -11,7 +11,6 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::endpoint::Endpoint;
-use crate::traffic::Request;
 use crate::transport::client::RigdClient;
 
 /// Where the environment is in its life, as far as its event stream tells.
@@ -44,8 +43,6 @@ pub(crate) struct State {
     pub(crate) phase: Phase,
     /// Every traffic event, in arrival (= log) order.
     pub(crate) traffic: Vec<Event>,
-    /// The HTTP requests among them.
-    pub(crate) requests: Vec<Request>,
     /// The text of the last `progress.stall`, for a startup timeout's message.
     pub(crate) stall: Option<String>,
     /// Teardown started: failures of in-test services are expected from now on.

@@ -107,6 +107,7 @@ impl Record for TunnelRecord {
             duration_ms: millis(self.duration),
             error: self.error.unwrap_or_default(),
             upgrade: self.upgrade,
+            probe: false,
         };
         let mut event = Event::new(EventType::ConnectionClosed);
         event.connection = Some(Box::new(info));

@@ -13,16 +13,18 @@ use super::relay::relay;
 use super::TcpSettings;
 use crate::observe::Observer;
 
-/// Handles one accepted client connection from `connection.opened` to `connection.closed`.
+/// Handles one accepted client connection from `connection.opened` to `connection.closed`;
+/// `probe` marks both events as a readiness probe's.
 pub(super) async fn handle(
     client: TcpStream,
+    probe: bool,
     target: Arc<str>,
     observer: Observer,
     settings: TcpSettings,
     cancel: CancellationToken,
 ) {
     let started = Instant::now();
-    observer.record(Box::new(ConnectionRecord::opened()));
+    observer.record(Box::new(ConnectionRecord::opened().with_probe(probe)));
 
     let dialled = tokio::select! {
         dialled = dial(&target, settings.dial_timeout) => dialled,
@@ -35,7 +37,9 @@ pub(super) async fn handle(
         Err(error) => {
             // The client sees the connection close (EOF), as with upstream rig.
             drop(client);
-            let closed = ConnectionRecord::closed((0, 0), started.elapsed()).with_error(error);
+            let closed = ConnectionRecord::closed((0, 0), started.elapsed())
+                .with_error(error)
+                .with_probe(probe);
             observer.record(Box::new(closed));
             return;
         }
@@ -46,7 +50,8 @@ pub(super) async fn handle(
         client, upstream, &counts, &observer, settings, &cancel, started,
     )
     .await;
-    let mut closed = ConnectionRecord::closed(counts.snapshot(), started.elapsed());
+    let mut closed =
+        ConnectionRecord::closed(counts.snapshot(), started.elapsed()).with_probe(probe);
     if let Some(failure) = failure {
         closed = closed.with_error(failure);
     }

@@ -84,6 +84,8 @@ pub async fn serve(
 ) {
     let target: Arc<str> = target.into();
     let connections = TaskTracker::new();
+    // Probes are recognised by their address pair; without the listener's own address none is.
+    let local = listener.local_addr().ok();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -91,9 +93,11 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((client, _peer)) => {
+            Ok((client, peer)) => {
+                let probe = local.is_some_and(|local| crate::probes::is_probe(peer, local));
                 connections.spawn(connection::handle(
                     client,
+                    probe,
                     target.clone(),
                     observer.clone(),
                     settings,

@@ -61,6 +61,7 @@ pub struct ConnectionRecord {
     elapsed: Duration,
     error: String,
     upgrade: String,
+    probe: bool,
 }
 
 impl ConnectionRecord {
@@ -89,6 +90,7 @@ impl ConnectionRecord {
             elapsed,
             error: String::new(),
             upgrade: String::new(),
+            probe: false,
         }
     }
 
@@ -102,6 +104,13 @@ impl ConnectionRecord {
     /// (reported in the additive `upgrade` field).
     pub fn with_upgrade(mut self, upgrade: impl Into<String>) -> ConnectionRecord {
         self.upgrade = upgrade.into();
+        self
+    }
+
+    /// Marks the record as one of rigd's readiness probes (the additive `probe` field; see
+    /// [`crate::probes`]).
+    pub fn with_probe(mut self, probe: bool) -> ConnectionRecord {
+        self.probe = probe;
         self
     }
 
@@ -124,6 +133,7 @@ impl Record for ConnectionRecord {
             duration_ms: millis(record.elapsed),
             error: record.error,
             upgrade: record.upgrade,
+            probe: record.probe,
         }));
         event
     }

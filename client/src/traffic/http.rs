@@ -1,16 +1,13 @@
-//! Observed traffic: [`Request`] (one HTTP exchange seen by a rigd proxy) and
+//! HTTP traffic: [`Request`] (one HTTP/1.1 or h2c exchange seen by a rigd proxy) and
 //! [`RequestFilter`] (which requests an assertion is about).
-//!
-//! In observe mode (the default) every edge, including the test's own calls to services,
-//! goes through a proxy that records each exchange as a `request.completed` event. The SDK
-//! keeps every traffic event of its environment in memory as it arrives on the event stream;
-//! [`Environment`](crate::Environment) has the queries and assertions.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use rig_types::{Event, EventType};
+
+use super::{edge_words, millis, wanted, Observed, TrafficFilter};
 
 /// One HTTP request/response observed by a proxy.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,7 +61,7 @@ impl Request {
             method: r.method.clone(),
             path: r.path.clone(),
             status: r.status_code,
-            latency: Duration::from_secs_f64(r.latency_ms.max(0.0) / 1000.0),
+            latency: millis(r.latency_ms),
             request_headers: r.request_headers.clone(),
             response_headers: r.response_headers.clone(),
             request_body: r.request_body.clone().unwrap_or_default(),
@@ -97,6 +94,18 @@ impl Request {
     /// The body is not JSON of type `T` (or was truncated by the capture cap).
     pub fn response_json<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
         serde_json::from_slice(&self.response_body)
+    }
+}
+
+impl Observed for Request {
+    const KIND: &'static str = "HTTP requests";
+
+    fn from_event(event: &Event) -> Option<Request> {
+        Request::from_event(event)
+    }
+
+    fn is_probe(&self) -> bool {
+        self.probe
     }
 }
 
@@ -202,18 +211,12 @@ impl RequestFilter {
         self
     }
 
-    /// Whether readiness probes match.
-    pub(crate) fn includes_probes(&self) -> bool {
-        self.probes
-    }
-
     /// Whether `request` satisfies every condition.
     pub fn matches(&self, request: &Request) -> bool {
-        let eq = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
         (self.probes || !request.probe)
-            && eq(&self.source, &request.source)
-            && eq(&self.target, &request.target)
-            && eq(&self.ingress, &request.ingress)
+            && wanted(&self.source, &request.source)
+            && wanted(&self.target, &request.target)
+            && wanted(&self.ingress, &request.ingress)
             && self
                 .method
                 .as_deref()
@@ -250,15 +253,7 @@ impl fmt::Display for RequestFilter {
             (None, None, None) => {}
         }
         words.push("requests".into());
-        if let Some(s) = &self.source {
-            words.push(format!("from {s}"));
-        }
-        if let Some(t) = &self.target {
-            words.push(format!("to {t}"));
-        }
-        if let Some(i) = &self.ingress {
-            words.push(format!("on ingress {i}"));
-        }
+        edge_words(&mut words, &self.source, &self.target, &self.ingress);
         if let Some(s) = self.status {
             words.push(format!("with status {s}"));
         }
@@ -266,6 +261,18 @@ impl fmt::Display for RequestFilter {
             words.push("(probes included)".into());
         }
         f.write_str(&words.join(" "))
+    }
+}
+
+impl TrafficFilter for RequestFilter {
+    type Item = Request;
+
+    fn matches(&self, item: &Request) -> bool {
+        RequestFilter::matches(self, item)
+    }
+
+    fn includes_probes(&self) -> bool {
+        self.probes
     }
 }
 
