@@ -142,6 +142,9 @@ fn event_line(out: &mut String, e: &Event, elapsed: f64) {
                 if e.event_type == EventType::ConnectionProgress {
                     out.push_str("  (open)");
                 }
+                if c.probe {
+                    out.push_str("  (probe)");
+                }
                 return;
             }
         }
@@ -312,7 +315,7 @@ impl TrafficTotals {
                 }
             }
             EventType::ConnectionClosed => {
-                if let Some(c) = &e.connection {
+                if let Some(c) = e.connection.as_ref().filter(|c| !c.probe) {
                     let edge = self.edge(&c.source, &c.target);
                     edge.connections += 1;
                     edge.bytes = edge
