@@ -49,7 +49,10 @@ async fn first_call_spawns_rigd_and_the_second_reuses_it() {
 
     let response = raw_health(&first.addr);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains(r#"{"status":"ok"}"#), "{response}");
+    assert!(
+        response.contains(r#"{"status":"ok","version":"#),
+        "{response}"
+    );
     RigdClient::new(&first.addr)
         .expect("address")
         .health()

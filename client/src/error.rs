@@ -68,6 +68,16 @@ pub enum Error {
         /// The rigd's address.
         addr: String,
     },
+    /// An environment variable the SDK reads holds a value it cannot use.
+    #[error("invalid {name} {value:?}: {reason}")]
+    InvalidSetting {
+        /// The variable, e.g. `RIG_TTL`.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it is unusable.
+        reason: String,
+    },
     /// A service builder was used in a way its type does not support.
     #[error("service {service:?}: {reason}")]
     InvalidService {

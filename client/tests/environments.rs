@@ -247,6 +247,38 @@ async fn keepalive_outlives_a_short_ttl() -> Result<(), rig::BoxError> {
     Ok(())
 }
 
+/// `keep_for` (the builder form of `RIG_TTL`) leaves the environment running after `down()`
+/// until its TTL runs out without a client.
+#[tokio::test]
+async fn keep_for_leaves_the_environment_to_its_ttl() -> Result<(), rig::BoxError> {
+    let env = builder("sdk-keep-for")
+        .observe(false)
+        .keep_for(Duration::from_secs(2))
+        .service("web", http_server("."))
+        .up()
+        .await?;
+    let (id, url) = (env.id().to_string(), env.url("web")?);
+    let client = RigdClient::new(env.rigd_addr())?;
+    let report = env.down().await?;
+    assert_eq!(report.kept_for, Some(Duration::from_secs(2)));
+    assert_eq!(report.log_file, None, "nothing was torn down");
+    // Still there, and still serving.
+    client.get_environment(&id).await?;
+    assert_eq!(get(&url).await?.status, 200);
+    // Gone once the TTL passes without keepalives.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.get_environment(&id).await {
+            Err(e) if e.is_not_found() => break,
+            _ if tokio::time::Instant::now() > deadline => {
+                panic!("environment {id} outlived its 2 s TTL by 30 s")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    Ok(())
+}
+
 /// `note` records a failure note: the run's outcome is failed and the note is in the log.
 #[tokio::test]
 async fn a_note_marks_the_run_failed() -> Result<(), rig::BoxError> {

@@ -2,7 +2,7 @@
 //!
 //! | Method & path | Purpose | Success |
 //! |---|---|---|
-//! | `GET /health` | liveness | 200 `{"status":"ok"}` |
+//! | `GET /health` | liveness | 200 `{"status":"ok","version":..,"api":1}` (upstream: status only) |
 //! | `POST /environments` | validate and create an environment (it starts in the background) | 201 `{"id":...}` |
 //! | `GET /environments` | list registered environments, sorted by name | 200 array |
 //! | `GET /environments/{id}` | resolved view: statuses, ingresses, egresses | 200 object |
@@ -90,11 +90,10 @@ pub fn app(state: AppState) -> Router {
 
 /// `GET /health`.
 async fn health() -> Response {
-    #[derive(serde::Serialize)]
-    struct Health {
-        status: &'static str,
-    }
-    json(StatusCode::OK, &Health { status: "ok" })
+    json(
+        StatusCode::OK,
+        &rig_types::Health::current(env!("CARGO_PKG_VERSION")),
+    )
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -10,6 +10,7 @@ pub mod base64;
 pub mod duration;
 pub mod endpoint;
 pub mod event;
+pub mod health;
 pub mod spec;
 pub mod timestamp;
 
@@ -20,6 +21,7 @@ pub use event::{
     EventType, GrpcCallInfo, KafkaRequestInfo, LogEntry, LogStream, RequestInfo, ServiceSnapshot,
     WiringContext,
 };
+pub use health::{Health, API_VERSION};
 pub use spec::{
     ClientFuncSpec, EgressSpec, Environment, HookSpec, Hooks, IngressSpec, ReadySpec,
     ResolvedEnvironment, ResolvedService, Service, ServiceStatus,

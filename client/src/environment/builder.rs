@@ -53,6 +53,7 @@ pub struct EnvironmentBuilder {
     observe: bool,
     startup_timeout: Duration,
     ttl: Option<Duration>,
+    keep_for: Option<Duration>,
     callback_timeout: Duration,
     rigd_addr: Option<String>,
     rig_dir: Option<PathBuf>,
@@ -67,6 +68,7 @@ impl EnvironmentBuilder {
             observe: true,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             ttl: None,
+            keep_for: None,
             callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
             rigd_addr: None,
             rig_dir: None,
@@ -109,6 +111,17 @@ impl EnvironmentBuilder {
     /// when the test process dies without tearing down.
     pub fn ttl(mut self, ttl: Duration) -> EnvironmentBuilder {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// Keeps the environment running for `ttl` after the test instead of tearing it down, to
+    /// inspect it (`rig ps`, `rig traffic --follow`, its services' ports); rigd removes it
+    /// when that time has passed without word from a client, or `rig down <id>` does.
+    /// `down()` and drops then only stop renewing it. The environment variable `RIG_TTL`
+    /// (a Go duration such as `30m`) does the same for every environment of a run and takes
+    /// precedence. An environment that fails to start is torn down regardless.
+    pub fn keep_for(mut self, ttl: Duration) -> EnvironmentBuilder {
+        self.keep_for = Some(ttl);
         self
     }
 
@@ -156,6 +169,7 @@ impl EnvironmentBuilder {
         let user = Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let background = background::handle()?;
         let autostart = self.autostart()?;
+        let keep_for = keep_for_setting(&|key| std::env::var(key).ok())?.or(self.keep_for);
         let EnvironmentBuilder {
             name,
             services,
@@ -165,6 +179,7 @@ impl EnvironmentBuilder {
             callback_timeout,
             ..
         } = self;
+        let ttl = keep_for.or(ttl);
 
         let parts = build_services(services)?;
         let mut host_env = process_env();
@@ -193,7 +208,7 @@ impl EnvironmentBuilder {
         // From here on the environment exists on rigd: `lifetime` ends it on every path,
         // including this future being dropped.
         let shared = Arc::new(Shared::new(id, name, client));
-        let mut lifetime = Lifetime::new(shared.clone());
+        let mut lifetime = Lifetime::new(shared.clone(), keep_for);
         let session = Arc::new(Session::new(
             shared.clone(),
             parts.handlers,
@@ -272,6 +287,25 @@ impl EnvironmentBuilder {
             cwd.as_deref(),
             None,
         )?)
+    }
+}
+
+/// `RIG_TTL`, when set: how long to keep environments after their test.
+fn keep_for_setting(var: &dyn Fn(&str) -> Option<String>) -> Result<Option<Duration>> {
+    let Some(value) = var("RIG_TTL").filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = |reason: String| Error::InvalidSetting {
+        name: "RIG_TTL",
+        value: value.clone(),
+        reason,
+    };
+    let parsed: GoDuration = value.parse().map_err(|e| invalid(format!("{e}")))?;
+    match parsed.to_std() {
+        Some(d) if !d.is_zero() => Ok(Some(d)),
+        _ => Err(invalid(
+            "a positive Go duration is needed, e.g. 30m or 1h30m".into(),
+        )),
     }
 }
 
@@ -432,5 +466,34 @@ mod tests {
             }
         ));
         let _ = std::fs::remove_dir_all(&tmp);
+    }
+}
+
+#[cfg(test)]
+mod keep_for_tests {
+    use super::*;
+
+    fn rig_ttl(value: Option<&str>) -> Result<Option<Duration>> {
+        keep_for_setting(&|key| {
+            assert_eq!(key, "RIG_TTL");
+            value.map(str::to_string)
+        })
+    }
+
+    #[test]
+    fn rig_ttl_is_a_positive_go_duration() {
+        assert_eq!(rig_ttl(None).unwrap(), None);
+        assert_eq!(rig_ttl(Some("")).unwrap(), None);
+        assert_eq!(
+            rig_ttl(Some("1h30m")).unwrap(),
+            Some(Duration::from_secs(5400))
+        );
+        let err = rig_ttl(Some("30 minutes")).unwrap_err().to_string();
+        assert!(err.starts_with("invalid RIG_TTL \"30 minutes\": "), "{err}");
+        let err = rig_ttl(Some("0s")).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid RIG_TTL \"0s\": a positive Go duration is needed, e.g. 30m or 1h30m"
+        );
     }
 }

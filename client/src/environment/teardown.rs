@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::task::AbortHandle;
 
-use super::shared::Shared;
+use super::shared::{Phase, Shared};
 use crate::background;
 use crate::error::{Error, Result};
 use crate::transport::client::{ClientError, DeleteOptions};
@@ -46,6 +46,9 @@ pub struct DownReport {
     pub log_file_pretty: Option<PathBuf>,
     /// rigd's condensed failure explanation, when the environment or test failed.
     pub summary: Option<String>,
+    /// The environment was left running for this long instead of being torn down
+    /// ([`EnvironmentBuilder::keep_for`](crate::EnvironmentBuilder::keep_for), `RIG_TTL`).
+    pub kept_for: Option<Duration>,
 }
 
 /// Why the environment ends.
@@ -64,15 +67,24 @@ pub(crate) struct Lifetime {
     shared: Arc<Shared>,
     tasks: Vec<AbortHandle>,
     ended: bool,
+    /// Leave the environment running this long rather than deleting it (not after a failed
+    /// start).
+    keep_for: Option<Duration>,
 }
 
 impl Lifetime {
-    pub(crate) fn new(shared: Arc<Shared>) -> Lifetime {
+    pub(crate) fn new(shared: Arc<Shared>, keep_for: Option<Duration>) -> Lifetime {
         Lifetime {
             shared,
             tasks: Vec::new(),
             ended: false,
+            keep_for,
         }
+    }
+
+    /// How long the environment is kept after `ending`, if it is.
+    fn kept(&self, ending: Ending) -> Option<Duration> {
+        self.keep_for.filter(|_| ending != Ending::StartFailed)
     }
 
     /// A background task to stop at teardown.
@@ -83,7 +95,12 @@ impl Lifetime {
     /// Tears down and waits (without blocking the caller's runtime).
     pub(crate) async fn end(&mut self, ending: Ending) -> Result<DownReport> {
         self.ended = true;
-        let job = teardown(self.shared.clone(), std::mem::take(&mut self.tasks), ending);
+        let job = teardown(
+            self.shared.clone(),
+            std::mem::take(&mut self.tasks),
+            ending,
+            self.kept(ending),
+        );
         // On the background runtime, so it completes even if this future is dropped.
         let handle = background::handle()?;
         match handle.spawn(job).await {
@@ -107,7 +124,12 @@ impl Drop for Lifetime {
             Ending::Normal
         };
         let (name, id) = (self.shared.name.clone(), self.shared.id.clone());
-        let job = teardown(self.shared.clone(), std::mem::take(&mut self.tasks), ending);
+        let job = teardown(
+            self.shared.clone(),
+            std::mem::take(&mut self.tasks),
+            ending,
+            self.kept(ending),
+        );
         match background::block_on(job, DROP_WAIT) {
             Some(Ok(report)) if ending == Ending::TestFailed => {
                 eprintln!("{}", failure_text(&name, &report));
@@ -125,22 +147,43 @@ impl Drop for Lifetime {
     }
 }
 
-/// The teardown every path shares.
+/// The teardown every path shares; with `kept_for` it only stops the SDK's side (stream
+/// follower, keepalive, in-test services) and leaves the environment to rigd's TTL.
 async fn teardown(
     shared: Arc<Shared>,
     tasks: Vec<AbortHandle>,
     ending: Ending,
+    kept_for: Option<Duration>,
 ) -> Result<DownReport> {
     shared.update(|s| s.tearing_down = true);
+    let stop_local = |shared: &Shared| {
+        for task in tasks {
+            task.abort();
+        }
+        let funcs = std::mem::take(&mut shared.lock().funcs);
+        for func in funcs {
+            func.abort();
+        }
+    };
+    if let Some(kept_for) = kept_for {
+        stop_local(&shared);
+        let env_dir = match &shared.lock().phase {
+            Phase::Up(info) => info.env_dir.clone(),
+            _ => PathBuf::new(),
+        };
+        let report = DownReport {
+            id: shared.id.clone(),
+            env_dir,
+            preserved: true,
+            kept_for: Some(kept_for),
+            ..DownReport::default()
+        };
+        eprintln!("{}", kept_text(&shared.name, &report));
+        return Ok(report);
+    }
     let options = delete_options(ending, &|key| std::env::var(key).ok());
     let result = shared.client.delete_environment(&shared.id, &options).await;
-    for task in tasks {
-        task.abort();
-    }
-    let funcs = std::mem::take(&mut shared.lock().funcs);
-    for func in funcs {
-        func.abort();
-    }
+    stop_local(&shared);
     let response = result.map_err(|e| match e {
         ClientError::Api { status: 404, .. } => Error::EnvironmentDown {
             name: shared.name.clone(),
@@ -159,7 +202,19 @@ async fn teardown(
         log_file: non_empty(response.log_file).map(PathBuf::from),
         log_file_pretty: non_empty(response.log_file_pretty).map(PathBuf::from),
         summary: non_empty(response.summary),
+        kept_for: None,
     })
+}
+
+/// What a drop prints about an environment it leaves running.
+fn kept_text(name: &str, report: &DownReport) -> String {
+    let minutes = report.kept_for.unwrap_or_default().as_secs_f64() / 60.0;
+    format!(
+        "rig: environment {name:?} ({id}) left running for {minutes:.1} min without a client \
+         (keep_for / RIG_TTL); `rig ps` lists it, `rig traffic --follow` watches it, \
+         `rig down {id}` ends it",
+        id = report.id
+    )
 }
 
 /// The `DELETE` parameters for `ending`, honouring `RIG_PRESERVE` and
@@ -261,6 +316,7 @@ mod tests {
             log_file: Some("/r/logs/orders-abc.jsonl".into()),
             log_file_pretty: Some("/r/logs/orders-abc.log".into()),
             summary: Some("api: GET /x 500\n".into()),
+            kept_for: None,
         };
         let text = failure_text("orders", &report);
         assert!(text.starts_with(

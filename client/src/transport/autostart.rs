@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use rig_types::Health;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::client::{ClientError, RigdClient};
@@ -141,6 +142,17 @@ pub enum AutostartError {
         from: AddrSource,
         /// The failure.
         source: ClientError,
+    },
+    /// The rigd found speaks another API version than this client.
+    #[error(
+        "{detail} (rigd at {addr}): use a rig and rigd of the same release — stop that rigd \
+         (`rig down --all`, then end the process) or point RIG_DIR or RIG_SERVER_ADDR elsewhere"
+    )]
+    Incompatible {
+        /// The address.
+        addr: String,
+        /// Which versions disagree.
+        detail: String,
     },
     /// A file operation failed.
     #[error("{what}: {source}")]
@@ -305,7 +317,7 @@ impl Autostart {
             spawned_pid: None,
             log: Some(files.log.clone()),
         };
-        if let Some(addr) = healthy_addr(&files.addr).await {
+        if let Some(addr) = healthy_addr(&files.addr).await? {
             return Ok(found(addr));
         }
         DirBuilder::new()
@@ -317,7 +329,7 @@ impl Autostart {
                 source,
             })?;
         let lock = LockFile::acquire(&files.lock, LOCK_TIMEOUT).await?;
-        if let Some(addr) = healthy_addr(&files.addr).await {
+        if let Some(addr) = healthy_addr(&files.addr).await? {
             drop(lock);
             return Ok(found(addr));
         }
@@ -440,7 +452,8 @@ async fn check_given(addr: &str, source: AddrSource) -> Result<RunningServer, Au
         source: e,
     };
     let client = RigdClient::new(addr).map_err(not_answering)?;
-    client.health().await.map_err(not_answering)?;
+    let health = client.health().await.map_err(not_answering)?;
+    compatible(client.addr(), &health)?;
     Ok(RunningServer {
         addr: client.addr().to_string(),
         spawned_pid: None,
@@ -460,12 +473,31 @@ pub fn default_rig_dir(env: &dyn Fn(&str) -> Option<OsString>) -> PathBuf {
     std::env::temp_dir().join("rig")
 }
 
-/// The address in `addr_file`, if the file holds one and rigd there answers `/health`.
-async fn healthy_addr(addr_file: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(addr_file).ok()?;
-    let client = RigdClient::new(text.trim()).ok()?;
-    client.health().await.ok()?;
-    Some(client.addr().to_string())
+/// The address in `addr_file`, if the file holds one and rigd there answers `/health`;
+/// an error if that rigd speaks another API version.
+async fn healthy_addr(addr_file: &Path) -> Result<Option<String>, AutostartError> {
+    let Ok(text) = std::fs::read_to_string(addr_file) else {
+        return Ok(None);
+    };
+    let Ok(client) = RigdClient::new(text.trim()) else {
+        return Ok(None);
+    };
+    let Ok(health) = client.health().await else {
+        return Ok(None);
+    };
+    compatible(client.addr(), &health)?;
+    Ok(Some(client.addr().to_string()))
+}
+
+/// Refuses a rigd this client cannot talk to.
+fn compatible(addr: &str, health: &Health) -> Result<(), AutostartError> {
+    match health.incompatibility() {
+        Some(detail) => Err(AutostartError::Incompatible {
+            addr: addr.to_string(),
+            detail,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Polls until the spawned rigd is healthy, exits, or [`SPAWN_TIMEOUT`] passes.
@@ -486,7 +518,7 @@ async fn wait_healthy(
                 tail: log_tail(&files.log, log_start),
             });
         }
-        if let Some(addr) = healthy_addr(&files.addr).await {
+        if let Some(addr) = healthy_addr(&files.addr).await? {
             return Ok(addr);
         }
         if Instant::now() >= deadline {

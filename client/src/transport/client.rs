@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use rig_types::ResolvedEnvironment;
+use rig_types::{Health, ResolvedEnvironment};
 use serde::{Deserialize, Serialize};
 
 use super::event_stream::EventStream;
@@ -247,18 +247,20 @@ impl RigdClient {
         format!("http://{}", self.addr())
     }
 
-    /// `GET /health` within [`HEALTH_TIMEOUT`]; `Ok` when rigd answers 200.
-    pub async fn health(&self) -> Result<(), ClientError> {
+    /// `GET /health` within [`HEALTH_TIMEOUT`]: rigd's version and API version when it
+    /// answers 200 (upstream rigd states neither).
+    pub async fn health(&self) -> Result<Health, ClientError> {
         self.health_within(HEALTH_TIMEOUT).await
     }
 
     /// `GET /health` within `timeout`.
-    pub async fn health_within(&self, timeout: Duration) -> Result<(), ClientError> {
+    pub async fn health_within(&self, timeout: Duration) -> Result<Health, ClientError> {
         let (status, body) = self
             .transport
             .request(Method::GET, "/health", None, timeout)
             .await?;
-        expect_status(status, StatusCode::OK, &body)
+        expect_status(status, StatusCode::OK, &body)?;
+        decode("GET /health", &body)
     }
 
     /// `POST /environments`: validates and creates an environment, returning its id.

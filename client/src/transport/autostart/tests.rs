@@ -202,6 +202,41 @@ async fn a_given_address_that_does_not_answer_is_an_error() {
     );
 }
 
+/// A rigd of a future release (its API version cannot be produced by this build, so a tiny
+/// stand-in answers `/health` the way such a rigd would) is refused with what to do.
+#[tokio::test]
+async fn a_rigd_speaking_another_api_version_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let body = format!(
+            r#"{{"status":"ok","version":"9.0.0","api":{}}}"#,
+            rig_types::API_VERSION + 1
+        );
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request).await;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(reply.as_bytes()).await;
+        }
+    });
+    let a = Autostart::resolve(&env_of(&[]), None, None, Some(&addr)).unwrap();
+    let err = a.ensure().await.unwrap_err();
+    assert!(matches!(err, AutostartError::Incompatible { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "rigd 9.0.0 speaks API v{}, this client speaks v{} (rigd at {addr}): use a rig and rigd of the same release",
+            rig_types::API_VERSION + 1,
+            rig_types::API_VERSION
+        )),
+        "{err}"
+    );
+}
+
 /// A "rigd" that records how it was started, then fails the way a broken rigd would.
 #[tokio::test]
 async fn a_rigd_that_exits_is_reported_with_its_arguments_cwd_and_log() {
