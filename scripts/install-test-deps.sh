@@ -6,6 +6,13 @@ set -euo pipefail
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# Native backends of the infrastructure types (postgres, redis) and their real clients.
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need_apt+=(postgresql)
+fi
 
 if ((${#need_apt[@]})); then
   echo "== installing ${need_apt[*]}"
@@ -19,3 +26,9 @@ for component in rustfmt clippy; do
     rustup component add "${component}"
   fi
 done
+
+# The S3 and SQS native backend: moto's server (PyPI `moto[server]`).
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "== installing moto[server]"
+  python3 -m pip install --quiet 'moto[server]' || python3 -m pip install --quiet --break-system-packages 'moto[server]'
+fi

@@ -1,14 +1,15 @@
 //! One service's lifecycle, in upstream's exact step order:
 //!
 //! 1. wait for every egress target's `service.ready`, then `wiring.resolved`;
-//! 2. allocate ports and publish (`ingress.published` per ingress);
+//! 2. prepare (the type acquires shared resources, e.g. a pooled backend's lease), allocate
+//!    ports and publish (`ingress.published` per ingress);
 //! 3. prestart hooks (`service.prestart`);
 //! 4. `service.starting`, build the environment, start the runner;
 //! 5. concurrently with the runner: readiness checks (`health.check_failed` per failed
 //!    probe), `service.healthy`, init hooks (`service.init`), `service.ready`, and for the
 //!    injected `~test` node `environment.up`;
-//! 6. whatever happened: `service.stopping` (when told to stop) or `service.failed`, then
-//!    always `service.stopped`.
+//! 6. whatever happened: the type releases what it prepared, `service.stopping` (when told
+//!    to stop) or `service.failed`, then always `service.stopped`.
 //!
 //! The runner exiting for any reason before the service is told to stop is a failure, even
 //! with status 0: services run until the environment is torn down.
@@ -25,7 +26,9 @@ use super::environment_up::emit_environment_up;
 use super::{Instance, Settings};
 use crate::ports::PortAllocator;
 use crate::ready::{poll, probe, PollSettings, ProbeKind};
-use crate::services::{OutputSink, PublishContext, RunContext, ServiceType};
+use crate::services::{
+    HookContext, OutputSink, PublishContext, RunContext, ServiceRef, ServiceType,
+};
 use crate::wiring::{build_service_env, wiring_context, ServiceEnvInput};
 
 /// Everything one service task needs.
@@ -48,6 +51,22 @@ impl ServiceTask {
 
     fn cancel(&self) -> &CancellationToken {
         self.instance.services_token()
+    }
+
+    fn service_ref(&self) -> ServiceRef {
+        ServiceRef {
+            service: self.name.clone(),
+            instance_id: self.instance.id().to_string(),
+            spec: self.spec.clone(),
+        }
+    }
+
+    fn output(&self) -> OutputSink {
+        OutputSink::new(
+            self.instance.log().clone(),
+            self.instance.name(),
+            &self.name,
+        )
     }
 
     fn temp_dir(&self) -> PathBuf {
@@ -75,6 +94,8 @@ enum Ended {
 /// the service failed on its own (not when it was told to stop).
 pub(super) async fn run_service(task: ServiceTask) -> Result<(), String> {
     let ended = steps(&task).await;
+    // Whatever happened, give back what `prepare` acquired (a pooled backend's lease).
+    task.service_type.release(&task.service_ref()).await;
     let result = match ended {
         Ended::Stopped => Ok(()),
         Ended::CancelledEarly => {
@@ -125,6 +146,11 @@ async fn steps_until_start(task: &ServiceTask) -> Result<Started, Ended> {
     if task.cancel().is_cancelled() {
         return Err(Ended::CancelledEarly);
     }
+    let prepare = task.service_type.prepare(&task.service_ref());
+    unless_cancelled(task, async {
+        prepare.await.map_err(|e| format!("publish: {e}"))
+    })
+    .await?;
     let (ingresses, listeners) = publish(task, &egresses).map_err(Ended::Failed)?;
 
     let temp_dir = task.temp_dir();
@@ -267,11 +293,7 @@ async fn run_group(task: &ServiceTask, started: Started) -> Ended {
         env: started.env,
         temp_dir: task.temp_dir(),
         env_dir: task.instance.env_dir().to_path_buf(),
-        output: OutputSink::new(
-            task.instance.log().clone(),
-            task.instance.name(),
-            &task.name,
-        ),
+        output: task.output(),
         callbacks: started.callbacks.clone(),
         cancel: run_cancel.clone(),
         stop_grace: task.settings.stop_grace,
@@ -323,7 +345,10 @@ async fn after_start(
 ) -> Result<(), String> {
     for (name, endpoint) in ingresses {
         let ready = task.spec.ingresses.get(name).and_then(|i| i.ready.as_ref());
-        let kind = ProbeKind::for_ingress(&endpoint.protocol, ready);
+        let kind = task
+            .service_type
+            .ready_probe(name, endpoint)
+            .unwrap_or_else(|| ProbeKind::for_ingress(&endpoint.protocol, ready));
         let settings = PollSettings::from_spec(ready);
         poll(
             settings,
@@ -344,6 +369,19 @@ async fn after_start(
     if !init.is_empty() {
         task.emit(EventType::ServiceInit);
         for hook in init {
+            if hook.hook_type != "client_func" {
+                if let Some(run) = task.service_type.init_hook(HookContext {
+                    service: task.service_ref(),
+                    hook: hook.clone(),
+                    spec_dir: task.instance.spec().dir.clone(),
+                    ingresses: ingresses.clone(),
+                    egresses: egresses.clone(),
+                    output: task.output(),
+                }) {
+                    run.await.map_err(|e| e.to_string())?;
+                    continue;
+                }
+            }
             run_hook(task, callbacks, hook, Phase::Init).await?;
         }
     }

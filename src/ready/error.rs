@@ -85,6 +85,16 @@ pub enum ProbeError {
         reason: &'static str,
     },
 
+    /// A database server answered but is not ready for clients yet (PostgreSQL starting up,
+    /// Redis loading its data set), or answered something other than its protocol.
+    #[error("{protocol}: {reason}")]
+    NotReady {
+        /// `postgres` or `redis`.
+        protocol: &'static str,
+        /// What the server said, or what went wrong in the exchange.
+        reason: String,
+    },
+
     /// The readiness deadline passed while a probe was still running.
     #[error(
         "probe still running after {} when the readiness deadline passed",

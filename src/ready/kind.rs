@@ -17,12 +17,19 @@ pub enum ProbeKind {
     /// A plaintext gRPC `grpc.health.v1.Health/Check` for the whole server (empty service
     /// name).
     Grpc,
+    /// A PostgreSQL startup handshake (as role `postgres` to database `postgres`): ready once
+    /// the server accepts connections, that is, answers anything but "starting up", "shutting
+    /// down" or "too many connections" (the rule of `pg_isready`).
+    Postgres,
+    /// A Redis `PING`: ready on `+PONG` (or an authentication error: the server is up).
+    Redis,
 }
 
 impl ProbeKind {
-    /// Chooses the probe for an ingress (upstream rule): `ready.type` when set (`tcp`, `http`
-    /// or `grpc`; any other value means TCP), otherwise the ingress protocol (`http` → HTTP,
-    /// `grpc` → gRPC, `tcp`, `kafka` and unknown protocols → TCP).
+    /// Chooses the probe for an ingress (upstream rule): `ready.type` when set (`tcp`, `http`,
+    /// `grpc`, and rig-rs's `postgres` and `redis`; any other value means TCP), otherwise the
+    /// ingress protocol (`http` → HTTP, `grpc` → gRPC, `tcp`, `kafka` and unknown protocols →
+    /// TCP).
     ///
     /// The HTTP path is `ready.path`, defaulting to `/`; a path without a leading `/` gets one,
     /// so `health` probes `/health` rather than producing an invalid URL on every attempt.
@@ -38,16 +45,20 @@ impl ProbeKind {
                 path: normalise_path(ready.map_or("", |r| r.path.as_str())),
             },
             "grpc" => ProbeKind::Grpc,
+            "postgres" => ProbeKind::Postgres,
+            "redis" => ProbeKind::Redis,
             _ => ProbeKind::Tcp,
         }
     }
 
-    /// The probe's name: `tcp`, `http` or `grpc`.
+    /// The probe's name: `tcp`, `http`, `grpc`, `postgres` or `redis`.
     pub fn name(&self) -> &'static str {
         match self {
             ProbeKind::Tcp => "tcp",
             ProbeKind::Http { .. } => "http",
             ProbeKind::Grpc => "grpc",
+            ProbeKind::Postgres => "postgres",
+            ProbeKind::Redis => "redis",
         }
     }
 }
@@ -120,6 +131,8 @@ mod tests {
             (Protocol::Grpc, "http", http("/")),
             (Protocol::Http, "websocket", ProbeKind::Tcp),
             (Protocol::Grpc, "HTTP", ProbeKind::Tcp),
+            (Protocol::Tcp, "postgres", ProbeKind::Postgres),
+            (Protocol::Tcp, "redis", ProbeKind::Redis),
         ];
         for (protocol, probe_type, want) in table {
             let spec = ready(probe_type, "");

@@ -8,7 +8,8 @@
 //! - [`probe`] runs one attempt against a `host:port` and says why it failed
 //!   ([`ProbeError`]): a TCP connect with a 200 ms timeout, an HTTP `GET` whose whole exchange
 //!   must finish within 200 ms (any status below 500 is ready), or a plaintext
-//!   `grpc.health.v1.Health/Check` (`SERVING` or `UNIMPLEMENTED` is ready).
+//!   `grpc.health.v1.Health/Check` (`SERVING` or `UNIMPLEMENTED` is ready); for the database
+//!   types, a PostgreSQL startup handshake or a Redis `PING`.
 //! - [`poll`] repeats a probe with exponential back-off (10 ms doubling to 1 s by default)
 //!   until it succeeds or the deadline (30 s by default) passes, reporting each failure to a
 //!   callback so the caller can publish `health.check_failed`.
@@ -20,6 +21,7 @@
 //! A poll is cancelled by dropping its future; no task or connection outlives it. Everything
 //! here uses `tokio::time`, so tests can drive the schedule with a paused clock.
 
+mod database;
 mod error;
 mod grpc;
 mod http;

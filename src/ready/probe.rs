@@ -5,7 +5,7 @@ use std::future::Future;
 
 use super::error::ProbeError;
 use super::kind::ProbeKind;
-use super::{grpc, http, tcp};
+use super::{database, grpc, http, tcp};
 
 /// Header carried by every HTTP and gRPC probe request (value `1`), so an observing proxy can
 /// mark probe traffic.
@@ -17,12 +17,15 @@ pub const PROBE_USER_AGENT: &str = "rigd-probe";
 /// Runs one probe of `kind` against `hostport` (`host:port`, the host-side address).
 ///
 /// Returns `Ok(())` when the endpoint is ready. Each attempt opens and closes its own
-/// connection and is bounded in time: 200 ms for TCP and HTTP, 1 s for gRPC.
+/// connection and is bounded in time: 200 ms for TCP and HTTP, 1 s for gRPC, PostgreSQL and
+/// Redis.
 pub async fn probe(kind: &ProbeKind, hostport: &str) -> Result<(), ProbeError> {
     match kind {
         ProbeKind::Tcp => tcp::probe(hostport).await,
         ProbeKind::Http { path } => http::probe(hostport, path).await,
         ProbeKind::Grpc => grpc::probe(hostport).await,
+        ProbeKind::Postgres => database::postgres(hostport).await,
+        ProbeKind::Redis => database::redis(hostport).await,
     }
 }
 

@@ -5,15 +5,20 @@
 //! its own with [`Registry::register`] (that is what the spec's `custom` type is for).
 
 mod client;
+pub mod infra;
 mod output;
+pub mod postgres;
 mod process;
 mod proxy;
+pub mod redis;
 mod test_node;
 
 pub use client::Client;
 pub use output::OutputSink;
+pub use postgres::Postgres;
 pub use process::Process;
 pub use proxy::Proxy;
+pub use redis::Redis;
 pub use test_node::TestNode;
 
 use std::collections::BTreeMap;
@@ -24,13 +29,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rig_types::{Endpoint, IngressSpec, Service};
+use rig_types::{Endpoint, HookSpec, IngressSpec, Service};
 use tokio_util::sync::CancellationToken;
 
 use crate::orchestrator::CallbackDispatcher;
 
 /// A boxed future returned by [`ServiceType::run`].
 pub type RunFuture = Pin<Box<dyn Future<Output = Result<(), ServiceError>> + Send>>;
+
+/// A boxed future returned by [`ServiceType::prepare`] and [`ServiceType::init_hook`].
+pub type StepFuture = Pin<Box<dyn Future<Output = Result<(), ServiceError>> + Send>>;
+
+/// A boxed future returned by [`ServiceType::release`].
+pub type ReleaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// An error from a service type, reported as the `error` of `service.failed`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,8 +153,73 @@ pub struct RunContext {
     pub reaper: Option<Arc<crate::reaper::Reaper>>,
 }
 
+/// Identifies one service of one environment, for [`ServiceType::prepare`] and
+/// [`ServiceType::release`].
+#[derive(Clone)]
+pub struct ServiceRef {
+    /// The service name.
+    pub service: String,
+    /// The environment instance id.
+    pub instance_id: String,
+    /// The service spec.
+    pub spec: Arc<Service>,
+}
+
+impl ServiceRef {
+    /// `<instance id>:<service>`: unique per service of a rigd, the key under which a type
+    /// keeps what it acquired for the service.
+    pub fn key(&self) -> String {
+        service_key(&self.instance_id, &self.service)
+    }
+}
+
+/// `<instance id>:<service>` (see [`ServiceRef::key`]).
+pub fn service_key(instance_id: &str, service: &str) -> String {
+    format!("{instance_id}:{service}")
+}
+
+/// What a server-side init hook (`sql`, `exec`, ...) gets.
+pub struct HookContext {
+    /// The service, its instance and spec.
+    pub service: ServiceRef,
+    /// The hook.
+    pub hook: HookSpec,
+    /// The spec's `dir`: the client's working directory, against which relative paths in the
+    /// hook's config resolve.
+    pub spec_dir: String,
+    /// The service's published ingresses (unresolved templates).
+    pub ingresses: BTreeMap<String, Endpoint>,
+    /// The service's resolved egresses (unresolved templates).
+    pub egresses: BTreeMap<String, Endpoint>,
+    /// The service's output: what the hook prints goes into the log as `service.log`.
+    pub output: OutputSink,
+}
+
 /// A kind of service.
+///
+/// The lifecycle calls, in order: [`prepare`](ServiceType::prepare) (acquire shared
+/// resources, such as a lease on a pooled backend), [`publish`](ServiceType::publish),
+/// [`run`](ServiceType::run) alongside the readiness checks
+/// ([`ready_probe`](ServiceType::ready_probe)) and init hooks
+/// ([`init_hook`](ServiceType::init_hook)), and finally, whatever happened,
+/// [`release`](ServiceType::release).
 pub trait ServiceType: Send + Sync + 'static {
+    /// Acquires what the service needs before its endpoints can be published (a pooled
+    /// backend's lease: the first environment pays the backend's start here). The default
+    /// needs nothing. Whatever it acquires is given back by [`ServiceType::release`].
+    fn prepare(&self, service: &ServiceRef) -> StepFuture {
+        let _ = service;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Gives back what [`ServiceType::prepare`] acquired for `service`. Called once the
+    /// service has stopped, or failed, or was cancelled at any step (even before or during
+    /// `prepare`), so it must cope with nothing having been acquired.
+    fn release(&self, service: &ServiceRef) -> ReleaseFuture {
+        let _ = service;
+        Box::pin(async {})
+    }
+
     /// The endpoints of the service's ingresses. The default publishes
     /// `127.0.0.1:<allocated port>` with the spec's protocol and attributes unchanged.
     fn publish(
@@ -157,6 +233,22 @@ pub trait ServiceType: Send + Sync + 'static {
     /// cancellation still fails the environment (`runner exited early`): services are
     /// expected to run until told to stop.
     fn run(&self, ctx: RunContext) -> RunFuture;
+
+    /// The readiness probe of `ingress`, replacing the one chosen from the ingress's protocol
+    /// and `ready.type` (upstream's custom ready check: PostgreSQL's startup handshake rather
+    /// than a TCP connect). The default (`None`) keeps the protocol's probe.
+    fn ready_probe(&self, ingress: &str, endpoint: &Endpoint) -> Option<crate::ready::ProbeKind> {
+        let _ = (ingress, endpoint);
+        None
+    }
+
+    /// Runs a server-side init hook (a hook whose type is not `client_func`), or returns
+    /// `None` when this type has no hook of that type (the lifecycle then reports
+    /// `unsupported hook type`).
+    fn init_hook(&self, ctx: HookContext) -> Option<StepFuture> {
+        let _ = ctx;
+        None
+    }
 }
 
 /// Publishes `127.0.0.1:<port>` for every ingress with the spec's protocol and attributes.
@@ -183,6 +275,32 @@ fn local_endpoints(
         .collect()
 }
 
+/// The pooled infrastructure types of this process. Their backends are shared by every
+/// environment (and every [`Registry::builtin`]) of a rigd, and stopped by [`Pools::close`] at
+/// shutdown.
+pub struct Pools {
+    /// The `postgres` type and its pool.
+    pub postgres: Postgres,
+    /// The `redis` type and its pool.
+    pub redis: Redis,
+}
+
+impl Pools {
+    /// This process's pools.
+    pub fn shared() -> &'static Pools {
+        static SHARED: std::sync::OnceLock<Pools> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| Pools {
+            postgres: Postgres::default(),
+            redis: Redis::default(),
+        })
+    }
+
+    /// Stops every pooled backend (rigd shutdown); later leases fail.
+    pub async fn close(&self) {
+        tokio::join!(self.postgres.pool().close(), self.redis.pool().close());
+    }
+}
+
 /// Service type name → implementation.
 #[derive(Clone, Default)]
 pub struct Registry {
@@ -195,13 +313,18 @@ impl Registry {
         Registry::default()
     }
 
-    /// The built-in types: `process`, `client`, `test` and `proxy`.
+    /// The built-in types: `process`, `client`, `test`, `proxy`, and the pooled
+    /// infrastructure types `postgres` and `redis`, which share this process's
+    /// [`Pools`].
     pub fn builtin() -> Registry {
         let mut r = Registry::new();
         r.register("process", Process);
         r.register("client", Client);
         r.register("test", TestNode);
         r.register("proxy", Proxy);
+        let pools = Pools::shared();
+        r.register("postgres", pools.postgres.clone());
+        r.register("redis", pools.redis.clone());
         r
     }
 

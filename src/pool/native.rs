@@ -1,0 +1,329 @@
+//! Native backend processes: a database server run from binaries found on the machine.
+//!
+//! Each backend gets a private working directory under the system temp dir
+//! (`rig-<type>-<rigd pid>-<n>`) and runs in its own process group with a parent-death signal;
+//! both the group and the directory are in the reaper's record, so neither outlives rigd, even
+//! after `kill -9`. Its output goes to `server.log` in that directory, whose tail explains a
+//! failed start.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::process::{Child, Command};
+
+/// How long a stopping backend gets between SIGINT and SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How much of the end of `server.log` a start error quotes.
+const LOG_TAIL: u64 = 2048;
+
+/// A user the backend runs as instead of root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    /// The user id.
+    pub uid: u32,
+    /// The primary group id.
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// Looks up a user by name.
+    pub fn user(name: &str) -> Option<RunAs> {
+        let name = CString::new(name).ok()?;
+        // SAFETY: getpwnam returns null or a pointer to a static record that stays valid until
+        // the next getpw* call; the fields are copied out at once. rigd calls getpw* nowhere
+        // else concurrently.
+        unsafe {
+            let pw = libc::getpwnam(name.as_ptr());
+            if pw.is_null() {
+                return None;
+            }
+            Some(RunAs {
+                uid: (*pw).pw_uid,
+                gid: (*pw).pw_gid,
+            })
+        }
+    }
+}
+
+/// True when rigd runs as root.
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A backend's private working directory, removed when dropped.
+#[derive(Debug)]
+pub struct WorkDir {
+    path: PathBuf,
+}
+
+impl WorkDir {
+    /// Creates `<temp>/rig-<kind>-<rigd pid>-<n>` (owner-only, owned by `owner` if given) and
+    /// records it with the reaper.
+    pub fn create(kind: &str, owner: Option<RunAs>) -> std::io::Result<WorkDir> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("rig-{kind}-{}-{n}", std::process::id()));
+        // Leftovers of a rigd that had this pid before.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        let dir = WorkDir { path };
+        if let Some(owner) = owner {
+            std::os::unix::fs::chown(&dir.path, Some(owner.uid), Some(owner.gid))?;
+        }
+        if let Some(reaper) = crate::reaper::installed() {
+            reaper.track_dir(&dir.path);
+        }
+        Ok(dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The log file the backend's output goes to.
+    pub fn log_path(&self) -> PathBuf {
+        self.path.join("server.log")
+    }
+
+    /// The last couple of KiB of the backend's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let Ok(mut f) = File::open(self.log_path()) else {
+            return String::new();
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL)));
+        let mut text = String::new();
+        let mut bytes = Vec::new();
+        if f.read_to_end(&mut bytes).is_ok() {
+            text = String::from_utf8_lossy(&bytes).trim().to_string();
+        }
+        text
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+        if let Some(reaper) = crate::reaper::installed() {
+            reaper.untrack_dir(&self.path);
+        }
+    }
+}
+
+/// Runs a command to completion (a setup step such as `initdb`) with its output appended to
+/// the work dir's log; a failure quotes the log's tail.
+pub async fn run_setup(
+    program: &Path,
+    args: &[String],
+    dir: &WorkDir,
+    run_as: Option<RunAs>,
+) -> Result<(), String> {
+    let mut cmd = command(program, args, dir, run_as)?;
+    let mut child = {
+        let _gate = crate::ports::forking();
+        cmd.spawn()
+            .map_err(|e| format!("run {}: {e}", program.display()))?
+    };
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("run {}: {e}", program.display()))?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} failed ({status}); its output ends with:\n{}",
+        program.display(),
+        dir.log_tail()
+    ))
+}
+
+/// A long-running backend process (the leader of its own process group).
+pub struct NativeProcess {
+    child: Mutex<Option<Child>>,
+    pgid: i32,
+}
+
+impl NativeProcess {
+    /// Starts `program` in its own process group, output appended to the work dir's log, and
+    /// records the group with the reaper.
+    pub fn spawn(
+        program: &Path,
+        args: &[String],
+        dir: &WorkDir,
+        run_as: Option<RunAs>,
+    ) -> Result<NativeProcess, String> {
+        let mut cmd = command(program, args, dir, run_as)?;
+        let child = {
+            let _gate = crate::ports::forking();
+            cmd.spawn()
+                .map_err(|e| format!("start {}: {e}", program.display()))?
+        };
+        let pid = child
+            .id()
+            .ok_or_else(|| format!("start {}: exited at once", program.display()))?;
+        if let Some(reaper) = crate::reaper::installed() {
+            reaper.track_group(pid as i32, pid);
+        }
+        Ok(NativeProcess {
+            child: Mutex::new(Some(child)),
+            pgid: pid as i32,
+        })
+    }
+
+    /// False once the process has exited.
+    pub fn alive(&self) -> bool {
+        let mut child = self.child.lock();
+        match child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGINT to the group, SIGKILL after [`STOP_GRACE`]; waits for the leader and forgets
+    /// the group.
+    pub async fn stop(&self) {
+        let Some(mut child) = self.child.lock().take() else {
+            return;
+        };
+        signal_group(self.pgid, libc::SIGINT);
+        if tokio::time::timeout(STOP_GRACE, child.wait())
+            .await
+            .is_err()
+        {
+            signal_group(self.pgid, libc::SIGKILL);
+            let _ = child.wait().await;
+        }
+        // Helpers the leader left behind.
+        signal_group(self.pgid, libc::SIGKILL);
+        if let Some(reaper) = crate::reaper::installed() {
+            reaper.untrack_group(self.pgid);
+        }
+    }
+}
+
+impl Drop for NativeProcess {
+    fn drop(&mut self) {
+        if self.child.get_mut().is_some() {
+            signal_group(self.pgid, libc::SIGKILL);
+            if let Some(reaper) = crate::reaper::installed() {
+                reaper.untrack_group(self.pgid);
+            }
+        }
+    }
+}
+
+fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid addresses the group.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+fn command(
+    program: &Path,
+    args: &[String],
+    dir: &WorkDir,
+    run_as: Option<RunAs>,
+) -> Result<Command, String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.log_path())
+        .map_err(|e| format!("open {}: {e}", dir.log_path().display()))?;
+    let err = log
+        .try_clone()
+        .map_err(|e| format!("open {}: {e}", dir.log_path().display()))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err))
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(user) = run_as {
+        cmd.uid(user.uid).gid(user.gid);
+    }
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            #[cfg(target_os = "linux")]
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
+/// Finds `name` on rigd's `PATH`, then in `extra` directories (glob-free, already expanded).
+pub fn find_program(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra.iter().cloned())
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// A free loopback port, found by binding port 0 (the backend binds it a moment later).
+pub fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("find a free port: {e}"))
+}
+
+/// Polls `ready` every 50 ms until it succeeds, the process dies, or `timeout` passes.
+pub async fn wait_ready<F, Fut>(
+    what: &str,
+    process: &NativeProcess,
+    dir: &WorkDir,
+    timeout: Duration,
+    mut ready: F,
+) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = match ready().await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !process.alive() {
+            return Err(format!(
+                "{what} exited while starting; its output ends with:\n{}",
+                dir.log_tail()
+            ));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "{what} not ready after {}s (last error: {last}); its output ends with:\n{}",
+                timeout.as_secs(),
+                dir.log_tail()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

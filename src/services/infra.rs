@@ -1,0 +1,282 @@
+//! What the infrastructure types (`postgres`, `redis`, `s3`, `sqs`) share: the choice of
+//! backend, the leases they hold per service, and their runner.
+//!
+//! Each type takes `"backend": "native" | "container" | "auto"` in its config. `native` runs
+//! the server from binaries found on the machine; `container` runs upstream's image (not
+//! available yet in rig-rs); `auto`, the default, picks native when the binaries are found.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::Deserialize;
+
+use std::process::Stdio;
+
+use rig_types::LogStream;
+
+use super::{HookContext, RunContext, ServiceError, ServiceRef};
+use crate::pool::{Backend, Lease};
+
+/// Which kind of backend runs an infrastructure service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// A process started from binaries on the machine.
+    Native,
+    /// Upstream's container image.
+    Container,
+    /// Native when the binaries are found, else container.
+    #[default]
+    Auto,
+}
+
+impl BackendChoice {
+    /// Resolves the choice for a type whose native binaries were (`found`) or were not
+    /// found; `missing` says what is missing and how to install it.
+    pub fn resolve(self, type_name: &str, found: bool, missing: &str) -> Result<(), ServiceError> {
+        match (self, found) {
+            (BackendChoice::Native | BackendChoice::Auto, true) => Ok(()),
+            (BackendChoice::Native, false) => Err(ServiceError::new(format!(
+                "{type_name}: native backend: {missing}"
+            ))),
+            (BackendChoice::Container, _) => Err(ServiceError::new(format!(
+                "{type_name}: the container backend is not available yet in this rigd; use \
+                 \"backend\": \"native\" (or leave \"backend\" out)"
+            ))),
+            (BackendChoice::Auto, false) => Err(ServiceError::new(format!(
+                "{type_name}: no native backend ({missing}) and the container backend is not \
+                 available yet in this rigd"
+            ))),
+        }
+    }
+}
+
+/// The config fields every infrastructure type reads; anything else is left to the type.
+#[derive(Debug, Default, Deserialize)]
+pub struct CommonConfig {
+    /// The backend.
+    #[serde(default)]
+    pub backend: BackendChoice,
+}
+
+impl CommonConfig {
+    /// Reads the common fields of `service`'s config (absent config: defaults). An invalid
+    /// `backend` value is an error that lists the valid ones.
+    pub fn of(type_name: &str, service: &ServiceRef) -> Result<CommonConfig, ServiceError> {
+        match &service.spec.config {
+            None => Ok(CommonConfig::default()),
+            Some(value) => CommonConfig::deserialize(value).map_err(|e| {
+                ServiceError::new(format!(
+                    "invalid {type_name} config: {e} (\"backend\" is \"native\", \"container\" \
+                     or \"auto\")"
+                ))
+            }),
+        }
+    }
+}
+
+/// The leases a type holds, by service (`<instance id>:<service>`).
+pub struct Leases<B: Backend> {
+    by_service: Mutex<HashMap<String, Arc<Lease<B>>>>,
+}
+
+impl<B: Backend> Default for Leases<B> {
+    fn default() -> Self {
+        Leases {
+            by_service: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<B: Backend> Leases<B> {
+    /// Keeps `lease` for `service`.
+    pub fn insert(&self, service: &ServiceRef, lease: Lease<B>) {
+        self.by_service
+            .lock()
+            .insert(service.key(), Arc::new(lease));
+    }
+
+    /// The lease of the service with key `key` ([`ServiceRef::key`]).
+    pub fn get(&self, type_name: &str, key: &str) -> Result<Arc<Lease<B>>, ServiceError> {
+        self.by_service
+            .lock()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| ServiceError::new(format!("{type_name}: no lease for {key}")))
+    }
+
+    /// Releases the lease of `service`, if it holds one.
+    pub async fn release(&self, service: &ServiceRef) {
+        let lease = self.by_service.lock().remove(&service.key());
+        if let Some(lease) = lease {
+            // Hooks or the runner may still hold a clone for a moment; the last one releases.
+            match Arc::try_unwrap(lease) {
+                Ok(lease) => lease.release().await,
+                Err(shared) => drop(shared),
+            }
+        }
+    }
+}
+
+/// Runs an `exec` init hook: `{"command": ["program", "arg", ...]}` on the host, with rigd's
+/// environment plus `env`, in the spec's `dir`, its output going to the service's log. A
+/// non-zero exit fails the hook: `exec [<cmd...>]: exit code N`.
+pub async fn exec_hook(
+    type_name: &str,
+    ctx: &HookContext,
+    env: &[(&str, String)],
+) -> Result<(), ServiceError> {
+    #[derive(Deserialize)]
+    struct ExecHook {
+        #[serde(default)]
+        command: Vec<String>,
+    }
+    let config: ExecHook = ctx
+        .hook
+        .config
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| {
+            ServiceError::new(format!(
+                "{type_name} init: invalid exec hook config: {e} (expected {{\"command\":                  [\"program\", \"arg\", ...]}})"
+            ))
+        })?
+        .unwrap_or(ExecHook {
+            command: Vec::new(),
+        });
+    let Some((program, args)) = config.command.split_first() else {
+        return Err(ServiceError::new(format!(
+            "{type_name} init: exec hook command is empty"
+        )));
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if !ctx.spec_dir.is_empty() {
+        cmd.current_dir(&ctx.spec_dir);
+    }
+    let mut child = {
+        let _gate = crate::ports::forking();
+        cmd.spawn().map_err(|e| {
+            ServiceError::new(format!("exec {:?}: start {program}: {e}", config.command))
+        })?
+    };
+    let mut pumps = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pumps.push(tokio::spawn(
+            ctx.output.clone().pump(out, LogStream::Stdout),
+        ));
+    }
+    if let Some(err) = child.stderr.take() {
+        pumps.push(tokio::spawn(
+            ctx.output.clone().pump(err, LogStream::Stderr),
+        ));
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| ServiceError::new(format!("exec {:?}: {e}", config.command)))?;
+    for pump in pumps {
+        let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
+    }
+    if status.success() {
+        return Ok(());
+    }
+    let code = status
+        .code()
+        .map_or_else(|| status.to_string(), |c| c.to_string());
+    Err(ServiceError::new(format!(
+        "exec {:?}: exit code {code}",
+        config.command
+    )))
+}
+
+/// The runner of a pooled service: idles until told to stop; fails if the shared backend
+/// dies meanwhile.
+pub async fn run_leased<B: Backend>(
+    type_name: &'static str,
+    lease: Arc<Lease<B>>,
+    ctx: RunContext,
+) -> Result<(), ServiceError> {
+    let backend = lease.backend().clone();
+    drop(lease);
+    loop {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if !backend.alive() {
+                    return Err(ServiceError::new(format!(
+                        "{type_name}: the shared {type_name} backend exited"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_choice_resolves_with_clear_errors() {
+        assert!(BackendChoice::Auto.resolve("redis", true, "").is_ok());
+        assert!(BackendChoice::Native.resolve("redis", true, "").is_ok());
+        let err = BackendChoice::Container
+            .resolve("redis", true, "")
+            .unwrap_err();
+        assert!(
+            err.message()
+                .contains("container backend is not available yet"),
+            "{err}"
+        );
+        let err = BackendChoice::Auto
+            .resolve("redis", false, "redis-server not found")
+            .unwrap_err();
+        assert!(err.message().contains("redis-server not found"), "{err}");
+        let err = BackendChoice::Native
+            .resolve("redis", false, "redis-server not found")
+            .unwrap_err();
+        assert_eq!(
+            err.message(),
+            "redis: native backend: redis-server not found"
+        );
+    }
+
+    #[test]
+    fn config_parses_backend_and_rejects_unknown_values() {
+        let service = |config| ServiceRef {
+            service: "db".into(),
+            instance_id: "i".into(),
+            spec: Arc::new(rig_types::Service {
+                config,
+                ..rig_types::Service::default()
+            }),
+        };
+        let c = CommonConfig::of("postgres", &service(None)).unwrap();
+        assert_eq!(c.backend, BackendChoice::Auto);
+        let c = CommonConfig::of(
+            "postgres",
+            &service(Some(serde_json::json!({"backend": "native", "image": "x"}))),
+        )
+        .unwrap();
+        assert_eq!(c.backend, BackendChoice::Native);
+        let err = CommonConfig::of(
+            "postgres",
+            &service(Some(serde_json::json!({"backend": "docker"}))),
+        )
+        .unwrap_err();
+        assert!(
+            err.message().starts_with("invalid postgres config: "),
+            "{err}"
+        );
+    }
+}

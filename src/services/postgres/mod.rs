@@ -1,0 +1,296 @@
+//! The `postgres` type (pooled): one PostgreSQL server per rigd and installation, a database
+//! per environment service.
+//!
+//! Config: `{"backend": "native" | "container" | "auto", "image": "<container image>"}`. The
+//! service's ingresses all get the server's address and the attributes `PGHOST`, `PGPORT`,
+//! `PGDATABASE` (`rig_<n>`), `PGUSER` and `PGPASSWORD` (both `postgres`), replacing any in the
+//! spec (upstream). Readiness is a PostgreSQL startup handshake. Init hooks:
+//! - `sql`: `{"statements": ["..."]}` runs each statement in the service's database, in order;
+//!   rig-rs also takes `{"dir": "migrations"}`: every `*.sql` file of the directory (relative
+//!   to the spec's `dir`), sorted by name, each run whole (several statements per file are
+//!   fine);
+//! - `exec`: `{"command": ["psql", "-c", "..."]}` runs a command with the `PG*` variables of
+//!   the service's database (upstream runs it inside the pool container).
+//!
+//! On teardown the database is dropped (its sessions terminated first).
+
+mod native;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rig_types::{Endpoint, LogStream};
+use serde::Deserialize;
+use serde_json::json;
+
+pub use native::PgBackend;
+
+use super::infra::{exec_hook, run_leased, CommonConfig, Leases};
+use super::{
+    service_key, HookContext, PublishContext, ReleaseFuture, RunContext, RunFuture, ServiceError,
+    ServiceRef, ServiceType, StepFuture,
+};
+use crate::pool::Pool;
+use crate::ready::ProbeKind;
+
+/// How long an unused server keeps running (upstream: 2 minutes).
+pub const IDLE: Duration = Duration::from_secs(120);
+
+/// The `postgres` service type.
+#[derive(Clone)]
+pub struct Postgres {
+    pool: Pool<PgBackend>,
+    leases: Arc<Leases<PgBackend>>,
+}
+
+impl Default for Postgres {
+    fn default() -> Self {
+        Postgres::new(Pool::new("postgres", IDLE))
+    }
+}
+
+impl Postgres {
+    /// A `postgres` type drawing on `pool`.
+    pub fn new(pool: Pool<PgBackend>) -> Postgres {
+        Postgres {
+            pool,
+            leases: Arc::new(Leases::default()),
+        }
+    }
+
+    /// The pool (rigd closes it at shutdown).
+    pub fn pool(&self) -> &Pool<PgBackend> {
+        &self.pool
+    }
+}
+
+impl ServiceType for Postgres {
+    fn prepare(&self, service: &ServiceRef) -> StepFuture {
+        let this = self.clone();
+        let service = service.clone();
+        Box::pin(async move {
+            let config = CommonConfig::of("postgres", &service)?;
+            let bin = native::find_binaries();
+            config
+                .backend
+                .resolve("postgres", bin.is_some(), native::MISSING)?;
+            let Some(bin) = bin else {
+                return Err(ServiceError::new(native::MISSING));
+            };
+            let key = format!("native:{}", bin.display());
+            let lease = this
+                .pool
+                .acquire(&key, move || PgBackend::start(bin))
+                .await
+                .map_err(|e| ServiceError::new(format!("postgres: {e}")))?;
+            this.leases.insert(&service, lease);
+            Ok(())
+        })
+    }
+
+    fn release(&self, service: &ServiceRef) -> ReleaseFuture {
+        let leases = self.leases.clone();
+        let service = service.clone();
+        Box::pin(async move { leases.release(&service).await })
+    }
+
+    fn publish(
+        &self,
+        ctx: &mut PublishContext<'_>,
+    ) -> Result<BTreeMap<String, Endpoint>, ServiceError> {
+        let lease = self
+            .leases
+            .get("postgres", &service_key(ctx.instance_id, ctx.service))?;
+        let port = lease.backend().port();
+        let database = lease.get().clone();
+        Ok(ctx
+            .spec
+            .ingresses
+            .iter()
+            .map(|(name, ingress)| {
+                (
+                    name.clone(),
+                    Endpoint {
+                        hostport: format!("127.0.0.1:{port}"),
+                        protocol: ingress.protocol.clone(),
+                        attributes: Some(BTreeMap::from([
+                            ("PGHOST".to_string(), json!("${HOST}")),
+                            ("PGPORT".to_string(), json!("${PORT}")),
+                            ("PGDATABASE".to_string(), json!(database)),
+                            ("PGUSER".to_string(), json!(native::USER)),
+                            ("PGPASSWORD".to_string(), json!(native::PASSWORD)),
+                        ])),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    fn run(&self, ctx: RunContext) -> RunFuture {
+        let leases = self.leases.clone();
+        Box::pin(async move {
+            let key = service_key(&ctx.instance_id, &ctx.service);
+            let lease = leases.get("postgres runner", &key)?;
+            run_leased("postgres", lease, ctx).await
+        })
+    }
+
+    fn ready_probe(&self, _ingress: &str, _endpoint: &Endpoint) -> Option<ProbeKind> {
+        Some(ProbeKind::Postgres)
+    }
+
+    fn init_hook(&self, ctx: HookContext) -> Option<StepFuture> {
+        let leases = self.leases.clone();
+        match ctx.hook.hook_type.as_str() {
+            "sql" => Some(Box::pin(async move {
+                let config = SqlHook::parse(ctx.hook.config.as_ref())?;
+                let scripts = config.scripts(&ctx.spec_dir)?;
+                if scripts.is_empty() {
+                    return Ok(());
+                }
+                let lease = leases.get("postgres init", &ctx.service.key())?;
+                let mut conn = lease
+                    .backend()
+                    .connect(lease.get())
+                    .await
+                    .map_err(|e| ServiceError::new(format!("postgres init: connect: {e}")))?;
+                let mut result = Ok(());
+                for script in &scripts {
+                    if let Err(e) = conn.simple_query(&script.sql).await {
+                        result = Err(ServiceError::new(format!(
+                            "postgres init: {}: {e}",
+                            script.what
+                        )));
+                        break;
+                    }
+                    if let Some(file) = &script.file {
+                        ctx.output
+                            .write(LogStream::Stdout, format!("applied {}\n", file.display()));
+                    }
+                }
+                conn.close().await;
+                result
+            })),
+            "exec" => Some(Box::pin(async move {
+                let lease = leases.get("postgres init", &ctx.service.key())?;
+                let env = [
+                    ("PGHOST", "127.0.0.1".to_string()),
+                    ("PGPORT", lease.backend().port().to_string()),
+                    ("PGDATABASE", lease.get().clone()),
+                    ("PGUSER", native::USER.to_string()),
+                    ("PGPASSWORD", native::PASSWORD.to_string()),
+                ];
+                drop(lease);
+                exec_hook("postgres", &ctx, &env).await
+            })),
+            _ => None,
+        }
+    }
+}
+
+/// The config of a `sql` hook.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlHook {
+    /// Statements, each run on its own.
+    #[serde(default)]
+    statements: Vec<String>,
+    /// A directory of `*.sql` files, run in file name order after the statements.
+    #[serde(default)]
+    dir: Option<String>,
+}
+
+/// One string sent to the server, and how to name it in an error.
+struct Script {
+    sql: String,
+    what: String,
+    file: Option<PathBuf>,
+}
+
+impl SqlHook {
+    fn parse(config: Option<&serde_json::Value>) -> Result<SqlHook, ServiceError> {
+        match config {
+            None => Ok(SqlHook::default()),
+            Some(v) => SqlHook::deserialize(v).map_err(|e| {
+                ServiceError::new(format!(
+                    "postgres init: invalid sql hook config: {e} (expected {{\"statements\": \
+                     [\"...\"]}} and/or {{\"dir\": \"<directory of .sql files>\"}})"
+                ))
+            }),
+        }
+    }
+
+    fn scripts(&self, spec_dir: &str) -> Result<Vec<Script>, ServiceError> {
+        let mut scripts: Vec<Script> = self
+            .statements
+            .iter()
+            .map(|s| Script {
+                sql: s.clone(),
+                what: format!("statement {s:?}"),
+                file: None,
+            })
+            .collect();
+        let Some(dir) = &self.dir else {
+            return Ok(scripts);
+        };
+        let dir = if Path::new(dir).is_relative() && !spec_dir.is_empty() {
+            Path::new(spec_dir).join(dir)
+        } else {
+            PathBuf::from(dir)
+        };
+        let read_err = |e: std::io::Error| {
+            ServiceError::new(format!("postgres init: read {}: {e}", dir.display()))
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(read_err)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql") && p.is_file())
+            .collect();
+        files.sort();
+        for file in files {
+            let sql = std::fs::read_to_string(&file).map_err(|e| {
+                ServiceError::new(format!("postgres init: read {}: {e}", file.display()))
+            })?;
+            scripts.push(Script {
+                sql,
+                what: format!("file {}", file.display()),
+                file: Some(file),
+            });
+        }
+        Ok(scripts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_hook_reads_statements_then_files_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("002_b.sql"), "SELECT 2").unwrap();
+        std::fs::write(dir.path().join("001_a.sql"), "SELECT 1; SELECT 11").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not sql").unwrap();
+        let config = json!({"statements": ["SELECT 0"], "dir": "."});
+        let hook = SqlHook::parse(Some(&config)).unwrap();
+        let scripts = hook.scripts(&dir.path().to_string_lossy()).unwrap();
+        let sql: Vec<&str> = scripts.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(sql, ["SELECT 0", "SELECT 1; SELECT 11", "SELECT 2"]);
+        assert_eq!(scripts[0].what, "statement \"SELECT 0\"");
+        assert!(scripts[1].what.ends_with("001_a.sql"));
+    }
+
+    #[test]
+    fn sql_hook_errors_say_what_is_wrong() {
+        let empty = SqlHook::parse(Some(&json!({"statements": []}))).unwrap();
+        assert!(empty.scripts("").unwrap().is_empty());
+        let err = SqlHook::parse(Some(&json!({"statement": "x"}))).unwrap_err();
+        assert!(err.message().contains("invalid sql hook config"), "{err}");
+        let missing = SqlHook::parse(Some(&json!({"dir": "/nonexistent/rig"}))).unwrap();
+        let err = missing.scripts("").err().unwrap();
+        assert!(err.message().contains("/nonexistent/rig"), "{err}");
+    }
+}

@@ -1,0 +1,142 @@
+//! The native Redis backend: `redis-server` from the machine, on loopback, without
+//! persistence.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::pool::native::{find_program, free_port, wait_ready, NativeProcess, WorkDir};
+use crate::pool::Backend;
+use crate::wire::resp::{Connection, Reply};
+
+/// How long a starting server gets to answer `PING`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many databases a server has, so how many environments it serves at once (upstream).
+pub const DATABASES: u8 = 16;
+
+/// What to say when `redis-server` is not found.
+pub const MISSING: &str =
+    "redis-server not found on PATH (install it, e.g. apt-get install redis-server)";
+
+/// `redis-server` on rigd's `PATH`.
+pub fn find_binary() -> Option<PathBuf> {
+    find_program("redis-server", &[])
+}
+
+/// A running Redis server.
+pub struct RedisBackend {
+    process: NativeProcess,
+    hostport: String,
+    port: u16,
+    /// Database numbers not leased, oldest-freed first.
+    free: Mutex<VecDeque<u8>>,
+    // Dropped last: removes the work directory once the server has stopped.
+    _dir: WorkDir,
+}
+
+impl RedisBackend {
+    /// Starts `redis-server` (the binary at `program`).
+    pub async fn start(program: PathBuf) -> Result<RedisBackend, String> {
+        let dir = WorkDir::create("redis", None)
+            .map_err(|e| format!("create the work directory: {e}"))?;
+        let port = free_port()?;
+        let args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--databases",
+            &DATABASES.to_string(),
+            "--dir",
+            &dir.path().to_string_lossy(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let process = NativeProcess::spawn(&program, &args, &dir, None)?;
+        let hostport = format!("127.0.0.1:{port}");
+        let ready = wait_ready("redis-server", &process, &dir, START_TIMEOUT, || async {
+            let mut conn = Connection::connect(&hostport)
+                .await
+                .map_err(|e| e.to_string())?;
+            match conn.command(&[b"PING"]).await.map_err(|e| e.to_string())? {
+                Reply::Simple(s) if s == "PONG" => Ok(()),
+                other => Err(format!("PING answered {other:?}")),
+            }
+        })
+        .await;
+        if let Err(e) = ready {
+            process.stop().await;
+            return Err(e);
+        }
+        Ok(RedisBackend {
+            process,
+            hostport,
+            port,
+            free: Mutex::new((0..DATABASES).collect()),
+            _dir: dir,
+        })
+    }
+
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    async fn flush(&self, db: u8) -> Result<(), String> {
+        let mut conn = Connection::connect(&self.hostport)
+            .await
+            .map_err(|e| e.to_string())?;
+        for command in [
+            vec![b"SELECT".to_vec(), db.to_string().into_bytes()],
+            vec![b"FLUSHDB".to_vec()],
+        ] {
+            let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+            match conn.command(&args).await.map_err(|e| e.to_string())? {
+                Reply::Error(e) => return Err(e),
+                _ => continue,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Backend for RedisBackend {
+    /// The database number, 0 to 15.
+    type Lease = u8;
+
+    async fn new_lease(&self) -> Result<u8, String> {
+        self.free
+            .lock()
+            .pop_front()
+            .ok_or_else(|| format!("all {DATABASES} redis databases in use"))
+    }
+
+    async fn drop_lease(&self, db: u8) {
+        if let Err(e) = self.flush(db).await {
+            // Not returned to the free list: the next environment must not see its data.
+            eprintln!("rigd: redis pool: flush database {db}: {e}");
+            return;
+        }
+        self.free.lock().push_back(db);
+    }
+
+    async fn stop(&self) {
+        self.process.stop().await;
+    }
+
+    fn alive(&self) -> bool {
+        self.process.alive()
+    }
+}

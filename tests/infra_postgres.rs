@@ -1,0 +1,272 @@
+//! The `postgres` type with its native backend, through the real `rigd` binary and the real
+//! `psql` client: a database per environment on one shared server, `sql` hooks that seed
+//! data a service then reads through its egress (and the observing proxy), databases dropped
+//! at teardown, and the server stopped with rigd or reaped after `kill -9`.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rig_types::{Event, EventType};
+use rigd::cli::client::DeleteOptions;
+use serde_json::{json, Value};
+use support::{is_alive, Rigd};
+
+/// How long a condition checked by polling may take to hold.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs `psql -tA -c sql` against `endpoint`'s attributes (as the SDK's DSN would).
+fn psql(endpoint: &rig_types::Endpoint, database: Option<&str>, sql: &str) -> String {
+    let attrs = endpoint
+        .attributes
+        .as_ref()
+        .expect("postgres publishes attributes");
+    let attr = |name: &str| attrs[name].as_str().unwrap_or_default().to_string();
+    let (host, port) = endpoint.hostport.split_once(':').expect("host:port");
+    let out = Command::new("psql")
+        .args(["-X", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGHOST", host)
+        .env("PGPORT", port)
+        .env("PGUSER", attr("PGUSER"))
+        .env("PGPASSWORD", attr("PGPASSWORD"))
+        .env(
+            "PGDATABASE",
+            database.map_or_else(|| attr("PGDATABASE"), str::to_string),
+        )
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql -c {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn postgres(statements: &[&str]) -> Value {
+    json!({
+        "type": "postgres",
+        "config": {"backend": "native"},
+        "ingresses": {"default": {"protocol": "tcp", "container_port": 5432}},
+        "hooks": {"init": [{"type": "sql", "config": {"statements": statements}}]}
+    })
+}
+
+async fn up(rigd: &Rigd, spec: Value) -> (String, Event) {
+    let id = rigd.create(spec).await;
+    let up = rigd.events(&id).until(EventType::EnvironmentUp).await;
+    (id, up)
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `postgres` server processes whose data directory belongs to rigd `pid`.
+fn servers_of(pid: u32) -> Vec<u32> {
+    let marker = format!("rig-pg-{pid}-");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&marker))
+                .unwrap_or(false)
+                && is_alive(*p)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_sql_hook_seeds_data_that_a_service_reads_through_the_observing_proxy() {
+    let rigd = Rigd::start();
+    let reader = rigd.script(
+        "reader.sh",
+        "PGHOST=$DB_PGHOST PGPORT=$DB_PGPORT PGUSER=$DB_PGUSER PGPASSWORD=$DB_PGPASSWORD \
+         PGDATABASE=$DB_PGDATABASE psql -X -tA -c 'SELECT name FROM items ORDER BY id' \
+         > \"$RIG_TEMP_DIR/items.tmp\" 2>&1\n\
+         mv \"$RIG_TEMP_DIR/items.tmp\" \"$RIG_TEMP_DIR/items.txt\"\n\
+         exec sleep 1000\n",
+    );
+    let (id, up) = up(
+        &rigd,
+        json!({
+            "name": "pg-seed",
+            "services": {
+                "db": postgres(&[
+                    "CREATE TABLE items (id int PRIMARY KEY, name text)",
+                    "INSERT INTO items VALUES (1, 'apple'), (2, 'pear')",
+                ]),
+                "reader": {
+                    "type": "process",
+                    "config": {"command": "sh"},
+                    "args": [reader],
+                    "egresses": {"db": {"service": "db"}}
+                }
+            }
+        }),
+    )
+    .await;
+    let items = Path::new(&up.env_dir).join("reader").join("items.txt");
+    wait_for("the reader's query", || items.exists());
+    assert_eq!(
+        std::fs::read_to_string(&items).unwrap().trim(),
+        "apple\npear"
+    );
+
+    // The attributes name this environment's database, the same from the test's side.
+    let db = &up.ingresses["db"]["default"];
+    let database = db.attributes.as_ref().unwrap()["PGDATABASE"].clone();
+    assert!(database.as_str().unwrap().starts_with("rig_"), "{database}");
+    assert_eq!(psql(db, None, "SELECT count(*) FROM items"), "2");
+
+    // Observe mode: the reader's session went through the proxy on its edge.
+    let log = rigd.log(&id).await;
+    let closed = log
+        .iter()
+        .filter_map(|e| e.connection.as_ref().map(|c| (e.event_type.clone(), c)))
+        // Readiness probes through the proxy connect and close without a byte.
+        .find(|(t, c)| {
+            *t == EventType::ConnectionClosed
+                && c.source == "reader"
+                && c.target == "db"
+                && c.bytes_in > 0
+                && c.bytes_out > 0
+        });
+    assert!(
+        closed.is_some(),
+        "no connection.closed reader → db with traffic in {}",
+        support::describe(&log)
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.event_type == EventType::ConnectionOpened
+                && e.connection.as_ref().is_some_and(|c| c.source == "reader")),
+        "no connection.opened from the reader"
+    );
+}
+
+#[tokio::test]
+async fn two_environments_share_one_server_with_isolated_databases_dropped_at_teardown() {
+    let rigd = Rigd::start();
+    let spec = |name: &str| {
+        json!({
+            "name": name,
+            "observe": false,
+            "services": {"db": postgres(&[
+                "CREATE TABLE owner (name text)",
+                &format!("INSERT INTO owner VALUES ('{name}')"),
+            ])}
+        })
+    };
+    let ((a, up_a), (b, up_b)) = tokio::join!(up(&rigd, spec("alpha")), up(&rigd, spec("beta")));
+    let (db_a, db_b) = (
+        &up_a.ingresses["db"]["default"],
+        &up_b.ingresses["db"]["default"],
+    );
+    assert_eq!(db_a.hostport, db_b.hostport, "one shared server");
+    assert_eq!(servers_of(rigd.pid()).len(), 1, "one postmaster for both");
+    assert_eq!(psql(db_a, None, "SELECT name FROM owner"), "alpha");
+    assert_eq!(psql(db_b, None, "SELECT name FROM owner"), "beta");
+    let name_a = db_a.attributes.as_ref().unwrap()["PGDATABASE"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(
+        name_a,
+        db_b.attributes.as_ref().unwrap()["PGDATABASE"]
+            .as_str()
+            .unwrap()
+    );
+
+    rigd.client()
+        .delete_environment(&a, &DeleteOptions::default())
+        .await
+        .unwrap();
+    let databases = psql(db_b, Some("postgres"), "SELECT datname FROM pg_database");
+    assert!(
+        !databases.lines().any(|d| d == name_a),
+        "{name_a} survived its environment: {databases}"
+    );
+    // The other environment is untouched.
+    assert_eq!(psql(db_b, None, "SELECT name FROM owner"), "beta");
+    rigd.client()
+        .delete_environment(&b, &DeleteOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_statement_fails_the_service_with_the_statement_in_the_error() {
+    let rigd = Rigd::start();
+    let id = rigd
+        .create(json!({
+            "name": "pg-bad-sql",
+            "services": {"db": postgres(&["CREATE TABLE t (id int)", "SELEC 1"])}
+        }))
+        .await;
+    let failed = rigd.events(&id).until(EventType::ServiceFailed).await;
+    assert_eq!(failed.service, "db");
+    assert!(
+        failed
+            .error
+            .contains("postgres init: statement \"SELEC 1\"")
+            && failed.error.contains("syntax error"),
+        "{}",
+        failed.error
+    );
+}
+
+#[tokio::test]
+async fn the_server_stops_with_rigd_and_is_reaped_after_kill_9() {
+    // A clean shutdown stops the server.
+    let rigd = Rigd::start();
+    up(
+        &rigd,
+        json!({"name": "pg-stop", "services": {"db": postgres(&[])}}),
+    )
+    .await;
+    let pid = rigd.pid();
+    let servers = servers_of(pid);
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    drop(rigd);
+    wait_for("the server to stop with rigd", || !is_alive(servers[0]));
+
+    // kill -9 of rigd: the reaper stops it and removes its data directory.
+    let rigd = Rigd::start();
+    up(
+        &rigd,
+        json!({"name": "pg-kill", "services": {"db": postgres(&[])}}),
+    )
+    .await;
+    let pid = rigd.pid();
+    let servers = servers_of(pid);
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    let data_dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("rig-pg-{pid}-")))
+        })
+        .collect();
+    assert_eq!(data_dirs.len(), 1, "{data_dirs:?}");
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    wait_for("the server to be reaped", || {
+        servers.iter().all(|p| !is_alive(*p)) && !data_dirs[0].exists()
+    });
+}

@@ -1,0 +1,160 @@
+//! The `redis` type with its native backend, through the real `rigd` binary and the real
+//! `redis-cli`: one shared server, a database number per environment, flushed at teardown,
+//! and traffic through the observing proxy.
+
+mod support;
+
+use std::process::Command;
+
+use rig_types::{Event, EventType};
+use rigd::cli::client::DeleteOptions;
+use serde_json::{json, Value};
+use support::Rigd;
+
+/// `redis-cli -u <REDIS_URL of endpoint> args...`.
+fn redis_cli(endpoint: &rig_types::Endpoint, args: &[&str]) -> String {
+    let url = endpoint
+        .attributes
+        .as_ref()
+        .expect("redis publishes attributes")["REDIS_URL"]
+        .as_str()
+        .expect("REDIS_URL is a string")
+        .to_string();
+    let out = Command::new("redis-cli")
+        .arg("-u")
+        .arg(&url)
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn redis() -> Value {
+    json!({
+        "type": "redis",
+        "config": {"backend": "native"},
+        "ingresses": {"default": {"protocol": "tcp", "container_port": 6379}}
+    })
+}
+
+async fn up(rigd: &Rigd, spec: Value) -> (String, Event) {
+    let id = rigd.create(spec).await;
+    let up = rigd.events(&id).until(EventType::EnvironmentUp).await;
+    (id, up)
+}
+
+#[tokio::test]
+async fn environments_get_isolated_databases_of_one_server_flushed_at_teardown() {
+    let rigd = Rigd::start();
+    let spec = |name: &str| json!({"name": name, "observe": false, "services": {"cache": redis()}});
+    let ((a, up_a), (b, up_b)) = tokio::join!(up(&rigd, spec("alpha")), up(&rigd, spec("beta")));
+    let (ra, rb) = (
+        &up_a.ingresses["cache"]["default"],
+        &up_b.ingresses["cache"]["default"],
+    );
+    assert_eq!(ra.hostport, rb.hostport, "one shared server");
+    let url_a = ra.attributes.as_ref().unwrap()["REDIS_URL"]
+        .as_str()
+        .unwrap();
+    let url_b = rb.attributes.as_ref().unwrap()["REDIS_URL"]
+        .as_str()
+        .unwrap();
+    assert!(
+        url_a.starts_with(&format!("redis://{}/", ra.hostport)),
+        "{url_a}"
+    );
+    assert_ne!(url_a, url_b, "each environment has its own database");
+
+    assert_eq!(redis_cli(ra, &["SET", "owner", "alpha"]), "OK");
+    assert_eq!(
+        redis_cli(rb, &["GET", "owner"]),
+        "",
+        "beta sees alpha's key"
+    );
+    assert_eq!(redis_cli(rb, &["SET", "owner", "beta"]), "OK");
+    assert_eq!(redis_cli(ra, &["GET", "owner"]), "alpha");
+
+    rigd.client()
+        .delete_environment(&a, &DeleteOptions::default())
+        .await
+        .unwrap();
+    // alpha's database is empty again; beta's keeps its data.
+    assert_eq!(redis_cli(ra, &["DBSIZE"]), "0");
+    assert_eq!(redis_cli(rb, &["GET", "owner"]), "beta");
+    rigd.client()
+        .delete_environment(&b, &DeleteOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_service_reaches_redis_through_the_observing_proxy() {
+    let rigd = Rigd::start();
+    let writer = rigd.script(
+        "writer.sh",
+        "redis-cli -u \"$CACHE_REDIS_URL\" SET seen yes > \"$RIG_TEMP_DIR/out.tmp\"\n\
+         mv \"$RIG_TEMP_DIR/out.tmp\" \"$RIG_TEMP_DIR/out.txt\"\n\
+         exec sleep 1000\n",
+    );
+    let (id, up) = up(
+        &rigd,
+        json!({
+            "name": "redis-observed",
+            "services": {
+                "cache": redis(),
+                "writer": {
+                    "type": "process",
+                    "config": {"command": "sh"},
+                    "args": [writer],
+                    "egresses": {"cache": {"service": "cache"}}
+                }
+            }
+        }),
+    )
+    .await;
+    let out = std::path::Path::new(&up.env_dir)
+        .join("writer")
+        .join("out.txt");
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while !out.exists() {
+        assert!(std::time::Instant::now() < deadline, "the writer never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "OK");
+    // The test's own edge goes through a proxy too, and the key is there.
+    assert_eq!(
+        redis_cli(&up.ingresses["cache"]["default"], &["GET", "seen"]),
+        "yes"
+    );
+
+    let log = rigd.log(&id).await;
+    assert!(
+        log.iter()
+            .any(|e| e.event_type == EventType::ConnectionClosed
+                && e.connection.as_ref().is_some_and(|c| c.source == "writer"
+                    && c.target == "cache"
+                    && c.bytes_in > 0
+                    && c.bytes_out > 0)),
+        "no connection.closed writer → cache with traffic in {}",
+        support::describe(&log)
+    );
+}
+
+#[tokio::test]
+async fn the_container_backend_is_refused_with_a_clear_error() {
+    let rigd = Rigd::start();
+    let mut cache = redis();
+    cache["config"]["backend"] = json!("container");
+    let id = rigd
+        .create(json!({"name": "redis-container", "services": {"cache": cache}}))
+        .await;
+    let failed = rigd.events(&id).until(EventType::ServiceFailed).await;
+    assert!(
+        failed
+            .error
+            .contains("container backend is not available yet"),
+        "{}",
+        failed.error
+    );
+}
