@@ -71,7 +71,9 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// The `postgres` server processes whose data directory belongs to rigd `pid`.
+/// The `postgres` server processes (postmasters) of rigd `pid`: its children whose data
+/// directory is one of its pool's. (A backend the postmaster just forked still shows the
+/// postmaster's command line for a moment; it is the postmaster's child, not rigd's.)
 fn servers_of(pid: u32) -> Vec<u32> {
     let marker = format!("rig-pg-{pid}-");
     std::fs::read_dir("/proc")
@@ -80,10 +82,12 @@ fn servers_of(pid: u32) -> Vec<u32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&marker))
-                .unwrap_or(false)
-                && is_alive(*p)
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            String::from_utf8_lossy(&cmdline).contains(&marker) && ppid == Some(pid) && is_alive(*p)
         })
         .collect()
 }

@@ -1,7 +1,9 @@
 //! Minimal clients for the infrastructure protocols rigd speaks itself: enough of PostgreSQL's
-//! frontend/backend protocol and of Redis's RESP to probe readiness, administer pooled
-//! backends (create and drop databases, flush Redis databases) and run `sql` hooks, without
-//! pulling a full driver into rigd.
+//! frontend/backend protocol, of Redis's RESP and of the S3 and SQS HTTP APIs to probe
+//! readiness and administer pooled backends (create and drop databases, flush Redis
+//! databases, create and delete buckets and queues on moto) and to run `sql` hooks, without
+//! pulling full drivers and SDKs into rigd.
 
+pub mod aws;
 pub mod postgres;
 pub mod resp;
