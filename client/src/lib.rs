@@ -95,7 +95,7 @@ pub use traffic::{
     Connection, ConnectionFilter, GrpcCall, GrpcFilter, KafkaFilter, KafkaRequest, Observed,
     Request, RequestFilter, TrafficFilter,
 };
-pub use wiring::Wiring;
+pub use wiring::{LogWriter, Wiring};
 
 /// Brings up an environment called `name` with `services` and default options (observe on,
 /// 2-minute startup timeout); see [`Environment::builder`] for the rest.

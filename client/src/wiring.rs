@@ -213,6 +213,92 @@ impl Wiring {
             None => eprintln!("{}", line.as_ref()),
         }
     }
+
+    /// The service's standard output as an [`std::io::Write`]r, for code that writes to a
+    /// writer rather than calling [`Wiring::log`]: a logger, `tracing_subscriber`'s
+    /// `with_writer(move || wiring.stdout())`, a `writeln!`. An in-test service has no stdout
+    /// of its own (`println!` goes to the test's), so this is how its output reaches the
+    /// environment's log. Complete lines are sent as they are written; a last partial line on
+    /// `flush` or drop.
+    ///
+    /// ```no_run
+    /// # fn example(wiring: &rig::Wiring) -> std::io::Result<()> {
+    /// use std::io::Write;
+    /// let mut out = wiring.stdout();
+    /// writeln!(out, "listening on {}", wiring.ingress().map_err(std::io::Error::other)?.host_port)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn stdout(&self) -> LogWriter {
+        LogWriter::new(self.log.clone(), LogStream::Stdout)
+    }
+
+    /// The service's standard error as an [`std::io::Write`]r (see [`Wiring::stdout`]).
+    pub fn stderr(&self) -> LogWriter {
+        LogWriter::new(self.log.clone(), LogStream::Stderr)
+    }
+}
+
+/// A service's stdout or stderr as a line-buffered writer ([`Wiring::stdout`],
+/// [`Wiring::stderr`]).
+pub struct LogWriter {
+    sink: Option<LogSink>,
+    stream: LogStream,
+    pending: Vec<u8>,
+}
+
+impl LogWriter {
+    fn new(sink: Option<LogSink>, stream: LogStream) -> LogWriter {
+        LogWriter {
+            sink,
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    fn emit(&self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        match (&self.sink, &self.stream) {
+            (Some(sink), stream) => sink.write(stream.clone(), &text),
+            (None, LogStream::Stderr) => eprintln!("{text}"),
+            (None, _) => println!("{text}"),
+        }
+    }
+}
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if let Some(last_newline) = self.pending.iter().rposition(|&b| b == b'\n') {
+            let complete: Vec<u8> = self.pending.drain(..=last_newline).collect();
+            for line in complete[..complete.len() - 1].split(|&b| b == b'\n') {
+                self.emit(line);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.emit(&rest);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        let _ = std::io::Write::flush(self);
+    }
+}
+
+impl std::fmt::Debug for LogWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogWriter")
+            .field("stream", &self.stream)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,15 @@ async fn processes_and_a_func_are_wired_hooked_and_reachable() -> Result<(), rig
         rig::func(move |wiring| async move {
             let _ = wiring_tx.send(wiring.clone());
             wiring.log("api starting");
+            {
+                use std::io::Write;
+                // Writers: a line written in pieces is one line; a partial line is sent
+                // when the writer is dropped.
+                let mut err = wiring.stderr();
+                write!(err, "warming ")?;
+                writeln!(err, "caches")?;
+                write!(wiring.stdout(), "no newline")?;
+            }
             serve(&wiring, move |_method, path| match path {
                 "/price" => (200, "42".into()),
                 p if p.starts_with("/seed/") => {
@@ -137,6 +146,17 @@ async fn processes_and_a_func_are_wired_hooked_and_reachable() -> Result<(), rig
     assert_eq!(event["type"], "service.log", "{line}");
     assert_eq!(event["service"], "api", "{line}");
     assert_eq!(event["log"]["stream"], "stdout", "{line}");
+    let stream_of = |text: &str| -> Option<serde_json::Value> {
+        let line = std::fs::read_to_string(&log)
+            .ok()?
+            .lines()
+            .find(|l| l.contains(text))?
+            .to_string();
+        let event: serde_json::Value = serde_json::from_str(&line).ok()?;
+        Some(event["log"]["stream"].clone())
+    };
+    assert_eq!(stream_of("warming caches"), Some("stderr".into()));
+    assert_eq!(stream_of("no newline"), Some("stdout".into()));
     Ok(())
 }
 

@@ -74,7 +74,10 @@ async fn serves_writes_the_addr_file_and_cleans_up_on_request() {
 
     let health = http(&addr, "GET", "/health").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(health.contains("{\"status\":\"ok\",\"version\":"), "{health}");
+    assert!(
+        health.contains("{\"status\":\"ok\",\"version\":"),
+        "{health}"
+    );
     // The addr file was written before serving started, without a newline.
     assert_eq!(std::fs::read_to_string(&config.addr_file).unwrap(), addr);
 
