@@ -42,6 +42,23 @@
 //! }
 //! ```
 //!
+//! # Traffic
+//!
+//! In observe mode every exchange is recorded, and [`Environment::observed`],
+//! [`Environment::wait_for`] and [`Environment::expect`] (exactly `n`, with a failure message
+//! listing what was seen) work with any filter: [`RequestFilter`] for HTTP requests,
+//! [`GrpcFilter`] for gRPC calls (with the decoded messages), [`ConnectionFilter`] for raw TCP
+//! connections and [`KafkaFilter`] for Kafka requests. rigd's readiness probes are left out
+//! unless a filter includes them.
+//!
+//! ```no_run
+//! # async fn example(env: &rig::Environment) -> rig::Result<()> {
+//! env.expect(&rig::GrpcFilter::new().edge("api", "stock").method("inv.v1.Stock/Reserve"), 1).await?;
+//! env.expect(&rig::ConnectionFilter::new().edge("api", "db"), 1).await?;
+//! env.expect(&rig::KafkaFilter::new().from("api").api("Produce"), 3).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Finding rigd
 //!
 //! In order: [`EnvironmentBuilder::rigd_addr`] or `RIG_SERVER_ADDR` (use that rigd); else a
