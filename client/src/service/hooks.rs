@@ -20,6 +20,19 @@ where
     Box::new(move |wiring| Box::pin(f(wiring)))
 }
 
+/// An init hook: run by the test (a closure) or by rigd itself (`sql`, `exec`, ...).
+pub(crate) enum InitHook {
+    /// A closure, run through a `client_func` callback.
+    Client(ClientFn),
+    /// A server-side hook: its type and configuration, sent as given.
+    Server {
+        /// `sql`, `exec`, `schema`.
+        hook_type: &'static str,
+        /// Its `config`.
+        config: serde_json::Value,
+    },
+}
+
 /// When a hook runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {

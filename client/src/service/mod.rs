@@ -18,7 +18,7 @@
 mod hooks;
 mod wire;
 
-pub(crate) use hooks::{ClientFn, Handler, Phase};
+pub(crate) use hooks::{ClientFn, Handler, InitHook, Phase};
 pub(crate) use wire::build_services;
 
 use std::collections::BTreeMap;
@@ -67,7 +67,7 @@ pub struct Service {
     ready_path: Option<String>,
     ready_timeout: Option<Duration>,
     prestart: Vec<ClientFn>,
-    init: Vec<ClientFn>,
+    init: Vec<InitHook>,
     start: Option<ClientFn>,
     problems: Vec<String>,
 }
@@ -437,8 +437,116 @@ impl Service {
         F: FnOnce(Wiring) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
-        self.init.push(boxed(hook));
+        self.init.push(InitHook::Client(boxed(hook)));
         self
+    }
+
+    /// A `postgres` init hook that rigd runs against the environment's database: the
+    /// statements in order, in one session. Each call adds one hook.
+    ///
+    /// ```no_run
+    /// let db = rig::postgres().init_sql(["CREATE TABLE orders (id text PRIMARY KEY)"]);
+    /// ```
+    pub fn init_sql<I, S>(mut self, statements: I) -> Service
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let statements: Vec<String> = statements.into_iter().map(Into::into).collect();
+        self.server_hook(
+            "init_sql",
+            "sql",
+            serde_json::json!({ "statements": statements }),
+        );
+        self
+    }
+
+    /// A `postgres` init hook from a directory of `.sql` files (not recursive), applied in
+    /// file-name order, each file's whole text as one statement — a migrations directory.
+    /// A relative path is resolved against the working directory now. An unreadable
+    /// directory is reported by `up`; an empty one adds no hook.
+    pub fn init_sql_dir(mut self, dir: impl AsRef<std::path::Path>) -> Service {
+        let dir = dir.as_ref();
+        match sql_files(dir) {
+            Ok(statements) if statements.is_empty() => self,
+            Ok(statements) => self.init_sql(statements),
+            Err(e) => {
+                self.problem(format!(".init_sql_dir({}): {e}", dir.display()));
+                self
+            }
+        }
+    }
+
+    /// An init hook that runs `command` inside the service (a `container`, or a `postgres`
+    /// / `redis` server); its output goes to the log, and a non-zero exit fails the
+    /// environment.
+    pub fn exec<I, S>(mut self, command: I) -> Service
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let command: Vec<String> = command.into_iter().map(Into::into).collect();
+        if !matches!(self.kind, Kind::Container | Kind::Infrastructure) {
+            self.problem(format!(
+                ".exec(..) runs a command inside a container or infrastructure service, not a {}",
+                self.describe()
+            ));
+        }
+        self.init.push(InitHook::Server {
+            hook_type: "exec",
+            config: serde_json::json!({ "command": command }),
+        });
+        self
+    }
+
+    /// Where an infrastructure service runs: `native` (a server process found on this
+    /// machine), `container` (upstream's image) or `auto` (the default: native when
+    /// available).
+    pub fn backend(mut self, backend: impl Into<String>) -> Service {
+        self.infrastructure_option("backend", Value::String(backend.into()));
+        self
+    }
+
+    /// The container image of an infrastructure service's container backend.
+    pub fn image(mut self, image: impl Into<String>) -> Service {
+        self.infrastructure_option("image", Value::String(image.into()));
+        self
+    }
+
+    /// Sets one key of the service's type configuration (rigd's spec `config`), for
+    /// options without a method of their own.
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<Value>) -> Service {
+        if self.kind == Kind::Func || self.raw_config.is_some() {
+            self.problem(
+                ".config(..) needs a service whose configuration is a JSON object (not a func \
+                 or a custom service built from a non-object value)",
+            );
+        } else {
+            self.config.insert(key.into(), value.into());
+        }
+        self
+    }
+
+    fn server_hook(&mut self, method: &str, hook_type: &'static str, config: Value) {
+        if self.service_type != "postgres" {
+            self.problem(format!(
+                ".{method}(..) applies to postgres services, not {}",
+                self.describe()
+            ));
+        }
+        self.init.push(InitHook::Server { hook_type, config });
+    }
+
+    fn infrastructure_option(&mut self, key: &str, value: Value) {
+        if self.kind == Kind::Infrastructure {
+            self.config.insert(key.to_string(), value);
+        } else {
+            self.problem(format!(
+                ".{key}(..) applies to infrastructure services (postgres, redis, s3, sqs, \
+                 kafka, temporal), not {}",
+                self.describe()
+            ));
+        }
     }
 
     fn problem(&mut self, problem: impl Into<String>) {
@@ -451,6 +559,22 @@ impl Service {
             _ => &self.service_type,
         }
     }
+}
+
+/// The `.sql` files of `dir` in file-name order, each file's text.
+fn sql_files(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    files.retain(|p| p.is_file() && p.extension().is_some_and(|x| x == "sql"));
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+        })
+        .collect()
 }
 
 fn ingress_spec(protocol: Protocol, container_port: u16) -> IngressSpec {

@@ -199,3 +199,83 @@ fn custom_env_goes_to_host_env_and_conflicts_are_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn server_side_init_hooks_keep_their_order_among_client_hooks() {
+    let svc = postgres()
+        .backend("native")
+        .init_sql(["CREATE TABLE t (id int)", "INSERT INTO t VALUES (1)"])
+        .init(|_| async { Ok(()) })
+        .exec(["psql", "-c", "SELECT 1"]);
+    let (wire, parts) = wire(vec![("db", svc)]).unwrap();
+    assert_eq!(wire["db"]["config"], json!({"backend": "native"}));
+    assert_eq!(
+        wire["db"]["hooks"]["init"],
+        json!([
+            {"type": "sql", "config": {"statements": ["CREATE TABLE t (id int)", "INSERT INTO t VALUES (1)"]}},
+            {"type": "client_func", "client_func": {"name": "init hook 1 of db"}},
+            {"type": "exec", "config": {"command": ["psql", "-c", "SELECT 1"]}}
+        ])
+    );
+    assert!(parts.handlers.contains_key("init hook 1 of db"));
+}
+
+#[test]
+fn a_migrations_directory_is_one_sql_hook_in_file_name_order() {
+    let dir = std::env::temp_dir().join(format!("rig-sql-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("002_seed.sql"), "INSERT INTO t VALUES (1);").unwrap();
+    std::fs::write(dir.join("001_schema.sql"), "CREATE TABLE t (id int);").unwrap();
+    std::fs::write(dir.join("README.md"), "not sql").unwrap();
+    let svc = postgres().init_sql_dir(&dir);
+    assert_eq!(
+        one(svc)["hooks"]["init"],
+        json!([{"type": "sql", "config": {"statements": [
+            "CREATE TABLE t (id int);", "INSERT INTO t VALUES (1);"
+        ]}}])
+    );
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert!(one(postgres().init_sql_dir(&empty)).get("hooks").is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let err = wire(vec![("db", postgres().init_sql_dir("/no/such/migrations"))])
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .starts_with("service \"db\": .init_sql_dir(/no/such/migrations): "),
+        "{err}"
+    );
+}
+
+#[test]
+fn infrastructure_options_on_other_services_are_reported() {
+    let err = wire(vec![(
+        "api",
+        process("./api").init_sql(["SELECT 1"]).backend("native"),
+    )])
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains(".init_sql(..) applies to postgres services, not process"),
+        "{err}"
+    );
+    assert!(
+        err.contains(".backend(..) applies to infrastructure services"),
+        "{err}"
+    );
+    let err = wire(vec![("f", func(|_| async { Ok(()) }).exec(["ls"]))])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(".exec(..) runs a command inside a container"),
+        "{err}"
+    );
+    assert_eq!(
+        one(redis().image("redis:7").config("maxmemory", "64mb"))["config"],
+        json!({"image": "redis:7", "maxmemory": "64mb"})
+    );
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use rig_types::{ClientFuncSpec, GoDuration, HookSpec, Hooks, Protocol, ReadySpec};
 use serde_json::Value;
 
-use super::hooks::{hook_name, start_name, ClientFn, Handler, Phase};
+use super::hooks::{hook_name, start_name, ClientFn, Handler, InitHook, Phase};
 use super::Service;
 use crate::error::{Error, Result};
 
@@ -56,6 +56,15 @@ pub(crate) fn build_services(services: Vec<(String, Service)>) -> Result<Service
     Ok(parts)
 }
 
+/// A `client_func` hook calling back `name`.
+fn client_hook(name: String) -> HookSpec {
+    HookSpec {
+        hook_type: "client_func".into(),
+        client_func: Some(ClientFuncSpec { name }),
+        config: None,
+    }
+}
+
 fn to_wire(
     name: &str,
     mut service: Service,
@@ -102,16 +111,36 @@ fn to_wire(
                         run,
                     },
                 );
-                HookSpec {
-                    hook_type: "client_func".into(),
-                    client_func: Some(ClientFuncSpec { name: callback }),
-                    config: None,
-                }
+                client_hook(callback)
             })
             .collect()
     };
     let prestart = register(Phase::Prestart, std::mem::take(&mut service.prestart));
-    let init = register(Phase::Init, std::mem::take(&mut service.init));
+    // Init hooks keep their order: client hooks are numbered among themselves.
+    let mut init = Vec::new();
+    let mut client_hooks = 0;
+    for hook in std::mem::take(&mut service.init) {
+        match hook {
+            InitHook::Client(run) => {
+                client_hooks += 1;
+                let callback = hook_name(name, Phase::Init, client_hooks);
+                handlers.insert(
+                    callback.clone(),
+                    Handler::Hook {
+                        service: name.to_string(),
+                        phase: Phase::Init,
+                        run,
+                    },
+                );
+                init.push(client_hook(callback));
+            }
+            InitHook::Server { hook_type, config } => init.push(HookSpec {
+                hook_type: hook_type.into(),
+                client_func: None,
+                config: Some(config),
+            }),
+        }
+    }
     let hooks = (!prestart.is_empty() || !init.is_empty()).then_some(Hooks { prestart, init });
 
     if let Some(run) = service.start.take() {
