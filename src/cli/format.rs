@@ -1,7 +1,7 @@
 //! Formatting of latencies, sizes, elapsed times, gRPC statuses and endpoints, shared by every
 //! command that prints them (rules from upstream's CLI, section 3.13 of the reference).
 
-use rig_types::{Endpoint, Protocol};
+use rig_types::{Endpoint, Protocol, Timestamp};
 
 /// A latency in milliseconds: `500µs` below 1 ms, `2.1ms` below 1 s, else `1.50s`.
 pub fn latency(ms: f64) -> String {
@@ -112,6 +112,107 @@ pub fn endpoint_text(endpoint: &Endpoint) -> String {
     }
 }
 
+/// A run duration in milliseconds as `ls` and `summary` show it: `500ms` below a second,
+/// else `3.31s`.
+pub fn run_duration(ms: f64) -> String {
+    if !ms.is_finite() || ms < 0.0 {
+        return "?".into();
+    }
+    if ms < 1000.0 {
+        format!("{ms:.0}ms")
+    } else {
+        format!("{:.2}s", ms / 1000.0)
+    }
+}
+
+/// Seconds with three decimals, for times relative to the start of a run: `1.588s`.
+pub fn relative(secs: f64) -> String {
+    format!("{secs:.3}s")
+}
+
+/// `ts` as local wall-clock time, `YYYY-MM-DD HH:MM:SS` (the zone from `TZ` or the system).
+pub fn local_datetime(ts: &Timestamp) -> String {
+    let secs = (ts.unix_nanos().div_euclid(1_000_000_000)) as i64;
+    let text = ts.with_offset(local_offset(secs)).to_rfc3339();
+    // `2026-02-24T20:33:00.123+01:00` → `2026-02-24 20:33:00`.
+    text.get(..19).unwrap_or(&text).replacen('T', " ", 1)
+}
+
+/// The local zone's offset from UTC at `unix_secs`, in seconds east.
+fn local_offset(unix_secs: i64) -> i32 {
+    let t = unix_secs as libc::time_t;
+    // SAFETY: `tzset` reads TZ; `localtime_r` fills the zeroed `tm` we own and returns null
+    // on failure, which we check.
+    unsafe {
+        tzset();
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return 0;
+        }
+        tm.tm_gmtoff as i32
+    }
+}
+
+extern "C" {
+    fn tzset();
+}
+
+/// An age for humans: `45s`, `12m`, `5h`, `3d`.
+pub fn age(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m", s / 60)
+    } else if s < 86_400 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{}d", s / 86_400)
+    }
+}
+
+/// Parses a duration: Go syntax (`90s`, `1h30m`) extended with days (`7d`, `1d12h`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let mut days = 0.0f64;
+    let mut rest = String::new();
+    let mut number = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        if c == 'd' && !number.is_empty() {
+            let n: f64 = number
+                .parse()
+                .map_err(|_| format!("invalid duration {text:?}: bad number {number:?}"))?;
+            days += n;
+            number.clear();
+            continue;
+        }
+        rest.push_str(&number);
+        number.clear();
+        rest.push(c);
+    }
+    rest.push_str(&number);
+    let base = if rest.is_empty() {
+        std::time::Duration::ZERO
+    } else {
+        let d = rig_types::GoDuration::parse(&rest)
+            .map_err(|e| format!("invalid duration {text:?}: {e} (use e.g. 90s, 30m, 24h, 7d)"))?;
+        d.to_std()
+            .ok_or_else(|| format!("invalid duration {text:?}: must not be negative"))?
+    };
+    if t.is_empty() {
+        return Err("invalid duration \"\": empty (use e.g. 90s, 30m, 24h, 7d)".into());
+    }
+    let day_secs = days * 86_400.0;
+    if !day_secs.is_finite() || day_secs > 1e12 {
+        return Err(format!("invalid duration {text:?}: too long"));
+    }
+    Ok(base + std::time::Duration::from_secs_f64(day_secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +279,42 @@ mod tests {
             json!({"S3_ENDPOINT": "http://127.0.0.1:9000", "S3_BUCKET": "b"}),
         );
         assert_eq!(endpoint_text(&s3), "http://127.0.0.1:9000  bucket=b");
+    }
+
+    #[test]
+    fn run_durations_and_relative_times() {
+        assert_eq!(run_duration(500.0), "500ms");
+        assert_eq!(run_duration(3312.0), "3.31s");
+        assert_eq!(relative(1.5884), "1.588s");
+    }
+
+    #[test]
+    fn durations_accept_days() {
+        use std::time::Duration;
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert_eq!(
+            parse_duration("1d12h").unwrap(),
+            Duration::from_secs(36 * 3600)
+        );
+        assert_eq!(
+            parse_duration("1.5d").unwrap(),
+            Duration::from_secs(36 * 3600)
+        );
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("7 days").is_err());
+        assert!(parse_duration("-1h").is_err());
+        assert!(parse_duration("d").is_err());
+    }
+
+    #[test]
+    fn ages() {
+        use std::time::Duration;
+        assert_eq!(age(Duration::from_secs(5)), "5s");
+        assert_eq!(age(Duration::from_secs(3 * 86_400 + 5)), "3d");
     }
 }

@@ -1,10 +1,18 @@
 //! The `rig` command-line tool: one module per command, plus the pieces they share.
 //!
 //! Commands:
-//! - [`up`]: bring up an environment from a spec file and follow it.
+//! - [`up`]: bring up an environment from a spec file and follow it;
+//! - reading log files: [`ls`], [`traffic`], [`logs`], [`explain`], [`summary`], [`export`]
+//!   (HAR);
+//! - on the running rigd: [`ps`], [`down`], [`version`], and `traffic`/`logs --follow`
+//!   ([`live`]);
+//! - [`prune`]: old log files and cache entries.
 //!
 //! Shared modules:
-//! - [`args`]: the argument lexer (no external parser; `--help` on every command);
+//! - [`args`]: the argument lexer (no external parser; `--help` on every command), and
+//!   [`flags`], the option table each command declares;
+//! - [`logdir`] (finding log files by name) and [`logread`] (reading them);
+//! - [`table`]: aligned, coloured tables;
 //! - [`autostart`]: finding or starting rigd (addr file, `flock`ed lock file, spawn, poll);
 //! - [`client`] and [`event_stream`]: the HTTP client for rigd's API and its SSE stream
 //!   (parsed by [`sse`]), reconnecting with `Last-Event-ID`. These, [`autostart`] and
@@ -14,12 +22,27 @@
 //! - [`signals`]: Ctrl-C and SIGTERM for commands that clean up before exiting.
 
 pub mod args;
+pub mod down;
 pub mod error;
+pub mod explain;
+pub mod export;
+pub mod flags;
 pub mod format;
+pub mod live;
+pub mod logdir;
+pub mod logread;
+pub mod logs;
+pub mod ls;
 pub mod output;
+pub mod prune;
+pub mod ps;
 pub mod signals;
 pub mod strict_json;
+pub mod summary;
+pub mod table;
+pub mod traffic;
 pub mod up;
+pub mod version;
 
 // The transport lives in the SDK crate (`rig-client`, lib name `rig`) so the CLI and Rust
 // tests share one client; re-exported here at the paths the CLI has always used.
@@ -39,8 +62,20 @@ rig: run test environments from a spec and watch the traffic between their servi
 Usage: rig <command> [options]
 
 Commands:
-  up <spec.json>   bring up an environment, show its endpoints, follow its traffic until Ctrl-C
-  help [command]   show this help, or a command's help
+  up <spec.json>     bring up an environment, show its endpoints, follow its traffic until Ctrl-C
+
+  ls [pattern]       list the log files of past runs (newest first)
+  traffic [file]     the HTTP, gRPC, Kafka and TCP traffic of a run (--follow: a live one)
+  logs [file]        the services' output and test notes of a run (--follow: a live one)
+  explain [file]     why a run failed
+  summary [pattern]  every run at a glance: counts, timings, failures
+  export [file]      write a run's HTTP and gRPC exchanges as HAR (--har FILE)
+
+  ps                 the environments on the running rigd and their endpoints
+  down <name|id>     tear environments down (--all: every one)
+  prune              delete old log files and cache entries (--max-age 7d)
+  version            the versions of rig and of the running rigd
+  help [command]     show this help, or a command's help
 
 Options:
   -h, --help       show this help
@@ -50,6 +85,7 @@ Run `rig <command> --help` for a command's options.
 
 Environment:
   RIG_DIR          rigd's base directory (default ~/.rig)
+  RIG_LOGS         where log files are read (default $RIG_DIR/logs)
   RIG_SERVER_ADDR  use the rigd at this address instead of finding or starting one
   RIG_BINARY       the rigd binary to start (default: next to rig, then PATH)
   NO_COLOR         turn colour off (unless --color always)";
@@ -110,18 +146,60 @@ fn dispatch(args: &mut Args) -> (Option<String>, CmdResult) {
     let rest = std::mem::replace(args, Args::new(Vec::<OsString>::new()));
     let result = match command.as_str() {
         "up" => block_on(up::run(rest)),
+        "ls" => ls::run(rest),
+        "traffic" => traffic::run(rest),
+        "logs" => logs::run(rest),
+        "explain" => explain::run(rest),
+        "summary" => summary::run(rest),
+        "export" => export::run(rest),
+        "ps" => ps::run(rest),
+        "down" => down::run(rest),
+        "prune" => prune::run(rest),
+        "version" => version::run(rest),
         "help" => help(rest),
-        other => Err(CliError::usage(format!("unknown command {other:?}"))),
+        other => Err(unknown_command(other)),
     };
-    let known = matches!(command.as_str(), "up" | "help");
+    let known = COMMANDS.iter().any(|(name, _)| *name == command) || command == "help";
     (known.then_some(command), result)
+}
+
+/// Every command and its help text.
+const COMMANDS: &[(&str, &str)] = &[
+    ("up", up::USAGE),
+    ("ls", ls::USAGE),
+    ("traffic", traffic::USAGE),
+    ("logs", logs::USAGE),
+    ("explain", explain::USAGE),
+    ("summary", summary::USAGE),
+    ("export", export::USAGE),
+    ("ps", ps::USAGE),
+    ("down", down::USAGE),
+    ("prune", prune::USAGE),
+    ("version", version::USAGE),
+];
+
+/// The error for an unknown command, naming the closest ones.
+fn unknown_command(name: &str) -> CliError {
+    let close = logdir::close_names(name, COMMANDS.iter().map(|(n, _)| n.to_string()), 3);
+    let hint = if close.is_empty() {
+        String::new()
+    } else {
+        format!(" (did you mean {}?)", close.join(", "))
+    };
+    CliError::usage(format!("unknown command {name:?}{hint}"))
 }
 
 /// `rig help [command]`.
 fn help(mut args: Args) -> CmdResult {
     match args.next_arg()? {
         None => Out.line(USAGE),
-        Some(Arg::Positional(p)) if p == "up" => Out.line(up::USAGE),
+        Some(Arg::Positional(p)) if COMMANDS.iter().any(|(n, _)| p == *n) => {
+            let usage = COMMANDS
+                .iter()
+                .find(|(n, _)| p == *n)
+                .map_or("", |(_, u)| u);
+            Out.line(usage);
+        }
         Some(other) => {
             let name = match other {
                 Arg::Positional(p) => p.to_string_lossy().into_owned(),

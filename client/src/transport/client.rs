@@ -209,6 +209,24 @@ pub struct DeleteResponse {
     pub summary: Option<String>,
 }
 
+/// One entry of `GET /environments`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct EnvironmentSummary {
+    /// The instance id.
+    pub id: String,
+    /// The environment name.
+    pub name: String,
+    /// The spec's `ttl`, empty when the default applies.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ttl: String,
+    /// Time left before the TTL expires, as a Go duration (`9m41s`).
+    #[serde(default)]
+    pub remaining_ttl: String,
+    /// Sorted names of the services (injected nodes excluded).
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     #[serde(default)]
@@ -261,6 +279,18 @@ impl RigdClient {
             .await?;
         expect_status(status, StatusCode::OK, &body)?;
         decode("GET /health", &body)
+    }
+
+    /// `GET /environments`: every registered environment, sorted by name.
+    pub async fn list_environments(&self) -> Result<Vec<EnvironmentSummary>, ClientError> {
+        let (status, body) = self
+            .transport
+            .request(Method::GET, "/environments", None, REQUEST_TIMEOUT)
+            .await?;
+        if status != StatusCode::OK {
+            return Err(api_error(status, &body));
+        }
+        decode("GET /environments", &body)
     }
 
     /// `POST /environments`: validates and creates an environment, returning its id.

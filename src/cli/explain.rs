@@ -1,0 +1,225 @@
+//! `rig explain <file|pattern>`: why a run failed, from its log (the engine is
+//! [`crate::explain`], the same that writes the DELETE `summary`).
+//!
+//! JSON by default (upstream's report: `test`, `outcome`, `duration_ms`, `services`, then the
+//! analysis), `-p` for people.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::args::Args;
+use super::error::{CmdResult, EXIT_OK};
+use super::flags::{self, Opt};
+use super::format;
+use super::logdir;
+use super::logread::{self, LogFile, Mode};
+use super::ls::{outcome_paint, to_json};
+use super::output::{Out, Paint, Style};
+use crate::explain::{analyze, Analysis, TrafficKind};
+use crate::logfiles::{derive_outcome, Outcome};
+
+/// `rig explain --help`.
+pub const USAGE: &str = "\
+Usage: rig explain [file|pattern] [options]
+
+Explain a run from its log: the failed assertions, the services that failed, a stalled
+startup, the HTTP and gRPC errors that matter (most recent first; a passed run's expected
+errors and startup probes are left out) and the stderr lines that go with them.
+
+Arguments:
+  [file|pattern]   a JSONL log file, or a pattern matched against log file names (the most
+                   recent match is used; default: the most recent log)
+
+Options:
+  -p, --pretty     human-readable report instead of JSON
+      --color WHEN auto (default; off when NO_COLOR is set), always or never
+  -h, --help       show this help";
+
+const OPTS: &[Opt] = &[Opt::switch("-p", &["--pretty"]), Opt::switch("--json", &[])];
+
+/// A run's explanation: the header's facts, then the analysis (upstream's field order).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The environment (test) name.
+    pub test: String,
+    /// `passed`, `failed` or `crashed`.
+    pub outcome: Outcome,
+    /// The run's duration.
+    pub duration_ms: f64,
+    /// The services.
+    pub services: Vec<String>,
+    /// What explains it.
+    #[serde(flatten)]
+    pub analysis: Analysis,
+}
+
+impl Report {
+    /// Analyses a log file read in full.
+    pub fn of(log: &LogFile) -> Report {
+        let outcome = log
+            .header
+            .outcome
+            .unwrap_or_else(|| derive_outcome(&log.events, ""));
+        Report {
+            test: log.environment().to_string(),
+            outcome,
+            duration_ms: log.header.duration_ms,
+            services: log.header.services.clone(),
+            analysis: analyze(&log.events, outcome),
+        }
+    }
+
+    /// Reads and analyses `path` (malformed event lines are skipped).
+    pub fn of_file(path: &Path) -> Result<Report, super::error::CliError> {
+        Ok(Report::of(&logread::read(path, Mode::Lenient)?))
+    }
+
+    /// The report for people.
+    pub fn pretty(&self, style: Style) -> Vec<String> {
+        let s = style;
+        let a = &self.analysis;
+        let mut out = vec![format!(
+            "{}  {}  {}  [{}]",
+            s.paint(Paint::Bold, &self.test),
+            s.paint(
+                outcome_paint(self.outcome),
+                &self.outcome.as_str().to_uppercase()
+            ),
+            format::run_duration(self.duration_ms),
+            self.services.join(", ")
+        )];
+        let section = |out: &mut Vec<String>, title: &str| {
+            out.push(String::new());
+            out.push(format!("  {}", s.paint(Paint::Bold, &format!("{title}:"))));
+        };
+        if !a.assertions.is_empty() {
+            section(&mut out, "Assertions");
+            for x in &a.assertions {
+                let location = match (&x.file, x.line) {
+                    (Some(f), Some(l)) => match x.column {
+                        Some(c) => format!("{f}:{l}:{c}: "),
+                        None => format!("{f}:{l}: "),
+                    },
+                    _ => String::new(),
+                };
+                let mut lines = x.message.lines();
+                out.push(format!(
+                    "    {location}{}",
+                    s.paint(Paint::Red, lines.next().unwrap_or(""))
+                ));
+                out.extend(lines.map(|l| format!("      {l}")));
+            }
+        }
+        if !a.service_failures.is_empty() {
+            section(&mut out, "Service failures");
+            for f in &a.service_failures {
+                out.push(format!(
+                    "    {}: {}",
+                    f.service,
+                    s.paint(Paint::Red, &f.error)
+                ));
+            }
+        }
+        if let Some(stall) = &a.stall {
+            section(
+                &mut out,
+                &format!("Stall (no progress for {})", stall.stalled_for),
+            );
+            for svc in &stall.services {
+                let waiting = if svc.waiting_on.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (waiting on {})", svc.waiting_on.join(", "))
+                };
+                out.push(format!("    {}: {}{waiting}", svc.name, svc.phase));
+            }
+        }
+        if !a.errors.is_empty() {
+            section(&mut out, "Errors");
+            for e in &a.errors {
+                let line = match e.kind {
+                    TrafficKind::Http => format!(
+                        "    {} → {} {} {} ({})",
+                        s.paint(Paint::Cyan, &e.method),
+                        e.target,
+                        e.path,
+                        s.http_status(e.status),
+                        format::latency(e.latency_ms)
+                    ),
+                    TrafficKind::Grpc => format!(
+                        "    {} → {} {} status={} ({})",
+                        s.paint(Paint::Cyan, "gRPC"),
+                        e.target,
+                        e.path,
+                        s.paint(Paint::Red, &e.grpc_status),
+                        format::latency(e.latency_ms)
+                    ),
+                };
+                out.push(line);
+                for text in [&e.grpc_message, &e.response_body, &e.error] {
+                    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+                        out.push(format!("      {}", s.paint(Paint::Dim, l)));
+                    }
+                }
+            }
+        }
+        if a.dropped_observations > 0 {
+            section(&mut out, "Not recorded");
+            out.push(format!(
+                "    {} traffic observations were dropped (observation fell behind)",
+                a.dropped_observations
+            ));
+        }
+        if !a.service_errors.is_empty() {
+            section(&mut out, "Service stderr");
+            for l in &a.service_errors {
+                out.push(format!("    {}: {}", l.service, l.data));
+            }
+        }
+        if let Some(p) = &a.phases {
+            let parts = phase_parts(p, None);
+            if !parts.is_empty() {
+                section(&mut out, "Phases");
+                out.push(format!("    {}", parts.join(" · ")));
+            }
+        }
+        out
+    }
+}
+
+/// `startup 1.20s`, `test 0.05s`, ... for the non-zero phases; with `total`, phases under 1 %
+/// of it are left out.
+pub fn phase_parts(p: &crate::explain::Phases, total: Option<f64>) -> Vec<String> {
+    [
+        ("artifacts", p.artifacts_ms),
+        ("startup", p.startup_ms),
+        ("test", p.test_ms),
+        ("teardown", p.teardown_ms),
+    ]
+    .into_iter()
+    .filter(|(_, ms)| *ms > 0)
+    .filter(|(_, ms)| total.is_none_or(|t| t <= 0.0 || (*ms as f64) >= t * 0.01))
+    .map(|(name, ms)| format!("{name} {}", format::run_duration(ms as f64)))
+    .collect()
+}
+
+/// Runs `rig explain`.
+pub fn run(args: Args) -> CmdResult {
+    let parsed = flags::parse("explain", args, OPTS)?;
+    if parsed.help {
+        Out.line(USAGE);
+        return Ok(EXIT_OK);
+    }
+    parsed.at_most("explain", 1, "one file or pattern")?;
+    let target = parsed.positional_strings().into_iter().next();
+    let path = logdir::resolve_one(target.as_deref())?;
+    let report = Report::of_file(&path)?;
+    if parsed.has("-p") {
+        let style = Style::new(parsed.color.enabled_for_stdout());
+        Out.lines(report.pretty(style));
+    } else {
+        Out.line(to_json(&report)?);
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,208 @@
+//! Reading JSONL log files, rigd's and upstream rig's alike (same format): an optional
+//! `log.header` first line, then one event per line.
+//!
+//! Two modes, as upstream: [`Mode::Strict`] (`traffic`, `logs`, `export`) fails on the first
+//! line that is not a valid event, naming the line; [`Mode::Lenient`] (`explain`, `summary`)
+//! skips such lines. Blank lines are always skipped. A file without a header is accepted; its
+//! header is then derived from the events ([`LogHeader::for_events`]).
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use rig_types::{Event, Timestamp};
+
+use super::error::CliError;
+use crate::logfiles::{LogHeader, LOG_HEADER_TYPE};
+
+/// How malformed event lines are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A malformed line is an error naming the line.
+    Strict,
+    /// Malformed lines are skipped.
+    Lenient,
+}
+
+/// A log file read in full.
+#[derive(Debug, Clone)]
+pub struct LogFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The header line, or one derived from the events when the file has none.
+    pub header: LogHeader,
+    /// True when the file had a header line.
+    pub has_header: bool,
+    /// Every event, in file order.
+    pub events: Vec<Event>,
+}
+
+impl LogFile {
+    /// The environment's name: the header's, else the first event's.
+    pub fn environment(&self) -> &str {
+        if !self.header.environment.is_empty() {
+            return &self.header.environment;
+        }
+        self.events
+            .iter()
+            .map(|e| e.environment.as_str())
+            .find(|e| !e.is_empty())
+            .unwrap_or("")
+    }
+
+    /// The timestamp of the first event (the start of the run), if any.
+    pub fn start(&self) -> Option<Timestamp> {
+        self.events
+            .iter()
+            .map(|e| e.timestamp)
+            .find(|t| !t.is_zero())
+    }
+}
+
+/// Reads `path` in full.
+pub fn read(path: &Path, mode: Mode) -> Result<LogFile, CliError> {
+    let file = File::open(path).map_err(|e| open_error(path, &e))?;
+    let mut header = None;
+    let mut events = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let n = i + 1;
+        let line = line.map_err(|e| {
+            CliError::failed(format!("{}: line {n}: cannot read: {e}", path.display()))
+        })?;
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        if n == 1 && is_header_line(trimmed) {
+            match serde_json::from_str::<LogHeader>(trimmed) {
+                Ok(h) => {
+                    header = Some(h);
+                    continue;
+                }
+                Err(e) if mode == Mode::Strict => {
+                    return Err(line_error(path, n, &e.to_string()));
+                }
+                Err(_) => continue,
+            }
+        }
+        match serde_json::from_str::<Event>(trimmed) {
+            Ok(event) => events.push(event),
+            Err(e) if mode == Mode::Strict => return Err(line_error(path, n, &e.to_string())),
+            Err(_) => {}
+        }
+    }
+    let has_header = header.is_some();
+    let header = header.unwrap_or_else(|| derived_header(&events));
+    Ok(LogFile {
+        path: path.to_path_buf(),
+        header,
+        has_header,
+        events,
+    })
+}
+
+/// Reads only the first line of `path` as a `log.header`.
+pub fn read_header(path: &Path) -> Result<LogHeader, CliError> {
+    let file = File::open(path).map_err(|e| open_error(path, &e))?;
+    let mut first = String::new();
+    BufReader::new(file)
+        .read_line(&mut first)
+        .map_err(|e| CliError::failed(format!("{}: cannot read: {e}", path.display())))?;
+    let header: LogHeader = serde_json::from_str(first.trim())
+        .map_err(|e| line_error(path, 1, &format!("not a log.header: {e}")))?;
+    if !header.is_header() {
+        return Err(line_error(
+            path,
+            1,
+            &format!("expected log.header, got {:?}", header.kind),
+        ));
+    }
+    Ok(header)
+}
+
+/// A header for a file that has none: the environment of the first event, the outcome and
+/// services derived from the events, the last event's time.
+fn derived_header(events: &[Event]) -> LogHeader {
+    let name = events
+        .iter()
+        .map(|e| e.environment.as_str())
+        .find(|e| !e.is_empty())
+        .unwrap_or("");
+    let injected: BTreeSet<String> = events
+        .iter()
+        .map(|e| e.service.clone())
+        .filter(|s| s.contains('~'))
+        .collect();
+    let last = events.last().map(|e| e.timestamp).unwrap_or_default();
+    LogHeader::for_events(name, events, &injected, "", last)
+}
+
+fn is_header_line(line: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_str::<Kind>(line)
+        .ok()
+        .and_then(|k| k.kind)
+        .is_some_and(|k| k == LOG_HEADER_TYPE)
+}
+
+fn open_error(path: &Path, e: &std::io::Error) -> CliError {
+    CliError::failed(format!("cannot open {}: {e}", path.display()))
+}
+
+fn line_error(path: &Path, n: usize, detail: &str) -> CliError {
+    CliError::failed(format!(
+        "{}: line {n}: {detail} (is this a rig JSONL log?)",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rig-logread-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const HEADER: &str = r#"{"type":"log.header","environment":"T","outcome":"failed","services":["api"],"duration_ms":12.5,"timestamp":"2026-02-24T20:33:00+01:00"}"#;
+    const EVENT: &str = r#"{"seq":1,"type":"test.note","environment":"T","error":"x_test.go:1: boom","timestamp":"2026-02-24T20:32:59.5+01:00"}"#;
+
+    #[test]
+    fn header_and_events() {
+        let path = write("a.jsonl", &format!("{HEADER}\n{EVENT}\n\n"));
+        let log = read(&path, Mode::Strict).unwrap();
+        assert!(log.has_header);
+        assert_eq!(log.environment(), "T");
+        assert_eq!(log.events.len(), 1);
+        assert_eq!(read_header(&path).unwrap().services, ["api"]);
+    }
+
+    #[test]
+    fn strict_names_the_bad_line_and_lenient_skips_it() {
+        let path = write(
+            "b.jsonl",
+            &format!("{HEADER}\n{EVENT}\nnot json\n{EVENT}\n"),
+        );
+        let err = read(&path, Mode::Strict).unwrap_err();
+        assert!(err.message().contains("line 3:"), "{err}");
+        assert_eq!(read(&path, Mode::Lenient).unwrap().events.len(), 2);
+    }
+
+    #[test]
+    fn headerless_files_get_a_derived_header() {
+        let path = write("c.jsonl", &format!("{EVENT}\n"));
+        let log = read(&path, Mode::Strict).unwrap();
+        assert!(!log.has_header);
+        assert_eq!(log.header.environment, "T");
+        assert!(read_header(&path).is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! `rig ps`: the environments active on the running rigd, with how to reach each service.
+
+use rig_types::ResolvedEnvironment;
+use serde::Serialize;
+
+use super::args::Args;
+use super::client::EnvironmentSummary;
+use super::error::{CmdResult, EXIT_OK};
+use super::flags::{self, Opt};
+use super::format::endpoint_text;
+use super::live;
+use super::ls::to_json;
+use super::output::{eprint_line, pad, Out, Paint, Style};
+
+/// `rig ps --help`.
+pub const USAGE: &str = "\
+Usage: rig ps [options]
+
+List the environments active on the running rigd: name, id, time left before the TTL tears
+it down, and one line per service ingress with how to reach it (a URL, a Postgres DSN, ...).
+
+Options:
+      --json         print a JSON array (the list with every service's endpoints and status)
+      --server ADDR  the rigd to ask (default: $RIG_SERVER_ADDR, else the addr file in $RIG_DIR)
+      --color WHEN   auto (default; off when NO_COLOR is set), always or never
+  -h, --help         show this help";
+
+const OPTS: &[Opt] = &[Opt::switch("--json", &[]), Opt::value("--server", &[])];
+
+#[derive(Serialize)]
+struct JsonEnv<'a> {
+    #[serde(flatten)]
+    summary: &'a EnvironmentSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a ResolvedEnvironment>,
+}
+
+/// Runs `rig ps`.
+pub fn run(args: Args) -> CmdResult {
+    let parsed = flags::parse("ps", args, OPTS)?;
+    if parsed.help {
+        Out.line(USAGE);
+        return Ok(EXIT_OK);
+    }
+    parsed.at_most("ps", 0, "no arguments")?;
+    let style = Style::new(parsed.color.enabled_for_stdout());
+    let json = parsed.has("--json");
+    let server = parsed.value("--server").map(str::to_string);
+    super::block_on(async move {
+        let running = live::find_running(server.as_deref()).await?;
+        let envs = live::environments(&running).await?;
+        let mut details = Vec::with_capacity(envs.len());
+        for e in &envs {
+            // An environment torn down meanwhile is simply left without detail.
+            details.push(running.client.get_environment(&e.id).await.ok());
+        }
+        if json {
+            let out: Vec<JsonEnv> = envs
+                .iter()
+                .zip(&details)
+                .map(|(summary, detail)| JsonEnv {
+                    summary,
+                    detail: detail.as_ref(),
+                })
+                .collect();
+            Out.line(to_json(&out)?);
+            return Ok(EXIT_OK);
+        }
+        if envs.is_empty() {
+            eprint_line(format!(
+                "No active environments on rigd at {}.",
+                running.client.addr()
+            ));
+            return Ok(EXIT_OK);
+        }
+        let mut out = Vec::new();
+        for (i, (e, detail)) in envs.iter().zip(&details).enumerate() {
+            if i > 0 {
+                out.push(String::new());
+            }
+            out.extend(render(e, detail.as_ref(), style));
+        }
+        Out.lines(out);
+        Ok(EXIT_OK)
+    })
+}
+
+fn render(e: &EnvironmentSummary, detail: Option<&ResolvedEnvironment>, s: Style) -> Vec<String> {
+    let mut out = vec![format!(
+        "{}  {}  expires in {}",
+        s.paint(Paint::Bold, &e.name),
+        s.paint(Paint::Dim, &e.id),
+        e.remaining_ttl
+    )];
+    let Some(detail) = detail else {
+        out.push(format!("  {}", s.paint(Paint::Dim, "(being torn down)")));
+        return out;
+    };
+    let mut rows = Vec::new();
+    for (name, svc) in &detail.services {
+        let ingresses = svc.ingresses.as_ref().filter(|i| !i.is_empty());
+        match ingresses {
+            None => rows.push((name.clone(), "(no ingress)".to_string(), svc.status)),
+            Some(ingresses) => {
+                for (ingress, ep) in ingresses {
+                    let label = if ingress == "default" {
+                        name.clone()
+                    } else {
+                        format!("{name}/{ingress}")
+                    };
+                    rows.push((label, endpoint_text(ep), svc.status));
+                }
+            }
+        }
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.0.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(20);
+    for (label, text, status) in rows {
+        let status_text = serde_json::to_value(status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let status_cell = if status_text == "ready" {
+            String::new()
+        } else {
+            format!("  {}", s.paint(Paint::Yellow, &format!("({status_text})")))
+        };
+        out.push(format!("  {}  {text}{status_cell}", pad(&label, width)));
+    }
+    out
+}

@@ -1,0 +1,350 @@
+//! Output snapshots of the `rig` commands that read log files, run as the real binary over the
+//! fixtures in `tests/fixtures/` (see its README): rigd's own logs (HTTP and TCP traffic,
+//! probes, a failed and a crashed run) and upstream rig's format (gRPC, Kafka; no header).
+//!
+//! Each case's stdout, stderr and exit status are compared with
+//! `tests/fixtures/snapshots/<case>.txt`; `RIG_BLESS=1` rewrites them. Paths of the temporary
+//! log directory are shown as `$LOGS`. Times are shown in UTC (`TZ=UTC`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Which fixture directory a case reads.
+#[derive(Clone, Copy)]
+enum Dir {
+    /// `tests/fixtures/logs`: written by rigd.
+    Rigd,
+    /// `tests/fixtures/upstream`: upstream's format.
+    Upstream,
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A private copy of a fixture directory (commands must not depend on the checkout's path,
+/// and `prune` must not touch the originals).
+fn logs_dir(which: Dir, tag: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("rig-cli-logs-{tag}-"))
+        .tempdir()
+        .expect("temp dir");
+    let from = fixtures().join(match which {
+        Dir::Rigd => "logs",
+        Dir::Upstream => "upstream",
+    });
+    for entry in std::fs::read_dir(&from).expect("fixtures") {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+/// Runs `rig args` over `dir`; returns the transcript.
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rig"));
+    cmd.args(args)
+        .env("RIG_LOGS", dir)
+        .env("RIG_DIR", dir.join("no-rig-dir"))
+        .env("TZ", "UTC")
+        .env_remove("NO_COLOR")
+        .env_remove("RIG_SERVER_ADDR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run rig");
+    let dir_text = dir.display().to_string();
+    let clean = |b: &[u8]| String::from_utf8_lossy(b).replace(&dir_text, "$LOGS");
+    let mut text = format!("$ rig {}\n{}", args.join(" "), clean(&out.stdout));
+    let stderr = clean(&out.stderr);
+    if !stderr.is_empty() {
+        text.push_str("--- stderr\n");
+        text.push_str(&stderr);
+    }
+    text.push_str(&format!("--- exit {}\n", out.status.code().unwrap_or(-1)));
+    text
+}
+
+/// Compares (or with `RIG_BLESS=1` writes) the snapshot `name`.
+fn check(name: &str, actual: &str) -> Result<(), String> {
+    let path = fixtures().join("snapshots").join(format!("{name}.txt"));
+    if std::env::var_os("RIG_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return Ok(());
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    if expected == actual {
+        return Ok(());
+    }
+    Err(format!(
+        "snapshot {name} differs (RIG_BLESS=1 to accept)\n--- expected\n{expected}--- actual\n{actual}"
+    ))
+}
+
+fn cases(which: Dir, tag: &str, cases: &[(&str, &[&str])]) {
+    let dir = logs_dir(which, tag);
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|(name, args)| check(name, &run(dir.path(), args, &[])).err())
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn ls_lists_newest_first_and_filters() {
+    cases(
+        Dir::Rigd,
+        "ls",
+        &[
+            ("ls", &["ls"]),
+            ("ls_failed", &["ls", "--failed"]),
+            ("ls_passed_quiet", &["ls", "--passed", "-q"]),
+            ("ls_limit_attached", &["ls", "-q", "-n1"]),
+            ("ls_pattern_slash", &["ls", "testorders/FAILED"]),
+            ("ls_json", &["ls", "--json", "crash"]),
+            ("ls_no_match", &["ls", "TestOrderz"]),
+        ],
+    );
+}
+
+#[test]
+fn traffic_tables_filters_and_details_over_rigd_logs() {
+    cases(
+        Dir::Rigd,
+        "traffic",
+        &[
+            ("traffic_passed", &["traffic", "passed"]),
+            ("traffic_probes", &["traffic", "failed", "--probes"]),
+            (
+                "traffic_status_5xx",
+                &["traffic", "failed", "--status", "5xx"],
+            ),
+            (
+                "traffic_status_list",
+                &["traffic", "failed", "--status", "404,500"],
+            ),
+            (
+                "traffic_edge_ascii",
+                &["traffic", "failed", "--edge", "api->store"],
+            ),
+            (
+                "traffic_edge_source",
+                &["traffic", "failed", "--edge", "~test→"],
+            ),
+            (
+                "traffic_edge_either",
+                &["traffic", "failed", "--edge", "STORE"],
+            ),
+            (
+                "traffic_method_path",
+                &["traffic", "failed", "--method", "get", "--path", "/orders"],
+            ),
+            (
+                "traffic_grep_body",
+                &["traffic", "failed", "--grep", "completed_at"],
+            ),
+            ("traffic_tcp", &["traffic", "failed", "--tcp"]),
+            ("traffic_since", &["traffic", "failed", "--since", "1.45s"]),
+            (
+                "traffic_detail_post",
+                &["traffic", "failed", "--detail", "5"],
+            ),
+            ("traffic_detail_probe", &["traffic", "failed", "-d", "p1"]),
+            (
+                "traffic_detail_missing",
+                &["traffic", "failed", "--detail", "99"],
+            ),
+            (
+                "traffic_no_match",
+                &["traffic", "failed", "--status", "418"],
+            ),
+            ("traffic_bad_slow", &["traffic", "failed", "--slow", "fast"]),
+            (
+                "traffic_json",
+                &["traffic", "failed", "--status", "404", "--json"],
+            ),
+            (
+                "traffic_color",
+                &["traffic", "failed", "--status", "5xx", "--color", "always"],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn logs_rows_and_filters() {
+    cases(
+        Dir::Rigd,
+        "logs",
+        &[
+            ("logs_failed", &["logs", "TestOrders/failed"]),
+            ("logs_stderr", &["logs", "failed", "--stderr"]),
+            ("logs_stdout", &["logs", "failed", "--stdout"]),
+            ("logs_service", &["logs", "failed", "--service", "STORE"]),
+            ("logs_notes_only", &["logs", "failed", "--service", "test"]),
+            ("logs_grep", &["logs", "failed", "--grep", "order|store"]),
+            ("logs_bad_grep", &["logs", "failed", "--grep", "("]),
+            ("logs_crash_json", &["logs", "crash", "--json"]),
+        ],
+    );
+}
+
+#[test]
+fn explain_and_summary_over_rigd_logs() {
+    cases(
+        Dir::Rigd,
+        "explain",
+        &[
+            ("explain_failed_json", &["explain", "failed"]),
+            ("explain_failed_pretty", &["explain", "-p", "failed"]),
+            ("explain_crash_pretty", &["explain", "-p", "crash"]),
+            ("explain_passed_pretty", &["explain", "--pretty", "passed"]),
+            ("explain_no_match", &["explain", "TestOrderz"]),
+            ("summary_pretty", &["summary", "-p"]),
+            (
+                "summary_failed_verbose",
+                &["summary", "-p", "-v", "--failed"],
+            ),
+            ("summary_json", &["summary", "orders"]),
+        ],
+    );
+}
+
+#[test]
+fn upstream_logs_open_unchanged() {
+    cases(
+        Dir::Upstream,
+        "upstream",
+        &[
+            ("upstream_ls", &["ls"]),
+            ("upstream_traffic", &["traffic", "TestOrderFlow/Go"]),
+            (
+                "upstream_traffic_grpc_kafka",
+                &["traffic", "orderflow_go", "--grpc", "--kafka"],
+            ),
+            (
+                "upstream_traffic_status_name",
+                &["traffic", "orderflow_go", "--status", "notfound"],
+            ),
+            (
+                "upstream_detail_grpc",
+                &["traffic", "orderflow_go", "--detail", "2,6"],
+            ),
+            (
+                "upstream_detail_tcp_kafka",
+                &["traffic", "orderflow_go", "--detail", "3-4", "-d", "7"],
+            ),
+            ("upstream_mixed_headerless", &["traffic", "mixed_traffic"]),
+            (
+                "upstream_mixed_slow",
+                &["traffic", "mixed_traffic", "--slow", "5ms"],
+            ),
+            (
+                "upstream_mixed_detail_http",
+                &["traffic", "mixed_traffic", "--detail", "1"],
+            ),
+            ("upstream_logs", &["logs", "orderflow"]),
+            ("upstream_explain", &["explain", "orderflow"]),
+            ("upstream_explain_pretty", &["explain", "-p", "orderflow"]),
+            ("upstream_summary", &["summary", "-p"]),
+        ],
+    );
+}
+
+#[test]
+fn no_color_turns_auto_colour_off_and_always_wins() {
+    let dir = logs_dir(Dir::Rigd, "color");
+    // Not a terminal: auto is plain; `always` colours even with NO_COLOR set.
+    let auto = run(dir.path(), &["ls"], &[("NO_COLOR", "1")]);
+    assert!(!auto.contains('\x1b'), "{auto}");
+    let always = run(
+        dir.path(),
+        &["ls", "--color", "always"],
+        &[("NO_COLOR", "1")],
+    );
+    assert!(always.contains("\x1b[31mfailed\x1b[0m"), "{always}");
+}
+
+#[test]
+fn errors_say_what_to_do_next() {
+    let dir = logs_dir(Dir::Rigd, "errors");
+    let out = run(dir.path(), &["traffic", "TestOrdrs"], &[]);
+    assert!(out.contains("did you mean:"), "{out}");
+    assert!(out.contains("TestOrders/failed"), "{out}");
+    assert!(out.contains("`rig ls` lists every log file"), "{out}");
+    assert!(out.ends_with("--- exit 1\n"), "{out}");
+    let out = run(dir.path(), &["ls", "--bogus"], &[]);
+    assert!(
+        out.contains("unknown option --bogus (see `rig ls --help`)"),
+        "{out}"
+    );
+    assert!(out.ends_with("--- exit 2\n"), "{out}");
+    let out = run(dir.path(), &["trafic"], &[]);
+    assert!(out.contains("did you mean traffic?"), "{out}");
+}
+
+#[test]
+fn most_recent_is_by_timestamp_not_name() {
+    // Two runs of one test: the one written later wins even though its id sorts first.
+    let dir = tempfile::tempdir().unwrap();
+    let line = |ts: &str, note: &str| {
+        format!(
+            "{{\"type\":\"log.header\",\"environment\":\"T\",\"outcome\":\"failed\",\"duration_ms\":1,\"timestamp\":\"{ts}\"}}\n\
+             {{\"seq\":1,\"type\":\"test.note\",\"environment\":\"T\",\"error\":\"{note}\",\"timestamp\":\"{ts}\"}}\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("T-aaaa-1.jsonl"),
+        line("2026-01-02T00:00:00Z", "newer"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("T-ffff-1.jsonl"),
+        line("2026-01-01T00:00:00Z", "older"),
+    )
+    .unwrap();
+    let out = run(dir.path(), &["logs", "T"], &[]);
+    assert!(out.contains("✗ newer"), "{out}");
+    let out = run(dir.path(), &["ls", "-q", "-n", "1"], &[]);
+    assert!(out.contains("T-aaaa-1.jsonl"), "{out}");
+}
+
+#[test]
+fn prune_accepts_days_and_removes_only_old_logs() {
+    let dir = logs_dir(Dir::Rigd, "prune");
+    let old = dir.path().join("TestOld-1-1.jsonl");
+    std::fs::write(&old, "{}\n").unwrap();
+    std::fs::write(old.with_extension("log"), "x\n").unwrap();
+    let ten_days = std::time::SystemTime::now() - std::time::Duration::from_secs(10 * 86_400);
+    for p in [old.clone(), old.with_extension("log")] {
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(ten_days)
+            .unwrap();
+    }
+    let dry = run(dir.path(), &["prune", "-l", "-n", "--max-age", "7d"], &[]);
+    assert!(
+        dry.contains("would remove logs/TestOld-1-1.jsonl (10d ago, 3B)"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("would remove logs/TestOld-1-1.log (2B)"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("would prune 1 entry (would free ~5B)"),
+        "{dry}"
+    );
+    assert!(old.exists());
+    let real = run(dir.path(), &["prune", "--logs", "-m7d"], &[]);
+    assert!(real.contains("pruned 1 entry (freed ~5B)"), "{real}");
+    assert!(!old.exists() && !old.with_extension("log").exists());
+    // The fixtures (written today) are kept.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+    let bad = run(dir.path(), &["prune", "--max-age", "7 days"], &[]);
+    assert!(bad.contains("invalid --max-age"), "{bad}");
+    assert!(bad.ends_with("--- exit 2\n"), "{bad}");
+}
