@@ -21,6 +21,19 @@ if ((${#need_apt[@]})); then
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 
+# HAR consumer for tests/cli_har.rs: npm's har-validator (HAR 1.2 JSON schema).
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || {
+  if [ "$(id -u)" = 0 ]; then sudo_cmd=(); else sudo_cmd=(sudo); fi
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+}
+har_dir="${RIG_TEST_DEPS:-$HOME/.cache/rig-test-deps}/har-validator"
+if [ ! -d "$har_dir/node_modules/har-validator" ]; then
+  echo "== installing har-validator into $har_dir"
+  mkdir -p "$har_dir"
+  npm install --silent --no-audit --no-fund --prefix "$har_dir" har-validator@5.1.5
+fi
+
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
     rustup component add "${component}"

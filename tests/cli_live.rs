@@ -1,0 +1,260 @@
+//! The `rig` commands that work on a running rigd, end to end with the real binaries:
+//! `traffic --follow` and `logs --follow` attach over SSE and end when the environment is torn
+//! down; `ps` shows endpoints; `down` by name and `--all`; `version` reports rigd's version;
+//! rigd is found through `--server`, `RIG_SERVER_ADDR` or the addr file.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use rig_types::EventType;
+use serde_json::json;
+use support::Rigd;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn rig(args: &[&str], rig_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rig"));
+    cmd.args(args)
+        .args(["--color", "never"])
+        .env("RIG_DIR", rig_dir)
+        .env_remove("RIG_SERVER_ADDR")
+        .env_remove("NO_COLOR");
+    cmd
+}
+
+fn output(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run rig");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// A running `rig ... --follow` and its output so far.
+struct Follower {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Follower {
+    fn start(mut cmd: Command) -> Follower {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rig");
+        let (tx, rx) = mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Follower {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing every needle.
+    fn wait_for(&mut self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        if let Some(l) = self
+            .seen
+            .iter()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+        {
+            return l.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if needles.iter().all(|n| line.contains(n)) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {needles:?} within {PATIENCE:?}; seen:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for the process to exit on its own and returns its status and every line.
+    fn finish(mut self) -> (i32, Vec<String>) {
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("rig --follow did not exit; seen:\n{}", self.seen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.seen.extend(self.lines.iter());
+        (status.code().unwrap_or(-1), self.seen)
+    }
+}
+
+fn get(addr: &str, path: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn web(name: &str) -> serde_json::Value {
+    json!({"name": name, "services": {"web": support::http_service()}})
+}
+
+#[tokio::test]
+async fn follow_ps_and_down_on_a_live_environment() {
+    let rigd = Rigd::start();
+    let rig_dir = rigd.scratch().join("rig-dir");
+    std::fs::create_dir_all(&rig_dir).unwrap();
+    let addr = rigd.addr().to_string();
+    let id = rigd.create(web("Live/Orders")).await;
+    let mut events = rigd.events(&id);
+    let up = events.until(EventType::EnvironmentUp).await;
+    let web_addr = up.ingresses["web"]["default"].hostport.clone();
+
+    // Both followers find the environment by a differently spelt name; rigd by --server and
+    // by RIG_SERVER_ADDR.
+    let mut traffic = Follower::start(rig(
+        &["traffic", "--follow", "live_orders", "--server", &addr],
+        &rig_dir,
+    ));
+    let mut logs_cmd = rig(&["logs", "-f", "LIVE/orders"], &rig_dir);
+    logs_cmd.env("RIG_SERVER_ADDR", &addr);
+    let mut logs = Follower::start(logs_cmd);
+    traffic.wait_for(&["following the traffic of Live/Orders"]);
+
+    assert_eq!(get(&web_addr, "/hello-from-test"), 404);
+    let row = traffic.wait_for(&["~test → web", "GET", "/hello-from-test", "404"]);
+    assert!(row.starts_with('1'), "the first exchange is #1: {row}");
+    // Probes are hidden by default: no row for the readiness check of `/`.
+    logs.wait_for(&["web", "GET /hello-from-test HTTP/1.1", "404"]);
+
+    // ps: the environment, its id and the URL of `web`.
+    let (code, out, err) = output(rig(&["ps", "--server", &addr], &rig_dir).arg("--color=never"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Live/Orders") && out.contains(&id), "{out}");
+    assert!(
+        out.contains("web") && out.contains("http://127.0.0.1:"),
+        "{out}"
+    );
+    let (_, json_out, _) = output(&mut rig(&["ps", "--json", "--server", &addr], &rig_dir));
+    let listed: serde_json::Value = serde_json::from_str(&json_out).expect("ps --json");
+    assert_eq!(listed[0]["id"], json!(id), "{json_out}");
+    assert!(
+        listed[0]["detail"]["services"]["web"].is_object(),
+        "{json_out}"
+    );
+
+    // version: rig and the running rigd (found here through the addr file in RIG_DIR).
+    std::fs::write(rig_dir.join("rigd.addr"), format!("{addr}\n")).unwrap();
+    let (code, out, _) = output(&mut rig(&["version"], &rig_dir));
+    assert_eq!(code, 0);
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(out.contains(&format!("rig   {version}")), "{out}");
+    assert!(out.contains(&format!("rigd  {version} at {addr}")), "{out}");
+
+    // down by a unique part of the name; the followers end by themselves.
+    let (code, out, err) = output(&mut rig(&["down", "orders"], &rig_dir));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("torn down Live/Orders ({id})")),
+        "{out}"
+    );
+    assert!(out.contains("log:") && out.contains(".jsonl"), "{out}");
+    let (code, lines) = traffic.finish();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("is down")), "{lines:?}");
+    let (code, lines) = logs.finish();
+    assert_eq!(code, 0, "{lines:?}");
+
+    let (code, _, err) = output(&mut rig(&["ps"], &rig_dir));
+    assert_eq!(code, 0);
+    assert!(err.contains("No active environments"), "{err}");
+}
+
+#[tokio::test]
+async fn down_all_and_errors_that_say_what_to_do() {
+    let rigd = Rigd::start();
+    let rig_dir = rigd.scratch().join("rig-dir");
+    std::fs::create_dir_all(&rig_dir).unwrap();
+    let addr = rigd.addr().to_string();
+    let a = rigd.create(web("Alpha")).await;
+    let b = rigd.create(web("Beta")).await;
+    for id in [&a, &b] {
+        rigd.events(id).until(EventType::EnvironmentUp).await;
+    }
+
+    let (code, _, err) = output(&mut rig(&["down", "Alpah", "--server", &addr], &rig_dir));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no environment matching \"Alpah\"; did you mean Alpha?"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("  Beta  {b}")), "{err}");
+    let (code, _, err) = output(&mut rig(&["traffic", "-f", "--server", &addr], &rig_dir));
+    assert_eq!(code, 2, "two environments: the follower must be told which");
+    assert!(err.contains("2 environments are active; name one"), "{err}");
+    let (code, _, err) = output(&mut rig(&["down"], &rig_dir));
+    assert_eq!(code, 2);
+    assert!(err.contains("rig down --all"), "{err}");
+
+    let (code, out, err) = output(&mut rig(&["down", "--all", "--server", &addr], &rig_dir));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("torn down Alpha ({a})")), "{out}");
+    assert!(out.contains(&format!("torn down Beta ({b})")), "{out}");
+    assert!(rigd.list().await.is_empty());
+
+    // Without any rigd to find.
+    let empty = rigd.scratch().join("empty-rig-dir");
+    let (code, _, err) = output(&mut rig(&["ps"], &empty));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("rigd is not running (no addr file in"),
+        "{err}"
+    );
+    assert!(err.contains("rig up <spec.json>"), "{err}");
+    let (code, out, _) = output(&mut rig(&["version"], &empty));
+    assert_eq!(code, 0);
+    assert!(out.contains("rigd  not running"), "{out}");
+}
