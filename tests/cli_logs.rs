@@ -145,10 +145,13 @@ fn traffic_tables_filters_and_details_over_rigd_logs() {
                 &["traffic", "failed", "--grep", "completed_at"],
             ),
             ("traffic_tcp", &["traffic", "failed", "--tcp"]),
-            ("traffic_since", &["traffic", "failed", "--since", "1.45s"]),
+            (
+                "traffic_since",
+                &["traffic", "failed", "--since", "1.39s", "--probes"],
+            ),
             (
                 "traffic_detail_post",
-                &["traffic", "failed", "--detail", "5"],
+                &["traffic", "failed", "--detail", "3,5"],
             ),
             ("traffic_detail_probe", &["traffic", "failed", "-d", "p1"]),
             (

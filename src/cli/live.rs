@@ -38,9 +38,10 @@ pub async fn find_running(server: Option<&str>) -> Result<Running, CliError> {
     if let Some((addr, source)) = given {
         let client =
             RigdClient::new(addr.trim()).map_err(|e| CliError::usage(format!("{source}: {e}")))?;
-        client.health().await.map_err(|e| {
+        let health = client.health().await.map_err(|e| {
             CliError::failed(format!("no rigd answering at {addr} (from {source}): {e}"))
         })?;
+        compatible(&health, &addr)?;
         return Ok(Running { client, source });
     }
     let dir = logdir::rig_dir();
@@ -58,11 +59,12 @@ pub async fn find_running(server: Option<&str>) -> Result<Running, CliError> {
             continue;
         };
         match client.health().await {
-            Ok(()) => {
+            Ok(health) => {
+                compatible(&health, addr)?;
                 return Ok(Running {
                     client,
                     source: file.display().to_string(),
-                })
+                });
             }
             Err(e) => tried.push(format!("{} ({addr}): {e}", file.display())),
         }
@@ -76,6 +78,17 @@ pub async fn find_running(server: Option<&str>) -> Result<Running, CliError> {
         "rigd is not running ({detail}); start an environment with `rig up <spec.json>`, or \
          point --server or RIG_SERVER_ADDR at a running rigd"
     )))
+}
+
+/// Fails when rigd speaks another API version than this `rig`.
+fn compatible(health: &rig_types::Health, addr: &str) -> Result<(), CliError> {
+    match health.incompatibility() {
+        None => Ok(()),
+        Some(why) => Err(CliError::failed(format!(
+            "the rigd at {addr} cannot be used: {why}; use the rig built with it, or stop it \
+             and let `rig up` start a matching one"
+        ))),
+    }
 }
 
 /// The addr files to try, in order.

@@ -229,7 +229,7 @@ impl RowBuilder {
                     } else {
                         format!("{bytes}  error: {}", c.error)
                     },
-                    probe: false,
+                    probe: c.probe,
                     event,
                 }
             }
