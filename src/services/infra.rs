@@ -1,11 +1,14 @@
 //! What the infrastructure types (`postgres`, `redis`, `s3`, `sqs`) share: the choice of
-//! backend, the leases they hold per service, and their runner.
+//! backend, the leases they hold per service, and the [`Pooled`] service type built from an
+//! [`Infra`] description (how to find and start the backend, what a lease publishes).
 //!
 //! Each type takes `"backend": "native" | "container" | "auto"` in its config. `native` runs
 //! the server from binaries found on the machine; `container` runs upstream's image (not
 //! available yet in rig-rs); `auto`, the default, picks native when the binaries are found.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +19,166 @@ use std::process::Stdio;
 
 use rig_types::LogStream;
 
-use super::{HookContext, RunContext, ServiceError, ServiceRef};
-use crate::pool::{Backend, Lease};
+use rig_types::Endpoint;
+
+use super::{
+    service_key, HookContext, PublishContext, ReleaseFuture, RunContext, RunFuture, ServiceError,
+    ServiceRef, ServiceType, StepFuture,
+};
+use crate::pool::{Backend, Lease, Pool};
+use crate::ready::ProbeKind;
+
+/// Describes one pooled infrastructure type; [`Pooled`] turns it into a [`ServiceType`].
+pub trait Infra: Send + Sync + 'static {
+    /// The backend a pool of this type runs.
+    type Backend: Backend;
+
+    /// The type name (`postgres`).
+    const NAME: &'static str;
+
+    /// How long an unused backend keeps running.
+    const IDLE: Duration;
+
+    /// What to say when the native binaries are missing, and how to install them.
+    const MISSING: &'static str;
+
+    /// The native binary (or directory of binaries) to run, if found on this machine.
+    fn find_native() -> Option<PathBuf>;
+
+    /// Starts a native backend from what [`Infra::find_native`] found.
+    fn start_native(found: PathBuf) -> impl Future<Output = Result<Self::Backend, String>> + Send;
+
+    /// The backend's port on 127.0.0.1.
+    fn port(backend: &Self::Backend) -> u16;
+
+    /// The attributes every ingress of a service holding `lease` publishes (they replace the
+    /// spec's, as upstream).
+    fn attributes(lease: &<Self::Backend as Backend>::Lease)
+        -> BTreeMap<String, serde_json::Value>;
+
+    /// The readiness probe, replacing the protocol's (`None`: the protocol's).
+    fn ready_probe() -> Option<ProbeKind> {
+        None
+    }
+
+    /// Runs a server-side init hook with the service's lease, or `None` for a hook type the
+    /// type does not have.
+    fn init_hook(ctx: HookContext, lease: Arc<Lease<Self::Backend>>) -> Option<StepFuture> {
+        let _ = (ctx, lease);
+        None
+    }
+}
+
+/// A pooled infrastructure service type: acquires a lease on the shared backend in
+/// `prepare` (starting the backend for the first environment), publishes the backend's
+/// address with the lease's attributes, idles while running, and releases the lease at the
+/// end.
+pub struct Pooled<K: Infra> {
+    pool: Pool<K::Backend>,
+    leases: Arc<Leases<K::Backend>>,
+}
+
+impl<K: Infra> Clone for Pooled<K> {
+    fn clone(&self) -> Self {
+        Pooled {
+            pool: self.pool.clone(),
+            leases: self.leases.clone(),
+        }
+    }
+}
+
+impl<K: Infra> Default for Pooled<K> {
+    fn default() -> Self {
+        Pooled {
+            pool: Pool::new(K::NAME, K::IDLE),
+            leases: Arc::new(Leases::default()),
+        }
+    }
+}
+
+impl<K: Infra> Pooled<K> {
+    /// The pool (rigd closes it at shutdown).
+    pub fn pool(&self) -> &Pool<K::Backend> {
+        &self.pool
+    }
+}
+
+impl<K: Infra> ServiceType for Pooled<K> {
+    fn prepare(&self, service: &ServiceRef) -> StepFuture {
+        let this = self.clone();
+        let service = service.clone();
+        Box::pin(async move {
+            let config = CommonConfig::of(K::NAME, &service)?;
+            let found = K::find_native();
+            config
+                .backend
+                .resolve(K::NAME, found.is_some(), K::MISSING)?;
+            let Some(found) = found else {
+                return Err(ServiceError::new(format!("{}: {}", K::NAME, K::MISSING)));
+            };
+            let key = format!("native:{}", found.display());
+            let lease = this
+                .pool
+                .acquire(&key, move || K::start_native(found))
+                .await
+                .map_err(|e| ServiceError::new(format!("{}: {e}", K::NAME)))?;
+            this.leases.insert(&service, lease);
+            Ok(())
+        })
+    }
+
+    fn release(&self, service: &ServiceRef) -> ReleaseFuture {
+        let leases = self.leases.clone();
+        let service = service.clone();
+        Box::pin(async move { leases.release(&service).await })
+    }
+
+    fn publish(
+        &self,
+        ctx: &mut PublishContext<'_>,
+    ) -> Result<BTreeMap<String, Endpoint>, ServiceError> {
+        let lease = self
+            .leases
+            .get(K::NAME, &service_key(ctx.instance_id, ctx.service))?;
+        let port = K::port(lease.backend());
+        let attributes = K::attributes(lease.get());
+        Ok(ctx
+            .spec
+            .ingresses
+            .iter()
+            .map(|(name, ingress)| {
+                (
+                    name.clone(),
+                    Endpoint {
+                        hostport: format!("127.0.0.1:{port}"),
+                        protocol: ingress.protocol.clone(),
+                        attributes: Some(attributes.clone()),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    fn run(&self, ctx: RunContext) -> RunFuture {
+        let leases = self.leases.clone();
+        Box::pin(async move {
+            let key = service_key(&ctx.instance_id, &ctx.service);
+            let lease = leases.get(K::NAME, &key)?;
+            run_leased(K::NAME, lease, ctx).await
+        })
+    }
+
+    fn ready_probe(&self, _ingress: &str, _endpoint: &Endpoint) -> Option<ProbeKind> {
+        K::ready_probe()
+    }
+
+    fn init_hook(&self, ctx: HookContext) -> Option<StepFuture> {
+        match self.leases.get(K::NAME, &ctx.service.key()) {
+            Ok(lease) => K::init_hook(ctx, lease),
+            Err(e) => Some(Box::pin(async move { Err(e) })),
+        }
+    }
+}
 
 /// Which kind of backend runs an infrastructure service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

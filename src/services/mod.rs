@@ -6,11 +6,14 @@
 
 mod client;
 pub mod infra;
+mod moto;
 mod output;
 pub mod postgres;
 mod process;
 mod proxy;
 pub mod redis;
+pub mod s3;
+pub mod sqs;
 mod test_node;
 
 pub use client::Client;
@@ -19,6 +22,8 @@ pub use postgres::Postgres;
 pub use process::Process;
 pub use proxy::Proxy;
 pub use redis::Redis;
+pub use s3::S3;
+pub use sqs::Sqs;
 pub use test_node::TestNode;
 
 use std::collections::BTreeMap;
@@ -283,6 +288,10 @@ pub struct Pools {
     pub postgres: Postgres,
     /// The `redis` type and its pool.
     pub redis: Redis,
+    /// The `s3` type and its pool.
+    pub s3: S3,
+    /// The `sqs` type and its pool.
+    pub sqs: Sqs,
 }
 
 impl Pools {
@@ -292,12 +301,19 @@ impl Pools {
         SHARED.get_or_init(|| Pools {
             postgres: Postgres::default(),
             redis: Redis::default(),
+            s3: S3::default(),
+            sqs: Sqs::default(),
         })
     }
 
     /// Stops every pooled backend (rigd shutdown); later leases fail.
     pub async fn close(&self) {
-        tokio::join!(self.postgres.pool().close(), self.redis.pool().close());
+        tokio::join!(
+            self.postgres.pool().close(),
+            self.redis.pool().close(),
+            self.s3.pool().close(),
+            self.sqs.pool().close()
+        );
     }
 }
 
@@ -314,7 +330,7 @@ impl Registry {
     }
 
     /// The built-in types: `process`, `client`, `test`, `proxy`, and the pooled
-    /// infrastructure types `postgres` and `redis`, which share this process's
+    /// infrastructure types `postgres`, `redis`, `s3` and `sqs`, which share this process's
     /// [`Pools`].
     pub fn builtin() -> Registry {
         let mut r = Registry::new();
@@ -325,6 +341,8 @@ impl Registry {
         let pools = Pools::shared();
         r.register("postgres", pools.postgres.clone());
         r.register("redis", pools.redis.clone());
+        r.register("s3", pools.s3.clone());
+        r.register("sqs", pools.sqs.clone());
         r
     }
 

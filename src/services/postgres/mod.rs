@@ -21,160 +21,60 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rig_types::{Endpoint, LogStream};
+use rig_types::LogStream;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub use native::PgBackend;
 
-use super::infra::{exec_hook, run_leased, CommonConfig, Leases};
-use super::{
-    service_key, HookContext, PublishContext, ReleaseFuture, RunContext, RunFuture, ServiceError,
-    ServiceRef, ServiceType, StepFuture,
-};
-use crate::pool::Pool;
+use super::infra::{exec_hook, Infra, Pooled};
+use super::{HookContext, ServiceError, StepFuture};
+use crate::pool::Lease;
 use crate::ready::ProbeKind;
 
-/// How long an unused server keeps running (upstream: 2 minutes).
-pub const IDLE: Duration = Duration::from_secs(120);
-
 /// The `postgres` service type.
-#[derive(Clone)]
-pub struct Postgres {
-    pool: Pool<PgBackend>,
-    leases: Arc<Leases<PgBackend>>,
-}
+pub type Postgres = Pooled<PostgresInfra>;
 
-impl Default for Postgres {
-    fn default() -> Self {
-        Postgres::new(Pool::new("postgres", IDLE))
-    }
-}
+/// How `postgres` finds, starts and leases its backend.
+pub struct PostgresInfra;
 
-impl Postgres {
-    /// A `postgres` type drawing on `pool`.
-    pub fn new(pool: Pool<PgBackend>) -> Postgres {
-        Postgres {
-            pool,
-            leases: Arc::new(Leases::default()),
-        }
+impl Infra for PostgresInfra {
+    type Backend = PgBackend;
+    const NAME: &'static str = "postgres";
+    /// Upstream: 2 minutes.
+    const IDLE: Duration = Duration::from_secs(120);
+    const MISSING: &'static str = native::MISSING;
+
+    fn find_native() -> Option<PathBuf> {
+        native::find_binaries()
     }
 
-    /// The pool (rigd closes it at shutdown).
-    pub fn pool(&self) -> &Pool<PgBackend> {
-        &self.pool
-    }
-}
-
-impl ServiceType for Postgres {
-    fn prepare(&self, service: &ServiceRef) -> StepFuture {
-        let this = self.clone();
-        let service = service.clone();
-        Box::pin(async move {
-            let config = CommonConfig::of("postgres", &service)?;
-            let bin = native::find_binaries();
-            config
-                .backend
-                .resolve("postgres", bin.is_some(), native::MISSING)?;
-            let Some(bin) = bin else {
-                return Err(ServiceError::new(native::MISSING));
-            };
-            let key = format!("native:{}", bin.display());
-            let lease = this
-                .pool
-                .acquire(&key, move || PgBackend::start(bin))
-                .await
-                .map_err(|e| ServiceError::new(format!("postgres: {e}")))?;
-            this.leases.insert(&service, lease);
-            Ok(())
-        })
+    async fn start_native(bin: PathBuf) -> Result<PgBackend, String> {
+        PgBackend::start(bin).await
     }
 
-    fn release(&self, service: &ServiceRef) -> ReleaseFuture {
-        let leases = self.leases.clone();
-        let service = service.clone();
-        Box::pin(async move { leases.release(&service).await })
+    fn port(backend: &PgBackend) -> u16 {
+        backend.port()
     }
 
-    fn publish(
-        &self,
-        ctx: &mut PublishContext<'_>,
-    ) -> Result<BTreeMap<String, Endpoint>, ServiceError> {
-        let lease = self
-            .leases
-            .get("postgres", &service_key(ctx.instance_id, ctx.service))?;
-        let port = lease.backend().port();
-        let database = lease.get().clone();
-        Ok(ctx
-            .spec
-            .ingresses
-            .iter()
-            .map(|(name, ingress)| {
-                (
-                    name.clone(),
-                    Endpoint {
-                        hostport: format!("127.0.0.1:{port}"),
-                        protocol: ingress.protocol.clone(),
-                        attributes: Some(BTreeMap::from([
-                            ("PGHOST".to_string(), json!("${HOST}")),
-                            ("PGPORT".to_string(), json!("${PORT}")),
-                            ("PGDATABASE".to_string(), json!(database)),
-                            ("PGUSER".to_string(), json!(native::USER)),
-                            ("PGPASSWORD".to_string(), json!(native::PASSWORD)),
-                        ])),
-                    },
-                )
-            })
-            .collect())
+    fn attributes(database: &String) -> BTreeMap<String, Value> {
+        BTreeMap::from([
+            ("PGHOST".to_string(), json!("${HOST}")),
+            ("PGPORT".to_string(), json!("${PORT}")),
+            ("PGDATABASE".to_string(), json!(database)),
+            ("PGUSER".to_string(), json!(native::USER)),
+            ("PGPASSWORD".to_string(), json!(native::PASSWORD)),
+        ])
     }
 
-    fn run(&self, ctx: RunContext) -> RunFuture {
-        let leases = self.leases.clone();
-        Box::pin(async move {
-            let key = service_key(&ctx.instance_id, &ctx.service);
-            let lease = leases.get("postgres runner", &key)?;
-            run_leased("postgres", lease, ctx).await
-        })
-    }
-
-    fn ready_probe(&self, _ingress: &str, _endpoint: &Endpoint) -> Option<ProbeKind> {
+    fn ready_probe() -> Option<ProbeKind> {
         Some(ProbeKind::Postgres)
     }
 
-    fn init_hook(&self, ctx: HookContext) -> Option<StepFuture> {
-        let leases = self.leases.clone();
+    fn init_hook(ctx: HookContext, lease: Arc<Lease<PgBackend>>) -> Option<StepFuture> {
         match ctx.hook.hook_type.as_str() {
-            "sql" => Some(Box::pin(async move {
-                let config = SqlHook::parse(ctx.hook.config.as_ref())?;
-                let scripts = config.scripts(&ctx.spec_dir)?;
-                if scripts.is_empty() {
-                    return Ok(());
-                }
-                let lease = leases.get("postgres init", &ctx.service.key())?;
-                let mut conn = lease
-                    .backend()
-                    .connect(lease.get())
-                    .await
-                    .map_err(|e| ServiceError::new(format!("postgres init: connect: {e}")))?;
-                let mut result = Ok(());
-                for script in &scripts {
-                    if let Err(e) = conn.simple_query(&script.sql).await {
-                        result = Err(ServiceError::new(format!(
-                            "postgres init: {}: {e}",
-                            script.what
-                        )));
-                        break;
-                    }
-                    if let Some(file) = &script.file {
-                        ctx.output
-                            .write(LogStream::Stdout, format!("applied {}\n", file.display()));
-                    }
-                }
-                conn.close().await;
-                result
-            })),
+            "sql" => Some(Box::pin(sql_hook(ctx, lease))),
             "exec" => Some(Box::pin(async move {
-                let lease = leases.get("postgres init", &ctx.service.key())?;
                 let env = [
                     ("PGHOST", "127.0.0.1".to_string()),
                     ("PGPORT", lease.backend().port().to_string()),
@@ -188,6 +88,37 @@ impl ServiceType for Postgres {
             _ => None,
         }
     }
+}
+
+/// Runs a `sql` hook's statements, then its directory's files, in the service's database.
+async fn sql_hook(ctx: HookContext, lease: Arc<Lease<PgBackend>>) -> Result<(), ServiceError> {
+    let config = SqlHook::parse(ctx.hook.config.as_ref())?;
+    let scripts = config.scripts(&ctx.spec_dir)?;
+    if scripts.is_empty() {
+        return Ok(());
+    }
+    let mut conn = lease
+        .backend()
+        .connect(lease.get())
+        .await
+        .map_err(|e| ServiceError::new(format!("postgres init: connect: {e}")))?;
+    drop(lease);
+    let mut result = Ok(());
+    for script in &scripts {
+        if let Err(e) = conn.simple_query(&script.sql).await {
+            result = Err(ServiceError::new(format!(
+                "postgres init: {}: {e}",
+                script.what
+            )));
+            break;
+        }
+        if let Some(file) = &script.file {
+            ctx.output
+                .write(LogStream::Stdout, format!("applied {}\n", file.display()));
+        }
+    }
+    conn.close().await;
+    result
 }
 
 /// The config of a `sql` hook.

@@ -9,119 +9,49 @@
 mod native;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use rig_types::Endpoint;
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub use native::RedisBackend;
 
-use super::infra::{run_leased, CommonConfig, Leases};
-use super::{
-    service_key, PublishContext, ReleaseFuture, RunContext, RunFuture, ServiceError, ServiceRef,
-    ServiceType, StepFuture,
-};
-use crate::pool::Pool;
+use super::infra::{Infra, Pooled};
 use crate::ready::ProbeKind;
 
-/// How long an unused server keeps running (upstream: 2 minutes).
-pub const IDLE: Duration = Duration::from_secs(120);
-
 /// The `redis` service type.
-#[derive(Clone)]
-pub struct Redis {
-    pool: Pool<RedisBackend>,
-    leases: Arc<Leases<RedisBackend>>,
-}
+pub type Redis = Pooled<RedisInfra>;
 
-impl Default for Redis {
-    fn default() -> Self {
-        Redis::new(Pool::new("redis", IDLE))
-    }
-}
+/// How `redis` finds, starts and leases its backend.
+pub struct RedisInfra;
 
-impl Redis {
-    /// A `redis` type drawing on `pool`.
-    pub fn new(pool: Pool<RedisBackend>) -> Redis {
-        Redis {
-            pool,
-            leases: Arc::new(Leases::default()),
-        }
+impl Infra for RedisInfra {
+    type Backend = RedisBackend;
+    const NAME: &'static str = "redis";
+    /// Upstream: 2 minutes.
+    const IDLE: Duration = Duration::from_secs(120);
+    const MISSING: &'static str = native::MISSING;
+
+    fn find_native() -> Option<PathBuf> {
+        native::find_binary()
     }
 
-    /// The pool (rigd closes it at shutdown).
-    pub fn pool(&self) -> &Pool<RedisBackend> {
-        &self.pool
-    }
-}
-
-impl ServiceType for Redis {
-    fn prepare(&self, service: &ServiceRef) -> StepFuture {
-        let this = self.clone();
-        let service = service.clone();
-        Box::pin(async move {
-            let config = CommonConfig::of("redis", &service)?;
-            let program = native::find_binary();
-            config
-                .backend
-                .resolve("redis", program.is_some(), native::MISSING)?;
-            let Some(program) = program else {
-                return Err(ServiceError::new(native::MISSING));
-            };
-            let key = format!("native:{}", program.display());
-            let lease = this
-                .pool
-                .acquire(&key, move || RedisBackend::start(program))
-                .await
-                .map_err(|e| ServiceError::new(format!("redis: {e}")))?;
-            this.leases.insert(&service, lease);
-            Ok(())
-        })
+    async fn start_native(program: PathBuf) -> Result<RedisBackend, String> {
+        RedisBackend::start(program).await
     }
 
-    fn release(&self, service: &ServiceRef) -> ReleaseFuture {
-        let leases = self.leases.clone();
-        let service = service.clone();
-        Box::pin(async move { leases.release(&service).await })
+    fn port(backend: &RedisBackend) -> u16 {
+        backend.port()
     }
 
-    fn publish(
-        &self,
-        ctx: &mut PublishContext<'_>,
-    ) -> Result<BTreeMap<String, Endpoint>, ServiceError> {
-        let lease = self
-            .leases
-            .get("redis", &service_key(ctx.instance_id, ctx.service))?;
-        let port = lease.backend().port();
-        let url = format!("redis://${{HOST}}:${{PORT}}/{}", lease.get());
-        Ok(ctx
-            .spec
-            .ingresses
-            .iter()
-            .map(|(name, ingress)| {
-                (
-                    name.clone(),
-                    Endpoint {
-                        hostport: format!("127.0.0.1:{port}"),
-                        protocol: ingress.protocol.clone(),
-                        attributes: Some(BTreeMap::from([("REDIS_URL".to_string(), json!(url))])),
-                    },
-                )
-            })
-            .collect())
+    fn attributes(db: &u8) -> BTreeMap<String, Value> {
+        BTreeMap::from([(
+            "REDIS_URL".to_string(),
+            json!(format!("redis://${{HOST}}:${{PORT}}/{db}")),
+        )])
     }
 
-    fn run(&self, ctx: RunContext) -> RunFuture {
-        let leases = self.leases.clone();
-        Box::pin(async move {
-            let key = service_key(&ctx.instance_id, &ctx.service);
-            let lease = leases.get("redis runner", &key)?;
-            run_leased("redis", lease, ctx).await
-        })
-    }
-
-    fn ready_probe(&self, _ingress: &str, _endpoint: &Endpoint) -> Option<ProbeKind> {
+    fn ready_probe() -> Option<ProbeKind> {
         Some(ProbeKind::Redis)
     }
 }

@@ -1,0 +1,126 @@
+//! The `s3` and `sqs` types with their native backend (moto's server), through the real
+//! `rigd` binary and a real AWS client (boto3, which comes with moto): a bucket and a queue
+//! per environment on shared servers, isolated from each other, deleted at teardown.
+
+mod support;
+
+use std::process::Command;
+
+use rig_types::{Endpoint, Event, EventType};
+use rigd::cli::client::DeleteOptions;
+use serde_json::{json, Value};
+use support::Rigd;
+
+/// Runs a boto3 `script` with `S3` and `SQS` bound to clients for the endpoints' attributes
+/// (path-style S3, as the SDK's connect helpers) and returns what it prints.
+fn boto3(s3: &Endpoint, sqs: &Endpoint, script: &str) -> String {
+    let attrs = |e: &Endpoint| Value::Object(e.attributes.clone().unwrap().into_iter().collect());
+    let prelude = r#"
+import json, sys, boto3
+from botocore.config import Config
+s3a, sqsa = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+def client(kind, a, endpoint):
+    return boto3.client(kind, endpoint_url=a[endpoint], region_name=a["AWS_REGION"],
+        aws_access_key_id=a["AWS_ACCESS_KEY_ID"], aws_secret_access_key=a["AWS_SECRET_ACCESS_KEY"],
+        config=Config(s3={"addressing_style": "path"}))
+S3, SQS = client("s3", s3a, "S3_ENDPOINT"), client("sqs", sqsa, "SQS_ENDPOINT")
+BUCKET, QUEUE = s3a["S3_BUCKET"], sqsa["SQS_QUEUE_URL"]
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!("{prelude}\n{script}"))
+        .arg(attrs(s3).to_string())
+        .arg(attrs(sqs).to_string())
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "boto3 script failed:\n{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+async fn up(rigd: &Rigd, name: &str) -> (String, Event) {
+    let id = rigd
+        .create(json!({
+            "name": name,
+            "services": {
+                "store": {"type": "s3", "config": {"backend": "native"},
+                          "ingresses": {"default": {"protocol": "tcp", "container_port": 9000}}},
+                "queue": {"type": "sqs", "config": {"backend": "native"},
+                          "ingresses": {"default": {"protocol": "tcp", "container_port": 9324}}}
+            }
+        }))
+        .await;
+    let up = rigd.events(&id).until(EventType::EnvironmentUp).await;
+    (id, up)
+}
+
+#[tokio::test]
+async fn each_environment_gets_its_own_bucket_and_queue_deleted_at_teardown() {
+    let rigd = Rigd::start();
+    let ((a, up_a), (b, up_b)) = tokio::join!(up(&rigd, "alpha"), up(&rigd, "beta"));
+    let s3 = |up: &Event| up.ingresses["store"]["default"].clone();
+    let sqs = |up: &Event| up.ingresses["queue"]["default"].clone();
+    let bucket = |up: &Event| s3(up).attributes.unwrap()["S3_BUCKET"].clone();
+    assert_ne!(bucket(&up_a), bucket(&up_b));
+    assert!(bucket(&up_a).as_str().unwrap().starts_with("rig-"));
+
+    // alpha writes an object and a message; beta sees neither.
+    let wrote = boto3(
+        &s3(&up_a),
+        &sqs(&up_a),
+        "S3.put_object(Bucket=BUCKET, Key='dir/hello world.txt', Body=b'from alpha')\n\
+         SQS.send_message(QueueUrl=QUEUE, MessageBody='for alpha')\n\
+         print(S3.get_object(Bucket=BUCKET, Key='dir/hello world.txt')['Body'].read().decode())",
+    );
+    assert_eq!(wrote, "from alpha");
+    let seen_by_beta = boto3(
+        &s3(&up_b),
+        &sqs(&up_b),
+        "print(S3.list_objects_v2(Bucket=BUCKET).get('KeyCount'))\n\
+         print(len(SQS.receive_message(QueueUrl=QUEUE, WaitTimeSeconds=0).get('Messages', [])))",
+    );
+    assert_eq!(seen_by_beta, "0\n0");
+    let received = boto3(
+        &s3(&up_a),
+        &sqs(&up_a),
+        "print(SQS.receive_message(QueueUrl=QUEUE, WaitTimeSeconds=1)['Messages'][0]['Body'])",
+    );
+    assert_eq!(received, "for alpha");
+
+    // Tearing alpha down deletes its bucket (objects first) and its queue.
+    rigd.client()
+        .delete_environment(&a, &DeleteOptions::default())
+        .await
+        .unwrap();
+    let alpha_bucket = bucket(&up_a);
+    let alpha_queue = sqs(&up_a).attributes.unwrap()["SQS_QUEUE_URL"].clone();
+    let left = boto3(
+        &s3(&up_b),
+        &sqs(&up_b),
+        "print(sorted(b['Name'] for b in S3.list_buckets()['Buckets']))\n\
+         print([u.rsplit('/', 1)[1] for u in SQS.list_queues().get('QueueUrls', [])])",
+    );
+    let mut lines = left.lines();
+    let buckets = lines.next().unwrap_or_default();
+    let queues = lines.next().unwrap_or_default();
+    assert!(
+        !buckets.contains(&format!("'{}'", alpha_bucket.as_str().unwrap())),
+        "{buckets}"
+    );
+    assert!(
+        buckets.contains(bucket(&up_b).as_str().unwrap()),
+        "{buckets}"
+    );
+    let alpha_queue_name = alpha_queue.as_str().unwrap().rsplit('/').next().unwrap();
+    assert!(
+        !queues.contains(&format!("'{alpha_queue_name}'")),
+        "{queues}"
+    );
+    rigd.client()
+        .delete_environment(&b, &DeleteOptions::default())
+        .await
+        .unwrap();
+}
