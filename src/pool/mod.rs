@@ -65,7 +65,9 @@ struct Inner<B: Backend> {
 }
 
 struct State<B: Backend> {
-    closed: bool,
+    /// Bumped by [`Pool::close`]: a backend whose start began in an earlier epoch is stopped
+    /// as soon as it is up instead of joining the pool.
+    epoch: u64,
     slots: HashMap<String, Slot<B>>,
 }
 
@@ -91,7 +93,7 @@ impl<B: Backend> Pool<B> {
                 name,
                 idle,
                 state: Mutex::new(State {
-                    closed: false,
+                    epoch: 0,
                     slots: HashMap::new(),
                 }),
             }),
@@ -114,9 +116,6 @@ impl<B: Backend> Pool<B> {
         let backend = loop {
             let mut waiting = {
                 let mut state = self.inner.state.lock();
-                if state.closed {
-                    return Err(format!("pool: {}: rigd is shutting down", self.inner.name));
-                }
                 let dead = matches!(
                     state.slots.get(key),
                     Some(Slot::Ready { backend, .. }) if !backend.alive()
@@ -150,7 +149,13 @@ impl<B: Backend> Pool<B> {
                         state
                             .slots
                             .insert(key.to_string(), Slot::Starting(rx.clone()));
-                        tokio::spawn(run_start(self.inner.clone(), key.to_string(), start(), tx));
+                        tokio::spawn(run_start(
+                            self.inner.clone(),
+                            key.to_string(),
+                            state.epoch,
+                            start(),
+                            tx,
+                        ));
                         rx
                     }
                 }
@@ -178,12 +183,13 @@ impl<B: Backend> Pool<B> {
         }
     }
 
-    /// Stops every backend now (rigd shutdown); later acquires fail. Backends still starting
-    /// are stopped as soon as their start finishes.
+    /// Stops every backend now (rigd shutdown). Backends still starting are stopped as soon
+    /// as their start finishes, and their waiters get an error; a later acquire starts a new
+    /// backend (an in-process rigd started again in the same process).
     pub async fn close(&self) {
         let backends: Vec<Arc<B>> = {
             let mut state = self.inner.state.lock();
-            state.closed = true;
+            state.epoch += 1;
             state
                 .slots
                 .drain()
@@ -205,6 +211,7 @@ impl<B: Backend> Pool<B> {
 async fn run_start<B: Backend>(
     inner: Arc<Inner<B>>,
     key: String,
+    epoch: u64,
     start: impl Future<Output = Result<B, String>>,
     tx: watch::Sender<StartOutcome>,
 ) {
@@ -212,7 +219,7 @@ async fn run_start<B: Backend>(
     let outcome = {
         let mut state = inner.state.lock();
         match result {
-            Ok(backend) if !state.closed => {
+            Ok(backend) if state.epoch == epoch => {
                 state.slots.insert(
                     key.clone(),
                     Slot::Ready {
@@ -227,7 +234,9 @@ async fn run_start<B: Backend>(
             }
             Ok(backend) => Err(backend),
             Err(e) => {
-                state.slots.remove(&key);
+                if state.epoch == epoch {
+                    state.slots.remove(&key);
+                }
                 Ok(Err(e))
             }
         }

@@ -109,13 +109,24 @@ async fn a_failed_start_fails_every_waiter_and_the_next_acquire_retries() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn close_stops_everything_and_refuses_new_leases() {
+async fn close_stops_everything_including_backends_still_starting() {
     let pool = Pool::<Fake>::new("fake", Duration::from_secs(120));
     let counters = Arc::new(Counters::default());
     let _a = pool.acquire("a", starter(&counters)).await.unwrap();
     let _b = pool.acquire("b", starter(&counters)).await.unwrap();
+    let starting = {
+        let pool = pool.clone();
+        let counters = counters.clone();
+        tokio::spawn(async move { pool.acquire("c", starter(&counters)).await.err() })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
     pool.close().await;
     assert_eq!(counters.stops.load(Ordering::SeqCst), 2);
-    let err = pool.acquire("a", starter(&counters)).await.err().unwrap();
+    let err = starting.await.unwrap().expect("the start was cut short");
     assert!(err.contains("shutting down"), "{err}");
+    assert_eq!(counters.stops.load(Ordering::SeqCst), 3);
+    assert_eq!(pool.backends(), 0);
+    // A later acquire starts afresh.
+    pool.acquire("a", starter(&counters)).await.unwrap();
+    assert_eq!(counters.starts.load(Ordering::SeqCst), 4);
 }

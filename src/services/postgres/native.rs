@@ -3,16 +3,27 @@
 //!
 //! PostgreSQL refuses to run as root; when rigd is root (as in CI) the server runs as the
 //! `postgres` user, which owns the work directory.
+//!
+//! `CREATE DATABASE` copies the template and takes around half a second, so the backend keeps
+//! [`SPARES`] fresh databases created ahead of time: a lease takes one (a few milliseconds)
+//! and a replacement is created in the background. A spare is exactly what `CREATE DATABASE`
+//! would give the lease, so isolation is unchanged.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use crate::pool::native::{
     find_program, free_port, run_setup, running_as_root, wait_ready, NativeProcess, RunAs, WorkDir,
 };
 use crate::pool::Backend;
 use crate::wire::postgres::{quote_ident, Connection, Login, PgError};
+
+/// How many databases are kept created ahead of leases.
+pub const SPARES: usize = 2;
 
 /// How long a starting server gets to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -56,12 +67,72 @@ pub const MISSING: &str = "initdb and postgres not found on PATH or in /usr/lib/
 /// A running PostgreSQL server.
 pub struct PgBackend {
     process: NativeProcess,
-    /// `127.0.0.1:<port>`.
-    hostport: String,
     port: u16,
-    next: AtomicU64,
+    databases: Arc<Databases>,
     // Dropped last: removes the data directory once the server has stopped.
     dir: WorkDir,
+}
+
+/// Creates and drops the per-lease databases, and keeps the spares.
+struct Databases {
+    /// `127.0.0.1:<port>`.
+    hostport: String,
+    next: AtomicU64,
+    /// Databases created ahead of time, oldest first.
+    spares: Mutex<Vec<String>>,
+    /// Spares being created.
+    pending: AtomicUsize,
+}
+
+impl Databases {
+    async fn connect(&self, database: &str) -> Result<Connection, PgError> {
+        Connection::connect(
+            &self.hostport,
+            Login {
+                user: USER,
+                password: PASSWORD,
+                database,
+            },
+        )
+        .await
+    }
+
+    async fn admin(&self, sql: &str) -> Result<(), String> {
+        let mut conn = self.connect("postgres").await.map_err(|e| e.to_string())?;
+        let result = conn.simple_query(sql).await.map_err(|e| e.to_string());
+        conn.close().await;
+        result.map(drop)
+    }
+
+    async fn create(&self) -> Result<String, String> {
+        let name = format!("rig_{}", self.next.fetch_add(1, Ordering::Relaxed));
+        self.admin(&format!("CREATE DATABASE {}", quote_ident(&name)))
+            .await
+            .map_err(|e| format!("create database {name}: {e}"))?;
+        Ok(name)
+    }
+
+    /// Starts creating spares in the background until there are [`SPARES`] of them.
+    fn replenish(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        loop {
+            let have = self.spares.lock().len() + self.pending.load(Ordering::SeqCst);
+            if have >= SPARES {
+                return;
+            }
+            self.pending.fetch_add(1, Ordering::SeqCst);
+            let this = self.clone();
+            runtime.spawn(async move {
+                // A failure leaves one spare fewer; the next lease creates its own database.
+                if let Ok(name) = this.create().await {
+                    this.spares.lock().push(name);
+                }
+                this.pending.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    }
 }
 
 impl PgBackend {
@@ -122,12 +193,15 @@ impl PgBackend {
             &dir,
             run_as,
         )?;
-        let hostport = format!("127.0.0.1:{port}");
         let backend = PgBackend {
             process,
-            hostport,
             port,
-            next: AtomicU64::new(1),
+            databases: Arc::new(Databases {
+                hostport: format!("127.0.0.1:{port}"),
+                next: AtomicU64::new(1),
+                spares: Mutex::new(Vec::new()),
+                pending: AtomicUsize::new(0),
+            }),
             dir,
         };
         let ready = wait_ready(
@@ -146,7 +220,10 @@ impl PgBackend {
         )
         .await;
         match ready {
-            Ok(()) => Ok(backend),
+            Ok(()) => {
+                backend.databases.replenish();
+                Ok(backend)
+            }
             Err(e) => {
                 backend.process.stop().await;
                 Err(e)
@@ -161,22 +238,7 @@ impl PgBackend {
 
     /// Connects as the superuser to `database`.
     pub async fn connect(&self, database: &str) -> Result<Connection, PgError> {
-        Connection::connect(
-            &self.hostport,
-            Login {
-                user: USER,
-                password: PASSWORD,
-                database,
-            },
-        )
-        .await
-    }
-
-    async fn admin(&self, sql: &str) -> Result<(), String> {
-        let mut conn = self.connect("postgres").await.map_err(|e| e.to_string())?;
-        let result = conn.simple_query(sql).await.map_err(|e| e.to_string());
-        conn.close().await;
-        result.map(drop)
+        self.databases.connect(database).await
     }
 }
 
@@ -185,16 +247,22 @@ impl Backend for PgBackend {
     type Lease = String;
 
     async fn new_lease(&self) -> Result<String, String> {
-        let name = format!("rig_{}", self.next.fetch_add(1, Ordering::Relaxed));
-        self.admin(&format!("CREATE DATABASE {}", quote_ident(&name)))
-            .await
-            .map_err(|e| format!("create database {name}: {e}"))?;
+        let spare = {
+            let mut spares = self.databases.spares.lock();
+            (!spares.is_empty()).then(|| spares.remove(0))
+        };
+        let name = match spare {
+            Some(name) => name,
+            None => self.databases.create().await?,
+        };
+        self.databases.replenish();
         Ok(name)
     }
 
     async fn drop_lease(&self, name: String) {
         // WITH (FORCE) terminates the sessions still connected to it (PostgreSQL 13+).
         if let Err(e) = self
+            .databases
             .admin(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 quote_ident(&name)
