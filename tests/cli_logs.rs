@@ -351,3 +351,67 @@ fn prune_accepts_days_and_removes_only_old_logs() {
     assert!(bad.contains("invalid --max-age"), "{bad}");
     assert!(bad.ends_with("--- exit 2\n"), "{bad}");
 }
+
+/// rigd's files have upstream's shapes, so upstream's `rig` reads them: the header's keys in
+/// upstream's order, events that start with `seq` and `type` and end with `timestamp`,
+/// traffic events without a top-level `service`, bodies in padded standard base64, and
+/// RFC 3339 timestamps with nanoseconds at most.
+#[test]
+fn rigd_logs_have_upstream_shapes() {
+    let dir = fixtures().join("logs");
+    let mut traffic = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines = text.lines();
+        let header: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(lines.next().unwrap()).unwrap();
+        let keys: Vec<&str> = header.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "type",
+                "environment",
+                "outcome",
+                "services",
+                "duration_ms",
+                "timestamp"
+            ],
+            "{}",
+            path.display()
+        );
+        assert_eq!(header["type"], "log.header");
+        assert!(["passed", "failed", "crashed"].contains(&header["outcome"].as_str().unwrap()));
+        assert!(header["duration_ms"].is_number());
+        for (n, line) in lines.enumerate() {
+            let event: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(line).unwrap();
+            let keys: Vec<&str> = event.keys().map(String::as_str).collect();
+            assert_eq!(&keys[..2], ["seq", "type"], "line {}: {line}", n + 2);
+            assert_eq!(keys.last(), Some(&"timestamp"), "line {}: {line}", n + 2);
+            assert_eq!(event["seq"].as_u64(), Some(n as u64 + 1), "seq order");
+            let ts = event["timestamp"].as_str().unwrap();
+            assert!(rig_types::Timestamp::parse(ts).is_ok(), "{ts}");
+            for payload in ["request", "connection", "grpc_call", "kafka_request"] {
+                let Some(p) = event.get(payload) else {
+                    continue;
+                };
+                traffic += 1;
+                assert!(
+                    !event.contains_key("service"),
+                    "traffic has no service: {line}"
+                );
+                for key in ["source", "target", "ingress"] {
+                    assert!(p[key].is_string(), "{payload}.{key}: {line}");
+                }
+                for body in ["request_body", "response_body"] {
+                    if let Some(b) = p.get(body).and_then(|b| b.as_str()) {
+                        assert_eq!(b.len() % 4, 0, "padded base64: {b}");
+                        assert!(rig_types::base64::decode(b).is_ok(), "base64: {b}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(traffic > 10, "the fixtures carry traffic");
+}

@@ -222,7 +222,7 @@ pub async fn follow_traffic(
                     Out.line(serde_json::to_string(&JsonRow::of(&row)).unwrap_or_default());
                 } else {
                     if printed == 0 {
-                        Out.line(style.paint(Paint::Bold, FOLLOW_HEADER));
+                        Out.line(style.paint(Paint::Bold, &follow_header()));
                     }
                     Out.line(follow_line(&row, &mut colors, style));
                 }
@@ -239,29 +239,42 @@ pub async fn follow_traffic(
     Ok(EXIT_OK)
 }
 
-const FOLLOW_HEADER: &str =
-    "#     TIME      EDGE                          METHOD  PATH/SERVICE              STATUS  LATENCY";
+/// Column widths of the streamed table: `#`, TIME, EDGE, METHOD, PATH/SERVICE, STATUS.
+const FOLLOW_WIDTHS: [usize; 6] = [4, 8, 28, 6, 24, 6];
+
+/// The header of the streamed table, in the widths of [`follow_line`].
+fn follow_header() -> String {
+    let titles = ["#", "TIME", "EDGE", "METHOD", "PATH/SERVICE", "STATUS"];
+    let mut out: Vec<String> = titles
+        .iter()
+        .zip(FOLLOW_WIDTHS)
+        .map(|(t, w)| pad(t, w))
+        .collect();
+    out.push("LATENCY".into());
+    out.join("  ")
+}
 
 /// One streamed traffic line, in fixed columns (the widths cannot be known in advance).
 fn follow_line(row: &Row, colors: &mut ServiceColors, style: Style) -> String {
+    let [w_index, w_time, w_edge, w_method, w_path, w_status] = FOLLOW_WIDTHS;
     let edge_plain = format!("{} → {}", row.source, row.target);
     let edge = format!(
         "{} → {}{}",
         style.paint(colors.of(row.source), row.source),
         style.paint(colors.of(row.target), row.target),
-        " ".repeat(28usize.saturating_sub(edge_plain.chars().count()))
+        " ".repeat(w_edge.saturating_sub(edge_plain.chars().count()))
     );
-    let status = pad(&row.status, 6);
+    let status = pad(&row.status, w_status);
     let status = match row.status_paint {
         Some(p) => style.paint(p, &status),
         None => status,
     };
     let mut line = format!(
         "{}  {}  {edge}  {}  {}  {status}  {}",
-        pad(&row.index.to_string(), 4),
-        pad(&format::relative(row.time_s), 8),
-        style.paint(Paint::Cyan, &pad(&row.method, 6)),
-        pad(&row.path, 24),
+        pad(&row.index.to_string(), w_index),
+        pad(&format::relative(row.time_s), w_time),
+        style.paint(Paint::Cyan, &pad(&row.method, w_method)),
+        pad(&row.path, w_path),
         format::latency(row.latency_ms),
     );
     if !row.extra.is_empty() {
@@ -378,6 +391,35 @@ mod tests {
             id: id.into(),
             name: name.into(),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn streamed_rows_line_up_with_the_header() {
+        let event: Event = serde_json::from_str(
+            r#"{"seq":3,"type":"request.completed","request":{"source":"~test","target":"api","ingress":"default","method":"GET","path":"/x","status_code":200,"latency_ms":1.5,"request_size":0,"response_size":0},"timestamp":"2026-01-01T00:00:01Z"}"#,
+        )
+        .unwrap();
+        let mut builder = RowBuilder::new("2026-01-01T00:00:00Z".parse().ok());
+        let row = builder.row(&event).unwrap();
+        let line = follow_line(&row, &mut ServiceColors::default(), Style::plain());
+        let header = follow_header();
+        assert_eq!(
+            line,
+            "1     1.000s    ~test → api                   GET     /x                        200     1.5ms"
+        );
+        for title in [
+            "TIME",
+            "EDGE",
+            "METHOD",
+            "PATH/SERVICE",
+            "STATUS",
+            "LATENCY",
+        ] {
+            let at = header.find(title).unwrap();
+            let col = header[..at].chars().count();
+            let cell: String = line.chars().skip(col).take(1).collect();
+            assert_ne!(cell, " ", "{title} starts a cell: {header}\n{line}");
         }
     }
 

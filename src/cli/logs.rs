@@ -142,7 +142,10 @@ impl LogFilter {
 
 /// The rows of one event: a row per line of a `service.log`, a row for a `test.note`.
 pub fn rows_of(event: &Event, start: Option<Timestamp>) -> Vec<LogRow> {
-    let time_s = start.map_or(0.0, |s| secs_between(&s, &event.timestamp));
+    // Milliseconds are what the text shows; JSON keeps microseconds.
+    let time_s = start.map_or(0.0, |s| {
+        (secs_between(&s, &event.timestamp) * 1e6).round() / 1e6
+    });
     let timestamp = event.timestamp.to_rfc3339();
     match event.event_type {
         EventType::ServiceLog => {

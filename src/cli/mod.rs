@@ -237,6 +237,10 @@ mod tests {
         assert_eq!(main(["help", "up"]), 0);
         assert_eq!(main(["up", "--help"]), 0);
         assert_eq!(main(["--version"]), 0);
+        for (name, _) in COMMANDS {
+            assert_eq!(main([*name, "--help"]), 0, "{name} --help");
+            assert_eq!(main(["help", name]), 0, "help {name}");
+        }
     }
 
     #[test]
