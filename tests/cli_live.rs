@@ -170,6 +170,28 @@ async fn follow_ps_and_down_on_a_live_environment() {
     // Probes are hidden by default: no row for the readiness check of `/`.
     logs.wait_for(&["web", "GET /hello-from-test HTTP/1.1", "404"]);
 
+    // No log file yet: `rig traffic` and `rig explain` read the running environment's log.
+    let no_logs = rigd.scratch().join("no-logs");
+    let mut cmd = rig(&["traffic", "live/orders"], &rig_dir);
+    cmd.env("RIG_LOGS", &no_logs).env("RIG_SERVER_ADDR", &addr);
+    let (code, out, err) = output(&mut cmd);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("~test → web") && out.contains("/hello-from-test"),
+        "{out}"
+    );
+    assert!(
+        err.contains("showing the live log of running environment Live/Orders"),
+        "{err}"
+    );
+    let mut cmd = rig(&["explain", "Live/Orders"], &rig_dir);
+    cmd.env("RIG_LOGS", &no_logs).env("RIG_SERVER_ADDR", &addr);
+    let (code, out, err) = output(&mut cmd);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("explain JSON");
+    assert_eq!(report["test"], "Live/Orders");
+    assert_eq!(report["outcome"], "passed");
+
     // ps: the environment, its id and the URL of `web`.
     let (code, out, err) = output(rig(&["ps", "--server", &addr], &rig_dir).arg("--color=never"));
     assert_eq!(code, 0, "{err}");

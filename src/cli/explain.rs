@@ -4,15 +4,12 @@
 //! JSON by default (upstream's report: `test`, `outcome`, `duration_ms`, `services`, then the
 //! analysis), `-p` for people.
 
-use std::path::Path;
-
 use serde::Serialize;
 
 use super::args::Args;
 use super::error::{CmdResult, EXIT_OK};
 use super::flags::{self, Opt};
 use super::format;
-use super::logdir;
 use super::logread::{self, LogFile, Mode};
 use super::ls::{outcome_paint, to_json};
 use super::output::{Out, Paint, Style};
@@ -29,7 +26,8 @@ errors and startup probes are left out) and the stderr lines that go with them.
 
 Arguments:
   [file|pattern]   a JSONL log file, or a pattern matched against log file names (the most
-                   recent match is used; default: the most recent log)
+                   recent match is used; default: the most recent log); when no file
+                   matches, the log so far of a running environment of that name
 
 Options:
   -p, --pretty     human-readable report instead of JSON
@@ -68,11 +66,6 @@ impl Report {
             services: log.header.services.clone(),
             analysis: analyze(&log.events, outcome),
         }
-    }
-
-    /// Reads and analyses `path` (malformed event lines are skipped).
-    pub fn of_file(path: &Path) -> Result<Report, super::error::CliError> {
-        Ok(Report::of(&logread::read(path, Mode::Lenient)?))
     }
 
     /// The report for people.
@@ -213,8 +206,7 @@ pub fn run(args: Args) -> CmdResult {
     }
     parsed.at_most("explain", 1, "one file or pattern")?;
     let target = parsed.positional_strings().into_iter().next();
-    let path = logdir::resolve_one(target.as_deref())?;
-    let report = Report::of_file(&path)?;
+    let report = Report::of(&logread::load(target.as_deref(), Mode::Lenient)?);
     if parsed.has("-p") {
         let style = Style::new(parsed.color.enabled_for_stdout());
         Out.lines(report.pretty(style));

@@ -28,7 +28,6 @@ use serde_json::{json, Map, Value};
 use super::args::Args;
 use super::error::{CliError, CmdResult, EXIT_OK};
 use super::flags::{self, Opt};
-use super::logdir;
 use super::logread::{self, LogFile, Mode};
 use super::output::eprint_line;
 use super::version::VERSION;
@@ -44,7 +43,8 @@ extensions whose names start with _ (_source, _target, _grpcStatus, ...).
 
 Arguments:
   [file|pattern]   a JSONL log file, or a pattern matched against log file names (the most
-                   recent match is used; default: the most recent log)
+                   recent match is used; default: the most recent log); when no file
+                   matches, the log so far of a running environment of that name
 
 Options:
       --har FILE   where to write the HAR (- for standard output)
@@ -67,8 +67,8 @@ pub fn run(args: Args) -> CmdResult {
         ));
     };
     let target = parsed.positional_strings().into_iter().next();
-    let path = logdir::resolve_one(target.as_deref())?;
-    let log = logread::read(&path, Mode::Strict)?;
+    let log = logread::load(target.as_deref(), Mode::Strict)?;
+    let path = log.path.clone();
     let har = har(&log, parsed.has("--probes"));
     let entries = har["log"]["entries"].as_array().map_or(0, Vec::len);
     let text = serde_json::to_string_pretty(&har)

@@ -102,6 +102,61 @@ pub fn read(path: &Path, mode: Mode) -> Result<LogFile, CliError> {
     })
 }
 
+/// The log of a single-file command's argument: the log file it names (see
+/// [`logdir::resolve_one`](super::logdir::resolve_one)); when no file matches but an
+/// environment running on rigd does, its log so far (`GET /environments/{id}/log`), so a
+/// hanging test can be inspected before it is torn down.
+pub fn load(arg: Option<&str>, mode: Mode) -> Result<LogFile, CliError> {
+    let not_found = match super::logdir::resolve_one(arg) {
+        Ok(path) => return read(&path, mode),
+        Err(e) => e,
+    };
+    let Some(arg) = arg else {
+        return Err(not_found);
+    };
+    match super::block_on_value(live_log(arg)) {
+        Ok(Some(log)) => Ok(log),
+        Ok(None) | Err(_) => Err(not_found),
+    }
+}
+
+/// The log so far of the one running environment `arg` names, if rigd runs and exactly one
+/// matches.
+async fn live_log(arg: &str) -> Result<Option<LogFile>, CliError> {
+    let Ok(running) = super::live::find_running(None).await else {
+        return Ok(None);
+    };
+    let envs = super::live::environments(&running).await?;
+    let matches = super::live::matching(&envs, arg);
+    let [env] = matches.as_slice() else {
+        return Ok(None);
+    };
+    let events = running
+        .client
+        .get_log(&env.id)
+        .await
+        .map_err(|e| CliError::failed(format!("reading the log of {}: {e}", env.name)))?;
+    super::output::eprint_line(format!(
+        "(no log file matches {arg:?}; showing the live log of running environment {} ({}) \
+         from rigd at {})",
+        env.name,
+        env.id,
+        running.client.addr()
+    ));
+    let injected: BTreeSet<String> = events
+        .iter()
+        .map(|e| e.service.clone())
+        .filter(|s| s.contains('~'))
+        .collect();
+    let header = LogHeader::for_events(&env.name, &events, &injected, "", Timestamp::now());
+    Ok(Some(LogFile {
+        path: PathBuf::from(format!("rigd:{}", env.id)),
+        header,
+        has_header: false,
+        events,
+    }))
+}
+
 /// Reads only the first line of `path` as a `log.header`.
 pub fn read_header(path: &Path) -> Result<LogHeader, CliError> {
     let file = File::open(path).map_err(|e| open_error(path, &e))?;

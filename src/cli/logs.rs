@@ -16,7 +16,7 @@ use super::error::{CliError, CmdResult, EXIT_OK};
 use super::flags::{self, Opt, Parsed};
 use super::format;
 use super::live;
-use super::logdir::{self, same_name};
+use super::logdir::same_name;
 use super::logread::{self, Mode};
 use super::ls::to_json;
 use super::output::{eprint_line, pad, service_color, Out, Paint, Style};
@@ -31,7 +31,8 @@ line per row: seconds since the run started, the service, the text.
 
 Arguments:
   [file|pattern]   a JSONL log file, or a pattern matched against log file names (the most
-                   recent match is used; default: the most recent log)
+                   recent match is used; default: the most recent log); when no file
+                   matches, the log so far of a running environment of that name
 
 Options:
       --service S  only this service (repeatable; case-insensitive; `test` means the notes)
@@ -251,8 +252,8 @@ pub fn run(args: Args) -> CmdResult {
             parsed.has("--json"),
         ));
     }
-    let path = logdir::resolve_one(target.as_deref())?;
-    let log = logread::read(&path, Mode::Strict)?;
+    let log = logread::load(target.as_deref(), Mode::Strict)?;
+    let path = log.path.clone();
     let start = log.start();
     let all: Vec<LogRow> = log.events.iter().flat_map(|e| rows_of(e, start)).collect();
     if all.is_empty() {

@@ -213,6 +213,18 @@ fn help(mut args: Args) -> CmdResult {
     Ok(EXIT_OK)
 }
 
+/// Runs `future` to completion on a fresh single-threaded runtime (for the synchronous
+/// commands that sometimes ask rigd something).
+fn block_on_value<T, F: Future<Output = Result<T, CliError>>>(future: F) -> Result<T, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let result = runtime.block_on(future);
+    runtime.shutdown_background();
+    result
+}
+
 /// Runs a command on a fresh single-threaded runtime. The runtime is shut down without
 /// waiting for stray tasks, so an exit requested by a second Ctrl-C is immediate.
 fn block_on<F: Future<Output = CmdResult>>(future: F) -> CmdResult {

@@ -293,6 +293,20 @@ impl RigdClient {
         decode("GET /environments", &body)
     }
 
+    /// `GET /environments/{id}/log`: every event so far, `service.log` included, in `seq`
+    /// order.
+    pub async fn get_log(&self, id: &str) -> Result<Vec<rig_types::Event>, ClientError> {
+        let path = format!("{}/log", environment_path(id));
+        let (status, body) = self
+            .transport
+            .request(Method::GET, &path, None, REQUEST_TIMEOUT)
+            .await?;
+        if status != StatusCode::OK {
+            return Err(api_error(status, &body));
+        }
+        decode(&format!("GET {path}"), &body)
+    }
+
     /// `POST /environments`: validates and creates an environment, returning its id.
     /// Orchestration goes on in rigd; follow it with [`RigdClient::events`].
     pub async fn create_environment<T: Serialize + ?Sized>(

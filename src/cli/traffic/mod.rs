@@ -12,7 +12,6 @@ use super::error::{CliError, CmdResult, EXIT_OK};
 use super::flags::{self, Opt, Parsed};
 use super::format;
 use super::live;
-use super::logdir;
 use super::logread::{self, Mode};
 use super::ls::to_json;
 use super::output::{eprint_line, service_color, Out, Paint, Style};
@@ -31,7 +30,8 @@ numbered p1, p2, ... and hidden unless --probes.
 
 Arguments:
   [file|pattern]   a JSONL log file, or a pattern matched against log file names (the most
-                   recent match is used; default: the most recent log)
+                   recent match is used; default: the most recent log); when no file
+                   matches, the log so far of a running environment of that name
 
 Filters (all must match; a repeated or comma-separated filter matches any of its values):
       --edge E       a→b or a->b (caller and callee), a→ or →b (one end), a (either end)
@@ -164,8 +164,8 @@ pub fn run(args: Args) -> CmdResult {
         ));
     }
 
-    let path = logdir::resolve_one(target.as_deref())?;
-    let log = logread::read(&path, Mode::Strict)?;
+    let log = logread::load(target.as_deref(), Mode::Strict)?;
+    let path = log.path.clone();
     let mut builder = RowBuilder::new(log.start());
     let all: Vec<Row> = log.events.iter().filter_map(|e| builder.row(e)).collect();
     if all.is_empty() {
