@@ -13,6 +13,13 @@ command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)
 fi
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+# `go` service builds.
+command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
+# Container tests: a Docker engine, and a static busybox to build test images from
+# (nothing can be pulled from a registry here).
+command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 
 if ((${#need_apt[@]})); then
   echo "== installing ${need_apt[*]}"
@@ -32,6 +39,22 @@ if [ ! -d "$har_dir/node_modules/har-validator" ]; then
   echo "== installing har-validator into $har_dir"
   mkdir -p "$har_dir"
   npm install --silent --no-audit --no-fund --prefix "$har_dir" har-validator@5.1.5
+fi
+
+# Start a Docker engine when none answers (no init system in CI containers).
+if ! docker info >/dev/null 2>&1; then
+  echo "== starting dockerd"
+  if [ "$(id -u)" = 0 ]; then sudo_cmd=(); else sudo_cmd=(sudo); fi
+  "${sudo_cmd[@]}" sh -c 'nohup dockerd >/tmp/dockerd.log 2>&1 &'
+  deadline=$((SECONDS + 60))
+  until docker info >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      echo "dockerd did not answer within 60s; its log:" >&2
+      tail -n 50 /tmp/dockerd.log >&2 || true
+      exit 1
+    fi
+    sleep 0.2
+  done
 fi
 
 for component in rustfmt clippy; do

@@ -10,6 +10,7 @@
 //! - [`logfiles`]: the JSONL and pretty log files written at teardown;
 //! - [`explain`]: the condensed explanation of a failed run (DELETE `summary`, `rig explain`).
 
+pub mod artifacts;
 pub mod cli;
 pub mod daemon;
 pub mod events;

@@ -183,6 +183,7 @@ pub async fn serve(
             ..Settings::default()
         },
     )
+    .with_cache_dir(config.rig_dir.join("cache"))
     .with_reaper(crate::reaper::installed());
     let state = AppState::new(
         orchestrator,

@@ -41,6 +41,8 @@ pub(super) struct ServiceTask {
     pub settings: Settings,
     /// Real services without ingresses, which `environment.up` waits for.
     pub no_ingress: Arc<Vec<String>>,
+    /// The artifact phase's outputs.
+    pub artifacts: Arc<crate::artifacts::Outputs>,
 }
 
 impl ServiceTask {
@@ -299,6 +301,7 @@ async fn run_group(task: &ServiceTask, started: Started) -> Ended {
         stop_grace: task.settings.stop_grace,
         listeners: started.listeners,
         reaper: task.instance.reaper().cloned(),
+        artifacts: task.artifacts.clone(),
     };
     let runner = task.service_type.run(ctx);
     tokio::pin!(runner);

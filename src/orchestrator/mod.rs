@@ -4,7 +4,8 @@
 //!  POST /environments ──► Orchestrator::create ──► Instance (id, spec, event log, env dir)
 //!                              │ spawns
 //!                              ▼
-//!                         runner::run ── artifact phase (none yet)
+//!                         runner::run ── artifact phase (crate::artifacts: builds and
+//!                              │          images, cached; a failure ends the environment)
 //!                              │
 //!                              ├── lifecycle::run_service  (one task per service, ~test and
 //!                              │       proxies included; dependencies wait on `service.ready`
@@ -37,6 +38,7 @@ use std::time::Duration;
 
 use rig_types::Environment;
 
+use crate::artifacts::Cache;
 use crate::ports::PortAllocator;
 use crate::reaper::Reaper;
 use crate::services::Registry;
@@ -76,6 +78,14 @@ pub enum OrchestrateError {
         /// Its type.
         service_type: String,
     },
+    /// A service's config does not say how to get what it needs (its artifacts).
+    #[error("service {service:?}: {message}")]
+    Artifacts {
+        /// The service.
+        service: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The environment directory could not be created.
     #[error("create environment directory {path}: {source}")]
     EnvDir {
@@ -91,26 +101,36 @@ pub struct Orchestrator {
     ports: Arc<PortAllocator>,
     registry: Arc<Registry>,
     temp_base: PathBuf,
+    cache: Cache,
     settings: Settings,
     reaper: Option<Arc<Reaper>>,
 }
 
 impl Orchestrator {
     /// An orchestrator that creates environment directories under `temp_base`
-    /// (`{rig-dir}/tmp` in rigd).
+    /// (`{rig-dir}/tmp` in rigd) and caches artifacts next to it (`cache`, a sibling of
+    /// `temp_base`; see [`Orchestrator::with_cache_dir`]).
     pub fn new(
         ports: Arc<PortAllocator>,
         registry: Arc<Registry>,
         temp_base: PathBuf,
         settings: Settings,
     ) -> Orchestrator {
+        let cache = Cache::new(temp_base.with_file_name("cache"));
         Orchestrator {
             ports,
             registry,
             temp_base,
+            cache,
             settings,
             reaper: None,
         }
+    }
+
+    /// Caches artifacts under `dir` (`{rig-dir}/cache` in rigd).
+    pub fn with_cache_dir(mut self, dir: PathBuf) -> Orchestrator {
+        self.cache = Cache::new(dir);
+        self
     }
 
     /// Registers every process group and environment directory with `reaper`, so they are

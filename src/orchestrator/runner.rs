@@ -12,6 +12,8 @@ use tokio::task::JoinSet;
 
 use super::lifecycle::{run_service, ServiceTask};
 use super::{summary, Instance, OrchestrateError, Orchestrator};
+use crate::artifacts::{resolve_all, Artifact, Cache, Outputs, Reporter};
+use crate::services::ArtifactRequest;
 use crate::spec::{insert_test_node, transform_observe};
 
 /// The synchronous part of creating an environment, then the runner in the background.
@@ -23,13 +25,31 @@ pub(super) fn start(
     if env.observe {
         transform_observe(&mut env);
     }
+    let mut artifacts = Vec::new();
     for (name, service) in &env.services {
-        if !orch.registry.contains(&service.service_type) {
+        let Ok(service_type) = orch.registry.get(&service.service_type) else {
             return Err(OrchestrateError::UnknownType {
                 service: name.clone(),
                 service_type: service.service_type.clone(),
             });
+        };
+        if service.injected {
+            continue;
         }
+        let request = ArtifactRequest {
+            service: name,
+            spec: service,
+            spec_dir: &env.dir,
+            host_env: &env.host_env,
+            cache_root: orch.cache.root(),
+        };
+        let needed = service_type
+            .artifacts(&request)
+            .map_err(|e| OrchestrateError::Artifacts {
+                service: name.clone(),
+                message: e.to_string(),
+            })?;
+        artifacts.extend(needed);
     }
 
     let id = new_instance_id();
@@ -62,6 +82,8 @@ pub(super) fn start(
         ports: orch.ports.clone(),
         settings,
         no_ingress: Arc::new(no_ingress),
+        artifacts,
+        cache: orch.cache.clone(),
     };
     tokio::spawn(run(instance.clone(), deps, done_tx));
     Ok(instance)
@@ -72,11 +94,48 @@ struct RunDeps {
     ports: Arc<crate::ports::PortAllocator>,
     settings: super::Settings,
     no_ingress: Arc<Vec<String>>,
+    artifacts: Vec<Artifact>,
+    cache: Cache,
 }
 
 /// Runs every service concurrently; the first failure stops the rest. Then publishes
 /// `environment.failing` (unless this was a teardown) and always `environment.down`.
 async fn run(instance: Arc<Instance>, deps: RunDeps, done: watch::Sender<bool>) {
+    match resolve_artifacts(&instance, &deps).await {
+        Ok(outputs) => run_services(&instance, &deps, Arc::new(outputs)).await,
+        Err(err) => {
+            if !instance.teardown_token().is_cancelled() {
+                instance.emit(Event::new(EventType::EnvironmentFailing).with_error(err));
+            }
+        }
+    }
+    let message = summary::down_summary(instance.log());
+    instance.emit(Event::new(EventType::EnvironmentDown).with_message(message));
+    let _ = done.send(true);
+}
+
+/// The artifact phase: everything the services need, built or fetched before any starts.
+async fn resolve_artifacts(instance: &Arc<Instance>, deps: &RunDeps) -> Result<Outputs, String> {
+    if deps.artifacts.is_empty() {
+        return Ok(Outputs::new());
+    }
+    let reporter = Reporter {
+        log: instance.log().clone(),
+        environment: instance.name().to_string(),
+        reaper: instance.reaper().cloned(),
+    };
+    resolve_all(
+        &deps.artifacts,
+        &deps.cache,
+        &reporter,
+        instance.services_token(),
+    )
+    .await
+}
+
+/// The service phase: every service concurrently; the first failure stops the rest; then
+/// `environment.failing` unless this was a teardown.
+async fn run_services(instance: &Arc<Instance>, deps: &RunDeps, artifacts: Arc<Outputs>) {
     let mut tasks = JoinSet::new();
     for (name, spec) in &instance.spec().services {
         let Ok(service_type) = deps.registry.get(&spec.service_type) else {
@@ -91,6 +150,7 @@ async fn run(instance: Arc<Instance>, deps: RunDeps, done: watch::Sender<bool>) 
             ports: deps.ports.clone(),
             settings: deps.settings.clone(),
             no_ingress: deps.no_ingress.clone(),
+            artifacts: artifacts.clone(),
         };
         let name = name.clone();
         tasks.spawn(async move { (name, run_service(task).await) });
@@ -135,9 +195,6 @@ async fn run(instance: Arc<Instance>, deps: RunDeps, done: watch::Sender<bool>) 
             instance.emit(event);
         }
     }
-    let message = summary::down_summary(instance.log());
-    instance.emit(Event::new(EventType::EnvironmentDown).with_message(message));
-    let _ = done.send(true);
 }
 
 fn create_env_dirs(env_dir: &Path, env: &Environment) -> Result<(), OrchestrateError> {

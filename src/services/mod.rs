@@ -4,18 +4,20 @@
 //! rigd registers its built-in types with [`Registry::builtin`]; an embedding program can add
 //! its own with [`Registry::register`] (that is what the spec's `custom` type is for).
 
+mod builds;
 mod client;
 pub mod infra;
 mod moto;
 mod output;
 pub mod postgres;
-mod process;
+pub(crate) mod process;
 mod proxy;
 pub mod redis;
 pub mod s3;
 pub mod sqs;
 mod test_node;
 
+pub use builds::{Cargo, Go};
 pub use client::Client;
 pub use output::OutputSink;
 pub use postgres::Postgres;
@@ -29,7 +31,7 @@ pub use test_node::TestNode;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,7 @@ use std::time::Duration;
 use rig_types::{Endpoint, HookSpec, IngressSpec, Service};
 use tokio_util::sync::CancellationToken;
 
+use crate::artifacts::{Artifact, Outputs};
 use crate::orchestrator::CallbackDispatcher;
 
 /// A boxed future returned by [`ServiceType::run`].
@@ -124,6 +127,20 @@ impl PublishContext<'_> {
     }
 }
 
+/// What a type needs to list the artifacts a service needs (at `POST /environments`).
+pub struct ArtifactRequest<'a> {
+    /// The service name.
+    pub service: &'a str,
+    /// The service spec.
+    pub spec: &'a Service,
+    /// The spec's `dir`: the client's working directory.
+    pub spec_dir: &'a str,
+    /// The client's environment (`host_env`).
+    pub host_env: &'a BTreeMap<String, String>,
+    /// The artifact cache root (`{rig-dir}/cache`).
+    pub cache_root: &'a Path,
+}
+
 /// Everything a running service gets.
 pub struct RunContext {
     /// The service name.
@@ -156,6 +173,8 @@ pub struct RunContext {
     pub listeners: BTreeMap<String, std::net::TcpListener>,
     /// Kills the service's processes if rigd dies (absent in in-process tests).
     pub reaper: Option<Arc<crate::reaper::Reaper>>,
+    /// The environment's resolved artifacts, by artifact key.
+    pub artifacts: Arc<Outputs>,
 }
 
 /// Identifies one service of one environment, for [`ServiceType::prepare`] and
@@ -232,6 +251,12 @@ pub trait ServiceType: Send + Sync + 'static {
         ctx: &mut PublishContext<'_>,
     ) -> Result<BTreeMap<String, Endpoint>, ServiceError> {
         publish_local(ctx)
+    }
+
+    /// The artifacts the service needs before it starts (built or fetched by the artifact
+    /// phase). Called when the environment is created; an error refuses the environment.
+    fn artifacts(&self, _req: &ArtifactRequest<'_>) -> Result<Vec<Artifact>, ServiceError> {
+        Ok(Vec::new())
     }
 
     /// Runs the service until it exits or `ctx.cancel` fires. Returning `Ok` before
@@ -329,12 +354,15 @@ impl Registry {
         Registry::default()
     }
 
-    /// The built-in types: `process`, `client`, `test`, `proxy`, and the pooled
-    /// infrastructure types `postgres`, `redis`, `s3` and `sqs`, which share this process's
+    /// The built-in types: `process`, `cargo`, `go`, `client`, `test`, `proxy`, and the
+    /// pooled infrastructure types `postgres`, `redis`, `s3` and `sqs`, which share this
+    /// process's
     /// [`Pools`].
     pub fn builtin() -> Registry {
         let mut r = Registry::new();
         r.register("process", Process);
+        r.register("cargo", Cargo);
+        r.register("go", Go);
         r.register("client", Client);
         r.register("test", TestNode);
         r.register("proxy", Proxy);

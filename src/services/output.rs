@@ -46,7 +46,18 @@ impl OutputSink {
     /// Reads `reader` to its end, publishing every chunk as it arrives. Chunks are not split
     /// into lines; a UTF-8 sequence cut by a read boundary is carried into the next chunk, and
     /// invalid bytes are replaced with U+FFFD.
-    pub async fn pump(self, mut reader: impl AsyncRead + Unpin, stream: LogStream) {
+    pub async fn pump(self, reader: impl AsyncRead + Unpin, stream: LogStream) {
+        self.pump_with(reader, stream, |_| {}).await
+    }
+
+    /// Like [`OutputSink::pump`], also handing every chunk read to `seen` (to keep a build's
+    /// output for its error message).
+    pub async fn pump_with(
+        self,
+        mut reader: impl AsyncRead + Unpin,
+        stream: LogStream,
+        mut seen: impl FnMut(&[u8]),
+    ) {
         let mut buf = vec![0u8; 8192];
         let mut carry: Vec<u8> = Vec::new();
         loop {
@@ -54,6 +65,7 @@ impl OutputSink {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            seen(&buf[..n]);
             carry.extend_from_slice(&buf[..n]);
             let cut = utf8_prefix_len(&carry);
             if cut == 0 {

@@ -55,8 +55,20 @@ async fn run(ctx: RunContext) -> Result<(), ServiceError> {
     env.extend(config.env);
     let dir = working_dir(&config.dir, &ctx.spec_dir);
     let program = resolve_program(&config.command, dir.as_deref(), &env)?;
-    let args = expand_templates(&ctx.spec.args, &env);
-    let mut child = spawn(&program, &args, dir.as_deref(), &env)
+    run_program(ctx, &program, dir.as_deref(), &env).await
+}
+
+/// Runs `program` as the service: the spec's args expanded against `env`, exactly `env` as
+/// its environment, output into the log, stopped (SIGINT, then SIGKILL after the grace
+/// period) when the service is told to stop. Shared by every type that runs a local binary.
+pub(crate) async fn run_program(
+    ctx: RunContext,
+    program: &Path,
+    dir: Option<&Path>,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ServiceError> {
+    let args = expand_templates(&ctx.spec.args, env);
+    let mut child = spawn(program, &args, dir, env)
         .map_err(|e| ServiceError::new(format!("start {}: {e}", program.display())))?;
     let pgid = child.id().map(|pid| pid as i32);
     if let (Some(reaper), Some(pid)) = (&ctx.reaper, child.id()) {
@@ -125,7 +137,7 @@ async fn stop(
     }
 }
 
-fn signal_group(pgid: i32, signal: i32) {
+pub(crate) fn signal_group(pgid: i32, signal: i32) {
     // SAFETY: kill(2) has no memory-safety preconditions; a negative pid addresses the group.
     // ESRCH (the group is gone) is the expected outcome once everything has exited.
     unsafe {
@@ -133,7 +145,7 @@ fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
-fn spawn(
+pub(crate) fn spawn(
     program: &Path,
     args: &[String],
     dir: Option<&Path>,
@@ -169,7 +181,7 @@ fn spawn(
 /// The working directory: config `dir` if absolute; joined to the spec `dir` if relative and
 /// the spec has one; as given otherwise (relative to rigd's cwd, the rig dir); the spec `dir`
 /// when config `dir` is empty; rigd's cwd when both are empty.
-fn working_dir(config_dir: &str, spec_dir: &str) -> Option<PathBuf> {
+pub(crate) fn working_dir(config_dir: &str, spec_dir: &str) -> Option<PathBuf> {
     match (config_dir, spec_dir) {
         ("", "") => None,
         ("", spec) => Some(PathBuf::from(spec)),
@@ -180,7 +192,7 @@ fn working_dir(config_dir: &str, spec_dir: &str) -> Option<PathBuf> {
 
 /// Finds the program: a name with a `/` is a path (relative to the working directory); a bare
 /// name is looked up on the service's `PATH`, falling back to rigd's own `PATH`.
-fn resolve_program(
+pub(crate) fn resolve_program(
     command: &str,
     dir: Option<&Path>,
     env: &BTreeMap<String, String>,
@@ -220,7 +232,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// Describes how a process ended, in Go's words (`exit status 1`, `signal: killed`).
-fn describe_exit(status: ExitStatus) -> String {
+pub(crate) fn describe_exit(status: ExitStatus) -> String {
     if let Some(code) = status.code() {
         if code == 0 {
             return "exit status 0: the process exited before the environment was torn down \

@@ -1,0 +1,442 @@
+//! Building a binary of a Cargo package (`cargo` service type).
+//!
+//! Cache key: `cargo/<sha256>` over the toolchain (`rustc -vV`, run in the package directory
+//! so `rust-toolchain.toml` counts), the profile, features and binary name, `RUSTFLAGS`, the
+//! package's files (git-tracked and untracked-but-not-ignored, or every file but `target/`),
+//! and the nearest `Cargo.lock` with the workspace manifest next to it. Path dependencies
+//! outside the package directory are not hashed (as upstream's Go builds).
+//!
+//! Builds use a target directory of their own under the cache
+//! (`{cache}/cargo-target/<hash of the package path>`), so they never wait on (or disturb)
+//! the user's own `target/`, and rebuilds after an edit are incremental.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::hash::{list_sources, sha256_hex, ContentHash, Sources};
+use super::{BoxFuture, BuildCommand, BuildJob, Output, Resolver};
+
+/// The default build profile.
+pub const DEFAULT_PROFILE: &str = "release";
+
+/// A `cargo build` of one package's binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CargoBuild {
+    /// The package directory (holds `Cargo.toml`), absolute.
+    pub package_dir: PathBuf,
+    /// The binary target to build; required when the package has several.
+    pub bin: Option<String>,
+    /// The profile (`release`, `dev`, or a custom one).
+    pub profile: String,
+    /// Features to enable.
+    pub features: Vec<String>,
+    /// The build's environment.
+    pub env: BTreeMap<String, String>,
+}
+
+impl CargoBuild {
+    /// The artifact key: `cargo:<package dir>`, with `?bin=..&profile=..&features=..` for
+    /// the settings that differ from the defaults.
+    pub fn key(&self) -> String {
+        let mut params = Vec::new();
+        if let Some(bin) = &self.bin {
+            params.push(format!("bin={bin}"));
+        }
+        if self.profile != DEFAULT_PROFILE {
+            params.push(format!("profile={}", self.profile));
+        }
+        if !self.features.is_empty() {
+            params.push(format!("features={}", self.features.join(",")));
+        }
+        let mut key = format!("cargo:{}", self.package_dir.display());
+        if !params.is_empty() {
+            key.push('?');
+            key.push_str(&params.join("&"));
+        }
+        key
+    }
+
+    fn manifest(&self) -> PathBuf {
+        self.package_dir.join("Cargo.toml")
+    }
+
+    fn compute_cache_key(&self) -> Result<String, String> {
+        if !self.manifest().is_file() {
+            return Err(format!(
+                "no Cargo.toml in {}: \"path\" must name a Cargo package directory",
+                self.package_dir.display()
+            ));
+        }
+        let toolchain = tool_output("rustc", &["-vV"], &self.package_dir, &self.env)?;
+        let mut h = ContentHash::new();
+        h.field("toolchain", &toolchain);
+        h.field("profile", &self.profile);
+        let mut features = self.features.clone();
+        features.sort();
+        h.field("features", &features.join(","));
+        h.field("bin", self.bin.as_deref().unwrap_or(""));
+        for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
+            h.field(var, self.env.get(var).map(String::as_str).unwrap_or(""));
+        }
+        let files = list_sources(&self.package_dir, Sources::All)
+            .map_err(|e| format!("list the files of {}: {e}", self.package_dir.display()))?;
+        h.files(&self.package_dir, &files)
+            .map_err(|e| format!("read the files of {}: {e}", self.package_dir.display()))?;
+        if let Some(root) = self
+            .package_dir
+            .ancestors()
+            .find(|dir| dir.join("Cargo.lock").is_file())
+        {
+            let mut extra = vec![PathBuf::from("Cargo.lock")];
+            if root != self.package_dir {
+                extra.push(PathBuf::from("Cargo.toml"));
+            }
+            h.field("workspace", &root.to_string_lossy());
+            h.files(root, &extra)
+                .map_err(|e| format!("read {}: {e}", root.join("Cargo.lock").display()))?;
+        }
+        Ok(format!("cargo/{}", h.hex()))
+    }
+
+    fn build_command(&self, target_dir: &Path) -> BuildCommand {
+        let mut args = vec![
+            "build".to_string(),
+            "--manifest-path".to_string(),
+            self.manifest().to_string_lossy().into_owned(),
+            "--profile".to_string(),
+            self.profile.clone(),
+            "--message-format".to_string(),
+            "json-render-diagnostics".to_string(),
+            "--color".to_string(),
+            "never".to_string(),
+        ];
+        if let Some(bin) = &self.bin {
+            args.extend(["--bin".to_string(), bin.clone()]);
+        }
+        if !self.features.is_empty() {
+            args.extend(["--features".to_string(), self.features.join(",")]);
+        }
+        let mut env = self.env.clone();
+        env.insert(
+            "CARGO_TARGET_DIR".to_string(),
+            target_dir.to_string_lossy().into_owned(),
+        );
+        BuildCommand {
+            program: "cargo".to_string(),
+            args,
+            dir: self.package_dir.clone(),
+            env,
+            log_stdout: false,
+        }
+    }
+
+    /// The binary this build produced, from cargo's JSON messages.
+    fn pick_binary(&self, messages: &[u8]) -> Result<PathBuf, String> {
+        let manifest = self.manifest();
+        let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for line in messages.split(|b| *b == b'\n') {
+            let Ok(message) = serde_json::from_slice::<Message>(line) else {
+                continue;
+            };
+            let (Some(target), Some(executable)) = (message.target, message.executable) else {
+                continue;
+            };
+            let ours = message
+                .manifest_path
+                .as_deref()
+                .is_none_or(|m| same_file(Path::new(m), &manifest));
+            if message.reason == "compiler-artifact"
+                && ours
+                && target.kind.iter().any(|k| k == "bin")
+            {
+                found.insert(target.name, PathBuf::from(executable));
+            }
+        }
+        if let Some(bin) = &self.bin {
+            return found.remove(bin).ok_or_else(|| {
+                format!(
+                    "cargo built no binary named {bin:?} (built: {:?})",
+                    names(&found)
+                )
+            });
+        }
+        match found.len() {
+            1 => Ok(found.into_values().next().unwrap_or_default()),
+            0 => Err(format!(
+                "{} has no binary target: a `cargo` service runs a binary ([[bin]] or src/main.rs)",
+                manifest.display()
+            )),
+            _ => Err(format!(
+                "{} has several binaries ({}): set \"bin\" in the service config",
+                manifest.display(),
+                names(&found).join(", ")
+            )),
+        }
+    }
+}
+
+fn names(found: &BTreeMap<String, PathBuf>) -> Vec<String> {
+    found.keys().cloned().collect()
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
+/// The parts of a cargo JSON message used here.
+#[derive(Deserialize)]
+struct Message {
+    reason: String,
+    #[serde(default)]
+    manifest_path: Option<String>,
+    #[serde(default)]
+    target: Option<Target>,
+    #[serde(default)]
+    executable: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Target {
+    name: String,
+    #[serde(default)]
+    kind: Vec<String>,
+}
+
+/// Runs a tool's version query (blocking) and returns its stdout.
+pub(super) fn tool_output(
+    program: &str,
+    args: &[&str],
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<String, String> {
+    let resolved = crate::services::process::resolve_program(program, Some(dir), env)
+        .map_err(|e| format!("{program} is needed to build this service: {e}"))?;
+    let out = std::process::Command::new(&resolved)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("run {program} {}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} {}: {}\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl CargoBuild {
+    /// A package without a `Cargo.lock` gets one from its first build, which changes its
+    /// cache key: the binary is filed under the new key too, so the next environment finds
+    /// it. Best effort (a miss only costs an incremental rebuild).
+    async fn file_under_new_key(&self, built: &Path, job: &BuildJob) {
+        let this = self.clone();
+        let Ok(Ok(key)) = tokio::task::spawn_blocking(move || this.compute_cache_key()).await
+        else {
+            return;
+        };
+        let dir = job.cache_root.join(&key);
+        if dir == job.dir || std::fs::create_dir_all(&dir).is_err() {
+            return;
+        }
+        if install_binary(built, &dir).is_ok() {
+            super::Cache::touch_last_used(&dir);
+        }
+    }
+}
+
+/// Copies `from` to `dir/binary` atomically (a reader never sees a partial binary).
+pub(super) fn install_binary(from: &Path, dir: &Path) -> Result<PathBuf, String> {
+    let tmp = dir.join(".binary.tmp");
+    let dest = dir.join("binary");
+    std::fs::copy(from, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, &dest))
+        .map_err(|e| format!("copy {} into the cache: {e}", from.display()))?;
+    Ok(dest)
+}
+
+/// A cached `binary` in `dir`, if there is a non-empty one.
+pub(super) fn cached_binary(dir: &Path, meta: (&str, String)) -> Option<Output> {
+    let path = dir.join("binary");
+    let len = std::fs::metadata(&path).ok()?.len();
+    (len > 0).then(|| Output {
+        path,
+        meta: BTreeMap::from([(meta.0.to_string(), meta.1)]),
+    })
+}
+
+impl Resolver for CargoBuild {
+    fn cache_key(&self) -> BoxFuture<'_, Result<String, String>> {
+        let this = self.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || this.compute_cache_key())
+                .await
+                .map_err(|e| format!("hash sources: {e}"))?
+        })
+    }
+
+    fn cached<'a>(&'a self, dir: &'a Path) -> BoxFuture<'a, Option<Output>> {
+        Box::pin(async move {
+            cached_binary(
+                dir,
+                ("package", self.package_dir.to_string_lossy().into_owned()),
+            )
+        })
+    }
+
+    fn resolve(&self, job: BuildJob) -> BoxFuture<'_, Result<Output, String>> {
+        Box::pin(async move {
+            let target_dir = job
+                .cache_root
+                .join("cargo-target")
+                .join(&sha256_hex(&self.package_dir.to_string_lossy())[..16]);
+            let command = self.build_command(&target_dir);
+            let what = format!("cargo build {}", self.package_dir.display());
+            let messages = command
+                .run(&job.output, &job.cancel, job.reaper.as_ref())
+                .await
+                .map_err(|f| f.describe(&what))?;
+            let built = self.pick_binary(&messages)?;
+            let path = install_binary(&built, &job.dir)?;
+            self.file_under_new_key(&built, &job).await;
+            Ok(Output {
+                path,
+                meta: BTreeMap::from([(
+                    "package".to_string(),
+                    self.package_dir.to_string_lossy().into_owned(),
+                )]),
+            })
+        })
+    }
+}
+
+/// The `cargo` service config.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CargoConfig {
+    /// The package directory, relative to the spec `dir` (or absolute).
+    #[serde(default)]
+    pub path: String,
+    /// The binary target to run.
+    #[serde(default)]
+    pub bin: Option<String>,
+    /// The build profile (default `release`).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Features to enable.
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// Extra environment variables for the running service (as `process`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(dir: &Path) -> CargoBuild {
+        CargoBuild {
+            package_dir: dir.to_path_buf(),
+            bin: None,
+            profile: DEFAULT_PROFILE.to_string(),
+            features: Vec::new(),
+            env: std::env::vars().collect(),
+        }
+    }
+
+    #[test]
+    fn keys_name_the_package_and_non_default_settings() {
+        let mut b = build(Path::new("/src/api"));
+        assert_eq!(b.key(), "cargo:/src/api");
+        b.bin = Some("server".into());
+        b.profile = "dev".into();
+        b.features = vec!["a".into(), "b".into()];
+        assert_eq!(
+            b.key(),
+            "cargo:/src/api?bin=server&profile=dev&features=a,b"
+        );
+    }
+
+    #[test]
+    fn cache_keys_follow_sources_profile_and_features() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("Cargo.toml"), "[package]\nname = \"x\"\n").unwrap();
+        std::fs::write(dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
+        let b = build(dir.path());
+        let first = b.compute_cache_key().unwrap();
+        assert!(first.starts_with("cargo/"));
+        assert_eq!(first, b.compute_cache_key().unwrap());
+        std::fs::create_dir_all(dir.path().join("target/release")).unwrap();
+        std::fs::write(dir.path().join("target/release/x"), "built").unwrap();
+        assert_eq!(
+            first,
+            b.compute_cache_key().unwrap(),
+            "target/ is not a source"
+        );
+        let mut dev = b.clone();
+        dev.profile = "dev".into();
+        assert_ne!(first, dev.compute_cache_key().unwrap());
+        let mut feat = b.clone();
+        feat.features = vec!["fast".into()];
+        assert_ne!(first, feat.compute_cache_key().unwrap());
+        std::fs::write(dir.path().join("src/main.rs"), "fn main() { }\n").unwrap();
+        assert_ne!(first, b.compute_cache_key().unwrap());
+    }
+
+    #[test]
+    fn a_directory_without_a_manifest_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = build(dir.path()).compute_cache_key().unwrap_err();
+        assert!(
+            err.contains("no Cargo.toml") && err.contains("\"path\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_binary_is_picked_from_cargo_messages() {
+        let dir = Path::new("/p");
+        let msg = |name: &str, kind: &str, exe: &str| {
+            serde_json::json!({
+                "reason": "compiler-artifact",
+                "manifest_path": "/p/Cargo.toml",
+                "target": {"name": name, "kind": [kind]},
+                "executable": exe,
+            })
+            .to_string()
+        };
+        let one = [
+            msg("api", "bin", "/t/api"),
+            "{\"reason\":\"build-finished\"}".into(),
+        ]
+        .join("\n");
+        assert_eq!(
+            build(dir).pick_binary(one.as_bytes()).unwrap(),
+            PathBuf::from("/t/api")
+        );
+        let two = [msg("api", "bin", "/t/api"), msg("cli", "bin", "/t/cli")].join("\n");
+        let err = build(dir).pick_binary(two.as_bytes()).unwrap_err();
+        assert!(err.contains("api, cli") && err.contains("\"bin\""), "{err}");
+        let mut chosen = build(dir);
+        chosen.bin = Some("cli".into());
+        assert_eq!(
+            chosen.pick_binary(two.as_bytes()).unwrap(),
+            PathBuf::from("/t/cli")
+        );
+        let err = build(dir).pick_binary(b"").unwrap_err();
+        assert!(err.contains("no binary target"), "{err}");
+    }
+}

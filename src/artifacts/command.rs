@@ -1,0 +1,168 @@
+//! Running a build tool (`cargo build`, `go build`): its own process group, output streamed
+//! into the service log, the tail kept for the error message, killed on cancellation.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rig_types::LogStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::reaper::Reaper;
+use crate::services::process::{describe_exit, signal_group, spawn};
+use crate::services::OutputSink;
+
+/// How much of a failed build's output goes into the error message (the end of it, where
+/// the compiler's summary is).
+const ERROR_TAIL: usize = 16 * 1024;
+
+/// One build tool invocation.
+#[derive(Clone, Debug)]
+pub struct BuildCommand {
+    /// The program (a path, or a name looked up on `env`'s `PATH`).
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The working directory.
+    pub dir: PathBuf,
+    /// Its whole environment.
+    pub env: BTreeMap<String, String>,
+    /// Stream stdout into the log too (off when stdout is machine-readable, like cargo's
+    /// JSON messages; it is returned either way).
+    pub log_stdout: bool,
+}
+
+/// Why a build command did not succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BuildFailure {
+    /// The build was cancelled (teardown, or another artifact failed).
+    Cancelled,
+    /// It could not be started.
+    Spawn(String),
+    /// It ran and failed: how it exited, and the end of its output.
+    Exited {
+        /// `exit status 101`, `signal: killed`, ...
+        status: String,
+        /// The last [`ERROR_TAIL`] bytes of its output (stderr, plus stdout when logged).
+        output: String,
+    },
+}
+
+impl BuildFailure {
+    /// `"<what>: <status>\n<output>"`, the shape of upstream's build errors.
+    pub fn describe(&self, what: &str) -> String {
+        match self {
+            BuildFailure::Cancelled => format!("{what}: cancelled"),
+            BuildFailure::Spawn(e) => format!("{what}: {e}"),
+            BuildFailure::Exited { status, output } => {
+                let output = output.trim_end();
+                if output.is_empty() {
+                    format!("{what}: {status}")
+                } else {
+                    format!("{what}: {status}\n{output}")
+                }
+            }
+        }
+    }
+}
+
+impl BuildCommand {
+    /// Runs the command to the end, returning its stdout. Output chunks become `service.log`
+    /// events on `output`; when `cancel` fires the whole process group is killed.
+    pub async fn run(
+        &self,
+        output: &OutputSink,
+        cancel: &CancellationToken,
+        reaper: Option<&Arc<Reaper>>,
+    ) -> Result<Vec<u8>, BuildFailure> {
+        let program =
+            crate::services::process::resolve_program(&self.program, Some(&self.dir), &self.env)
+                .map_err(|e| BuildFailure::Spawn(e.to_string()))?;
+        let mut child = spawn(&program, &self.args, Some(&self.dir), &self.env)
+            .map_err(|e| BuildFailure::Spawn(format!("start {}: {e}", program.display())))?;
+        let pgid = child.id().map(|pid| pid as i32);
+        if let (Some(reaper), Some(pid)) = (reaper, child.id()) {
+            reaper.track_group(pid as i32, pid);
+        }
+
+        let tail = Arc::new(Mutex::new(Tail::default()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let mut pumps = Vec::new();
+        if let Some(mut out) = child.stdout.take() {
+            let (sink, tail, stdout) = (output.clone(), tail.clone(), stdout.clone());
+            let log = self.log_stdout;
+            pumps.push(tokio::spawn(async move {
+                if log {
+                    sink.pump_with(out, LogStream::Stdout, |chunk| {
+                        tail.lock().push(chunk);
+                        stdout.lock().extend_from_slice(chunk);
+                    })
+                    .await;
+                } else {
+                    use tokio::io::AsyncReadExt;
+                    let mut all = Vec::new();
+                    let _ = out.read_to_end(&mut all).await;
+                    *stdout.lock() = all;
+                }
+            }));
+        }
+        if let Some(err) = child.stderr.take() {
+            let sink = output.clone();
+            let tail = tail.clone();
+            pumps.push(tokio::spawn(async move {
+                sink.pump_with(err, LogStream::Stderr, |chunk| tail.lock().push(chunk))
+                    .await
+            }));
+        }
+        let status = tokio::select! {
+            status = child.wait() => Some(status),
+            _ = cancel.cancelled() => None,
+        };
+        if let Some(pgid) = pgid {
+            signal_group(pgid, libc::SIGKILL);
+            if let Some(reaper) = reaper {
+                reaper.untrack_group(pgid);
+            }
+        }
+        let status = match status {
+            Some(status) => status,
+            None => {
+                let _ = child.wait().await;
+                return Err(BuildFailure::Cancelled);
+            }
+        };
+        for pump in pumps {
+            let _ = pump.await;
+        }
+        let status = status.map_err(|e| BuildFailure::Spawn(format!("wait: {e}")))?;
+        let stdout = std::mem::take(&mut *stdout.lock());
+        if status.success() {
+            return Ok(stdout);
+        }
+        let output = tail.lock().text();
+        Err(BuildFailure::Exited {
+            status: describe_exit(status),
+            output,
+        })
+    }
+}
+
+/// The last [`ERROR_TAIL`] bytes of output.
+#[derive(Default)]
+struct Tail(Vec<u8>);
+
+impl Tail {
+    fn push(&mut self, chunk: &[u8]) {
+        self.0.extend_from_slice(chunk);
+        if self.0.len() > 2 * ERROR_TAIL {
+            let cut = self.0.len() - ERROR_TAIL;
+            self.0.drain(..cut);
+        }
+    }
+
+    fn text(&self) -> String {
+        let start = self.0.len().saturating_sub(ERROR_TAIL);
+        String::from_utf8_lossy(&self.0[start..]).into_owned()
+    }
+}

@@ -1,0 +1,214 @@
+//! Content hashes for cache keys: which source files a build depends on, and their digest.
+//!
+//! Files are listed with git when the directory is in a work tree (tracked files plus
+//! untracked ones that are not ignored, so `target/` and editor droppings do not count), else
+//! by walking the directory. Blocking: call from `spawn_blocking`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
+
+/// Which files of a directory a build reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sources {
+    /// Every file (a Cargo package: sources, manifests, build scripts, included data),
+    /// except `target/` and `.git/` when walking.
+    All,
+    /// `*.go`, `go.mod` and `go.sum` (upstream's rule for Go modules).
+    Go,
+}
+
+impl Sources {
+    fn git_pathspecs(self) -> &'static [&'static str] {
+        match self {
+            Sources::All => &[],
+            Sources::Go => &["*.go", "go.mod", "go.sum"],
+        }
+    }
+
+    fn wanted(self, name: &str) -> bool {
+        match self {
+            Sources::All => true,
+            Sources::Go => name.ends_with(".go") || name == "go.mod" || name == "go.sum",
+        }
+    }
+}
+
+/// A SHA-256 over labelled parts, written as lowercase hex.
+pub(crate) struct ContentHash(Sha256);
+
+impl ContentHash {
+    pub(crate) fn new() -> ContentHash {
+        ContentHash(Sha256::new())
+    }
+
+    /// Adds a `label:value` line.
+    pub(crate) fn field(&mut self, label: &str, value: &str) {
+        self.0
+            .update(format!("{label}:{}\n", value.len()).as_bytes());
+        self.0.update(value.as_bytes());
+        self.0.update(b"\n");
+    }
+
+    /// Adds every file of `files` (paths relative to `base`, sorted by the caller) with its
+    /// name and content. Files listed but gone (deleted, not yet staged) are skipped.
+    pub(crate) fn files(&mut self, base: &Path, files: &[PathBuf]) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        for rel in files {
+            let mut file = match std::fs::File::open(base.join(rel)) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if file.metadata()?.is_dir() {
+                continue;
+            }
+            self.field("file", &rel.to_string_lossy());
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                self.0.update(&buf[..n]);
+            }
+            self.0.update(b"\n");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn hex(self) -> String {
+        self.0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// The SHA-256 of `text`, in hex.
+pub(crate) fn sha256_hex(text: &str) -> String {
+    let mut h = ContentHash::new();
+    h.0.update(text.as_bytes());
+    h.hex()
+}
+
+/// The source files of `dir` (relative paths, sorted, no duplicates).
+pub(crate) fn list_sources(dir: &Path, sources: Sources) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = match git_files(dir, sources) {
+        Some(files) => files,
+        None => {
+            let mut found = Vec::new();
+            walk(dir, Path::new(""), sources, &mut found)?;
+            found
+        }
+    };
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn git_files(dir: &Path, sources: Sources) -> Option<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for extra in [&[][..], &["--others", "--exclude-standard"][..]] {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["ls-files", "-z"])
+            .args(extra)
+            .arg("--")
+            .args(sources.git_pathspecs())
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        files.extend(
+            out.stdout
+                .split(|b| *b == 0)
+                .filter(|p| !p.is_empty())
+                .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned())),
+        );
+    }
+    Some(files)
+}
+
+fn walk(root: &Path, rel: &Path, sources: Sources, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(root.join(rel))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let path = rel.join(&*name);
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            if name == "target" || name == ".git" {
+                continue;
+            }
+            walk(root, &path, sources, out)?;
+        } else if sources.wanted(&name) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn digest(dir: &Path, sources: Sources) -> String {
+        let files = list_sources(dir, sources).unwrap();
+        let mut h = ContentHash::new();
+        h.files(dir, &files).unwrap();
+        h.hex()
+    }
+
+    #[test]
+    fn walking_skips_target_and_filters_go_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "Cargo.toml", "[package]");
+        write(dir.path(), "src/main.rs", "fn main() {}");
+        write(dir.path(), "target/release/junk", "x");
+        write(dir.path(), "main.go", "package main");
+        write(dir.path(), "go.mod", "module m");
+        write(dir.path(), "README", "hi");
+        let all = list_sources(dir.path(), Sources::All).unwrap();
+        assert!(all.contains(&PathBuf::from("src/main.rs")));
+        assert!(!all.iter().any(|p| p.starts_with("target")));
+        let go = list_sources(dir.path(), Sources::Go).unwrap();
+        assert_eq!(go, [PathBuf::from("go.mod"), PathBuf::from("main.go")]);
+    }
+
+    #[test]
+    fn digests_change_with_content_and_names_only() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "main.go", "package main");
+        let first = digest(dir.path(), Sources::Go);
+        assert_eq!(first, digest(dir.path(), Sources::Go), "stable");
+        write(dir.path(), "notes.txt", "ignored for go");
+        assert_eq!(first, digest(dir.path(), Sources::Go));
+        write(dir.path(), "main.go", "package main // edited");
+        assert_ne!(first, digest(dir.path(), Sources::Go));
+    }
+
+    #[test]
+    fn fields_are_length_prefixed() {
+        let mut a = ContentHash::new();
+        a.field("x", "ab");
+        a.field("y", "c");
+        let mut b = ContentHash::new();
+        b.field("x", "a");
+        b.field("y", "bc");
+        assert_ne!(a.hex(), b.hex());
+        assert_eq!(sha256_hex("").len(), 64);
+    }
+}

@@ -1,0 +1,190 @@
+//! Resolving an environment's artifacts: in parallel, deduplicated, cached, locked per key.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rig_types::{Event, EventType};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Artifact, BuildJob, Cache, Output, Outputs};
+use crate::events::EventLog;
+use crate::reaper::Reaper;
+use crate::services::OutputSink;
+
+/// Back-off before the second and third attempt of a retryable resolver.
+const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
+
+/// Where an artifact phase reports to.
+#[derive(Clone)]
+pub struct Reporter {
+    /// The environment's event log.
+    pub log: Arc<EventLog>,
+    /// The environment name, stamped on every event.
+    pub environment: String,
+    /// Kills build processes if rigd dies.
+    pub reaper: Option<Arc<Reaper>>,
+}
+
+impl Reporter {
+    fn emit(&self, event_type: EventType, key: &str, error: Option<&str>) {
+        let mut event = Event::new(event_type);
+        event.environment = self.environment.clone();
+        event.artifact = key.to_string();
+        if let Some(error) = error {
+            event.error = error.to_string();
+        }
+        self.log.publish(event);
+    }
+}
+
+/// Resolves every artifact (the first of each key wins), in parallel, and returns the
+/// outputs by key.
+///
+/// Per artifact: compute its cache key; a cached output gives `artifact.cached`; otherwise
+/// take the key's lock (other environments and other rigds sharing the cache wait here),
+/// check the cache again (someone may just have built it), then `artifact.started`, build,
+/// and `artifact.completed` or `artifact.failed`. The first failure cancels the other builds;
+/// the error returned is `artifact "<key>": <error>` of the first real failure. When `cancel`
+/// fires (teardown) every build is killed and `Err` is returned without `artifact.failed`.
+pub async fn resolve_all(
+    artifacts: &[Artifact],
+    cache: &Cache,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<Outputs, String> {
+    let mut seen = BTreeSet::new();
+    let unique: Vec<Artifact> = artifacts
+        .iter()
+        .filter(|a| seen.insert(a.key.clone()))
+        .cloned()
+        .collect();
+    let phase = cancel.child_token();
+    let mut tasks = JoinSet::new();
+    for artifact in unique {
+        let (cache, reporter, phase) = (cache.clone(), reporter.clone(), phase.clone());
+        tasks.spawn(async move {
+            let result = resolve_one(&artifact, &cache, &reporter, &phase).await;
+            (artifact.key, result)
+        });
+    }
+
+    let mut outputs = Outputs::new();
+    let mut first_error: Option<String> = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((key, Ok(output))) => {
+                outputs.insert(key, output);
+            }
+            Ok((key, Err(Failure::Cancelled))) => {
+                first_error.get_or_insert_with(|| format!("artifact {key:?}: cancelled"));
+            }
+            Ok((key, Err(Failure::Failed(err)))) => {
+                phase.cancel();
+                let err = format!("artifact {key:?}: {err}");
+                // A real failure beats the cancellations it caused.
+                if first_error
+                    .as_ref()
+                    .is_none_or(|e| e.ends_with(": cancelled"))
+                {
+                    first_error = Some(err);
+                }
+            }
+            Err(join_error) => {
+                phase.cancel();
+                first_error = Some(format!("artifact task ended abnormally: {join_error}"));
+            }
+        }
+    }
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(outputs),
+    }
+}
+
+enum Failure {
+    Cancelled,
+    Failed(String),
+}
+
+async fn resolve_one(
+    artifact: &Artifact,
+    cache: &Cache,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) -> Result<Output, Failure> {
+    let key = &artifact.key;
+    let failed = |err: String| {
+        reporter.emit(EventType::ArtifactFailed, key, Some(&err));
+        Failure::Failed(err)
+    };
+    let cache_key = tokio::select! {
+        _ = cancel.cancelled() => return Err(Failure::Cancelled),
+        k = artifact.resolver.cache_key() => k.map_err(|e| failed(format!("cache key: {e}")))?,
+    };
+    let dir = cache
+        .output_dir(&cache_key)
+        .map_err(|e| failed(format!("create cache directory {cache_key}: {e}")))?;
+    if let Some(output) = artifact.resolver.cached(&dir).await {
+        Cache::touch_last_used(&dir);
+        reporter.emit(EventType::ArtifactCached, key, None);
+        return Ok(output);
+    }
+
+    let lock = cache
+        .lock(&cache_key, cancel)
+        .await
+        .map_err(|e| failed(format!("acquire lock: {e}")))?;
+    let Some(_lock) = lock else {
+        return Err(Failure::Cancelled);
+    };
+    if let Some(output) = artifact.resolver.cached(&dir).await {
+        Cache::touch_last_used(&dir);
+        reporter.emit(EventType::ArtifactCached, key, None);
+        return Ok(output);
+    }
+
+    reporter.emit(EventType::ArtifactStarted, key, None);
+    let attempts = if artifact.resolver.retryable() {
+        RETRY_DELAYS.len() + 1
+    } else {
+        1
+    };
+    let mut last_error = String::new();
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(Failure::Cancelled),
+                _ = tokio::time::sleep(RETRY_DELAYS[attempt - 1]) => {}
+            }
+        }
+        if cancel.is_cancelled() {
+            return Err(Failure::Cancelled);
+        }
+        let job = BuildJob {
+            dir: dir.clone(),
+            cache_root: cache.root().to_path_buf(),
+            cancel: cancel.clone(),
+            output: OutputSink::new(
+                reporter.log.clone(),
+                &reporter.environment,
+                &artifact.service,
+            ),
+            reaper: reporter.reaper.clone(),
+        };
+        match artifact.resolver.resolve(job).await {
+            Ok(output) => {
+                Cache::touch_last_used(&dir);
+                reporter.emit(EventType::ArtifactCompleted, key, None);
+                return Ok(output);
+            }
+            Err(_) if cancel.is_cancelled() => return Err(Failure::Cancelled),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(failed(last_error))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,342 @@
+//! The artifact phase through the real `rigd` binary: `cargo` and `go` services built from
+//! source in a temporary directory, cached across environments, compile errors reported as
+//! `artifact.failed`, and a build killed by DELETE.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rig_types::EventType::{self, *};
+use rigd::cli::client::DeleteOptions;
+use serde_json::{json, Value};
+use support::{processes_with_env, Events, Rigd};
+
+/// A program that greets every TCP connection on `127.0.0.1:$PORT` with `greeting`.
+fn rust_greeter(greeting: &str) -> String {
+    format!(
+        r#"use std::io::Write;
+fn main() {{
+    let port = std::env::var("PORT").expect("PORT");
+    let listener = std::net::TcpListener::bind(format!("127.0.0.1:{{port}}")).expect("bind");
+    for stream in listener.incoming() {{
+        if let Ok(mut stream) = stream {{
+            let _ = stream.write_all(b"{greeting}\n");
+        }}
+    }}
+}}
+"#
+    )
+}
+
+fn go_greeter(greeting: &str) -> String {
+    format!(
+        r#"package main
+
+import (
+	"net"
+	"os"
+)
+
+func main() {{
+	l, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
+	if err != nil {{
+		panic(err)
+	}}
+	for {{
+		c, err := l.Accept()
+		if err != nil {{
+			continue
+		}}
+		c.Write([]byte("{greeting}\n"))
+		c.Close()
+	}}
+}}
+"#
+    )
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("create the directory");
+    std::fs::write(path, text).expect("write the file");
+}
+
+/// A Cargo package `name` with `main` as its `src/main.rs` (and `build.rs` when given), in a
+/// directory of its own under `root`.
+fn cargo_package(root: &Path, name: &str, main: &str, build_rs: Option<&str>) -> PathBuf {
+    let dir = root.join(name);
+    let mut manifest = format!(
+        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n"
+    );
+    if build_rs.is_some() {
+        manifest = manifest.replace("edition", "build = \"build.rs\"\nedition");
+        write(&dir.join("build.rs"), build_rs.unwrap_or_default());
+    }
+    write(&dir.join("Cargo.toml"), &manifest);
+    write(&dir.join("src/main.rs"), main);
+    dir
+}
+
+fn go_module(root: &Path, name: &str, main: &str) -> PathBuf {
+    let dir = root.join(name);
+    write(
+        &dir.join("go.mod"),
+        &format!("module example.com/{name}\n\ngo 1.19\n"),
+    );
+    write(&dir.join("main.go"), main);
+    dir
+}
+
+/// A spec with one built service `api` (a TCP ingress), with `dir` as the spec dir.
+fn spec(name: &str, dir: &Path, service: Value) -> Value {
+    json!({
+        "name": name,
+        "dir": dir.to_string_lossy(),
+        "services": {"api": service},
+    })
+}
+
+fn cargo_service(path: &str) -> Value {
+    json!({"type": "cargo", "config": {"path": path},
+           "ingresses": {"default": {"protocol": "tcp"}}})
+}
+
+fn go_service(module: &str) -> Value {
+    json!({"type": "go", "config": {"module": module},
+           "ingresses": {"default": {"protocol": "tcp"}}})
+}
+
+/// Reads the greeting of the service `api` once the environment is up.
+async fn greeting(events: &mut Events) -> String {
+    let up = events.until(EnvironmentUp).await;
+    let hostport = &up.ingresses["api"]["default"].hostport;
+    let mut stream = tokio::net::TcpStream::connect(hostport)
+        .await
+        .unwrap_or_else(|e| panic!("connect to api at {hostport}: {e}"));
+    let mut text = String::new();
+    tokio::time::timeout(
+        support::WAIT,
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut text),
+    )
+    .await
+    .expect("the greeting within the deadline")
+    .expect("read the greeting");
+    text
+}
+
+fn artifact_events(events: &Events) -> Vec<EventType> {
+    events
+        .seen()
+        .iter()
+        .map(|e| e.event_type.clone())
+        .filter(|t| {
+            matches!(
+                t,
+                ArtifactStarted | ArtifactCompleted | ArtifactCached | ArtifactFailed
+            )
+        })
+        .collect()
+}
+
+/// Brings up `spec` twice in `rigd`: the first environment builds, the second finds the
+/// binary cached and starts without building. Both serve `expected`.
+async fn built_once_then_cached(rigd: &Rigd, first: Value, second: Value, expected: &str) {
+    let id = rigd.create(first).await;
+    let mut events = rigd.events(&id);
+    assert_eq!(greeting(&mut events).await, format!("{expected}\n"));
+    assert_eq!(
+        artifact_events(&events),
+        [ArtifactStarted, ArtifactCompleted]
+    );
+    let started = events.position(ArtifactStarted, "");
+    assert!(
+        started < events.position(ServiceStarting, "api"),
+        "built before it starts"
+    );
+
+    let id2 = rigd.create(second).await;
+    let mut events2 = rigd.events(&id2);
+    assert_eq!(greeting(&mut events2).await, format!("{expected}\n"));
+    assert_eq!(artifact_events(&events2), [ArtifactCached]);
+    let cached = &events2.seen()[events2.position(ArtifactCached, "")];
+    assert_eq!(cached.artifact, events.seen()[started].artifact);
+}
+
+#[tokio::test]
+async fn a_cargo_package_is_built_once_and_cached_across_environments() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    cargo_package(&root, "greeter", &rust_greeter("built by cargo"), None);
+    built_once_then_cached(
+        &rigd,
+        spec("cargo-one", &root, cargo_service("greeter")),
+        spec("cargo-two", &root, cargo_service("./greeter")),
+        "built by cargo",
+    )
+    .await;
+    let cached = std::fs::read_dir(rigd.rig_dir().join("cache/cargo"))
+        .expect("the cargo cache exists")
+        .flatten()
+        .any(|e| e.path().join("binary").is_file());
+    assert!(cached, "the binary is in the rig dir's cache");
+}
+
+#[tokio::test]
+async fn an_edited_cargo_package_is_rebuilt() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    let dir = cargo_package(&root, "greeter", &rust_greeter("first"), None);
+    let id = rigd
+        .create(spec("v1", &root, cargo_service("greeter")))
+        .await;
+    let mut events = rigd.events(&id);
+    assert_eq!(greeting(&mut events).await, "first\n");
+
+    write(&dir.join("src/main.rs"), &rust_greeter("second"));
+    let id2 = rigd
+        .create(spec("v2", &root, cargo_service("greeter")))
+        .await;
+    let mut events2 = rigd.events(&id2);
+    assert_eq!(greeting(&mut events2).await, "second\n");
+    assert_eq!(
+        artifact_events(&events2),
+        [ArtifactStarted, ArtifactCompleted]
+    );
+}
+
+/// The environment fails in the artifact phase with `artifact.failed` carrying `needle`, and
+/// no service starts.
+async fn fails_to_build(rigd: &Rigd, spec: Value, needle: &str) -> String {
+    let id = rigd.create(spec).await;
+    let mut events = rigd.events(&id);
+    let failed = events.until(ArtifactFailed).await;
+    assert!(
+        failed.error.contains(needle),
+        "artifact.failed should carry {needle:?}: {}",
+        failed.error
+    );
+    let failing = events.until(EnvironmentFailing).await;
+    assert!(failing.error.contains(needle), "{}", failing.error);
+    assert!(failing.service.is_empty());
+    let down = events.until(EnvironmentDown).await;
+    assert!(
+        down.message.contains(needle),
+        "the summary says why: {}",
+        down.message
+    );
+    assert!(
+        !events.saw(ServiceStarting),
+        "no service starts after a failed build"
+    );
+    // The compiler's output is also in the service's log.
+    let log = rigd.log(&id).await;
+    assert!(
+        log.iter()
+            .any(|e| e.event_type == ServiceLog && e.service == "api"),
+        "build output is in api's log"
+    );
+    failed.error
+}
+
+#[tokio::test]
+async fn a_rust_compile_error_is_reported_as_artifact_failed() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    cargo_package(&root, "broken", "fn main() { let _ = nope; }\n", None);
+    let err = fails_to_build(
+        &rigd,
+        spec("broken", &root, cargo_service("broken")),
+        "cannot find value `nope`",
+    )
+    .await;
+    assert!(err.starts_with("cargo build "), "{err}");
+}
+
+#[tokio::test]
+async fn a_go_module_is_built_once_and_cached_across_environments() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    go_module(&root, "greeter", &go_greeter("built by go"));
+    built_once_then_cached(
+        &rigd,
+        spec("go-one", &root, go_service("./greeter")),
+        spec("go-two", &root, go_service("greeter")),
+        "built by go",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_go_compile_error_is_reported_as_artifact_failed() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    go_module(
+        &root,
+        "broken",
+        "package main\n\nfunc main() {\n\tnope()\n}\n",
+    );
+    let err = fails_to_build(
+        &rigd,
+        spec("broken", &root, go_service("./broken")),
+        "undefined: nope",
+    )
+    .await;
+    assert!(err.starts_with("go build "), "{err}");
+}
+
+#[tokio::test]
+async fn a_remote_go_module_is_fetched_not_joined_to_the_spec_dir() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    // Nothing can be downloaded here: the fetch fails, and the error names the module as a
+    // module (upstream turned it into a path under the spec dir).
+    let mut spec = spec(
+        "remote",
+        &root,
+        go_service("example.invalid/greeter@v1.0.0"),
+    );
+    spec["host_env"] = json!({"PATH": std::env::var("PATH").unwrap_or_default(),
+                              "GOPROXY": "off", "GOFLAGS": "-mod=mod"});
+    let err = fails_to_build(&rigd, spec, "go install example.invalid/greeter@v1.0.0").await;
+    assert!(!err.contains(&*root.to_string_lossy()), "{err}");
+}
+
+#[tokio::test]
+async fn delete_during_a_build_kills_the_build() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    // A build script that never finishes on its own.
+    cargo_package(
+        &root,
+        "slow",
+        "fn main() {}\n",
+        Some("fn main() { std::thread::sleep(std::time::Duration::from_secs(600)); }\n"),
+    );
+    let id = rigd
+        .create(spec("slow", &root, cargo_service("slow")))
+        .await;
+    let mut events = rigd.events(&id);
+    events.until(ArtifactStarted).await;
+    let marker = format!(
+        "CARGO_TARGET_DIR={}",
+        rigd.rig_dir().join("cache").display()
+    );
+    let deadline = Instant::now() + support::WAIT;
+    while processes_with_env(&marker).is_empty() {
+        assert!(Instant::now() < deadline, "the build never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE during the build");
+    events.until(EnvironmentDown).await;
+    assert!(
+        !events.saw(ArtifactFailed),
+        "a cancelled build is not a failure"
+    );
+    assert!(!events.saw(EnvironmentFailing));
+    let left = processes_with_env(&marker);
+    assert!(left.is_empty(), "build processes left: {left:#?}");
+}
