@@ -7,12 +7,15 @@
 //! - [`events`]: the per-environment event log and its subscriptions;
 //! - [`ports`]: the port allocator;
 //! - [`wiring`]: environment variables, `RIG_WIRING` and template expansion;
+//! - [`artifacts`]: the artifact phase (builds and images, cached under `{rig-dir}/cache`);
+//! - [`docker`]: running containers with the Docker engine;
 //! - [`logfiles`]: the JSONL and pretty log files written at teardown;
 //! - [`explain`]: the condensed explanation of a failed run (DELETE `summary`, `rig explain`).
 
 pub mod artifacts;
 pub mod cli;
 pub mod daemon;
+pub mod docker;
 pub mod events;
 pub mod explain;
 pub mod logfiles;

@@ -11,6 +11,10 @@
 //! 3. the reaper keeps a **record** file under `{rig-dir}/reaper/`; if rigd and its reaper
 //!    both die, the next rigd start reaps what the record lists ([`reap_leftovers`]).
 //!
+//! Docker containers are tracked the same way (the reaper removes them through the engine),
+//! and also carry labels naming their rig dir and rigd, so the next rigd start removes any
+//! whose rigd is gone (`crate::docker::sweep_leftovers_blocking`).
+//!
 //! A group is only killed if its processes started no earlier than the recorded leader, so a
 //! process group id reused by an unrelated program after a reboot is left alone.
 
@@ -46,6 +50,13 @@ pub fn start(rig_dir: &Path) {
     if reaped > 0 {
         eprintln!("rigd: cleaned up after {reaped} rigd(s) that did not shut down cleanly");
     }
+    // Containers are labelled with their rigd, so even those created just before a crash
+    // (not yet in any record) are found.
+    crate::docker::set_rig_dir(rig_dir);
+    let removed = crate::docker::sweep_leftovers_blocking(rig_dir);
+    if removed > 0 {
+        eprintln!("rigd: removed {removed} container(s) left by rigds that did not shut down");
+    }
     let started = std::env::current_exe().and_then(|exe| Reaper::spawn(&exe, &record_dir));
     match started {
         Ok(reaper) => {
@@ -69,6 +80,8 @@ enum Message {
     Ungroup { pgid: i32 },
     Dir { path: PathBuf },
     Undir { path: PathBuf },
+    Container { id: String },
+    Uncontainer { id: String },
 }
 
 /// What a reaper is responsible for, as written to its record file.
@@ -79,6 +92,9 @@ struct Record {
     /// Process group id → the leader's start time (clock ticks since boot).
     groups: BTreeMap<i32, u64>,
     dirs: BTreeSet<PathBuf>,
+    /// Docker container ids.
+    #[serde(default)]
+    containers: BTreeSet<String>,
 }
 
 impl Reaper {
@@ -126,6 +142,16 @@ impl Reaper {
         self.send(&Message::Undir {
             path: path.to_path_buf(),
         });
+    }
+
+    /// Asks the reaper to remove Docker container `id` if rigd dies.
+    pub fn track_container(&self, id: &str) {
+        self.send(&Message::Container { id: id.to_string() });
+    }
+
+    /// The container has been removed; forget it.
+    pub fn untrack_container(&self, id: &str) {
+        self.send(&Message::Uncontainer { id: id.to_string() });
     }
 
     fn send(&self, message: &Message) {
@@ -176,6 +202,12 @@ pub fn run(record_path: &Path) -> i32 {
             Ok(Message::Undir { path }) => {
                 record.dirs.remove(&path);
             }
+            Ok(Message::Container { id }) => {
+                record.containers.insert(id);
+            }
+            Ok(Message::Uncontainer { id }) => {
+                record.containers.remove(&id);
+            }
             Err(e) => eprintln!("rigd reaper: ignoring {line:?}: {e}"),
         }
         save(record_path, &record);
@@ -220,6 +252,7 @@ fn reap(record: &Record) {
     for dir in &record.dirs {
         let _ = std::fs::remove_dir_all(dir);
     }
+    crate::docker::remove_containers_blocking(record.containers.iter().cloned().collect());
 }
 
 /// SIGKILLs every process in group `pgid` that started no earlier than `start`. Repeats a few
@@ -339,6 +372,8 @@ mod tests {
                 path: "/tmp/a b\nc".into(),
             },
             Message::Undir { path: "/x".into() },
+            Message::Container { id: "abc".into() },
+            Message::Uncontainer { id: "abc".into() },
         ] {
             let line = serde_json::to_string(&m).unwrap();
             assert!(!line.contains('\n'));
@@ -373,6 +408,7 @@ mod tests {
             reaper_pid: u32::MAX - 2,
             groups: BTreeMap::from([(pgid, process_start(child.id()).unwrap())]),
             dirs: BTreeSet::from([env_dir.clone()]),
+            containers: BTreeSet::new(),
         };
         save(&dir.path().join("1.json"), &dead);
         let live = Record {

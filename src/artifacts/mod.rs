@@ -19,6 +19,7 @@
 mod cache;
 pub mod cargo;
 mod command;
+pub mod docker;
 pub mod go;
 mod hash;
 mod resolve;

@@ -6,6 +6,7 @@
 
 mod builds;
 mod client;
+mod container;
 pub mod infra;
 mod moto;
 mod output;
@@ -19,6 +20,7 @@ mod test_node;
 
 pub use builds::{Cargo, Go};
 pub use client::Client;
+pub use container::Container;
 pub use output::OutputSink;
 pub use postgres::Postgres;
 pub use process::Process;
@@ -354,15 +356,15 @@ impl Registry {
         Registry::default()
     }
 
-    /// The built-in types: `process`, `cargo`, `go`, `client`, `test`, `proxy`, and the
-    /// pooled infrastructure types `postgres`, `redis`, `s3` and `sqs`, which share this
-    /// process's
-    /// [`Pools`].
+    /// The built-in types: `process`, `cargo`, `go`, `container`, `client`, `test`, `proxy`,
+    /// and the pooled infrastructure types `postgres`, `redis`, `s3` and `sqs`, which share
+    /// this process's [`Pools`].
     pub fn builtin() -> Registry {
         let mut r = Registry::new();
         r.register("process", Process);
         r.register("cargo", Cargo);
         r.register("go", Go);
+        r.register("container", Container);
         r.register("client", Client);
         r.register("test", TestNode);
         r.register("proxy", Proxy);

@@ -14,6 +14,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod images;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -498,6 +500,12 @@ impl Rigd {
     /// Like [`Rigd::start`], with `extra` flags appended to rigd's command line (e.g.
     /// `["--stop-grace", "1s"]`).
     pub fn start_with(extra: &[&str]) -> Rigd {
+        Rigd::start_with_env(extra, &[])
+    }
+
+    /// Like [`Rigd::start_with`], with `env` added to rigd's own environment (e.g.
+    /// `DOCKER_HOST`).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Rigd {
         let dir = tempfile::Builder::new()
             .prefix("rigd-it-")
             .tempdir()
@@ -513,6 +521,7 @@ impl Rigd {
             .args(extra)
             .env(RIGD_ONLY_VAR, "leaked from rigd")
             .env_remove("RIG_PRESERVE")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(output.try_clone().expect("clone rigd.output"))
             .stderr(output)

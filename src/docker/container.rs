@@ -1,0 +1,211 @@
+//! Running one container to the end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, LogsOptionsBuilder, StopContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use rig_types::LogStream;
+use tokio_util::sync::CancellationToken;
+
+use super::owner::{force_remove, labels};
+use crate::reaper::Reaper;
+use crate::services::OutputSink;
+
+/// A port published on the host's loopback interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortMapping {
+    /// The port inside the container.
+    pub container_port: u16,
+    /// The port on `127.0.0.1` of the host.
+    pub host_port: u16,
+}
+
+/// A host directory mounted into the container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The host directory.
+    pub host: PathBuf,
+    /// Where it appears inside the container.
+    pub container: String,
+}
+
+/// What to run.
+#[derive(Clone, Debug, Default)]
+pub struct ContainerSpec {
+    /// The container name (`rig-<instance>-<service>` for services).
+    pub name: String,
+    /// The image; must be present locally ([`super::ensure_image`] in the artifact phase).
+    pub image: String,
+    /// The command; `None` runs the image's default.
+    pub cmd: Option<Vec<String>>,
+    /// The whole environment of the container's process.
+    pub env: BTreeMap<String, String>,
+    /// Published ports.
+    pub ports: Vec<PortMapping>,
+    /// Bind mounts.
+    pub mounts: Vec<Mount>,
+    /// The environment instance id and service name, recorded as labels.
+    pub instance: String,
+    /// The service name.
+    pub service: String,
+}
+
+/// How a running container is stopped and who must know about it.
+#[derive(Clone)]
+pub struct StopSettings {
+    /// Fires when the container must stop.
+    pub cancel: CancellationToken,
+    /// Between the stop signal (SIGTERM) and SIGKILL.
+    pub grace: Duration,
+    /// Removes the container if rigd dies.
+    pub reaper: Option<Arc<Reaper>>,
+}
+
+/// Creates, starts and follows a container until it exits or `stop.cancel` fires.
+///
+/// Output goes to `output` (`service.log`, stdout and stderr apart). A non-zero exit is
+/// `container exited with code N`; exit 0 returns `Ok` (for a service that is still a
+/// failure, "runner exited early"); cancellation stops the container (SIGTERM, SIGKILL after
+/// the grace period) and returns `Ok`. The container is removed in every case.
+pub async fn run_container(
+    docker: &Docker,
+    spec: &ContainerSpec,
+    output: &OutputSink,
+    stop: &StopSettings,
+) -> Result<(), String> {
+    let id = create(docker, spec).await?;
+    if let Some(reaper) = &stop.reaper {
+        reaper.track_container(&id);
+    }
+    let result = start_and_follow(docker, &id, output, stop).await;
+    force_remove(docker, &id).await;
+    if let Some(reaper) = &stop.reaper {
+        reaper.untrack_container(&id);
+    }
+    result
+}
+
+async fn create(docker: &Docker, spec: &ContainerSpec) -> Result<String, String> {
+    let mut port_bindings = HashMap::new();
+    let mut exposed = Vec::new();
+    for p in &spec.ports {
+        let key = format!("{}/tcp", p.container_port);
+        exposed.push(key.clone());
+        port_bindings.insert(
+            key,
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".to_string()),
+                host_port: Some(p.host_port.to_string()),
+            }]),
+        );
+    }
+    let binds = spec
+        .mounts
+        .iter()
+        .map(|m| format!("{}:{}", m.host.display(), m.container))
+        .collect();
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.cmd.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        exposed_ports: Some(exposed),
+        labels: Some(labels(&spec.instance, &spec.service)),
+        host_config: Some(HostConfig {
+            port_bindings: Some(port_bindings),
+            binds: Some(binds),
+            // Linux engines do not define it by themselves (Docker Desktop does).
+            extra_hosts: Some(vec!["host.docker.internal:host-gateway".to_string()]),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    };
+    let options = CreateContainerOptionsBuilder::default()
+        .name(&spec.name)
+        .build();
+    let created = docker
+        .create_container(Some(options), body)
+        .await
+        .map_err(|e| {
+            format!(
+                "create container {:?} from image {:?}: {e}",
+                spec.name, spec.image
+            )
+        })?;
+    Ok(created.id)
+}
+
+async fn start_and_follow(
+    docker: &Docker,
+    id: &str,
+    output: &OutputSink,
+    stop: &StopSettings,
+) -> Result<(), String> {
+    docker
+        .start_container(id, None)
+        .await
+        .map_err(|e| format!("start container: {e}"))?;
+    let logs = tokio::spawn(follow_logs(docker.clone(), id.to_string(), output.clone()));
+    let wait_options = WaitContainerOptionsBuilder::default()
+        .condition("not-running")
+        .build();
+    let mut wait = docker.wait_container(id, Some(wait_options));
+    let exited = tokio::select! {
+        exited = wait.next() => Some(exited),
+        _ = stop.cancel.cancelled() => None,
+    };
+    let result = match exited {
+        None => {
+            let options = StopContainerOptionsBuilder::default()
+                .t(stop.grace.as_secs().max(1) as i32)
+                .build();
+            // Removed right after anyway; a failed stop only costs the grace period.
+            let _ = docker.stop_container(id, Some(options)).await;
+            Ok(())
+        }
+        Some(Some(Ok(_))) => Ok(()),
+        Some(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => {
+            Err(format!("container exited with code {code}"))
+        }
+        Some(Some(Err(e))) => Err(format!("wait for container: {e}")),
+        Some(None) => Err("wait for container: the engine ended the wait".to_string()),
+    };
+    // The log stream ends when the container stops; let it deliver the last lines.
+    let _ = tokio::time::timeout(Duration::from_secs(2), logs).await;
+    result
+}
+
+/// Streams the container's stdout and stderr into `output` until it stops.
+async fn follow_logs(docker: Docker, id: String, output: OutputSink) {
+    let options = LogsOptionsBuilder::default()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .build();
+    let mut logs = docker.logs(&id, Some(options));
+    while let Some(Ok(chunk)) = logs.next().await {
+        write_chunk(&output, chunk);
+    }
+}
+
+/// One demultiplexed chunk of container output into the log.
+pub(super) fn write_chunk(output: &OutputSink, chunk: LogOutput) {
+    let (stream, bytes) = match chunk {
+        LogOutput::StdErr { message } => (LogStream::Stderr, message),
+        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+            (LogStream::Stdout, message)
+        }
+        LogOutput::StdIn { .. } => return,
+    };
+    if !bytes.is_empty() {
+        output.write(stream, String::from_utf8_lossy(&bytes).into_owned());
+    }
+}

@@ -1,0 +1,54 @@
+//! Running a command inside a running container (`exec` hooks).
+
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use super::container::write_chunk;
+use crate::services::OutputSink;
+
+/// Runs `cmd` in container `container`, its output into `output`; a non-zero exit is
+/// `exec [<cmd>]: exit code N`.
+pub async fn exec(
+    docker: &Docker,
+    container: &str,
+    cmd: &[String],
+    output: &OutputSink,
+) -> Result<(), String> {
+    let what = format!("exec {cmd:?}");
+    let created = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(cmd.to_vec()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..CreateExecOptions::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    match docker
+        .start_exec(&created.id, None)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?
+    {
+        StartExecResults::Attached {
+            output: mut out, ..
+        } => {
+            while let Some(Ok(chunk)) = out.next().await {
+                write_chunk(output, chunk);
+            }
+        }
+        StartExecResults::Detached => {}
+    }
+    let inspected = docker
+        .inspect_exec(&created.id)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    match inspected.exit_code {
+        Some(0) => Ok(()),
+        Some(code) => Err(format!("{what}: exit code {code}")),
+        None => Err(format!("{what}: no exit code (still running?)")),
+    }
+}

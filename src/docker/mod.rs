@@ -1,0 +1,29 @@
+//! Running containers with the Docker engine (bollard), for the `container` service type and
+//! for container backends of infrastructure types.
+//!
+//! ```text
+//!  connect()        one client per rigd (DOCKER_HOST or the local socket, API version
+//!                   negotiated); "is Docker running?" when the engine does not answer
+//!  ensure_image()   inspect locally, pull only when missing (artifact phase)
+//!  run_container()  create (labelled with its owner) ── start ── logs → service.log ──
+//!                   wait: exit code ≠ 0 is an error; told to stop: stop with a grace
+//!                   period, then remove. Removed whatever happens.
+//!  exec()           a command inside a running container, output → service.log
+//!  sweep_leftovers()  at rigd start: remove containers of dead rigds sharing the rig dir
+//! ```
+//!
+//! Every container carries labels naming the rig dir and the rigd (pid and start time) that
+//! owns it, and is registered with the reaper, so a `kill -9` of rigd leaves none behind:
+//! the reaper removes them, and if the reaper died too, the next rigd on that rig dir does.
+
+mod client;
+mod container;
+mod exec;
+mod image;
+mod owner;
+
+pub use client::{connect, DockerError};
+pub use container::{run_container, ContainerSpec, Mount, PortMapping, StopSettings};
+pub use exec::exec;
+pub use image::{ensure_image, local_image_id, ImageSource};
+pub use owner::{remove_containers_blocking, set_rig_dir, sweep_leftovers_blocking, LABEL_PREFIX};

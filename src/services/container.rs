@@ -1,0 +1,285 @@
+//! The `container` type: runs a Docker image as a service.
+//!
+//! Config: `{"image": "...", "cmd": [...], "env": {...}}`; each ingress may set
+//! `container_port` (the port inside the container; default: the same as the host port, for
+//! images that read `$PORT`). The image comes from the artifact phase (local when present,
+//! pulled otherwise). The container gets:
+//! - ports published on `127.0.0.1:<host port>`;
+//! - the service's temp dir at `/rig/temp` and the environment dir at `/rig/env`;
+//! - the wiring rebuilt for the inside: its ingresses at `0.0.0.0:<container port>`, its
+//!   egresses at `host.docker.internal:<port>` (mapped to the host on Linux too), `RIG_WIRING`
+//!   with the `/rig/...` directories, then the config `env` on top. Unlike upstream, the
+//!   client's `host_env` is not copied in: host paths such as `PATH` break images;
+//! - `cmd` and `args` expanded against that environment (`cmd ++ args`; either alone; or the
+//!   image's default command).
+//!
+//! Its output goes to `service.log`; a non-zero exit fails the environment; teardown stops
+//! it (SIGTERM, SIGKILL after the grace period) and removes it. Init hooks of type `exec`
+//! (`{"command": [...]}`) run inside it, output in the log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rig_types::Endpoint;
+use serde::Deserialize;
+
+use super::{
+    ArtifactRequest, HookContext, RunContext, RunFuture, ServiceError, ServiceType, StepFuture,
+};
+use crate::artifacts::docker::DockerImage;
+use crate::artifacts::Artifact;
+use crate::docker::{self, ContainerSpec, Mount, PortMapping, StopSettings};
+use crate::wiring::{build_service_env, expand_templates, ServiceEnvInput};
+
+/// The `container` service type.
+pub struct Container;
+
+/// Where the service's temp dir appears inside the container.
+pub const TEMP_MOUNT: &str = "/rig/temp";
+/// Where the environment dir appears inside the container.
+pub const ENV_MOUNT: &str = "/rig/env";
+/// The host as seen from a container.
+pub const DOCKER_HOST_NAME: &str = "host.docker.internal";
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContainerConfig {
+    #[serde(default)]
+    image: String,
+    #[serde(default)]
+    cmd: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+fn decode(config: Option<&serde_json::Value>) -> Result<ContainerConfig, ServiceError> {
+    let config: ContainerConfig = match config {
+        Some(c) => serde_json::from_value(c.clone())
+            .map_err(|e| ServiceError::new(format!("invalid container config: {e}")))?,
+        None => ContainerConfig::default(),
+    };
+    if config.image.is_empty() {
+        return Err(ServiceError::new(
+            "container config needs \"image\": the image to run (e.g. \"nginx:1.27\")",
+        ));
+    }
+    Ok(config)
+}
+
+/// The container name of a service: `rig-<instance>-<service>`, with characters Docker does
+/// not accept in names replaced by `-`.
+pub fn container_name(instance: &str, service: &str) -> String {
+    format!("rig-{instance}-{service}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+fn port_of(hostport: &str) -> Option<u16> {
+    hostport.rsplit_once(':')?.1.parse().ok()
+}
+
+/// What the container's definition is made from (the parts of [`RunContext`] it needs).
+struct Parts<'a> {
+    service: &'a str,
+    instance_id: &'a str,
+    spec: &'a rig_types::Service,
+    ingresses: &'a BTreeMap<String, Endpoint>,
+    egresses: &'a BTreeMap<String, Endpoint>,
+    temp_dir: &'a std::path::Path,
+    env_dir: &'a std::path::Path,
+}
+
+impl<'a> Parts<'a> {
+    fn of(ctx: &'a RunContext) -> Parts<'a> {
+        Parts {
+            service: &ctx.service,
+            instance_id: &ctx.instance_id,
+            spec: &ctx.spec,
+            ingresses: &ctx.ingresses,
+            egresses: &ctx.egresses,
+            temp_dir: &ctx.temp_dir,
+            env_dir: &ctx.env_dir,
+        }
+    }
+}
+
+/// Ingresses as seen inside the container: `0.0.0.0:<container port or host port>`.
+fn inside_ingresses(ctx: &Parts<'_>) -> BTreeMap<String, Endpoint> {
+    ctx.ingresses
+        .iter()
+        .map(|(name, ep)| {
+            let port = container_port(ctx, name, ep);
+            let mut ep = ep.clone();
+            ep.hostport = format!("0.0.0.0:{port}");
+            (name.clone(), ep)
+        })
+        .collect()
+}
+
+fn container_port(ctx: &Parts<'_>, ingress: &str, ep: &Endpoint) -> u16 {
+    ctx.spec
+        .ingresses
+        .get(ingress)
+        .map(|i| i.container_port)
+        .filter(|p| *p != 0)
+        .or_else(|| port_of(&ep.hostport))
+        .unwrap_or_default()
+}
+
+/// Egresses as seen inside the container: the loopback host replaced by the host's name.
+fn inside_egresses(egresses: &BTreeMap<String, Endpoint>) -> BTreeMap<String, Endpoint> {
+    egresses
+        .iter()
+        .map(|(name, ep)| {
+            let mut ep = ep.clone();
+            for loopback in ["127.0.0.1", "localhost"] {
+                if let Some(port) = ep.hostport.strip_prefix(&format!("{loopback}:")) {
+                    ep.hostport = format!("{DOCKER_HOST_NAME}:{port}");
+                }
+            }
+            (name.clone(), ep)
+        })
+        .collect()
+}
+
+fn container_spec(ctx: &Parts<'_>, config: &ContainerConfig) -> Result<ContainerSpec, String> {
+    let ingresses = inside_ingresses(ctx);
+    let egresses = inside_egresses(ctx.egresses);
+    let no_host_env = BTreeMap::new();
+    let mut env = build_service_env(&ServiceEnvInput {
+        service: ctx.service,
+        ingresses: &ingresses,
+        egresses: &egresses,
+        temp_dir: TEMP_MOUNT,
+        env_dir: ENV_MOUNT,
+        host_env: &no_host_env,
+    })
+    .map_err(|e| format!("build service env: {e}"))?;
+    env.extend(config.env.clone());
+
+    let cmd = expand_templates(&config.cmd, &env);
+    let args = expand_templates(&ctx.spec.args, &env);
+    let cmd: Vec<String> = cmd.into_iter().chain(args).collect();
+
+    let ports = ctx
+        .ingresses
+        .iter()
+        .map(|(name, ep)| {
+            let host_port = port_of(&ep.hostport)
+                .ok_or_else(|| format!("ingress {name:?}: no port in {:?}", ep.hostport))?;
+            Ok(PortMapping {
+                container_port: container_port(ctx, name, ep),
+                host_port,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    let mut mounts = vec![Mount {
+        host: ctx.env_dir.to_path_buf(),
+        container: ENV_MOUNT.to_string(),
+    }];
+    if !ctx.temp_dir.as_os_str().is_empty() {
+        mounts.push(Mount {
+            host: ctx.temp_dir.to_path_buf(),
+            container: TEMP_MOUNT.to_string(),
+        });
+    }
+    Ok(ContainerSpec {
+        name: container_name(ctx.instance_id, ctx.service),
+        image: config.image.clone(),
+        cmd: (!cmd.is_empty()).then_some(cmd),
+        env,
+        ports,
+        mounts,
+        instance: ctx.instance_id.to_string(),
+        service: ctx.service.to_string(),
+    })
+}
+
+impl ServiceType for Container {
+    fn artifacts(&self, req: &ArtifactRequest<'_>) -> Result<Vec<Artifact>, ServiceError> {
+        let config = decode(req.spec.config.as_ref())?;
+        let image = DockerImage {
+            image: config.image,
+        };
+        Ok(vec![Artifact {
+            key: image.key(),
+            service: req.service.to_string(),
+            resolver: Arc::new(image),
+        }])
+    }
+
+    fn run(&self, ctx: RunContext) -> RunFuture {
+        Box::pin(async move {
+            let config = decode(ctx.spec.config.as_ref())?;
+            let engine = docker::connect().await.map_err(|e| e.to_string())?;
+            let spec = container_spec(&Parts::of(&ctx), &config).map_err(ServiceError::new)?;
+            let stop = StopSettings {
+                cancel: ctx.cancel.clone(),
+                grace: ctx.stop_grace,
+                reaper: ctx.reaper.clone(),
+            };
+            docker::run_container(&engine, &spec, &ctx.output, &stop)
+                .await
+                .map_err(ServiceError::new)
+        })
+    }
+
+    fn init_hook(&self, ctx: HookContext) -> Option<StepFuture> {
+        if ctx.hook.hook_type != "exec" {
+            return None;
+        }
+        Some(Box::pin(async move {
+            let command = exec_command(ctx.hook.config.as_ref()).map_err(ServiceError::new)?;
+            let engine = docker::connect().await.map_err(|e| e.to_string())?;
+            let name = container_name(&ctx.service.instance_id, &ctx.service.service);
+            // Dropped (and so stopped) when the service is told to stop.
+            wait_running(&engine, &name).await;
+            docker::exec(&engine, &name, &command, &ctx.output)
+                .await
+                .map_err(ServiceError::new)
+        }))
+    }
+}
+
+fn exec_command(config: Option<&serde_json::Value>) -> Result<Vec<String>, String> {
+    #[derive(Deserialize)]
+    struct ExecHook {
+        #[serde(default)]
+        command: Vec<String>,
+    }
+    let hook: ExecHook = serde_json::from_value(config.cloned().unwrap_or_default())
+        .map_err(|e| format!("container init: invalid exec hook config: {e}"))?;
+    if hook.command.is_empty() {
+        return Err("container init: exec hook command is empty".to_string());
+    }
+    Ok(hook.command)
+}
+
+/// Waits until the container exists and runs (a service without ingresses reaches its init
+/// hooks without a readiness check, possibly before the container is created).
+async fn wait_running(engine: &bollard::Docker, name: &str) {
+    loop {
+        let running = engine
+            .inspect_container(name, None)
+            .await
+            .ok()
+            .and_then(|c| c.state)
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        if running {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,312 @@
+//! The `container` type through the real `rigd` binary and a real Docker engine, with images
+//! made locally from host binaries (`support::images`): a container reached by a process
+//! through its egress, `exec` hooks, crashes, DELETE, images missing or present, an engine
+//! that does not answer, and containers left by a killed rigd.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rig_types::EventType::*;
+use rig_types::{Event, EventType};
+use rigd::cli::client::DeleteOptions;
+use serde_json::{json, Value};
+use support::images::{busybox, containers_labelled};
+use support::{Events, Rigd};
+
+/// How long cleanup after a killed rigd may take.
+const CLEANUP: Duration = Duration::from_secs(30);
+
+/// A busybox container serving `/rig/temp` over HTTP on port 8080 inside, after writing
+/// `index.html` there (so the page also proves the temp dir mount).
+fn web_container(image: &str) -> Value {
+    json!({
+        "type": "container",
+        "config": {
+            "image": image,
+            "cmd": ["sh", "-c",
+                    "echo hello from the container > /rig/temp/index.html && echo web started && exec httpd -f -p 8080 -h /rig/temp"],
+        },
+        "ingresses": {"default": {"protocol": "http", "container_port": 8080}},
+    })
+}
+
+fn output_of(log: &[Event], service: &str) -> String {
+    log.iter()
+        .filter(|e| e.event_type == ServiceLog && e.service == service)
+        .filter_map(|e| e.log.as_ref().map(|l| l.data.clone()))
+        .collect()
+}
+
+/// Waits until `pred` holds for `service`'s output (from the log, polled with a deadline).
+async fn wait_for_output(rigd: &Rigd, id: &str, service: &str, needle: &str) -> String {
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        let text = output_of(&rigd.log(id).await, service);
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{service} never printed {needle:?}; it printed {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn container_exists(name_or_id: &str) -> bool {
+    Command::new("docker")
+        .args(["container", "inspect", name_or_id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn artifact_types(events: &Events) -> Vec<EventType> {
+    events
+        .seen()
+        .iter()
+        .filter(|e| e.event_type.to_string().starts_with("artifact."))
+        .map(|e| e.event_type.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_container_serves_a_process_through_its_egress_runs_exec_hooks_and_goes_on_delete() {
+    let image = busybox();
+    let rigd = Rigd::start();
+    let mut web = web_container(&image);
+    web["hooks"] = json!({"init": [{"type": "exec", "config": {"command":
+        ["sh", "-c", "echo hook ran in $(cat /rig/temp/index.html | wc -c) bytes; ls /rig/env"]}}]});
+    let id = rigd
+        .create(json!({"name": "containers", "services": {
+            "web": web,
+            "client": {
+                "type": "process",
+                "config": {"command": "sh"},
+                "args": ["-c", "curl -sS http://${WEB_HOST}:${WEB_PORT}/index.html && exec sleep 1000"],
+                "egresses": {"web": {"service": "web"}},
+            },
+        }}))
+        .await;
+    let mut events = rigd.events(&id);
+    let up = events.until(EnvironmentUp).await;
+
+    // The image is local: used without contacting a registry.
+    assert_eq!(artifact_types(&events), [ArtifactCached]);
+    let cached = &events.seen()[events.position(ArtifactCached, "")];
+    assert_eq!(cached.artifact, format!("docker:{image}"));
+
+    // The process reached the container through its egress.
+    wait_for_output(&rigd, &id, "client", "hello from the container").await;
+    // The test reaches it too (through its proxy).
+    let url = format!(
+        "http://{}/index.html",
+        up.ingresses["web"]["default"].hostport
+    );
+    let page = Command::new("curl")
+        .args(["-sS", &url])
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&page.stdout),
+        "hello from the container\n"
+    );
+
+    // Its output and the exec hook's are in its log; the hook saw both mounts.
+    let web_log = wait_for_output(&rigd, &id, "web", "web started").await;
+    assert!(web_log.contains("hook ran in 25 bytes"), "{web_log:?}");
+    assert!(
+        web_log.contains("web"),
+        "/rig/env lists the service dirs: {web_log:?}"
+    );
+    assert!(events.position(ServiceInit, "web") < events.position(ServiceReady, "web"));
+
+    // It is labelled with its environment and service.
+    let ours = containers_labelled("dev.rig-rs.environment", &id);
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    let name = format!("rig-{id}-web");
+    assert!(container_exists(&name));
+
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE");
+    assert!(!container_exists(&name), "DELETE removes the container");
+    assert!(containers_labelled("dev.rig-rs.environment", &id).is_empty());
+}
+
+#[tokio::test]
+async fn a_crashing_container_fails_the_environment() {
+    let image = busybox();
+    let rigd = Rigd::start();
+    let id = rigd
+        .create(json!({"name": "crash", "services": {
+            // An ingress that never answers HTTP: the service cannot become ready first.
+            "job": {"type": "container",
+                    "config": {"image": image, "cmd": ["sh", "-c", "echo going down >&2; exit 3"]},
+                    "ingresses": {"default": {"protocol": "http", "container_port": 8080}}},
+        }}))
+        .await;
+    let mut events = rigd.events(&id);
+    let failed = events.until(ServiceFailed).await;
+    assert_eq!(failed.service, "job");
+    assert_eq!(failed.error, "container exited with code 3");
+    let failing = events.until(EnvironmentFailing).await;
+    assert_eq!(
+        failing.error,
+        "service \"job\": container exited with code 3"
+    );
+    events.until(EnvironmentDown).await;
+    assert!(!events.saw(EnvironmentUp));
+    let log = rigd.log(&id).await;
+    assert!(
+        log.iter().any(|e| e.service == "job"
+            && e.log.as_ref().is_some_and(
+                |l| l.data.contains("going down") && l.stream == rig_types::LogStream::Stderr
+            )),
+        "the container's stderr is in the log"
+    );
+    assert!(
+        !container_exists(&format!("rig-{id}-job")),
+        "a crashed container is removed"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_image_that_cannot_be_pulled_is_artifact_failed() {
+    let rigd = Rigd::start();
+    let id = rigd
+        .create(json!({"name": "nopull", "services": {
+            "app": {"type": "container", "config": {"image": "rig-test/never-built:v1"}},
+        }}))
+        .await;
+    let mut events = rigd.events(&id);
+    let failed = events.until(ArtifactFailed).await;
+    assert_eq!(failed.artifact, "docker:rig-test/never-built:v1");
+    assert!(
+        failed
+            .error
+            .starts_with("docker pull rig-test/never-built:v1: "),
+        "{}",
+        failed.error
+    );
+    events.until(EnvironmentDown).await;
+    assert!(!events.saw(ServiceStarting));
+}
+
+#[tokio::test]
+async fn an_unreachable_engine_asks_whether_docker_is_running() {
+    let rigd = Rigd::start_with_env(&[], &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    let id = rigd
+        .create(json!({"name": "nodocker", "services": {
+            "app": {"type": "container", "config": {"image": "anything:1"}},
+        }}))
+        .await;
+    let mut events = rigd.events(&id);
+    let failed = events.until(ArtifactFailed).await;
+    assert!(
+        failed.error.contains("is Docker running?"),
+        "{}",
+        failed.error
+    );
+}
+
+/// Starts an environment with a long-running container and returns (id, container id).
+async fn running_container(rigd: &Rigd) -> (String, String) {
+    let image = busybox();
+    let id = rigd
+        .create(json!({"name": "leftover", "services": {
+            "sleeper": {"type": "container", "config": {"image": image, "cmd": ["sleep", "1000"]}},
+        }}))
+        .await;
+    rigd.events(&id).until(EnvironmentUp).await;
+    // A service without ingresses is ready at once, possibly before its container exists.
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        let ids = containers_labelled("dev.rig-rs.environment", &id);
+        if let [one] = ids.as_slice() {
+            return (id, one.clone());
+        }
+        assert!(ids.is_empty(), "one container per service: {ids:?}");
+        assert!(Instant::now() < deadline, "the container was never created");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn kill9(pid: u32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    assert_eq!(
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) },
+        0,
+        "kill -9 {pid}"
+    );
+}
+
+fn wait_gone(container: &str) {
+    let deadline = Instant::now() + CLEANUP;
+    while container_exists(container) {
+        assert!(
+            Instant::now() < deadline,
+            "container {container} still exists after {CLEANUP:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The reaper child (`rigd __reap`) of rigd `pid`.
+fn reaper_of(pid: u32) -> u32 {
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(pid) && cmdline.windows(6).any(|w| w == b"__reap") {
+            return child;
+        }
+    }
+    panic!("rigd {pid} has no reaper process");
+}
+
+#[tokio::test]
+async fn kill_9_of_rigd_leaves_no_container_behind() {
+    let rigd = Rigd::start();
+    let (_, container) = running_container(&rigd).await;
+    kill9(rigd.pid());
+    // Its reaper removes the container.
+    wait_gone(&container);
+}
+
+#[tokio::test]
+async fn the_next_rigd_removes_containers_of_a_killed_rigd_and_reaper() {
+    let rigd = Rigd::start();
+    let (_, container) = running_container(&rigd).await;
+    kill9(reaper_of(rigd.pid()));
+    kill9(rigd.pid());
+    assert!(container_exists(&container), "nothing else removes it");
+
+    let addr_file = rigd.scratch().join("second.addr");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_rigd"))
+        .args(["--addr", "127.0.0.1:0", "--idle", "0", "--rig-dir"])
+        .arg(rigd.rig_dir())
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a second rigd");
+    wait_gone(&container);
+    let _ = second.kill();
+    let _ = second.wait();
+}
