@@ -52,11 +52,15 @@ pub fn start(rig_dir: &Path) {
     }
     // Containers are labelled with their rigd, so even those created just before a crash
     // (not yet in any record) are found.
+    // In the background: a wedged engine must not delay rigd's start.
     crate::docker::set_rig_dir(rig_dir);
-    let removed = crate::docker::sweep_leftovers_blocking(rig_dir);
-    if removed > 0 {
-        eprintln!("rigd: removed {removed} container(s) left by rigds that did not shut down");
-    }
+    let dir = rig_dir.to_path_buf();
+    std::thread::spawn(move || {
+        let removed = crate::docker::sweep_leftovers_blocking(&dir);
+        if removed > 0 {
+            eprintln!("rigd: removed {removed} container(s) left by rigds that did not shut down");
+        }
+    });
     let started = std::env::current_exe().and_then(|exe| Reaper::spawn(&exe, &record_dir));
     match started {
         Ok(reaper) => {
