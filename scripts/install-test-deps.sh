@@ -45,7 +45,8 @@ fi
 if ! docker info >/dev/null 2>&1; then
   echo "== starting dockerd"
   if [ "$(id -u)" = 0 ]; then sudo_cmd=(); else sudo_cmd=(sudo); fi
-  "${sudo_cmd[@]}" sh -c 'nohup dockerd >/tmp/dockerd.log 2>&1 &'
+  # A session of its own: it must outlive this script and the job that ran it.
+  "${sudo_cmd[@]}" setsid sh -c 'nohup dockerd >>/tmp/dockerd.log 2>&1 </dev/null &'
   deadline=$((SECONDS + 60))
   until docker info >/dev/null 2>&1; do
     if ((SECONDS >= deadline)); then

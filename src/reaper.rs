@@ -92,6 +92,10 @@ enum Message {
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 struct Record {
     rigd_pid: u32,
+    /// rigd's start time (clock ticks since boot): with the pid, the owner label of its
+    /// containers.
+    #[serde(default)]
+    rigd_start: u64,
     reaper_pid: u32,
     /// Process group id → the leader's start time (clock ticks since boot).
     groups: BTreeMap<i32, u64>,
@@ -184,8 +188,10 @@ impl Reaper {
 /// reap. Returns the process exit code.
 pub fn run(record_path: &Path) -> i32 {
     ignore_terminal_signals();
+    let rigd_pid = parent_pid();
     let mut record = Record {
-        rigd_pid: parent_pid(),
+        rigd_pid,
+        rigd_start: process_start(rigd_pid).unwrap_or(0),
         reaper_pid: std::process::id(),
         ..Record::default()
     };
@@ -256,7 +262,11 @@ fn reap(record: &Record) {
     for dir in &record.dirs {
         let _ = std::fs::remove_dir_all(dir);
     }
-    crate::docker::remove_containers_blocking(record.containers.iter().cloned().collect());
+    // The recorded ids, and anything labelled as rigd's (created just before it died, before
+    // it could tell us).
+    let owner =
+        (record.rigd_start != 0).then(|| format!("{}:{}", record.rigd_pid, record.rigd_start));
+    crate::docker::remove_containers_blocking(record.containers.iter().cloned().collect(), owner);
 }
 
 /// SIGKILLs every process in group `pgid` that started no earlier than `start`. Repeats a few
@@ -409,6 +419,7 @@ mod tests {
         std::fs::create_dir(&env_dir).unwrap();
         let dead = Record {
             rigd_pid: u32::MAX - 1,
+            rigd_start: 0,
             reaper_pid: u32::MAX - 2,
             groups: BTreeMap::from([(pgid, process_start(child.id()).unwrap())]),
             dirs: BTreeSet::from([env_dir.clone()]),

@@ -94,12 +94,26 @@ pub fn sweep_leftovers_blocking(rig_dir: &Path) -> usize {
     .unwrap_or(0)
 }
 
-/// Force-removes the containers `ids` (the reaper's record after rigd died). Best effort.
-pub fn remove_containers_blocking(ids: Vec<String>) {
-    if ids.is_empty() {
+/// Force-removes the containers `ids`, and those labelled as owned by `owner`
+/// (`<pid>:<start>` of a rigd that died). Best effort; used by the reaper.
+pub fn remove_containers_blocking(ids: Vec<String>, owner: Option<String>) {
+    if ids.is_empty() && owner.is_none() {
         return;
     }
     let _ = on_own_runtime(move |docker| async move {
+        let mut ids = ids;
+        if let Some(owner) = owner {
+            let filters = HashMap::from([("label".to_string(), vec![format!("{RIGD}={owner}")])]);
+            let options = ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
+            if let Ok(found) = docker.list_containers(Some(options)).await {
+                ids.extend(found.into_iter().filter_map(|c| c.id));
+            }
+        }
+        ids.sort();
+        ids.dedup();
         for id in ids {
             force_remove(&docker, &id).await;
         }
