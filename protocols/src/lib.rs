@@ -1,9 +1,9 @@
 //! Pure protocol decoders used by `rig-proxy`: no I/O, every entry point takes bytes and is
 //! fuzzable.
 //!
-//! Today this holds the Kafka API name table and the gRPC status names. gRPC framing and reflection-based decoding, Kafka
-//! frame parsing and address rewriting, and protocol sniffing arrive with the gRPC/Kafka
-//! observation work.
+//! - [`grpc`]: message framing, decompression, decoding with server-reflection descriptors or
+//!   schema-less from the wire format, status names and `grpc-message` decoding;
+//! - [`kafka`]: the API name table.
 
 pub mod grpc;
 pub mod kafka;

@@ -15,12 +15,14 @@
 //! observer task, off the data path. If observation falls behind, traffic keeps flowing and a
 //! `proxy.observations_dropped` event says how many observations were lost.
 
+pub mod grpc;
 pub mod http;
 pub mod observe;
 pub mod probes;
 mod run;
 pub mod tcp;
 
+pub use grpc::GrpcSettings;
 pub use observe::{Edge, Observation, Observer, TrafficSink};
 pub use run::{run, ProxyError};
 

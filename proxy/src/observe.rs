@@ -7,6 +7,8 @@
 //! full the record is counted and dropped, and the task later publishes one
 //! `proxy.observations_dropped` event with the count.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -40,8 +42,18 @@ pub struct Edge {
     pub ingress: String,
 }
 
+/// A future a record waits for on the observer task before it becomes an event.
+pub type Preparation = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
 /// One observation, built on the data path and turned into an event on the observer task.
 pub trait Record: Send + 'static {
+    /// Something to wait for before [`Record::into_event`], e.g. gRPC descriptors being
+    /// fetched (bounded by the fetch's timeout). Runs on the observer task, which delivers
+    /// the records of its proxy in order; `None` (the default) converts at once.
+    fn ready(&self) -> Option<Preparation> {
+        None
+    }
+
     /// Converts the record into its event. Runs on the observer task.
     fn into_event(self: Box<Self>, edge: &Edge) -> Event;
 }
@@ -91,6 +103,9 @@ async fn deliver(
     dropped: Arc<AtomicU64>,
 ) {
     while let Some(record) = rx.recv().await {
+        if let Some(preparation) = record.ready() {
+            preparation.await;
+        }
         report_dropped(&edge, &*sink, &dropped);
         sink.emit(record.into_event(&edge));
     }

@@ -6,7 +6,7 @@ use rig_types::Protocol;
 use tokio_util::sync::CancellationToken;
 
 use crate::observe::{Edge, Observer, TrafficSink, DEFAULT_CAPACITY};
-use crate::{http, tcp, Mode};
+use crate::{http, tcp, GrpcSettings, Mode};
 
 /// Why a proxy could not run.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,14 @@ pub async fn run(
             listener,
             target,
             observer,
-            http::HttpSettings::default(),
+            http::HttpSettings {
+                // A `grpc` edge will carry gRPC: fetch its descriptors before the first call.
+                grpc: GrpcSettings {
+                    prefetch: mode == Mode::Grpc,
+                    ..GrpcSettings::default()
+                },
+                ..http::HttpSettings::default()
+            },
             cancel,
         )
         .await

@@ -188,7 +188,9 @@ impl Reply {
             UNIMPLEMENTED => Ok(()),
             _ => Err(ProbeError::GrpcStatus {
                 code,
-                message: decode_grpc_message(self.grpc_message.as_deref().unwrap_or_default()),
+                message: rig_protocols::grpc::decode_message(
+                    self.grpc_message.as_deref().unwrap_or_default(),
+                ),
             }),
         }
     }
@@ -265,29 +267,6 @@ fn read_varint(buf: &mut &[u8]) -> Option<u64> {
         }
     }
     None
-}
-
-/// Decodes a `grpc-message` value (percent-encoded UTF-8); invalid escapes are kept as is.
-fn decode_grpc_message(raw: &[u8]) -> String {
-    let hex = |b: u8| char::from(b).to_digit(16);
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' {
-            if let (Some(hi), Some(lo)) = (
-                raw.get(i + 1).and_then(|&b| hex(b)),
-                raw.get(i + 2).and_then(|&b| hex(b)),
-            ) {
-                // Two hex digits always fit in a byte.
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -468,13 +447,5 @@ mod tests {
             not_found.verdict().unwrap_err().to_string(),
             "grpc health: rpc error: code = NOT_FOUND desc = unknown service"
         );
-    }
-
-    #[test]
-    fn grpc_message_percent_decoding() {
-        assert_eq!(decode_grpc_message(b"plain"), "plain");
-        assert_eq!(decode_grpc_message(b"50%25 done%21"), "50% done!");
-        assert_eq!(decode_grpc_message(b"caf%C3%A9"), "caf\u{e9}");
-        assert_eq!(decode_grpc_message(b"bad %zz and %4"), "bad %zz and %4");
     }
 }

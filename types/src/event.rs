@@ -506,20 +506,23 @@ pub struct GrpcCallInfo {
     pub service: String,
     /// Method name.
     pub method: String,
-    /// Status code as a decimal string (`"0"` is OK).
+    /// Status as upstream rig records it: grpc-go's name for the `grpc-status` code (`OK`,
+    /// `NotFound`, `Code(42)`), the raw value when it is not a number, empty when the call
+    /// ended without a status.
     pub grpc_status: String,
-    /// Status message.
+    /// Status message (`grpc-message`), percent-decoded.
     pub grpc_message: String,
-    /// Latency in milliseconds.
+    /// Time to the response headers, in milliseconds.
     pub latency_ms: f64,
-    /// Request bytes.
+    /// Request bytes: DATA payload, message prefixes included.
     pub request_size: i64,
-    /// Response bytes.
+    /// Response bytes: DATA payload, message prefixes included.
     pub response_size: i64,
     /// Request metadata.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub request_metadata: Headers,
-    /// Response metadata (headers and trailers).
+    /// Response trailers (upstream's `response_metadata`; for a trailers-only response, where
+    /// the status arrives in the headers, see `response_headers`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub response_metadata: Headers,
     /// Captured raw request body (capped).
@@ -548,6 +551,57 @@ pub struct GrpcCallInfo {
     /// The first response message decoded to JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_body_decoded: Option<serde_json::Value>,
+    /// The response headers: initial metadata, or the whole status of a trailers-only response
+    /// (rig-rs addition).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub response_headers: Headers,
+    /// Every request message, in order (rig-rs addition; `request_body_decoded` is the first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_messages: Vec<GrpcMessage>,
+    /// Every response message, in order (rig-rs addition).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_messages: Vec<GrpcMessage>,
+    /// The request stream went on past the bytes kept for decoding, so `request_messages`
+    /// lists only the first ones (rig-rs addition).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub request_messages_truncated: bool,
+    /// The response stream went on past the bytes kept for decoding (rig-rs addition).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub response_messages_truncated: bool,
+    /// Time from the request's arrival to the end of the call, in milliseconds (rig-rs
+    /// addition; `latency_ms` stops at the response headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// When the call arrived (rig-rs addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    /// A readiness probe sent by rigd (a `grpc.health.v1.Health/Check`), not application
+    /// traffic (rig-rs addition).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub probe: bool,
+    /// Why the call failed at the HTTP/2 level (target down, stream reset) (rig-rs addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+/// One message of a gRPC call (rig-rs addition).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GrpcMessage {
+    /// Payload bytes as sent, without the 5-byte prefix (compressed size when compressed).
+    pub size: i64,
+    /// The message was compressed (with the call's `grpc-encoding`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub compressed: bool,
+    /// The message as JSON: canonical protobuf JSON with the server's reflection descriptors,
+    /// else the schema-less rendering of the wire format (field numbers as keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoded: Option<serde_json::Value>,
+    /// How `decoded` was produced: `reflection` or `wire`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub decoding: String,
+    /// Why the message did not decode, or why reflection descriptors did not apply.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
 }
 
 /// An observed Kafka request/response pair.
@@ -732,6 +786,47 @@ mod tests {
             6,
             "additive fields are omitted when empty"
         );
+    }
+
+    #[test]
+    fn grpc_call_info_keeps_the_upstream_shape() {
+        let v = serde_json::to_value(GrpcCallInfo::default()).unwrap();
+        let keys: Vec<_> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "source",
+                "target",
+                "ingress",
+                "service",
+                "method",
+                "grpc_status",
+                "grpc_message",
+                "latency_ms",
+                "request_size",
+                "response_size"
+            ],
+            "additive fields are omitted when empty"
+        );
+        let call = GrpcCallInfo {
+            grpc_status: "NotFound".into(),
+            request_body_decoded: Some(json!({"sku": "abc-1"})),
+            request_messages: vec![GrpcMessage {
+                size: 7,
+                decoded: Some(json!({"sku": "abc-1"})),
+                decoding: "reflection".into(),
+                ..GrpcMessage::default()
+            }],
+            ..GrpcCallInfo::default()
+        };
+        let v = serde_json::to_value(&call).unwrap();
+        assert_eq!(v["request_body_decoded"], json!({"sku": "abc-1"}));
+        assert_eq!(
+            v["request_messages"],
+            json!([{"size": 7, "decoded": {"sku": "abc-1"}, "decoding": "reflection"}])
+        );
+        let back: GrpcCallInfo = serde_json::from_value(v).unwrap();
+        assert_eq!(back, call);
     }
 
     #[test]

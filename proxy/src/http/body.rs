@@ -55,6 +55,7 @@ type Polled = (
 fn poll_observed(
     inner: &mut Incoming,
     capture: &mut Capture,
+    trailers: Option<&mut Option<HeaderMap>>,
     cx: &mut TaskContext<'_>,
     side: Side,
     what: &str,
@@ -63,6 +64,8 @@ fn poll_observed(
         Some(Ok(frame)) => {
             if let Some(data) = frame.data_ref() {
                 capture.push(data);
+            } else if let (Some(kept), Some(sent)) = (trailers, frame.trailers_ref()) {
+                *kept = Some(sent.clone());
             }
             let end = inner.is_end_stream().then_some(None);
             (Some(Ok(frame)), end)
@@ -122,6 +125,7 @@ impl Body for RequestBody {
         let (item, end) = ready!(poll_observed(
             &mut this.inner,
             &mut this.capture,
+            None,
             cx,
             Side::Client,
             "client: the request body",
@@ -162,6 +166,9 @@ pub(crate) struct ResponseBody {
     inner: Incoming,
     capture: Capture,
     pending: Option<PendingResponse>,
+    /// Where a copy of the trailers is kept (gRPC status and trailing metadata); `None` when
+    /// not wanted. Boxed so that bodies which do not keep them stay small.
+    trailers: Option<Box<Option<HeaderMap>>>,
 }
 
 impl ResponseBody {
@@ -183,7 +190,14 @@ impl ResponseBody {
                 headers,
                 latency,
             }),
+            trailers: None,
         }
+    }
+
+    /// Keeps a copy of the response trailers for the record (gRPC calls).
+    pub(crate) fn keeping_trailers(mut self, keep: bool) -> ResponseBody {
+        self.trailers = keep.then(Box::default);
+        self
     }
 
     fn finish(&mut self, error: Option<String>) {
@@ -197,6 +211,7 @@ impl ResponseBody {
                 duration,
                 error,
                 upgrade: None,
+                trailers: self.trailers.as_deref_mut().and_then(Option::take),
             });
         }
     }
@@ -211,9 +226,11 @@ impl Body for ResponseBody {
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
+        let trailers = this.trailers.as_deref_mut();
         let (item, end) = ready!(poll_observed(
             &mut this.inner,
             &mut this.capture,
+            trailers,
             cx,
             Side::Upstream,
             "upstream: the response body",

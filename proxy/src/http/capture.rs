@@ -51,6 +51,29 @@ impl Capture {
         self.truncated
     }
 
+    /// The kept frames (slices of the forwarded ones), in order.
+    pub(crate) fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
+
+    /// The first `limit` kept bytes as one buffer, `None` when nothing was kept. Runs on the
+    /// observer task.
+    pub(crate) fn prefix(&self, limit: usize) -> Option<Vec<u8>> {
+        let len = self.kept.min(limit);
+        if len == 0 {
+            return None;
+        }
+        let mut out = Vec::with_capacity(len);
+        for chunk in &self.chunks {
+            let room = len - out.len();
+            if room == 0 {
+                break;
+            }
+            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        Some(out)
+    }
+
     /// The kept bytes as one buffer, `None` when nothing was kept. Runs on the observer task.
     pub(crate) fn into_vec(self) -> Option<Vec<u8>> {
         if self.kept == 0 {
@@ -115,6 +138,15 @@ mod tests {
         assert_eq!(c.total(), 5);
         assert!(c.truncated());
         assert_eq!(c.into_vec(), None);
+    }
+
+    #[test]
+    fn prefixes_cut_across_chunks() {
+        let c = feed(16, &[3, 5, 4]);
+        assert_eq!(c.prefix(6).unwrap(), (1..=6).collect::<Vec<u8>>());
+        assert_eq!(c.prefix(100).unwrap(), (1..=12).collect::<Vec<u8>>());
+        assert_eq!(c.prefix(0), None);
+        assert_eq!(c.chunks().len(), 3);
     }
 
     #[test]

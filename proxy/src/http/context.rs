@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use super::settings::HttpSettings;
 use super::upstream::Upstream;
+use crate::grpc::GrpcContext;
 use crate::observe::Observer;
 
 /// Why [`serve`](super::serve) refused to start.
@@ -57,6 +58,8 @@ pub(crate) struct Context {
     pub(crate) tracker: TaskTracker,
     /// How long in-flight exchanges may finish after cancellation.
     pub(crate) shutdown_grace: Duration,
+    /// How gRPC calls are recorded.
+    pub(crate) grpc: Arc<GrpcContext>,
 }
 
 impl Context {
@@ -83,6 +86,7 @@ impl Context {
         let target: Arc<str> = target.into();
         Ok(Context {
             upstream: Upstream::new(target.clone(), settings),
+            grpc: GrpcContext::new(target.clone(), &settings.grpc, settings.capture_limit),
             target,
             target_authority,
             observer,

@@ -18,6 +18,8 @@ use tokio::time::Instant;
 use super::capture::Capture;
 use super::context::Context;
 use super::record::HttpRecord;
+use crate::grpc::GrpcRecord;
+use crate::observe::Observation;
 
 /// What is known when the request arrives.
 pub(crate) struct RequestHead {
@@ -26,6 +28,8 @@ pub(crate) struct RequestHead {
     pub(crate) version: Version,
     pub(crate) started_at: Timestamp,
     pub(crate) probe: bool,
+    /// A gRPC call (`application/grpc`), recorded as `grpc.call.completed`.
+    pub(crate) grpc: bool,
     /// The request headers as forwarded to the target.
     pub(crate) headers: HeaderMap,
 }
@@ -50,6 +54,8 @@ pub(crate) struct ResponseOutcome {
     pub(crate) error: Option<String>,
     /// The protocol switched to, for `101 Switching Protocols`.
     pub(crate) upgrade: Option<String>,
+    /// The response trailers, kept for gRPC calls.
+    pub(crate) trailers: Option<HeaderMap>,
 }
 
 #[derive(Default)]
@@ -115,21 +121,35 @@ impl Exchange {
         self.emit(record);
     }
 
-    fn take_record(&self, halves: &mut Halves) -> Option<HttpRecord> {
+    fn take_record(&self, halves: &mut Halves) -> Option<Observation> {
         if halves.request.is_none() || halves.response.is_none() {
             return None;
         }
-        Some(HttpRecord {
-            head: halves.head.take()?,
-            request: halves.request.take()?,
-            response: halves.response.take()?,
-            redact: self.ctx.redact.clone(),
+        let head = halves.head.take()?;
+        let request = halves.request.take()?;
+        let response = halves.response.take()?;
+        let redact = self.ctx.redact.clone();
+        Some(if head.grpc {
+            Box::new(GrpcRecord {
+                head,
+                request,
+                response,
+                redact,
+                grpc: self.ctx.grpc.clone(),
+            })
+        } else {
+            Box::new(HttpRecord {
+                head,
+                request,
+                response,
+                redact,
+            })
         })
     }
 
-    fn emit(&self, record: Option<HttpRecord>) {
+    fn emit(&self, record: Option<Observation>) {
         if let Some(record) = record {
-            self.ctx.observer.record(Box::new(record));
+            self.ctx.observer.record(record);
         }
     }
 }
@@ -173,6 +193,7 @@ impl Drop for ResponseGuard {
             duration: elapsed,
             error: Some(error.to_string()),
             upgrade: None,
+            trailers: None,
         });
     }
 }

@@ -27,6 +27,7 @@ use super::exchange::{Exchange, RequestHead, ResponseGuard, ResponseOutcome};
 use super::headers::{is_probe, strip_hop_by_hop, upgrade_protocol, wants_upgrade};
 use super::upgrade;
 use super::upstream::Http1Upstream;
+use crate::grpc::is_grpc;
 
 /// Forwards one request to the target and returns the response to stream back.
 ///
@@ -52,11 +53,17 @@ pub(crate) async fn handle(
         version: parts.version,
         started_at,
         probe: is_probe(&parts.headers),
+        grpc: is_grpc(&parts.headers),
         headers: parts.headers.clone(),
+    };
+    let (capture_limit, keep_trailers) = if head.grpc {
+        (ctx.grpc.capture_limit, true)
+    } else {
+        (ctx.capture_limit, false)
     };
     let exchange = Exchange::new(ctx.clone(), started, head);
     let mut guard = ResponseGuard::new(&exchange);
-    let body = RequestBody::new(body, ctx.capture_limit, exchange.clone());
+    let body = RequestBody::new(body, capture_limit, exchange.clone());
 
     let uri = if http2 {
         upstream_uri(
@@ -144,6 +151,7 @@ pub(crate) async fn handle(
             duration: latency,
             error: None,
             upgrade: Some(protocol.clone()),
+            trailers: None,
         });
         guard.disarm();
         ctx.tracker.spawn(upgrade::tunnel(
@@ -159,12 +167,13 @@ pub(crate) async fn handle(
     strip_hop_by_hop(&mut parts.headers, false);
     let body = ResponseBody::new(
         body,
-        ctx.capture_limit,
+        capture_limit,
         exchange.clone(),
         status,
         parts.headers.clone(),
         latency,
-    );
+    )
+    .keeping_trailers(keep_trailers);
     guard.disarm();
     Response::from_parts(parts, ProxyBody::Stream(body))
 }
@@ -183,6 +192,7 @@ fn fail(exchange: &Exchange, failure: &Failure) -> Response<ProxyBody> {
         duration: elapsed,
         error: Some(failure.event_error()),
         upgrade: None,
+        trailers: None,
     });
     response
 }

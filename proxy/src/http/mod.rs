@@ -25,7 +25,9 @@
 //!   `502` marked by the [`ERROR_HEADER`] header;
 //! - readiness probes (`x-rig-probe: 1`) are marked `probe: true`;
 //! - secrets in headers are redacted in events ([`DEFAULT_REDACTED_HEADERS`]);
-//! - `duration_ms`, `started_at` and `http_version` are recorded.
+//! - `duration_ms`, `started_at` and `http_version` are recorded;
+//! - gRPC calls (`application/grpc`) are recorded as `grpc.call.completed` with every message
+//!   decoded (see [`crate::grpc`]).
 //!
 //! Not observable: an HTTP/2 protocol error that hyper handles by resetting a stream or the
 //! connection never reaches the proxy and is not recorded; neither is a client that closes the
@@ -33,13 +35,13 @@
 //! method or path (hyper rejects it before the proxy sees them).
 
 mod body;
-mod capture;
+pub(crate) mod capture;
 mod context;
 mod error;
-mod exchange;
+pub(crate) mod exchange;
 mod forward;
-mod headers;
-mod record;
+pub(crate) mod headers;
+pub(crate) mod record;
 mod server;
 mod settings;
 mod upgrade;

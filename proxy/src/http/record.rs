@@ -131,7 +131,8 @@ pub(crate) fn millis(d: Duration) -> f64 {
     d.as_micros() as f64 / 1000.0
 }
 
-fn size(n: u64) -> i64 {
+/// A byte count as the event's `i64`.
+pub(crate) fn size(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::grpc::GrpcSettings;
+
 /// How many body bytes are kept per direction of an exchange (upstream's 64 KiB).
 pub const DEFAULT_CAPTURE_LIMIT: usize = 64 * 1024;
 
@@ -39,6 +41,8 @@ pub struct HttpSettings {
     /// On cancellation, how long in-flight exchanges may finish before their connections are
     /// closed. Idle keep-alive connections close at once.
     pub shutdown_grace: Duration,
+    /// How gRPC calls are observed (descriptors, decoding limits).
+    pub grpc: GrpcSettings,
 }
 
 impl Default for HttpSettings {
@@ -53,6 +57,7 @@ impl Default for HttpSettings {
             response_timeout: None,
             pool_idle_timeout: Duration::from_secs(90),
             shutdown_grace: Duration::from_secs(1),
+            grpc: GrpcSettings::default(),
         }
     }
 }

@@ -1,0 +1,136 @@
+//! gRPC status codes and messages: names as rig shows them, names as upstream rig records
+//! them, and the percent-decoding of `grpc-message`.
+
+use std::borrow::Cow;
+
+/// Canonical names of the gRPC status codes, indexed by code.
+const STATUS_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The canonical name of a gRPC status code (`14` → `UNAVAILABLE`), `None` past the table.
+pub fn status_name(code: u32) -> Option<&'static str> {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| STATUS_NAMES.get(i))
+        .copied()
+}
+
+/// Names of the status codes as grpc-go's `codes.Code.String()` spells them (`NotFound`),
+/// which is how upstream rig records `grpc_status` in events.
+const GO_STATUS_NAMES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
+/// The `grpc_status` of a `grpc.call.completed` event for a raw `grpc-status` value, exactly
+/// as upstream rig records it: a decimal code becomes grpc-go's name (`"5"` → `NotFound`,
+/// `"42"` → `Code(42)`); anything that is not a `u32` (empty, negative, text) is kept as is.
+pub fn event_status(raw: &str) -> Cow<'_, str> {
+    match raw.parse::<u32>() {
+        Ok(code) => match usize::try_from(code)
+            .ok()
+            .and_then(|i| GO_STATUS_NAMES.get(i))
+        {
+            Some(name) => Cow::Borrowed(name),
+            None => Cow::Owned(format!("Code({code})")),
+        },
+        Err(_) => Cow::Borrowed(raw),
+    }
+}
+
+/// Decodes a `grpc-message` value: percent-encoded UTF-8 (gRPC's HTTP/2 mapping). A `%` not
+/// followed by two hex digits is kept as is, and invalid UTF-8 is replaced by U+FFFD, so any
+/// input decodes.
+pub fn decode_message(raw: &[u8]) -> String {
+    if !raw.contains(&b'%') {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            if let (Some(hi), Some(lo)) = (
+                raw.get(i + 1).and_then(|&b| hex(b)),
+                raw.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                // Two hex digits always fit in a byte.
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_statuses_are_named_as_upstream() {
+        assert_eq!(event_status("0"), "OK");
+        assert_eq!(event_status("1"), "Canceled");
+        assert_eq!(event_status("5"), "NotFound");
+        assert_eq!(event_status("16"), "Unauthenticated");
+        assert_eq!(event_status("17"), "Code(17)");
+        assert_eq!(event_status("4294967295"), "Code(4294967295)");
+        assert_eq!(event_status(""), "");
+        assert_eq!(event_status("-1"), "-1");
+        assert_eq!(event_status("4294967296"), "4294967296");
+        assert_eq!(event_status("OK"), "OK");
+    }
+
+    #[test]
+    fn messages_are_percent_decoded() {
+        assert_eq!(decode_message(b"plain"), "plain");
+        assert_eq!(decode_message(b"50%25 done%21"), "50% done!");
+        assert_eq!(decode_message(b"caf%C3%A9"), "caf\u{e9}");
+        assert_eq!(decode_message(b"bad %zz and %4"), "bad %zz and %4");
+        assert_eq!(decode_message(b"%ff"), "\u{fffd}");
+        assert_eq!(decode_message(b"%"), "%");
+    }
+
+    #[test]
+    fn codes_have_their_canonical_names() {
+        assert_eq!(status_name(0), Some("OK"));
+        assert_eq!(status_name(12), Some("UNIMPLEMENTED"));
+        assert_eq!(status_name(16), Some("UNAUTHENTICATED"));
+        assert_eq!(status_name(17), None);
+    }
+}

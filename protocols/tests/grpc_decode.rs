@@ -1,0 +1,184 @@
+//! The gRPC decoding pipeline against the real descriptors and prost encodings of the echo
+//! fixture service.
+
+use std::io::Write;
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use prost::Message as _;
+use rig_grpc_echo::pb::{Detail, EchoReply, EchoRequest, Mood};
+use rig_grpc_echo::FILE_DESCRIPTOR_SET;
+use rig_protocols::grpc::framing::encode_message;
+use rig_protocols::grpc::{decode_body, DecodeLimits, Decoding, Direction, Schema};
+use serde_json::json;
+
+fn request() -> EchoRequest {
+    EchoRequest {
+        text: "hi".into(),
+        repeat: 2,
+        detail: Some(Detail {
+            note: "n".into(),
+            weight: 5,
+        }),
+        numbers: vec![1, -2],
+        blob: vec![1, 2],
+        mood: Mood::Happy as i32,
+        ..EchoRequest::default()
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::new(), Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn schema() -> Schema {
+    Schema::from_file_descriptor_set(FILE_DESCRIPTOR_SET).unwrap()
+}
+
+#[test]
+fn messages_decode_to_canonical_json_with_the_schema() {
+    let schema = schema();
+    assert!(schema.services().any(|s| s == "rig.test.echo.v1.Echo"));
+    let method = schema.method("rig.test.echo.v1.Echo", "Unary").unwrap();
+    let json = method
+        .decode(Direction::Request, &request().encode_to_vec())
+        .unwrap();
+    assert_eq!(
+        json,
+        json!({"text": "hi", "repeat": 2, "detail": {"note": "n", "weight": "5"},
+               "numbers": ["1", "-2"], "blob": "AQI=", "mood": "MOOD_HAPPY"})
+    );
+    let reply = EchoReply {
+        text: "yo".into(),
+        index: 3,
+        ..EchoReply::default()
+    };
+    let json = method
+        .decode(Direction::Response, &reply.encode_to_vec())
+        .unwrap();
+    assert_eq!(json, json!({"text": "yo", "index": 3}));
+    assert!(schema.method("rig.test.echo.v1.Echo", "Nope").is_none());
+    assert!(schema.method("nope.Service", "Unary").is_none());
+    let err = method
+        .decode(Direction::Request, &[0x0a, 0x05])
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("not a valid rig.test.echo.v1.EchoRequest"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_message_of_a_body_decodes_across_chunks_and_compression() {
+    let schema = schema();
+    let method = schema.method("rig.test.echo.v1.Echo", "Bidi").unwrap();
+    let first = request().encode_to_vec();
+    let second = EchoRequest {
+        text: "second".into(),
+        ..EchoRequest::default()
+    }
+    .encode_to_vec();
+    let mut body = encode_message(false, &first);
+    body.extend(encode_message(true, &gzip(&second)));
+    body.extend(encode_message(false, b""));
+    // Arbitrary chunk boundaries, as HTTP/2 DATA frames cut them.
+    let chunks: Vec<Bytes> = body.chunks(7).map(Bytes::copy_from_slice).collect();
+
+    let decoded = decode_body(
+        chunks.clone(),
+        Some("gzip"),
+        Some(&method),
+        Direction::Request,
+        DecodeLimits::default(),
+    );
+    assert_eq!(decoded.error, None);
+    assert_eq!(decoded.messages.len(), 3);
+    assert_eq!(decoded.messages[0].json.as_ref().unwrap()["text"], "hi");
+    assert_eq!(decoded.messages[0].decoding, Some(Decoding::Schema));
+    assert!(decoded.messages[1].compressed);
+    assert_eq!(decoded.messages[1].json, Some(json!({"text": "second"})));
+    assert_eq!(decoded.messages[2].json, Some(json!({})));
+    assert_eq!(decoded.messages[2].size, 0);
+
+    // Without the schema the same body decodes from the wire format.
+    let raw = decode_body(
+        chunks,
+        Some("gzip"),
+        None,
+        Direction::Request,
+        DecodeLimits::default(),
+    );
+    assert_eq!(raw.messages[0].decoding, Some(Decoding::Wire));
+    assert_eq!(raw.messages[0].json.as_ref().unwrap()["1"], "hi");
+    assert_eq!(raw.messages[0].json.as_ref().unwrap()["2"], 2);
+    assert_eq!(
+        raw.messages[0].json.as_ref().unwrap()["5"],
+        json!({"1": "n", "2": 5})
+    );
+    assert_eq!(raw.messages[1].json, Some(json!({"1": "second"})));
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_within_the_budget() {
+    let bomb = gzip(&vec![0u8; 8 << 20]);
+    let body = encode_message(true, &bomb);
+    let limits = DecodeLimits {
+        max_message: 1 << 20,
+        max_decompressed: 1 << 20,
+    };
+    let decoded = decode_body(
+        [Bytes::from(body)],
+        Some("gzip"),
+        None,
+        Direction::Request,
+        limits,
+    );
+    assert_eq!(decoded.messages.len(), 1);
+    assert_eq!(decoded.messages[0].json, None);
+    assert_eq!(
+        decoded.messages[0].error.as_deref(),
+        Some("the message inflates to more than 1048576 bytes")
+    );
+}
+
+#[test]
+fn a_cut_body_keeps_its_complete_messages_and_says_where_it_ends() {
+    let mut body = encode_message(false, &request().encode_to_vec());
+    body.extend(&encode_message(false, b"\x0a\x03abc")[..6]);
+    let decoded = decode_body(
+        [Bytes::from(body)],
+        None,
+        None,
+        Direction::Request,
+        DecodeLimits::default(),
+    );
+    assert_eq!(decoded.messages.len(), 1);
+    assert_eq!(
+        decoded.error.as_deref(),
+        Some("the body ends 1 bytes into a 5-byte message")
+    );
+}
+
+#[test]
+fn files_sent_one_by_one_link_in_any_order_and_broken_ones_are_left_out() {
+    let pool = prost_reflect::DescriptorPool::decode(FILE_DESCRIPTOR_SET).unwrap();
+    let mut files: Vec<Vec<u8>> = pool
+        .file_descriptor_protos()
+        .map(|f| f.encode_to_vec())
+        .collect();
+    files.reverse();
+    let schema = Schema::from_file_descriptors(&files).unwrap();
+    assert!(schema.method("rig.test.echo.v1.Echo", "Unary").is_some());
+
+    // A garbage file next to the good one: the good one is kept.
+    files.push(b"\xff\xff garbage".to_vec());
+    let schema = Schema::from_file_descriptors(&files).unwrap();
+    assert!(schema.method("rig.test.echo.v1.Echo", "Unary").is_some());
+
+    assert!(Schema::from_file_descriptors([b"\xff".to_vec()]).is_err());
+    assert!(Schema::from_file_descriptors(Vec::<Vec<u8>>::new()).is_err());
+}

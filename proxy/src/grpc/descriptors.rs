@@ -1,0 +1,140 @@
+//! The descriptor cache: one reflection fetch per target address at a time, shared by every
+//! proxy of the process, with expiry and negative caching.
+//!
+//! - Keyed by the target's address (`host:port`), never by a service name: two environments'
+//!   services of the same name do not share descriptors.
+//! - Single-flight: concurrent lookups of a target share one fetch.
+//! - A success is reused for [`POSITIVE_TTL`]; after that the next lookup starts a refresh and
+//!   keeps using the old descriptors until it lands. A proxy starting in front of a target
+//!   ([`Descriptors::refresh`]) drops descriptors older than [`START_MAX_AGE`], so a port
+//!   reused by another server (a later environment) is never decoded with stale descriptors.
+//! - A failure (no reflection, target gone) is remembered for [`NEGATIVE_TTL`], so calls to a
+//!   server without reflection do not each probe it.
+//!
+//! Fetches run on their own tasks, never on the request path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rig_protocols::grpc::Schema;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::reflection;
+
+/// How long fetched descriptors are used before they are refreshed.
+pub(crate) const POSITIVE_TTL: Duration = Duration::from_secs(60);
+/// How long a failed fetch is remembered.
+pub(crate) const NEGATIVE_TTL: Duration = Duration::from_secs(10);
+/// Descriptors older than this are dropped when a proxy starts in front of the target.
+pub(crate) const START_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// The outcome of a fetch: descriptors, or why there are none.
+pub(crate) type Fetched = Result<Arc<Schema>, Arc<str>>;
+
+/// What a lookup found.
+pub(crate) enum Lookup {
+    /// Known: descriptors, or known to be unavailable.
+    Ready(Fetched),
+    /// A fetch is in flight; the receiver turns `true` when it lands.
+    Pending(watch::Receiver<bool>),
+}
+
+#[derive(Default)]
+struct Entry {
+    value: Option<(Fetched, Instant)>,
+    fetching: Option<watch::Receiver<bool>>,
+}
+
+type Cache = Mutex<HashMap<Arc<str>, Entry>>;
+
+static CACHE: LazyLock<Cache> = LazyLock::new(Cache::default);
+
+/// The descriptors of one target, as seen by one proxy.
+#[derive(Clone)]
+pub(crate) struct Descriptors {
+    target: Arc<str>,
+    timeout: Duration,
+}
+
+impl Descriptors {
+    /// Descriptors of `target`, each fetch limited to `timeout`.
+    pub(crate) fn new(target: Arc<str>, timeout: Duration) -> Descriptors {
+        Descriptors { target, timeout }
+    }
+
+    /// The current descriptors, starting a fetch when there are none or they expired. Never
+    /// waits.
+    pub(crate) fn lookup(&self) -> Lookup {
+        self.lookup_with_max_age(None)
+    }
+
+    /// Called when a proxy starts in front of the target: drops descriptors older than
+    /// [`START_MAX_AGE`] and fetches anew unless a fetch is in flight.
+    pub(crate) fn refresh(&self) {
+        self.lookup_with_max_age(Some(START_MAX_AGE));
+    }
+
+    /// Waits (at most the fetch timeout) until the descriptors are known. `None` without
+    /// descriptors.
+    pub(crate) async fn wait(&self) -> Option<Arc<Schema>> {
+        let mut pending = match self.lookup() {
+            Lookup::Ready(fetched) => return fetched.ok(),
+            Lookup::Pending(pending) => pending,
+        };
+        let _ = tokio::time::timeout(self.timeout, pending.wait_for(|done| *done)).await;
+        match self.lookup() {
+            Lookup::Ready(fetched) => fetched.ok(),
+            Lookup::Pending(_) => None,
+        }
+    }
+
+    fn lookup_with_max_age(&self, max_age: Option<Duration>) -> Lookup {
+        let mut cache = CACHE.lock();
+        let entry = cache.entry(self.target.clone()).or_default();
+        let now = Instant::now();
+        if let (Some(max_age), Some((_, at))) = (max_age, &entry.value) {
+            if now.duration_since(*at) > max_age && entry.fetching.is_none() {
+                entry.value = None;
+            }
+        }
+        let expired = match &entry.value {
+            None => true,
+            Some((Ok(_), at)) => now.duration_since(*at) > POSITIVE_TTL,
+            Some((Err(_), at)) => now.duration_since(*at) > NEGATIVE_TTL,
+        };
+        if expired && entry.fetching.is_none() {
+            entry.fetching = self.start_fetch();
+        }
+        match (&entry.value, &entry.fetching) {
+            // A stale success keeps serving while its refresh runs.
+            (Some((Ok(schema), _)), _) => Lookup::Ready(Ok(schema.clone())),
+            (Some((Err(error), _)), None) => Lookup::Ready(Err(error.clone())),
+            (_, Some(pending)) => Lookup::Pending(pending.clone()),
+            (None, None) => Lookup::Ready(Err("no descriptors".into())),
+        }
+    }
+
+    /// Spawns the fetch on the current runtime and returns its completion signal; `None`
+    /// outside a runtime (nothing to fetch on).
+    fn start_fetch(&self) -> Option<watch::Receiver<bool>> {
+        let (done, pending) = watch::channel(false);
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let target = self.target.clone();
+        let timeout = self.timeout;
+        runtime.spawn(async move {
+            let fetched = reflection::fetch(&target, timeout)
+                .await
+                .map(Arc::new)
+                .map_err(|e| Arc::<str>::from(e.to_string()));
+            let mut cache = CACHE.lock();
+            let entry = cache.entry(target).or_default();
+            entry.value = Some((fetched, Instant::now()));
+            entry.fetching = None;
+            let _ = done.send(true);
+        });
+        Some(pending)
+    }
+}

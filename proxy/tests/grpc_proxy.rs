@@ -1,0 +1,363 @@
+//! gRPC through the observing proxy, end to end with real implementations: the tonic echo
+//! server (with server reflection v1, v1alpha or none, with or without gzip) behind the proxy,
+//! a tonic client in front of it, and the `grpc.call.completed` events the proxy records.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rig_grpc_echo::pb::{Detail, EchoRequest, Mood};
+use rig_grpc_echo::{EchoClient, Options, Reflection};
+use rig_proxy::{Edge, Mode, TrafficSink};
+use rig_types::{Event, EventType, GrpcCallInfo};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::Channel;
+
+/// How long a test waits for something that should happen promptly.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+const SERVICE: &str = "rig.test.echo.v1.Echo";
+
+struct ChannelSink(mpsc::UnboundedSender<Event>);
+
+impl TrafficSink for ChannelSink {
+    fn emit(&self, event: Event) {
+        let _ = self.0.send(event);
+    }
+}
+
+/// An echo server with a proxy in front of it.
+struct Setup {
+    client: EchoClient<Channel>,
+    events: mpsc::UnboundedReceiver<Event>,
+    cancel: CancellationToken,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Setup {
+    async fn start(reflection: Reflection, gzip: bool, mode: Mode) -> Setup {
+        let (target, server) = rig_grpc_echo::spawn(Options { reflection, gzip })
+            .await
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = listener.local_addr().unwrap();
+        let (tx, events) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        let edge = Edge {
+            source: "~test".into(),
+            target: "echo".into(),
+            ingress: "default".into(),
+        };
+        tokio::spawn(rig_proxy::run(
+            listener,
+            target.to_string(),
+            mode,
+            edge,
+            Arc::new(ChannelSink(tx)),
+            cancel.clone(),
+        ));
+        let mut client = EchoClient::connect(format!("http://{proxy}"))
+            .await
+            .unwrap();
+        if gzip {
+            client = client
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
+        }
+        Setup {
+            client,
+            events,
+            cancel,
+            _server: server,
+        }
+    }
+
+    /// The next `grpc.call.completed`.
+    async fn call(&mut self) -> GrpcCallInfo {
+        loop {
+            let event = tokio::time::timeout(PATIENCE, self.events.recv())
+                .await
+                .expect("no gRPC event in time")
+                .expect("the observer stopped");
+            if event.event_type == EventType::GrpcCallCompleted {
+                return *event
+                    .grpc_call
+                    .expect("grpc.call.completed without grpc_call");
+            }
+        }
+    }
+}
+
+fn request(text: &str) -> EchoRequest {
+    EchoRequest {
+        text: text.into(),
+        ..EchoRequest::default()
+    }
+}
+
+fn texts(messages: &[rig_types::GrpcMessage], key: &str) -> Vec<serde_json::Value> {
+    messages
+        .iter()
+        .map(|m| m.decoded.as_ref().expect("decoded")[key].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_unary_call_is_recorded_and_decoded_with_reflection() {
+    let mut setup = Setup::start(Reflection::V1, false, Mode::Grpc).await;
+    let mut call = tonic::Request::new(EchoRequest {
+        text: "hi".into(),
+        detail: Some(Detail {
+            note: "n".into(),
+            weight: 5,
+        }),
+        numbers: vec![1, 2],
+        mood: Mood::Grumpy as i32,
+        ..EchoRequest::default()
+    });
+    call.metadata_mut()
+        .insert("authorization", "Bearer secret".parse().unwrap());
+    call.metadata_mut().insert("x-trace", "t1".parse().unwrap());
+    let reply = setup.client.unary(call).await.unwrap().into_inner();
+    assert_eq!(reply.text, "hi");
+
+    let event = setup.call().await;
+    assert_eq!(event.source, "~test");
+    assert_eq!(event.target, "echo");
+    assert_eq!(event.service, SERVICE);
+    assert_eq!(event.method, "Unary");
+    assert_eq!(event.grpc_status, "OK");
+    assert_eq!(event.grpc_message, "");
+    assert!(!event.probe);
+    assert_eq!(event.error, "");
+    let expected_request = json!({"text": "hi", "detail": {"note": "n", "weight": "5"},
+                                  "numbers": ["1", "2"], "mood": "MOOD_GRUMPY"});
+    assert_eq!(event.request_body_decoded, Some(expected_request.clone()));
+    assert_eq!(
+        event.response_body_decoded,
+        Some(json!({"text": "hi", "detail": {"note": "n", "weight": "5"},
+                    "numbers": ["1", "2"], "mood": "MOOD_GRUMPY"}))
+    );
+    assert_eq!(event.request_messages.len(), 1);
+    assert_eq!(event.request_messages[0].decoding, "reflection");
+    assert_eq!(event.request_messages[0].decoded, Some(expected_request));
+    assert_eq!(event.response_messages.len(), 1);
+    // Sizes count DATA bytes, prefixes included; the raw bodies are those bytes.
+    let raw = event.request_body.as_ref().unwrap();
+    assert_eq!(event.request_size, raw.len() as i64);
+    assert_eq!(raw.len(), 5 + event.request_messages[0].size as usize);
+    assert_eq!(
+        event.response_size,
+        event.response_body.as_ref().unwrap().len() as i64
+    );
+    assert_eq!(event.request_metadata["Content-Type"], ["application/grpc"]);
+    assert_eq!(event.request_metadata["Te"], ["trailers"]);
+    assert_eq!(event.request_metadata["X-Trace"], ["t1"]);
+    assert_eq!(event.request_metadata["Authorization"], ["[REDACTED]"]);
+    assert_eq!(event.response_metadata["Grpc-Status"], ["0"]);
+    assert_eq!(event.response_headers["Content-Type"], ["application/grpc"]);
+    assert!(event.latency_ms > 0.0);
+    assert!(event.duration_ms.unwrap() >= event.latency_ms);
+    assert!(event.started_at.is_some());
+}
+
+#[tokio::test]
+async fn every_message_of_streaming_calls_is_decoded() {
+    let mut setup = Setup::start(Reflection::V1, false, Mode::Grpc).await;
+
+    // Server streaming: one request, three replies.
+    let mut stream = setup
+        .client
+        .server_stream(EchoRequest {
+            text: "s".into(),
+            repeat: 3,
+            ..EchoRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut replies = 0;
+    while stream.message().await.unwrap().is_some() {
+        replies += 1;
+    }
+    assert_eq!(replies, 3);
+    let event = setup.call().await;
+    assert_eq!(event.method, "ServerStream");
+    assert_eq!(event.grpc_status, "OK");
+    assert_eq!(texts(&event.request_messages, "text"), [json!("s")]);
+    assert_eq!(
+        texts(&event.response_messages, "text"),
+        [json!("s #0"), json!("s #1"), json!("s #2")]
+    );
+    assert_eq!(event.response_body_decoded.unwrap()["text"], "s #0");
+
+    // Client streaming: three requests, one reply.
+    let requests = tokio_stream::iter(["a", "b", "c"].map(request));
+    let reply = setup
+        .client
+        .client_stream(requests)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.text, "a+b+c");
+    let event = setup.call().await;
+    assert_eq!(event.method, "ClientStream");
+    assert_eq!(
+        texts(&event.request_messages, "text"),
+        [json!("a"), json!("b"), json!("c")]
+    );
+    assert_eq!(texts(&event.response_messages, "text"), [json!("a+b+c")]);
+    assert_eq!(
+        event.response_messages[0].decoded.as_ref().unwrap()["index"],
+        3
+    );
+
+    // Bidi: a reply per request, interleaved.
+    let (tx, rx) = mpsc::channel(4);
+    let mut replies = setup
+        .client
+        .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    for text in ["x", "y", "z"] {
+        tx.send(request(text)).await.unwrap();
+        let reply = replies.message().await.unwrap().unwrap();
+        assert_eq!(reply.text, text.to_uppercase());
+    }
+    drop(tx);
+    assert!(replies.message().await.unwrap().is_none());
+    let event = setup.call().await;
+    assert_eq!(event.method, "Bidi");
+    assert_eq!(event.grpc_status, "OK");
+    assert_eq!(
+        texts(&event.request_messages, "text"),
+        [json!("x"), json!("y"), json!("z")]
+    );
+    assert_eq!(
+        texts(&event.response_messages, "text"),
+        [json!("X"), json!("Y"), json!("Z")]
+    );
+}
+
+#[tokio::test]
+async fn an_error_status_is_named_as_upstream_with_its_message_decoded() {
+    let mut setup = Setup::start(Reflection::V1, false, Mode::Grpc).await;
+    let status = setup
+        .client
+        .unary(EchoRequest {
+            fail_code: 5,
+            fail_message: "sku missing: 50% of ünits".into(),
+            ..EchoRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
+    let event = setup.call().await;
+    assert_eq!(event.grpc_status, "NotFound");
+    assert_eq!(event.grpc_message, "sku missing: 50% of ünits");
+    // A trailers-only response: the status is in the headers, there are no trailers.
+    assert_eq!(event.response_headers["Grpc-Status"], ["5"]);
+    assert!(event.response_metadata.is_empty());
+    assert!(event.response_messages.is_empty());
+    assert_eq!(event.response_body, None);
+    assert_eq!(event.request_messages.len(), 1);
+}
+
+#[tokio::test]
+async fn gzip_messages_are_decompressed_before_decoding() {
+    let mut setup = Setup::start(Reflection::V1, true, Mode::Grpc).await;
+    let text = "compressible ".repeat(50);
+    let reply = setup
+        .client
+        .unary(request(&text))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.text, text);
+
+    let event = setup.call().await;
+    assert_eq!(event.request_metadata["Grpc-Encoding"], ["gzip"]);
+    for messages in [&event.request_messages, &event.response_messages] {
+        assert_eq!(messages.len(), 1);
+        assert!(messages[0].compressed);
+        assert!(
+            messages[0].size < text.len() as i64,
+            "compressed on the wire"
+        );
+        assert_eq!(messages[0].decoding, "reflection");
+        assert_eq!(messages[0].decoded.as_ref().unwrap()["text"], text.as_str());
+    }
+    assert_eq!(event.request_body_decoded.unwrap()["text"], text.as_str());
+}
+
+#[tokio::test]
+async fn without_reflection_messages_are_decoded_from_the_wire_format() {
+    let mut setup = Setup::start(Reflection::None, false, Mode::Grpc).await;
+    setup
+        .client
+        .unary(EchoRequest {
+            text: "raw".into(),
+            repeat: 7,
+            detail: Some(Detail {
+                note: "n".into(),
+                weight: 9,
+            }),
+            ..EchoRequest::default()
+        })
+        .await
+        .unwrap();
+    let event = setup.call().await;
+    assert_eq!(event.grpc_status, "OK");
+    let message = &event.request_messages[0];
+    assert_eq!(message.decoding, "wire");
+    assert_eq!(
+        message.decoded,
+        Some(json!({"1": "raw", "2": 7, "5": {"1": "n", "2": 9}}))
+    );
+    assert_eq!(event.request_body_decoded, message.decoded);
+    assert_eq!(event.response_messages[0].decoding, "wire");
+}
+
+#[tokio::test]
+async fn reflection_falls_back_to_v1alpha() {
+    let mut setup = Setup::start(Reflection::V1Alpha, false, Mode::Grpc).await;
+    setup.client.unary(request("alpha")).await.unwrap();
+    let event = setup.call().await;
+    assert_eq!(event.request_messages[0].decoding, "reflection");
+    assert_eq!(event.request_body_decoded, Some(json!({"text": "alpha"})));
+}
+
+#[tokio::test]
+async fn grpc_calls_on_an_http_edge_are_recorded_as_grpc() {
+    // No prefetch on an `http` edge: the first call starts the fetch and its event waits
+    // for the descriptors.
+    let mut setup = Setup::start(Reflection::V1, false, Mode::Http).await;
+    setup.client.unary(request("via http")).await.unwrap();
+    let event = setup.call().await;
+    assert_eq!(event.service, SERVICE);
+    assert_eq!(
+        event.request_body_decoded,
+        Some(json!({"text": "via http"}))
+    );
+    assert_eq!(event.request_messages[0].decoding, "reflection");
+}
+
+#[tokio::test]
+async fn probes_are_marked() {
+    let mut setup = Setup::start(Reflection::V1, false, Mode::Grpc).await;
+    let mut call = tonic::Request::new(request("probe"));
+    call.metadata_mut()
+        .insert("x-rig-probe", "1".parse().unwrap());
+    setup.client.unary(call).await.unwrap();
+    assert!(setup.call().await.probe);
+}
