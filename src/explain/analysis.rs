@@ -355,7 +355,7 @@ fn traffic_error(e: &Event) -> Option<TrafficError> {
         });
     }
     let g = e.grpc_call.as_ref()?;
-    if g.grpc_status == "0" || g.grpc_status == "OK" {
+    if g.probe || g.grpc_status == "0" || g.grpc_status == "OK" {
         return None;
     }
     let response_body = match &g.response_body_decoded {

@@ -273,7 +273,12 @@ fn readiness_probes_never_count_as_traffic_errors() {
     if let Some(r) = probe.request.as_mut() {
         r.probe = true;
     }
-    let events = run(came_up(vec![probe, note("t.go:1: x")]));
+    // A gRPC health check through a proxy, to a server without the health service.
+    let mut grpc_probe = grpc("api", "Unimplemented", "unknown service");
+    if let Some(g) = grpc_probe.grpc_call.as_mut() {
+        g.probe = true;
+    }
+    let events = run(came_up(vec![probe, grpc_probe, note("t.go:1: x")]));
     assert!(analyze(&events, Outcome::Failed).errors.is_empty());
 }
 

@@ -155,6 +155,9 @@ fn event_line(out: &mut String, e: &Event, elapsed: f64) {
                     "  {elapsed:5.2}s  {kind:<22} {:<10} → {:<10} {}/{}  {}  {:.1}ms",
                     g.source, g.target, g.service, g.method, g.grpc_status, g.latency_ms
                 );
+                if g.probe {
+                    out.push_str("  (probe)");
+                }
                 return;
             }
         }
@@ -305,7 +308,7 @@ impl TrafficTotals {
                 }
             }
             EventType::GrpcCallCompleted => {
-                if let Some(g) = &e.grpc_call {
+                if let Some(g) = e.grpc_call.as_ref().filter(|g| !g.probe) {
                     self.edge(&g.source, &g.target).grpc.add(g.latency_ms);
                 }
             }
