@@ -3,23 +3,28 @@
 # nginx (when installed) vs a minimal pingora proxy (with --pingora), in one run, on loopback.
 #
 #   scripts/proxy-bench.sh [--install-peers] [--pingora] [--quick] [proxy-bench options...]
+#   scripts/proxy-bench.sh --grpc [--quick] [grpc options...]
 #
 #   --install-peers  apt-get install haproxy, nginx and nginx's stream module first (root)
 #   --pingora        also build and measure the pingora peer (needs cmake; installed with
 #                    --install-peers; the first build takes a few minutes)
 #   --quick          about one minute instead of about four
+#   --grpc           gRPC unary calls/s direct vs through rig's proxy in grpc mode instead
+#                    (about a minute; JSON to target/proxy-bench-grpc.json)
 # Any other option goes to proxy-bench (`--help` lists them). The table goes to stdout, the
 # JSON to target/proxy-bench.json unless --json says otherwise.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 install=0
+subcommand=run
 features=()
 args=()
 for arg in "$@"; do
   case "$arg" in
     --install-peers) install=1 ;;
     --pingora) features=(--features pingora) ;;
+    --grpc) subcommand=grpc ;;
     *) args+=("$arg") ;;
   esac
 done
@@ -39,4 +44,4 @@ if [[ ${#features[@]} -gt 0 ]] && ! command -v cmake >/dev/null; then
 fi
 
 exec cargo run --quiet --release --locked -p rig-benches --bin proxy-bench "${features[@]}" -- \
-  run "${args[@]}"
+  "$subcommand" ${args[@]+"${args[@]}"}

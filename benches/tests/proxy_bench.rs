@@ -89,3 +89,44 @@ fn a_short_run_measures_every_scenario_on_direct_and_rig() {
         "{accounted} events for {rig_requests} requests"
     );
 }
+
+#[test]
+fn a_short_grpc_run_measures_direct_and_rig_and_records_every_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("grpc.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_proxy-bench"))
+        .args([
+            "grpc",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0.1",
+            "--rounds",
+            "1",
+        ])
+        .args(["--concurrency", "4", "--connections", "1", "--threads", "1"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("rig ÷ direct: "), "{stdout}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for path in ["direct", "rig"] {
+        assert!(
+            report[path]["calls_per_sec"].as_f64().unwrap() > 0.0,
+            "{report}"
+        );
+        assert_eq!(report[path]["errors"], 0, "{report}");
+    }
+    assert!(report["ratio"].as_f64().unwrap() > 0.0, "{report}");
+    // Every call through rig was recorded (warmup and checks included), none dropped.
+    let events = report["rig_observation"]["events"].as_u64().unwrap();
+    assert!(events >= 1, "{report}");
+    assert_eq!(report["rig_observation"]["dropped"], 0, "{report}");
+}

@@ -77,14 +77,16 @@ impl Descriptors {
         self.lookup_with_max_age(Some(START_MAX_AGE));
     }
 
-    /// Waits (at most the fetch timeout) until the descriptors are known. `None` without
+    /// Waits (at most about the fetch timeout) until the descriptors are known. `None` without
     /// descriptors.
     pub(crate) async fn wait(&self) -> Option<Arc<Schema>> {
         let mut pending = match self.lookup() {
             Lookup::Ready(fetched) => return fetched.ok(),
             Lookup::Pending(pending) => pending,
         };
-        let _ = tokio::time::timeout(self.timeout, pending.wait_for(|done| *done)).await;
+        // The fetch gives up after its own timeout; the margin lets its failure land.
+        let limit = self.timeout + Duration::from_secs(1);
+        let _ = tokio::time::timeout(limit, pending.wait_for(|done| *done)).await;
         match self.lookup() {
             Lookup::Ready(fetched) => fetched.ok(),
             Lookup::Pending(_) => None,
@@ -136,5 +138,63 @@ impl Descriptors {
             let _ = done.send(true);
         });
         Some(pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A TCP server that accepts and counts connections but never speaks HTTP/2, so every
+    /// reflection fetch against it times out.
+    async fn silent_server() -> (Arc<str>, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                open.push(stream);
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn fetches_are_single_flight_and_failures_are_remembered() {
+        let (target, accepted) = silent_server().await;
+        let descriptors = Descriptors::new(target.clone(), Duration::from_millis(200));
+        let other = Descriptors::new(target, Duration::from_millis(200));
+        assert!(matches!(descriptors.lookup(), Lookup::Pending(_)));
+        // A second proxy of the same target joins the fetch in flight.
+        assert!(matches!(other.lookup(), Lookup::Pending(_)));
+        assert!(descriptors.wait().await.is_none());
+        match other.lookup() {
+            Lookup::Ready(Err(error)) => {
+                assert!(error.contains("did not answer within"), "{error}")
+            }
+            _ => panic!("the failure is remembered"),
+        }
+        assert!(other.wait().await.is_none());
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one fetch for all lookups"
+        );
+    }
+
+    #[tokio::test]
+    async fn targets_are_cached_by_address() {
+        let (first, first_accepted) = silent_server().await;
+        let (second, second_accepted) = silent_server().await;
+        let a = Descriptors::new(first, Duration::from_millis(200));
+        let b = Descriptors::new(second, Duration::from_millis(200));
+        assert!(a.wait().await.is_none());
+        assert!(b.wait().await.is_none());
+        assert_eq!(first_accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(second_accepted.load(Ordering::SeqCst), 1);
     }
 }

@@ -12,8 +12,10 @@ proxy-bench: compares rig's observing proxy with direct connections, haproxy, ng
 
 USAGE:
     proxy-bench [run] [OPTIONS]          run the benchmark (the default)
+    proxy-bench grpc [GRPC OPTIONS]       gRPC unary calls/s, direct vs rig (grpc mode)
     proxy-bench serve-origin [--threads N]
-    proxy-bench serve-rig-proxy [--http TARGET] [--tcp TARGET] [--sink count|json] [--threads N]
+    proxy-bench serve-grpc-origin [--threads N]
+    proxy-bench serve-rig-proxy [--http TARGET] [--tcp TARGET] [--grpc TARGET] [--sink count|json] [--threads N]
     proxy-bench serve-pingora --target TARGET [--listen ADDR] [--threads N]
 
 RUN OPTIONS:
@@ -29,6 +31,17 @@ RUN OPTIONS:
     --paths LIST            comma-separated subset of
                             direct,rig,rig+json,haproxy,nginx,pingora  [default: all]
     --json PATH             where to write the results as JSON  [default: target/proxy-bench.json]
+
+GRPC OPTIONS:
+    --quick                 short run: 3 rounds of 1.5 s
+    --duration SECS         measured time per round and path           [default: 5]
+    --warmup SECS           unmeasured time before each measurement    [default: 1]
+    --rounds N              alternating direct/rig rounds              [default: 5]
+    --concurrency N         unary calls in flight                      [default: 64]
+    --connections N         HTTP/2 connections carrying them           [default: 4]
+    --sink count|json       what rig's sink does with each event       [default: count]
+    --threads N             worker threads of client, origin and proxy [default: CPU count]
+    --json PATH             where to write the results  [default: target/proxy-bench-grpc.json]
 
 The server subcommands print `listening NAME=ADDR ...` on stdout once they accept connections
 and stop when their standard input is closed (or on SIGTERM).
@@ -46,6 +59,13 @@ pub enum Command {
     },
     /// Run rig's proxy standalone.
     ServeRigProxy(RigProxyOptions),
+    /// Run the gRPC benchmark.
+    Grpc(GrpcOptions),
+    /// Run the gRPC origin (the tonic echo server with reflection).
+    ServeGrpcOrigin {
+        /// Worker threads.
+        threads: usize,
+    },
     /// Run the minimal pingora reverse proxy (built with `--features pingora`).
     ServePingora(PingoraOptions),
     /// Print the usage.
@@ -103,6 +123,8 @@ pub struct RigProxyOptions {
     pub http: Option<String>,
     /// Target of a TCP-mode proxy, if one is wanted.
     pub tcp: Option<String>,
+    /// Target of a gRPC-mode proxy, if one is wanted.
+    pub grpc: Option<String>,
     /// What the sink does with each event.
     pub sink: SinkKind,
     /// Worker threads.
@@ -166,10 +188,21 @@ pub fn parse(args: &[String]) -> Result<Command> {
             Command::ServeOrigin { threads }
         }
         "serve-rig-proxy" => Command::ServeRigProxy(parse_rig_proxy(&mut flags)?),
+        "grpc" => Command::Grpc(parse_grpc(&mut flags)?),
+        "serve-grpc-origin" => {
+            let mut threads = cpu_count();
+            while let Some(flag) = flags.next_flag()? {
+                match flag {
+                    "--threads" => threads = flags.count(flag)?,
+                    _ => bail!("serve-grpc-origin has no option {flag}; see --help"),
+                }
+            }
+            Command::ServeGrpcOrigin { threads }
+        }
         "serve-pingora" => Command::ServePingora(parse_pingora(&mut flags)?),
         "help" => Command::Help,
         other => bail!(
-            "unknown subcommand {other:?}: expected run, serve-origin, serve-rig-proxy or serve-pingora"
+            "unknown subcommand {other:?}: expected run, grpc, serve-origin, serve-grpc-origin, serve-rig-proxy or serve-pingora"
         ),
     };
     Ok(command)
@@ -223,6 +256,7 @@ fn parse_rig_proxy(flags: &mut Flags<'_>) -> Result<RigProxyOptions> {
     let mut options = RigProxyOptions {
         http: None,
         tcp: None,
+        grpc: None,
         sink: SinkKind::Count,
         threads: cpu_count(),
     };
@@ -230,6 +264,7 @@ fn parse_rig_proxy(flags: &mut Flags<'_>) -> Result<RigProxyOptions> {
         match flag {
             "--http" => options.http = Some(flags.value(flag)?.to_string()),
             "--tcp" => options.tcp = Some(flags.value(flag)?.to_string()),
+            "--grpc" => options.grpc = Some(flags.value(flag)?.to_string()),
             "--sink" => {
                 options.sink = match flags.value(flag)? {
                     "count" => SinkKind::Count,
@@ -241,8 +276,75 @@ fn parse_rig_proxy(flags: &mut Flags<'_>) -> Result<RigProxyOptions> {
             _ => bail!("serve-rig-proxy has no option {flag}; see --help"),
         }
     }
-    if options.http.is_none() && options.tcp.is_none() {
-        bail!("serve-rig-proxy needs --http TARGET, --tcp TARGET or both");
+    if options.http.is_none() && options.tcp.is_none() && options.grpc.is_none() {
+        bail!("serve-rig-proxy needs at least one of --http TARGET, --tcp TARGET, --grpc TARGET");
+    }
+    Ok(options)
+}
+
+/// Options of `grpc`.
+#[derive(Clone, Debug)]
+pub struct GrpcOptions {
+    /// Measured time per round and path.
+    pub duration: Duration,
+    /// Unmeasured time before each measurement.
+    pub warmup: Duration,
+    /// Alternating direct/rig rounds.
+    pub rounds: usize,
+    /// Unary calls in flight.
+    pub concurrency: usize,
+    /// HTTP/2 connections carrying them.
+    pub connections: usize,
+    /// What rig's sink does with each event.
+    pub sink: SinkKind,
+    /// Worker threads of the client, the origin and the proxy.
+    pub threads: usize,
+    /// Where the JSON report goes.
+    pub json: PathBuf,
+}
+
+fn parse_grpc(flags: &mut Flags<'_>) -> Result<GrpcOptions> {
+    let mut options = GrpcOptions {
+        duration: Duration::from_secs(5),
+        warmup: Duration::from_secs(1),
+        rounds: 5,
+        concurrency: 64,
+        connections: 4,
+        sink: SinkKind::Count,
+        threads: cpu_count(),
+        json: PathBuf::from("target/proxy-bench-grpc.json"),
+    };
+    let (mut duration, mut warmup, mut rounds, mut quick) = (None, None, None, false);
+    while let Some(flag) = flags.next_flag()? {
+        match flag {
+            "--quick" => quick = true,
+            "--duration" => duration = Some(flags.seconds(flag)?),
+            "--warmup" => warmup = Some(flags.seconds(flag)?),
+            "--rounds" => rounds = Some(flags.count(flag)?),
+            "--concurrency" => options.concurrency = flags.count(flag)?,
+            "--connections" => options.connections = flags.count(flag)?,
+            "--threads" => options.threads = flags.count(flag)?,
+            "--json" => options.json = PathBuf::from(flags.value(flag)?),
+            "--sink" => {
+                options.sink = match flags.value(flag)? {
+                    "count" => SinkKind::Count,
+                    "json" => SinkKind::Json,
+                    other => bail!("--sink {other:?}: expected count or json"),
+                }
+            }
+            _ => bail!("grpc has no option {flag}; see --help"),
+        }
+    }
+    if quick {
+        options.duration = Duration::from_millis(1500);
+        options.warmup = Duration::from_millis(300);
+        options.rounds = 3;
+    }
+    options.duration = duration.unwrap_or(options.duration);
+    options.warmup = warmup.unwrap_or(options.warmup);
+    options.rounds = rounds.unwrap_or(options.rounds).max(1);
+    if options.duration.is_zero() {
+        bail!("--duration must be more than 0 seconds");
     }
     Ok(options)
 }

@@ -18,11 +18,16 @@
 //! resident memory per 1,000 idle HTTP/1.1 and TCP connections. The result is a table on
 //! stdout and a JSON file. Everything runs on loopback and every loop is bounded in time.
 //!
-//! Run it with `scripts/proxy-bench.sh [--quick]` (see the README's "Benchmarks").
+//! `proxy-bench grpc` measures gRPC unary calls per second direct and through rig's proxy in
+//! `grpc` mode (see `grpc.rs`).
+//!
+//! Run it with `scripts/proxy-bench.sh [--quick]` (`scripts/proxy-bench.sh --grpc [--quick]`
+//! for gRPC; see the README's "Benchmarks").
 
 mod bench;
 mod children;
 mod cli;
+mod grpc;
 mod load;
 mod origin;
 mod peers;
@@ -47,6 +52,8 @@ fn main() -> ExitCode {
         Ok(Command::Run(options)) => bench::run(options),
         Ok(Command::ServeOrigin { threads }) => origin::main(threads),
         Ok(Command::ServeRigProxy(options)) => rig_proxy::main(options),
+        Ok(Command::Grpc(options)) => grpc::run(options),
+        Ok(Command::ServeGrpcOrigin { threads }) => grpc::serve_origin(threads),
         Ok(Command::ServePingora(options)) => serve_pingora(options),
         Err(error) => {
             eprintln!("proxy-bench: {error:#}\n\n{}", cli::USAGE);

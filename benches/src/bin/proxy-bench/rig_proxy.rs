@@ -84,6 +84,7 @@ pub fn main(options: RigProxyOptions) -> Result<()> {
         let modes = [
             ("http", Mode::Http, &options.http),
             ("tcp", Mode::Tcp, &options.tcp),
+            ("grpc", Mode::Grpc, &options.grpc),
         ];
         for (name, mode, target) in modes {
             let Some(target) = target else { continue };
