@@ -46,14 +46,14 @@ impl GrpcCall {
         millis(self.info.latency_ms)
     }
 
-    /// rigd's own health checks (`grpc.health.v1.Health/Check` with the probe marker).
+    /// rigd's own health checks: marked `probe` by the proxy, or (events of older proxies)
+    /// `grpc.health.v1.Health/Check` with the probe marker in the request metadata.
     fn probe(&self) -> bool {
-        self.info.service == "grpc.health.v1.Health"
-            && self
-                .info
-                .request_metadata
-                .iter()
-                .any(|(k, v)| k.eq_ignore_ascii_case("x-rig-probe") && v.iter().any(|v| v == "1"))
+        self.info.probe
+            || self.info.service == "grpc.health.v1.Health"
+                && self.info.request_metadata.iter().any(|(k, v)| {
+                    k.eq_ignore_ascii_case("x-rig-probe") && v.iter().any(|v| v == "1")
+                })
     }
 }
 

@@ -194,7 +194,7 @@ impl RowBuilder {
                     } else {
                         g.grpc_message.clone()
                     },
-                    probe: false,
+                    probe: g.probe,
                     event,
                 }
             }
