@@ -25,7 +25,7 @@ use super::callback::CallbackDispatcher;
 use super::environment_up::emit_environment_up;
 use super::{Instance, Settings};
 use crate::ports::PortAllocator;
-use crate::ready::{poll, probe, PollSettings, ProbeKind};
+use crate::ready::{listen_watch, poll_hinted, probe, PollSettings, ProbeKind};
 use crate::services::{
     HookContext, OutputSink, PublishContext, RunContext, ServiceRef, ServiceType,
 };
@@ -353,7 +353,16 @@ async fn after_start(
             .ready_probe(name, endpoint)
             .unwrap_or_else(|| ProbeKind::for_ingress(&endpoint.protocol, ready));
         let settings = PollSettings::from_spec(ready);
-        poll(
+        // A local port is probed the moment it starts listening, not at the next scheduled
+        // probe (see `ready::listen_watch`).
+        let port = local_port(&endpoint.hostport);
+        let hint = async move {
+            match port {
+                Some(port) => listen_watch::listening(port).await,
+                None => std::future::pending().await,
+            }
+        };
+        poll_hinted(
             settings,
             || probe(&kind, &endpoint.hostport),
             |err| {
@@ -362,6 +371,7 @@ async fn after_start(
                 event.error = err.to_string();
                 task.instance.emit(event);
             },
+            hint,
         )
         .await
         .map_err(|e| format!("ingress {name:?}: {e}"))?;
@@ -395,6 +405,17 @@ async fn after_start(
     }
     std::future::pending::<()>().await;
     Ok(())
+}
+
+/// The port of a loopback `host:port`.
+fn local_port(hostport: &str) -> Option<u16> {
+    let (host, port) = hostport.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    local.then(|| port.parse().ok()).flatten()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

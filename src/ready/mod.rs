@@ -18,6 +18,9 @@
 //! `rigd-probe` ([`PROBE_USER_AGENT`]), so an observing proxy between rigd and the service can
 //! mark probe traffic.
 //!
+//! [`poll_hinted`] with [`listen_watch::listening`] probes the moment the port starts
+//! listening rather than at the next scheduled probe.
+//!
 //! A poll is cancelled by dropping its future; no task or connection outlives it. Everything
 //! here uses `tokio::time`, so tests can drive the schedule with a paused clock.
 
@@ -26,11 +29,12 @@ mod error;
 mod grpc;
 mod http;
 mod kind;
+pub mod listen_watch;
 mod poll;
 mod probe;
 mod tcp;
 
 pub use error::ProbeError;
 pub use kind::ProbeKind;
-pub use poll::{poll, PollSettings, ReadinessError};
+pub use poll::{poll, poll_hinted, PollSettings, ReadinessError};
 pub use probe::{probe, PROBE_HEADER, PROBE_USER_AGENT};

@@ -86,13 +86,32 @@ pub struct ReadinessError {
 /// `tokio::time`, so a paused test clock drives it.
 pub async fn poll<F, Fut>(
     settings: PollSettings,
-    mut probe: F,
-    mut on_failure: impl FnMut(&ProbeError),
+    probe: F,
+    on_failure: impl FnMut(&ProbeError),
 ) -> Result<(), ReadinessError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), ProbeError>>,
 {
+    poll_hinted(settings, probe, on_failure, std::future::pending()).await
+}
+
+/// [`poll`], plus a `hint` that the endpoint may have become ready (for example
+/// [`listening`](super::listen_watch::listening)): when it fires during a wait, the next
+/// probe runs at once instead of at the end of the wait. It fires at most once; the schedule
+/// of later waits is unchanged.
+pub async fn poll_hinted<F, Fut>(
+    settings: PollSettings,
+    mut probe: F,
+    mut on_failure: impl FnMut(&ProbeError),
+    hint: impl Future<Output = ()>,
+) -> Result<(), ReadinessError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), ProbeError>>,
+{
+    tokio::pin!(hint);
+    let mut hinted = false;
     let start = Instant::now();
     let deadline = far_checked_add(start, settings.timeout);
     let cap = settings.interval.max(MAX_BACKOFF);
@@ -123,7 +142,10 @@ where
             tokio::time::sleep_until(deadline).await;
             return Err(fail(error));
         }
-        tokio::time::sleep_until(wake).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            () = &mut hint, if !hinted => hinted = true,
+        }
         interval = interval.saturating_mul(2).min(cap);
     }
 }
@@ -171,6 +193,30 @@ mod tests {
         assert_eq!(attempts[0], start, "the first probe runs immediately");
         let gaps = attempts.windows(2).map(|w| w[1] - w[0]).collect();
         (gaps, start.elapsed(), err)
+    }
+
+    /// A hint during a wait moves the next probe to that moment, once; later waits keep
+    /// the schedule.
+    #[tokio::test(start_paused = true)]
+    async fn a_hint_moves_the_next_probe_earlier_once() {
+        let start = Instant::now();
+        let mut attempts = Vec::new();
+        let hint = tokio::time::sleep(ms(3));
+        let err = poll_hinted(
+            PollSettings {
+                interval: ms(10),
+                timeout: ms(100),
+            },
+            || {
+                attempts.push(Instant::now() - start);
+                ready(Err(failure()))
+            },
+            |_| {},
+            hint,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(attempts, [0, 3, 23, 63].map(ms), "{err}");
     }
 
     #[tokio::test(start_paused = true)]
