@@ -8,7 +8,8 @@
 //! moves it earlier, and it produces no connection the service (or an observing proxy)
 //! could see.
 //!
-//! One watcher task serves every waiter: while any port is watched, it asks the kernel for
+//! One watcher thread serves every waiter (a thread, not a task, so it belongs to no Tokio
+//! runtime and outlives none): while any port is watched, it asks the kernel for
 //! the machine's listening TCP sockets (a `NETLINK_SOCK_DIAG` dump filtered to the LISTEN
 //! state, so its cost follows the number of listening sockets, not of connections) once per
 //! [`TICK`], wakes the waiters whose port is among them, and stops when nobody waits. Where
@@ -42,7 +43,13 @@ pub async fn listening(port: u16) {
         start
     };
     if start {
-        tokio::spawn(watch());
+        let spawned = std::thread::Builder::new()
+            .name("rigd-listen-watch".into())
+            .spawn(watch);
+        if spawned.is_err() {
+            // No thread, no hint: the plain schedule applies.
+            *WAITERS.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
     }
     if rx.await.is_err() {
         // The watcher gave up (no socket diagnostics here): never fire.
@@ -50,12 +57,10 @@ pub async fn listening(port: u16) {
     }
 }
 
-/// The watcher task: runs while anyone waits.
-async fn watch() {
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// The watcher thread: runs while anyone waits.
+fn watch() {
     loop {
-        ticker.tick().await;
+        std::thread::sleep(TICK);
         let listening = sockets::listening_ports();
         let mut guard = WAITERS.lock().unwrap_or_else(|p| p.into_inner());
         let Some(waiters) = guard.as_mut() else {
