@@ -3,7 +3,8 @@
 //!
 //! - [`grpc`]: message framing, decompression, decoding with server-reflection descriptors or
 //!   schema-less from the wire format, status names and `grpc-message` decoding;
-//! - [`kafka`]: the API name table.
+//! - [`kafka`]: frame splitting, request headers and correlation, broker address rewriting,
+//!   topic details and API names.
 
 pub mod grpc;
 pub mod kafka;

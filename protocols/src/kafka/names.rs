@@ -1,4 +1,4 @@
-//! Kafka protocol facts that need no parsing.
+//! Kafka API names.
 
 /// Names of the Kafka API keys, indexed by key, as in Apache Kafka's `ApiKeys` enum.
 const API_NAMES: &[&str] = &[
@@ -76,7 +76,7 @@ const API_NAMES: &[&str] = &[
     "GetTelemetrySubscriptions",
     "PushTelemetry",
     "AssignReplicasToDirs",
-    "ListClientMetricsResources",
+    "ListConfigResources",
     "DescribeTopicPartitions",
     "ShareGroupHeartbeat",
     "ShareGroupDescribe",
@@ -90,6 +90,11 @@ const API_NAMES: &[&str] = &[
     "WriteShareGroupState",
     "DeleteShareGroupState",
     "ReadShareGroupStateSummary",
+    "StreamsGroupHeartbeat",
+    "StreamsGroupDescribe",
+    "DescribeShareGroupOffsets",
+    "AlterShareGroupOffsets",
+    "DeleteShareGroupOffsets",
 ];
 
 /// The name of a Kafka API key (`3` → `"Metadata"`).
@@ -139,7 +144,20 @@ mod tests {
         assert_eq!(api_name(17), "SaslHandshake");
         assert_eq!(api_name(32), "DescribeConfigs");
         assert_eq!(api_name(60), "DescribeCluster");
+        assert_eq!(api_name(88), "StreamsGroupHeartbeat");
         assert_eq!(api_name(999), "API-999");
         assert_eq!(api_name(-1), "API--1");
+    }
+
+    #[test]
+    fn every_key_the_protocol_crate_knows_has_its_name() {
+        for key in kafka_protocol::messages::ApiKey::iter() {
+            assert_eq!(
+                api_name(key as i16),
+                format!("{key:?}"),
+                "key {}",
+                key as i16
+            );
+        }
     }
 }

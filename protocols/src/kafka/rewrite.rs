@@ -1,0 +1,366 @@
+//! Rewriting the broker addresses in responses, so clients connect through the proxy.
+//!
+//! Three responses name brokers: Metadata (the broker list), FindCoordinator (the group or
+//! transaction coordinator, one or, from v4, several) and DescribeCluster. Each is decoded
+//! with `kafka-protocol` by its real schema version (upstream rig hand-parsed Metadata and got
+//! v1–v2 wrong), every broker's host and port is passed through a mapping, and the response is
+//! re-encoded by the same version. Anything that does not decode cleanly, including trailing
+//! bytes the schema does not account for, is an error: the caller forwards the original.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, DescribeClusterResponse, FindCoordinatorResponse, MetadataResponse, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use super::{decode_error, DecodeError};
+
+/// A broker named in a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Broker<'a> {
+    /// The broker's node id (for FindCoordinator before v4, the coordinator's).
+    pub node_id: i32,
+    /// The advertised host.
+    pub host: &'a str,
+    /// The advertised port.
+    pub port: i32,
+}
+
+/// Where a client should connect instead of a broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replacement {
+    /// The host to advertise.
+    pub host: String,
+    /// The port to advertise.
+    pub port: i32,
+}
+
+/// Whether responses to this API key name brokers (and so are rewritten).
+pub fn names_brokers(api_key: i16) -> bool {
+    api_key == ApiKey::Metadata as i16
+        || api_key == ApiKey::FindCoordinator as i16
+        || api_key == ApiKey::DescribeCluster as i16
+}
+
+/// Rewrites a response `payload` (the frame without its size prefix) to API `api_key` version
+/// `api_version`, replacing every broker for which `map` returns a [`Replacement`]. Entries
+/// without an address (an error response's empty host or negative port) are left alone.
+///
+/// Returns the new frame, size prefix included, or `None` when nothing was replaced (the
+/// caller forwards the original bytes).
+pub fn rewrite_response(
+    api_key: i16,
+    api_version: i16,
+    payload: &[u8],
+    map: &mut dyn FnMut(Broker<'_>) -> Option<Replacement>,
+) -> Result<Option<Vec<u8>>, DecodeError> {
+    let key = ApiKey::try_from(api_key)
+        .map_err(|()| DecodeError::new(format!("unknown API key {api_key}")))?;
+    let header_version = key.response_header_version(api_version);
+    let mut buf = Bytes::copy_from_slice(payload);
+    let header = ResponseHeader::decode(&mut buf, header_version)
+        .map_err(|e| decode_error("response header", header_version, e))?;
+    let mut out = BytesMut::with_capacity(payload.len() + 64);
+    out.extend_from_slice(&[0; 4]);
+    header
+        .encode(&mut out, header_version)
+        .map_err(|e| decode_error("response header", header_version, e))?;
+    let changed = match key {
+        ApiKey::Metadata => {
+            let mut body = decode::<MetadataResponse>(&mut buf, "Metadata response", api_version)?;
+            let mut changed = false;
+            for broker in &mut body.brokers {
+                changed |= replace(broker.node_id.0, &mut broker.host, &mut broker.port, map);
+            }
+            encode(&body, &mut out, "Metadata response", api_version)?;
+            changed
+        }
+        ApiKey::FindCoordinator => {
+            let mut body = decode::<FindCoordinatorResponse>(
+                &mut buf,
+                "FindCoordinator response",
+                api_version,
+            )?;
+            let mut changed = false;
+            if api_version < 4 {
+                changed |= replace(body.node_id.0, &mut body.host, &mut body.port, map);
+            }
+            for coordinator in &mut body.coordinators {
+                changed |= replace(
+                    coordinator.node_id.0,
+                    &mut coordinator.host,
+                    &mut coordinator.port,
+                    map,
+                );
+            }
+            encode(&body, &mut out, "FindCoordinator response", api_version)?;
+            changed
+        }
+        ApiKey::DescribeCluster => {
+            let mut body = decode::<DescribeClusterResponse>(
+                &mut buf,
+                "DescribeCluster response",
+                api_version,
+            )?;
+            let mut changed = false;
+            for broker in &mut body.brokers {
+                changed |= replace(broker.broker_id.0, &mut broker.host, &mut broker.port, map);
+            }
+            encode(&body, &mut out, "DescribeCluster response", api_version)?;
+            changed
+        }
+        _ => {
+            return Err(DecodeError::new(format!(
+                "{} responses name no brokers",
+                super::api_name(api_key)
+            )))
+        }
+    };
+    if !changed {
+        return Ok(None);
+    }
+    let len = u32::try_from(out.len() - 4)
+        .map_err(|_| DecodeError::new("rewritten response does not fit a Kafka frame"))?;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(Some(out.to_vec()))
+}
+
+/// Decodes a whole message body: trailing bytes mean the schema version was not the one the
+/// bytes were written with, and re-encoding would lose them.
+fn decode<T: Decodable>(buf: &mut Bytes, what: &str, version: i16) -> Result<T, DecodeError> {
+    let body = T::decode(buf, version).map_err(|e| decode_error(what, version, e))?;
+    if !buf.is_empty() {
+        return Err(decode_error(
+            what,
+            version,
+            format!("{} bytes left over after the message", buf.len()),
+        ));
+    }
+    Ok(body)
+}
+
+fn encode<T: Encodable>(
+    body: &T,
+    out: &mut BytesMut,
+    what: &str,
+    version: i16,
+) -> Result<(), DecodeError> {
+    body.encode(out, version)
+        .map_err(|e| DecodeError::new(format!("encoding {what} v{version}: {e}")))
+}
+
+fn replace(
+    node_id: i32,
+    host: &mut StrBytes,
+    port: &mut i32,
+    map: &mut dyn FnMut(Broker<'_>) -> Option<Replacement>,
+) -> bool {
+    if host.is_empty() || *port < 0 {
+        return false;
+    }
+    let broker = Broker {
+        node_id,
+        host: host.as_str(),
+        port: *port,
+    };
+    match map(broker) {
+        Some(replacement) => {
+            *host = StrBytes::from_string(replacement.host);
+            *port = replacement.port;
+            true
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+    use kafka_protocol::messages::find_coordinator_response::Coordinator;
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::{BrokerId, TopicName};
+    use kafka_protocol::protocol::Message;
+
+    fn s(text: &str) -> StrBytes {
+        StrBytes::from_string(text.to_owned())
+    }
+
+    fn payload<T: Encodable>(key: ApiKey, version: i16, body: &T) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(7)
+            .encode(&mut out, key.response_header_version(version))
+            .unwrap();
+        body.encode(&mut out, version).unwrap();
+        out.to_vec()
+    }
+
+    /// Maps broker port `p` to `20000 + p` on 127.0.0.1, recording what it saw.
+    fn mapper(
+        seen: &mut Vec<(i32, String, i32)>,
+    ) -> impl FnMut(Broker<'_>) -> Option<Replacement> + '_ {
+        |b: Broker<'_>| {
+            seen.push((b.node_id, b.host.to_owned(), b.port));
+            Some(Replacement {
+                host: "127.0.0.1".into(),
+                port: 20000 + b.port,
+            })
+        }
+    }
+
+    fn unframe(frame: &[u8]) -> Bytes {
+        let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, frame.len() - 4);
+        Bytes::copy_from_slice(&frame[4..])
+    }
+
+    #[test]
+    fn metadata_brokers_are_replaced_in_every_version_and_the_rest_survives() {
+        for version in MetadataResponse::VERSIONS.min..=MetadataResponse::VERSIONS.max {
+            let body = MetadataResponse::default()
+                .with_brokers(vec![
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(1))
+                        .with_host(s("kafka-1.internal"))
+                        .with_port(9092)
+                        .with_rack(if version >= 1 {
+                            Some(s("rack-a"))
+                        } else {
+                            None
+                        }),
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(2))
+                        .with_host(s("kafka-2.internal"))
+                        .with_port(9093),
+                ])
+                .with_topics(vec![
+                    MetadataResponseTopic::default().with_name(Some(TopicName(s("orders"))))
+                ]);
+            let original = payload(ApiKey::Metadata, version, &body);
+            let mut seen = Vec::new();
+            let frame = rewrite_response(3, version, &original, &mut mapper(&mut seen))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                seen,
+                [
+                    (1, "kafka-1.internal".into(), 9092),
+                    (2, "kafka-2.internal".into(), 9093)
+                ],
+                "v{version}"
+            );
+            let mut rewritten = unframe(&frame);
+            let header_version = ApiKey::Metadata.response_header_version(version);
+            let header = ResponseHeader::decode(&mut rewritten, header_version).unwrap();
+            assert_eq!(header.correlation_id, 7);
+            let decoded = MetadataResponse::decode(&mut rewritten, version).unwrap();
+            assert_eq!(decoded.brokers[0].host.as_str(), "127.0.0.1");
+            assert_eq!(decoded.brokers[0].port, 29092);
+            assert_eq!(decoded.brokers[1].port, 29093);
+            assert_eq!(decoded.brokers[0].rack, body.brokers[0].rack);
+            assert_eq!(decoded.topics, body.topics, "v{version}");
+        }
+    }
+
+    #[test]
+    fn metadata_v1_without_throttle_field_is_parsed_by_its_real_schema() {
+        // Upstream rig read a throttle_time_ms that v1 does not have and misparsed this.
+        let body =
+            MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
+                .with_node_id(BrokerId(5))
+                .with_host(s("b5"))
+                .with_port(1234)]);
+        let original = payload(ApiKey::Metadata, 1, &body);
+        let mut seen = Vec::new();
+        rewrite_response(3, 1, &original, &mut mapper(&mut seen))
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen, [(5, "b5".into(), 1234)]);
+    }
+
+    #[test]
+    fn find_coordinator_single_and_batched_forms_are_replaced() {
+        for version in FindCoordinatorResponse::VERSIONS.min..=FindCoordinatorResponse::VERSIONS.max
+        {
+            let body = if version < 4 {
+                FindCoordinatorResponse::default()
+                    .with_node_id(BrokerId(3))
+                    .with_host(s("coord"))
+                    .with_port(9094)
+            } else {
+                FindCoordinatorResponse::default().with_coordinators(vec![
+                    Coordinator::default()
+                        .with_key(s("group-a"))
+                        .with_node_id(BrokerId(3))
+                        .with_host(s("coord"))
+                        .with_port(9094),
+                    // A failed lookup has no address and is left alone.
+                    Coordinator::default()
+                        .with_key(s("group-b"))
+                        .with_node_id(BrokerId(-1))
+                        .with_host(s(""))
+                        .with_port(-1)
+                        .with_error_code(15),
+                ])
+            };
+            let original = payload(ApiKey::FindCoordinator, version, &body);
+            let mut seen = Vec::new();
+            let frame = rewrite_response(10, version, &original, &mut mapper(&mut seen))
+                .unwrap()
+                .unwrap();
+            assert_eq!(seen, [(3, "coord".into(), 9094)], "v{version}");
+            let mut rewritten = unframe(&frame);
+            ResponseHeader::decode(
+                &mut rewritten,
+                ApiKey::FindCoordinator.response_header_version(version),
+            )
+            .unwrap();
+            let decoded = FindCoordinatorResponse::decode(&mut rewritten, version).unwrap();
+            if version < 4 {
+                assert_eq!((decoded.host.as_str(), decoded.port), ("127.0.0.1", 29094));
+            } else {
+                assert_eq!(decoded.coordinators[0].port, 29094);
+                assert_eq!(decoded.coordinators[1], body.coordinators[1]);
+            }
+        }
+    }
+
+    #[test]
+    fn describe_cluster_brokers_are_replaced() {
+        for version in DescribeClusterResponse::VERSIONS.min..=DescribeClusterResponse::VERSIONS.max
+        {
+            let body = DescribeClusterResponse::default()
+                .with_cluster_id(s("cluster"))
+                .with_brokers(vec![DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(1))
+                    .with_host(s("b1"))
+                    .with_port(9092)]);
+            let original = payload(ApiKey::DescribeCluster, version, &body);
+            let mut seen = Vec::new();
+            rewrite_response(60, version, &original, &mut mapper(&mut seen))
+                .unwrap()
+                .unwrap();
+            assert_eq!(seen, [(1, "b1".into(), 9092)]);
+        }
+    }
+
+    #[test]
+    fn nothing_mapped_means_no_rewrite_and_garbage_is_an_error() {
+        let body = MetadataResponse::default()
+            .with_brokers(vec![MetadataResponseBroker::default()
+                .with_host(s("b"))
+                .with_port(1)]);
+        let original = payload(ApiKey::Metadata, 12, &body);
+        assert_eq!(rewrite_response(3, 12, &original, &mut |_| None), Ok(None));
+        let mut trailing = original.clone();
+        trailing.push(0);
+        let err = rewrite_response(3, 12, &trailing, &mut |_| None).unwrap_err();
+        assert!(err.to_string().contains("left over"), "{err}");
+        assert!(rewrite_response(3, 12, &original[..9], &mut |_| None).is_err());
+        assert!(rewrite_response(3, 99, &original, &mut |_| None).is_err());
+        assert!(rewrite_response(0, 9, &original, &mut |_| None).is_err());
+    }
+}
