@@ -20,6 +20,8 @@ command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
 # (nothing can be pulled from a registry here).
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
+# librdkafka for the Kafka proxy tests (rdkafka links it dynamically) and its mock cluster.
+pkg-config --exists rdkafka 2>/dev/null || need_apt+=(librdkafka-dev pkg-config)
 
 if ((${#need_apt[@]})); then
   echo "== installing ${need_apt[*]}"

@@ -17,6 +17,7 @@
 
 pub mod grpc;
 pub mod http;
+pub mod kafka;
 pub mod observe;
 pub mod probes;
 mod run;

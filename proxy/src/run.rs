@@ -6,7 +6,7 @@ use rig_types::Protocol;
 use tokio_util::sync::CancellationToken;
 
 use crate::observe::{Edge, Observer, TrafficSink, DEFAULT_CAPACITY};
-use crate::{http, tcp, GrpcSettings, Mode};
+use crate::{http, kafka, tcp, GrpcSettings, Mode};
 
 /// Why a proxy could not run.
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +20,7 @@ pub enum ProxyError {
 }
 
 impl Mode {
-    /// The mode for a target ingress's protocol. gRPC and Kafka edges use the HTTP and TCP
-    /// relays until their protocol-aware observers exist.
+    /// The mode for a target ingress's protocol.
     pub fn for_protocol(protocol: &Protocol) -> Mode {
         match protocol {
             Protocol::Http => Mode::Http,
@@ -65,7 +64,18 @@ pub async fn run(
         )
         .await
         .map_err(ProxyError::from),
-        Mode::Tcp | Mode::Kafka => {
+        Mode::Kafka => {
+            kafka::serve(
+                listener,
+                target,
+                observer,
+                kafka::KafkaSettings::default(),
+                cancel,
+            )
+            .await;
+            Ok(())
+        }
+        Mode::Tcp => {
             tcp::serve(
                 listener,
                 target,

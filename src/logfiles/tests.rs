@@ -87,6 +87,7 @@ fn crashed_run() -> Vec<Arc<Event>> {
         latency_ms: 2.5,
         request_size: 120,
         response_size: 60,
+        ..KafkaRequestInfo::default()
     }));
     let mut dropped = Event::new(EventType::ObservationsDropped);
     dropped.dropped = 3;

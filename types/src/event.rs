@@ -627,6 +627,47 @@ pub struct KafkaRequestInfo {
     pub request_size: i64,
     /// Response frame bytes.
     pub response_size: i64,
+    /// The client id from the request header (additive).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_id: String,
+    /// The real broker (`host:port`) the request went to (additive): with several brokers,
+    /// which one the proxy relayed this connection to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub broker: String,
+    /// The request gets no response by protocol (a Produce with `acks=0`; additive): the event
+    /// is emitted when the request was relayed, with no latency or response size.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_response: bool,
+    /// The response's top-level error code, where decoded (additive; omitted when 0).
+    #[serde(default, skip_serializing_if = "is_zero_i16")]
+    pub error_code: i16,
+    /// Topics and partitions of Produce and Fetch exchanges, with per-partition error codes
+    /// (additive; omitted when not decoded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<KafkaTopic>,
+    /// The response named brokers and was rewritten to point at proxy listeners (additive).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rewritten: bool,
+}
+
+/// A topic of a Kafka exchange (additive detail of `kafka.request.completed`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaTopic {
+    /// Topic name (or topic id when the request names topics by id).
+    pub topic: String,
+    /// Partitions touched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<KafkaPartition>,
+}
+
+/// A partition of a Kafka exchange.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaPartition {
+    /// Partition index.
+    pub partition: i32,
+    /// The partition's error code in the response (omitted when 0).
+    #[serde(default, skip_serializing_if = "is_zero_i16")]
+    pub error_code: i16,
 }
 
 /// The state of every service when a progress stall is detected.
@@ -652,6 +693,10 @@ pub struct ServiceSnapshot {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_zero_i16(n: &i16) -> bool {
+    *n == 0
 }
 
 fn is_zero_u64(n: &u64) -> bool {

@@ -18,8 +18,8 @@ pub use duration::{GoDuration, ParseDurationError};
 pub use endpoint::{Endpoint, Protocol, ResolvedEndpoint};
 pub use event::{
     CallbackKind, CallbackRequest, CallbackResponse, ConnectionInfo, DiagnosticSnapshot, Event,
-    EventType, GrpcCallInfo, GrpcMessage, KafkaRequestInfo, LogEntry, LogStream, RequestInfo,
-    ServiceSnapshot, WiringContext,
+    EventType, GrpcCallInfo, GrpcMessage, KafkaPartition, KafkaRequestInfo, KafkaTopic, LogEntry,
+    LogStream, RequestInfo, ServiceSnapshot, WiringContext,
 };
 pub use health::{Health, API_VERSION};
 pub use spec::{

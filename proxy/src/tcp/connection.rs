@@ -60,7 +60,7 @@ pub(super) async fn handle(
 
 /// Connects to `target`, with Go-style error text (`dial tcp 127.0.0.1:9: connection refused`).
 /// A zero `timeout` waits as long as the operating system does.
-async fn dial(target: &str, timeout: Duration) -> Result<TcpStream, String> {
+pub(crate) async fn dial(target: &str, timeout: Duration) -> Result<TcpStream, String> {
     let connect = TcpStream::connect(target);
     let connected = if timeout.is_zero() {
         connect.await

@@ -5,7 +5,7 @@ use std::io;
 
 /// The error's message without Rust's ` (os error N)` suffix and with a lowercase first letter:
 /// `Connection refused (os error 111)` becomes `connection refused`.
-pub(super) fn describe(err: &io::Error) -> String {
+pub(crate) fn describe(err: &io::Error) -> String {
     let text = err.to_string();
     let text = match text.rfind(" (os error ") {
         Some(at) if text.ends_with(')') => &text[..at],

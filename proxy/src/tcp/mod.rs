@@ -17,9 +17,9 @@
 //! report `connection.progress` periodically instead of only at close, and no per-connection
 //! watcher outlives its connection.
 
-mod connection;
+pub(crate) mod connection;
 mod copy;
-mod error_text;
+pub(crate) mod error_text;
 mod pump;
 mod record;
 mod relay;
@@ -121,7 +121,7 @@ pub async fn serve(
 }
 
 /// Accept errors that concern only the connection being accepted.
-fn is_per_connection(err: &io::Error) -> bool {
+pub(crate) fn is_per_connection(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::ConnectionAborted

@@ -1,0 +1,144 @@
+//! `kafka.request.completed`: built from a few integers and the bytes kept of an exchange on
+//! the data path; the header and topic details are decoded here, on the observer task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rig_protocols::kafka::api_name;
+use rig_protocols::kafka::details::{request_topics, response_topics, Topic};
+use rig_protocols::kafka::header::parse_request_head;
+use rig_types::{Event, EventType, KafkaPartition, KafkaRequestInfo, KafkaTopic};
+
+use super::pending::Request;
+use crate::observe::{Edge, Record};
+
+/// One observed Kafka request (and its response, if it gets one).
+#[derive(Debug)]
+pub struct KafkaRecord {
+    api_key: i16,
+    api_version: i16,
+    correlation_id: i32,
+    latency: Duration,
+    request_size: u64,
+    response_size: u64,
+    request: Vec<u8>,
+    request_complete: bool,
+    response: Vec<u8>,
+    response_complete: bool,
+    broker: Arc<str>,
+    no_response: bool,
+    rewritten: bool,
+}
+
+impl KafkaRecord {
+    /// A request answered by a response of `response_size` bytes (4 + the original payload
+    /// length, before any rewrite), read `latency` after the request. `response` holds the
+    /// payload bytes kept for topic details (`response_complete` if that is all of it).
+    pub(super) fn answered(
+        request: Request,
+        latency: Duration,
+        response_size: u64,
+        response: Vec<u8>,
+        response_complete: bool,
+        broker: Arc<str>,
+    ) -> KafkaRecord {
+        KafkaRecord {
+            api_key: request.api_key,
+            api_version: request.api_version,
+            correlation_id: request.correlation_id,
+            latency,
+            request_size: request.size,
+            response_size,
+            request: request.kept,
+            request_complete: request.complete,
+            response,
+            response_complete,
+            broker,
+            no_response: false,
+            rewritten: false,
+        }
+    }
+
+    /// A request that gets no response by protocol (Produce with `acks=0`).
+    pub(super) fn unanswered(request: Request, broker: Arc<str>) -> KafkaRecord {
+        let mut record =
+            KafkaRecord::answered(request, Duration::ZERO, 0, Vec::new(), false, broker);
+        record.no_response = true;
+        record
+    }
+
+    /// Marks the response as rewritten to point at proxy listeners.
+    pub(super) fn rewritten(mut self) -> KafkaRecord {
+        self.rewritten = true;
+        self
+    }
+}
+
+impl Record for KafkaRecord {
+    fn into_event(self: Box<Self>, edge: &Edge) -> Event {
+        let record = *self;
+        let head = parse_request_head(&record.request).ok();
+        let client_id = head
+            .as_ref()
+            .and_then(|head| head.client_id.clone())
+            .unwrap_or_default();
+        let mut error_code = 0;
+        let mut topics = Vec::new();
+        if record.response_complete {
+            if let Ok((error, decoded)) =
+                response_topics(record.api_key, record.api_version, &record.response)
+            {
+                error_code = error;
+                topics = decoded;
+            }
+        }
+        if topics.is_empty() && record.request_complete {
+            let body = head
+                .as_ref()
+                .and_then(|head| head.body_offset)
+                .and_then(|offset| record.request.get(offset..));
+            if let Some(body) = body {
+                topics =
+                    request_topics(record.api_key, record.api_version, body).unwrap_or_default();
+            }
+        }
+        let mut event = Event::new(EventType::KafkaRequestCompleted);
+        event.kafka_request = Some(Box::new(KafkaRequestInfo {
+            source: edge.source.clone(),
+            target: edge.target.clone(),
+            ingress: edge.ingress.clone(),
+            api_key: record.api_key,
+            api_name: api_name(record.api_key).into_owned(),
+            api_version: record.api_version,
+            correlation_id: record.correlation_id,
+            latency_ms: record.latency.as_micros() as f64 / 1000.0,
+            request_size: saturating_i64(record.request_size),
+            response_size: saturating_i64(record.response_size),
+            client_id,
+            broker: record.broker.to_string(),
+            no_response: record.no_response,
+            error_code,
+            topics: topics.into_iter().map(topic).collect(),
+            rewritten: record.rewritten,
+        }));
+        event
+    }
+}
+
+fn topic(topic: Topic) -> KafkaTopic {
+    KafkaTopic {
+        topic: topic.name,
+        partitions: topic
+            .partitions
+            .into_iter()
+            .map(|p| KafkaPartition {
+                partition: p.partition,
+                error_code: p.error_code,
+            })
+            .collect(),
+    }
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

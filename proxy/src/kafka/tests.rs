@@ -1,0 +1,273 @@
+//! The Kafka relay against a scripted broker: responses cut at every byte, rewriting, framing
+//! errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, RequestHeader,
+    ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rig_types::{Event, EventType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{serve, KafkaSettings};
+use crate::observe::{Edge, Observer, TrafficSink};
+
+const GUARD: Duration = Duration::from_secs(30);
+
+struct Collect(watch::Sender<Vec<Event>>);
+
+impl TrafficSink for Collect {
+    fn emit(&self, event: Event) {
+        self.0.send_modify(|events| events.push(event));
+    }
+}
+
+async fn wait_for(sink: &Collect, condition: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+    let mut rx = sink.0.subscribe();
+    let events = tokio::time::timeout(GUARD, rx.wait_for(|events| condition(events)))
+        .await
+        .expect("the expected events in time")
+        .unwrap()
+        .clone();
+    events
+}
+
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+fn request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("scripted")))
+        .encode(&mut out, key.request_header_version(version))
+        .unwrap();
+    body.encode(&mut out, version).unwrap();
+    framed(&out)
+}
+
+fn response<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut out, key.response_header_version(version))
+        .unwrap();
+    body.encode(&mut out, version).unwrap();
+    framed(&out)
+}
+
+async fn read_frame(stream: &mut TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await.unwrap();
+    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut payload).await.unwrap();
+    payload
+}
+
+struct Running {
+    addr: std::net::SocketAddr,
+    sink: Arc<Collect>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(target: String) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sink = Arc::new(Collect(watch::Sender::new(Vec::new())));
+    let (observer, _delivered) = Observer::spawn(
+        Edge {
+            source: "~test".into(),
+            target: "kafka".into(),
+            ingress: "default".into(),
+        },
+        sink.clone(),
+        1024,
+    );
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(serve(
+        listener,
+        target,
+        observer,
+        KafkaSettings::default(),
+        cancel.clone(),
+    ));
+    Running {
+        addr,
+        sink,
+        cancel,
+        task,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_dribbled_byte_by_byte_are_matched_and_rewritten() {
+    let metadata =
+        MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(7))
+            .with_host(StrBytes::from_static_str("broker-7.internal"))
+            .with_port(9092)]);
+    let versions = ApiVersionsResponse::default().with_error_code(0);
+    let replies = [
+        response(ApiKey::ApiVersions, 3, 1, &versions),
+        response(ApiKey::Metadata, 12, 2, &metadata),
+    ]
+    .concat();
+    let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker_addr = broker.local_addr().unwrap();
+    let script = replies.clone();
+    tokio::spawn(async move {
+        let (mut stream, _) = broker.accept().await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        read_frame(&mut stream).await;
+        read_frame(&mut stream).await;
+        for byte in script {
+            stream.write_all(&[byte]).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+    });
+
+    let proxy = start(broker_addr.to_string()).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let requests = [
+        request(
+            ApiKey::ApiVersions,
+            3,
+            1,
+            &kafka_protocol::messages::ApiVersionsRequest::default(),
+        ),
+        request(ApiKey::Metadata, 12, 2, &MetadataRequest::default()),
+    ]
+    .concat();
+    // The requests cut mid-header, too.
+    client.write_all(&requests[..6]).await.unwrap();
+    client.write_all(&requests[6..]).await.unwrap();
+
+    let first = read_frame(&mut client).await;
+    assert_eq!(
+        framed(&first),
+        replies[..framed(&first).len()],
+        "ApiVersions passes untouched"
+    );
+    let second = read_frame(&mut client).await;
+    let mut second = Bytes::from(second);
+    let header = ResponseHeader::decode(&mut second, 1).unwrap();
+    assert_eq!(header.correlation_id, 2);
+    let rewritten = MetadataResponse::decode(&mut second, 12).unwrap();
+    let advertised = &rewritten.brokers[0];
+    assert_eq!(advertised.node_id, BrokerId(7));
+    assert_eq!(advertised.host.as_str(), "127.0.0.1");
+    assert_ne!(advertised.port, 9092);
+    assert_ne!(advertised.port, i32::from(proxy.addr.port()));
+
+    let events = wait_for(&proxy.sink, |events| {
+        events
+            .iter()
+            .filter(|e| e.event_type == EventType::KafkaRequestCompleted)
+            .count()
+            == 2
+    })
+    .await;
+    let kafka: Vec<_> = events
+        .iter()
+        .filter_map(|e| e.kafka_request.as_deref())
+        .collect();
+    assert_eq!(
+        kafka
+            .iter()
+            .map(|k| (k.api_name.as_str(), k.correlation_id))
+            .collect::<Vec<_>>(),
+        [("ApiVersions", 1), ("Metadata", 2)]
+    );
+    assert_eq!(
+        kafka[1].response_size as usize,
+        replies.len() - framed(&first).len()
+    );
+    assert!(kafka[1].rewritten);
+    assert_eq!(kafka[0].client_id, "scripted");
+    assert_eq!(kafka[0].broker, broker_addr.to_string());
+
+    // The advertised listener relays to the broker it stands for (here: nothing listens there,
+    // so the dial fails and says where it went).
+    let mut direct = TcpStream::connect(("127.0.0.1", advertised.port as u16))
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = direct.read_to_end(&mut rest).await;
+    let events = wait_for(&proxy.sink, |events| {
+        events.iter().any(|e| {
+            e.connection
+                .as_ref()
+                .is_some_and(|c| c.error.contains("broker-7.internal:9092"))
+        })
+    })
+    .await;
+    assert!(!events.is_empty());
+    drop(client);
+    proxy.cancel.cancel();
+    tokio::time::timeout(GUARD, proxy.task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_is_not_kafka_ends_with_a_reason() {
+    let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker_addr = broker.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = broker.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let _ = stream.read_to_end(&mut seen).await;
+        assert!(seen.is_empty(), "nothing of the bad frame is forwarded");
+    });
+    let proxy = start(broker_addr.to_string()).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    // A TLS ClientHello record header.
+    client
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest).await;
+    let events = wait_for(&proxy.sink, |events| {
+        events
+            .iter()
+            .any(|e| e.event_type == EventType::ConnectionClosed)
+    })
+    .await;
+    let closed = events
+        .iter()
+        .find_map(|e| {
+            e.connection
+                .as_ref()
+                .filter(|_| e.event_type == EventType::ConnectionClosed)
+        })
+        .unwrap();
+    assert!(
+        closed.error.contains("not the Kafka protocol"),
+        "{}",
+        closed.error
+    );
+    assert_eq!(closed.bytes_in, 0);
+    proxy.cancel.cancel();
+    tokio::time::timeout(GUARD, proxy.task)
+        .await
+        .unwrap()
+        .unwrap();
+}
