@@ -17,6 +17,7 @@ USAGE:
     proxy-bench serve-grpc-origin [--threads N]
     proxy-bench serve-rig-proxy [--http TARGET] [--tcp TARGET] [--grpc TARGET] [--sink count|json] [--threads N]
     proxy-bench serve-pingora --target TARGET [--listen ADDR] [--threads N]
+    proxy-bench kafka [KAFKA OPTIONS]    Kafka produce throughput, rig's Kafka proxy vs direct
 
 RUN OPTIONS:
     --quick                 short run (about 1 minute): 1.5 s per measurement
@@ -43,6 +44,14 @@ GRPC OPTIONS:
     --threads N             worker threads of client, origin and proxy [default: CPU count]
     --json PATH             where to write the results  [default: target/proxy-bench-grpc.json]
 
+KAFKA OPTIONS (a librdkafka mock cluster in-process; rounds alternate direct and rig):
+    --messages N            messages per round                         [default: 200000]
+    --size BYTES            message payload size                       [default: 256]
+    --brokers N             mock cluster brokers                       [default: 3]
+    --rounds N              measured rounds per path                   [default: 3]
+    --threads N             worker threads of rig's proxy              [default: CPU count]
+    --json PATH             where to write the results   [default: target/proxy-bench-kafka.json]
+
 The server subcommands print `listening NAME=ADDR ...` on stdout once they accept connections
 and stop when their standard input is closed (or on SIGTERM).
 ";
@@ -68,8 +77,27 @@ pub enum Command {
     },
     /// Run the minimal pingora reverse proxy (built with `--features pingora`).
     ServePingora(PingoraOptions),
+    /// Measure Kafka produce throughput through rig's Kafka proxy vs direct.
+    Kafka(KafkaOptions),
     /// Print the usage.
     Help,
+}
+
+/// Options of `kafka`.
+#[derive(Clone, Debug)]
+pub struct KafkaOptions {
+    /// Messages per round.
+    pub messages: usize,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Brokers in the mock cluster.
+    pub brokers: i32,
+    /// Measured rounds per path.
+    pub rounds: usize,
+    /// Worker threads of the proxy's runtime.
+    pub threads: usize,
+    /// Where the JSON report goes.
+    pub json: PathBuf,
 }
 
 /// Options of a benchmark run.
@@ -200,9 +228,10 @@ pub fn parse(args: &[String]) -> Result<Command> {
             Command::ServeGrpcOrigin { threads }
         }
         "serve-pingora" => Command::ServePingora(parse_pingora(&mut flags)?),
+        "kafka" => Command::Kafka(parse_kafka(&mut flags)?),
         "help" => Command::Help,
         other => bail!(
-            "unknown subcommand {other:?}: expected run, grpc, serve-origin, serve-grpc-origin, serve-rig-proxy or serve-pingora"
+            "unknown subcommand {other:?}: expected run, grpc, kafka, serve-origin, serve-grpc-origin, serve-rig-proxy or serve-pingora"
         ),
     };
     Ok(command)
@@ -249,6 +278,35 @@ fn parse_run(flags: &mut Flags<'_>) -> Result<RunOptions> {
         bail!("--duration must be more than 0 seconds");
     }
     options.h2c_connections = options.h2c_connections.min(options.connections);
+    Ok(options)
+}
+
+fn parse_kafka(flags: &mut Flags<'_>) -> Result<KafkaOptions> {
+    let mut options = KafkaOptions {
+        messages: 200_000,
+        size: 256,
+        brokers: 3,
+        rounds: 3,
+        threads: cpu_count(),
+        json: PathBuf::from("target/proxy-bench-kafka.json"),
+    };
+    while let Some(flag) = flags.next_flag()? {
+        match flag {
+            "--messages" => options.messages = flags.count(flag)?,
+            "--size" => options.size = flags.count(flag)?,
+            "--brokers" => {
+                options.brokers =
+                    i32::try_from(flags.count(flag)?).context("--brokers: too many brokers")?
+            }
+            "--rounds" => options.rounds = flags.count(flag)?,
+            "--threads" => options.threads = flags.count(flag)?,
+            "--json" => options.json = PathBuf::from(flags.value(flag)?),
+            _ => bail!("kafka has no option {flag}; see --help"),
+        }
+    }
+    if options.messages == 0 || options.rounds == 0 || options.brokers == 0 {
+        bail!("kafka: --messages, --rounds and --brokers must be at least 1");
+    }
     Ok(options)
 }
 

@@ -23,11 +23,15 @@
 //!
 //! Run it with `scripts/proxy-bench.sh [--quick]` (`scripts/proxy-bench.sh --grpc [--quick]`
 //! for gRPC; see the README's "Benchmarks").
+//!
+//! `proxy-bench kafka` measures Kafka produce throughput through rig's Kafka proxy against a
+//! librdkafka mock cluster, direct vs proxied (`scripts/proxy-bench.sh --kafka`).
 
 mod bench;
 mod children;
 mod cli;
 mod grpc;
+mod kafka;
 mod load;
 mod origin;
 mod peers;
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Ok(Command::Grpc(options)) => grpc::run(options),
         Ok(Command::ServeGrpcOrigin { threads }) => grpc::serve_origin(threads),
         Ok(Command::ServePingora(options)) => serve_pingora(options),
+        Ok(Command::Kafka(options)) => kafka::run(options),
         Err(error) => {
             eprintln!("proxy-bench: {error:#}\n\n{}", cli::USAGE);
             return ExitCode::from(2);
