@@ -11,6 +11,9 @@
 #   --quick          about one minute instead of about four
 #   --grpc           gRPC unary calls/s direct vs through rig's proxy in grpc mode instead
 #                    (about a minute; JSON to target/proxy-bench-grpc.json)
+#   --kafka          instead: Kafka produce throughput through rig's Kafka proxy vs direct,
+#                    against librdkafka's mock cluster (needs librdkafka-dev; options after it
+#                    go to `proxy-bench kafka`, e.g. --messages, --rounds)
 # Any other option goes to proxy-bench (`--help` lists them). The table goes to stdout, the
 # JSON to target/proxy-bench.json unless --json says otherwise.
 set -euo pipefail
@@ -25,6 +28,7 @@ for arg in "$@"; do
     --install-peers) install=1 ;;
     --pingora) features=(--features pingora) ;;
     --grpc) subcommand=grpc ;;
+    --kafka) subcommand=kafka ;;
     *) args+=("$arg") ;;
   esac
 done
