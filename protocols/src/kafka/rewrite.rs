@@ -363,4 +363,15 @@ mod tests {
         assert!(rewrite_response(3, 99, &original, &mut |_| None).is_err());
         assert!(rewrite_response(0, 9, &original, &mut |_| None).is_err());
     }
+
+    #[test]
+    fn hostile_array_counts_are_refused_before_anything_is_allocated() {
+        // Metadata v0: correlation id, then a broker count of i32::MAX and nothing else.
+        let classic = [0, 0, 0, 7, 0x7f, 0xff, 0xff, 0xff];
+        let err = rewrite_response(3, 0, &classic, &mut |_| None).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        // Metadata v12: correlation id, no header tags, throttle, compact count u32::MAX - 1.
+        let compact = [0, 0, 0, 7, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(rewrite_response(3, 12, &compact, &mut |_| None).is_err());
+    }
 }
