@@ -132,5 +132,18 @@ async fn a_kafka_ingress_is_observed_across_three_brokers() {
     for api in ["ApiVersions", "Metadata", "Produce"] {
         assert!(names.contains(api), "no {api} in {names:?}");
     }
+    // rigd's TCP readiness probe through the proxy is marked as a probe; the producer's
+    // connections are not.
+    let connections: Vec<_> = events
+        .seen()
+        .iter()
+        .filter(|e| e.event_type == EventType::ConnectionOpened)
+        .filter_map(|e| e.connection.as_deref())
+        .collect();
+    assert!(connections.iter().any(|c| c.probe), "no probe connection");
+    assert!(
+        connections.iter().any(|c| !c.probe),
+        "no application connection"
+    );
     drop(cluster);
 }

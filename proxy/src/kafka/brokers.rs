@@ -121,6 +121,8 @@ fn bind_loopback() -> std::io::Result<TcpListener> {
 /// Accepts on `listener` until the proxy stops, relaying each connection to `broker`.
 pub(super) async fn accept_loop(listener: TcpListener, broker: Arc<str>, brokers: Brokers) {
     let cancel = brokers.cancel().clone();
+    // rigd's TCP readiness probes are recognised by their address pair (see `crate::probes`).
+    let local = listener.local_addr().ok();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -128,9 +130,11 @@ pub(super) async fn accept_loop(listener: TcpListener, broker: Arc<str>, brokers
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((client, _peer)) => {
+            Ok((client, peer)) => {
+                let probe = local.is_some_and(|local| crate::probes::is_probe(peer, local));
                 brokers.0.tracker.spawn(connection::handle(
                     client,
+                    probe,
                     broker.clone(),
                     brokers.clone(),
                 ));

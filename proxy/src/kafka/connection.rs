@@ -12,12 +12,12 @@ use crate::tcp::connection::dial;
 use crate::tcp::{ByteCounts, ConnectionRecord};
 
 /// Handles one accepted client connection to `broker`, from `connection.opened` to
-/// `connection.closed`.
-pub(super) async fn handle(mut client: TcpStream, broker: Arc<str>, brokers: Brokers) {
+/// `connection.closed`; `probe` marks both events as a readiness probe's.
+pub(super) async fn handle(mut client: TcpStream, probe: bool, broker: Arc<str>, brokers: Brokers) {
     let started = Instant::now();
     let observer = brokers.observer().clone();
     let cancel = brokers.cancel().clone();
-    observer.record(Box::new(ConnectionRecord::opened()));
+    observer.record(Box::new(ConnectionRecord::opened().with_probe(probe)));
 
     let dialled = tokio::select! {
         dialled = dial(&broker, brokers.settings().dial_timeout) => dialled,
@@ -29,7 +29,9 @@ pub(super) async fn handle(mut client: TcpStream, broker: Arc<str>, brokers: Bro
         Ok(upstream) => upstream,
         Err(error) => {
             drop(client);
-            let closed = ConnectionRecord::closed((0, 0), started.elapsed()).with_error(error);
+            let closed = ConnectionRecord::closed((0, 0), started.elapsed())
+                .with_error(error)
+                .with_probe(probe);
             observer.record(Box::new(closed));
             return;
         }
@@ -65,7 +67,8 @@ pub(super) async fn handle(mut client: TcpStream, broker: Arc<str>, brokers: Bro
             () = cancel.cancelled() => None,
         }
     };
-    let mut closed = ConnectionRecord::closed(counts.snapshot(), started.elapsed());
+    let mut closed =
+        ConnectionRecord::closed(counts.snapshot(), started.elapsed()).with_probe(probe);
     if let Some(failure) = failure {
         closed = closed.with_error(failure);
     }
