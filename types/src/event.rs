@@ -493,6 +493,28 @@ pub struct ConnectionInfo {
     pub probe: bool,
 }
 
+/// gRPC status names by code as `grpc_status` records them: grpc-go's spelling (`NotFound`),
+/// as upstream rig writes them.
+pub const GRPC_STATUS_NAMES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
 /// An observed gRPC call.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GrpcCallInfo {

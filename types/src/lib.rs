@@ -19,7 +19,7 @@ pub use endpoint::{Endpoint, Protocol, ResolvedEndpoint};
 pub use event::{
     CallbackKind, CallbackRequest, CallbackResponse, ConnectionInfo, DiagnosticSnapshot, Event,
     EventType, GrpcCallInfo, GrpcMessage, KafkaPartition, KafkaRequestInfo, KafkaTopic, LogEntry,
-    LogStream, RequestInfo, ServiceSnapshot, WiringContext,
+    LogStream, RequestInfo, ServiceSnapshot, WiringContext, GRPC_STATUS_NAMES,
 };
 pub use health::{Health, API_VERSION};
 pub use spec::{

@@ -4,7 +4,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::time::Duration;
 
-use rig_types::{Event, EventType, GrpcCallInfo};
+use rig_types::{Event, EventType, GrpcCallInfo, GRPC_STATUS_NAMES as STATUS_NAMES};
 
 use super::{edge_words, millis, wanted, Observed, TrafficFilter};
 
@@ -101,27 +101,6 @@ impl fmt::Display for GrpcCall {
         Ok(())
     }
 }
-
-/// gRPC status names by code, as rigd writes them (`OK`, `NotFound`, ...).
-const STATUS_NAMES: [&str; 17] = [
-    "OK",
-    "Canceled",
-    "Unknown",
-    "InvalidArgument",
-    "DeadlineExceeded",
-    "NotFound",
-    "AlreadyExists",
-    "PermissionDenied",
-    "ResourceExhausted",
-    "FailedPrecondition",
-    "Aborted",
-    "OutOfRange",
-    "Unimplemented",
-    "Internal",
-    "Unavailable",
-    "DataLoss",
-    "Unauthenticated",
-];
 
 /// Whether the recorded status `got` (a name, or a decimal code from older logs) is `want`
 /// (a name in any case and with or without underscores, e.g. `NOT_FOUND`, or a code).

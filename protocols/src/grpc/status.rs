@@ -3,6 +3,9 @@
 
 use std::borrow::Cow;
 
+// grpc-go's spelling (`NotFound`), which is how upstream rig records `grpc_status`.
+use rig_types::GRPC_STATUS_NAMES as GO_STATUS_NAMES;
+
 /// Canonical names of the gRPC status codes, indexed by code.
 const STATUS_NAMES: [&str; 17] = [
     "OK",
@@ -31,28 +34,6 @@ pub fn status_name(code: u32) -> Option<&'static str> {
         .and_then(|i| STATUS_NAMES.get(i))
         .copied()
 }
-
-/// Names of the status codes as grpc-go's `codes.Code.String()` spells them (`NotFound`),
-/// which is how upstream rig records `grpc_status` in events.
-const GO_STATUS_NAMES: [&str; 17] = [
-    "OK",
-    "Canceled",
-    "Unknown",
-    "InvalidArgument",
-    "DeadlineExceeded",
-    "NotFound",
-    "AlreadyExists",
-    "PermissionDenied",
-    "ResourceExhausted",
-    "FailedPrecondition",
-    "Aborted",
-    "OutOfRange",
-    "Unimplemented",
-    "Internal",
-    "Unavailable",
-    "DataLoss",
-    "Unauthenticated",
-];
 
 /// The `grpc_status` of a `grpc.call.completed` event for a raw `grpc-status` value, exactly
 /// as upstream rig records it: a decimal code becomes grpc-go's name (`"5"` → `NotFound`,
