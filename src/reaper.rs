@@ -260,13 +260,53 @@ fn reap(record: &Record) {
         kill_group(pgid, start);
     }
     for dir in &record.dirs {
-        let _ = std::fs::remove_dir_all(dir);
+        remove_dir_and_its_workers(dir, record.rigd_start);
     }
     // The recorded ids, and anything labelled as rigd's (created just before it died, before
     // it could tell us).
     let owner =
         (record.rigd_start != 0).then(|| format!("{}:{}", record.rigd_pid, record.rigd_start));
     crate::docker::remove_containers_blocking(record.containers.iter().cloned().collect(), owner);
+}
+
+/// Removes `dir` after SIGKILLing every process working in it (its current directory is
+/// inside `dir`) that started during rigd's life (`since`, clock ticks since boot). A
+/// recorded group does not always hold every process of a service: a PostgreSQL backend runs
+/// in a session of its own, and one caught in `CREATE DATABASE` waits forever for the killed
+/// checkpointer while writing into its data directory.
+fn remove_dir_and_its_workers(dir: &Path, since: u64) {
+    for _ in 0..5 {
+        for pid in working_in(dir, since) {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        // A killed worker may still have been writing: let it die, then try again.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Processes started no earlier than `since` whose current directory is inside `dir`, from
+/// `/proc` (never this process).
+fn working_in(dir: &Path, since: u64) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id() as i32;
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            pid != me
+                && std::fs::read_link(format!("/proc/{pid}/cwd"))
+                    .is_ok_and(|cwd| cwd.starts_with(dir))
+                && stat(pid as u32).is_some_and(|s| s.start >= since && !s.zombie)
+        })
+        .collect()
 }
 
 /// SIGKILLs every process in group `pgid` that started no earlier than `start`. Repeats a few
