@@ -47,6 +47,12 @@ fi
 if ! docker info >/dev/null 2>&1; then
   echo "== starting dockerd"
   if [ "$(id -u)" = 0 ]; then sudo_cmd=(); else sudo_cmd=(sudo); fi
+  # A dockerd still shutting down holds its pid file: let it finish. A pid file left by a
+  # killed one (no such process) would stop the new daemon: remove it.
+  for _ in $(seq 1 100); do pgrep -x dockerd >/dev/null 2>&1 || break; sleep 0.2; done
+  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid 2>/dev/null)" 2>/dev/null; then
+    "${sudo_cmd[@]}" rm -f /var/run/docker.pid
+  fi
   # A session of its own: it must outlive this script and the job that ran it.
   "${sudo_cmd[@]}" setsid sh -c 'nohup dockerd >>/tmp/dockerd.log 2>&1 </dev/null &'
   deadline=$((SECONDS + 60))
