@@ -13,7 +13,7 @@ use rig_types::{Event, EventType};
 use rigd::cli::client::DeleteOptions;
 use serde_json::{json, Value};
 use support::images::{busybox, containers_labelled};
-use support::{Events, Rigd};
+use support::{reaper_of, Events, Rigd};
 
 /// How long cleanup after a killed rigd may take.
 const CLEANUP: Duration = Duration::from_secs(30);
@@ -254,28 +254,6 @@ fn wait_gone(container: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// The reaper child (`rigd __reap`) of rigd `pid`.
-fn reaper_of(pid: u32) -> u32 {
-    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-        if ppid == Some(pid) && cmdline.windows(6).any(|w| w == b"__reap") {
-            return child;
-        }
-    }
-    panic!("rigd {pid} has no reaper process");
 }
 
 #[tokio::test]

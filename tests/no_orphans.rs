@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rig_types::EventType;
 use serde_json::json;
-use support::{is_alive as alive, processes_with_env, ProcInfo, Rigd};
+use support::{is_alive as alive, processes_with_env, reaper_of, ProcInfo, Rigd};
 
 /// How long the reaper (or the next rigd) may take to clean up.
 const CLEANUP: Duration = Duration::from_secs(20);
@@ -86,29 +86,6 @@ fn recorded_groups(path: &Path) -> usize {
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["groups"].as_object().map(|g| g.len()))
         .unwrap_or(0)
-}
-
-/// The reaper process of rigd `pid`: its child running `rigd __reap`.
-fn reaper_of(pid: u32) -> u32 {
-    let entries = std::fs::read_dir("/proc").unwrap();
-    for entry in entries.flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-        if ppid == Some(pid) && cmdline.windows(6).any(|w| w == b"__reap") {
-            return child;
-        }
-    }
-    panic!("rigd {pid} has no reaper process");
 }
 
 #[tokio::test]

@@ -574,3 +574,26 @@ pub fn is_alive(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The reaper process of rigd `pid`: its child running `rigd __reap`.
+pub fn reaper_of(pid: u32) -> u32 {
+    let entries = std::fs::read_dir("/proc").unwrap();
+    for entry in entries.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(pid) && cmdline.windows(6).any(|w| w == b"__reap") {
+            return child;
+        }
+    }
+    panic!("rigd {pid} has no reaper process");
+}
