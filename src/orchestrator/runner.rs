@@ -54,7 +54,7 @@ pub(super) fn start(
 
     let id = new_instance_id();
     let env_dir = orch.temp_base.join(&id);
-    create_env_dirs(&env_dir, &env)?;
+    create_env_dirs(&env_dir)?;
 
     let (done_tx, done_rx) = watch::channel(false);
     if let Some(reaper) = &orch.reaper {
@@ -197,29 +197,23 @@ async fn run_services(instance: &Arc<Instance>, deps: &RunDeps, artifacts: Arc<O
     }
 }
 
-fn create_env_dirs(env_dir: &Path, env: &Environment) -> Result<(), OrchestrateError> {
-    // Owner-only: environment directories hold service configuration and data.
-    let create = |path: &Path| {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)
-            .map_err(|source| OrchestrateError::EnvDir {
-                path: path.to_path_buf(),
-                source,
-            })
-    };
-    create(env_dir)?;
-    for (name, service) in &env.services {
-        if !service.injected {
-            if let Err(e) = create(&env_dir.join(name)) {
-                let _ = std::fs::remove_dir_all(env_dir);
-                return Err(e);
-            }
-        }
-    }
-    Ok(())
+fn create_env_dirs(env_dir: &Path) -> Result<(), OrchestrateError> {
+    create_private_dir(env_dir).map_err(|source| OrchestrateError::EnvDir {
+        path: env_dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Creates `path` (and missing parents) readable by rigd's user only: environment
+/// directories hold service configuration and data. Each service creates its own temp dir
+/// when its task starts (`lifecycle`), so an environment of many services does not create
+/// them one after the other before the API answers.
+pub(super) fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 /// `<unix millis in lowercase hex>-<8 random lowercase hex digits>`, as upstream.

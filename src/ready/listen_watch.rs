@@ -14,19 +14,29 @@
 //! state, so its cost follows the number of listening sockets, not of connections) once per
 //! [`TICK`], wakes the waiters whose port is among them, and stops when nobody waits. Where
 //! the dump is unavailable (not Linux, or refused) the hint never fires and readiness falls
-//! back to the plain schedule.
+//! back to the plain schedule. For [`FAST_WINDOW`] after anyone starts waiting it looks every
+//! [`FAST_TICK`] instead, since that is when services usually start listening.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-/// How often the watcher looks at the listening sockets.
+/// How often the watcher looks at the listening sockets, once nobody has started waiting
+/// for [`FAST_WINDOW`].
 pub const TICK: Duration = Duration::from_millis(1);
+/// How often it looks right after someone starts waiting: most services start listening
+/// within a few milliseconds of being spawned, so that is when a short tick pays.
+pub const FAST_TICK: Duration = Duration::from_micros(200);
+/// How long after the latest new waiter the watcher keeps to [`FAST_TICK`].
+pub const FAST_WINDOW: Duration = Duration::from_millis(20);
 
 /// Ports being waited for, each with its waiters.
 static WAITERS: Mutex<Option<HashMap<u16, Vec<oneshot::Sender<()>>>>> = Mutex::new(None);
+/// Bumped by every new waiter, so the watcher knows to look often again.
+static NEW_WAITERS: AtomicU64 = AtomicU64::new(0);
 
 /// Resolves once a TCP socket listens on `port` (on any address), or never when that cannot
 /// be observed here. Cancel it by dropping it.
@@ -40,6 +50,7 @@ pub async fn listening(port: u16) {
             .entry(port)
             .or_default()
             .push(tx);
+        NEW_WAITERS.fetch_add(1, Ordering::Relaxed);
         start
     };
     if start {
@@ -59,8 +70,16 @@ pub async fn listening(port: u16) {
 
 /// The watcher thread: runs while anyone waits.
 fn watch() {
+    let mut seen = NEW_WAITERS.load(Ordering::Relaxed);
+    let mut fast_until = Instant::now() + FAST_WINDOW;
     loop {
-        std::thread::sleep(TICK);
+        let now = Instant::now();
+        let latest = NEW_WAITERS.load(Ordering::Relaxed);
+        if latest != seen {
+            seen = latest;
+            fast_until = now + FAST_WINDOW;
+        }
+        std::thread::sleep(if now < fast_until { FAST_TICK } else { TICK });
         let listening = sockets::listening_ports();
         let mut guard = WAITERS.lock().unwrap_or_else(|p| p.into_inner());
         let Some(waiters) = guard.as_mut() else {

@@ -164,17 +164,9 @@ pub(crate) fn spawn(
     }
     // Not while another service's freshly allocated listener is open (see the gate).
     let _gate = crate::ports::forking();
-    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
-    // async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            #[cfg(target_os = "linux")]
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // No `pre_exec` (and so no `PR_SET_PDEATHSIG`): without one, std spawns with
+    // posix_spawn(3), a vfork that does not copy rigd's page tables, several times cheaper
+    // than fork(2) per service. Orphans are prevented by the reaper instead (`crate::reaper`).
     cmd.spawn()
 }
 
