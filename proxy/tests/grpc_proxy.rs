@@ -2,10 +2,12 @@
 //! server (with server reflection v1, v1alpha or none, with or without gzip) behind the proxy,
 //! a tonic client in front of it, and the `grpc.call.completed` events the proxy records.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rig_grpc_echo::pb::{Detail, EchoRequest, Mood};
+use prost::Message;
+use rig_grpc_echo::pb::{Detail, EchoReply, EchoRequest, Mood};
 use rig_grpc_echo::{EchoClient, Options, Reflection};
 use rig_proxy::{Edge, Mode, TrafficSink};
 use rig_types::{Event, EventType, GrpcCallInfo};
@@ -47,6 +49,16 @@ impl Setup {
         let (target, server) = rig_grpc_echo::spawn(Options { reflection, gzip })
             .await
             .unwrap();
+        Setup::proxy(target, server, gzip, mode).await
+    }
+
+    /// A proxy to `target`, whose server task is `server`.
+    async fn proxy(
+        target: SocketAddr,
+        server: tokio::task::JoinHandle<()>,
+        gzip: bool,
+        mode: Mode,
+    ) -> Setup {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let proxy = listener.local_addr().unwrap();
         let (tx, events) = mpsc::unbounded_channel();
@@ -360,4 +372,172 @@ async fn probes_are_marked() {
         .insert("x-rig-probe", "1".parse().unwrap());
     setup.client.unary(call).await.unwrap();
     assert!(setup.call().await.probe);
+}
+
+/// A port nothing listens on.
+fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn a_target_down_gives_grpc_unavailable_naming_the_cause() {
+    for mode in [Mode::Grpc, Mode::Http] {
+        let target = closed_port();
+        let mut setup = Setup::proxy(target, tokio::spawn(async {}), false, mode).await;
+        let status = tokio::time::timeout(PATIENCE, setup.client.unary(request("anyone?")))
+            .await
+            .expect("the call ended")
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::Unavailable,
+            "{mode:?}: {status:?}"
+        );
+        let refused = format!("rig proxy: the target {target} refused the connection");
+        assert!(status.message().starts_with(&refused), "{status:?}");
+        assert_eq!(
+            status.metadata().get("x-rig-proxy-error").unwrap(),
+            "connect-refused"
+        );
+
+        let event = setup.call().await;
+        assert_eq!(event.grpc_status, "Unavailable");
+        assert_eq!(event.grpc_message, status.message());
+        assert!(
+            event.error.starts_with("upstream: the target"),
+            "{}",
+            event.error
+        );
+        assert!(
+            event.error.contains("refused the connection"),
+            "{}",
+            event.error
+        );
+        assert_eq!(event.response_headers["Grpc-Status"], ["14"]);
+        assert_eq!(
+            event.response_headers["X-Rig-Proxy-Error"],
+            ["connect-refused"]
+        );
+        assert!(event.response_messages.is_empty());
+    }
+}
+
+/// How [`breaking_target`] breaks a call after its first reply.
+#[derive(Clone, Copy, Debug)]
+enum Break {
+    /// `RST_STREAM` on the call's stream.
+    StreamReset,
+    /// A TCP reset of the whole connection.
+    ConnectionReset,
+}
+
+/// A raw HTTP/2 gRPC target: answers `ServerStream` calls with response headers and one
+/// reply, then, once told to, breaks the call as `how` says. Other calls (server reflection)
+/// get `UNIMPLEMENTED`.
+async fn breaking_target(how: Break) -> (SocketAddr, Arc<tokio::sync::Notify>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let go = Arc::new(tokio::sync::Notify::new());
+    let notify = go.clone();
+    tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            tokio::spawn(serve_breaking(socket, how, notify.clone()));
+        }
+    });
+    (addr, go)
+}
+
+async fn serve_breaking(socket: tokio::net::TcpStream, how: Break, go: Arc<tokio::sync::Notify>) {
+    // Dropping a socket that lingers 0 s sends a TCP RST.
+    socket.set_zero_linger().unwrap();
+    let Ok(mut connection) = h2::server::handshake(socket).await else {
+        return;
+    };
+    while let Some(Ok((request, mut respond))) = connection.accept().await {
+        if request.uri().path() != format!("/{SERVICE}/ServerStream") {
+            let unimplemented = http::Response::builder()
+                .header("content-type", "application/grpc")
+                .header("grpc-status", "12")
+                .body(())
+                .unwrap();
+            let _ = respond.send_response(unimplemented, true);
+            continue;
+        }
+        let head = http::Response::builder()
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let mut stream = respond.send_response(head, false).unwrap();
+        let reply = EchoReply {
+            text: "first".into(),
+            ..EchoReply::default()
+        }
+        .encode_to_vec();
+        let mut frame = vec![0];
+        frame.extend_from_slice(&(reply.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&reply);
+        stream.send_data(frame.into(), false).unwrap();
+        // Keep the connection going until the client has the reply.
+        tokio::select! {
+            _ = async { while connection.accept().await.is_some() {} } => return,
+            _ = go.notified() => {}
+        }
+        match how {
+            Break::StreamReset => {
+                stream.send_reset(h2::Reason::INTERNAL_ERROR);
+                while connection.accept().await.is_some() {}
+            }
+            Break::ConnectionReset => return,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_broken_off_by_the_target_ends_with_grpc_unavailable() {
+    for how in [Break::StreamReset, Break::ConnectionReset] {
+        let (target, go) = breaking_target(how).await;
+        let mut setup = Setup::proxy(target, tokio::spawn(async {}), false, Mode::Grpc).await;
+        let mut replies =
+            tokio::time::timeout(PATIENCE, setup.client.server_stream(request("stream")))
+                .await
+                .expect("response headers in time")
+                .unwrap()
+                .into_inner();
+        let first = replies.message().await.unwrap().unwrap();
+        assert_eq!(first.text, "first");
+        go.notify_one();
+        let status = tokio::time::timeout(PATIENCE, replies.message())
+            .await
+            .expect("a status, not a hang")
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::Unavailable,
+            "{how:?}: {status:?}"
+        );
+        assert!(
+            status.message().starts_with(&format!(
+                "rig proxy: the target {target} reset the stream after 12 bytes of the response body"
+            )),
+            "{how:?}: {status:?}"
+        );
+        assert_eq!(
+            status.metadata().get("x-rig-proxy-error").unwrap(),
+            "upstream-reset"
+        );
+
+        let event = setup.call().await;
+        assert_eq!(event.grpc_status, "Unavailable", "{how:?}");
+        assert_eq!(event.grpc_message, status.message());
+        assert!(event.error.contains("reset the stream"), "{}", event.error);
+        assert_eq!(
+            event.response_metadata["X-Rig-Proxy-Error"],
+            ["upstream-reset"]
+        );
+        assert_eq!(event.response_headers["Content-Type"], ["application/grpc"]);
+        // No reflection on this target: the reply is decoded from the wire format.
+        assert_eq!(texts(&event.response_messages, "1"), [json!("first")]);
+    }
 }

@@ -79,6 +79,24 @@ pub fn decode_message(raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Encodes a status message as a `grpc-message` value (gRPC's HTTP/2 mapping): printable
+/// ASCII other than `%` stays as is, every other byte of the UTF-8 text becomes `%XX`. The
+/// result is always a valid header value, and [`decode_message`] gives the text back.
+pub fn encode_message(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len());
+    for &byte in text.as_bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +123,27 @@ mod tests {
         assert_eq!(decode_message(b"bad %zz and %4"), "bad %zz and %4");
         assert_eq!(decode_message(b"%ff"), "\u{fffd}");
         assert_eq!(decode_message(b"%"), "%");
+    }
+
+    #[test]
+    fn messages_are_percent_encoded_and_decode_back() {
+        assert_eq!(encode_message("plain text"), "plain text");
+        assert_eq!(encode_message("50% done"), "50%25 done");
+        assert_eq!(encode_message("caf\u{e9}\nnext"), "caf%C3%A9%0Anext");
+        for text in [
+            "",
+            "a%b",
+            "\u{1f600} emoji",
+            "tab\there",
+            "~ all printable ~",
+        ] {
+            let encoded = encode_message(text);
+            assert!(
+                encoded.bytes().all(|b| (0x20..=0x7e).contains(&b)),
+                "{encoded}"
+            );
+            assert_eq!(decode_message(encoded.as_bytes()), text);
+        }
     }
 
     #[test]

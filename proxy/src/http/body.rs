@@ -4,6 +4,10 @@
 //! target's body on its way back. Each forwards every frame as it arrives (no buffering; data
 //! frames are the same `Bytes`), keeps capped clones, and reports its end, failure or early
 //! drop to the [`Exchange`] exactly once.
+//!
+//! A gRPC response that breaks off (the target resets the stream or drops the connection)
+//! ends with trailers carrying `grpc-status: 14` instead of a reset, so the client gets a
+//! status naming the cause (see [`Failure::grpc_trailers`]).
 
 use std::fmt;
 use std::pin::Pin;
@@ -17,7 +21,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::capture::Capture;
-use super::error::{describe, Side};
+use super::error::{describe, Failure, Side};
 use super::exchange::{Exchange, RequestOutcome, ResponseOutcome};
 
 /// A body stream failed; `side` says whose stream it was.
@@ -166,9 +170,17 @@ pub(crate) struct ResponseBody {
     inner: Incoming,
     capture: Capture,
     pending: Option<PendingResponse>,
-    /// Where a copy of the trailers is kept (gRPC status and trailing metadata); `None` when
-    /// not wanted. Boxed so that bodies which do not keep them stay small.
-    trailers: Option<Box<Option<HeaderMap>>>,
+    /// gRPC calls only. Boxed so that other bodies stay small.
+    grpc: Option<Box<GrpcEnd>>,
+}
+
+/// How a gRPC response ended.
+#[derive(Default)]
+struct GrpcEnd {
+    /// A copy of the trailers (gRPC status and trailing metadata).
+    trailers: Option<HeaderMap>,
+    /// The proxy ended the stream: the target broke it off and the client got a status.
+    ended: bool,
 }
 
 impl ResponseBody {
@@ -190,14 +202,19 @@ impl ResponseBody {
                 headers,
                 latency,
             }),
-            trailers: None,
+            grpc: None,
         }
     }
 
-    /// Keeps a copy of the response trailers for the record (gRPC calls).
-    pub(crate) fn keeping_trailers(mut self, keep: bool) -> ResponseBody {
-        self.trailers = keep.then(Box::default);
+    /// For a gRPC call: keeps a copy of the response trailers for the record, and ends a
+    /// broken-off response with a gRPC status.
+    pub(crate) fn grpc(mut self, grpc: bool) -> ResponseBody {
+        self.grpc = grpc.then(Box::default);
         self
+    }
+
+    fn ended(&self) -> bool {
+        self.grpc.as_ref().is_some_and(|grpc| grpc.ended)
     }
 
     fn finish(&mut self, error: Option<String>) {
@@ -211,7 +228,7 @@ impl ResponseBody {
                 duration,
                 error,
                 upgrade: None,
-                trailers: self.trailers.as_deref_mut().and_then(Option::take),
+                trailers: self.grpc.as_mut().and_then(|grpc| grpc.trailers.take()),
             });
         }
     }
@@ -226,7 +243,10 @@ impl Body for ResponseBody {
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        let trailers = this.trailers.as_deref_mut();
+        if this.ended() {
+            return Poll::Ready(None);
+        }
+        let trailers = this.grpc.as_mut().map(|grpc| &mut grpc.trailers);
         let (item, end) = ready!(poll_observed(
             &mut this.inner,
             &mut this.capture,
@@ -235,6 +255,16 @@ impl Body for ResponseBody {
             Side::Upstream,
             "upstream: the response body",
         ));
+        if let (Some(Err(error)), Some(grpc)) = (&item, this.grpc.as_mut()) {
+            // A gRPC client understands a status, where a reset leaves it guessing.
+            let target = this.pending.as_ref().map_or("", |p| p.exchange.target());
+            let failure = Failure::from_body(error, target, this.capture.total());
+            let trailers = failure.grpc_trailers();
+            grpc.trailers = Some(trailers.clone());
+            grpc.ended = true;
+            this.finish(Some(failure.event_error()));
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
         if let Some(error) = end {
             this.finish(error);
         }
@@ -242,7 +272,7 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ended() || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -252,7 +282,7 @@ impl Body for ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        if self.pending.is_none() || self.inner.is_end_stream() {
+        if self.pending.is_none() || self.is_end_stream() {
             self.finish(None);
             return;
         }

@@ -1,14 +1,19 @@
 //! Failed exchanges: which side failed and how, the event text, and the marked response the
-//! proxy answers with (`502` + `x-rig-proxy-error: <kind>` + a short text body), so a test can
-//! tell a rig failure from an application's own `502`.
+//! proxy answers with, so a test can tell a rig failure from an application's own error:
+//! - plain HTTP: `502` + `x-rig-proxy-error: <kind>` + a short text body;
+//! - gRPC calls: what a gRPC client understands, a trailers-only `200` with `grpc-status`
+//!   (`14 UNAVAILABLE` when the target failed) and a percent-encoded `grpc-message` naming the
+//!   cause, plus the same marker header; a response that breaks off after its head ends with
+//!   such trailers instead of a reset.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
+use rig_protocols::grpc::encode_message;
 
 use super::body::{BodyError, ProxyBody};
 use super::headers::ERROR_HEADER;
@@ -89,7 +94,21 @@ impl FailureKind {
             _ => StatusCode::BAD_GATEWAY,
         }
     }
+
+    /// The `grpc-status` the proxy answers a gRPC call with: `UNAVAILABLE` (14) whenever the
+    /// target failed (the code gRPC clients retry on), `CANCELLED` (1) for a client that broke
+    /// off its request, `INTERNAL` (13) for a request the proxy cannot forward.
+    pub(crate) fn grpc_status(self) -> u32 {
+        match self {
+            FailureKind::ClientAborted => 1,
+            FailureKind::BadRequest => 13,
+            _ => 14,
+        }
+    }
 }
+
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 /// A classified failure with its details.
 #[derive(Clone, Debug)]
@@ -160,6 +179,25 @@ impl Failure {
         }
     }
 
+    /// Classifies the failure of the target's response body after `delivered` bytes of it
+    /// were relayed (the response head was already sent).
+    pub(crate) fn from_body(error: &BodyError, target: &str, delivered: u64) -> Failure {
+        let kind = classify(error, false);
+        let what = match kind {
+            FailureKind::UpstreamReset => "reset the stream",
+            FailureKind::UpstreamClosed => "closed the connection",
+            FailureKind::UpstreamProtocol => "broke the HTTP/2 protocol",
+            _ => "failed",
+        };
+        Failure {
+            kind,
+            summary: format!(
+                "the target {target} {what} after {delivered} bytes of the response body"
+            ),
+            cause: causes(error.source()),
+        }
+    }
+
     /// A failure found by the proxy itself.
     pub(crate) fn new(kind: FailureKind, summary: String) -> Failure {
         Failure {
@@ -178,8 +216,19 @@ impl Failure {
         }
     }
 
-    /// The response the client gets, plus its headers and body for the record.
-    pub(crate) fn response(&self) -> (Response<ProxyBody>, HeaderMap, Bytes) {
+    /// The response the client gets, plus its headers and body for the record: a gRPC
+    /// trailers-only response for a gRPC call, else a marked plain-text error.
+    pub(crate) fn response(&self, grpc: bool) -> (Response<ProxyBody>, HeaderMap, Bytes) {
+        if grpc {
+            let mut headers = self.grpc_trailers();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            let mut response = Response::new(ProxyBody::empty());
+            *response.headers_mut() = headers.clone();
+            return (response, headers, Bytes::new());
+        }
         let body = Bytes::from(format!("rig proxy: {}\n", self.summary));
         let mut headers = HeaderMap::new();
         headers.insert(ERROR_HEADER, HeaderValue::from_static(self.kind.marker()));
@@ -192,6 +241,28 @@ impl Failure {
         *response.status_mut() = self.kind.status();
         *response.headers_mut() = headers.clone();
         (response, headers, body)
+    }
+
+    /// The gRPC status of this failure as trailers (or the headers of a trailers-only
+    /// response): `grpc-status`, `grpc-message` (`rig proxy: <summary>: <cause>`,
+    /// percent-encoded) and the marker header.
+    pub(crate) fn grpc_trailers(&self) -> HeaderMap {
+        let message = if self.cause.is_empty() {
+            format!("rig proxy: {}", self.summary)
+        } else {
+            format!("rig proxy: {}: {}", self.summary, self.cause)
+        };
+        let mut trailers = HeaderMap::new();
+        trailers.insert(
+            GRPC_STATUS.clone(),
+            HeaderValue::from(self.kind.grpc_status()),
+        );
+        // Percent-encoding leaves only printable ASCII: always a valid header value.
+        if let Ok(message) = HeaderValue::try_from(encode_message(&message)) {
+            trailers.insert(GRPC_MESSAGE.clone(), message);
+        }
+        trailers.insert(ERROR_HEADER, HeaderValue::from_static(self.kind.marker()));
+        trailers
     }
 }
 
@@ -308,12 +379,41 @@ mod tests {
             f.event_error(),
             "upstream: the target 127.0.0.1:9 sent no response headers within 250ms"
         );
-        let (response, headers, body) = f.response();
+        let (response, headers, body) = f.response(false);
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(headers[ERROR_HEADER], "upstream-timeout");
         assert_eq!(
             body,
             "rig proxy: the target 127.0.0.1:9 sent no response headers within 250ms\n"
         );
+    }
+
+    #[test]
+    fn grpc_calls_get_a_trailers_only_unavailable() {
+        let f = Failure {
+            kind: FailureKind::ConnectRefused,
+            summary: "the target 127.0.0.1:9 refused the connection".to_string(),
+            cause: "tcp connect: Connection refused (os error 111)".to_string(),
+        };
+        let (response, headers, body) = f.response(true);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(http_body::Body::is_end_stream(response.body()));
+        assert!(body.is_empty());
+        assert_eq!(headers, *response.headers());
+        assert_eq!(headers["content-type"], "application/grpc");
+        assert_eq!(headers["grpc-status"], "14");
+        assert_eq!(
+            rig_protocols::grpc::decode_message(headers["grpc-message"].as_bytes()),
+            "rig proxy: the target 127.0.0.1:9 refused the connection: \
+             tcp connect: Connection refused (os error 111)"
+        );
+        assert_eq!(headers[ERROR_HEADER], "connect-refused");
+
+        let bad = Failure::new(FailureKind::BadRequest, "100% bad\n".to_string());
+        let trailers = bad.grpc_trailers();
+        assert_eq!(trailers["grpc-status"], "13");
+        assert_eq!(trailers["grpc-message"], "rig proxy: 100%25 bad%0A");
+        assert_eq!(FailureKind::ClientAborted.grpc_status(), 1);
+        assert_eq!(FailureKind::UpstreamTimeout.grpc_status(), 14);
     }
 }

@@ -90,6 +90,11 @@ impl Exchange {
         self.started.elapsed()
     }
 
+    /// The proxy's target, `host:port`, for error texts.
+    pub(crate) fn target(&self) -> &str {
+        &self.ctx.target
+    }
+
     /// Whether the proxy is shutting down (to blame a cut-off exchange on the right side).
     pub(crate) fn shutting_down(&self) -> bool {
         self.ctx.cancel.is_cancelled()

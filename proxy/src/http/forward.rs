@@ -56,10 +56,11 @@ pub(crate) async fn handle(
         grpc: is_grpc(&parts.headers),
         headers: parts.headers.clone(),
     };
-    let (capture_limit, keep_trailers) = if head.grpc {
-        (ctx.grpc.capture_limit, true)
+    let grpc = head.grpc;
+    let capture_limit = if grpc {
+        ctx.grpc.capture_limit
     } else {
-        (ctx.capture_limit, false)
+        ctx.capture_limit
     };
     let exchange = Exchange::new(ctx.clone(), started, head);
     let mut guard = ResponseGuard::new(&exchange);
@@ -89,7 +90,7 @@ pub(crate) async fn handle(
                 FailureKind::BadRequest,
                 format!("the request target `{}` cannot be forwarded", parts.uri),
             );
-            return fail(&exchange, &failure);
+            return fail(&exchange, &failure, grpc);
         }
     };
     parts.uri = uri;
@@ -110,7 +111,11 @@ pub(crate) async fn handle(
         Ok(response) => response,
         Err(error) => {
             guard.disarm();
-            return fail(&exchange, &Failure::from_send(&error, &ctx.target, http2));
+            return fail(
+                &exchange,
+                &Failure::from_send(&error, &ctx.target, http2),
+                grpc,
+            );
         }
     };
     let latency = exchange.elapsed();
@@ -125,7 +130,7 @@ pub(crate) async fn handle(
                 ctx.target
             ),
         );
-        return fail(&exchange, &failure);
+        return fail(&exchange, &failure, grpc);
     }
     let switched = if is_connect {
         status.is_success()
@@ -173,14 +178,15 @@ pub(crate) async fn handle(
         parts.headers.clone(),
         latency,
     )
-    .keeping_trailers(keep_trailers);
+    .grpc(grpc);
     guard.disarm();
     Response::from_parts(parts, ProxyBody::Stream(body))
 }
 
-/// Records a failed exchange and returns the marked response for it.
-fn fail(exchange: &Exchange, failure: &Failure) -> Response<ProxyBody> {
-    let (response, headers, body) = failure.response();
+/// Records a failed exchange and returns the marked response for it (a gRPC status for a gRPC
+/// call).
+fn fail(exchange: &Exchange, failure: &Failure, grpc: bool) -> Response<ProxyBody> {
+    let (response, headers, body) = failure.response(grpc);
     let elapsed = exchange.elapsed();
     let mut capture = Capture::new(usize::MAX);
     capture.push(&body);

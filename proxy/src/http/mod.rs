@@ -22,7 +22,8 @@
 //!   `request.completed` with status 101 and `upgrade`, then a `connection.closed` with the
 //!   tunnel's byte counts;
 //! - failures are recorded with `error` saying which side failed and why, and answered with a
-//!   `502` marked by the [`ERROR_HEADER`] header;
+//!   `502` marked by the [`ERROR_HEADER`] header (a gRPC call gets `grpc-status: 14
+//!   UNAVAILABLE` naming the cause instead, also when the target breaks off mid-response);
 //! - readiness probes (`x-rig-probe: 1`) are marked `probe: true`;
 //! - secrets in headers are redacted in events ([`DEFAULT_REDACTED_HEADERS`]);
 //! - `duration_ms`, `started_at` and `http_version` are recorded;
