@@ -1,5 +1,5 @@
-//! Fuzzes the broker address rewriter (`rewrite_response`) on Metadata, FindCoordinator and
-//! DescribeCluster responses.
+//! Fuzzes the broker address rewriter (`rewrite_response`) on Metadata, FindCoordinator,
+//! DescribeCluster, Produce and Fetch (KIP-951 `node_endpoints`) responses.
 //!
 //! Input: a selector byte (which API), a 2-byte version, then the response payload.
 //! Properties: no panic on any input; a rewritten frame has a correct size prefix, decodes
@@ -9,9 +9,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use bytes::Bytes;
 use rig_protocols::kafka::rewrite::{rewrite_response, Broker, Replacement};
 
-const APIS: [i16; 3] = [3, 10, 60];
+/// Metadata, FindCoordinator, DescribeCluster, Produce, Fetch.
+const APIS: [i16; 5] = [3, 10, 60, 0, 1];
 
 fn to_proxy(broker: Broker<'_>) -> Option<Replacement> {
     Some(Replacement {
@@ -26,12 +28,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let api_key = APIS[usize::from(*selector) % APIS.len()];
     let version = i16::from_be_bytes([*v0, *v1]);
+    let payload = Bytes::copy_from_slice(payload);
     let Ok(Some(frame)) = rewrite_response(api_key, version, payload, &mut to_proxy) else {
         return;
     };
     let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
     assert_eq!(len, frame.len() - 4);
-    let again = rewrite_response(api_key, version, &frame[4..], &mut to_proxy)
+    let again = rewrite_response(api_key, version, Bytes::copy_from_slice(&frame[4..]), &mut to_proxy)
         .expect("a rewritten response decodes by the same version");
     if let Some(again) = again {
         assert_eq!(again, frame, "rewriting is a fixed point");

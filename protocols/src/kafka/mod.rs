@@ -5,8 +5,9 @@
 //! - [`header`]: request headers (API key, version, correlation id, client id) parsed with the
 //!   `kafka-protocol` crate, the correlation id of a response, and whether a Produce request
 //!   expects an answer (`acks=0` does not);
-//! - [`rewrite`]: Metadata, FindCoordinator and DescribeCluster responses decoded by their real
-//!   schema version and re-encoded with every broker address replaced;
+//! - [`rewrite`]: Metadata, FindCoordinator, DescribeCluster, Produce (v10+) and Fetch (v16+,
+//!   KIP-951 `node_endpoints`) responses decoded by their real schema version and re-encoded
+//!   with every broker address replaced;
 //! - [`details`]: topics, partitions and error codes of Produce and Fetch exchanges;
 //! - [`api_name`]: the name of every API key.
 //!

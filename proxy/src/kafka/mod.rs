@@ -4,8 +4,9 @@
 //!  client ─► proxy listener ─► broker          (one listener per broker node)
 //!            requests:  framed as they pass, header parsed, forwarded chunk by chunk
 //!            responses: forwarded chunk by chunk, matched to requests by correlation id;
-//!                       Metadata / FindCoordinator / DescribeCluster buffered, rewritten
-//!                       so every broker they name is a proxy listener, then forwarded
+//!                       Metadata / FindCoordinator / DescribeCluster, and Produce v10+ /
+//!                       Fetch v16+ (KIP-951 node endpoints) buffered, rewritten so every
+//!                       broker they name is a proxy listener, then forwarded
 //! ```
 //!
 //! Bytes are relayed as they arrive: a frame is never held back except the few bytes of a

@@ -1,13 +1,14 @@
 //! Broker → client: responses are forwarded chunk by chunk as they are read. Only two things
 //! are ever held back: the first eight bytes of a frame (its size and correlation id) until
-//! they are all there, to look up the request it answers; and whole responses that name
-//! brokers (Metadata, FindCoordinator, DescribeCluster), which are rewritten to advertise the
+//! they are all there, to look up the request it answers; and whole responses that can name
+//! brokers (Metadata, FindCoordinator, DescribeCluster, and the Produce v10+ and Fetch v16+
+//! responses that may carry KIP-951 `node_endpoints`), which are rewritten to advertise the
 //! proxy's listeners before they are forwarded.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use rig_protocols::kafka::details::has_topics;
 use rig_protocols::kafka::frame::FrameError;
 use rig_protocols::kafka::rewrite::{names_brokers, rewrite_response};
@@ -123,7 +124,7 @@ pub(super) async fn relay(
                         None
                     };
                     match request {
-                        Some(request) if names_brokers(request.api_key) => {
+                        Some(request) if names_brokers(request.api_key, request.api_version) => {
                             out.write(&buf[flushed..pos]).await?;
                             pos += 4;
                             flushed = pos;
@@ -202,17 +203,27 @@ pub(super) async fn relay(
                         break;
                     }
                     let latency = request.read_at.elapsed();
-                    let rewritten =
-                        rewrite_response(request.api_key, request.api_version, &frame, &mut |b| {
-                            brokers.replacement(b)
-                        });
+                    let frame = Bytes::from(frame);
+                    let rewritten = rewrite_response(
+                        request.api_key,
+                        request.api_version,
+                        frame.clone(),
+                        &mut |b| brokers.replacement(b),
+                    );
                     let size = 4 + frame.len() as u64;
+                    // A Produce or Fetch keeps its details (topics, partitions, errors).
+                    let kept = if has_topics(request.api_key) {
+                        frame[..frame.len().min(DETAIL_CAP)].to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    let complete = kept.len() == frame.len();
                     let mut record = KafkaRecord::answered(
                         request,
                         latency,
                         size,
-                        Vec::new(),
-                        false,
+                        kept,
+                        complete,
                         broker.clone(),
                     );
                     match rewritten {

@@ -271,3 +271,88 @@ async fn a_stream_that_is_not_kafka_ends_with_a_reason() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_node_endpoints_of_a_new_leader_are_rewritten_to_a_proxy_listener() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::produce_response::{
+        NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+    };
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+
+    let topic = || TopicName(StrBytes::from_static_str("orders"));
+    // KIP-951: "not the leader (6); the leader is now node 4, at broker-4.internal:9095".
+    let produced = ProduceResponse::default()
+        .with_responses(vec![TopicProduceResponse::default()
+            .with_name(topic())
+            .with_partition_responses(vec![PartitionProduceResponse::default()
+                .with_index(2)
+                .with_error_code(6)])])
+        .with_node_endpoints(vec![NodeEndpoint::default()
+            .with_node_id(BrokerId(4))
+            .with_host(StrBytes::from_static_str("broker-4.internal"))
+            .with_port(9095)]);
+    let reply = response(ApiKey::Produce, 11, 5, &produced);
+    let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker_addr = broker.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = broker.accept().await.unwrap();
+        read_frame(&mut stream).await;
+        stream.write_all(&reply).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+    });
+
+    let proxy = start(broker_addr.to_string()).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let produce =
+        ProduceRequest::default()
+            .with_acks(1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic())
+                .with_partition_data(
+                    vec![PartitionProduceData::default().with_index(2)],
+                )]);
+    client
+        .write_all(&request(ApiKey::Produce, 11, 5, &produce))
+        .await
+        .unwrap();
+    let mut answer = Bytes::from(read_frame(&mut client).await);
+    let header_version = ApiKey::Produce.response_header_version(11);
+    assert_eq!(
+        ResponseHeader::decode(&mut answer, header_version)
+            .unwrap()
+            .correlation_id,
+        5
+    );
+    let rewritten = ProduceResponse::decode(&mut answer, 11).unwrap();
+    assert_eq!(rewritten.responses, produced.responses);
+    let endpoint = &rewritten.node_endpoints[0];
+    assert_eq!(endpoint.node_id, BrokerId(4));
+    assert_eq!(endpoint.host.as_str(), "127.0.0.1");
+    assert_ne!(endpoint.port, 9095);
+    assert_ne!(endpoint.port, i32::from(proxy.addr.port()));
+
+    let events = wait_for(&proxy.sink, |events| {
+        events
+            .iter()
+            .any(|e| e.event_type == EventType::KafkaRequestCompleted)
+    })
+    .await;
+    let kafka = events
+        .iter()
+        .find_map(|e| e.kafka_request.as_deref())
+        .unwrap();
+    assert_eq!(kafka.api_name, "Produce");
+    assert!(kafka.rewritten);
+    // The response's details survive the buffering: the partition's error is recorded.
+    let partitions = &kafka.topics[0].partitions;
+    assert_eq!(kafka.topics[0].topic, "orders");
+    assert_eq!((partitions[0].partition, partitions[0].error_code), (2, 6));
+    drop(client);
+    proxy.cancel.cancel();
+    tokio::time::timeout(GUARD, proxy.task)
+        .await
+        .unwrap()
+        .unwrap();
+}
