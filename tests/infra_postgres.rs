@@ -6,44 +6,16 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rig_types::{Event, EventType};
 use rigd::cli::client::DeleteOptions;
 use serde_json::{json, Value};
+use support::clients::psql;
 use support::{is_alive, Rigd};
 
 /// How long a condition checked by polling may take to hold.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Runs `psql -tA -c sql` against `endpoint`'s attributes (as the SDK's DSN would).
-fn psql(endpoint: &rig_types::Endpoint, database: Option<&str>, sql: &str) -> String {
-    let attrs = endpoint
-        .attributes
-        .as_ref()
-        .expect("postgres publishes attributes");
-    let attr = |name: &str| attrs[name].as_str().unwrap_or_default().to_string();
-    let (host, port) = endpoint.hostport.split_once(':').expect("host:port");
-    let out = Command::new("psql")
-        .args(["-X", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .env("PGHOST", host)
-        .env("PGPORT", port)
-        .env("PGUSER", attr("PGUSER"))
-        .env("PGPASSWORD", attr("PGPASSWORD"))
-        .env(
-            "PGDATABASE",
-            database.map_or_else(|| attr("PGDATABASE"), str::to_string),
-        )
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql -c {sql:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn postgres(statements: &[&str]) -> Value {
     json!({

@@ -4,31 +4,11 @@
 
 mod support;
 
-use std::process::Command;
-
 use rig_types::{Event, EventType};
 use rigd::cli::client::DeleteOptions;
 use serde_json::{json, Value};
+use support::clients::redis_cli;
 use support::Rigd;
-
-/// `redis-cli -u <REDIS_URL of endpoint> args...`.
-fn redis_cli(endpoint: &rig_types::Endpoint, args: &[&str]) -> String {
-    let url = endpoint
-        .attributes
-        .as_ref()
-        .expect("redis publishes attributes")["REDIS_URL"]
-        .as_str()
-        .expect("REDIS_URL is a string")
-        .to_string();
-    let out = Command::new("redis-cli")
-        .arg("-u")
-        .arg(&url)
-        .args(args)
-        .output()
-        .expect("run redis-cli");
-    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn redis() -> Value {
     json!({
@@ -138,23 +118,5 @@ async fn a_service_reaches_redis_through_the_observing_proxy() {
                     && c.bytes_out > 0)),
         "no connection.closed writer → cache with traffic in {}",
         support::describe(&log)
-    );
-}
-
-#[tokio::test]
-async fn the_container_backend_is_refused_with_a_clear_error() {
-    let rigd = Rigd::start();
-    let mut cache = redis();
-    cache["config"]["backend"] = json!("container");
-    let id = rigd
-        .create(json!({"name": "redis-container", "services": {"cache": cache}}))
-        .await;
-    let failed = rigd.events(&id).until(EventType::ServiceFailed).await;
-    assert!(
-        failed
-            .error
-            .contains("container backend is not available yet"),
-        "{}",
-        failed.error
     );
 }

@@ -25,7 +25,8 @@ use crate::services::OutputSink;
 pub struct PortMapping {
     /// The port inside the container.
     pub container_port: u16,
-    /// The port on `127.0.0.1` of the host.
+    /// The port on `127.0.0.1` of the host; 0 lets the engine pick a free one (read it back
+    /// with [`super::host_port`]).
     pub host_port: u16,
 }
 
@@ -94,7 +95,9 @@ pub async fn run_container(
     result
 }
 
-async fn create(docker: &Docker, spec: &ContainerSpec) -> Result<String, String> {
+/// Creates (without starting) the container `spec` describes, labelled with its owner; returns
+/// its id.
+pub async fn create(docker: &Docker, spec: &ContainerSpec) -> Result<String, String> {
     let mut port_bindings = HashMap::new();
     let mut exposed = Vec::new();
     for p in &spec.ports {
@@ -104,7 +107,12 @@ async fn create(docker: &Docker, spec: &ContainerSpec) -> Result<String, String>
             key,
             Some(vec![PortBinding {
                 host_ip: Some("127.0.0.1".to_string()),
-                host_port: Some(p.host_port.to_string()),
+                // An empty host port is the engine's choice.
+                host_port: Some(if p.host_port == 0 {
+                    String::new()
+                } else {
+                    p.host_port.to_string()
+                }),
             }]),
         );
     }
@@ -208,4 +216,22 @@ pub(super) fn write_chunk(output: &OutputSink, chunk: LogOutput) {
     if !bytes.is_empty() {
         output.write(stream, String::from_utf8_lossy(&bytes).into_owned());
     }
+}
+
+/// The host port the engine bound to `container_port/tcp` of a running container.
+pub async fn host_port(docker: &Docker, id: &str, container_port: u16) -> Result<u16, String> {
+    let inspected = docker
+        .inspect_container(id, None)
+        .await
+        .map_err(|e| format!("inspect container: {e}"))?;
+    let key = format!("{container_port}/tcp");
+    inspected
+        .network_settings
+        .and_then(|n| n.ports)
+        .and_then(|ports| ports.get(&key).cloned().flatten())
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b.host_port?.parse::<u16>().ok())
+        .find(|p| *p != 0)
+        .ok_or_else(|| format!("the engine published no host port for {key}"))
 }

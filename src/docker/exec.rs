@@ -7,12 +7,13 @@ use futures_util::StreamExt;
 use super::container::write_chunk;
 use crate::services::OutputSink;
 
-/// Runs `cmd` in container `container`, its output into `output`; a non-zero exit is
-/// `exec [<cmd>]: exit code N`.
+/// Runs `cmd` in container `container` with `env` (`NAME=value`) added to the container's
+/// environment, its output into `output`; a non-zero exit is `exec [<cmd>]: exit code N`.
 pub async fn exec(
     docker: &Docker,
     container: &str,
     cmd: &[String],
+    env: &[String],
     output: &OutputSink,
 ) -> Result<(), String> {
     let what = format!("exec {cmd:?}");
@@ -21,6 +22,7 @@ pub async fn exec(
             container,
             CreateExecOptions {
                 cmd: Some(cmd.to_vec()),
+                env: (!env.is_empty()).then(|| env.to_vec()),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 ..CreateExecOptions::default()

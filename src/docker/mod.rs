@@ -23,7 +23,11 @@ mod image;
 mod owner;
 
 pub use client::{connect, DockerError};
-pub use container::{run_container, ContainerSpec, Mount, PortMapping, StopSettings};
+pub use container::{
+    create, host_port, run_container, ContainerSpec, Mount, PortMapping, StopSettings,
+};
 pub use exec::exec;
 pub use image::{ensure_image, local_image_id, ImageSource};
-pub use owner::{remove_containers_blocking, set_rig_dir, sweep_leftovers_blocking, LABEL_PREFIX};
+pub use owner::{
+    force_remove, remove_containers_blocking, set_rig_dir, sweep_leftovers_blocking, LABEL_PREFIX,
+};

@@ -120,7 +120,9 @@ pub fn remove_containers_blocking(ids: Vec<String>, owner: Option<String>) {
     });
 }
 
-pub(super) async fn force_remove(docker: &Docker, id: &str) -> bool {
+/// Force-removes container `id` (name or id) with its volumes; false when there was none or
+/// the engine refused (reported on stderr).
+pub async fn force_remove(docker: &Docker, id: &str) -> bool {
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)

@@ -13,9 +13,13 @@
 //!   environment was cancelled mid-way) still gives its reference back.
 //! - A backend without references is stopped after the pool's idle time; [`Pool::close`]
 //!   (rigd shutdown) stops every backend at once. Backend processes are also in the reaper's
-//!   record, so they die with rigd even after `kill -9` (see [`native`]).
+//!   record, so they die with rigd even after `kill -9` (see [`native`]); container backends
+//!   ([`container`]) are labelled with their rigd and recorded the same way. [`server`] is
+//!   what the backends see of either.
 
+pub mod container;
 pub mod native;
+pub mod server;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -18,6 +18,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::process::{Child, Command};
 
+use super::server::poll_ready;
+
 /// How long a stopping backend gets between SIGINT and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -299,31 +301,13 @@ pub async fn wait_ready<F, Fut>(
     process: &NativeProcess,
     dir: &WorkDir,
     timeout: Duration,
-    mut ready: F,
+    ready: F,
 ) -> Result<(), String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let last = match ready().await {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        if !process.alive() {
-            return Err(format!(
-                "{what} exited while starting; its output ends with:\n{}",
-                dir.log_tail()
-            ));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "{what} not ready after {}s (last error: {last}); its output ends with:\n{}",
-                timeout.as_secs(),
-                dir.log_tail()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_ready(timeout, || process.alive(), ready)
+        .await
+        .map_err(|not_ready| not_ready.message(what, timeout, &dir.log_tail()))
 }

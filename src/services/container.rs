@@ -242,7 +242,7 @@ impl ServiceType for Container {
             let name = container_name(&ctx.service.instance_id, &ctx.service.service);
             // Dropped (and so stopped) when the service is told to stop.
             wait_running(&engine, &name).await;
-            docker::exec(&engine, &name, &command, &ctx.output)
+            docker::exec(&engine, &name, &command, &[], &ctx.output)
                 .await
                 .map_err(ServiceError::new)
         }))

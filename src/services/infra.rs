@@ -3,8 +3,11 @@
 //! [`Infra`] description (how to find and start the backend, what a lease publishes).
 //!
 //! Each type takes `"backend": "native" | "container" | "auto"` in its config. `native` runs
-//! the server from binaries found on the machine; `container` runs upstream's image (not
-//! available yet in rig-rs); `auto`, the default, picks native when the binaries are found.
+//! the server from binaries found on the machine; `container` runs upstream's image (or the
+//! config's `"image"`) with the Docker engine, for the types that have one (`postgres`,
+//! `redis`); `auto`, the default, picks native when the binaries are found, else the
+//! container. The image is made present in the artifact phase (`docker:<image>`). Each
+//! backend kind and image is a pool key of its own: native and container backends never mix.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -22,9 +25,11 @@ use rig_types::LogStream;
 use rig_types::Endpoint;
 
 use super::{
-    service_key, HookContext, PublishContext, ReleaseFuture, RunContext, RunFuture, ServiceError,
-    ServiceRef, ServiceType, StepFuture,
+    service_key, ArtifactRequest, HookContext, PublishContext, ReleaseFuture, RunContext,
+    RunFuture, ServiceError, ServiceRef, ServiceType, StepFuture,
 };
+use crate::artifacts::docker::DockerImage;
+use crate::artifacts::Artifact;
 use crate::pool::{Backend, Lease, Pool};
 use crate::ready::ProbeKind;
 
@@ -47,6 +52,23 @@ pub trait Infra: Send + Sync + 'static {
 
     /// Starts a native backend from what [`Infra::find_native`] found.
     fn start_native(found: PathBuf) -> impl Future<Output = Result<Self::Backend, String>> + Send;
+
+    /// Upstream's image, the default of the container backend; `None` when the type has no
+    /// container backend.
+    const DEFAULT_IMAGE: Option<&'static str> = None;
+
+    /// Starts a container backend from `image` (present locally: the artifact phase made
+    /// sure). Only called for types with a [`Infra::DEFAULT_IMAGE`].
+    fn start_container(
+        image: String,
+    ) -> impl Future<Output = Result<Self::Backend, String>> + Send {
+        async move {
+            Err(format!(
+                "{}: no container backend (asked to run {image})",
+                Self::NAME
+            ))
+        }
+    }
 
     /// The backend's port on 127.0.0.1.
     fn port(backend: &Self::Backend) -> u16;
@@ -104,24 +126,42 @@ impl<K: Infra> Pooled<K> {
 }
 
 impl<K: Infra> ServiceType for Pooled<K> {
+    fn artifacts(&self, req: &ArtifactRequest<'_>) -> Result<Vec<Artifact>, ServiceError> {
+        // A config or backend error is reported when the service starts (`prepare`), as a
+        // failure of that service.
+        let chosen = CommonConfig::from_config(K::NAME, req.spec.config.as_ref())
+            .and_then(|config| choose::<K>(&config));
+        let Ok(Chosen::Container(image)) = chosen else {
+            return Ok(Vec::new());
+        };
+        let image = DockerImage { image };
+        Ok(vec![Artifact {
+            key: image.key(),
+            service: req.service.to_string(),
+            resolver: Arc::new(image),
+        }])
+    }
+
     fn prepare(&self, service: &ServiceRef) -> StepFuture {
         let this = self.clone();
         let service = service.clone();
         Box::pin(async move {
             let config = CommonConfig::of(K::NAME, &service)?;
-            let found = K::find_native();
-            config
-                .backend
-                .resolve(K::NAME, found.is_some(), K::MISSING)?;
-            let Some(found) = found else {
-                return Err(ServiceError::new(format!("{}: {}", K::NAME, K::MISSING)));
-            };
-            let key = format!("native:{}", found.display());
-            let lease = this
-                .pool
-                .acquire(&key, move || K::start_native(found))
-                .await
-                .map_err(|e| ServiceError::new(format!("{}: {e}", K::NAME)))?;
+            let lease = match choose::<K>(&config)? {
+                Chosen::Native(found) => {
+                    let key = format!("native:{}", found.display());
+                    this.pool
+                        .acquire(&key, move || K::start_native(found))
+                        .await
+                }
+                Chosen::Container(image) => {
+                    let key = format!("container:{image}");
+                    this.pool
+                        .acquire(&key, move || K::start_container(image))
+                        .await
+                }
+            }
+            .map_err(|e| ServiceError::new(format!("{}: {e}", K::NAME)))?;
             this.leases.insert(&service, lease);
             Ok(())
         })
@@ -193,22 +233,57 @@ pub enum BackendChoice {
     Auto,
 }
 
+/// The backend a service runs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Chosen {
+    /// Native, from what [`Infra::find_native`] found.
+    Native(PathBuf),
+    /// A container of this image.
+    Container(String),
+}
+
+/// Chooses the backend of a `K` service with `config`, looking for the native binaries.
+pub fn choose<K: Infra>(config: &CommonConfig) -> Result<Chosen, ServiceError> {
+    let image = K::DEFAULT_IMAGE.map(|default| {
+        config
+            .image
+            .clone()
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| default.to_string())
+    });
+    config
+        .backend
+        .resolve(K::NAME, K::find_native(), image, K::MISSING)
+}
+
 impl BackendChoice {
-    /// Resolves the choice for a type whose native binaries were (`found`) or were not
-    /// found; `missing` says what is missing and how to install it.
-    pub fn resolve(self, type_name: &str, found: bool, missing: &str) -> Result<(), ServiceError> {
-        match (self, found) {
-            (BackendChoice::Native | BackendChoice::Auto, true) => Ok(()),
-            (BackendChoice::Native, false) => Err(ServiceError::new(format!(
+    /// Resolves the choice for a type whose native binaries were `found` (or not) and whose
+    /// container backend runs `image` (`None`: the type has none); `missing` says what is
+    /// missing and how to install it.
+    pub fn resolve(
+        self,
+        type_name: &str,
+        found: Option<PathBuf>,
+        image: Option<String>,
+        missing: &str,
+    ) -> Result<Chosen, ServiceError> {
+        match (self, found, image) {
+            (BackendChoice::Native | BackendChoice::Auto, Some(found), _) => {
+                Ok(Chosen::Native(found))
+            }
+            (BackendChoice::Container | BackendChoice::Auto, _, Some(image)) => {
+                Ok(Chosen::Container(image))
+            }
+            (BackendChoice::Native, None, _) => Err(ServiceError::new(format!(
                 "{type_name}: native backend: {missing}"
             ))),
-            (BackendChoice::Container, _) => Err(ServiceError::new(format!(
-                "{type_name}: the container backend is not available yet in this rigd; use \
+            (BackendChoice::Container, _, None) => Err(ServiceError::new(format!(
+                "{type_name}: there is no container backend for {type_name} in this rigd; use \
                  \"backend\": \"native\" (or leave \"backend\" out)"
             ))),
-            (BackendChoice::Auto, false) => Err(ServiceError::new(format!(
-                "{type_name}: no native backend ({missing}) and the container backend is not \
-                 available yet in this rigd"
+            (BackendChoice::Auto, None, None) => Err(ServiceError::new(format!(
+                "{type_name}: no native backend ({missing}) and no container backend for \
+                 {type_name} in this rigd"
             ))),
         }
     }
@@ -220,13 +295,24 @@ pub struct CommonConfig {
     /// The backend.
     #[serde(default)]
     pub backend: BackendChoice,
+    /// The container backend's image, instead of upstream's.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 impl CommonConfig {
     /// Reads the common fields of `service`'s config (absent config: defaults). An invalid
     /// `backend` value is an error that lists the valid ones.
     pub fn of(type_name: &str, service: &ServiceRef) -> Result<CommonConfig, ServiceError> {
-        match &service.spec.config {
+        CommonConfig::from_config(type_name, service.spec.config.as_ref())
+    }
+
+    /// Reads the common fields of a service config (see [`CommonConfig::of`]).
+    pub fn from_config(
+        type_name: &str,
+        config: Option<&serde_json::Value>,
+    ) -> Result<CommonConfig, ServiceError> {
+        match config {
             None => Ok(CommonConfig::default()),
             Some(value) => CommonConfig::deserialize(value).map_err(|e| {
                 ServiceError::new(format!(
@@ -281,14 +367,8 @@ impl<B: Backend> Leases<B> {
     }
 }
 
-/// Runs an `exec` init hook: `{"command": ["program", "arg", ...]}` on the host, with rigd's
-/// environment plus `env`, in the spec's `dir`, its output going to the service's log. A
-/// non-zero exit fails the hook: `exec [<cmd...>]: exit code N`.
-pub async fn exec_hook(
-    type_name: &str,
-    ctx: &HookContext,
-    env: &[(&str, String)],
-) -> Result<(), ServiceError> {
+/// The command of an `exec` init hook: `{"command": ["program", "arg", ...]}`.
+pub fn exec_command(type_name: &str, ctx: &HookContext) -> Result<Vec<String>, ServiceError> {
     #[derive(Deserialize)]
     struct ExecHook {
         #[serde(default)]
@@ -302,13 +382,31 @@ pub async fn exec_hook(
         .transpose()
         .map_err(|e| {
             ServiceError::new(format!(
-                "{type_name} init: invalid exec hook config: {e} (expected {{\"command\":                  [\"program\", \"arg\", ...]}})"
+                "{type_name} init: invalid exec hook config: {e} (expected {{\"command\": \
+                 [\"program\", \"arg\", ...]}})"
             ))
         })?
         .unwrap_or(ExecHook {
             command: Vec::new(),
         });
-    let Some((program, args)) = config.command.split_first() else {
+    if config.command.is_empty() {
+        return Err(ServiceError::new(format!(
+            "{type_name} init: exec hook command is empty"
+        )));
+    }
+    Ok(config.command)
+}
+
+/// Runs an `exec` init hook: `{"command": ["program", "arg", ...]}` on the host, with rigd's
+/// environment plus `env`, in the spec's `dir`, its output going to the service's log. A
+/// non-zero exit fails the hook: `exec [<cmd...>]: exit code N`.
+pub async fn exec_hook(
+    type_name: &str,
+    ctx: &HookContext,
+    env: &[(&str, String)],
+) -> Result<(), ServiceError> {
+    let command = exec_command(type_name, ctx)?;
+    let Some((program, args)) = command.split_first() else {
         return Err(ServiceError::new(format!(
             "{type_name} init: exec hook command is empty"
         )));
@@ -326,9 +424,8 @@ pub async fn exec_hook(
     }
     let mut child = {
         let _gate = crate::ports::forking();
-        cmd.spawn().map_err(|e| {
-            ServiceError::new(format!("exec {:?}: start {program}: {e}", config.command))
-        })?
+        cmd.spawn()
+            .map_err(|e| ServiceError::new(format!("exec {command:?}: start {program}: {e}")))?
     };
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
@@ -344,7 +441,7 @@ pub async fn exec_hook(
     let status = child
         .wait()
         .await
-        .map_err(|e| ServiceError::new(format!("exec {:?}: {e}", config.command)))?;
+        .map_err(|e| ServiceError::new(format!("exec {command:?}: {e}")))?;
     for pump in pumps {
         let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
     }
@@ -355,8 +452,7 @@ pub async fn exec_hook(
         .code()
         .map_or_else(|| status.to_string(), |c| c.to_string());
     Err(ServiceError::new(format!(
-        "exec {:?}: exit code {code}",
-        config.command
+        "exec {command:?}: exit code {code}"
     )))
 }
 
@@ -389,26 +485,35 @@ mod tests {
 
     #[test]
     fn backend_choice_resolves_with_clear_errors() {
-        assert!(BackendChoice::Auto.resolve("redis", true, "").is_ok());
-        assert!(BackendChoice::Native.resolve("redis", true, "").is_ok());
-        let err = BackendChoice::Container
-            .resolve("redis", true, "")
-            .unwrap_err();
-        assert!(
-            err.message()
-                .contains("container backend is not available yet"),
-            "{err}"
+        let bin = || Some(PathBuf::from("/usr/bin/redis-server"));
+        let image = || Some("redis:7-alpine".to_string());
+        let native = Chosen::Native(PathBuf::from("/usr/bin/redis-server"));
+        let container = Chosen::Container("redis:7-alpine".to_string());
+        let missing = "redis-server not found";
+        let resolve =
+            |choice: BackendChoice, found, image| choice.resolve("redis", found, image, missing);
+        assert_eq!(
+            resolve(BackendChoice::Auto, bin(), image()),
+            Ok(native.clone())
         );
-        let err = BackendChoice::Auto
-            .resolve("redis", false, "redis-server not found")
-            .unwrap_err();
-        assert!(err.message().contains("redis-server not found"), "{err}");
-        let err = BackendChoice::Native
-            .resolve("redis", false, "redis-server not found")
-            .unwrap_err();
+        assert_eq!(resolve(BackendChoice::Native, bin(), image()), Ok(native));
+        assert_eq!(
+            resolve(BackendChoice::Container, bin(), image()),
+            Ok(container.clone())
+        );
+        // auto falls back to the container when the binaries are missing.
+        assert_eq!(resolve(BackendChoice::Auto, None, image()), Ok(container));
+        let err = resolve(BackendChoice::Native, None, image()).unwrap_err();
         assert_eq!(
             err.message(),
             "redis: native backend: redis-server not found"
+        );
+        let err = resolve(BackendChoice::Container, bin(), None).unwrap_err();
+        assert!(err.message().contains("no container backend"), "{err}");
+        let err = resolve(BackendChoice::Auto, None, None).unwrap_err();
+        assert!(
+            err.message().contains(missing) && err.message().contains("no container backend"),
+            "{err}"
         );
     }
 
@@ -430,6 +535,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.backend, BackendChoice::Native);
+        assert_eq!(c.image.as_deref(), Some("x"));
         let err = CommonConfig::of(
             "postgres",
             &service(Some(serde_json::json!({"backend": "docker"}))),

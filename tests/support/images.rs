@@ -4,7 +4,9 @@
 //!
 //! [`image_from_host`] builds an image once per content (the tag carries a hash of the files,
 //! so an unchanged image is reused across test runs and test binaries); [`busybox`] is the
-//! usual base: a static busybox with its applets linked into `/bin`.
+//! usual base: a static busybox with its applets linked into `/bin`. [`postgres`] and
+//! [`redis`] stand in for upstream's `postgres:16-alpine` and `redis:7-alpine`, made from the
+//! machine's PostgreSQL server and `redis-server`.
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -44,6 +46,17 @@ pub fn docker_available() -> bool {
 /// (`(link path, target)`), with `/tmp`. Built with `docker import` unless it already exists.
 /// Returns the image reference.
 pub fn image_from_host(name: &str, files: &[ImageFile<'_>], symlinks: &[(&str, &str)]) -> String {
+    image_from_host_with(name, files, symlinks, &[])
+}
+
+/// [`image_from_host`] with Dockerfile instructions applied by `docker import --change`
+/// (`ENTRYPOINT [...]`, `CMD [...]`, `ENV K=V`).
+pub fn image_from_host_with(
+    name: &str,
+    files: &[ImageFile<'_>],
+    symlinks: &[(&str, &str)],
+    changes: &[&str],
+) -> String {
     let mut all: Vec<(PathBuf, String)> = files
         .iter()
         .map(|f| (f.host.to_path_buf(), f.path.to_string()))
@@ -65,6 +78,7 @@ pub fn image_from_host(name: &str, files: &[ImageFile<'_>], symlinks: &[(&str, &
             .hash(&mut hasher);
     }
     symlinks.hash(&mut hasher);
+    changes.hash(&mut hasher);
     let reference = format!("{name}:{:016x}", hasher.finish());
 
     let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
@@ -94,7 +108,9 @@ pub fn image_from_host(name: &str, files: &[ImageFile<'_>], symlinks: &[(&str, &
         .expect("run tar");
     assert!(tar.status.success(), "tar of the image root failed");
     let mut import = Command::new("docker")
-        .args(["import", "-", &reference])
+        .arg("import")
+        .args(changes.iter().flat_map(|c| ["--change", c]))
+        .args(["-", &reference])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -118,24 +134,155 @@ pub fn image_from_host(name: &str, files: &[ImageFile<'_>], symlinks: &[(&str, &
 /// A busybox image (`rig-test/busybox:<hash>`): `/bin/busybox` (static) and its applets in
 /// `/bin`, so `sh`, `httpd`, `nc`, `sleep`... work.
 pub fn busybox() -> String {
-    let host = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.exists())
-        .expect("busybox is installed (scripts/install-test-deps.sh installs busybox-static)");
-    let links: Vec<(String, &str)> = APPLETS
-        .iter()
-        .map(|a| (format!("/bin/{a}"), "busybox"))
-        .collect();
+    let links = applet_links(APPLETS);
     let links: Vec<(&str, &str)> = links.iter().map(|(l, t)| (l.as_str(), *t)).collect();
     image_from_host(
         "rig-test/busybox",
         &[ImageFile {
-            host,
+            host: busybox_binary(),
             path: "/bin/busybox",
         }],
         &links,
     )
+}
+
+/// The host's static busybox.
+fn busybox_binary() -> &'static Path {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .expect("busybox is installed (scripts/install-test-deps.sh installs busybox-static)")
+}
+
+/// `/bin/<applet>` → `busybox` links.
+fn applet_links(applets: &[&str]) -> Vec<(String, &'static str)> {
+    applets
+        .iter()
+        .map(|a| (format!("/bin/{a}"), "busybox"))
+        .collect()
+}
+
+/// The directory of the test fixtures for images.
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images")
+}
+
+/// A stand-in for upstream's `postgres:16-alpine` (`rig-test/postgres:<hash>`): the machine's
+/// PostgreSQL server (`/usr/lib/postgresql/<version>`: `postgres`, `initdb`, `psql`,
+/// `pg_isready`, the modules of its lib dir but JIT, its share dir), a `postgres` user, busybox
+/// for the shell, and an entrypoint that, like the official one, initialises the data
+/// directory from `POSTGRES_USER`/`POSTGRES_PASSWORD`/`POSTGRES_HOST_AUTH_METHOD` and runs the
+/// server as `postgres` with the command's `-c` options.
+pub fn postgres() -> String {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("the PostgreSQL server is installed (scripts/install-test-deps.sh)")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists())
+        .max()
+        .expect("a PostgreSQL version with initdb under /usr/lib/postgresql");
+    let root = bin.parent().expect("the version directory").to_path_buf();
+    let version = root
+        .file_name()
+        .expect("a version")
+        .to_string_lossy()
+        .into_owned();
+    let mut files: Vec<(PathBuf, String)> = ["postgres", "initdb", "psql", "pg_isready"]
+        .iter()
+        .map(|b| {
+            let host = bin.join(b);
+            let inside = host.to_string_lossy().into_owned();
+            (host, inside)
+        })
+        .collect();
+    let modules = std::fs::read_dir(root.join("lib"))
+        .expect("the PostgreSQL lib dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "so")
+                && p.file_name().is_none_or(|n| n != "llvmjit.so")
+        });
+    let share = walk(&Path::new("/usr/share/postgresql").join(&version));
+    let zones = ["UTC", "Etc/UTC"]
+        .iter()
+        .map(|z| Path::new("/usr/share/zoneinfo").join(z));
+    files.extend(modules.chain(share).chain(zones).map(|host| {
+        let inside = host.to_string_lossy().into_owned();
+        (host, inside)
+    }));
+    let fixtures = fixtures();
+    files.push((busybox_binary().to_path_buf(), "/bin/busybox".into()));
+    files.push((fixtures.join("passwd"), "/etc/passwd".into()));
+    files.push((fixtures.join("group"), "/etc/group".into()));
+    files.push((
+        fixtures.join("postgres-entrypoint.sh"),
+        "/usr/local/bin/docker-entrypoint.sh".into(),
+    ));
+    let files: Vec<ImageFile<'_>> = files
+        .iter()
+        .map(|(host, path)| ImageFile { host, path })
+        .collect();
+    let links = applet_links(&[
+        "sh", "id", "su", "chown", "chmod", "mkdir", "rm", "printf", "echo", "cat", "ls",
+    ]);
+    let links: Vec<(&str, &str)> = links.iter().map(|(l, t)| (l.as_str(), *t)).collect();
+    let path = format!("ENV PATH={}:/usr/bin:/bin", bin.display());
+    image_from_host_with(
+        "rig-test/postgres",
+        &files,
+        &links,
+        &[
+            &path,
+            "ENV TZ=UTC",
+            "ENV PGDATA=/var/lib/postgresql/data",
+            r#"ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]"#,
+            r#"CMD ["postgres"]"#,
+        ],
+    )
+}
+
+/// A stand-in for upstream's `redis:7-alpine` (`rig-test/redis:<hash>`): the machine's
+/// `redis-server` and `redis-cli`, default command `redis-server` on every interface.
+pub fn redis() -> String {
+    let files: Vec<ImageFile<'_>> = ["/usr/bin/redis-server", "/usr/bin/redis-cli"]
+        .iter()
+        .map(|p| ImageFile {
+            host: Path::new(p),
+            path: p,
+        })
+        .collect();
+    image_from_host_with(
+        "rig-test/redis",
+        &files,
+        &[],
+        &[
+            "ENV PATH=/usr/bin:/bin",
+            r#"CMD ["redis-server", "--protected-mode", "no"]"#,
+        ],
+    )
+}
+
+/// Every file under `dir`, sorted.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d)
+            .unwrap_or_else(|e| panic!("read {}: {e}", d.display()))
+            .flatten()
+        {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 fn image_exists(reference: &str) -> bool {
@@ -147,8 +294,17 @@ fn image_exists(reference: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The shared libraries `binary` loads (absolute paths), from `ldd`; none for static ones.
+/// The shared libraries `binary` loads (absolute paths), from `ldd`; none for static ones
+/// and for files that are not ELF objects (data files are not given to `ldd`).
 fn shared_libraries(binary: &Path) -> Vec<PathBuf> {
+    let mut magic = [0u8; 4];
+    let is_elf = std::fs::File::open(binary)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF";
+    if !is_elf {
+        return Vec::new();
+    }
     let Ok(out) = Command::new("ldd").arg(binary).output() else {
         return Vec::new();
     };

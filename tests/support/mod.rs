@@ -14,6 +14,7 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod clients;
 pub mod images;
 
 use std::fs::File;

@@ -10,11 +10,16 @@
 //!   to the spec's `dir`), sorted by name, each run whole (several statements per file are
 //!   fine);
 //! - `exec`: `{"command": ["psql", "-c", "..."]}` runs a command with the `PG*` variables of
-//!   the service's database (upstream runs it inside the pool container).
+//!   the service's database: on the host for the native backend, inside the shared container
+//!   for the container backend (as upstream).
+//!
+//! Backends (`backend.rs`): native (`initdb` + `postgres` from the machine) or a container of
+//! `image` (default upstream's `postgres:16-alpine`); `auto` picks native when the binaries are
+//! found.
 //!
 //! On teardown the database is dropped (its sessions terminated first).
 
-mod native;
+mod backend;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,9 +30,9 @@ use rig_types::LogStream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub use native::PgBackend;
+pub use backend::PgBackend;
 
-use super::infra::{exec_hook, Infra, Pooled};
+use super::infra::{exec_command, exec_hook, Infra, Pooled};
 use super::{HookContext, ServiceError, StepFuture};
 use crate::pool::Lease;
 use crate::ready::ProbeKind;
@@ -43,14 +48,20 @@ impl Infra for PostgresInfra {
     const NAME: &'static str = "postgres";
     /// Upstream: 2 minutes.
     const IDLE: Duration = Duration::from_secs(120);
-    const MISSING: &'static str = native::MISSING;
+    const MISSING: &'static str = backend::MISSING;
 
     fn find_native() -> Option<PathBuf> {
-        native::find_binaries()
+        backend::find_binaries()
     }
 
     async fn start_native(bin: PathBuf) -> Result<PgBackend, String> {
         PgBackend::start(bin).await
+    }
+
+    const DEFAULT_IMAGE: Option<&'static str> = Some(backend::DEFAULT_IMAGE);
+
+    async fn start_container(image: String) -> Result<PgBackend, String> {
+        PgBackend::start_container(image).await
     }
 
     fn port(backend: &PgBackend) -> u16 {
@@ -62,8 +73,8 @@ impl Infra for PostgresInfra {
             ("PGHOST".to_string(), json!("${HOST}")),
             ("PGPORT".to_string(), json!("${PORT}")),
             ("PGDATABASE".to_string(), json!(database)),
-            ("PGUSER".to_string(), json!(native::USER)),
-            ("PGPASSWORD".to_string(), json!(native::PASSWORD)),
+            ("PGUSER".to_string(), json!(backend::USER)),
+            ("PGPASSWORD".to_string(), json!(backend::PASSWORD)),
         ])
     }
 
@@ -74,18 +85,34 @@ impl Infra for PostgresInfra {
     fn init_hook(ctx: HookContext, lease: Arc<Lease<PgBackend>>) -> Option<StepFuture> {
         match ctx.hook.hook_type.as_str() {
             "sql" => Some(Box::pin(sql_hook(ctx, lease))),
-            "exec" => Some(Box::pin(async move {
-                let env = [
-                    ("PGHOST", "127.0.0.1".to_string()),
-                    ("PGPORT", lease.backend().port().to_string()),
-                    ("PGDATABASE", lease.get().clone()),
-                    ("PGUSER", native::USER.to_string()),
-                    ("PGPASSWORD", native::PASSWORD.to_string()),
-                ];
-                drop(lease);
-                exec_hook("postgres", &ctx, &env).await
-            })),
+            "exec" => Some(Box::pin(exec(ctx, lease))),
             _ => None,
+        }
+    }
+}
+
+/// Runs an `exec` hook with the `PG*` variables of the service's database: on the host for a
+/// native backend, inside the shared container for a container backend (as upstream).
+async fn exec(ctx: HookContext, lease: Arc<Lease<PgBackend>>) -> Result<(), ServiceError> {
+    let backend = lease.backend().clone();
+    let env = |host: &str, port: u16| {
+        [
+            ("PGHOST", host.to_string()),
+            ("PGPORT", port.to_string()),
+            ("PGDATABASE", lease.get().clone()),
+            ("PGUSER", backend::USER.to_string()),
+            ("PGPASSWORD", backend::PASSWORD.to_string()),
+        ]
+    };
+    match backend.container() {
+        None => exec_hook("postgres", &ctx, &env("127.0.0.1", backend.port())).await,
+        Some(container) => {
+            let command = exec_command("postgres", &ctx)?;
+            let env = env("127.0.0.1", backend::CONTAINER_PORT);
+            container
+                .exec(&command, &env, &ctx.output)
+                .await
+                .map_err(ServiceError::new)
         }
     }
 }

@@ -5,8 +5,11 @@
 //! ingress gets the server's address and the attribute `REDIS_URL=redis://${HOST}:${PORT}/<db>`
 //! (upstream). Readiness is a `PING`. On teardown the database is flushed (`FLUSHDB`) and its
 //! number goes back to the end of the free list.
+//!
+//! Backends (`backend.rs`): native (`redis-server` from the machine) or a container of `image`
+//! (default upstream's `redis:7-alpine`); `auto` picks native when `redis-server` is found.
 
-mod native;
+mod backend;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-pub use native::RedisBackend;
+pub use backend::RedisBackend;
 
 use super::infra::{Infra, Pooled};
 use crate::ready::ProbeKind;
@@ -30,14 +33,20 @@ impl Infra for RedisInfra {
     const NAME: &'static str = "redis";
     /// Upstream: 2 minutes.
     const IDLE: Duration = Duration::from_secs(120);
-    const MISSING: &'static str = native::MISSING;
+    const MISSING: &'static str = backend::MISSING;
 
     fn find_native() -> Option<PathBuf> {
-        native::find_binary()
+        backend::find_binary()
     }
 
     async fn start_native(program: PathBuf) -> Result<RedisBackend, String> {
         RedisBackend::start(program).await
+    }
+
+    const DEFAULT_IMAGE: Option<&'static str> = Some(backend::DEFAULT_IMAGE);
+
+    async fn start_container(image: String) -> Result<RedisBackend, String> {
+        RedisBackend::start_container(image).await
     }
 
     fn port(backend: &RedisBackend) -> u16 {

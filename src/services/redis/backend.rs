@@ -1,5 +1,6 @@
-//! The native Redis backend: `redis-server` from the machine, on loopback, without
-//! persistence.
+//! The Redis backend: `redis-server` from the machine (native) or upstream's image
+//! (`redis:7-alpine`) in a container, without persistence. Either way the backend talks to
+//! the server through its port on 127.0.0.1 with rigd's own RESP client.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -7,12 +8,23 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::pool::native::{find_program, free_port, wait_ready, NativeProcess, WorkDir};
+use crate::pool::container::{ContainerServer, ServerSpec};
+use crate::pool::native::{find_program, free_port, NativeProcess, WorkDir};
+use crate::pool::server::Server;
 use crate::pool::Backend;
 use crate::wire::resp::{Connection, Reply};
 
-/// How long a starting server gets to answer `PING`.
+/// How long a starting native server gets to answer `PING`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a starting container gets (upstream: 60 s).
+const CONTAINER_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Upstream's image.
+pub const DEFAULT_IMAGE: &str = "redis:7-alpine";
+
+/// The server's port inside the container.
+const CONTAINER_PORT: u16 = 6379;
 
 /// How many databases a server has, so how many environments it serves at once (upstream).
 pub const DATABASES: u8 = 16;
@@ -28,13 +40,11 @@ pub fn find_binary() -> Option<PathBuf> {
 
 /// A running Redis server.
 pub struct RedisBackend {
-    process: NativeProcess,
+    server: Server,
     hostport: String,
     port: u16,
     /// Database numbers not leased, oldest-freed first.
     free: Mutex<VecDeque<u8>>,
-    // Dropped last: removes the work directory once the server has stopped.
-    _dir: WorkDir,
 }
 
 impl RedisBackend {
@@ -65,27 +75,56 @@ impl RedisBackend {
         .map(|s| s.to_string())
         .collect();
         let process = NativeProcess::spawn(&program, &args, &dir, None)?;
-        let hostport = format!("127.0.0.1:{port}");
-        let ready = wait_ready("redis-server", &process, &dir, START_TIMEOUT, || async {
-            let mut conn = Connection::connect(&hostport)
-                .await
-                .map_err(|e| e.to_string())?;
-            match conn.command(&[b"PING"]).await.map_err(|e| e.to_string())? {
-                Reply::Simple(s) if s == "PONG" => Ok(()),
-                other => Err(format!("PING answered {other:?}")),
-            }
+        RedisBackend::ready(Server::Native { process, dir }, port, START_TIMEOUT).await
+    }
+
+    /// Runs `image` (`redis-server` without persistence) and waits for the server in it.
+    pub async fn start_container(image: String) -> Result<RedisBackend, String> {
+        let cmd = [
+            "redis-server",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--databases",
+            &DATABASES.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let container = ContainerServer::start(ServerSpec {
+            kind: "redis",
+            image,
+            cmd,
+            env: Default::default(),
+            port: CONTAINER_PORT,
         })
-        .await;
-        if let Err(e) = ready {
-            process.stop().await;
-            return Err(e);
-        }
+        .await?;
+        let port = container.host_port();
+        RedisBackend::ready(Server::Container(container), port, CONTAINER_START_TIMEOUT).await
+    }
+
+    /// Waits until `server` answers `PING` on `port`.
+    async fn ready(server: Server, port: u16, timeout: Duration) -> Result<RedisBackend, String> {
+        let hostport = format!("127.0.0.1:{port}");
+        server
+            .wait_ready("redis-server", timeout, || async {
+                let mut conn = Connection::connect(&hostport)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match conn.command(&[b"PING"]).await.map_err(|e| e.to_string())? {
+                    Reply::Simple(s) if s == "PONG" => Ok(()),
+                    other => Err(format!("PING answered {other:?}")),
+                }
+            })
+            .await?;
         Ok(RedisBackend {
-            process,
+            server,
             hostport,
             port,
             free: Mutex::new((0..DATABASES).collect()),
-            _dir: dir,
         })
     }
 
@@ -133,10 +172,10 @@ impl Backend for RedisBackend {
     }
 
     async fn stop(&self) {
-        self.process.stop().await;
+        self.server.stop().await;
     }
 
     fn alive(&self) -> bool {
-        self.process.alive()
+        self.server.alive()
     }
 }

@@ -1,8 +1,16 @@
-//! The native PostgreSQL backend: `initdb` and `postgres` from the machine, on a private data
-//! directory, listening on loopback only, tuned for tests (no fsync).
+//! The PostgreSQL backend, native or in a container.
 //!
-//! PostgreSQL refuses to run as root; when rigd is root (as in CI) the server runs as the
-//! `postgres` user, which owns the work directory.
+//! Native: `initdb` and `postgres` from the machine, on a private data directory, listening on
+//! loopback only, tuned for tests (no fsync). PostgreSQL refuses to run as root; when rigd is
+//! root (as in CI) the server runs as the `postgres` user, which owns the work directory.
+//!
+//! Container: upstream's image (`postgres:16-alpine`) and settings (`POSTGRES_USER`,
+//! `POSTGRES_PASSWORD` and `POSTGRES_DB` all `postgres`, `-c max_connections=500`), plus
+//! the same no-fsync settings, and `POSTGRES_HOST_AUTH_METHOD=password` so that the
+//! password is checked in a form rigd's client speaks (the image's default, SCRAM, is not).
+//!
+//! Either way the backend talks to the server through its port on 127.0.0.1 with rigd's own
+//! PostgreSQL client.
 //!
 //! `CREATE DATABASE` copies the template and takes around half a second, so the backend keeps
 //! [`SPARES`] fresh databases created ahead of time: a lease takes one (a few milliseconds)
@@ -16,17 +24,35 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::pool::container::{ContainerServer, ServerSpec};
 use crate::pool::native::{
-    find_program, free_port, run_setup, running_as_root, wait_ready, NativeProcess, RunAs, WorkDir,
+    find_program, free_port, run_setup, running_as_root, NativeProcess, RunAs, WorkDir,
 };
+use crate::pool::server::Server;
 use crate::pool::Backend;
 use crate::wire::postgres::{quote_ident, Connection, Login, PgError};
 
 /// How many databases are kept created ahead of leases.
 pub const SPARES: usize = 2;
 
-/// How long a starting server gets to accept connections.
+/// How long a starting native server gets to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a starting container gets (upstream: 120 s; the image runs `initdb` first).
+const CONTAINER_START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Upstream's image.
+pub const DEFAULT_IMAGE: &str = "postgres:16-alpine";
+
+/// The server's port inside the container.
+pub const CONTAINER_PORT: u16 = 5432;
+
+/// Settings for a server whose data nobody needs after the test: no waiting for the disk.
+const NO_SYNC: [&str; 3] = [
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+];
 
 /// Where Debian and Ubuntu install the server binaries.
 const DEBIAN_ROOT: &str = "/usr/lib/postgresql";
@@ -66,11 +92,10 @@ pub const MISSING: &str = "initdb and postgres not found on PATH or in /usr/lib/
 
 /// A running PostgreSQL server.
 pub struct PgBackend {
-    process: NativeProcess,
+    server: Server,
+    /// The server's port on 127.0.0.1.
     port: u16,
     databases: Arc<Databases>,
-    // Dropped last: removes the data directory once the server has stopped.
-    dir: WorkDir,
 }
 
 /// Creates and drops the per-lease databases, and keeps the spares.
@@ -169,32 +194,60 @@ impl PgBackend {
         )
         .await?;
         let port = free_port()?;
-        let process = NativeProcess::spawn(
-            &bin.join("postgres"),
-            &[
-                "-D".into(),
-                data_arg,
-                "-h".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                port.to_string(),
-                // No Unix socket: the default directory may not exist or be writable.
-                "-k".into(),
-                String::new(),
-                "-c".into(),
-                "max_connections=200".into(),
-                "-c".into(),
-                "fsync=off".into(),
-                "-c".into(),
-                "synchronous_commit=off".into(),
-                "-c".into(),
-                "full_page_writes=off".into(),
-            ],
-            &dir,
-            run_as,
-        )?;
+        let mut args: Vec<String> = [
+            "-D",
+            &data_arg,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            // No Unix socket: the default directory may not exist or be writable.
+            "-k",
+            "",
+            "-c",
+            "max_connections=200",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for setting in NO_SYNC {
+            args.extend(["-c".to_string(), setting.to_string()]);
+        }
+        let process = NativeProcess::spawn(&bin.join("postgres"), &args, &dir, run_as)?;
+        PgBackend::ready(Server::Native { process, dir }, port, START_TIMEOUT).await
+    }
+
+    /// Runs `image` (upstream's settings) and waits for the server in it.
+    pub async fn start_container(image: String) -> Result<PgBackend, String> {
+        let mut cmd = vec!["-c".to_string(), "max_connections=500".to_string()];
+        for setting in NO_SYNC {
+            cmd.extend(["-c".to_string(), setting.to_string()]);
+        }
+        let env = [
+            ("POSTGRES_USER", USER),
+            ("POSTGRES_PASSWORD", PASSWORD),
+            ("POSTGRES_DB", "postgres"),
+            ("POSTGRES_HOST_AUTH_METHOD", "password"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let container = ContainerServer::start(ServerSpec {
+            kind: "pgpool",
+            image,
+            cmd,
+            env,
+            port: CONTAINER_PORT,
+        })
+        .await?;
+        let port = container.host_port();
+        PgBackend::ready(Server::Container(container), port, CONTAINER_START_TIMEOUT).await
+    }
+
+    /// Waits until `server` accepts connections on `port`, then starts making spares.
+    async fn ready(server: Server, port: u16, timeout: Duration) -> Result<PgBackend, String> {
         let backend = PgBackend {
-            process,
+            server,
             port,
             databases: Arc::new(Databases {
                 hostport: format!("127.0.0.1:{port}"),
@@ -202,33 +255,25 @@ impl PgBackend {
                 spares: Mutex::new(Vec::new()),
                 pending: AtomicUsize::new(0),
             }),
-            dir,
         };
-        let ready = wait_ready(
-            "postgres",
-            &backend.process,
-            &backend.dir,
-            START_TIMEOUT,
-            || async {
+        backend
+            .server
+            .wait_ready("postgres", timeout, || async {
                 let conn = backend
                     .connect("postgres")
                     .await
                     .map_err(|e| e.to_string())?;
                 conn.close().await;
                 Ok(())
-            },
-        )
-        .await;
-        match ready {
-            Ok(()) => {
-                backend.databases.replenish();
-                Ok(backend)
-            }
-            Err(e) => {
-                backend.process.stop().await;
-                Err(e)
-            }
-        }
+            })
+            .await?;
+        backend.databases.replenish();
+        Ok(backend)
+    }
+
+    /// The container, for a container backend (`exec` hooks run in it).
+    pub fn container(&self) -> Option<&ContainerServer> {
+        self.server.container()
     }
 
     /// The server's port on 127.0.0.1.
@@ -274,10 +319,10 @@ impl Backend for PgBackend {
     }
 
     async fn stop(&self) {
-        self.process.stop().await;
+        self.server.stop().await;
     }
 
     fn alive(&self) -> bool {
-        self.process.alive()
+        self.server.alive()
     }
 }

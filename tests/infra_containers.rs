@@ -1,0 +1,310 @@
+//! The container backends of `postgres` and `redis`, through the real `rigd` binary, a real
+//! Docker engine and the real `psql` and `redis-cli`, with images made locally from the
+//! machine's PostgreSQL server and `redis-server` (`support::images`; nothing can be pulled
+//! here): a `sql` hook seeds data a service then reads through the observing proxy, `exec`
+//! hooks run inside the shared container, environments share one container with isolated
+//! databases, and the containers go with rigd, even after `kill -9`.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rig_types::{Endpoint, Event, EventType};
+use rigd::cli::client::DeleteOptions;
+use serde_json::{json, Value};
+use support::clients::{psql, redis_cli};
+use support::images;
+use support::Rigd;
+
+/// How long a condition checked by polling may take to hold.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn postgres(image: &str, hooks: Value) -> Value {
+    json!({
+        "type": "postgres",
+        "config": {"backend": "container", "image": image},
+        "ingresses": {"default": {"protocol": "tcp", "container_port": 5432}},
+        "hooks": {"init": hooks}
+    })
+}
+
+fn redis(image: &str) -> Value {
+    json!({
+        "type": "redis",
+        "config": {"backend": "container", "image": image},
+        "ingresses": {"default": {"protocol": "tcp", "container_port": 6379}}
+    })
+}
+
+async fn up(rigd: &Rigd, spec: Value) -> (String, Event) {
+    let id = rigd.create(spec).await;
+    let up = rigd.events(&id).until(EventType::EnvironmentUp).await;
+    (id, up)
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Names of the running containers whose name starts with `prefix`.
+fn containers_named(prefix: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "--format", "{{.Names}}", "--filter"])
+        .arg(format!("name=^{prefix}"))
+        .output()
+        .expect("run docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The host port Docker published for `port/tcp` of container `name`.
+fn published_port(name: &str, port: u16) -> String {
+    let out = Command::new("docker")
+        .args(["port", name, &format!("{port}/tcp")])
+        .output()
+        .expect("run docker port");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    first.rsplit(':').next().unwrap_or_default().to_string()
+}
+
+/// True when some `connection.closed` from `source` to `target` carried bytes both ways.
+fn traffic_seen(log: &[Event], source: &str, target: &str) -> bool {
+    log.iter().any(|e| {
+        e.event_type == EventType::ConnectionClosed
+            && e.connection.as_ref().is_some_and(|c| {
+                c.source == source && c.target == target && c.bytes_in > 0 && c.bytes_out > 0
+            })
+    })
+}
+
+/// The attribute `name` of an endpoint.
+fn attr(endpoint: &Endpoint, name: &str) -> String {
+    endpoint.attributes.as_ref().expect("attributes")[name]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn container_postgres_is_seeded_by_hooks_inside_it_and_read_by_a_service_through_the_proxy() {
+    if !images::docker_available() {
+        panic!("Docker is not available (scripts/install-test-deps.sh starts it)");
+    }
+    let image = images::postgres();
+    let rigd = Rigd::start();
+    let reader = rigd.script(
+        "reader.sh",
+        "PGHOST=$DB_PGHOST PGPORT=$DB_PGPORT PGUSER=$DB_PGUSER PGPASSWORD=$DB_PGPASSWORD \
+         PGDATABASE=$DB_PGDATABASE psql -X -tA -c 'SELECT name FROM items ORDER BY id' \
+         > \"$RIG_TEMP_DIR/items.tmp\" 2>&1\n\
+         mv \"$RIG_TEMP_DIR/items.tmp\" \"$RIG_TEMP_DIR/items.txt\"\n\
+         exec sleep 1000\n",
+    );
+    // The exec hook proves where it runs: the entrypoint exists only inside the image, and
+    // psql there reaches the server on its container port.
+    let inside = "test -x /usr/local/bin/docker-entrypoint.sh && \
+                  psql -X -v ON_ERROR_STOP=1 -c \"INSERT INTO items VALUES (3, 'plum')\"";
+    let (id, up) = up(
+        &rigd,
+        json!({
+            "name": "pg-container",
+            "services": {
+                "db": postgres(&image, json!([
+                    {"type": "sql", "config": {"statements": [
+                        "CREATE TABLE items (id int PRIMARY KEY, name text)",
+                        "INSERT INTO items VALUES (1, 'apple'), (2, 'pear')",
+                    ]}},
+                    {"type": "exec", "config": {"command": ["sh", "-c", inside]}}
+                ])),
+                "reader": {
+                    "type": "process",
+                    "config": {"command": "sh"},
+                    "args": [reader],
+                    "egresses": {"db": {"service": "db"}}
+                }
+            }
+        }),
+    )
+    .await;
+    let items = Path::new(&up.env_dir).join("reader").join("items.txt");
+    wait_for("the reader's query", || items.exists());
+    assert_eq!(
+        std::fs::read_to_string(&items).unwrap().trim(),
+        "apple\npear\nplum"
+    );
+
+    // One pool container, named as upstream's, whose published port the environment's
+    // database is on (observe mode: the test's endpoint is a proxy in front of it).
+    let name = format!("rig-pgpool-{}-", rigd.pid());
+    let running = containers_named(&name);
+    assert_eq!(running.len(), 1, "{running:?}");
+    let db = &up.ingresses["db"]["default"];
+    assert!(attr(db, "PGDATABASE").starts_with("rig_"), "{db:?}");
+    assert_eq!(attr(db, "PGUSER"), "postgres");
+    assert_eq!(psql(db, None, "SELECT count(*) FROM items"), "3");
+    let resolved = rigd.client().get_environment(&id).await.unwrap();
+    let target = serde_json::to_string(&resolved).unwrap();
+    assert!(
+        target.contains(&format!("127.0.0.1:{}", published_port(&running[0], 5432))),
+        "the environment does not name the container's port: {target}"
+    );
+
+    let log = rigd.log(&id).await;
+    assert!(
+        traffic_seen(&log, "reader", "db"),
+        "no connection.closed reader → db with traffic in {}",
+        support::describe(&log)
+    );
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn container_redis_isolates_environments_sharing_one_container_and_traffic_is_observed() {
+    if !images::docker_available() {
+        panic!("Docker is not available (scripts/install-test-deps.sh starts it)");
+    }
+    let image = images::redis();
+    let rigd = Rigd::start();
+    let writer = rigd.script(
+        "writer.sh",
+        "redis-cli -u \"$CACHE_REDIS_URL\" SET seen \"$RIG_SERVICE\" > \"$RIG_TEMP_DIR/out.tmp\"\n\
+         mv \"$RIG_TEMP_DIR/out.tmp\" \"$RIG_TEMP_DIR/out.txt\"\n\
+         exec sleep 1000\n",
+    );
+    let spec = |name: &str| {
+        json!({
+            "name": name,
+            "services": {
+                "cache": redis(&image),
+                "writer": {
+                    "type": "process",
+                    "config": {"command": "sh"},
+                    "args": [writer],
+                    "egresses": {"cache": {"service": "cache"}}
+                }
+            }
+        })
+    };
+    let ((a, up_a), (b, up_b)) = tokio::join!(up(&rigd, spec("alpha")), up(&rigd, spec("beta")));
+    for up in [&up_a, &up_b] {
+        let out = Path::new(&up.env_dir).join("writer").join("out.txt");
+        wait_for("the writer's SET", || out.exists());
+        assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "OK");
+    }
+    let running = containers_named(&format!("rig-redis-{}-", rigd.pid()));
+    assert_eq!(running.len(), 1, "one container for both: {running:?}");
+
+    let (ra, rb) = (
+        &up_a.ingresses["cache"]["default"],
+        &up_b.ingresses["cache"]["default"],
+    );
+    assert_ne!(
+        attr(ra, "REDIS_URL").rsplit('/').next(),
+        attr(rb, "REDIS_URL").rsplit('/').next(),
+        "each environment has its own database"
+    );
+    assert_eq!(redis_cli(ra, &["DBSIZE"]), "1");
+    assert_eq!(redis_cli(ra, &["SET", "owner", "alpha"]), "OK");
+    assert_eq!(
+        redis_cli(rb, &["GET", "owner"]),
+        "",
+        "beta sees alpha's key"
+    );
+    assert_eq!(redis_cli(ra, &["GET", "owner"]), "alpha");
+
+    for id in [&a, &b] {
+        let log = rigd.log(id).await;
+        assert!(
+            traffic_seen(&log, "writer", "cache"),
+            "no connection.closed writer → cache with traffic in {}",
+            support::describe(&log)
+        );
+    }
+    rigd.client()
+        .delete_environment(&a, &DeleteOptions::default())
+        .await
+        .unwrap();
+    // alpha's database was flushed (asked of the container directly: alpha's proxy is gone);
+    // beta's keeps its data.
+    let db_a = attr(ra, "REDIS_URL")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &published_port(&running[0], 6379)])
+        .args(["-n", &db_a, "DBSIZE"])
+        .output()
+        .expect("run redis-cli");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{out:?}");
+    assert_eq!(redis_cli(rb, &["DBSIZE"]), "1");
+    rigd.client()
+        .delete_environment(&b, &DeleteOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn pool_containers_stop_with_rigd_and_are_reaped_after_kill_9() {
+    if !images::docker_available() {
+        panic!("Docker is not available (scripts/install-test-deps.sh starts it)");
+    }
+    let image = images::redis();
+    let spec = json!({"name": "redis-reaped", "observe": false,
+                      "services": {"cache": redis(&image)}});
+
+    // A clean shutdown removes the container.
+    let rigd = Rigd::start();
+    up(&rigd, spec.clone()).await;
+    let name = format!("rig-redis-{}-", rigd.pid());
+    assert_eq!(containers_named(&name).len(), 1);
+    drop(rigd);
+    wait_for("the container to go with rigd", || {
+        containers_named(&name).is_empty()
+    });
+
+    // kill -9 of rigd: the reaper removes it.
+    let rigd = Rigd::start();
+    up(&rigd, spec).await;
+    let pid = rigd.pid();
+    let name = format!("rig-redis-{pid}-");
+    assert_eq!(containers_named(&name).len(), 1);
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    wait_for("the container to be reaped", || {
+        containers_named(&name).is_empty()
+    });
+}
+
+#[tokio::test]
+async fn a_container_backend_whose_image_cannot_be_had_fails_in_the_artifact_phase() {
+    let rigd = Rigd::start();
+    let id = rigd
+        .create(json!({
+            "name": "pg-no-image",
+            "services": {"db": postgres("rig-test/no-such-postgres:1", json!([]))}
+        }))
+        .await;
+    let mut events = rigd.events(&id);
+    let failed = events.until(EventType::ArtifactFailed).await;
+    assert!(
+        failed.error.contains("rig-test/no-such-postgres:1"),
+        "{}",
+        failed.error
+    );
+}
