@@ -23,7 +23,7 @@ pub const ERROR_HEADER: &str = "x-rig-proxy-error";
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+pub(crate) static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Removes the hop-by-hop headers of one message in place. With `keep_upgrade`, the `Upgrade`
 /// header survives and `Connection: upgrade` is set, as the upgrade handshake needs.
@@ -139,7 +139,8 @@ pub(crate) fn canonical_key(name: &str) -> String {
     out
 }
 
-fn has_token(value: &HeaderValue, token: &str) -> bool {
+/// Whether a comma-separated header value lists `token` (any case).
+pub(crate) fn has_token(value: &HeaderValue, token: &str) -> bool {
     value
         .to_str()
         .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))

@@ -16,8 +16,9 @@
 //! converted, redacted and base64-encoded on the observer task, never on the request path.
 //!
 //! Beyond upstream rig:
-//! - h2c with prior knowledge is accepted on `http` edges (an HTTP/1.1 `Upgrade: h2c` request
-//!   is answered in HTTP/1.1: hyper cannot switch a connection to HTTP/2 mid-request);
+//! - h2c is accepted on `http` edges, with prior knowledge and by HTTP/1.1 `Upgrade: h2c`
+//!   (`curl --http2`; see [`h2c`] for when the upgrade is declined and the request served in
+//!   HTTP/1.1);
 //! - WebSocket and other upgrades (and `CONNECT`) are tunnelled and recorded: a
 //!   `request.completed` with status 101 and `upgrade`, then a `connection.closed` with the
 //!   tunnel's byte counts;
@@ -41,6 +42,7 @@ mod context;
 mod error;
 pub(crate) mod exchange;
 mod forward;
+mod h2c;
 pub(crate) mod headers;
 pub(crate) mod record;
 mod server;

@@ -1,12 +1,16 @@
 //! The server side: the accept loop on the proxy's own listener and one hyper connection per
-//! client, speaking HTTP/1.1 or h2c (detected from the HTTP/2 preface).
+//! client, speaking HTTP/1.1 or h2c (detected from the HTTP/2 preface, or switched to by an
+//! `Upgrade: h2c` request).
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -16,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::{Context, ServeError};
 use super::forward;
+use super::h2c;
 use super::record::MalformedRecord;
 use super::settings::HttpSettings;
 use super::upstream::Http1Upstream;
@@ -85,22 +90,60 @@ async fn serve_connection(
     let service = service_fn(move |request| {
         let ctx = service_ctx.clone();
         let upstream = upstream.clone();
-        async move { Ok::<_, Infallible>(forward::handle(ctx, upstream, request).await) }
+        async move {
+            let mut request = request;
+            let response = match h2c::try_upgrade(&ctx, &mut request) {
+                Some(switching) => switching,
+                None => forward::handle(ctx, upstream, request).await,
+            };
+            Ok::<_, Infallible>(response)
+        }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let result = drive(&ctx, connection, |c| c.graceful_shutdown()).await;
+    if let Err(error) = result {
+        record_rejected_request(&ctx, &*error);
+    }
+}
+
+/// Serves a connection that is HTTP/2 from here on (an accepted `Upgrade: h2c`).
+pub(crate) async fn serve_http2<I>(ctx: Arc<Context>, io: I)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service_ctx = ctx.clone();
+    // Unused: HTTP/2 requests go through the shared h2c pool.
+    let upstream = Arc::new(Http1Upstream::default());
+    let service = service_fn(move |request| {
+        let ctx = service_ctx.clone();
+        let upstream = upstream.clone();
+        async move { Ok::<_, Infallible>(forward::handle(ctx, upstream, request).await) }
+    });
+    let connection = http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+    // Protocol errors are answered by hyper (GOAWAY, RST_STREAM); there is nothing to record.
+    let _ = drive(&ctx, connection, |c| c.graceful_shutdown()).await;
+}
+
+/// Runs `connection` to its end; on cancellation asks it to finish gracefully and drops it
+/// (closing it) once the grace period is over.
+async fn drive<C, E>(
+    ctx: &Context,
+    connection: C,
+    shut_down: impl FnOnce(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
     tokio::pin!(connection);
-    let result = tokio::select! {
+    tokio::select! {
         result = connection.as_mut() => result,
         _ = ctx.cancel.cancelled() => {
-            connection.as_mut().graceful_shutdown();
+            shut_down(connection.as_mut());
             // Past the grace period the connection is dropped, which closes it.
             tokio::time::timeout(ctx.shutdown_grace, connection.as_mut())
                 .await
                 .unwrap_or(Ok(()))
         }
-    };
-    if let Err(error) = result {
-        record_rejected_request(&ctx, &*error);
     }
 }
 

@@ -160,24 +160,6 @@ async fn hop_by_hop_headers_are_dropped_and_host_is_kept() {
 }
 
 #[tokio::test]
-async fn an_h2c_upgrade_request_is_answered_in_http1() {
-    let origin = Origin::start().await;
-    let mut proxy = Proxy::start(origin.addr).await;
-
-    let response = curl(&["--http2", &proxy.url("/headers")]).await;
-    assert_eq!(response.status, 200);
-    assert_eq!(response.version, "HTTP/1.1");
-    let seen = String::from_utf8(response.body).unwrap();
-    assert!(!seen.contains("upgrade"), "{seen}");
-    assert!(!seen.contains("http2-settings"), "{seen}");
-
-    let r = proxy.events.request().await;
-    assert_eq!(r.http_version, "HTTP/1.1");
-    assert_eq!(r.upgrade, "");
-    assert_eq!(r.status_code, 200);
-}
-
-#[tokio::test]
 async fn head_and_not_found_pass_through() {
     let origin = Origin::start().await;
     let mut proxy = Proxy::start(origin.addr).await;

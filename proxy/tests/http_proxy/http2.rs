@@ -1,10 +1,10 @@
-//! HTTP/2 with prior knowledge (h2c), end to end.
+//! HTTP/2 without TLS (h2c), with prior knowledge and by `Upgrade: h2c`, end to end.
 
 use http::{Request, Version};
 
 use crate::bodies::expected_trailers;
 use crate::origin::Origin;
-use crate::support::{curl, empty, full, http2_client, send, Proxy};
+use crate::support::{curl, curl_output, empty, full, http2_client, send, Proxy};
 
 #[tokio::test]
 async fn curl_with_prior_knowledge_speaks_h2c_end_to_end() {
@@ -104,4 +104,94 @@ async fn h2_streams_share_one_upstream_connection() {
     expected.sort();
     assert_eq!(paths, expected);
     assert_eq!(origin.connections(), 1, "streams are multiplexed upstream");
+}
+
+#[tokio::test]
+async fn curl_http2_upgrades_a_cleartext_connection_to_h2c() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+
+    let response = curl(&["--http2", &proxy.url("/headers?via=upgrade")]).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.version, "HTTP/2", "answered on stream 1");
+    assert_eq!(response.header("x-origin-version"), Some("HTTP/2.0"));
+    let seen = String::from_utf8(response.body).unwrap();
+    assert!(
+        seen.contains(&format!(":authority: {}\n", proxy.addr)),
+        "{seen}"
+    );
+    assert!(!seen.contains("upgrade"), "{seen}");
+    assert!(!seen.contains("http2-settings"), "{seen}");
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.http_version, "HTTP/2");
+    assert_eq!(r.method, "GET");
+    assert_eq!(r.path, "/headers?via=upgrade");
+    assert_eq!(r.status_code, 200);
+    assert_eq!(r.upgrade, "");
+    assert_eq!(r.error, "");
+    assert!(r.request_headers["User-Agent"][0].starts_with("curl/"));
+    assert!(!r.request_headers.contains_key("Upgrade"));
+    assert!(!r.request_headers.contains_key("Http2-Settings"));
+    proxy.events.assert_no_more();
+}
+
+#[tokio::test]
+async fn an_upgraded_connection_carries_the_following_requests_as_h2_streams() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+
+    // curl reuses the connection for the second URL: stream 3 after the upgrade's stream 1.
+    let output = curl_output(&[
+        "--http2",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{response_code} %{num_connects}\n",
+        &proxy.url("/echo?n=1"),
+        &proxy.url("/echo?n=2"),
+    ])
+    .await;
+    assert_eq!(String::from_utf8_lossy(&output), "2 200 1\n2 200 0\n");
+
+    for n in 1..=2 {
+        let r = proxy.events.request().await;
+        assert_eq!(r.http_version, "HTTP/2");
+        assert_eq!(r.path, format!("/echo?n={n}"));
+        assert_eq!(r.status_code, 200);
+    }
+    proxy.events.assert_no_more();
+}
+
+#[tokio::test]
+async fn an_h2c_upgrade_with_a_body_is_answered_in_http1() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+
+    // What `curl --http2` sends, with a body.
+    let response = curl(&[
+        "-H",
+        "Connection: Upgrade, HTTP2-Settings",
+        "-H",
+        "Upgrade: h2c",
+        "-H",
+        "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA",
+        "--data-binary",
+        "in http/1.1",
+        &proxy.url("/echo"),
+    ])
+    .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.version, "HTTP/1.1");
+    assert_eq!(response.body, b"in http/1.1");
+    assert_eq!(response.header("x-origin-version"), Some("HTTP/1.1"));
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.http_version, "HTTP/1.1");
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.request_body.as_deref(), Some(&b"in http/1.1"[..]));
+    assert_eq!(r.upgrade, "");
+    assert!(!r.request_headers.contains_key("Upgrade"));
 }

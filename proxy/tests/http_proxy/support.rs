@@ -165,10 +165,17 @@ impl CurlResponse {
 
 /// Runs `/usr/bin/curl -sS -i <args>` and parses its output.
 pub async fn curl(args: &[&str]) -> CurlResponse {
+    let mut all = vec!["-i"];
+    all.extend_from_slice(args);
+    parse_curl(&curl_output(&all).await)
+}
+
+/// Runs `/usr/bin/curl -sS <args>`, which must succeed, and returns what it printed.
+pub async fn curl_output(args: &[&str]) -> Vec<u8> {
     let output = tokio::time::timeout(
         PATIENCE,
         tokio::process::Command::new("/usr/bin/curl")
-            .args(["-sS", "-i", "--max-time", "15"])
+            .args(["-sS", "--max-time", "15"])
             .args(args)
             .stdin(Stdio::null())
             .output(),
@@ -181,7 +188,7 @@ pub async fn curl(args: &[&str]) -> CurlResponse {
         "curl {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    parse_curl(&output.stdout)
+    output.stdout
 }
 
 fn parse_curl(mut out: &[u8]) -> CurlResponse {
@@ -197,7 +204,9 @@ fn parse_curl(mut out: &[u8]) -> CurlResponse {
         let mut parts = status_line.split_whitespace();
         let version = parts.next().unwrap_or_default().to_string();
         let status: u16 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if (100..200).contains(&status) && status != 101 {
+        // Interim responses are skipped, and so is the `101` of an h2c upgrade, which the
+        // response to the upgraded request follows.
+        if (100..200).contains(&status) && (status != 101 || body.starts_with(b"HTTP/")) {
             out = body;
             continue;
         }
