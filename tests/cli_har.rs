@@ -2,7 +2,7 @@
 //! valid HAR 1.2 for a real consumer, `har-validator` (npm, the validator behind the `request`
 //! library; installed by `scripts/install-test-deps.sh` into
 //! `$RIG_TEST_DEPS/har-validator`, default `~/.cache/rig-test-deps`), and carries decoded gRPC
-//! messages and `_`-prefixed extensions.
+//! messages (every message of a stream) and `_`-prefixed extensions.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -167,4 +167,76 @@ fn har_from_upstream_logs_has_decoded_grpc_messages() {
             );
         }
     }
+}
+
+#[test]
+fn har_from_a_real_mixed_run_has_every_grpc_message() {
+    let (path, har) = export(&rigd_log("TestCheckout"), &[]);
+    validate(&path);
+    let entries = har["log"]["entries"].as_array().unwrap();
+    let calls: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["_protocol"].as_str().unwrap(),
+                e["request"]["url"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap(),
+                e["response"]["statusText"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // HTTP and gRPC of the test, in order; the gRPC health probe is left out, and Kafka and
+    // TCP have no HAR form.
+    assert_eq!(
+        calls,
+        [
+            ("HTTP", "orders?id=abc123", "OK"),
+            ("HTTP", "orders", "Created"),
+            ("gRPC", "Unary", "OK"),
+            ("gRPC", "ServerStream", "OK"),
+            ("gRPC", "Unary", "NotFound"),
+        ]
+    );
+    let text = |v: &Value| -> Value { serde_json::from_str(v.as_str().unwrap()).unwrap() };
+    let unary = &entries[2];
+    assert_eq!(
+        text(&unary["request"]["postData"]["text"])["detail"],
+        serde_json::json!({"note": "gift wrap", "weight": "2"})
+    );
+    assert_eq!(unary["request"]["postData"]["mimeType"], "application/json");
+    // A server stream's three replies, as a JSON array.
+    let stream = &entries[3];
+    let replies = text(&stream["response"]["content"]["text"]);
+    let texts: Vec<&str> = replies
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "track order abc123 #0",
+            "track order abc123 #1",
+            "track order abc123 #2"
+        ]
+    );
+    assert_eq!(stream["_responseMessages"], 3);
+    assert!(stream.get("_requestMessages").is_none());
+    let failed = &entries[4];
+    assert_eq!(failed["_grpcStatus"], "NotFound");
+    assert_eq!(failed["_grpcMessage"], "order 42 not found");
+
+    let (path, with_probes) = export(&rigd_log("TestCheckout"), &["--probes"]);
+    validate(&path);
+    let probe = &with_probes["log"]["entries"][0];
+    assert_eq!(probe["_probe"], true);
+    assert!(probe["request"]["url"]
+        .as_str()
+        .unwrap()
+        .ends_with("/grpc.health.v1.Health/Check"));
 }

@@ -19,37 +19,6 @@ use rig_types::EventType;
 use serde_json::json;
 use support::Rigd;
 
-const FORWARDER: &str = r#"
-import asyncio, os, sys
-
-host, port = sys.argv[1].rsplit(":", 1)
-
-async def pipe(reader, writer):
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        writer.close()
-
-async def handle(client_reader, client_writer):
-    try:
-        broker_reader, broker_writer = await asyncio.open_connection(host, int(port))
-    except OSError:
-        client_writer.close()
-        return
-    await asyncio.gather(pipe(client_reader, broker_writer), pipe(broker_reader, client_writer))
-
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", int(os.environ["PORT"]))
-    async with server:
-        await server.serve_forever()
-
-asyncio.run(main())
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafka_ingress_is_observed_across_three_brokers() {
     let cluster = MockCluster::new(3).expect("a mock cluster");
@@ -66,7 +35,7 @@ async fn a_kafka_ingress_is_observed_across_three_brokers() {
     }
 
     let rigd = Rigd::start();
-    let forwarder = rigd.script("forwarder.py", FORWARDER);
+    let forwarder = rigd.script("forwarder.py", support::KAFKA_FORWARDER);
     let id = rigd
         .create(json!({
             "name": "kafka-observe",

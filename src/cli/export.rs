@@ -10,11 +10,14 @@
 //! - bodies are text when they are UTF-8 (gzip and deflate decoded, with `compression`),
 //!   base64 otherwise; truncated captures are marked;
 //! - gRPC calls are `POST /<Service>/<Method>` over HTTP/2 whose bodies are the messages
-//!   decoded to JSON (`application/json`), the raw frames' size kept in `bodySize`; the
-//!   status name is the response's `statusText`;
+//!   decoded to JSON (`application/json`): the message itself, or a JSON array of every
+//!   message when a stream carried several (`_requestMessages`/`_responseMessages` give the
+//!   count); the raw frames' size is kept in `bodySize`; the status name is the response's
+//!   `statusText`;
 //! - rig's own facts are extensions, prefixed `_` as HAR requires: `_source`, `_target`,
 //!   `_ingress`, `_protocol`, `_probe`, `_error`, `_grpcStatus`, `_grpcMessage`,
-//!   `_requestBodyTruncated`, `_responseBodyTruncated`, `_seq`.
+//!   `_requestMessages`, `_responseMessages`, `_requestBodyTruncated`,
+//!   `_responseBodyTruncated`, `_seq`.
 //!
 //! Readiness probes are left out unless `--probes`; TCP and Kafka traffic has no HAR form.
 
@@ -28,6 +31,7 @@ use serde_json::{json, Map, Value};
 use super::args::Args;
 use super::error::{CliError, CmdResult, EXIT_OK};
 use super::flags::{self, Opt};
+use super::format::grpc_decoded;
 use super::logread::{self, LogFile, Mode};
 use super::output::eprint_line;
 use super::version::VERSION;
@@ -103,7 +107,7 @@ pub fn har(log: &LogFile, probes: bool) -> Value {
             }
             EventType::GrpcCallCompleted => {
                 let g = e.grpc_call.as_deref()?;
-                Some(grpc_entry(e, g, &addresses))
+                (probes || !g.probe).then(|| grpc_entry(e, g, &addresses))
             }
             _ => None,
         })
@@ -219,12 +223,7 @@ fn http_entry(e: &Event, r: &RequestInfo, addresses: &HashMap<(String, String), 
         "timings": timings(r.latency_ms, total),
     });
     let ext = extensions(&mut entry, e, "HTTP", &r.source, &r.target, &r.ingress);
-    if r.probe {
-        ext.insert("_probe".into(), json!(true));
-    }
-    if !r.error.is_empty() {
-        ext.insert("_error".into(), json!(r.error));
-    }
+    probe_and_error(ext, r.probe, &r.error);
     if r.request_body_truncated {
         ext.insert("_requestBodyTruncated".into(), json!(true));
     }
@@ -243,9 +242,13 @@ fn grpc_entry(e: &Event, g: &GrpcCallInfo, addresses: &HashMap<(String, String),
         g.service,
         g.method
     );
-    let json_text = |v: &Option<Value>| {
-        v.as_ref()
-            .map(|v| serde_json::to_string_pretty(v).unwrap_or_default())
+    let request_messages = grpc_decoded(&g.request_messages, g.request_body_decoded.as_ref());
+    let response_messages = grpc_decoded(&g.response_messages, g.response_body_decoded.as_ref());
+    // One message as itself, several (a stream) as a JSON array.
+    let json_text = |v: &[&Value]| match v {
+        [] => None,
+        [one] => Some(serde_json::to_string_pretty(one).unwrap_or_default()),
+        many => Some(serde_json::to_string_pretty(many).unwrap_or_default()),
     };
     let mut request = json!({
         "method": "POST",
@@ -257,7 +260,7 @@ fn grpc_entry(e: &Event, g: &GrpcCallInfo, addresses: &HashMap<(String, String),
         "headersSize": -1,
         "bodySize": g.request_size,
     });
-    match json_text(&g.request_body_decoded) {
+    match json_text(&request_messages) {
         Some(text) => request["postData"] = json!({"mimeType": "application/json", "text": text}),
         None => {
             if let Some(raw) = g.request_body.as_deref().filter(|b| !b.is_empty()) {
@@ -269,7 +272,7 @@ fn grpc_entry(e: &Event, g: &GrpcCallInfo, addresses: &HashMap<(String, String),
             }
         }
     }
-    let content = match json_text(&g.response_body_decoded) {
+    let content = match json_text(&response_messages) {
         Some(text) => json!({"size": text.len(), "mimeType": "application/json", "text": text}),
         None => match g.response_body.as_deref().filter(|b| !b.is_empty()) {
             Some(raw) => json!({
@@ -301,14 +304,23 @@ fn grpc_entry(e: &Event, g: &GrpcCallInfo, addresses: &HashMap<(String, String),
         "timings": timings(g.latency_ms, total),
     });
     let ext = extensions(&mut entry, e, "gRPC", &g.source, &g.target, &g.ingress);
+    probe_and_error(ext, g.probe, &g.error);
     ext.insert("_grpcStatus".into(), json!(status));
     if !g.grpc_message.is_empty() {
         ext.insert("_grpcMessage".into(), json!(g.grpc_message));
     }
-    if g.request_body_truncated {
+    for (key, messages) in [
+        ("_requestMessages", &request_messages),
+        ("_responseMessages", &response_messages),
+    ] {
+        if messages.len() > 1 {
+            ext.insert(key.into(), json!(messages.len()));
+        }
+    }
+    if g.request_body_truncated || g.request_messages_truncated {
         ext.insert("_requestBodyTruncated".into(), json!(true));
     }
-    if g.response_body_truncated {
+    if g.response_body_truncated || g.response_messages_truncated {
         ext.insert("_responseBodyTruncated".into(), json!(true));
     }
     entry
@@ -331,6 +343,16 @@ fn extensions<'a>(
         map.insert("_seq".into(), json!(e.seq));
     }
     map
+}
+
+/// `_probe` for a readiness probe, `_error` when the proxy could not complete the exchange.
+fn probe_and_error(ext: &mut Map<String, Value>, probe: bool, error: &str) {
+    if probe {
+        ext.insert("_probe".into(), json!(true));
+    }
+    if !error.is_empty() {
+        ext.insert("_error".into(), json!(error));
+    }
 }
 
 /// When the exchange started, RFC 3339.

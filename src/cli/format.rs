@@ -1,7 +1,9 @@
 //! Formatting of latencies, sizes, elapsed times, gRPC statuses and endpoints, shared by every
 //! command that prints them (rules from upstream's CLI, section 3.13 of the reference).
 
+use rig_types::event::{GrpcMessage, KafkaRequestInfo, KafkaTopic};
 use rig_types::{Endpoint, Protocol, Timestamp};
+use serde_json::Value;
 
 /// A latency in milliseconds: `500µs` below 1 ms, `2.1ms` below 1 s, else `1.50s`.
 pub fn latency(ms: f64) -> String {
@@ -53,6 +55,51 @@ pub fn grpc_status(code: &str) -> String {
 /// True when a gRPC status string means success.
 pub fn grpc_ok(code: &str) -> bool {
     matches!(code.trim(), "" | "0" | "OK")
+}
+
+/// The decoded messages of one side of a gRPC call: every message rigd recorded
+/// (`request_messages`/`response_messages`), else the first one alone (`first`: upstream's
+/// `*_body_decoded`, all that upstream logs carry).
+pub fn grpc_decoded<'a>(messages: &'a [GrpcMessage], first: Option<&'a Value>) -> Vec<&'a Value> {
+    if messages.is_empty() {
+        return first.into_iter().collect();
+    }
+    messages.iter().filter_map(|m| m.decoded.as_ref()).collect()
+}
+
+/// The topics and partitions of a Kafka exchange: `orders[0,1] payments[2]` (a topic without
+/// decoded partitions is just its name); empty when none were decoded.
+pub fn kafka_topics(topics: &[KafkaTopic]) -> String {
+    let topic = |t: &KafkaTopic| {
+        if t.partitions.is_empty() {
+            return t.topic.clone();
+        }
+        let parts: Vec<String> = t
+            .partitions
+            .iter()
+            .map(|p| p.partition.to_string())
+            .collect();
+        format!("{}[{}]", t.topic, parts.join(","))
+    };
+    topics.iter().map(topic).collect::<Vec<_>>().join(" ")
+}
+
+/// The error codes of a Kafka exchange's response: the top-level code, then each failing
+/// partition's as `topic[partition]: code`; empty when every code is 0.
+pub fn kafka_errors(k: &KafkaRequestInfo) -> Vec<String> {
+    let mut out = Vec::new();
+    if k.error_code != 0 {
+        out.push(format!("error code {}", k.error_code));
+    }
+    for t in &k.topics {
+        for p in t.partitions.iter().filter(|p| p.error_code != 0) {
+            out.push(format!(
+                "{}[{}]: error code {}",
+                t.topic, p.partition, p.error_code
+            ));
+        }
+    }
+    out
 }
 
 /// How to reach an endpoint, in the form a developer pastes into a client: a `postgres://`
@@ -309,6 +356,31 @@ mod tests {
         assert!(parse_duration("7 days").is_err());
         assert!(parse_duration("-1h").is_err());
         assert!(parse_duration("d").is_err());
+    }
+
+    #[test]
+    fn kafka_topics_and_errors() {
+        use rig_types::event::KafkaPartition;
+        let part = |partition, error_code| KafkaPartition {
+            partition,
+            error_code,
+        };
+        let k = KafkaRequestInfo {
+            topics: vec![
+                KafkaTopic {
+                    topic: "orders".into(),
+                    partitions: vec![part(0, 0), part(1, 6)],
+                },
+                KafkaTopic {
+                    topic: "audit".into(),
+                    partitions: vec![],
+                },
+            ],
+            ..KafkaRequestInfo::default()
+        };
+        assert_eq!(kafka_topics(&k.topics), "orders[0,1] audit");
+        assert_eq!(kafka_errors(&k), ["orders[1]: error code 6"]);
+        assert!(kafka_errors(&KafkaRequestInfo::default()).is_empty());
     }
 
     #[test]

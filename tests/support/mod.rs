@@ -44,6 +44,42 @@ const POLL: Duration = Duration::from_millis(10);
 /// `host_env` plus the wiring).
 pub const RIGD_ONLY_VAR: &str = "RIG_IT_RIGD_ONLY";
 
+/// A TCP forwarder (python3: `forwarder.py host:port`, listening on `$PORT`) standing in for a
+/// Kafka broker in front of librdkafka's mock cluster, so that a `kafka` ingress has a real
+/// process behind it.
+pub const KAFKA_FORWARDER: &str = r#"
+import asyncio, os, signal, sys
+
+# Stop quietly when rigd stops the service (asyncio would print a traceback).
+signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+host, port = sys.argv[1].rsplit(":", 1)
+
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+async def handle(client_reader, client_writer):
+    try:
+        broker_reader, broker_writer = await asyncio.open_connection(host, int(port))
+    except OSError:
+        client_writer.close()
+        return
+    await asyncio.gather(pipe(client_reader, broker_writer), pipe(broker_reader, client_writer))
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", int(os.environ["PORT"]))
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"#;
+
 /// A running `rigd` binary with a private rig dir.
 pub struct Rigd {
     child: Child,

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use rig_types::event::Headers;
+use rig_types::event::{GrpcMessage, Headers};
 
 use super::rows::{Protocol, Row};
 use crate::cli::format;
@@ -93,22 +93,31 @@ pub fn render(row: &Row, style: Style) -> Vec<String> {
             ));
         }
         headers(&mut out, s, "Request Metadata", &g.request_metadata);
-        grpc_body(
+        grpc_side(
             &mut out,
             s,
-            "Request Body",
-            g.request_body_decoded.as_ref(),
-            g.request_body.as_deref(),
-            g.request_body_truncated,
+            GrpcSide {
+                title: "Request",
+                messages: &g.request_messages,
+                messages_truncated: g.request_messages_truncated,
+                decoded: g.request_body_decoded.as_ref(),
+                raw: g.request_body.as_deref(),
+                raw_truncated: g.request_body_truncated,
+            },
         );
+        headers(&mut out, s, "Response Headers", &g.response_headers);
         headers(&mut out, s, "Response Metadata", &g.response_metadata);
-        grpc_body(
+        grpc_side(
             &mut out,
             s,
-            "Response Body",
-            g.response_body_decoded.as_ref(),
-            g.response_body.as_deref(),
-            g.response_body_truncated,
+            GrpcSide {
+                title: "Response",
+                messages: &g.response_messages,
+                messages_truncated: g.response_messages_truncated,
+                decoded: g.response_body_decoded.as_ref(),
+                raw: g.response_body.as_deref(),
+                raw_truncated: g.response_body_truncated,
+            },
         );
     } else if let Some(c) = &e.connection {
         out.push(String::new());
@@ -129,18 +138,41 @@ pub fn render(row: &Row, style: Style) -> Vec<String> {
         ));
         out.push(format!("  API Version:     {}", k.api_version));
         out.push(format!("  Correlation ID:  {}", k.correlation_id));
+        if !k.client_id.is_empty() {
+            out.push(format!("  Client ID:       {}", k.client_id));
+        }
+        if !k.broker.is_empty() {
+            out.push(format!("  Broker:          {}", k.broker));
+        }
+        let topics = format::kafka_topics(&k.topics);
+        if !topics.is_empty() {
+            out.push(format!("  Topics:          {topics}"));
+        }
         out.push(format!(
             "  Request Size:    {}",
             format::bytes(k.request_size)
         ));
-        out.push(format!(
-            "  Response Size:   {}",
-            format::bytes(k.response_size)
-        ));
-        out.push(format!(
-            "  Latency:         {}",
-            format::latency(k.latency_ms)
-        ));
+        if k.no_response {
+            out.push("  Response:        none (acks=0)".to_string());
+        } else {
+            out.push(format!(
+                "  Response Size:   {}",
+                format::bytes(k.response_size)
+            ));
+            out.push(format!(
+                "  Latency:         {}",
+                format::latency(k.latency_ms)
+            ));
+        }
+        if k.rewritten {
+            out.push("  Rewritten:       broker addresses point at rig's proxy".to_string());
+        }
+        for error in format::kafka_errors(k) {
+            out.push(format!(
+                "  Error:           {}",
+                s.paint(Paint::Red, &error)
+            ));
+        }
     }
     out
 }
@@ -245,24 +277,74 @@ pub fn body_lines(body: &[u8], declared_json: bool) -> Vec<String> {
     }
 }
 
-fn grpc_body(
-    out: &mut Vec<String>,
-    s: Style,
-    title: &str,
-    decoded: Option<&serde_json::Value>,
-    raw: Option<&[u8]>,
-    truncated: bool,
-) {
-    if let Some(v) = decoded {
+/// One side of a gRPC call as the detail view shows it.
+struct GrpcSide<'a> {
+    /// `Request` or `Response`.
+    title: &'a str,
+    /// Every message rigd recorded (empty in upstream logs).
+    messages: &'a [GrpcMessage],
+    /// The stream went on past the messages recorded.
+    messages_truncated: bool,
+    /// The first message decoded (upstream's `*_body_decoded`).
+    decoded: Option<&'a serde_json::Value>,
+    /// The raw frames captured.
+    raw: Option<&'a [u8]>,
+    /// The raw frames were cut at the capture cap.
+    raw_truncated: bool,
+}
+
+/// A side with one message as `<Title> Body (decoded)` (upstream's layout), with several as
+/// `<Title> Messages (N)`, each numbered with its size; undecoded frames as a hex dump.
+fn grpc_side(out: &mut Vec<String>, s: Style, side: GrpcSide) {
+    if side.messages.len() > 1 {
+        let more = if side.messages_truncated {
+            ", more not captured"
+        } else {
+            ""
+        };
+        section(
+            out,
+            s,
+            &format!("{} Messages ({}{more})", side.title, side.messages.len()),
+        );
+        for (n, m) in side.messages.iter().enumerate() {
+            let mut label = format!("#{} ({}", n + 1, format::bytes(m.size));
+            if m.compressed {
+                label.push_str(", compressed");
+            }
+            if m.decoding == "wire" {
+                label.push_str(", decoded without a schema");
+            }
+            label.push(')');
+            match &m.decoded {
+                Some(v) => {
+                    out.push(format!("    {}", s.paint(Paint::Dim, &label)));
+                    out.extend(
+                        indent(&serde_json::to_string_pretty(v).unwrap_or_default())
+                            .into_iter()
+                            .map(|l| format!("  {l}")),
+                    );
+                }
+                None => out.push(format!(
+                    "    {} not decoded: {}",
+                    s.paint(Paint::Dim, &label),
+                    m.error
+                )),
+            }
+        }
+        return;
+    }
+    let title = format!("{} Body", side.title);
+    if let Some(v) = side.decoded {
         section(out, s, &format!("{title} (decoded)"));
         out.extend(indent(&serde_json::to_string_pretty(v).unwrap_or_default()));
         return;
     }
-    let Some(raw) = raw.filter(|b| !b.is_empty()) else {
+    let Some(raw) = side.raw.filter(|b| !b.is_empty()) else {
         return;
     };
     let mut label = format!("{title} ({})", format::bytes(raw.len() as i64));
-    if truncated {
+    if side.raw_truncated {
         label.push_str(", truncated");
     }
     section(out, s, &label);

@@ -97,7 +97,7 @@ pub struct Row<'a> {
     pub target: &'a str,
     /// HTTP method, `gRPC`, `TCP` (or the upgrade, e.g. `websocket`) or the Kafka API.
     pub method: String,
-    /// Path with query, `Service/Method`, `—` or `v<ver> cid:<id>`.
+    /// Path with query, `Service/Method`, `—` or `[topics] v<ver> cid:<id>`.
     pub path: String,
     /// Status code, gRPC status name, `—` or `error`.
     pub status: String,
@@ -235,6 +235,17 @@ impl RowBuilder {
             }
             EventType::KafkaRequestCompleted => {
                 let k = event.kafka_request.as_deref()?;
+                let mut path = format!("v{} cid:{}", k.api_version, k.correlation_id);
+                let topics = format::kafka_topics(&k.topics);
+                if !topics.is_empty() {
+                    path = format!("{topics} {path}");
+                }
+                let bytes = format!(
+                    "{}↑ {}↓",
+                    format::bytes(k.request_size),
+                    format::bytes(k.response_size)
+                );
+                let errors = format::kafka_errors(k);
                 Row {
                     index: Index::Traffic(0),
                     time_s,
@@ -242,15 +253,19 @@ impl RowBuilder {
                     source: &k.source,
                     target: &k.target,
                     method: k.api_name.clone(),
-                    path: format!("v{} cid:{}", k.api_version, k.correlation_id),
-                    status: "—".into(),
-                    status_paint: None,
+                    path,
+                    status: if errors.is_empty() {
+                        "—".into()
+                    } else {
+                        "error".into()
+                    },
+                    status_paint: (!errors.is_empty()).then_some(Paint::Red),
                     latency_ms: k.latency_ms,
-                    extra: format!(
-                        "{}↑ {}↓",
-                        format::bytes(k.request_size),
-                        format::bytes(k.response_size)
-                    ),
+                    extra: if errors.is_empty() {
+                        bytes
+                    } else {
+                        format!("{bytes}  error: {}", errors.join(", "))
+                    },
                     probe: false,
                     event,
                 }
@@ -491,8 +506,9 @@ fn status_matches(wanted: &str, row: &Row) -> bool {
     w.eq_ignore_ascii_case(&row.status)
 }
 
-/// Everything `--grep` searches: method, path, status, headers, bodies (as text), gRPC
-/// message and decoded bodies, the proxy's error.
+/// Everything `--grep` searches: method, path (Kafka topics included), status, headers,
+/// bodies (as text), gRPC message and decoded messages, Kafka client id and broker, the
+/// proxy's error.
 fn searchable_text(row: &Row) -> String {
     let mut out = format!("{} {} {} {}\n", row.method, row.path, row.status, row.extra);
     let headers = |out: &mut String, h: &rig_types::event::Headers| {
@@ -520,13 +536,19 @@ fn searchable_text(row: &Row) -> String {
         out.push('\n');
         headers(&mut out, &g.request_metadata);
         headers(&mut out, &g.response_metadata);
-        for v in [&g.request_body_decoded, &g.response_body_decoded]
+        let decoded = format::grpc_decoded(&g.request_messages, g.request_body_decoded.as_ref())
             .into_iter()
-            .flatten()
-        {
+            .chain(format::grpc_decoded(
+                &g.response_messages,
+                g.response_body_decoded.as_ref(),
+            ));
+        for v in decoded {
             out.push_str(&v.to_string());
             out.push('\n');
         }
+    }
+    if let Some(k) = &e.kafka_request {
+        out.push_str(&format!("{} {}\n", k.client_id, k.broker));
     }
     out
 }
