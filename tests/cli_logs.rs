@@ -107,6 +107,11 @@ fn ls_lists_newest_first_and_filters() {
             ("ls_pattern_slash", &["ls", "testorders/FAILED"]),
             ("ls_json", &["ls", "--json", "crash"]),
             ("ls_no_match", &["ls", "TestOrderz"]),
+            ("ls_no_match_close", &["ls", "testorders/faild"]),
+            ("ls_no_match_far", &["ls", "payments"]),
+            ("ls_no_match_filter", &["ls", "passed", "--failed"]),
+            ("ls_no_match_json", &["ls", "--json", "chekout"]),
+            ("ls_failed_and_passed", &["ls", "--failed", "--passed"]),
         ],
     );
 }

@@ -1,5 +1,7 @@
 //! `rig ls [pattern]`: the log files of past runs, newest first.
 
+use std::path::Path;
+
 use serde::Serialize;
 
 use super::args::Args;
@@ -7,7 +9,7 @@ use super::error::{CliError, CmdResult, EXIT_FAILURE, EXIT_OK};
 use super::flags::{self, Opt};
 use super::format;
 use super::logdir::{self, FoundLog};
-use super::output::{eprint_line, Out, Paint, Style};
+use super::output::{Out, Paint, Style};
 use super::table::{Cell, Table};
 use crate::logfiles::Outcome;
 
@@ -31,7 +33,7 @@ Options:
   -h, --help      show this help
 
 Log files are read from $RIG_LOGS, else $RIG_DIR/logs (default ~/.rig/logs).
-Exit status 1 when no file matches.";
+Exit status 1 when no file matches; the error lists the closest names.";
 
 const OPTS: &[Opt] = &[
     Opt::switch("--failed", &[]),
@@ -59,6 +61,11 @@ pub fn run(args: Args) -> CmdResult {
         return Ok(EXIT_OK);
     }
     parsed.at_most("ls", 1, "at most one pattern")?;
+    if parsed.has("--failed") && parsed.has("--passed") {
+        return Err(CliError::usage(
+            "--failed and --passed exclude each other: give one, or neither for every run",
+        ));
+    }
     let limit = match parsed.value("-n") {
         None => 0,
         Some(v) => v.parse::<usize>().map_err(|_| {
@@ -86,23 +93,7 @@ pub fn run(args: Args) -> CmdResult {
             Out.line("[]");
             return Ok(EXIT_FAILURE);
         }
-        let message = if pattern.is_some() || parsed.has("--failed") || parsed.has("--passed") {
-            match logdir::find(&dir, None) {
-                Ok(all) if !all.is_empty() => {
-                    let filters = describe_filters(pattern.as_deref(), &parsed);
-                    format!(
-                        "No log files match {filters} ({} files in {}).",
-                        all.len(),
-                        dir.display()
-                    )
-                }
-                _ => format!("No log files found in {}.", dir.display()),
-            }
-        } else {
-            format!("No log files found in {}.", dir.display())
-        };
-        eprint_line(message);
-        return Ok(EXIT_FAILURE);
+        return Err(nothing_listed(&dir, pattern.as_deref(), &parsed));
     }
 
     if parsed.has("--json") {
@@ -146,18 +137,41 @@ pub fn run(args: Args) -> CmdResult {
     Ok(EXIT_OK)
 }
 
-fn describe_filters(pattern: Option<&str>, parsed: &flags::Parsed) -> String {
-    let mut parts = Vec::new();
-    if let Some(p) = pattern {
-        parts.push(format!("{p:?}"));
+/// Why `rig ls` listed nothing, and what to run next: a pattern that matches no file gets
+/// the close names (as every command that takes a pattern); files that match but not with
+/// `--failed`/`--passed` are counted, with the command that lists them.
+fn nothing_listed(dir: &Path, pattern: Option<&str>, parsed: &flags::Parsed) -> CliError {
+    let matching = logdir::find(dir, pattern)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| f.header.is_some())
+        .count();
+    if matching == 0 {
+        return logdir::no_match(dir, pattern);
     }
-    if parsed.has("--failed") {
-        parts.push("--failed".to_string());
-    }
-    if parsed.has("--passed") {
-        parts.push("--passed".to_string());
-    }
-    parts.join(" ")
+    let which = if parsed.has("--failed") {
+        "failed or crashed"
+    } else {
+        "passed"
+    };
+    let (files, them) = if matching == 1 {
+        ("file", "it")
+    } else {
+        ("files", "them all")
+    };
+    let (among, all) = match pattern {
+        Some(p) => (
+            format!("the {matching} log {files} matching {p:?}"),
+            format!("rig ls {p:?}"),
+        ),
+        None => (
+            format!("the {matching} log {files} in {}", dir.display()),
+            "rig ls".to_string(),
+        ),
+    };
+    CliError::failed(format!(
+        "no {which} runs among {among} (`{all}` lists {them})"
+    ))
 }
 
 /// The colour of an outcome: passed green, failed and crashed red.
