@@ -1,6 +1,7 @@
 //! The `container` type through the real `rigd` binary and a real Docker engine, with images
 //! made locally from host binaries (`support::images`): a container reached by a process
-//! through its egress, `exec` hooks, crashes, DELETE, images missing or present, an engine
+//! through its egress, a container reaching a process on the host through its egress (observed
+//! or not), `exec` hooks, crashes, DELETE, images missing or present, an engine
 //! that does not answer, and containers left by a killed rigd.
 
 mod support;
@@ -136,6 +137,79 @@ async fn a_container_serves_a_process_through_its_egress_runs_exec_hooks_and_goe
         .expect("DELETE");
     assert!(!container_exists(&name), "DELETE removes the container");
     assert!(containers_labelled("dev.rig-rs.environment", &id).is_empty());
+}
+
+/// An environment where the container `caller` fetches a page from the host process `api`
+/// through its egress, prints it, and keeps running.
+fn container_calling_the_host(image: &str, observe: bool) -> Value {
+    json!({"name": "egress", "observe": observe, "services": {
+        "api": {
+            "type": "process",
+            "config": {"command": "sh"},
+            "args": ["-c", "echo hello from the host > ${RIG_TEMP_DIR}/index.html && \
+                            exec python3 -m http.server --bind 127.0.0.1 -d ${RIG_TEMP_DIR} ${PORT}"],
+            "ingresses": {"default": {"protocol": "http"}},
+        },
+        "caller": {
+            "type": "container",
+            "config": {
+                "image": image,
+                "cmd": ["sh", "-c",
+                        "echo calling ${API_HOST}; wget -q -O - http://${API_HOST}:${API_PORT}/index.html && exec sleep 1000"],
+            },
+            "egresses": {"api": {"service": "api"}},
+        },
+    }})
+}
+
+/// Runs [`container_calling_the_host`] until the container printed the host's page, and
+/// returns the environment's events so far.
+async fn container_reaches_the_host(observe: bool) -> Vec<Event> {
+    let image = busybox();
+    let rigd = Rigd::start();
+    let id = rigd
+        .create(container_calling_the_host(&image, observe))
+        .await;
+    let mut events = rigd.events(&id);
+    events.until(EnvironmentUp).await;
+    let out = wait_for_output(&rigd, &id, "caller", "hello from the host").await;
+    assert!(
+        out.contains("calling host.docker.internal"),
+        "the container's wiring names the host: {out:?}"
+    );
+    let log = rigd.log(&id).await;
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE");
+    log
+}
+
+#[tokio::test]
+async fn a_container_reaches_a_host_process_through_its_observed_egress() {
+    let log = container_reaches_the_host(true).await;
+    let request = log
+        .iter()
+        .filter(|e| e.event_type == RequestCompleted)
+        .filter_map(|e| e.request.as_deref())
+        .find(|r| r.source == "caller" && r.path == "/index.html")
+        .unwrap_or_else(|| {
+            panic!(
+                "no request from the container on its edge:\n{}",
+                support::describe(&log)
+            )
+        });
+    assert_eq!(request.target, "api");
+    assert_eq!(request.status_code, 200);
+}
+
+#[tokio::test]
+async fn a_container_reaches_a_host_process_through_its_unobserved_egress() {
+    let log = container_reaches_the_host(false).await;
+    assert!(
+        !log.iter().any(|e| e.event_type == RequestCompleted),
+        "no proxy, no traffic events"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,8 @@
 //!                   wait: exit code ≠ 0 is an error; told to stop: stop with a grace
 //!                   period, then remove. Removed whatever happens.
 //!  exec()           a command inside a running container, output → service.log
+//!  HostGateway      relays from the bridge gateway (host.docker.internal) to the loopback
+//!                   ports a container's egresses name, while the container runs
 //!  sweep_leftovers()  at rigd start: remove containers of dead rigds sharing the rig dir
 //! ```
 //!
@@ -19,6 +21,7 @@
 mod client;
 mod container;
 mod exec;
+mod host_gateway;
 mod image;
 mod owner;
 
@@ -27,6 +30,7 @@ pub use container::{
     create, host_port, run_container, ContainerSpec, Mount, PortMapping, StopSettings,
 };
 pub use exec::exec;
+pub use host_gateway::{bridge_gateway, HostGateway};
 pub use image::{ensure_image, local_image_id, ImageSource};
 pub use owner::{
     force_remove, remove_containers_blocking, set_rig_dir, sweep_leftovers_blocking, LABEL_PREFIX,

@@ -7,8 +7,10 @@
 //! - ports published on `127.0.0.1:<host port>`;
 //! - the service's temp dir at `/rig/temp` and the environment dir at `/rig/env`;
 //! - the wiring rebuilt for the inside: its ingresses at `0.0.0.0:<container port>`, its
-//!   egresses at `host.docker.internal:<port>` (mapped to the host on Linux too), `RIG_WIRING`
-//!   with the `/rig/...` directories, then the config `env` on top. Unlike upstream, the
+//!   egresses at `host.docker.internal:<port>` (mapped to the host's bridge gateway address on
+//!   Linux too, where rigd relays each such port to the loopback address the egress's proxy
+//!   or service listens on: [`crate::docker::HostGateway`]), `RIG_WIRING` with the `/rig/...`
+//!   directories, then the config `env` on top. Unlike upstream, the
 //!   client's `host_env` is not copied in: host paths such as `PATH` break images;
 //! - `cmd` and `args` expanded against that environment (`cmd ++ args`; either alone; or the
 //!   image's default command).
@@ -134,25 +136,59 @@ fn container_port(ctx: &Parts<'_>, ingress: &str, ep: &Endpoint) -> u16 {
         .unwrap_or_default()
 }
 
-/// Egresses as seen inside the container: the loopback host replaced by the host's name.
-fn inside_egresses(egresses: &BTreeMap<String, Endpoint>) -> BTreeMap<String, Endpoint> {
+/// The port of a loopback `host:port` (`127.0.0.1` or `localhost`), which a container cannot
+/// reach as such.
+fn loopback_port(hostport: &str) -> Option<u16> {
+    let (host, port) = hostport.rsplit_once(':')?;
+    matches!(host, "127.0.0.1" | "localhost")
+        .then(|| port.parse().ok())
+        .flatten()
+}
+
+/// Egresses as seen inside the container: a loopback address becomes
+/// `host.docker.internal:<port>`, where `relays` maps a loopback port to the port that relays
+/// to it on the host's gateway address (the same port when absent).
+fn inside_egresses(
+    egresses: &BTreeMap<String, Endpoint>,
+    relays: &BTreeMap<u16, u16>,
+) -> BTreeMap<String, Endpoint> {
     egresses
         .iter()
         .map(|(name, ep)| {
             let mut ep = ep.clone();
-            for loopback in ["127.0.0.1", "localhost"] {
-                if let Some(port) = ep.hostport.strip_prefix(&format!("{loopback}:")) {
-                    ep.hostport = format!("{DOCKER_HOST_NAME}:{port}");
-                }
+            if let Some(port) = loopback_port(&ep.hostport) {
+                let outside = relays.get(&port).copied().unwrap_or(port);
+                ep.hostport = format!("{DOCKER_HOST_NAME}:{outside}");
             }
             (name.clone(), ep)
         })
         .collect()
 }
 
-fn container_spec(ctx: &Parts<'_>, config: &ContainerConfig) -> Result<ContainerSpec, String> {
+/// Opens the relays from the Docker bridge gateway to the loopback ports the container's
+/// egresses name (none when no egress is on loopback).
+async fn open_host_gateway(
+    engine: &bollard::Docker,
+    egresses: &BTreeMap<String, Endpoint>,
+) -> Result<Option<docker::HostGateway>, String> {
+    let ports: Vec<u16> = egresses
+        .values()
+        .filter_map(|ep| loopback_port(&ep.hostport))
+        .collect();
+    if ports.is_empty() {
+        return Ok(None);
+    }
+    let gateway = docker::bridge_gateway(engine).await?;
+    docker::HostGateway::open(gateway, ports).await.map(Some)
+}
+
+fn container_spec(
+    ctx: &Parts<'_>,
+    config: &ContainerConfig,
+    relays: &BTreeMap<u16, u16>,
+) -> Result<ContainerSpec, String> {
     let ingresses = inside_ingresses(ctx);
-    let egresses = inside_egresses(ctx.egresses);
+    let egresses = inside_egresses(ctx.egresses, relays);
     let no_host_env = BTreeMap::new();
     let mut env = build_service_env(&ServiceEnvInput {
         service: ctx.service,
@@ -220,7 +256,14 @@ impl ServiceType for Container {
         Box::pin(async move {
             let config = decode(ctx.spec.config.as_ref())?;
             let engine = docker::connect().await.map_err(|e| e.to_string())?;
-            let spec = container_spec(&Parts::of(&ctx), &config).map_err(ServiceError::new)?;
+            // Lives (relays) until the container is gone.
+            let host_gateway = open_host_gateway(&engine, &ctx.egresses)
+                .await
+                .map_err(ServiceError::new)?;
+            let no_relays = BTreeMap::new();
+            let relays = host_gateway.as_ref().map_or(&no_relays, |g| g.ports());
+            let spec =
+                container_spec(&Parts::of(&ctx), &config, relays).map_err(ServiceError::new)?;
             let stop = StopSettings {
                 cancel: ctx.cancel.clone(),
                 grace: ctx.stop_grace,

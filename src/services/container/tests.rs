@@ -47,7 +47,13 @@ fn the_inside_view_moves_ingresses_to_their_container_ports_and_egresses_to_the_
         ("default".to_string(), endpoint("127.0.0.1:41000")),
         ("admin".to_string(), endpoint("127.0.0.1:41001")),
     ]);
-    let egresses = BTreeMap::from([("db".to_string(), endpoint("127.0.0.1:5432"))]);
+    let egresses = BTreeMap::from([
+        ("db".to_string(), endpoint("127.0.0.1:5432")),
+        ("cache".to_string(), endpoint("localhost:6379")),
+        ("ext".to_string(), endpoint("10.1.2.3:9000")),
+    ]);
+    // 6379 was taken on the gateway address: its relay listens on 45000.
+    let relays = BTreeMap::from([(5432, 5432), (6379, 45000)]);
     let parts = Parts {
         service: "web",
         instance_id: "abc-1",
@@ -62,7 +68,7 @@ fn the_inside_view_moves_ingresses_to_their_container_ports_and_egresses_to_the_
         cmd: vec!["serve".into(), "--port=${PORT}".into()],
         env: BTreeMap::from([("EXTRA".to_string(), "yes".to_string())]),
     };
-    let c = container_spec(&parts, &config).unwrap();
+    let c = container_spec(&parts, &config, &relays).unwrap();
     assert_eq!(c.name, "rig-abc-1-web");
     assert_eq!(
         c.ports,
@@ -82,6 +88,9 @@ fn the_inside_view_moves_ingresses_to_their_container_ports_and_egresses_to_the_
     assert_eq!(c.env["ADMIN_PORT"], "41001");
     assert_eq!(c.env["DB_HOST"], "host.docker.internal");
     assert_eq!(c.env["DB_PORT"], "5432");
+    assert_eq!(c.env["CACHE_HOST"], "host.docker.internal");
+    assert_eq!(c.env["CACHE_PORT"], "45000");
+    assert_eq!(c.env["EXT_HOST"], "10.1.2.3", "not on loopback: left alone");
     // Attribute templates resolve against the inside addresses.
     assert_eq!(c.env["DB_URL"], "http://host.docker.internal:5432");
     assert_eq!(c.env["RIG_TEMP_DIR"], "/rig/temp");
@@ -134,9 +143,18 @@ fn without_cmd_or_args_the_image_default_runs() {
         image: "img".into(),
         ..ContainerConfig::default()
     };
-    let c = container_spec(&parts, &config).unwrap();
+    let c = container_spec(&parts, &config, &BTreeMap::new()).unwrap();
     assert_eq!(c.cmd, None);
     assert_eq!(c.mounts.len(), 1, "no temp dir, no temp mount");
+}
+
+#[test]
+fn only_loopback_addresses_need_a_relay() {
+    assert_eq!(loopback_port("127.0.0.1:8080"), Some(8080));
+    assert_eq!(loopback_port("localhost:80"), Some(80));
+    assert_eq!(loopback_port("10.0.0.1:80"), None);
+    assert_eq!(loopback_port("127.0.0.1:x"), None);
+    assert_eq!(loopback_port("127.0.0.1"), None);
 }
 
 #[test]

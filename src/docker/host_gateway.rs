@@ -1,0 +1,232 @@
+//! Container → host egress: how a container reaches services and proxies listening on the
+//! host's loopback interface.
+//!
+//! rigd's services and observe-mode proxies listen on `127.0.0.1` only, which a container
+//! cannot reach: its `127.0.0.1` is its own. Containers get the extra host
+//! `host.docker.internal:host-gateway` (the default bridge's gateway address, an address of
+//! the host), and for each egress of a container whose target listens on loopback, rigd
+//! listens on `<gateway>:<same port>` and relays every connection to `127.0.0.1:<port>`:
+//!
+//! ```text
+//!  container ──► host.docker.internal:P  (172.17.0.1:P, this relay) ──► 127.0.0.1:P
+//!                                                                        (proxy or service)
+//! ```
+//!
+//! Only the ports a container's egresses name are opened on the gateway address, and only
+//! while that container runs: nothing else leaves loopback, and the gateway address is not
+//! reachable from outside the host. In observe mode the relay forwards to the edge's proxy,
+//! so the traffic is recorded on the edge like any other.
+//!
+//! The relay binds the same port number as the loopback target when it can, so the
+//! container's wiring is upstream's (`host.docker.internal:<port>`); if that port is taken on
+//! the gateway address it takes a free one, and the wiring names that one.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use bollard::Docker;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// The name of the default bridge network, whose gateway `host-gateway` resolves to.
+const BRIDGE_NETWORK: &str = "bridge";
+/// Relay buffer per direction (the relay is on the path of every byte a container sends
+/// to the host).
+const RELAY_BUFFER: usize = 64 * 1024;
+
+/// The host's address on Docker's default bridge (`docker0`, usually `172.17.0.1`): what
+/// `host.docker.internal` resolves to inside a container started with
+/// `host.docker.internal:host-gateway`.
+///
+/// # Errors
+/// The engine does not answer, or its default bridge has no IPv4 gateway.
+pub async fn bridge_gateway(docker: &Docker) -> Result<IpAddr, String> {
+    let network = docker
+        .inspect_network(
+            BRIDGE_NETWORK,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .map_err(|e| format!("inspect Docker network {BRIDGE_NETWORK:?}: {e}"))?;
+    network
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|config| config.gateway)
+        .filter_map(|gateway| gateway.parse::<IpAddr>().ok())
+        .find(IpAddr::is_ipv4)
+        .ok_or_else(|| {
+            format!(
+                "Docker network {BRIDGE_NETWORK:?} has no IPv4 gateway: containers cannot \
+                 reach the host (is the engine started with --bridge=none?)"
+            )
+        })
+}
+
+/// Relays from the bridge gateway to loopback ports, for as long as it lives.
+///
+/// Dropping it stops accepting and ends the relayed connections.
+pub struct HostGateway {
+    /// Loopback port → the port on the gateway address that relays to it.
+    ports: BTreeMap<u16, u16>,
+    _stop: DropGuard,
+}
+
+impl HostGateway {
+    /// Listens on `gateway` for each of `loopback_ports` (the same port number when free
+    /// there, else any free port) and relays connections to `127.0.0.1:<port>`.
+    ///
+    /// # Errors
+    /// A port cannot be bound on `gateway` at all (the address is not the host's, as with a
+    /// remote `DOCKER_HOST`).
+    pub async fn open(
+        gateway: IpAddr,
+        loopback_ports: impl IntoIterator<Item = u16>,
+    ) -> Result<HostGateway, String> {
+        let stop = CancellationToken::new();
+        let mut ports = BTreeMap::new();
+        for port in loopback_ports {
+            if ports.contains_key(&port) {
+                continue;
+            }
+            let listener = bind(gateway, port).await.map_err(|e| {
+                format!(
+                    "listen on the Docker bridge gateway {gateway} so that the container can \
+                     reach 127.0.0.1:{port} of the host: {e}"
+                )
+            })?;
+            let outside = listener
+                .local_addr()
+                .map_err(|e| format!("relay for 127.0.0.1:{port}: {e}"))?
+                .port();
+            ports.insert(port, outside);
+            tokio::spawn(accept_loop(listener, port, stop.clone()));
+        }
+        Ok(HostGateway {
+            ports,
+            _stop: stop.drop_guard(),
+        })
+    }
+
+    /// The gateway port that relays to loopback `port`, if one was opened for it.
+    pub fn port_for(&self, port: u16) -> Option<u16> {
+        self.ports.get(&port).copied()
+    }
+
+    /// Loopback port → gateway port, for every relay.
+    pub fn ports(&self) -> &BTreeMap<u16, u16> {
+        &self.ports
+    }
+}
+
+/// Binds `gateway:port`, or `gateway:<any>` when that port is taken on the gateway address.
+async fn bind(gateway: IpAddr, port: u16) -> io::Result<TcpListener> {
+    match TcpListener::bind(SocketAddr::new(gateway, port)).await {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            TcpListener::bind(SocketAddr::new(gateway, 0)).await
+        }
+        other => other,
+    }
+}
+
+async fn accept_loop(listener: TcpListener, port: u16, stop: CancellationToken) {
+    let target = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((inbound, _)) => {
+                tokio::spawn(relay(inbound, target, stop.clone()));
+            }
+            // Per-connection failures (the peer reset before accept) and fd exhaustion:
+            // keep serving; a short pause avoids spinning on the latter.
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// One connection: dial the loopback target and copy both ways until either side is done.
+/// A target that refuses the connection closes the inbound one, as the target itself would.
+async fn relay(mut inbound: TcpStream, target: SocketAddr, stop: CancellationToken) {
+    let Ok(mut outbound) = TcpStream::connect(target).await else {
+        return;
+    };
+    let _ = inbound.set_nodelay(true);
+    let _ = outbound.set_nodelay(true);
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::io::copy_bidirectional_with_sizes(
+            &mut inbound,
+            &mut outbound,
+            RELAY_BUFFER,
+            RELAY_BUFFER,
+        ) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Loopback stands in for the gateway address: the relay's job is the same.
+    #[tokio::test]
+    async fn relays_both_ways_on_the_same_port_number_when_free_and_stops_when_dropped() {
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = target.local_addr().unwrap().port();
+        let echo = tokio::spawn(async move {
+            let (mut s, _) = target.accept().await.unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(&buf).await.unwrap();
+        });
+        // 127.0.0.2 is loopback too, and its port `port` is free.
+        let gateway: IpAddr = "127.0.0.2".parse().unwrap();
+        let relays = HostGateway::open(gateway, [port, port]).await.unwrap();
+        assert_eq!(relays.ports().len(), 1, "one relay per port");
+        assert_eq!(relays.port_for(port), Some(port));
+
+        let mut client = TcpStream::connect((gateway, port)).await.unwrap();
+        client.write_all(b"hello").await.unwrap();
+        let mut back = [0u8; 5];
+        client.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"hello");
+        echo.await.unwrap();
+
+        drop(relays);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while TcpStream::connect((gateway, port)).await.is_ok() {
+            assert!(tokio::time::Instant::now() < deadline, "still listening");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn takes_another_port_when_the_same_number_is_taken_on_the_gateway() {
+        let gateway: IpAddr = "127.0.0.3".parse().unwrap();
+        let taken = TcpListener::bind((gateway, 0)).await.unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let relays = HostGateway::open(gateway, [port]).await.unwrap();
+        let outside = relays.port_for(port).unwrap();
+        assert_ne!(outside, port);
+        assert!(TcpStream::connect((gateway, outside)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_address_not_of_this_host_is_a_clear_error() {
+        // TEST-NET-1: never assigned to an interface here.
+        let err = match HostGateway::open("192.0.2.1".parse().unwrap(), [8080]).await {
+            Err(e) => e,
+            Ok(_) => panic!("bound an address of no interface"),
+        };
+        assert!(
+            err.starts_with("listen on the Docker bridge gateway 192.0.2.1"),
+            "{err}"
+        );
+    }
+}
