@@ -1,6 +1,7 @@
 //! The artifact phase through the real `rigd` binary: `cargo` and `go` services built from
 //! source in a temporary directory, cached across environments, compile errors reported as
-//! `artifact.failed`, and a build killed by DELETE.
+//! `artifact.failed`, a path dependency's edit rebuilding the package, two rigd processes
+//! sharing a rig dir building a binary once, and a build killed by DELETE.
 
 mod support;
 
@@ -14,6 +15,12 @@ use support::{processes_with_env, Events, Rigd};
 
 /// A program that greets every TCP connection on `127.0.0.1:$PORT` with `greeting`.
 fn rust_greeter(greeting: &str) -> String {
+    rust_server(&format!("b\"{greeting}\\n\""))
+}
+
+/// A program that writes `reply` (a Rust expression of type `&[u8]`) to every TCP
+/// connection on `127.0.0.1:$PORT`.
+fn rust_server(reply: &str) -> String {
     format!(
         r#"use std::io::Write;
 fn main() {{
@@ -21,7 +28,7 @@ fn main() {{
     let listener = std::net::TcpListener::bind(format!("127.0.0.1:{{port}}")).expect("bind");
     for stream in listener.incoming() {{
         if let Ok(mut stream) = stream {{
-            let _ = stream.write_all(b"{greeting}\n");
+            let _ = stream.write_all({reply});
         }}
     }}
 }}
@@ -201,6 +208,48 @@ async fn an_edited_cargo_package_is_rebuilt() {
     assert_eq!(
         artifact_events(&events2),
         [ArtifactStarted, ArtifactCompleted]
+    );
+}
+
+#[tokio::test]
+async fn an_edited_path_dependency_outside_the_package_rebuilds_it() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    let dir = cargo_package(
+        &root,
+        "app",
+        &rust_server("format!(\"{}\\n\", shared::GREETING).as_bytes()"),
+        None,
+    );
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("read Cargo.toml");
+    write(
+        &manifest,
+        &format!("{text}\n[dependencies]\nshared = {{ path = \"../shared-lib\" }}\n"),
+    );
+    let shared = |greeting: &str| {
+        write(
+            &root.join("shared-lib/Cargo.toml"),
+            "[package]\nname = \"shared\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        );
+        write(
+            &root.join("shared-lib/src/lib.rs"),
+            &format!("pub const GREETING: &str = \"{greeting}\";\n"),
+        );
+    };
+    shared("from the shared lib");
+    let id = rigd.create(spec("v1", &root, cargo_service("app"))).await;
+    let mut events = rigd.events(&id);
+    assert_eq!(greeting(&mut events).await, "from the shared lib\n");
+
+    shared("from the edited shared lib");
+    let id2 = rigd.create(spec("v2", &root, cargo_service("app"))).await;
+    let mut events2 = rigd.events(&id2);
+    assert_eq!(greeting(&mut events2).await, "from the edited shared lib\n");
+    assert_eq!(
+        artifact_events(&events2),
+        [ArtifactStarted, ArtifactCompleted],
+        "rebuilt, not cached"
     );
 }
 

@@ -3,8 +3,9 @@
 //! Cache key: `cargo/<sha256>` over the toolchain (`rustc -vV`, run in the package directory
 //! so `rust-toolchain.toml` counts), the profile, features and binary name, `RUSTFLAGS`, the
 //! package's files (git-tracked and untracked-but-not-ignored, or every file but `target/`),
-//! and the nearest `Cargo.lock` with the workspace manifest next to it. Path dependencies
-//! outside the package directory are not hashed (as upstream's Go builds).
+//! the files of every local package it depends on outside its directory (path dependencies
+//! and workspace members, found with `cargo metadata`: [`super::cargo_deps`]; upstream's Go
+//! builds miss those), and the nearest `Cargo.lock` with the workspace manifest next to it.
 //!
 //! Builds use a target directory of their own under the cache
 //! (`{cache}/cargo-target/<hash of the package path>`), so they never wait on (or disturb)
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::cargo_deps::local_dependencies;
 use super::hash::{list_sources, sha256_hex, ContentHash, Sources};
 use super::{BoxFuture, BuildCommand, BuildJob, Output, Resolver};
 
@@ -80,10 +82,17 @@ impl CargoBuild {
         for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
             h.field(var, self.env.get(var).map(String::as_str).unwrap_or(""));
         }
-        let files = list_sources(&self.package_dir, Sources::All)
-            .map_err(|e| format!("list the files of {}: {e}", self.package_dir.display()))?;
-        h.files(&self.package_dir, &files)
-            .map_err(|e| format!("read the files of {}: {e}", self.package_dir.display()))?;
+        // First: cargo metadata writes a missing Cargo.lock, which is hashed below.
+        let dependencies = local_dependencies(&self.package_dir, &self.env)?;
+        hash_package(&mut h, &self.package_dir)?;
+        let inside = canonical(&self.package_dir);
+        for dir in dependencies {
+            if canonical(&dir).starts_with(&inside) {
+                continue; // among the package's own files
+            }
+            h.field("path-dependency", &dir.to_string_lossy());
+            hash_package(&mut h, &dir)?;
+        }
         if let Some(root) = self
             .package_dir
             .ancestors()
@@ -175,6 +184,19 @@ impl CargoBuild {
             )),
         }
     }
+}
+
+/// Adds the files of the package in `dir` (sources, manifests, data; not `target/`).
+fn hash_package(h: &mut ContentHash, dir: &Path) -> Result<(), String> {
+    let files = list_sources(dir, Sources::All)
+        .map_err(|e| format!("list the files of {}: {e}", dir.display()))?;
+    h.files(dir, &files)
+        .map_err(|e| format!("read the files of {}: {e}", dir.display()))
+}
+
+/// `path` with symlinks resolved, or as given when that fails.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn names(found: &BTreeMap<String, PathBuf>) -> Vec<String> {
@@ -393,6 +415,32 @@ mod tests {
         feat.features = vec!["fast".into()];
         assert_ne!(first, feat.compute_cache_key().unwrap());
         std::fs::write(dir.path().join("src/main.rs"), "fn main() { }\n").unwrap();
+        assert_ne!(first, b.compute_cache_key().unwrap());
+    }
+
+    #[test]
+    fn a_path_dependency_outside_the_package_is_part_of_the_key() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |rel: &str, text: &str| {
+            let path = root.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+             [workspace]\n[dependencies]\nshared = { path = \"../shared-lib\" }\n",
+        );
+        write("app/src/main.rs", "fn main() { shared::hi() }\n");
+        write(
+            "shared-lib/Cargo.toml",
+            "[package]\nname = \"shared\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        );
+        write("shared-lib/src/lib.rs", "pub fn hi() {}\n");
+        let b = build(&root.path().join("app"));
+        let first = b.compute_cache_key().unwrap();
+        assert_eq!(first, b.compute_cache_key().unwrap(), "stable");
+        write("shared-lib/src/lib.rs", "pub fn hi() { println!(\"hi\") }\n");
         assert_ne!(first, b.compute_cache_key().unwrap());
     }
 

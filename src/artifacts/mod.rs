@@ -18,6 +18,7 @@
 
 mod cache;
 pub mod cargo;
+mod cargo_deps;
 mod command;
 pub mod docker;
 pub mod go;
