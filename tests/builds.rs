@@ -253,6 +253,77 @@ async fn an_edited_path_dependency_outside_the_package_rebuilds_it() {
     );
 }
 
+#[tokio::test]
+async fn two_rigds_sharing_a_rig_dir_build_a_binary_once() {
+    let first = Rigd::start();
+    let rig_dir = first.rig_dir();
+    let second = Rigd::start_with(&["--rig-dir", &rig_dir.to_string_lossy()]);
+    let root = first.scratch();
+    // The build script holds the build until the test opens the gate, so the second rigd
+    // surely asks for the artifact while the first one is building it.
+    let gate = root.join("gate");
+    let build_rs = format!(
+        "fn main() {{\n\
+         println!(\"cargo:rerun-if-changed=build.rs\");\n\
+         while !std::path::Path::new({gate:?}).exists() {{\n\
+         std::thread::sleep(std::time::Duration::from_millis(20));\n\
+         }}\n}}\n"
+    );
+    let dir = cargo_package(
+        &root,
+        "gated",
+        &rust_greeter("built once"),
+        Some(&build_rs),
+    );
+    // With its Cargo.lock from the start, so the first build does not change the key.
+    let locked = std::process::Command::new("cargo")
+        .args(["generate-lockfile", "--offline", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .status()
+        .expect("run cargo generate-lockfile");
+    assert!(locked.success());
+
+    let id1 = first.create(spec("one", &root, cargo_service("gated"))).await;
+    let mut events1 = first.events(&id1);
+    events1.until(ArtifactStarted).await;
+
+    let id2 = second.create(spec("two", &root, cargo_service("gated"))).await;
+    let mut events2 = second.events_with_logs(&id2);
+    let waiting = events2
+        .until_matching("the wait for the first rigd's build", |e| {
+            e.event_type == ServiceLog
+                && e.log
+                    .as_ref()
+                    .is_some_and(|l| l.data.contains("waiting for another environment or rigd"))
+        })
+        .await;
+    assert_eq!(waiting.service, "api");
+    std::fs::write(&gate, "open").expect("open the gate");
+
+    assert_eq!(greeting(&mut events1).await, "built once\n");
+    assert_eq!(greeting(&mut events2).await, "built once\n");
+    assert_eq!(
+        artifact_events(&events1),
+        [ArtifactStarted, ArtifactCompleted],
+        "the first rigd builds"
+    );
+    assert_eq!(
+        artifact_events(&events2),
+        [ArtifactCached],
+        "the second waits for that build and uses it"
+    );
+    let compiled = |log: &[rig_types::Event]| {
+        log.iter().any(|e| {
+            e.event_type == ServiceLog
+                && e.log
+                    .as_ref()
+                    .is_some_and(|l| l.data.contains("Compiling gated"))
+        })
+    };
+    assert!(compiled(&first.log(&id1).await), "the build's output");
+    assert!(!compiled(&second.log(&id2).await), "no second build");
+}
+
 /// The environment fails in the artifact phase with `artifact.failed` carrying `needle`, and
 /// no service starts.
 async fn fails_to_build(rigd: &Rigd, spec: Value, needle: &str) -> String {

@@ -49,6 +49,35 @@ impl Cache {
         Ok(dir)
     }
 
+    /// Takes the exclusive lock of `key` if no one (in this or any other process) holds it;
+    /// `None` when someone does.
+    pub fn try_lock(&self, key: &str) -> std::io::Result<Option<CacheLock>> {
+        let file = self.open_lock_file(key)?;
+        // SAFETY: flock(2) on a file descriptor this function owns.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(CacheLock { _file: file }));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(err)
+        }
+    }
+
+    fn open_lock_file(&self, key: &str) -> std::io::Result<File> {
+        let path = self.root.join(format!("{key}.lock"));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+    }
+
     /// Takes the exclusive lock of `key`, waiting for other holders in this or any other
     /// process. Returns `None` when `cancel` fires first.
     pub async fn lock(
@@ -56,18 +85,10 @@ impl Cache {
         key: &str,
         cancel: &CancellationToken,
     ) -> std::io::Result<Option<CacheLock>> {
-        let path = self.root.join(format!("{key}.lock"));
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
+        let file = self.open_lock_file(key)?;
         // flock(2) blocks a thread; if the wait is cancelled the thread finishes on its own
         // and dropping its result closes the file, which releases the lock at once.
         let waiting = tokio::task::spawn_blocking(move || -> std::io::Result<CacheLock> {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)?;
             loop {
                 // SAFETY: flock(2) on a file descriptor this closure owns.
                 let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
@@ -130,6 +151,16 @@ mod tests {
             .await
             .expect("a free lock is taken at once");
         assert!(second.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn try_lock_says_when_someone_else_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let held = cache.try_lock("cargo/k").unwrap().expect("free at first");
+        assert!(cache.try_lock("cargo/k").unwrap().is_none(), "held");
+        drop(held);
+        assert!(cache.try_lock("cargo/k").unwrap().is_some(), "free again");
     }
 
     #[tokio::test]

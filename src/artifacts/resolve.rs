@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rig_types::{Event, EventType};
+use rig_types::{Event, EventType, LogStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -43,8 +43,9 @@ impl Reporter {
 /// outputs by key.
 ///
 /// Per artifact: compute its cache key; a cached output gives `artifact.cached`; otherwise
-/// take the key's lock (other environments and other rigds sharing the cache wait here),
-/// check the cache again (someone may just have built it), then `artifact.started`, build,
+/// take the key's lock (other environments and other rigds sharing the cache wait here, with
+/// a line in the service's log saying so), check the cache again (the holder may just have
+/// built it: `artifact.cached`, as no build ran here), then `artifact.started`, build,
 /// and `artifact.completed` or `artifact.failed`. The first failure cancels the other builds;
 /// the error returned is `artifact "<key>": <error>` of the first real failure. When `cancel`
 /// fires (teardown) every build is killed and `Err` is returned without `artifact.failed`.
@@ -132,12 +133,29 @@ async fn resolve_one(
         return Ok(output);
     }
 
-    let lock = cache
-        .lock(&cache_key, cancel)
-        .await
-        .map_err(|e| failed(format!("acquire lock: {e}")))?;
-    let Some(_lock) = lock else {
-        return Err(Failure::Cancelled);
+    let _lock = match cache
+        .try_lock(&cache_key)
+        .map_err(|e| failed(format!("acquire lock: {e}")))?
+    {
+        Some(lock) => lock,
+        None => {
+            // Someone else (another environment, another rigd sharing the rig dir) is
+            // producing it: say so, since nothing else moves until they are done.
+            OutputSink::new(reporter.log.clone(), &reporter.environment, &artifact.service)
+                .write(
+                    LogStream::Stderr,
+                    format!(
+                        "rigd: waiting for another environment or rigd that is producing \
+                         {key} ({}.lock)\n",
+                        cache.root().join(&cache_key).display()
+                    ),
+                );
+            cache
+                .lock(&cache_key, cancel)
+                .await
+                .map_err(|e| failed(format!("acquire lock: {e}")))?
+                .ok_or(Failure::Cancelled)?
+        }
     };
     if let Some(output) = artifact.resolver.cached(&dir).await {
         Cache::touch_last_used(&dir);
