@@ -269,12 +269,7 @@ async fn two_rigds_sharing_a_rig_dir_build_a_binary_once() {
          std::thread::sleep(std::time::Duration::from_millis(20));\n\
          }}\n}}\n"
     );
-    let dir = cargo_package(
-        &root,
-        "gated",
-        &rust_greeter("built once"),
-        Some(&build_rs),
-    );
+    let dir = cargo_package(&root, "gated", &rust_greeter("built once"), Some(&build_rs));
     // With its Cargo.lock from the start, so the first build does not change the key.
     let locked = std::process::Command::new("cargo")
         .args(["generate-lockfile", "--offline", "--manifest-path"])
@@ -283,11 +278,15 @@ async fn two_rigds_sharing_a_rig_dir_build_a_binary_once() {
         .expect("run cargo generate-lockfile");
     assert!(locked.success());
 
-    let id1 = first.create(spec("one", &root, cargo_service("gated"))).await;
+    let id1 = first
+        .create(spec("one", &root, cargo_service("gated")))
+        .await;
     let mut events1 = first.events(&id1);
     events1.until(ArtifactStarted).await;
 
-    let id2 = second.create(spec("two", &root, cargo_service("gated"))).await;
+    let id2 = second
+        .create(spec("two", &root, cargo_service("gated")))
+        .await;
     let mut events2 = second.events_with_logs(&id2);
     let waiting = events2
         .until_matching("the wait for the first rigd's build", |e| {

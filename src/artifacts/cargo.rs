@@ -440,7 +440,10 @@ mod tests {
         let b = build(&root.path().join("app"));
         let first = b.compute_cache_key().unwrap();
         assert_eq!(first, b.compute_cache_key().unwrap(), "stable");
-        write("shared-lib/src/lib.rs", "pub fn hi() { println!(\"hi\") }\n");
+        write(
+            "shared-lib/src/lib.rs",
+            "pub fn hi() { println!(\"hi\") }\n",
+        );
         assert_ne!(first, b.compute_cache_key().unwrap());
     }
 

@@ -31,7 +31,13 @@ pub fn local_dependencies(
 ) -> Result<Vec<PathBuf>, String> {
     let manifest = package_dir.join("Cargo.toml");
     let manifest = manifest.to_string_lossy();
-    let base = ["metadata", "--format-version", "1", "--manifest-path", &manifest];
+    let base = [
+        "metadata",
+        "--format-version",
+        "1",
+        "--manifest-path",
+        &manifest,
+    ];
     let offline: Vec<&str> = base.iter().copied().chain(["--offline"]).collect();
     let json = tool_output("cargo", &offline, package_dir, env)
         .or_else(|_| tool_output("cargo", &base, package_dir, env))

@@ -141,15 +141,19 @@ async fn resolve_one(
         None => {
             // Someone else (another environment, another rigd sharing the rig dir) is
             // producing it: say so, since nothing else moves until they are done.
-            OutputSink::new(reporter.log.clone(), &reporter.environment, &artifact.service)
-                .write(
-                    LogStream::Stderr,
-                    format!(
-                        "rigd: waiting for another environment or rigd that is producing \
+            OutputSink::new(
+                reporter.log.clone(),
+                &reporter.environment,
+                &artifact.service,
+            )
+            .write(
+                LogStream::Stderr,
+                format!(
+                    "rigd: waiting for another environment or rigd that is producing \
                          {key} ({}.lock)\n",
-                        cache.root().join(&cache_key).display()
-                    ),
-                );
+                    cache.root().join(&cache_key).display()
+                ),
+            );
             cache
                 .lock(&cache_key, cancel)
                 .await
