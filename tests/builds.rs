@@ -311,13 +311,13 @@ async fn two_rigds_sharing_a_rig_dir_build_a_binary_once() {
         [ArtifactCached],
         "the second waits for that build and uses it"
     );
+    // The output comes in chunks as the build writes it: join them before searching.
     let compiled = |log: &[rig_types::Event]| {
-        log.iter().any(|e| {
-            e.event_type == ServiceLog
-                && e.log
-                    .as_ref()
-                    .is_some_and(|l| l.data.contains("Compiling gated"))
-        })
+        log.iter()
+            .filter(|e| e.event_type == ServiceLog)
+            .filter_map(|e| e.log.as_ref().map(|l| l.data.as_str()))
+            .collect::<String>()
+            .contains("Compiling gated")
     };
     assert!(compiled(&first.log(&id1).await), "the build's output");
     assert!(!compiled(&second.log(&id2).await), "no second build");
