@@ -78,6 +78,20 @@ pub trait Infra: Send + Sync + 'static {
     fn attributes(lease: &<Self::Backend as Backend>::Lease)
         -> BTreeMap<String, serde_json::Value>;
 
+    /// The port of the backend that ingress `ingress` reaches (default: [`Infra::port`]
+    /// for every ingress; Temporal serves its UI on a port of its own).
+    fn ingress_port(backend: &Self::Backend, ingress: &str) -> u16 {
+        let _ = ingress;
+        Self::port(backend)
+    }
+
+    /// Whether ingress `ingress` publishes the lease's attributes (default: every ingress;
+    /// upstream gives Temporal's only to `default`).
+    fn has_attributes(ingress: &str) -> bool {
+        let _ = ingress;
+        true
+    }
+
     /// The readiness probe, replacing the protocol's (`None`: the protocol's).
     fn ready_probe() -> Option<ProbeKind> {
         None
@@ -180,19 +194,19 @@ impl<K: Infra> ServiceType for Pooled<K> {
         let lease = self
             .leases
             .get(K::NAME, &service_key(ctx.instance_id, ctx.service))?;
-        let port = K::port(lease.backend());
         let attributes = K::attributes(lease.get());
         Ok(ctx
             .spec
             .ingresses
             .iter()
             .map(|(name, ingress)| {
+                let port = K::ingress_port(lease.backend(), name);
                 (
                     name.clone(),
                     Endpoint {
                         hostport: format!("127.0.0.1:{port}"),
                         protocol: ingress.protocol.clone(),
-                        attributes: Some(attributes.clone()),
+                        attributes: K::has_attributes(name).then(|| attributes.clone()),
                     },
                 )
             })

@@ -16,6 +16,7 @@ mod proxy;
 pub mod redis;
 pub mod s3;
 pub mod sqs;
+pub mod temporal;
 mod test_node;
 
 pub use builds::{Cargo, Go};
@@ -28,6 +29,7 @@ pub use proxy::Proxy;
 pub use redis::Redis;
 pub use s3::S3;
 pub use sqs::Sqs;
+pub use temporal::Temporal;
 pub use test_node::TestNode;
 
 use std::collections::BTreeMap;
@@ -319,6 +321,8 @@ pub struct Pools {
     pub s3: S3,
     /// The `sqs` type and its pool.
     pub sqs: Sqs,
+    /// The `temporal` type and its pool.
+    pub temporal: Temporal,
 }
 
 impl Pools {
@@ -330,6 +334,7 @@ impl Pools {
             redis: Redis::default(),
             s3: S3::default(),
             sqs: Sqs::default(),
+            temporal: Temporal::default(),
         })
     }
 
@@ -339,7 +344,8 @@ impl Pools {
             self.postgres.pool().close(),
             self.redis.pool().close(),
             self.s3.pool().close(),
-            self.sqs.pool().close()
+            self.sqs.pool().close(),
+            self.temporal.pool().close()
         );
     }
 }
@@ -357,8 +363,8 @@ impl Registry {
     }
 
     /// The built-in types: `process`, `cargo`, `go`, `container`, `client`, `test`, `proxy`,
-    /// and the pooled infrastructure types `postgres`, `redis`, `s3` and `sqs`, which share
-    /// this process's [`Pools`].
+    /// and the pooled infrastructure types `postgres`, `redis`, `s3`, `sqs` and `temporal`,
+    /// which share this process's [`Pools`].
     pub fn builtin() -> Registry {
         let mut r = Registry::new();
         r.register("process", Process);
@@ -373,6 +379,7 @@ impl Registry {
         r.register("redis", pools.redis.clone());
         r.register("s3", pools.s3.clone());
         r.register("sqs", pools.sqs.clone());
+        r.register("temporal", pools.temporal.clone());
         r
     }
 

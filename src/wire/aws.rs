@@ -5,37 +5,13 @@
 //! of its `Authorization` header, so requests carry a syntactically valid, unsigned SigV4
 //! header naming the service.
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use http::Method;
 
-/// How long one request may take.
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub use super::http::Response;
 
 /// The region requests are scoped to.
 pub const REGION: &str = "us-east-1";
-
-/// A response: status and body.
-#[derive(Debug)]
-pub struct Response {
-    /// The status code.
-    pub status: u16,
-    /// The body, as text.
-    pub body: String,
-}
-
-impl Response {
-    /// True for a 2xx status.
-    pub fn ok(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-}
 
 /// A request to `http://<hostport><path>` for `service` (`s3`, `sqs`).
 pub struct Call<'a> {
@@ -55,67 +31,14 @@ pub struct Call<'a> {
 
 /// Sends `call` to `hostport` and reads the whole response.
 pub async fn send(hostport: &str, call: Call<'_>) -> Result<Response, String> {
-    let what = format!("{} http://{hostport}{}", call.method, call.path);
-    tokio::time::timeout(TIMEOUT, exchange(hostport, call))
-        .await
-        .unwrap_or_else(|_| Err(format!("timed out after {}s", TIMEOUT.as_secs())))
-        .map_err(|e| format!("{what}: {e}"))
-}
-
-async fn exchange(hostport: &str, call: Call<'_>) -> Result<Response, String> {
-    let mut builder = Request::builder()
-        .method(call.method)
-        .uri(call.path)
-        .header(HOST, hostport)
-        .header(
-            AUTHORIZATION,
-            format!(
-                "AWS4-HMAC-SHA256 Credential={}/20240101/{REGION}/{}/aws4_request, \
-                 SignedHeaders=host, Signature=0",
-                call.access_key, call.service
-            ),
-        );
-    for (name, value) in call.headers {
-        builder = builder.header(*name, *value);
-    }
-    if !call.body.is_empty()
-        && call
-            .headers
-            .iter()
-            .all(|(n, _)| !n.eq_ignore_ascii_case("content-type"))
-    {
-        builder = builder.header(CONTENT_TYPE, "application/octet-stream");
-    }
-    let request = builder
-        .body(Full::new(call.body))
-        .map_err(|e| e.to_string())?;
-    let stream = TcpStream::connect(hostport)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(conn);
-    let result = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok(Response {
-            status,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
-    }
-    .await;
-    driver.abort();
-    result
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential={}/20240101/{REGION}/{}/aws4_request, \
+         SignedHeaders=host, Signature=0",
+        call.access_key, call.service
+    );
+    let mut headers = vec![("authorization", authorization.as_str())];
+    headers.extend_from_slice(call.headers);
+    super::http::send(hostport, call.method, call.path, &headers, call.body).await
 }
 
 /// Percent-encodes an S3 object key for a path (`/` kept).

@@ -5,5 +5,6 @@
 //! pulling full drivers and SDKs into rigd.
 
 pub mod aws;
+pub mod http;
 pub mod postgres;
 pub mod resp;

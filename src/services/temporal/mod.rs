@@ -1,0 +1,97 @@
+//! The `temporal` type (pooled): one Temporal dev server per rigd, a namespace per
+//! environment service (upstream).
+//!
+//! Config: `{"backend": "native" | "container" | "auto", "version": "<CLI version>"}`
+//! (`version` is upstream's and only names what to install; rigd does not download). The
+//! native backend runs `temporal server start-dev` from the Temporal CLI found on rigd's
+//! `PATH` (or in `~/.temporalio/bin`, where Temporal's installer puts it). An ingress named
+//! `ui` gets the web UI's port; every other ingress, `default` included, the gRPC frontend.
+//! Only `default` publishes attributes: `TEMPORAL_ADDRESS=${HOSTPORT}` and
+//! `TEMPORAL_NAMESPACE=rig_ns_<n>`. Readiness follows the protocols (gRPC health for
+//! `default`, HTTP for `ui`). On teardown the namespace is deleted.
+
+mod native;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub use native::TemporalBackend;
+
+use super::infra::{Infra, Pooled};
+
+/// The `temporal` service type.
+pub type Temporal = Pooled<TemporalInfra>;
+
+/// Upstream's default CLI version.
+pub const DEFAULT_VERSION: &str = "1.5.1";
+
+/// The ingress that reaches the web UI.
+pub const UI_INGRESS: &str = "ui";
+
+/// How `temporal` finds, starts and leases its backend.
+pub struct TemporalInfra;
+
+impl Infra for TemporalInfra {
+    type Backend = TemporalBackend;
+    const NAME: &'static str = "temporal";
+    /// Upstream: 2 minutes.
+    const IDLE: Duration = Duration::from_secs(120);
+    const MISSING: &'static str = native::MISSING;
+
+    fn find_native() -> Option<PathBuf> {
+        native::find_binary()
+    }
+
+    async fn start_native(program: PathBuf) -> Result<TemporalBackend, String> {
+        TemporalBackend::start(program).await
+    }
+
+    fn port(backend: &TemporalBackend) -> u16 {
+        backend.grpc_port()
+    }
+
+    fn ingress_port(backend: &TemporalBackend, ingress: &str) -> u16 {
+        if ingress == UI_INGRESS {
+            backend.ui_port()
+        } else {
+            backend.grpc_port()
+        }
+    }
+
+    fn has_attributes(ingress: &str) -> bool {
+        ingress == "default"
+    }
+
+    fn attributes(namespace: &String) -> BTreeMap<String, Value> {
+        BTreeMap::from([
+            ("TEMPORAL_ADDRESS".to_string(), json!("${HOSTPORT}")),
+            ("TEMPORAL_NAMESPACE".to_string(), json!(namespace)),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_default_publishes_the_address_and_namespace() {
+        let attrs = TemporalInfra::attributes(&"rig_ns_3".to_string());
+        assert_eq!(attrs["TEMPORAL_ADDRESS"], json!("${HOSTPORT}"));
+        assert_eq!(attrs["TEMPORAL_NAMESPACE"], json!("rig_ns_3"));
+        assert!(TemporalInfra::has_attributes("default"));
+        assert!(!TemporalInfra::has_attributes(UI_INGRESS));
+        assert!(!TemporalInfra::has_attributes("grpc2"));
+    }
+
+    #[test]
+    fn the_missing_message_says_what_to_install_or_choose() {
+        let missing = TemporalInfra::MISSING;
+        assert!(missing.contains("`temporal` CLI"), "{missing}");
+        assert!(missing.contains("temporalio/temporal"), "{missing}");
+        assert!(missing.contains("\"backend\""), "{missing}");
+    }
+}
