@@ -42,8 +42,8 @@ use brokers::Brokers;
 
 pub use record::KafkaRecord;
 
-/// The most bytes of a Produce or Fetch request or response kept for its topic details (a
-/// larger message is relayed all the same, without them).
+/// The largest Produce or Fetch request or response whose bytes are kept for its topic
+/// details (a larger message is relayed all the same, without them, and without a copy).
 const DETAIL_CAP: usize = 64 * 1024;
 
 /// Tuning of a Kafka proxy.

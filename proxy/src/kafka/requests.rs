@@ -38,17 +38,23 @@ impl Current {
         }
     }
 
-    /// Keeps the header prefix of every request, and the whole of a Produce or Fetch
-    /// request up to [`DETAIL_CAP`] (for its topics).
+    /// Keeps the header prefix of every request, and the whole of a Produce or Fetch request
+    /// of at most [`DETAIL_CAP`] bytes (for its topics). Only whole requests decode, so a
+    /// larger one is not copied at all.
     fn keep(&mut self, bytes: &[u8]) {
-        let detailed =
-            self.kept.len() >= 2 && has_topics(i16::from_be_bytes([self.kept[0], self.kept[1]]));
+        let detailed = self.len <= DETAIL_CAP
+            && self.kept.len() >= 2
+            && has_topics(i16::from_be_bytes([self.kept[0], self.kept[1]]));
         let limit = if detailed { DETAIL_CAP } else { HEADER_PREFIX };
         let take = limit.saturating_sub(self.kept.len()).min(bytes.len());
+        if detailed {
+            // Grow once to the whole request, rather than doubling (and copying) up to it.
+            self.kept.reserve_exact(self.len - self.kept.len());
+        }
         self.kept.extend_from_slice(&bytes[..take]);
         let rest = &bytes[take..];
         // The API key may have become known with these bytes: a Produce or Fetch keeps going.
-        if !detailed && !rest.is_empty() && self.kept.len() >= 2 {
+        if !detailed && !rest.is_empty() && self.kept.len() >= 2 && self.len <= DETAIL_CAP {
             let key = i16::from_be_bytes([self.kept[0], self.kept[1]]);
             if has_topics(key) {
                 self.keep(rest);
@@ -152,12 +158,17 @@ mod tests {
 
     #[test]
     fn produce_and_fetch_keep_their_body_others_only_the_header_prefix() {
-        let mut produce = Current::new(100_000);
-        let mut payload = vec![0u8; 100_000];
+        let mut produce = Current::new(DETAIL_CAP);
+        let mut payload = vec![0u8; DETAIL_CAP];
         payload[1] = 0; // api key 0
         produce.keep(&payload[..10]);
         produce.keep(&payload[10..]);
         assert_eq!(produce.kept.len(), DETAIL_CAP);
+
+        // Too large to decode whole: only the header prefix is copied.
+        let mut large = Current::new(DETAIL_CAP + 1);
+        large.keep(&vec![0u8; DETAIL_CAP + 1]);
+        assert_eq!(large.kept.len(), HEADER_PREFIX);
 
         let mut metadata = Current::new(5000);
         let mut payload = vec![0u8; 5000];

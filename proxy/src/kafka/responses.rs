@@ -136,13 +136,20 @@ pub(super) async fn relay(
                         }
                         request => {
                             pos += 4;
-                            let keep = request.as_ref().is_some_and(|r| has_topics(r.api_key));
+                            // Only whole responses decode: a larger one is not copied.
+                            let keep = len <= DETAIL_CAP
+                                && request.as_ref().is_some_and(|r| has_topics(r.api_key));
+                            let kept = if keep {
+                                Vec::with_capacity(len)
+                            } else {
+                                Vec::new()
+                            };
                             state = State::Passing {
                                 request,
                                 len,
                                 remaining: len,
                                 keep,
-                                kept: Vec::new(),
+                                kept,
                             };
                         }
                     }
@@ -212,8 +219,8 @@ pub(super) async fn relay(
                     );
                     let size = 4 + frame.len() as u64;
                     // A Produce or Fetch keeps its details (topics, partitions, errors).
-                    let kept = if has_topics(request.api_key) {
-                        frame[..frame.len().min(DETAIL_CAP)].to_vec()
+                    let kept = if has_topics(request.api_key) && frame.len() <= DETAIL_CAP {
+                        frame.to_vec()
                     } else {
                         Vec::new()
                     };

@@ -48,7 +48,8 @@ KAFKA OPTIONS (a librdkafka mock cluster in-process; rounds alternate direct and
     --messages N            messages per round                         [default: 200000]
     --size BYTES            message payload size                       [default: 256]
     --brokers N             mock cluster brokers                       [default: 3]
-    --rounds N              measured rounds per path                   [default: 3]
+    --rounds N              measured rounds per path                   [default: 5]
+    --only direct|rig       measure one path only (e.g. under callgrind) [default: both]
     --threads N             worker threads of rig's proxy              [default: CPU count]
     --json PATH             where to write the results   [default: target/proxy-bench-kafka.json]
 
@@ -83,6 +84,17 @@ pub enum Command {
     Help,
 }
 
+/// Which paths `kafka` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KafkaPaths {
+    /// Direct and through rig, alternating.
+    Both,
+    /// Only direct to the mock cluster.
+    Direct,
+    /// Only through rig's Kafka proxy.
+    Rig,
+}
+
 /// Options of `kafka`.
 #[derive(Clone, Debug)]
 pub struct KafkaOptions {
@@ -94,6 +106,8 @@ pub struct KafkaOptions {
     pub brokers: i32,
     /// Measured rounds per path.
     pub rounds: usize,
+    /// Which paths are measured.
+    pub paths: KafkaPaths,
     /// Worker threads of the proxy's runtime.
     pub threads: usize,
     /// Where the JSON report goes.
@@ -286,7 +300,8 @@ fn parse_kafka(flags: &mut Flags<'_>) -> Result<KafkaOptions> {
         messages: 200_000,
         size: 256,
         brokers: 3,
-        rounds: 3,
+        rounds: 5,
+        paths: KafkaPaths::Both,
         threads: cpu_count(),
         json: PathBuf::from("target/proxy-bench-kafka.json"),
     };
@@ -299,6 +314,13 @@ fn parse_kafka(flags: &mut Flags<'_>) -> Result<KafkaOptions> {
                     i32::try_from(flags.count(flag)?).context("--brokers: too many brokers")?
             }
             "--rounds" => options.rounds = flags.count(flag)?,
+            "--only" => {
+                options.paths = match flags.value(flag)? {
+                    "direct" => KafkaPaths::Direct,
+                    "rig" => KafkaPaths::Rig,
+                    other => bail!("--only {other:?}: expected direct or rig"),
+                }
+            }
             "--threads" => options.threads = flags.count(flag)?,
             "--json" => options.json = PathBuf::from(flags.value(flag)?),
             _ => bail!("kafka has no option {flag}; see --help"),

@@ -3,9 +3,12 @@
 //! A librdkafka mock cluster runs in this process; a real producer (librdkafka through
 //! `rdkafka`) sends the same messages to it directly and through `rig_proxy::run` in Kafka
 //! mode (every broker behind its own proxy listener, every request observed, with a sink that
-//! serialises each event to JSON as rigd's log would). Rounds alternate between the two paths
-//! so drift affects both; the best and the median round of each are reported, with the
-//! ratios proxy ÷ direct.
+//! serialises each event to JSON as rigd's log would). After a warm-up on each path, every
+//! round measures both paths, in alternating order so drift affects both alike; the best and
+//! the median round of each are reported with the ratios rig ÷ direct, and the median of the
+//! rounds' own ratios (the figure least sensitive to a noisy machine). `--only direct|rig`
+//! measures one path, for counting instructions per message under callgrind
+//! (`scripts/proxy-bench.sh --kafka-instructions`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use rig_types::Event;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::KafkaOptions;
+use crate::cli::{KafkaOptions, KafkaPaths};
 
 const TOPIC: &str = "bench";
 
@@ -64,12 +67,16 @@ struct KafkaReport {
     rounds: usize,
     direct: Vec<Round>,
     rig: Vec<Round>,
-    best_direct: Round,
-    best_rig: Round,
-    median_direct: Round,
-    median_rig: Round,
-    ratio: f64,
-    median_ratio: f64,
+    best_direct: Option<Round>,
+    best_rig: Option<Round>,
+    median_direct: Option<Round>,
+    median_rig: Option<Round>,
+    /// Best rig round ÷ best direct round.
+    ratio: Option<f64>,
+    /// Median rig round ÷ median direct round.
+    median_ratio: Option<f64>,
+    /// The median of each round's rig ÷ direct: robust to drift across rounds.
+    paired_median_ratio: Option<f64>,
     kafka_events: u64,
 }
 
@@ -122,24 +129,52 @@ pub fn run(options: KafkaOptions) -> Result<()> {
         "kafka produce: {} messages of {} B, {} mock brokers, {} rounds per path",
         options.messages, options.size, options.brokers, options.rounds
     );
+    let measure_direct = options.paths != KafkaPaths::Rig;
+    let measure_rig = options.paths != KafkaPaths::Direct;
     let mut direct = Vec::new();
     let mut rig = Vec::new();
+    let mut paired = Vec::new();
     // A warm-up on each path (connections, metadata, listeners) before measuring.
-    produce(&bootstrap, &payload, options.messages / 10 + 1)?;
-    produce(&proxy, &payload, options.messages / 10 + 1)?;
+    let warm_up = options.messages / 10 + 1;
+    if measure_direct {
+        produce(&bootstrap, &payload, warm_up)?;
+    }
+    if measure_rig {
+        produce(&proxy, &payload, warm_up)?;
+    }
     for round in 0..options.rounds {
-        let d = produce(&bootstrap, &payload, options.messages)?;
-        let r = produce(&proxy, &payload, options.messages)?;
+        // Which path goes first alternates, so drift on a noisy machine hits both alike.
+        let rig_first = round % 2 == 1;
+        let mut r = None;
+        if measure_rig && rig_first {
+            r = Some(produce(&proxy, &payload, options.messages)?);
+        }
+        let d = if measure_direct {
+            Some(produce(&bootstrap, &payload, options.messages)?)
+        } else {
+            None
+        };
+        if measure_rig && !rig_first {
+            r = Some(produce(&proxy, &payload, options.messages)?);
+        }
         println!(
-            "  round {}: direct {:>10.0} msg/s {:>7.1} MiB/s | rig {:>10.0} msg/s {:>7.1} MiB/s",
+            "  round {}: direct {} | rig {}{}",
             round + 1,
-            d.messages_per_sec,
-            d.mib_per_sec,
-            r.messages_per_sec,
-            r.mib_per_sec
+            describe(d),
+            describe(r),
+            match (d, r) {
+                (Some(d), Some(r)) => format!(
+                    " | rig/direct {:.3}",
+                    r.messages_per_sec / d.messages_per_sec
+                ),
+                _ => String::new(),
+            }
         );
-        direct.push(d);
-        rig.push(r);
+        if let (Some(d), Some(r)) = (d, r) {
+            paired.push(r.messages_per_sec / d.messages_per_sec);
+        }
+        direct.extend(d);
+        rig.extend(r);
     }
     cancel.cancel();
     runtime
@@ -147,32 +182,34 @@ pub fn run(options: KafkaOptions) -> Result<()> {
         .context("the proxy task")?
         .context("the proxy")?;
 
-    let best = |rounds: &[Round]| {
-        rounds
-            .iter()
-            .copied()
-            .max_by(|a, b| a.messages_per_sec.total_cmp(&b.messages_per_sec))
-            .expect("at least one round")
-    };
     let best_direct = best(&direct);
     let best_rig = best(&rig);
-    let median = |rounds: &[Round]| {
-        let mut sorted = rounds.to_vec();
-        sorted.sort_by(|a, b| a.messages_per_sec.total_cmp(&b.messages_per_sec));
-        sorted[sorted.len() / 2]
-    };
     let median_direct = median(&direct);
     let median_rig = median(&rig);
-    let ratio = best_rig.messages_per_sec / best_direct.messages_per_sec;
-    let median_ratio = median_rig.messages_per_sec / median_direct.messages_per_sec;
+    let ratio = best_rig
+        .zip(best_direct)
+        .map(|(r, d)| r.messages_per_sec / d.messages_per_sec);
+    let median_ratio = median_rig
+        .zip(median_direct)
+        .map(|(r, d)| r.messages_per_sec / d.messages_per_sec);
+    paired.sort_by(f64::total_cmp);
+    let paired_median_ratio = paired.get(paired.len() / 2).copied();
     let kafka_events = events.load(Ordering::Relaxed);
+    let rate = |round: Option<Round>| round.map_or(0.0, |r| r.messages_per_sec);
     println!(
-        "best:   direct {:>10.0} msg/s, rig {:>10.0} msg/s: rig/direct = {:.3}",
-        best_direct.messages_per_sec, best_rig.messages_per_sec, ratio
+        "best:   direct {:>10.0} msg/s, rig {:>10.0} msg/s: rig/direct = {}",
+        rate(best_direct),
+        rate(best_rig),
+        ratio_text(ratio)
     );
     println!(
-        "median: direct {:>10.0} msg/s, rig {:>10.0} msg/s: rig/direct = {:.3} ({} events observed)",
-        median_direct.messages_per_sec, median_rig.messages_per_sec, median_ratio, kafka_events
+        "median: direct {:>10.0} msg/s, rig {:>10.0} msg/s: rig/direct = {} \
+         (median of the rounds' own ratios: {}; {} events observed)",
+        rate(median_direct),
+        rate(median_rig),
+        ratio_text(median_ratio),
+        ratio_text(paired_median_ratio),
+        kafka_events
     );
     let report = KafkaReport {
         messages: options.messages,
@@ -187,6 +224,7 @@ pub fn run(options: KafkaOptions) -> Result<()> {
         median_rig,
         ratio,
         median_ratio,
+        paired_median_ratio,
         kafka_events,
     };
     if let Some(parent) = options.json.parent() {
@@ -196,6 +234,36 @@ pub fn run(options: KafkaOptions) -> Result<()> {
         .with_context(|| format!("writing {}", options.json.display()))?;
     println!("JSON: {}", options.json.display());
     Ok(())
+}
+
+/// The fastest round, if any.
+fn best(rounds: &[Round]) -> Option<Round> {
+    rounds
+        .iter()
+        .copied()
+        .max_by(|a, b| a.messages_per_sec.total_cmp(&b.messages_per_sec))
+}
+
+/// The median round (the upper one of an even count), if any.
+fn median(rounds: &[Round]) -> Option<Round> {
+    let mut sorted = rounds.to_vec();
+    sorted.sort_by(|a, b| a.messages_per_sec.total_cmp(&b.messages_per_sec));
+    sorted.get(sorted.len() / 2).copied()
+}
+
+/// One round's rates, or `-` for a path not measured.
+fn describe(round: Option<Round>) -> String {
+    match round {
+        Some(r) => format!(
+            "{:>10.0} msg/s {:>7.1} MiB/s",
+            r.messages_per_sec, r.mib_per_sec
+        ),
+        None => format!("{:>25}", "-"),
+    }
+}
+
+fn ratio_text(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".to_string(), |r| format!("{r:.3}"))
 }
 
 /// Produces `count` messages through `bootstrap` and waits until all are acknowledged.
