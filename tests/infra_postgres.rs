@@ -246,3 +246,74 @@ async fn the_server_stops_with_rigd_and_is_reaped_after_kill_9() {
         servers.iter().all(|p| !is_alive(*p)) && !data_dirs[0].exists()
     });
 }
+
+/// The `server.log` of rigd `pid`'s (only) native PostgreSQL server.
+fn server_log(pid: u32) -> String {
+    let dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("rig-pg-{pid}-")))
+        })
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    std::fs::read_to_string(dirs[0].join("server.log")).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_later_rigd_on_the_same_rig_dir_copies_the_initdb_template_instead_of_running_initdb() {
+    let scratch = tempfile::tempdir().unwrap();
+    let rig_dir = scratch.path().join("rig");
+    let rig_dir_arg = rig_dir.to_str().unwrap();
+    let spec = |name: &str| {
+        json!({
+            "name": name,
+            "observe": false,
+            "services": {"db": postgres(&[
+                "CREATE TABLE t (who text)",
+                &format!("INSERT INTO t VALUES ('{name}')"),
+            ])}
+        })
+    };
+    let initdb_banner = "The files belonging to this database system";
+
+    // The first rigd runs initdb and keeps the result as the rig dir's template.
+    let first = Rigd::start_with(&["--rig-dir", rig_dir_arg]);
+    let (_, first_up) = up(&first, spec("first")).await;
+    assert_eq!(
+        psql(
+            &first_up.ingresses["db"]["default"],
+            None,
+            "SELECT who FROM t"
+        ),
+        "first"
+    );
+    assert!(server_log(first.pid()).contains(initdb_banner));
+    let templates: Vec<_> = std::fs::read_dir(rig_dir.join("cache/postgres"))
+        .expect("a template directory in the cache")
+        .flatten()
+        .filter(|e| e.path().join("data/PG_VERSION").is_file())
+        .collect();
+    assert_eq!(templates.len(), 1, "{templates:?}");
+    drop(first);
+
+    // The next one copies it: no initdb, and a server that works as well.
+    let second = Rigd::start_with(&["--rig-dir", rig_dir_arg]);
+    let (_, second_up) = up(&second, spec("second")).await;
+    assert_eq!(
+        psql(
+            &second_up.ingresses["db"]["default"],
+            None,
+            "SELECT who FROM t"
+        ),
+        "second"
+    );
+    let log = server_log(second.pid());
+    assert!(
+        log.contains("copied from the initdb template") && !log.contains(initdb_banner),
+        "{log}"
+    );
+}

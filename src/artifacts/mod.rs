@@ -27,6 +27,7 @@ mod resolve;
 
 pub use cache::{Cache, CacheLock};
 pub use command::{BuildCommand, BuildFailure};
+pub(crate) use hash::sha256_hex;
 pub use resolve::{resolve_all, Reporter};
 
 use std::collections::BTreeMap;

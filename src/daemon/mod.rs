@@ -173,6 +173,7 @@ pub async fn serve(
         })?
         .to_string();
 
+    crate::services::postgres::template::set_cache_root(config.rig_dir.join("cache"));
     let orchestrator = Orchestrator::new(
         Arc::new(PortAllocator::new()),
         Arc::new(Registry::builtin()),

@@ -24,9 +24,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::template::Template;
 use crate::pool::container::{ContainerServer, ServerSpec};
 use crate::pool::native::{
-    find_program, free_port, run_setup, running_as_root, NativeProcess, RunAs, WorkDir,
+    find_program, free_port, running_as_root, NativeProcess, RunAs, WorkDir,
 };
 use crate::pool::server::Server;
 use crate::pool::Backend;
@@ -161,7 +162,8 @@ impl Databases {
 }
 
 impl PgBackend {
-    /// Initialises a data directory with the binaries in `bin` and starts the server.
+    /// Initialises a data directory with the binaries in `bin` (a copy of the cached
+    /// template, see [`super::template`]) and starts the server.
     pub async fn start(bin: PathBuf) -> Result<PgBackend, String> {
         let run_as = if running_as_root() {
             Some(RunAs::user(USER).ok_or_else(|| {
@@ -176,22 +178,24 @@ impl PgBackend {
             WorkDir::create("pg", run_as).map_err(|e| format!("create the data directory: {e}"))?;
         let data = dir.path().join("data");
         let data_arg = data.to_string_lossy().into_owned();
-        run_setup(
-            &bin.join("initdb"),
-            &[
-                "-D".into(),
-                data_arg.clone(),
-                "-U".into(),
-                USER.into(),
-                "--auth=trust".into(),
-                "--encoding=UTF8".into(),
-                "--locale=C".into(),
-                "--no-sync".into(),
-                "--no-instructions".into(),
-            ],
-            &dir,
+        let initdb_args: Vec<String> = [
+            "-U",
+            USER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Template {
+            bin: &bin,
+            initdb_args: &initdb_args,
             run_as,
-        )
+        }
+        .init(&dir, &data)
         .await?;
         let port = free_port()?;
         let mut args: Vec<String> = [

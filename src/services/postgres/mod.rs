@@ -20,6 +20,7 @@
 //! On teardown the database is dropped (its sessions terminated first).
 
 mod backend;
+pub mod template;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
