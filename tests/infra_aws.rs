@@ -61,6 +61,9 @@ async fn up(rigd: &Rigd, name: &str) -> (String, Event) {
 async fn each_environment_gets_its_own_bucket_and_queue_deleted_at_teardown() {
     let rigd = Rigd::start();
     let ((a, up_a), (b, up_b)) = tokio::join!(up(&rigd, "alpha"), up(&rigd, "beta"));
+    // s3 and sqs share one moto server.
+    let motos = support::children_with_cmdline(rigd.pid(), "moto_server");
+    assert_eq!(motos.len(), 1, "one moto_server for s3 and sqs: {motos:?}");
     let s3 = |up: &Event| up.ingresses["store"]["default"].clone();
     let sqs = |up: &Event| up.ingresses["queue"]["default"].clone();
     let bucket = |up: &Event| s3(up).attributes.unwrap()["S3_BUCKET"].clone();

@@ -1,7 +1,13 @@
-//! The moto server (PyPI `moto[server]`): the native backend of the `s3` and `sqs` types. One
-//! `moto_server` process serves every AWS service; each pool runs its own.
+//! The moto server (PyPI `moto[server]`): the native backend of the `s3` and `sqs` types.
+//!
+//! One `moto_server` process serves every AWS service, so the `s3` and `sqs` pools share one
+//! ([`SharedMoto`]): the first of them to need it starts it, the other uses the running one,
+//! and it stops when the last of them stops with it (its pool's idle time, or rigd's
+//! shutdown). Buckets and queues stay per environment; the pools name them apart.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,11 +37,10 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Starts `moto_server` (the program at `program`) on a free loopback port; `kind` names
-    /// the work directory (`s3`, `sqs`).
-    pub async fn start(kind: &str, program: PathBuf) -> Result<MotoServer, String> {
+    /// Starts `moto_server` (the program at `program`) on a free loopback port.
+    async fn start(program: &PathBuf) -> Result<MotoServer, String> {
         let dir =
-            WorkDir::create(kind, None).map_err(|e| format!("create the work directory: {e}"))?;
+            WorkDir::create("moto", None).map_err(|e| format!("create the work directory: {e}"))?;
         let port = free_port()?;
         let args = vec![
             "-H".to_string(),
@@ -43,7 +48,7 @@ impl MotoServer {
             "-p".to_string(),
             port.to_string(),
         ];
-        let process = NativeProcess::spawn(&program, &args, &dir, None)?;
+        let process = NativeProcess::spawn(program, &args, &dir, None)?;
         let hostport = format!("127.0.0.1:{port}");
         let ready = wait_ready("moto_server", &process, &dir, START_TIMEOUT, || async {
             let response = aws::send(
@@ -106,13 +111,85 @@ impl MotoServer {
         .await
     }
 
-    /// Stops the server.
-    pub async fn stop(&self) {
-        self.process.stop().await;
-    }
-
     /// False once the server has exited.
     pub fn alive(&self) -> bool {
         self.process.alive()
+    }
+}
+
+/// A running moto server and how many backends use it.
+struct Running {
+    server: Arc<MotoServer>,
+    users: usize,
+}
+
+/// The moto servers of this process, by program.
+static RUNNING: tokio::sync::Mutex<BTreeMap<PathBuf, Running>> =
+    tokio::sync::Mutex::const_new(BTreeMap::new());
+
+/// One backend's use of the moto server it shares with the other AWS types.
+pub struct SharedMoto {
+    program: PathBuf,
+    server: Arc<MotoServer>,
+    /// Set once this use has been given back.
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+impl SharedMoto {
+    /// Uses the running server of `program`, starting it if there is none (or it died).
+    pub async fn acquire(program: PathBuf) -> Result<SharedMoto, String> {
+        let mut running = RUNNING.lock().await;
+        let server = match running.get_mut(&program) {
+            Some(r) if r.server.alive() => {
+                r.users += 1;
+                r.server.clone()
+            }
+            _ => {
+                // Users of a dead server see it dead through `alive` and are replaced.
+                let server = Arc::new(MotoServer::start(&program).await?);
+                running.insert(
+                    program.clone(),
+                    Running {
+                        server: server.clone(),
+                        users: 1,
+                    },
+                );
+                server
+            }
+        };
+        Ok(SharedMoto {
+            program,
+            server,
+            stopped: Default::default(),
+        })
+    }
+
+    /// The server.
+    pub fn server(&self) -> &MotoServer {
+        &self.server
+    }
+
+    /// Gives this use back; the last user stops the server.
+    pub async fn stop(&self) {
+        use std::sync::atomic::Ordering;
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let last = {
+            let mut running = RUNNING.lock().await;
+            match running.get_mut(&self.program) {
+                Some(r) if Arc::ptr_eq(&r.server, &self.server) => {
+                    r.users = r.users.saturating_sub(1);
+                    (r.users == 0)
+                        .then(|| running.remove(&self.program))
+                        .flatten()
+                }
+                // Replaced after dying: this one is nobody else's.
+                _ => None,
+            }
+        };
+        if last.is_some() || !self.server.alive() {
+            self.server.process.stop().await;
+        }
     }
 }

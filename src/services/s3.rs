@@ -2,8 +2,8 @@
 //! service.
 //!
 //! Config: `{"backend": "native" | "container" | "auto"}`. Native is moto's server
-//! (`moto_server`, PyPI `moto[server]`); upstream's container is MinIO. Every ingress gets the
-//! server's address and the attributes `S3_ENDPOINT=http://${HOST}:${PORT}`,
+//! (`moto_server`, PyPI `moto[server]`; one process shared with `sqs`); upstream's container
+//! is MinIO. Every ingress gets the server's address and the attributes `S3_ENDPOINT=http://${HOST}:${PORT}`,
 //! `S3_BUCKET=rig-<n>`, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (both `rigadmin`), and
 //! rig-rs's `AWS_REGION=us-east-1`. Clients use path-style addressing. On teardown the
 //! bucket's objects are deleted, then the bucket.
@@ -18,7 +18,7 @@ use http::Method;
 use serde_json::{json, Value};
 
 use super::infra::{Infra, Pooled};
-use super::moto::{self, MotoServer};
+use super::moto::{self, SharedMoto};
 use crate::pool::Backend;
 use crate::wire::aws::{encode_key, xml_values, REGION};
 
@@ -44,13 +44,13 @@ impl Infra for S3Infra {
 
     async fn start_native(program: PathBuf) -> Result<S3Backend, String> {
         Ok(S3Backend {
-            server: MotoServer::start("s3", program).await?,
+            moto: SharedMoto::acquire(program).await?,
             next: AtomicU64::new(1),
         })
     }
 
     fn port(backend: &S3Backend) -> u16 {
-        backend.server.port()
+        backend.moto.server().port()
     }
 
     fn attributes(bucket: &String) -> BTreeMap<String, Value> {
@@ -66,14 +66,15 @@ impl Infra for S3Infra {
 
 /// A moto server handing out buckets.
 pub struct S3Backend {
-    server: MotoServer,
+    moto: SharedMoto,
     next: AtomicU64,
 }
 
 impl S3Backend {
     async fn call(&self, method: Method, path: &str) -> Result<String, String> {
         let response = self
-            .server
+            .moto
+            .server()
             .call("s3", CREDENTIAL, method, path, &[], Bytes::new())
             .await?;
         if response.ok() {
@@ -127,10 +128,10 @@ impl Backend for S3Backend {
     }
 
     async fn stop(&self) {
-        self.server.stop().await;
+        self.moto.stop().await;
     }
 
     fn alive(&self) -> bool {
-        self.server.alive()
+        self.moto.server().alive()
     }
 }

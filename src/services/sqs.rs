@@ -2,8 +2,8 @@
 //! service.
 //!
 //! Config: `{"backend": "native" | "container" | "auto"}`. Native is moto's server
-//! (`moto_server`, PyPI `moto[server]`); upstream's container is ElasticMQ. Every ingress gets
-//! the server's address and the attributes `SQS_ENDPOINT=http://${HOST}:${PORT}`,
+//! (`moto_server`, PyPI `moto[server]`; one process shared with `s3`); upstream's container
+//! is ElasticMQ. Every ingress gets the server's address and the attributes `SQS_ENDPOINT=http://${HOST}:${PORT}`,
 //! `SQS_QUEUE_URL`, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (both `rig`), and rig-rs's
 //! `AWS_REGION=us-east-1`. Unlike upstream, whose queue URL names the server itself, the queue
 //! URL is a template (`http://${HOST}:${PORT}/<account>/rig-<n>`), so in observe mode it points
@@ -19,7 +19,7 @@ use http::Method;
 use serde_json::{json, Value};
 
 use super::infra::{Infra, Pooled};
-use super::moto::{self, MotoServer};
+use super::moto::{self, SharedMoto};
 use crate::pool::Backend;
 use crate::wire::aws::REGION;
 
@@ -45,13 +45,13 @@ impl Infra for SqsInfra {
 
     async fn start_native(program: PathBuf) -> Result<SqsBackend, String> {
         Ok(SqsBackend {
-            server: MotoServer::start("sqs", program).await?,
+            moto: SharedMoto::acquire(program).await?,
             next: AtomicU64::new(1),
         })
     }
 
     fn port(backend: &SqsBackend) -> u16 {
-        backend.server.port()
+        backend.moto.server().port()
     }
 
     fn attributes(queue: &Queue) -> BTreeMap<String, Value> {
@@ -79,7 +79,7 @@ pub struct Queue {
 
 /// A moto server handing out queues.
 pub struct SqsBackend {
-    server: MotoServer,
+    moto: SharedMoto,
     next: AtomicU64,
 }
 
@@ -88,7 +88,8 @@ impl SqsBackend {
     async fn call(&self, action: &str, body: Value) -> Result<Value, String> {
         let target = format!("AmazonSQS.{action}");
         let response = self
-            .server
+            .moto
+            .server()
             .call(
                 "sqs",
                 CREDENTIAL,
@@ -142,11 +143,11 @@ impl Backend for SqsBackend {
     }
 
     async fn stop(&self) {
-        self.server.stop().await;
+        self.moto.stop().await;
     }
 
     fn alive(&self) -> bool {
-        self.server.alive()
+        self.moto.server().alive()
     }
 }
 

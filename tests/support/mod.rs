@@ -521,6 +521,27 @@ pub fn processes_with_env(prefix: &str) -> Vec<ProcInfo> {
     found
 }
 
+/// Live children of process `parent` whose command line contains `needle`.
+pub fn children_with_cmdline(parent: u32, needle: &str) -> Vec<ProcInfo> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (ppid == parent && cmdline.contains(needle) && is_alive(pid))
+                .then(|| ProcInfo { pid, cmdline })
+        })
+        .collect()
+}
+
 /// Panics unless no live process carries `RIG_ENV_DIR` under `dir` (checked once: callers
 /// ask after rigd said every service stopped).
 pub fn assert_no_processes_under(dir: &Path) {
