@@ -1,15 +1,21 @@
-//! Infrastructure benchmark: environment-up time of a `postgres` and of a `redis` service on
-//! the native backends, for the first lease (the pool starts the server: `initdb` + start for
-//! PostgreSQL) and for pooled leases (a new database or DB number on the running server).
+//! Infrastructure benchmark: environment-up time of a `postgres` and of a `redis` service,
+//! native and container backends, for the first lease (the pool starts the server) and for
+//! pooled leases (a new database or DB number on the running server). For native PostgreSQL
+//! the first lease is measured twice: with an empty rig dir (`initdb` runs) and with the rig
+//! dir's initdb template cached (the data directory is copied).
 //!
 //! Each measurement runs from `POST /environments` until the client reads `environment.up`
-//! from the SSE stream, against an in-process rigd. A cold start is measured on a fresh rigd
+//! from the SSE stream, against an in-process rigd. A first lease is measured on a fresh rigd
 //! (its shutdown stops the pool's server); pooled leases are measured one after another on one
 //! rigd whose server is already up, each environment deleted before the next (teardown is not
 //! timed). Upstream (Docker) reports 1.3 s for a cold PostgreSQL and 34 ms per pooled lease.
 //!
-//! Run with `cargo bench -p rig-benches --bench infra` (PostgreSQL and redis-server must be
-//! installed; `scripts/install-test-deps.sh` does it). About half a minute.
+//! Run with `cargo bench -p rig-benches --bench infra`. Native rows need PostgreSQL and
+//! redis-server (`scripts/install-test-deps.sh` installs them); container rows need Docker and
+//! an image: `RIG_BENCH_POSTGRES_IMAGE` / `RIG_BENCH_REDIS_IMAGE`, else the newest local
+//! `rig-test/postgres` / `rig-test/redis` (built by `cargo test --test infra_containers`, as
+//! nothing can be pulled on the test machines), else upstream's image if present. Rows
+//! without what they need are skipped with a note. A few minutes.
 
 use std::time::{Duration, Instant};
 
@@ -37,9 +43,15 @@ struct InProcessRigd {
 }
 
 impl InProcessRigd {
+    /// A rigd with a fresh rig dir.
     fn start() -> InProcessRigd {
         let dir = tempfile::tempdir().expect("create the rig dir");
         let rig_dir = dir.path().join("rig");
+        InProcessRigd::start_in(dir, rig_dir)
+    }
+
+    /// A rigd whose rig dir is `rig_dir` (kept between rigds: its cache survives).
+    fn start_in(dir: tempfile::TempDir, rig_dir: std::path::PathBuf) -> InProcessRigd {
         std::fs::create_dir_all(&rig_dir).expect("create the rig dir");
         let mut config = Config::from_args([
             "--addr".into(),
@@ -120,17 +132,46 @@ impl Drop for InProcessRigd {
     }
 }
 
-/// One `service_type` service on the native backend, without observing proxies.
-fn spec(service_type: &str) -> Value {
+/// One `service_type` service on `backend` (`native`, or `container` with `image`), without
+/// observing proxies.
+fn spec(service_type: &str, backend: &Backend) -> Value {
+    let config = match backend {
+        Backend::Native => json!({"backend": "native"}),
+        Backend::Container(image) => json!({"backend": "container", "image": image}),
+    };
     json!({
         "name": format!("bench-{service_type}"),
         "observe": false,
         "services": {"db": {
             "type": service_type,
-            "config": {"backend": "native"},
+            "config": config,
             "ingresses": {"default": {"protocol": "tcp"}}
         }}
     })
+}
+
+/// The backend a row measures.
+enum Backend {
+    Native,
+    Container(String),
+}
+
+/// The image of `service_type`'s container rows: the environment's choice, else the newest
+/// local test image, else upstream's if present; `None` without Docker or image.
+fn container_image(service_type: &str, upstream: &str) -> Option<String> {
+    let var = format!("RIG_BENCH_{}_IMAGE", service_type.to_uppercase());
+    if let Ok(image) = std::env::var(&var) {
+        return Some(image);
+    }
+    let local = |reference: &str| -> Option<String> {
+        let out = std::process::Command::new("docker")
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}", reference])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().next().map(str::to_string)
+    };
+    local(&format!("rig-test/{service_type}")).or_else(|| local(upstream))
 }
 
 fn stats(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
@@ -143,6 +184,39 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// One line of the table.
+struct Row {
+    service_type: &'static str,
+    backend: &'static str,
+    lease: &'static str,
+    samples: Vec<Duration>,
+    /// The row (by index) whose median this one's is compared with.
+    baseline: Option<usize>,
+}
+
+/// First leases, each on a fresh rigd; with `rig_dir`, every rigd uses that one rig dir.
+fn first_leases(spec: &Value, runs: usize, rig_dir: Option<&std::path::Path>) -> Vec<Duration> {
+    (0..runs)
+        .map(|_| {
+            let rigd = match rig_dir {
+                Some(dir) => InProcessRigd::start_in(
+                    tempfile::tempdir().expect("create a scratch dir"),
+                    dir.to_path_buf(),
+                ),
+                None => InProcessRigd::start(),
+            };
+            rigd.time_up(spec)
+        })
+        .collect()
+}
+
+/// Pooled leases on one rigd whose server the first (untimed) environment started.
+fn pooled_leases(spec: &Value, runs: usize) -> Vec<Duration> {
+    let rigd = InProcessRigd::start();
+    rigd.time_up(spec);
+    (0..runs).map(|_| rigd.time_up(spec)).collect()
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this too: keep that quick.
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -151,29 +225,94 @@ fn main() {
     } else {
         (COLD_RUNS, POOLED_RUNS)
     };
-    println!("environment up, native backends (POST → environment.up)");
-    println!(
-        "{:<10} {:<8} {:>5} {:>11} {:>11} {:>11}",
-        "type", "lease", "runs", "mean", "median", "max"
-    );
-    for service_type in ["postgres", "redis"] {
-        let spec = spec(service_type);
-        let mut cold: Vec<Duration> = (0..cold_runs)
-            .map(|_| InProcessRigd::start().time_up(&spec))
-            .collect();
-        let rigd = InProcessRigd::start();
-        rigd.time_up(&spec); // starts the server
-        let mut pooled: Vec<Duration> = (0..pooled_runs).map(|_| rigd.time_up(&spec)).collect();
-        drop(rigd);
-        for (lease, samples) in [("first", &mut cold), ("pooled", &mut pooled)] {
-            let (mean, median, max) = stats(samples);
-            println!(
-                "{service_type:<10} {lease:<8} {:>5} {:>11} {:>11} {:>11}",
-                samples.len(),
-                ms(mean),
-                ms(median),
-                ms(max)
-            );
+    let mut rows: Vec<Row> = Vec::new();
+    let mut notes = Vec::new();
+    for (service_type, upstream) in [
+        ("postgres", "postgres:16-alpine"),
+        ("redis", "redis:7-alpine"),
+    ] {
+        let native = spec(service_type, &Backend::Native);
+        let native_first = rows.len();
+        rows.push(Row {
+            service_type,
+            backend: "native",
+            lease: "first",
+            samples: first_leases(&native, cold_runs, None),
+            baseline: None,
+        });
+        if service_type == "postgres" {
+            // One rig dir for every rigd: the first run makes the initdb template.
+            let shared = tempfile::tempdir().expect("create the shared rig dir");
+            let rig_dir = shared.path().join("rig");
+            first_leases(&native, 1, Some(&rig_dir));
+            rows.push(Row {
+                service_type,
+                backend: "native",
+                lease: "first, initdb template cached",
+                samples: first_leases(&native, cold_runs, Some(&rig_dir)),
+                baseline: Some(native_first),
+            });
         }
+        let native_pooled = rows.len();
+        rows.push(Row {
+            service_type,
+            backend: "native",
+            lease: "pooled",
+            samples: pooled_leases(&native, pooled_runs),
+            baseline: None,
+        });
+        let Some(image) = container_image(service_type, upstream) else {
+            notes.push(format!(
+                "{service_type} container rows skipped: no Docker or no image (see the module docs)"
+            ));
+            continue;
+        };
+        let container = spec(service_type, &Backend::Container(image.clone()));
+        notes.push(format!("{service_type} container image: {image}"));
+        rows.push(Row {
+            service_type,
+            backend: "container",
+            lease: "first",
+            samples: first_leases(&container, cold_runs, None),
+            baseline: Some(native_first),
+        });
+        rows.push(Row {
+            service_type,
+            backend: "container",
+            lease: "pooled",
+            samples: pooled_leases(&container, pooled_runs),
+            baseline: Some(native_pooled),
+        });
+    }
+
+    println!("environment up (POST → environment.up); ratio: this median / the named row's");
+    println!(
+        "{:<9} {:<10} {:<30} {:>4} {:>11} {:>11} {:>11}  ratio",
+        "type", "backend", "lease", "runs", "mean", "median", "max"
+    );
+    let stats: Vec<(Duration, Duration, Duration)> =
+        rows.iter_mut().map(|row| stats(&mut row.samples)).collect();
+    for (row, (mean, median, max)) in rows.iter().zip(&stats) {
+        let ratio = row.baseline.map_or_else(String::new, |b| {
+            format!(
+                "{:.2}x {} {}",
+                median.as_secs_f64() / stats[b].1.as_secs_f64(),
+                rows[b].backend,
+                rows[b].lease
+            )
+        });
+        println!(
+            "{:<9} {:<10} {:<30} {:>4} {:>11} {:>11} {:>11}  {ratio}",
+            row.service_type,
+            row.backend,
+            row.lease,
+            row.samples.len(),
+            ms(*mean),
+            ms(*median),
+            ms(*max),
+        );
+    }
+    for note in notes {
+        println!("note: {note}");
     }
 }

@@ -6,7 +6,7 @@
 //! shutdown). Buckets and queues stay per environment; the pools name them apart.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ pub struct MotoServer {
 
 impl MotoServer {
     /// Starts `moto_server` (the program at `program`) on a free loopback port.
-    async fn start(program: &PathBuf) -> Result<MotoServer, String> {
+    async fn start(program: &Path) -> Result<MotoServer, String> {
         let dir =
             WorkDir::create("moto", None).map_err(|e| format!("create the work directory: {e}"))?;
         let port = free_port()?;

@@ -537,7 +537,7 @@ pub fn children_with_cmdline(parent: u32, needle: &str) -> Vec<ProcInfo> {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             (ppid == parent && cmdline.contains(needle) && is_alive(pid))
-                .then(|| ProcInfo { pid, cmdline })
+                .then_some(ProcInfo { pid, cmdline })
         })
         .collect()
 }
