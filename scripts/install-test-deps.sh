@@ -77,3 +77,18 @@ if ! command -v moto_server >/dev/null 2>&1; then
   echo "== installing moto[server]"
   python3 -m pip install --quiet 'moto[server]' || python3 -m pip install --quiet --break-system-packages 'moto[server]'
 fi
+
+# The kafka type's native backend: tansu (a Kafka-compatible broker) with in-memory storage,
+# built from crates.io (about 10 minutes once; its build directory is removed afterwards),
+# and a current Kafka client for its tests (Debian's librdkafka 2.0 cannot read tansu's
+# ApiVersions answer; the confluent-kafka wheel bundles a current one).
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+  echo "== installing tansu (cargo install, about 10 minutes)"
+  tansu_target="$(mktemp -d)"
+  CARGO_TARGET_DIR="$tansu_target" cargo install --locked --quiet tansu --features dynostore
+  rm -rf "$tansu_target"
+fi
+if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
+  echo "== installing confluent-kafka"
+  python3 -m pip install --quiet confluent-kafka || python3 -m pip install --quiet --break-system-packages confluent-kafka
+fi

@@ -1,10 +1,12 @@
-//! Database probes: a PostgreSQL startup handshake and a Redis `PING`, so a database counts as
-//! ready when it serves clients, not merely when its port accepts connections.
+//! Database and broker probes: a PostgreSQL startup handshake, a Redis `PING` and a Kafka
+//! `ApiVersions` request, so a server counts as ready when it serves clients, not merely when
+//! its port accepts connections (a container's published port accepts them at once).
 
 use std::future::Future;
 use std::time::Duration;
 
 use super::error::ProbeError;
+use crate::wire::kafka::{self, KafkaError};
 use crate::wire::postgres::{self, PgError};
 use crate::wire::resp::{self, Reply, RespError};
 
@@ -74,6 +76,35 @@ pub(super) async fn redis(hostport: &str) -> Result<(), ProbeError> {
         }
     })
     .await
+}
+
+/// Ready when the broker answers an `ApiVersions` request without an error code.
+pub(super) async fn kafka(hostport: &str) -> Result<(), ProbeError> {
+    bounded(hostport, "kafka", async {
+        let mut conn = kafka::Connection::connect(hostport)
+            .await
+            .map_err(|e| kafka_error(hostport, e))?;
+        conn.api_versions()
+            .await
+            .map(|_| ())
+            .map_err(|e| kafka_error(hostport, e))
+    })
+    .await
+}
+
+fn kafka_error(hostport: &str, e: KafkaError) -> ProbeError {
+    match e {
+        KafkaError::Io(source) if source.kind() != std::io::ErrorKind::UnexpectedEof => {
+            ProbeError::Dial {
+                addr: hostport.to_owned(),
+                source,
+            }
+        }
+        other => ProbeError::NotReady {
+            protocol: "kafka",
+            reason: format!("ApiVersions: {other}"),
+        },
+    }
 }
 
 fn resp_error(hostport: &str, e: RespError) -> ProbeError {
@@ -166,6 +197,27 @@ mod tests {
         assert!(matches!(err, ProbeError::NotReady { .. }), "{err}");
         let err = postgres("127.0.0.1:1").await.unwrap_err();
         assert!(matches!(err, ProbeError::Dial { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn kafka_needs_an_api_versions_answer() {
+        // Docker's port proxy accepts, then closes: not ready.
+        let err = kafka(&fake(b"").await).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProbeError::NotReady {
+                    protocol: "kafka",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = kafka("127.0.0.1:1").await.unwrap_err();
+        assert!(matches!(err, ProbeError::Dial { .. }), "{err}");
+        // Correlation id 1, error code 0, no API keys (v0 response).
+        let ok: &[u8] = b"\0\0\0\x0a\0\0\0\x01\0\0\0\0\0\0";
+        kafka(&fake(ok).await).await.unwrap();
     }
 
     #[tokio::test]

@@ -23,11 +23,14 @@ pub enum ProbeKind {
     Postgres,
     /// A Redis `PING`: ready on `+PONG` (or an authentication error: the server is up).
     Redis,
+    /// A Kafka `ApiVersions` request: ready once the broker answers it without an error code.
+    Kafka,
 }
 
 impl ProbeKind {
     /// Chooses the probe for an ingress (upstream rule): `ready.type` when set (`tcp`, `http`,
-    /// `grpc`, and rig-rs's `postgres` and `redis`; any other value means TCP), otherwise the
+    /// `grpc`, and rig-rs's `postgres`, `redis` and `kafka`; any other value means TCP),
+    /// otherwise the
     /// ingress protocol (`http` → HTTP, `grpc` → gRPC, `tcp`, `kafka` and unknown protocols →
     /// TCP).
     ///
@@ -47,11 +50,13 @@ impl ProbeKind {
             "grpc" => ProbeKind::Grpc,
             "postgres" => ProbeKind::Postgres,
             "redis" => ProbeKind::Redis,
+            // Only when asked for: upstream probes `kafka` ingresses with a TCP connect.
+            "kafka" if !probe_type.is_empty() => ProbeKind::Kafka,
             _ => ProbeKind::Tcp,
         }
     }
 
-    /// The probe's name: `tcp`, `http`, `grpc`, `postgres` or `redis`.
+    /// The probe's name: `tcp`, `http`, `grpc`, `postgres`, `redis` or `kafka`.
     pub fn name(&self) -> &'static str {
         match self {
             ProbeKind::Tcp => "tcp",
@@ -59,6 +64,7 @@ impl ProbeKind {
             ProbeKind::Grpc => "grpc",
             ProbeKind::Postgres => "postgres",
             ProbeKind::Redis => "redis",
+            ProbeKind::Kafka => "kafka",
         }
     }
 }
@@ -133,6 +139,8 @@ mod tests {
             (Protocol::Grpc, "HTTP", ProbeKind::Tcp),
             (Protocol::Tcp, "postgres", ProbeKind::Postgres),
             (Protocol::Tcp, "redis", ProbeKind::Redis),
+            (Protocol::Kafka, "kafka", ProbeKind::Kafka),
+            (Protocol::Tcp, "kafka", ProbeKind::Kafka),
         ];
         for (protocol, probe_type, want) in table {
             let spec = ready(probe_type, "");

@@ -17,8 +17,8 @@ pub const PROBE_USER_AGENT: &str = "rigd-probe";
 /// Runs one probe of `kind` against `hostport` (`host:port`, the host-side address).
 ///
 /// Returns `Ok(())` when the endpoint is ready. Each attempt opens and closes its own
-/// connection and is bounded in time: 200 ms for TCP and HTTP, 1 s for gRPC, PostgreSQL and
-/// Redis.
+/// connection and is bounded in time: 200 ms for TCP and HTTP, 1 s for gRPC, PostgreSQL,
+/// Redis and Kafka.
 pub async fn probe(kind: &ProbeKind, hostport: &str) -> Result<(), ProbeError> {
     match kind {
         ProbeKind::Tcp => tcp::probe(hostport).await,
@@ -26,6 +26,7 @@ pub async fn probe(kind: &ProbeKind, hostport: &str) -> Result<(), ProbeError> {
         ProbeKind::Grpc => grpc::probe(hostport).await,
         ProbeKind::Postgres => database::postgres(hostport).await,
         ProbeKind::Redis => database::redis(hostport).await,
+        ProbeKind::Kafka => database::kafka(hostport).await,
     }
 }
 

@@ -44,15 +44,20 @@ pub const ENV_MOUNT: &str = "/rig/env";
 /// The host as seen from a container.
 pub const DOCKER_HOST_NAME: &str = "host.docker.internal";
 
+/// What to run: the `container` type's config, also built by the types that run an image of
+/// their own (the `kafka` type's container backend).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ContainerConfig {
+pub(crate) struct ContainerConfig {
+    /// The image.
     #[serde(default)]
-    image: String,
+    pub image: String,
+    /// The command (`cmd ++ args`), expanded against the container's environment.
     #[serde(default)]
-    cmd: Vec<String>,
+    pub cmd: Vec<String>,
+    /// Variables set on top of the wiring (they win).
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
 }
 
 fn decode(config: Option<&serde_json::Value>) -> Result<ContainerConfig, ServiceError> {
@@ -255,23 +260,7 @@ impl ServiceType for Container {
     fn run(&self, ctx: RunContext) -> RunFuture {
         Box::pin(async move {
             let config = decode(ctx.spec.config.as_ref())?;
-            let engine = docker::connect().await.map_err(|e| e.to_string())?;
-            // Lives (relays) until the container is gone.
-            let host_gateway = open_host_gateway(&engine, &ctx.egresses)
-                .await
-                .map_err(ServiceError::new)?;
-            let no_relays = BTreeMap::new();
-            let relays = host_gateway.as_ref().map_or(&no_relays, |g| g.ports());
-            let spec =
-                container_spec(&Parts::of(&ctx), &config, relays).map_err(ServiceError::new)?;
-            let stop = StopSettings {
-                cancel: ctx.cancel.clone(),
-                grace: ctx.stop_grace,
-                reaper: ctx.reaper.clone(),
-            };
-            docker::run_container(&engine, &spec, &ctx.output, &stop)
-                .await
-                .map_err(ServiceError::new)
+            run_image(ctx, &config).await
         })
     }
 
@@ -290,6 +279,30 @@ impl ServiceType for Container {
                 .map_err(ServiceError::new)
         }))
     }
+}
+
+/// Runs `config`'s image as the service `ctx` describes (ports, mounts, wiring as the
+/// `container` type does) until it exits or the service is told to stop.
+pub(crate) async fn run_image(
+    ctx: RunContext,
+    config: &ContainerConfig,
+) -> Result<(), ServiceError> {
+    let engine = docker::connect().await.map_err(|e| e.to_string())?;
+    // Lives (relays) until the container is gone.
+    let host_gateway = open_host_gateway(&engine, &ctx.egresses)
+        .await
+        .map_err(ServiceError::new)?;
+    let no_relays = BTreeMap::new();
+    let relays = host_gateway.as_ref().map_or(&no_relays, |g| g.ports());
+    let spec = container_spec(&Parts::of(&ctx), config, relays).map_err(ServiceError::new)?;
+    let stop = StopSettings {
+        cancel: ctx.cancel.clone(),
+        grace: ctx.stop_grace,
+        reaper: ctx.reaper.clone(),
+    };
+    docker::run_container(&engine, &spec, &ctx.output, &stop)
+        .await
+        .map_err(ServiceError::new)
 }
 
 fn exec_command(config: Option<&serde_json::Value>) -> Result<Vec<String>, String> {

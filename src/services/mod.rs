@@ -8,6 +8,7 @@ mod builds;
 mod client;
 mod container;
 pub mod infra;
+pub mod kafka;
 mod moto;
 mod output;
 pub mod postgres;
@@ -22,6 +23,7 @@ mod test_node;
 pub use builds::{Cargo, Go};
 pub use client::Client;
 pub use container::Container;
+pub use kafka::Kafka;
 pub use output::OutputSink;
 pub use postgres::Postgres;
 pub use process::Process;
@@ -363,8 +365,8 @@ impl Registry {
     }
 
     /// The built-in types: `process`, `cargo`, `go`, `container`, `client`, `test`, `proxy`,
-    /// and the pooled infrastructure types `postgres`, `redis`, `s3`, `sqs` and `temporal`,
-    /// which share this process's [`Pools`].
+    /// `kafka` (a broker per service), and the pooled infrastructure types `postgres`,
+    /// `redis`, `s3`, `sqs` and `temporal`, which share this process's [`Pools`].
     pub fn builtin() -> Registry {
         let mut r = Registry::new();
         r.register("process", Process);
@@ -374,6 +376,7 @@ impl Registry {
         r.register("client", Client);
         r.register("test", TestNode);
         r.register("proxy", Proxy);
+        r.register("kafka", Kafka);
         let pools = Pools::shared();
         r.register("postgres", pools.postgres.clone());
         r.register("redis", pools.redis.clone());
