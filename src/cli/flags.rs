@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use super::args::{is_help, unknown_flag, Arg, Args};
 use super::error::CliError;
 use super::output::ColorChoice;
+use regex::Regex;
 
 /// One option a command accepts.
 #[derive(Debug, Clone, Copy)]
@@ -164,6 +165,17 @@ fn attached_short<'a>(given: &'a str, opts: &'a [Opt]) -> Option<(&'a Opt, &'a s
     let (short, value) = given.split_at(2);
     let opt = opts.iter().find(|o| o.value && o.matches(short))?;
     Some((opt, value.strip_prefix('=').unwrap_or(value)))
+}
+
+/// The regular expression given to option `option` (`--grep`), when given; a pattern that
+/// does not compile is a usage error naming the option and the pattern.
+pub fn regex(option: &str, value: Option<&str>) -> Result<Option<Regex>, CliError> {
+    value
+        .map(|re| {
+            Regex::new(re)
+                .map_err(|e| CliError::usage(format!("invalid {option} pattern {re:?}: {e}")))
+        })
+        .transpose()
 }
 
 #[cfg(test)]

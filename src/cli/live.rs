@@ -13,8 +13,8 @@ use super::client::{ClientError, EnvironmentSummary, RigdClient};
 use super::error::{CliError, CmdResult, EXIT_OK};
 use super::logdir::{self, close_names, normalize};
 use super::logs::{rows_of, LogFilter, LogRenderer};
-use super::output::{eprint_line, pad, Out, Paint, Style};
-use super::traffic::{JsonRow, Row, RowBuilder, ServiceColors, TrafficFilter};
+use super::output::{eprint_line, pad, Out, Paint, ServiceColors, Style};
+use super::traffic::{JsonRow, Row, RowBuilder, TrafficFilter};
 use super::{autostart, format};
 
 /// A running rigd and where its address came from.
@@ -195,18 +195,7 @@ pub async fn follow_traffic(
     style: Style,
     json: bool,
 ) -> CmdResult {
-    let (running, env) = attach(server.as_deref(), target.as_deref()).await?;
-    if !json {
-        eprint_line(style.paint(
-            Paint::Dim,
-            &format!(
-                "following the traffic of {} ({}) on rigd {}; Ctrl-C to stop",
-                env.name,
-                env.id,
-                running.client.addr()
-            ),
-        ));
-    }
+    let (running, env) = attach_following(&server, &target, "traffic", style, json).await?;
     let mut stream = running.client.events(&env.id, None);
     let mut builder = RowBuilder::new(None);
     let mut colors = ServiceColors::default();
@@ -292,18 +281,7 @@ pub async fn follow_logs(
     style: Style,
     json: bool,
 ) -> CmdResult {
-    let (running, env) = attach(server.as_deref(), target.as_deref()).await?;
-    if !json {
-        eprint_line(style.paint(
-            Paint::Dim,
-            &format!(
-                "following the logs of {} ({}) on rigd {}; Ctrl-C to stop",
-                env.name,
-                env.id,
-                running.client.addr()
-            ),
-        ));
-    }
+    let (running, env) = attach_following(&server, &target, "logs", style, json).await?;
     let width = env
         .services
         .iter()
@@ -336,6 +314,30 @@ pub async fn follow_logs(
         }
     }
     Ok(EXIT_OK)
+}
+
+/// [`attach`], then (unless the output is JSON) says on stderr which environment's `what`
+/// (`traffic`, `logs`) is followed and how to stop.
+async fn attach_following(
+    server: &Option<String>,
+    target: &Option<String>,
+    what: &str,
+    style: Style,
+    json: bool,
+) -> Result<(Running, EnvironmentSummary), CliError> {
+    let (running, env) = attach(server.as_deref(), target.as_deref()).await?;
+    if !json {
+        eprint_line(style.paint(
+            Paint::Dim,
+            &format!(
+                "following the {what} of {} ({}) on rigd {}; Ctrl-C to stop",
+                env.name,
+                env.id,
+                running.client.addr()
+            ),
+        ));
+    }
+    Ok((running, env))
 }
 
 /// Finds rigd and the environment to follow.

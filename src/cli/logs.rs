@@ -5,8 +5,6 @@
 //! (service `TEST`, stream `note`). Times are seconds since the run's first event, the same
 //! reference `rig traffic` uses, so the two can be read side by side.
 
-use std::collections::HashMap;
-
 use regex::Regex;
 use rig_types::{Event, EventType, LogStream, Timestamp};
 use serde::Serialize;
@@ -19,7 +17,7 @@ use super::live;
 use super::logdir::same_name;
 use super::logread::{self, Mode};
 use super::ls::to_json;
-use super::output::{eprint_line, pad, service_color, Out, Paint, Style};
+use super::output::{eprint_line, pad, Out, Paint, ServiceColors, Style};
 
 /// `rig logs --help`.
 pub const USAGE: &str = "\
@@ -92,13 +90,7 @@ pub struct LogFilter {
 
 impl LogFilter {
     fn from_parsed(parsed: &Parsed) -> Result<LogFilter, CliError> {
-        let grep = match parsed.value("--grep") {
-            None => None,
-            Some(re) => Some(
-                Regex::new(re)
-                    .map_err(|e| CliError::usage(format!("invalid --grep pattern {re:?}: {e}")))?,
-            ),
-        };
+        let grep = flags::regex("--grep", parsed.value("--grep"))?;
         Ok(LogFilter {
             services: parsed
                 .values("--service")
@@ -192,7 +184,7 @@ pub fn rows_of(event: &Event, start: Option<Timestamp>) -> Vec<LogRow> {
 pub struct LogRenderer {
     style: Style,
     width: usize,
-    colors: HashMap<String, Paint>,
+    colors: ServiceColors,
 }
 
 impl LogRenderer {
@@ -201,7 +193,7 @@ impl LogRenderer {
         LogRenderer {
             style,
             width: width.max(4),
-            colors: HashMap::new(),
+            colors: ServiceColors::default(),
         }
     }
 
@@ -218,11 +210,7 @@ impl LogRenderer {
                 s.paint(Paint::Red, &format!("✗ {}", row.data))
             );
         }
-        let next = self.colors.len();
-        let color = *self
-            .colors
-            .entry(row.service.clone())
-            .or_insert_with(|| service_color(next));
+        let color = self.colors.of(&row.service);
         let data = if row.stream == "stderr" {
             s.paint(Paint::Yellow, &row.data)
         } else {

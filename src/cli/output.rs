@@ -140,6 +140,22 @@ impl Style {
     }
 }
 
+/// Service colours in order of first appearance ([`service_color`]): a service keeps its
+/// colour for the whole output. Shared by `rig traffic`, `rig logs` and `rig up`.
+#[derive(Debug, Default)]
+pub struct ServiceColors(std::collections::HashMap<String, Paint>);
+
+impl ServiceColors {
+    /// The colour of `name`.
+    pub fn of(&mut self, name: &str) -> Paint {
+        let next = self.0.len();
+        *self
+            .0
+            .entry(name.to_string())
+            .or_insert_with(|| service_color(next))
+    }
+}
+
 /// The colour of the `index`-th service to appear: hues spread by the golden angle from 210°
 /// (so neighbours differ and any number of services gets distinct colours), S = L = 0.65.
 pub fn service_color(index: usize) -> Paint {

@@ -14,7 +14,7 @@ use super::format;
 use super::live;
 use super::logread::{self, Mode};
 use super::ls::to_json;
-use super::output::{eprint_line, service_color, Out, Paint, Style};
+use super::output::{eprint_line, Out, Paint, ServiceColors, Style};
 use super::table::{Cell, Table};
 
 pub use rows::{FilterArgs, Index, Protocol, Row, RowBuilder, TrafficFilter};
@@ -221,21 +221,6 @@ pub fn table(rows: &[&Row], style: Style) -> Vec<String> {
         t.push(cells(r, &mut colors, style));
     }
     t.render(style)
-}
-
-/// Assigns service colours in order of first appearance.
-#[derive(Debug, Default)]
-pub struct ServiceColors(std::collections::HashMap<String, Paint>);
-
-impl ServiceColors {
-    /// The colour of `name`.
-    pub fn of(&mut self, name: &str) -> Paint {
-        let next = self.0.len();
-        *self
-            .0
-            .entry(name.to_string())
-            .or_insert_with(|| service_color(next))
-    }
 }
 
 /// The cells of one row; each end of the EDGE has its service's colour.

@@ -9,6 +9,7 @@ use rig_types::{Event, EventType, Timestamp};
 use serde::Serialize;
 
 use crate::cli::error::CliError;
+use crate::cli::flags;
 use crate::cli::format;
 use crate::cli::logdir::same_name;
 use crate::cli::logs::secs_between;
@@ -418,13 +419,7 @@ impl TrafficFilter {
                 ),
             }),
         };
-        let grep = match args.grep {
-            None => None,
-            Some(re) => Some(
-                Regex::new(re)
-                    .map_err(|e| CliError::usage(format!("invalid --grep pattern {re:?}: {e}")))?,
-            ),
-        };
+        let grep = flags::regex("--grep", args.grep)?;
         Ok(TrafficFilter {
             edges: split_list(&args.edges)
                 .into_iter()

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use rig_types::{Event, EventType, LogStream, Timestamp};
 
 use crate::cli::format::{self, endpoint_text};
-use crate::cli::output::{pad, service_color, Paint, Style};
+use crate::cli::output::{pad, Paint, ServiceColors, Style};
 
 /// First delay after which persistent health-check failures are reported; doubles after
 /// each report.
@@ -36,7 +36,7 @@ pub struct Progress {
     style: Style,
     show_logs: bool,
     width: usize,
-    colors: HashMap<String, Paint>,
+    colors: ServiceColors,
     services: HashMap<String, ServiceState>,
     artifacts: HashMap<String, Timestamp>,
     failed: HashSet<String>,
@@ -69,7 +69,7 @@ impl Progress {
             style,
             show_logs,
             width,
-            colors: HashMap::new(),
+            colors: ServiceColors::default(),
             services: HashMap::new(),
             artifacts: HashMap::new(),
             failed: HashSet::new(),
@@ -419,11 +419,7 @@ impl Progress {
     }
 
     fn color_of(&mut self, name: &str) -> Paint {
-        let next = self.colors.len();
-        *self
-            .colors
-            .entry(name.to_string())
-            .or_insert_with(|| service_color(next))
+        self.colors.of(name)
     }
 
     /// The service name padded to the column width, in its colour.
