@@ -13,10 +13,10 @@ use serde_json::json;
 use support::{is_alive as alive, processes_with_env, reaper_of, ProcInfo, Rigd};
 
 /// How long the reaper (or the next rigd) may take to clean up.
-const CLEANUP: Duration = Duration::from_secs(20);
+const CLEANUP: Duration = Duration::from_secs(60);
 
-/// A service whose process group has a grandchild: `sh` starts a background `sleep`, so the
-/// parent-death signal (which only reaches the group leader) is not enough on its own.
+/// A service whose process group has a grandchild: `sh` starts a background `sleep`, so
+/// killing the group leader alone is not enough.
 fn forking_service(rigd: &Rigd) -> serde_json::Value {
     let script = rigd.script("forker.sh", "sleep 1000 &\nsleep 1000\n");
     json!({"type": "process", "config": {"command": "sh"}, "args": [script]})
@@ -121,20 +121,13 @@ async fn the_next_rigd_reaps_what_a_killed_rigd_and_reaper_left() {
     }
     kill9(reaper_of(rigd.pid()));
     kill9(rigd.pid());
-    // The group leaders die with rigd (parent-death signal); their background children do not.
-    let deadline = Instant::now() + CLEANUP;
-    while children
-        .iter()
-        .filter(|p| p.cmdline.starts_with("sh"))
-        .any(|p| alive(p.pid))
-    {
-        assert!(Instant::now() < deadline, "group leaders outlived rigd");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Nothing kills the services now (they get no parent-death signal): every process,
+    // group leaders included, is left for the record.
     let survivors: Vec<_> = children.iter().filter(|p| alive(p.pid)).collect();
-    assert!(
-        !survivors.is_empty(),
-        "nothing survived, so this test shows nothing"
+    assert_eq!(
+        survivors.len(),
+        children.len(),
+        "only the next rigd may reap them: {children:#?}"
     );
 
     // A new rigd on the same rig dir reaps them at start.
