@@ -24,6 +24,18 @@ impl DockerImage {
         format!("docker:{}", self.image)
     }
 
+    /// The artifact that makes `image` present in the local engine for `service`.
+    pub fn artifact(image: impl Into<String>, service: &str) -> super::Artifact {
+        let image = DockerImage {
+            image: image.into(),
+        };
+        super::Artifact {
+            key: image.key(),
+            service: service.to_string(),
+            resolver: std::sync::Arc::new(image),
+        }
+    }
+
     fn output(&self, dir: &Path, id: String) -> Output {
         // Breadcrumbs only; failing to write them changes nothing.
         let _ = std::fs::write(dir.join(".image-id"), &id);

@@ -20,7 +20,6 @@
 //! (`{"command": [...]}`) run inside it, output in the log.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rig_types::Endpoint;
@@ -247,14 +246,7 @@ fn container_spec(
 impl ServiceType for Container {
     fn artifacts(&self, req: &ArtifactRequest<'_>) -> Result<Vec<Artifact>, ServiceError> {
         let config = decode(req.spec.config.as_ref())?;
-        let image = DockerImage {
-            image: config.image,
-        };
-        Ok(vec![Artifact {
-            key: image.key(),
-            service: req.service.to_string(),
-            resolver: Arc::new(image),
-        }])
+        Ok(vec![DockerImage::artifact(config.image, req.service)])
     }
 
     fn run(&self, ctx: RunContext) -> RunFuture {

@@ -148,12 +148,7 @@ impl<K: Infra> ServiceType for Pooled<K> {
         let Ok(Chosen::Container(image)) = chosen else {
             return Ok(Vec::new());
         };
-        let image = DockerImage { image };
-        Ok(vec![Artifact {
-            key: image.key(),
-            service: req.service.to_string(),
-            resolver: Arc::new(image),
-        }])
+        Ok(vec![DockerImage::artifact(image, req.service)])
     }
 
     fn prepare(&self, service: &ServiceRef) -> StepFuture {

@@ -169,14 +169,7 @@ impl ServiceType for Kafka {
         if backend != Backend::Container {
             return Ok(Vec::new());
         }
-        let image = DockerImage {
-            image: config.image().to_string(),
-        };
-        Ok(vec![Artifact {
-            key: image.key(),
-            service: req.service.to_string(),
-            resolver: Arc::new(image),
-        }])
+        Ok(vec![DockerImage::artifact(config.image(), req.service)])
     }
 
     fn run(&self, ctx: RunContext) -> RunFuture {
