@@ -119,8 +119,19 @@ async fn the_next_rigd_reaps_what_a_killed_rigd_and_reaper_left() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    kill9(reaper_of(rigd.pid()));
+    let reaper = reaper_of(rigd.pid());
+    kill9(reaper);
     kill9(rigd.pid());
+    // A rigd starting while the killed one is still exiting leaves its record alone (it
+    // belongs to a live rigd): start the next one once both are gone, as a user would.
+    let deadline = Instant::now() + CLEANUP;
+    while alive(rigd.pid()) || alive(reaper) {
+        assert!(
+            Instant::now() < deadline,
+            "rigd or its reaper outlived kill -9"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // Nothing kills the services now (they get no parent-death signal): every process,
     // group leaders included, is left for the record.
     let survivors: Vec<_> = children.iter().filter(|p| alive(p.pid)).collect();
