@@ -171,8 +171,17 @@ impl Response {
         self.header
             .encode(&mut out, self.header_version)
             .map_err(|e| decode_error("response header", self.header_version, e))?;
+        let body_at = out.len();
         body.encode(&mut out, self.version)
             .map_err(|e| DecodeError::new(format!("encoding {what} v{}: {e}", self.version)))?;
+        // kafka-protocol decodes some values it cannot encode back (a tagged field whose tag
+        // overflows i32, found by fuzzing): forward the original rather than a frame the
+        // client could not read. Only responses that name brokers get here, rarely.
+        decode::<T>(
+            &mut Bytes::copy_from_slice(&out[body_at..]),
+            &format!("re-encoded {what}"),
+            self.version,
+        )?;
         let len = u32::try_from(out.len() - 4)
             .map_err(|_| DecodeError::new("rewritten response does not fit a Kafka frame"))?;
         out[..4].copy_from_slice(&len.to_be_bytes());
@@ -547,5 +556,23 @@ mod tests {
         // Before KIP-951 a Fetch response names no brokers and is never decoded.
         let old = payload(ApiKey::Fetch, 15, &FetchResponse::default());
         assert!(rewrite_response(1, 15, old, &mut |_| None).is_err());
+    }
+
+    /// Found by the `kafka_rewrite` fuzz target: a FindCoordinator v6 response with a tagged
+    /// field whose tag overflows i32 decodes, but does not survive re-encoding.
+    #[test]
+    fn a_response_that_would_not_survive_re_encoding_is_left_alone() {
+        let input = include_bytes!(
+            "../../../fuzz/artifacts-found/kafka_rewrite/findcoordinator-v6-rewrite-does-not-decode"
+        );
+        let payload = Bytes::copy_from_slice(&input[3..]);
+        let mut map = |b: Broker<'_>| {
+            Some(Replacement {
+                host: "127.0.0.1".into(),
+                port: 40000 + b.node_id.rem_euclid(1000),
+            })
+        };
+        let err = rewrite_response(10, 6, payload, &mut map).unwrap_err();
+        assert!(err.to_string().contains("re-encoded"), "{err}");
     }
 }
