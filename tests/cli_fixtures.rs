@@ -32,7 +32,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use rig_grpc_echo::pb::{Detail, EchoRequest};
-use rig_grpc_echo::{EchoClient, Options, Reflection};
+use rig_grpc_echo::EchoClient;
 use rig_types::{Event, EventType};
 use serde_json::{json, Value};
 use support::Rigd;
@@ -236,18 +236,7 @@ async fn run_checkout(rigd: &Rigd) -> PathBuf {
         let event = events.next().await;
         match event.event_type {
             EventType::CallbackRequest => {
-                // Play the SDK: serve the echo service on the port rigd published.
-                let callback = event.callback.as_ref().expect("a callback request");
-                let wiring = callback.wiring.as_ref().expect("the wiring");
-                let port = wiring.ingresses["default"].port().expect("a port");
-                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                    .await
-                    .expect("the published port is free");
-                let options = Options {
-                    reflection: Reflection::V1,
-                    gzip: false,
-                };
-                server = Some(rig_grpc_echo::serve(listener, options));
+                server = Some(support::serve_grpc_echo_for(&event).await);
                 rigd.answer(&id, &event, None).await;
             }
             EventType::EnvironmentUp => break event,

@@ -6,7 +6,7 @@
 mod support;
 
 use rig_grpc_echo::pb::EchoRequest;
-use rig_grpc_echo::{EchoClient, Options, Reflection};
+use rig_grpc_echo::EchoClient;
 use rig_types::CallbackKind;
 use rig_types::EventType::{self, *};
 use serde_json::json;
@@ -33,17 +33,7 @@ async fn grpc_calls_through_the_test_proxy_are_recorded_and_decoded() {
             EventType::CallbackRequest => {
                 let callback = event.callback.as_ref().expect("a callback request");
                 assert_eq!(callback.kind, CallbackKind::Start);
-                // Play the SDK: serve the echo service on the port rigd published.
-                let wiring = callback.wiring.as_ref().expect("the wiring");
-                let port = wiring.ingresses["default"].port().expect("a port");
-                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                    .await
-                    .expect("the published port is free");
-                let options = Options {
-                    reflection: Reflection::V1,
-                    gzip: false,
-                };
-                server = Some(rig_grpc_echo::serve(listener, options));
+                server = Some(support::serve_grpc_echo_for(&event).await);
                 rigd.answer(&id, &event, None).await;
             }
             EnvironmentUp => break event,

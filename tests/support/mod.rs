@@ -655,3 +655,19 @@ pub fn reaper_of(pid: u32) -> u32 {
     }
     panic!("rigd {pid} has no reaper process");
 }
+
+/// Plays the SDK for a `client` service's start callback: serves the gRPC echo service (with
+/// v1 reflection, no gzip) on the `default` port rigd published in `event`'s wiring.
+pub async fn serve_grpc_echo_for(event: &Event) -> tokio::task::JoinHandle<()> {
+    let callback = event.callback.as_ref().expect("a callback request");
+    let wiring = callback.wiring.as_ref().expect("the wiring");
+    let port = wiring.ingresses["default"].port().expect("a port");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the published port is free");
+    let options = rig_grpc_echo::Options {
+        reflection: rig_grpc_echo::Reflection::V1,
+        gzip: false,
+    };
+    rig_grpc_echo::serve(listener, options)
+}
