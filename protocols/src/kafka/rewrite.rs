@@ -155,7 +155,7 @@ struct Response {
 impl Response {
     /// Decodes the body as a `T` (`what` names it in errors), lets `edit` replace addresses,
     /// and re-encodes the whole frame if it did.
-    fn rewrite<T: Decodable + Encodable>(
+    fn rewrite<T: Decodable + Encodable + PartialEq>(
         self,
         buf: &mut Bytes,
         what: &str,
@@ -174,14 +174,23 @@ impl Response {
         let body_at = out.len();
         body.encode(&mut out, self.version)
             .map_err(|e| DecodeError::new(format!("encoding {what} v{}: {e}", self.version)))?;
-        // kafka-protocol decodes some values it cannot encode back (a tagged field whose tag
-        // overflows i32, found by fuzzing): forward the original rather than a frame the
-        // client could not read. Only responses that name brokers get here, rarely.
-        decode::<T>(
+        // kafka-protocol decodes some values it cannot encode back faithfully (found by
+        // fuzzing: a tagged field whose tag overflows i32 does not decode again; unknown
+        // tagged fields can come back as other fields). Forward the original rather than a
+        // frame the client could not read or that says something else. This also makes the
+        // rewrite a fixed point: rewriting the rewritten frame gives it back unchanged. Only
+        // responses that name brokers get here, rarely.
+        let again = decode::<T>(
             &mut Bytes::copy_from_slice(&out[body_at..]),
             &format!("re-encoded {what}"),
             self.version,
         )?;
+        if again != body {
+            return Err(DecodeError::new(format!(
+                "re-encoded {what} v{} does not decode to the same message",
+                self.version
+            )));
+        }
         let len = u32::try_from(out.len() - 4)
             .map_err(|_| DecodeError::new("rewritten response does not fit a Kafka frame"))?;
         out[..4].copy_from_slice(&len.to_be_bytes());
@@ -558,6 +567,14 @@ mod tests {
         assert!(rewrite_response(1, 15, old, &mut |_| None).is_err());
     }
 
+    /// The mapping the `kafka_rewrite` fuzz target applies.
+    fn fuzz_mapping(b: Broker<'_>) -> Option<Replacement> {
+        Some(Replacement {
+            host: "127.0.0.1".into(),
+            port: 40000 + b.node_id.rem_euclid(1000),
+        })
+    }
+
     /// Found by the `kafka_rewrite` fuzz target: a FindCoordinator v6 response with a tagged
     /// field whose tag overflows i32 decodes, but does not survive re-encoding.
     #[test]
@@ -566,13 +583,19 @@ mod tests {
             "../../../fuzz/artifacts-found/kafka_rewrite/findcoordinator-v6-rewrite-does-not-decode"
         );
         let payload = Bytes::copy_from_slice(&input[3..]);
-        let mut map = |b: Broker<'_>| {
-            Some(Replacement {
-                host: "127.0.0.1".into(),
-                port: 40000 + b.node_id.rem_euclid(1000),
-            })
-        };
-        let err = rewrite_response(10, 6, payload, &mut map).unwrap_err();
+        let err = rewrite_response(10, 6, payload, &mut fuzz_mapping).unwrap_err();
         assert!(err.to_string().contains("re-encoded"), "{err}");
+    }
+
+    /// Found by the `kafka_rewrite` fuzz target: a FindCoordinator v6 response whose unknown
+    /// tagged fields do not survive re-encoding as they were. Forwarding it unchanged keeps
+    /// the rewrite a fixed point.
+    #[test]
+    fn a_response_that_changes_when_re_encoded_is_left_alone() {
+        let input =
+            include_bytes!("../../../fuzz/artifacts-found/kafka_rewrite/rewrite-not-a-fixed-point");
+        let payload = Bytes::copy_from_slice(&input[3..]);
+        let err = rewrite_response(10, 6, payload, &mut fuzz_mapping).unwrap_err();
+        assert!(err.to_string().contains("same message"), "{err}");
     }
 }
