@@ -41,6 +41,14 @@ impl Capture {
         }
     }
 
+    /// Counts `len` bytes that passed without keeping any of them (the capture is full).
+    pub(crate) fn count(&mut self, len: usize) {
+        self.total += len as u64;
+        if len > self.limit - self.kept {
+            self.truncated = true;
+        }
+    }
+
     /// Every byte seen, kept or not.
     pub(crate) fn total(&self) -> u64 {
         self.total
@@ -147,6 +155,16 @@ mod tests {
         assert_eq!(c.prefix(100).unwrap(), (1..=12).collect::<Vec<u8>>());
         assert_eq!(c.prefix(0), None);
         assert_eq!(c.chunks().len(), 3);
+    }
+
+    #[test]
+    fn counted_bytes_are_not_kept() {
+        let mut c = feed(4, &[4]);
+        c.count(0);
+        assert!(!c.truncated());
+        c.count(3);
+        assert_eq!((c.total(), c.truncated()), (7, true));
+        assert_eq!(c.into_vec().unwrap(), vec![1, 2, 3, 4]);
     }
 
     #[test]

@@ -139,26 +139,7 @@ impl Failure {
             SendError::Http1(error) => (error, false),
         };
         let kind = classify(error, is_connect);
-        let summary = match kind {
-            FailureKind::ConnectRefused => {
-                format!("the target {target} refused the connection (is the service listening?)")
-            }
-            FailureKind::ConnectTimeout => format!("connecting to the target {target} timed out"),
-            FailureKind::ConnectFailed => format!("could not connect to the target {target}"),
-            FailureKind::UpstreamClosed => {
-                format!("the target {target} closed the connection before responding")
-            }
-            FailureKind::UpstreamReset => format!("the target {target} reset the connection"),
-            FailureKind::UpstreamProtocol if http2 => format!(
-                "the target {target} did not answer in HTTP/2 (the client spoke HTTP/2, so the \
-                 proxy used h2c; does the target support h2c?)"
-            ),
-            FailureKind::UpstreamProtocol => {
-                format!("the target {target} sent an invalid HTTP response")
-            }
-            FailureKind::ClientAborted => "the client's request body broke off".to_string(),
-            _ => format!("the exchange with the target {target} failed"),
-        };
+        let summary = summary(kind, target, http2);
         // For a broken request body, the body's own error says it all; otherwise start below
         // hyper-util's uninformative `client error (...)` wrapper.
         let cause = match kind {
@@ -263,6 +244,72 @@ impl Failure {
         }
         trailers.insert(ERROR_HEADER, HeaderValue::from_static(self.kind.marker()));
         trailers
+    }
+}
+
+/// The failure of an HTTP/1.1 target before its response head, as the raw path sees it.
+#[derive(Debug)]
+pub(crate) enum RawFailure<'a> {
+    /// The target closed the connection.
+    Closed,
+    /// Reading from or writing to the target failed.
+    Io(&'a io::Error),
+    /// The target's answer is not valid HTTP/1.1 (hyper's wording of why).
+    Invalid(&'static str),
+}
+
+impl Failure {
+    /// Classifies a raw-path failure exactly as [`Failure::from_send`] classifies the same
+    /// failure seen by hyper's client: same kind, summary and cause.
+    pub(crate) fn from_raw(error: RawFailure<'_>, target: &str) -> Failure {
+        let (kind, cause) = match error {
+            RawFailure::Closed => (
+                FailureKind::UpstreamClosed,
+                "connection closed before message completed".to_string(),
+            ),
+            RawFailure::Io(error) => {
+                let kind = match error.kind() {
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
+                        FailureKind::UpstreamReset
+                    }
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionAborted => {
+                        FailureKind::UpstreamClosed
+                    }
+                    _ => FailureKind::UpstreamFailed,
+                };
+                (kind, format!("connection error: {error}"))
+            }
+            RawFailure::Invalid(why) => (FailureKind::UpstreamProtocol, why.to_string()),
+        };
+        Failure {
+            kind,
+            summary: summary(kind, target, false),
+            cause,
+        }
+    }
+}
+
+/// The one sentence naming a failure of the exchange with `target`.
+fn summary(kind: FailureKind, target: &str, http2: bool) -> String {
+    match kind {
+        FailureKind::ConnectRefused => {
+            format!("the target {target} refused the connection (is the service listening?)")
+        }
+        FailureKind::ConnectTimeout => format!("connecting to the target {target} timed out"),
+        FailureKind::ConnectFailed => format!("could not connect to the target {target}"),
+        FailureKind::UpstreamClosed => {
+            format!("the target {target} closed the connection before responding")
+        }
+        FailureKind::UpstreamReset => format!("the target {target} reset the connection"),
+        FailureKind::UpstreamProtocol if http2 => format!(
+            "the target {target} did not answer in HTTP/2 (the client spoke HTTP/2, so the \
+             proxy used h2c; does the target support h2c?)"
+        ),
+        FailureKind::UpstreamProtocol => {
+            format!("the target {target} sent an invalid HTTP response")
+        }
+        FailureKind::ClientAborted => "the client's request body broke off".to_string(),
+        _ => format!("the exchange with the target {target} failed"),
     }
 }
 

@@ -45,6 +45,7 @@ mod forward;
 mod h2c;
 pub(crate) mod headers;
 pub(crate) mod record;
+mod raw;
 mod server;
 mod settings;
 mod upgrade;

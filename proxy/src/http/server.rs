@@ -1,6 +1,8 @@
-//! The server side: the accept loop on the proxy's own listener and one hyper connection per
-//! client, speaking HTTP/1.1 or h2c (detected from the HTTP/2 preface, or switched to by an
-//! `Upgrade: h2c` request).
+//! The server side: the accept loop on the proxy's own listener. Each client connection starts
+//! on the [raw HTTP/1.1 fast path](super::raw); whatever that path does not take (HTTP/2,
+//! upgrades, HTTP/1.0, unusual headers, malformed requests) is served by one hyper connection
+//! from there on, speaking HTTP/1.x or h2c (detected from the HTTP/2 preface, or switched to
+//! by an `Upgrade: h2c` request).
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -15,12 +17,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rig_types::Timestamp;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::context::{Context, ServeError};
 use super::forward;
 use super::h2c;
+use super::raw;
 use super::record::MalformedRecord;
 use super::settings::HttpSettings;
 use super::upstream::Http1Upstream;
@@ -85,6 +89,36 @@ async fn serve_connection(
 ) {
     // Best effort: a socket that refuses the option still works, only slower.
     let _ = stream.set_nodelay(true);
+    let Some(fallback) = drive_raw(&ctx, raw::serve(&ctx, stream)).await else {
+        return;
+    };
+    let io = raw::Prefixed::new(fallback.buffered.freeze(), fallback.stream);
+    serve_hyper(ctx, builder, io).await;
+}
+
+/// Runs the raw path of a connection to its end or its fallback; on cancellation gives it the
+/// grace period (it closes idle connections itself) and then drops it.
+async fn drive_raw<F>(ctx: &Context, connection: F) -> Option<raw::Fallback>
+where
+    F: Future<Output = Option<raw::Fallback>>,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        biased;
+        fallback = connection.as_mut() => fallback,
+        _ = ctx.cancel.cancelled() => {
+            tokio::time::timeout(ctx.shutdown_grace, connection.as_mut())
+                .await
+                .unwrap_or(None)
+        }
+    }
+}
+
+/// Serves a connection with hyper: HTTP/1.x with upgrades, or HTTP/2 from its preface.
+async fn serve_hyper<I>(ctx: Arc<Context>, builder: Arc<auto::Builder<TokioExecutor>>, io: I)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service_ctx = ctx.clone();
     let upstream = Arc::new(Http1Upstream::default());
     let service = service_fn(move |request| {
@@ -99,7 +133,7 @@ async fn serve_connection(
             Ok::<_, Infallible>(response)
         }
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let result = drive(&ctx, connection, |c| c.graceful_shutdown()).await;
     if let Err(error) = result {
         record_rejected_request(&ctx, &*error);

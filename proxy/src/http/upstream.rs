@@ -136,6 +136,19 @@ impl Upstream {
         Ok(sender)
     }
 
+    /// Dials the target for the raw HTTP/1.1 path, within the connect timeout, with
+    /// `TCP_NODELAY`.
+    pub(crate) async fn connect_raw(&self) -> io::Result<TcpStream> {
+        connect(&self.target, self.connect_timeout)
+            .await
+            .map(TokioIo::into_inner)
+    }
+
+    /// How long the target may take to send its response head, if limited.
+    pub(crate) fn response_timeout(&self) -> Option<Duration> {
+        self.response_timeout
+    }
+
     async fn within_timeout<F>(&self, response: F) -> Result<Response<Incoming>, SendError>
     where
         F: Future<Output = Result<Response<Incoming>, SendError>>,

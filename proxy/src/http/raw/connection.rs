@@ -1,0 +1,782 @@
+//! One client connection on the raw path: requests are read, forwarded verbatim to the client
+//! connection's own upstream connection, and answered with the target's bytes verbatim, one
+//! exchange after the other (pipelined requests wait in the buffer, in order).
+//!
+//! ```text
+//! client ─► cbuf ─► head? ─► [head + body bytes] ─► upstream ─► target
+//! client ◄──────────── [interim heads, final head + body bytes] ◄─ ubuf ◄┘
+//!             └─ RawRecord: head slices + capture slices ─► Observer (try_send)
+//! ```
+//!
+//! Both buffers are read into directly and the forwarded regions are split off and frozen:
+//! the record keeps the heads and the captured body bytes as slices of the same memory.
+
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::HeaderMap;
+use rig_types::Timestamp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::framing::Chunked;
+use super::parse::{self, Framing, RequestHead, ResponseHead};
+use super::record::{Answer, RawRecord};
+use crate::http::capture::Capture;
+use crate::http::context::Context;
+use crate::http::error::{Failure, FailureKind, RawFailure};
+use crate::http::upstream::SendError;
+
+/// The HTTP/2 connection preface: a connection starting with it goes to hyper.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Free space ensured before reading a request head.
+const HEAD_READ: usize = 8 * 1024;
+/// Free space ensured before reading body bytes.
+const BODY_READ: usize = 64 * 1024;
+/// Below this much free space a buffer is grown before the next read.
+const MIN_READ: usize = 2 * 1024;
+/// Client bytes (pipelined requests) buffered while a response is on its way; beyond it the
+/// client is not read until the response is done.
+const PIPELINE_LIMIT: usize = 64 * 1024;
+
+/// A connection the raw path gives up at a request boundary: hyper serves it from here,
+/// starting with the bytes already read.
+pub(crate) struct Fallback {
+    pub(crate) stream: TcpStream,
+    pub(crate) buffered: BytesMut,
+}
+
+/// Serves `client` on the raw path until it closes, the proxy shuts down, or a request needs
+/// hyper (then the connection is returned, with what was read of that request).
+pub(crate) async fn serve(ctx: &Context, client: TcpStream) -> Option<Fallback> {
+    let mut conn = Connection {
+        client,
+        cbuf: BytesMut::new(),
+        upstream: None,
+        ubuf: BytesMut::new(),
+        ranges: Vec::new(),
+    };
+    let cancelled = ctx.cancel.cancelled();
+    tokio::pin!(cancelled);
+    let mut first = true;
+    loop {
+        let head = match conn.next_head(cancelled.as_mut(), first).await {
+            Wait::Head(head) => head,
+            Wait::Fallback if !ctx.cancel.is_cancelled() => {
+                return Some(Fallback {
+                    stream: conn.client,
+                    buffered: conn.cbuf,
+                })
+            }
+            Wait::Fallback | Wait::Closed => return None,
+        };
+        first = false;
+        let keep_alive = conn.exchange(ctx, head).await;
+        if !keep_alive || ctx.cancel.is_cancelled() {
+            let _ = conn.client.shutdown().await;
+            return None;
+        }
+    }
+}
+
+enum Wait {
+    Head(RequestHead),
+    Fallback,
+    Closed,
+}
+
+/// What happened while waiting on both sides.
+enum Event {
+    Client(std::io::Result<usize>),
+    Upstream(std::io::Result<usize>),
+    Timeout,
+}
+
+struct Connection {
+    client: TcpStream,
+    /// Bytes from the client not yet forwarded.
+    cbuf: BytesMut,
+    /// The client connection's own connection to the target, once opened.
+    upstream: Option<TcpStream>,
+    /// Bytes from the target not yet forwarded.
+    ubuf: BytesMut,
+    /// Chunk data ranges found by the last walk (reused).
+    ranges: Vec<Range<usize>>,
+}
+
+/// The stage an exchange is in, for the record of one that is cut off.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Forwarding the request or waiting for the response head.
+    Request,
+    /// Forwarding the response body.
+    Response,
+    /// Recorded as it is.
+    Done,
+}
+
+/// The record of the exchange in flight; handed to the observer when dropped, so an exchange
+/// cut off anywhere (client gone, proxy shut down) is recorded exactly once.
+struct Flight<'a> {
+    ctx: &'a Context,
+    started: Instant,
+    stage: Stage,
+    /// Taken when the flight is dropped.
+    record: Option<Box<RawRecord>>,
+}
+
+impl Flight<'_> {
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn rec(&mut self) -> &mut RawRecord {
+        self.record.as_mut().expect("recorded only on drop")
+    }
+
+    /// Records `failure` as the answer the client got.
+    fn failed(&mut self, failure: &Failure, headers: HeaderMap, status: u16, body: &Bytes) {
+        let elapsed = self.elapsed();
+        let record = self.rec();
+        let mut capture = Capture::new(usize::MAX);
+        capture.push(body);
+        record.answer = Answer::Made(status, headers);
+        record.response_body = capture;
+        record.response_error = Some(failure.event_error());
+        record.latency = elapsed;
+        record.duration = elapsed;
+        self.stage = Stage::Done;
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        let elapsed = self.elapsed();
+        let shutting_down = self.ctx.cancel.is_cancelled();
+        match self.stage {
+            Stage::Done => {}
+            Stage::Request => {
+                record.latency = elapsed;
+                record.duration = elapsed;
+                record.response_error = Some(
+                    if shutting_down {
+                        "proxy: shut down before the target responded"
+                    } else {
+                        "client: the connection closed before the target responded"
+                    }
+                    .to_string(),
+                );
+            }
+            Stage::Response => {
+                record.duration = elapsed;
+                let delivered = record.response_body.total();
+                record.response_error = Some(if shutting_down {
+                    format!("proxy: shut down after {delivered} bytes of the response body")
+                } else {
+                    format!(
+                        "client: the connection closed after {delivered} bytes of the response body"
+                    )
+                });
+            }
+        }
+        self.ctx.observer.record(record);
+    }
+}
+
+/// How a request body is followed: the framing, and how far it got.
+struct BodyProgress {
+    framing: Framing,
+    remaining: u64,
+    chunked: Chunked,
+}
+
+impl BodyProgress {
+    fn new(framing: Framing) -> BodyProgress {
+        let remaining = match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        BodyProgress {
+            framing,
+            remaining,
+            chunked: Chunked::default(),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self.framing {
+            Framing::Empty => true,
+            Framing::Length(_) => self.remaining == 0,
+            Framing::Chunked => self.chunked.is_done(),
+            Framing::UntilClose => false,
+        }
+    }
+
+    /// How many bytes of `buf` belong to the body; chunk data ranges go to `ranges`.
+    fn take(&mut self, buf: &[u8], ranges: &mut Vec<Range<usize>>) -> Result<usize, &'static str> {
+        ranges.clear();
+        match self.framing {
+            Framing::Empty => Ok(0),
+            Framing::Length(_) => {
+                let n = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                self.remaining -= n as u64;
+                ranges.push(0..n);
+                Ok(n)
+            }
+            Framing::Chunked => self
+                .chunked
+                .walk(buf, |range| ranges.push(range))
+                .map_err(|e| e.0),
+            Framing::UntilClose => {
+                ranges.push(0..buf.len());
+                Ok(buf.len())
+            }
+        }
+    }
+}
+
+/// Ensures room for a read of about `size` bytes.
+fn make_room(buf: &mut BytesMut, size: usize) {
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(size);
+    }
+}
+
+/// Keeps slices of the `ranges` of `wire` (starting at `offset`) in `capture`.
+fn capture_ranges(capture: &mut Capture, wire: &Bytes, offset: usize, ranges: &[Range<usize>]) {
+    for range in ranges {
+        if range.is_empty() {
+            continue;
+        }
+        capture.push(&wire.slice(offset + range.start..offset + range.end));
+    }
+}
+
+/// A response the proxy makes (a failure) as HTTP/1.1 bytes.
+fn serialize(status: http::StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + body.len());
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.put_slice(b"\r\n");
+    for (name, value) in headers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+    out.put_slice(body);
+    out
+}
+
+/// Why a request body could not be forwarded.
+enum BodyFailure {
+    /// The client's bytes are not a valid body.
+    Client(String),
+    /// Writing to the target failed.
+    Upstream(std::io::Error),
+}
+
+/// How the response head wait ended.
+enum HeadOutcome {
+    Final(ResponseHead),
+    /// The exchange failed; the client is answered with it.
+    Failed(Failure),
+    /// The client went away (recorded by the flight).
+    ClientGone,
+}
+
+impl Connection {
+    /// Waits for the next request head: parses what is buffered and reads more as needed,
+    /// while watching the idle upstream connection and the proxy's cancellation.
+    async fn next_head(
+        &mut self,
+        mut cancelled: Pin<&mut impl Future<Output = ()>>,
+        first: bool,
+    ) -> Wait {
+        loop {
+            if !self.cbuf.is_empty() {
+                let buffered = &self.cbuf[..];
+                if first && buffered.len() < PREFACE.len() && PREFACE.starts_with(buffered) {
+                    // Maybe the HTTP/2 preface: wait for the rest.
+                } else if first && buffered.starts_with(PREFACE) {
+                    return Wait::Fallback;
+                } else {
+                    match parse::request(buffered) {
+                        parse::Request::Raw(head) => return Wait::Head(head),
+                        parse::Request::Fallback => return Wait::Fallback,
+                        parse::Request::Partial => {}
+                    }
+                }
+            }
+            make_room(&mut self.cbuf, HEAD_READ);
+            let event = match self.upstream.as_mut() {
+                Some(upstream) => {
+                    tokio::select! {
+                        biased;
+                        _ = cancelled.as_mut() => return Wait::Closed,
+                        read = self.client.read_buf(&mut self.cbuf) => Event::Client(read),
+                        read = upstream.read_buf(&mut self.ubuf) => Event::Upstream(read),
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        biased;
+                        _ = cancelled.as_mut() => return Wait::Closed,
+                        read = self.client.read_buf(&mut self.cbuf) => Event::Client(read),
+                    }
+                }
+            };
+            match event {
+                Event::Client(Ok(0) | Err(_)) => return Wait::Closed,
+                // Anything from an idle upstream connection (its close, or bytes nobody asked
+                // for) ends it; the next request opens a new one.
+                Event::Upstream(_) => {
+                    self.upstream = None;
+                    self.ubuf.clear();
+                }
+                Event::Client(Ok(_)) | Event::Timeout => {}
+            }
+        }
+    }
+
+    /// Forwards one exchange; returns whether the connection stays open for the next one.
+    async fn exchange(&mut self, ctx: &Context, head: RequestHead) -> bool {
+        let started = Instant::now();
+        let mut flight = Flight {
+            ctx,
+            started,
+            stage: Stage::Request,
+            record: Some(Box::new(RawRecord {
+                request_head: Bytes::new(),
+                request_body: Capture::new(ctx.capture_limit),
+                request_error: None,
+                answer: Answer::Nothing,
+                response_body: Capture::new(ctx.capture_limit),
+                response_error: None,
+                started_at: Timestamp::now(),
+                latency: Duration::ZERO,
+                duration: Duration::ZERO,
+                redact: ctx.redact.clone(),
+            })),
+        };
+
+        // The head and the body bytes already here go out in one write.
+        let mut body = BodyProgress::new(head.framing);
+        let in_buffer = match body.take(&self.cbuf[head.len..], &mut self.ranges) {
+            Ok(n) => n,
+            Err(why) => {
+                flight.rec().request_head = self.cbuf.split_to(head.len).freeze();
+                return self.request_broke_off(&mut flight, why);
+            }
+        };
+        let wire = self.cbuf.split_to(head.len + in_buffer).freeze();
+        flight.rec().request_head = wire.slice(..head.len);
+        let complete = body.is_done();
+
+        let reused = self.upstream.is_some();
+        if !reused {
+            match ctx.upstream.connect_raw().await {
+                Ok(stream) => self.upstream = Some(stream),
+                Err(error) => {
+                    let failure = Failure::from_send(&SendError::Connect(error), &ctx.target, false);
+                    return self.fail(&mut flight, &failure).await && complete && !head.close;
+                }
+            }
+        }
+        let mut resend = (reused && complete).then(|| wire.clone());
+        if let Err(error) = self.upstream_mut().write_all(&wire).await {
+            match resend.take() {
+                Some(wire) if self.reconnect_and_send(ctx, &wire).await.is_ok() => {}
+                _ => {
+                    let failure = Failure::from_raw(RawFailure::Io(&error), &ctx.target);
+                    return self.fail(&mut flight, &failure).await && complete && !head.close;
+                }
+            }
+        }
+        capture_ranges(&mut flight.rec().request_body, &wire, head.len, &self.ranges);
+
+        // The rest of the request body, while watching for interim responses (and a final one
+        // that does not wait for the body).
+        let mut early = None;
+        while !body.is_done() {
+            make_room(&mut self.cbuf, BODY_READ);
+            let upstream = self.upstream.as_mut().expect("connected");
+            let event = tokio::select! {
+                biased;
+                read = upstream.read_buf(&mut self.ubuf) => Event::Upstream(read),
+                read = self.client.read_buf(&mut self.cbuf) => Event::Client(read),
+            };
+            match event {
+                Event::Client(Ok(0)) => {
+                    return self.request_broke_off(
+                        &mut flight,
+                        "end of file before message length reached",
+                    )
+                }
+                Event::Client(Err(error)) => {
+                    let why = error.to_string();
+                    return self.request_broke_off(&mut flight, &why);
+                }
+                Event::Client(Ok(_)) => match self.forward_request_body(ctx, &mut flight, &mut body).await {
+                    Ok(()) => {}
+                    Err(BodyFailure::Client(why)) => return self.request_broke_off(&mut flight, &why),
+                    Err(BodyFailure::Upstream(error)) => {
+                        let failure = Failure::from_raw(RawFailure::Io(&error), &ctx.target);
+                        self.fail(&mut flight, &failure).await;
+                        return false;
+                    }
+                },
+                Event::Upstream(Ok(0)) => {
+                    let failure = Failure::from_raw(RawFailure::Closed, &ctx.target);
+                    self.fail(&mut flight, &failure).await;
+                    return false;
+                }
+                Event::Upstream(Err(error)) => {
+                    let failure = Failure::from_raw(RawFailure::Io(&error), &ctx.target);
+                    self.fail(&mut flight, &failure).await;
+                    return false;
+                }
+                Event::Upstream(Ok(_)) => match self.interim(ctx, head.head_method).await {
+                    Ok(None) => {}
+                    Ok(Some(response)) => {
+                        early = Some(response);
+                        break;
+                    }
+                    Err(HeadOutcome::Failed(failure)) => {
+                        self.fail(&mut flight, &failure).await;
+                        return false;
+                    }
+                    Err(_) => return false,
+                },
+                Event::Timeout => {}
+            }
+        }
+
+        let response = match early {
+            Some(response) => response,
+            None => match self.response_head(ctx, &mut resend, head.head_method).await {
+                HeadOutcome::Final(response) => response,
+                HeadOutcome::Failed(failure) => {
+                    return self.fail(&mut flight, &failure).await && !head.close;
+                }
+                HeadOutcome::ClientGone => return false,
+            },
+        };
+        self.response(ctx, &mut flight, &mut body, response).await && body.is_done() && !head.close
+    }
+
+    /// Forwards the request body bytes at the start of `cbuf` to the target and captures them.
+    async fn forward_request_body(
+        &mut self,
+        ctx: &Context,
+        flight: &mut Flight<'_>,
+        body: &mut BodyProgress,
+    ) -> Result<(), BodyFailure> {
+        let n = body
+            .take(&self.cbuf, &mut self.ranges)
+            .map_err(|why| BodyFailure::Client(why.to_string()))?;
+        let upstream = self.upstream.as_mut().expect("connected");
+        upstream
+            .write_all(&self.cbuf[..n])
+            .await
+            .map_err(BodyFailure::Upstream)?;
+        let capture = &mut flight.rec().request_body;
+        if capture.total() < ctx.capture_limit as u64 {
+            let chunk = self.cbuf.split_to(n).freeze();
+            capture_ranges(capture, &chunk, 0, &self.ranges);
+        } else {
+            capture.count(self.ranges.iter().map(ExactSizeIterator::len).sum());
+            self.cbuf.advance(n);
+        }
+        Ok(())
+    }
+
+    fn upstream_mut(&mut self) -> &mut TcpStream {
+        self.upstream.as_mut().expect("connected")
+    }
+
+    /// Opens a new upstream connection (the reused one turned out closed) and sends `wire`,
+    /// the whole request, over it.
+    async fn reconnect_and_send(&mut self, ctx: &Context, wire: &Bytes) -> std::io::Result<()> {
+        self.upstream = None;
+        self.ubuf.clear();
+        let mut stream = ctx.upstream.connect_raw().await?;
+        stream.write_all(wire).await?;
+        self.upstream = Some(stream);
+        Ok(())
+    }
+
+    /// Forwards the interim responses at the start of `ubuf`; returns the final response head
+    /// once it is there.
+    async fn interim(
+        &mut self,
+        ctx: &Context,
+        head_method: bool,
+    ) -> Result<Option<ResponseHead>, HeadOutcome> {
+        while !self.ubuf.is_empty() {
+            match parse::response(&self.ubuf, head_method) {
+                Ok(parse::Response::Partial) => return Ok(None),
+                Ok(parse::Response::Final(response)) => return Ok(Some(response)),
+                Ok(parse::Response::Interim(len)) => {
+                    if self.client.write_all(&self.ubuf[..len]).await.is_err() {
+                        return Err(HeadOutcome::ClientGone);
+                    }
+                    self.ubuf.advance(len);
+                }
+                Ok(parse::Response::Switching) => {
+                    return Err(HeadOutcome::Failed(Failure::new(
+                        FailureKind::UpstreamProtocol,
+                        format!(
+                            "the target {} switched protocols although the client did not ask to",
+                            ctx.target
+                        ),
+                    )))
+                }
+                Err(why) => {
+                    return Err(HeadOutcome::Failed(Failure::from_raw(
+                        RawFailure::Invalid(why),
+                        &ctx.target,
+                    )))
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits for the final response head (forwarding interim ones), within the response
+    /// timeout. A reused connection the target closed before answering is replaced once, and
+    /// the request (`resend`, when it was sent whole) sent again.
+    async fn response_head(
+        &mut self,
+        ctx: &Context,
+        resend: &mut Option<Bytes>,
+        head_method: bool,
+    ) -> HeadOutcome {
+        let timeout = ctx.upstream.response_timeout();
+        let mut timer = timeout.map(|limit| Box::pin(tokio::time::sleep(limit)));
+        loop {
+            match self.interim(ctx, head_method).await {
+                Ok(Some(response)) => return HeadOutcome::Final(response),
+                Ok(None) => {}
+                Err(outcome) => return outcome,
+            }
+            if !self.ubuf.is_empty() {
+                // Part of an answer arrived: no resending from here on.
+                *resend = None;
+            }
+            make_room(&mut self.ubuf, BODY_READ);
+            let pipelined = self.cbuf.len() < PIPELINE_LIMIT;
+            let upstream = self.upstream.as_mut().expect("connected");
+            let event = tokio::select! {
+                biased;
+                read = upstream.read_buf(&mut self.ubuf) => Event::Upstream(read),
+                read = self.client.read_buf(&mut self.cbuf), if pipelined => Event::Client(read),
+                _ = async { timer.as_mut().expect("armed").await }, if timer.is_some() => Event::Timeout,
+            };
+            match event {
+                Event::Upstream(Ok(n)) if n > 0 => {}
+                Event::Upstream(read) => {
+                    let retry = resend.take();
+                    if let Some(wire) = retry.filter(|_| self.ubuf.is_empty()) {
+                        if self.reconnect_and_send(ctx, &wire).await.is_ok() {
+                            continue;
+                        }
+                    }
+                    self.upstream = None;
+                    self.ubuf.clear();
+                    let failure = match &read {
+                        Err(error) => Failure::from_raw(RawFailure::Io(error), &ctx.target),
+                        Ok(_) => Failure::from_raw(RawFailure::Closed, &ctx.target),
+                    };
+                    return HeadOutcome::Failed(failure);
+                }
+                Event::Client(Ok(0) | Err(_)) => {
+                    self.upstream = None;
+                    return HeadOutcome::ClientGone;
+                }
+                Event::Client(Ok(_)) => {}
+                Event::Timeout => {
+                    self.upstream = None;
+                    self.ubuf.clear();
+                    let limit = timeout.unwrap_or_default();
+                    return HeadOutcome::Failed(Failure::from_send(
+                        &SendError::Timeout(limit),
+                        &ctx.target,
+                        false,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Forwards the final response, head and body; returns whether the connection may carry
+    /// another exchange.
+    async fn response(
+        &mut self,
+        ctx: &Context,
+        flight: &mut Flight<'_>,
+        request: &mut BodyProgress,
+        head: ResponseHead,
+    ) -> bool {
+        flight.rec().latency = flight.elapsed();
+        flight.stage = Stage::Response;
+        let mut body = BodyProgress::new(head.framing);
+        let in_buffer = match body.take(&self.ubuf[head.len..], &mut self.ranges) {
+            Ok(n) => n,
+            Err(why) => {
+                // Nothing of it was forwarded yet: the target's answer is invalid.
+                self.upstream = None;
+                self.ubuf.clear();
+                let failure = Failure::from_raw(RawFailure::Invalid(why), &ctx.target);
+                return self.fail(flight, &failure).await;
+            }
+        };
+        let forwarded = self.client.write_all(&self.ubuf[..head.len + in_buffer]).await;
+        let wire = self.ubuf.split_to(head.len + in_buffer).freeze();
+        flight.rec().answer = Answer::Forwarded(wire.slice(..head.len));
+        capture_ranges(&mut flight.rec().response_body, &wire, head.len, &self.ranges);
+        drop(wire);
+        if forwarded.is_err() {
+            self.upstream = None;
+            return false;
+        }
+
+        while !body.is_done() {
+            make_room(&mut self.ubuf, BODY_READ);
+            // The request body may still be on its way (a target answering as it reads, like
+            // an echo): it keeps being forwarded.
+            let uploading = !request.is_done();
+            if uploading {
+                make_room(&mut self.cbuf, BODY_READ);
+            }
+            let pipelined = uploading || self.cbuf.len() < PIPELINE_LIMIT;
+            let upstream = self.upstream.as_mut().expect("connected");
+            let event = tokio::select! {
+                biased;
+                read = upstream.read_buf(&mut self.ubuf) => Event::Upstream(read),
+                read = self.client.read_buf(&mut self.cbuf), if pipelined => Event::Client(read),
+            };
+            match event {
+                Event::Upstream(Ok(0)) if head.framing == Framing::UntilClose => break,
+                Event::Upstream(Ok(0)) => {
+                    return self.response_broke_off(
+                        flight,
+                        "end of file before message length reached",
+                    )
+                }
+                Event::Upstream(Err(error)) => {
+                    let why = error.to_string();
+                    return self.response_broke_off(flight, &why);
+                }
+                Event::Upstream(Ok(_)) => {
+                    let n = match body.take(&self.ubuf, &mut self.ranges) {
+                        Ok(n) => n,
+                        Err(why) => return self.response_broke_off(flight, why),
+                    };
+                    let forwarded = self.client.write_all(&self.ubuf[..n]).await;
+                    let capture = &mut flight.rec().response_body;
+                    if capture.total() < ctx.capture_limit as u64 {
+                        let chunk = self.ubuf.split_to(n).freeze();
+                        capture_ranges(capture, &chunk, 0, &self.ranges);
+                    } else {
+                        capture.count(self.ranges.iter().map(ExactSizeIterator::len).sum());
+                        self.ubuf.advance(n);
+                    }
+                    if forwarded.is_err() {
+                        // Recorded by the flight: the client closed the connection.
+                        self.upstream = None;
+                        return false;
+                    }
+                }
+                Event::Client(Ok(0)) if uploading => {
+                    return self
+                        .request_broke_off(flight, "end of file before message length reached")
+                }
+                Event::Client(Err(error)) if uploading => {
+                    let why = error.to_string();
+                    return self.request_broke_off(flight, &why);
+                }
+                Event::Client(Ok(0) | Err(_)) => {
+                    self.upstream = None;
+                    return false;
+                }
+                Event::Client(Ok(_)) if uploading => {
+                    match self.forward_request_body(ctx, flight, request).await {
+                        Ok(()) => {}
+                        Err(BodyFailure::Client(why)) => return self.request_broke_off(flight, &why),
+                        Err(BodyFailure::Upstream(error)) => {
+                            let why = error.to_string();
+                            return self.response_broke_off(flight, &why);
+                        }
+                    }
+                }
+                Event::Client(Ok(_)) | Event::Timeout => {}
+            }
+        }
+        flight.rec().duration = flight.elapsed();
+        flight.stage = Stage::Done;
+        if head.close || !self.ubuf.is_empty() {
+            // Closed by the target, or bytes after the response nobody asked for.
+            self.upstream = None;
+            self.ubuf.clear();
+        }
+        !head.close
+    }
+
+    /// Records the response body breaking off after its head went out, and ends the
+    /// connection (the client cannot be told otherwise).
+    fn response_broke_off(&mut self, flight: &mut Flight<'_>, why: &str) -> bool {
+        let elapsed = flight.elapsed();
+        let record = flight.rec();
+        record.duration = elapsed;
+        record.response_error = Some(format!(
+            "upstream: the response body broke off after {} bytes: error reading a body from \
+             connection: {why}",
+            record.response_body.total()
+        ));
+        flight.stage = Stage::Done;
+        self.upstream = None;
+        self.ubuf.clear();
+        false
+    }
+
+    /// Records the client's request body breaking off (end of file, or not valid chunked
+    /// encoding), and ends the connection.
+    fn request_broke_off(&mut self, flight: &mut Flight<'_>, why: &str) -> bool {
+        let elapsed = flight.elapsed();
+        let record = flight.rec();
+        record.request_error = Some(format!(
+            "client: the request body broke off after {} bytes: error reading a body from \
+             connection: {why}",
+            record.request_body.total()
+        ));
+        record.latency = elapsed;
+        record.duration = elapsed;
+        flight.stage = Stage::Done;
+        self.upstream = None;
+        self.ubuf.clear();
+        false
+    }
+
+    /// Answers the client with `failure` and records it; returns whether the answer went out.
+    /// The upstream connection is given up.
+    async fn fail(&mut self, flight: &mut Flight<'_>, failure: &Failure) -> bool {
+        self.upstream = None;
+        self.ubuf.clear();
+        let (response, headers, body) = failure.response(false);
+        let status = response.status();
+        let wire = serialize(status, &headers, &body);
+        flight.failed(failure, headers, status.as_u16(), &body);
+        self.client.write_all(&wire).await.is_ok()
+    }
+}
