@@ -8,6 +8,7 @@ mod http2;
 mod load;
 mod origin;
 mod policy;
+mod raw;
 mod shutdown;
 mod support;
 mod upgrade;

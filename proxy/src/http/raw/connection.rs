@@ -225,7 +225,9 @@ impl BodyProgress {
         match self.framing {
             Framing::Empty => Ok(0),
             Framing::Length(_) => {
-                let n = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                let n = buf
+                    .len()
+                    .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
                 self.remaining -= n as u64;
                 ranges.push(0..n);
                 Ok(n)
@@ -388,7 +390,8 @@ impl Connection {
             match ctx.upstream.connect_raw().await {
                 Ok(stream) => self.upstream = Some(stream),
                 Err(error) => {
-                    let failure = Failure::from_send(&SendError::Connect(error), &ctx.target, false);
+                    let failure =
+                        Failure::from_send(&SendError::Connect(error), &ctx.target, false);
                     return self.fail(&mut flight, &failure).await && complete && !head.close;
                 }
             }
@@ -403,7 +406,12 @@ impl Connection {
                 }
             }
         }
-        capture_ranges(&mut flight.rec().request_body, &wire, head.len, &self.ranges);
+        capture_ranges(
+            &mut flight.rec().request_body,
+            &wire,
+            head.len,
+            &self.ranges,
+        );
 
         // The rest of the request body, while watching for interim responses (and a final one
         // that does not wait for the body).
@@ -427,15 +435,19 @@ impl Connection {
                     let why = error.to_string();
                     return self.request_broke_off(&mut flight, &why);
                 }
-                Event::Client(Ok(_)) => match self.forward_request_body(ctx, &mut flight, &mut body).await {
-                    Ok(()) => {}
-                    Err(BodyFailure::Client(why)) => return self.request_broke_off(&mut flight, &why),
-                    Err(BodyFailure::Upstream(error)) => {
-                        let failure = Failure::from_raw(RawFailure::Io(&error), &ctx.target);
-                        self.fail(&mut flight, &failure).await;
-                        return false;
+                Event::Client(Ok(_)) => {
+                    match self.forward_request_body(ctx, &mut flight, &mut body).await {
+                        Ok(()) => {}
+                        Err(BodyFailure::Client(why)) => {
+                            return self.request_broke_off(&mut flight, &why)
+                        }
+                        Err(BodyFailure::Upstream(error)) => {
+                            let failure = Failure::from_raw(RawFailure::Io(&error), &ctx.target);
+                            self.fail(&mut flight, &failure).await;
+                            return false;
+                        }
                     }
-                },
+                }
                 Event::Upstream(Ok(0)) => {
                     let failure = Failure::from_raw(RawFailure::Closed, &ctx.target);
                     self.fail(&mut flight, &failure).await;
@@ -641,10 +653,18 @@ impl Connection {
                 return self.fail(flight, &failure).await;
             }
         };
-        let forwarded = self.client.write_all(&self.ubuf[..head.len + in_buffer]).await;
+        let forwarded = self
+            .client
+            .write_all(&self.ubuf[..head.len + in_buffer])
+            .await;
         let wire = self.ubuf.split_to(head.len + in_buffer).freeze();
         flight.rec().answer = Answer::Forwarded(wire.slice(..head.len));
-        capture_ranges(&mut flight.rec().response_body, &wire, head.len, &self.ranges);
+        capture_ranges(
+            &mut flight.rec().response_body,
+            &wire,
+            head.len,
+            &self.ranges,
+        );
         drop(wire);
         if forwarded.is_err() {
             self.upstream = None;
@@ -669,10 +689,8 @@ impl Connection {
             match event {
                 Event::Upstream(Ok(0)) if head.framing == Framing::UntilClose => break,
                 Event::Upstream(Ok(0)) => {
-                    return self.response_broke_off(
-                        flight,
-                        "end of file before message length reached",
-                    )
+                    return self
+                        .response_broke_off(flight, "end of file before message length reached")
                 }
                 Event::Upstream(Err(error)) => {
                     let why = error.to_string();
@@ -713,7 +731,9 @@ impl Connection {
                 Event::Client(Ok(_)) if uploading => {
                     match self.forward_request_body(ctx, flight, request).await {
                         Ok(()) => {}
-                        Err(BodyFailure::Client(why)) => return self.request_broke_off(flight, &why),
+                        Err(BodyFailure::Client(why)) => {
+                            return self.request_broke_off(flight, &why)
+                        }
                         Err(BodyFailure::Upstream(error)) => {
                             let why = error.to_string();
                             return self.response_broke_off(flight, &why);

@@ -66,7 +66,8 @@ impl Chunked {
         let mut i = 0;
         while i < buf.len() && self.state != State::Done {
             if self.state == State::Data {
-                let take = (buf.len() - i).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                let take =
+                    (buf.len() - i).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
                 data(i..i + take);
                 i += take;
                 self.remaining -= take as u64;
@@ -188,7 +189,11 @@ mod tests {
             b"11111111111111111\r\n",
             b"0\r\nX\n",
         ] {
-            assert!(walk(bad, &[]).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                walk(bad, &[]).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

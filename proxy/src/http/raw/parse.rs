@@ -199,10 +199,8 @@ pub(crate) fn response(buf: &[u8], head_method: bool) -> Result<Response, &'stat
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                 transfer_encoding = Some(value);
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                if has_token(value, b"close") {
-                    close = true;
-                }
+            10 if name.eq_ignore_ascii_case(b"connection") && has_token(value, b"close") => {
+                close = true;
             }
             _ => {}
         }
@@ -285,7 +283,8 @@ mod tests {
         assert_eq!(head.len, 47);
         assert_eq!(head.framing, Framing::Empty);
         assert!(!head.close && !head.head_method);
-        let head = raw("POST / HTTP/1.1\r\nhost: a\r\nContent-Length: 12\r\nConnection: close\r\n\r\n");
+        let head =
+            raw("POST / HTTP/1.1\r\nhost: a\r\nContent-Length: 12\r\nConnection: close\r\n\r\n");
         assert_eq!(head.framing, Framing::Length(12));
         assert!(head.close);
         let head = raw("PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n");
@@ -340,21 +339,37 @@ mod tests {
     #[test]
     fn response_bodies_are_framed_as_rfc_9112_says() {
         let head = last("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false);
-        assert_eq!((head.len, head.framing, head.close), (38, Framing::Length(5), false));
+        assert_eq!(
+            (head.len, head.framing, head.close),
+            (38, Framing::Length(5), false)
+        );
         assert_eq!(
             last("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).framing,
             Framing::Empty
         );
-        assert_eq!(last("HTTP/1.1 204 No Content\r\n\r\n", false).framing, Framing::Empty);
         assert_eq!(
-            last("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false).framing,
+            last("HTTP/1.1 204 No Content\r\n\r\n", false).framing,
             Framing::Empty
         );
-        let head = last("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false);
+        assert_eq!(
+            last(
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                false
+            )
+            .framing,
+            Framing::Empty
+        );
+        let head = last(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
         assert_eq!(head.framing, Framing::Chunked);
         let head = last("HTTP/1.1 200 OK\r\n\r\n", false);
         assert_eq!((head.framing, head.close), (Framing::UntilClose, true));
-        let head = last("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false);
+        let head = last(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+            false,
+        );
         assert!(head.close);
         assert!(last("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).close);
         assert_eq!(
@@ -365,8 +380,15 @@ mod tests {
             response(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", false),
             Ok(Response::Switching)
         );
-        assert_eq!(response(b"HTTP/1.1 200 OK\r\n", false), Ok(Response::Partial));
-        assert!(response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false).is_err());
+        assert_eq!(
+            response(b"HTTP/1.1 200 OK\r\n", false),
+            Ok(Response::Partial)
+        );
+        assert!(response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            false
+        )
+        .is_err());
         assert!(response(b"SSH-2.0-OpenSSH\r\n\r\n", false).is_err());
     }
 }

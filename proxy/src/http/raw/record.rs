@@ -110,7 +110,8 @@ impl Record for RawRecord {
 fn parse_request(head: &Bytes) -> (Method, Uri, HeaderMap) {
     let mut slots = [MaybeUninit::<Header<'_>>::uninit(); MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
-    let _ = ParserConfig::default().parse_request_with_uninit_headers(&mut request, head, &mut slots);
+    let _ =
+        ParserConfig::default().parse_request_with_uninit_headers(&mut request, head, &mut slots);
     let method = request
         .method
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok())

@@ -1,0 +1,364 @@
+//! The raw HTTP/1.1 fast path against plain sockets: pipelining, interim responses, bodies
+//! read until close, and handing a connection to hyper half-way.
+
+use futures_util::{SinkExt, StreamExt};
+use http::Request;
+use rig_types::{Event, EventType, RequestInfo};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::origin::Origin;
+use crate::support::{full, http1_client, send, Proxy, PATIENCE};
+
+/// One response read off a socket.
+struct Answer {
+    status: u16,
+    /// The head, header names lower-cased.
+    head: String,
+    body: Vec<u8>,
+}
+
+/// Reads one response (`Content-Length`, chunked, or until close when `until_close`) from
+/// `stream`, keeping what follows it in `buf`.
+async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>, until_close: bool) -> Answer {
+    let end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        fill(stream, buf).await;
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    buf.drain(..end);
+    let status = head[9..12].parse().unwrap();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .map(str::to_string)
+    };
+    let mut body = Vec::new();
+    if let Some(length) = header("content-length") {
+        let length: usize = length.parse().unwrap();
+        while buf.len() < length {
+            fill(stream, buf).await;
+        }
+        body = buf.drain(..length).collect();
+    } else if header("transfer-encoding").is_some() {
+        loop {
+            let line = loop {
+                if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break at;
+                }
+                fill(stream, buf).await;
+            };
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&buf[..line]).unwrap(), 16).unwrap();
+            while buf.len() < line + 2 + size + 2 {
+                fill(stream, buf).await;
+            }
+            body.extend_from_slice(&buf[line + 2..line + 2 + size]);
+            buf.drain(..line + 2 + size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    } else if until_close {
+        tokio::time::timeout(PATIENCE, stream.read_to_end(buf))
+            .await
+            .unwrap()
+            .unwrap();
+        body = std::mem::take(buf);
+    }
+    Answer { status, head, body }
+}
+
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 4096];
+    let n = tokio::time::timeout(PATIENCE, stream.read(&mut chunk))
+        .await
+        .expect("the proxy answered in time")
+        .unwrap();
+    assert!(n > 0, "the proxy closed the connection early");
+    buf.extend_from_slice(&chunk[..n]);
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_and_recorded_in_order() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(
+            b"POST /echo HTTP/1.1\r\nHost: api\r\nContent-Length: 5\r\n\r\nfirst\
+              GET /headers HTTP/1.1\r\nHost: api\r\nX-N: 2\r\n\r\n\
+              POST /echo HTTP/1.1\r\nHost: api\r\nTransfer-Encoding: chunked\r\n\r\n\
+              3\r\nthi\r\n2\r\nrd\r\n0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let first = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!((first.status, &first.body[..]), (200, &b"first"[..]));
+    let second = read_answer(&mut client, &mut buf, false).await;
+    assert!(String::from_utf8_lossy(&second.body).contains("x-n: 2\n"));
+    let third = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!(third.body, b"third");
+
+    let r = proxy.events.request().await;
+    assert_eq!(
+        (r.method.as_str(), r.request_body.as_deref()),
+        ("POST", Some(&b"first"[..]))
+    );
+    let r = proxy.events.request().await;
+    assert_eq!(
+        (r.path.as_str(), &r.request_headers["X-N"][..]),
+        ("/headers", &["2".to_string()][..])
+    );
+    let r = proxy.events.request().await;
+    assert_eq!(r.request_body.as_deref(), Some(&b"third"[..]));
+    assert_eq!(r.request_size, 5, "the decoded chunk data");
+    assert_eq!(r.response_body.as_deref(), Some(&b"third"[..]));
+    assert_eq!(
+        origin.connections(),
+        1,
+        "one upstream connection for all three"
+    );
+}
+
+/// A target that answers one request with `100 Continue`, reads the 4-byte body, and answers
+/// `200` with the body reversed.
+async fn continue_target() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .unwrap();
+        let head = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        while seen.len() < head + 4 {
+            let n = stream.read(&mut chunk).await.unwrap();
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        let mut body = seen[head..head + 4].to_vec();
+        body.reverse();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+            .await
+            .unwrap();
+        stream.write_all(&body).await.unwrap();
+        let _ = stream.read(&mut chunk).await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn expect_100_continue_gets_the_targets_interim_response() {
+    let mut proxy = Proxy::start(continue_target().await).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(
+            b"POST /up HTTP/1.1\r\nHost: api\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        fill(&mut client, &mut buf).await;
+    }
+    assert!(
+        buf.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    buf.drain(..25);
+    client.write_all(b"ping").await.unwrap();
+    let answer = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!((answer.status, &answer.body[..]), (200, &b"gnip"[..]));
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.status_code, 200);
+    assert_eq!(r.request_body.as_deref(), Some(&b"ping"[..]));
+    assert_eq!(r.response_body.as_deref(), Some(&b"gnip"[..]));
+    assert_eq!(r.request_headers["Expect"], ["100-continue"]);
+    assert_eq!(r.error, "");
+}
+
+#[tokio::test]
+async fn a_body_without_length_is_read_until_the_target_closes() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 1024];
+            let n = stream.read(&mut chunk).await.unwrap();
+            head.extend_from_slice(&chunk[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ")
+            .await
+            .unwrap();
+        stream.write_all(b"the close").await.unwrap();
+    });
+    let mut proxy = Proxy::start(target).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET /old HTTP/1.1\r\nHost: api\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_answer(&mut client, &mut Vec::new(), true).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.body, b"until the close",
+        "and then the proxy closed too"
+    );
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.response_body.as_deref(), Some(&b"until the close"[..]));
+    assert_eq!(r.response_size, 15);
+    assert_eq!(r.error, "");
+    assert_eq!(r.response_headers["Content-Type"], ["text/plain"]);
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_after_a_plain_request_goes_to_hyper_on_the_same_connection() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET /headers HTTP/1.1\r\nHost: api\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_answer(&mut client, &mut buf, false).await.status, 200);
+    client
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let switched = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!(switched.status, 101, "{}", switched.head);
+    assert!(switched
+        .head
+        .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="));
+    assert!(buf.is_empty());
+
+    let mut ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+    ws.send(Message::text("over the fallback")).await.unwrap();
+    let echo = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+    assert_eq!(echo.unwrap().unwrap(), Message::text("over the fallback"));
+    drop(ws);
+
+    let plain = proxy.events.request().await;
+    assert_eq!((plain.path.as_str(), plain.status_code), ("/headers", 200));
+    let upgrade = proxy.events.request().await;
+    assert_eq!((upgrade.path.as_str(), upgrade.status_code), ("/ws", 101));
+    assert_eq!(upgrade.upgrade, "websocket");
+    let closed = proxy.events.closed().await;
+    assert_eq!(closed.upgrade, "websocket");
+    assert_eq!(
+        origin.connections(),
+        2,
+        "the raw path's and hyper's upstream connections"
+    );
+}
+
+#[tokio::test]
+async fn odd_hop_by_hop_headers_take_the_hyper_path_which_drops_them() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for request in [
+        &b"GET /headers HTTP/1.1\r\nHost: api\r\nX-Hop: 1\r\n\r\n"[..],
+        b"GET /headers HTTP/1.1\r\nHost: api\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 2\r\n\
+          Keep-Alive: timeout=5\r\n\r\n",
+        b"GET /headers HTTP/1.1\r\nHost: api\r\nX-Hop: 3\r\n\r\n",
+    ] {
+        client.write_all(request).await.unwrap();
+    }
+    let seen: Vec<String> = [
+        read_answer(&mut client, &mut buf, false).await,
+        read_answer(&mut client, &mut buf, false).await,
+        read_answer(&mut client, &mut buf, false).await,
+    ]
+    .into_iter()
+    .map(|answer| String::from_utf8(answer.body).unwrap())
+    .collect();
+    assert_eq!(seen[0], "host: api\nx-hop: 1\n", "forwarded as sent");
+    assert_eq!(
+        seen[1], "host: api\n",
+        "Connection, what it names and Keep-Alive dropped"
+    );
+    assert_eq!(
+        seen[2], "host: api\nx-hop: 3\n",
+        "hyper serves the rest of the connection"
+    );
+    for expected in [Some("1"), None, Some("3")] {
+        let r = proxy.events.request().await;
+        assert_eq!(
+            r.request_headers.get("X-Hop").map(|v| v[0].as_str()),
+            expected
+        );
+        assert!(!r.request_headers.contains_key("Connection"));
+        assert!(!r.request_headers.contains_key("Keep-Alive"));
+    }
+}
+
+/// The event JSON without what differs from one exchange to the next.
+fn comparable(r: RequestInfo) -> Value {
+    let mut event = Event::new(EventType::RequestCompleted);
+    event.request = Some(Box::new(r));
+    let mut json = serde_json::to_value(&event).unwrap();
+    let request = json["request"].as_object_mut().unwrap();
+    for timing in ["started_at", "latency_ms", "duration_ms"] {
+        assert!(request.remove(timing).is_some(), "{timing}");
+    }
+    request["response_headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Date")
+        .expect("Date");
+    json["request"].take()
+}
+
+#[tokio::test]
+async fn the_raw_path_and_the_hyper_path_record_the_same_event() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let client = http1_client();
+    // `Keep-Alive` sends the second request down the hyper path; it is hop-by-hop, so it is
+    // neither forwarded nor recorded.
+    for keep_alive in [None, Some("timeout=5")] {
+        let mut request = Request::post(proxy.url("/echo?q=%2F"))
+            .header("content-type", "application/json")
+            .header("x-api-key", "secret")
+            .header("x-rig-probe", "1")
+            .header("accept", "a")
+            .header("accept", "b");
+        if let Some(value) = keep_alive {
+            request = request.header("keep-alive", value);
+        }
+        let response = send(&client, request.body(full(r#"{"a":1}"#)).unwrap()).await;
+        assert_eq!(response.body, r#"{"a":1}"#);
+    }
+    let raw = proxy.events.request().await;
+    let hyper = proxy.events.request().await;
+    assert!(raw.probe);
+    assert_eq!(raw.request_headers["X-Api-Key"], ["[REDACTED]"]);
+    assert_eq!(comparable(raw), comparable(hyper));
+}
