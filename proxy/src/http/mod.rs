@@ -3,17 +3,22 @@
 //! `request.completed`.
 //!
 //! ```text
-//!            ┌──────────── serve (accept loop, one hyper connection per client) ───────────┐
+//!            ┌─ serve (accept loop) ─► raw::serve (common HTTP/1.1, verbatim) ─► target ──┐
+//!            │   └─ anything else: one hyper connection for the rest of the connection:   │
 //! client ──► │ forward::handle ─► RequestBody ─► upstream (h1 | h2c pool) ─► target     │
 //! client ◄── │ ProxyBody ◄─ ResponseBody ◄──────────────────────────────────┘              │
 //!            │      └─ each half reports to its Exchange ─► HttpRecord ─► Observer (try_send)│
 //!            └─────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! Bodies pass through frame by frame as the same `Bytes` (chunked, streaming and trailers
-//! included); the capture keeps reference-counted slices of the first
-//! [`HttpSettings::capture_limit`] bytes per direction and counts the rest. Header maps are
-//! converted, redacted and base64-encoded on the observer task, never on the request path.
+//! Most HTTP/1.1 traffic never reaches hyper: the `raw` fast path forwards the common request
+//! and its answer byte for byte and records them from the heads' bytes; hyper serves the rest
+//! (HTTP/2, upgrades, `CONNECT`, gRPC, HTTP/1.0, unusual or malformed requests), taking over a
+//! connection at a request boundary. On the hyper path, bodies pass through frame by frame as
+//! the same `Bytes` (chunked, streaming and trailers included); on both, the capture keeps
+//! reference-counted slices of the first [`HttpSettings::capture_limit`] bytes per direction
+//! and counts the rest. Header maps are built (raw path), converted, redacted and
+//! base64-encoded on the observer task, never on the request path.
 //!
 //! Beyond upstream rig:
 //! - h2c is accepted on `http` edges, with prior knowledge and by HTTP/1.1 `Upgrade: h2c`
