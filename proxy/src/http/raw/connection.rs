@@ -23,7 +23,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::framing::Chunked;
+use super::flight::{Flight, Stage};
+use super::framing::BodyProgress;
 use super::parse::{self, Framing, RequestHead, ResponseHead};
 use super::record::{Answer, RawRecord};
 use crate::http::capture::Capture;
@@ -106,142 +107,6 @@ struct Connection {
     ubuf: BytesMut,
     /// Chunk data ranges found by the last walk (reused).
     ranges: Vec<Range<usize>>,
-}
-
-/// The stage an exchange is in, for the record of one that is cut off.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// Forwarding the request or waiting for the response head.
-    Request,
-    /// Forwarding the response body.
-    Response,
-    /// Recorded as it is.
-    Done,
-}
-
-/// The record of the exchange in flight; handed to the observer when dropped, so an exchange
-/// cut off anywhere (client gone, proxy shut down) is recorded exactly once.
-struct Flight<'a> {
-    ctx: &'a Context,
-    started: Instant,
-    stage: Stage,
-    /// Taken when the flight is dropped.
-    record: Option<Box<RawRecord>>,
-}
-
-impl Flight<'_> {
-    fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    fn rec(&mut self) -> &mut RawRecord {
-        self.record.as_mut().expect("recorded only on drop")
-    }
-
-    /// Records `failure` as the answer the client got.
-    fn failed(&mut self, failure: &Failure, headers: HeaderMap, status: u16, body: &Bytes) {
-        let elapsed = self.elapsed();
-        let record = self.rec();
-        let mut capture = Capture::new(usize::MAX);
-        capture.push(body);
-        record.answer = Answer::Made(status, headers);
-        record.response_body = capture;
-        record.response_error = Some(failure.event_error());
-        record.latency = elapsed;
-        record.duration = elapsed;
-        self.stage = Stage::Done;
-    }
-}
-
-impl Drop for Flight<'_> {
-    fn drop(&mut self) {
-        let Some(mut record) = self.record.take() else {
-            return;
-        };
-        let elapsed = self.elapsed();
-        let shutting_down = self.ctx.cancel.is_cancelled();
-        match self.stage {
-            Stage::Done => {}
-            Stage::Request => {
-                record.latency = elapsed;
-                record.duration = elapsed;
-                record.response_error = Some(
-                    if shutting_down {
-                        "proxy: shut down before the target responded"
-                    } else {
-                        "client: the connection closed before the target responded"
-                    }
-                    .to_string(),
-                );
-            }
-            Stage::Response => {
-                record.duration = elapsed;
-                let delivered = record.response_body.total();
-                record.response_error = Some(if shutting_down {
-                    format!("proxy: shut down after {delivered} bytes of the response body")
-                } else {
-                    format!(
-                        "client: the connection closed after {delivered} bytes of the response body"
-                    )
-                });
-            }
-        }
-        self.ctx.observer.record(record);
-    }
-}
-
-/// How a request body is followed: the framing, and how far it got.
-struct BodyProgress {
-    framing: Framing,
-    remaining: u64,
-    chunked: Chunked,
-}
-
-impl BodyProgress {
-    fn new(framing: Framing) -> BodyProgress {
-        let remaining = match framing {
-            Framing::Length(n) => n,
-            _ => 0,
-        };
-        BodyProgress {
-            framing,
-            remaining,
-            chunked: Chunked::default(),
-        }
-    }
-
-    fn is_done(&self) -> bool {
-        match self.framing {
-            Framing::Empty => true,
-            Framing::Length(_) => self.remaining == 0,
-            Framing::Chunked => self.chunked.is_done(),
-            Framing::UntilClose => false,
-        }
-    }
-
-    /// How many bytes of `buf` belong to the body; chunk data ranges go to `ranges`.
-    fn take(&mut self, buf: &[u8], ranges: &mut Vec<Range<usize>>) -> Result<usize, &'static str> {
-        ranges.clear();
-        match self.framing {
-            Framing::Empty => Ok(0),
-            Framing::Length(_) => {
-                let n = buf
-                    .len()
-                    .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-                self.remaining -= n as u64;
-                ranges.push(0..n);
-                Ok(n)
-            }
-            Framing::Chunked => self
-                .chunked
-                .walk(buf, |range| ranges.push(range))
-                .map_err(|e| e.0),
-            Framing::UntilClose => {
-                ranges.push(0..buf.len());
-                Ok(buf.len())
-            }
-        }
-    }
 }
 
 /// Ensures room for a read of about `size` bytes.

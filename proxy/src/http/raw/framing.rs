@@ -5,6 +5,8 @@
 
 use std::ops::Range;
 
+use super::parse::Framing;
+
 /// Longest chunk-size line (size, extensions) or trailer section accepted.
 const MAX_LINE: usize = 16 * 1024;
 
@@ -138,6 +140,64 @@ fn hex(b: u8) -> u8 {
         b'0'..=b'9' => b - b'0',
         b'a'..=b'f' => b - b'a' + 10,
         _ => b - b'A' + 10,
+    }
+}
+
+/// How a request body is followed: the framing, and how far it got.
+pub(crate) struct BodyProgress {
+    framing: Framing,
+    remaining: u64,
+    chunked: Chunked,
+}
+
+impl BodyProgress {
+    pub(crate) fn new(framing: Framing) -> BodyProgress {
+        let remaining = match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        BodyProgress {
+            framing,
+            remaining,
+            chunked: Chunked::default(),
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        match self.framing {
+            Framing::Empty => true,
+            Framing::Length(_) => self.remaining == 0,
+            Framing::Chunked => self.chunked.is_done(),
+            Framing::UntilClose => false,
+        }
+    }
+
+    /// How many bytes of `buf` belong to the body; chunk data ranges go to `ranges`.
+    pub(crate) fn take(
+        &mut self,
+        buf: &[u8],
+        ranges: &mut Vec<Range<usize>>,
+    ) -> Result<usize, &'static str> {
+        ranges.clear();
+        match self.framing {
+            Framing::Empty => Ok(0),
+            Framing::Length(_) => {
+                let n = buf
+                    .len()
+                    .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                self.remaining -= n as u64;
+                ranges.push(0..n);
+                Ok(n)
+            }
+            Framing::Chunked => self
+                .chunked
+                .walk(buf, |range| ranges.push(range))
+                .map_err(|e| e.0),
+            Framing::UntilClose => {
+                ranges.push(0..buf.len());
+                Ok(buf.len())
+            }
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 //! [`super::error`]).
 
 mod connection;
+mod flight;
 mod framing;
 mod parse;
 mod prefixed;
