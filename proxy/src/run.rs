@@ -31,6 +31,14 @@ impl Mode {
     }
 }
 
+/// What a proxy needs to know about where its client is, beyond the mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// For a `kafka` proxy whose client is not on this host's loopback (a container): where
+    /// to bind the per-broker listeners and what to advertise for them.
+    pub kafka_advertise: Option<kafka::Advertise>,
+}
+
 /// Runs a proxy on `listener` (kept open for the proxy's whole life) forwarding to `target`
 /// (`host:port`) until `cancel` fires, delivering the edge's traffic events to `sink`. Returns
 /// once every connection has ended and every observation has reached the sink.
@@ -41,6 +49,28 @@ pub async fn run(
     edge: Edge,
     sink: Arc<dyn TrafficSink>,
     cancel: CancellationToken,
+) -> Result<(), ProxyError> {
+    run_with(
+        listener,
+        target,
+        mode,
+        edge,
+        sink,
+        cancel,
+        RunOptions::default(),
+    )
+    .await
+}
+
+/// [`run`], with `options` for a client that is not on loopback.
+pub async fn run_with(
+    listener: std::net::TcpListener,
+    target: String,
+    mode: Mode,
+    edge: Edge,
+    sink: Arc<dyn TrafficSink>,
+    cancel: CancellationToken,
+    options: RunOptions,
 ) -> Result<(), ProxyError> {
     listener
         .set_nonblocking(true)
@@ -69,7 +99,10 @@ pub async fn run(
                 listener,
                 target,
                 observer,
-                kafka::KafkaSettings::default(),
+                kafka::KafkaSettings {
+                    advertise: options.kafka_advertise,
+                    ..kafka::KafkaSettings::default()
+                },
                 cancel,
             )
             .await;

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use rig_proxy::{Edge, Mode};
+use rig_proxy::kafka::Advertise;
+use rig_proxy::{Edge, Mode, RunOptions};
 use rig_types::Endpoint;
 
 use super::{PublishContext, RunContext, RunFuture, ServiceError, ServiceType};
@@ -60,16 +61,41 @@ impl ServiceType for Proxy {
                 target: config.target_svc,
                 ingress: config.ingress,
             };
-            rig_proxy::run(
+            let mode = Mode::for_protocol(&target.protocol);
+            let options = RunOptions {
+                kafka_advertise: if mode == Mode::Kafka && config.source_in_container {
+                    Some(container_side().await?)
+                } else {
+                    None
+                },
+            };
+            rig_proxy::run_with(
                 listener,
                 target.hostport.clone(),
-                Mode::for_protocol(&target.protocol),
+                mode,
                 edge,
                 ctx.output.traffic_sink(),
                 ctx.cancel.clone(),
+                options,
             )
             .await
             .map_err(|e| ServiceError::new(e.to_string()))
         })
     }
+}
+
+/// Where a Kafka proxy serving a container binds its per-broker listeners and what it
+/// advertises for them: the Docker bridge gateway, which the container reaches as
+/// `host.docker.internal`, as it reaches the proxy itself (`crate::docker::HostGateway`).
+async fn container_side() -> Result<Advertise, ServiceError> {
+    let engine = crate::docker::connect()
+        .await
+        .map_err(|e| ServiceError::new(format!("proxy for a container: {e}")))?;
+    let bind = crate::docker::bridge_gateway(&engine)
+        .await
+        .map_err(|e| ServiceError::new(format!("proxy for a container: {e}")))?;
+    Ok(Advertise {
+        bind,
+        host: super::container::DOCKER_HOST_NAME.to_string(),
+    })
 }

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use rig_types::{EgressSpec, Environment, IngressSpec, Protocol, Service};
 use serde::{Deserialize, Serialize};
 
+/// The service type whose processes run in containers, off the host's loopback.
+const CONTAINER_TYPE: &str = "container";
+
 /// The name of the node that stands for the test process itself.
 pub const TEST_NODE: &str = "~test";
 
@@ -24,6 +27,10 @@ pub struct ProxyConfig {
     /// the target ingress speaks gRPC, and omitted from JSON otherwise.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reflection_key: String,
+    /// The source runs in a container (rig-rs): a Kafka proxy then advertises brokers the
+    /// container can reach. Omitted from JSON when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub source_in_container: bool,
 }
 
 impl ProxyConfig {
@@ -35,6 +42,9 @@ impl ProxyConfig {
         map.insert("ingress".into(), self.ingress.clone().into());
         if !self.reflection_key.is_empty() {
             map.insert("reflection_key".into(), self.reflection_key.clone().into());
+        }
+        if self.source_in_container {
+            map.insert("source_in_container".into(), true.into());
         }
         serde_json::Value::Object(map)
     }
@@ -142,7 +152,12 @@ pub fn transform_observe(env: &mut Environment) {
             continue;
         };
         let protocol = target_ingress.protocol.clone();
+        let source_in_container = env
+            .services
+            .get(&source)
+            .is_some_and(|s| s.service_type == CONTAINER_TYPE);
         let config = ProxyConfig {
+            source_in_container,
             source: source.clone(),
             target_svc: egress.service.clone(),
             ingress: egress.ingress.clone(),

@@ -57,8 +57,8 @@ impl Brokers {
         &self.0.observer
     }
 
-    pub(super) fn settings(&self) -> KafkaSettings {
-        self.0.settings
+    pub(super) fn settings(&self) -> &KafkaSettings {
+        &self.0.settings
     }
 
     pub(super) fn cancel(&self) -> &CancellationToken {
@@ -66,7 +66,8 @@ impl Brokers {
     }
 
     /// Where clients should connect to reach `broker`: its proxy listener, bound now (on
-    /// loopback, an ephemeral port) if this is the first time the broker is named. `None`
+    /// loopback, or the [`Advertise`](super::Advertise) address, an ephemeral port) if this
+    /// is the first time the broker is named. `None`
     /// when no listener can be had (the proxy is stopping, or binding failed), in which case
     /// the broker's real address is left in the response.
     pub(super) fn replacement(&self, broker: Broker<'_>) -> Option<Replacement> {
@@ -78,7 +79,13 @@ impl Brokers {
                 if self.0.cancel.is_cancelled() {
                     return None;
                 }
-                let listener = bind_loopback().ok()?;
+                let ip = self
+                    .0
+                    .settings
+                    .advertise
+                    .as_ref()
+                    .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.bind);
+                let listener = bind(ip).ok()?;
                 let local = listener.local_addr().ok()?;
                 listeners.insert(address.clone(), local);
                 self.0
@@ -87,8 +94,12 @@ impl Brokers {
                 local
             }
         };
+        let host = match &self.0.settings.advertise {
+            Some(advertise) => advertise.host.clone(),
+            None => advertised_host(local.ip()),
+        };
         Some(Replacement {
-            host: advertised_host(local.ip()),
+            host,
             port: i32::from(local.port()),
         })
     }
@@ -112,8 +123,8 @@ fn advertised_host(ip: IpAddr) -> String {
     }
 }
 
-fn bind_loopback() -> std::io::Result<TcpListener> {
-    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+fn bind(ip: IpAddr) -> std::io::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind((ip, 0))?;
     listener.set_nonblocking(true)?;
     TcpListener::from_std(listener)
 }

@@ -19,7 +19,9 @@
 //! collapsed onto the bootstrap broker. Here the first response naming a broker binds a
 //! loopback listener for it (once per broker address, for the proxy's life) that relays to
 //! that broker, and the response advertises that listener: every client connection, to every
-//! broker, goes through the proxy.
+//! broker, goes through the proxy. A client in a container cannot reach the host's loopback:
+//! with [`Advertise`] the listeners are bound on the Docker bridge gateway instead and
+//! advertised as `host.docker.internal`, the bootstrap broker's included.
 
 mod brokers;
 mod connection;
@@ -30,6 +32,7 @@ mod responses;
 #[cfg(test)]
 mod tests;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,8 +49,19 @@ pub use record::KafkaRecord;
 /// details (a larger message is relayed all the same, without them, and without a copy).
 const DETAIL_CAP: usize = 64 * 1024;
 
+/// Where the per-broker listeners are bound and what address responses advertise for them,
+/// when the client does not share the proxy's loopback (a container reaching the host through
+/// the Docker bridge gateway).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Advertise {
+    /// The address every per-broker listener binds (an ephemeral port on it).
+    pub bind: IpAddr,
+    /// The host name or address responses give clients for those listeners.
+    pub host: String,
+}
+
 /// Tuning of a Kafka proxy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaSettings {
     /// How long to wait for a broker to accept a connection (upstream: 5 s). Zero waits as
     /// long as the operating system does.
@@ -55,6 +69,10 @@ pub struct KafkaSettings {
     /// The largest frame relayed; a larger size prefix ends the connection (the stream is not
     /// Kafka, e.g. TLS).
     pub max_frame: usize,
+    /// Per-broker listeners off loopback, for a client elsewhere; `None` binds them on
+    /// loopback and advertises `127.0.0.1`. With it, the bootstrap broker gets a listener of
+    /// its own there too, since the client cannot reach the proxy's loopback listener.
+    pub advertise: Option<Advertise>,
 }
 
 impl Default for KafkaSettings {
@@ -62,6 +80,7 @@ impl Default for KafkaSettings {
         KafkaSettings {
             dial_timeout: Duration::from_secs(5),
             max_frame: rig_protocols::kafka::frame::MAX_FRAME_SIZE,
+            advertise: None,
         }
     }
 }
@@ -80,8 +99,9 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
+    let advertised = settings.advertise.is_some();
     let brokers = Brokers::new(observer, settings, cancel.clone(), tracker.clone());
-    if let Ok(local) = listener.local_addr() {
+    if let (false, Ok(local)) = (advertised, listener.local_addr()) {
         brokers.seed(&target, local);
     }
     brokers::accept_loop(listener, Arc::from(target), brokers).await;

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{serve, KafkaSettings};
+use super::{serve, Advertise, KafkaSettings};
 use crate::observe::{Edge, Observer, TrafficSink};
 
 const GUARD: Duration = Duration::from_secs(30);
@@ -85,6 +85,10 @@ struct Running {
 }
 
 async fn start(target: String) -> Running {
+    start_with(target, KafkaSettings::default()).await
+}
+
+async fn start_with(target: String, settings: KafkaSettings) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let sink = Arc::new(Collect(watch::Sender::new(Vec::new())));
@@ -98,13 +102,7 @@ async fn start(target: String) -> Running {
         1024,
     );
     let cancel = CancellationToken::new();
-    let task = tokio::spawn(serve(
-        listener,
-        target,
-        observer,
-        KafkaSettings::default(),
-        cancel.clone(),
-    ));
+    let task = tokio::spawn(serve(listener, target, observer, settings, cancel.clone()));
     Running {
         addr,
         sink,
@@ -219,6 +217,106 @@ async fn responses_dribbled_byte_by_byte_are_matched_and_rewritten() {
     .await;
     assert!(!events.is_empty());
     drop(client);
+    proxy.cancel.cancel();
+    tokio::time::timeout(GUARD, proxy.task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// A client in a container cannot reach the proxy's loopback: with an advertise address,
+/// every broker a response names, the bootstrap broker included, gets a listener bound there
+/// and is advertised by the given host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_advertise_address_every_broker_is_a_listener_there() {
+    let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker_addr = broker.local_addr().unwrap();
+    let metadata = MetadataResponse::default().with_brokers(vec![
+        MetadataResponseBroker::default()
+            .with_node_id(BrokerId(1))
+            .with_host(StrBytes::from_string(broker_addr.ip().to_string()))
+            .with_port(i32::from(broker_addr.port())),
+        MetadataResponseBroker::default()
+            .with_node_id(BrokerId(2))
+            .with_host(StrBytes::from_static_str("broker-2.internal"))
+            .with_port(9093),
+    ]);
+    let versions = ApiVersionsResponse::default().with_error_code(0);
+    let (metadata_reply, versions_reply) = (
+        response(ApiKey::Metadata, 12, 1, &metadata),
+        response(ApiKey::ApiVersions, 3, 2, &versions),
+    );
+    let replies = [metadata_reply, versions_reply.clone()];
+    tokio::spawn(async move {
+        // First the bootstrap connection asks for metadata, then a connection through the
+        // advertised listener of broker 1 asks for API versions.
+        for reply in replies {
+            let (mut stream, _) = broker.accept().await.unwrap();
+            read_frame(&mut stream).await;
+            stream.write_all(&reply).await.unwrap();
+            tokio::spawn(async move {
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest).await;
+            });
+        }
+    });
+    // Another loopback address stands for the Docker bridge gateway.
+    let elsewhere: std::net::IpAddr = [127, 0, 0, 2].into();
+    let settings = KafkaSettings {
+        advertise: Some(Advertise {
+            bind: elsewhere,
+            host: "host.docker.internal".into(),
+        }),
+        ..KafkaSettings::default()
+    };
+    let proxy = start_with(broker_addr.to_string(), settings).await;
+
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(&request(
+            ApiKey::Metadata,
+            12,
+            1,
+            &MetadataRequest::default(),
+        ))
+        .await
+        .unwrap();
+    let mut reply = Bytes::from(read_frame(&mut client).await);
+    ResponseHeader::decode(&mut reply, 1).unwrap();
+    let rewritten = MetadataResponse::decode(&mut reply, 12).unwrap();
+    let advertised: Vec<_> = rewritten
+        .brokers
+        .iter()
+        .map(|b| (b.host.as_str(), b.port))
+        .collect();
+    assert_eq!(advertised.len(), 2);
+    assert!(
+        advertised
+            .iter()
+            .all(|(host, _)| *host == "host.docker.internal"),
+        "{advertised:?}"
+    );
+    let bootstrap_port = advertised[0].1;
+    assert_ne!(bootstrap_port, i32::from(proxy.addr.port()));
+    assert_ne!(bootstrap_port, advertised[1].1);
+    // Nothing listens for it on loopback; the advertised address relays to the broker.
+    let loopback = TcpStream::connect(("127.0.0.1", bootstrap_port as u16)).await;
+    assert!(loopback.is_err(), "the listener is bound on loopback");
+    let mut through = TcpStream::connect((elsewhere, bootstrap_port as u16))
+        .await
+        .unwrap();
+    through
+        .write_all(&request(
+            ApiKey::ApiVersions,
+            3,
+            2,
+            &kafka_protocol::messages::ApiVersionsRequest::default(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(framed(&read_frame(&mut through).await), versions_reply);
+
+    drop((client, through));
     proxy.cancel.cancel();
     tokio::time::timeout(GUARD, proxy.task)
         .await

@@ -331,6 +331,39 @@ fn observe_skips_broken_edges_and_is_idempotent() {
 }
 
 /// Proxy names, and `ProxyConfig`'s JSON (serde and `to_json` agree).
+/// rig-rs: a proxy whose source runs in a container says so, for the Kafka proxy to
+/// advertise brokers the container can reach; the test node's and processes' do not.
+#[test]
+fn observe_marks_proxies_whose_source_is_a_container() {
+    let env = observed(env_of(vec![
+        ("kafka", svc("kafka", &[("default", "kafka")], &[])),
+        (
+            "consumer",
+            svc("container", &[], &[("kafka", "kafka", "default")]),
+        ),
+        (
+            "worker",
+            svc("process", &[], &[("kafka", "kafka", "default")]),
+        ),
+    ]));
+    let config = |proxy: &str| -> ProxyConfig {
+        serde_json::from_value(env.services[proxy].config.clone().expect("a config"))
+            .expect("a proxy config")
+    };
+    assert!(config("kafka~proxy~consumer").source_in_container);
+    assert_eq!(
+        env.services["kafka~proxy~consumer"].config,
+        Some(json!({
+            "source": "consumer",
+            "target_svc": "kafka",
+            "ingress": "default",
+            "source_in_container": true
+        }))
+    );
+    assert!(!config("kafka~proxy~worker").source_in_container);
+    assert!(!config("kafka~proxy~~test").source_in_container);
+}
+
 #[test]
 fn proxy_names_and_config_json() {
     assert_eq!(
@@ -351,12 +384,17 @@ fn proxy_names_and_config_json() {
         target_svc: "b".into(),
         ingress: "default".into(),
         reflection_key: String::new(),
+        source_in_container: false,
     };
     let grpc = ProxyConfig {
         reflection_key: "b:default".into(),
         ..plain.clone()
     };
-    for config in [plain, grpc] {
+    let from_container = ProxyConfig {
+        source_in_container: true,
+        ..plain.clone()
+    };
+    for config in [plain, grpc, from_container] {
         let via_serde = serde_json::to_value(&config).expect("serialises");
         assert_eq!(config.to_json(), via_serde);
         assert_eq!(
