@@ -25,7 +25,7 @@ pub mod tcp;
 
 pub use grpc::GrpcSettings;
 pub use observe::{Edge, Observation, Observer, TrafficSink};
-pub use run::{run, run_with, ProxyError, RunOptions};
+pub use run::{run, ProxyError, RunOptions};
 
 /// How a proxy relays and observes traffic, from the target ingress's protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

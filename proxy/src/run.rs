@@ -40,30 +40,10 @@ pub struct RunOptions {
 }
 
 /// Runs a proxy on `listener` (kept open for the proxy's whole life) forwarding to `target`
-/// (`host:port`) until `cancel` fires, delivering the edge's traffic events to `sink`. Returns
-/// once every connection has ended and every observation has reached the sink.
+/// (`host:port`) until `cancel` fires, delivering the edge's traffic events to `sink`;
+/// `options` say where the client is when not on loopback. Returns once every connection has
+/// ended and every observation has reached the sink.
 pub async fn run(
-    listener: std::net::TcpListener,
-    target: String,
-    mode: Mode,
-    edge: Edge,
-    sink: Arc<dyn TrafficSink>,
-    cancel: CancellationToken,
-) -> Result<(), ProxyError> {
-    run_with(
-        listener,
-        target,
-        mode,
-        edge,
-        sink,
-        cancel,
-        RunOptions::default(),
-    )
-    .await
-}
-
-/// [`run`], with `options` for a client that is not on loopback.
-pub async fn run_with(
     listener: std::net::TcpListener,
     target: String,
     mode: Mode,

@@ -75,6 +75,7 @@ impl Setup {
             edge,
             Arc::new(ChannelSink(tx)),
             cancel.clone(),
+            rig_proxy::RunOptions::default(),
         ));
         let mut client = EchoClient::connect(format!("http://{proxy}"))
             .await

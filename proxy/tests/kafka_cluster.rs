@@ -99,6 +99,7 @@ impl Setup {
             edge,
             sink.clone(),
             cancel.clone(),
+            rig_proxy::RunOptions::default(),
         ));
         let proxy_task = tokio::spawn(async move {
             proxy_task.await.unwrap().unwrap();

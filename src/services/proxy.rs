@@ -69,7 +69,7 @@ impl ServiceType for Proxy {
                     None
                 },
             };
-            rig_proxy::run_with(
+            rig_proxy::run(
                 listener,
                 target.hostport.clone(),
                 mode,

@@ -122,6 +122,7 @@ pub fn run(options: KafkaOptions) -> Result<()> {
         edge,
         sink,
         cancel.clone(),
+        rig_proxy::RunOptions::default(),
     ));
 
     let payload = vec![b'x'; options.size];

@@ -104,6 +104,7 @@ pub fn main(options: RigProxyOptions) -> Result<()> {
                 edge,
                 sink,
                 cancel.clone(),
+                rig_proxy::RunOptions::default(),
             )));
         }
         standalone::announce(&addrs)?;
