@@ -362,3 +362,96 @@ async fn the_raw_path_and_the_hyper_path_record_the_same_event() {
     assert_eq!(raw.request_headers["X-Api-Key"], ["[REDACTED]"]);
     assert_eq!(comparable(raw), comparable(hyper));
 }
+
+/// A target that answers one request per connection (keep-alive as far as the proxy can tell)
+/// and then closes it; returns the number of connections it accepted so far.
+async fn one_shot_target() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => head.extend_from_slice(&chunk[..read]),
+                    }
+                }
+                let body = format!("connection {n}");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_target_that_closed_the_kept_connection_gets_a_new_one() {
+    let (target, accepted) = one_shot_target().await;
+    let mut proxy = Proxy::start(target).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for expected in ["connection 1", "connection 2", "connection 3"] {
+        client
+            .write_all(b"GET /again HTTP/1.1\r\nHost: api\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_answer(&mut client, &mut buf, false).await;
+        assert_eq!(answer.body, expected.as_bytes());
+        let r = proxy.events.request().await;
+        assert_eq!((r.status_code, r.error.as_str()), (200, ""));
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    // A pipelined request meets the closed connection before anything can notice: it is sent
+    // again over a new one.
+    client
+        .write_all(b"GET /a HTTP/1.1\r\nHost: api\r\n\r\nGET /b HTTP/1.1\r\nHost: api\r\n\r\n")
+        .await
+        .unwrap();
+    for expected in ["connection 4", "connection 5"] {
+        let answer = read_answer(&mut client, &mut buf, false).await;
+        assert_eq!(answer.body, expected.as_bytes());
+        let r = proxy.events.request().await;
+        assert_eq!((r.status_code, r.error.as_str()), (200, ""));
+    }
+}
+
+#[tokio::test]
+async fn a_failed_exchange_on_the_raw_path_keeps_the_client_connection() {
+    let (_dead, target) = crate::support::dead_port().await;
+    let mut proxy = Proxy::start(target).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        client
+            .write_all(b"POST /orders HTTP/1.1\r\nHost: api\r\nContent-Length: 2\r\n\r\nhi")
+            .await
+            .unwrap();
+        let answer = read_answer(&mut client, &mut buf, false).await;
+        assert_eq!(answer.status, 502);
+        assert!(
+            answer.head.contains("x-rig-proxy-error: connect-refused"),
+            "{}",
+            answer.head
+        );
+        let r = proxy.events.request().await;
+        assert_eq!(r.status_code, 502);
+        assert_eq!(r.request_size, 0, "nothing of the body reached a target");
+        assert_eq!(r.response_headers["X-Rig-Proxy-Error"], ["connect-refused"]);
+        assert!(r.error.starts_with("upstream: the target "), "{}", r.error);
+    }
+}
