@@ -101,6 +101,9 @@ struct Record {
     #[serde(default)]
     rigd_start: u64,
     reaper_pid: u32,
+    /// The reaper's start time (clock ticks since boot); 0 in records of older rigds.
+    #[serde(default)]
+    reaper_start: u64,
     /// Process group id → the leader's start time (clock ticks since boot).
     groups: BTreeMap<i32, u64>,
     dirs: BTreeSet<PathBuf>,
@@ -197,6 +200,7 @@ pub fn run(record_path: &Path) -> i32 {
         rigd_pid,
         rigd_start: process_start(rigd_pid).unwrap_or(0),
         reaper_pid: std::process::id(),
+        reaper_start: process_start(std::process::id()).unwrap_or(0),
         ..Record::default()
     };
     save(record_path, &record);
@@ -249,7 +253,11 @@ pub fn reap_leftovers(record_dir: &Path) -> usize {
         else {
             continue;
         };
-        if alive(record.rigd_pid) || alive(record.reaper_pid) {
+        // A pid now used by another process (started at another time) is not the rigd or
+        // reaper of the record: its leftovers are reaped all the same.
+        if running(record.rigd_pid, record.rigd_start)
+            || running(record.reaper_pid, record.reaper_start)
+        {
             continue;
         }
         reap(&record);
@@ -368,8 +376,10 @@ pub fn process_start(pid: u32) -> Option<u64> {
     stat(pid).map(|s| s.start)
 }
 
-fn alive(pid: u32) -> bool {
-    pid != 0 && stat(pid).is_some_and(|s| !s.zombie)
+/// Whether `pid` is a live process (not a zombie) that started at `start` (clock ticks since
+/// boot; 0 when unknown, which accepts any start).
+fn running(pid: u32, start: u64) -> bool {
+    pid != 0 && stat(pid).is_some_and(|s| !s.zombie && (start == 0 || s.start == start))
 }
 
 fn parent_pid() -> u32 {
@@ -445,8 +455,8 @@ mod tests {
         // SAFETY: getpgrp(2) cannot fail.
         assert_eq!(me.pgrp, unsafe { libc::getpgrp() });
         assert!(me.start > 0 && !me.zombie);
-        assert!(alive(std::process::id()));
-        assert!(!alive(0));
+        assert!(running(std::process::id(), 0));
+        assert!(!running(0, 0));
     }
 
     #[test]
@@ -465,6 +475,7 @@ mod tests {
             rigd_pid: u32::MAX - 1,
             rigd_start: 0,
             reaper_pid: u32::MAX - 2,
+            reaper_start: 0,
             groups: BTreeMap::from([(pgid, process_start(child.id()).unwrap())]),
             dirs: BTreeSet::from([env_dir.clone()]),
             containers: BTreeSet::new(),
@@ -489,6 +500,39 @@ mod tests {
     }
 
     #[test]
+    fn a_record_whose_rigd_pid_was_reused_is_reaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let env_dir = dir.path().join("env");
+        std::fs::create_dir(&env_dir).unwrap();
+        // This process has the recorded pids, but started at another time than recorded.
+        let me = std::process::id();
+        let start = process_start(me).unwrap();
+        let reused = Record {
+            rigd_pid: me,
+            rigd_start: start + 1,
+            reaper_pid: me,
+            reaper_start: start + 1,
+            dirs: BTreeSet::from([env_dir.clone()]),
+            ..Record::default()
+        };
+        save(&dir.path().join("1.json"), &reused);
+        let current = Record {
+            rigd_pid: me,
+            rigd_start: start,
+            ..Record::default()
+        };
+        save(&dir.path().join("2.json"), &current);
+
+        assert_eq!(reap_leftovers(dir.path()), 1);
+        assert!(!env_dir.exists());
+        assert!(
+            dir.path().join("2.json").exists(),
+            "a live rigd's record is kept"
+        );
+        assert!(running(me, start) && running(me, 0) && !running(me, start + 1));
+    }
+
+    #[test]
     fn a_reused_group_id_is_not_killed() {
         let mut child = std::process::Command::new("sleep")
             .arg("1000")
@@ -499,7 +543,7 @@ mod tests {
         // Recorded as started after the real process: treated as a different group.
         let start = process_start(child.id()).unwrap() + 1_000_000;
         kill_group(pgid, start);
-        assert!(alive(child.id()));
+        assert!(running(child.id(), 0));
         child.kill().unwrap();
         child.wait().unwrap();
     }
