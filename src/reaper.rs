@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,7 @@ pub fn start(rig_dir: &Path) {
         }
     });
     let started = std::env::current_exe().and_then(|exe| Reaper::spawn(&exe, &record_dir));
+    sweep_every(record_dir.clone(), LEFTOVER_SWEEP);
     match started {
         Ok(reaper) => {
             install(reaper);
@@ -233,6 +235,32 @@ pub fn run(record_path: &Path) -> i32 {
     reap(&record);
     let _ = std::fs::remove_file(record_path);
     0
+}
+
+/// How often a running rigd looks again for what dead rigds left behind: a rigd killed
+/// together with its reaper (`kill -9` of their process group) after this one started, or
+/// one still exiting when this one started, would otherwise wait for the next rigd's start.
+const LEFTOVER_SWEEP: Duration = Duration::from_secs(30);
+
+/// Reaps leftovers in `record_dir` every `period`, on a thread of its own, until the
+/// directory is gone.
+fn sweep_every(record_dir: PathBuf, period: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("rigd-leftovers".into())
+        .spawn(move || {
+            while record_dir.is_dir() {
+                std::thread::sleep(period);
+                let reaped = reap_leftovers(&record_dir);
+                if reaped > 0 {
+                    eprintln!(
+                        "rigd: cleaned up after {reaped} rigd(s) that did not shut down cleanly"
+                    );
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("rigd: start the leftover sweeper: {e}; leftovers wait for the next rigd");
+    }
 }
 
 /// Reaps what dead rigds left behind, from the records in `record_dir`. Records of a live
@@ -530,6 +558,42 @@ mod tests {
             "a live rigd's record is kept"
         );
         assert!(running(me, start) && running(me, 0) && !running(me, start + 1));
+    }
+
+    #[test]
+    fn leftovers_of_a_rigd_that_dies_later_are_reaped_by_the_running_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = dir.path().join("reaper");
+        std::fs::create_dir(&records).unwrap();
+        sweep_every(records.clone(), Duration::from_millis(10));
+        // After the sweeper started, a rigd dies leaving a service group behind.
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let dead = Record {
+            rigd_pid: u32::MAX - 1,
+            reaper_pid: u32::MAX - 2,
+            groups: BTreeMap::from([(child.id() as i32, process_start(child.id()).unwrap())]),
+            ..Record::default()
+        };
+        save(&records.join("1.json"), &dead);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the running rigd never reaped the later leftovers"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        // The sweeper stops with the record directory.
+        drop(dir);
     }
 
     #[test]
