@@ -190,15 +190,35 @@ fn image_of_this_test_binary() -> String {
         .status()
         .expect("run strip (binutils)");
     assert!(status.success(), "strip {}", exe.display());
-    image_from_host(
-        "rig-test/kafka-client",
+    let image = image_from_host(
+        KAFKA_CLIENT_IMAGE,
         &[ImageFile {
             host: Path::new(&stripped),
             path: "/kafka-client",
         }],
         &[],
-    )
+    );
+    // Every build of this test makes another image: keep only the current one.
+    let tags = Command::new("docker")
+        .args([
+            "images",
+            KAFKA_CLIENT_IMAGE,
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+        ])
+        .output()
+        .expect("run docker images");
+    for old in String::from_utf8_lossy(&tags.stdout)
+        .lines()
+        .filter(|tag| *tag != image)
+    {
+        let _ = Command::new("docker").args(["rmi", old]).output();
+    }
+    image
 }
+
+/// The repository of [`image_of_this_test_binary`]'s images.
+const KAFKA_CLIENT_IMAGE: &str = "rig-test/kafka-client";
 
 /// A client in a container reaches the host only through the Docker bridge gateway: the
 /// Kafka proxy on its edge must advertise every broker (the bootstrap broker included) at
