@@ -268,6 +268,8 @@ pub async fn serve(
         server.abort();
     }
     remove_own_addr_file(&config.addr_file, &addr);
+    // Environments are down: the directories kept for reuse go too.
+    state.orchestrator().close_dirs();
     // Environments are down: stop the shared backends (databases) they leased.
     crate::services::Pools::shared().close().await;
     outcome.map(|_| ()).map_err(DaemonError::Serve)

@@ -9,6 +9,7 @@ use rig_types::{Environment, Event, EventType};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::DirPool;
 use crate::events::EventLog;
 use crate::ports::PortAllocator;
 use crate::reaper::Reaper;
@@ -31,6 +32,7 @@ pub struct Instance {
     spec: Arc<Environment>,
     log: Arc<EventLog>,
     env_dir: PathBuf,
+    dirs: Arc<DirPool>,
     cancel: CancellationToken,
     services_cancel: CancellationToken,
     client_failure: Mutex<Option<(String, String)>>,
@@ -47,6 +49,7 @@ impl Instance {
         id: String,
         spec: Arc<Environment>,
         env_dir: PathBuf,
+        dirs: Arc<DirPool>,
         ports: Arc<PortAllocator>,
         reaper: Option<Arc<Reaper>>,
         done: watch::Receiver<bool>,
@@ -57,6 +60,7 @@ impl Instance {
             spec,
             log: Arc::new(EventLog::new()),
             env_dir,
+            dirs,
             services_cancel: cancel.child_token(),
             cancel,
             client_failure: Mutex::new(None),
@@ -93,6 +97,11 @@ impl Instance {
     /// The environment directory (`{rig-dir}/tmp/<id>`).
     pub fn env_dir(&self) -> &Path {
         &self.env_dir
+    }
+
+    /// Where the environment's and services' directories come from and go back to.
+    pub(super) fn dirs(&self) -> &DirPool {
+        &self.dirs
     }
 
     /// The reaper, if rigd runs with one.
@@ -184,7 +193,7 @@ impl Instance {
         self.wait_down().await;
         self.ports.release(&self.id);
         if !self.preserve.load(Ordering::SeqCst) {
-            remove_dir(&self.env_dir).await;
+            remove_dir(&self.dirs, &self.env_dir).await;
         }
         if let Some(reaper) = &self.reaper {
             reaper.untrack_dir(&self.env_dir);
@@ -192,10 +201,15 @@ impl Instance {
     }
 }
 
-async fn remove_dir(dir: &Path) {
-    match tokio::fs::remove_dir_all(dir).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+/// Removes the environment directory, on a blocking thread; its directories are kept for
+/// reuse (see [`DirPool`]).
+async fn remove_dir(dirs: &Arc<DirPool>, dir: &Path) {
+    let (dirs, path) = (dirs.clone(), dir.to_path_buf());
+    let removed = tokio::task::spawn_blocking(move || dirs.remove_tree(&path)).await;
+    match removed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Ok(Err(e)) => eprintln!("rigd: remove {}: {e}", dir.display()),
         Err(e) => eprintln!("rigd: remove {}: {e}", dir.display()),
     }
 }

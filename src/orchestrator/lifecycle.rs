@@ -146,7 +146,9 @@ struct Started {
 async fn steps_until_start(task: &ServiceTask) -> Result<Started, Ended> {
     if !task.spec.injected {
         let dir = task.temp_dir();
-        super::runner::create_private_dir(&dir)
+        task.instance
+            .dirs()
+            .create(&dir)
             .map_err(|e| Ended::Failed(format!("create temp dir {}: {e}", dir.display())))?;
     }
     let egresses = unless_cancelled(task, wait_for_egresses(task)).await?;

@@ -20,6 +20,7 @@
 //! Everything observable goes through the instance's [`EventLog`](crate::events::EventLog).
 
 mod callback;
+mod dirs;
 mod environment_up;
 mod instance;
 mod lifecycle;
@@ -30,6 +31,7 @@ mod tests;
 mod watchdog;
 
 pub use callback::CallbackDispatcher;
+pub use dirs::DirPool;
 pub use instance::{Instance, TeardownOptions};
 
 use std::path::PathBuf;
@@ -101,6 +103,8 @@ pub struct Orchestrator {
     ports: Arc<PortAllocator>,
     registry: Arc<Registry>,
     temp_base: PathBuf,
+    /// Environment and service directories, recycled.
+    dirs: Arc<DirPool>,
     cache: Cache,
     settings: Settings,
     reaper: Option<Arc<Reaper>>,
@@ -120,6 +124,7 @@ impl Orchestrator {
         Orchestrator {
             ports,
             registry,
+            dirs: Arc::new(DirPool::new(&temp_base, None)),
             temp_base,
             cache,
             settings,
@@ -136,8 +141,16 @@ impl Orchestrator {
     /// Registers every process group and environment directory with `reaper`, so they are
     /// cleaned up even if rigd is killed.
     pub fn with_reaper(mut self, reaper: Option<Arc<Reaper>>) -> Orchestrator {
+        self.dirs = Arc::new(DirPool::new(&self.temp_base, reaper.clone()));
         self.reaper = reaper;
         self
+    }
+
+    /// Removes the directories kept for reuse (see [`DirPool`]); call it at shutdown, once
+    /// the environments are torn down. Environments torn down later remove their directories
+    /// for good.
+    pub fn close_dirs(&self) {
+        self.dirs.close();
     }
 
     /// The port allocator.

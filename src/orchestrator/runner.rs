@@ -2,7 +2,6 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -54,7 +53,12 @@ pub(super) fn start(
 
     let id = new_instance_id();
     let env_dir = orch.temp_base.join(&id);
-    create_env_dirs(&env_dir)?;
+    orch.dirs
+        .create(&env_dir)
+        .map_err(|source| OrchestrateError::EnvDir {
+            path: env_dir.clone(),
+            source,
+        })?;
 
     let (done_tx, done_rx) = watch::channel(false);
     if let Some(reaper) = &orch.reaper {
@@ -64,6 +68,7 @@ pub(super) fn start(
         id,
         Arc::new(env),
         env_dir,
+        orch.dirs.clone(),
         orch.ports.clone(),
         orch.reaper.clone(),
         done_rx,
@@ -195,25 +200,6 @@ async fn run_services(instance: &Arc<Instance>, deps: &RunDeps, artifacts: Arc<O
             instance.emit(event);
         }
     }
-}
-
-fn create_env_dirs(env_dir: &Path) -> Result<(), OrchestrateError> {
-    create_private_dir(env_dir).map_err(|source| OrchestrateError::EnvDir {
-        path: env_dir.to_path_buf(),
-        source,
-    })
-}
-
-/// Creates `path` (and missing parents) readable by rigd's user only: environment
-/// directories hold service configuration and data. Each service creates its own temp dir
-/// when its task starts (`lifecycle`), so an environment of many services does not create
-/// them one after the other before the API answers.
-pub(super) fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
 }
 
 /// `<unix millis in lowercase hex>-<8 random lowercase hex digits>`, as upstream.

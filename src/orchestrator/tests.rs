@@ -80,6 +80,77 @@ fn service_types(instance: &Instance, service: &str) -> Vec<EventType> {
         .collect()
 }
 
+/// The inode numbers of `dir` and the directories directly inside it.
+fn dir_inodes(dir: &std::path::Path) -> Vec<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut inodes = vec![std::fs::metadata(dir).unwrap().ino()];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            inodes.push(entry.metadata().unwrap().ino());
+        }
+    }
+    inodes
+}
+
+#[tokio::test]
+async fn the_next_environment_gets_the_directories_back_empty_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    // Leaves a file and a loose mode behind in its temp dir, then keeps running.
+    let messy = sh(
+        "echo data > \"$RIG_TEMP_DIR/left\" && chmod 755 \"$RIG_TEMP_DIR\" && \
+                    mkdir \"$RIG_TEMP_DIR/sub\" && exec sleep 60",
+    );
+    let first = orch
+        .create(spec(
+            json!({"name": "first", "services": {"a": messy, "b": sh("exec sleep 60")}}),
+        ))
+        .unwrap();
+    wait_for(&first, EventType::EnvironmentUp).await;
+    let a = first.env_dir().join("a");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !a.join("sub").exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "service a never wrote"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let used = dir_inodes(first.env_dir());
+    first.teardown(TeardownOptions::default()).await;
+    assert!(!first.env_dir().exists(), "env dir removed at teardown");
+
+    let second = orch
+        .create(spec(
+            json!({"name": "second", "services": {"c": sh("exec sleep 60")}}),
+        ))
+        .unwrap();
+    wait_for(&second, EventType::EnvironmentUp).await;
+    let c = second.env_dir().join("c");
+    for dir in [second.env_dir(), c.as_path()] {
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o700, "{dir:?} is owner-only");
+    }
+    assert_eq!(
+        std::fs::read_dir(&c).unwrap().count(),
+        0,
+        "temp dir is empty"
+    );
+    let reused = dir_inodes(second.env_dir());
+    assert!(
+        reused.iter().all(|inode| used.contains(inode)),
+        "directories are reused: {used:?} then {reused:?}"
+    );
+    second.teardown(TeardownOptions::default()).await;
+
+    // At shutdown the kept directories go too: nothing is left under the temp base.
+    orch.close_dirs();
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[tokio::test]
 async fn single_service_comes_up_and_tears_down_in_order() {
     let dir = tempdir();

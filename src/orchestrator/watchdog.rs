@@ -163,6 +163,10 @@ mod tests {
             "id".into(),
             Arc::new(env),
             std::env::temp_dir().join("rigd-watchdog-test"),
+            Arc::new(crate::orchestrator::DirPool::new(
+                &std::env::temp_dir(),
+                None,
+            )),
             Arc::new(PortAllocator::new()),
             None,
             rx,
