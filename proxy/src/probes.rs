@@ -12,6 +12,7 @@
 //! and no other connection can have the same address pair meanwhile. When no probe is
 //! marked, the lookup is one atomic load.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -20,22 +21,55 @@ use std::time::{Duration, Instant};
 /// How long a mark is kept.
 pub const MARK_LIFETIME: Duration = Duration::from_secs(30);
 
-/// `(probe's local address, probe's remote address, when marked)`.
-type Mark = (SocketAddr, SocketAddr, Instant);
+/// `(probe's local address, probe's remote address)`.
+type Pair = (SocketAddr, SocketAddr);
 
-static MARKS: Mutex<Vec<Mark>> = Mutex::new(Vec::new());
+/// The live marks. Every readiness probe of every environment marks one pair, so there can be
+/// tens of thousands within [`MARK_LIFETIME`] on a busy rigd: marking and looking up must not
+/// walk them all.
+struct Marks {
+    /// Pair → when it was last marked.
+    by_pair: HashMap<Pair, Instant>,
+    /// Every mark in the order it was made (so by time: it is made under the lock), for
+    /// expiring the oldest first.
+    by_age: VecDeque<(Pair, Instant)>,
+}
+
+impl Marks {
+    /// Drops the marks older than [`MARK_LIFETIME`] at `now`: only the expired ones are
+    /// visited.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(pair, at)) = self.by_age.front() {
+            if now.saturating_duration_since(at) < MARK_LIFETIME {
+                break;
+            }
+            self.by_age.pop_front();
+            // A pair marked again later keeps its newer mark.
+            if self.by_pair.get(&pair) == Some(&at) {
+                self.by_pair.remove(&pair);
+            }
+        }
+    }
+}
+
+static MARKS: Mutex<Option<Marks>> = Mutex::new(None);
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// Records that the connection from `local` to `remote` is a readiness probe. Call it after
 /// binding the probe's socket and before connecting it.
 pub fn mark(local: SocketAddr, remote: SocketAddr) {
     let now = Instant::now();
-    let mut marks = MARKS
+    let mut guard = MARKS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    marks.retain(|&(_, _, at)| now.duration_since(at) < MARK_LIFETIME);
-    marks.push((local, remote, now));
-    LIVE.store(marks.len(), Ordering::Release);
+    let marks = guard.get_or_insert_with(|| Marks {
+        by_pair: HashMap::new(),
+        by_age: VecDeque::new(),
+    });
+    marks.expire(now);
+    marks.by_pair.insert((local, remote), now);
+    marks.by_age.push_back(((local, remote), now));
+    LIVE.store(marks.by_pair.len(), Ordering::Release);
 }
 
 /// Whether the connection accepted from `peer` on `local` was marked as a probe.
@@ -47,8 +81,8 @@ pub fn is_probe(peer: SocketAddr, local: SocketAddr) -> bool {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     marks
-        .iter()
-        .any(|&(probe_local, probe_remote, _)| probe_local == peer && probe_remote == local)
+        .as_ref()
+        .is_some_and(|marks| marks.by_pair.contains_key(&(peer, local)))
 }
 
 #[cfg(test)]
@@ -67,5 +101,40 @@ mod tests {
         assert!(is_probe(a, b));
         assert!(!is_probe(c, b), "another client of the same proxy");
         assert!(!is_probe(b, a), "the reverse direction");
+    }
+
+    #[test]
+    fn marks_expire_oldest_first_and_a_renewed_mark_survives_its_old_one() {
+        let pair = |port: u16| -> Pair {
+            (
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                SocketAddr::from(([127, 0, 0, 1], 6000)),
+            )
+        };
+        let start = Instant::now();
+        let mut marks = Marks {
+            by_pair: HashMap::new(),
+            by_age: VecDeque::new(),
+        };
+        let put = |marks: &mut Marks, p: Pair, at: Instant| {
+            marks.by_pair.insert(p, at);
+            marks.by_age.push_back((p, at));
+        };
+        put(&mut marks, pair(1), start);
+        put(&mut marks, pair(2), start + Duration::from_secs(10));
+        put(&mut marks, pair(1), start + Duration::from_secs(20));
+
+        marks.expire(start + MARK_LIFETIME);
+        // The first mark of pair 1 expired, but pair 1 was marked again since.
+        assert_eq!(marks.by_age.len(), 2);
+        assert!(marks.by_pair.contains_key(&pair(1)));
+        assert!(marks.by_pair.contains_key(&pair(2)));
+
+        marks.expire(start + Duration::from_secs(10) + MARK_LIFETIME);
+        assert!(!marks.by_pair.contains_key(&pair(2)));
+        assert!(marks.by_pair.contains_key(&pair(1)));
+
+        marks.expire(start + Duration::from_secs(20) + MARK_LIFETIME);
+        assert!(marks.by_pair.is_empty() && marks.by_age.is_empty());
     }
 }
