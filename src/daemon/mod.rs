@@ -204,6 +204,11 @@ pub async fn serve(
     eprintln!("rigd listening on {addr}");
 
     let stop_accepting = CancellationToken::new();
+    // Responses are small writes that must go out at once, SSE frames above all (the client
+    // waits for `environment.up`): no Nagle delay behind a previous frame's ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let mut server = tokio::spawn(
         axum::serve(listener, app(state.clone()))
             .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
