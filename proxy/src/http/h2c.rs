@@ -19,9 +19,7 @@
 //! send the same values in the `SETTINGS` frame that follows their preface.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -30,11 +28,12 @@ use http_body::Body;
 use hyper::body::Incoming;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::AsyncReadExt;
 
 use super::body::ProxyBody;
 use super::context::Context;
 use super::headers::{has_token, strip_hop_by_hop, HTTP2_SETTINGS};
+use super::raw::Prefixed;
 use super::server::serve_http2;
 
 /// The HTTP/2 connection preface every client starts with.
@@ -166,7 +165,11 @@ async fn serve_upgraded(ctx: Arc<Context>, on_upgrade: OnUpgrade, stream_one: By
     let started = async {
         let mut io = TokioIo::new(on_upgrade.await.map_err(io::Error::other)?);
         let start = read_client_start(&mut io).await?;
-        Ok::<_, io::Error>(Spliced::new(io, start, stream_one))
+        // The client's own start (preface and `SETTINGS`), then the stream-1 `HEADERS`
+        // frame, in front of what it sends next.
+        let mut front = start;
+        front.extend_from_slice(&stream_one);
+        Ok::<_, io::Error>(Prefixed::new(front.freeze(), io))
     };
     let io = tokio::select! {
         _ = ctx.cancel.cancelled() => return,
@@ -199,69 +202,6 @@ async fn read_client_start(io: &mut TokioIo<Upgraded>) -> io::Result<BytesMut> {
     start.resize(header_end + len, 0);
     io.read_exact(&mut start[header_end..]).await?;
     Ok(start)
-}
-
-/// The client's connection with bytes put in front of what it sends: its own start
-/// (preface and `SETTINGS`), then the stream-1 `HEADERS` frame. Writes go straight through.
-struct Spliced<T> {
-    front: Bytes,
-    inner: T,
-}
-
-impl<T> Spliced<T> {
-    fn new(inner: T, start: BytesMut, stream_one: Bytes) -> Spliced<T> {
-        let mut front = start;
-        front.extend_from_slice(&stream_one);
-        Spliced {
-            front: front.freeze(),
-            inner,
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Spliced<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.front.is_empty() {
-            return Pin::new(&mut self.inner).poll_read(cx, buf);
-        }
-        let n = self.front.len().min(buf.remaining());
-        buf.put_slice(&self.front.split_to(n));
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Spliced<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! A connection with bytes already read from it put back in front: what hyper is handed when
-//! the raw path gives a connection up.
+//! the raw path gives a connection up, and when an `Upgrade: h2c` request turns into HTTP/2.
 
 use std::io;
 use std::pin::Pin;
