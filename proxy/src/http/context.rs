@@ -60,6 +60,9 @@ pub(crate) struct Context {
     pub(crate) shutdown_grace: Duration,
     /// How gRPC calls are recorded.
     pub(crate) grpc: Arc<GrpcContext>,
+    /// Read buffer capacity held by raw-path connections, as they report it (tests only).
+    #[cfg(test)]
+    pub(crate) raw_buffers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Context {
@@ -95,6 +98,8 @@ impl Context {
             cancel,
             tracker: TaskTracker::new(),
             shutdown_grace: settings.shutdown_grace,
+            #[cfg(test)]
+            raw_buffers: Arc::default(),
         })
     }
 }

@@ -89,19 +89,22 @@ async fn serve_connection(
 ) {
     // Best effort: a socket that refuses the option still works, only slower.
     let _ = stream.set_nodelay(true);
-    let Some(fallback) = drive_raw(&ctx, raw::serve(&ctx, stream)).await else {
+    let Some(fallback) = drive_raw(&ctx, stream).await else {
         return;
     };
     let io = raw::Prefixed::new(fallback.buffered.freeze(), fallback.stream);
-    serve_hyper(ctx, builder, io).await;
+    // Boxed: hyper's connection state is about twice the raw path's, and most connections
+    // never need it, so it does not make every connection's task that large.
+    Box::pin(serve_hyper(ctx, builder, io)).await;
 }
 
 /// Runs the raw path of a connection to its end or its fallback; on cancellation gives it the
 /// grace period (it closes idle connections itself) and then drops it.
-async fn drive_raw<F>(ctx: &Context, connection: F) -> Option<raw::Fallback>
-where
-    F: Future<Output = Option<raw::Fallback>>,
-{
+///
+/// The raw connection's future is made here, not passed in: an argument would take room in
+/// the caller's state as well as in this one's, twice the memory for every connection.
+async fn drive_raw(ctx: &Context, stream: TcpStream) -> Option<raw::Fallback> {
+    let connection = raw::serve(ctx, stream);
     tokio::pin!(connection);
     tokio::select! {
         biased;
@@ -220,4 +223,36 @@ fn is_per_connection(error: &io::Error) -> bool {
             | io::ErrorKind::Interrupted
             | io::ErrorKind::WouldBlock
     )
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection's task is about the raw path's state: hyper's (boxed) and a second
+    /// copy of the raw future would make it twice that or more.
+    #[tokio::test]
+    async fn a_connection_task_is_about_the_raw_paths_size() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sink = Arc::new(|_: rig_types::Event| {});
+        let (observer, _task) = Observer::spawn(Default::default(), sink, 8);
+        let settings = HttpSettings::default();
+        let ctx = Context::new(
+            "127.0.0.1:1".into(),
+            observer,
+            &settings,
+            CancellationToken::new(),
+        );
+        let ctx = Arc::new(ctx.unwrap());
+        let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+        let raw = raw::serve(&ctx, TcpStream::connect(addr).await.unwrap());
+        let raw_size = std::mem::size_of_val(&raw);
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let task = serve_connection(ctx.clone(), builder, stream);
+        let task_size = std::mem::size_of_val(&task);
+        assert!(
+            task_size < raw_size + 1024,
+            "a connection task takes {task_size} bytes, the raw path {raw_size}"
+        );
+    }
 }

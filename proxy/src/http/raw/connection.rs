@@ -10,6 +10,8 @@
 //!
 //! Both buffers are read into directly and the forwarded regions are split off and frozen:
 //! the record keeps the heads and the captured body bytes as slices of the same memory.
+//! Between requests the connection holds neither buffer ([`idle`]): it waits for
+//! readability and takes a buffer only when there is something to read.
 
 use std::future::Future;
 use std::ops::Range;
@@ -31,6 +33,10 @@ use crate::http::capture::Capture;
 use crate::http::context::Context;
 use crate::http::error::{Failure, FailureKind, RawFailure};
 use crate::http::upstream::SendError;
+
+mod idle;
+
+use idle::Idle;
 
 /// The HTTP/2 connection preface: a connection starting with it goes to hyper.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -60,6 +66,8 @@ pub(crate) async fn serve(ctx: &Context, client: TcpStream) -> Option<Fallback> 
         upstream: None,
         ubuf: BytesMut::new(),
         ranges: Vec::new(),
+        #[cfg(test)]
+        gauge: idle::Gauge::new(ctx.raw_buffers.clone()),
     };
     let cancelled = ctx.cancel.cancelled();
     tokio::pin!(cancelled);
@@ -99,14 +107,17 @@ enum Event {
 
 struct Connection {
     client: TcpStream,
-    /// Bytes from the client not yet forwarded.
+    /// Bytes from the client not yet forwarded (no memory while idle).
     cbuf: BytesMut,
     /// The client connection's own connection to the target, once opened.
     upstream: Option<TcpStream>,
-    /// Bytes from the target not yet forwarded.
+    /// Bytes from the target not yet forwarded (no memory while idle).
     ubuf: BytesMut,
     /// Chunk data ranges found by the last walk (reused).
     ranges: Vec<Range<usize>>,
+    /// Reports the buffers' capacity while idle to the tests.
+    #[cfg(test)]
+    gauge: idle::Gauge,
 }
 
 /// Ensures room for a read of about `size` bytes.
@@ -185,21 +196,30 @@ impl Connection {
                     }
                 }
             }
-            make_room(&mut self.cbuf, HEAD_READ);
-            let event = match self.upstream.as_mut() {
-                Some(upstream) => {
-                    tokio::select! {
-                        biased;
-                        _ = cancelled.as_mut() => return Wait::Closed,
-                        read = self.client.read_buf(&mut self.cbuf) => Event::Client(read),
-                        read = upstream.read_buf(&mut self.ubuf) => Event::Upstream(read),
-                    }
+            let event = if self.cbuf.is_empty() {
+                match self.idle_read(cancelled.as_mut()).await {
+                    Idle::Cancelled => return Wait::Closed,
+                    Idle::Nothing => continue,
+                    Idle::Read(event) => event,
                 }
-                None => {
-                    tokio::select! {
-                        biased;
-                        _ = cancelled.as_mut() => return Wait::Closed,
-                        read = self.client.read_buf(&mut self.cbuf) => Event::Client(read),
+            } else {
+                // A partial head: read the rest.
+                make_room(&mut self.cbuf, HEAD_READ);
+                match self.upstream.as_mut() {
+                    Some(upstream) => {
+                        tokio::select! {
+                            biased;
+                            _ = cancelled.as_mut() => return Wait::Closed,
+                            read = self.client.read_buf(&mut self.cbuf) => Event::Client(read),
+                            read = upstream.read_buf(&mut self.ubuf) => Event::Upstream(read),
+                        }
+                    }
+                    None => {
+                        tokio::select! {
+                            biased;
+                            _ = cancelled.as_mut() => return Wait::Closed,
+                            read = self.client.read_buf(&mut self.cbuf) => Event::Client(read),
+                        }
                     }
                 }
             };

@@ -25,3 +25,6 @@ mod record;
 
 pub(crate) use connection::{serve, Fallback};
 pub(crate) use prefixed::Prefixed;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+//! Between requests a client connection holds no read buffer: it gives both buffers back (when
+//! nothing is buffered in them), waits for the client, or its idle upstream connection, to
+//! become readable, and only then takes a buffer and reads. A thousand idle keep-alive
+//! connections hold their sockets and their tasks, not a thousand buffers.
+//!
+//! ```text
+//! response done ─► cbuf, ubuf empty? ─► dropped ─► readable? ─► client: take cbuf, try_read
+//!                                                            └─► upstream: probe one byte
+//! ```
+
+use std::future::Future;
+use std::io::ErrorKind;
+use std::pin::Pin;
+
+use bytes::BytesMut;
+
+use super::{Connection, Event, HEAD_READ};
+
+/// How waiting while idle ended.
+pub(super) enum Idle {
+    /// The proxy is shutting down.
+    Cancelled,
+    /// A side was readable after all not (its readiness was stale): wait again.
+    Nothing,
+    /// A read happened (on the client into a fresh `cbuf`).
+    Read(Event),
+}
+
+/// Which side became readable.
+enum Side {
+    Client(std::io::Result<()>),
+    Upstream(std::io::Result<()>),
+}
+
+/// Drops `buf`'s memory (its share of it: slices an event still holds keep theirs).
+fn release(buf: &mut BytesMut) {
+    if buf.capacity() > 0 {
+        *buf = BytesMut::new();
+    }
+}
+
+impl Connection {
+    /// Waits with no read buffer held (`cbuf` must be empty) until the client sends
+    /// something, the idle upstream connection says something (its close, or bytes nobody
+    /// asked for), or `cancelled` fires.
+    pub(super) async fn idle_read(
+        &mut self,
+        mut cancelled: Pin<&mut impl Future<Output = ()>>,
+    ) -> Idle {
+        debug_assert!(self.cbuf.is_empty());
+        release(&mut self.cbuf);
+        if self.ubuf.is_empty() {
+            release(&mut self.ubuf);
+        }
+        #[cfg(test)]
+        self.gauge.report(&self.cbuf, &self.ubuf);
+        let side = match self.upstream.as_ref() {
+            Some(upstream) => tokio::select! {
+                biased;
+                _ = cancelled.as_mut() => return Idle::Cancelled,
+                ready = self.client.readable() => Side::Client(ready),
+                ready = upstream.readable() => Side::Upstream(ready),
+            },
+            None => tokio::select! {
+                biased;
+                _ = cancelled.as_mut() => return Idle::Cancelled,
+                ready = self.client.readable() => Side::Client(ready),
+            },
+        };
+        let read = match side {
+            Side::Client(Err(error)) => Event::Client(Err(error)),
+            Side::Client(Ok(())) => {
+                self.cbuf.reserve(HEAD_READ);
+                Event::Client(self.client.try_read_buf(&mut self.cbuf))
+            }
+            Side::Upstream(Err(error)) => Event::Upstream(Err(error)),
+            Side::Upstream(Ok(())) => {
+                let mut probe = [0u8; 1];
+                let upstream = self.upstream.as_ref().expect("watched");
+                Event::Upstream(upstream.try_read(&mut probe))
+            }
+        };
+        #[cfg(test)]
+        self.gauge.report(&self.cbuf, &self.ubuf);
+        match read {
+            Event::Client(Err(error)) | Event::Upstream(Err(error))
+                if error.kind() == ErrorKind::WouldBlock =>
+            {
+                Idle::Nothing
+            }
+            read => Idle::Read(read),
+        }
+    }
+}
+
+/// The read buffer capacity the raw connections of one proxy hold, as last reported by each
+/// (when going idle, and after the first read of the next request): tests check that idle
+/// connections hold none.
+#[cfg(test)]
+pub(crate) struct Gauge {
+    total: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    reported: usize,
+}
+
+#[cfg(test)]
+impl Gauge {
+    pub(super) fn new(total: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Gauge {
+        Gauge { total, reported: 0 }
+    }
+
+    /// Reports the capacity of `cbuf` and `ubuf` now.
+    fn report(&mut self, cbuf: &BytesMut, ubuf: &BytesMut) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = cbuf.capacity() + ubuf.capacity();
+        self.total.fetch_add(now, SeqCst);
+        self.total.fetch_sub(self.reported, SeqCst);
+        self.reported = now;
+    }
+}
+
+#[cfg(test)]
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        self.total
+            .fetch_sub(self.reported, std::sync::atomic::Ordering::SeqCst);
+    }
+}
