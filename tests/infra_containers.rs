@@ -9,7 +9,6 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use rig_types::{Endpoint, Event, EventType};
 use rigd::cli::client::DeleteOptions;
@@ -17,9 +16,6 @@ use serde_json::{json, Value};
 use support::clients::{psql, redis_cli};
 use support::images;
 use support::Rigd;
-
-/// How long a condition checked by polling may take to hold.
-const DEADLINE: Duration = Duration::from_secs(60);
 
 fn postgres(image: &str, hooks: Value) -> Value {
     json!({
@@ -36,23 +32,6 @@ fn redis(image: &str) -> Value {
         "config": {"backend": "container", "image": image},
         "ingresses": {"default": {"protocol": "tcp", "container_port": 6379}}
     })
-}
-
-async fn up(rigd: &Rigd, spec: Value) -> (String, Event) {
-    let id = rigd.create(spec).await;
-    let up = rigd.events(&id).until(EventType::EnvironmentUp).await;
-    (id, up)
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {DEADLINE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Names of the running containers whose name starts with `prefix`.
@@ -104,21 +83,13 @@ async fn container_postgres_is_seeded_by_hooks_inside_it_and_read_by_a_service_t
     }
     let image = images::postgres();
     let rigd = Rigd::start();
-    let reader = rigd.script(
-        "reader.sh",
-        "PGHOST=$DB_PGHOST PGPORT=$DB_PGPORT PGUSER=$DB_PGUSER PGPASSWORD=$DB_PGPASSWORD \
-         PGDATABASE=$DB_PGDATABASE psql -X -tA -c 'SELECT name FROM items ORDER BY id' \
-         > \"$RIG_TEMP_DIR/items.tmp\" 2>&1\n\
-         mv \"$RIG_TEMP_DIR/items.tmp\" \"$RIG_TEMP_DIR/items.txt\"\n\
-         exec sleep 1000\n",
-    );
+    let reader = rigd.script("reader.sh", support::PSQL_ITEMS_READER);
     // The exec hook proves where it runs: the entrypoint exists only inside the image, and
     // psql there reaches the server on its container port.
     let inside = "test -x /usr/local/bin/docker-entrypoint.sh && \
                   psql -X -v ON_ERROR_STOP=1 -c \"INSERT INTO items VALUES (3, 'plum')\"";
-    let (id, up) = up(
-        &rigd,
-        json!({
+    let (id, up) = rigd
+        .up(json!({
             "name": "pg-container",
             "services": {
                 "db": postgres(&image, json!([
@@ -135,11 +106,10 @@ async fn container_postgres_is_seeded_by_hooks_inside_it_and_read_by_a_service_t
                     "egresses": {"db": {"service": "db"}}
                 }
             }
-        }),
-    )
-    .await;
+        }))
+        .await;
     let items = Path::new(&up.env_dir).join("reader").join("items.txt");
-    wait_for("the reader's query", || items.exists());
+    support::wait_until("the reader's query", || items.exists());
     assert_eq!(
         std::fs::read_to_string(&items).unwrap().trim(),
         "apple\npear\nplum"
@@ -200,10 +170,10 @@ async fn container_redis_isolates_environments_sharing_one_container_and_traffic
             }
         })
     };
-    let ((a, up_a), (b, up_b)) = tokio::join!(up(&rigd, spec("alpha")), up(&rigd, spec("beta")));
+    let ((a, up_a), (b, up_b)) = tokio::join!(rigd.up(spec("alpha")), rigd.up(spec("beta")));
     for up in [&up_a, &up_b] {
         let out = Path::new(&up.env_dir).join("writer").join("out.txt");
-        wait_for("the writer's SET", || out.exists());
+        support::wait_until("the writer's SET", || out.exists());
         assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "OK");
     }
     let running = containers_named(&format!("rig-redis-{}-", rigd.pid()));
@@ -270,23 +240,23 @@ async fn pool_containers_stop_with_rigd_and_are_reaped_after_kill_9() {
 
     // A clean shutdown removes the container.
     let rigd = Rigd::start();
-    up(&rigd, spec.clone()).await;
+    rigd.up(spec.clone()).await;
     let name = format!("rig-redis-{}-", rigd.pid());
     assert_eq!(containers_named(&name).len(), 1);
     drop(rigd);
-    wait_for("the container to go with rigd", || {
+    support::wait_until("the container to go with rigd", || {
         containers_named(&name).is_empty()
     });
 
     // kill -9 of rigd: the reaper removes it.
     let rigd = Rigd::start();
-    up(&rigd, spec).await;
+    rigd.up(spec).await;
     let pid = rigd.pid();
     let name = format!("rig-redis-{pid}-");
     assert_eq!(containers_named(&name).len(), 1);
     // SAFETY: kill(2) has no memory-safety preconditions.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-    wait_for("the container to be reaped", || {
+    support::wait_until("the container to be reaped", || {
         containers_named(&name).is_empty()
     });
 }

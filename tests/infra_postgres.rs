@@ -6,16 +6,12 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use rig_types::{Event, EventType};
+use rig_types::EventType;
 use rigd::cli::client::DeleteOptions;
 use serde_json::{json, Value};
 use support::clients::psql;
 use support::{is_alive, Rigd};
-
-/// How long a condition checked by polling may take to hold.
-const DEADLINE: Duration = Duration::from_secs(30);
 
 fn postgres(statements: &[&str]) -> Value {
     json!({
@@ -24,23 +20,6 @@ fn postgres(statements: &[&str]) -> Value {
         "ingresses": {"default": {"protocol": "tcp", "container_port": 5432}},
         "hooks": {"init": [{"type": "sql", "config": {"statements": statements}}]}
     })
-}
-
-async fn up(rigd: &Rigd, spec: Value) -> (String, Event) {
-    let id = rigd.create(spec).await;
-    let up = rigd.events(&id).until(EventType::EnvironmentUp).await;
-    (id, up)
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {DEADLINE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The `postgres` server processes (postmasters) of rigd `pid`: its children whose data
@@ -67,17 +46,9 @@ fn servers_of(pid: u32) -> Vec<u32> {
 #[tokio::test]
 async fn a_sql_hook_seeds_data_that_a_service_reads_through_the_observing_proxy() {
     let rigd = Rigd::start();
-    let reader = rigd.script(
-        "reader.sh",
-        "PGHOST=$DB_PGHOST PGPORT=$DB_PGPORT PGUSER=$DB_PGUSER PGPASSWORD=$DB_PGPASSWORD \
-         PGDATABASE=$DB_PGDATABASE psql -X -tA -c 'SELECT name FROM items ORDER BY id' \
-         > \"$RIG_TEMP_DIR/items.tmp\" 2>&1\n\
-         mv \"$RIG_TEMP_DIR/items.tmp\" \"$RIG_TEMP_DIR/items.txt\"\n\
-         exec sleep 1000\n",
-    );
-    let (id, up) = up(
-        &rigd,
-        json!({
+    let reader = rigd.script("reader.sh", support::PSQL_ITEMS_READER);
+    let (id, up) = rigd
+        .up(json!({
             "name": "pg-seed",
             "services": {
                 "db": postgres(&[
@@ -91,11 +62,10 @@ async fn a_sql_hook_seeds_data_that_a_service_reads_through_the_observing_proxy(
                     "egresses": {"db": {"service": "db"}}
                 }
             }
-        }),
-    )
-    .await;
+        }))
+        .await;
     let items = Path::new(&up.env_dir).join("reader").join("items.txt");
-    wait_for("the reader's query", || items.exists());
+    support::wait_until("the reader's query", || items.exists());
     assert_eq!(
         std::fs::read_to_string(&items).unwrap().trim(),
         "apple\npear"
@@ -146,7 +116,7 @@ async fn two_environments_share_one_server_with_isolated_databases_dropped_at_te
             ])}
         })
     };
-    let ((a, up_a), (b, up_b)) = tokio::join!(up(&rigd, spec("alpha")), up(&rigd, spec("beta")));
+    let ((a, up_a), (b, up_b)) = tokio::join!(rigd.up(spec("alpha")), rigd.up(spec("beta")));
     let (db_a, db_b) = (
         &up_a.ingresses["db"]["default"],
         &up_b.ingresses["db"]["default"],
@@ -208,24 +178,18 @@ async fn a_failing_statement_fails_the_service_with_the_statement_in_the_error()
 async fn the_server_stops_with_rigd_and_is_reaped_after_kill_9() {
     // A clean shutdown stops the server.
     let rigd = Rigd::start();
-    up(
-        &rigd,
-        json!({"name": "pg-stop", "services": {"db": postgres(&[])}}),
-    )
-    .await;
+    rigd.up(json!({"name": "pg-stop", "services": {"db": postgres(&[])}}))
+        .await;
     let pid = rigd.pid();
     let servers = servers_of(pid);
     assert_eq!(servers.len(), 1, "{servers:?}");
     drop(rigd);
-    wait_for("the server to stop with rigd", || !is_alive(servers[0]));
+    support::wait_until("the server to stop with rigd", || !is_alive(servers[0]));
 
     // kill -9 of rigd: the reaper stops it and removes its data directory.
     let rigd = Rigd::start();
-    up(
-        &rigd,
-        json!({"name": "pg-kill", "services": {"db": postgres(&[])}}),
-    )
-    .await;
+    rigd.up(json!({"name": "pg-kill", "services": {"db": postgres(&[])}}))
+        .await;
     let pid = rigd.pid();
     let servers = servers_of(pid);
     assert_eq!(servers.len(), 1, "{servers:?}");
@@ -242,7 +206,7 @@ async fn the_server_stops_with_rigd_and_is_reaped_after_kill_9() {
     assert_eq!(data_dirs.len(), 1, "{data_dirs:?}");
     // SAFETY: kill(2) has no memory-safety preconditions.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-    wait_for("the server to be reaped", || {
+    support::wait_until("the server to be reaped", || {
         servers.iter().all(|p| !is_alive(*p)) && !data_dirs[0].exists()
     });
 }
@@ -282,7 +246,7 @@ async fn a_later_rigd_on_the_same_rig_dir_copies_the_initdb_template_instead_of_
 
     // The first rigd runs initdb and keeps the result as the rig dir's template.
     let first = Rigd::start_with(&["--rig-dir", rig_dir_arg]);
-    let (_, first_up) = up(&first, spec("first")).await;
+    let (_, first_up) = first.up(spec("first")).await;
     assert_eq!(
         psql(
             &first_up.ingresses["db"]["default"],
@@ -302,7 +266,7 @@ async fn a_later_rigd_on_the_same_rig_dir_copies_the_initdb_template_instead_of_
 
     // The next one copies it: no initdb, and a server that works as well.
     let second = Rigd::start_with(&["--rig-dir", rig_dir_arg]);
-    let (_, second_up) = up(&second, spec("second")).await;
+    let (_, second_up) = second.up(spec("second")).await;
     assert_eq!(
         psql(
             &second_up.ingresses["db"]["default"],

@@ -4,7 +4,7 @@
 
 mod support;
 
-use rig_types::{Event, EventType};
+use rig_types::EventType;
 use rigd::cli::client::DeleteOptions;
 use serde_json::{json, Value};
 use support::clients::redis_cli;
@@ -18,17 +18,11 @@ fn redis() -> Value {
     })
 }
 
-async fn up(rigd: &Rigd, spec: Value) -> (String, Event) {
-    let id = rigd.create(spec).await;
-    let up = rigd.events(&id).until(EventType::EnvironmentUp).await;
-    (id, up)
-}
-
 #[tokio::test]
 async fn environments_get_isolated_databases_of_one_server_flushed_at_teardown() {
     let rigd = Rigd::start();
     let spec = |name: &str| json!({"name": name, "observe": false, "services": {"cache": redis()}});
-    let ((a, up_a), (b, up_b)) = tokio::join!(up(&rigd, spec("alpha")), up(&rigd, spec("beta")));
+    let ((a, up_a), (b, up_b)) = tokio::join!(rigd.up(spec("alpha")), rigd.up(spec("beta")));
     let (ra, rb) = (
         &up_a.ingresses["cache"]["default"],
         &up_b.ingresses["cache"]["default"],
@@ -77,9 +71,8 @@ async fn a_service_reaches_redis_through_the_observing_proxy() {
          mv \"$RIG_TEMP_DIR/out.tmp\" \"$RIG_TEMP_DIR/out.txt\"\n\
          exec sleep 1000\n",
     );
-    let (id, up) = up(
-        &rigd,
-        json!({
+    let (id, up) = rigd
+        .up(json!({
             "name": "redis-observed",
             "services": {
                 "cache": redis(),
@@ -90,9 +83,8 @@ async fn a_service_reaches_redis_through_the_observing_proxy() {
                     "egresses": {"cache": {"service": "cache"}}
                 }
             }
-        }),
-    )
-    .await;
+        }))
+        .await;
     let out = std::path::Path::new(&up.env_dir)
         .join("writer")
         .join("out.txt");

@@ -31,6 +31,28 @@ use rigd::cli::client::RigdClient;
 use rigd::cli::event_stream::EventStream;
 use serde_json::{json, Value};
 
+/// A `process` script for an environment whose `db` egress is a postgres service: it writes
+/// the names in table `items`, in id order, to `items.txt` in its temp dir (whole, by rename)
+/// and keeps running.
+pub const PSQL_ITEMS_READER: &str =
+    "PGHOST=$DB_PGHOST PGPORT=$DB_PGPORT PGUSER=$DB_PGUSER PGPASSWORD=$DB_PGPASSWORD \
+     PGDATABASE=$DB_PGDATABASE psql -X -tA -c 'SELECT name FROM items ORDER BY id' \
+     > \"$RIG_TEMP_DIR/items.tmp\" 2>&1\n\
+     mv \"$RIG_TEMP_DIR/items.tmp\" \"$RIG_TEMP_DIR/items.txt\"\n\
+     exec sleep 1000\n";
+
+/// Polls `cond` every 20 ms until it holds; panics naming `what` after [`WAIT`].
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// How long any single wait for an event may take.
 pub const WAIT: Duration = Duration::from_secs(60);
 /// How long rigd may take to write its addr file.
@@ -142,6 +164,14 @@ impl Rigd {
             .create_environment(&with_path(spec))
             .await
             .unwrap_or_else(|e| panic!("create the environment: {e}"))
+    }
+
+    /// Creates an environment from `spec` and waits for its `environment.up`: the id and the
+    /// event.
+    pub async fn up(&self, spec: Value) -> (String, Event) {
+        let id = self.create(spec).await;
+        let up = self.events(&id).until(EventType::EnvironmentUp).await;
+        (id, up)
     }
 
     /// Follows the events of environment `id` from the start.
