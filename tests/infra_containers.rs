@@ -15,6 +15,7 @@ use rigd::cli::client::DeleteOptions;
 use serde_json::{json, Value};
 use support::clients::{psql, redis_cli};
 use support::images;
+use support::images::containers_named;
 use support::Rigd;
 
 fn postgres(image: &str, hooks: Value) -> Value {
@@ -32,19 +33,6 @@ fn redis(image: &str) -> Value {
         "config": {"backend": "container", "image": image},
         "ingresses": {"default": {"protocol": "tcp", "container_port": 6379}}
     })
-}
-
-/// Names of the running containers whose name starts with `prefix`.
-fn containers_named(prefix: &str) -> Vec<String> {
-    let out = Command::new("docker")
-        .args(["ps", "--format", "{{.Names}}", "--filter"])
-        .arg(format!("name=^{prefix}"))
-        .output()
-        .expect("run docker ps");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
 }
 
 /// The host port Docker published for `port/tcp` of container `name`.

@@ -324,9 +324,20 @@ fn shared_libraries(binary: &Path) -> Vec<PathBuf> {
 
 /// Ids of the containers (running or not) whose label `key` equals `value`.
 pub fn containers_labelled(key: &str, value: &str) -> Vec<String> {
+    docker_ps(&["-aq", "--no-trunc"], &format!("label={key}={value}"))
+}
+
+/// Names of the running containers whose name starts with `prefix`.
+pub fn containers_named(prefix: &str) -> Vec<String> {
+    docker_ps(&["--format", "{{.Names}}"], &format!("name=^{prefix}"))
+}
+
+/// What `docker ps <flags> --filter <filter>` lists, one word per container.
+fn docker_ps(flags: &[&str], filter: &str) -> Vec<String> {
     let out = Command::new("docker")
-        .args(["ps", "-aq", "--no-trunc", "--filter"])
-        .arg(format!("label={key}={value}"))
+        .arg("ps")
+        .args(flags)
+        .args(["--filter", filter])
         .output()
         .expect("run docker ps");
     String::from_utf8_lossy(&out.stdout)
