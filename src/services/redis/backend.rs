@@ -53,47 +53,29 @@ impl RedisBackend {
         let dir = WorkDir::create("redis", None)
             .map_err(|e| format!("create the work directory: {e}"))?;
         let port = free_port()?;
-        let args: Vec<String> = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-            "--daemonize",
-            "no",
-            "--databases",
-            &DATABASES.to_string(),
-            "--dir",
-            &dir.path().to_string_lossy(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args = server_settings();
+        args.extend(
+            [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "no",
+                "--dir",
+                &dir.path().to_string_lossy(),
+            ]
+            .map(str::to_string),
+        );
         let process = NativeProcess::spawn(&program, &args, &dir, None)?;
         RedisBackend::ready(Server::Native { process, dir }, port, START_TIMEOUT).await
     }
 
     /// Runs `image` (`redis-server` without persistence) and waits for the server in it.
     pub async fn start_container(image: String) -> Result<RedisBackend, String> {
-        let cmd = [
-            "redis-server",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-            "--databases",
-            &DATABASES.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let cmd = std::iter::once("redis-server".to_string())
+            .chain(server_settings())
+            .collect();
         let container = ContainerServer::start(ServerSpec {
             kind: "redis",
             image,
@@ -178,4 +160,22 @@ impl Backend for RedisBackend {
     fn alive(&self) -> bool {
         self.server.alive()
     }
+}
+
+/// The settings of every pooled server, native or in a container: no persistence, no
+/// protected mode (clients connect from other addresses in a container), [`DATABASES`]
+/// databases to lease.
+fn server_settings() -> Vec<String> {
+    [
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        "--databases",
+        &DATABASES.to_string(),
+    ]
+    .map(str::to_string)
+    .into()
 }
