@@ -217,18 +217,12 @@ async fn run_checkout(rigd: &Rigd) -> PathBuf {
         .expect("create the orders topic");
     let broker = cluster.bootstrap_servers();
     let mut spec = orders_spec(rigd, "TestCheckout");
-    let forwarder = rigd.script("forwarder.py", support::KAFKA_FORWARDER);
     spec["services"]["echo"] = json!({
         "type": "client",
         "config": {"start_handler": "run_echo"},
         "ingresses": {"default": {"protocol": "grpc"}}
     });
-    spec["services"]["kafka"] = json!({
-        "type": "process",
-        "config": {"command": "python3"},
-        "args": [forwarder, broker],
-        "ingresses": {"default": {"protocol": "kafka"}}
-    });
+    spec["services"]["kafka"] = rigd.kafka_forwarder(&broker);
     let id = rigd.create(spec).await;
     let mut events = rigd.events(&id);
     let mut server = None;

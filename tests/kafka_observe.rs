@@ -34,7 +34,7 @@ async fn a_kafka_ingress_is_observed_across_three_brokers() {
     let id = rigd
         .create(json!({
             "name": "kafka-observe",
-            "services": {"kafka": kafka_service(&rigd, &brokers)}
+            "services": {"kafka": rigd.kafka_forwarder(&brokers[0])}
         }))
         .await;
     let mut events = rigd.events(&id);
@@ -123,17 +123,6 @@ fn orders_on_three_brokers() -> (MockCluster<'static, DefaultProducerContext>, V
             .unwrap();
     }
     (cluster, brokers)
-}
-
-/// The `kafka` service: the forwarder in front of the first broker.
-fn kafka_service(rigd: &Rigd, brokers: &[String]) -> serde_json::Value {
-    let forwarder = rigd.script("forwarder.py", support::KAFKA_FORWARDER);
-    json!({
-        "type": "process",
-        "config": {"command": "python3"},
-        "args": [forwarder, brokers[0]],
-        "ingresses": {"default": {"protocol": "kafka"}}
-    })
 }
 
 /// What the client in the container prints once every message is delivered.
@@ -233,7 +222,7 @@ async fn a_container_producing_through_its_egress_reaches_every_broker() {
         .create(json!({
             "name": "kafka-container",
             "services": {
-                "kafka": kafka_service(&rigd, &brokers),
+                "kafka": rigd.kafka_forwarder(&brokers[0]),
                 "producer": {
                     "type": "container",
                     "config": {

@@ -174,6 +174,18 @@ impl Rigd {
         (id, up)
     }
 
+    /// A `kafka` service: a `process` running [`KAFKA_FORWARDER`] on its `PORT` in front of
+    /// `broker` (`host:port`), with a `kafka` ingress.
+    pub fn kafka_forwarder(&self, broker: &str) -> Value {
+        let forwarder = self.script("forwarder.py", KAFKA_FORWARDER);
+        json!({
+            "type": "process",
+            "config": {"command": "python3"},
+            "args": [forwarder, broker],
+            "ingresses": {"default": {"protocol": "kafka"}}
+        })
+    }
+
     /// Follows the events of environment `id` from the start.
     pub fn events(&self, id: &str) -> Events {
         Events::from_client(&self.client, id)
