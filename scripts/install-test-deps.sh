@@ -20,6 +20,8 @@ command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
 # (nothing can be pulled from a registry here).
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
+# `strip`: kafka_observe puts a copy of its own test binary, without debug info, in an image.
+command -v strip >/dev/null 2>&1 || need_apt+=(binutils)
 # librdkafka for the Kafka proxy tests (rdkafka links it dynamically) and its mock cluster.
 pkg-config --exists rdkafka 2>/dev/null || need_apt+=(librdkafka-dev pkg-config)
 
