@@ -24,9 +24,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -193,6 +194,14 @@ impl Reaper {
     }
 }
 
+/// The reaper saves its record once rigd has sent nothing for this long after a change...
+const SAVE_QUIET: Duration = Duration::from_millis(5);
+/// ...or once the oldest unsaved change is this old, whichever comes first. An environment's
+/// start sends a message per service, one at a time; saving after each (a write and a rename)
+/// cost a rename per message, on the same CPUs as the services starting. Only the record
+/// lags: the reaper itself always knows everything rigd sent.
+const SAVE_DELAY_MAX: Duration = Duration::from_millis(50);
+
 /// The reaper process's main loop: follow rigd's instructions until the pipe closes, then
 /// reap. Returns the process exit code.
 pub fn run(record_path: &Path) -> i32 {
@@ -206,35 +215,86 @@ pub fn run(record_path: &Path) -> i32 {
         ..Record::default()
     };
     save(record_path, &record);
-    let stdin = std::io::stdin();
-    for line in stdin.lock().lines() {
-        let Ok(line) = line else { break };
-        match serde_json::from_str::<Message>(&line) {
-            Ok(Message::Group { pgid, start }) => {
-                record.groups.insert(pgid, start);
-            }
-            Ok(Message::Ungroup { pgid }) => {
-                record.groups.remove(&pgid);
-            }
-            Ok(Message::Dir { path }) => {
-                record.dirs.insert(path);
-            }
-            Ok(Message::Undir { path }) => {
-                record.dirs.remove(&path);
-            }
-            Ok(Message::Container { id }) => {
-                record.containers.insert(id);
-            }
-            Ok(Message::Uncontainer { id }) => {
-                record.containers.remove(&id);
-            }
-            Err(e) => eprintln!("rigd reaper: ignoring {line:?}: {e}"),
+    let input = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(e) => {
+            eprintln!("rigd reaper: read instructions: {e}");
+            return 1;
         }
+    };
+    let mut reader = std::io::BufReader::new(input);
+    let mut unsaved_since: Option<Instant> = None;
+    let mut line = String::new();
+    loop {
+        if let Some(since) = unsaved_since {
+            let nothing_buffered = reader.buffer().is_empty();
+            let overdue = since.elapsed() >= SAVE_DELAY_MAX;
+            if overdue
+                || (nothing_buffered
+                    && !readable_within(
+                        reader.get_ref(),
+                        SAVE_QUIET.min(SAVE_DELAY_MAX.saturating_sub(since.elapsed())),
+                    ))
+            {
+                save(record_path, &record);
+                unsaved_since = None;
+            }
+        }
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        apply(&mut record, line.trim_end());
+        unsaved_since.get_or_insert_with(Instant::now);
+    }
+    if unsaved_since.is_some() {
+        // Should reaping be cut short, the next rigd finds the rest.
         save(record_path, &record);
     }
     reap(&record);
     let _ = std::fs::remove_file(record_path);
     0
+}
+
+/// Applies one instruction line from rigd to the record.
+fn apply(record: &mut Record, line: &str) {
+    match serde_json::from_str::<Message>(line) {
+        Ok(Message::Group { pgid, start }) => {
+            record.groups.insert(pgid, start);
+        }
+        Ok(Message::Ungroup { pgid }) => {
+            record.groups.remove(&pgid);
+        }
+        Ok(Message::Dir { path }) => {
+            record.dirs.insert(path);
+        }
+        Ok(Message::Undir { path }) => {
+            record.dirs.remove(&path);
+        }
+        Ok(Message::Container { id }) => {
+            record.containers.insert(id);
+        }
+        Ok(Message::Uncontainer { id }) => {
+            record.containers.remove(&id);
+        }
+        Err(e) => eprintln!("rigd reaper: ignoring {line:?}: {e}"),
+    }
+}
+
+/// Whether `file` has something to read (or has reached its end) within `wait`. An
+/// interrupted or failed wait counts as readable: the caller then simply reads.
+fn readable_within(file: &std::fs::File, wait: Duration) -> bool {
+    let mut fd = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // Rounded up to whole milliseconds, so a short wait is not a busy loop.
+    let millis = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    // SAFETY: `fd` is one valid pollfd and the count says one.
+    let ready = unsafe { libc::poll(&mut fd, 1, millis) };
+    ready != 0
 }
 
 /// How often a running rigd looks again for what dead rigds left behind: a rigd killed

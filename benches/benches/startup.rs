@@ -1,9 +1,10 @@
 //! Startup benchmark: how long rigd takes from `POST /environments` to `environment.up` for
 //! 1, 10 and 50 `process` services, against starting the same processes by hand.
 //!
-//! - **rig**: an in-process rigd (`rigd::daemon::serve` on a `127.0.0.1:0` listener) gets a
-//!   spec of N `bench_listener` services with a TCP ingress each; the time runs from the POST
-//!   until the client reads `environment.up` from the SSE stream. Teardown is not timed.
+//! - **rig**: a real rigd process (`bench_rigd`, the rigd binary, with its reaper) gets a spec
+//!   of N `bench_listener` services with a TCP ingress each from the SDK's client running on
+//!   this process's own runtime; the time runs from the POST until the client reads
+//!   `environment.up` from the SSE stream. Teardown is not timed.
 //! - **direct**: the baseline a test would write by hand: pick N free ports, spawn N
 //!   `bench_listener`s, then connect to each port in turn, retrying every millisecond, until
 //!   every one accepts. Killing the processes is not timed.
@@ -17,6 +18,7 @@
 //! Run with `cargo bench -p rig-benches --bench startup` (about two minutes on 2 cores).
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -27,10 +29,8 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
 use rig_types::{Event, EventType};
 use rigd::cli::client::{DeleteOptions, RigdClient};
-use rigd::daemon::{Config, ShutdownSignal};
 use serde_json::{json, Value};
 use tokio::runtime::Runtime;
-use tokio_util::sync::CancellationToken;
 
 /// Service counts measured.
 const SIZES: [usize; 3] = [1, 10, 50];
@@ -48,53 +48,53 @@ fn listener_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_bench_listener"))
 }
 
-/// A rigd serving in this process on its own runtime, with a private rig dir.
-struct InProcessRigd {
+/// A real rigd process (`bench_rigd`, the rigd binary built in this package) with a private
+/// rig dir, and a client on this thread's own runtime: the two share nothing but loopback
+/// HTTP, as a test and its rigd do.
+struct RigdProcess {
     runtime: Runtime,
     client: RigdClient,
-    stop: CancellationToken,
-    server: Option<tokio::task::JoinHandle<()>>,
+    child: Child,
     _dir: tempfile::TempDir,
 }
 
-impl InProcessRigd {
-    fn start() -> InProcessRigd {
+impl RigdProcess {
+    fn start() -> RigdProcess {
         let dir = tempfile::tempdir().expect("create the rig dir");
-        let rig_dir = dir.path().join("rig");
-        std::fs::create_dir_all(&rig_dir).expect("create the rig dir");
-        let mut config = Config::from_args([
-            "--addr".into(),
-            "127.0.0.1:0".into(),
-            "--idle".into(),
-            "0".into(),
-            "--rig-dir".into(),
-            rig_dir.clone().into_os_string(),
-            "--addr-file".into(),
-            dir.path().join("rigd.addr").into_os_string(),
-        ])
-        .expect("valid rigd flags");
-        // The working directory belongs to the whole benchmark process.
-        config.change_dir = false;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bench_rigd"))
+            .arg("--addr")
+            .arg("127.0.0.1:0")
+            .arg("--idle")
+            .arg("0")
+            .arg("--rig-dir")
+            .arg(dir.path().join("rig"))
+            .arg("--addr-file")
+            .arg(dir.path().join("rigd.addr"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start bench_rigd");
+        // rigd says `rigd listening on <addr>` on stderr once it accepts connections.
+        let mut stderr = BufReader::new(child.stderr.take().expect("rigd's stderr"));
+        let addr = loop {
+            let mut line = String::new();
+            let read = stderr.read_line(&mut line).expect("read rigd's stderr");
+            assert!(read > 0, "rigd exited before listening");
+            if let Some(addr) = line.trim().strip_prefix("rigd listening on ") {
+                break addr.to_string();
+            }
+        };
+        // Keep draining rigd's stderr so it never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .expect("start a runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind rigd's listener");
-        let addr = listener.local_addr().expect("listener address").to_string();
-        let stop = CancellationToken::new();
-        let signal = ShutdownSignal::token(stop.clone());
-        let server = runtime.spawn(async move {
-            if let Err(e) = rigd::daemon::serve(&config, listener, signal).await {
-                eprintln!("rigd failed: {e}");
-            }
-        });
-        InProcessRigd {
+            .expect("start the client's runtime");
+        RigdProcess {
             runtime,
             client: RigdClient::new(&addr).expect("rigd's address"),
-            stop,
-            server: Some(server),
+            child,
             _dir: dir,
         }
     }
@@ -162,12 +162,14 @@ impl InProcessRigd {
     }
 }
 
-impl Drop for InProcessRigd {
+impl Drop for RigdProcess {
+    /// SIGTERM, as a user's Ctrl-C would: rigd tears down and exits.
     fn drop(&mut self) {
-        self.stop.cancel();
-        if let Some(server) = self.server.take() {
-            let _ = self.runtime.block_on(server);
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
+        let _ = self.child.wait();
     }
 }
 
@@ -274,7 +276,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn startup(c: &mut Criterion) {
-    let rigd = InProcessRigd::start();
+    let rigd = RigdProcess::start();
     let samples = Samples::default();
     let failures = AtomicUsize::new(0);
     let mut group = c.benchmark_group("startup");

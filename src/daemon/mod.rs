@@ -92,6 +92,30 @@ pub enum DaemonError {
     Serve(io::Error),
 }
 
+/// The whole `rigd` command line: `rigd __reap <record>` runs the reaper, anything else is
+/// parsed as rigd's flags and served with [`main`]. Returns the process's exit code (2 on a
+/// usage error, as Go's flag package). The `rigd` binary is this function; the startup
+/// benchmark builds a copy so it can time a real rigd process.
+pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == crate::reaper::REAPER_ARG) {
+        let record = args.nth(1).unwrap_or_default();
+        return ExitCode::from(crate::reaper::run(Path::new(&record)) as u8);
+    }
+    match Config::from_args(args) {
+        Ok(config) => main(config),
+        Err(FlagError::HelpRequested) => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rigd: {e}");
+            eprintln!("Run `rigd --help` for usage.");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Runs rigd with OS signal handling on a new runtime and maps the outcome to an exit code:
 /// 0 after a clean shutdown, 1 when rigd could not start or serve (the error is printed as
 /// `rigd: <error>`).

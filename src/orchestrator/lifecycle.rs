@@ -361,12 +361,12 @@ async fn after_start(
             .unwrap_or_else(|| ProbeKind::for_ingress(&endpoint.protocol, ready));
         let settings = PollSettings::from_spec(ready);
         // A local port is probed the moment it starts listening, not at the next scheduled
-        // probe (see `ready::listen_watch`).
+        // probe, and not before (see `ready::listen_watch`); anything else at once.
         let port = local_port(&endpoint.hostport);
         let hint = async move {
             match port {
                 Some(port) => listen_watch::listening(port).await,
-                None => std::future::pending().await,
+                None => false,
             }
         };
         poll_hinted(

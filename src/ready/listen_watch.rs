@@ -2,19 +2,20 @@
 //!
 //! Readiness probes follow upstream's schedule (first probe at once, then 10 ms, 20 ms, ...),
 //! so a service that binds its port 1 ms after starting is found ready only at the 10 ms
-//! probe. [`listening`] closes that gap: it resolves as soon as some socket on this machine
-//! listens on the port, and [`poll_hinted`](super::poll::poll_hinted) then probes at once
-//! instead of sleeping out the interval. The probe still decides readiness; the hint only
-//! moves it earlier, and it produces no connection the service (or an observing proxy)
-//! could see.
+//! probe, while the probe at once is bound to fail. [`listening`] closes that gap: it
+//! resolves as soon as some socket on this machine listens on the port, and
+//! [`poll_hinted`](super::poll::poll_hinted) holds the first probe until then (one interval
+//! at most) and probes at once instead of sleeping out a later interval. The probe still
+//! decides readiness; the hint only moves it, and it produces no connection the service (or
+//! an observing proxy) could see.
 //!
 //! One watcher thread serves every waiter (a thread, not a task, so it belongs to no Tokio
 //! runtime and outlives none): while any port is watched, it asks the kernel for
 //! the machine's listening TCP sockets (a `NETLINK_SOCK_DIAG` dump filtered to the LISTEN
 //! state, so its cost follows the number of listening sockets, not of connections) once per
 //! [`TICK`], wakes the waiters whose port is among them, and stops when nobody waits. Where
-//! the dump is unavailable (not Linux, or refused) the hint never fires and readiness falls
-//! back to the plain schedule. For [`FAST_WINDOW`] after anyone starts waiting it looks every
+//! the dump is unavailable (not Linux, or refused) the hint resolves to `false` and readiness
+//! falls back to the plain schedule. For [`FAST_WINDOW`] after anyone starts waiting it looks every
 //! [`FAST_TICK`] instead, since that is when services usually start listening.
 
 use std::collections::HashMap;
@@ -38,9 +39,9 @@ static WAITERS: Mutex<Option<HashMap<u16, Vec<oneshot::Sender<()>>>>> = Mutex::n
 /// Bumped by every new waiter, so the watcher knows to look often again.
 static NEW_WAITERS: AtomicU64 = AtomicU64::new(0);
 
-/// Resolves once a TCP socket listens on `port` (on any address), or never when that cannot
-/// be observed here. Cancel it by dropping it.
-pub async fn listening(port: u16) {
+/// Resolves to `true` once a TCP socket listens on `port` (on any address), or to `false` as
+/// soon as that cannot be observed here. Cancel it by dropping it.
+pub async fn listening(port: u16) -> bool {
     let (tx, rx) = oneshot::channel();
     let start = {
         let mut waiters = WAITERS.lock().unwrap_or_else(|p| p.into_inner());
@@ -62,10 +63,8 @@ pub async fn listening(port: u16) {
             *WAITERS.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
     }
-    if rx.await.is_err() {
-        // The watcher gave up (no socket diagnostics here): never fire.
-        std::future::pending::<()>().await;
-    }
+    // An error: the watcher gave up (no socket diagnostics here) or never started.
+    rx.await.is_ok()
 }
 
 /// The watcher thread: runs while anyone waits.
@@ -255,9 +254,10 @@ mod tests {
         let early = tokio::time::timeout(TICK * 20, listening(port)).await;
         assert!(early.is_err(), "fired before the port listened");
         let _listener = socket.listen(16).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), waiter)
+        let listening_now = tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("fired once the port listened")
             .unwrap();
+        assert!(listening_now, "the watcher works here (Linux sock_diag)");
     }
 }

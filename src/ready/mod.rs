@@ -19,7 +19,8 @@
 //! mark probe traffic.
 //!
 //! [`poll_hinted`] with [`listen_watch::listening`] probes the moment the port starts
-//! listening rather than at the next scheduled probe.
+//! listening rather than at once (bound to fail for a process just started) or at the next
+//! scheduled probe.
 //!
 //! A poll is cancelled by dropping its future; no task or connection outlives it. Everything
 //! here uses `tokio::time`, so tests can drive the schedule with a paused clock.

@@ -93,29 +93,41 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), ProbeError>>,
 {
-    poll_hinted(settings, probe, on_failure, std::future::pending()).await
+    poll_hinted(settings, probe, on_failure, std::future::ready(false)).await
 }
 
 /// [`poll`], plus a `hint` that the endpoint may have become ready (for example
-/// [`listening`](super::listen_watch::listening)): when it fires during a wait, the next
-/// probe runs at once instead of at the end of the wait. It fires at most once; the schedule
-/// of later waits is unchanged.
+/// [`listening`](super::listen_watch::listening)). The hint resolves to `true` when the
+/// endpoint may be ready now, or to `false` when no hint will come (the watcher is
+/// unavailable); it is used once.
+///
+/// - The first probe waits for the hint, for at most one interval: a process that was just
+///   started is rarely listening yet, and a probe bound to fail would only add a
+///   `health.check_failed`. A `false` hint lets it run at once, as in [`poll`].
+/// - A hint during a later wait moves the next probe to that moment.
+///
+/// The schedule of the waits after a failed probe is unchanged.
 pub async fn poll_hinted<F, Fut>(
     settings: PollSettings,
     mut probe: F,
     mut on_failure: impl FnMut(&ProbeError),
-    hint: impl Future<Output = ()>,
+    hint: impl Future<Output = bool>,
 ) -> Result<(), ReadinessError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), ProbeError>>,
 {
     tokio::pin!(hint);
-    let mut hinted = false;
+    let mut hint_armed = true;
     let start = Instant::now();
     let deadline = far_checked_add(start, settings.timeout);
     let cap = settings.interval.max(MAX_BACKOFF);
     let mut interval = settings.interval;
+    tokio::select! {
+        biased;
+        _ = &mut hint => hint_armed = false,
+        () = tokio::time::sleep_until(far_checked_add(start, interval).min(deadline)) => {}
+    }
     let fail = |last_error| ReadinessError {
         timeout: settings.timeout,
         last_error,
@@ -142,9 +154,16 @@ where
             tokio::time::sleep_until(deadline).await;
             return Err(fail(error));
         }
-        tokio::select! {
-            () = tokio::time::sleep_until(wake) => {}
-            () = &mut hint, if !hinted => hinted = true,
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => break,
+                ready_now = &mut hint, if hint_armed => {
+                    hint_armed = false;
+                    if ready_now {
+                        break;
+                    }
+                }
+            }
         }
         interval = interval.saturating_mul(2).min(cap);
     }
@@ -195,13 +214,11 @@ mod tests {
         (gaps, start.elapsed(), err)
     }
 
-    /// A hint during a wait moves the next probe to that moment, once; later waits keep
-    /// the schedule.
-    #[tokio::test(start_paused = true)]
-    async fn a_hint_moves_the_next_probe_earlier_once() {
+    /// The times of the attempts of a poll (10 ms interval, 100 ms timeout) that always
+    /// fails, given `hint`.
+    async fn hinted_attempts(hint: impl Future<Output = bool>) -> Vec<Duration> {
         let start = Instant::now();
         let mut attempts = Vec::new();
-        let hint = tokio::time::sleep(ms(3));
         let err = poll_hinted(
             PollSettings {
                 interval: ms(10),
@@ -216,7 +233,47 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(attempts, [0, 3, 23, 63].map(ms), "{err}");
+        assert!(
+            matches!(err.last_error, ProbeError::HttpStatus { .. }),
+            "{err}"
+        );
+        attempts
+    }
+
+    /// The first probe waits for the hint; the waits after it keep the schedule.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_probe_waits_for_the_hint() {
+        let hint = async {
+            tokio::time::sleep(ms(3)).await;
+            true
+        };
+        assert_eq!(hinted_attempts(hint).await, [3, 13, 33, 73].map(ms));
+    }
+
+    /// Without a hint within the first interval, the first probe runs at its end; a hint
+    /// during a later wait moves the next probe to that moment, once.
+    #[tokio::test(start_paused = true)]
+    async fn a_later_hint_moves_the_next_probe_earlier_once() {
+        let hint = async {
+            tokio::time::sleep(ms(15)).await;
+            true
+        };
+        assert_eq!(hinted_attempts(hint).await, [10, 15, 35, 75].map(ms));
+    }
+
+    /// "No hint will come" lets the first probe run at once, on the plain schedule; a watcher
+    /// that gives up later moves no probe.
+    #[tokio::test(start_paused = true)]
+    async fn an_unavailable_hint_keeps_the_plain_schedule() {
+        assert_eq!(hinted_attempts(ready(false)).await, [0, 10, 30, 70].map(ms));
+        let gives_up_later = async {
+            tokio::time::sleep(ms(15)).await;
+            false
+        };
+        assert_eq!(
+            hinted_attempts(gives_up_later).await,
+            [10, 20, 40, 80].map(ms)
+        );
     }
 
     #[tokio::test(start_paused = true)]

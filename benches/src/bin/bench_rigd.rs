@@ -1,0 +1,9 @@
+//! `bench_rigd`: the `rigd` binary, built inside this package so the startup benchmark can
+//! run a real rigd process (its own runtime, its reaper, HTTP over loopback) as a test
+//! would. It is exactly `rigd`: the same [`rigd::daemon::main_with_args`].
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    rigd::daemon::main_with_args(std::env::args_os().skip(1))
+}
