@@ -139,8 +139,14 @@ impl Reaper {
 
     /// Asks the reaper to kill process group `pgid` (led by `leader`) if rigd dies.
     pub fn track_group(&self, pgid: i32, leader: u32) {
-        let start = process_start(leader).unwrap_or(0);
-        self.send(&Message::Group { pgid, start });
+        self.track_group_since(pgid, process_start(leader).unwrap_or(0));
+    }
+
+    /// [`Reaper::track_group`] for a group whose leader was spawned after `since` (from
+    /// [`boot_ticks_now`] taken before the spawn): no `/proc` read on the path of every
+    /// service start. Only processes of the group started at or after `since` are killed.
+    pub fn track_group_since(&self, pgid: i32, since: u64) {
+        self.send(&Message::Group { pgid, start: since });
     }
 
     /// The group has been stopped; forget it.
@@ -464,6 +470,28 @@ pub fn process_start(pid: u32) -> Option<u64> {
     stat(pid).map(|s| s.start)
 }
 
+/// Now, in the unit of [`process_start`] (clock ticks since boot, rounded down as the kernel
+/// rounds a start time), so a process spawned after this call has a start time no earlier.
+/// 0 (which matches any start) if the clock cannot be read.
+pub fn boot_ticks_now() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec to write; sysconf has no preconditions.
+    let (read, ticks_per_second) = unsafe {
+        (
+            libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now),
+            libc::sysconf(libc::_SC_CLK_TCK),
+        )
+    };
+    if read != 0 || ticks_per_second <= 0 {
+        return 0;
+    }
+    let nanos = now.tv_sec as u128 * 1_000_000_000 + now.tv_nsec as u128;
+    (nanos / (1_000_000_000 / ticks_per_second as u128)) as u64
+}
+
 /// Whether `pid` is a live process (not a zombie) that started at `start` (clock ticks since
 /// boot; 0 when unknown, which accepts any start).
 fn running(pid: u32, start: u64) -> bool {
@@ -535,6 +563,23 @@ mod tests {
             assert!(!line.contains('\n'));
             assert_eq!(serde_json::from_str::<Message>(&line).unwrap(), m);
         }
+    }
+
+    /// The clock read before a spawn is a lower bound of the child's start time, in the
+    /// same unit, and not far below it (a group is matched by `start >= since`).
+    #[test]
+    fn boot_ticks_before_a_spawn_bound_the_childs_start() {
+        let since = boot_ticks_now();
+        let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+        let start = process_start(child.id()).unwrap();
+        let after = boot_ticks_now();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(since > 0);
+        assert!(
+            since <= start && start <= after,
+            "{since} <= {start} <= {after}"
+        );
     }
 
     #[test]

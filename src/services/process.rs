@@ -68,11 +68,12 @@ pub(crate) async fn run_program(
     env: &BTreeMap<String, String>,
 ) -> Result<(), ServiceError> {
     let args = expand_templates(&ctx.spec.args, env);
+    let spawned_after = crate::reaper::boot_ticks_now();
     let mut child = spawn(program, &args, dir, env)
         .map_err(|e| ServiceError::new(format!("start {}: {e}", program.display())))?;
     let pgid = child.id().map(|pid| pid as i32);
-    if let (Some(reaper), Some(pid)) = (&ctx.reaper, child.id()) {
-        reaper.track_group(pid as i32, pid);
+    if let (Some(reaper), Some(pgid)) = (&ctx.reaper, pgid) {
+        reaper.track_group_since(pgid, spawned_after);
     }
 
     let mut pumps = Vec::new();
