@@ -12,8 +12,9 @@
 //!    exited or was killed, even with `kill -9` — it kills those groups and removes those
 //!    directories. It ignores terminal signals so a Ctrl-C aimed at rigd cannot take it down
 //!    first;
-//! 3. the reaper keeps a **record** file under `{rig-dir}/reaper/`; if rigd and its reaper
-//!    both die, the next rigd start reaps what the record lists ([`reap_leftovers`]).
+//! 3. the reaper keeps a **record** file under `{rig-dir}/reaper/` (saved once rigd has been
+//!    quiet for a few milliseconds, at most 50 ms after a change); if rigd and its reaper both
+//!    die, the next rigd start reaps what the record lists ([`reap_leftovers`]).
 //!
 //! Docker containers are tracked the same way (the reaper removes them through the engine),
 //! and also carry labels naming their rig dir and rigd, so the next rigd start removes any
