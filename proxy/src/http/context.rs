@@ -1,4 +1,4 @@
-//! What every exchange of one proxy shares: the target, the upstream pools, the observer and
+//! What every exchange of one proxy shares: the target, the upstream connections, the observer and
 //! the capture policy. Built once by [`serve`](super::serve), validated there.
 
 use std::str::FromStr;
@@ -44,7 +44,7 @@ pub(crate) struct Context {
     pub(crate) target: Arc<str>,
     /// The target as a URI authority, used when a request names none.
     pub(crate) target_authority: Authority,
-    /// Pooled connections to the target.
+    /// Connections to the target.
     pub(crate) upstream: Upstream,
     /// Where records go.
     pub(crate) observer: Observer,

@@ -134,20 +134,15 @@ impl Failure {
                     cause: String::new(),
                 }
             }
-            SendError::Client(error) => (error, error.is_connect()),
             SendError::Connect(error) => (error, true),
-            SendError::Http1(error) => (error, false),
+            SendError::Http1(error) | SendError::Http2(error) => (error, false),
         };
         let kind = classify(error, is_connect);
         let summary = summary(kind, target, http2);
-        // For a broken request body, the body's own error says it all; otherwise start below
-        // hyper-util's uninformative `client error (...)` wrapper.
+        // For a broken request body, the body's own error says it all.
         let cause = match kind {
             FailureKind::ClientAborted => causes(find::<BodyError>(error).and_then(|e| e.source())),
-            _ => match error.downcast_ref::<hyper_util::client::legacy::Error>() {
-                Some(wrapper) => causes(wrapper.source()),
-                None => causes(Some(error)),
-            },
+            _ => causes(Some(error)),
         };
         Failure {
             kind,

@@ -32,7 +32,7 @@ use crate::grpc::is_grpc;
 /// Forwards one request to the target and returns the response to stream back.
 ///
 /// HTTP/1.x requests go over `connection`, the client connection's own upstream connection;
-/// HTTP/2 requests go through the shared h2c pool.
+/// HTTP/2 requests go over the shared h2c connection.
 pub(crate) async fn handle(
     ctx: Arc<Context>,
     connection: Arc<Http1Upstream>,
@@ -80,6 +80,7 @@ pub(crate) async fn handle(
             &mut parts.headers,
             &ctx.target_authority,
         )
+        .map(Some)
     };
     let uri = match uri {
         Some(uri) => uri,
@@ -93,7 +94,9 @@ pub(crate) async fn handle(
             return fail(&exchange, &failure, grpc);
         }
     };
-    parts.uri = uri;
+    if let Some(uri) = uri {
+        parts.uri = uri;
+    }
     parts.version = if http2 {
         Version::HTTP_2
     } else {
@@ -233,18 +236,22 @@ fn http1_uri(
     Some(Uri::from(path))
 }
 
-/// The absolute URI the pooled h2c client needs. Its authority is the one the client addressed
-/// (the request's own, else its `Host`, else the target): the connector dials the target
-/// regardless, and HTTP/2 sends this authority as `:authority`. `CONNECT` keeps its
-/// authority form.
+/// The absolute URI an h2c request to the target needs (HTTP/2 sends its scheme and
+/// authority as `:scheme` and `:authority`). Its authority is the one the client addressed
+/// (the request's own, else its `Host`, else the target): the proxy dials the target
+/// regardless. `CONNECT` keeps its authority form. `None` when `uri` already is such a URI,
+/// as an HTTP/2 request's usually is: it is forwarded as it is.
 fn upstream_uri(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     target: &Authority,
-) -> Option<Uri> {
+) -> Option<Option<Uri>> {
     if method == Method::CONNECT {
-        return uri.authority().is_some().then(|| uri.clone());
+        return uri.authority().is_some().then_some(None);
+    }
+    if uri.scheme() == Some(&Scheme::HTTP) && uri.authority().is_some() {
+        return Some(None);
     }
     let authority = uri
         .authority()
@@ -265,6 +272,7 @@ fn upstream_uri(
         .path_and_query(path)
         .build()
         .ok()
+        .map(Some)
 }
 
 #[cfg(test)]
@@ -318,7 +326,10 @@ mod tests {
             &headers,
             &target(),
         );
-        assert_eq!(uri.unwrap().to_string(), "http://api.test:8080/a?b=1");
+        assert_eq!(
+            uri.unwrap().unwrap().to_string(),
+            "http://api.test:8080/a?b=1"
+        );
     }
 
     #[test]
@@ -329,22 +340,29 @@ mod tests {
             &HeaderMap::new(),
             &target(),
         );
-        assert_eq!(uri.unwrap().to_string(), "http://127.0.0.1:9000/");
+        assert_eq!(uri.unwrap().unwrap().to_string(), "http://127.0.0.1:9000/");
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("bad host"));
         let uri = upstream_uri(&Method::GET, &"/x".parse().unwrap(), &headers, &target());
-        assert_eq!(uri.unwrap().to_string(), "http://127.0.0.1:9000/x");
+        assert_eq!(uri.unwrap().unwrap().to_string(), "http://127.0.0.1:9000/x");
     }
 
     #[test]
-    fn http2_requests_keep_their_authority() {
+    fn http2_requests_keep_their_uri() {
         let uri = upstream_uri(
             &Method::POST,
             &"http://svc.test/pkg.S/M".parse().unwrap(),
             &HeaderMap::new(),
             &target(),
         );
-        assert_eq!(uri.unwrap().to_string(), "http://svc.test/pkg.S/M");
+        assert_eq!(uri, Some(None), "forwarded as it is");
+        let uri = upstream_uri(
+            &Method::GET,
+            &"https://svc.test/x".parse().unwrap(),
+            &HeaderMap::new(),
+            &target(),
+        );
+        assert_eq!(uri.unwrap().unwrap().to_string(), "http://svc.test/x");
     }
 
     #[test]
@@ -355,6 +373,6 @@ mod tests {
             &HeaderMap::new(),
             &target(),
         );
-        assert_eq!(uri.unwrap().to_string(), "db.test:5432");
+        assert_eq!(uri, Some(None), "kept in authority form");
     }
 }

@@ -1,11 +1,11 @@
 //! The HTTP reverse proxy of an observing proxy: HTTP/1.1 and h2c in, HTTP/1.1 (one upstream
-//! connection per client connection) or pooled h2c out, every exchange recorded as
+//! connection per client connection) or one shared h2c connection out, every exchange recorded as
 //! `request.completed`.
 //!
 //! ```text
 //!            ┌─ serve (accept loop) ─► raw::serve (common HTTP/1.1, verbatim) ─► target ──┐
 //!            │   └─ anything else: one hyper connection for the rest of the connection:   │
-//! client ──► │ forward::handle ─► RequestBody ─► upstream (h1 | h2c pool) ─► target     │
+//! client ──► │ forward::handle ─► RequestBody ─► upstream (h1 | shared h2c) ─► target     │
 //! client ◄── │ ProxyBody ◄─ ResponseBody ◄──────────────────────────────────┘              │
 //!            │      └─ each half reports to its Exchange ─► HttpRecord ─► Observer (try_send)│
 //!            └─────────────────────────────────────────────────────────────────────────────┘
@@ -49,6 +49,7 @@ pub(crate) mod exchange;
 mod forward;
 mod h2c;
 pub(crate) mod headers;
+mod http2_upstream;
 mod raw;
 pub(crate) mod record;
 mod server;

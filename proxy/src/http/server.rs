@@ -39,9 +39,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 ///
 /// Clients may speak HTTP/1.0, HTTP/1.1 or HTTP/2 with prior knowledge (h2c). Requests are
 /// forwarded over keep-alive connections: each HTTP/1.x client connection gets its own
-/// upstream HTTP/1.1 connection, HTTP/2 clients share pooled h2c connections. On cancellation the listener closes at once, idle connections close,
-/// in-flight exchanges get [`HttpSettings::shutdown_grace`] to finish, and the function returns
-/// when every connection and tunnel is gone.
+/// upstream HTTP/1.1 connection, HTTP/2 clients share one h2c connection. On cancellation the
+/// listener closes at once, idle connections close, in-flight exchanges get
+/// [`HttpSettings::shutdown_grace`] to finish, and the function returns when every connection
+/// and tunnel is gone.
 ///
 /// # Errors
 ///
@@ -149,7 +150,7 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service_ctx = ctx.clone();
-    // Unused: HTTP/2 requests go through the shared h2c pool.
+    // Unused: HTTP/2 requests go over the shared h2c connection.
     let upstream = Arc::new(Http1Upstream::default());
     let service = service_fn(move |request| {
         let ctx = service_ctx.clone();

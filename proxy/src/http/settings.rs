@@ -35,7 +35,7 @@ pub struct HttpSettings {
     /// How long to wait for the target's response headers before answering 502. `None` waits
     /// as long as the target takes (as upstream rig does): a long poll is not a failure.
     pub response_timeout: Option<Duration>,
-    /// How long an idle pooled h2c connection to the target is kept for reuse (an HTTP/1.1
+    /// How long an unused h2c connection to the target is kept for reuse (an HTTP/1.1
     /// upstream connection lives as long as its client connection).
     pub pool_idle_timeout: Duration,
     /// On cancellation, how long in-flight exchanges may finish before their connections are

@@ -4,37 +4,36 @@
 //! ([`Http1Upstream`]): opened on the first request, reused for the connection's following
 //! requests (a client connection sends them one at a time) and reopened when the target
 //! closed it. This skips a shared pool's checkout and bookkeeping on every request. HTTP/2
-//! clients share a pool of h2c (prior knowledge) connections, one connection multiplexing
-//! many streams (gRPC needs HTTP/2 end to end, with trailers).
+//! clients share one h2c (prior knowledge) connection multiplexing their streams
+//! ([`Http2Upstream`]; gRPC needs HTTP/2 end to end, with trailers).
 //!
 //! The proxy always dials the target, whatever authority the request names, so the request's
 //! `Host`/`:authority` reaches the service exactly as the client sent it.
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
 use super::body::RequestBody;
+use super::http2_upstream::Http2Upstream;
 use super::settings::HttpSettings;
 
 /// Why no upstream response arrived.
 #[derive(Debug)]
 pub(crate) enum SendError {
-    /// The h2c client failed: connecting, writing the request or reading the response head.
-    Client(hyper_util::client::legacy::Error),
     /// The TCP connection to the target could not be established.
     Connect(io::Error),
+    /// The h2c connection failed: handshaking, writing the request or reading the response
+    /// head.
+    Http2(hyper::Error),
     /// The HTTP/1.1 connection failed: handshaking, writing the request or reading the
     /// response head.
     Http1(hyper::Error),
@@ -42,43 +41,37 @@ pub(crate) enum SendError {
     Timeout(Duration),
 }
 
-/// Shared client state for the target: the h2c pool and the dialing settings.
+/// Shared client state for the target: the h2c connection and the dialing settings.
 pub(crate) struct Upstream {
     target: Arc<str>,
     connect_timeout: Duration,
-    http2: Client<TargetConnector, RequestBody>,
+    http2: Http2Upstream,
     response_timeout: Option<Duration>,
 }
 
 impl Upstream {
-    /// Builds the h2c pool; nothing connects until the first request.
+    /// Nothing connects until the first request.
     pub(crate) fn new(target: Arc<str>, settings: &HttpSettings) -> Upstream {
-        let connector = TargetConnector {
-            target: target.clone(),
-            connect_timeout: settings.connect_timeout,
-        };
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .http2_only(true);
         Upstream {
+            http2: Http2Upstream::new(
+                target.clone(),
+                settings.connect_timeout,
+                settings.pool_idle_timeout,
+            ),
             target,
             connect_timeout: settings.connect_timeout,
-            http2: builder.build(connector),
             response_timeout: settings.response_timeout,
         }
     }
 
-    /// Sends an HTTP/2 request (absolute-form URI) through the h2c pool and waits for the
-    /// response head, within the response timeout if one is set.
+    /// Sends an HTTP/2 request (absolute-form URI, authority form for `CONNECT`) over the
+    /// shared h2c connection and waits for the response head, within the response timeout if
+    /// one is set.
     pub(crate) async fn send_http2(
         &self,
         request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, SendError> {
-        let response = self.http2.request(request);
-        self.within_timeout(async { response.await.map_err(SendError::Client) })
-            .await
+        self.within_timeout(self.http2.send(request)).await
     }
 
     /// Sends an HTTP/1.1 request (origin- or authority-form URI, `Host` set) over the client
@@ -187,7 +180,7 @@ impl Http1Upstream {
 }
 
 /// Dials `target` within `limit`, with `TCP_NODELAY`.
-async fn connect(target: &str, limit: Duration) -> io::Result<TokioIo<TcpStream>> {
+pub(crate) async fn connect(target: &str, limit: Duration) -> io::Result<TokioIo<TcpStream>> {
     let stream = tokio::time::timeout(limit, TcpStream::connect(target))
         .await
         .map_err(|_| {
@@ -198,29 +191,4 @@ async fn connect(target: &str, limit: Duration) -> io::Result<TokioIo<TcpStream>
         })??;
     stream.set_nodelay(true)?;
     Ok(TokioIo::new(stream))
-}
-
-/// Dials the proxy's target for every pooled h2c connection.
-#[derive(Clone)]
-pub(crate) struct TargetConnector {
-    target: Arc<str>,
-    connect_timeout: Duration,
-}
-
-type Connecting = Pin<Box<dyn Future<Output = io::Result<TokioIo<TcpStream>>> + Send>>;
-
-impl tower_service::Service<Uri> for TargetConnector {
-    type Response = TokioIo<TcpStream>;
-    type Error = io::Error;
-    type Future = Connecting;
-
-    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _destination: Uri) -> Connecting {
-        let target = self.target.clone();
-        let limit = self.connect_timeout;
-        Box::pin(async move { connect(&target, limit).await })
-    }
 }

@@ -1,10 +1,15 @@
 //! HTTP/2 without TLS (h2c), with prior knowledge and by `Upgrade: h2c`, end to end.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use http::{Request, Version};
+use rig_proxy::http::HttpSettings;
+use tokio::sync::mpsc;
 
 use crate::bodies::expected_trailers;
 use crate::origin::Origin;
-use crate::support::{curl, curl_output, empty, full, http2_client, send, Proxy};
+use crate::support::{curl, curl_output, empty, full, http2_client, send, Proxy, PATIENCE};
 
 #[tokio::test]
 async fn curl_with_prior_knowledge_speaks_h2c_end_to_end() {
@@ -104,6 +109,69 @@ async fn h2_streams_share_one_upstream_connection() {
     expected.sort();
     assert_eq!(paths, expected);
     assert_eq!(origin.connections(), 1, "streams are multiplexed upstream");
+}
+
+#[tokio::test]
+async fn an_unused_upstream_h2c_connection_is_closed_and_reopened_when_needed() {
+    let (target, mut closed) = h2_target().await;
+    let settings = HttpSettings {
+        pool_idle_timeout: Duration::from_millis(50),
+        ..HttpSettings::default()
+    };
+    let mut proxy = Proxy::with(target.to_string(), settings).await;
+    let client = http2_client();
+
+    let first = send(
+        &client,
+        Request::get(proxy.url("/a")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!((first.status.as_u16(), &first.body[..]), (200, &b"ok"[..]));
+    let opened = tokio::time::timeout(PATIENCE, closed.recv())
+        .await
+        .expect("the idle upstream connection was not closed");
+    assert_eq!(opened, Some(1), "it carried the one request");
+
+    let second = send(
+        &client,
+        Request::get(proxy.url("/b")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (second.status.as_u16(), &second.body[..]),
+        (200, &b"ok"[..])
+    );
+    for path in ["/a", "/b"] {
+        let event = proxy.events.request().await;
+        assert_eq!((event.path.as_str(), event.status_code), (path, 200));
+    }
+}
+
+/// A raw h2c target that answers every request `200 ok` and reports, when a connection ends,
+/// how many requests it carried.
+async fn h2_target() -> (SocketAddr, mpsc::UnboundedReceiver<usize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed_tx, closed) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let closed = closed_tx.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                let mut served = 0;
+                while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                    served += 1;
+                    let head = http::Response::builder().body(()).unwrap();
+                    let mut body = respond.send_response(head, false).unwrap();
+                    let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
+                }
+                let _ = closed.send(served);
+            });
+        }
+    });
+    (addr, closed)
 }
 
 #[tokio::test]
