@@ -24,7 +24,9 @@ use super::capture::Capture;
 use super::context::Context;
 use super::error::{Failure, FailureKind};
 use super::exchange::{Exchange, RequestHead, ResponseGuard, ResponseOutcome};
-use super::headers::{is_probe, strip_hop_by_hop, upgrade_protocol, wants_upgrade};
+use super::headers::{
+    is_probe, strip_hop_by_hop, strip_http2_hop_by_hop, upgrade_protocol, wants_upgrade,
+};
 use super::upgrade;
 use super::upstream::Http1Upstream;
 use crate::grpc::is_grpc;
@@ -45,8 +47,12 @@ pub(crate) async fn handle(
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut request));
 
     let (mut parts, body) = request.into_parts();
-    strip_hop_by_hop(&mut parts.headers, upgrading);
     let http2 = parts.version == Version::HTTP_2;
+    if http2 {
+        strip_http2_hop_by_hop(&mut parts.headers);
+    } else {
+        strip_hop_by_hop(&mut parts.headers, upgrading);
+    }
     let head = RequestHead {
         method: parts.method.clone(),
         uri: parts.uri.clone(),
@@ -172,7 +178,11 @@ pub(crate) async fn handle(
     }
 
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers, false);
+    if http2 {
+        strip_http2_hop_by_hop(&mut parts.headers);
+    } else {
+        strip_hop_by_hop(&mut parts.headers, false);
+    }
     let body = ResponseBody::new(
         body,
         capture_limit,

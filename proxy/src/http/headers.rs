@@ -65,6 +65,14 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Removes the hop-by-hop headers of an HTTP/2 message in place: only `HTTP2-Settings` can
+/// be left. h2 refuses a message with `Connection`, `Keep-Alive`, `Proxy-Connection`,
+/// `Transfer-Encoding`, `Upgrade` or a `TE` other than `trailers` as malformed, so the dozen
+/// lookups of [`strip_hop_by_hop`] would find nothing (and `TE: trailers` stays either way).
+pub(crate) fn strip_http2_hop_by_hop(headers: &mut HeaderMap) {
+    headers.remove(&HTTP2_SETTINGS);
+}
+
 /// Whether an HTTP/1.1 request asks to switch protocols (`Connection: upgrade` plus
 /// `Upgrade: ...`). A request for `h2c` alone is not: the proxy answers it in HTTP/1.1, which
 /// RFC 9113 allows, and observes it like any other request.
@@ -166,6 +174,21 @@ mod tests {
         let mut names: Vec<_> = headers.keys().map(|n| n.as_str()).collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn http2_messages_lose_only_http2_settings() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            HTTP2_SETTINGS.clone(),
+            HeaderValue::from_static("AAMAAABkAAQCAAAAAAIAAAAA"),
+        );
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-app", HeaderValue::from_static("1"));
+        strip_http2_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[header::TE], "trailers");
+        assert_eq!(h["x-app"], "1");
     }
 
     #[test]

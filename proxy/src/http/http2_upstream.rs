@@ -15,6 +15,7 @@
 //! every that long, so it lives between one and two timeouts) is retired: requests in
 //! flight on it finish, then it closes.
 
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -70,34 +71,49 @@ impl Http2Upstream {
     }
 
     /// Sends `request` (absolute URI, or authority form for `CONNECT`) as a new stream and
-    /// waits for the response head.
+    /// waits for the response head, at most `limit` (connecting included) if set.
+    ///
+    /// Kept small: this future is part of every request's task, which is moved in memory as
+    /// it is spawned and polled, so dialling is boxed away in [`Http2Upstream::send_fresh`].
     pub(crate) async fn send(
         &self,
-        mut request: Request<RequestBody>,
+        request: Request<RequestBody>,
+        limit: Option<Duration>,
     ) -> Result<Response<Incoming>, SendError> {
-        let (mut sender, mut id, mut reused) = match self.current() {
-            Some((sender, id)) => (sender, id, true),
-            None => {
-                let (sender, id) = self.open().await?;
-                (sender, id, false)
-            }
+        let Some((mut sender, id)) = self.current() else {
+            return Box::pin(within(limit, self.send_fresh(request))).await;
         };
-        loop {
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok(response),
-                Err(mut error) => match error.take_message() {
-                    // A reused connection closed before the request went out: once more over
-                    // a fresh one.
-                    Some(unsent) if reused => {
-                        reused = false;
-                        request = unsent;
-                        self.retire(id);
-                        (sender, id) = self.open().await?;
-                    }
-                    _ => return Err(SendError::Http2(error.into_error())),
-                },
-            }
+        let sent = sender.try_send_request(request);
+        let sent = match limit {
+            None => sent.await,
+            Some(limit) => tokio::time::timeout(limit, sent)
+                .await
+                .map_err(|_| SendError::Timeout(limit))?,
+        };
+        match sent {
+            Ok(response) => Ok(response),
+            Err(mut error) => match error.take_message() {
+                // The connection closed before the request went out: once more over a fresh
+                // one.
+                Some(unsent) => {
+                    self.retire(id);
+                    Box::pin(within(limit, self.send_fresh(unsent))).await
+                }
+                None => Err(SendError::Http2(error.into_error())),
+            },
         }
+    }
+
+    /// Sends `request` over a connection opened for it (or by another request meanwhile).
+    async fn send_fresh(
+        &self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let (mut sender, _) = self.open().await?;
+        sender
+            .try_send_request(request)
+            .await
+            .map_err(|error| SendError::Http2(error.into_error()))
     }
 
     /// The live connection's sender, marked used; `None` when there is none or it closed.
@@ -191,6 +207,19 @@ fn keep_if_used(shared: &Mutex<Shared>, id: u64) -> bool {
             false
         }
         _ => false,
+    }
+}
+
+/// `response` within `limit`, if set.
+async fn within<F>(limit: Option<Duration>, response: F) -> Result<Response<Incoming>, SendError>
+where
+    F: Future<Output = Result<Response<Incoming>, SendError>>,
+{
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, response)
+            .await
+            .unwrap_or(Err(SendError::Timeout(limit))),
+        None => response.await,
     }
 }
 

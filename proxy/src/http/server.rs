@@ -132,7 +132,9 @@ where
             let mut request = request;
             let response = match h2c::try_upgrade(&ctx, &mut request) {
                 Some(switching) => switching,
-                None => forward::handle(ctx, upstream, request).await,
+                // Boxed: hyper spawns a task per HTTP/2 stream and moves it as it goes; a
+                // pointer moves for less than the whole exchange's state.
+                None => Box::pin(forward::handle(ctx, upstream, request)).await,
             };
             Ok::<_, Infallible>(response)
         }
@@ -155,7 +157,8 @@ where
     let service = service_fn(move |request| {
         let ctx = service_ctx.clone();
         let upstream = upstream.clone();
-        async move { Ok::<_, Infallible>(forward::handle(ctx, upstream, request).await) }
+        // Boxed, as in `serve_hyper`.
+        async move { Ok::<_, Infallible>(Box::pin(forward::handle(ctx, upstream, request)).await) }
     });
     let connection = http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
     // Protocol errors are answered by hyper (GOAWAY, RST_STREAM); there is nothing to record.

@@ -67,11 +67,14 @@ impl Upstream {
     /// Sends an HTTP/2 request (absolute-form URI, authority form for `CONNECT`) over the
     /// shared h2c connection and waits for the response head, within the response timeout if
     /// one is set.
-    pub(crate) async fn send_http2(
+    ///
+    /// Not an `async fn` wrapping another: each such layer would store the request and the
+    /// inner future again in every request's task.
+    pub(crate) fn send_http2(
         &self,
         request: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, SendError> {
-        self.within_timeout(self.http2.send(request)).await
+    ) -> impl Future<Output = Result<Response<Incoming>, SendError>> + '_ {
+        self.http2.send(request, self.response_timeout)
     }
 
     /// Sends an HTTP/1.1 request (origin- or authority-form URI, `Host` set) over the client
