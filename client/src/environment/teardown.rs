@@ -148,7 +148,8 @@ impl Drop for Lifetime {
 }
 
 /// The teardown every path shares; with `kept_for` it only stops the SDK's side (stream
-/// follower, keepalive, in-test services) and leaves the environment to rigd's TTL.
+/// follower, keepalive, in-test services) and leaves the environment to rigd's TTL, which
+/// starts afresh at `down()`.
 async fn teardown(
     shared: Arc<Shared>,
     tasks: Vec<AbortHandle>,
@@ -167,6 +168,9 @@ async fn teardown(
     };
     if let Some(kept_for) = kept_for {
         stop_local(&shared);
+        // A last keepalive, so the environment stays a whole TTL from now rather than from
+        // the keepalive task's last beat. Best effort: rigd's TTL ends it either way.
+        let _ = shared.client.keepalive(&shared.id).await;
         let env_dir = match &shared.lock().phase {
             Phase::Up(info) => info.env_dir.clone(),
             _ => PathBuf::new(),
