@@ -240,25 +240,29 @@ mod tests {
         attempts
     }
 
+    /// A hint that resolves to `value` after `millis`.
+    async fn hint_after(millis: u64, value: bool) -> bool {
+        tokio::time::sleep(ms(millis)).await;
+        value
+    }
+
     /// The first probe waits for the hint; the waits after it keep the schedule.
     #[tokio::test(start_paused = true)]
     async fn the_first_probe_waits_for_the_hint() {
-        let hint = async {
-            tokio::time::sleep(ms(3)).await;
-            true
-        };
-        assert_eq!(hinted_attempts(hint).await, [3, 13, 33, 73].map(ms));
+        assert_eq!(
+            hinted_attempts(hint_after(3, true)).await,
+            [3, 13, 33, 73].map(ms)
+        );
     }
 
     /// Without a hint within the first interval, the first probe runs at its end; a hint
     /// during a later wait moves the next probe to that moment, once.
     #[tokio::test(start_paused = true)]
     async fn a_later_hint_moves_the_next_probe_earlier_once() {
-        let hint = async {
-            tokio::time::sleep(ms(15)).await;
-            true
-        };
-        assert_eq!(hinted_attempts(hint).await, [10, 15, 35, 75].map(ms));
+        assert_eq!(
+            hinted_attempts(hint_after(15, true)).await,
+            [10, 15, 35, 75].map(ms)
+        );
     }
 
     /// "No hint will come" lets the first probe run at once, on the plain schedule; a watcher
@@ -266,12 +270,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_unavailable_hint_keeps_the_plain_schedule() {
         assert_eq!(hinted_attempts(ready(false)).await, [0, 10, 30, 70].map(ms));
-        let gives_up_later = async {
-            tokio::time::sleep(ms(15)).await;
-            false
-        };
         assert_eq!(
-            hinted_attempts(gives_up_later).await,
+            hinted_attempts(hint_after(15, false)).await,
             [10, 20, 40, 80].map(ms)
         );
     }
