@@ -10,13 +10,15 @@
 //! an observing proxy) could see.
 //!
 //! One watcher thread serves every waiter (a thread, not a task, so it belongs to no Tokio
-//! runtime and outlives none): while any port is watched, it asks the kernel for
-//! the machine's listening TCP sockets (a `NETLINK_SOCK_DIAG` dump filtered to the LISTEN
-//! state, so its cost follows the number of listening sockets, not of connections) once per
-//! [`TICK`], wakes the waiters whose port is among them, and stops when nobody waits. Where
-//! the dump is unavailable (not Linux, or refused) the hint resolves to `false` and readiness
-//! falls back to the plain schedule. For [`FAST_WINDOW`] after anyone starts waiting it looks every
-//! [`FAST_TICK`] instead, since that is when services usually start listening.
+//! runtime and outlives none): while any port is watched, it asks the kernel once per
+//! [`TICK`] which of the waited ports a TCP socket listens on, wakes their waiters, and stops
+//! when nobody waits. It asks over `NETLINK_SOCK_DIAG`: a lookup per port at 127.0.0.1 and
+//! ::1 (answered as an incoming connection would be routed, so a socket listening on every
+//! address is found too), all in one message, while few ports are waited for; a dump of the
+//! machine's listening sockets beyond. Where neither is available (not Linux, or refused)
+//! the hint resolves to `false` and readiness falls back to the plain schedule. For
+//! [`FAST_WINDOW`] after anyone starts waiting it looks every [`FAST_TICK`] instead, since
+//! that is when services usually start listening.
 
 use std::collections::HashMap;
 use std::io;
@@ -120,8 +122,8 @@ fn watch() {
 
 #[cfg(target_os = "linux")]
 mod sockets {
-    //! The listening TCP ports of this machine's network namespace, from one
-    //! `SOCK_DIAG_BY_FAMILY` dump per address family.
+    //! Which TCP ports of this machine's network namespace have a listening socket:
+    //! `SOCK_DIAG_BY_FAMILY` lookups of given ports, or a dump per address family.
 
     use std::collections::HashSet;
     use std::io;
@@ -144,8 +146,8 @@ mod sockets {
     /// every listening socket of the machine and costs 35 µs and more (70 µs with a hundred
     /// listeners), each time the watcher looks.
     const LOOKUP_MAX: usize = 16;
-    /// `SOCK_DIAG_BY_FAMILY` answers to lookups; an `NLMSG_ERROR` answer with `-ENOENT`
-    /// means nothing listens there.
+    /// A lookup is answered with a `SOCK_DIAG_BY_FAMILY` message when a socket listens, and
+    /// with an `NLMSG_ERROR` carrying this error when nothing does.
     const ENOENT_ERROR: i32 = -libc::ENOENT;
 
     /// Lists listening ports again and again over one netlink socket, reusing its buffers
