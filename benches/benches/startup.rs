@@ -12,8 +12,9 @@
 //! After the measurements, the mean and median of each side and their ratios (rig / direct)
 //! are printed for each N, then where rig's time goes: the phases of ten more runs taken from
 //! the event timestamps (setup, spawning, readiness polling, delivery to the client), the
-//! direct baseline's spawn time, and rig again with `ready.interval` set to 1 ms, the
-//! baseline's retry period.
+//! direct baseline's spawn time, rig again with `ready.interval` set to 1 ms (the
+//! baseline's retry period) and with observe mode on, and the CPU time rigd and its reaper
+//! use per environment.
 //!
 //! Run with `cargo bench -p rig-benches --bench startup` (about two minutes on 2 cores).
 
@@ -159,6 +160,24 @@ impl RigdProcess {
                 .expect("DELETE");
             outcome.map(|elapsed| (elapsed, posted_at, events))
         })
+    }
+}
+
+impl RigdProcess {
+    /// The CPU time rigd and its reaper use per environment of `spec`, over `runs` starts
+    /// and teardowns.
+    fn cpu_per_environment(&self, spec: &Value, runs: usize, failures: &AtomicUsize) -> Cpu {
+        let reaper = reaper_of(self.child.id());
+        let reaper_cpu = || reaper.map_or(Duration::ZERO, cpu_time);
+        let (rigd_before, reaper_before) = (cpu_time(self.child.id()), reaper_cpu());
+        for _ in 0..runs {
+            self.start_environment(spec, failures);
+        }
+        let count = u32::try_from(runs).unwrap_or(u32::MAX).max(1);
+        Cpu {
+            rigd: cpu_time(self.child.id()).saturating_sub(rigd_before) / count,
+            reaper: reaper_cpu().saturating_sub(reaper_before) / count,
+        }
     }
 }
 
@@ -377,7 +396,60 @@ fn startup(c: &mut Criterion) {
             ms(median(&observed)),
             median(&observed).as_secs_f64() / direct.as_secs_f64()
         );
+        let runs = CPU_RUNS_PER_SERVICE.div_ceil(n);
+        let cpu = rigd.cpu_per_environment(&spec(n), runs, &failures);
+        println!(
+            "        CPU per environment (start and teardown, {runs} runs): rigd {:.2} ms, its \
+             reaper {:.2} ms",
+            ms(cpu.rigd),
+            ms(cpu.reaper)
+        );
     }
+}
+
+/// Service starts per N over which rigd's CPU time is averaged (the kernel counts it in
+/// 10 ms ticks, so small environments need many runs).
+const CPU_RUNS_PER_SERVICE: usize = 500;
+
+/// CPU time used per environment.
+struct Cpu {
+    rigd: Duration,
+    reaper: Duration,
+}
+
+/// User plus system CPU time of process `pid` so far, from `/proc/<pid>/stat`; zero when
+/// it cannot be read.
+fn cpu_time(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // The fields after the parenthesised command name; utime and stime are fields 14, 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_nanos(ticks * 1_000_000_000 / per_second)
+}
+
+/// The reaper of rigd `rigd_pid`: its child running `__reap`.
+fn reaper_of(rigd_pid: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let parent: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let reaps = cmdline.split(|&b| b == 0).any(|arg| arg == b"__reap");
+            (parent == rigd_pid && reaps).then_some(pid)
+        })
 }
 
 /// Where the time of one rig run went, in milliseconds.
