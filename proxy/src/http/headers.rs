@@ -113,36 +113,64 @@ pub(crate) fn is_probe(headers: &HeaderMap) -> bool {
 /// Converts a header map into the recorded shape: Go-canonical keys (`Content-Type`), values
 /// in order, redacted where `redact` names the header. `Host` is left out of request headers
 /// as upstream does (it is the request's authority, not a header there).
+///
+/// Runs on the observer task for every exchange, so it does each name's work once: a header
+/// map yields all values of a name one after the other, and distinct names never share a
+/// canonical key.
 pub(crate) fn to_event_map(headers: &HeaderMap, redact: &[HeaderName], skip_host: bool) -> Headers {
     let mut out = Headers::new();
+    let mut current: Option<(&HeaderName, bool, Vec<String>)> = None;
     for (name, value) in headers {
-        if skip_host && name == header::HOST {
-            continue;
+        let same = matches!(&current, Some((last, ..)) if *last == name);
+        if !same {
+            if let Some((last, _, values)) = current.take() {
+                out.insert(canonical_key(last.as_str()), values);
+            }
+            if skip_host && name == header::HOST {
+                continue;
+            }
+            current = Some((name, redact.contains(name), Vec::with_capacity(1)));
         }
-        let value = if redact.contains(name) {
-            REDACTED.to_string()
-        } else {
-            String::from_utf8_lossy(value.as_bytes()).into_owned()
-        };
-        out.entry(canonical_key(name.as_str()))
-            .or_default()
-            .push(value);
+        if let Some((_, redacted, values)) = current.as_mut() {
+            values.push(if *redacted {
+                REDACTED.to_string()
+            } else {
+                value_string(value)
+            });
+        }
+    }
+    if let Some((last, _, values)) = current {
+        out.insert(canonical_key(last.as_str()), values);
     }
     out
 }
 
+/// A header value as text: as it is when it is UTF-8 (the common case, checked quickly),
+/// else with invalid bytes replaced.
+fn value_string(value: &HeaderValue) -> String {
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+    }
+}
+
 /// Go's canonical MIME header key: the first letter and every letter after a hyphen upper
 /// case, the rest lower case (`x-api-key` → `X-Api-Key`).
+///
+/// Byte by byte (a header name is ASCII): char by char costs several times as much, once per
+/// header of every recorded exchange.
 pub(crate) fn canonical_key(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
+    let mut out = name.to_ascii_lowercase();
     let mut upper = true;
-    for c in name.chars() {
-        out.push(if upper {
-            c.to_ascii_uppercase()
-        } else {
-            c.to_ascii_lowercase()
-        });
-        upper = c == '-';
+    for i in 0..out.len() {
+        let hyphen = out.as_bytes()[i] == b'-';
+        if upper {
+            // `None` inside a multi-byte character, which has no ASCII case anyway.
+            if let Some(letter) = out.get_mut(i..i + 1) {
+                letter.make_ascii_uppercase();
+            }
+        }
+        upper = hyphen;
     }
     out
 }
@@ -268,11 +296,26 @@ mod tests {
     }
 
     #[test]
+    fn event_maps_group_every_value_of_a_name_and_keep_odd_bytes() {
+        let mut h = map(&[("via", "1"), ("host", "a"), ("host", "b"), ("via", "2")]);
+        h.append("x-raw", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let out = to_event_map(&h, &[], true);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out["Via"], ["1", "2"]);
+        assert_eq!(out["X-Raw"], ["caf\u{fffd}"]);
+        let out = to_event_map(&h, &[HeaderName::from_static("via")], false);
+        assert_eq!(out["Via"], [REDACTED, REDACTED]);
+        assert_eq!(out["Host"], ["a", "b"]);
+    }
+
+    #[test]
     fn canonical_keys_follow_go() {
         assert_eq!(canonical_key("content-type"), "Content-Type");
         assert_eq!(canonical_key("x-rig-probe"), "X-Rig-Probe");
         assert_eq!(canonical_key("te"), "Te");
         assert_eq!(canonical_key("www-authenticate"), "Www-Authenticate");
+        assert_eq!(canonical_key("X-UPPER--b"), "X-Upper--B");
+        assert_eq!(canonical_key("é-ö"), "é-ö", "non-ASCII is left alone");
     }
 
     #[test]
