@@ -289,8 +289,8 @@ fn apply(record: &mut Record, line: &str) {
     }
 }
 
-/// Whether `file` has something to read (or has reached its end) within `wait`. An
-/// interrupted or failed wait counts as readable: the caller then simply reads.
+/// Whether `file` has something to read (or has reached its end) within `wait`. A failed
+/// or interrupted wait counts as not readable, so the caller saves now rather than late.
 fn readable_within(file: &std::fs::File, wait: Duration) -> bool {
     let mut fd = libc::pollfd {
         fd: file.as_raw_fd(),
@@ -301,7 +301,7 @@ fn readable_within(file: &std::fs::File, wait: Duration) -> bool {
     let millis = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
     // SAFETY: `fd` is one valid pollfd and the count says one.
     let ready = unsafe { libc::poll(&mut fd, 1, millis) };
-    ready != 0
+    ready > 0
 }
 
 /// How often a running rigd looks again for what dead rigds left behind: a rigd killed
