@@ -21,7 +21,6 @@
 //! that is when services usually start listening.
 
 use std::collections::HashMap;
-use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -72,7 +71,11 @@ pub async fn listening(port: u16) -> bool {
 
 /// The watcher thread: runs while anyone waits.
 fn watch() {
-    let mut lister = sockets::Lister::open();
+    let Ok(mut lister) = sockets::Lister::open() else {
+        // No way to tell: stop (dropping the senders tells the waiters).
+        *WAITERS.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        return;
+    };
     let mut wanted: Vec<u16> = Vec::new();
     let mut seen = NEW_WAITERS.load(Ordering::Relaxed);
     let mut fast_until = Instant::now() + FAST_WINDOW;
@@ -92,10 +95,7 @@ fn watch() {
             wanted.clear();
             wanted.extend(waiters.keys());
         }
-        let listening = match &mut lister {
-            Ok(lister) => lister.listening(&wanted),
-            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-        };
+        let listening = lister.listening(&wanted);
         let mut guard = WAITERS.lock().unwrap_or_else(|p| p.into_inner());
         let Some(waiters) = guard.as_mut() else {
             return;
@@ -210,10 +210,7 @@ mod sockets {
             if wanted.len() <= LOOKUP_MAX && !self.lookups_refused {
                 match self.look_up(wanted) {
                     Ok(()) => return Ok(&self.ports),
-                    Err(_) => {
-                        self.lookups_refused = true;
-                        self.ports.clear();
-                    }
+                    Err(_) => self.lookups_refused = true,
                 }
             }
             self.listening_ports()
