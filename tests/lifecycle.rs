@@ -194,6 +194,58 @@ async fn a_dependency_chain_starts_each_service_after_its_dependency_is_ready() 
         .expect("DELETE");
 }
 
+/// A TCP ingress on a loopback address is ready once the kernel says a socket listening
+/// there accepts connections: rigd does not connect to find out, so the first connection
+/// the service accepts is the test's. (The long probe interval holds the first probe until
+/// the port listens; a probe would have made the test's connection the second.)
+#[tokio::test]
+async fn a_tcp_ingress_is_found_ready_without_a_connection_to_the_service() {
+    let rigd = Rigd::start();
+    let counter = rigd.script(
+        "counter.py",
+        "import os, socket\n\
+         s = socket.socket()\n\
+         s.bind(('127.0.0.1', int(os.environ['PORT'])))\n\
+         s.listen(16)\n\
+         n = 0\n\
+         while True:\n\
+         \x20   c, _ = s.accept()\n\
+         \x20   n += 1\n\
+         \x20   c.sendall(b'connection %d\\n' % n)\n\
+         \x20   c.close()\n",
+    );
+    let id = rigd
+        .create(
+            json!({"name": "tcp-ready", "observe": false, "services": {"counter": {
+                "type": "process",
+                "config": {"command": "python3"},
+                "args": [counter],
+                "ingresses": {"default": {"protocol": "tcp", "ready": {"interval": "20s"}}}
+            }}}),
+        )
+        .await;
+    let mut events = rigd.events(&id);
+    let up = events.until(EnvironmentUp).await;
+    assert!(
+        !events.saw(HealthCheckFailed),
+        "{}",
+        support::describe(events.seen())
+    );
+    let hostport = &up.ingresses["counter"]["default"].hostport;
+    let mut stream = tokio::net::TcpStream::connect(hostport.as_str())
+        .await
+        .expect("connect to the service");
+    let mut greeting = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut greeting)
+        .await
+        .expect("read the greeting");
+    assert_eq!(greeting, "connection 1\n");
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE");
+}
+
 #[tokio::test]
 async fn a_readiness_timeout_fails_with_the_last_probe_error() {
     let rigd = Rigd::start();

@@ -25,7 +25,8 @@ use super::callback::CallbackDispatcher;
 use super::environment_up::emit_environment_up;
 use super::{Instance, Settings};
 use crate::ports::PortAllocator;
-use crate::ready::{listen_watch, poll_hinted, probe, PollSettings, ProbeKind};
+use crate::ready::listen_watch::{self, Heard, Loopback};
+use crate::ready::{poll_hinted, probe, Hint, PollSettings, ProbeKind};
 use crate::services::{
     HookContext, OutputSink, PublishContext, RunContext, ServiceRef, ServiceType,
 };
@@ -361,12 +362,18 @@ async fn after_start(
             .unwrap_or_else(|| ProbeKind::for_ingress(&endpoint.protocol, ready));
         let settings = PollSettings::from_spec(ready);
         // A local port is probed the moment it starts listening, not at the next scheduled
-        // probe, and not before (see `ready::listen_watch`); anything else at once.
-        let port = local_port(&endpoint.hostport);
+        // probe, and not before; a TCP probe is answered by the kernel saying the address
+        // accepts connections (see `ready::listen_watch`). Anything else is probed at once.
+        let local = local_port(&endpoint.hostport);
+        let tcp = kind == ProbeKind::Tcp && task.service_type.tcp_ready_without_dial();
         let hint = async move {
-            match port {
-                Some(port) => listen_watch::listening(port).await,
-                None => false,
+            let Some((port, at)) = local else {
+                return Hint::Unavailable;
+            };
+            match listen_watch::listening(port, at).await {
+                Heard::Unavailable => Hint::Unavailable,
+                Heard::Accepting if tcp => Hint::Ready,
+                Heard::Listening | Heard::Accepting => Hint::ProbeNow,
             }
         };
         poll_hinted(
@@ -414,15 +421,18 @@ async fn after_start(
     Ok(())
 }
 
-/// The port of a loopback `host:port`.
-fn local_port(hostport: &str) -> Option<u16> {
+/// The port of a loopback `host:port`, and which loopback address a dial goes to.
+fn local_port(hostport: &str) -> Option<(u16, Loopback)> {
     let (host, port) = hostport.rsplit_once(':')?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let local = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    local.then(|| port.parse().ok()).flatten()
+    let at = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip == std::net::Ipv4Addr::LOCALHOST => Loopback::V4,
+        Ok(ip) if ip == std::net::Ipv6Addr::LOCALHOST => Loopback::V6,
+        Ok(ip) if ip.is_loopback() => Loopback::Other,
+        Err(_) if host == "localhost" => Loopback::Either,
+        _ => return None,
+    };
+    Some((port.parse().ok()?, at))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -5,24 +5,29 @@
 //! probe, while the probe at once is bound to fail. [`listening`] closes that gap: it
 //! resolves as soon as some socket on this machine listens on the port, and
 //! [`poll_hinted`](super::poll::poll_hinted) holds the first probe until then (one interval
-//! at most) and probes at once instead of sleeping out a later interval. The probe still
-//! decides readiness; the hint only moves it, and it produces no connection the service (or
-//! an observing proxy) could see.
+//! at most) and probes at once instead of sleeping out a later interval. For a TCP probe the
+//! answer can be the probe itself: when the kernel says a connection to the endpoint's
+//! loopback address would be routed to a listening socket ([`Heard::Accepting`]), that is
+//! what a successful dial would have shown, without a connection the service (or an
+//! observing proxy) has to accept.
 //!
 //! One watcher thread serves every waiter (a thread, not a task, so it belongs to no Tokio
-//! runtime and outlives none): while any port is watched, it asks the kernel once per
-//! [`TICK`] which of the waited ports a TCP socket listens on, wakes their waiters, and stops
-//! when nobody waits. It asks over `NETLINK_SOCK_DIAG`: a lookup per port at 127.0.0.1 and
-//! ::1 (answered as an incoming connection would be routed, so a socket listening on every
-//! address is found too), all in one message, while few ports are waited for; a dump of the
-//! machine's listening sockets beyond. Where neither is available (not Linux, or refused)
-//! the hint resolves to `false` and readiness falls back to the plain schedule. For
+//! runtime and outlives none). It starts with the first waiter and stays, parked while nobody
+//! waits, so an environment's start pays for no thread or socket of its own. While any port
+//! is watched it asks the kernel once per [`TICK`] which of the waited ports a TCP socket
+//! listens on and wakes their waiters. It asks over `NETLINK_SOCK_DIAG`: a lookup per port at
+//! 127.0.0.1 and ::1 (answered as an incoming connection would be routed, so a socket
+//! listening on every address is found too), all in one message, while few ports are waited
+//! for; a dump of the machine's listening sockets beyond (which says a port listens, not
+//! which addresses reach it). Where neither is available (not Linux, or refused) every
+//! waiter hears [`Heard::Unavailable`] and readiness falls back to the plain schedule. For
 //! [`FAST_WINDOW`] after anyone starts waiting it looks every [`FAST_TICK`] instead, since
 //! that is when services usually start listening.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -36,50 +41,121 @@ pub const FAST_TICK: Duration = Duration::from_micros(200);
 /// How long after the latest new waiter the watcher keeps to [`FAST_TICK`].
 pub const FAST_WINDOW: Duration = Duration::from_millis(20);
 
-/// Ports being waited for, each with its waiters.
-static WAITERS: Mutex<Option<HashMap<u16, Vec<oneshot::Sender<()>>>>> = Mutex::new(None);
+/// The loopback address a waiter will connect to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loopback {
+    /// 127.0.0.1.
+    V4,
+    /// ::1.
+    V6,
+    /// Either (`localhost`: a dial tries every address it resolves to).
+    Either,
+    /// Another loopback address (127.0.0.2, ...), which the watcher does not look up: it
+    /// can only tell that the port listens.
+    Other,
+}
+
+/// What [`listening`] heard about a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// Nothing can be observed here (no socket diagnostics): no hint will come.
+    Unavailable,
+    /// A TCP socket listens on the port, maybe on another address than the one waited on.
+    Listening,
+    /// The kernel routes a connection to the waited loopback address and port to a listening
+    /// socket: a TCP dial there would succeed.
+    Accepting,
+}
+
+/// One waiter of a port.
+struct Waiter {
+    at: Loopback,
+    tx: oneshot::Sender<Heard>,
+}
+
+/// The watcher's shared state.
+struct Shared {
+    /// Ports being waited for, each with its waiters.
+    waiters: BTreeMap<u16, Vec<Waiter>>,
+    watcher: Watcher,
+}
+
+enum Watcher {
+    NotStarted,
+    Running(Thread),
+    /// It could not start, or the kernel cannot be asked here: nothing will be heard.
+    Unavailable,
+}
+
+static SHARED: Mutex<Shared> = Mutex::new(Shared {
+    waiters: BTreeMap::new(),
+    watcher: Watcher::NotStarted,
+});
 /// Bumped by every new waiter, so the watcher knows to look often again.
 static NEW_WAITERS: AtomicU64 = AtomicU64::new(0);
 
-/// Resolves to `true` once a TCP socket listens on `port` (on any address), or to `false` as
-/// soon as that cannot be observed here. Cancel it by dropping it.
-pub async fn listening(port: u16) -> bool {
-    let (tx, rx) = oneshot::channel();
-    let start = {
-        let mut waiters = WAITERS.lock().unwrap_or_else(|p| p.into_inner());
-        let start = waiters.is_none();
-        waiters
-            .get_or_insert_with(HashMap::new)
-            .entry(port)
-            .or_default()
-            .push(tx);
-        NEW_WAITERS.fetch_add(1, Ordering::Relaxed);
-        start
-    };
-    if start {
-        let spawned = std::thread::Builder::new()
-            .name("rigd-listen-watch".into())
-            .spawn(watch);
-        if spawned.is_err() {
-            // No thread, no hint: the plain schedule applies.
-            *WAITERS.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
-    }
-    // An error: the watcher gave up (no socket diagnostics here) or never started.
-    rx.await.is_ok()
+fn shared() -> std::sync::MutexGuard<'static, Shared> {
+    SHARED.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The watcher thread: runs while anyone waits.
+/// Resolves once a TCP socket listens on `port`: to [`Heard::Accepting`] when a connection
+/// to `at` would reach it, else to [`Heard::Listening`]; or to [`Heard::Unavailable`] as soon
+/// as that cannot be observed here. Cancel it by dropping it.
+pub async fn listening(port: u16, at: Loopback) -> Heard {
+    let (tx, rx) = oneshot::channel();
+    {
+        let mut shared = shared();
+        if let Watcher::NotStarted = shared.watcher {
+            shared.watcher = match std::thread::Builder::new()
+                .name("rigd-listen-watch".into())
+                .spawn(watch)
+            {
+                Ok(handle) => Watcher::Running(handle.thread().clone()),
+                Err(_) => Watcher::Unavailable,
+            };
+        }
+        let Watcher::Running(thread) = &shared.watcher else {
+            return Heard::Unavailable;
+        };
+        let thread = thread.clone();
+        shared
+            .waiters
+            .entry(port)
+            .or_default()
+            .push(Waiter { at, tx });
+        NEW_WAITERS.fetch_add(1, Ordering::Relaxed);
+        drop(shared);
+        thread.unpark();
+    }
+    // An error: the watcher found it cannot observe sockets here.
+    rx.await.unwrap_or(Heard::Unavailable)
+}
+
+/// The watcher thread: looks while anyone waits, parks while nobody does.
 fn watch() {
-    let Ok(mut lister) = sockets::Lister::open() else {
-        // No way to tell: stop (dropping the senders tells the waiters).
-        *WAITERS.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        return;
-    };
+    let mut lister: Option<sockets::Lister> = None;
     let mut wanted: Vec<u16> = Vec::new();
     let mut seen = NEW_WAITERS.load(Ordering::Relaxed);
     let mut fast_until = Instant::now() + FAST_WINDOW;
     loop {
+        // Park until someone waits (a waiter unparks after adding itself, so no wake-up is
+        // lost between the look and the park).
+        while shared().waiters.is_empty() {
+            std::thread::park();
+        }
+        if lister.is_none() {
+            match sockets::Lister::open() {
+                Ok(opened) => lister = Some(opened),
+                Err(_) => {
+                    // No way to tell: nobody will hear anything (dropping the senders tells
+                    // the waiters so).
+                    let mut shared = shared();
+                    shared.watcher = Watcher::Unavailable;
+                    shared.waiters.clear();
+                    return;
+                }
+            }
+        }
         let now = Instant::now();
         let latest = NEW_WAITERS.load(Ordering::Relaxed);
         if latest != seen {
@@ -87,36 +163,71 @@ fn watch() {
             fast_until = now + FAST_WINDOW;
         }
         std::thread::sleep(if now < fast_until { FAST_TICK } else { TICK });
-        {
-            let guard = WAITERS.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(waiters) = guard.as_ref() else {
-                return;
-            };
-            wanted.clear();
-            wanted.extend(waiters.keys());
+        wanted.clear();
+        wanted.extend(shared().waiters.keys());
+        if wanted.is_empty() {
+            continue;
         }
-        let listening = lister.listening(&wanted);
-        let mut guard = WAITERS.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(waiters) = guard.as_mut() else {
-            return;
+        let Some(open) = lister.as_mut() else {
+            continue;
         };
-        waiters.retain(|port, senders| {
-            senders.retain(|s| !s.is_closed());
-            match &listening {
-                Ok(ports) if ports.contains(port) => {
-                    for sender in senders.drain(..) {
-                        let _ = sender.send(());
+        match open.listening(&wanted) {
+            Ok(found) => shared().waiters.retain(|&port, waiters| {
+                for waiter in std::mem::take(waiters) {
+                    match found.heard(port, waiter.at) {
+                        Some(heard) => {
+                            let _ = waiter.tx.send(heard);
+                        }
+                        None if waiter.tx.is_closed() => {}
+                        None => waiters.push(waiter),
                     }
-                    false
                 }
-                _ => !senders.is_empty(),
+                !waiters.is_empty()
+            }),
+            Err(_) => {
+                // A lookup failed (a lost answer, say): these waiters get no hint, and the
+                // next ones a fresh socket.
+                shared().waiters.clear();
+                lister = None;
             }
-        });
-        // Nobody left, or no way to tell: stop (dropping the senders tells the waiters).
-        if waiters.is_empty() || listening.is_err() {
-            *guard = None;
-            return;
         }
+    }
+}
+
+/// Which waited ports a TCP socket listens on, as far as one look could tell.
+#[derive(Debug, Default)]
+struct Found {
+    /// Ports a connection to 127.0.0.1 would reach a listening socket on (from lookups).
+    v4: HashSet<u16>,
+    /// Ports a connection to ::1 would reach a listening socket on (from lookups).
+    v6: HashSet<u16>,
+    /// Ports some socket listens on, on addresses not known (from dumps).
+    somewhere: HashSet<u16>,
+}
+
+impl Found {
+    /// What a waiter for `port` at `at` hears; `None` while nothing listens there.
+    fn heard(&self, port: u16, at: Loopback) -> Option<Heard> {
+        let (v4, v6) = (self.v4.contains(&port), self.v6.contains(&port));
+        let reaches = match at {
+            Loopback::V4 => v4,
+            Loopback::V6 => v6,
+            Loopback::Either => v4 || v6,
+            Loopback::Other => false,
+        };
+        if reaches {
+            Some(Heard::Accepting)
+        } else if v4 || v6 || self.somewhere.contains(&port) {
+            Some(Heard::Listening)
+        } else {
+            None
+        }
+    }
+
+    fn clear(&mut self) {
+        self.v4.clear();
+        self.v6.clear();
+        self.somewhere.clear();
     }
 }
 
@@ -127,6 +238,8 @@ mod sockets {
 
     use std::collections::HashSet;
     use std::io;
+
+    use super::Found;
 
     const NETLINK_SOCK_DIAG: libc::c_int = 4;
     const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -140,6 +253,8 @@ mod sockets {
     /// Offset of `idiag_sport` in the body of a reply (after the `nlmsghdr`):
     /// `inet_diag_msg`'s family, state, timer and retrans bytes come first.
     const SPORT_BODY_OFFSET: usize = 4;
+    /// Offset of `idiag_state` in the body of a reply.
+    const STATE_BODY_OFFSET: usize = 1;
 
     /// Up to this many ports are looked up one by one (two lookups each, in one message);
     /// beyond, the listening sockets are dumped. A lookup costs about 1.5 µs; a dump walks
@@ -156,7 +271,7 @@ mod sockets {
         sock: Netlink,
         buf: Vec<u8>,
         request: Vec<u8>,
-        ports: HashSet<u16>,
+        found: Found,
         /// Lookups were refused once (an old kernel): dump from then on.
         lookups_refused: bool,
     }
@@ -198,31 +313,35 @@ mod sockets {
                 sock,
                 buf: vec![0u8; 32 * 1024],
                 request: Vec::new(),
-                ports: HashSet::new(),
+                found: Found::default(),
                 lookups_refused: false,
             })
         }
 
-        /// Which of `wanted` a TCP socket listens on now, on the loopback addresses or on
-        /// every address (IPv4 or IPv6). May hold other listening ports too.
-        pub fn listening(&mut self, wanted: &[u16]) -> io::Result<&HashSet<u16>> {
-            self.ports.clear();
+        /// Which of `wanted` a TCP socket listens on now: looked up at the loopback
+        /// addresses, or found among every listening socket. May hold other ports too.
+        pub fn listening(&mut self, wanted: &[u16]) -> io::Result<&Found> {
+            self.found.clear();
             if wanted.len() <= LOOKUP_MAX && !self.lookups_refused {
                 match self.look_up(wanted) {
-                    Ok(()) => return Ok(&self.ports),
-                    Err(_) => self.lookups_refused = true,
+                    Ok(()) => return Ok(&self.found),
+                    Err(_) => {
+                        self.lookups_refused = true;
+                        self.found.clear();
+                    }
                 }
             }
-            self.listening_ports()
+            self.listening_ports()?;
+            Ok(&self.found)
         }
 
-        /// Every port a TCP socket listens on now (IPv4 and IPv6).
+        /// Every port a TCP socket listens on now (IPv4 and IPv6), on any address.
         pub fn listening_ports(&mut self) -> io::Result<&HashSet<u16>> {
-            self.ports.clear();
+            self.found.clear();
             for family in [libc::AF_INET, libc::AF_INET6] {
                 self.dump(family as u8)?;
             }
-            Ok(&self.ports)
+            Ok(&self.found.somewhere)
         }
 
         /// Looks `wanted` up at 127.0.0.1 and ::1, all in one message: the kernel answers a
@@ -266,8 +385,19 @@ mod sockets {
                 while let Some(answer) = message(rest)? {
                     answers += 1;
                     let port = wanted.get(answer.seq as usize / 2).copied();
+                    let found = if answer.seq % 2 == 0 {
+                        &mut self.found.v4
+                    } else {
+                        &mut self.found.v6
+                    };
                     match answer.kind {
-                        SOCK_DIAG_BY_FAMILY => self.ports.extend(port),
+                        // A lookup can only match a listening socket (nothing connected has
+                        // port 0 at the other end); the state is checked all the same.
+                        SOCK_DIAG_BY_FAMILY => {
+                            if answer.body.get(STATE_BODY_OFFSET) == Some(&(TCP_LISTEN as u8)) {
+                                found.extend(port);
+                            }
+                        }
                         NLMSG_ERROR if error_code(answer.body) == Some(ENOENT_ERROR) => {}
                         _ => return Err(io::Error::other("sock_diag lookup refused")),
                     }
@@ -297,7 +427,8 @@ mod sockets {
                             if let Some(port) =
                                 answer.body.get(SPORT_BODY_OFFSET..SPORT_BODY_OFFSET + 2)
                             {
-                                self.ports.insert(u16::from_be_bytes([port[0], port[1]]));
+                                let port = u16::from_be_bytes([port[0], port[1]]);
+                                self.found.somewhere.insert(port);
                             }
                         }
                     }
@@ -382,11 +513,13 @@ mod sockets {
     use std::collections::HashSet;
     use std::io;
 
+    use super::Found;
+
     /// Listening sockets cannot be listed here: there is no lister.
     pub enum Lister {}
 
     impl Lister {
-        pub fn listening(&mut self, _wanted: &[u16]) -> io::Result<&HashSet<u16>> {
+        pub fn listening(&mut self, _wanted: &[u16]) -> io::Result<&Found> {
             match *self {}
         }
 
@@ -447,20 +580,63 @@ mod tests {
         wanted.extend([bound.1, closed]);
 
         let mut lister = sockets::Lister::open().unwrap();
-        let found = lister.listening(&wanted).unwrap().clone();
+        let found = lister.listening(&wanted).unwrap();
         for port in &listening {
-            assert!(found.contains(port), "lookup missed {port}");
+            assert!(
+                found.heard(*port, Loopback::Either).is_some(),
+                "lookup missed {port}"
+            );
         }
-        assert!(!found.contains(&bound.1) && !found.contains(&closed));
+        for port in [bound.1, closed] {
+            assert_eq!(found.heard(port, Loopback::Either), None);
+        }
 
         // Past the lookup limit the ports are dumped instead: same answers.
         let mut many = wanted.clone();
         many.extend(std::iter::repeat_n(closed, 40));
-        let dumped = lister.listening(&many).unwrap().clone();
+        let dumped = lister.listening(&many).unwrap();
         for port in &listening {
-            assert!(dumped.contains(port), "dump missed {port}");
+            assert!(
+                dumped.heard(*port, Loopback::Either).is_some(),
+                "dump missed {port}"
+            );
         }
-        assert!(!dumped.contains(&bound.1) && !dumped.contains(&closed));
+        for port in [bound.1, closed] {
+            assert_eq!(dumped.heard(port, Loopback::Either), None);
+        }
+    }
+
+    /// A lookup tells which loopback address reaches a listener: a socket on 127.0.0.1
+    /// accepts there and not at ::1, one on every address at both (where the machine has
+    /// IPv6); a dump only tells that the port listens.
+    #[test]
+    fn lookups_tell_which_loopback_address_accepts() {
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v4 = v4.local_addr().unwrap().port();
+        let dual = std::net::TcpListener::bind("[::]:0").ok();
+        let mut lister = sockets::Lister::open().unwrap();
+        let mut wanted = vec![v4];
+        wanted.extend(dual.iter().map(|l| l.local_addr().unwrap().port()));
+        let found = lister.listening(&wanted).unwrap();
+        assert_eq!(found.heard(v4, Loopback::V4), Some(Heard::Accepting));
+        assert_eq!(found.heard(v4, Loopback::Either), Some(Heard::Accepting));
+        assert_eq!(found.heard(v4, Loopback::V6), Some(Heard::Listening));
+        if let Some(dual) = &dual {
+            let port = dual.local_addr().unwrap().port();
+            assert_eq!(found.heard(port, Loopback::V6), Some(Heard::Accepting));
+            // A dual-stack socket takes IPv4 connections too (unless the machine says
+            // otherwise: bindv6only).
+            let v6_only = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")
+                .is_ok_and(|v| v.trim() == "1");
+            if !v6_only {
+                assert_eq!(found.heard(port, Loopback::V4), Some(Heard::Accepting));
+            }
+        }
+
+        let mut many = wanted.clone();
+        many.extend(std::iter::repeat_n(1, 40));
+        let dumped = lister.listening(&many).unwrap();
+        assert_eq!(dumped.heard(v4, Loopback::V4), Some(Heard::Listening));
     }
 
     /// A TCP socket bound to a loopback port without listening.
@@ -474,15 +650,32 @@ mod tests {
     #[tokio::test]
     async fn resolves_when_the_port_starts_listening() {
         let (socket, port) = socket2_bound();
-        let waiter = tokio::spawn(listening(port));
+        let waiter = tokio::spawn(listening(port, Loopback::V4));
+        let elsewhere = tokio::spawn(listening(port, Loopback::V6));
         // Not before: give the watcher some ticks with the port bound but not listening.
-        let early = tokio::time::timeout(TICK * 20, listening(port)).await;
+        let early = tokio::time::timeout(TICK * 20, listening(port, Loopback::V4)).await;
         assert!(early.is_err(), "fired before the port listened");
         let _listener = socket.listen(16).unwrap();
-        let listening_now = tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .expect("fired once the port listened")
-            .unwrap();
-        assert!(listening_now, "the watcher works here (Linux sock_diag)");
+        let heard = |waiter: tokio::task::JoinHandle<Heard>| async {
+            tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .expect("fired once the port listened")
+                .unwrap()
+        };
+        assert_eq!(
+            heard(waiter).await,
+            Heard::Accepting,
+            "the watcher works here (Linux sock_diag)"
+        );
+        assert_eq!(heard(elsewhere).await, Heard::Listening);
+
+        // The watcher stays for the next waiters (parked in between), and an abandoned wait
+        // leaves nothing behind.
+        let (socket, port) = socket2_bound();
+        let abandoned = tokio::time::timeout(TICK * 5, listening(port, Loopback::Either)).await;
+        assert!(abandoned.is_err());
+        let _listener = socket.listen(16).unwrap();
+        let again = listening(port, Loopback::Either);
+        assert_eq!(heard(tokio::spawn(again)).await, Heard::Accepting);
     }
 }

@@ -20,7 +20,9 @@
 //!
 //! [`poll_hinted`] with [`listen_watch::listening`] probes the moment the port starts
 //! listening rather than at once (bound to fail for a process just started) or at the next
-//! scheduled probe.
+//! scheduled probe. A TCP probe of a loopback address is answered there and then, without a
+//! connection, when the kernel says a socket listening there accepts connections (except
+//! through an observing proxy, whose probes are dialled so they show in its traffic).
 //!
 //! A poll is cancelled by dropping its future; no task or connection outlives it. Everything
 //! here uses `tokio::time`, so tests can drive the schedule with a paused clock.
@@ -37,5 +39,5 @@ mod tcp;
 
 pub use error::ProbeError;
 pub use kind::ProbeKind;
-pub use poll::{poll, poll_hinted, PollSettings, ReadinessError};
+pub use poll::{poll, poll_hinted, Hint, PollSettings, ReadinessError};
 pub use probe::{probe, PROBE_HEADER, PROBE_USER_AGENT};

@@ -93,25 +93,41 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), ProbeError>>,
 {
-    poll_hinted(settings, probe, on_failure, std::future::ready(false)).await
+    poll_hinted(
+        settings,
+        probe,
+        on_failure,
+        std::future::ready(Hint::Unavailable),
+    )
+    .await
+}
+
+/// What a hint says about an endpoint (see [`poll_hinted`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hint {
+    /// No hint will come: probe on the plain schedule.
+    Unavailable,
+    /// The endpoint may be ready now: probe at once.
+    ProbeNow,
+    /// The endpoint is known to be ready, as surely as a probe would tell: no probe needed.
+    Ready,
 }
 
 /// [`poll`], plus a `hint` that the endpoint may have become ready (for example
-/// [`listening`](super::listen_watch::listening)). The hint resolves to `true` when the
-/// endpoint may be ready now, or to `false` when no hint will come (the watcher is
-/// unavailable); it is used once.
+/// [`listening`](super::listen_watch::listening)); it is used once.
 ///
 /// - The first probe waits for the hint, for at most one interval: a process that was just
 ///   started is rarely listening yet, and a probe bound to fail would only add a
-///   `health.check_failed`. A `false` hint lets it run at once, as in [`poll`].
-/// - A hint during a later wait moves the next probe to that moment.
+///   `health.check_failed`. [`Hint::Unavailable`] lets it run at once, as in [`poll`].
+/// - A [`Hint::ProbeNow`] during a later wait moves the next probe to that moment.
+/// - A [`Hint::Ready`] ends the poll, successfully, whenever it comes.
 ///
 /// The schedule of the waits after a failed probe is unchanged.
 pub async fn poll_hinted<F, Fut>(
     settings: PollSettings,
     mut probe: F,
     mut on_failure: impl FnMut(&ProbeError),
-    hint: impl Future<Output = bool>,
+    hint: impl Future<Output = Hint>,
 ) -> Result<(), ReadinessError>
 where
     F: FnMut() -> Fut,
@@ -125,7 +141,12 @@ where
     let mut interval = settings.interval;
     tokio::select! {
         biased;
-        _ = &mut hint => hint_armed = false,
+        heard = &mut hint => {
+            hint_armed = false;
+            if heard == Hint::Ready {
+                return Ok(());
+            }
+        }
         () = tokio::time::sleep_until(far_checked_add(start, interval).min(deadline)) => {}
     }
     let fail = |last_error| ReadinessError {
@@ -157,10 +178,12 @@ where
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => break,
-                ready_now = &mut hint, if hint_armed => {
+                heard = &mut hint, if hint_armed => {
                     hint_armed = false;
-                    if ready_now {
-                        break;
+                    match heard {
+                        Hint::Ready => return Ok(()),
+                        Hint::ProbeNow => break,
+                        Hint::Unavailable => {}
                     }
                 }
             }
@@ -216,7 +239,7 @@ mod tests {
 
     /// The times of the attempts of a poll (10 ms interval, 100 ms timeout) that always
     /// fails, given `hint`.
-    async fn hinted_attempts(hint: impl Future<Output = bool>) -> Vec<Duration> {
+    async fn hinted_attempts(hint: impl Future<Output = Hint>) -> Vec<Duration> {
         let start = Instant::now();
         let mut attempts = Vec::new();
         let err = poll_hinted(
@@ -241,7 +264,7 @@ mod tests {
     }
 
     /// A hint that resolves to `value` after `millis`.
-    async fn hint_after(millis: u64, value: bool) -> bool {
+    async fn hint_after(millis: u64, value: Hint) -> Hint {
         tokio::time::sleep(ms(millis)).await;
         value
     }
@@ -250,7 +273,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_first_probe_waits_for_the_hint() {
         assert_eq!(
-            hinted_attempts(hint_after(3, true)).await,
+            hinted_attempts(hint_after(3, Hint::ProbeNow)).await,
             [3, 13, 33, 73].map(ms)
         );
     }
@@ -260,7 +283,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_later_hint_moves_the_next_probe_earlier_once() {
         assert_eq!(
-            hinted_attempts(hint_after(15, true)).await,
+            hinted_attempts(hint_after(15, Hint::ProbeNow)).await,
             [10, 15, 35, 75].map(ms)
         );
     }
@@ -269,11 +292,39 @@ mod tests {
     /// that gives up later moves no probe.
     #[tokio::test(start_paused = true)]
     async fn an_unavailable_hint_keeps_the_plain_schedule() {
-        assert_eq!(hinted_attempts(ready(false)).await, [0, 10, 30, 70].map(ms));
         assert_eq!(
-            hinted_attempts(hint_after(15, false)).await,
+            hinted_attempts(ready(Hint::Unavailable)).await,
+            [0, 10, 30, 70].map(ms)
+        );
+        assert_eq!(
+            hinted_attempts(hint_after(15, Hint::Unavailable)).await,
             [10, 20, 40, 80].map(ms)
         );
+    }
+
+    /// A hint that the endpoint is ready ends the poll without a probe, whether it comes
+    /// before the first probe or after failed ones.
+    #[tokio::test(start_paused = true)]
+    async fn a_ready_hint_ends_the_poll_without_probing() {
+        for (at, probes_before) in [(3, 0), (15, 1), (35, 2)] {
+            let start = Instant::now();
+            let mut attempts = 0;
+            poll_hinted(
+                PollSettings {
+                    interval: ms(10),
+                    timeout: ms(100),
+                },
+                || {
+                    attempts += 1;
+                    ready(Err(failure()))
+                },
+                |_| {},
+                hint_after(at, Hint::Ready),
+            )
+            .await
+            .expect("ready on the hint");
+            assert_eq!((attempts, start.elapsed()), (probes_before, ms(at)));
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -278,6 +278,14 @@ pub trait ServiceType: Send + Sync + 'static {
         None
     }
 
+    /// Whether a TCP readiness probe of this type's ingresses may be answered by the kernel
+    /// saying a socket listening there accepts connections (see `ready::listen_watch`)
+    /// instead of by a connection. The default is yes; an observing proxy says no, so the
+    /// probes through it still show in its traffic, marked as probes.
+    fn tcp_ready_without_dial(&self) -> bool {
+        true
+    }
+
     /// Runs a server-side init hook (a hook whose type is not `client_func`), or returns
     /// `None` when this type has no hook of that type (the lifecycle then reports
     /// `unsupported hook type`).

@@ -18,6 +18,11 @@ use crate::spec::ProxyConfig;
 pub struct Proxy;
 
 impl ServiceType for Proxy {
+    /// Probes through a proxy are dialled, so they show in its traffic (marked as probes).
+    fn tcp_ready_without_dial(&self) -> bool {
+        false
+    }
+
     fn publish(
         &self,
         ctx: &mut PublishContext<'_>,
