@@ -18,11 +18,11 @@
 //! listens on and wakes their waiters. It asks over `NETLINK_SOCK_DIAG`: a lookup per port at
 //! 127.0.0.1 and ::1 (answered as an incoming connection would be routed, so a socket
 //! listening on every address is found too), all in one message, while few ports are waited
-//! for; a dump of the machine's listening sockets beyond (which says a port listens, not
-//! which addresses reach it). Where neither is available (not Linux, or refused) every
-//! waiter hears [`Heard::Unavailable`] and readiness falls back to the plain schedule. For
-//! [`FAST_WINDOW`] after anyone starts waiting it looks every [`FAST_TICK`] instead, since
-//! that is when services usually start listening.
+//! for; a dump of the machine's listening sockets, with their addresses, beyond. Where
+//! neither is available (not Linux, or refused) every waiter hears [`Heard::Unavailable`]
+//! and readiness falls back to the plain schedule. For [`FAST_WINDOW`] after anyone starts
+//! waiting it looks every [`FAST_TICK`] instead, since that is when services usually start
+//! listening; either way it rests at least nine times as long as its last look took.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +40,12 @@ pub const TICK: Duration = Duration::from_millis(1);
 pub const FAST_TICK: Duration = Duration::from_micros(200);
 /// How long after the latest new waiter the watcher keeps to [`FAST_TICK`].
 pub const FAST_WINDOW: Duration = Duration::from_millis(20);
+/// Between looks the watcher rests at least this many times as long as its last look took,
+/// so it never takes more than a tenth of a CPU, even when many waited ports make each look
+/// a dump (tens of microseconds) while the services it waits for need the CPU to start.
+const REST_PER_LOOK: u32 = 9;
+/// The longest rest between looks, however long the last one took.
+const MAX_REST: Duration = Duration::from_millis(5);
 
 /// The loopback address a waiter will connect to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +143,7 @@ fn watch() {
     let mut wanted: Vec<u16> = Vec::new();
     let mut seen = NEW_WAITERS.load(Ordering::Relaxed);
     let mut fast_until = Instant::now() + FAST_WINDOW;
+    let mut last_look = Duration::ZERO;
     loop {
         // Park until someone waits (a waiter unparks after adding itself, so no wake-up is
         // lost between the look and the park).
@@ -162,7 +169,8 @@ fn watch() {
             seen = latest;
             fast_until = now + FAST_WINDOW;
         }
-        std::thread::sleep(if now < fast_until { FAST_TICK } else { TICK });
+        let tick = if now < fast_until { FAST_TICK } else { TICK };
+        std::thread::sleep(tick.max(last_look.saturating_mul(REST_PER_LOOK).min(MAX_REST)));
         wanted.clear();
         wanted.extend(shared().waiters.keys());
         if wanted.is_empty() {
@@ -171,7 +179,10 @@ fn watch() {
         let Some(open) = lister.as_mut() else {
             continue;
         };
-        match open.listening(&wanted) {
+        let look_started = Instant::now();
+        let found = open.listening(&wanted);
+        last_look = look_started.elapsed();
+        match found {
             Ok(found) => shared().waiters.retain(|&port, waiters| {
                 for waiter in std::mem::take(waiters) {
                     match found.heard(port, waiter.at) {
@@ -201,7 +212,7 @@ struct Found {
     v4: HashSet<u16>,
     /// Ports a connection to ::1 would reach a listening socket on (from lookups).
     v6: HashSet<u16>,
-    /// Ports some socket listens on, on addresses not known (from dumps).
+    /// Ports some socket listens on (from dumps), whatever its address.
     somewhere: HashSet<u16>,
 }
 
@@ -229,6 +240,29 @@ impl Found {
         self.v6.clear();
         self.somewhere.clear();
     }
+
+    /// Adds a listening socket of `family` from a dump, given the body of its
+    /// `inet_diag_msg`: family, state, timer and retrans bytes, then the socket id (source
+    /// port, destination port, source address, ...). A socket on 127.0.0.1 or 0.0.0.0
+    /// accepts at 127.0.0.1; one on ::1 or :: at ::1 (and one on :: maybe at 127.0.0.1 too,
+    /// unless it is IPv6-only, which the dump does not say: that port just listens).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    fn add_dumped(&mut self, family: u8, body: &[u8]) {
+        let (Some(port), Some(addr)) = (body.get(4..6), body.get(8..24)) else {
+            return;
+        };
+        let port = u16::from_be_bytes([port[0], port[1]]);
+        self.somewhere.insert(port);
+        if i32::from(family) == libc::AF_INET {
+            if addr[..4] == [127, 0, 0, 1] || addr[..4] == [0, 0, 0, 0] {
+                self.v4.insert(port);
+            }
+        } else if addr == std::net::Ipv6Addr::LOCALHOST.octets()
+            || addr == std::net::Ipv6Addr::UNSPECIFIED.octets()
+        {
+            self.v6.insert(port);
+        }
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -250,10 +284,8 @@ mod sockets {
     const TCP_LISTEN: u32 = 10;
     /// `nlmsghdr` (16 bytes) + `inet_diag_req_v2` (56 bytes).
     const REQUEST_LEN: usize = 72;
-    /// Offset of `idiag_sport` in the body of a reply (after the `nlmsghdr`):
-    /// `inet_diag_msg`'s family, state, timer and retrans bytes come first.
-    const SPORT_BODY_OFFSET: usize = 4;
-    /// Offset of `idiag_state` in the body of a reply.
+    /// Offset of `idiag_state` in the body of a reply (after the `nlmsghdr`): the
+    /// `inet_diag_msg` starts with its family byte.
     const STATE_BODY_OFFSET: usize = 1;
 
     /// Up to this many ports are looked up one by one (two lookups each, in one message);
@@ -423,14 +455,7 @@ mod sockets {
                     match answer.kind {
                         NLMSG_DONE => return Ok(()),
                         NLMSG_ERROR => return Err(io::Error::other("sock_diag dump refused")),
-                        _ => {
-                            if let Some(port) =
-                                answer.body.get(SPORT_BODY_OFFSET..SPORT_BODY_OFFSET + 2)
-                            {
-                                let port = u16::from_be_bytes([port[0], port[1]]);
-                                self.found.somewhere.insert(port);
-                            }
-                        }
+                        _ => self.found.add_dumped(family, answer.body),
                     }
                     rest = answer.rest;
                 }
@@ -606,9 +631,9 @@ mod tests {
         }
     }
 
-    /// A lookup tells which loopback address reaches a listener: a socket on 127.0.0.1
-    /// accepts there and not at ::1, one on every address at both (where the machine has
-    /// IPv6); a dump only tells that the port listens.
+    /// Lookups and dumps tell which loopback address reaches a listener: a socket on
+    /// 127.0.0.1 accepts there and not at ::1, one on every address at both (where the
+    /// machine has IPv6).
     #[test]
     fn lookups_tell_which_loopback_address_accepts() {
         let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -617,26 +642,28 @@ mod tests {
         let mut lister = sockets::Lister::open().unwrap();
         let mut wanted = vec![v4];
         wanted.extend(dual.iter().map(|l| l.local_addr().unwrap().port()));
-        let found = lister.listening(&wanted).unwrap();
-        assert_eq!(found.heard(v4, Loopback::V4), Some(Heard::Accepting));
-        assert_eq!(found.heard(v4, Loopback::Either), Some(Heard::Accepting));
-        assert_eq!(found.heard(v4, Loopback::V6), Some(Heard::Listening));
-        if let Some(dual) = &dual {
-            let port = dual.local_addr().unwrap().port();
-            assert_eq!(found.heard(port, Loopback::V6), Some(Heard::Accepting));
-            // A dual-stack socket takes IPv4 connections too (unless the machine says
-            // otherwise: bindv6only).
-            let v6_only = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")
-                .is_ok_and(|v| v.trim() == "1");
-            if !v6_only {
-                assert_eq!(found.heard(port, Loopback::V4), Some(Heard::Accepting));
-            }
-        }
-
         let mut many = wanted.clone();
         many.extend(std::iter::repeat_n(1, 40));
-        let dumped = lister.listening(&many).unwrap();
-        assert_eq!(dumped.heard(v4, Loopback::V4), Some(Heard::Listening));
+        for (how, wanted) in [("lookup", &wanted), ("dump", &many)] {
+            let found = lister.listening(wanted).unwrap();
+            let heard = |port, at| (how, found.heard(port, at));
+            assert_eq!(heard(v4, Loopback::V4), (how, Some(Heard::Accepting)));
+            assert_eq!(heard(v4, Loopback::Either), (how, Some(Heard::Accepting)));
+            assert_eq!(heard(v4, Loopback::V6), (how, Some(Heard::Listening)));
+            assert_eq!(heard(v4, Loopback::Other), (how, Some(Heard::Listening)));
+            if let Some(dual) = &dual {
+                let port = dual.local_addr().unwrap().port();
+                assert_eq!(heard(port, Loopback::V6), (how, Some(Heard::Accepting)));
+                // A dual-stack socket takes IPv4 connections too (unless the machine says
+                // otherwise: bindv6only), but only a lookup can tell.
+                let v6_only = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")
+                    .is_ok_and(|v| v.trim() == "1");
+                if !v6_only && how == "lookup" {
+                    assert_eq!(heard(port, Loopback::V4), (how, Some(Heard::Accepting)));
+                }
+                assert!(heard(port, Loopback::V4).1.is_some(), "{how}");
+            }
+        }
     }
 
     /// A TCP socket bound to a loopback port without listening.
