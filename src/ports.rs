@@ -15,6 +15,10 @@
 //! instance until [`PortAllocator::release`], so the same rigd never hands a port out twice,
 //! even after its listener was closed.
 
+mod forks;
+
+pub use forks::{forking, Fence, ForkGuard};
+
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -271,23 +275,6 @@ impl SplitMix64 {
     fn below(&mut self, bound: u32) -> u32 {
         u32::try_from(self.next_u64() % u64::from(bound.max(1))).unwrap_or(0)
     }
-}
-
-/// Orders forks against open allocator listeners. A child process inherits every open socket
-/// of rigd until it execs; if that includes a just-allocated listener, the service that is about
-/// to bind that port fails with "address in use". So forks take the gate shared (they may
-/// overlap each other) and the allocate → publish → close window takes it exclusively (it is
-/// short and never waits on I/O).
-static FORK_GATE: parking_lot::RwLock<()> = parking_lot::const_rwlock(());
-
-/// Held while allocated listeners that services will bind themselves are open.
-pub fn listeners_open() -> parking_lot::RwLockWriteGuard<'static, ()> {
-    FORK_GATE.write()
-}
-
-/// Held while a child process is forked and exec'd.
-pub fn forking() -> parking_lot::RwLockReadGuard<'static, ()> {
-    FORK_GATE.read()
 }
 
 #[cfg(test)]

@@ -208,6 +208,12 @@ const SAVE_QUIET: Duration = Duration::from_millis(5);
 /// cost a rename per message, on the same CPUs as the services starting. Only the record
 /// lags: the reaper itself always knows everything rigd sent.
 const SAVE_DELAY_MAX: Duration = Duration::from_millis(50);
+/// Having read all rigd sent, the reaper sleeps this long before it waits on the pipe again,
+/// so the messages of a starting environment (one per service) are read a few at a time
+/// rather than each waking it: rigd's writes then wake nobody, and the reaper does not
+/// compete for the CPUs the services start on. Nothing is lost: what rigd writes waits in
+/// the pipe, and the end of the pipe (rigd gone) comes after everything rigd wrote.
+const READ_PAUSE: Duration = Duration::from_millis(2);
 
 /// The reaper process's main loop: follow rigd's instructions until the pipe closes, then
 /// reap. Returns the process exit code.
@@ -254,6 +260,9 @@ pub fn run(record_path: &Path) -> i32 {
         }
         apply(&mut record, line.trim_end());
         unsaved_since.get_or_insert_with(Instant::now);
+        if reader.buffer().is_empty() {
+            std::thread::sleep(READ_PAUSE);
+        }
     }
     if unsaved_since.is_some() {
         // Should reaping be cut short, the next rigd finds the rest.

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::callback::CallbackDispatcher;
 use super::environment_up::emit_environment_up;
 use super::{Instance, Settings};
+use crate::ports::Fence;
 use crate::ports::PortAllocator;
 use crate::ready::listen_watch::{self, Heard, Loopback};
 use crate::ready::{poll_hinted, probe, Hint, PollSettings, ProbeKind};
@@ -140,6 +141,9 @@ struct Started {
     ingresses: BTreeMap<String, Endpoint>,
     egresses: BTreeMap<String, Endpoint>,
     listeners: BTreeMap<String, std::net::TcpListener>,
+    /// The service starts once no process forked while its ports were allocated still holds
+    /// them.
+    fence: Fence,
     callbacks: CallbackDispatcher,
     env: BTreeMap<String, String>,
 }
@@ -161,7 +165,7 @@ async fn steps_until_start(task: &ServiceTask) -> Result<Started, Ended> {
         prepare.await.map_err(|e| format!("publish: {e}"))
     })
     .await?;
-    let (ingresses, listeners) = publish(task, &egresses).map_err(Ended::Failed)?;
+    let (ingresses, listeners, fence) = publish(task, &egresses).map_err(Ended::Failed)?;
 
     let temp_dir = task.temp_dir();
     let host_env = &task.instance.spec().host_env;
@@ -196,6 +200,7 @@ async fn steps_until_start(task: &ServiceTask) -> Result<Started, Ended> {
         ingresses,
         egresses,
         listeners,
+        fence,
         callbacks,
         env,
     })
@@ -238,16 +243,16 @@ async fn wait_for_egresses(task: &ServiceTask) -> Result<BTreeMap<String, Endpoi
 type Published = (
     BTreeMap<String, Endpoint>,
     BTreeMap<String, std::net::TcpListener>,
+    Fence,
 );
 
 /// Allocates one port per ingress (the k-th sorted ingress gets the k-th port), asks the type
-/// for its endpoints and publishes them. Listeners the type did not keep are closed here.
+/// for its endpoints and publishes them. Listeners the type did not keep are closed here; the
+/// fence says which forks might still hold them (see `ports::forks`).
 fn publish(task: &ServiceTask, egresses: &BTreeMap<String, Endpoint>) -> Result<Published, String> {
     if task.spec.ingresses.is_empty() {
-        return Ok((BTreeMap::new(), BTreeMap::new()));
+        return Ok((BTreeMap::new(), BTreeMap::new(), Fence::none()));
     }
-    // No child may fork while listeners its service will re-bind are open (see the gate).
-    let _no_forks = crate::ports::listeners_open();
     let listeners = task
         .ports
         .allocate(task.instance.id(), task.spec.ingresses.len())
@@ -286,7 +291,7 @@ fn publish(task: &ServiceTask, egresses: &BTreeMap<String, Endpoint>) -> Result<
     }
     // Close the listeners the type did not keep, so the service can bind its ports.
     drop(ctx.listeners);
-    Ok((endpoints, ctx.kept))
+    Ok((endpoints, ctx.kept, Fence::now()))
 }
 
 /// Runs the service alongside its readiness checks and init hooks, until the runner exits
@@ -311,6 +316,7 @@ async fn run_group(task: &ServiceTask, started: Started) -> Ended {
         reaper: task.instance.reaper().cloned(),
         artifacts: task.artifacts.clone(),
     };
+    started.fence.passed().await;
     let runner = task.service_type.run(ctx);
     tokio::pin!(runner);
     let lifecycle = after_start(

@@ -132,7 +132,7 @@ pub async fn run_setup(
 ) -> Result<(), String> {
     let mut cmd = command(program, args, dir, run_as)?;
     let mut child = {
-        let _gate = crate::ports::forking();
+        let _fork = crate::ports::forking();
         cmd.spawn()
             .map_err(|e| format!("run {}: {e}", program.display()))?
     };
@@ -167,7 +167,7 @@ impl NativeProcess {
     ) -> Result<NativeProcess, String> {
         let mut cmd = command(program, args, dir, run_as)?;
         let child = {
-            let _gate = crate::ports::forking();
+            let _fork = crate::ports::forking();
             cmd.spawn()
                 .map_err(|e| format!("start {}: {e}", program.display()))?
         };

@@ -432,7 +432,7 @@ pub async fn exec_hook(
         cmd.current_dir(&ctx.spec_dir);
     }
     let mut child = {
-        let _gate = crate::ports::forking();
+        let _fork = crate::ports::forking();
         cmd.spawn()
             .map_err(|e| ServiceError::new(format!("exec {command:?}: start {program}: {e}")))?
     };

@@ -163,8 +163,8 @@ pub(crate) fn spawn(
     if let Some(dir) = dir {
         cmd.current_dir(dir);
     }
-    // Not while another service's freshly allocated listener is open (see the gate).
-    let _gate = crate::ports::forking();
+    // Registered, so services whose ports were closed meanwhile wait for the exec.
+    let _fork = crate::ports::forking();
     // No `pre_exec` (and so no `PR_SET_PDEATHSIG`): without one, std spawns with
     // posix_spawn(3), a vfork that does not copy rigd's page tables, several times cheaper
     // than fork(2) per service. Orphans are prevented by the reaper instead (`crate::reaper`).

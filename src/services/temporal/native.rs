@@ -112,12 +112,15 @@ impl TemporalBackend {
             .args(args)
             .args(["--address", &address])
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        let output = {
-            let _gate = crate::ports::forking();
-            cmd.output()
-        };
-        let output = tokio::time::timeout(COMMAND_TIMEOUT, output)
+        let child = {
+            let _fork = crate::ports::forking();
+            cmd.spawn()
+        }
+        .map_err(|e| format!("run {}: {e}", self.program.display()))?;
+        let output = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
             .await
             .map_err(|_| format!("temporal operator namespace {args:?}: timed out"))?
             .map_err(|e| format!("run {}: {e}", self.program.display()))?;
