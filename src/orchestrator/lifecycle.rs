@@ -141,9 +141,6 @@ struct Started {
     ingresses: BTreeMap<String, Endpoint>,
     egresses: BTreeMap<String, Endpoint>,
     listeners: BTreeMap<String, std::net::TcpListener>,
-    /// The service starts once no process forked while its ports were allocated still holds
-    /// them.
-    fence: Fence,
     callbacks: CallbackDispatcher,
     env: BTreeMap<String, String>,
 }
@@ -193,6 +190,8 @@ async fn steps_until_start(task: &ServiceTask) -> Result<Started, Ended> {
         }
     }
 
+    // Not before every process forked while the ports were open has let go of them.
+    fence.passed().await;
     task.emit(EventType::ServiceStarting);
     let env =
         build_service_env(&input).map_err(|e| Ended::Failed(format!("build service env: {e}")))?;
@@ -200,7 +199,6 @@ async fn steps_until_start(task: &ServiceTask) -> Result<Started, Ended> {
         ingresses,
         egresses,
         listeners,
-        fence,
         callbacks,
         env,
     })
@@ -316,7 +314,6 @@ async fn run_group(task: &ServiceTask, started: Started) -> Ended {
         reaper: task.instance.reaper().cloned(),
         artifacts: task.artifacts.clone(),
     };
-    started.fence.passed().await;
     let runner = task.service_type.run(ctx);
     tokio::pin!(runner);
     let lifecycle = after_start(

@@ -37,7 +37,7 @@ use tokio::sync::oneshot;
 pub const TICK: Duration = Duration::from_millis(1);
 /// How often it looks right after someone starts waiting: most services start listening
 /// within a few milliseconds of being spawned, so that is when a short tick pays.
-pub const FAST_TICK: Duration = Duration::from_micros(200);
+pub const FAST_TICK: Duration = Duration::from_micros(100);
 /// How long after the latest new waiter the watcher keeps to [`FAST_TICK`].
 pub const FAST_WINDOW: Duration = Duration::from_millis(20);
 /// Between looks the watcher rests at least this many times as long as its last look took,
