@@ -1,6 +1,9 @@
-//! HTTP/1.1 transport to rigd: one loopback TCP connection per request, driven by hyper's
-//! connection-level client. rigd is local and the CLI makes few requests, so there is no pool.
+//! HTTP/1.1 transport to rigd over loopback TCP, driven by hyper's connection-level client.
+//! A connection whose response was read to the end is kept for the next request (one at a
+//! time: rigd is local and a client makes few requests at once), so creating an environment
+//! and following its events take one connection; an event stream keeps its own.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,6 +11,7 @@ use http::header::{ACCEPT, CONTENT_TYPE, HOST};
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -22,6 +26,16 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub(crate) struct Transport {
     addr: String,
+    /// A connection free for the next request.
+    idle: Arc<Mutex<Option<Connection>>>,
+}
+
+/// An open connection: its request sender and the task driving it.
+#[derive(Debug)]
+struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    /// Dropping it ends the connection.
+    _driver: AbortOnDrop,
 }
 
 /// A response whose body is still being received (an SSE stream). Dropping it closes the
@@ -32,7 +46,7 @@ pub(crate) struct StreamingResponse {
     pub(crate) status: StatusCode,
     /// The body, read frame by frame.
     pub(crate) body: Incoming,
-    _connection: AbortOnDrop,
+    connection: Connection,
 }
 
 /// Aborts the task driving a connection when the response that needs it is dropped.
@@ -48,7 +62,10 @@ impl Drop for AbortOnDrop {
 impl Transport {
     /// A transport for `addr` (`host:port`).
     pub(crate) fn new(addr: String) -> Transport {
-        Transport { addr }
+        Transport {
+            addr,
+            idle: Arc::default(),
+        }
     }
 
     /// The `host:port` requests go to.
@@ -76,6 +93,8 @@ impl Transport {
                     detail: format!("reading the response body: {e}"),
                 })?
                 .to_bytes();
+            // Read to the end: the connection can carry the next request.
+            self.keep(response.connection);
             Ok((status, body))
         };
         tokio::time::timeout(timeout, exchange)
@@ -106,13 +125,22 @@ impl Transport {
             })?
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        path_and_query: &str,
-        json_body: Option<Vec<u8>>,
-        headers: &[(HeaderName, String)],
-    ) -> Result<StreamingResponse, ClientError> {
+    /// Keeps `connection` for the next request, if it can take one.
+    fn keep(&self, connection: Connection) {
+        if !connection.sender.is_closed() {
+            *self.idle.lock().unwrap_or_else(|p| p.into_inner()) = Some(connection);
+        }
+    }
+
+    /// The idle connection if it is still open, else a new one.
+    async fn connection(&self) -> Result<(Connection, bool), ClientError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut connection) = idle {
+            // Ready once the previous exchange is wound up; an error once rigd closed it.
+            if connection.sender.ready().await.is_ok() {
+                return Ok((connection, true));
+            }
+        }
         let stream =
             TcpStream::connect(&self.addr)
                 .await
@@ -122,7 +150,7 @@ impl Transport {
                 })?;
         // Small request/response exchanges: do not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|source| self.http_error(source))?;
         // Connection errors surface through the request and body futures; the driver's own
@@ -130,7 +158,22 @@ impl Transport {
         let driver = AbortOnDrop(tokio::spawn(async move {
             let _ = connection.await;
         }));
+        Ok((
+            Connection {
+                sender,
+                _driver: driver,
+            },
+            false,
+        ))
+    }
 
+    async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        json_body: Option<Vec<u8>>,
+        headers: &[(HeaderName, String)],
+    ) -> Result<StreamingResponse, ClientError> {
         let mut builder = Request::builder()
             .method(method)
             .uri(path_and_query)
@@ -151,15 +194,30 @@ impl Transport {
             what: format!("building a request for {path_and_query}"),
             detail: e.to_string(),
         })?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|source| self.http_error(source))?;
+        let (mut connection, reused) = self.connection().await?;
+        let response = match connection.sender.try_send_request(request).await {
+            Ok(response) => response,
+            // rigd closed the kept connection before the request went out: send it on a new
+            // one (it was not sent, so this cannot repeat it).
+            Err(mut failed) if reused => match failed.take_message() {
+                Some(request) => {
+                    let (fresh, _) = self.connection().await?;
+                    connection = fresh;
+                    connection
+                        .sender
+                        .send_request(request)
+                        .await
+                        .map_err(|source| self.http_error(source))?
+                }
+                None => return Err(self.http_error(failed.into_error())),
+            },
+            Err(failed) => return Err(self.http_error(failed.into_error())),
+        };
         let (parts, body) = response.into_parts();
         Ok(StreamingResponse {
             status: parts.status,
             body,
-            _connection: driver,
+            connection,
         })
     }
 
@@ -168,5 +226,76 @@ impl Transport {
             addr: self.addr.clone(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A tiny HTTP/1.1 server answering `ok` to every bodiless request; counts connections.
+    /// With `close_after_one`, it closes each connection after its first answer (without
+    /// saying so, as a server that went away would).
+    async fn server(close_after_one: bool) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if stream.write_all(answer).await.is_err() || close_after_one {
+                                return;
+                            }
+                        }
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        (addr, connections)
+    }
+
+    async fn get(transport: &Transport) -> (StatusCode, Bytes) {
+        transport
+            .request(Method::GET, "/health", None, Duration::from_secs(5))
+            .await
+            .expect("a response")
+    }
+
+    /// Requests one after another share one connection.
+    #[tokio::test]
+    async fn a_connection_read_to_the_end_carries_the_next_request() {
+        let (addr, connections) = server(false).await;
+        let transport = Transport::new(addr);
+        for _ in 0..3 {
+            assert_eq!(get(&transport).await, (StatusCode::OK, Bytes::from("ok")));
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    /// A kept connection the server has closed is replaced, and the request still goes out.
+    #[tokio::test]
+    async fn a_kept_connection_the_server_closed_is_replaced() {
+        let (addr, connections) = server(true).await;
+        let transport = Transport::new(addr);
+        for _ in 0..3 {
+            assert_eq!(get(&transport).await, (StatusCode::OK, Bytes::from("ok")));
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 3);
     }
 }
