@@ -128,6 +128,39 @@ async fn pipelined_requests_are_answered_and_recorded_in_order() {
     );
 }
 
+/// A request head that arrives in pieces, on a connection that was idle after a first
+/// exchange, is still read whole: the proxy tells Tokio the client socket is drained after a
+/// short read, and the rest must wake it again.
+#[tokio::test]
+async fn a_request_head_arriving_in_pieces_after_an_exchange_is_answered() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    client
+        .write_all(b"GET /headers HTTP/1.1\r\nHost: api\r\nX-N: 1\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!(first.status, 200);
+    for piece in [
+        &b"GET /headers HTTP/1.1\r\nHo"[..],
+        b"st: api\r\nX-N",
+        b": 2\r\n\r\n",
+    ] {
+        client.write_all(piece).await.unwrap();
+        // Let the proxy read each piece on its own (it must not wait for the rest to do so).
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let second = tokio::time::timeout(PATIENCE, read_answer(&mut client, &mut buf, false))
+        .await
+        .expect("the second request answered");
+    assert!(String::from_utf8_lossy(&second.body).contains("x-n: 2\n"));
+    proxy.events.request().await;
+    let r = proxy.events.request().await;
+    assert_eq!(&r.request_headers["X-N"][..], &["2".to_string()][..]);
+}
+
 /// A target that answers one request with `100 Continue`, reads the 4-byte body, and answers
 /// `200` with the body reversed.
 async fn continue_target() -> std::net::SocketAddr {
