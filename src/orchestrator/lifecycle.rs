@@ -24,8 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::callback::CallbackDispatcher;
 use super::environment_up::emit_environment_up;
 use super::{Instance, Settings};
-use crate::ports::Fence;
-use crate::ports::PortAllocator;
+use crate::ports::{Fence, PortAllocator};
 use crate::ready::listen_watch::{self, Heard, Loopback};
 use crate::ready::{poll_hinted, probe, Hint, PollSettings, ProbeKind};
 use crate::services::{
