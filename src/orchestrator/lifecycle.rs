@@ -367,14 +367,15 @@ async fn after_start(
         // probe, and not before; a TCP probe is answered by the kernel saying the address
         // accepts connections (see `ready::listen_watch`). Anything else is probed at once.
         let local = local_port(&endpoint.hostport);
-        let tcp = kind == ProbeKind::Tcp && task.service_type.tcp_ready_without_dial();
+        let ready_without_dial =
+            kind == ProbeKind::Tcp && task.service_type.tcp_ready_without_dial();
         let hint = async move {
             let Some((port, at)) = local else {
                 return Hint::Unavailable;
             };
             match listen_watch::listening(port, at).await {
                 Heard::Unavailable => Hint::Unavailable,
-                Heard::Accepting if tcp => Hint::Ready,
+                Heard::Accepting if ready_without_dial => Hint::Ready,
                 Heard::Listening | Heard::Accepting => Hint::ProbeNow,
             }
         };

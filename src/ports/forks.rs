@@ -76,7 +76,7 @@ impl Fence {
     }
 
     /// Whether every fork behind the fence has ended.
-    pub fn is_passed(&self) -> bool {
+    fn is_passed(&self) -> bool {
         FORKS
             .lock()
             .running

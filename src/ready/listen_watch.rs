@@ -150,9 +150,10 @@ fn watch() {
         while shared().waiters.is_empty() {
             std::thread::park();
         }
-        if lister.is_none() {
-            match sockets::Lister::open() {
-                Ok(opened) => lister = Some(opened),
+        let open = match &mut lister {
+            Some(open) => open,
+            slot @ None => match sockets::Lister::open() {
+                Ok(opened) => slot.insert(opened),
                 Err(_) => {
                     // No way to tell: nobody will hear anything (dropping the senders tells
                     // the waiters so).
@@ -161,8 +162,8 @@ fn watch() {
                     shared.waiters.clear();
                     return;
                 }
-            }
-        }
+            },
+        };
         let now = Instant::now();
         let latest = NEW_WAITERS.load(Ordering::Relaxed);
         if latest != seen {
@@ -176,9 +177,6 @@ fn watch() {
         if wanted.is_empty() {
             continue;
         }
-        let Some(open) = lister.as_mut() else {
-            continue;
-        };
         let look_started = Instant::now();
         let found = open.listening(&wanted);
         last_look = look_started.elapsed();
@@ -208,9 +206,9 @@ fn watch() {
 /// Which waited ports a TCP socket listens on, as far as one look could tell.
 #[derive(Debug, Default)]
 struct Found {
-    /// Ports a connection to 127.0.0.1 would reach a listening socket on (from lookups).
+    /// Ports a connection to 127.0.0.1 would reach a listening socket on.
     v4: HashSet<u16>,
-    /// Ports a connection to ::1 would reach a listening socket on (from lookups).
+    /// Ports a connection to ::1 would reach a listening socket on.
     v6: HashSet<u16>,
     /// Ports some socket listens on (from dumps), whatever its address.
     somewhere: HashSet<u16>,
