@@ -102,6 +102,20 @@ impl GrpcContext {
     }
 }
 
+impl GrpcContext {
+    /// What a record of a call must wait for before it is decoded: the descriptor fetch in
+    /// flight, if any.
+    pub(crate) fn descriptors_ready(&self) -> Option<crate::observe::Preparation> {
+        let descriptors = self.descriptors.clone()?;
+        match descriptors.lookup() {
+            descriptors::Lookup::Ready(_) => None,
+            descriptors::Lookup::Pending(_) => Some(Box::pin(async move {
+                descriptors.wait().await;
+            })),
+        }
+    }
+}
+
 /// Whether a request is a gRPC call, from its `Content-Type`.
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers

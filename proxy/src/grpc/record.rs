@@ -32,13 +32,7 @@ pub(crate) struct GrpcRecord {
 
 impl Record for GrpcRecord {
     fn ready(&self) -> Option<Preparation> {
-        let descriptors = self.grpc.descriptors.clone()?;
-        match descriptors.lookup() {
-            Lookup::Ready(_) => None,
-            Lookup::Pending(_) => Some(Box::pin(async move {
-                descriptors.wait().await;
-            })),
-        }
+        self.grpc.descriptors_ready()
     }
 
     fn into_event(self: Box<Self>, edge: &Edge) -> Event {

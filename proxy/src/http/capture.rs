@@ -49,6 +49,11 @@ impl Capture {
         }
     }
 
+    /// Whether more bytes would be kept.
+    pub(crate) fn has_room(&self) -> bool {
+        self.kept < self.limit
+    }
+
     /// Every byte seen, kept or not.
     pub(crate) fn total(&self) -> u64 {
         self.total

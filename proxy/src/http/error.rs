@@ -159,6 +159,16 @@ impl Failure {
     /// were relayed (the response head was already sent).
     pub(crate) fn from_body(error: &BodyError, target: &str, delivered: u64) -> Failure {
         let kind = classify(error, false);
+        Failure::after_body(kind, target, delivered, causes(error.source()))
+    }
+
+    /// A failure of the target after `delivered` bytes of the response body were relayed.
+    pub(crate) fn after_body(
+        kind: FailureKind,
+        target: &str,
+        delivered: u64,
+        cause: String,
+    ) -> Failure {
         let what = match kind {
             FailureKind::UpstreamReset => "reset the stream",
             FailureKind::UpstreamClosed => "closed the connection",
@@ -170,7 +180,16 @@ impl Failure {
             summary: format!(
                 "the target {target} {what} after {delivered} bytes of the response body"
             ),
-            cause: causes(error.source()),
+            cause,
+        }
+    }
+
+    /// A failure of an h2c target before the response head, as the h2c relay sees it.
+    pub(crate) fn relayed(kind: FailureKind, target: &str, cause: String) -> Failure {
+        Failure {
+            kind,
+            summary: summary(kind, target, true),
+            cause,
         }
     }
 

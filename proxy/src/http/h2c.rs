@@ -21,8 +21,8 @@
 use std::io;
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderValue};
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -32,21 +32,13 @@ use tokio::io::AsyncReadExt;
 
 use super::body::ProxyBody;
 use super::context::Context;
+use super::h2_wire::{
+    put_fields, put_headers_frame, put_literal, FLAG_ACK, FRAME_HEADER, FRAME_SETTINGS, MAX_FRAME,
+    PREFACE,
+};
 use super::headers::{has_token, strip_hop_by_hop, HTTP2_SETTINGS};
 use super::raw::Prefixed;
 use super::server::serve_http2;
-
-/// The HTTP/2 connection preface every client starts with.
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// Length of an HTTP/2 frame header.
-const FRAME_HEADER: usize = 9;
-/// The largest frame a peer may send before settings say otherwise (RFC 9113 §4.2).
-const MAX_FRAME: usize = 16_384;
-const FRAME_HEADERS: u8 = 0x1;
-const FRAME_SETTINGS: u8 = 0x4;
-const FLAG_END_STREAM: u8 = 0x1;
-const FLAG_END_HEADERS: u8 = 0x4;
-const FLAG_ACK: u8 = 0x1;
 
 /// If `request` asks to upgrade to h2c and the proxy accepts, answers `101 Switching
 /// Protocols` and takes the connection over as HTTP/2 once hyper hands it back; `None` when
@@ -88,14 +80,7 @@ fn upgrade_frame(request: &Request<Incoming>) -> Option<Bytes> {
     let block = header_block(request);
     (block.len() <= MAX_FRAME).then(|| {
         let mut frame = BytesMut::with_capacity(FRAME_HEADER + block.len());
-        put_frame_header(
-            &mut frame,
-            block.len(),
-            FRAME_HEADERS,
-            FLAG_END_STREAM | FLAG_END_HEADERS,
-            1,
-        );
-        frame.extend_from_slice(&block);
+        put_headers_frame(&mut frame, 1, &block, true);
         frame.freeze()
     })
 }
@@ -120,43 +105,6 @@ fn header_block(request: &Request<Incoming>) -> Vec<u8> {
     put_literal(&mut block, b":path", path.as_bytes());
     put_fields(&mut block, &headers);
     block
-}
-
-fn put_fields(block: &mut Vec<u8>, headers: &HeaderMap) {
-    for (name, value) in headers {
-        put_literal(block, name.as_str().as_bytes(), value.as_bytes());
-    }
-}
-
-/// One "literal header field without indexing, new name" (RFC 7541 §6.2.2), no Huffman.
-fn put_literal(block: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    block.push(0);
-    put_string(block, name);
-    put_string(block, value);
-}
-
-/// A string literal: its length as a 7-bit-prefix integer (RFC 7541 §5.1), then its bytes.
-fn put_string(block: &mut Vec<u8>, text: &[u8]) {
-    let mut len = text.len();
-    if len < 127 {
-        block.push(len as u8);
-    } else {
-        block.push(127);
-        len -= 127;
-        while len >= 128 {
-            block.push((len % 128) as u8 | 0x80);
-            len /= 128;
-        }
-        block.push(len as u8);
-    }
-    block.extend_from_slice(text);
-}
-
-fn put_frame_header(out: &mut BytesMut, len: usize, kind: u8, flags: u8, stream: u32) {
-    out.put_uint(len as u64, 3);
-    out.put_u8(kind);
-    out.put_u8(flags);
-    out.put_u32(stream);
 }
 
 /// Waits for hyper to hand the connection back after the `101`, then serves it as HTTP/2
@@ -202,32 +150,4 @@ async fn read_client_start(io: &mut TokioIo<Upgraded>) -> io::Result<BytesMut> {
     start.resize(header_end + len, 0);
     io.read_exact(&mut start[header_end..]).await?;
     Ok(start)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn string_lengths_use_the_seven_bit_prefix() {
-        let mut block = Vec::new();
-        put_string(&mut block, &[b'a'; 126]);
-        assert_eq!(block[0], 126);
-        let mut block = Vec::new();
-        put_string(&mut block, &[b'a'; 127]);
-        assert_eq!(&block[..2], &[127, 0]);
-        let mut block = Vec::new();
-        put_string(&mut block, &[b'a'; 1337]);
-        // RFC 7541 C.1.2 encodes 1337 with a 5-bit prefix; with 7 bits: 1337 - 127 = 1210.
-        assert_eq!(&block[..3], &[127, 58 | 0x80, 9], "1210 = 9 * 128 + 58");
-        assert_eq!(block.len(), 3 + 1337);
-    }
-
-    #[test]
-    fn frame_headers_follow_rfc_9113() {
-        // Decoding by a real HTTP/2 stack is covered by the curl tests.
-        let mut out = BytesMut::new();
-        put_frame_header(&mut out, 0x01_02_03, FRAME_HEADERS, 0x5, 1);
-        assert_eq!(&out[..], &[1, 2, 3, 1, 5, 0, 0, 0, 1]);
-    }
 }

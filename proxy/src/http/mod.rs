@@ -1,6 +1,6 @@
-//! The HTTP reverse proxy of an observing proxy: HTTP/1.1 and h2c in, HTTP/1.1 (one upstream
-//! connection per client connection) or one shared h2c connection out, every exchange recorded as
-//! `request.completed`.
+//! The HTTP reverse proxy of an observing proxy: HTTP/1.1 and h2c in, HTTP/1.1 or h2c out (one
+//! upstream connection per client connection; requests hyper serves in HTTP/2 share one h2c
+//! connection), every exchange recorded as `request.completed`.
 //!
 //! ```text
 //!            ┌─ serve (accept loop) ─► raw::serve (common HTTP/1.1, verbatim) ─► target ──┐
@@ -11,10 +11,12 @@
 //!            └─────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! Most HTTP/1.1 traffic never reaches hyper: the `raw` fast path forwards the common request
-//! and its answer byte for byte and records them from the heads' bytes; hyper serves the rest
-//! (HTTP/2, upgrades, `CONNECT`, gRPC, HTTP/1.0, unusual or malformed requests), taking over a
-//! connection at a request boundary. On the hyper path, bodies pass through frame by frame as
+//! Most traffic never reaches hyper: the `raw` fast path forwards the common HTTP/1.1 request
+//! and its answer byte for byte and records them from the heads' bytes; the `h2_relay` passes
+//! the frames of a prior-knowledge h2c connection (gRPC included) to a connection of its own
+//! and records every stream from the decoded header blocks; hyper serves the rest (upgrades,
+//! `Upgrade: h2c`, `CONNECT`, gRPC over HTTP/1.1, HTTP/1.0, unusual or malformed requests,
+//! h2c when the target is unreachable), taking over a connection at a request boundary. On the hyper path, bodies pass through frame by frame as
 //! the same `Bytes` (chunked, streaming and trailers included); on both, the capture keeps
 //! reference-counted slices of the first [`HttpSettings::capture_limit`] bytes per direction
 //! and counts the rest. Header maps are built (raw path), converted, redacted and
@@ -47,6 +49,8 @@ mod context;
 mod error;
 pub(crate) mod exchange;
 mod forward;
+mod h2_relay;
+mod h2_wire;
 mod h2c;
 pub(crate) mod headers;
 mod http2_upstream;
@@ -54,6 +58,7 @@ mod raw;
 pub(crate) mod record;
 mod server;
 mod settings;
+mod socket;
 mod upgrade;
 mod upstream;
 

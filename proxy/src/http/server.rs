@@ -1,8 +1,9 @@
 //! The server side: the accept loop on the proxy's own listener. Each client connection starts
 //! on the [raw HTTP/1.1 fast path](super::raw); whatever that path does not take (HTTP/2,
 //! upgrades, HTTP/1.0, unusual headers, malformed requests) is served by one hyper connection
-//! from there on, speaking HTTP/1.x or h2c (detected from the HTTP/2 preface, or switched to
-//! by an `Upgrade: h2c` request).
+//! from there on, speaking HTTP/1.x or h2c (switched to by an `Upgrade: h2c` request). A
+//! connection that starts with the HTTP/2 preface goes to the [h2c relay](super::h2_relay),
+//! which passes its frames to a connection of its own to the target.
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -23,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::{Context, ServeError};
 use super::forward;
+use super::h2_relay;
+use super::h2_wire::PREFACE;
 use super::h2c;
 use super::raw;
 use super::record::MalformedRecord;
@@ -38,8 +41,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// `target` (`host:port`) and recording each exchange through `observer`.
 ///
 /// Clients may speak HTTP/1.0, HTTP/1.1 or HTTP/2 with prior knowledge (h2c). Requests are
-/// forwarded over keep-alive connections: each HTTP/1.x client connection gets its own
-/// upstream HTTP/1.1 connection, HTTP/2 clients share one h2c connection. On cancellation the
+/// forwarded over keep-alive connections: each client connection gets its own upstream
+/// connection (HTTP/1.1, or h2c for an h2c client); requests switched to HTTP/2 by
+/// `Upgrade: h2c` share one h2c connection. On cancellation the
 /// listener closes at once, idle connections close, in-flight exchanges get
 /// [`HttpSettings::shutdown_grace`] to finish, and the function returns when every connection
 /// and tunnel is gone.
@@ -90,9 +94,16 @@ async fn serve_connection(
 ) {
     // Best effort: a socket that refuses the option still works, only slower.
     let _ = stream.set_nodelay(true);
-    let Some(fallback) = drive_raw(&ctx, stream).await else {
+    let Some(mut fallback) = drive_raw(&ctx, stream).await else {
         return;
     };
+    if fallback.buffered.starts_with(PREFACE) && ctx.upstream.response_timeout().is_none() {
+        // Boxed, as hyper's state below: most connections never need it.
+        match Box::pin(h2_relay::serve(&ctx, fallback.stream, fallback.buffered)).await {
+            Some(unreachable) => fallback = unreachable,
+            None => return,
+        }
+    }
     let io = raw::Prefixed::new(fallback.buffered.freeze(), fallback.stream);
     // Boxed: hyper's connection state is about twice the raw path's, and most connections
     // never need it, so it does not make every connection's task that large.

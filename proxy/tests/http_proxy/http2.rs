@@ -111,6 +111,8 @@ async fn h2_streams_share_one_upstream_connection() {
     assert_eq!(origin.connections(), 1, "streams are multiplexed upstream");
 }
 
+/// Requests that arrive by `Upgrade: h2c` are served by hyper and go over the proxy's one
+/// shared h2c connection to the target, which is retired when unused.
 #[tokio::test]
 async fn an_unused_upstream_h2c_connection_is_closed_and_reopened_when_needed() {
     let (target, mut closed) = h2_target().await;
@@ -119,28 +121,17 @@ async fn an_unused_upstream_h2c_connection_is_closed_and_reopened_when_needed() 
         ..HttpSettings::default()
     };
     let mut proxy = Proxy::with(target.to_string(), settings).await;
-    let client = http2_client();
 
-    let first = send(
-        &client,
-        Request::get(proxy.url("/a")).body(empty()).unwrap(),
-    )
-    .await;
-    assert_eq!((first.status.as_u16(), &first.body[..]), (200, &b"ok"[..]));
+    let first = curl(&["--http2", &proxy.url("/a")]).await;
+    assert_eq!((first.status, &first.body[..]), (200, &b"ok"[..]));
+    assert_eq!(first.version, "HTTP/2", "upgraded");
     let opened = tokio::time::timeout(PATIENCE, closed.recv())
         .await
         .expect("the idle upstream connection was not closed");
     assert_eq!(opened, Some(1), "it carried the one request");
 
-    let second = send(
-        &client,
-        Request::get(proxy.url("/b")).body(empty()).unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (second.status.as_u16(), &second.body[..]),
-        (200, &b"ok"[..])
-    );
+    let second = curl(&["--http2", &proxy.url("/b")]).await;
+    assert_eq!((second.status, &second.body[..]), (200, &b"ok"[..]));
     for path in ["/a", "/b"] {
         let event = proxy.events.request().await;
         assert_eq!((event.path.as_str(), event.status_code), (path, 200));

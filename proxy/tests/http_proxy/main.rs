@@ -4,6 +4,7 @@
 mod basics;
 mod bodies;
 mod failures;
+mod h2_relay;
 mod http2;
 mod load;
 mod origin;

@@ -32,14 +32,13 @@ use super::record::{Answer, RawRecord};
 use crate::http::capture::Capture;
 use crate::http::context::Context;
 use crate::http::error::{Failure, FailureKind, RawFailure};
+use crate::http::h2_wire::PREFACE;
 use crate::http::upstream::SendError;
 
 mod idle;
 
 use idle::Idle;
 
-/// The HTTP/2 connection preface: a connection starting with it goes to hyper.
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Free space ensured before reading a request head.
 const HEAD_READ: usize = 8 * 1024;
 /// Free space ensured before reading body bytes.

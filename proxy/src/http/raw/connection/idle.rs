@@ -15,6 +15,7 @@ use std::pin::Pin;
 use bytes::BytesMut;
 
 use super::{Connection, Event, HEAD_READ};
+use crate::http::socket::read_draining;
 
 /// How waiting while idle ended.
 pub(super) enum Idle {
@@ -90,33 +91,6 @@ impl Connection {
             }
             read => Idle::Read(read),
         }
-    }
-}
-
-/// Reads what `stream` has into `buf`'s spare capacity, like `try_read_buf`, and when that
-/// was less than room was left for (the socket is drained: a request arrived whole, as usual)
-/// also tells Tokio the socket is no longer readable. Otherwise Tokio only learns that from
-/// the next read failing with `WouldBlock`, and the proxy, watching the client while it waits
-/// for the response, would make that extra system call for every request. Data arriving
-/// after the read raises a new readiness event that this does not clear, so no wake-up is
-/// lost.
-fn read_draining(stream: &tokio::net::TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
-    let mut drained = None;
-    let read = stream.try_io(tokio::io::Interest::READABLE, || {
-        let spare = buf.spare_capacity_mut();
-        let room = spare.len();
-        let n = socket2::SockRef::from(stream).recv(spare)?;
-        // SAFETY: `recv` initialised the first `n` bytes of the spare capacity.
-        unsafe { buf.set_len(buf.len() + n) };
-        if n > 0 && n < room {
-            drained = Some(n);
-            return Err(ErrorKind::WouldBlock.into());
-        }
-        Ok(n)
-    });
-    match drained {
-        Some(n) => Ok(n),
-        None => read,
     }
 }
 

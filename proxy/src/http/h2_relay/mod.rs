@@ -1,0 +1,572 @@
+//! The h2c frame relay: a connection that starts with the HTTP/2 preface gets its own
+//! connection to the target, and the frames pass through verbatim, in both directions. The
+//! proxy reads frame headers, decodes header blocks (HPACK, in order: the decoder's table
+//! follows the peer's) and keeps slices of `DATA` payloads; it never re-encodes, re-frames
+//! or copies what it forwards.
+//!
+//! ```text
+//! client ─► buf ─► complete frames ─► [observe: HEADERS → fields, DATA → capture] ─► target
+//! client ◄─ complete frames ◄─ [observe: HEADERS → status, DATA → capture, RST] ◄─ buf ◄┘
+//!              └─ Streams: one entry per stream until both halves end ─► RelayRecord ─► Observer
+//! ```
+//!
+//! Settings, flow control, priorities, pings and `GOAWAY` are the two peers' business: they
+//! see each other's frames. The proxy steps in only where the hyper path would answer for
+//! the target:
+//! - the target resets a stream before answering it: the client gets the proxy's `502` (a
+//!   gRPC call its `UNAVAILABLE` status) in place of the `RST_STREAM`, as from the hyper path.
+//!   `REFUSED_STREAM` is passed on: it tells the client to retry;
+//! - the target resets a gRPC call after its response head: the call ends with trailers
+//!   carrying `UNAVAILABLE` and the cause, as from the hyper path;
+//! - the target closes the connection: streams not yet answered get the `502`, gRPC calls
+//!   under way their `UNAVAILABLE` trailers, the others a `RST_STREAM (INTERNAL_ERROR)`; then
+//!   the client gets a `GOAWAY` and the connection closes.
+//!
+//! Connections the relay does not take stay with hyper: when the target cannot be reached
+//! (hyper answers each request with the `502`; so the connection attempt is made twice), and
+//! whenever a response timeout is set (hyper enforces it per request).
+
+mod fields;
+mod hpack;
+mod hpack_tables;
+mod record;
+mod streams;
+
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+
+use self::fields::{Fields, FieldsBuilder};
+use self::streams::{error_code_name, Cutoff, Streams};
+use super::context::Context;
+use super::error::{Failure, FailureKind};
+use super::h2_wire::{
+    put_fields, put_frame_header, put_headers_frame, put_literal, FrameHead, FLAG_END_HEADERS,
+    FLAG_END_STREAM, FLAG_PADDED, FLAG_PRIORITY, FRAME_CONTINUATION, FRAME_DATA, FRAME_GOAWAY,
+    FRAME_HEADER, FRAME_HEADERS, FRAME_PUSH_PROMISE, FRAME_RST_STREAM, PREFACE,
+};
+use super::raw::Fallback;
+use super::socket::{read_draining, write_all};
+
+/// Free space ensured before a read.
+const READ_SIZE: usize = 32 * 1024;
+/// Below this much free space a buffer is grown before the next read.
+const MIN_READ: usize = 4 * 1024;
+/// `REFUSED_STREAM`: the target did not process the stream; the client may retry it.
+const REFUSED_STREAM: u32 = 0x7;
+/// `INTERNAL_ERROR`.
+const INTERNAL_ERROR: u32 = 0x2;
+
+/// Relays `client`, whose first bytes (`buffered`) are the HTTP/2 preface, to its own
+/// connection to the target until either side closes or the proxy shuts down. Returns the
+/// connection untouched when the target cannot be reached, for hyper to answer.
+pub(crate) async fn serve(
+    ctx: &Arc<Context>,
+    client: TcpStream,
+    buffered: BytesMut,
+) -> Option<Fallback> {
+    debug_assert!(buffered.starts_with(PREFACE));
+    let Ok(upstream) = ctx.upstream.connect_raw().await else {
+        return Some(Fallback {
+            stream: client,
+            buffered,
+        });
+    };
+    // Best effort, as for the client: a socket that refuses it still works.
+    let _ = upstream.set_nodelay(true);
+    let streams = Mutex::new(Streams::new(ctx.clone()));
+    let relay = relay(&streams, &client, &upstream, buffered);
+    tokio::pin!(relay);
+    let cutoff = tokio::select! {
+        biased;
+        _ = relay.as_mut() => Cutoff::ClientGone,
+        _ = ctx.cancel.cancelled() => {
+            match tokio::time::timeout(ctx.shutdown_grace, relay.as_mut()).await {
+                Ok(()) => Cutoff::ClientGone,
+                Err(_) => Cutoff::Shutdown,
+            }
+        }
+    };
+    let mut streams = streams.lock();
+    streams.cut_off(cutoff);
+    emit(ctx, &mut streams);
+    None
+}
+
+/// Both directions, until the target's side is over (after the client stopped sending, the
+/// target may still answer what it was asked).
+async fn relay(
+    streams: &Mutex<Streams>,
+    client: &TcpStream,
+    upstream: &TcpStream,
+    first: BytesMut,
+) {
+    let requests = requests(streams, client, upstream, first);
+    let responses = responses(streams, upstream, client);
+    tokio::pin!(requests, responses);
+    tokio::select! {
+        () = requests.as_mut() => {
+            let _ = socket2::SockRef::from(upstream).shutdown(std::net::Shutdown::Write);
+            responses.await;
+        }
+        () = responses.as_mut() => {}
+    }
+}
+
+/// Client to target: request heads, bodies and resets.
+async fn requests(
+    streams: &Mutex<Streams>,
+    client: &TcpStream,
+    upstream: &TcpStream,
+    mut buf: BytesMut,
+) {
+    let mut blocks = BlockReader::default();
+    // The preface is forwarded with the first frames, not parsed.
+    let mut start = PREFACE.len();
+    loop {
+        let end = complete_frames(&buf, start);
+        if end > 0 {
+            let chunk = buf.split_to(end).freeze();
+            observe_requests(streams, &mut blocks, &chunk, start);
+            start = 0;
+            if write_all(upstream, &chunk).await.is_err() {
+                return;
+            }
+        }
+        match read_more(client, &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Target to client: response heads, bodies, trailers and resets, with the proxy's answers
+/// put in where the target failed a stream.
+async fn responses(streams: &Mutex<Streams>, upstream: &TcpStream, client: &TcpStream) {
+    let mut blocks = BlockReader::default();
+    let mut buf = BytesMut::new();
+    loop {
+        let end = complete_frames(&buf, 0);
+        if end > 0 {
+            let chunk = buf.split_to(end).freeze();
+            let rewritten = observe_responses(streams, &mut blocks, &chunk);
+            let out = rewritten.as_deref().unwrap_or(&chunk);
+            if write_all(client, out).await.is_err() {
+                return;
+            }
+        }
+        let closed = match read_more(upstream, &mut buf).await {
+            Ok(0) => io::ErrorKind::UnexpectedEof.into(),
+            Ok(_) => continue,
+            Err(error) => error,
+        };
+        // The target is gone: answer for it and close.
+        let farewell = target_gone(streams, &blocks, &closed);
+        let _ = write_all(client, &farewell).await;
+        return;
+    }
+}
+
+/// The end of the last complete frame in `buf` (frames starting at `start`), or `start` if
+/// none is complete yet.
+fn complete_frames(buf: &[u8], start: usize) -> usize {
+    let mut end = start;
+    while let Some(head) = FrameHead::parse(&buf[end..]) {
+        let next = end + FRAME_HEADER + head.len;
+        if next > buf.len() {
+            break;
+        }
+        end = next;
+    }
+    end
+}
+
+/// Reads more of `stream` into `buf`, making room for a whole frame if one has begun.
+async fn read_more(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let frame = FrameHead::parse(buf).map_or(0, |head| FRAME_HEADER + head.len);
+    loop {
+        stream.readable().await?;
+        let spare = buf.capacity() - buf.len();
+        if spare < MIN_READ || buf.capacity() < frame {
+            buf.reserve(READ_SIZE.max(frame.saturating_sub(buf.len())));
+        }
+        match read_draining(stream, buf) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            read => return read,
+        }
+    }
+}
+
+/// Walks the frames of `chunk` from `start` (client to target) and reports them.
+fn observe_requests(
+    streams: &Mutex<Streams>,
+    blocks: &mut BlockReader,
+    chunk: &Bytes,
+    start: usize,
+) {
+    let mut streams = streams.lock();
+    for (head, payload) in frames(chunk, start) {
+        match head.kind {
+            FRAME_HEADERS | FRAME_CONTINUATION => {
+                if let Some(block) = blocks.feed(head, &chunk[payload.clone()]) {
+                    streams.request_headers(block.stream, block.fields, block.grpc, block.end);
+                    if let Some(error) = block.error {
+                        streams.request_problem(block.stream, error);
+                    }
+                }
+            }
+            FRAME_DATA => {
+                let Some(data) = data_range(head, chunk, payload) else {
+                    continue;
+                };
+                let end = head.has(FLAG_END_STREAM);
+                let kept = streams
+                    .wants_request_bytes(head.stream)
+                    .then(|| chunk.slice(data.clone()));
+                streams.request_data(head.stream, kept.as_ref(), data.len(), end);
+            }
+            FRAME_RST_STREAM => {
+                streams.client_reset(head.stream, error_code(&chunk[payload]));
+            }
+            _ => {}
+        }
+    }
+    let ctx = streams.ctx().clone();
+    emit(&ctx, &mut streams);
+}
+
+/// Walks the frames of `chunk` (target to client) and reports them. Returns the bytes to
+/// send instead of `chunk` when the proxy answers a stream the target reset.
+fn observe_responses(
+    streams: &Mutex<Streams>,
+    blocks: &mut BlockReader,
+    chunk: &Bytes,
+) -> Option<BytesMut> {
+    let mut streams = streams.lock();
+    let mut rewritten: Option<BytesMut> = None;
+    // Bytes of `chunk` up to here are in `rewritten` already (when it exists).
+    let mut copied = 0;
+    for (head, payload) in frames(chunk, 0) {
+        let frame_start = payload.start - FRAME_HEADER;
+        if let Some(out) = rewritten.as_mut() {
+            out.extend_from_slice(&chunk[copied..frame_start]);
+            copied = frame_start;
+        }
+        match head.kind {
+            FRAME_HEADERS | FRAME_PUSH_PROMISE | FRAME_CONTINUATION => {
+                // A pushed stream's head is decoded (the table must follow) but not recorded.
+                if let Some(block) = blocks.feed(head, &chunk[payload.clone()]) {
+                    if block.kind == FRAME_HEADERS {
+                        streams.response_headers(
+                            block.stream,
+                            block.fields,
+                            block.status,
+                            block.end,
+                        );
+                    }
+                }
+            }
+            FRAME_DATA => {
+                let Some(data) = data_range(head, chunk, payload.clone()) else {
+                    continue;
+                };
+                let end = head.has(FLAG_END_STREAM);
+                let kept = streams
+                    .wants_response_bytes(head.stream)
+                    .then(|| chunk.slice(data.clone()));
+                streams.response_data(head.stream, kept.as_ref(), data.len(), end);
+            }
+            FRAME_RST_STREAM => {
+                let code = error_code(&chunk[payload.clone()]);
+                let id = head.stream;
+                let target = streams.ctx().target.clone();
+                let cause = format!("RST_STREAM with {}", error_code_name(code));
+                if streams.awaits_response(id) && code != REFUSED_STREAM {
+                    let failure = Failure::relayed(FailureKind::UpstreamReset, &target, cause);
+                    let out = rewritten.get_or_insert_with(|| {
+                        let mut out = BytesMut::with_capacity(chunk.len() + 512);
+                        out.extend_from_slice(&chunk[..frame_start]);
+                        out
+                    });
+                    answer(&mut streams, out, id, &failure);
+                    copied = payload.end;
+                } else if streams.awaits_response(id) {
+                    let error =
+                        format!("upstream: the target {target} refused the stream: {cause}");
+                    streams.fail_response(id, error, None);
+                } else {
+                    let delivered = streams.response_bytes(id);
+                    let kind = FailureKind::UpstreamReset;
+                    let failure = Failure::after_body(kind, &target, delivered, cause);
+                    if streams.is_grpc(id) {
+                        let out = rewritten.get_or_insert_with(|| {
+                            let mut out = BytesMut::with_capacity(chunk.len() + 512);
+                            out.extend_from_slice(&chunk[..frame_start]);
+                            out
+                        });
+                        end_call(&mut streams, out, id, &failure);
+                        copied = payload.end;
+                    } else {
+                        streams.fail_response(id, failure.event_error(), None);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(out) = rewritten.as_mut() {
+        out.extend_from_slice(&chunk[copied..]);
+    }
+    let ctx = streams.ctx().clone();
+    emit(&ctx, &mut streams);
+    rewritten
+}
+
+/// The target's connection ended (`closed` says how): every stream still waiting for its
+/// response is failed and answered, and the frames to send the client before closing its
+/// connection are returned.
+fn target_gone(streams: &Mutex<Streams>, blocks: &BlockReader, closed: &io::Error) -> BytesMut {
+    let mut streams = streams.lock();
+    let target = streams.ctx().target.clone();
+    let cause = if closed.kind() == io::ErrorKind::UnexpectedEof {
+        "connection closed before message completed".to_string()
+    } else {
+        format!("connection error: {closed}")
+    };
+    let kind = match closed.kind() {
+        io::ErrorKind::UnexpectedEof => FailureKind::UpstreamClosed,
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => FailureKind::UpstreamReset,
+        _ => FailureKind::UpstreamFailed,
+    };
+    let mut out = BytesMut::new();
+    // In the middle of a header block nothing else may be sent: the client only gets the
+    // connection closed.
+    let can_answer = blocks.pending.is_none();
+    let mut ids = streams.unfinished();
+    ids.sort_unstable();
+    for id in ids {
+        if streams.awaits_response(id) {
+            let failure = Failure::relayed(kind, &target, cause.clone());
+            if can_answer {
+                answer(&mut streams, &mut out, id, &failure);
+            } else {
+                streams.fail_response(id, failure.event_error(), None);
+            }
+        } else {
+            let delivered = streams.response_bytes(id);
+            let failure = Failure::after_body(kind, &target, delivered, cause.clone());
+            if !can_answer {
+                streams.fail_response(id, failure.event_error(), None);
+            } else if streams.is_grpc(id) {
+                end_call(&mut streams, &mut out, id, &failure);
+            } else {
+                streams.fail_response(id, failure.event_error(), None);
+                put_frame_header(&mut out, 4, FRAME_RST_STREAM, 0, id);
+                out.extend_from_slice(&INTERNAL_ERROR.to_be_bytes());
+            }
+        }
+    }
+    if can_answer {
+        let debug = b"rig proxy: the target closed the connection";
+        put_frame_header(&mut out, 8 + debug.len(), FRAME_GOAWAY, 0, 0);
+        out.extend_from_slice(&streams.last_client_stream().to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(debug);
+    }
+    let ctx = streams.ctx().clone();
+    emit(&ctx, &mut streams);
+    out
+}
+
+/// Answers stream `id` with the proxy's response for `failure` (appended to `out`) and
+/// records it.
+fn answer(streams: &mut Streams, out: &mut BytesMut, id: u32, failure: &Failure) {
+    let (response, headers, body) = failure.response(streams.is_grpc(id));
+    let status = response.status().as_u16();
+    put_response(out, id, status, &headers, &body);
+    streams.fail_response(id, failure.event_error(), Some((status, headers, body)));
+}
+
+/// Ends gRPC call `id`, whose response broke off after its head, with trailers carrying the
+/// failure's status (appended to `out`), as the hyper path does, and records it.
+fn end_call(streams: &mut Streams, out: &mut BytesMut, id: u32, failure: &Failure) {
+    let trailers = failure.grpc_trailers();
+    let mut block = Vec::with_capacity(256);
+    put_fields(&mut block, &trailers);
+    put_headers_frame(out, id, &block, true);
+    streams.fail_with_trailers(id, failure.event_error(), trailers);
+}
+
+/// Appends a complete response on stream `id`: `HEADERS`, then the body as one `DATA` frame.
+fn put_response(out: &mut BytesMut, id: u32, status: u16, headers: &HeaderMap, body: &Bytes) {
+    let mut block = Vec::with_capacity(256);
+    put_literal(&mut block, b":status", status.to_string().as_bytes());
+    put_fields(&mut block, headers);
+    put_headers_frame(out, id, &block, body.is_empty());
+    if !body.is_empty() {
+        put_frame_header(out, body.len(), FRAME_DATA, FLAG_END_STREAM, id);
+        out.extend_from_slice(body);
+    }
+}
+
+/// Hands finished records to the observer.
+fn emit(ctx: &Context, streams: &mut Streams) {
+    for record in streams.take_done() {
+        ctx.observer.record(record);
+    }
+}
+
+/// The complete frames of `chunk` from `start`: each header and its payload's range.
+fn frames(chunk: &[u8], start: usize) -> impl Iterator<Item = (FrameHead, Range<usize>)> + '_ {
+    let mut at = start;
+    std::iter::from_fn(move || {
+        let head = FrameHead::parse(chunk.get(at..)?)?;
+        let payload = at + FRAME_HEADER..at + FRAME_HEADER + head.len;
+        if payload.end > chunk.len() {
+            return None;
+        }
+        at = payload.end;
+        Some((head, payload))
+    })
+}
+
+/// The data of a `DATA` frame in `chunk` (its padding left out), or `None` if the padding
+/// does not fit (the peer rejects the frame).
+fn data_range(head: FrameHead, chunk: &[u8], payload: Range<usize>) -> Option<Range<usize>> {
+    if !head.has(FLAG_PADDED) {
+        return Some(payload);
+    }
+    let pad = usize::from(*chunk.get(payload.start)?);
+    (payload.len() > pad).then(|| payload.start + 1..payload.end - pad)
+}
+
+/// The error code of a `RST_STREAM` payload.
+fn error_code(payload: &[u8]) -> u32 {
+    payload.get(..4).map_or(0, |code| {
+        u32::from_be_bytes([code[0], code[1], code[2], code[3]])
+    })
+}
+
+/// A header block, decoded.
+struct Block {
+    kind: u8,
+    stream: u32,
+    end: bool,
+    fields: Fields,
+    /// `:status` (responses).
+    status: u16,
+    /// `content-type: application/grpc...` (requests).
+    grpc: bool,
+    /// Why the block could not be decoded (whole).
+    error: Option<String>,
+}
+
+/// A header block spread over `CONTINUATION` frames.
+struct Pending {
+    kind: u8,
+    stream: u32,
+    end: bool,
+    block: Vec<u8>,
+}
+
+/// One direction's header blocks: assembled from `HEADERS` (or `PUSH_PROMISE`) and
+/// `CONTINUATION` frames and decoded with that direction's HPACK table.
+#[derive(Default)]
+struct BlockReader {
+    hpack: hpack::Decoder,
+    pending: Option<Pending>,
+    /// Set once a block failed to decode: the table is lost, later blocks are not decoded.
+    broken: Option<String>,
+}
+
+impl BlockReader {
+    /// Takes one `HEADERS`, `PUSH_PROMISE` or `CONTINUATION` frame; returns the block it
+    /// completes.
+    fn feed(&mut self, head: FrameHead, payload: &[u8]) -> Option<Block> {
+        let pending = match head.kind {
+            FRAME_CONTINUATION => {
+                let mut pending = self.pending.take()?;
+                pending.block.extend_from_slice(payload);
+                pending
+            }
+            kind => Pending {
+                kind,
+                stream: head.stream,
+                end: head.has(FLAG_END_STREAM),
+                block: fragment(head, payload).to_vec(),
+            },
+        };
+        if !head.has(FLAG_END_HEADERS) {
+            self.pending = Some(pending);
+            return None;
+        }
+        Some(self.decode(pending))
+    }
+
+    fn decode(&mut self, pending: Pending) -> Block {
+        let mut fields = FieldsBuilder::default();
+        let (mut status, mut grpc) = (0, false);
+        let error = match &self.broken {
+            Some(error) => Some(error.clone()),
+            None => {
+                let decoded = self.hpack.decode(&pending.block, |name, value| {
+                    match name {
+                        b":status" => {
+                            status = std::str::from_utf8(value)
+                                .ok()
+                                .and_then(|s| s.parse().ok())
+                                .unwrap_or(0)
+                        }
+                        b"content-type" => grpc = rig_protocols::grpc::is_grpc_content_type(value),
+                        _ => {}
+                    }
+                    fields.push(name, value);
+                });
+                decoded.err().map(|error| {
+                    let error =
+                        format!("proxy: the HPACK header block could not be decoded: {error}");
+                    self.broken = Some(error.clone());
+                    error
+                })
+            }
+        };
+        Block {
+            kind: pending.kind,
+            stream: pending.stream,
+            end: pending.end,
+            fields: fields.finish(),
+            status,
+            grpc,
+            error,
+        }
+    }
+}
+
+/// The header block fragment of a `HEADERS` or `PUSH_PROMISE` frame: padding, priority
+/// and promised stream id left out. A frame whose padding does not fit gives an empty
+/// fragment (the peer rejects the frame anyway).
+fn fragment(head: FrameHead, payload: &[u8]) -> &[u8] {
+    let mut rest = payload;
+    let mut pad = 0;
+    if head.has(FLAG_PADDED) {
+        let Some((&len, tail)) = rest.split_first() else {
+            return &[];
+        };
+        pad = usize::from(len);
+        rest = tail;
+    }
+    let skip = match head.kind {
+        FRAME_HEADERS if head.has(FLAG_PRIORITY) => 5,
+        FRAME_PUSH_PROMISE => 4,
+        _ => 0,
+    };
+    if rest.len() < skip + pad {
+        return &[];
+    }
+    &rest[skip..rest.len() - pad]
+}

@@ -1,0 +1,297 @@
+//! The h2c relay (connections that start with the HTTP/2 preface): frames passed to a
+//! connection of the client's own, and what is recorded and answered when either side breaks
+//! off. Targets that misbehave are real HTTP/2 servers (the `h2` crate) told how to fail.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use rig_proxy::http::ERROR_HEADER;
+use tokio::sync::{mpsc, Notify};
+
+use crate::origin::Origin;
+use crate::support::{empty, full, http2_client, pattern, send, Proxy, PATIENCE};
+
+#[tokio::test]
+async fn each_h2c_connection_gets_its_own_connection_to_the_target() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    for connection in 0..2 {
+        // A new client, so a new connection to the proxy.
+        let client = http2_client();
+        let requests = (0..5).map(|i| {
+            let request = Request::post(proxy.url(&format!("/echo?c={connection}&i={i}")))
+                .body(full(format!("{connection}-{i}")))
+                .unwrap();
+            let client = client.clone();
+            async move { send(&client, request).await }
+        });
+        for (i, response) in futures_util::future::join_all(requests)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(response.body, format!("{connection}-{i}").as_bytes());
+        }
+    }
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let r = proxy.events.request().await;
+        assert_eq!(r.http_version, "HTTP/2");
+        assert_eq!(r.status_code, 200);
+        assert_eq!(r.error, "");
+        let body = String::from_utf8(r.request_body.clone().unwrap()).unwrap();
+        assert_eq!(r.response_body.as_deref(), Some(body.as_bytes()));
+        assert_eq!(r.path, format!("/echo?c={}&i={}", &body[..1], &body[2..]));
+        seen.push(body);
+    }
+    seen.sort();
+    assert_eq!(seen.len(), 10);
+    seen.dedup();
+    assert_eq!(seen.len(), 10, "every stream recorded once");
+    assert_eq!(origin.connections(), 2);
+    proxy.events.assert_no_more();
+}
+
+#[tokio::test]
+async fn a_mebibyte_passes_both_ways_with_flow_control_and_is_captured_to_the_limit() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let client = http2_client();
+    let body = pattern(1 << 20);
+    let request = Request::post(proxy.url("/echo"))
+        .body(full(body.clone()))
+        .unwrap();
+    let response = send(&client, request).await;
+    assert_eq!(response.status, 200);
+    assert!(response.body == body, "the echo came back whole");
+
+    let r = proxy.events.request().await;
+    assert_eq!((r.request_size, r.response_size), (1 << 20, 1 << 20));
+    assert_eq!(r.request_body.as_deref(), Some(&body[..64 * 1024]));
+    assert_eq!(r.response_body.as_deref(), Some(&body[..64 * 1024]));
+    assert!(r.request_body_truncated && r.response_body_truncated);
+}
+
+/// hyper's client indexes repeated fields in its HPACK table: later requests carry them as
+/// table references, which only a decoder that followed every earlier block can read.
+#[tokio::test]
+async fn fields_sent_as_hpack_table_references_are_recorded_on_every_request() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let client = http2_client();
+    for i in 0..20 {
+        let request = Request::get(proxy.url(&format!("/headers?i={i}")))
+            .header("x-same", "the same every time")
+            .header("x-counter", i.to_string())
+            .header("authorization", "Bearer secret")
+            .body(empty())
+            .unwrap();
+        let response = send(&client, request).await;
+        let seen = String::from_utf8(response.body.to_vec()).unwrap();
+        assert!(seen.contains(&format!("x-counter: {i}\n")), "{seen}");
+    }
+    for i in 0..20 {
+        let r = proxy.events.request().await;
+        assert_eq!(r.path, format!("/headers?i={i}"));
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.request_headers["X-Same"], ["the same every time"]);
+        assert_eq!(r.request_headers["X-Counter"], [i.to_string()]);
+        assert_eq!(r.request_headers["Authorization"], ["[REDACTED]"]);
+        assert_eq!(
+            r.response_headers["Content-Length"][0],
+            r.response_size.to_string()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stream_the_target_resets_before_answering_gets_the_proxys_502() {
+    let (target, _requests, _go) = failing_target(Failure::ResetBeforeAnswer).await;
+    let mut proxy = Proxy::start(target).await;
+    let client = http2_client();
+    let response = send(
+        &client,
+        Request::get(proxy.url("/reset")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(response.headers[ERROR_HEADER], "upstream-reset");
+    let text = String::from_utf8(response.body.to_vec()).unwrap();
+    assert!(
+        text.starts_with(&format!("rig proxy: the target {target} reset")),
+        "{text}"
+    );
+
+    let r = proxy.events.request().await;
+    assert_eq!((r.path.as_str(), r.status_code), ("/reset", 502));
+    assert!(r.error.starts_with("upstream: "), "{}", r.error);
+    assert!(
+        r.error.contains("RST_STREAM with INTERNAL_ERROR"),
+        "{}",
+        r.error
+    );
+    assert_eq!(r.response_body.as_deref(), Some(text.as_bytes()));
+
+    // The connection is still good for the next stream.
+    let again = send(
+        &client,
+        Request::get(proxy.url("/again")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(proxy.events.request().await.path, "/again");
+}
+
+#[tokio::test]
+async fn a_target_closing_before_answering_gets_the_client_a_502() {
+    let (target, _requests, _go) = failing_target(Failure::CloseBeforeAnswer).await;
+    let mut proxy = Proxy::start(target).await;
+    let client = http2_client();
+    let response = send(
+        &client,
+        Request::get(proxy.url("/gone")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(response.headers[ERROR_HEADER], "upstream-closed");
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.status_code, 502);
+    assert!(
+        r.error.starts_with(&format!(
+            "upstream: the target {target} closed the connection before responding"
+        )),
+        "{}",
+        r.error
+    );
+}
+
+#[tokio::test]
+async fn a_target_closing_mid_response_breaks_the_stream_and_is_recorded() {
+    let (target, _requests, go) = failing_target(Failure::CloseMidResponse).await;
+    let mut proxy = Proxy::start(target).await;
+    let client = http2_client();
+    let response = tokio::time::timeout(
+        PATIENCE,
+        client.request(Request::get(proxy.url("/half")).body(empty()).unwrap()),
+    )
+    .await
+    .expect("response headers in time")
+    .expect("response headers");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(PATIENCE, body.frame())
+        .await
+        .expect("the first bytes in time")
+        .expect("a frame")
+        .expect("data");
+    assert_eq!(first.into_data().unwrap(), "first half");
+    go.notify_one();
+    let rest = tokio::time::timeout(PATIENCE, body.collect())
+        .await
+        .expect("the body ended, not hung");
+    assert!(rest.is_err(), "the client sees the stream broken off");
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.status_code, 200);
+    assert_eq!(r.response_body.as_deref(), Some(&b"first half"[..]));
+    // Closed or reset: a socket closed with unread bytes in it resets the connection.
+    assert!(
+        r.error
+            .starts_with(&format!("upstream: the target {target} ")),
+        "{}",
+        r.error
+    );
+    assert!(
+        r.error.contains(" after 10 bytes of the response body"),
+        "{}",
+        r.error
+    );
+}
+
+#[tokio::test]
+async fn a_stream_the_client_cancels_is_recorded() {
+    let (target, mut requests, _go) = failing_target(Failure::NeverAnswer).await;
+    let mut proxy = Proxy::start(target).await;
+    let client = http2_client();
+    let url = proxy.url("/wait");
+    let call = tokio::spawn(async move {
+        let _ = client
+            .request(Request::get(url).body(empty()).unwrap())
+            .await;
+    });
+    let path = tokio::time::timeout(PATIENCE, requests.recv())
+        .await
+        .expect("the request reached the target");
+    assert_eq!(path.as_deref(), Some("/wait"));
+    // Dropping the response future makes hyper reset the stream (CANCEL).
+    call.abort();
+
+    let r = proxy.events.request().await;
+    assert_eq!((r.path.as_str(), r.status_code), ("/wait", 0));
+    assert_eq!(r.error, "client: reset the stream (CANCEL)");
+}
+
+/// How a [`failing_target`] fails every request.
+#[derive(Clone, Copy)]
+enum Failure {
+    /// `RST_STREAM (INTERNAL_ERROR)` instead of a response.
+    ResetBeforeAnswer,
+    /// Closes the connection instead of responding.
+    CloseBeforeAnswer,
+    /// Sends the response head and 10 bytes, then closes the connection.
+    CloseMidResponse,
+    /// Holds the request without answering.
+    NeverAnswer,
+}
+
+/// An h2c target failing every request as `how` says; reports each request's path. A
+/// `CloseMidResponse` target closes when the returned `Notify` is notified.
+async fn failing_target(
+    how: Failure,
+) -> (SocketAddr, mpsc::UnboundedReceiver<String>, Arc<Notify>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (paths, requests) = mpsc::unbounded_channel();
+    let go = Arc::new(Notify::new());
+    let notify = go.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let paths = paths.clone();
+            let go = go.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                let mut held = Vec::new();
+                while let Some(Ok((request, mut respond))) = connection.accept().await {
+                    let _ = paths.send(request.uri().path().to_string());
+                    match how {
+                        Failure::ResetBeforeAnswer => {
+                            respond.send_reset(h2::Reason::INTERNAL_ERROR)
+                        }
+                        Failure::CloseBeforeAnswer => return,
+                        Failure::CloseMidResponse => {
+                            let head = http::Response::builder().body(()).unwrap();
+                            let mut body = respond.send_response(head, false).unwrap();
+                            body.send_data(Bytes::from_static(b"first half"), false)
+                                .unwrap();
+                            // Keep the connection going (the frames go out as it is
+                            // polled) until the client has them, then drop it.
+                            tokio::select! {
+                                _ = async { while connection.accept().await.is_some() {} } => {}
+                                _ = go.notified() => {}
+                            }
+                            return;
+                        }
+                        Failure::NeverAnswer => held.push(respond),
+                    }
+                }
+            });
+        }
+    });
+    (addr, requests, notify)
+}
