@@ -288,11 +288,7 @@ fn observe_responses(
                 let cause = format!("RST_STREAM with {}", error_code_name(code));
                 if streams.awaits_response(id) && code != REFUSED_STREAM {
                     let failure = Failure::relayed(FailureKind::UpstreamReset, &target, cause);
-                    let out = rewritten.get_or_insert_with(|| {
-                        let mut out = BytesMut::with_capacity(chunk.len() + 512);
-                        out.extend_from_slice(&chunk[..frame_start]);
-                        out
-                    });
+                    let out = rewrite(&mut rewritten, chunk, frame_start);
                     answer(&mut streams, out, id, &failure);
                     copied = payload.end;
                 } else if streams.awaits_response(id) {
@@ -304,11 +300,7 @@ fn observe_responses(
                     let kind = FailureKind::UpstreamReset;
                     let failure = Failure::after_body(kind, &target, delivered, cause);
                     if streams.is_grpc(id) {
-                        let out = rewritten.get_or_insert_with(|| {
-                            let mut out = BytesMut::with_capacity(chunk.len() + 512);
-                            out.extend_from_slice(&chunk[..frame_start]);
-                            out
-                        });
+                        let out = rewrite(&mut rewritten, chunk, frame_start);
                         end_call(&mut streams, out, id, &failure);
                         copied = payload.end;
                     } else {
@@ -325,6 +317,20 @@ fn observe_responses(
     let ctx = streams.ctx().clone();
     emit(&ctx, &mut streams);
     rewritten
+}
+
+/// The bytes to send instead of `chunk`, started with its frames before `frame_start` when
+/// this is the first frame of the chunk the proxy replaces.
+fn rewrite<'a>(
+    rewritten: &'a mut Option<BytesMut>,
+    chunk: &[u8],
+    frame_start: usize,
+) -> &'a mut BytesMut {
+    rewritten.get_or_insert_with(|| {
+        let mut out = BytesMut::with_capacity(chunk.len() + 512);
+        out.extend_from_slice(&chunk[..frame_start]);
+        out
+    })
 }
 
 /// The target's connection ended (`closed` says how): every stream still waiting for its

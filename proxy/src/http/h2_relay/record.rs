@@ -15,25 +15,16 @@ use crate::grpc::{GrpcContext, GrpcRecord};
 use crate::http::capture::Capture;
 use crate::http::exchange::{RequestHead, RequestOutcome, ResponseOutcome};
 use crate::http::headers::is_probe;
+use crate::http::raw::Answer;
 use crate::http::record::HttpRecord;
 use crate::observe::{Edge, Preparation, Record};
-
-/// What the client was answered with.
-pub(super) enum Answer {
-    /// No final response head (status `0`).
-    Nothing,
-    /// The target's final response head, as forwarded.
-    Forwarded(Fields),
-    /// A response the proxy made (a failure), with its status and headers.
-    Made(u16, HeaderMap),
-}
 
 /// A finished stream → `request.completed` (or `grpc.call.completed`).
 pub(super) struct RelayRecord {
     pub(super) request_fields: Fields,
     pub(super) request_body: Capture,
     pub(super) request_error: Option<String>,
-    pub(super) answer: Answer,
+    pub(super) answer: Answer<Fields>,
     pub(super) response_body: Capture,
     /// The response's trailers, for gRPC calls.
     pub(super) trailers: Option<Fields>,

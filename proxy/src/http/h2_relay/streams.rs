@@ -15,9 +15,10 @@ use rig_types::Timestamp;
 use tokio::time::Instant;
 
 use super::fields::Fields;
-use super::record::{Answer, RelayRecord};
+use super::record::RelayRecord;
 use crate::http::capture::Capture;
 use crate::http::context::Context;
+use crate::http::raw::Answer;
 use crate::observe::Observation;
 
 /// One stream in flight.
@@ -29,7 +30,7 @@ struct Stream {
     request_body: Capture,
     request_done: bool,
     request_error: Option<String>,
-    answer: Answer,
+    answer: Answer<Fields>,
     latency: Option<Duration>,
     /// Arrival to the end of the response.
     duration: Option<Duration>,

@@ -25,6 +25,7 @@ mod record;
 
 pub(crate) use connection::{serve, Fallback};
 pub(crate) use prefixed::Prefixed;
+pub(crate) use record::Answer;
 
 #[cfg(test)]
 mod tests;

@@ -21,14 +21,15 @@ use crate::http::headers::{is_probe, strip_hop_by_hop};
 use crate::http::record::HttpRecord;
 use crate::observe::{Edge, Record};
 
-/// What the client was answered with.
+/// What the client was answered with; `Head` is how the path keeps a forwarded response head
+/// (its bytes on the raw path, its decoded fields on the h2c relay).
 #[derive(Default)]
-pub(crate) enum Answer {
+pub(crate) enum Answer<Head = Bytes> {
     /// Nothing (status `0`).
     #[default]
     Nothing,
     /// The target's final response head, as forwarded.
-    Forwarded(Bytes),
+    Forwarded(Head),
     /// A response the proxy made (a failure), with its status and headers.
     Made(u16, HeaderMap),
 }
