@@ -151,6 +151,7 @@ fn settings(options: &RunOptions, elapsed: Duration) -> BTreeMap<&'static str, s
         ("quick", json!(options.quick)),
         ("duration_s", json!(options.duration.as_secs_f64())),
         ("warmup_s", json!(options.warmup.as_secs_f64())),
+        ("rounds", json!(options.rounds)),
         ("http1_connections", json!(options.connections)),
         ("h2c_connections", json!(options.h2c_connections)),
         ("h2c_streams", json!(options.connections)),
@@ -362,19 +363,48 @@ async fn measure(options: &RunOptions, paths: &mut [Path]) -> Result<Vec<Scenari
     let mut results = vec![idle_http, idle_tcp];
     for scenario in &LOAD {
         let mut result = scenario_result(scenario.key, scenario.title);
-        for path in paths.iter() {
-            let outcome = load(scenario, path, options).await;
-            eprintln!(
-                "proxy-bench: {} via {}: {}",
-                scenario.title,
-                path.name,
-                brief(&outcome)
-            );
-            result.paths.push((path.name.to_string(), outcome));
+        // The paths take turns, each round starting one path later, so that a slow moment
+        // of the machine or the order of the paths does not favour one of them.
+        let mut rounds: Vec<Vec<Outcome>> = paths.iter().map(|_| Vec::new()).collect();
+        for round in 0..options.rounds {
+            for turn in 0..paths.len() {
+                let i = (turn + round) % paths.len();
+                let outcome = load(scenario, &paths[i], options).await;
+                eprintln!(
+                    "proxy-bench: {} via {} (round {}): {}",
+                    scenario.title,
+                    paths[i].name,
+                    round + 1,
+                    brief(&outcome)
+                );
+                rounds[i].push(outcome);
+            }
+        }
+        for (path, outcomes) in paths.iter().zip(rounds) {
+            result.paths.push((path.name.to_string(), median(outcomes)));
         }
         results.push(result);
     }
     Ok(results)
+}
+
+/// The round with the median throughput (all of its numbers, as measured together), or the
+/// first failure if a round failed.
+fn median(mut outcomes: Vec<Outcome>) -> Outcome {
+    if let Some(failed) = outcomes
+        .iter()
+        .position(|o| !matches!(o, Outcome::Http(_) | Outcome::Tcp(_)))
+    {
+        return outcomes.swap_remove(failed);
+    }
+    let throughput = |outcome: &Outcome| match outcome {
+        Outcome::Http(http) => http.req_per_s,
+        Outcome::Tcp(tcp) => tcp.gbit_per_s,
+        _ => 0.0,
+    };
+    outcomes.sort_by(|a, b| throughput(a).total_cmp(&throughput(b)));
+    let middle = outcomes.len() / 2;
+    outcomes.swap_remove(middle)
 }
 
 fn scenario_result(key: &'static str, title: &'static str) -> ScenarioResult {
@@ -604,5 +634,30 @@ fn raise_fd_limit() {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::TcpSummary;
+
+    fn tcp(gbit_per_s: f64) -> Outcome {
+        Outcome::Tcp(TcpSummary {
+            gbit_per_s,
+            bytes: 1,
+            seconds: 1.0,
+            proxy_cpu_ms_per_gib: None,
+        })
+    }
+
+    #[test]
+    fn the_median_round_is_reported_and_a_failure_wins() {
+        let Outcome::Tcp(middle) = median(vec![tcp(3.0), tcp(1.0), tcp(2.0)]) else {
+            panic!("not a TCP outcome");
+        };
+        assert_eq!(middle.gbit_per_s, 2.0);
+        let failed = median(vec![tcp(3.0), failed("down"), tcp(2.0)]);
+        assert!(matches!(failed, Outcome::Failed { .. }));
     }
 }

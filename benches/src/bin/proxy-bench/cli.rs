@@ -20,9 +20,11 @@ USAGE:
     proxy-bench kafka [KAFKA OPTIONS]    Kafka produce throughput, rig's Kafka proxy vs direct
 
 RUN OPTIONS:
-    --quick                 short run (about 1 minute): 1.5 s per measurement
+    --quick                 short run (about 3 minutes): 1.5 s per measurement
     --duration SECS         measured time per scenario and path        [default: 8]
     --warmup SECS           unmeasured time before each measurement    [default: 1]
+    --rounds N              measurements per scenario and path, the paths taking turns;
+                            each path's median round is reported       [default: 3]
     --connections N         HTTP/1.1 connections (and h2c streams)     [default: 64]
     --h2c-connections N     h2c connections carrying those streams     [default: 4]
     --tcp-streams N         parallel TCP bulk streams                  [default: 2]
@@ -121,6 +123,8 @@ pub struct RunOptions {
     pub duration: Duration,
     /// Unmeasured time before each measurement.
     pub warmup: Duration,
+    /// Measurements per scenario and path (the paths take turns); the median is reported.
+    pub rounds: usize,
     /// HTTP/1.1 keep-alive connections, and concurrent h2c streams.
     pub connections: usize,
     /// h2c connections over which the streams are spread.
@@ -195,6 +199,7 @@ impl RunOptions {
         RunOptions {
             duration: Duration::from_secs(8),
             warmup: Duration::from_secs(1),
+            rounds: 3,
             connections: 64,
             h2c_connections: 4,
             tcp_streams: 2,
@@ -260,6 +265,7 @@ fn parse_run(flags: &mut Flags<'_>) -> Result<RunOptions> {
             "--quick" => options.quick = true,
             "--duration" => duration = Some(flags.seconds(flag)?),
             "--warmup" => warmup = Some(flags.seconds(flag)?),
+            "--rounds" => options.rounds = flags.count(flag)?,
             "--connections" => options.connections = flags.count(flag)?,
             "--h2c-connections" => options.h2c_connections = flags.count(flag)?,
             "--tcp-streams" => options.tcp_streams = flags.count(flag)?,
@@ -532,6 +538,11 @@ mod tests {
         };
         assert_eq!(options.duration, Duration::from_secs(3));
         assert_eq!(options.warmup, Duration::from_millis(300));
+        assert_eq!(options.rounds, 3, "rounds by default");
+        let Command::Run(options) = parse(&args(&["--rounds", "5"])).unwrap() else {
+            panic!("expected run");
+        };
+        assert_eq!(options.rounds, 5);
     }
 
     #[test]
