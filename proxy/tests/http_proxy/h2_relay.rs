@@ -4,11 +4,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use rig_proxy::http::ERROR_HEADER;
+use rig_proxy::http::{HttpSettings, ERROR_HEADER};
 use tokio::sync::{mpsc, Notify};
 
 use crate::origin::Origin;
@@ -233,6 +234,38 @@ async fn a_stream_the_client_cancels_is_recorded() {
     let r = proxy.events.request().await;
     assert_eq!((r.path.as_str(), r.status_code), ("/wait", 0));
     assert_eq!(r.error, "client: reset the stream (CANCEL)");
+}
+
+#[tokio::test]
+async fn a_stream_still_waiting_at_shutdown_is_recorded_after_the_grace_period() {
+    let (target, mut requests, _go) = failing_target(Failure::NeverAnswer).await;
+    let settings = HttpSettings {
+        shutdown_grace: Duration::from_millis(100),
+        ..HttpSettings::default()
+    };
+    let mut proxy = Proxy::with(target.to_string(), settings).await;
+    let client = http2_client();
+    let url = proxy.url("/held");
+    let call = tokio::spawn(async move {
+        client
+            .request(Request::get(url).body(empty()).unwrap())
+            .await
+    });
+    let path = tokio::time::timeout(PATIENCE, requests.recv())
+        .await
+        .expect("the request reached the target");
+    assert_eq!(path.as_deref(), Some("/held"));
+
+    let mut events = proxy.take_events();
+    proxy.stop().await.unwrap();
+    let r = events.request().await;
+    assert_eq!((r.path.as_str(), r.status_code), ("/held", 0));
+    assert_eq!(r.error, "proxy: shut down before the target responded");
+    let answer = tokio::time::timeout(PATIENCE, call)
+        .await
+        .expect("the client is not left hanging")
+        .unwrap();
+    assert!(answer.is_err(), "the connection closed under the request");
 }
 
 /// How a [`failing_target`] fails every request.

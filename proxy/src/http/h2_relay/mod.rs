@@ -576,3 +576,120 @@ fn fragment(head: FrameHead, payload: &[u8]) -> &[u8] {
     }
     &rest[skip..rest.len() - pad]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::h2_wire::FLAG_END_HEADERS;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        put_frame_header(&mut out, payload.len(), kind, flags, stream);
+        out.extend_from_slice(payload);
+        out.to_vec()
+    }
+
+    #[test]
+    fn only_whole_frames_are_forwarded() {
+        let mut buf = PREFACE.to_vec();
+        assert_eq!(
+            complete_frames(&buf, PREFACE.len()),
+            PREFACE.len(),
+            "the preface alone"
+        );
+        let first = frame(FRAME_DATA, 0, 1, b"abc");
+        buf.extend_from_slice(&first);
+        buf.extend_from_slice(&frame(FRAME_DATA, 0, 1, b"defgh")[..7]);
+        assert_eq!(
+            complete_frames(&buf, PREFACE.len()),
+            PREFACE.len() + first.len()
+        );
+        assert_eq!(complete_frames(&[0, 0], 0), 0, "not even a frame header");
+    }
+
+    #[test]
+    fn padding_priority_and_promised_ids_are_not_header_block() {
+        // HEADERS, padded (2 bytes) with priority: pad length, 5 priority bytes, block, pad.
+        let payload = [2, 0, 0, 0, 3, 16, b'h', b'b', 0, 0];
+        let head = FrameHead {
+            len: payload.len(),
+            kind: FRAME_HEADERS,
+            flags: FLAG_PADDED | FLAG_PRIORITY | FLAG_END_HEADERS,
+            stream: 1,
+        };
+        assert_eq!(fragment(head, &payload), b"hb");
+        let promise = FrameHead {
+            kind: FRAME_PUSH_PROMISE,
+            flags: FLAG_END_HEADERS,
+            ..head
+        };
+        assert_eq!(fragment(promise, &[0, 0, 0, 2, b'p']), b"p");
+        // Padding longer than the frame: no fragment, no panic.
+        assert_eq!(fragment(head, &[9, 1, 2]), b"");
+        assert_eq!(fragment(head, &[]), b"");
+    }
+
+    #[test]
+    fn padded_data_is_captured_without_its_padding() {
+        let chunk = frame(FRAME_DATA, FLAG_PADDED, 1, &[3, b'x', b'y', 0, 0, 0]);
+        let head = FrameHead::parse(&chunk).unwrap();
+        let payload = FRAME_HEADER..chunk.len();
+        let data = data_range(head, &chunk, payload.clone()).unwrap();
+        assert_eq!(&chunk[data], b"xy");
+        let bad = frame(FRAME_DATA, FLAG_PADDED, 1, &[7, b'x']);
+        assert_eq!(data_range(head, &bad, FRAME_HEADER..bad.len()), None);
+        let unpadded = frame(FRAME_DATA, 0, 1, b"xy");
+        let head = FrameHead::parse(&unpadded).unwrap();
+        let data = data_range(head, &unpadded, FRAME_HEADER..unpadded.len()).unwrap();
+        assert_eq!(&unpadded[data], b"xy");
+    }
+
+    #[test]
+    fn a_header_block_continued_over_frames_is_decoded_whole() {
+        let mut block = Vec::new();
+        put_literal(&mut block, b":method", b"POST");
+        put_literal(&mut block, b":path", b"/split");
+        put_literal(&mut block, b"content-type", b"application/grpc+proto");
+        let (first, rest) = block.split_at(5);
+        let mut reader = BlockReader::default();
+        let head = FrameHead {
+            len: first.len(),
+            kind: FRAME_HEADERS,
+            flags: FLAG_END_STREAM,
+            stream: 3,
+        };
+        assert!(reader.feed(head, first).is_none(), "waits for CONTINUATION");
+        let continuation = FrameHead {
+            len: rest.len(),
+            kind: FRAME_CONTINUATION,
+            flags: FLAG_END_HEADERS,
+            stream: 3,
+        };
+        let block = reader.feed(continuation, rest).expect("the whole block");
+        assert_eq!((block.stream, block.end, block.grpc), (3, true, true));
+        assert!(block.error.is_none());
+        let parts = block.fields.into_parts();
+        assert_eq!(parts.method, Some(http::Method::POST));
+        assert_eq!(parts.uri(), "/split");
+
+        // A block that does not decode breaks the reader for good: later blocks say why.
+        let broken = FrameHead {
+            len: 1,
+            kind: FRAME_HEADERS,
+            flags: FLAG_END_HEADERS,
+            stream: 5,
+        };
+        let error = reader.feed(broken, &[0x80]).unwrap().error.unwrap();
+        assert!(error.contains("could not be decoded"), "{error}");
+        let later = reader
+            .feed(
+                FrameHead {
+                    stream: 7,
+                    ..broken
+                },
+                &[0x82],
+            )
+            .unwrap();
+        assert_eq!(later.error, Some(error));
+    }
+}
