@@ -83,7 +83,9 @@ pub(crate) async fn serve(ctx: &Context, client: TcpStream) -> Option<Fallback> 
             Wait::Fallback | Wait::Closed => return None,
         };
         first = false;
-        let keep_alive = conn.exchange(ctx, head).await;
+        // Boxed: an exchange's state is most of a connection's, and it only exists while a
+        // request is under way; idle connections do not carry room for it.
+        let keep_alive = Box::pin(conn.exchange(ctx, head)).await;
         if !keep_alive || ctx.cancel.is_cancelled() {
             let _ = conn.client.shutdown().await;
             return None;
