@@ -268,6 +268,38 @@ async fn a_stream_still_waiting_at_shutdown_is_recorded_after_the_grace_period()
     assert!(answer.is_err(), "the connection closed under the request");
 }
 
+/// A client that stops sending with a stream unanswered gave it up: the target closing after
+/// it is not the target's failure.
+#[tokio::test]
+async fn a_stream_left_by_a_client_that_closed_is_blamed_on_the_client() {
+    use tokio::io::AsyncWriteExt;
+
+    let (target, mut requests, _go) = failing_target(Failure::NeverAnswer).await;
+    let mut proxy = Proxy::start(target).await;
+    let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let path = b"/half-closed";
+    // GET, http, then `:path` as a literal without indexing (name index 4).
+    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+    block.extend_from_slice(path);
+    let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    wire.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    wire.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, 1]); // HEADERS
+    wire.extend_from_slice(&block);
+    client.write_all(&wire).await.unwrap();
+    let seen = tokio::time::timeout(PATIENCE, requests.recv())
+        .await
+        .expect("the request reached the target");
+    assert_eq!(seen.as_deref(), Some("/half-closed"));
+    client.shutdown().await.unwrap();
+
+    let r = proxy.events.request().await;
+    assert_eq!((r.path.as_str(), r.status_code), ("/half-closed", 0));
+    assert_eq!(
+        r.error,
+        "client: the connection closed before the target responded"
+    );
+}
+
 /// How a [`failing_target`] fails every request.
 #[derive(Clone, Copy)]
 enum Failure {

@@ -71,7 +71,12 @@ pub(crate) async fn serve(
     buffered: BytesMut,
 ) -> Option<Fallback> {
     debug_assert!(buffered.starts_with(PREFACE));
-    let Ok(upstream) = ctx.upstream.connect_raw().await else {
+    let connected = tokio::select! {
+        biased;
+        _ = ctx.cancel.cancelled() => return None,
+        connected = ctx.upstream.connect_raw() => connected,
+    };
+    let Ok(upstream) = connected else {
         return Some(Fallback {
             stream: client,
             buffered,
@@ -111,6 +116,8 @@ async fn relay(
     tokio::pin!(requests, responses);
     tokio::select! {
         () = requests.as_mut() => {
+            // Streams the target leaves unanswered from here on were given up by the client.
+            streams.lock().client_closed();
             let _ = socket2::SockRef::from(upstream).shutdown(std::net::Shutdown::Write);
             responses.await;
         }
@@ -338,6 +345,13 @@ fn rewrite<'a>(
 /// connection are returned.
 fn target_gone(streams: &Mutex<Streams>, blocks: &BlockReader, closed: &io::Error) -> BytesMut {
     let mut streams = streams.lock();
+    if streams.is_client_closed() {
+        // The target only followed the client: nothing failed on its side.
+        streams.cut_off(Cutoff::ClientGone);
+        let ctx = streams.ctx().clone();
+        emit(&ctx, &mut streams);
+        return BytesMut::new();
+    }
     let target = streams.ctx().target.clone();
     let cause = if closed.kind() == io::ErrorKind::UnexpectedEof {
         "connection closed before message completed".to_string()

@@ -74,6 +74,8 @@ pub(super) struct Streams {
     open: HashMap<u32, Stream>,
     /// The highest stream id the client opened.
     last_client_stream: u32,
+    /// The client has stopped sending (closed its side of the connection).
+    client_closed: bool,
     /// Finished records waiting to be handed to the observer (outside the lock).
     done: Vec<Observation>,
 }
@@ -84,6 +86,7 @@ impl Streams {
             ctx,
             open: HashMap::new(),
             last_client_stream: 0,
+            client_closed: false,
             done: Vec::new(),
         }
     }
@@ -132,6 +135,16 @@ impl Streams {
         if let Some(stream) = self.open.get_mut(&id) {
             stream.request_error.get_or_insert(error);
         }
+    }
+
+    /// Notes that the client stopped sending.
+    pub(super) fn client_closed(&mut self) {
+        self.client_closed = true;
+    }
+
+    /// Whether the client stopped sending.
+    pub(super) fn is_client_closed(&self) -> bool {
+        self.client_closed
     }
 
     /// The highest stream id the client opened (for `GOAWAY`).
