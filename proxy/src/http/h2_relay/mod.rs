@@ -61,6 +61,9 @@ const MIN_READ: usize = 4 * 1024;
 const REFUSED_STREAM: u32 = 0x7;
 /// `INTERNAL_ERROR`.
 const INTERNAL_ERROR: u32 = 0x2;
+/// The most of one header block kept for decoding. Peers refuse far smaller header lists
+/// (hyper: 16 KiB by default); this only bounds what a peer that never ends a block costs.
+const MAX_HEADER_BLOCK: usize = 1 << 20;
 
 /// Relays `client`, whose first bytes (`buffered`) are the HTTP/2 preface, to its own
 /// connection to the target until either side closes or the proxy shuts down. Returns the
@@ -492,6 +495,8 @@ struct Pending {
     stream: u32,
     end: bool,
     block: Vec<u8>,
+    /// More than [`MAX_HEADER_BLOCK`] came: the rest was passed on but not kept.
+    oversized: bool,
 }
 
 /// One direction's header blocks: assembled from `HEADERS` (or `PUSH_PROMISE`) and
@@ -511,7 +516,11 @@ impl BlockReader {
         let pending = match head.kind {
             FRAME_CONTINUATION => {
                 let mut pending = self.pending.take()?;
-                pending.block.extend_from_slice(payload);
+                if pending.block.len() + payload.len() <= MAX_HEADER_BLOCK {
+                    pending.block.extend_from_slice(payload);
+                } else {
+                    pending.oversized = true;
+                }
                 pending
             }
             kind => Pending {
@@ -519,6 +528,7 @@ impl BlockReader {
                 stream: head.stream,
                 end: head.has(FLAG_END_STREAM),
                 block: fragment(head, payload).to_vec(),
+                oversized: false,
             },
         };
         if !head.has(FLAG_END_HEADERS) {
@@ -531,6 +541,12 @@ impl BlockReader {
     fn decode(&mut self, pending: Pending) -> Block {
         let mut fields = FieldsBuilder::default();
         let (mut status, mut grpc) = (0, false);
+        if pending.oversized && self.broken.is_none() {
+            // Part of the block was not decoded, so the table may have missed entries.
+            self.broken = Some(format!(
+                "proxy: a header block of more than {MAX_HEADER_BLOCK} bytes was not decoded"
+            ));
+        }
         let error = match &self.broken {
             Some(error) => Some(error.clone()),
             None => {
@@ -705,5 +721,35 @@ mod tests {
             )
             .unwrap();
         assert_eq!(later.error, Some(error));
+    }
+
+    #[test]
+    fn a_header_block_that_never_ends_is_not_kept_whole() {
+        let mut reader = BlockReader::default();
+        let first = FrameHead {
+            len: 1,
+            kind: FRAME_HEADERS,
+            flags: 0,
+            stream: 1,
+        };
+        assert!(reader.feed(first, &[0x82]).is_none());
+        let piece = vec![0x82; 16 * 1024];
+        let continuation = FrameHead {
+            len: piece.len(),
+            kind: FRAME_CONTINUATION,
+            flags: 0,
+            stream: 1,
+        };
+        for _ in 0..100 {
+            assert!(reader.feed(continuation, &piece).is_none());
+        }
+        let kept = reader.pending.as_ref().unwrap().block.len();
+        assert!(kept <= MAX_HEADER_BLOCK, "{kept} bytes kept");
+        let last = FrameHead {
+            flags: FLAG_END_HEADERS,
+            ..continuation
+        };
+        let block = reader.feed(last, &piece).unwrap();
+        assert!(block.error.unwrap().contains("was not decoded"));
     }
 }
