@@ -65,8 +65,7 @@ impl Record for RawRecord {
             duration,
             redact,
         } = *self;
-        let (method, uri, mut headers) = parse_request(&request_head);
-        strip_hop_by_hop(&mut headers, false);
+        let (method, uri, headers) = parse_request(&request_head);
         let head = RequestHead {
             method,
             uri,
@@ -79,11 +78,7 @@ impl Record for RawRecord {
         let (status, headers) = match answer {
             Answer::Nothing => (0, HeaderMap::new()),
             Answer::Made(status, headers) => (status, headers),
-            Answer::Forwarded(head) => {
-                let (status, mut headers) = parse_response(&head);
-                strip_hop_by_hop(&mut headers, false);
-                (status, headers)
-            }
+            Answer::Forwarded(head) => parse_response(&head),
         };
         let record = HttpRecord {
             head,
@@ -107,7 +102,8 @@ impl Record for RawRecord {
     }
 }
 
-/// Method, target and headers of a request head the raw path took (so it parses).
+/// Method, target and headers (hop-by-hop ones removed) of a request head the raw path took
+/// (so it parses).
 fn parse_request(head: &Bytes) -> (Method, Uri, HeaderMap) {
     let mut slots = [MaybeUninit::<Header<'_>>::uninit(); MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
@@ -124,7 +120,8 @@ fn parse_request(head: &Bytes) -> (Method, Uri, HeaderMap) {
     (method, uri, header_map(head, request.headers))
 }
 
-/// Status and headers of a response head the raw path forwarded (so it parses).
+/// Status and headers (hop-by-hop ones removed) of a response head the raw path forwarded
+/// (so it parses).
 fn parse_response(head: &Bytes) -> (u16, HeaderMap) {
     let mut slots = [MaybeUninit::<Header<'_>>::uninit(); MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
@@ -136,11 +133,24 @@ fn parse_response(head: &Bytes) -> (u16, HeaderMap) {
     )
 }
 
-/// The header lines as hyper would have put them in a map: names lower-cased, values as
-/// sent (sharing `head`), in order.
+/// The header lines as hyper would have put them in a map, hop-by-hop headers removed as
+/// [`strip_hop_by_hop`] removes them: names lower-cased, values as sent (sharing `head`), in
+/// order.
+///
+/// The usual head (hop-by-hop headers at most `Connection: keep-alive|close`, `Keep-Alive`,
+/// `Transfer-Encoding`) is filtered while the map is built; anything else goes through
+/// [`strip_hop_by_hop`] itself, so both give the same map.
 fn header_map(head: &Bytes, lines: &[Header<'_>]) -> HeaderMap {
+    let simple = lines.iter().all(|line| {
+        let name = line.name.as_bytes();
+        !(name.eq_ignore_ascii_case(b"te") || name.eq_ignore_ascii_case(b"close"))
+            && (!name.eq_ignore_ascii_case(b"connection") || only_keep_alive_or_close(line.value))
+    });
     let mut map = HeaderMap::with_capacity(lines.len());
     for line in lines {
+        if simple && is_dropped_hop_by_hop(line.name.as_bytes()) {
+            continue;
+        }
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(line.name.as_bytes()),
             HeaderValue::from_maybe_shared(head.slice_ref(line.value)),
@@ -149,12 +159,74 @@ fn header_map(head: &Bytes, lines: &[Header<'_>]) -> HeaderMap {
         };
         map.append(name, value);
     }
+    if !simple {
+        strip_hop_by_hop(&mut map, false);
+    }
     map
+}
+
+/// Whether a `Connection` value lists only `keep-alive` and `close`.
+fn only_keep_alive_or_close(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').all(|token| {
+        let token = token.trim_ascii();
+        token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close")
+    })
+}
+
+/// The hop-by-hop headers [`strip_hop_by_hop`] removes whatever their value (`TE` aside).
+fn is_dropped_hop_by_hop(name: &[u8]) -> bool {
+    [
+        &b"connection"[..],
+        b"keep-alive",
+        b"proxy-connection",
+        b"http2-settings",
+        b"transfer-encoding",
+        b"upgrade",
+    ]
+    .iter()
+    .any(|hop| name.eq_ignore_ascii_case(hop))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The map every head gets, by the general path: all lines, then `strip_hop_by_hop`.
+    fn stripped(head: &Bytes) -> HeaderMap {
+        let mut slots = [MaybeUninit::<Header<'_>>::uninit(); MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let _ = ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            head,
+            &mut slots,
+        );
+        let mut map = HeaderMap::new();
+        for line in response.headers.iter() {
+            map.append(
+                HeaderName::from_bytes(line.name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(line.value).unwrap(),
+            );
+        }
+        strip_hop_by_hop(&mut map, false);
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_as_strip_hop_by_hop_drops_them() {
+        let heads: [&[u8]; 6] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nx-a: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nX-Kept: k\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nClose: odd\r\nUpgrade: h2c\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTE: trailers, gzip\r\nProxy-Connection: x\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\nHTTP2-Settings: AAA\r\nDate: today\r\n\r\n",
+        ];
+        for head in heads {
+            let head = Bytes::from_static(head);
+            let (_, map) = parse_response(&head);
+            assert_eq!(map, stripped(&head), "{}", String::from_utf8_lossy(&head));
+        }
+    }
 
     #[test]
     fn heads_become_what_hyper_would_have_recorded() {
