@@ -364,6 +364,47 @@ mod tests {
         assert!(decoder.table.is_empty(), "literals without indexing");
     }
 
+    /// Random and mutated blocks (a fixed xorshift sequence, so a failure reproduces): the
+    /// decoder never panics and its table never exceeds its size.
+    #[test]
+    fn random_and_mutated_blocks_never_panic() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let valid = [
+            hex("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff"),
+            hex("8286 84be 5886 a8eb 1064 9cbf"),
+            hex("4803 3330 3258 0770 7269 7661 7465 611d 4d6f 6e2c"),
+            hex("3fe1 1f 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf"),
+        ];
+        let mut decoder = Decoder::default();
+        for round in 0..50_000 {
+            let mut block = if round % 2 == 0 {
+                valid[(next() % valid.len() as u64) as usize].clone()
+            } else {
+                (0..next() % 64).map(|_| next() as u8).collect()
+            };
+            for _ in 0..next() % 4 {
+                if block.is_empty() {
+                    break;
+                }
+                let at = (next() % block.len() as u64) as usize;
+                block[at] = next() as u8;
+            }
+            let _ = decoder.decode(&block, |name, value| {
+                std::hint::black_box((name.len(), value.len()));
+            });
+            assert!(decoder.size <= decoder.max_size || decoder.table.is_empty());
+            if round % 1000 == 0 {
+                decoder = Decoder::default();
+            }
+        }
+    }
+
     #[test]
     fn bad_blocks_are_errors_not_panics() {
         let mut decoder = Decoder::default();
