@@ -85,11 +85,7 @@ impl Fields {
                 b":scheme" => parts.scheme = Some(value),
                 b":authority" => parts.authority = Some(value),
                 b":path" => parts.path = Some(value),
-                b":status" => {
-                    parts.status = std::str::from_utf8(&value)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                }
+                b":status" => parts.status = parse_status(&value),
                 _ => {
                     if let (Ok(name), Ok(value)) = (
                         HeaderName::from_bytes(&name),
@@ -103,6 +99,11 @@ impl Fields {
         strip_http2_hop_by_hop(&mut parts.headers);
         parts
     }
+}
+
+/// A `:status` value as a number.
+pub(super) fn parse_status(value: &[u8]) -> Option<u16> {
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 #[cfg(test)]

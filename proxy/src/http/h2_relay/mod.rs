@@ -41,10 +41,10 @@ use http::HeaderMap;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
-use self::fields::{Fields, FieldsBuilder};
+use self::fields::{parse_status, Fields, FieldsBuilder};
 use self::streams::{error_code_name, Cutoff, Streams};
 use super::context::Context;
-use super::error::{Failure, FailureKind};
+use super::error::{Failure, FailureKind, RawFailure};
 use super::h2_wire::{
     put_fields, put_frame_header, put_headers_frame, put_literal, FrameHead, FLAG_END_HEADERS,
     FLAG_END_STREAM, FLAG_PADDED, FLAG_PRIORITY, FRAME_CONTINUATION, FRAME_DATA, FRAME_GOAWAY,
@@ -100,9 +100,7 @@ pub(crate) async fn serve(
             }
         }
     };
-    let mut streams = streams.lock();
-    streams.cut_off(cutoff);
-    emit(ctx, &mut streams);
+    streams.lock().cut_off(cutoff);
     None
 }
 
@@ -246,8 +244,6 @@ fn observe_requests(
             _ => {}
         }
     }
-    let ctx = streams.ctx().clone();
-    emit(&ctx, &mut streams);
 }
 
 /// Walks the frames of `chunk` (target to client) and reports them. Returns the bytes to
@@ -294,7 +290,7 @@ fn observe_responses(
             FRAME_RST_STREAM => {
                 let code = error_code(&chunk[payload.clone()]);
                 let id = head.stream;
-                let target = streams.ctx().target.clone();
+                let target = streams.target();
                 let cause = format!("RST_STREAM with {}", error_code_name(code));
                 if streams.awaits_response(id) && code != REFUSED_STREAM {
                     let failure = Failure::relayed(FailureKind::UpstreamReset, &target, cause);
@@ -324,8 +320,6 @@ fn observe_responses(
     if let Some(out) = rewritten.as_mut() {
         out.extend_from_slice(&chunk[copied..]);
     }
-    let ctx = streams.ctx().clone();
-    emit(&ctx, &mut streams);
     rewritten
 }
 
@@ -351,20 +345,13 @@ fn target_gone(streams: &Mutex<Streams>, blocks: &BlockReader, closed: &io::Erro
     if streams.is_client_closed() {
         // The target only followed the client: nothing failed on its side.
         streams.cut_off(Cutoff::ClientGone);
-        let ctx = streams.ctx().clone();
-        emit(&ctx, &mut streams);
         return BytesMut::new();
     }
-    let target = streams.ctx().target.clone();
-    let cause = if closed.kind() == io::ErrorKind::UnexpectedEof {
-        "connection closed before message completed".to_string()
-    } else {
-        format!("connection error: {closed}")
-    };
-    let kind = match closed.kind() {
-        io::ErrorKind::UnexpectedEof => FailureKind::UpstreamClosed,
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => FailureKind::UpstreamReset,
-        _ => FailureKind::UpstreamFailed,
+    let target = streams.target();
+    // Classified as the raw HTTP/1.1 path classifies a target that went away.
+    let gone = match closed.kind() {
+        io::ErrorKind::UnexpectedEof => Failure::from_raw(RawFailure::Closed, &target),
+        _ => Failure::from_raw(RawFailure::Io(closed), &target),
     };
     let mut out = BytesMut::new();
     // In the middle of a header block nothing else may be sent: the client only gets the
@@ -374,15 +361,14 @@ fn target_gone(streams: &Mutex<Streams>, blocks: &BlockReader, closed: &io::Erro
     ids.sort_unstable();
     for id in ids {
         if streams.awaits_response(id) {
-            let failure = Failure::relayed(kind, &target, cause.clone());
             if can_answer {
-                answer(&mut streams, &mut out, id, &failure);
+                answer(&mut streams, &mut out, id, &gone);
             } else {
-                streams.fail_response(id, failure.event_error(), None);
+                streams.fail_response(id, gone.event_error(), None);
             }
         } else {
             let delivered = streams.response_bytes(id);
-            let failure = Failure::after_body(kind, &target, delivered, cause.clone());
+            let failure = Failure::after_body(gone.kind, &target, delivered, gone.cause.clone());
             if !can_answer {
                 streams.fail_response(id, failure.event_error(), None);
             } else if streams.is_grpc(id) {
@@ -401,8 +387,6 @@ fn target_gone(streams: &Mutex<Streams>, blocks: &BlockReader, closed: &io::Erro
         out.extend_from_slice(&0u32.to_be_bytes());
         out.extend_from_slice(debug);
     }
-    let ctx = streams.ctx().clone();
-    emit(&ctx, &mut streams);
     out
 }
 
@@ -434,13 +418,6 @@ fn put_response(out: &mut BytesMut, id: u32, status: u16, headers: &HeaderMap, b
     if !body.is_empty() {
         put_frame_header(out, body.len(), FRAME_DATA, FLAG_END_STREAM, id);
         out.extend_from_slice(body);
-    }
-}
-
-/// Hands finished records to the observer.
-fn emit(ctx: &Context, streams: &mut Streams) {
-    for record in streams.take_done() {
-        ctx.observer.record(record);
     }
 }
 
@@ -513,32 +490,41 @@ impl BlockReader {
     /// Takes one `HEADERS`, `PUSH_PROMISE` or `CONTINUATION` frame; returns the block it
     /// completes.
     fn feed(&mut self, head: FrameHead, payload: &[u8]) -> Option<Block> {
-        let pending = match head.kind {
-            FRAME_CONTINUATION => {
-                let mut pending = self.pending.take()?;
-                if pending.block.len() + payload.len() <= MAX_HEADER_BLOCK {
-                    pending.block.extend_from_slice(payload);
-                } else {
-                    pending.oversized = true;
-                }
-                pending
+        let ends = head.has(FLAG_END_HEADERS);
+        if head.kind == FRAME_CONTINUATION {
+            let mut pending = self.pending.take()?;
+            if pending.block.len() + payload.len() <= MAX_HEADER_BLOCK {
+                pending.block.extend_from_slice(payload);
+            } else {
+                pending.oversized = true;
             }
-            kind => Pending {
-                kind,
-                stream: head.stream,
-                end: head.has(FLAG_END_STREAM),
-                block: fragment(head, payload).to_vec(),
-                oversized: false,
-            },
+            if !ends {
+                self.pending = Some(pending);
+                return None;
+            }
+            return Some(self.decode(&pending, &pending.block));
+        }
+        let pending = Pending {
+            kind: head.kind,
+            stream: head.stream,
+            end: head.has(FLAG_END_STREAM),
+            block: Vec::new(),
+            oversized: false,
         };
-        if !head.has(FLAG_END_HEADERS) {
-            self.pending = Some(pending);
+        let fragment = fragment(head, payload);
+        if !ends {
+            self.pending = Some(Pending {
+                block: fragment.to_vec(),
+                ..pending
+            });
             return None;
         }
-        Some(self.decode(pending))
+        // The usual block, whole in one frame: decoded where it lies, not copied.
+        Some(self.decode(&pending, fragment))
     }
 
-    fn decode(&mut self, pending: Pending) -> Block {
+    /// Decodes `block`, the whole header block `pending` started.
+    fn decode(&mut self, pending: &Pending, block: &[u8]) -> Block {
         let mut fields = FieldsBuilder::default();
         let (mut status, mut grpc) = (0, false);
         if pending.oversized && self.broken.is_none() {
@@ -550,14 +536,9 @@ impl BlockReader {
         let error = match &self.broken {
             Some(error) => Some(error.clone()),
             None => {
-                let decoded = self.hpack.decode(&pending.block, |name, value| {
+                let decoded = self.hpack.decode(block, |name, value| {
                     match name {
-                        b":status" => {
-                            status = std::str::from_utf8(value)
-                                .ok()
-                                .and_then(|s| s.parse().ok())
-                                .unwrap_or(0)
-                        }
+                        b":status" => status = parse_status(value).unwrap_or(0),
                         b"content-type" => grpc = rig_protocols::grpc::is_grpc_content_type(value),
                         _ => {}
                     }

@@ -19,7 +19,6 @@ use super::record::RelayRecord;
 use crate::http::capture::Capture;
 use crate::http::context::Context;
 use crate::http::raw::Answer;
-use crate::observe::Observation;
 
 /// One stream in flight.
 struct Stream {
@@ -76,8 +75,6 @@ pub(super) struct Streams {
     last_client_stream: u32,
     /// The client has stopped sending (closed its side of the connection).
     client_closed: bool,
-    /// Finished records waiting to be handed to the observer (outside the lock).
-    done: Vec<Observation>,
 }
 
 impl Streams {
@@ -87,13 +84,12 @@ impl Streams {
             open: HashMap::new(),
             last_client_stream: 0,
             client_closed: false,
-            done: Vec::new(),
         }
     }
 
-    /// The context of the proxy.
-    pub(super) fn ctx(&self) -> &Arc<Context> {
-        &self.ctx
+    /// The proxy's target, `host:port`, for error texts.
+    pub(super) fn target(&self) -> Arc<str> {
+        self.ctx.target.clone()
     }
 
     /// A request head (or, for a stream already open, its trailers) from the client.
@@ -320,12 +316,8 @@ impl Streams {
         }
     }
 
-    /// Records that were finished, to hand to the observer once the lock is released.
-    pub(super) fn take_done(&mut self) -> Vec<Observation> {
-        std::mem::take(&mut self.done)
-    }
-
-    /// Moves stream `id` to the finished records if both of its halves are over.
+    /// Hands stream `id` to the observer (a `try_send`, never a wait) if both of its halves
+    /// are over.
     fn settle(&mut self, id: u32) {
         let finished = self
             .open
@@ -338,7 +330,7 @@ impl Streams {
             return;
         };
         let duration = stream.duration.unwrap_or_else(|| stream.started.elapsed());
-        self.done.push(Box::new(RelayRecord {
+        self.ctx.observer.record(Box::new(RelayRecord {
             request_fields: stream.request_fields,
             request_body: stream.request_body,
             request_error: stream.request_error,
