@@ -1,5 +1,7 @@
 //! The one shared h2c (prior knowledge) connection to the target that every HTTP/2 request
-//! of a proxy is multiplexed over.
+//! hyper serves is multiplexed over: requests that came by `Upgrade: h2c`, and h2c
+//! connections the [relay](super::h2_relay) left to hyper. Prior-knowledge h2c connections
+//! normally go through the relay, each with its own connection to the target.
 //!
 //! ```text
 //! request ─► slot: live connection? ─ yes ─► clone its SendRequest ─► new stream

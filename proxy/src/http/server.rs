@@ -1,6 +1,6 @@
 //! The server side: the accept loop on the proxy's own listener. Each client connection starts
-//! on the [raw HTTP/1.1 fast path](super::raw); whatever that path does not take (HTTP/2,
-//! upgrades, HTTP/1.0, unusual headers, malformed requests) is served by one hyper connection
+//! on the [raw HTTP/1.1 fast path](super::raw); whatever that path does not take (upgrades,
+//! HTTP/1.0, unusual headers, malformed requests) is served by one hyper connection
 //! from there on, speaking HTTP/1.x or h2c (switched to by an `Upgrade: h2c` request). A
 //! connection that starts with the HTTP/2 preface goes to the [h2c relay](super::h2_relay),
 //! which passes its frames to a connection of its own to the target.
