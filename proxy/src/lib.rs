@@ -18,6 +18,7 @@
 pub mod grpc;
 pub mod http;
 pub mod kafka;
+mod listener;
 pub mod observe;
 pub mod probes;
 mod run;
