@@ -1,19 +1,37 @@
-//! The capped body capture: keeps clones of the forwarded `Bytes` frames (reference counts,
-//! not copies) up to a limit, and counts every byte that passes.
+//! The capped body capture: keeps the start of a body up to a limit and counts every byte that
+//! passes. Paths whose frames are `Bytes` they hand on (hyper, the h2c relay) keep clones of
+//! them (reference counts, not copies); the raw HTTP/1.1 path, which reuses its read buffers,
+//! copies the bytes out once, into the buffer the event then takes as it is.
 
 use bytes::Bytes;
 
 /// The captured start of one direction's body plus its exact size.
 ///
 /// Truncation follows upstream exactly: a body of `limit` bytes is complete, one of
-/// `limit + 1` bytes is truncated with `limit` bytes kept.
+/// `limit + 1` bytes is truncated with `limit` bytes kept. Every byte seen is kept while there
+/// is room, so the capture keeps `min(total, limit)` bytes and is truncated when
+/// `total > limit`.
 #[derive(Debug, Default)]
 pub(crate) struct Capture {
-    chunks: Vec<Bytes>,
-    kept: usize,
+    kept: Kept,
     total: u64,
-    truncated: bool,
     limit: usize,
+}
+
+/// The kept bytes. A capture is fed one way: with [`Capture::push`] (slices) or with
+/// [`Capture::copy`] (copies).
+#[derive(Debug)]
+enum Kept {
+    /// Slices of the forwarded frames, in order.
+    Slices(Vec<Bytes>),
+    /// A copy of the forwarded bytes.
+    Copy(Vec<u8>),
+}
+
+impl Default for Kept {
+    fn default() -> Kept {
+        Kept::Slices(Vec::new())
+    }
 }
 
 impl Capture {
@@ -25,33 +43,71 @@ impl Capture {
         }
     }
 
+    /// How many bytes are kept.
+    fn kept(&self) -> usize {
+        usize::try_from(self.total).map_or(self.limit, |total| total.min(self.limit))
+    }
+
+    /// Counts `len` more bytes and says how many of them there is room to keep.
+    fn note(&mut self, len: usize) -> usize {
+        let room = self.limit - self.kept();
+        self.total += len as u64;
+        len.min(room)
+    }
+
     /// Notes one data frame on its way through: counts it and keeps a slice of it while there
     /// is room. Never copies the payload.
     pub(crate) fn push(&mut self, data: &Bytes) {
-        let len = data.len();
-        self.total += len as u64;
-        let room = self.limit - self.kept;
-        if len > room {
-            self.truncated = true;
-        }
-        let take = len.min(room);
+        let take = self.note(data.len());
         if take > 0 {
-            self.chunks.push(data.slice(..take));
-            self.kept += take;
+            match &mut self.kept {
+                Kept::Slices(chunks) => chunks.push(data.slice(..take)),
+                Kept::Copy(_) => debug_assert!(false, "a capture is fed one way"),
+            }
+        }
+    }
+
+    /// Notes bytes on their way through out of a buffer that will be reused: counts them and
+    /// copies what there is room for.
+    pub(crate) fn copy(&mut self, data: &[u8]) {
+        let take = self.note(data.len());
+        if take > 0 {
+            self.copies().extend_from_slice(&data[..take]);
+        }
+    }
+
+    /// Makes room for copying a body of `len` bytes at once (as much of it as will be kept),
+    /// so a body read in several pieces is not copied again as the buffer grows.
+    pub(crate) fn expect(&mut self, len: u64) {
+        let room = self.limit - self.kept();
+        let keep = usize::try_from(len).map_or(room, |len| len.min(room));
+        self.copies().reserve_exact(keep);
+    }
+
+    /// The buffer copies go to (the capture turns into a copying one if nothing was kept yet).
+    fn copies(&mut self) -> &mut Vec<u8> {
+        if let Kept::Slices(chunks) = &self.kept {
+            debug_assert!(chunks.is_empty(), "a capture is fed one way");
+            self.kept = Kept::Copy(Vec::new());
+        }
+        match &mut self.kept {
+            Kept::Copy(copy) => copy,
+            Kept::Slices(_) => unreachable!("just replaced"),
         }
     }
 
     /// Counts `len` bytes that passed without keeping any of them (the capture is full).
     pub(crate) fn count(&mut self, len: usize) {
+        debug_assert!(
+            len == 0 || !self.has_room(),
+            "bytes skipped while there was room"
+        );
         self.total += len as u64;
-        if len > self.limit - self.kept {
-            self.truncated = true;
-        }
     }
 
     /// Whether more bytes would be kept.
     pub(crate) fn has_room(&self) -> bool {
-        self.kept < self.limit
+        self.kept() < self.limit
     }
 
     /// Every byte seen, kept or not.
@@ -61,50 +117,70 @@ impl Capture {
 
     /// Whether bytes were seen beyond the limit.
     pub(crate) fn truncated(&self) -> bool {
-        self.truncated
+        self.total > self.limit as u64
     }
 
-    /// The kept frames (slices of the forwarded ones), in order.
+    /// The kept frames (slices of the forwarded ones), in order; empty for a copying capture.
     pub(crate) fn chunks(&self) -> &[Bytes] {
-        &self.chunks
+        match &self.kept {
+            Kept::Slices(chunks) => chunks,
+            Kept::Copy(_) => {
+                debug_assert!(false, "only pushed frames are chunks");
+                &[]
+            }
+        }
     }
 
     /// The first `limit` kept bytes as one buffer, `None` when nothing was kept. Runs on the
     /// observer task.
     pub(crate) fn prefix(&self, limit: usize) -> Option<Vec<u8>> {
-        let len = self.kept.min(limit);
+        let len = self.kept().min(limit);
         if len == 0 {
             return None;
         }
-        let mut out = Vec::with_capacity(len);
-        for chunk in &self.chunks {
-            let room = len - out.len();
-            if room == 0 {
-                break;
-            }
-            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        match &self.kept {
+            Kept::Copy(copy) => Some(copy[..len].to_vec()),
+            Kept::Slices(chunks) => Some(concat(chunks, len)),
         }
-        Some(out)
     }
 
     /// The kept bytes as one buffer, `None` when nothing was kept. Runs on the observer task.
     pub(crate) fn into_vec(self) -> Option<Vec<u8>> {
-        if self.kept == 0 {
+        let len = self.kept();
+        if len == 0 {
             return None;
         }
-        let mut out = Vec::with_capacity(self.kept);
-        for chunk in &self.chunks {
-            out.extend_from_slice(chunk);
+        match self.kept {
+            Kept::Copy(copy) => Some(copy),
+            Kept::Slices(chunks) => Some(concat(&chunks, len)),
         }
-        Some(out)
     }
+}
+
+/// The first `len` bytes of `chunks`, as one buffer.
+fn concat(chunks: &[Bytes], len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    for chunk in chunks {
+        let room = len - out.len();
+        if room == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Feeds numbered frames of the given lengths, as slices.
     fn feed(limit: usize, frames: &[usize]) -> Capture {
+        feed_as(false, limit, frames)
+    }
+
+    /// Feeds numbered frames of the given lengths, as slices or as copies.
+    fn feed_as(copy: bool, limit: usize, frames: &[usize]) -> Capture {
         let mut capture = Capture::new(limit);
         let mut next = 0u8;
         for &len in frames {
@@ -114,43 +190,55 @@ mod tests {
                     next
                 })
                 .collect();
-            capture.push(&Bytes::from(frame));
+            if copy {
+                capture.copy(&frame);
+            } else {
+                capture.push(&Bytes::from(frame));
+            }
         }
         capture
     }
 
     #[test]
     fn exactly_the_limit_is_not_truncated() {
-        let c = feed(8, &[3, 5]);
-        assert_eq!(c.total(), 8);
-        assert!(!c.truncated());
-        assert_eq!(c.into_vec().unwrap(), (1..=8).collect::<Vec<u8>>());
+        for copy in [false, true] {
+            let c = feed_as(copy, 8, &[3, 5]);
+            assert_eq!(c.total(), 8);
+            assert!(!c.truncated());
+            assert_eq!(c.into_vec().unwrap(), (1..=8).collect::<Vec<u8>>());
+        }
     }
 
     #[test]
     fn one_byte_over_is_truncated_and_keeps_the_limit() {
-        let c = feed(8, &[3, 6]);
-        assert_eq!(c.total(), 9);
-        assert!(c.truncated());
-        assert_eq!(c.into_vec().unwrap(), (1..=8).collect::<Vec<u8>>());
+        for copy in [false, true] {
+            let c = feed_as(copy, 8, &[3, 6]);
+            assert_eq!(c.total(), 9);
+            assert!(c.truncated());
+            assert_eq!(c.into_vec().unwrap(), (1..=8).collect::<Vec<u8>>());
+        }
     }
 
     #[test]
     fn frames_after_the_cap_are_only_counted() {
-        let c = feed(4, &[4, 10, 10]);
-        assert_eq!(c.total(), 24);
-        assert!(c.truncated());
-        assert_eq!(c.into_vec().unwrap(), vec![1, 2, 3, 4]);
+        for copy in [false, true] {
+            let c = feed_as(copy, 4, &[4, 10, 10]);
+            assert_eq!(c.total(), 24);
+            assert!(c.truncated());
+            assert_eq!(c.into_vec().unwrap(), vec![1, 2, 3, 4]);
+        }
     }
 
     #[test]
     fn empty_and_zero_limit_keep_nothing() {
-        assert_eq!(feed(8, &[]).into_vec(), None);
-        assert_eq!(feed(8, &[0, 0]).into_vec(), None);
-        let c = feed(0, &[5]);
-        assert_eq!(c.total(), 5);
-        assert!(c.truncated());
-        assert_eq!(c.into_vec(), None);
+        for copy in [false, true] {
+            assert_eq!(feed_as(copy, 8, &[]).into_vec(), None);
+            assert_eq!(feed_as(copy, 8, &[0, 0]).into_vec(), None);
+            let c = feed_as(copy, 0, &[5]);
+            assert_eq!(c.total(), 5);
+            assert!(c.truncated());
+            assert_eq!(c.into_vec(), None);
+        }
     }
 
     #[test]
@@ -173,10 +261,27 @@ mod tests {
     }
 
     #[test]
+    fn copies_become_the_event_buffer_as_they_are() {
+        let c = feed_as(true, 16, &[3, 5, 4]);
+        assert_eq!(c.prefix(6).unwrap(), (1..=6).collect::<Vec<u8>>());
+        let Kept::Copy(copy) = &c.kept else {
+            panic!("copies were not kept as a copy")
+        };
+        let kept = copy.as_ptr();
+        let body = c.into_vec().unwrap();
+        assert_eq!(body, (1..=12).collect::<Vec<u8>>());
+        assert_eq!(body.as_ptr(), kept, "moved, not copied again");
+    }
+
+    #[test]
     fn kept_bytes_share_the_forwarded_buffer() {
         let frame = Bytes::from(vec![7u8; 16]);
         let mut c = Capture::new(8);
         c.push(&frame);
-        assert_eq!(c.chunks[0].as_ptr(), frame.as_ptr(), "a slice, not a copy");
+        assert_eq!(
+            c.chunks()[0].as_ptr(),
+            frame.as_ptr(),
+            "a slice, not a copy"
+        );
     }
 }

@@ -35,6 +35,7 @@ use crate::http::error::{Failure, FailureKind, RawFailure};
 use crate::http::h2_wire::PREFACE;
 use crate::http::upstream::SendError;
 
+mod buffers;
 mod idle;
 
 use idle::Idle;
@@ -124,17 +125,15 @@ struct Connection {
 /// Ensures room for a read of about `size` bytes.
 fn make_room(buf: &mut BytesMut, size: usize) {
     if buf.capacity() - buf.len() < MIN_READ {
-        buf.reserve(size);
+        buffers::reserve(buf, size);
     }
 }
 
-/// Keeps slices of the `ranges` of `wire` (starting at `offset`) in `capture`.
-fn capture_ranges(capture: &mut Capture, wire: &Bytes, offset: usize, ranges: &[Range<usize>]) {
+/// Copies the `ranges` of `wire` (starting at `offset`) into `capture`, so the read buffer
+/// they are in can be reused.
+fn capture_ranges(capture: &mut Capture, wire: &[u8], offset: usize, ranges: &[Range<usize>]) {
     for range in ranges {
-        if range.is_empty() {
-            continue;
-        }
-        capture.push(&wire.slice(offset + range.start..offset + range.end));
+        capture.copy(&wire[offset + range.start..offset + range.end]);
     }
 }
 
@@ -263,12 +262,18 @@ impl Connection {
         let in_buffer = match body.take(&self.cbuf[head.len..], &mut self.ranges) {
             Ok(n) => n,
             Err(why) => {
-                flight.rec().request_head = self.cbuf.split_to(head.len).freeze();
+                flight.rec().request_head = Bytes::copy_from_slice(&self.cbuf[..head.len]);
+                self.cbuf.advance(head.len);
                 return self.request_broke_off(&mut flight, why);
             }
         };
+        // The record gets its own copy of the head (a few hundred bytes), so that it does not
+        // hold on to the read buffer.
+        flight.rec().request_head = Bytes::copy_from_slice(&self.cbuf[..head.len]);
+        if let Framing::Length(len) = head.framing {
+            flight.rec().request_body.expect(len);
+        }
         let wire = self.cbuf.split_to(head.len + in_buffer).freeze();
-        flight.rec().request_head = wire.slice(..head.len);
         let complete = body.is_done();
 
         let reused = self.upstream.is_some();
@@ -390,12 +395,11 @@ impl Connection {
             .map_err(BodyFailure::Upstream)?;
         let capture = &mut flight.rec().request_body;
         if capture.total() < ctx.capture_limit as u64 {
-            let chunk = self.cbuf.split_to(n).freeze();
-            capture_ranges(capture, &chunk, 0, &self.ranges);
+            capture_ranges(capture, &self.cbuf, 0, &self.ranges);
         } else {
             capture.count(self.ranges.iter().map(ExactSizeIterator::len).sum());
-            self.cbuf.advance(n);
         }
+        self.cbuf.advance(n);
         Ok(())
     }
 
@@ -543,15 +547,18 @@ impl Connection {
             .client
             .write_all(&self.ubuf[..head.len + in_buffer])
             .await;
-        let wire = self.ubuf.split_to(head.len + in_buffer).freeze();
-        flight.rec().answer = Answer::Forwarded(wire.slice(..head.len));
+        let record = flight.rec();
+        record.answer = Answer::Forwarded(Bytes::copy_from_slice(&self.ubuf[..head.len]));
+        if let Framing::Length(len) = head.framing {
+            record.response_body.expect(len);
+        }
         capture_ranges(
-            &mut flight.rec().response_body,
-            &wire,
+            &mut record.response_body,
+            &self.ubuf,
             head.len,
             &self.ranges,
         );
-        drop(wire);
+        self.ubuf.advance(head.len + in_buffer);
         if forwarded.is_err() {
             self.upstream = None;
             return false;
@@ -590,12 +597,11 @@ impl Connection {
                     let forwarded = self.client.write_all(&self.ubuf[..n]).await;
                     let capture = &mut flight.rec().response_body;
                     if capture.total() < ctx.capture_limit as u64 {
-                        let chunk = self.ubuf.split_to(n).freeze();
-                        capture_ranges(capture, &chunk, 0, &self.ranges);
+                        capture_ranges(capture, &self.ubuf, 0, &self.ranges);
                     } else {
                         capture.count(self.ranges.iter().map(ExactSizeIterator::len).sum());
-                        self.ubuf.advance(n);
                     }
+                    self.ubuf.advance(n);
                     if forwarded.is_err() {
                         // Recorded by the flight: the client closed the connection.
                         self.upstream = None;

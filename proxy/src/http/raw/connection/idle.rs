@@ -12,9 +12,7 @@ use std::future::Future;
 use std::io::ErrorKind;
 use std::pin::Pin;
 
-use bytes::BytesMut;
-
-use super::{Connection, Event, HEAD_READ};
+use super::{buffers, Connection, Event, HEAD_READ};
 use crate::http::socket::read_draining;
 
 /// How waiting while idle ended.
@@ -33,13 +31,6 @@ enum Side {
     Upstream(std::io::Result<()>),
 }
 
-/// Drops `buf`'s memory (its share of it: slices an event still holds keep theirs).
-fn release(buf: &mut BytesMut) {
-    if buf.capacity() > 0 {
-        *buf = BytesMut::new();
-    }
-}
-
 impl Connection {
     /// Waits with no read buffer held (`cbuf` must be empty) until the client sends
     /// something, the idle upstream connection says something (its close, or bytes nobody
@@ -49,9 +40,9 @@ impl Connection {
         mut cancelled: Pin<&mut impl Future<Output = ()>>,
     ) -> Idle {
         debug_assert!(self.cbuf.is_empty());
-        release(&mut self.cbuf);
+        buffers::release(&mut self.cbuf);
         if self.ubuf.is_empty() {
-            release(&mut self.ubuf);
+            buffers::release(&mut self.ubuf);
         }
         #[cfg(test)]
         self.gauge.report(&self.cbuf, &self.ubuf);
@@ -71,7 +62,7 @@ impl Connection {
         let read = match side {
             Side::Client(Err(error)) => Event::Client(Err(error)),
             Side::Client(Ok(())) => {
-                self.cbuf.reserve(HEAD_READ);
+                buffers::reserve(&mut self.cbuf, HEAD_READ);
                 Event::Client(read_draining(&self.client, &mut self.cbuf))
             }
             Side::Upstream(Err(error)) => Event::Upstream(Err(error)),
@@ -110,7 +101,7 @@ impl Gauge {
     }
 
     /// Reports the capacity of `cbuf` and `ubuf` now.
-    fn report(&mut self, cbuf: &BytesMut, ubuf: &BytesMut) {
+    fn report(&mut self, cbuf: &bytes::BytesMut, ubuf: &bytes::BytesMut) {
         use std::sync::atomic::Ordering::SeqCst;
         let now = cbuf.capacity() + ubuf.capacity();
         self.total.fetch_add(now, SeqCst);
