@@ -42,8 +42,10 @@ use idle::Idle;
 
 /// Free space ensured before reading a request head.
 const HEAD_READ: usize = 8 * 1024;
-/// Free space ensured before reading body bytes.
-const BODY_READ: usize = 64 * 1024;
+/// Free space ensured before reading a response, or body bytes: a 64 KiB body and its head
+/// arrive in one read and leave in one write (with exactly 64 KiB, the last few hundred bytes
+/// would take a second read and write, and a segment of their own on each hop).
+const BODY_READ: usize = 64 * 1024 + HEAD_READ;
 /// Below this much free space a buffer is grown before the next read.
 const MIN_READ: usize = 2 * 1024;
 /// Client bytes (pipelined requests) buffered while a response is on its way; beyond it the

@@ -16,12 +16,14 @@ use std::cell::RefCell;
 
 use bytes::BytesMut;
 
-/// Buffers kept per size class and worker thread: 8 × (8 + 64) KiB = 576 KiB per thread at
+use super::{BODY_READ, HEAD_READ};
+
+/// Buffers kept per size class and worker thread: 8 × (8 + 72) KiB = 640 KiB per thread at
 /// most, whatever the number of connections.
 const KEEP: usize = 8;
 
-/// The size classes, smallest first.
-const CLASSES: [usize; 2] = [8 * 1024, 64 * 1024];
+/// The size classes, smallest first: what the connection reserves.
+const CLASSES: [usize; 2] = [HEAD_READ, BODY_READ];
 
 thread_local! {
     static FREE: RefCell<[Vec<BytesMut>; CLASSES.len()]> = const {
@@ -72,7 +74,7 @@ mod tests {
     #[test]
     fn a_released_buffer_serves_the_next_request_on_the_thread() {
         let mut buf = BytesMut::new();
-        reserve(&mut buf, 64 * 1024);
+        reserve(&mut buf, BODY_READ);
         buf.extend_from_slice(b"response");
         let address = buf.as_ptr();
         let head = buf.split_to(4).freeze();
@@ -86,22 +88,22 @@ mod tests {
         );
 
         let mut next = BytesMut::new();
-        reserve(&mut next, 64 * 1024);
+        reserve(&mut next, BODY_READ);
         assert_eq!(next.as_ptr(), address, "the pooled buffer was not reused");
-        assert!(next.capacity() >= 64 * 1024);
+        assert!(next.capacity() >= BODY_READ);
     }
 
     #[test]
     fn a_buffer_still_shared_is_not_pooled() {
         let mut buf = BytesMut::new();
-        reserve(&mut buf, 8 * 1024);
+        reserve(&mut buf, HEAD_READ);
         buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
         let kept = buf.split().freeze();
         let address = kept.as_ptr();
         release(&mut buf);
 
         let mut next = BytesMut::new();
-        reserve(&mut next, 8 * 1024);
+        reserve(&mut next, HEAD_READ);
         assert_ne!(
             next.as_ptr(),
             address,
@@ -116,7 +118,7 @@ mod tests {
         let bufs: Vec<BytesMut> = (0..KEEP + 4)
             .map(|_| {
                 let mut buf = BytesMut::new();
-                reserve(&mut buf, 8 * 1024);
+                reserve(&mut buf, HEAD_READ);
                 buf
             })
             .collect();
