@@ -15,6 +15,7 @@
 //! observer task, off the data path. If observation falls behind, traffic keeps flowing and a
 //! `proxy.observations_dropped` event says how many observations were lost.
 
+mod allocator;
 pub mod grpc;
 pub mod http;
 pub mod kafka;
@@ -24,6 +25,7 @@ pub mod probes;
 mod run;
 pub mod tcp;
 
+pub use allocator::tune_for_proxying;
 pub use grpc::GrpcSettings;
 pub use observe::{Edge, Observation, Observer, TrafficSink};
 pub use run::{run, ProxyError, RunOptions};
