@@ -1,4 +1,4 @@
-//! Read buffers recycled per worker thread.
+//! Read buffers recycled per worker thread, and across threads.
 //!
 //! A raw-path connection holds no buffer while it waits for the next request, so idle
 //! connections cost no buffer memory. Allocating a fresh buffer for every request instead
@@ -6,21 +6,29 @@
 //! glibc trims again when it is freed (`madvise`, then page faults on the next use), and the
 //! memory it hands out is cold in the CPU caches. Like haproxy's buffer pools, a connection going
 //! idle hands its buffer to a small free list of its worker thread, and the next request on
-//! that thread takes it back, still warm.
+//! that thread takes it back, still warm. Tasks move between worker threads, and responses
+//! and requests come in bursts, so one thread can be giving buffers back while another needs
+//! them: a thread's full list overflows into a list shared by all threads, which a thread
+//! whose own list is empty takes from.
 //!
 //! A buffer only goes back when nothing else shares it (the path copies what it records out
 //! of its buffers, so that is the usual case) and when it is at least as large as the size
-//! class it goes into. Each thread keeps at most [`KEEP`] buffers per class.
+//! class it goes into. Each thread keeps at most [`KEEP`] buffers per class, the shared list
+//! [`SHARED_KEEP`].
 
 use std::cell::RefCell;
 
 use bytes::BytesMut;
+use parking_lot::Mutex;
 
 use super::{BODY_READ, HEAD_READ};
 
 /// Buffers kept per size class and worker thread: 8 × (8 + 72) KiB = 640 KiB per thread at
 /// most, whatever the number of connections.
 const KEEP: usize = 8;
+
+/// Buffers kept per size class in the shared list: 64 × (8 + 72) KiB = 5 MiB at most.
+const SHARED_KEEP: usize = 64;
 
 /// The size classes, smallest first: what the connection reserves.
 const CLASSES: [usize; 2] = [HEAD_READ, BODY_READ];
@@ -31,12 +39,23 @@ thread_local! {
     };
 }
 
-/// Gives `buf` room for at least `size` more bytes: from this thread's free list when `buf`
-/// has no memory yet and `size` is a class size, else by growing it.
+/// Free buffers by size class.
+type Lists = [Vec<BytesMut>; CLASSES.len()];
+
+static SHARED: Mutex<Lists> = Mutex::new([Vec::new(), Vec::new()]);
+
+/// Gives `buf` room for at least `size` more bytes: from this thread's free list or the
+/// shared one when `buf` has no memory yet and `size` is a class size, else by growing it.
 pub(super) fn reserve(buf: &mut BytesMut, size: usize) {
+    reserve_from(&SHARED, buf, size);
+}
+
+fn reserve_from(shared: &Mutex<Lists>, buf: &mut BytesMut, size: usize) {
     if buf.capacity() == 0 {
         if let Some(class) = CLASSES.iter().position(|&c| c == size) {
-            let pooled = FREE.with(|free| free.borrow_mut()[class].pop());
+            let pooled = FREE
+                .with(|free| free.borrow_mut()[class].pop())
+                .or_else(|| shared.lock()[class].pop());
             if let Some(pooled) = pooled {
                 *buf = pooled;
                 return;
@@ -46,9 +65,13 @@ pub(super) fn reserve(buf: &mut BytesMut, size: usize) {
     buf.reserve(size);
 }
 
-/// Takes `buf`'s memory away (it must be empty), keeping it on this thread's free list when
-/// nothing else shares it and the list has room.
+/// Takes `buf`'s memory away (it must be empty), keeping it on this thread's free list, or
+/// else the shared one, when nothing else shares it and a list has room.
 pub(super) fn release(buf: &mut BytesMut) {
+    release_to(&SHARED, buf);
+}
+
+fn release_to(shared: &Mutex<Lists>, buf: &mut BytesMut) {
     debug_assert!(buf.is_empty());
     if buf.capacity() == 0 {
         return;
@@ -59,12 +82,21 @@ pub(super) fn release(buf: &mut BytesMut) {
     let Some(class) = CLASSES.iter().rposition(|&c| buf.try_reclaim(c)) else {
         return;
     };
-    FREE.with(|free| {
+    let overflow = FREE.with(|free| {
         let list = &mut free.borrow_mut()[class];
         if list.len() < KEEP {
             list.push(buf);
+            None
+        } else {
+            Some(buf)
         }
     });
+    if let Some(buf) = overflow {
+        let mut shared = shared.lock();
+        if shared[class].len() < SHARED_KEEP {
+            shared[class].push(buf);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -114,18 +146,42 @@ mod tests {
     }
 
     #[test]
-    fn each_thread_keeps_a_bounded_number() {
-        let bufs: Vec<BytesMut> = (0..KEEP + 4)
-            .map(|_| {
-                let mut buf = BytesMut::new();
-                reserve(&mut buf, HEAD_READ);
-                buf
-            })
-            .collect();
-        for mut buf in bufs {
-            release(&mut buf);
-        }
-        let kept = FREE.with(|free| free.borrow()[0].len());
-        assert_eq!(kept, KEEP);
+    fn a_full_thread_list_overflows_to_threads_that_need_buffers() {
+        static SHARED: Mutex<Lists> = Mutex::new([Vec::new(), Vec::new()]);
+        let released = std::thread::spawn(|| {
+            let bufs: Vec<BytesMut> = (0..KEEP + SHARED_KEEP + 4)
+                .map(|_| {
+                    let mut buf = BytesMut::new();
+                    reserve_from(&SHARED, &mut buf, HEAD_READ);
+                    buf
+                })
+                .collect();
+            let addresses: Vec<usize> = bufs.iter().map(|b| b.as_ptr() as usize).collect();
+            for mut buf in bufs {
+                release_to(&SHARED, &mut buf);
+            }
+            assert_eq!(FREE.with(|free| free.borrow()[0].len()), KEEP);
+            addresses
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            SHARED.lock()[0].len(),
+            SHARED_KEEP,
+            "the shared list is bounded"
+        );
+
+        // Another thread, with nothing of its own, gets the overflow.
+        let taken = std::thread::spawn(|| {
+            let mut buf = BytesMut::new();
+            reserve_from(&SHARED, &mut buf, HEAD_READ);
+            buf.as_ptr() as usize
+        })
+        .join()
+        .unwrap();
+        assert!(
+            released[KEEP..].contains(&taken),
+            "the buffer was allocated, not taken from the shared list"
+        );
     }
 }
