@@ -145,12 +145,37 @@ pub(crate) fn to_event_map(headers: &HeaderMap, redact: &[HeaderName], skip_host
     out
 }
 
+/// [`to_event_map`] for header lines as they arrived (name in any case, value), in order:
+/// the same map, without building a [`HeaderMap`] first. The lines must be valid header
+/// lines (as `httparse` accepts them) and hold no hop-by-hop headers.
+pub(crate) fn lines_to_event_map<'a>(
+    lines: impl Iterator<Item = (&'a str, &'a [u8])>,
+    redact: &[HeaderName],
+    skip_host: bool,
+) -> Headers {
+    let mut out = Headers::new();
+    for (name, value) in lines {
+        if skip_host && name.eq_ignore_ascii_case(header::HOST.as_str()) {
+            continue;
+        }
+        let redacted = redact.iter().any(|r| r.as_str().eq_ignore_ascii_case(name));
+        let value = if redacted {
+            REDACTED.to_string()
+        } else {
+            value_string(value)
+        };
+        out.entry(canonical_key(name)).or_default().push(value);
+    }
+    out
+}
+
 /// A header value as text: as it is when it is UTF-8 (the common case, checked quickly),
 /// else with invalid bytes replaced.
-fn value_string(value: &HeaderValue) -> String {
-    match std::str::from_utf8(value.as_bytes()) {
+fn value_string(value: impl AsRef<[u8]>) -> String {
+    let bytes = value.as_ref();
+    match std::str::from_utf8(bytes) {
         Ok(text) => text.to_owned(),
-        Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 

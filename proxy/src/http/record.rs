@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::header::HeaderName;
 use http::{Method, Uri, Version};
+use rig_types::event::Headers;
 use rig_types::{ConnectionInfo, Event, EventType, RequestInfo, Timestamp};
 
 use super::exchange::{RequestHead, RequestOutcome, ResponseOutcome};
@@ -23,12 +24,28 @@ pub(crate) struct HttpRecord {
 
 impl Record for HttpRecord {
     fn into_event(self: Box<Self>, edge: &Edge) -> Event {
+        let request_headers = to_event_map(&self.head.headers, &self.redact, true);
+        let response_headers = to_event_map(&self.response.headers, &self.redact, false);
+        self.into_event_with(edge, request_headers, response_headers)
+    }
+}
+
+impl HttpRecord {
+    /// The event, with the request and response headers given in the event's shape (the
+    /// raw path builds them straight from the heads' lines; the maps in the record are not
+    /// looked at).
+    pub(crate) fn into_event_with(
+        self,
+        edge: &Edge,
+        request_headers: Headers,
+        response_headers: Headers,
+    ) -> Event {
         let HttpRecord {
             head,
             request,
             response,
-            redact,
-        } = *self;
+            redact: _,
+        } = self;
         // A broken request body is the root cause of whatever the response side saw after it
         // (a failed upstream request, a client connection gone), so it wins.
         let error = request.error.or(response.error).unwrap_or_default();
@@ -42,10 +59,10 @@ impl Record for HttpRecord {
             latency_ms: millis(response.latency),
             request_size: size(request.body.total()),
             response_size: size(response.body.total()),
-            request_headers: to_event_map(&head.headers, &redact, true),
+            request_headers,
             request_body_truncated: request.body.truncated(),
             request_body: request.body.into_vec(),
-            response_headers: to_event_map(&response.headers, &redact, false),
+            response_headers,
             response_body_truncated: response.body.truncated(),
             response_body: response.body.into_vec(),
             duration_ms: Some(millis(response.duration)),

@@ -1,8 +1,9 @@
-//! The record of a raw-path exchange: the message heads exactly as they passed (slices of the
-//! read buffers) plus the captures and timings. Turning the heads into the recorded shape
+//! The record of a raw-path exchange: the message heads exactly as they passed (copied out of
+//! the read buffers) plus the captures and timings. Turning the heads into the recorded shape
 //! (header maps without hop-by-hop headers, probe flag, method and path) happens in
-//! [`Record::into_event`] on the observer task, through the same [`HttpRecord`] the hyper path
-//! uses, so both paths produce the same event.
+//! [`Record::into_event`] on the observer task, straight from the heads' lines, and the event
+//! is assembled by the same [`HttpRecord`] the hyper path uses, so both paths produce the same
+//! event.
 
 use std::mem::MaybeUninit;
 use std::sync::Arc;
@@ -12,12 +13,15 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
 use httparse::{Header, ParserConfig};
+use rig_types::event::Headers;
 use rig_types::{Event, Timestamp};
 
 use super::parse::MAX_HEADERS;
 use crate::http::capture::Capture;
 use crate::http::exchange::{RequestHead, RequestOutcome, ResponseOutcome};
-use crate::http::headers::{is_probe, strip_hop_by_hop};
+use crate::http::headers::{
+    is_probe, lines_to_event_map, strip_hop_by_hop, to_event_map, PROBE_HEADER,
+};
 use crate::http::record::HttpRecord;
 use crate::observe::{Edge, Record};
 
@@ -65,30 +69,30 @@ impl Record for RawRecord {
             duration,
             redact,
         } = *self;
-        let (method, uri, headers) = parse_request(&request_head);
-        let head = RequestHead {
-            method,
-            uri,
-            version: Version::HTTP_11,
-            started_at,
-            probe: is_probe(&headers),
-            grpc: false,
-            headers,
-        };
-        let (status, headers) = match answer {
-            Answer::Nothing => (0, HeaderMap::new()),
-            Answer::Made(status, headers) => (status, headers),
-            Answer::Forwarded(head) => parse_response(&head),
+        let request = parse_request(&request_head, &redact);
+        let (status, response_headers) = match answer {
+            Answer::Nothing => (0, Headers::new()),
+            Answer::Made(status, headers) => (status, to_event_map(&headers, &redact, false)),
+            Answer::Forwarded(head) => parse_response(&head, &redact),
         };
         let record = HttpRecord {
-            head,
+            head: RequestHead {
+                method: request.method,
+                uri: request.uri,
+                version: Version::HTTP_11,
+                started_at,
+                probe: request.probe,
+                grpc: false,
+                // Given to the event as it is below.
+                headers: HeaderMap::new(),
+            },
             request: RequestOutcome {
                 body: request_body,
                 error: request_error,
             },
             response: ResponseOutcome {
                 status,
-                headers,
+                headers: HeaderMap::new(),
                 body: response_body,
                 latency,
                 duration,
@@ -98,13 +102,21 @@ impl Record for RawRecord {
             },
             redact,
         };
-        Box::new(record).into_event(edge)
+        record.into_event_with(edge, request.headers, response_headers)
     }
 }
 
-/// Method, target and headers (hop-by-hop ones removed) of a request head the raw path took
-/// (so it parses).
-fn parse_request(head: &Bytes) -> (Method, Uri, HeaderMap) {
+/// What the event records of a request head.
+struct RequestParts {
+    method: Method,
+    uri: Uri,
+    /// In the event's shape.
+    headers: Headers,
+    probe: bool,
+}
+
+/// Method, target and headers of a request head the raw path took (so it parses).
+fn parse_request(head: &Bytes, redact: &[HeaderName]) -> RequestParts {
     let mut slots = [MaybeUninit::<Header<'_>>::uninit(); MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
     let _ =
@@ -117,40 +129,62 @@ fn parse_request(head: &Bytes) -> (Method, Uri, HeaderMap) {
         .path
         .and_then(|p| Uri::from_maybe_shared(head.slice_ref(p.as_bytes())).ok())
         .unwrap_or_default();
-    (method, uri, header_map(head, request.headers))
+    let (headers, probe) = event_headers(head, request.headers, redact, true);
+    RequestParts {
+        method,
+        uri,
+        headers,
+        probe,
+    }
 }
 
-/// Status and headers (hop-by-hop ones removed) of a response head the raw path forwarded
-/// (so it parses).
-fn parse_response(head: &Bytes) -> (u16, HeaderMap) {
+/// Status and headers of a response head the raw path forwarded (so it parses).
+fn parse_response(head: &Bytes, redact: &[HeaderName]) -> (u16, Headers) {
     let mut slots = [MaybeUninit::<Header<'_>>::uninit(); MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
     let _ =
         ParserConfig::default().parse_response_with_uninit_headers(&mut response, head, &mut slots);
-    (
-        response.code.unwrap_or_default(),
-        header_map(head, response.headers),
-    )
+    let (headers, _) = event_headers(head, response.headers, redact, false);
+    (response.code.unwrap_or_default(), headers)
 }
 
-/// The header lines as hyper would have put them in a map, hop-by-hop headers removed as
-/// [`strip_hop_by_hop`] removes them: names lower-cased, values as sent (sharing `head`), in
-/// order.
+/// The header lines of `head` in the event's shape, hop-by-hop headers removed as hyper's
+/// path removes them ([`strip_hop_by_hop`]), and whether they mark a readiness probe.
 ///
 /// The usual head (hop-by-hop headers at most `Connection: keep-alive|close`, `Keep-Alive`,
-/// `Transfer-Encoding`) is filtered while the map is built; anything else goes through
-/// [`strip_hop_by_hop`] itself, so both give the same map.
-fn header_map(head: &Bytes, lines: &[Header<'_>]) -> HeaderMap {
+/// `Transfer-Encoding`) goes straight from its lines to the event's map; anything else is
+/// put in a [`HeaderMap`] and stripped by [`strip_hop_by_hop`] itself, so both give the same.
+fn event_headers(
+    head: &Bytes,
+    lines: &[Header<'_>],
+    redact: &[HeaderName],
+    skip_host: bool,
+) -> (Headers, bool) {
     let simple = lines.iter().all(|line| {
         let name = line.name.as_bytes();
         !(name.eq_ignore_ascii_case(b"te") || name.eq_ignore_ascii_case(b"close"))
             && (!name.eq_ignore_ascii_case(b"connection") || only_keep_alive_or_close(line.value))
     });
+    if !simple {
+        let map = header_map(head, lines);
+        return (to_event_map(&map, redact, skip_host), is_probe(&map));
+    }
+    let probe = lines
+        .iter()
+        .find(|line| line.name.eq_ignore_ascii_case(PROBE_HEADER))
+        .is_some_and(|line| line.value.trim_ascii() == b"1");
+    let kept = lines
+        .iter()
+        .filter(|line| !is_dropped_hop_by_hop(line.name.as_bytes()))
+        .map(|line| (line.name, line.value));
+    (lines_to_event_map(kept, redact, skip_host), probe)
+}
+
+/// The header lines as hyper would have put them in a map (names lower-cased, values as
+/// sent, sharing `head`, in order), hop-by-hop headers removed by [`strip_hop_by_hop`].
+fn header_map(head: &Bytes, lines: &[Header<'_>]) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(lines.len());
     for line in lines {
-        if simple && is_dropped_hop_by_hop(line.name.as_bytes()) {
-            continue;
-        }
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(line.name.as_bytes()),
             HeaderValue::from_maybe_shared(head.slice_ref(line.value)),
@@ -159,9 +193,7 @@ fn header_map(head: &Bytes, lines: &[Header<'_>]) -> HeaderMap {
         };
         map.append(name, value);
     }
-    if !simple {
-        strip_hop_by_hop(&mut map, false);
-    }
+    strip_hop_by_hop(&mut map, false);
     map
 }
 
@@ -213,18 +245,22 @@ mod tests {
 
     #[test]
     fn hop_by_hop_headers_are_dropped_as_strip_hop_by_hop_drops_them() {
-        let heads: [&[u8]; 6] = [
+        let redact = [HeaderName::from_static("x-secret")];
+        let heads: [&[u8]; 8] = [
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nx-a: 2\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nX-Kept: k\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nClose: odd\r\nUpgrade: h2c\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTE: trailers, gzip\r\nProxy-Connection: x\r\n\r\n",
             b"HTTP/1.1 204 No Content\r\nHTTP2-Settings: AAA\r\nDate: today\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-Secret: a\r\nx-SECRET: b\r\nVia: 1\r\nvia: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-Bin: \xff\xfe\r\nwww-authenticate: x\r\nConnection: Close\r\n\r\n",
         ];
         for head in heads {
             let head = Bytes::from_static(head);
-            let (_, map) = parse_response(&head);
-            assert_eq!(map, stripped(&head), "{}", String::from_utf8_lossy(&head));
+            let (_, headers) = parse_response(&head, &redact);
+            let expected = to_event_map(&stripped(&head), &redact, false);
+            assert_eq!(headers, expected, "{}", String::from_utf8_lossy(&head));
         }
     }
 
