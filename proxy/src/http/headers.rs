@@ -9,6 +9,8 @@
 //! than `trailers`. `Proxy-Authorization` and `Proxy-Authenticate` are forwarded: a client
 //! sends them to the service behind us (which may itself be a forward proxy), never to rig.
 
+use std::collections::btree_map::Entry;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rig_types::event::Headers;
 
@@ -164,7 +166,12 @@ pub(crate) fn lines_to_event_map<'a>(
         } else {
             value_string(value)
         };
-        out.entry(canonical_key(name)).or_default().push(value);
+        match out.entry(canonical_key(name)) {
+            Entry::Vacant(entry) => {
+                entry.insert(vec![value]);
+            }
+            Entry::Occupied(mut entry) => entry.get_mut().push(value),
+        }
     }
     out
 }
