@@ -2,7 +2,8 @@
 //!
 //! Mirrors upstream's `eventlog_bench_test.go` (publish, publish log, publish mixed, events
 //! merge, lifecycle snapshot, wait_for, subscribe) and adds the subscription fan-out: the time
-//! for N events to reach 100 subscribers, against the same N with one subscriber.
+//! for N events to reach 100 subscribers, against the same N with one subscriber, and the
+//! JSON serialisation of an event carrying a 64 KiB body, against copying the body.
 //!
 //! Run with `cargo bench -p rig-benches --bench event_log`; the measurements take about a
 //! minute on a 2-core machine. Publish throughput is reported in elements per second.
@@ -255,12 +256,48 @@ fn subscribe_replay(c: &mut Criterion) {
     group.finish();
 }
 
+/// A `request.completed` event with a captured 64 KiB response body (as the proxy records a
+/// 64 KiB response), serialised to JSON as the event log and SSE do, against copying the same
+/// body: the ratio is what the JSON (mostly the body's base64) costs per byte recorded.
+fn body_json(c: &mut Criterion) {
+    let body: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7 + i / 256) as u8).collect();
+    let mut event = Event::new(EventType::RequestCompleted);
+    event.request = Some(Box::new(rig_types::RequestInfo {
+        source: "~test".into(),
+        target: "api".into(),
+        method: "GET".into(),
+        path: "/64k".into(),
+        status_code: 200,
+        response_size: body.len() as i64,
+        response_body: Some(body.clone()),
+        ..rig_types::RequestInfo::default()
+    }));
+    let mut group = c.benchmark_group("body_json");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    let mut out = Vec::with_capacity(128 * 1024);
+    group.bench_function("serialize_64k_body", |b| {
+        b.iter(|| {
+            out.clear();
+            serde_json::to_writer(&mut out, black_box(&event)).unwrap();
+            out.len()
+        })
+    });
+    group.bench_function("baseline_copy_64k", |b| {
+        b.iter(|| {
+            out.clear();
+            out.extend_from_slice(black_box(&body));
+            out.len()
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(50);
-    targets = publish, subscribe_fan_out, snapshots, wait_for, subscribe_replay
+    targets = publish, subscribe_fan_out, snapshots, wait_for, subscribe_replay, body_json
 }
 criterion_main!(benches);

@@ -14,7 +14,8 @@
 use std::fmt;
 
 use serde::de::{self, Visitor};
-use serde::{Deserializer, Serializer};
+use serde::{ser, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -37,64 +38,80 @@ fn encoded_len(n: usize) -> usize {
     n.div_ceil(3) * 4
 }
 
-/// Encodes `bytes` in chunks, handing each chunk of text to `sink`; allocates nothing.
-fn encode_chunks<E>(bytes: &[u8], mut sink: impl FnMut(&str) -> Result<(), E>) -> Result<(), E> {
-    // 768 input bytes -> 1024 output bytes per chunk.
-    const IN_CHUNK: usize = 768;
-    let mut buf = [0u8; IN_CHUNK / 3 * 4];
-    for chunk in bytes.chunks(IN_CHUNK) {
-        let mut w = 0;
-        let mut triples = chunk.chunks_exact(3);
-        for t in triples.by_ref() {
-            let n = u32::from(t[0]) << 16 | u32::from(t[1]) << 8 | u32::from(t[2]);
-            buf[w] = ALPHABET[(n >> 18) as usize & 63];
-            buf[w + 1] = ALPHABET[(n >> 12) as usize & 63];
-            buf[w + 2] = ALPHABET[(n >> 6) as usize & 63];
-            buf[w + 3] = ALPHABET[n as usize & 63];
-            w += 4;
-        }
-        match *triples.remainder() {
-            [a] => {
-                let n = u32::from(a) << 16;
-                buf[w] = ALPHABET[(n >> 18) as usize & 63];
-                buf[w + 1] = ALPHABET[(n >> 12) as usize & 63];
-                buf[w + 2] = b'=';
-                buf[w + 3] = b'=';
-                w += 4;
-            }
-            [a, b] => {
-                let n = u32::from(a) << 16 | u32::from(b) << 8;
-                buf[w] = ALPHABET[(n >> 18) as usize & 63];
-                buf[w + 1] = ALPHABET[(n >> 12) as usize & 63];
-                buf[w + 2] = ALPHABET[(n >> 6) as usize & 63];
-                buf[w + 3] = b'=';
-                w += 4;
-            }
-            _ => {}
-        }
-        // Only alphabet bytes and '=' were written, all ASCII.
-        sink(std::str::from_utf8(&buf[..w]).unwrap_or_default())?;
+/// The two alphabet characters of every 12-bit value: encoding looks the table up once per
+/// two characters instead of once per character.
+const PAIRS: [[u8; 2]; 4096] = {
+    let mut table = [[0u8; 2]; 4096];
+    let mut i = 0;
+    while i < 4096 {
+        table[i] = [ALPHABET[i >> 6], ALPHABET[i & 63]];
+        i += 1;
     }
-    Ok(())
+    table
+};
+
+/// Writes the encoding of `bytes` into `out`, which is [`encoded_len`] bytes long.
+fn encode_to_slice(bytes: &[u8], out: &mut [u8]) {
+    debug_assert_eq!(out.len(), encoded_len(bytes.len()));
+    // Six bytes (two groups) at a time, as eight characters written at once.
+    let pairs = bytes.len() / 6;
+    let (wide_in, bytes) = bytes.split_at(pairs * 6);
+    let (wide_out, out) = out.split_at_mut(pairs * 8);
+    for (six, eight) in wide_in.chunks_exact(6).zip(wide_out.chunks_exact_mut(8)) {
+        let n = u64::from_be_bytes([six[0], six[1], six[2], six[3], six[4], six[5], 0, 0]);
+        let [a, b] = PAIRS[(n >> 52) as usize];
+        let [c, d] = PAIRS[(n >> 40) as usize & 0xfff];
+        let [e, f] = PAIRS[(n >> 28) as usize & 0xfff];
+        let [g, h] = PAIRS[(n >> 16) as usize & 0xfff];
+        eight.copy_from_slice(&[a, b, c, d, e, f, g, h]);
+    }
+    let mut triples = bytes.chunks_exact(3);
+    let mut quads = out.chunks_exact_mut(4);
+    for (t, q) in triples.by_ref().zip(quads.by_ref()) {
+        let n = usize::from(t[0]) << 16 | usize::from(t[1]) << 8 | usize::from(t[2]);
+        let [a, b] = PAIRS[n >> 12];
+        let [c, d] = PAIRS[n & 0xfff];
+        q.copy_from_slice(&[a, b, c, d]);
+    }
+    let Some(last) = quads.next() else {
+        return;
+    };
+    let quad = match *triples.remainder() {
+        [a] => {
+            let [c0, c1] = PAIRS[usize::from(a) << 4];
+            [c0, c1, b'=', b'=']
+        }
+        [a, b] => {
+            let n = usize::from(a) << 16 | usize::from(b) << 8;
+            let [c0, c1] = PAIRS[n >> 12];
+            [c0, c1, ALPHABET[(n >> 6) & 63], b'=']
+        }
+        _ => return,
+    };
+    last.copy_from_slice(&quad);
 }
 
 /// Encodes `bytes` as standard padded base64 (`"foobar"` → `"Zm9vYmFy"`).
 pub fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(encoded_len(bytes.len()));
-    let Ok(()) = encode_chunks(bytes, |s| {
-        out.push_str(s);
-        Ok::<(), std::convert::Infallible>(())
-    });
-    out
+    let mut out = vec![0u8; encoded_len(bytes.len())];
+    encode_to_slice(bytes, &mut out);
+    // Only alphabet bytes and '=' were written, all ASCII.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-/// Displays bytes as base64 without building an intermediate `String`.
-struct Encoded<'a>(&'a [u8]);
-
-impl fmt::Display for Encoded<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        encode_chunks(self.0, |s| f.write_str(s))
-    }
+/// Serialises `bytes` as a base64 string.
+///
+/// For JSON the string is handed over as a [`RawValue`]: base64 never needs escaping, and
+/// serde_json's writer would otherwise check every character of it, which took as long as
+/// encoding it (a captured 64 KiB body is 87 KiB of text in every event that carries it).
+fn serialize_encoded<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    let len = encoded_len(bytes.len());
+    let mut quoted = vec![b'"'; len + 2];
+    encode_to_slice(bytes, &mut quoted[1..=len]);
+    let quoted = String::from_utf8(quoted).map_err(ser::Error::custom)?;
+    RawValue::from_string(quoted)
+        .map_err(ser::Error::custom)?
+        .serialize(serializer)
 }
 
 /// Decodes standard padded base64, as Go's `base64.StdEncoding.DecodeString`.
@@ -240,7 +257,7 @@ where
     T: AsRef<[u8]> + ?Sized,
     S: Serializer,
 {
-    serializer.collect_str(&Encoded(bytes.as_ref()))
+    serialize_encoded(bytes.as_ref(), serializer)
 }
 
 /// Deserialises a base64 string into bytes; JSON `null` gives an empty vector (Go's nil
@@ -301,7 +318,7 @@ impl<'de> Visitor<'de> for OptionVisitor {
 pub mod opt {
     use serde::{Deserializer, Serializer};
 
-    use super::{Encoded, OptionVisitor};
+    use super::{serialize_encoded, OptionVisitor};
 
     /// Serialises `Some(bytes)` as a base64 string and `None` as `null`.
     pub fn serialize<T, S>(value: &Option<T>, serializer: S) -> Result<S::Ok, S::Error>
@@ -310,7 +327,7 @@ pub mod opt {
         S: Serializer,
     {
         match value {
-            Some(bytes) => serializer.collect_str(&Encoded(bytes.as_ref())),
+            Some(bytes) => serialize_encoded(bytes.as_ref(), serializer),
             None => serializer.serialize_none(),
         }
     }
@@ -387,14 +404,52 @@ mod tests {
         }
     }
 
+    /// Base64 one character at a time, straight from RFC 4648.
+    fn reference(bytes: &[u8]) -> String {
+        let mut out = String::new();
+        for group in bytes.chunks(3) {
+            let n = group
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                if i <= group.len() {
+                    out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
     #[test]
-    fn large_inputs_cross_chunk_boundaries() {
-        for len in [767, 768, 769, 1535, 1536, 1537, 64 * 1024, 64 * 1024 + 1] {
+    fn large_inputs_match_the_reference_and_serialise_as_json_strings() {
+        #[derive(Serialize)]
+        struct Body<'a>(#[serde(serialize_with = "serialize")] &'a [u8]);
+
+        for len in [
+            1,
+            2,
+            3,
+            767,
+            768,
+            769,
+            1535,
+            1536,
+            1537,
+            64 * 1024,
+            64 * 1024 + 1,
+        ] {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 256) as u8).collect();
             let enc = encode(&data);
             assert_eq!(enc.len(), encoded_len(len));
-            assert_eq!(Encoded(&data).to_string(), enc);
+            assert_eq!(enc, reference(&data), "len {len}");
             assert_eq!(decode(&enc).unwrap(), data, "len {len}");
+            let json = serde_json::to_string(&Body(&data)).unwrap();
+            assert_eq!(json, format!("\"{enc}\""), "len {len}");
+            let value = serde_json::to_value(Body(&data)).unwrap();
+            assert_eq!(value, serde_json::Value::String(enc), "len {len}");
         }
     }
 
