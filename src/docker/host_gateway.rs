@@ -40,7 +40,7 @@ const RELAY_BUFFER: usize = 64 * 1024;
 /// `host.docker.internal:host-gateway`.
 ///
 /// # Errors
-/// The engine does not answer, or its default bridge has no IPv4 gateway.
+/// The engine does not answer, or its default bridge has no IPv4 subnet.
 pub async fn bridge_gateway(docker: &Docker) -> Result<IpAddr, String> {
     let network = docker
         .inspect_network(
@@ -49,20 +49,41 @@ pub async fn bridge_gateway(docker: &Docker) -> Result<IpAddr, String> {
         )
         .await
         .map_err(|e| format!("inspect Docker network {BRIDGE_NETWORK:?}: {e}"))?;
-    network
+    let configs = network
         .ipam
         .and_then(|ipam| ipam.config)
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|config| config.gateway)
-        .filter_map(|gateway| gateway.parse::<IpAddr>().ok())
-        .find(IpAddr::is_ipv4)
-        .ok_or_else(|| {
-            format!(
-                "Docker network {BRIDGE_NETWORK:?} has no IPv4 gateway: containers cannot \
-                 reach the host (is the engine started with --bridge=none?)"
-            )
+        .map(|config| (config.gateway, config.subnet));
+    ipv4_gateway(configs).ok_or_else(|| {
+        format!(
+            "Docker network {BRIDGE_NETWORK:?} has no IPv4 gateway: containers cannot \
+             reach the host (is the engine started with --bridge=none?)"
+        )
+    })
+}
+
+/// The first IPv4 gateway among a network's IPAM configs (`(gateway, subnet)`). A config
+/// that names a subnet but no gateway (some engines leave the default bridge's out) has the
+/// subnet's first address, which is the one Docker gives the bridge then.
+fn ipv4_gateway(
+    configs: impl IntoIterator<Item = (Option<String>, Option<String>)>,
+) -> Option<IpAddr> {
+    configs
+        .into_iter()
+        .find_map(|(gateway, subnet)| match gateway {
+            Some(gateway) => gateway.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
+            None => first_address(subnet.as_deref()?).map(IpAddr::V4),
         })
+}
+
+/// The first host address of an IPv4 subnet in CIDR form (`172.17.0.0/16` → `172.17.0.1`).
+fn first_address(subnet: &str) -> Option<Ipv4Addr> {
+    let (network, prefix) = subnet.split_once('/')?;
+    let network: Ipv4Addr = network.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok().filter(|&p| p <= 30)?;
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    Some(Ipv4Addr::from((u32::from(network) & mask) + 1))
 }
 
 /// Relays from the bridge gateway to loopback ports, for as long as it lives.
@@ -170,6 +191,40 @@ async fn relay(mut inbound: TcpStream, target: SocketAddr, stop: CancellationTok
 
 #[cfg(test)]
 mod tests {
+    use super::{first_address, ipv4_gateway};
+
+    #[test]
+    fn a_bridge_without_a_gateway_uses_its_subnets_first_address() {
+        let gateway = |g: Option<&str>, s: Option<&str>| (g.map(String::from), s.map(String::from));
+        let named = [gateway(Some("172.18.0.1"), Some("172.18.0.0/16"))];
+        assert_eq!(ipv4_gateway(named), Some("172.18.0.1".parse().unwrap()));
+        // Docker 20.10 started without --bip lists the default bridge's subnet only.
+        let unnamed = [gateway(None, Some("172.17.0.0/16"))];
+        assert_eq!(ipv4_gateway(unnamed), Some("172.17.0.1".parse().unwrap()));
+        let v6_first = [
+            gateway(Some("fd00::1"), Some("fd00::/64")),
+            gateway(None, Some("10.1.2.0/24")),
+        ];
+        assert_eq!(ipv4_gateway(v6_first), Some("10.1.2.1".parse().unwrap()));
+        assert_eq!(ipv4_gateway([gateway(None, None)]), None);
+        assert_eq!(ipv4_gateway([]), None);
+        assert_eq!(
+            first_address("10.0.0.0/8"),
+            Some("10.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            first_address("192.168.5.77/24"),
+            Some("192.168.5.1".parse().unwrap())
+        );
+        assert_eq!(
+            first_address("10.0.0.0/31"),
+            None,
+            "no host addresses to spare"
+        );
+        assert_eq!(first_address("fd00::/64"), None);
+        assert_eq!(first_address("10.0.0.0"), None);
+    }
+
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
