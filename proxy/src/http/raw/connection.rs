@@ -261,17 +261,16 @@ impl Connection {
 
         // The head and the body bytes already here go out in one write.
         let mut body = BodyProgress::new(head.framing);
+        // The record gets its own copy of the head (a few hundred bytes), so that it does not
+        // hold on to the read buffer.
+        flight.rec().request_head = Bytes::copy_from_slice(&self.cbuf[..head.len]);
         let in_buffer = match body.take(&self.cbuf[head.len..], &mut self.ranges) {
             Ok(n) => n,
             Err(why) => {
-                flight.rec().request_head = Bytes::copy_from_slice(&self.cbuf[..head.len]);
                 self.cbuf.advance(head.len);
                 return self.request_broke_off(&mut flight, why);
             }
         };
-        // The record gets its own copy of the head (a few hundred bytes), so that it does not
-        // hold on to the read buffer.
-        flight.rec().request_head = Bytes::copy_from_slice(&self.cbuf[..head.len]);
         if let Framing::Length(len) = head.framing {
             flight.rec().request_body.expect(len);
         }
