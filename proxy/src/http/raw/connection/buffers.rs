@@ -2,7 +2,7 @@
 //!
 //! A raw-path connection holds no buffer while it waits for the next request, so idle
 //! connections cost no buffer memory. Allocating a fresh buffer for every request instead
-//! costs more than the malloc call: a 64 KiB buffer comes from the top of glibc's heap, which
+//! costs more than the malloc call: a 72 KiB buffer comes from the top of glibc's heap, which
 //! glibc trims again when it is freed (`madvise`, then page faults on the next use), and the
 //! memory it hands out is cold in the CPU caches. Like haproxy's buffer pools, a connection going
 //! idle hands its buffer to a small free list of its worker thread, and the next request on
