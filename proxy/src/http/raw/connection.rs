@@ -132,7 +132,7 @@ fn make_room(buf: &mut BytesMut, size: usize) {
 }
 
 /// Copies the `ranges` of `wire` (starting at `offset`) into `capture`, so the read buffer
-/// they are in can be reused.
+/// they are in can be reused (a full capture only counts them).
 fn capture_ranges(capture: &mut Capture, wire: &[u8], offset: usize, ranges: &[Range<usize>]) {
     for range in ranges {
         capture.copy(&wire[offset + range.start..offset + range.end]);
@@ -328,7 +328,7 @@ impl Connection {
                     return self.request_broke_off(&mut flight, &why);
                 }
                 Event::Client(Ok(_)) => {
-                    match self.forward_request_body(ctx, &mut flight, &mut body).await {
+                    match self.forward_request_body(&mut flight, &mut body).await {
                         Ok(()) => {}
                         Err(BodyFailure::Client(why)) => {
                             return self.request_broke_off(&mut flight, &why)
@@ -382,7 +382,6 @@ impl Connection {
     /// Forwards the request body bytes at the start of `cbuf` to the target and captures them.
     async fn forward_request_body(
         &mut self,
-        ctx: &Context,
         flight: &mut Flight<'_>,
         body: &mut BodyProgress,
     ) -> Result<(), BodyFailure> {
@@ -394,12 +393,7 @@ impl Connection {
             .write_all(&self.cbuf[..n])
             .await
             .map_err(BodyFailure::Upstream)?;
-        let capture = &mut flight.rec().request_body;
-        if capture.total() < ctx.capture_limit as u64 {
-            capture_ranges(capture, &self.cbuf, 0, &self.ranges);
-        } else {
-            capture.count(self.ranges.iter().map(ExactSizeIterator::len).sum());
-        }
+        capture_ranges(&mut flight.rec().request_body, &self.cbuf, 0, &self.ranges);
         self.cbuf.advance(n);
         Ok(())
     }
@@ -596,12 +590,7 @@ impl Connection {
                         Err(why) => return self.response_broke_off(flight, why),
                     };
                     let forwarded = self.client.write_all(&self.ubuf[..n]).await;
-                    let capture = &mut flight.rec().response_body;
-                    if capture.total() < ctx.capture_limit as u64 {
-                        capture_ranges(capture, &self.ubuf, 0, &self.ranges);
-                    } else {
-                        capture.count(self.ranges.iter().map(ExactSizeIterator::len).sum());
-                    }
+                    capture_ranges(&mut flight.rec().response_body, &self.ubuf, 0, &self.ranges);
                     self.ubuf.advance(n);
                     if forwarded.is_err() {
                         // Recorded by the flight: the client closed the connection.
@@ -622,7 +611,7 @@ impl Connection {
                     return false;
                 }
                 Event::Client(Ok(_)) if uploading => {
-                    match self.forward_request_body(ctx, flight, request).await {
+                    match self.forward_request_body(flight, request).await {
                         Ok(()) => {}
                         Err(BodyFailure::Client(why)) => {
                             return self.request_broke_off(flight, &why)
