@@ -21,6 +21,7 @@ pub mod http;
 pub mod kafka;
 mod listener;
 pub mod observe;
+mod pacing;
 pub mod probes;
 mod run;
 pub mod tcp;

@@ -1,4 +1,5 @@
-//! The accept queue of the proxy's listeners.
+//! Readying the listeners the proxy is handed: a wide accept queue, and connections that do
+//! not pace ([`crate::pacing`]).
 //!
 //! rigd allocates listeners with `std::net::TcpListener::bind`, whose accept queue holds 128
 //! connections. A test that opens a burst of connections at once (a connection pool warming
@@ -12,9 +13,11 @@ use std::io;
 /// The accept queue asked for; Linux caps it at `net.core.somaxconn` (4,096 by default).
 const ACCEPT_BACKLOG: i32 = 4096;
 
-/// Widens the accept queue of an already listening socket (calling `listen` again on a
-/// listening socket only changes its backlog; queued connections stay).
-pub(crate) fn widen_backlog(listener: &std::net::TcpListener) -> io::Result<()> {
+/// Readies an already listening socket: widens its accept queue (calling `listen` again on a
+/// listening socket only changes its backlog; queued connections stay), and has the
+/// connections it accepts inherit an unpaced congestion control.
+pub(crate) fn prepare(listener: &std::net::TcpListener) -> io::Result<()> {
+    crate::pacing::unpace(listener);
     socket2::SockRef::from(listener).listen(ACCEPT_BACKLOG)
 }
 
@@ -85,7 +88,7 @@ mod tests {
         );
 
         let wide = TcpListener::bind("127.0.0.1:0").unwrap();
-        widen_backlog(&wide).unwrap();
+        prepare(&wide).unwrap();
         let (established, _held) = established_at_once(wide.local_addr().unwrap(), 600);
         assert_eq!(established, 600, "connections were dropped by a full queue");
     }

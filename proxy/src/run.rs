@@ -5,7 +5,7 @@ use std::sync::Arc;
 use rig_types::Protocol;
 use tokio_util::sync::CancellationToken;
 
-use crate::listener::widen_backlog;
+use crate::listener::prepare;
 use crate::observe::{Edge, Observer, TrafficSink, DEFAULT_CAPACITY};
 use crate::{http, kafka, tcp, GrpcSettings, Mode};
 
@@ -56,7 +56,7 @@ pub async fn run(
     listener
         .set_nonblocking(true)
         .map_err(ProxyError::Listener)?;
-    widen_backlog(&listener).map_err(ProxyError::Listener)?;
+    prepare(&listener).map_err(ProxyError::Listener)?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(ProxyError::Listener)?;
     let (observer, delivered) = Observer::spawn(edge, sink, DEFAULT_CAPACITY);
     let served = match mode {

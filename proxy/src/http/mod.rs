@@ -60,7 +60,7 @@ mod server;
 mod settings;
 mod socket;
 mod upgrade;
-mod upstream;
+pub(crate) mod upstream;
 
 pub use context::ServeError;
 pub use headers::{ERROR_HEADER, PROBE_HEADER};

@@ -193,5 +193,6 @@ pub(crate) async fn connect(target: &str, limit: Duration) -> io::Result<TokioIo
             )
         })??;
     stream.set_nodelay(true)?;
+    crate::pacing::unpace(&stream);
     Ok(TokioIo::new(stream))
 }

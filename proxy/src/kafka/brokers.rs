@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{connection, KafkaSettings};
-use crate::listener::widen_backlog;
+use crate::listener::prepare;
 use crate::observe::Observer;
 use crate::tcp::is_per_connection;
 
@@ -126,7 +126,7 @@ fn advertised_host(ip: IpAddr) -> String {
 
 fn bind(ip: IpAddr) -> std::io::Result<TcpListener> {
     let listener = std::net::TcpListener::bind((ip, 0))?;
-    widen_backlog(&listener)?;
+    prepare(&listener)?;
     listener.set_nonblocking(true)?;
     TcpListener::from_std(listener)
 }

@@ -70,7 +70,9 @@ pub(crate) async fn dial(target: &str, timeout: Duration) -> Result<TcpStream, S
             Err(_) => return Err(format!("dial tcp {target}: i/o timeout after {timeout:?}")),
         }
     };
-    connected.map_err(|err| format!("dial tcp {target}: {}", describe(&err)))
+    let stream = connected.map_err(|err| format!("dial tcp {target}: {}", describe(&err)))?;
+    crate::pacing::unpace(&stream);
+    Ok(stream)
 }
 
 /// Relays until both directions finish or the proxy shuts down, reporting progress on the way.
