@@ -24,11 +24,14 @@ const UNPACED: [&[u8]; 2] = [b"cubic", b"reno"];
 /// Makes `socket` send without pacing, when the system default would pace. Best effort: a
 /// socket that refuses keeps the default, and only costs more CPU.
 pub(crate) fn unpace<'s>(socket: impl Into<SockRef<'s>>) {
-    if default_paces() {
-        let socket = socket.into();
-        let _ = UNPACED
-            .iter()
-            .find(|name| socket.set_tcp_congestion(name).is_ok());
+    if !default_paces() {
+        return;
+    }
+    let socket = socket.into();
+    for name in UNPACED {
+        if socket.set_tcp_congestion(name).is_ok() {
+            return;
+        }
     }
 }
 
@@ -38,7 +41,7 @@ fn default_paces() -> bool {
     *PACES.get_or_init(|| std::fs::read_to_string(DEFAULT_CONTROL).is_ok_and(|name| paces(&name)))
 }
 
-/// Whether the congestion control named `name` paces every segment.
+/// Whether the congestion control named `name` paces its segments.
 fn paces(name: &str) -> bool {
     name.trim() == "bbr"
 }
