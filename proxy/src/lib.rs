@@ -25,6 +25,7 @@ mod pacing;
 pub mod probes;
 mod run;
 pub mod tcp;
+mod workers;
 
 pub use allocator::tune_for_proxying;
 pub use grpc::GrpcSettings;

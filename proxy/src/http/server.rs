@@ -32,6 +32,7 @@ use super::record::MalformedRecord;
 use super::settings::HttpSettings;
 use super::upstream::Http1Upstream;
 use crate::observe::Observer;
+use crate::workers;
 
 /// Pause after an accept error caused by resource exhaustion (out of file descriptors or
 /// memory), so the loop does not spin while the condition lasts.
@@ -69,8 +70,10 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _peer)) => {
-                ctx.tracker
-                    .spawn(serve_connection(ctx.clone(), builder.clone(), stream));
+                let (ctx_, builder) = (ctx.clone(), builder.clone());
+                workers::spawn_connection(&ctx.tracker, stream, move |stream| {
+                    serve_connection(ctx_, builder, stream)
+                });
             }
             Err(error) if is_per_connection(&error) => {}
             Err(_) => {
