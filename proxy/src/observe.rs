@@ -6,7 +6,7 @@
 //! redaction, base64, decoding) and passes them to the [`TrafficSink`]. When the channel is
 //! full the record is counted and dropped, and the task later publishes one
 //! `proxy.observations_dropped` event with the count. The task delivers what it finds, then
-//! waits a millisecond ([`GATHER`]) for more, so a busy proxy wakes it once per millisecond
+//! waits a millisecond (`GATHER`) for more, so a busy proxy wakes it once per millisecond
 //! rather than once per exchange.
 
 use std::future::Future;
@@ -210,5 +210,29 @@ mod tests {
         assert_eq!(dropped[0].dropped, 3);
         assert!(dropped[0].message.contains("~test → api"));
         assert_eq!(events.len(), 3, "2 delivered + 1 drop report");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_arriving_after_a_delivery_gather_for_a_millisecond() {
+        let sink = Arc::new(Collect::default());
+        let (observer, task) = Observer::spawn(edge(), sink.clone(), 8);
+        let delivered = || sink.0.lock().unwrap().len();
+        observer.record(Box::new(Note("a")));
+        while delivered() < 1 {
+            tokio::task::yield_now().await;
+        }
+        observer.record(Box::new(Note("b")));
+        observer.record(Box::new(Note("c")));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(delivered(), 1, "b and c wait for the gathering to end");
+        tokio::time::sleep(GATHER).await;
+        while delivered() < 3 {
+            tokio::task::yield_now().await;
+        }
+        drop(observer);
+        task.await.unwrap();
+        assert_eq!(delivered(), 3);
     }
 }
