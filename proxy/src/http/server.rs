@@ -70,10 +70,11 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _peer)) => {
-                let (ctx_, builder) = (ctx.clone(), builder.clone());
-                workers::spawn_connection(&ctx.tracker, stream, move |stream| {
-                    serve_connection(ctx_, builder, stream)
-                });
+                let serve = {
+                    let (ctx, builder) = (ctx.clone(), builder.clone());
+                    move |stream| serve_connection(ctx, builder, stream)
+                };
+                workers::spawn_connection(&ctx.tracker, stream, serve);
             }
             Err(error) if is_per_connection(&error) => {}
             Err(_) => {
