@@ -39,8 +39,9 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     static WORKERS: OnceLock<Option<Workers>> = OnceLock::new();
-    let count = thread::available_parallelism().map_or(1, |n| n.get());
-    match WORKERS.get_or_init(|| Workers::start(count)) {
+    let workers = WORKERS
+        .get_or_init(|| Workers::start(thread::available_parallelism().map_or(1, |n| n.get())));
+    match workers {
         Some(workers) => workers.spawn(tracker, stream, serve),
         None => {
             tracker.spawn(serve(stream));
