@@ -12,10 +12,12 @@
 //! ```
 //!
 //! Everything that costs time (header maps to JSON shapes, base64, gRPC decoding) happens on the
-//! observer task, off the data path. HTTP connections run on the proxy's worker threads (one
-//! single-threaded runtime per core, shared by every proxy in the process); the accept loops,
-//! the TCP and Kafka relays and the observer tasks run on the caller's runtime. If observation falls behind, traffic keeps flowing and a
+//! observer task, off the data path. If observation falls behind, traffic keeps flowing and a
 //! `proxy.observations_dropped` event says how many observations were lost.
+//!
+//! HTTP connections run on the proxy's worker threads (one single-threaded runtime per core,
+//! shared by every proxy in the process); the accept loops, the TCP and Kafka relays and the
+//! observer tasks run on the caller's runtime.
 
 mod allocator;
 pub mod grpc;

@@ -191,7 +191,9 @@ async fn relay(mut inbound: TcpStream, target: SocketAddr, stop: CancellationTok
 
 #[cfg(test)]
 mod tests {
-    use super::{first_address, ipv4_gateway};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
 
     #[test]
     fn a_bridge_without_a_gateway_uses_its_subnets_first_address() {
@@ -224,10 +226,6 @@ mod tests {
         assert_eq!(first_address("fd00::/64"), None);
         assert_eq!(first_address("10.0.0.0"), None);
     }
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    use super::*;
 
     /// Loopback stands in for the gateway address: the relay's job is the same.
     #[tokio::test]

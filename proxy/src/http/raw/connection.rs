@@ -5,13 +5,14 @@
 //! ```text
 //! client ─► cbuf ─► head? ─► [head + body bytes] ─► upstream ─► target
 //! client ◄──────────── [interim heads, final head + body bytes] ◄─ ubuf ◄┘
-//!             └─ RawRecord: head slices + capture slices ─► Observer (try_send)
+//!             └─ RawRecord: head copies + capture copy ─► Observer (try_send)
 //! ```
 //!
-//! Both buffers are read into directly and the forwarded regions are split off and frozen:
-//! the record keeps the heads and the captured body bytes as slices of the same memory.
-//! Between requests the connection holds neither buffer ([`idle`]): it waits for
-//! readability and takes a buffer only when there is something to read.
+//! Both buffers are read into directly and forwarded from where the bytes landed. The record
+//! copies the heads and the captured body bytes out (the body copy becomes the event's buffer
+//! as it is), so nothing holds on to the read buffers. Between requests the connection holds
+//! neither buffer ([`idle`]): it hands them to a per-thread pool ([`buffers`]), waits for
+//! readability, and takes a buffer only when there is something to read.
 
 use std::future::Future;
 use std::ops::Range;
