@@ -112,6 +112,13 @@ pub(crate) fn is_probe(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value.as_bytes().trim_ascii() == b"1")
 }
 
+/// [`is_probe`] for header lines as they arrived (name in any case, value), in order.
+pub(crate) fn lines_are_probe<'a>(mut lines: impl Iterator<Item = (&'a str, &'a [u8])>) -> bool {
+    lines
+        .find(|(name, _)| name.eq_ignore_ascii_case(PROBE_HEADER))
+        .is_some_and(|(_, value)| value.trim_ascii() == b"1")
+}
+
 /// Converts a header map into the recorded shape: Go-canonical keys (`Content-Type`), values
 /// in order, redacted where `redact` names the header. `Host` is left out of request headers
 /// as upstream does (it is the request's authority, not a header there).

@@ -1,16 +1,17 @@
-//! Decoded header fields kept as one buffer on the data path and turned into a method, a URI,
-//! a status and a header map on the observer task.
+//! Decoded header fields kept as one buffer on the data path and read back on the observer
+//! task: as pseudo-header values and regular fields, or as a method, a URI, a status and a
+//! header map.
 //!
 //! HPACK decoding has to happen in order on the data path (every header block changes the
-//! decoder's table), but building header maps does not: each field is appended to [`Fields`]
-//! as `name length, value length, name, value`, and [`Fields::into_parts`] reads them back
-//! as slices of the same memory.
+//! decoder's table), but reading the fields does not: each field is appended to [`Fields`]
+//! as `name length, value length, name, value`, and [`Fields::pseudo`], [`Fields::regular`]
+//! and [`Fields::into_parts`] read them back as slices of the same memory.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
 
-use crate::http::headers::strip_http2_hop_by_hop;
+use crate::http::headers::HTTP2_SETTINGS;
 
 /// Header fields being collected from a header block.
 #[derive(Default)]
@@ -67,38 +68,81 @@ impl Parts {
 }
 
 impl Fields {
-    /// Splits the fields into pseudo-header values and a header map. Fields that are not
-    /// valid HTTP (which the peer rejects anyway) are left out.
-    pub(super) fn into_parts(self) -> Parts {
-        let mut parts = Parts::default();
-        let mut rest = self.0;
-        while rest.len() >= 8 {
-            let name_len = rest.get_u32() as usize;
-            let value_len = rest.get_u32() as usize;
-            if rest.len() < name_len + value_len {
-                break;
+    /// The fields in order, as decoded: `(name, value)`.
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut rest = &self.0[..];
+        std::iter::from_fn(move || {
+            if rest.len() < 8 {
+                return None;
             }
-            let name = rest.split_to(name_len);
-            let value = rest.split_to(value_len);
-            match &name[..] {
-                b":method" => parts.method = Method::from_bytes(&value).ok(),
-                b":scheme" => parts.scheme = Some(value),
-                b":authority" => parts.authority = Some(value),
-                b":path" => parts.path = Some(value),
-                b":status" => parts.status = parse_status(&value),
-                _ => {
-                    if let (Ok(name), Ok(value)) = (
-                        HeaderName::from_bytes(&name),
-                        HeaderValue::from_maybe_shared(value),
-                    ) {
-                        parts.headers.append(name, value);
-                    }
-                }
+            let name_len = u32::from_be_bytes(rest[..4].try_into().ok()?) as usize;
+            let value_len = u32::from_be_bytes(rest[4..8].try_into().ok()?) as usize;
+            let field = rest.get(8..8 + name_len + value_len)?;
+            rest = &rest[8 + name_len + value_len..];
+            Some(field.split_at(name_len))
+        })
+    }
+
+    /// The pseudo-header values; `headers` is left empty.
+    pub(super) fn pseudo(&self) -> Parts {
+        let mut parts = Parts::default();
+        for (name, value) in self.iter().filter(|(name, _)| name.starts_with(b":")) {
+            match name {
+                b":method" => parts.method = Method::from_bytes(value).ok(),
+                b":scheme" => parts.scheme = Some(self.0.slice_ref(value)),
+                b":authority" => parts.authority = Some(self.0.slice_ref(value)),
+                b":path" => parts.path = Some(self.0.slice_ref(value)),
+                b":status" => parts.status = parse_status(value),
+                _ => {}
             }
         }
-        strip_http2_hop_by_hop(&mut parts.headers);
         parts
     }
+
+    /// The regular fields in order, as text names: pseudo-header fields, `HTTP2-Settings`
+    /// (dropped as the hyper path drops it) and fields that are not valid HTTP (which the peer
+    /// rejects anyway) left out.
+    pub(super) fn regular(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.iter().filter_map(|(name, value)| {
+            let name = std::str::from_utf8(name).ok()?;
+            let keep = is_field_name(name)
+                && !name.eq_ignore_ascii_case(HTTP2_SETTINGS.as_str())
+                && is_field_value(value);
+            keep.then_some((name, value))
+        })
+    }
+
+    /// Splits the fields into pseudo-header values and a header map of [`Fields::regular`].
+    pub(super) fn into_parts(self) -> Parts {
+        let mut parts = self.pseudo();
+        for (name, value) in self.regular() {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_maybe_shared(self.0.slice_ref(value)),
+            ) {
+                parts.headers.append(name, value);
+            }
+        }
+        parts
+    }
+}
+
+/// Whether `name` is a valid header name (RFC 9110 token), as [`HeaderName`] accepts them.
+fn is_field_name(name: &str) -> bool {
+    const SYMBOLS: &[u8] = b"!#$%&'*+-.^_`|~";
+    !name.is_empty()
+        && name.len() < 1 << 16
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || SYMBOLS.contains(&b))
+}
+
+/// Whether `value` is a valid header value, as [`HeaderValue`] accepts them: visible ASCII,
+/// spaces, tabs and obs-text, no control characters.
+fn is_field_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
 /// A `:status` value as a number.

@@ -20,7 +20,7 @@ use super::parse::MAX_HEADERS;
 use crate::http::capture::Capture;
 use crate::http::exchange::{RequestHead, RequestOutcome, ResponseOutcome};
 use crate::http::headers::{
-    is_probe, lines_to_event_map, strip_hop_by_hop, to_event_map, PROBE_HEADER,
+    is_probe, lines_are_probe, lines_to_event_map, strip_hop_by_hop, to_event_map,
 };
 use crate::http::record::HttpRecord;
 use crate::observe::{Edge, Record};
@@ -169,10 +169,7 @@ fn event_headers(
         let map = header_map(head, lines);
         return (to_event_map(&map, redact, skip_host), is_probe(&map));
     }
-    let probe = lines
-        .iter()
-        .find(|line| line.name.eq_ignore_ascii_case(PROBE_HEADER))
-        .is_some_and(|line| line.value.trim_ascii() == b"1");
+    let probe = lines_are_probe(lines.iter().map(|line| (line.name, line.value)));
     let kept = lines
         .iter()
         .filter(|line| !is_dropped_hop_by_hop(line.name.as_bytes()))
