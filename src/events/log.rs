@@ -1,17 +1,23 @@
 //! [`EventLog`]: publishing and reading an environment's events.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rig_types::{Event, Timestamp};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::filter::{EventFilter, StoreKind};
-use super::store::Stores;
+use super::spill::SpillFile;
+use super::store::{Slot, Stores};
 use super::subscription::Subscription;
 use super::tail;
+
+/// The memory rigd gives each environment's traffic events before older ones are spilled to
+/// disk: 64 MiB, about a thousand exchanges with 64 KiB captured each way.
+pub const DEFAULT_TRAFFIC_MEMORY: usize = 64 << 20;
 
 /// The persistent, ordered event log of one environment.
 ///
@@ -28,8 +34,10 @@ use super::tail;
 /// each subscriber is a cursor over the log and reads at its own pace, so none ever misses an
 /// event.
 ///
-/// The log is unbounded and in memory for now; bounding and spilling to disk will live in the
-/// stores (see `store.rs`).
+/// Memory: a log made with [`EventLog::with_spill`] keeps about its budget of traffic events in
+/// memory and writes older ones to a spill file, from which reads load them back (see
+/// `store.rs`); nothing is dropped. Lifecycle and `service.log` events stay in memory.
+/// [`EventLog::new`] keeps everything in memory.
 #[derive(Clone, Default)]
 pub struct EventLog {
     shared: Arc<Shared>,
@@ -44,6 +52,28 @@ pub(crate) struct Shared {
     store_notify: [Notify; 3],
     /// Woken on every publish and on close.
     any_notify: Notify,
+    /// Where and when traffic events leave memory; `None` keeps them all.
+    spill: Option<SpillConfig>,
+}
+
+/// The memory budget for traffic events and where the spill file goes.
+struct SpillConfig {
+    dir: PathBuf,
+    budget: usize,
+    /// Created with the first spill.
+    file: Mutex<Option<Arc<SpillFile>>>,
+}
+
+impl SpillConfig {
+    fn file(&self) -> std::io::Result<Arc<SpillFile>> {
+        let mut file = self.file.lock();
+        if let Some(file) = &*file {
+            return Ok(Arc::clone(file));
+        }
+        let created = Arc::new(SpillFile::create(&self.dir)?);
+        *file = Some(Arc::clone(&created));
+        Ok(created)
+    }
 }
 
 impl Shared {
@@ -80,9 +110,25 @@ impl Shared {
 }
 
 impl EventLog {
-    /// An empty log.
+    /// An empty log that keeps every event in memory.
     pub fn new() -> EventLog {
         EventLog::default()
+    }
+
+    /// An empty log that keeps about `budget` bytes of traffic events in memory: beyond that,
+    /// the oldest go to a spill file in `dir` (created when first needed) and are read back
+    /// from there. If the file cannot be written, events stay in memory (reported on stderr).
+    pub fn with_spill(dir: impl Into<PathBuf>, budget: usize) -> EventLog {
+        EventLog {
+            shared: Arc::new(Shared {
+                spill: Some(SpillConfig {
+                    dir: dir.into(),
+                    budget,
+                    file: Mutex::new(None),
+                }),
+                ..Shared::default()
+            }),
+        }
     }
 
     /// Appends `event` with the next sequence number and returns that number.
@@ -97,7 +143,7 @@ impl EventLog {
         // Move the event straight to the heap, outside the lock (events are large, so every
         // copy counts); the fresh Arc is unique, so make_mut never clones.
         let mut event = Arc::new(event);
-        let seq = {
+        let (seq, spill) = {
             let mut stores = self.shared.stores.write();
             let seq = stores.next_seq();
             let stored = Arc::make_mut(&mut event);
@@ -106,32 +152,66 @@ impl EventLog {
                 stored.timestamp = now;
             }
             stores.push(kind, event);
-            seq
+            let spill = match &self.shared.spill {
+                Some(config) if kind == StoreKind::Traffic => stores.begin_spill(config.budget),
+                _ => None,
+            };
+            (seq, spill)
         };
         self.shared.notify_published(kind);
+        if let Some(batch) = spill {
+            self.spill(batch);
+        }
         seq
+    }
+
+    /// Writes `batch` (the oldest traffic events in memory) to the spill file, outside the
+    /// lock, then lets the stores forget them. Readers keep finding them in memory until then.
+    fn spill(&self, batch: Vec<Arc<Event>>) {
+        let Some(config) = &self.shared.spill else {
+            return;
+        };
+        let written = config
+            .file()
+            .and_then(|file| file.append(&batch).map(|spilled| (file, spilled)));
+        drop(batch);
+        let mut stores = self.shared.stores.write();
+        match written {
+            Ok((file, spilled)) => stores.traffic_spilled(&file, spilled),
+            Err(error) => {
+                stores.spill_failed();
+                eprintln!(
+                    "rigd: traffic events stay in memory from now on: writing them to {} failed: {error}",
+                    config.dir.join(super::spill::SPILL_FILE).display()
+                );
+            }
+        }
     }
 
     /// Every event, merged in `seq` order. The snapshot is independent: later publishes do not
     /// change it. Empty when nothing was published (upstream's `/log` renders that as `null`).
     pub fn events(&self) -> Vec<Arc<Event>> {
-        self.shared.stores.read().merged_after(0)
+        let slots = self.shared.stores.read().merged_after(0);
+        load(slots)
     }
 
     /// The lifecycle events only (neither `service.log` nor traffic), in `seq` order.
     pub fn lifecycle_events(&self) -> Vec<Arc<Event>> {
-        self.store_snapshot(StoreKind::Lifecycle)
+        let stores = self.shared.stores.read();
+        stores.resident(StoreKind::Lifecycle).cloned().collect()
     }
 
-    /// The traffic events only, in `seq` order.
+    /// The traffic events only, in `seq` order (spilled ones read back).
     pub fn traffic_events(&self) -> Vec<Arc<Event>> {
-        self.store_snapshot(StoreKind::Traffic)
+        let slots = self.shared.stores.read().slots(StoreKind::Traffic);
+        load(slots)
     }
 
     /// Every event with `seq > after_seq`, merged in `seq` order; empty when `after_seq` is at
     /// or beyond the end.
     pub fn since(&self, after_seq: u64) -> Vec<Arc<Event>> {
-        self.shared.stores.read().merged_after(after_seq)
+        let slots = self.shared.stores.read().merged_after(after_seq);
+        load(slots)
     }
 
     /// The sequence number of the last event published (0 when the log is empty).
@@ -151,7 +231,7 @@ impl EventLog {
     /// empty chunk counts as one empty line.
     pub fn service_log_tail(&self, service: &str, n: usize) -> String {
         let stores = self.shared.stores.read();
-        tail::service_log_tail(stores.list(StoreKind::Log), service, n)
+        tail::service_log_tail(stores.resident(StoreKind::Log), service, n)
     }
 
     /// The first lifecycle event for which `matches` returns true, waiting for it if needed.
@@ -177,11 +257,11 @@ impl EventLog {
             notified.as_mut().enable();
             {
                 let stores = self.shared.stores.read();
-                let lifecycle = stores.list(StoreKind::Lifecycle);
-                if let Some(found) = lifecycle.iter().skip(scanned).find(|e| matches(e)) {
+                let mut lifecycle = stores.resident(StoreKind::Lifecycle).skip(scanned);
+                if let Some(found) = lifecycle.find(|e| matches(e)) {
                     return Arc::clone(found);
                 }
-                scanned = lifecycle.len();
+                scanned = stores.count(StoreKind::Lifecycle);
             }
             notified.await;
         }
@@ -237,9 +317,16 @@ impl EventLog {
         self.shared.stores.read().closed_at().is_some()
     }
 
-    fn store_snapshot(&self, kind: StoreKind) -> Vec<Arc<Event>> {
-        self.shared.stores.read().list(kind).to_vec()
+    /// The shared state, for tests that look at the stores.
+    #[cfg(test)]
+    pub(crate) fn shared_for_tests(&self) -> &Shared {
+        &self.shared
     }
+}
+
+/// The events of `slots`, spilled ones read back (after the log's lock is released).
+fn load(slots: Vec<Slot>) -> Vec<Arc<Event>> {
+    slots.into_iter().filter_map(Slot::load).collect()
 }
 
 impl fmt::Debug for EventLog {
@@ -247,9 +334,10 @@ impl fmt::Debug for EventLog {
         let stores = self.shared.stores.read();
         f.debug_struct("EventLog")
             .field("last_seq", &stores.last_seq())
-            .field("lifecycle", &stores.list(StoreKind::Lifecycle).len())
-            .field("log", &stores.list(StoreKind::Log).len())
-            .field("traffic", &stores.list(StoreKind::Traffic).len())
+            .field("lifecycle", &stores.count(StoreKind::Lifecycle))
+            .field("log", &stores.count(StoreKind::Log))
+            .field("traffic", &stores.count(StoreKind::Traffic))
+            .field("traffic_bytes_in_memory", &stores.resident_traffic_bytes())
             .field("closed_at", &stores.closed_at())
             .finish()
     }

@@ -7,17 +7,23 @@
 //! - [`EventFilter`] and [`StoreKind`] (`filter.rs`): which stores and events a subscription
 //!   reads;
 //! - `store.rs`: the three stores (lifecycle, `service.log`, traffic) sharing one sequence
-//!   counter, and the merge-by-seq reads over them (where bounding and spill-to-disk will go);
+//!   counter, the merge-by-seq reads over them, and the memory budget of the traffic store;
+//! - `spill.rs`: the spill file traffic events beyond the budget are written to and read
+//!   back from;
+//! - `size.rs`: the estimate of an event's memory the budget counts in;
 //! - `tail.rs`: formatting of a service's last output lines.
 
 mod filter;
 mod log;
+mod size;
+mod spill;
 mod store;
 mod subscription;
 mod tail;
 
 pub use filter::{EventFilter, EventPredicate, StoreKind};
-pub use log::EventLog;
+pub use log::{EventLog, DEFAULT_TRAFFIC_MEMORY};
+pub use spill::SPILL_FILE;
 pub use subscription::Subscription;
 
 #[cfg(test)]

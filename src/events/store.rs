@@ -1,20 +1,24 @@
 //! The three append-only stores behind an event log and the merge-by-seq reads over them.
 //!
-//! Every event is kept once, as an `Arc<Event>`, in the store of its kind (lifecycle,
-//! `service.log`, traffic). All three share one sequence counter, so each store is sorted by
-//! `seq` with gaps where the other stores' events went; a merged read walks the three in step
-//! and always takes the smallest `seq`.
+//! Every event is kept once, in the store of its kind (lifecycle, `service.log`, traffic). All
+//! three share one sequence counter, so each store is sorted by `seq` with gaps where the other
+//! stores' events went; a merged read walks the three in step and always takes the smallest
+//! `seq`.
 //!
-//! Memory bounding and spill-to-disk (architecture decision 4.10) belong here: a store becomes
-//! a list of segments whose older ones may be written out to the environment directory and
-//! read back on demand. Readers already address events only through [`Cursor`] positions and
-//! [`Stores::merge_into`], so that change stays inside this file.
+//! Memory is bounded (architecture decision 4.10): once the traffic store's events in memory
+//! exceed the log's budget, its oldest events are written out to a spill file (see
+//! [`super::spill`]) and only their place in the file stays in memory. A store is therefore a
+//! spilled prefix followed by a resident suffix; positions ([`Cursor`]) count across both and
+//! never change when events move to disk. Reads hand out [`Slot`]s under the lock and load
+//! spilled events after it is released.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use rig_types::Event;
 
 use super::filter::StoreKind;
+use super::spill::{SpillFile, Spilled};
 
 /// Positions into the three stores: index of the next event each store would yield.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,9 +32,82 @@ pub(crate) struct Stores {
     /// The last sequence number assigned (0 before the first publish).
     last_seq: u64,
     /// Lifecycle, log and traffic events, each sorted by `seq`.
-    lists: [Vec<Arc<Event>>; 3],
+    lists: [Store; 3],
     /// Set by `close()`: subscriptions end once they have delivered every event up to here.
     closed_at: Option<u64>,
+    /// Where spilled events went, once one was.
+    spill: Option<Arc<SpillFile>>,
+    /// A batch of traffic events is being written out.
+    spilling: bool,
+    /// Spilling failed once; events stay in memory from then on.
+    spill_failed: bool,
+}
+
+/// One store: the events written out to the spill file, then the ones in memory.
+#[derive(Debug, Default)]
+struct Store {
+    spilled: Vec<Spilled>,
+    /// In memory, oldest first, with their estimated sizes.
+    resident: VecDeque<(Arc<Event>, usize)>,
+    /// The sum of the resident events' estimated sizes.
+    resident_bytes: usize,
+}
+
+impl Store {
+    fn len(&self) -> usize {
+        self.spilled.len() + self.resident.len()
+    }
+
+    fn seq_at(&self, pos: usize) -> Option<u64> {
+        match pos.checked_sub(self.spilled.len()) {
+            None => Some(self.spilled[pos].seq),
+            Some(index) => self.resident.get(index).map(|(event, _)| event.seq),
+        }
+    }
+
+    fn slot_at(&self, pos: usize, spill: &Option<Arc<SpillFile>>) -> Option<Slot> {
+        match pos.checked_sub(self.spilled.len()) {
+            None => Some(Slot::Spilled(
+                Arc::clone(
+                    spill
+                        .as_ref()
+                        .expect("a store with spilled events has a spill file"),
+                ),
+                self.spilled[pos],
+            )),
+            Some(index) => self
+                .resident
+                .get(index)
+                .map(|(event, _)| Slot::Resident(Arc::clone(event))),
+        }
+    }
+
+    /// The position of the first event with `seq > after_seq`.
+    fn position_after(&self, after_seq: u64) -> usize {
+        let on_disk = self.spilled.partition_point(|e| e.seq <= after_seq);
+        if on_disk < self.spilled.len() {
+            return on_disk;
+        }
+        on_disk + self.resident.partition_point(|(e, _)| e.seq <= after_seq)
+    }
+}
+
+/// An event as a read finds it under the lock: in memory, or where it is in the spill file
+/// ([`Slot::load`] reads it after the lock is released).
+#[derive(Debug)]
+pub(crate) enum Slot {
+    Resident(Arc<Event>),
+    Spilled(Arc<SpillFile>, Spilled),
+}
+
+impl Slot {
+    /// The event; `None` (reported on stderr) when its spill file cannot be read back.
+    pub(crate) fn load(self) -> Option<Arc<Event>> {
+        match self {
+            Slot::Resident(event) => Some(event),
+            Slot::Spilled(file, at) => file.read(at),
+        }
+    }
 }
 
 impl Stores {
@@ -42,7 +119,14 @@ impl Stores {
 
     /// Appends an event whose `seq` was just claimed with [`Stores::next_seq`].
     pub(crate) fn push(&mut self, kind: StoreKind, event: Arc<Event>) {
-        self.lists[kind.index()].push(event);
+        let size = if kind == StoreKind::Traffic {
+            super::size::approx_size(&event)
+        } else {
+            0
+        };
+        let store = &mut self.lists[kind.index()];
+        store.resident_bytes += size;
+        store.resident.push_back((event, size));
     }
 
     /// The last sequence number assigned.
@@ -50,14 +134,85 @@ impl Stores {
         self.last_seq
     }
 
-    /// All events of one store, in `seq` order.
-    pub(crate) fn list(&self, kind: StoreKind) -> &[Arc<Event>] {
-        &self.lists[kind.index()]
+    /// The events of one store that are in memory, in `seq` order: all of them for the
+    /// lifecycle and `service.log` stores, which are never spilled.
+    pub(crate) fn resident(&self, kind: StoreKind) -> impl DoubleEndedIterator<Item = &Arc<Event>> {
+        self.lists[kind.index()]
+            .resident
+            .iter()
+            .map(|(event, _)| event)
+    }
+
+    /// How many events one store holds, spilled or not.
+    pub(crate) fn count(&self, kind: StoreKind) -> usize {
+        self.lists[kind.index()].len()
+    }
+
+    /// Every event of one store, in `seq` order.
+    pub(crate) fn slots(&self, kind: StoreKind) -> Vec<Slot> {
+        let store = &self.lists[kind.index()];
+        (0..store.len())
+            .filter_map(|pos| store.slot_at(pos, &self.spill))
+            .collect()
     }
 
     /// Total number of events stored.
     pub(crate) fn len(&self) -> usize {
-        self.lists.iter().map(Vec::len).sum()
+        self.lists.iter().map(Store::len).sum()
+    }
+
+    /// Estimated bytes of the traffic events in memory.
+    pub(crate) fn resident_traffic_bytes(&self) -> usize {
+        self.lists[StoreKind::Traffic.index()].resident_bytes
+    }
+
+    /// When the traffic events in memory exceed `budget` and no spill is under way: the
+    /// oldest of them, down to three quarters of the budget, for the caller to write out and
+    /// then hand to [`Stores::traffic_spilled`] (or [`Stores::spill_failed`]).
+    pub(crate) fn begin_spill(&mut self, budget: usize) -> Option<Vec<Arc<Event>>> {
+        let resident = self.resident_traffic_bytes();
+        if self.spilling || self.spill_failed || resident <= budget {
+            return None;
+        }
+        self.spilling = true;
+        Some(self.oldest_traffic(resident - budget / 4 * 3))
+    }
+
+    /// Ends a spill that could not be written: nothing moves, and no spill is tried again.
+    pub(crate) fn spill_failed(&mut self) {
+        self.spilling = false;
+        self.spill_failed = true;
+    }
+
+    /// The oldest resident traffic events whose sizes add up to at least `bytes` (all of them
+    /// if they add up to less).
+    fn oldest_traffic(&self, bytes: usize) -> Vec<Arc<Event>> {
+        let mut total = 0;
+        let mut out = Vec::new();
+        for (event, size) in &self.lists[StoreKind::Traffic.index()].resident {
+            if total >= bytes {
+                break;
+            }
+            total += size;
+            out.push(Arc::clone(event));
+        }
+        out
+    }
+
+    /// Ends a spill: replaces the oldest resident traffic events by their places in `file`.
+    /// `spilled` lists them oldest first, as [`Stores::begin_spill`] returned them.
+    pub(crate) fn traffic_spilled(&mut self, file: &Arc<SpillFile>, spilled: Vec<Spilled>) {
+        self.spilling = false;
+        self.spill.get_or_insert_with(|| Arc::clone(file));
+        let store = &mut self.lists[StoreKind::Traffic.index()];
+        for at in spilled {
+            let Some((event, size)) = store.resident.pop_front() else {
+                break;
+            };
+            debug_assert_eq!(event.seq, at.seq, "spilled in order");
+            store.resident_bytes -= size;
+            store.spilled.push(at);
+        }
     }
 
     /// Marks the log closed at the current sequence number (idempotent: the first close wins).
@@ -77,8 +232,8 @@ impl Stores {
     /// Binary search per store: sequence numbers are sorted but have gaps.
     pub(crate) fn cursor_after(&self, after_seq: u64) -> Cursor {
         let mut cursor = Cursor::default();
-        for (pos, list) in cursor.pos.iter_mut().zip(&self.lists) {
-            *pos = list.partition_point(|e| e.seq <= after_seq);
+        for (pos, store) in cursor.pos.iter_mut().zip(&self.lists) {
+            *pos = store.position_after(after_seq);
         }
         cursor
     }
@@ -92,7 +247,7 @@ impl Stores {
         include: [bool; 3],
         max_seq: u64,
         limit: usize,
-        out: &mut impl Extend<Arc<Event>>,
+        out: &mut impl Extend<Slot>,
     ) -> usize {
         let mut taken = 0;
         while taken < limit {
@@ -101,9 +256,9 @@ impl Stores {
                 if !include[store] {
                     continue;
                 }
-                if let Some(event) = list.get(cursor.pos[store]) {
-                    if best.is_none_or(|(_, seq)| event.seq < seq) {
-                        best = Some((store, event.seq));
+                if let Some(next) = list.seq_at(cursor.pos[store]) {
+                    if best.is_none_or(|(_, seq)| next < seq) {
+                        best = Some((store, next));
                     }
                 }
             }
@@ -111,9 +266,7 @@ impl Stores {
             if seq > max_seq {
                 break;
             }
-            out.extend(std::iter::once(Arc::clone(
-                &self.lists[store][cursor.pos[store]],
-            )));
+            out.extend(self.lists[store].slot_at(cursor.pos[store], &self.spill));
             cursor.pos[store] += 1;
             taken += 1;
         }
@@ -121,7 +274,7 @@ impl Stores {
     }
 
     /// Every event with `seq > after_seq`, merged in `seq` order.
-    pub(crate) fn merged_after(&self, after_seq: u64) -> Vec<Arc<Event>> {
+    pub(crate) fn merged_after(&self, after_seq: u64) -> Vec<Slot> {
         let mut cursor = self.cursor_after(after_seq);
         let total = self.len();
         let remaining = total - cursor.pos.iter().sum::<usize>().min(total);

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::filter::EventFilter;
 use super::log::Shared;
-use super::store::Cursor;
+use super::store::{Cursor, Slot};
 
 /// How many events a subscription copies out of the log per lock acquisition.
 const BATCH: usize = 256;
@@ -117,6 +117,7 @@ impl Subscription {
 
     /// Reads the next batch of events into the buffer and applies the predicate.
     fn fill(&mut self) -> Fill {
+        let mut slots = Vec::new();
         let (read, closed) = {
             let stores = self.shared.stores.read();
             let closed_at = stores.closed_at();
@@ -125,10 +126,12 @@ impl Subscription {
                 self.include,
                 closed_at.unwrap_or(u64::MAX),
                 BATCH,
-                &mut self.buffer,
+                &mut slots,
             );
             (read, closed_at.is_some())
         };
+        // Spilled events are read back from disk here, outside the lock.
+        self.buffer.extend(slots.into_iter().filter_map(Slot::load));
         if self.skip_through > 0 {
             let skip = self.skip_through;
             if self.buffer.back().is_some_and(|event| event.seq >= skip) {

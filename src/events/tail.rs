@@ -13,12 +13,15 @@ const LINE_PREFIX: &str = "  | ";
 /// Each chunk has its trailing newlines trimmed and is split on `\n`, so an empty chunk counts
 /// as one empty line (upstream `ServiceLogTail`). Only the chunks needed for the last `n` lines
 /// are examined, newest first.
-pub(crate) fn service_log_tail(logs: &[Arc<Event>], service: &str, n: usize) -> String {
+pub(crate) fn service_log_tail<'a>(
+    logs: impl DoubleEndedIterator<Item = &'a Arc<Event>>,
+    service: &str,
+    n: usize,
+) -> String {
     if n == 0 {
         return String::new();
     }
     let chunks = logs
-        .iter()
         .rev()
         .filter(|e| e.service == service)
         .filter_map(|e| e.log.as_ref());

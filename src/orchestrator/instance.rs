@@ -58,7 +58,10 @@ impl Instance {
         Instance {
             id,
             spec,
-            log: Arc::new(EventLog::new()),
+            log: Arc::new(EventLog::with_spill(
+                env_dir.clone(),
+                crate::events::DEFAULT_TRAFFIC_MEMORY,
+            )),
             env_dir,
             dirs,
             services_cancel: cancel.child_token(),

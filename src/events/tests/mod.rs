@@ -3,6 +3,7 @@
 
 mod concurrency;
 mod filter;
+mod spill;
 mod subscription;
 mod tail;
 mod upstream;

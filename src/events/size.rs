@@ -1,0 +1,199 @@
+//! An estimate of the memory one event holds, for the log's memory budget.
+//!
+//! Captured bodies and header maps are what make an event large, so those are counted by
+//! length; every allocation is charged a fixed overhead on top. The estimate runs on every
+//! publish, so it walks the event once and never serialises it.
+
+use std::mem::size_of;
+
+use rig_types::event::Headers;
+use rig_types::{ConnectionInfo, Event, GrpcCallInfo, KafkaRequestInfo, RequestInfo};
+
+/// What an allocation costs beyond its bytes (allocator header, rounding, the owner's pointer
+/// and lengths).
+const PER_ALLOCATION: usize = 32;
+
+/// Bytes `event` holds in memory, approximately, as stored in the log (`Arc<Event>`).
+pub(crate) fn approx_size(event: &Event) -> usize {
+    let mut size = size_of::<Event>() + 2 * size_of::<usize>() + PER_ALLOCATION;
+    size += text(&event.environment)
+        + text(&event.service)
+        + text(&event.ingress)
+        + text(&event.artifact)
+        + text(&event.error)
+        + text(&event.env_dir)
+        + text(&event.message);
+    if let Some(log) = &event.log {
+        size += text(&log.data);
+    }
+    if let Some(request) = &event.request {
+        size += request_size(request);
+    }
+    if let Some(connection) = &event.connection {
+        size += connection_size(connection);
+    }
+    if let Some(call) = &event.grpc_call {
+        size += grpc_size(call);
+    }
+    if let Some(kafka) = &event.kafka_request {
+        size += kafka_size(kafka);
+    }
+    // Lifecycle-only payloads: small, and counted roughly.
+    let lifecycle = [
+        event.endpoint.is_some(),
+        event.callback.is_some(),
+        event.result.is_some(),
+        event.diagnostic.is_some(),
+        !event.ingresses.is_empty(),
+    ];
+    size += lifecycle.iter().filter(|present| **present).count() * 1024;
+    size
+}
+
+fn request_size(request: &RequestInfo) -> usize {
+    size_of::<RequestInfo>()
+        + PER_ALLOCATION
+        + text(&request.source)
+        + text(&request.target)
+        + text(&request.ingress)
+        + text(&request.method)
+        + text(&request.path)
+        + text(&request.http_version)
+        + text(&request.error)
+        + text(&request.upgrade)
+        + headers(&request.request_headers)
+        + headers(&request.response_headers)
+        + body(&request.request_body)
+        + body(&request.response_body)
+}
+
+fn connection_size(connection: &ConnectionInfo) -> usize {
+    size_of::<ConnectionInfo>()
+        + PER_ALLOCATION
+        + text(&connection.source)
+        + text(&connection.target)
+        + text(&connection.ingress)
+        + text(&connection.error)
+        + text(&connection.upgrade)
+}
+
+fn grpc_size(call: &GrpcCallInfo) -> usize {
+    size_of::<GrpcCallInfo>()
+        + PER_ALLOCATION
+        + text(&call.source)
+        + text(&call.target)
+        + text(&call.ingress)
+        + text(&call.service)
+        + text(&call.method)
+        + text(&call.grpc_status)
+        + text(&call.grpc_message)
+        + headers(&call.request_metadata)
+        + headers(&call.response_metadata)
+        + headers(&call.response_headers)
+        + body(&call.request_body)
+        + body(&call.response_body)
+        + call.request_body_decoded.as_ref().map_or(0, value)
+        + call.response_body_decoded.as_ref().map_or(0, value)
+}
+
+fn kafka_size(kafka: &KafkaRequestInfo) -> usize {
+    size_of::<KafkaRequestInfo>()
+        + PER_ALLOCATION
+        + text(&kafka.source)
+        + text(&kafka.target)
+        + text(&kafka.ingress)
+        + text(&kafka.api_name)
+        + text(&kafka.client_id)
+        + text(&kafka.broker)
+        + kafka
+            .topics
+            .iter()
+            .map(|topic| {
+                PER_ALLOCATION + text(&topic.topic) + topic.partitions.len() * 2 * PER_ALLOCATION
+            })
+            .sum::<usize>()
+}
+
+/// A string's heap bytes (nothing when empty: an empty `String` does not allocate).
+fn text(s: &str) -> usize {
+    if s.is_empty() {
+        0
+    } else {
+        s.len() + PER_ALLOCATION
+    }
+}
+
+fn body(body: &Option<Vec<u8>>) -> usize {
+    body.as_ref().map_or(0, |b| b.len() + PER_ALLOCATION)
+}
+
+fn headers(headers: &Headers) -> usize {
+    headers
+        .iter()
+        .map(|(name, values)| {
+            // A B-tree slot, the name, the list and each value.
+            PER_ALLOCATION + text(name) + values.iter().map(|v| text(v)).sum::<usize>()
+        })
+        .sum()
+}
+
+/// A decoded JSON body: nodes, keys and strings.
+fn value(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    PER_ALLOCATION
+        + match value {
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+            Value::String(s) => text(s),
+            Value::Array(items) => items.iter().map(self::value).sum(),
+            Value::Object(fields) => fields
+                .iter()
+                .map(|(key, field)| text(key) + self::value(field))
+                .sum(),
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use rig_types::EventType;
+
+    use super::*;
+
+    /// Bodies, headers and output count by their length, so an event with a 64 KiB body is
+    /// charged about 64 KiB more than the same event without.
+    #[test]
+    fn bodies_headers_and_output_count_by_length() {
+        let bare = approx_size(&Event::new(EventType::RequestCompleted));
+        assert!(bare < 1024, "{bare}");
+
+        let mut info = RequestInfo {
+            method: "GET".into(),
+            path: "/".into(),
+            ..RequestInfo::default()
+        };
+        let mut event = Event::new(EventType::RequestCompleted);
+        event.request = Some(Box::new(info.clone()));
+        let small = approx_size(&event);
+        info.response_body = Some(vec![0; 64 * 1024]);
+        info.request_headers
+            .insert("X-Big".into(), vec!["v".repeat(4096)]);
+        event.request = Some(Box::new(info));
+        let large = approx_size(&event);
+        assert!(large - small >= 68 * 1024, "{small} → {large}");
+        assert!(large - small < 70 * 1024, "{small} → {large}");
+
+        let line = Event::log("api", rig_types::LogStream::Stdout, "x".repeat(10_000));
+        assert!(approx_size(&line) > 10_000);
+    }
+
+    #[test]
+    fn decoded_grpc_bodies_count_their_strings() {
+        let decoded = serde_json::json!({"name": "n".repeat(5000), "items": [1, 2, 3]});
+        let call = GrpcCallInfo {
+            response_body_decoded: Some(decoded),
+            ..GrpcCallInfo::default()
+        };
+        let mut event = Event::new(EventType::GrpcCallCompleted);
+        event.grpc_call = Some(Box::new(call));
+        assert!(approx_size(&event) > 5000);
+    }
+}

@@ -1,0 +1,176 @@
+//! The memory budget: traffic events beyond it go to the spill file and come back, whole and
+//! in order, through every read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rig_types::{Event, EventType, RequestInfo, Timestamp};
+use tokio_util::sync::CancellationToken;
+
+use super::{lifecycle, log_chunk, seqs};
+use crate::events::{EventFilter, EventLog, StoreKind, SPILL_FILE};
+
+/// Guards against a hang; never used to wait for something to happen.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A 16 KiB budget: a few of the exchanges below.
+const BUDGET: usize = 16 * 1024;
+
+/// A `request.completed` with a 4 KiB response body that says which exchange it is, and the
+/// fields a real one has (headers, floats, a timestamp).
+fn exchange(i: usize) -> Event {
+    let mut headers = rig_types::event::Headers::new();
+    headers.insert("Content-Type".into(), vec!["application/json".into()]);
+    headers.insert("X-Several".into(), vec!["a".into(), "b".into()]);
+    let mut event = Event::new(EventType::RequestCompleted);
+    event.request = Some(Box::new(RequestInfo {
+        source: "~test".into(),
+        target: "api".into(),
+        ingress: "http".into(),
+        method: "POST".into(),
+        path: format!("/orders/{i}?q=a%20b"),
+        status_code: 201,
+        latency_ms: 1.234 + i as f64 / 7.0,
+        duration_ms: Some(2.5),
+        request_headers: headers.clone(),
+        response_headers: headers,
+        request_body: Some(format!("{{\"n\":{i}}}").into_bytes()),
+        response_body: Some(vec![(i % 251) as u8; 4096]),
+        response_body_truncated: i % 2 == 0,
+        started_at: Some(Timestamp::now()),
+        http_version: "HTTP/1.1".into(),
+        ..RequestInfo::default()
+    }));
+    event
+}
+
+/// A log whose events are published with the mix of kinds a real environment has: every
+/// fourth one lifecycle, every fourth one service output, the rest exchanges.
+fn filled(dir: &tempfile::TempDir, count: usize) -> (EventLog, Vec<Event>) {
+    let log = EventLog::with_spill(dir.path(), BUDGET);
+    let mut published = Vec::new();
+    for i in 0..count {
+        let event = match i % 4 {
+            0 => lifecycle(EventType::ServiceHealthy, "api"),
+            1 => log_chunk("api", &format!("line {i}\n")),
+            _ => exchange(i),
+        };
+        published.push(event.clone());
+        log.publish(event);
+    }
+    (log, published)
+}
+
+/// What was published, with the seq and timestamp the log gave each event.
+fn same_events(got: &[Arc<Event>], published: &[Event]) {
+    assert_eq!(got.len(), published.len());
+    for (got, sent) in got.iter().zip(published) {
+        let mut expected = sent.clone();
+        expected.seq = got.seq;
+        expected.timestamp = got.timestamp;
+        assert_eq!(**got, expected, "event {}", got.seq);
+    }
+}
+
+#[test]
+fn traffic_beyond_the_budget_is_spilled_and_read_back_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, published) = filled(&dir, 400);
+
+    let stores = log.shared_for_tests().stores.read();
+    let in_memory = stores.resident_traffic_bytes();
+    let resident = stores.resident(StoreKind::Traffic).count();
+    let total = stores.count(StoreKind::Traffic);
+    drop(stores);
+    assert!(
+        in_memory <= BUDGET,
+        "{in_memory} bytes of traffic in memory"
+    );
+    assert!(resident < total / 10, "{resident} of {total} in memory");
+    let spill = std::fs::read_to_string(dir.path().join(SPILL_FILE)).unwrap();
+    assert_eq!(spill.lines().count(), total - resident);
+
+    let all = log.events();
+    assert_eq!(seqs(&all), (1..=400).collect::<Vec<_>>());
+    same_events(&all, &published);
+    let traffic: Vec<Event> = published
+        .iter()
+        .filter(|e| e.event_type == EventType::RequestCompleted)
+        .cloned()
+        .collect();
+    same_events(&log.traffic_events(), &traffic);
+    same_events(&log.since(123), &published[123..]);
+    // Lifecycle events and output never leave memory.
+    assert_eq!(log.lifecycle_events().len(), 100);
+    assert_eq!(log.service_log_tail("api", 1), "  | line 397");
+}
+
+#[tokio::test]
+async fn subscribers_read_spilled_events_while_more_are_published_and_spilled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, mut published) = filled(&dir, 200);
+    let mut from_start = log.subscribe(0, None, CancellationToken::new());
+    let mut traffic_only = log.subscribe(
+        0,
+        Some(EventFilter::traffic_only()),
+        CancellationToken::new(),
+    );
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut more = Vec::new();
+            for i in 200..600 {
+                let event = exchange(i);
+                more.push(event.clone());
+                log.publish(event);
+            }
+            log.close();
+            more
+        })
+    };
+    let mut got = Vec::new();
+    while let Some(event) = tokio::time::timeout(PATIENCE, from_start.next())
+        .await
+        .unwrap()
+    {
+        got.push(event);
+    }
+    published.extend(writer.join().unwrap());
+    same_events(&got, &published);
+
+    let mut traffic = Vec::new();
+    while let Some(event) = tokio::time::timeout(PATIENCE, traffic_only.next())
+        .await
+        .unwrap()
+    {
+        traffic.push(event);
+    }
+    let expected: Vec<Event> = published
+        .into_iter()
+        .filter(|e| e.event_type == EventType::RequestCompleted)
+        .collect();
+    same_events(&traffic, &expected);
+}
+
+#[test]
+fn a_log_that_cannot_spill_keeps_everything_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-there");
+    let log = EventLog::with_spill(&missing, BUDGET);
+    let published: Vec<Event> = (0..100).map(exchange).collect();
+    for event in &published {
+        log.publish(event.clone());
+    }
+    same_events(&log.events(), &published);
+    assert!(!missing.exists());
+}
+
+#[test]
+fn a_log_without_a_spill_directory_keeps_everything_in_memory() {
+    let log = EventLog::new();
+    for i in 0..100 {
+        log.publish(exchange(i));
+    }
+    let stores = log.shared_for_tests().stores.read();
+    assert_eq!(stores.resident(StoreKind::Traffic).count(), 100);
+}
