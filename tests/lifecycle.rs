@@ -401,3 +401,79 @@ async fn twenty_environments_in_parallel_get_distinct_ports_and_leave_no_process
     assert!(rigd.list().await.is_empty());
     assert_no_processes_under(&rigd.rig_dir().join("tmp"));
 }
+
+/// Sends `POST path` with `body` to `addr` on a connection of its own and returns the answer.
+fn post(addr: &str, path: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the proxy");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: api\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("send the head");
+    stream.write_all(body).expect("send the body");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// With `--traffic-memory 0`, every observed exchange goes to the spill file in the
+/// environment directory as soon as it is recorded; the event stream and the log still have
+/// every one, bodies included, and the file goes with the environment.
+#[tokio::test]
+async fn traffic_beyond_the_memory_budget_is_spilled_to_the_env_dir_and_still_delivered() {
+    const EXCHANGES: usize = 20;
+    let rigd = Rigd::start_with(&["--traffic-memory", "0"]);
+    let (id, up) = rigd
+        .up(json!({"name": "spilling", "services": {"api": http_service()}}))
+        .await;
+    let proxy = up.ingresses["api"]["default"].hostport.clone();
+    let bodies: Vec<Vec<u8>> = (0..EXCHANGES)
+        .map(|i| vec![b'a' + (i % 26) as u8; 8192 + i])
+        .collect();
+    for (i, body) in bodies.iter().enumerate() {
+        let answer = post(&proxy, &format!("/upload/{i}"), body);
+        assert!(answer.starts_with("HTTP/1."), "{answer}");
+    }
+
+    let uploads = |events: &[rig_types::Event]| -> Vec<(String, Vec<u8>)> {
+        events
+            .iter()
+            .filter_map(|e| e.request.as_ref())
+            .filter(|r| r.path.starts_with("/upload/"))
+            .map(|r| (r.path.clone(), r.request_body.clone().unwrap_or_default()))
+            .collect()
+    };
+    let expected: Vec<(String, Vec<u8>)> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| (format!("/upload/{i}"), body.clone()))
+        .collect();
+    // The stream from the start, read back from the spill file.
+    let mut events = rigd.events(&id);
+    let last = format!("/upload/{}", EXCHANGES - 1);
+    events
+        .until_matching("the last upload", |e| {
+            e.request.as_ref().is_some_and(|r| r.path == last)
+        })
+        .await;
+    assert_eq!(uploads(events.seen()), expected);
+    // The whole log, too.
+    assert_eq!(uploads(&rigd.log(&id).await), expected);
+
+    // Every exchange (and probe) is in the spill file, one JSON line each.
+    let spill = std::path::Path::new(&up.env_dir).join(rigd::events::SPILL_FILE);
+    let text = std::fs::read_to_string(&spill).expect("the spill file");
+    let spilled: Vec<rig_types::Event> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a spilled event"))
+        .collect();
+    assert!(spilled.iter().all(|e| e.event_type.is_traffic()));
+    assert_eq!(uploads(&spilled), expected);
+
+    let response = rigd
+        .request("DELETE", &format!("/environments/{id}"), &[], None)
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(!spill.exists(), "the spill file goes with the env dir");
+}

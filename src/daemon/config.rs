@@ -11,6 +11,7 @@
 //! | `--log-retention` | `72h` | log files in `{rig-dir}/logs` older than this are pruned; `0` keeps all |
 //! | `--stop-grace` | `5s` | time a stopping service gets between SIGINT and SIGKILL |
 //! | `--stall-timeout` | `30s` | silence after which `progress.stall` explains a hung startup; `0` disables |
+//! | `--traffic-memory` | `64` | MiB of traffic events each environment keeps in memory; older ones go to a file in its directory |
 
 use std::ffi::OsString;
 use std::fmt;
@@ -43,6 +44,9 @@ Flags (Go syntax: -flag value, --flag value, -flag=value, --flag=value):
   --stall-timeout DURATION
                        report a startup that makes no progress for this long (progress.stall);
                        0 disables (default \"30s\")
+  --traffic-memory MIB MiB of observed traffic each environment keeps in memory; older
+                       events go to a file in the environment directory and are read
+                       back from there (default 64)
   -h, --help           print this help
 
 Durations are Go duration strings: 300ms, 30s, 5m, 1h30m.
@@ -67,6 +71,8 @@ pub struct Config {
     pub stop_grace: Duration,
     /// Silence after which the watchdog reports a stall; zero disables it.
     pub stall_timeout: Duration,
+    /// Bytes of traffic events each environment keeps in memory before spilling to disk.
+    pub traffic_memory: usize,
     /// Keep every environment directory at teardown (`RIG_PRESERVE=true` in rigd's
     /// environment).
     pub preserve_all: bool,
@@ -163,6 +169,9 @@ impl Config {
             log_retention: flags.log_retention.unwrap_or(DEFAULT_RETENTION),
             stop_grace: flags.stop_grace.unwrap_or(Duration::from_secs(5)),
             stall_timeout: flags.stall_timeout.unwrap_or(Duration::from_secs(30)),
+            traffic_memory: flags
+                .traffic_memory
+                .unwrap_or(crate::events::DEFAULT_TRAFFIC_MEMORY),
             preserve_all: env.var("RIG_PRESERVE").as_deref() == Some("true"),
             change_dir: true,
         })
@@ -191,6 +200,7 @@ struct Flags {
     log_retention: Option<Duration>,
     stop_grace: Option<Duration>,
     stall_timeout: Option<Duration>,
+    traffic_memory: Option<usize>,
 }
 
 /// The flags rigd knows.
@@ -204,6 +214,7 @@ enum Flag {
     LogRetention,
     StopGrace,
     StallTimeout,
+    TrafficMemory,
 }
 
 impl Flag {
@@ -217,6 +228,7 @@ impl Flag {
             "log-retention" => Flag::LogRetention,
             "stop-grace" => Flag::StopGrace,
             "stall-timeout" => Flag::StallTimeout,
+            "traffic-memory" => Flag::TrafficMemory,
             _ => return None,
         })
     }
@@ -233,6 +245,7 @@ impl fmt::Display for Flag {
             Flag::LogRetention => "log-retention",
             Flag::StopGrace => "stop-grace",
             Flag::StallTimeout => "stall-timeout",
+            Flag::TrafficMemory => "traffic-memory",
         })
     }
 }
@@ -296,9 +309,23 @@ impl Flags {
             Flag::LogRetention => self.log_retention = Some(parse_duration(flag, &value, true)?),
             Flag::StopGrace => self.stop_grace = Some(parse_duration(flag, &value, true)?),
             Flag::StallTimeout => self.stall_timeout = Some(parse_duration(flag, &value, true)?),
+            Flag::TrafficMemory => self.traffic_memory = Some(parse_mebibytes(flag, &value)?),
         }
         Ok(())
     }
+}
+
+/// Parses a whole number of mebibytes into bytes.
+fn parse_mebibytes(flag: Flag, value: &str) -> Result<usize, FlagError> {
+    value
+        .parse::<usize>()
+        .ok()
+        .and_then(|mib| mib.checked_mul(1 << 20))
+        .ok_or_else(|| FlagError::InvalidValue {
+            flag: flag.to_string(),
+            value: value.to_string(),
+            reason: "must be a whole number of MiB, e.g. 64".to_string(),
+        })
 }
 
 /// Parses a Go duration; negative values are rejected, and zero unless `zero_ok`.
@@ -406,6 +433,24 @@ mod tests {
         assert!(
             USAGE.contains("--stop-grace DURATION") && USAGE.contains("--stall-timeout DURATION")
         );
+    }
+
+    #[test]
+    fn traffic_memory_flag_is_in_mebibytes() {
+        assert_eq!(parse(&[]).unwrap().traffic_memory, 64 << 20);
+        assert_eq!(
+            parse(&["--traffic-memory", "8"]).unwrap().traffic_memory,
+            8 << 20
+        );
+        assert_eq!(parse(&["-traffic-memory=0"]).unwrap().traffic_memory, 0);
+        for bad in ["-1", "1.5", "64MiB", ""] {
+            let error = parse(&["--traffic-memory", bad]).unwrap_err();
+            assert!(
+                error.to_string().contains("whole number of MiB"),
+                "{bad:?}: {error}"
+            );
+        }
+        assert!(USAGE.contains("--traffic-memory MIB"));
     }
 
     #[test]

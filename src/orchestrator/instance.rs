@@ -58,10 +58,7 @@ impl Instance {
         Instance {
             id,
             spec,
-            log: Arc::new(EventLog::with_spill(
-                env_dir.clone(),
-                crate::events::DEFAULT_TRAFFIC_MEMORY,
-            )),
+            log: Arc::new(EventLog::new()),
             env_dir,
             dirs,
             services_cancel: cancel.child_token(),
@@ -74,6 +71,15 @@ impl Instance {
             ports,
             reaper,
         }
+    }
+
+    /// Keeps about `budget` bytes of traffic events in memory and spills older ones to the
+    /// environment directory (see [`EventLog::with_spill`]); a new instance keeps them all.
+    /// Call it before anything is published.
+    pub(super) fn with_traffic_memory(mut self, budget: usize) -> Instance {
+        debug_assert!(self.log.is_empty(), "the log is replaced before it is used");
+        self.log = Arc::new(EventLog::with_spill(self.env_dir.clone(), budget));
+        self
     }
 
     /// The instance id (`<unix millis hex>-<8 random hex>`).

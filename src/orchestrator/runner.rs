@@ -64,15 +64,18 @@ pub(super) fn start(
     if let Some(reaper) = &orch.reaper {
         reaper.track_dir(&env_dir);
     }
-    let instance = Arc::new(Instance::new(
-        id,
-        Arc::new(env),
-        env_dir,
-        orch.dirs.clone(),
-        orch.ports.clone(),
-        orch.reaper.clone(),
-        done_rx,
-    ));
+    let instance = Arc::new(
+        Instance::new(
+            id,
+            Arc::new(env),
+            env_dir,
+            orch.dirs.clone(),
+            orch.ports.clone(),
+            orch.reaper.clone(),
+            done_rx,
+        )
+        .with_traffic_memory(orch.settings.traffic_memory),
+    );
     let mut settings = orch.settings.clone();
     if let Some(timeout) = instance
         .spec()
