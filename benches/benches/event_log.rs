@@ -3,7 +3,8 @@
 //! Mirrors upstream's `eventlog_bench_test.go` (publish, publish log, publish mixed, events
 //! merge, lifecycle snapshot, wait_for, subscribe) and adds the subscription fan-out: the time
 //! for N events to reach 100 subscribers, against the same N with one subscriber, and the
-//! JSON serialisation of an event carrying a 64 KiB body, against copying the body.
+//! JSON serialisation of an event carrying a 64 KiB body, against copying the body, and the
+//! publishing of such events into a log that spills them to disk, against one that keeps them.
 //!
 //! Run with `cargo bench -p rig-benches --bench event_log`; the measurements take about a
 //! minute on a 2-core machine. Publish throughput is reported in elements per second.
@@ -15,7 +16,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use rig_types::{ConnectionInfo, Event, EventType, LogStream};
+use rig_types::{ConnectionInfo, Event, EventType, LogStream, RequestInfo};
 use rigd::events::{EventFilter, EventLog};
 use tokio_util::sync::CancellationToken;
 
@@ -69,12 +70,22 @@ fn preloaded(lifecycle: usize, logs: usize) -> EventLog {
 
 /// Times `iters` publishes of events produced by `make` (construction is not timed).
 fn time_publishes(iters: u64, make: &dyn Fn(u64) -> Event) -> Duration {
+    time_publishes_into(iters, PUBLISH_CHUNK, &EventLog::new, make)
+}
+
+/// [`time_publishes`] into logs made by `new_log`, each taking `chunk` events.
+fn time_publishes_into(
+    iters: u64,
+    chunk: u64,
+    new_log: &dyn Fn() -> EventLog,
+    make: &dyn Fn(u64) -> Event,
+) -> Duration {
     let mut elapsed = Duration::ZERO;
     let mut done = 0;
     while done < iters {
-        let n = (iters - done).min(PUBLISH_CHUNK);
+        let n = (iters - done).min(chunk);
         let events: Vec<Event> = (done..done + n).map(make).collect();
-        let log = EventLog::new();
+        let log = new_log();
         let start = Instant::now();
         for event in events {
             black_box(log.publish(event));
@@ -110,6 +121,44 @@ fn publish(c: &mut Criterion) {
         b.iter_custom(|iters| time_publishes(iters, &|_| traffic_event()))
     });
     group.finish();
+
+    // An exchange with a 64 KiB response body, into a log that keeps everything in memory
+    // and into one whose 16 MiB budget sends most of them to a spill file (JSON serialisation
+    // and the write included; the page cache absorbs the writes).
+    let dir = tempfile::tempdir().expect("a directory for the spill files");
+    let mut group = c.benchmark_group("publish_exchange_64k");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("in_memory", |b| {
+        b.iter_custom(|iters| time_publishes_into(iters, 1000, &EventLog::new, &exchange_event))
+    });
+    group.bench_function("spilling", |b| {
+        b.iter_custom(|iters| {
+            time_publishes_into(
+                iters,
+                1000,
+                &|| EventLog::with_spill(dir.path(), 16 << 20),
+                &exchange_event,
+            )
+        })
+    });
+    group.finish();
+}
+
+/// A `request.completed` with a 64 KiB response body.
+fn exchange_event(i: u64) -> Event {
+    let mut e = Event::new(EventType::RequestCompleted);
+    e.request = Some(Box::new(RequestInfo {
+        source: "~test".into(),
+        target: "api".into(),
+        ingress: "http".into(),
+        method: "GET".into(),
+        path: format!("/orders/{i}"),
+        status_code: 200,
+        latency_ms: 1.5,
+        response_body: Some(vec![b'x'; 64 * 1024]),
+        ..RequestInfo::default()
+    }));
+    e
 }
 
 /// Time for `events` published events to reach every one of `subscribers` subscribers, each

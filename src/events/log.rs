@@ -160,7 +160,14 @@ impl EventLog {
         };
         self.shared.notify_published(kind);
         if let Some(batch) = spill {
-            self.spill(batch);
+            // Writing a batch takes milliseconds: on a multi-threaded runtime, its other tasks
+            // move to other threads meanwhile.
+            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                    tokio::task::block_in_place(|| self.spill(batch))
+                }
+                _ => self.spill(batch),
+            }
         }
         seq
     }
