@@ -417,13 +417,13 @@ fn post(addr: &str, path: &str, body: &[u8]) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-/// With `--traffic-memory 0`, every observed exchange goes to the spill file in the
-/// environment directory as soon as it is recorded; the event stream and the log still have
-/// every one, bodies included, and the file goes with the environment.
+/// With `--event-memory 0`, every observed exchange (and line of output) goes to the spill
+/// file in the environment directory as soon as it is recorded; the event stream and the log
+/// still have every one, bodies included, and the file goes with the environment.
 #[tokio::test]
-async fn traffic_beyond_the_memory_budget_is_spilled_to_the_env_dir_and_still_delivered() {
+async fn events_beyond_the_memory_budget_are_spilled_to_the_env_dir_and_still_delivered() {
     const EXCHANGES: usize = 20;
-    let rigd = Rigd::start_with(&["--traffic-memory", "0"]);
+    let rigd = Rigd::start_with(&["--event-memory", "0"]);
     let (id, up) = rigd
         .up(json!({"name": "spilling", "services": {"api": http_service()}}))
         .await;
@@ -461,14 +461,17 @@ async fn traffic_beyond_the_memory_budget_is_spilled_to_the_env_dir_and_still_de
     // The whole log, too.
     assert_eq!(uploads(&rigd.log(&id).await), expected);
 
-    // Every exchange (and probe) is in the spill file, one JSON line each.
+    // Every exchange (and probe) is in the spill file, one JSON line each, with the server's
+    // output; lifecycle events are not.
     let spill = std::path::Path::new(&up.env_dir).join(rigd::events::SPILL_FILE);
     let text = std::fs::read_to_string(&spill).expect("the spill file");
     let spilled: Vec<rig_types::Event> = text
         .lines()
         .map(|line| serde_json::from_str(line).expect("a spilled event"))
         .collect();
-    assert!(spilled.iter().all(|e| e.event_type.is_traffic()));
+    assert!(spilled
+        .iter()
+        .all(|e| e.event_type.is_traffic() || e.event_type == ServiceLog));
     assert_eq!(uploads(&spilled), expected);
 
     let response = rigd

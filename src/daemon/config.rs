@@ -11,7 +11,7 @@
 //! | `--log-retention` | `72h` | log files in `{rig-dir}/logs` older than this are pruned; `0` keeps all |
 //! | `--stop-grace` | `5s` | time a stopping service gets between SIGINT and SIGKILL |
 //! | `--stall-timeout` | `30s` | silence after which `progress.stall` explains a hung startup; `0` disables |
-//! | `--traffic-memory` | `64` | MiB of traffic events each environment keeps in memory; older ones go to a file in its directory |
+//! | `--event-memory` | `64` | MiB of service output and traffic events each environment keeps in memory; older ones go to a file in its directory |
 
 use std::ffi::OsString;
 use std::fmt;
@@ -44,9 +44,9 @@ Flags (Go syntax: -flag value, --flag value, -flag=value, --flag=value):
   --stall-timeout DURATION
                        report a startup that makes no progress for this long (progress.stall);
                        0 disables (default \"30s\")
-  --traffic-memory MIB MiB of observed traffic each environment keeps in memory; older
-                       events go to a file in the environment directory and are read
-                       back from there (default 64)
+  --event-memory MIB   MiB of service output and observed traffic each environment
+                       keeps in memory; older events go to a file in the environment
+                       directory and are read back from there (default 64)
   -h, --help           print this help
 
 Durations are Go duration strings: 300ms, 30s, 5m, 1h30m.
@@ -71,8 +71,9 @@ pub struct Config {
     pub stop_grace: Duration,
     /// Silence after which the watchdog reports a stall; zero disables it.
     pub stall_timeout: Duration,
-    /// Bytes of traffic events each environment keeps in memory before spilling to disk.
-    pub traffic_memory: usize,
+    /// Bytes of output and traffic events each environment keeps in memory before spilling
+    /// to disk.
+    pub event_memory: usize,
     /// Keep every environment directory at teardown (`RIG_PRESERVE=true` in rigd's
     /// environment).
     pub preserve_all: bool,
@@ -169,9 +170,9 @@ impl Config {
             log_retention: flags.log_retention.unwrap_or(DEFAULT_RETENTION),
             stop_grace: flags.stop_grace.unwrap_or(Duration::from_secs(5)),
             stall_timeout: flags.stall_timeout.unwrap_or(Duration::from_secs(30)),
-            traffic_memory: flags
-                .traffic_memory
-                .unwrap_or(crate::events::DEFAULT_TRAFFIC_MEMORY),
+            event_memory: flags
+                .event_memory
+                .unwrap_or(crate::events::DEFAULT_EVENT_MEMORY),
             preserve_all: env.var("RIG_PRESERVE").as_deref() == Some("true"),
             change_dir: true,
         })
@@ -200,7 +201,7 @@ struct Flags {
     log_retention: Option<Duration>,
     stop_grace: Option<Duration>,
     stall_timeout: Option<Duration>,
-    traffic_memory: Option<usize>,
+    event_memory: Option<usize>,
 }
 
 /// The flags rigd knows.
@@ -214,7 +215,7 @@ enum Flag {
     LogRetention,
     StopGrace,
     StallTimeout,
-    TrafficMemory,
+    EventMemory,
 }
 
 impl Flag {
@@ -228,7 +229,7 @@ impl Flag {
             "log-retention" => Flag::LogRetention,
             "stop-grace" => Flag::StopGrace,
             "stall-timeout" => Flag::StallTimeout,
-            "traffic-memory" => Flag::TrafficMemory,
+            "event-memory" => Flag::EventMemory,
             _ => return None,
         })
     }
@@ -245,7 +246,7 @@ impl fmt::Display for Flag {
             Flag::LogRetention => "log-retention",
             Flag::StopGrace => "stop-grace",
             Flag::StallTimeout => "stall-timeout",
-            Flag::TrafficMemory => "traffic-memory",
+            Flag::EventMemory => "event-memory",
         })
     }
 }
@@ -309,7 +310,7 @@ impl Flags {
             Flag::LogRetention => self.log_retention = Some(parse_duration(flag, &value, true)?),
             Flag::StopGrace => self.stop_grace = Some(parse_duration(flag, &value, true)?),
             Flag::StallTimeout => self.stall_timeout = Some(parse_duration(flag, &value, true)?),
-            Flag::TrafficMemory => self.traffic_memory = Some(parse_mebibytes(flag, &value)?),
+            Flag::EventMemory => self.event_memory = Some(parse_mebibytes(flag, &value)?),
         }
         Ok(())
     }
@@ -436,21 +437,21 @@ mod tests {
     }
 
     #[test]
-    fn traffic_memory_flag_is_in_mebibytes() {
-        assert_eq!(parse(&[]).unwrap().traffic_memory, 64 << 20);
+    fn event_memory_flag_is_in_mebibytes() {
+        assert_eq!(parse(&[]).unwrap().event_memory, 64 << 20);
         assert_eq!(
-            parse(&["--traffic-memory", "8"]).unwrap().traffic_memory,
+            parse(&["--event-memory", "8"]).unwrap().event_memory,
             8 << 20
         );
-        assert_eq!(parse(&["-traffic-memory=0"]).unwrap().traffic_memory, 0);
+        assert_eq!(parse(&["-event-memory=0"]).unwrap().event_memory, 0);
         for bad in ["-1", "1.5", "64MiB", ""] {
-            let error = parse(&["--traffic-memory", bad]).unwrap_err();
+            let error = parse(&["--event-memory", bad]).unwrap_err();
             assert!(
                 error.to_string().contains("whole number of MiB"),
                 "{bad:?}: {error}"
             );
         }
-        assert!(USAGE.contains("--traffic-memory MIB"));
+        assert!(USAGE.contains("--event-memory MIB"));
     }
 
     #[test]

@@ -205,7 +205,7 @@ pub async fn serve(
         Settings {
             stop_grace: config.stop_grace,
             stall_threshold: config.stall_timeout,
-            traffic_memory: config.traffic_memory,
+            event_memory: config.event_memory,
             ..Settings::default()
         },
     )

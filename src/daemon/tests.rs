@@ -35,7 +35,7 @@ impl RigDir {
             log_retention: crate::logfiles::DEFAULT_RETENTION,
             stop_grace: Duration::from_secs(5),
             stall_timeout: Duration::from_secs(30),
-            traffic_memory: crate::events::DEFAULT_TRAFFIC_MEMORY,
+            event_memory: crate::events::DEFAULT_EVENT_MEMORY,
             preserve_all: false,
             // The working directory belongs to the whole test process.
             change_dir: false,

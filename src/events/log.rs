@@ -15,9 +15,13 @@ use super::store::{Slot, Stores};
 use super::subscription::Subscription;
 use super::tail;
 
-/// The memory rigd gives each environment's traffic events before older ones are spilled to
-/// disk: 64 MiB, about a thousand exchanges with 64 KiB captured each way.
-pub const DEFAULT_TRAFFIC_MEMORY: usize = 64 << 20;
+/// The memory rigd gives each environment's service output and traffic events before older
+/// ones are spilled to disk: 64 MiB, about five hundred exchanges with 64 KiB captured each
+/// way.
+pub const DEFAULT_EVENT_MEMORY: usize = 64 << 20;
+
+/// How many spilled `service.log` events a tail reads back at a time.
+const SPILLED_TAIL_BATCH: usize = 256;
 
 /// The persistent, ordered event log of one environment.
 ///
@@ -34,9 +38,9 @@ pub const DEFAULT_TRAFFIC_MEMORY: usize = 64 << 20;
 /// each subscriber is a cursor over the log and reads at its own pace, so none ever misses an
 /// event.
 ///
-/// Memory: a log made with [`EventLog::with_spill`] keeps about its budget of traffic events in
-/// memory and writes older ones to a spill file, from which reads load them back (see
-/// `store.rs`); nothing is dropped. Lifecycle and `service.log` events stay in memory.
+/// Memory: a log made with [`EventLog::with_spill`] keeps about its budget of `service.log`
+/// and traffic events in memory and writes older ones to a spill file, from which reads load
+/// them back (see `store.rs`); nothing is dropped. Lifecycle events stay in memory.
 /// [`EventLog::new`] keeps everything in memory.
 #[derive(Clone, Default)]
 pub struct EventLog {
@@ -52,11 +56,11 @@ pub(crate) struct Shared {
     store_notify: [Notify; 3],
     /// Woken on every publish and on close.
     any_notify: Notify,
-    /// Where and when traffic events leave memory; `None` keeps them all.
+    /// Where and when output and traffic events leave memory; `None` keeps them all.
     spill: Option<SpillConfig>,
 }
 
-/// The memory budget for traffic events and where the spill file goes.
+/// The memory budget for output and traffic events and where the spill file goes.
 struct SpillConfig {
     dir: PathBuf,
     budget: usize,
@@ -115,9 +119,10 @@ impl EventLog {
         EventLog::default()
     }
 
-    /// An empty log that keeps about `budget` bytes of traffic events in memory: beyond that,
-    /// the oldest go to a spill file in `dir` (created when first needed) and are read back
-    /// from there. If the file cannot be written, events stay in memory (reported on stderr).
+    /// An empty log that keeps about `budget` bytes of `service.log` and traffic events in
+    /// memory: beyond that, the oldest go to a spill file in `dir` (created when first needed)
+    /// and are read back from there. If the file cannot be written, events stay in memory
+    /// (reported on stderr).
     pub fn with_spill(dir: impl Into<PathBuf>, budget: usize) -> EventLog {
         EventLog {
             shared: Arc::new(Shared {
@@ -153,7 +158,7 @@ impl EventLog {
             }
             stores.push(kind, event);
             let spill = match &self.shared.spill {
-                Some(config) if kind == StoreKind::Traffic => stores.begin_spill(config.budget),
+                Some(config) if kind != StoreKind::Lifecycle => stores.begin_spill(config.budget),
                 _ => None,
             };
             (seq, spill)
@@ -172,8 +177,9 @@ impl EventLog {
         seq
     }
 
-    /// Writes `batch` (the oldest traffic events in memory) to the spill file, outside the
-    /// lock, then lets the stores forget them. Readers keep finding them in memory until then.
+    /// Writes `batch` (the oldest output and traffic events in memory) to the spill file,
+    /// outside the lock, then lets the stores forget them. Readers keep finding them in memory
+    /// until then.
     fn spill(&self, batch: Vec<Arc<Event>>) {
         let Some(config) = &self.shared.spill else {
             return;
@@ -184,11 +190,11 @@ impl EventLog {
         drop(batch);
         let mut stores = self.shared.stores.write();
         match written {
-            Ok((file, spilled)) => stores.traffic_spilled(&file, spilled),
+            Ok((file, spilled)) => stores.spilled(&file, spilled),
             Err(error) => {
                 stores.spill_failed();
                 eprintln!(
-                    "rigd: traffic events stay in memory from now on: writing them to {} failed: {error}",
+                    "rigd: events stay in memory from now on: writing them to {} failed: {error}",
                     config.dir.join(super::spill::SPILL_FILE).display()
                 );
             }
@@ -237,8 +243,34 @@ impl EventLog {
     /// Each `service.log` chunk has its trailing newlines trimmed and is split on `\n`, so an
     /// empty chunk counts as one empty line.
     pub fn service_log_tail(&self, service: &str, n: usize) -> String {
-        let stores = self.shared.stores.read();
-        tail::service_log_tail(stores.resident(StoreKind::Log), service, n)
+        // The service's chunks, newest first, until they hold `n` lines: from memory, then,
+        // when its output goes back further, from the spill file (read outside the lock).
+        let mut chunks = tail::Chunks::new(service, n);
+        let mut pos = {
+            let stores = self.shared.stores.read();
+            for event in stores.resident(StoreKind::Log).rev() {
+                if chunks.add(event) {
+                    break;
+                }
+            }
+            stores.spilled_count(StoreKind::Log)
+        };
+        while pos > 0 && !chunks.enough() {
+            let start = pos.saturating_sub(SPILLED_TAIL_BATCH);
+            let slots: Vec<Slot> = {
+                let stores = self.shared.stores.read();
+                (start..pos)
+                    .filter_map(|at| stores.slot(StoreKind::Log, at))
+                    .collect()
+            };
+            for event in slots.into_iter().rev().filter_map(Slot::load) {
+                if chunks.add(&event) {
+                    break;
+                }
+            }
+            pos = start;
+        }
+        chunks.tail()
     }
 
     /// The first lifecycle event for which `matches` returns true, waiting for it if needed.
@@ -344,7 +376,7 @@ impl fmt::Debug for EventLog {
             .field("lifecycle", &stores.count(StoreKind::Lifecycle))
             .field("log", &stores.count(StoreKind::Log))
             .field("traffic", &stores.count(StoreKind::Traffic))
-            .field("traffic_bytes_in_memory", &stores.resident_traffic_bytes())
+            .field("bytes_in_memory", &stores.resident_bytes())
             .field("closed_at", &stores.closed_at())
             .finish()
     }

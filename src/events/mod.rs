@@ -22,7 +22,7 @@ mod subscription;
 mod tail;
 
 pub use filter::{EventFilter, EventPredicate, StoreKind};
-pub use log::{EventLog, DEFAULT_TRAFFIC_MEMORY};
+pub use log::{EventLog, DEFAULT_EVENT_MEMORY};
 pub use spill::SPILL_FILE;
 pub use subscription::Subscription;
 

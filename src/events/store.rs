@@ -5,9 +5,9 @@
 //! stores' events went; a merged read walks the three in step and always takes the smallest
 //! `seq`.
 //!
-//! Memory is bounded (architecture decision 4.10): once the traffic store's events in memory
-//! exceed the log's budget, its oldest events are written out to a spill file (see
-//! [`super::spill`]) and only their place in the file stays in memory. A store is therefore a
+//! Memory is bounded (architecture decision 4.10): once the service output and traffic events
+//! in memory exceed the log's budget, the oldest of them are written out to a spill file (see
+//! [`super::spill`]) and only their places in the file stay in memory. A store is therefore a
 //! spilled prefix followed by a resident suffix; positions ([`Cursor`]) count across both and
 //! never change when events move to disk. Reads hand out [`Slot`]s under the lock and load
 //! spilled events after it is released.
@@ -19,6 +19,10 @@ use rig_types::Event;
 
 use super::filter::StoreKind;
 use super::spill::{SpillFile, Spilled};
+
+/// The stores whose events may leave memory: service output and traffic. Lifecycle events
+/// are few, and [`super::EventLog::wait_for`] scans them under the lock.
+const SPILLABLE: [StoreKind; 2] = [StoreKind::Log, StoreKind::Traffic];
 
 /// Positions into the three stores: index of the next event each store would yield.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,7 +123,7 @@ impl Stores {
 
     /// Appends an event whose `seq` was just claimed with [`Stores::next_seq`].
     pub(crate) fn push(&mut self, kind: StoreKind, event: Arc<Event>) {
-        let size = if kind == StoreKind::Traffic {
+        let size = if SPILLABLE.contains(&kind) {
             super::size::approx_size(&event)
         } else {
             0
@@ -134,8 +138,8 @@ impl Stores {
         self.last_seq
     }
 
-    /// The events of one store that are in memory, in `seq` order: all of them for the
-    /// lifecycle and `service.log` stores, which are never spilled.
+    /// The events of one store that are in memory, in `seq` order (all of the lifecycle
+    /// store's, which is never spilled).
     pub(crate) fn resident(&self, kind: StoreKind) -> impl DoubleEndedIterator<Item = &Arc<Event>> {
         self.lists[kind.index()]
             .resident
@@ -148,11 +152,20 @@ impl Stores {
         self.lists[kind.index()].len()
     }
 
+    /// How many of one store's events are in the spill file: its positions `0..` that.
+    pub(crate) fn spilled_count(&self, kind: StoreKind) -> usize {
+        self.lists[kind.index()].spilled.len()
+    }
+
+    /// The event at position `pos` of one store.
+    pub(crate) fn slot(&self, kind: StoreKind, pos: usize) -> Option<Slot> {
+        self.lists[kind.index()].slot_at(pos, &self.spill)
+    }
+
     /// Every event of one store, in `seq` order.
     pub(crate) fn slots(&self, kind: StoreKind) -> Vec<Slot> {
-        let store = &self.lists[kind.index()];
-        (0..store.len())
-            .filter_map(|pos| store.slot_at(pos, &self.spill))
+        (0..self.count(kind))
+            .filter_map(|pos| self.slot(kind, pos))
             .collect()
     }
 
@@ -161,21 +174,24 @@ impl Stores {
         self.lists.iter().map(Store::len).sum()
     }
 
-    /// Estimated bytes of the traffic events in memory.
-    pub(crate) fn resident_traffic_bytes(&self) -> usize {
-        self.lists[StoreKind::Traffic.index()].resident_bytes
+    /// Estimated bytes of the service output and traffic events in memory.
+    pub(crate) fn resident_bytes(&self) -> usize {
+        SPILLABLE
+            .iter()
+            .map(|kind| self.lists[kind.index()].resident_bytes)
+            .sum()
     }
 
-    /// When the traffic events in memory exceed `budget` and no spill is under way: the
-    /// oldest of them, down to three quarters of the budget, for the caller to write out and
-    /// then hand to [`Stores::traffic_spilled`] (or [`Stores::spill_failed`]).
+    /// When the output and traffic events in memory exceed `budget` and no spill is under way:
+    /// the oldest of them, down to three quarters of the budget, for the caller to write out
+    /// and then hand to [`Stores::spilled`] (or [`Stores::spill_failed`]).
     pub(crate) fn begin_spill(&mut self, budget: usize) -> Option<Vec<Arc<Event>>> {
-        let resident = self.resident_traffic_bytes();
+        let resident = self.resident_bytes();
         if self.spilling || self.spill_failed || resident <= budget {
             return None;
         }
         self.spilling = true;
-        Some(self.oldest_traffic(resident - budget / 4 * 3))
+        Some(self.oldest(resident - budget / 4 * 3))
     }
 
     /// Ends a spill that could not be written: nothing moves, and no spill is tried again.
@@ -184,34 +200,47 @@ impl Stores {
         self.spill_failed = true;
     }
 
-    /// The oldest resident traffic events whose sizes add up to at least `bytes` (all of them
-    /// if they add up to less).
-    fn oldest_traffic(&self, bytes: usize) -> Vec<Arc<Event>> {
+    /// The oldest resident output and traffic events, in `seq` order, whose sizes add up to
+    /// at least `bytes` (all of them if they add up to less).
+    fn oldest(&self, bytes: usize) -> Vec<Arc<Event>> {
+        let [log, traffic] = SPILLABLE.map(|kind| &self.lists[kind.index()].resident);
+        let (mut log, mut traffic) = (log.iter().peekable(), traffic.iter().peekable());
         let mut total = 0;
         let mut out = Vec::new();
-        for (event, size) in &self.lists[StoreKind::Traffic.index()].resident {
-            if total >= bytes {
-                break;
-            }
+        while total < bytes {
+            let next = match (log.peek(), traffic.peek()) {
+                (Some((l, _)), Some((t, _))) if l.seq < t.seq => log.next(),
+                (Some(_), None) => log.next(),
+                _ => traffic.next(),
+            };
+            let Some((event, size)) = next else { break };
             total += size;
             out.push(Arc::clone(event));
         }
         out
     }
 
-    /// Ends a spill: replaces the oldest resident traffic events by their places in `file`.
-    /// `spilled` lists them oldest first, as [`Stores::begin_spill`] returned them.
-    pub(crate) fn traffic_spilled(&mut self, file: &Arc<SpillFile>, spilled: Vec<Spilled>) {
+    /// Ends a spill: replaces the oldest resident output and traffic events by their places
+    /// in `file`. `spilled` lists them in `seq` order, as [`Stores::begin_spill`] returned
+    /// them.
+    pub(crate) fn spilled(&mut self, file: &Arc<SpillFile>, spilled: Vec<Spilled>) {
         self.spilling = false;
         self.spill.get_or_insert_with(|| Arc::clone(file));
-        let store = &mut self.lists[StoreKind::Traffic.index()];
         for at in spilled {
-            let Some((event, size)) = store.resident.pop_front() else {
+            let Some(store) = SPILLABLE.iter().map(|kind| kind.index()).find(|&i| {
+                self.lists[i]
+                    .resident
+                    .front()
+                    .is_some_and(|(e, _)| e.seq == at.seq)
+            }) else {
+                debug_assert!(false, "event {} was spilled out of order", at.seq);
                 break;
             };
-            debug_assert_eq!(event.seq, at.seq, "spilled in order");
-            store.resident_bytes -= size;
-            store.spilled.push(at);
+            let store = &mut self.lists[store];
+            if let Some((_, size)) = store.resident.pop_front() {
+                store.resident_bytes -= size;
+                store.spilled.push(at);
+            }
         }
     }
 

@@ -7,6 +7,48 @@ use rig_types::Event;
 /// The prefix put before every tail line.
 const LINE_PREFIX: &str = "  | ";
 
+/// A service's output chunks gathered newest first, until they hold the lines a tail needs.
+pub(crate) struct Chunks<'a> {
+    service: &'a str,
+    wanted: usize,
+    lines: usize,
+    newest_first: Vec<Arc<Event>>,
+}
+
+impl<'a> Chunks<'a> {
+    /// Gathers `service`'s chunks for its last `wanted` lines.
+    pub(crate) fn new(service: &'a str, wanted: usize) -> Chunks<'a> {
+        Chunks {
+            service,
+            wanted,
+            lines: 0,
+            newest_first: Vec::new(),
+        }
+    }
+
+    /// Takes `event`, the next older `service.log` event, if it is the service's; true once
+    /// the chunks taken hold enough lines.
+    pub(crate) fn add(&mut self, event: &Arc<Event>) -> bool {
+        if !self.enough() && event.service == self.service {
+            if let Some(log) = &event.log {
+                self.lines += log.data.trim_end_matches('\n').split('\n').count();
+                self.newest_first.push(Arc::clone(event));
+            }
+        }
+        self.enough()
+    }
+
+    /// Whether the chunks taken hold enough lines.
+    pub(crate) fn enough(&self) -> bool {
+        self.lines >= self.wanted
+    }
+
+    /// The tail of the chunks taken, as [`service_log_tail`] formats it.
+    pub(crate) fn tail(self) -> String {
+        service_log_tail(self.newest_first.iter().rev(), self.service, self.wanted)
+    }
+}
+
 /// The last `n` output lines of `service` among `logs` (the `service.log` store), each prefixed
 /// with `"  | "` and joined with `\n`; `""` when there are none.
 ///

@@ -56,9 +56,9 @@ pub struct Settings {
     pub callback_timeout: Duration,
     /// Silence after which the watchdog publishes `progress.stall` (zero disables it).
     pub stall_threshold: Duration,
-    /// Bytes of traffic events each environment keeps in memory before older ones are
-    /// spilled to its directory.
-    pub traffic_memory: usize,
+    /// Bytes of service output and traffic events each environment keeps in memory before
+    /// older ones are spilled to its directory.
+    pub event_memory: usize,
 }
 
 impl Default for Settings {
@@ -68,7 +68,7 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(10),
             callback_timeout: Duration::from_secs(30),
             stall_threshold: Duration::from_secs(30),
-            traffic_memory: crate::events::DEFAULT_TRAFFIC_MEMORY,
+            event_memory: crate::events::DEFAULT_EVENT_MEMORY,
         }
     }
 }

@@ -74,7 +74,7 @@ pub(super) fn start(
             orch.reaper.clone(),
             done_rx,
         )
-        .with_traffic_memory(orch.settings.traffic_memory),
+        .with_event_memory(orch.settings.event_memory),
     );
     let mut settings = orch.settings.clone();
     if let Some(timeout) = instance

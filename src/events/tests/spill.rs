@@ -1,5 +1,5 @@
-//! The memory budget: traffic events beyond it go to the spill file and come back, whole and
-//! in order, through every read.
+//! The memory budget: output and traffic events beyond it go to the spill file and come back,
+//! whole and in order, through every read.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,18 +73,20 @@ fn same_events(got: &[Arc<Event>], published: &[Event]) {
 }
 
 #[test]
-fn traffic_beyond_the_budget_is_spilled_and_read_back_whole_and_in_order() {
+fn events_beyond_the_budget_are_spilled_and_read_back_whole_and_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let (log, published) = filled(&dir, 400);
 
     let stores = log.shared_for_tests().stores.read();
-    let in_memory = stores.resident_traffic_bytes();
-    let resident = stores.resident(StoreKind::Traffic).count();
-    let total = stores.count(StoreKind::Traffic);
+    let in_memory = stores.resident_bytes();
+    let spillable = [StoreKind::Log, StoreKind::Traffic];
+    let resident: usize = spillable.iter().map(|&k| stores.resident(k).count()).sum();
+    let total: usize = spillable.iter().map(|&k| stores.count(k)).sum();
+    assert_eq!(stores.resident(StoreKind::Lifecycle).count(), 100);
     drop(stores);
     assert!(
         in_memory <= BUDGET,
-        "{in_memory} bytes of traffic in memory"
+        "{in_memory} bytes of output and traffic in memory"
     );
     assert!(resident < total / 10, "{resident} of {total} in memory");
     let spill = std::fs::read_to_string(dir.path().join(SPILL_FILE)).unwrap();
@@ -100,9 +102,41 @@ fn traffic_beyond_the_budget_is_spilled_and_read_back_whole_and_in_order() {
         .collect();
     same_events(&log.traffic_events(), &traffic);
     same_events(&log.since(123), &published[123..]);
-    // Lifecycle events and output never leave memory.
+    // Lifecycle events never leave memory.
     assert_eq!(log.lifecycle_events().len(), 100);
+    // Output read back for a tail: the last lines are in memory, older ones in the file.
     assert_eq!(log.service_log_tail("api", 1), "  | line 397");
+    let tail = log.service_log_tail("api", 100);
+    assert_eq!(tail.lines().count(), 100);
+    assert!(tail.starts_with("  | line 1\n  | line 5\n"), "{tail}");
+    assert!(tail.ends_with("  | line 393\n  | line 397"), "{tail}");
+}
+
+#[test]
+fn the_tail_of_a_service_whose_output_was_all_spilled_is_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::with_spill(dir.path(), BUDGET);
+    log.publish(log_chunk("worker", "starting\nlistening on :8080\n"));
+    log.publish(log_chunk("worker", "panic: boom\n"));
+    for i in 0..100 {
+        log.publish(exchange(i));
+    }
+    let stores = log.shared_for_tests().stores.read();
+    assert_eq!(
+        stores.resident(StoreKind::Log).count(),
+        0,
+        "the output was spilled"
+    );
+    drop(stores);
+    assert_eq!(
+        log.service_log_tail("worker", 2),
+        "  | listening on :8080\n  | panic: boom"
+    );
+    assert_eq!(
+        log.service_log_tail("worker", 10),
+        "  | starting\n  | listening on :8080\n  | panic: boom"
+    );
+    assert_eq!(log.service_log_tail("other", 10), "");
 }
 
 #[tokio::test]
