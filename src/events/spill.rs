@@ -1,5 +1,5 @@
-//! The spill file: traffic events moved out of memory, one JSON line each, read back by
-//! position.
+//! The spill file: service output and traffic events moved out of memory, one JSON line
+//! each, read back by position.
 //!
 //! The file lives in the environment directory (`events.spill.jsonl`, mode 0600) and goes
 //! with it. It is only ever appended to, by one spill at a time; reads are positioned

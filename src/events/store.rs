@@ -41,7 +41,7 @@ pub(crate) struct Stores {
     closed_at: Option<u64>,
     /// Where spilled events went, once one was.
     spill: Option<Arc<SpillFile>>,
-    /// A batch of traffic events is being written out.
+    /// A batch of events is being written out.
     spilling: bool,
     /// Spilling failed once; events stay in memory from then on.
     spill_failed: bool,

@@ -31,7 +31,7 @@ impl<'a> Chunks<'a> {
     pub(crate) fn add(&mut self, event: &Arc<Event>) -> bool {
         if !self.enough() && event.service == self.service {
             if let Some(log) = &event.log {
-                self.lines += log.data.trim_end_matches('\n').split('\n').count();
+                self.lines += chunk_lines(&log.data).count();
                 self.newest_first.push(Arc::clone(event));
             }
         }
@@ -69,7 +69,7 @@ pub(crate) fn service_log_tail<'a>(
         .filter_map(|e| e.log.as_ref());
     let mut lines: Vec<&str> = Vec::with_capacity(n);
     'chunks: for entry in chunks {
-        for line in entry.data.trim_end_matches('\n').rsplit('\n') {
+        for line in chunk_lines(&entry.data).rev() {
             lines.push(line);
             if lines.len() == n {
                 break 'chunks;
@@ -85,4 +85,9 @@ pub(crate) fn service_log_tail<'a>(
         out.push_str(line);
     }
     out
+}
+
+/// The lines of an output chunk: trailing newlines trimmed, split on `\n`.
+fn chunk_lines(data: &str) -> impl DoubleEndedIterator<Item = &str> {
+    data.trim_end_matches('\n').split('\n')
 }
