@@ -418,8 +418,9 @@ fn post(addr: &str, path: &str, body: &[u8]) -> String {
 }
 
 /// With `--event-memory 0`, every observed exchange (and line of output) goes to the spill
-/// file in the environment directory as soon as it is recorded; the event stream and the log
-/// still have every one, bodies included, and the file goes with the environment.
+/// file in the environment directory as soon as it is recorded; the event stream, the log and
+/// the log files written at teardown still have every one, bodies included, and the spill file
+/// goes with the environment.
 #[tokio::test]
 async fn events_beyond_the_memory_budget_are_spilled_to_the_env_dir_and_still_delivered() {
     const EXCHANGES: usize = 20;
@@ -474,9 +475,22 @@ async fn events_beyond_the_memory_budget_are_spilled_to_the_env_dir_and_still_de
         .all(|e| e.event_type.is_traffic() || e.event_type == ServiceLog));
     assert_eq!(uploads(&spilled), expected);
 
+    // The log files written at teardown have every exchange whole, read back in batches.
     let response = rigd
-        .request("DELETE", &format!("/environments/{id}"), &[], None)
+        .request("DELETE", &format!("/environments/{id}?log=true"), &[], None)
         .await;
     assert_eq!(response.status, 200, "{}", response.text());
     assert!(!spill.exists(), "the spill file goes with the env dir");
+    let jsonl = response.json()["log_file"]
+        .as_str()
+        .expect("a log file")
+        .to_string();
+    let logged: Vec<rig_types::Event> = std::fs::read_to_string(jsonl)
+        .expect("the JSONL log")
+        .lines()
+        .skip(1)
+        .map(|line| serde_json::from_str(line).expect("a logged event"))
+        .collect();
+    assert_eq!(uploads(&logged), expected);
+    assert!(logged.iter().any(|e| e.event_type == EnvironmentDown));
 }

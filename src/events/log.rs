@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::filter::{EventFilter, StoreKind};
+use super::replay::Replay;
 use super::spill::SpillFile;
 use super::store::{Slot, Stores};
 use super::subscription::Subscription;
@@ -218,6 +219,17 @@ impl EventLog {
     pub fn traffic_events(&self) -> Vec<Arc<Event>> {
         let slots = self.shared.stores.read().slots(StoreKind::Traffic);
         load(slots)
+    }
+
+    /// A reader of every event published so far, in `seq` order and in batches, so a writer
+    /// never holds the whole log (spilled events included) in memory at once.
+    pub fn replay(&self) -> Replay {
+        let stores = self.shared.stores.read();
+        Replay::new(
+            Arc::clone(&self.shared),
+            stores.cursor_after(0),
+            stores.last_seq(),
+        )
     }
 
     /// Every event with `seq > after_seq`, merged in `seq` order; empty when `after_seq` is at

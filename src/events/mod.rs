@@ -4,6 +4,7 @@
 //!   `traffic_events`, `since`), `wait_for` and `service_log_tail`, `close`;
 //! - [`Subscription`] (`subscription.rs`): a lossless cursor that follows the log, for the SSE
 //!   endpoint and the CLI;
+//! - [`Replay`] (`replay.rs`): the events so far in batches, for the log files;
 //! - [`EventFilter`] and [`StoreKind`] (`filter.rs`): which stores and events a subscription
 //!   reads;
 //! - `store.rs`: the three stores (lifecycle, `service.log`, traffic) sharing one sequence
@@ -15,6 +16,7 @@
 
 mod filter;
 mod log;
+mod replay;
 mod size;
 mod spill;
 mod store;
@@ -23,6 +25,7 @@ mod tail;
 
 pub use filter::{EventFilter, EventPredicate, StoreKind};
 pub use log::{EventLog, DEFAULT_EVENT_MEMORY};
+pub use replay::Replay;
 pub use spill::SPILL_FILE;
 pub use subscription::Subscription;
 

@@ -6,6 +6,7 @@
 
 use std::mem::size_of;
 
+use rig_types::event::GrpcMessage;
 use rig_types::event::Headers;
 use rig_types::{ConnectionInfo, Event, GrpcCallInfo, KafkaRequestInfo, RequestInfo};
 
@@ -94,6 +95,16 @@ fn grpc_size(call: &GrpcCallInfo) -> usize {
         + body(&call.response_body)
         + call.request_body_decoded.as_ref().map_or(0, value)
         + call.response_body_decoded.as_ref().map_or(0, value)
+        + messages(&call.request_messages)
+        + messages(&call.response_messages)
+}
+
+/// Decoded stream messages.
+fn messages(messages: &[GrpcMessage]) -> usize {
+    messages
+        .iter()
+        .map(|m| size_of::<GrpcMessage>() + text(&m.decoding) + m.decoded.as_ref().map_or(0, value))
+        .sum()
 }
 
 fn kafka_size(kafka: &KafkaRequestInfo) -> usize {
@@ -186,14 +197,23 @@ mod tests {
     }
 
     #[test]
-    fn decoded_grpc_bodies_count_their_strings() {
+    fn decoded_grpc_bodies_and_messages_count_their_strings() {
         let decoded = serde_json::json!({"name": "n".repeat(5000), "items": [1, 2, 3]});
         let call = GrpcCallInfo {
-            response_body_decoded: Some(decoded),
+            response_body_decoded: Some(decoded.clone()),
             ..GrpcCallInfo::default()
         };
         let mut event = Event::new(EventType::GrpcCallCompleted);
         event.grpc_call = Some(Box::new(call));
-        assert!(approx_size(&event) > 5000);
+        let one = approx_size(&event);
+        assert!(one > 5000, "{one}");
+
+        let message = GrpcMessage {
+            decoded: Some(decoded),
+            ..GrpcMessage::default()
+        };
+        let call = event.grpc_call.as_mut().unwrap();
+        call.response_messages = vec![message.clone(), message];
+        assert!(approx_size(&event) > one + 10_000);
     }
 }

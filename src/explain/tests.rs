@@ -569,3 +569,60 @@ fn analysis_serialises_with_upstream_report_field_names() {
     assert!(v.get("stall").is_none() && v.get("dropped_observations").is_none());
     assert!(v.get("outcome").is_none() && v.get("correlated_service_errors").is_none());
 }
+
+/// The log files' summary is built from the events without the bodies of exchanges that are
+/// not errors: what the analysis finds is the same, the bodies of errors are kept, and the
+/// other bodies and decoded messages are gone.
+#[test]
+fn analysis_events_keep_only_the_bodies_the_analysis_reads() {
+    let mut ok_grpc = grpc("temporal", "OK", "");
+    let call = ok_grpc.grpc_call.as_mut().unwrap();
+    call.response_body = Some(vec![1; 4096]);
+    call.response_body_decoded = Some(json!({"id": "x".repeat(1000)}));
+    call.response_messages = vec![rig_types::GrpcMessage::default(); 3];
+    let mut failed_grpc = grpc("temporal", "NotFound", "workflow not found");
+    failed_grpc
+        .grpc_call
+        .as_mut()
+        .unwrap()
+        .response_body_decoded = Some(json!({"error": "workflow not found"}));
+    let events = run(came_up(vec![
+        http("api", "GET", "/orders", 200, &"o".repeat(10_000)),
+        http(
+            "api",
+            "POST",
+            "/orders",
+            500,
+            r#"{"error":"column \"total\" does not exist"}"#,
+        ),
+        ok_grpc,
+        failed_grpc,
+        stderr("api", "ERROR: column \"total\" does not exist\n"),
+        note("expected 201, got 500"),
+    ]));
+    let light: Vec<Arc<Event>> = events.iter().cloned().map(for_analysis).collect();
+
+    let outcome = derive_outcome(&events, "");
+    assert_eq!(analyze(&light, outcome), analyze(&events, outcome));
+    assert!(!summarize(&light, outcome).is_empty());
+    assert_eq!(summarize(&light, outcome), summarize(&events, outcome));
+
+    let request = |e: &Arc<Event>| e.request.clone();
+    let ok = request(&light[4]).unwrap();
+    assert_eq!(ok.response_body, None, "a 200's body is left out");
+    assert_eq!(ok.path, "/orders");
+    let error = request(&light[5]).unwrap();
+    assert!(error.response_body.is_some(), "a 500's body is kept");
+    let ok_call = light[6].grpc_call.as_ref().unwrap();
+    assert!(ok_call.response_body.is_none() && ok_call.response_body_decoded.is_none());
+    assert!(ok_call.response_messages.is_empty());
+    assert!(light[7]
+        .grpc_call
+        .as_ref()
+        .unwrap()
+        .response_body_decoded
+        .is_some());
+    // Events without bodies to leave out are the same allocation.
+    assert!(Arc::ptr_eq(&light[0], &events[0]));
+    assert!(Arc::ptr_eq(&light[8], &events[8]));
+}

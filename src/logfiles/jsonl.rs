@@ -9,21 +9,44 @@ use std::io::{self, Write};
 use rig_types::Event;
 
 use super::header::LogHeader;
+use crate::events::Replay;
+
+/// Where the events of a JSONL file come from, in `seq` order: a slice, or a
+/// [`Replay`] of a live log (which never holds them all in memory).
+pub trait EventSource {
+    /// Calls `write` with every event, in `seq` order, until it fails.
+    fn each(&mut self, write: &mut dyn FnMut(&Event) -> io::Result<()>) -> io::Result<()>;
+}
+
+impl<E: Borrow<Event>> EventSource for &[E] {
+    fn each(&mut self, write: &mut dyn FnMut(&Event) -> io::Result<()>) -> io::Result<()> {
+        self.iter().try_for_each(|e| write(e.borrow()))
+    }
+}
+
+impl EventSource for Replay {
+    fn each(&mut self, write: &mut dyn FnMut(&Event) -> io::Result<()>) -> io::Result<()> {
+        while let Some(batch) = self.next_batch() {
+            batch.iter().try_for_each(|e| write(e))?;
+        }
+        Ok(())
+    }
+}
 
 /// Writes the header line and one line per event to `out`.
 ///
 /// `out` should be buffered; every event is serialised straight into it.
-pub fn write_jsonl<W: Write, E: Borrow<Event>>(
+pub fn write_jsonl<W: Write>(
     mut out: W,
     header: &LogHeader,
-    events: &[E],
+    mut events: impl EventSource,
 ) -> io::Result<()> {
     serde_json::to_writer(&mut out, header)?;
     out.write_all(b"\n")?;
-    for e in events {
-        serde_json::to_writer(&mut out, e.borrow())?;
-        out.write_all(b"\n")?;
-    }
+    events.each(&mut |e| {
+        serde_json::to_writer(&mut out, e)?;
+        out.write_all(b"\n")
+    })?;
     out.flush()
 }
 
@@ -49,7 +72,7 @@ mod tests {
             Timestamp::from_unix_nanos(0),
         );
         let mut out = Vec::new();
-        write_jsonl(&mut out, &header, &[up, log]).unwrap();
+        write_jsonl(&mut out, &header, &[up, log][..]).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
         assert_eq!(lines.len(), 3);

@@ -27,7 +27,7 @@ mod tests;
 pub use header::{
     derive_outcome, duration_ms, LogHeader, Outcome, LOG_HEADER_TYPE, REASON_TEST_FAILED,
 };
-pub use jsonl::write_jsonl;
+pub use jsonl::{write_jsonl, EventSource};
 pub(crate) use pretty::generic_line;
 pub use pretty::{format_bytes, render_pretty};
 pub use retention::{prune, DEFAULT_RETENTION};
@@ -84,19 +84,38 @@ pub enum LogFileError {
     },
 }
 
+/// Every event of an environment (`service.log` included), in `seq` order, as the log files
+/// are written from them.
+pub struct LogEvents<'a, S> {
+    /// For the header and the timeline: bodies of exchanges that neither reads may be left
+    /// out (see [`crate::explain::for_analysis`]).
+    pub summary: &'a [Arc<Event>],
+    /// For the JSONL file: the events whole.
+    pub full: S,
+}
+
+impl<'a> LogEvents<'a, &'a [Arc<Event>]> {
+    /// `events` whole, for both.
+    pub fn whole(events: &'a [Arc<Event>]) -> Self {
+        LogEvents {
+            summary: events,
+            full: events,
+        }
+    }
+}
+
 /// Writes the JSONL log and the pretty timeline of an environment into `logs_dir`.
 ///
 /// Steps: create `logs_dir` (owner-only) if needed; prune log files older than `retention`
-/// (zero disables pruning); fail with [`LogFileError::NoEvents`] when `events` is empty;
-/// write `<base>.jsonl` and `<base>.log`. `events` must be every event of the environment
-/// (`service.log` included) in `seq` order; `injected` names the services left out of the
+/// (zero disables pruning); fail with [`LogFileError::NoEvents`] when there are no events;
+/// write `<base>.jsonl` and `<base>.log`. `injected` names the services left out of the
 /// header's list; `reason` is the teardown reason (`test_failed` marks the outcome failed).
 /// On a write error the partial files are removed.
 pub fn write_logs(
     logs_dir: &Path,
     name: &str,
     id: &str,
-    events: &[Arc<Event>],
+    events: LogEvents<'_, impl EventSource>,
     injected: &BTreeSet<String>,
     reason: &str,
     retention: Duration,
@@ -106,7 +125,8 @@ pub fn write_logs(
         source,
     })?;
     prune(logs_dir, retention, SystemTime::now());
-    if events.is_empty() {
+    let LogEvents { summary, full } = events;
+    if summary.is_empty() {
         return Err(LogFileError::NoEvents {
             environment: name.to_string(),
             id: id.to_string(),
@@ -115,14 +135,14 @@ pub fn write_logs(
     let base = names::base_name(name, id);
     let jsonl = logs_dir.join(format!("{base}.{}", names::JSONL_EXTENSION));
     let pretty = logs_dir.join(format!("{base}.{}", names::PRETTY_EXTENSION));
-    let header = LogHeader::for_events(name, events, injected, reason, Timestamp::now());
+    let header = LogHeader::for_events(name, summary, injected, reason, Timestamp::now());
 
     let result = write_file(&jsonl, |out| {
-        write_jsonl(BufWriter::with_capacity(WRITE_BUFFER, out), &header, events)
+        write_jsonl(BufWriter::with_capacity(WRITE_BUFFER, out), &header, full)
     })
     .and_then(|()| {
         write_file(&pretty, |out| {
-            out.write_all(render_pretty(&header, events).as_bytes())
+            out.write_all(render_pretty(&header, summary).as_bytes())
         })
     });
     if let Err(e) = result {

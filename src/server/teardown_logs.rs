@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::explain::summarize;
-use crate::logfiles::{write_logs, LogFiles};
+use crate::explain::{for_analysis, summarize};
+use crate::logfiles::{write_logs, LogEvents, LogFiles};
 use crate::orchestrator::Instance;
 
 /// Where and how long log files are kept.
@@ -39,7 +39,14 @@ pub(crate) async fn write_instance_logs(
     let settings = settings.clone();
     let id = instance.id().to_string();
     let task = tokio::task::spawn_blocking(move || {
-        let events = instance.log().events();
+        // The events are read twice, in batches, rather than held whole: once without the
+        // bodies the header, timeline and summary do not read, then whole for the JSONL.
+        let replay = instance.log().replay();
+        let mut events = Vec::new();
+        let mut reader = replay.clone();
+        while let Some(batch) = reader.next_batch() {
+            events.extend(batch.into_iter().map(for_analysis));
+        }
         let injected: BTreeSet<String> = instance
             .spec()
             .services
@@ -51,7 +58,10 @@ pub(crate) async fn write_instance_logs(
             &settings.dir,
             instance.name(),
             instance.id(),
-            &events,
+            LogEvents {
+                summary: &events,
+                full: replay,
+            },
             &injected,
             &instance.reason(),
             settings.retention,
