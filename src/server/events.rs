@@ -8,10 +8,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::client_event::{Action, ClientEvent};
-use super::response::{json, ApiError};
+use super::response::ApiError;
 use super::sse::{event_stream, parse_last_event_id, HEARTBEAT_INTERVAL};
 use super::state::AppState;
-use crate::events::EventFilter;
+use crate::events::{EventFilter, Replay};
 
 /// Query parameters of the event stream.
 #[derive(serde::Deserialize)]
@@ -82,13 +82,123 @@ pub(crate) async fn post(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /environments/{id}/log`: every event so far, `service.log` included, in `seq` order.
+/// `GET /environments/{id}/log`: every event so far, `service.log` included, in `seq` order,
+/// as one JSON array (what [`json`](super::response::json) would write for them all).
+///
+/// The array is streamed a batch of events at a time, each read (spilled events from disk)
+/// and serialised on a blocking thread, so rigd never holds the whole log, nor its JSON, in
+/// memory for one request.
 pub(crate) async fn log(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let entry = state.get(&id).ok_or_else(ApiError::environment_not_found)?;
-    let events = entry.instance().log().events();
-    let events: Vec<&rig_types::Event> = events.iter().map(|e| &**e).collect();
-    Ok(json(StatusCode::OK, &events))
+    let array = JsonArray::new(entry.instance().log().replay());
+    let chunks = futures_util::stream::unfold(array, |mut array| async move {
+        let (array, chunk) = tokio::task::spawn_blocking(move || {
+            let chunk = array.next_chunk();
+            (array, chunk)
+        })
+        .await
+        .ok()?;
+        Some((Ok::<_, std::io::Error>(Bytes::from(chunk?)), array))
+    });
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Body::from_stream(chunks),
+    )
+        .into_response())
+}
+
+/// A replay written out as a JSON array, piece by piece.
+struct JsonArray {
+    replay: Replay,
+    opened: bool,
+    empty: bool,
+    closed: bool,
+}
+
+impl JsonArray {
+    fn new(replay: Replay) -> JsonArray {
+        JsonArray {
+            replay,
+            opened: false,
+            empty: true,
+            closed: false,
+        }
+    }
+
+    /// The next piece: `[` and the first batch of events, `,`-separated, then the next
+    /// batches, then `]` and a newline; `None` after that.
+    fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        if self.closed {
+            return None;
+        }
+        let mut out = Vec::new();
+        if !self.opened {
+            self.opened = true;
+            out.push(b'[');
+        }
+        let Some(batch) = self.replay.next_batch() else {
+            self.closed = true;
+            out.extend_from_slice(b"]\n");
+            return Some(out);
+        };
+        for event in &batch {
+            let mark = out.len();
+            if !self.empty {
+                out.push(b',');
+            }
+            // Events always serialise (string keys only); one that did not is left out
+            // rather than breaking the array.
+            match serde_json::to_writer(&mut out, &**event) {
+                Ok(()) => self.empty = false,
+                Err(_) => out.truncate(mark),
+            }
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rig_types::{Event, EventType, LogStream};
+
+    use super::*;
+    use crate::events::EventLog;
+
+    fn streamed(log: &EventLog) -> Vec<u8> {
+        let mut array = JsonArray::new(log.replay());
+        let mut out = Vec::new();
+        while let Some(chunk) = array.next_chunk() {
+            out.extend(chunk);
+        }
+        out
+    }
+
+    /// The streamed array is byte for byte what serialising every event at once gives, for
+    /// an empty log, one event, and more events than one batch holds.
+    #[test]
+    fn the_streamed_log_is_the_json_array_of_every_event() {
+        let log = EventLog::new();
+        for count in [0, 1, 700] {
+            while log.last_seq() < count {
+                let event = match log.last_seq() % 3 {
+                    0 => Event::new(EventType::EnvironmentUp),
+                    1 => Event::log("api", LogStream::Stdout, "a line\n"),
+                    _ => Event::new(EventType::ConnectionClosed),
+                };
+                log.publish(event);
+            }
+            let events = log.events();
+            let events: Vec<&Event> = events.iter().map(|e| &**e).collect();
+            let mut expected = serde_json::to_vec(&events).unwrap();
+            expected.push(b'\n');
+            assert_eq!(streamed(&log), expected, "{count} events");
+        }
+    }
 }
