@@ -127,14 +127,7 @@ impl RelayRecord {
             grpc: true,
             headers: request.headers,
         };
-        let (status, headers) = match answer {
-            Answer::Nothing => (0, HeaderMap::new()),
-            Answer::Made(status, headers) => (status, headers),
-            Answer::Forwarded(fields) => {
-                let parts = fields.into_parts();
-                (parts.status.unwrap_or_default(), parts.headers)
-            }
-        };
+        let (status, headers) = status_and_headers(answer);
         let request = RequestOutcome {
             body: request_body,
             error: request_error,
@@ -157,6 +150,18 @@ impl RelayRecord {
             grpc,
         })
         .into_event(edge)
+    }
+}
+
+/// The status and header map of what the client was answered with.
+fn status_and_headers(answer: Answer<Fields>) -> (u16, HeaderMap) {
+    match answer {
+        Answer::Nothing => (0, HeaderMap::new()),
+        Answer::Made(status, headers) => (status, headers),
+        Answer::Forwarded(fields) => {
+            let parts = fields.into_parts();
+            (parts.status.unwrap_or_default(), parts.headers)
+        }
     }
 }
 
@@ -201,14 +206,7 @@ mod tests {
     /// The event the hyper path's record gives for the same fields put in header maps.
     fn through_header_maps(record: RelayRecord, edge: &Edge) -> Event {
         let request = record.request_fields.into_parts();
-        let (status, headers) = match record.answer {
-            Answer::Nothing => (0, HeaderMap::new()),
-            Answer::Made(status, headers) => (status, headers),
-            Answer::Forwarded(fields) => {
-                let parts = fields.into_parts();
-                (parts.status.unwrap_or_default(), parts.headers)
-            }
-        };
+        let (status, headers) = status_and_headers(record.answer);
         let record = HttpRecord {
             head: RequestHead {
                 uri: request.uri(),
