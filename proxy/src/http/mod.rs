@@ -24,8 +24,8 @@
 //!
 //! Beyond upstream rig:
 //! - h2c is accepted on `http` edges, with prior knowledge and by HTTP/1.1 `Upgrade: h2c`
-//!   (`curl --http2`; see [`h2c`] for when the upgrade is declined and the request served in
-//!   HTTP/1.1);
+//!   (`curl --http2`; see the `h2c` module for when the upgrade is declined and the request
+//!   served in HTTP/1.1);
 //! - WebSocket and other upgrades (and `CONNECT`) are tunnelled and recorded: a
 //!   `request.completed` with status 101 and `upgrade`, then a `connection.closed` with the
 //!   tunnel's byte counts;
