@@ -75,8 +75,7 @@ impl Instance {
 
     /// Keeps about `budget` bytes of output and traffic events in memory and spills older ones
     /// to the environment directory (see [`EventLog::with_spill`]); a new instance keeps them
-    /// all.
-    /// Call it before anything is published.
+    /// all. Call it before anything is published.
     pub(super) fn with_event_memory(mut self, budget: usize) -> Instance {
         debug_assert!(self.log.is_empty(), "the log is replaced before it is used");
         self.log = Arc::new(EventLog::with_spill(self.env_dir.clone(), budget));
