@@ -335,32 +335,38 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// `event` as the analysis (and the log files' header and timeline) need it: the captured
-/// bodies and decoded messages of an exchange that is not an error, which nothing there reads,
-/// left out; any other event as it is. The log files are written at teardown from every event
-/// of a run, spilled ones included: this keeps those that must be in memory at once small.
+/// `event` as the analysis (and the log files' header and timeline) need it, without what
+/// nothing there reads: the headers and metadata of every exchange, and the captured bodies
+/// and decoded messages of an exchange that is not an error. Other events come back as they
+/// are. The log files are written at teardown from every event of a run, spilled ones
+/// included: this keeps those that must be in memory at once small.
 pub fn for_analysis(event: Arc<Event>) -> Arc<Event> {
-    let has_bodies = event
-        .request
-        .as_ref()
-        .is_some_and(|r| r.request_body.is_some() || r.response_body.is_some())
-        || event.grpc_call.is_some();
-    if !has_bodies || traffic_error(&event).is_some() {
+    if event.request.is_none() && event.grpc_call.is_none() {
         return event;
     }
+    let error = traffic_error(&event).is_some();
     // An event read back from the spill file is not shared: no copy of its bodies.
     let mut light = Arc::try_unwrap(event).unwrap_or_else(|shared| (*shared).clone());
     if let Some(r) = light.request.as_mut() {
-        r.request_body = None;
-        r.response_body = None;
+        r.request_headers.clear();
+        r.response_headers.clear();
+        if !error {
+            r.request_body = None;
+            r.response_body = None;
+        }
     }
     if let Some(g) = light.grpc_call.as_mut() {
-        g.request_body = None;
-        g.response_body = None;
-        g.request_body_decoded = None;
-        g.response_body_decoded = None;
-        g.request_messages = Vec::new();
-        g.response_messages = Vec::new();
+        g.request_metadata.clear();
+        g.response_metadata.clear();
+        g.response_headers.clear();
+        if !error {
+            g.request_body = None;
+            g.response_body = None;
+            g.request_body_decoded = None;
+            g.response_body_decoded = None;
+            g.request_messages = Vec::new();
+            g.response_messages = Vec::new();
+        }
     }
     Arc::new(light)
 }

@@ -570,9 +570,9 @@ fn analysis_serialises_with_upstream_report_field_names() {
     assert!(v.get("outcome").is_none() && v.get("correlated_service_errors").is_none());
 }
 
-/// The log files' summary is built from the events without the bodies of exchanges that are
-/// not errors: what the analysis finds is the same, the bodies of errors are kept, and the
-/// other bodies and decoded messages are gone.
+/// The log files' header, timeline and summary are built from the events without headers,
+/// and without the bodies of exchanges that are not errors: what they say is the same, the
+/// bodies of errors are kept, and the other bodies and decoded messages are gone.
 #[test]
 fn analysis_events_keep_only_the_bodies_the_analysis_reads() {
     let mut ok_grpc = grpc("temporal", "OK", "");
@@ -586,8 +586,13 @@ fn analysis_events_keep_only_the_bodies_the_analysis_reads() {
         .as_mut()
         .unwrap()
         .response_body_decoded = Some(json!({"error": "workflow not found"}));
+    let mut ok_http = http("api", "GET", "/orders", 200, &"o".repeat(10_000));
+    let info = ok_http.request.as_mut().unwrap();
+    for headers in [&mut info.request_headers, &mut info.response_headers] {
+        headers.insert("Content-Type".into(), vec!["application/json".into()]);
+    }
     let events = run(came_up(vec![
-        http("api", "GET", "/orders", 200, &"o".repeat(10_000)),
+        ok_http,
         http(
             "api",
             "POST",
@@ -606,10 +611,26 @@ fn analysis_events_keep_only_the_bodies_the_analysis_reads() {
     assert_eq!(analyze(&light, outcome), analyze(&events, outcome));
     assert!(!summarize(&light, outcome).is_empty());
     assert_eq!(summarize(&light, outcome), summarize(&events, outcome));
+    let header = |events: &[Arc<Event>]| {
+        let now = Timestamp::from_unix_nanos(0);
+        crate::logfiles::LogHeader::for_events("t", events, &Default::default(), "", now)
+    };
+    assert_eq!(header(&light), header(&events));
+    assert_eq!(
+        crate::logfiles::render_pretty(&header(&light), &light),
+        crate::logfiles::render_pretty(&header(&events), &events)
+    );
 
     let request = |e: &Arc<Event>| e.request.clone();
     let ok = request(&light[4]).unwrap();
     assert_eq!(ok.response_body, None, "a 200's body is left out");
+    assert!(ok.request_headers.is_empty() && ok.response_headers.is_empty());
+    assert!(!events[4]
+        .request
+        .as_ref()
+        .unwrap()
+        .request_headers
+        .is_empty());
     assert_eq!(ok.path, "/orders");
     let error = request(&light[5]).unwrap();
     assert!(error.response_body.is_some(), "a 500's body is kept");
@@ -622,7 +643,7 @@ fn analysis_events_keep_only_the_bodies_the_analysis_reads() {
         .unwrap()
         .response_body_decoded
         .is_some());
-    // Events without bodies to leave out are the same allocation.
+    // Other events are the same allocation.
     assert!(Arc::ptr_eq(&light[0], &events[0]));
     assert!(Arc::ptr_eq(&light[8], &events[8]));
 }
