@@ -17,13 +17,15 @@ const PER_ALLOCATION: usize = 32;
 /// Bytes `event` holds in memory, approximately, as stored in the log (`Arc<Event>`).
 pub(crate) fn approx_size(event: &Event) -> usize {
     let mut size = size_of::<Event>() + 2 * size_of::<usize>() + PER_ALLOCATION;
-    size += text(&event.environment)
-        + text(&event.service)
-        + text(&event.ingress)
-        + text(&event.artifact)
-        + text(&event.error)
-        + text(&event.env_dir)
-        + text(&event.message);
+    size += texts([
+        &event.environment,
+        &event.service,
+        &event.ingress,
+        &event.artifact,
+        &event.error,
+        &event.env_dir,
+        &event.message,
+    ]);
     if let Some(log) = &event.log {
         size += text(&log.data);
     }
@@ -54,14 +56,16 @@ pub(crate) fn approx_size(event: &Event) -> usize {
 fn request_size(request: &RequestInfo) -> usize {
     size_of::<RequestInfo>()
         + PER_ALLOCATION
-        + text(&request.source)
-        + text(&request.target)
-        + text(&request.ingress)
-        + text(&request.method)
-        + text(&request.path)
-        + text(&request.http_version)
-        + text(&request.error)
-        + text(&request.upgrade)
+        + texts([
+            &request.source,
+            &request.target,
+            &request.ingress,
+            &request.method,
+            &request.path,
+            &request.http_version,
+            &request.error,
+            &request.upgrade,
+        ])
         + headers(&request.request_headers)
         + headers(&request.response_headers)
         + body(&request.request_body)
@@ -71,23 +75,27 @@ fn request_size(request: &RequestInfo) -> usize {
 fn connection_size(connection: &ConnectionInfo) -> usize {
     size_of::<ConnectionInfo>()
         + PER_ALLOCATION
-        + text(&connection.source)
-        + text(&connection.target)
-        + text(&connection.ingress)
-        + text(&connection.error)
-        + text(&connection.upgrade)
+        + texts([
+            &connection.source,
+            &connection.target,
+            &connection.ingress,
+            &connection.error,
+            &connection.upgrade,
+        ])
 }
 
 fn grpc_size(call: &GrpcCallInfo) -> usize {
     size_of::<GrpcCallInfo>()
         + PER_ALLOCATION
-        + text(&call.source)
-        + text(&call.target)
-        + text(&call.ingress)
-        + text(&call.service)
-        + text(&call.method)
-        + text(&call.grpc_status)
-        + text(&call.grpc_message)
+        + texts([
+            &call.source,
+            &call.target,
+            &call.ingress,
+            &call.service,
+            &call.method,
+            &call.grpc_status,
+            &call.grpc_message,
+        ])
         + headers(&call.request_metadata)
         + headers(&call.response_metadata)
         + headers(&call.response_headers)
@@ -110,12 +118,14 @@ fn messages(messages: &[GrpcMessage]) -> usize {
 fn kafka_size(kafka: &KafkaRequestInfo) -> usize {
     size_of::<KafkaRequestInfo>()
         + PER_ALLOCATION
-        + text(&kafka.source)
-        + text(&kafka.target)
-        + text(&kafka.ingress)
-        + text(&kafka.api_name)
-        + text(&kafka.client_id)
-        + text(&kafka.broker)
+        + texts([
+            &kafka.source,
+            &kafka.target,
+            &kafka.ingress,
+            &kafka.api_name,
+            &kafka.client_id,
+            &kafka.broker,
+        ])
         + kafka
             .topics
             .iter()
@@ -123,6 +133,11 @@ fn kafka_size(kafka: &KafkaRequestInfo) -> usize {
                 PER_ALLOCATION + text(&topic.topic) + topic.partitions.len() * 2 * PER_ALLOCATION
             })
             .sum::<usize>()
+}
+
+/// The heap bytes of several strings.
+fn texts<const N: usize>(strings: [&str; N]) -> usize {
+    strings.into_iter().map(text).sum()
 }
 
 /// A string's heap bytes (nothing when empty: an empty `String` does not allocate).
