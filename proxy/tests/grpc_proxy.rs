@@ -351,6 +351,17 @@ async fn reflection_falls_back_to_v1alpha() {
 }
 
 #[tokio::test]
+async fn reflection_works_with_servers_that_send_headers_only_with_the_first_answer() {
+    // grpc-go (Temporal, most Go servers) answers the reflection stream's headers only with
+    // its first answer: the first request must not wait for them.
+    let mut setup = Setup::start(Reflection::V1GoTiming, false, Mode::Grpc).await;
+    setup.client.unary(request("go")).await.unwrap();
+    let event = setup.call().await;
+    assert_eq!(event.request_messages[0].decoding, "reflection");
+    assert_eq!(event.request_body_decoded, Some(json!({"text": "go"})));
+}
+
+#[tokio::test]
 async fn grpc_calls_on_an_http_edge_are_recorded_as_grpc() {
     // No prefetch on an `http` edge: the first call starts the fetch and its event waits
     // for the descriptors.

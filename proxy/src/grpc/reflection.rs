@@ -129,20 +129,29 @@ macro_rules! reflection_client {
                 responses: tonic::Streaming<ServerReflectionResponse>,
             }
 
+            /// A request asking for `request`.
+            fn request(request: MessageRequest) -> ServerReflectionRequest {
+                ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(request),
+                }
+            }
+
             impl Session {
                 async fn ask(
                     &mut self,
                     request: MessageRequest,
                 ) -> Result<MessageResponse, Status> {
-                    let request = ServerReflectionRequest {
-                        host: String::new(),
-                        message_request: Some(request),
-                    };
-                    if self.requests.send(request).await.is_err() {
+                    if self.requests.send(self::request(request)).await.is_err() {
                         return Err(Status(tonic::Status::unavailable(
                             "the reflection stream closed",
                         )));
                     }
+                    self.answer().await
+                }
+
+                /// The answer to the request sent last.
+                async fn answer(&mut self) -> Result<MessageResponse, Status> {
                     match self.responses.message().await {
                         Ok(Some(response)) => response.message_response.ok_or_else(|| {
                             Status(tonic::Status::internal("an empty reflection response"))
@@ -166,6 +175,13 @@ macro_rules! reflection_client {
             pub(super) async fn fetch(channel: Channel) -> Result<Vec<Vec<u8>>, Status> {
                 let mut client = ServerReflectionClient::new(channel);
                 let (requests, outbound) = mpsc::channel(4);
+                // The first request goes out with the call: grpc-go servers send their
+                // response headers only with the first answer, and the call returns once it
+                // has the headers.
+                let list = request(MessageRequest::ListServices(String::new()));
+                requests
+                    .try_send(list)
+                    .expect("an empty channel has room for one request");
                 let responses = client
                     .server_reflection_info(ReceiverStream::new(outbound))
                     .await
@@ -175,10 +191,7 @@ macro_rules! reflection_client {
                     requests,
                     responses,
                 };
-                let services = match session
-                    .ask(MessageRequest::ListServices(String::new()))
-                    .await?
-                {
+                let services = match session.answer().await? {
                     MessageResponse::ListServicesResponse(list) => list.service,
                     MessageResponse::ErrorResponse(e) => {
                         return Err(Status(tonic::Status::new(
