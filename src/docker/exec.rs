@@ -1,5 +1,6 @@
 //! Running a command inside a running container (`exec` hooks).
 
+use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -15,6 +16,38 @@ pub async fn exec(
     cmd: &[String],
     env: &[String],
     output: &OutputSink,
+) -> Result<(), String> {
+    exec_with(docker, container, cmd, env, |chunk| {
+        write_chunk(output, chunk)
+    })
+    .await
+}
+
+/// Runs `cmd` in container `container` and returns its output (stdout and stderr as they
+/// came); a failure (`exec [<cmd>]: exit code N`) quotes it.
+pub async fn exec_output(
+    docker: &Docker,
+    container: &str,
+    cmd: &[String],
+) -> Result<String, String> {
+    let mut text = String::new();
+    let result = exec_with(docker, container, cmd, &[], |chunk| {
+        text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    })
+    .await;
+    match result {
+        Ok(()) => Ok(text),
+        Err(e) => Err(format!("{e}: {}", text.trim())),
+    }
+}
+
+/// Runs `cmd` with `env` added, handing every chunk of its output to `on_output`.
+async fn exec_with(
+    docker: &Docker,
+    container: &str,
+    cmd: &[String],
+    env: &[String],
+    mut on_output: impl FnMut(LogOutput),
 ) -> Result<(), String> {
     let what = format!("exec {cmd:?}");
     let created = docker
@@ -39,7 +72,7 @@ pub async fn exec(
             output: mut out, ..
         } => {
             while let Some(Ok(chunk)) = out.next().await {
-                write_chunk(output, chunk);
+                on_output(chunk);
             }
         }
         StartExecResults::Detached => {}

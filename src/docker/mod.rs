@@ -29,7 +29,7 @@ pub use client::{connect, DockerError};
 pub use container::{
     create, host_port, run_container, ContainerSpec, Mount, PortMapping, StopSettings,
 };
-pub use exec::exec;
+pub use exec::{exec, exec_output};
 pub use host_gateway::{bridge_gateway, HostGateway};
 pub use image::{ensure_image, local_image_id, ImageSource};
 pub use owner::{

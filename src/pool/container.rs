@@ -37,6 +37,8 @@ pub struct ServerSpec {
     pub env: BTreeMap<String, String>,
     /// The port the server listens on inside the container.
     pub port: u16,
+    /// Further ports to publish (e.g. a web UI's); see [`ContainerServer::published`].
+    pub extra_ports: Vec<u16>,
 }
 
 /// A running backend container.
@@ -45,6 +47,8 @@ pub struct ContainerServer {
     id: String,
     name: String,
     host_port: u16,
+    /// `(container port, host port)` of [`ServerSpec::extra_ports`].
+    extra_ports: Vec<(u16, u16)>,
     /// False once the container has stopped (on its own or by [`ContainerServer::stop`]).
     running: Arc<AtomicBool>,
 }
@@ -74,10 +78,13 @@ impl ContainerServer {
                 image: spec.image.clone(),
                 cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
                 env: spec.env.clone(),
-                ports: vec![PortMapping {
-                    container_port: spec.port,
-                    host_port: 0,
-                }],
+                ports: std::iter::once(spec.port)
+                    .chain(spec.extra_ports.iter().copied())
+                    .map(|container_port| PortMapping {
+                        container_port,
+                        host_port: 0,
+                    })
+                    .collect(),
                 mounts: Vec::new(),
                 instance: "pool".to_string(),
                 service: spec.kind.to_string(),
@@ -92,11 +99,13 @@ impl ContainerServer {
             id,
             name,
             host_port: 0,
+            extra_ports: Vec::new(),
             running: Arc::new(AtomicBool::new(true)),
         };
-        match server.run(spec.port).await {
-            Ok(host_port) => Ok(ContainerServer {
+        match server.run(spec.port, &spec.extra_ports).await {
+            Ok((host_port, extra_ports)) => Ok(ContainerServer {
                 host_port,
+                extra_ports,
                 ..server
             }),
             Err(e) => {
@@ -111,8 +120,9 @@ impl ContainerServer {
         }
     }
 
-    /// Starts the created container, watches for its end, returns its host port.
-    async fn run(&self, port: u16) -> Result<u16, String> {
+    /// Starts the created container, watches for its end, returns its host ports: `port`'s,
+    /// and `(container port, host port)` of `extra`.
+    async fn run(&self, port: u16, extra: &[u16]) -> Result<(u16, Vec<(u16, u16)>), String> {
         self.docker
             .start_container(&self.id, None)
             .await
@@ -128,14 +138,29 @@ impl ContainerServer {
             let _ = docker.wait_container(&id, Some(options)).next().await;
             running.store(false, Ordering::SeqCst);
         });
-        docker::host_port(&self.docker, &self.id, port)
-            .await
-            .map_err(|e| format!("container {}: {e}", self.name))
+        let host_port = |port| async move {
+            docker::host_port(&self.docker, &self.id, port)
+                .await
+                .map_err(|e| format!("container {}: {e}", self.name))
+        };
+        let mut extra_ports = Vec::with_capacity(extra.len());
+        for &port in extra {
+            extra_ports.push((port, host_port(port).await?));
+        }
+        Ok((host_port(port).await?, extra_ports))
     }
 
     /// The server's port on 127.0.0.1 of the host.
     pub fn host_port(&self) -> u16 {
         self.host_port
+    }
+
+    /// The host port of `container_port`, one of [`ServerSpec::extra_ports`].
+    pub fn published(&self, container_port: u16) -> Option<u16> {
+        self.extra_ports
+            .iter()
+            .find(|(inside, _)| *inside == container_port)
+            .map(|(_, host)| *host)
     }
 
     /// The container's name.
@@ -172,6 +197,12 @@ impl ContainerServer {
     ) -> Result<(), String> {
         let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         docker::exec(&self.docker, &self.id, cmd, &env, output).await
+    }
+
+    /// Runs `cmd` inside the container and returns its output (stdout and stderr as they
+    /// came); a failure quotes it.
+    pub async fn exec_output(&self, cmd: &[String]) -> Result<String, String> {
+        docker::exec_output(&self.docker, &self.id, cmd).await
     }
 
     /// The last lines of the container's output, for error messages.

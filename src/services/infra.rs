@@ -5,7 +5,7 @@
 //! Each type takes `"backend": "native" | "container" | "auto"` in its config. `native` runs
 //! the server from binaries found on the machine; `container` runs upstream's image (or the
 //! config's `"image"`) with the Docker engine, for the types that have one (`postgres`,
-//! `redis`); `auto`, the default, picks native when the binaries are found, else the
+//! `redis`, `temporal`); `auto`, the default, picks native when the binaries are found, else the
 //! container. The image is made present in the artifact phase (`docker:<image>`). Each
 //! backend kind and image is a pool key of its own: native and container backends never mix.
 
@@ -57,8 +57,15 @@ pub trait Infra: Send + Sync + 'static {
     /// container backend.
     const DEFAULT_IMAGE: Option<&'static str> = None;
 
+    /// The container backend's image when the config names none: [`Infra::DEFAULT_IMAGE`]
+    /// unless the type derives it from the config (Temporal's follows `version`).
+    fn default_image(config: &CommonConfig) -> Option<String> {
+        let _ = config;
+        Self::DEFAULT_IMAGE.map(str::to_string)
+    }
+
     /// Starts a container backend from `image` (present locally: the artifact phase made
-    /// sure). Only called for types with a [`Infra::DEFAULT_IMAGE`].
+    /// sure). Only called for types with a container backend.
     fn start_container(
         image: String,
     ) -> impl Future<Output = Result<Self::Backend, String>> + Send {
@@ -253,12 +260,12 @@ pub enum Chosen {
 
 /// Chooses the backend of a `K` service with `config`, looking for the native binaries.
 pub fn choose<K: Infra>(config: &CommonConfig) -> Result<Chosen, ServiceError> {
-    let image = K::DEFAULT_IMAGE.map(|default| {
+    let image = K::default_image(config).map(|default| {
         config
             .image
             .clone()
             .filter(|i| !i.is_empty())
-            .unwrap_or_else(|| default.to_string())
+            .unwrap_or(default)
     });
     config
         .backend
@@ -307,6 +314,9 @@ pub struct CommonConfig {
     /// The container backend's image, instead of upstream's.
     #[serde(default)]
     pub image: Option<String>,
+    /// The version to run, for the types that have one (`temporal`: the CLI's).
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 impl CommonConfig {

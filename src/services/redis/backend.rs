@@ -82,6 +82,7 @@ impl RedisBackend {
             cmd,
             env: Default::default(),
             port: CONTAINER_PORT,
+            extra_ports: Vec::new(),
         })
         .await?;
         let port = container.host_port();

@@ -1,17 +1,19 @@
 //! The `temporal` type (pooled): one Temporal dev server per rigd, a namespace per
 //! environment service (upstream).
 //!
-//! Config: `{"backend": "native" | "container" | "auto", "version": "<CLI version>"}`
-//! (`version` is upstream's and only names what to install; rigd does not download, and runs
-//! whichever CLI it finds). The native backend, the only one (as upstream), runs
-//! `temporal server start-dev` from the Temporal CLI found on rigd's `PATH` (or in
-//! `~/.temporalio/bin`, where Temporal's installer puts it). An ingress named
+//! Config: `{"backend": "native" | "container" | "auto", "version": "<CLI version>",
+//! "image": "..."}`. The native backend (upstream's only one) runs `temporal server start-dev`
+//! from the Temporal CLI found on rigd's `PATH` (or in `~/.temporalio/bin`, where Temporal's
+//! installer puts it); rigd does not download it, and runs whichever version it finds. The
+//! container backend runs the same dev server in Temporal's CLI image,
+//! `temporalio/temporal:<version>` (default 1.5.1, upstream's) unless `image` names another,
+//! and manages namespaces with the CLI inside it. An ingress named
 //! `ui` gets the web UI's port; every other ingress, `default` included, the gRPC frontend.
 //! Only `default` publishes attributes: `TEMPORAL_ADDRESS=${HOSTPORT}` and
 //! `TEMPORAL_NAMESPACE=rig_ns_<n>`. Readiness follows the protocols (gRPC health for
 //! `default`, HTTP for `ui`). On teardown the namespace is deleted.
 
-mod native;
+mod backend;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,9 +21,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-pub use native::TemporalBackend;
+pub use backend::TemporalBackend;
 
-use super::infra::{Infra, Pooled};
+use super::infra::{CommonConfig, Infra, Pooled};
 
 /// The `temporal` service type.
 pub type Temporal = Pooled<TemporalInfra>;
@@ -40,14 +42,23 @@ impl Infra for TemporalInfra {
     const NAME: &'static str = "temporal";
     /// Upstream: 2 minutes.
     const IDLE: Duration = Duration::from_secs(120);
-    const MISSING: &'static str = native::MISSING;
+    const MISSING: &'static str = backend::MISSING;
 
     fn find_native() -> Option<PathBuf> {
-        native::find_binary()
+        backend::find_binary()
     }
 
     async fn start_native(program: PathBuf) -> Result<TemporalBackend, String> {
         TemporalBackend::start(program).await
+    }
+
+    fn default_image(config: &CommonConfig) -> Option<String> {
+        let version = config.version.as_deref().filter(|v| !v.is_empty());
+        Some(backend::image(version.unwrap_or(DEFAULT_VERSION)))
+    }
+
+    async fn start_container(image: String) -> Result<TemporalBackend, String> {
+        TemporalBackend::start_container(image).await
     }
 
     fn port(backend: &TemporalBackend) -> u16 {

