@@ -1,13 +1,14 @@
 //! Infrastructure services from the SDK, against rigd's native backends and real clients:
 //! a PostgreSQL database seeded by a migrations directory and an `init_sql` hook, read by a
 //! process service (`psql` through its egress) and by the test; a Redis database used with
-//! `redis-cli`. Both are observed: the connections go through rigd's proxies.
+//! `redis-cli`; a Temporal namespace used with the `temporal` CLI. All are observed: the
+//! connections go through rigd's proxies (Temporal's gRPC calls decoded by reflection).
 
 mod support;
 
 use std::process::Command;
 
-use rig::{ConnectionFilter, Endpoint};
+use rig::{ConnectionFilter, Endpoint, GrpcFilter};
 use support::builder;
 
 /// `psql` against `endpoint` running `sql`, returning its unaligned output.
@@ -116,5 +117,35 @@ async fn redis_is_isolated_per_environment() -> Result<(), rig::BoxError> {
         .await?;
     first.down().await?;
     second.down().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn temporal_gives_the_test_a_namespace_of_its_own() -> Result<(), rig::BoxError> {
+    let env = builder("sdk-temporal")
+        .service("wf", rig::temporal().backend("native"))
+        .up()
+        .await?;
+    let wf = env.endpoint("wf")?;
+    let address: String = wf.attr("TEMPORAL_ADDRESS")?;
+    let namespace: String = wf.attr("TEMPORAL_NAMESPACE")?;
+    let out = Command::new("temporal")
+        .args(["workflow", "start", "--type", "Ship", "--task-queue", "sdk"])
+        .args(["-w", "order-7", "-n", &namespace, "--address", &address])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "temporal workflow start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = GrpcFilter::new()
+        .edge("~test", "wf")
+        .method("temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution")
+        .status("OK");
+    let calls = env.expect(&started, 1).await?;
+    let request = calls[0].request_body_decoded.as_ref().expect("decoded");
+    assert_eq!(request["workflowId"], "order-7");
+    assert_eq!(request["namespace"], namespace.as_str());
+    env.down().await?;
     Ok(())
 }
