@@ -88,6 +88,7 @@ impl Infra for TemporalInfra {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::infra::{choose, Chosen};
 
     #[test]
     fn only_default_publishes_the_address_and_namespace() {
@@ -97,6 +98,29 @@ mod tests {
         assert!(TemporalInfra::has_attributes("default"));
         assert!(!TemporalInfra::has_attributes(UI_INGRESS));
         assert!(!TemporalInfra::has_attributes("grpc2"));
+    }
+
+    #[test]
+    fn the_container_image_follows_the_version_unless_the_config_names_one() {
+        let image = |mut config: Value| {
+            config["backend"] = json!("container");
+            let config = CommonConfig::from_config("temporal", Some(&config)).unwrap();
+            match choose::<TemporalInfra>(&config).unwrap() {
+                Chosen::Container(image) => image,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(image(json!({})), "temporalio/temporal:1.5.1");
+        assert_eq!(
+            image(json!({"version": "1.8.0"})),
+            "temporalio/temporal:1.8.0"
+        );
+        assert_eq!(
+            image(json!({"version": "1.8.0", "image": "registry.local/temporal:dev"})),
+            "registry.local/temporal:dev"
+        );
+        let bad = CommonConfig::from_config("temporal", Some(&json!({"version": 1.8})));
+        assert!(bad.is_err(), "a version that is not a string is refused");
     }
 
     #[test]
