@@ -14,8 +14,7 @@
 //! ```
 //!
 //! Services rigd injects (`~test`, proxies: every name containing `~`) only show up when
-//! they fail. Traffic is shown once the environment is up: before that it is mostly
-//! readiness probes.
+//! they fail. Traffic is shown once the environment is up, without rigd's readiness probes.
 
 use std::collections::{HashMap, HashSet};
 
@@ -355,9 +354,17 @@ impl Progress {
             .collect()
     }
 
-    /// One compact line for an observed exchange.
+    /// One compact line for an observed exchange; none for rigd's readiness probes (as
+    /// `rig traffic`), which go on after the environment is up (proxies' own checks, and
+    /// events the observer delivers a moment late).
     fn traffic(&mut self, event: &Event) -> Option<String> {
         let s = self.style;
+        let probe = event.request.as_ref().is_some_and(|r| r.probe)
+            || event.grpc_call.as_ref().is_some_and(|g| g.probe)
+            || event.connection.as_ref().is_some_and(|c| c.probe);
+        if probe {
+            return None;
+        }
         let (source, target, detail) = if let Some(r) = &event.request {
             let detail = format!(
                 "{} {}  {}  {}",

@@ -248,6 +248,12 @@ fn traffic_is_shown_once_the_environment_is_up() {
         p.render(&http("api", "db", 503, 0.5)),
         ["  api → db  GET /orders?id=7  503  500µs"]
     );
+    let mut probe = http("~test", "api", 200, 0.3);
+    probe.request.as_mut().unwrap().probe = true;
+    assert!(
+        p.render(&probe).is_empty(),
+        "probes after up are hidden too"
+    );
 
     let grpc = |status: &str, message: &str| Event {
         grpc_call: Some(Box::new(GrpcCallInfo {
@@ -270,6 +276,9 @@ fn traffic_is_shown_once_the_environment_is_up() {
         p.render(&grpc("5", "no such sku")),
         ["  api → inventory  gRPC inv.v1.Inventory/Reserve  NOT_FOUND  8.3ms  no such sku"]
     );
+    let mut health = grpc("0", "");
+    health.grpc_call.as_mut().unwrap().probe = true;
+    assert!(p.render(&health).is_empty(), "a gRPC probe is hidden");
 
     let tcp = Event {
         connection: Some(Box::new(ConnectionInfo {
@@ -284,6 +293,9 @@ fn traffic_is_shown_once_the_environment_is_up() {
         ..ev(EventType::ConnectionClosed, "", 0)
     };
     assert_eq!(p.render(&tcp), ["  api → db  TCP  12.4ms  1.2KB↑ 340B↓"]);
+    let mut tcp_probe = tcp.clone();
+    tcp_probe.connection.as_mut().unwrap().probe = true;
+    assert!(p.render(&tcp_probe).is_empty(), "a TCP probe is hidden");
     let opened = Event {
         event_type: EventType::ConnectionOpened,
         ..tcp
