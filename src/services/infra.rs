@@ -150,12 +150,22 @@ impl<K: Infra> ServiceType for Pooled<K> {
     fn artifacts(&self, req: &ArtifactRequest<'_>) -> Result<Vec<Artifact>, ServiceError> {
         // A config or backend error is reported when the service starts (`prepare`), as a
         // failure of that service.
-        let chosen = CommonConfig::from_config(K::NAME, req.spec.config.as_ref())
-            .and_then(|config| choose::<K>(&config));
-        let Ok(Chosen::Container(image)) = chosen else {
+        let Ok(config) = CommonConfig::from_config(K::NAME, req.spec.config.as_ref()) else {
             return Ok(Vec::new());
         };
-        Ok(vec![DockerImage::artifact(image, req.service)])
+        let Ok(Chosen::Container(image)) = choose::<K>(&config) else {
+            return Ok(Vec::new());
+        };
+        // `auto` picks the container only when the native binaries are missing.
+        let why = match config.backend {
+            BackendChoice::Auto => format!(
+                "\"backend\" \"auto\" chose the container image because the native backend \
+                 is missing: {}",
+                K::MISSING
+            ),
+            _ => String::new(),
+        };
+        Ok(vec![DockerImage::artifact_because(image, req.service, why)])
     }
 
     fn prepare(&self, service: &ServiceRef) -> StepFuture {
