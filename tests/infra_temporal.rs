@@ -108,10 +108,11 @@ fn workflow_exists(endpoint: &Endpoint, namespace: &str, id: &str) -> bool {
     .success()
 }
 
-#[tokio::test]
-async fn environments_get_their_own_namespace_on_one_dev_server_deleted_at_teardown() {
-    let rigd = Rigd::start();
-    let spec = |name: &str| json!({"name": name, "observe": false, "services": {"wf": temporal()}});
+/// Brings up two environments with `service` as `wf` and checks what every backend promises:
+/// one shared dev server, a namespace each (a workflow started in one is not in the other),
+/// the web UI on an ingress of its own, and each namespace deleted with its environment.
+async fn namespaces_are_per_environment_on_one_server(rigd: &Rigd, service: Value) {
+    let spec = |name: &str| json!({"name": name, "observe": false, "services": {"wf": service}});
     let ((a, up_a), (b, up_b)) = tokio::join!(rigd.up(spec("alpha")), rigd.up(spec("beta")));
     let (ea, eb) = (
         &up_a.ingresses["wf"]["default"],
@@ -133,7 +134,6 @@ async fn environments_get_their_own_namespace_on_one_dev_server_deleted_at_teard
     assert!(ui.attributes.is_none(), "{ui:?}");
     assert_eq!(http_status(&format!("http://{}/", ui.hostport)), "200");
 
-    // A workflow started in alpha's namespace is not in beta's.
     start_workflow(ea, &ns_a, "order-1");
     assert!(workflow_exists(ea, &ns_a, "order-1"));
     assert!(
@@ -156,6 +156,12 @@ async fn environments_get_their_own_namespace_on_one_dev_server_deleted_at_teard
         .delete_environment(&b, &DeleteOptions::default())
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn environments_get_their_own_namespace_on_one_dev_server_deleted_at_teardown() {
+    let rigd = Rigd::start();
+    namespaces_are_per_environment_on_one_server(&rigd, temporal()).await;
 }
 
 #[tokio::test]
@@ -225,43 +231,18 @@ async fn a_container_dev_server_gives_each_environment_a_namespace_made_inside_i
         panic!("Docker is not available (scripts/install-test-deps.sh starts it)");
     }
     let image = images::temporal();
-    let rigd = Rigd::start();
+    // rigd has no CLI of its own here: the namespaces can only be made inside the container.
+    let rigd = Rigd::start_with_env(&[], &[("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")]);
     let service = json!({
         "type": "temporal",
         "config": {"backend": "container", "image": image},
         "ingresses": {"default": {"protocol": "grpc"}, "ui": {"protocol": "http"}}
     });
-    let spec = |name: &str| json!({"name": name, "observe": false, "services": {"wf": service}});
-    let ((a, up_a), (_, up_b)) = tokio::join!(rigd.up(spec("alpha")), rigd.up(spec("beta")));
-    let (ea, eb) = (
-        &up_a.ingresses["wf"]["default"],
-        &up_b.ingresses["wf"]["default"],
-    );
-    assert_eq!(ea.hostport, eb.hostport, "one shared container");
-    let containers = images::containers_named(&format!("rig-temporal-{}-", rigd.pid()));
-    assert_eq!(containers.len(), 1, "{containers:?}");
-    let (ns_a, ns_b) = (
-        attr(ea, "TEMPORAL_NAMESPACE"),
-        attr(eb, "TEMPORAL_NAMESPACE"),
-    );
-    assert_ne!(ns_a, ns_b);
-    assert!(namespace_exists(ea, &ns_a) && namespace_exists(ea, &ns_b));
-    start_workflow(ea, &ns_a, "in-a-container");
-    assert!(!workflow_exists(eb, &ns_b, "in-a-container"));
-    let ui = &up_a.ingresses["wf"]["ui"];
-    assert_eq!(http_status(&format!("http://{}/", ui.hostport)), "200");
-
-    rigd.client()
-        .delete_environment(&a, &DeleteOptions::default())
-        .await
-        .unwrap();
-    assert!(
-        !namespace_exists(eb, &ns_a),
-        "{ns_a} outlived its environment"
-    );
-    assert!(namespace_exists(eb, &ns_b));
-    // The container goes with rigd.
+    namespaces_are_per_environment_on_one_server(&rigd, service).await;
+    // One container served both (it idles on after them), and it goes with rigd.
     let pid = rigd.pid();
+    let containers = images::containers_named(&format!("rig-temporal-{pid}-"));
+    assert_eq!(containers.len(), 1, "{containers:?}");
     drop(rigd);
     assert!(images::containers_named(&format!("rig-temporal-{pid}-")).is_empty());
 }
