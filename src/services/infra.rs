@@ -54,7 +54,7 @@ pub trait Infra: Send + Sync + 'static {
     fn start_native(found: PathBuf) -> impl Future<Output = Result<Self::Backend, String>> + Send;
 
     /// Upstream's image, the default of the container backend; `None` when the type has no
-    /// container backend.
+    /// container backend or derives its image from the config ([`Infra::default_image`]).
     const DEFAULT_IMAGE: Option<&'static str> = None;
 
     /// The container backend's image when the config names none: [`Infra::DEFAULT_IMAGE`]
