@@ -4,7 +4,7 @@
 //! so `rust-toolchain.toml` counts), the profile, features and binary name, `RUSTFLAGS`, the
 //! package's files (git-tracked and untracked-but-not-ignored, or every file but `target/`),
 //! the files of every local package it depends on outside its directory (path dependencies
-//! and workspace members, found with `cargo metadata`: [`super::cargo_deps`]; upstream's Go
+//! and workspace members, found with `cargo metadata`: `super::cargo_deps`; upstream's Go
 //! builds miss those), and the nearest `Cargo.lock` with the workspace manifest next to it.
 //!
 //! Builds use a target directory of their own under the cache

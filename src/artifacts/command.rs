@@ -44,7 +44,7 @@ pub enum BuildFailure {
     Exited {
         /// `exit status 101`, `signal: killed`, ...
         status: String,
-        /// The last [`ERROR_TAIL`] bytes of its output (stderr, plus stdout when logged).
+        /// The last `ERROR_TAIL` bytes of its output (stderr, plus stdout when logged).
         output: String,
     },
 }

@@ -6,8 +6,8 @@
 //!   brokers such as tansu create no topic on first use); existing topics are left alone.
 //! - `subject` and `schema` are registered as upstream: `POST
 //!   http://<schema-registry>/subjects/<subject>/versions` with `{"schemaType": ...,
-//!   "schema": ...}`; a non-2xx answer fails the hook with `kafka init: POST <url>: <code>:
-//!   <body>`.
+//!   "schema": ...}`; a non-2xx answer fails the hook with
+//!   `kafka init: POST <url>: <code>: <body>`.
 //!
 //! At least one of the two is needed.
 
