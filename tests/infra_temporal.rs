@@ -213,16 +213,15 @@ async fn a_service_starts_a_workflow_in_its_namespace_through_the_observing_prox
 
     // The test reaches the same workflow through its own proxy, also observed.
     assert!(workflow_exists(endpoint, &namespace, "from-starter"));
-    let log = rigd.log(&id).await;
-    assert!(
-        log.iter()
-            .any(|e| e.event_type == EventType::GrpcCallCompleted
-                && e.grpc_call.as_ref().is_some_and(
-                    |c| c.source == "~test" && c.method == "DescribeWorkflowExecution"
-                )),
-        "no DescribeWorkflowExecution from the test in {}",
-        support::describe(&log)
-    );
+    let described = |e: &Event| {
+        e.event_type == EventType::GrpcCallCompleted
+            && e.grpc_call
+                .as_ref()
+                .is_some_and(|c| c.source == "~test" && c.method == "DescribeWorkflowExecution")
+    };
+    rigd.events(&id)
+        .until_matching("the test's DescribeWorkflowExecution", described)
+        .await;
 }
 
 #[tokio::test]
