@@ -23,8 +23,9 @@ use super::server::poll_ready;
 /// How long a stopping backend gets between SIGINT and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// How much of the end of `server.log` a start error quotes.
-const LOG_TAIL: u64 = 2048;
+/// How much of the end of a server's output a start error quotes (`server.log`, or a
+/// container's output).
+pub(super) const LOG_TAIL: u64 = 2048;
 
 /// A user the backend runs as instead of root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
