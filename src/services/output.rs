@@ -1,11 +1,20 @@
-//! Service output: stdout and stderr chunks become `service.log` events.
+//! Service output: stdout and stderr become `service.log` events, whole lines where the
+//! program wrote them within [`PARTIAL_LINE_WAIT`] of each other.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rig_types::{Event, LogStream};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::events::EventLog;
+
+/// How long output that does not end with a newline waits for the rest of its line before it
+/// is published as it is.
+pub const PARTIAL_LINE_WAIT: Duration = Duration::from_millis(50);
+
+/// A line longer than this is published in pieces of about this size.
+pub const MAX_PARTIAL_LINE: usize = 64 * 1024;
 
 /// Publishes a service's output into its environment's event log.
 #[derive(Clone)]
@@ -43,9 +52,13 @@ impl OutputSink {
         })
     }
 
-    /// Reads `reader` to its end, publishing every chunk as it arrives. Chunks are not split
-    /// into lines; a UTF-8 sequence cut by a read boundary is carried into the next chunk, and
-    /// invalid bytes are replaced with U+FFFD.
+    /// Reads `reader` to its end, publishing its output as it arrives, a line at a time or
+    /// more: what follows the last newline read waits for the rest of its line, for at most
+    /// [`PARTIAL_LINE_WAIT`] (a prompt or a progress bar still shows at once), or until it
+    /// reaches [`MAX_PARTIAL_LINE`]. Programs writing a line in several writes (Python's
+    /// tracebacks on unbuffered stderr write a caret at a time) thus give whole lines. A UTF-8
+    /// sequence cut by a read boundary is carried into the next event, and invalid bytes are
+    /// replaced with U+FFFD.
     pub async fn pump(self, reader: impl AsyncRead + Unpin, stream: LogStream) {
         self.pump_with(reader, stream, |_| {}).await
     }
@@ -59,25 +72,47 @@ impl OutputSink {
         mut seen: impl FnMut(&[u8]),
     ) {
         let mut buf = vec![0u8; 8192];
-        let mut carry: Vec<u8> = Vec::new();
+        let mut pending: Vec<u8> = Vec::new();
         loop {
-            let n = match reader.read(&mut buf).await {
+            // A partial line (with at least one whole character) waits a little for its end.
+            let read = if utf8_prefix_len(&pending) == 0 {
+                reader.read(&mut buf).await
+            } else {
+                // `read` is cancel-safe: a read given up on has taken nothing.
+                match tokio::time::timeout(PARTIAL_LINE_WAIT, reader.read(&mut buf)).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        let cut = utf8_prefix_len(&pending);
+                        self.publish(&stream, &mut pending, cut);
+                        continue;
+                    }
+                }
+            };
+            let n = match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
             seen(&buf[..n]);
-            carry.extend_from_slice(&buf[..n]);
-            let cut = utf8_prefix_len(&carry);
-            if cut == 0 {
-                continue;
-            }
-            let rest = carry.split_off(cut);
-            let chunk = std::mem::replace(&mut carry, rest);
-            self.write(stream.clone(), String::from_utf8_lossy(&chunk).into_owned());
+            pending.extend_from_slice(&buf[..n]);
+            let cut = match pending.iter().rposition(|&b| b == b'\n') {
+                Some(newline) => newline + 1,
+                None if pending.len() >= MAX_PARTIAL_LINE => utf8_prefix_len(&pending),
+                None => 0,
+            };
+            self.publish(&stream, &mut pending, cut);
         }
-        if !carry.is_empty() {
-            self.write(stream, String::from_utf8_lossy(&carry).into_owned());
+        let all = pending.len();
+        self.publish(&stream, &mut pending, all);
+    }
+
+    /// Publishes the first `cut` bytes of `pending` (if any) and removes them.
+    fn publish(&self, stream: &LogStream, pending: &mut Vec<u8>, cut: usize) {
+        if cut == 0 {
+            return;
         }
+        let text = String::from_utf8_lossy(&pending[..cut]).into_owned();
+        pending.drain(..cut);
+        self.write(stream.clone(), text);
     }
 }
 
@@ -133,5 +168,68 @@ mod tests {
             })
             .collect();
         assert_eq!(text, "héllo\n");
+    }
+
+    /// The `service.log` texts of `log`, in order.
+    fn texts(log: &EventLog) -> Vec<String> {
+        log.events()
+            .iter()
+            .map(|e| e.log.as_ref().expect("a log entry").data.clone())
+            .collect()
+    }
+
+    /// Pumps what `write` writes (with `sleep`s between writes, on paused time) into a fresh
+    /// log and returns the texts published.
+    async fn pumped<F>(write: impl FnOnce(tokio::io::DuplexStream) -> F) -> Vec<String>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let log = Arc::new(EventLog::new());
+        let sink = OutputSink::new(log.clone(), "env", "api");
+        let (w, r) = tokio::io::duplex(1 << 20);
+        let writer = tokio::spawn(write(w));
+        sink.pump(r, LogStream::Stderr).await;
+        writer.await.unwrap();
+        texts(&log)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_line_written_in_pieces_is_one_event() {
+        use tokio::io::AsyncWriteExt;
+        let texts = pumped(|mut w| async move {
+            // As Python prints a traceback's caret line to unbuffered stderr.
+            for piece in ["    ", "^", "^", "^", "\nnext", " line\n", "tail"] {
+                w.write_all(piece.as_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+        assert_eq!(texts, ["    ^^^\n", "next line\n", "tail"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_line_is_published_when_nothing_follows_for_a_while() {
+        use tokio::io::AsyncWriteExt;
+        let texts = pumped(|mut w| async move {
+            w.write_all(b"continue? ").await.unwrap();
+            tokio::time::sleep(PARTIAL_LINE_WAIT * 4).await;
+            w.write_all(b"yes\n").await.unwrap();
+        })
+        .await;
+        assert_eq!(texts, ["continue? ", "yes\n"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_line_longer_than_the_limit_is_published_in_pieces() {
+        use tokio::io::AsyncWriteExt;
+        let line = "é".repeat(MAX_PARTIAL_LINE) + "\n";
+        let sent = line.clone();
+        let texts = pumped(|mut w| async move {
+            w.write_all(sent.as_bytes()).await.unwrap();
+        })
+        .await;
+        assert!(texts.len() > 1, "one event of {} bytes", line.len());
+        assert!(texts.iter().all(|t| t.len() <= MAX_PARTIAL_LINE + 8192));
+        assert_eq!(texts.concat(), line, "pieces cut inside a character");
     }
 }
