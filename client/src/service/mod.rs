@@ -513,6 +513,22 @@ impl Service {
         self
     }
 
+    /// The Temporal CLI version of a `temporal` service (upstream's `Version`; default
+    /// 1.5.1). rigd's native backend runs the CLI it finds; the container backend runs
+    /// `temporalio/temporal:<version>`.
+    pub fn version(mut self, version: impl Into<String>) -> Service {
+        if self.service_type == "temporal" {
+            self.config
+                .insert("version".to_string(), Value::String(version.into()));
+        } else {
+            self.problem(format!(
+                ".version(..) applies to temporal services, not {}",
+                self.describe()
+            ));
+        }
+        self
+    }
+
     /// Sets one key of the service's type configuration (rigd's spec `config`), for
     /// options without a method of their own.
     pub fn config(mut self, key: impl Into<String>, value: impl Into<Value>) -> Service {

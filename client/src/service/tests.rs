@@ -278,4 +278,16 @@ fn infrastructure_options_on_other_services_are_reported() {
         one(redis().image("redis:7").config("maxmemory", "64mb"))["config"],
         json!({"image": "redis:7", "maxmemory": "64mb"})
     );
+    assert_eq!(
+        one(temporal().version("1.8.0"))["config"],
+        json!({"version": "1.8.0"})
+    );
+    let err = wire(vec![("db", postgres().version("16"))])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(".version(..) applies to temporal services, not postgres"),
+        "{err}"
+    );
 }
