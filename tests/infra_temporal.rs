@@ -233,11 +233,12 @@ async fn a_python_sdk_worker_runs_a_workflow_through_the_observing_proxy() {
         "/tests/fixtures/temporal/worker.py"
     );
     // The worker's Python and its SDK are the test's (as the SDKs send the host's env).
-    let host_env: Value = ["PATH", "HOME"]
+    let mut host_env: serde_json::Map<String, Value> = ["PATH", "HOME"]
         .iter()
         .filter_map(|k| Some((k.to_string(), json!(std::env::var(k).ok()?))))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
+        .collect();
+    // No bytecode next to the fixture, in the source tree.
+    host_env.insert("PYTHONDONTWRITEBYTECODE".into(), json!("1"));
     let (id, up) = rigd
         .up(json!({
             "name": "temporal-worker",
