@@ -23,6 +23,17 @@ fn temporal() -> Value {
     })
 }
 
+/// A process service running `command args`, with an egress `wf` to the temporal service
+/// (so its environment has `WF_TEMPORAL_ADDRESS` and `WF_TEMPORAL_NAMESPACE`).
+fn wf_client(command: &str, args: Value) -> Value {
+    json!({
+        "type": "process",
+        "config": {"command": command},
+        "args": args,
+        "egresses": {"wf": {"service": "wf"}}
+    })
+}
+
 /// Runs the `temporal` CLI with `args` against `endpoint`.
 fn cli(endpoint: &Endpoint, args: &[&str]) -> Output {
     Command::new("temporal")
@@ -178,15 +189,7 @@ async fn a_service_starts_a_workflow_in_its_namespace_through_the_observing_prox
     let (id, up) = rigd
         .up(json!({
             "name": "temporal-observed",
-            "services": {
-                "wf": temporal(),
-                "starter": {
-                    "type": "process",
-                    "config": {"command": "sh"},
-                    "args": [starter],
-                    "egresses": {"wf": {"service": "wf"}}
-                }
-            }
+            "services": {"wf": temporal(), "starter": wf_client("sh", json!([starter]))}
         }))
         .await;
     let started = |e: &Event| {
@@ -243,15 +246,7 @@ async fn a_python_sdk_worker_runs_a_workflow_through_the_observing_proxy() {
         .up(json!({
             "name": "temporal-worker",
             "host_env": host_env,
-            "services": {
-                "wf": temporal(),
-                "worker": {
-                    "type": "process",
-                    "config": {"command": "python3"},
-                    "args": [worker],
-                    "egresses": {"wf": {"service": "wf"}}
-                }
-            }
+            "services": {"wf": temporal(), "worker": wf_client("python3", json!([worker]))}
         }))
         .await;
     let endpoint = &up.ingresses["wf"]["default"];

@@ -75,15 +75,15 @@ impl OutputSink {
         let mut pending: Vec<u8> = Vec::new();
         loop {
             // A partial line (with at least one whole character) waits a little for its end.
-            let read = if utf8_prefix_len(&pending) == 0 {
+            let whole = utf8_prefix_len(&pending);
+            let read = if whole == 0 {
                 reader.read(&mut buf).await
             } else {
                 // `read` is cancel-safe: a read given up on has taken nothing.
                 match tokio::time::timeout(PARTIAL_LINE_WAIT, reader.read(&mut buf)).await {
                     Ok(read) => read,
                     Err(_) => {
-                        let cut = utf8_prefix_len(&pending);
-                        self.publish(&stream, &mut pending, cut);
+                        self.publish(&stream, &mut pending, whole);
                         continue;
                     }
                 }

