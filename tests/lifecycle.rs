@@ -417,6 +417,28 @@ fn post(addr: &str, path: &str, body: &[u8]) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// An HTTP server that reads each POST's body before it answers `204` (`http.server` alone
+/// answers POSTs `501` without reading them, so how much of a body the proxy sees would be a
+/// race).
+const UPLOAD_SERVER: &str = r#"
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"#;
+
 /// With `--event-memory 0`, every observed exchange (and line of output) goes to the spill
 /// file in the environment directory as soon as it is recorded; the event stream, the log and
 /// the log files written at teardown still have every one, bodies included, and the spill file
@@ -426,7 +448,12 @@ async fn events_beyond_the_memory_budget_are_spilled_to_the_env_dir_and_still_de
     const EXCHANGES: usize = 20;
     let rigd = Rigd::start_with(&["--event-memory", "0"]);
     let (id, up) = rigd
-        .up(json!({"name": "spilling", "services": {"api": http_service()}}))
+        .up(json!({"name": "spilling", "services": {"api": {
+            "type": "process",
+            "config": {"command": "python3"},
+            "args": ["-c", UPLOAD_SERVER],
+            "ingresses": {"default": {"protocol": "http"}}
+        }}}))
         .await;
     let proxy = up.ingresses["api"]["default"].hostport.clone();
     let bodies: Vec<Vec<u8>> = (0..EXCHANGES)
