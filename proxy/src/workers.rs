@@ -14,6 +14,7 @@
 //! The workers start with the first connection and live as long as the process; idle, they
 //! wait in `epoll_wait`. If they cannot be started, connections run on the caller's runtime.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -22,6 +23,22 @@ use std::thread;
 use tokio::net::TcpStream;
 use tokio::runtime::{Builder, Handle};
 use tokio_util::task::TaskTracker;
+
+thread_local! {
+    /// The index of the worker running on this thread, if it is one.
+    static INDEX: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// How many workers the process starts (one per core), so that per-worker state can be sized
+/// before the first connection starts them.
+pub(crate) fn count() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The index (below [`count`]) of the worker whose thread this is; `None` elsewhere.
+pub(crate) fn current() -> Option<usize> {
+    INDEX.with(Cell::get)
+}
 
 /// The worker runtimes, and which one gets the next connection.
 struct Workers {
@@ -39,8 +56,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     static WORKERS: OnceLock<Option<Workers>> = OnceLock::new();
-    let workers = WORKERS
-        .get_or_init(|| Workers::start(thread::available_parallelism().map_or(1, |n| n.get())));
+    let workers = WORKERS.get_or_init(|| Workers::start(count()));
     match workers {
         Some(workers) => workers.spawn(tracker, stream, serve),
         None => {
@@ -91,7 +107,10 @@ fn start_one(index: usize) -> std::io::Result<Handle> {
     let handle = runtime.handle().clone();
     thread::Builder::new()
         .name(format!("rig-proxy-{index}"))
-        .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+        .spawn(move || {
+            INDEX.with(|slot| slot.set(Some(index)));
+            runtime.block_on(std::future::pending::<()>())
+        })?;
     Ok(handle)
 }
 

@@ -1,6 +1,6 @@
-//! The HTTP reverse proxy of an observing proxy: HTTP/1.1 and h2c in, HTTP/1.1 or h2c out (one
-//! upstream connection per client connection; requests hyper serves in HTTP/2 share one h2c
-//! connection), every exchange recorded as `request.completed`.
+//! The HTTP reverse proxy of an observing proxy: HTTP/1.1 and h2c in, HTTP/1.1 or h2c out (the
+//! fast path's requests share the proxy's idle upstream connections; requests hyper serves in
+//! HTTP/2 share one h2c connection), every exchange recorded as `request.completed`.
 //!
 //! ```text
 //!            ┌─ serve (accept loop) ─► raw::serve (common HTTP/1.1, verbatim) ─► target ──┐
@@ -54,6 +54,7 @@ mod h2_wire;
 mod h2c;
 pub(crate) mod headers;
 mod http2_upstream;
+mod idle_upstreams;
 mod raw;
 pub(crate) mod record;
 mod server;

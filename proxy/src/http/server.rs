@@ -20,6 +20,7 @@ use hyper_util::server::conn::auto;
 use rig_types::Timestamp;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::context::{Context, ServeError};
@@ -42,8 +43,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// `target` (`host:port`) and recording each exchange through `observer`.
 ///
 /// Clients may speak HTTP/1.0, HTTP/1.1 or HTTP/2 with prior knowledge (h2c). Requests are
-/// forwarded over keep-alive connections: each client connection gets its own upstream
-/// connection (HTTP/1.1, or h2c for an h2c client); requests switched to HTTP/2 by
+/// forwarded over keep-alive connections: common HTTP/1.1 requests share the proxy's idle
+/// upstream connections, parked between exchanges; other HTTP/1.x client connections get
+/// their own upstream connection, h2c clients an h2c one; requests switched to HTTP/2 by
 /// `Upgrade: h2c` share one h2c connection. On cancellation the
 /// listener closes at once, idle connections close, in-flight exchanges get
 /// [`HttpSettings::shutdown_grace`] to finish, and the function returns when every connection
@@ -62,11 +64,17 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let ctx = Arc::new(Context::new(target, observer, &settings, cancel.clone())?);
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut sweep = tokio::time::interval(ctx.upstream.idle.sweep_period());
+    sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => accepted,
+            _ = sweep.tick() => {
+                ctx.upstream.idle.sweep();
+                continue;
+            }
         };
         match accepted {
             Ok((stream, _peer)) => {
@@ -88,6 +96,7 @@ pub async fn serve(
     drop(listener);
     ctx.tracker.close();
     ctx.tracker.wait().await;
+    ctx.upstream.idle.close_all();
     Ok(())
 }
 

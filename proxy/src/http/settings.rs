@@ -35,8 +35,8 @@ pub struct HttpSettings {
     /// How long to wait for the target's response headers before answering 502. `None` waits
     /// as long as the target takes (as upstream rig does): a long poll is not a failure.
     pub response_timeout: Option<Duration>,
-    /// How long an unused h2c connection to the target is kept for reuse (an HTTP/1.1
-    /// upstream connection lives as long as its client connection).
+    /// How long an unused connection to the target (HTTP/1.1 or h2c) is kept for reuse.
+    /// Zero keeps no idle HTTP/1.1 connection: each request on the fast path dials anew.
     pub pool_idle_timeout: Duration,
     /// On cancellation, how long in-flight exchanges may finish before their connections are
     /// closed. Idle keep-alive connections close at once.

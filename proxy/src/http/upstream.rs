@@ -1,11 +1,12 @@
 //! The client side: connections to the one target of a proxy.
 //!
-//! HTTP/1.x clients get a dedicated upstream HTTP/1.1 connection per client connection
-//! ([`Http1Upstream`]): opened on the first request, reused for the connection's following
-//! requests (a client connection sends them one at a time) and reopened when the target
-//! closed it. This skips a shared pool's checkout and bookkeeping on every request. HTTP/2
-//! clients share one h2c (prior knowledge) connection multiplexing their streams
-//! ([`Http2Upstream`]; gRPC needs HTTP/2 end to end, with trailers).
+//! Requests on the raw HTTP/1.1 path take an idle upstream connection shared by the proxy's
+//! client connections ([`IdleUpstreams`]) and park it again when their response is done.
+//! Requests hyper serves over HTTP/1.x (upgrades, HTTP/1.0, unusual requests) get a
+//! dedicated upstream connection per client connection ([`Http1Upstream`]): opened on the
+//! first request, reused for the connection's following requests and reopened when the
+//! target closed it. HTTP/2 clients share one h2c (prior knowledge) connection multiplexing
+//! their streams ([`Http2Upstream`]; gRPC needs HTTP/2 end to end, with trailers).
 //!
 //! The proxy always dials the target, whatever authority the request names, so the request's
 //! `Host`/`:authority` reaches the service exactly as the client sent it.
@@ -24,6 +25,7 @@ use tokio::net::TcpStream;
 
 use super::body::RequestBody;
 use super::http2_upstream::Http2Upstream;
+use super::idle_upstreams::IdleUpstreams;
 use super::settings::HttpSettings;
 
 /// Why no upstream response arrived.
@@ -41,11 +43,14 @@ pub(crate) enum SendError {
     Timeout(Duration),
 }
 
-/// Shared client state for the target: the h2c connection and the dialing settings.
+/// Shared client state for the target: the idle HTTP/1.1 connections, the h2c connection
+/// and the dialing settings.
 pub(crate) struct Upstream {
     target: Arc<str>,
     connect_timeout: Duration,
     http2: Http2Upstream,
+    /// Parked connections of the raw path.
+    pub(crate) idle: IdleUpstreams,
     response_timeout: Option<Duration>,
 }
 
@@ -58,6 +63,7 @@ impl Upstream {
                 settings.connect_timeout,
                 settings.pool_idle_timeout,
             ),
+            idle: IdleUpstreams::new(settings.pool_idle_timeout),
             target,
             connect_timeout: settings.connect_timeout,
             response_timeout: settings.response_timeout,

@@ -9,6 +9,7 @@ mod http2;
 mod load;
 mod origin;
 mod policy;
+mod pooling;
 mod raw;
 mod shutdown;
 mod support;

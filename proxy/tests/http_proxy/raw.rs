@@ -15,16 +15,20 @@ use crate::origin::Origin;
 use crate::support::{full, http1_client, send, Proxy, PATIENCE};
 
 /// One response read off a socket.
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub status: u16,
     /// The head, header names lower-cased.
-    head: String,
-    body: Vec<u8>,
+    pub head: String,
+    pub body: Vec<u8>,
 }
 
 /// Reads one response (`Content-Length`, chunked, or until close when `until_close`) from
 /// `stream`, keeping what follows it in `buf`.
-async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>, until_close: bool) -> Answer {
+pub(crate) async fn read_answer(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    until_close: bool,
+) -> Answer {
     let end = loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break end + 4;

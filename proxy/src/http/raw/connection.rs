@@ -1,6 +1,8 @@
-//! One client connection on the raw path: requests are read, forwarded verbatim to the client
-//! connection's own upstream connection, and answered with the target's bytes verbatim, one
-//! exchange after the other (pipelined requests wait in the buffer, in order).
+//! One client connection on the raw path: requests are read, forwarded verbatim over an
+//! upstream connection taken from the proxy's [idle ones](crate::http::idle_upstreams) (or
+//! dialled), and answered with the target's bytes verbatim, one exchange after the other
+//! (pipelined requests wait in the buffer, in order). The upstream connection is parked again
+//! as soon as the response is done.
 //!
 //! ```text
 //! client ─► cbuf ─► head? ─► [head + body bytes] ─► upstream ─► target
@@ -11,8 +13,9 @@
 //! Both buffers are read into directly and forwarded from where the bytes landed. The record
 //! copies the heads and the captured body bytes out (the body copy becomes the event's buffer
 //! as it is), so nothing holds on to the read buffers. Between requests the connection holds
-//! neither buffer ([`idle`]): it hands them to a per-thread pool ([`buffers`]), waits for
-//! readability, and takes a buffer only when there is something to read.
+//! neither buffer nor upstream connection ([`idle`]): it hands the buffers to a per-thread pool
+//! ([`buffers`]), waits for readability, and takes a buffer only when there is something to
+//! read.
 
 use std::future::Future;
 use std::ops::Range;
@@ -90,9 +93,14 @@ pub(crate) async fn serve(ctx: &Context, client: TcpStream) -> Option<Fallback> 
         // Boxed: an exchange's state is most of a connection's, and it only exists while a
         // request is under way; idle connections do not carry room for it.
         let keep_alive = Box::pin(conn.exchange(ctx, head)).await;
+        // Still here only when its exchange completed cleanly (else it was given up).
+        let upstream = conn.upstream.take();
         if !keep_alive || ctx.cancel.is_cancelled() {
             let _ = conn.client.shutdown().await;
             return None;
+        }
+        if let Some(upstream) = upstream {
+            ctx.upstream.idle.park(upstream, ctx.cancel.is_cancelled());
         }
     }
 }
@@ -114,7 +122,7 @@ struct Connection {
     client: TcpStream,
     /// Bytes from the client not yet forwarded (no memory while idle).
     cbuf: BytesMut,
-    /// The client connection's own connection to the target, once opened.
+    /// The connection to the target, while an exchange is under way.
     upstream: Option<TcpStream>,
     /// Bytes from the target not yet forwarded (no memory while idle).
     ubuf: BytesMut,
@@ -178,7 +186,7 @@ enum HeadOutcome {
 
 impl Connection {
     /// Waits for the next request head: parses what is buffered and reads more as needed,
-    /// while watching the idle upstream connection and the proxy's cancellation.
+    /// while watching the proxy's cancellation.
     async fn next_head(
         &mut self,
         mut cancelled: Pin<&mut impl Future<Output = ()>>,
@@ -199,42 +207,23 @@ impl Connection {
                     }
                 }
             }
-            let event = if self.cbuf.is_empty() {
+            let read = if self.cbuf.is_empty() {
                 match self.idle_read(cancelled.as_mut()).await {
                     Idle::Cancelled => return Wait::Closed,
                     Idle::Nothing => continue,
-                    Idle::Read(event) => event,
+                    Idle::Read(read) => read,
                 }
             } else {
                 // A partial head: read the rest.
                 make_room(&mut self.cbuf, HEAD_READ);
-                match self.upstream.as_mut() {
-                    Some(upstream) => {
-                        tokio::select! {
-                            biased;
-                            _ = cancelled.as_mut() => return Wait::Closed,
-                            read = self.client.read_buf(&mut self.cbuf) => Event::Client(read),
-                            read = upstream.read_buf(&mut self.ubuf) => Event::Upstream(read),
-                        }
-                    }
-                    None => {
-                        tokio::select! {
-                            biased;
-                            _ = cancelled.as_mut() => return Wait::Closed,
-                            read = self.client.read_buf(&mut self.cbuf) => Event::Client(read),
-                        }
-                    }
+                tokio::select! {
+                    biased;
+                    _ = cancelled.as_mut() => return Wait::Closed,
+                    read = self.client.read_buf(&mut self.cbuf) => read,
                 }
             };
-            match event {
-                Event::Client(Ok(0) | Err(_)) => return Wait::Closed,
-                // Anything from an idle upstream connection (its close, or bytes nobody asked
-                // for) ends it; the next request opens a new one.
-                Event::Upstream(_) => {
-                    self.upstream = None;
-                    self.ubuf.clear();
-                }
-                Event::Client(Ok(_)) | Event::Timeout => {}
+            if let Ok(0) | Err(_) = read {
+                return Wait::Closed;
             }
         }
     }
@@ -278,17 +267,23 @@ impl Connection {
         let wire = self.cbuf.split_to(head.len + in_buffer).freeze();
         let complete = body.is_done();
 
-        let reused = self.upstream.is_some();
-        if !reused {
-            match ctx.upstream.connect_raw().await {
-                Ok(stream) => self.upstream = Some(stream),
+        let reused = match ctx.upstream.idle.take() {
+            Some(stream) => {
+                self.upstream = Some(stream);
+                true
+            }
+            None => match ctx.upstream.connect_raw().await {
+                Ok(stream) => {
+                    self.upstream = Some(stream);
+                    false
+                }
                 Err(error) => {
                     let failure =
                         Failure::from_send(&SendError::Connect(error), &ctx.target, false);
                     return self.fail(&mut flight, &failure).await && complete && !head.close;
                 }
-            }
-        }
+            },
+        };
         let mut resend = (reused && complete).then(|| wire.clone());
         if let Err(error) = self.upstream_mut().write_all(&wire).await {
             match resend.take() {
@@ -403,7 +398,7 @@ impl Connection {
         self.upstream.as_mut().expect("connected")
     }
 
-    /// Opens a new upstream connection (the reused one turned out closed) and sends `wire`,
+    /// Opens a new upstream connection (the parked one turned out closed) and sends `wire`,
     /// the whole request, over it.
     async fn reconnect_and_send(&mut self, ctx: &Context, wire: &Bytes) -> std::io::Result<()> {
         self.upstream = None;
@@ -452,7 +447,7 @@ impl Connection {
     }
 
     /// Waits for the final response head (forwarding interim ones), within the response
-    /// timeout. A reused connection the target closed before answering is replaced once, and
+    /// timeout. A parked connection the target closed before answering is replaced once, and
     /// the request (`resend`, when it was sent whole) sent again.
     async fn response_head(
         &mut self,

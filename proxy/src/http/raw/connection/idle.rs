@@ -1,18 +1,18 @@
-//! Between requests a client connection holds no read buffer: it gives both buffers back (when
-//! nothing is buffered in them), waits for the client, or its idle upstream connection, to
-//! become readable, and only then takes a buffer and reads. A thousand idle keep-alive
-//! connections hold their sockets and their tasks, not a thousand buffers.
+//! Between requests a client connection holds no read buffer (and no upstream connection: it
+//! is parked with the proxy's idle ones): it gives both buffers back (when nothing is buffered
+//! in them), waits for the client to become readable, and only then takes a buffer and reads.
+//! A thousand idle keep-alive connections hold their sockets and their tasks, not a thousand
+//! buffers.
 //!
 //! ```text
-//! response done ─► cbuf, ubuf empty? ─► dropped ─► readable? ─► client: take cbuf, try_read
-//!                                                            └─► upstream: probe one byte
+//! response done ─► cbuf, ubuf empty? ─► dropped ─► client readable? ─► take cbuf, try_read
 //! ```
 
 use std::future::Future;
 use std::io::ErrorKind;
 use std::pin::Pin;
 
-use super::{buffers, Connection, Event, HEAD_READ};
+use super::{buffers, Connection, HEAD_READ};
 use crate::http::socket::read_draining;
 
 /// How waiting while idle ended.
@@ -21,20 +21,13 @@ pub(super) enum Idle {
     Cancelled,
     /// A side was readable after all not (its readiness was stale): wait again.
     Nothing,
-    /// A read happened (on the client into a fresh `cbuf`).
-    Read(Event),
-}
-
-/// Which side became readable.
-enum Side {
-    Client(std::io::Result<()>),
-    Upstream(std::io::Result<()>),
+    /// A read from the client into a fresh `cbuf` happened.
+    Read(std::io::Result<usize>),
 }
 
 impl Connection {
     /// Waits with no read buffer held (`cbuf` must be empty) until the client sends
-    /// something, the idle upstream connection says something (its close, or bytes nobody
-    /// asked for), or `cancelled` fires.
+    /// something or `cancelled` fires.
     pub(super) async fn idle_read(
         &mut self,
         mut cancelled: Pin<&mut impl Future<Output = ()>>,
@@ -46,40 +39,19 @@ impl Connection {
         }
         #[cfg(test)]
         self.gauge.report(&self.cbuf, &self.ubuf);
-        let side = match self.upstream.as_ref() {
-            Some(upstream) => tokio::select! {
-                biased;
-                _ = cancelled.as_mut() => return Idle::Cancelled,
-                ready = self.client.readable() => Side::Client(ready),
-                ready = upstream.readable() => Side::Upstream(ready),
-            },
-            None => tokio::select! {
-                biased;
-                _ = cancelled.as_mut() => return Idle::Cancelled,
-                ready = self.client.readable() => Side::Client(ready),
-            },
+        let ready = tokio::select! {
+            biased;
+            _ = cancelled.as_mut() => return Idle::Cancelled,
+            ready = self.client.readable() => ready,
         };
-        let read = match side {
-            Side::Client(Err(error)) => Event::Client(Err(error)),
-            Side::Client(Ok(())) => {
-                buffers::reserve(&mut self.cbuf, HEAD_READ);
-                Event::Client(read_draining(&self.client, &mut self.cbuf))
-            }
-            Side::Upstream(Err(error)) => Event::Upstream(Err(error)),
-            Side::Upstream(Ok(())) => {
-                let mut probe = [0u8; 1];
-                let upstream = self.upstream.as_ref().expect("watched");
-                Event::Upstream(upstream.try_read(&mut probe))
-            }
-        };
+        let read = ready.and_then(|()| {
+            buffers::reserve(&mut self.cbuf, HEAD_READ);
+            read_draining(&self.client, &mut self.cbuf)
+        });
         #[cfg(test)]
         self.gauge.report(&self.cbuf, &self.ubuf);
         match read {
-            Event::Client(Err(error)) | Event::Upstream(Err(error))
-                if error.kind() == ErrorKind::WouldBlock =>
-            {
-                Idle::Nothing
-            }
+            Err(error) if error.kind() == ErrorKind::WouldBlock => Idle::Nothing,
             read => Idle::Read(read),
         }
     }
