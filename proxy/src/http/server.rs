@@ -107,7 +107,7 @@ async fn serve_connection(
 ) {
     // Best effort: a socket that refuses the option still works, only slower.
     let _ = stream.set_nodelay(true);
-    let Some(mut fallback) = drive_raw(&ctx, stream).await else {
+    let Some(mut fallback) = raw::serve(&ctx, stream).await else {
         return;
     };
     if fallback.buffered.starts_with(PREFACE) && ctx.upstream.response_timeout().is_none() {
@@ -121,25 +121,6 @@ async fn serve_connection(
     // Boxed: hyper's connection state is about twice the raw path's, and most connections
     // never need it, so it does not make every connection's task that large.
     Box::pin(serve_hyper(ctx, builder, io)).await;
-}
-
-/// Runs the raw path of a connection to its end or its fallback; on cancellation gives it the
-/// grace period (it closes idle connections itself) and then drops it.
-///
-/// The raw connection's future is made here, not passed in: an argument would take room in
-/// the caller's state as well as in this one's, twice the memory for every connection.
-async fn drive_raw(ctx: &Context, stream: TcpStream) -> Option<raw::Fallback> {
-    let connection = raw::serve(ctx, stream);
-    tokio::pin!(connection);
-    tokio::select! {
-        biased;
-        fallback = connection.as_mut() => fallback,
-        _ = ctx.cancel.cancelled() => {
-            tokio::time::timeout(ctx.shutdown_grace, connection.as_mut())
-                .await
-                .unwrap_or(None)
-        }
-    }
 }
 
 /// Serves a connection with hyper: HTTP/1.x with upgrades, or HTTP/2 from its preface.
@@ -256,9 +237,9 @@ fn is_per_connection(error: &io::Error) -> bool {
 mod tests {
     use super::*;
 
-    /// Every connection's task is about the raw path's state: hyper's (boxed) and a second
-    /// copy of the raw future would make it twice that or more. The raw path's state is small
-    /// itself.
+    /// Every connection's task is about the raw path's state: hyper's (boxed), a second copy
+    /// of the raw future, or a shutdown timer beside it would make it larger. The raw path's
+    /// state is small itself.
     #[tokio::test]
     async fn a_connection_task_is_about_the_raw_paths_size() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -279,8 +260,9 @@ mod tests {
         let stream = TcpStream::connect(addr).await.unwrap();
         let task = serve_connection(ctx.clone(), builder, stream);
         let task_size = std::mem::size_of_val(&task);
+        // The rest: the context and hyper's builder, and the raw path's fallback.
         assert!(
-            task_size < raw_size + 1024,
+            task_size < raw_size + 256,
             "a connection task takes {task_size} bytes, the raw path {raw_size}"
         );
         // What an idle keep-alive connection holds: the exchange under way is boxed, so it is

@@ -65,6 +65,9 @@ pub(crate) struct Fallback {
 
 /// Serves `client` on the raw path until it closes, the proxy shuts down, or a request needs
 /// hyper (then the connection is returned, with what was read of that request).
+///
+/// On shutdown an idle connection closes at once; an exchange under way gets
+/// [`Context::shutdown_grace`] to finish, and is then dropped, closing the connection.
 pub(crate) async fn serve(ctx: &Context, client: TcpStream) -> Option<Fallback> {
     let mut conn = Connection {
         client,
@@ -92,7 +95,18 @@ pub(crate) async fn serve(ctx: &Context, client: TcpStream) -> Option<Fallback> 
         first = false;
         // Boxed: an exchange's state is most of a connection's, and it only exists while a
         // request is under way; idle connections do not carry room for it.
-        let keep_alive = Box::pin(conn.exchange(ctx, head)).await;
+        let keep_alive = {
+            let mut exchange = Box::pin(conn.exchange(ctx, head));
+            tokio::select! {
+                biased;
+                keep_alive = &mut exchange => keep_alive,
+                _ = cancelled.as_mut() => {
+                    tokio::time::timeout(ctx.shutdown_grace, exchange)
+                        .await
+                        .unwrap_or(false)
+                }
+            }
+        };
         // Still here only when its exchange completed cleanly (else it was given up).
         let upstream = conn.upstream.take();
         if !keep_alive || ctx.cancel.is_cancelled() {
