@@ -19,9 +19,10 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Sends one GET over `client` and checks the answer and its event.
-async fn get(proxy: &mut Proxy, client: &mut TcpStream, path: &str) {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: api\r\n\r\n");
+/// Sends one GET with `headers` over `client`, checks the answer and its event, and returns
+/// the answer's body.
+async fn get_with(proxy: &mut Proxy, client: &mut TcpStream, path: &str, headers: &str) -> Vec<u8> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: api\r\n{headers}\r\n");
     client.write_all(request.as_bytes()).await.unwrap();
     let answer = read_answer(client, &mut Vec::new(), false).await;
     assert_eq!(answer.status, 200, "{}", answer.head);
@@ -30,6 +31,11 @@ async fn get(proxy: &mut Proxy, client: &mut TcpStream, path: &str) {
         (r.path.as_str(), r.status_code, r.error.as_str()),
         (path, 200, "")
     );
+    answer.body
+}
+
+async fn get(proxy: &mut Proxy, client: &mut TcpStream, path: &str) -> Vec<u8> {
+    get_with(proxy, client, path, "").await
 }
 
 #[tokio::test]
@@ -58,14 +64,17 @@ async fn client_connections_share_the_parked_upstream_connections() {
     assert_eq!(origin.connections(), dialled);
 }
 
-/// A keep-alive HTTP/1.1 target that answers every request `ok` and reports each connection
-/// the proxy closes.
+/// A keep-alive HTTP/1.1 target that answers every request with the number of the connection
+/// it came on (1 for the first accepted) and reports each connection the proxy closes.
 async fn keep_alive_target() -> (SocketAddr, mpsc::UnboundedReceiver<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (closed_tx, closed) = mpsc::unbounded_channel();
     tokio::spawn(async move {
+        let mut accepted = 0;
         while let Ok((mut stream, _)) = listener.accept().await {
+            accepted += 1;
+            let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{accepted}");
             let closed = closed_tx.clone();
             tokio::spawn(async move {
                 let mut buffered = Vec::new();
@@ -73,8 +82,7 @@ async fn keep_alive_target() -> (SocketAddr, mpsc::UnboundedReceiver<()>) {
                 loop {
                     while let Some(end) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
                         buffered.drain(..end + 4);
-                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                        if stream.write_all(answer).await.is_err() {
+                        if stream.write_all(answer.as_bytes()).await.is_err() {
                             return;
                         }
                     }
@@ -128,4 +136,36 @@ async fn stopping_the_proxy_closes_its_parked_connections() {
         .await
         .expect("the proxy closed its parked connection when it stopped")
         .unwrap();
+}
+
+/// NTLM and Negotiate authenticate the connection, not the request: such a client keeps an
+/// upstream connection of its own, which no other client's request is sent over.
+#[tokio::test]
+async fn connection_bound_authentication_keeps_its_own_upstream_connection() {
+    let (target, _closed) = keep_alive_target().await;
+    let mut proxy = Proxy::start(target).await;
+    let mut authenticating = TcpStream::connect(proxy.addr).await.unwrap();
+    let negotiate =
+        "Authorization: NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAGAbEdAAAADw==\r\n";
+    let first = get_with(&mut proxy, &mut authenticating, "/ntlm/1", negotiate).await;
+    let second = get_with(&mut proxy, &mut authenticating, "/ntlm/2", negotiate).await;
+    assert_eq!(
+        first, second,
+        "both legs of the handshake on one connection"
+    );
+
+    // Other clients, enough that some are served on the authenticated client's worker.
+    let mut others = Vec::new();
+    for i in 0..4 * workers() + 1 {
+        let mut other = TcpStream::connect(proxy.addr).await.unwrap();
+        let plain = get(&mut proxy, &mut other, &format!("/plain/{i}")).await;
+        assert_ne!(
+            plain, first,
+            "another client used the authenticated connection"
+        );
+        others.push(other);
+    }
+    // The authenticated client's later requests stay on its connection.
+    let third = get(&mut proxy, &mut authenticating, "/after").await;
+    assert_eq!(third, first);
 }

@@ -6,7 +6,8 @@
 //! ```text
 //! accept ─► raw::serve ─┬─ common request ─► forward verbatim, record heads + captures
 //!                       └─ anything else (HTTP/2 preface, HTTP/1.0, upgrade, CONNECT, gRPC,
-//!                          odd Connection tokens, TE, Proxy-*, malformed, too large)
+//!                          odd Connection tokens, TE, Proxy-*, NTLM or Negotiate
+//!                          authorization, malformed, too large)
 //!                              ─► hyper for the rest of the connection, fed the bytes read
 //! ```
 //!

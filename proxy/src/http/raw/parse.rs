@@ -53,8 +53,9 @@ pub(crate) enum Request {
 }
 
 /// Parses the request head at the start of `buf` and decides whether the raw path takes it:
-/// HTTP/1.1, an origin-form target, one `Host`, no upgrade, not `CONNECT`, not gRPC, and no
-/// hop-by-hop header but `Connection: keep-alive` or `close`.
+/// HTTP/1.1, an origin-form target, one `Host`, no upgrade, not `CONNECT`, not gRPC, no
+/// hop-by-hop header but `Connection: keep-alive` or `close`, and no connection-bound
+/// authentication.
 pub(crate) fn request(buf: &[u8]) -> Request {
     let mut headers = [MaybeUninit::<Header<'_>>::uninit(); MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
@@ -105,6 +106,9 @@ pub(crate) fn request(buf: &[u8]) -> Request {
             12 if name.eq_ignore_ascii_case(b"content-type")
                 && starts_with_ignore_case(value, b"application/grpc") =>
             {
+                return Request::Fallback
+            }
+            13 if name.eq_ignore_ascii_case(b"authorization") && binds_connection(value) => {
                 return Request::Fallback
             }
             _ if is_hop_by_hop(name) => return Request::Fallback,
@@ -246,6 +250,18 @@ fn is_hop_by_hop(name: &[u8]) -> bool {
     }
 }
 
+/// Whether an `Authorization` value is of a scheme that authenticates the TCP connection
+/// rather than the request (NTLM, Negotiate/Kerberos). The raw path shares upstream
+/// connections between client connections, so such requests go to hyper, which gives the
+/// client connection an upstream connection of its own.
+fn binds_connection(authorization: &[u8]) -> bool {
+    let scheme = authorization
+        .split(|&b| b == b' ')
+        .next()
+        .unwrap_or_default();
+    scheme.eq_ignore_ascii_case(b"ntlm") || scheme.eq_ignore_ascii_case(b"negotiate")
+}
+
 fn starts_with_ignore_case(value: &[u8], prefix: &[u8]) -> bool {
     value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
@@ -290,6 +306,8 @@ mod tests {
         let head = raw("PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n");
         assert_eq!(head.framing, Framing::Chunked);
         assert!(raw("HEAD / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n").head_method);
+        raw("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer NTLM\r\n\r\n");
+        raw("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: NTLMish x\r\n\r\n");
         assert_eq!(request(b"GET / HTTP/1.1\r\nHost: a\r\n"), Request::Partial);
     }
 
@@ -316,6 +334,8 @@ mod tests {
             "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
             "GET /x HTTP/1.1\r\nHost: api\r\nthis is not a header\r\n\r\n",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nAuthorization: NTLM TlRMTVNTUAABAAAA\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nauthorization:  negotiate YIIG\r\n\r\n",
         ] {
             assert_eq!(request(text.as_bytes()), Request::Fallback, "{text:?}");
         }
