@@ -114,24 +114,15 @@ impl IdleUpstreams {
     pub(crate) fn sweep(&self) {
         let now = Instant::now();
         for shelf in self.shelves.iter() {
-            let mut closed = Vec::new();
-            {
+            let closed: Vec<Parked> = {
                 let mut shelf = shelf.lock();
-                if shelf.is_empty() {
-                    continue;
-                }
-                let mut index = 0;
-                while index < shelf.len() {
-                    let parked = &shelf[index];
-                    if now.duration_since(parked.since) >= self.idle_timeout
+                let (closed, kept) = std::mem::take(&mut *shelf).into_iter().partition(|parked| {
+                    now.duration_since(parked.since) >= self.idle_timeout
                         || !is_idle(&parked.stream)
-                    {
-                        closed.push(shelf.remove(index));
-                    } else {
-                        index += 1;
-                    }
-                }
-            }
+                });
+                *shelf = kept;
+                closed
+            };
             // Closed outside the lock: a close is a system call or two.
             drop(closed);
         }
