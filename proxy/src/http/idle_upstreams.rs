@@ -22,8 +22,8 @@
 //! connection.
 //!
 //! Parked connections are closed after [`HttpSettings::pool_idle_timeout`] unused (checked
-//! by the sweep the proxy's accept loop runs every [`Self::sweep_period`]), when the proxy
-//! shuts down, and never parked once it is shutting down.
+//! by the sweep the proxy's accept loop runs every [`Self::sweep_period`]) and when the proxy
+//! has stopped; client connections stop parking them once it is shutting down.
 //!
 //! [`HttpSettings::pool_idle_timeout`]: super::HttpSettings::pool_idle_timeout
 
@@ -88,9 +88,9 @@ impl IdleUpstreams {
     }
 
     /// Parks `stream`, whose last exchange is complete with nothing unread, for the next
-    /// request; closes it instead when the proxy is shutting down or keeps nothing.
-    pub(crate) fn park(&self, stream: TcpStream, shutting_down: bool) {
-        if shutting_down || self.idle_timeout.is_zero() {
+    /// request; closes it instead when the proxy keeps nothing.
+    pub(crate) fn park(&self, stream: TcpStream) {
+        if self.idle_timeout.is_zero() {
             return;
         }
         let parked = Parked {
@@ -173,8 +173,8 @@ mod tests {
         let (newer, newer_peer) = pair(&listener).await;
         let older_port = older.local_addr().unwrap().port();
         let newer_port = newer.local_addr().unwrap().port();
-        pool.park(older, false);
-        pool.park(newer, false);
+        pool.park(older);
+        pool.park(newer);
 
         let taken = pool.take().expect("a parked connection");
         assert_eq!(taken.local_addr().unwrap().port(), newer_port);
@@ -183,7 +183,7 @@ mod tests {
         // taken instead.
         drop(newer_peer);
         taken.readable().await.unwrap();
-        pool.park(taken, false);
+        pool.park(taken);
         let taken = pool.take().expect("a parked connection");
         assert_eq!(taken.local_addr().unwrap().port(), older_port);
         assert_eq!(pool.parked(), 0, "the closed connection was closed too");
@@ -201,7 +201,7 @@ mod tests {
             .await
             .unwrap();
         stream.readable().await.unwrap();
-        pool.park(stream, false);
+        pool.park(stream);
         assert!(pool.take().is_none());
     }
 
@@ -212,15 +212,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let pool = IdleUpstreams::new(Duration::from_secs(10));
         let (expiring, _p1) = pair(&listener).await;
-        pool.park(expiring, false);
+        pool.park(expiring);
         tokio::time::advance(Duration::from_secs(6)).await;
         let (closing, closing_peer) = pair(&listener).await;
         let (kept, _p3) = pair(&listener).await;
         let kept_port = kept.local_addr().unwrap().port();
         drop(closing_peer);
         closing.readable().await.unwrap();
-        pool.park(closing, false);
-        pool.park(kept, false);
+        pool.park(closing);
+        pool.park(kept);
         tokio::time::advance(Duration::from_secs(5)).await;
         pool.sweep();
         let left: Vec<u16> = pool
@@ -233,19 +233,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn nothing_is_parked_when_shutting_down_or_with_no_idle_time() {
+    async fn nothing_is_parked_with_no_idle_time_nor_kept_after_closing() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let pool = IdleUpstreams::new(Duration::from_secs(90));
-        let (stream, _peer) = pair(&listener).await;
-        pool.park(stream, true);
-        assert_eq!(pool.parked(), 0);
         let pool = IdleUpstreams::new(Duration::ZERO);
         let (stream, _peer) = pair(&listener).await;
-        pool.park(stream, false);
+        pool.park(stream);
         assert_eq!(pool.parked(), 0);
         let pool = IdleUpstreams::new(Duration::from_secs(90));
         let (stream, _peer) = pair(&listener).await;
-        pool.park(stream, false);
+        pool.park(stream);
         pool.close_all();
         assert_eq!(pool.parked(), 0);
     }

@@ -114,7 +114,7 @@ pub(crate) async fn serve(ctx: &Context, client: TcpStream) -> Option<Fallback> 
             return None;
         }
         if let Some(upstream) = upstream {
-            ctx.upstream.idle.park(upstream, ctx.cancel.is_cancelled());
+            ctx.upstream.idle.park(upstream);
         }
     }
 }
@@ -281,16 +281,10 @@ impl Connection {
         let wire = self.cbuf.split_to(head.len + in_buffer).freeze();
         let complete = body.is_done();
 
-        let reused = match ctx.upstream.idle.take() {
-            Some(stream) => {
-                self.upstream = Some(stream);
-                true
-            }
+        let (stream, reused) = match ctx.upstream.idle.take() {
+            Some(stream) => (stream, true),
             None => match ctx.upstream.connect_raw().await {
-                Ok(stream) => {
-                    self.upstream = Some(stream);
-                    false
-                }
+                Ok(stream) => (stream, false),
                 Err(error) => {
                     let failure =
                         Failure::from_send(&SendError::Connect(error), &ctx.target, false);
@@ -298,6 +292,7 @@ impl Connection {
                 }
             },
         };
+        self.upstream = Some(stream);
         let mut resend = (reused && complete).then(|| wire.clone());
         if let Err(error) = self.upstream_mut().write_all(&wire).await {
             match resend.take() {
