@@ -25,6 +25,17 @@ use crate::standalone;
 /// Every path the harness knows, in column order.
 pub const PATH_NAMES: &[&str] = &["direct", "rig", "rig+json", "haproxy", "nginx", "pingora"];
 
+/// Every scenario `--scenarios` can pick, in the order they run: the idle-memory ones first
+/// (while no load has grown any process), then the load scenarios.
+pub const SCENARIO_NAMES: &[&str] = &[
+    "idle_http",
+    "idle_tcp",
+    "http1_small",
+    "http1_64k",
+    "h2c_small",
+    "tcp_bulk",
+];
+
 /// What the table's footnote says about the numbers.
 const CAVEAT: &str = "the load generator, the origin and the proxy all run on this machine's \
     {cpus} cores at once, so every number includes competition for CPU with the other two; \
@@ -118,7 +129,11 @@ pub fn run(options: RunOptions) -> Result<()> {
     let started = Instant::now();
     let mut scenarios = runtime.block_on(measure(&options, &mut paths))?;
     // The memory rows go last in the table.
-    scenarios.rotate_left(2);
+    let memory_rows = scenarios
+        .iter()
+        .take_while(|s| s.key.starts_with("idle_"))
+        .count();
+    scenarios.rotate_left(memory_rows);
 
     let mut rig_observation = BTreeMap::new();
     for path in paths {
@@ -346,22 +361,31 @@ async fn measure(options: &RunOptions, paths: &mut [Path]) -> Result<Vec<Scenari
         check(path).await;
     }
 
-    let mut idle_http = scenario_result("idle_http", "idle HTTP/1.1");
-    let mut idle_tcp = scenario_result("idle_tcp", "idle TCP");
-    for path in paths.iter() {
-        let (http, tcp) = memory(path, options.idle).await;
-        eprintln!(
-            "proxy-bench: idle memory via {}: {}, {}",
-            path.name,
-            brief(&http),
-            brief(&tcp)
-        );
-        idle_http.paths.push((path.name.to_string(), http));
-        idle_tcp.paths.push((path.name.to_string(), tcp));
+    let wanted = |key: &str| {
+        options
+            .scenarios
+            .as_ref()
+            .is_none_or(|keys| keys.iter().any(|k| k == key))
+    };
+    let mut results = Vec::new();
+    if wanted("idle_http") || wanted("idle_tcp") {
+        let mut idle_http = scenario_result("idle_http", "idle HTTP/1.1");
+        let mut idle_tcp = scenario_result("idle_tcp", "idle TCP");
+        for path in paths.iter() {
+            let (http, tcp) = memory(path, options.idle).await;
+            eprintln!(
+                "proxy-bench: idle memory via {}: {}, {}",
+                path.name,
+                brief(&http),
+                brief(&tcp)
+            );
+            idle_http.paths.push((path.name.to_string(), http));
+            idle_tcp.paths.push((path.name.to_string(), tcp));
+        }
+        results.extend([idle_http, idle_tcp].into_iter().filter(|s| wanted(s.key)));
     }
 
-    let mut results = vec![idle_http, idle_tcp];
-    for scenario in &LOAD {
+    for scenario in LOAD.iter().filter(|s| wanted(s.key)) {
         let mut result = scenario_result(scenario.key, scenario.title);
         // The paths take turns, each round starting one path later, so that a slow moment
         // of the machine or the order of the paths does not favour one of them.

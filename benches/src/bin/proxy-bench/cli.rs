@@ -33,6 +33,8 @@ RUN OPTIONS:
                             (haproxy nbthread, nginx worker_processes) [default: CPU count]
     --paths LIST            comma-separated subset of
                             direct,rig,rig+json,haproxy,nginx,pingora  [default: all]
+    --scenarios LIST        comma-separated subset of idle_http,idle_tcp,
+                            http1_small,http1_64k,h2c_small,tcp_bulk   [default: all]
     --json PATH             where to write the results as JSON  [default: target/proxy-bench.json]
 
 GRPC OPTIONS:
@@ -137,6 +139,8 @@ pub struct RunOptions {
     pub threads: usize,
     /// The paths to measure (`None`: all).
     pub paths: Option<Vec<String>>,
+    /// The scenarios to measure (`None`: all).
+    pub scenarios: Option<Vec<String>>,
     /// Where the JSON report goes.
     pub json: PathBuf,
     /// Whether `--quick` was given (recorded in the report).
@@ -206,6 +210,7 @@ impl RunOptions {
             idle: 1000,
             threads: cpu_count(),
             paths: None,
+            scenarios: None,
             json: PathBuf::from("target/proxy-bench.json"),
             quick: false,
         }
@@ -273,17 +278,18 @@ fn parse_run(flags: &mut Flags<'_>) -> Result<RunOptions> {
             "--threads" => options.threads = flags.count(flag)?,
             "--json" => options.json = PathBuf::from(flags.value(flag)?),
             "--paths" => {
-                let list = flags.value(flag)?;
-                let names: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
-                for name in &names {
-                    if !crate::bench::PATH_NAMES.contains(&name.as_str()) {
-                        bail!(
-                            "--paths: unknown path {name:?}; choose from {}",
-                            crate::bench::PATH_NAMES.join(",")
-                        );
-                    }
-                }
-                options.paths = Some(names);
+                options.paths = Some(names_from(
+                    flag,
+                    flags.value(flag)?,
+                    crate::bench::PATH_NAMES,
+                )?)
+            }
+            "--scenarios" => {
+                options.scenarios = Some(names_from(
+                    flag,
+                    flags.value(flag)?,
+                    crate::bench::SCENARIO_NAMES,
+                )?)
             }
             _ => bail!("run has no option {flag}; see --help"),
         }
@@ -299,6 +305,20 @@ fn parse_run(flags: &mut Flags<'_>) -> Result<RunOptions> {
     }
     options.h2c_connections = options.h2c_connections.min(options.connections);
     Ok(options)
+}
+
+/// A comma-separated list of names, each one of `known`.
+fn names_from(flag: &str, list: &str, known: &[&str]) -> Result<Vec<String>> {
+    let names: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
+    for name in &names {
+        if !known.contains(&name.as_str()) {
+            bail!(
+                "{flag}: unknown name {name:?}; choose from {}",
+                known.join(",")
+            );
+        }
+    }
+    Ok(names)
 }
 
 fn parse_kafka(flags: &mut Flags<'_>) -> Result<KafkaOptions> {
@@ -529,6 +549,12 @@ mod tests {
         assert_eq!(options.duration, Duration::from_secs(8));
         assert_eq!(options.connections, 64);
         assert!(options.paths.is_none());
+        assert!(options.scenarios.is_none());
+        let Command::Run(options) = parse(&args(&["--scenarios", "tcp_bulk,idle_tcp"])).unwrap()
+        else {
+            panic!("expected run");
+        };
+        assert_eq!(options.scenarios.unwrap(), ["tcp_bulk", "idle_tcp"]);
     }
 
     #[test]
@@ -551,6 +577,9 @@ mod tests {
         assert!(error.to_string().contains("above 0"), "{error}");
         let error = parse(&args(&["run", "--paths", "direct,envoy"])).unwrap_err();
         assert!(error.to_string().contains("envoy"), "{error}");
+        let error = parse(&args(&["run", "--scenarios", "tcp_bulk,udp"])).unwrap_err();
+        assert!(error.to_string().contains("\"udp\""), "{error}");
+        assert!(error.to_string().contains("http1_64k"), "{error}");
         let error = parse(&args(&["serve-rig-proxy"])).unwrap_err();
         assert!(error.to_string().contains("--http"), "{error}");
         assert!(parse(&args(&["run", "--duration"])).is_err());
