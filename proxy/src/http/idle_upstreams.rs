@@ -19,7 +19,8 @@
 //! received bytes nobody asked for) is found out without a system call, from its readiness,
 //! when it is taken and at each sweep. A connection the target closes just as it is taken is
 //! the case the raw path already handles: a request sent whole is sent again over a fresh
-//! connection.
+//! connection when the write failed (the target cannot have read it), or when no answer came
+//! and the request is safe to repeat (see `RequestHead::replayable`).
 //!
 //! Parked connections are closed after [`HttpSettings::pool_idle_timeout`] unused (checked
 //! by the sweep the proxy's accept loop runs every [`Self::sweep_period`]) and when the proxy

@@ -1,13 +1,13 @@
 //! Streaming, chunked and large bodies, and the capture cap.
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Request};
+use http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use rig_proxy::http::DEFAULT_CAPTURE_LIMIT;
 use tokio::sync::mpsc;
 
-use crate::origin::Origin;
+use crate::origin::{Origin, AMPLIFICATION};
 use crate::support::{curl, full, http1_client, pattern, send, Proxy, PATIENCE};
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
@@ -116,6 +116,31 @@ async fn send_owned(
     request: Request<crate::support::ClientBody>,
 ) -> crate::support::Collected {
     send(&client, request).await
+}
+
+#[tokio::test]
+async fn a_target_answering_more_than_it_reads_while_it_reads_does_not_stall_the_upload() {
+    // The target streams back eight bytes for every byte of the upload as it arrives, and the
+    // client reads the response while it uploads. The proxy must keep reading the response
+    // while the upload waits for the target: otherwise the target blocks writing its answer,
+    // stops reading, and both sides wait for ever.
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let client = http1_client();
+    let payload = pattern(8 * 1024 * 1024);
+
+    let request = Request::post(proxy.url("/amplify"))
+        .body(full(payload.clone()))
+        .unwrap();
+    let response = send(&client, request).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.body.len(), AMPLIFICATION * payload.len());
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.request_size, payload.len() as i64);
+    assert_eq!(r.response_size, (AMPLIFICATION * payload.len()) as i64);
+    assert_eq!(r.error, "");
+    assert_eq!(r.http_version, "HTTP/1.1");
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 //! Routes:
 //! - `/echo`: streams the request body back (frame by frame); reports the version it was
 //!   spoken to in `x-origin-version`;
+//! - `/amplify`: streams every request body frame back eight times, as it arrives (a target
+//!   that answers while it reads, and more than it reads);
 //! - `/headers`: the request headers it received, one `name: value` line each, sorted;
 //! - `/stream`: a response whose frames the test sends through [`Origin::streams`];
 //! - `/upload`: hands every received body frame to [`Origin::uploads`], then answers
@@ -32,6 +34,9 @@ use tokio::sync::{mpsc, Barrier};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
+
+/// How many times `/amplify` sends back each request body frame.
+pub const AMPLIFICATION: usize = 8;
 
 /// A body the origin answers with.
 pub type OriginBody = BoxBody<Bytes, std::io::Error>;
@@ -133,6 +138,14 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<OriginBody
                     .insert(header::CONTENT_TYPE, content_type);
             }
             response
+        }
+        "/amplify" => {
+            let body = req
+                .into_body()
+                .map_frame(|frame| frame.map_data(|data| Bytes::from(data.repeat(AMPLIFICATION))))
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .boxed();
+            Response::new(body)
         }
         "/headers" => {
             let mut lines: Vec<String> = req

@@ -492,3 +492,108 @@ async fn a_failed_exchange_on_the_raw_path_keeps_the_client_connection() {
         assert!(r.error.starts_with("upstream: the target "), "{}", r.error);
     }
 }
+
+/// A target that answers `GET /warm` and keeps the connection, and closes the connection
+/// without answering any other request once it has read it (as a server whose handler
+/// crashed). Every request it read goes to the returned channel as `METHOD /path`.
+async fn crashing_target() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let answer = read_answer_request(&mut stream, &mut buf).await;
+                    let Some(request) = answer else { return };
+                    let _ = tx.send(request.clone());
+                    if request != "GET /warm" {
+                        return;
+                    }
+                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if stream.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Reads one request (head and `Content-Length` body) off `stream`; `METHOD /path`, or
+/// `None` at end of file.
+async fn read_answer_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |n| n.trim().parse().unwrap());
+            if buf.len() >= end + 4 + length {
+                let line = head.lines().next().unwrap_or_default().to_string();
+                buf.drain(..end + 4 + length);
+                let mut parts = line.split(' ');
+                let method = parts.next().unwrap_or_default().to_ascii_uppercase();
+                return Some(format!("{method} {}", parts.next().unwrap_or_default()));
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_the_target_may_have_acted_on_is_not_sent_twice() {
+    let (target, mut seen) = crashing_target().await;
+    let mut proxy = Proxy::start(target).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let cases = [
+        // (request, times the target gets it)
+        ("POST /orders HTTP/1.1\r\nHost: api\r\nContent-Length: 2\r\n\r\nhi", 1),
+        ("DELETE /orders/1 HTTP/1.1\r\nHost: api\r\n\r\n", 1),
+        // Safe methods, and requests declared idempotent, are sent again once over a fresh
+        // connection (which the target closes as well).
+        ("GET /report HTTP/1.1\r\nHost: api\r\n\r\n", 2),
+        (
+            "POST /payments HTTP/1.1\r\nHost: api\r\nIdempotency-Key: k1\r\nContent-Length: 2\r\n\r\nhi",
+            2,
+        ),
+    ];
+    for (request, times) in cases {
+        // Parks a kept connection for the next request to reuse.
+        client
+            .write_all(b"GET /warm HTTP/1.1\r\nHost: api\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_answer(&mut client, &mut buf, false).await.status, 200);
+        assert_eq!(proxy.events.request().await.status_code, 200);
+        assert_eq!(seen.recv().await.unwrap(), "GET /warm");
+
+        client.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_answer(&mut client, &mut buf, false).await;
+        assert_eq!(answer.status, 502, "{request}");
+        let r = proxy.events.request().await;
+        assert_eq!(r.status_code, 502);
+        assert!(r.error.contains("closed the connection"), "{}", r.error);
+
+        let line = request.split(" HTTP/1.1").next().unwrap();
+        for _ in 0..times {
+            assert_eq!(seen.recv().await.unwrap(), line);
+        }
+        assert!(
+            seen.try_recv().is_err(),
+            "{line} reached the target more than {times} time(s)"
+        );
+    }
+}

@@ -72,6 +72,7 @@ pub(crate) async fn serve(ctx: &Context, client: TcpStream) -> Option<Fallback> 
     let mut conn = Connection {
         client,
         cbuf: BytesMut::new(),
+        unsent: 0,
         upstream: None,
         ubuf: BytesMut::new(),
         ranges: Vec::new(),
@@ -129,6 +130,8 @@ enum Wait {
 enum Event {
     Client(std::io::Result<usize>),
     Upstream(std::io::Result<usize>),
+    /// The target can take more of the request body (or the write fails, and says why).
+    Writable,
     Timeout,
 }
 
@@ -136,6 +139,9 @@ struct Connection {
     client: TcpStream,
     /// Bytes from the client not yet forwarded (no memory while idle).
     cbuf: BytesMut,
+    /// How many bytes at the start of `cbuf` are request body taken for the target but not
+    /// written to it yet (it was not reading).
+    unsent: usize,
     /// The connection to the target, while an exchange is under way.
     upstream: Option<TcpStream>,
     /// Bytes from the target not yet forwarded (no memory while idle).
@@ -293,9 +299,11 @@ impl Connection {
             },
         };
         self.upstream = Some(stream);
-        let mut resend = (reused && complete).then(|| wire.clone());
+        // A parked connection the target has closed fails the write: the target never read
+        // the request, so it goes out again over a fresh connection whatever it is.
+        let stale = reused && complete;
         if let Err(error) = self.upstream_mut().write_all(&wire).await {
-            match resend.take() {
+            match stale.then(|| wire.clone()) {
                 Some(wire) if self.reconnect_and_send(ctx, &wire).await.is_ok() => {}
                 _ => {
                     let failure = Failure::from_raw(RawFailure::Io(&error), &ctx.target);
@@ -309,18 +317,22 @@ impl Connection {
             head.len,
             &self.ranges,
         );
+        // A connection closed with no answer may have carried the request to a target that
+        // acted on it before closing: only a request safe to repeat is sent again.
+        let mut resend = (stale && head.replayable).then(|| wire.clone());
 
         // The rest of the request body, while watching for interim responses (and a final one
-        // that does not wait for the body).
+        // that does not wait for the body). The target is read whenever it has something to
+        // say, even while it is not taking the body: a target answering as it reads (an echo)
+        // would otherwise block on its answer and stop reading, and both would wait for ever.
         let mut early = None;
-        while !body.is_done() {
-            make_room(&mut self.cbuf, BODY_READ);
-            let upstream = self.upstream.as_mut().expect("connected");
-            let event = tokio::select! {
-                biased;
-                read = upstream.read_buf(&mut self.ubuf) => Event::Upstream(read),
-                read = self.client.read_buf(&mut self.cbuf) => Event::Client(read),
-            };
+        while !body.is_done() || self.unsent > 0 {
+            let reading = !body.is_done() && self.unsent < BODY_READ;
+            if reading {
+                make_room(&mut self.cbuf, BODY_READ);
+            }
+            make_room(&mut self.ubuf, HEAD_READ);
+            let event = self.next_event(reading).await;
             match event {
                 Event::Client(Ok(0)) => {
                     return self.request_broke_off(
@@ -332,8 +344,8 @@ impl Connection {
                     let why = error.to_string();
                     return self.request_broke_off(&mut flight, &why);
                 }
-                Event::Client(Ok(_)) => {
-                    match self.forward_request_body(&mut flight, &mut body).await {
+                Event::Client(Ok(_)) | Event::Writable => {
+                    match self.forward_request_body(&mut flight, &mut body) {
                         Ok(()) => {}
                         Err(BodyFailure::Client(why)) => {
                             return self.request_broke_off(&mut flight, &why)
@@ -381,25 +393,62 @@ impl Connection {
                 HeadOutcome::ClientGone => return false,
             },
         };
-        self.response(ctx, &mut flight, &mut body, response).await && body.is_done() && !head.close
+        self.response(ctx, &mut flight, &mut body, response).await
+            && body.is_done()
+            && self.unsent == 0
+            && !head.close
     }
 
-    /// Forwards the request body bytes at the start of `cbuf` to the target and captures them.
-    async fn forward_request_body(
+    /// Waits while an exchange is under way: for the target's next bytes (read into `ubuf`),
+    /// for the target to take more of the unsent request body, and for the client's next
+    /// bytes (read into `cbuf`) when `reading`.
+    async fn next_event(&mut self, reading: bool) -> Event {
+        let upstream = self.upstream.as_ref().expect("connected");
+        loop {
+            return tokio::select! {
+                biased;
+                ready = upstream.readable() => match ready {
+                    Ok(()) => match upstream.try_read_buf(&mut self.ubuf) {
+                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        read => Event::Upstream(read),
+                    },
+                    Err(error) => Event::Upstream(Err(error)),
+                },
+                _ = upstream.writable(), if self.unsent > 0 => Event::Writable,
+                read = self.client.read_buf(&mut self.cbuf), if reading => Event::Client(read),
+            };
+        }
+    }
+
+    /// Takes the request body bytes read into `cbuf` since the last call (capturing them) and
+    /// writes as much of what is unsent as the target takes now, without waiting for it.
+    fn forward_request_body(
         &mut self,
         flight: &mut Flight<'_>,
         body: &mut BodyProgress,
     ) -> Result<(), BodyFailure> {
         let n = body
-            .take(&self.cbuf, &mut self.ranges)
+            .take(&self.cbuf[self.unsent..], &mut self.ranges)
             .map_err(|why| BodyFailure::Client(why.to_string()))?;
-        let upstream = self.upstream.as_mut().expect("connected");
-        upstream
-            .write_all(&self.cbuf[..n])
-            .await
-            .map_err(BodyFailure::Upstream)?;
-        capture_ranges(&mut flight.rec().request_body, &self.cbuf, 0, &self.ranges);
-        self.cbuf.advance(n);
+        capture_ranges(
+            &mut flight.rec().request_body,
+            &self.cbuf,
+            self.unsent,
+            &self.ranges,
+        );
+        self.unsent += n;
+        let upstream = self.upstream.as_ref().expect("connected");
+        while self.unsent > 0 {
+            match upstream.try_write(&self.cbuf[..self.unsent]) {
+                Ok(0) => return Err(BodyFailure::Upstream(std::io::ErrorKind::WriteZero.into())),
+                Ok(written) => {
+                    self.cbuf.advance(written);
+                    self.unsent -= written;
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(error) => return Err(BodyFailure::Upstream(error)),
+            }
+        }
         Ok(())
     }
 
@@ -457,7 +506,7 @@ impl Connection {
 
     /// Waits for the final response head (forwarding interim ones), within the response
     /// timeout. A parked connection the target closed before answering is replaced once, and
-    /// the request (`resend`, when it was sent whole) sent again.
+    /// the request (`resend`: sent whole and safe to repeat) sent again.
     async fn response_head(
         &mut self,
         ctx: &Context,
@@ -506,7 +555,7 @@ impl Connection {
                     self.upstream = None;
                     return HeadOutcome::ClientGone;
                 }
-                Event::Client(Ok(_)) => {}
+                Event::Client(Ok(_)) | Event::Writable => {}
                 Event::Timeout => {
                     self.upstream = None;
                     self.ubuf.clear();
@@ -569,16 +618,15 @@ impl Connection {
             // The request body may still be on its way (a target answering as it reads, like
             // an echo): it keeps being forwarded.
             let uploading = !request.is_done();
-            if uploading {
+            let reading = if uploading {
+                self.unsent < BODY_READ
+            } else {
+                self.cbuf.len() < PIPELINE_LIMIT
+            };
+            if uploading && reading {
                 make_room(&mut self.cbuf, BODY_READ);
             }
-            let pipelined = uploading || self.cbuf.len() < PIPELINE_LIMIT;
-            let upstream = self.upstream.as_mut().expect("connected");
-            let event = tokio::select! {
-                biased;
-                read = upstream.read_buf(&mut self.ubuf) => Event::Upstream(read),
-                read = self.client.read_buf(&mut self.cbuf), if pipelined => Event::Client(read),
-            };
+            let event = self.next_event(reading).await;
             match event {
                 Event::Upstream(Ok(0)) if head.framing == Framing::UntilClose => break,
                 Event::Upstream(Ok(0)) => {
@@ -615,8 +663,8 @@ impl Connection {
                     self.upstream = None;
                     return false;
                 }
-                Event::Client(Ok(_)) if uploading => {
-                    match self.forward_request_body(flight, request).await {
+                Event::Client(Ok(_)) | Event::Writable if self.unsent > 0 || uploading => {
+                    match self.forward_request_body(flight, request) {
                         Ok(()) => {}
                         Err(BodyFailure::Client(why)) => {
                             return self.request_broke_off(flight, &why)
@@ -627,7 +675,7 @@ impl Connection {
                         }
                     }
                 }
-                Event::Client(Ok(_)) | Event::Timeout => {}
+                Event::Client(Ok(_)) | Event::Writable | Event::Timeout => {}
             }
         }
         flight.rec().duration = flight.elapsed();

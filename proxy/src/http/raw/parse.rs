@@ -39,6 +39,11 @@ pub(crate) struct RequestHead {
     pub(crate) close: bool,
     /// A `HEAD` request (its response has no body).
     pub(crate) head_method: bool,
+    /// Whether the request may be sent again when the target closes the connection without
+    /// answering it: its method is safe (`GET`, `HEAD`, `OPTIONS`, `TRACE`) or it carries an
+    /// `Idempotency-Key` (or `X-Idempotency-Key`), as Go's `http.Transport` decides. Other
+    /// requests may have been acted on, so the client gets the failure instead.
+    pub(crate) replayable: bool,
 }
 
 /// What the start of the client's buffer holds.
@@ -79,6 +84,7 @@ pub(crate) fn request(buf: &[u8]) -> Request {
     let mut length = None;
     let mut chunked = false;
     let mut close = false;
+    let mut idempotency_key = false;
     for header in parsed.headers.iter() {
         let name = header.name.as_bytes();
         let value = header.value.trim_ascii();
@@ -95,6 +101,12 @@ pub(crate) fn request(buf: &[u8]) -> Request {
                     return Request::Fallback;
                 }
                 chunked = true;
+            }
+            15 | 17
+                if name.eq_ignore_ascii_case(b"idempotency-key")
+                    || name.eq_ignore_ascii_case(b"x-idempotency-key") =>
+            {
+                idempotency_key = true
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 if value.eq_ignore_ascii_case(b"close") {
@@ -128,6 +140,7 @@ pub(crate) fn request(buf: &[u8]) -> Request {
         framing,
         close,
         head_method: method == "HEAD",
+        replayable: idempotency_key || matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE"),
     })
 }
 
@@ -309,6 +322,24 @@ mod tests {
         raw("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer NTLM\r\n\r\n");
         raw("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: NTLMish x\r\n\r\n");
         assert_eq!(request(b"GET / HTTP/1.1\r\nHost: a\r\n"), Request::Partial);
+    }
+
+    #[test]
+    fn only_safe_or_idempotency_keyed_requests_are_replayable() {
+        for method in ["GET", "HEAD", "OPTIONS", "TRACE"] {
+            let head = raw(&format!("{method} / HTTP/1.1\r\nHost: a\r\n\r\n"));
+            assert!(head.replayable, "{method}");
+        }
+        for method in ["POST", "PUT", "PATCH", "DELETE", "get"] {
+            let head = raw(&format!("{method} / HTTP/1.1\r\nHost: a\r\n\r\n"));
+            assert!(!head.replayable, "{method}");
+        }
+        for key in ["Idempotency-Key", "x-idempotency-key"] {
+            let head = raw(&format!("POST / HTTP/1.1\r\nHost: a\r\n{key}: k\r\n\r\n"));
+            assert!(head.replayable, "{key}");
+        }
+        let head = raw("POST / HTTP/1.1\r\nHost: a\r\nIdempotency: k\r\n\r\n");
+        assert!(!head.replayable);
     }
 
     #[test]
