@@ -297,6 +297,39 @@ async fn a_malformed_request_gets_400_from_hyper_and_an_event() {
 }
 
 #[tokio::test]
+async fn a_request_target_too_long_to_record_gets_414_and_an_event_however_it_arrives() {
+    // Longer than `http::Uri` takes: the event could not say what was asked. Both paths leave
+    // it to hyper, whether the head comes in one read or in several.
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let request = format!("GET /{} HTTP/1.1\r\nHost: api\r\n\r\n", "a".repeat(70_000));
+    for pieces in [1, 9] {
+        let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+        for piece in request.as_bytes().chunks(request.len().div_ceil(pieces)) {
+            client.write_all(piece).await.unwrap();
+        }
+        let mut answer = Vec::new();
+        tokio::time::timeout(PATIENCE, client.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            answer.starts_with(b"HTTP/1.1 414 URI Too Long"),
+            "{pieces} pieces: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        let r = proxy.events.request().await;
+        assert_eq!(r.status_code, 414);
+        assert!(
+            r.error.starts_with("client: malformed request"),
+            "{}",
+            r.error
+        );
+    }
+    assert_eq!(origin.connections(), 0, "nothing reached the target");
+}
+
+#[tokio::test]
 async fn an_invalid_target_is_refused_before_serving() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (observer, _task) = Observer::spawn(edge(), std::sync::Arc::new(|_| {}), 8);

@@ -8,8 +8,9 @@ use httparse::{Header, ParserConfig, Status};
 /// Header lines per message head, as hyper allows.
 pub(crate) const MAX_HEADERS: usize = 100;
 
-/// A request head still incomplete at this size goes to hyper, which enforces its own limits
-/// (and answers `431`/`414` as today).
+/// A request head this large (or still incomplete at this size) goes to hyper, which enforces
+/// its own limits (and answers `431`/`414` as today). It also keeps the request target within
+/// what `http::Uri` takes, so the event records it.
 pub(crate) const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
 /// The largest response head accepted, hyper's default read buffer limit.
@@ -69,9 +70,10 @@ pub(crate) fn request(buf: &[u8]) -> Request {
         buf,
         &mut headers,
     ) {
-        Ok(Status::Complete(len)) => len,
+        Ok(Status::Complete(len)) if len <= MAX_REQUEST_HEAD => len,
         Ok(Status::Partial) if buf.len() <= MAX_REQUEST_HEAD => return Request::Partial,
-        // Too large, too many headers or malformed: hyper answers as it always did.
+        // Too large (whether it came in one read or several), too many headers or malformed:
+        // hyper answers as it always did.
         _ => return Request::Fallback,
     };
     let (Some(method), Some(path), Some(1)) = (parsed.method, parsed.path, parsed.version) else {
@@ -180,7 +182,7 @@ pub(crate) fn response(buf: &[u8], head_method: bool) -> Result<Response, &'stat
         buf,
         &mut headers,
     ) {
-        Ok(Status::Complete(len)) => len,
+        Ok(Status::Complete(len)) if len <= MAX_REQUEST_HEAD => len,
         Ok(Status::Partial) if buf.len() <= MAX_RESPONSE_HEAD => return Ok(Response::Partial),
         Ok(Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
             return Err("message head is too large")
@@ -378,6 +380,12 @@ mod tests {
         assert_eq!(request(many.as_bytes()), Request::Fallback);
         let huge = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_REQUEST_HEAD));
         assert_eq!(request(huge.as_bytes()), Request::Fallback);
+        let whole = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(70_000));
+        assert_eq!(
+            request(whole.as_bytes()),
+            Request::Fallback,
+            "in one read too"
+        );
     }
 
     fn last(text: &str, head_method: bool) -> ResponseHead {
