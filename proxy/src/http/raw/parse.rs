@@ -182,7 +182,7 @@ pub(crate) fn response(buf: &[u8], head_method: bool) -> Result<Response, &'stat
         buf,
         &mut headers,
     ) {
-        Ok(Status::Complete(len)) if len <= MAX_REQUEST_HEAD => len,
+        Ok(Status::Complete(len)) => len,
         Ok(Status::Partial) if buf.len() <= MAX_RESPONSE_HEAD => return Ok(Response::Partial),
         Ok(Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
             return Err("message head is too large")
