@@ -597,3 +597,44 @@ async fn a_request_the_target_may_have_acted_on_is_not_sent_twice() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_invalid_chunked_request_body_is_answered_and_recorded_as_on_the_hyper_path() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    // The same request on the raw path, and on the hyper path (`TE: trailers` takes it there).
+    for extra in ["", "TE: trailers\r\nConnection: TE\r\n"] {
+        let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+        let request = format!(
+            "POST /upload HTTP/1.1\r\nHost: api\r\n{extra}Transfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\nzz\r\n"
+        );
+        client.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(PATIENCE, client.read_to_end(&mut answer))
+            .await
+            .expect("answered and closed in time")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(
+            answer.starts_with("http/1.1 502 bad gateway"),
+            "{extra:?}: {answer}"
+        );
+        assert!(
+            answer.contains("x-rig-proxy-error: client-aborted"),
+            "{answer}"
+        );
+        let r = proxy.events.request().await;
+        assert_eq!(r.status_code, 502, "{extra:?}");
+        assert_eq!(
+            r.request_size, 5,
+            "{extra:?}: the chunk before the broken one"
+        );
+        assert!(
+            r.error
+                .starts_with("client: the request body broke off after 5 bytes"),
+            "{extra:?}: {}",
+            r.error
+        );
+    }
+}

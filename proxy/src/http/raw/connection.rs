@@ -277,8 +277,15 @@ impl Connection {
         let in_buffer = match body.take(&self.cbuf[head.len..], &mut self.ranges) {
             Ok(n) => n,
             Err(why) => {
+                // The data before the broken chunk is what the client sent of the body.
+                capture_ranges(
+                    &mut flight.rec().request_body,
+                    &self.cbuf,
+                    head.len,
+                    &self.ranges,
+                );
                 self.cbuf.advance(head.len);
-                return self.request_broke_off(&mut flight, why);
+                return self.request_invalid(&mut flight, why).await;
             }
         };
         if let Framing::Length(len) = head.framing {
@@ -348,7 +355,7 @@ impl Connection {
                     match self.forward_request_body(&mut flight, &mut body) {
                         Ok(()) => {}
                         Err(BodyFailure::Client(why)) => {
-                            return self.request_broke_off(&mut flight, &why)
+                            return self.request_invalid(&mut flight, &why).await
                         }
                         Err(BodyFailure::Upstream(error)) => {
                             let failure = Failure::from_raw(RawFailure::Io(&error), &ctx.target);
@@ -427,15 +434,15 @@ impl Connection {
         flight: &mut Flight<'_>,
         body: &mut BodyProgress,
     ) -> Result<(), BodyFailure> {
-        let n = body
-            .take(&self.cbuf[self.unsent..], &mut self.ranges)
-            .map_err(|why| BodyFailure::Client(why.to_string()))?;
+        let taken = body.take(&self.cbuf[self.unsent..], &mut self.ranges);
+        // On an error too: the data before the broken chunk is what the client sent of it.
         capture_ranges(
             &mut flight.rec().request_body,
             &self.cbuf,
             self.unsent,
             &self.ranges,
         );
+        let n = taken.map_err(|why| BodyFailure::Client(why.to_string()))?;
         self.unsent += n;
         let upstream = self.upstream.as_ref().expect("connected");
         while self.unsent > 0 {
@@ -667,7 +674,7 @@ impl Connection {
                     match self.forward_request_body(flight, request) {
                         Ok(()) => {}
                         Err(BodyFailure::Client(why)) => {
-                            return self.request_broke_off(flight, &why)
+                            return self.request_invalid(flight, &why).await
                         }
                         Err(BodyFailure::Upstream(error)) => {
                             let why = error.to_string();
@@ -720,6 +727,20 @@ impl Connection {
         flight.stage = Stage::Done;
         self.upstream = None;
         self.ubuf.clear();
+        false
+    }
+
+    /// Records the client's request body as not valid chunked encoding and ends the
+    /// connection (its framing is lost). While the response has not started, the client is
+    /// answered first, `502` with `x-rig-proxy-error: client-aborted`, as on the hyper path.
+    async fn request_invalid(&mut self, flight: &mut Flight<'_>, why: &str) -> bool {
+        let answer = flight.stage == Stage::Request;
+        self.request_broke_off(flight, why);
+        if answer {
+            let summary = "the client's request body is not valid chunked encoding".to_string();
+            self.fail(flight, &Failure::new(FailureKind::ClientAborted, summary))
+                .await;
+        }
         false
     }
 
