@@ -300,6 +300,48 @@ async fn a_stream_left_by_a_client_that_closed_is_blamed_on_the_client() {
     );
 }
 
+/// A frame announced larger than the target accepts (16 KiB: it sent no larger
+/// `SETTINGS_MAX_FRAME_SIZE`) would be refused by the target at once; the relay does not hold
+/// the connection open waiting for 16 MiB of it, but closes it and records why.
+#[tokio::test]
+async fn a_frame_larger_than_the_target_accepts_closes_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (target, mut requests, _go) = failing_target(Failure::NeverAnswer).await;
+    let mut proxy = Proxy::start(target).await;
+    let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let path = b"/upload";
+    // POST, http, then `:path` as a literal without indexing (name index 4).
+    let mut block = vec![0x83, 0x86, 0x04, path.len() as u8];
+    block.extend_from_slice(path);
+    let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    wire.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    wire.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x4, 0, 0, 0, 1]); // HEADERS
+    wire.extend_from_slice(&block);
+    client.write_all(&wire).await.unwrap();
+    let seen = tokio::time::timeout(PATIENCE, requests.recv())
+        .await
+        .expect("the request reached the target");
+    assert_eq!(seen.as_deref(), Some("/upload"));
+    // A DATA frame announcing 16 MiB - 1, of which a little comes.
+    let mut data = vec![0xff, 0xff, 0xff, 0x0, 0x0, 0, 0, 0, 1];
+    data.extend_from_slice(&[0x5a; 1000]);
+    client.write_all(&data).await.unwrap();
+
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, client.read_to_end(&mut rest))
+        .await
+        .expect("the proxy closed the connection")
+        .expect("read to the end");
+    let r = proxy.events.request().await;
+    assert_eq!((r.path.as_str(), r.status_code), ("/upload", 0));
+    assert_eq!(
+        r.error,
+        "client: sent an HTTP/2 frame larger than the target accepts (FRAME_SIZE_ERROR); the \
+         proxy closed the connection"
+    );
+}
+
 /// How a [`failing_target`] fails every request.
 #[derive(Clone, Copy)]
 enum Failure {

@@ -21,6 +21,9 @@
 //! - the target closes the connection: streams not yet answered get the `502`, gRPC calls
 //!   under way their `UNAVAILABLE` trailers, the others a `RST_STREAM (INTERNAL_ERROR)`; then
 //!   the client gets a `GOAWAY` and the connection closes.
+//! - a peer announces a frame larger than the other accepts (`SETTINGS_MAX_FRAME_SIZE`, read
+//!   from the `SETTINGS` frames that pass): the connection closes, as the receiver would
+//!   close it, instead of the relay holding up to 16 MiB of a frame it only passes on whole.
 //!
 //! Connections the relay does not take stay with hyper: when the target cannot be reached
 //! (hyper answers each request with the `502`; so the connection attempt is made twice), and
@@ -34,6 +37,7 @@ mod streams;
 
 use std::io;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -46,9 +50,10 @@ use self::streams::{error_code_name, Cutoff, Streams};
 use super::context::Context;
 use super::error::{Failure, FailureKind, RawFailure};
 use super::h2_wire::{
-    put_fields, put_frame_header, put_headers_frame, put_literal, FrameHead, FLAG_END_HEADERS,
-    FLAG_END_STREAM, FLAG_PADDED, FLAG_PRIORITY, FRAME_CONTINUATION, FRAME_DATA, FRAME_GOAWAY,
-    FRAME_HEADER, FRAME_HEADERS, FRAME_PUSH_PROMISE, FRAME_RST_STREAM, PREFACE,
+    put_fields, put_frame_header, put_headers_frame, put_literal, FrameHead, FLAG_ACK,
+    FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, FLAG_PRIORITY, FRAME_CONTINUATION, FRAME_DATA,
+    FRAME_GOAWAY, FRAME_HEADER, FRAME_HEADERS, FRAME_PUSH_PROMISE, FRAME_RST_STREAM,
+    FRAME_SETTINGS, PREFACE,
 };
 use super::raw::Fallback;
 use super::socket::{read_draining, write_all};
@@ -61,6 +66,10 @@ const MIN_READ: usize = 4 * 1024;
 const REFUSED_STREAM: u32 = 0x7;
 /// `INTERNAL_ERROR`.
 const INTERNAL_ERROR: u32 = 0x2;
+/// `SETTINGS_MAX_FRAME_SIZE` until a peer's `SETTINGS` say otherwise (RFC 9113 §6.5.2).
+const DEFAULT_MAX_FRAME: usize = 16 * 1024;
+/// The identifier of `SETTINGS_MAX_FRAME_SIZE`.
+const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
 /// The most of one header block kept for decoding. Peers refuse far smaller header lists
 /// (hyper: 16 KiB by default); this only bounds what a peer that never ends a block costs.
 const MAX_HEADER_BLOCK: usize = 1 << 20;
@@ -92,47 +101,82 @@ pub(crate) async fn serve(
     tokio::pin!(relay);
     let cutoff = tokio::select! {
         biased;
-        _ = relay.as_mut() => Cutoff::ClientGone,
+        cutoff = relay.as_mut() => cutoff,
         _ = ctx.cancel.cancelled() => {
-            match tokio::time::timeout(ctx.shutdown_grace, relay.as_mut()).await {
-                Ok(()) => Cutoff::ClientGone,
-                Err(_) => Cutoff::Shutdown,
-            }
+            tokio::time::timeout(ctx.shutdown_grace, relay.as_mut())
+                .await
+                .unwrap_or(Cutoff::Shutdown)
         }
     };
     streams.lock().cut_off(cutoff);
     None
 }
 
+/// The largest frame each peer accepts, learnt from the `SETTINGS` frames that pass (a peer
+/// may only send larger frames once the other's `SETTINGS` reached it, through the relay).
+///
+/// The relay passes on whole frames, so it holds a frame until all of it has come. A frame
+/// announced larger than its receiver accepts is one the receiver would refuse at once
+/// (`FRAME_SIZE_ERROR`, closing the connection); the relay does not wait for up to 16 MiB of
+/// it, but closes the connection itself.
+struct FrameLimits {
+    /// What the client accepts: the limit on the target's frames.
+    client: AtomicUsize,
+    /// What the target accepts: the limit on the client's frames.
+    target: AtomicUsize,
+}
+
+/// How one direction of the relay ended.
+enum End {
+    /// The sending side closed (or failed).
+    Closed,
+    /// The sending side announced a frame larger than the other side accepts.
+    FrameTooLarge,
+}
+
 /// Both directions, until the target's side is over (after the client stopped sending, the
-/// target may still answer what it was asked).
+/// target may still answer what it was asked). Returns why streams still open did not finish.
 async fn relay(
     streams: &Mutex<Streams>,
     client: &TcpStream,
     upstream: &TcpStream,
     first: BytesMut,
-) {
-    let requests = requests(streams, client, upstream, first);
-    let responses = responses(streams, upstream, client);
+) -> Cutoff {
+    let limits = FrameLimits {
+        client: AtomicUsize::new(DEFAULT_MAX_FRAME),
+        target: AtomicUsize::new(DEFAULT_MAX_FRAME),
+    };
+    let requests = requests(streams, &limits, client, upstream, first);
+    let responses = responses(streams, &limits, upstream, client);
     tokio::pin!(requests, responses);
     tokio::select! {
-        () = requests.as_mut() => {
+        end = requests.as_mut() => {
+            if let End::FrameTooLarge = end {
+                return Cutoff::ClientFrameTooLarge;
+            }
             // Streams the target leaves unanswered from here on were given up by the client.
             streams.lock().client_closed();
             let _ = socket2::SockRef::from(upstream).shutdown(std::net::Shutdown::Write);
-            responses.await;
+            match responses.await {
+                End::FrameTooLarge => Cutoff::TargetFrameTooLarge,
+                End::Closed => Cutoff::ClientGone,
+            }
         }
-        () = responses.as_mut() => {}
+        end = responses.as_mut() => match end {
+            End::FrameTooLarge => Cutoff::TargetFrameTooLarge,
+            End::Closed => Cutoff::ClientGone,
+        },
     }
 }
 
 /// Client to target: request heads, bodies and resets.
 async fn requests(
     streams: &Mutex<Streams>,
+    limits: &FrameLimits,
     client: &TcpStream,
     upstream: &TcpStream,
     mut buf: BytesMut,
-) {
+) -> End {
     let mut blocks = BlockReader::default();
     // The preface is forwarded with the first frames, not parsed.
     let mut start = PREFACE.len();
@@ -140,14 +184,17 @@ async fn requests(
         let end = complete_frames(&buf, start);
         if end > 0 {
             let chunk = buf.split_to(end).freeze();
-            observe_requests(streams, &mut blocks, &chunk, start);
+            observe_requests(streams, limits, &mut blocks, &chunk, start);
             start = 0;
             if write_all(upstream, &chunk).await.is_err() {
-                return;
+                return End::Closed;
             }
         }
+        if too_large(&buf[start..], &limits.target) {
+            return End::FrameTooLarge;
+        }
         match read_more(client, &mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return End::Closed,
             Ok(_) => {}
         }
     }
@@ -155,18 +202,26 @@ async fn requests(
 
 /// Target to client: response heads, bodies, trailers and resets, with the proxy's answers
 /// put in where the target failed a stream.
-async fn responses(streams: &Mutex<Streams>, upstream: &TcpStream, client: &TcpStream) {
+async fn responses(
+    streams: &Mutex<Streams>,
+    limits: &FrameLimits,
+    upstream: &TcpStream,
+    client: &TcpStream,
+) -> End {
     let mut blocks = BlockReader::default();
     let mut buf = BytesMut::new();
     loop {
         let end = complete_frames(&buf, 0);
         if end > 0 {
             let chunk = buf.split_to(end).freeze();
-            let rewritten = observe_responses(streams, &mut blocks, &chunk);
+            let rewritten = observe_responses(streams, limits, &mut blocks, &chunk);
             let out = rewritten.as_deref().unwrap_or(&chunk);
             if write_all(client, out).await.is_err() {
-                return;
+                return End::Closed;
             }
+        }
+        if too_large(&buf, &limits.client) {
+            return End::FrameTooLarge;
         }
         let closed = match read_more(upstream, &mut buf).await {
             Ok(0) => io::ErrorKind::UnexpectedEof.into(),
@@ -176,7 +231,7 @@ async fn responses(streams: &Mutex<Streams>, upstream: &TcpStream, client: &TcpS
         // The target is gone: answer for it and close.
         let farewell = target_gone(streams, &blocks, &closed);
         let _ = write_all(client, &farewell).await;
-        return;
+        return End::Closed;
     }
 }
 
@@ -192,6 +247,23 @@ fn complete_frames(buf: &[u8], start: usize) -> usize {
         end = next;
     }
     end
+}
+
+/// Whether the frame begun at the start of `buf` is announced larger than `limit` allows.
+fn too_large(buf: &[u8], limit: &AtomicUsize) -> bool {
+    FrameHead::parse(buf).is_some_and(|head| head.len > limit.load(Ordering::Relaxed))
+}
+
+/// The `SETTINGS_MAX_FRAME_SIZE` a `SETTINGS` payload sets, if it sets one.
+fn max_frame_size(payload: &[u8]) -> Option<usize> {
+    // The last one counts, if a frame sets it twice.
+    payload
+        .chunks_exact(6)
+        .rev()
+        .find(|setting| u16::from_be_bytes([setting[0], setting[1]]) == SETTINGS_MAX_FRAME_SIZE)
+        .map(|setting| {
+            u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]) as usize
+        })
 }
 
 /// Reads more of `stream` into `buf`, making room for a whole frame if one has begun.
@@ -213,6 +285,7 @@ async fn read_more(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> 
 /// Walks the frames of `chunk` from `start` (client to target) and reports them.
 fn observe_requests(
     streams: &Mutex<Streams>,
+    limits: &FrameLimits,
     blocks: &mut BlockReader,
     chunk: &Bytes,
     start: usize,
@@ -220,6 +293,11 @@ fn observe_requests(
     let mut streams = streams.lock();
     for (head, payload) in frames(chunk, start) {
         match head.kind {
+            FRAME_SETTINGS if !head.has(FLAG_ACK) => {
+                if let Some(size) = max_frame_size(&chunk[payload]) {
+                    limits.client.store(size, Ordering::Relaxed);
+                }
+            }
             FRAME_HEADERS | FRAME_CONTINUATION => {
                 if let Some(block) = blocks.feed(head, &chunk[payload.clone()]) {
                     streams.request_headers(block.stream, block.fields, block.grpc, block.end);
@@ -250,6 +328,7 @@ fn observe_requests(
 /// send instead of `chunk` when the proxy answers a stream the target reset.
 fn observe_responses(
     streams: &Mutex<Streams>,
+    limits: &FrameLimits,
     blocks: &mut BlockReader,
     chunk: &Bytes,
 ) -> Option<BytesMut> {
@@ -264,6 +343,11 @@ fn observe_responses(
             copied = frame_start;
         }
         match head.kind {
+            FRAME_SETTINGS if !head.has(FLAG_ACK) => {
+                if let Some(size) = max_frame_size(&chunk[payload.clone()]) {
+                    limits.target.store(size, Ordering::Relaxed);
+                }
+            }
             FRAME_HEADERS | FRAME_PUSH_PROMISE | FRAME_CONTINUATION => {
                 // A pushed stream's head is decoded (the table must follow) but not recorded.
                 if let Some(block) = blocks.feed(head, &chunk[payload.clone()]) {
@@ -592,6 +676,23 @@ fn fragment(head: FrameHead, payload: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use crate::http::h2_wire::FLAG_END_HEADERS;
+
+    #[test]
+    fn settings_raise_the_frame_limit_a_peer_is_held_to() {
+        // HEADER_TABLE_SIZE 4096, then MAX_FRAME_SIZE 1 MiB.
+        let payload = [0, 1, 0, 0, 0x10, 0, 0, 5, 0, 0x10, 0, 0];
+        assert_eq!(max_frame_size(&payload), Some(1 << 20));
+        assert_eq!(max_frame_size(&payload[..6]), None);
+        assert_eq!(max_frame_size(&[]), None);
+
+        let limit = AtomicUsize::new(DEFAULT_MAX_FRAME);
+        let announced = |len: usize| frame(FRAME_DATA, 0, 1, &vec![0; len]);
+        assert!(!too_large(&announced(DEFAULT_MAX_FRAME)[..9], &limit));
+        assert!(too_large(&announced(DEFAULT_MAX_FRAME + 1)[..9], &limit));
+        assert!(!too_large(&[0, 0xff], &limit), "no whole frame header yet");
+        limit.store(1 << 20, Ordering::Relaxed);
+        assert!(!too_large(&announced(DEFAULT_MAX_FRAME + 1)[..9], &limit));
+    }
 
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let mut out = BytesMut::new();

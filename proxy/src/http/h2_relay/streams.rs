@@ -65,6 +65,12 @@ pub(super) enum Cutoff {
     ClientGone,
     /// The proxy shut down.
     Shutdown,
+    /// The client announced a frame larger than the target accepts; the proxy closed the
+    /// connection (the target would have, with `FRAME_SIZE_ERROR`).
+    ClientFrameTooLarge,
+    /// The target announced a frame larger than the client accepts; the proxy closed the
+    /// connection.
+    TargetFrameTooLarge,
 }
 
 /// The streams of one connection.
@@ -304,6 +310,13 @@ impl Streams {
                     "client: the connection closed after {} bytes of the response body",
                     stream.response_body.total()
                 ),
+                (Cutoff::ClientFrameTooLarge, _) => "client: sent an HTTP/2 frame larger than \
+                    the target accepts (FRAME_SIZE_ERROR); the proxy closed the connection"
+                    .to_string(),
+                (Cutoff::TargetFrameTooLarge, _) => "upstream: the target sent an HTTP/2 frame \
+                    larger than the client accepts (FRAME_SIZE_ERROR); the proxy closed the \
+                    connection"
+                    .to_string(),
             };
             if !stream.request_done {
                 stream.request_done = true;
