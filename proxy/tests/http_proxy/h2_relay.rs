@@ -342,6 +342,55 @@ async fn a_frame_larger_than_the_target_accepts_closes_the_connection() {
     );
 }
 
+/// A target that refuses the connection with a `GOAWAY` (here: the client opened an even
+/// stream, a protocol error) has told the client which streams it did not process; the relay
+/// adds no answer on those streams and no `GOAWAY` of its own that would contradict it.
+#[tokio::test]
+async fn after_the_targets_goaway_the_relay_sends_nothing_that_contradicts_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    for stream in [0u8, 2] {
+        let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let path = b"/echo";
+        let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+        block.extend_from_slice(path);
+        let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        wire.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+        wire.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, stream]);
+        wire.extend_from_slice(&block);
+        client.write_all(&wire).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(PATIENCE, client.read_to_end(&mut answer))
+            .await
+            .expect("the connection closed")
+            .unwrap();
+
+        let mut goaways = 0;
+        let mut at = 0;
+        while at + 9 <= answer.len() {
+            let len = usize::from(answer[at]) << 16
+                | usize::from(answer[at + 1]) << 8
+                | usize::from(answer[at + 2]);
+            let (kind, id) = (answer[at + 3], answer[at + 8]);
+            assert!(
+                !matches!(kind, 0x0 | 0x1 | 0x3),
+                "stream {stream}: a DATA, HEADERS or RST_STREAM frame on stream {id}"
+            );
+            if kind == 0x7 {
+                goaways += 1;
+                assert_eq!(&answer[at + 9..at + 13], &[0, 0, 0, 0], "last stream 0");
+            }
+            at += 9 + len;
+        }
+        assert_eq!(goaways, 1, "stream {stream}: only the target's GOAWAY");
+        let r = proxy.events.request().await;
+        assert_eq!((r.path.as_str(), r.status_code), ("/echo", 0));
+        assert!(r.error.starts_with("upstream: the target "), "{}", r.error);
+    }
+}
+
 /// How a [`failing_target`] fails every request.
 #[derive(Clone, Copy)]
 enum Failure {

@@ -20,7 +20,9 @@
 //!   carrying `UNAVAILABLE` and the cause, as from the hyper path;
 //! - the target closes the connection: streams not yet answered get the `502`, gRPC calls
 //!   under way their `UNAVAILABLE` trailers, the others a `RST_STREAM (INTERNAL_ERROR)`; then
-//!   the client gets a `GOAWAY` and the connection closes.
+//!   the client gets a `GOAWAY` and the connection closes. After a `GOAWAY` of the target's
+//!   own, the streams above its last stream id (which the client may retry) get nothing,
+//!   and no second `GOAWAY` follows;
 //! - a peer announces a frame larger than the other accepts (`SETTINGS_MAX_FRAME_SIZE`, read
 //!   from the `SETTINGS` frames that pass): the connection closes, as the receiver would
 //!   close it, instead of the relay holding up to 16 MiB of a frame it only passes on whole.
@@ -371,6 +373,12 @@ fn observe_responses(
                     .then(|| chunk.slice(data.clone()));
                 streams.response_data(head.stream, kept.as_ref(), data.len(), end);
             }
+            FRAME_GOAWAY => {
+                if let Some(last) = chunk[payload.clone()].get(..4) {
+                    let last = u32::from_be_bytes([last[0], last[1], last[2], last[3]]);
+                    streams.target_goaway(last & 0x7fff_ffff);
+                }
+            }
             FRAME_RST_STREAM => {
                 let code = error_code(&chunk[payload.clone()]);
                 let id = head.stream;
@@ -443,7 +451,21 @@ fn target_gone(streams: &Mutex<Streams>, blocks: &BlockReader, closed: &io::Erro
     let can_answer = blocks.pending.is_none();
     let mut ids = streams.unfinished();
     ids.sort_unstable();
+    let goaway = streams.target_goaway_last();
     for id in ids {
+        // Above the last stream of the target's `GOAWAY`: not processed, as the client was
+        // told (it may retry them); stream 0 and even ids are no client streams to answer.
+        if goaway.is_some_and(|last| id > last) || id % 2 == 0 {
+            let error = match goaway {
+                Some(last) if id > last => format!(
+                    "upstream: the target {target} did not process the stream (GOAWAY with \
+                     last stream {last}) and closed the connection"
+                ),
+                _ => gone.event_error(),
+            };
+            streams.fail_response(id, error, None);
+            continue;
+        }
         if streams.awaits_response(id) {
             if can_answer {
                 answer(&mut streams, &mut out, id, &gone);
@@ -464,7 +486,8 @@ fn target_gone(streams: &Mutex<Streams>, blocks: &BlockReader, closed: &io::Erro
             }
         }
     }
-    if can_answer {
+    // After the target's own `GOAWAY` another could only repeat or contradict it.
+    if can_answer && goaway.is_none() {
         let debug = b"rig proxy: the target closed the connection";
         put_frame_header(&mut out, 8 + debug.len(), FRAME_GOAWAY, 0, 0);
         out.extend_from_slice(&streams.last_client_stream().to_be_bytes());

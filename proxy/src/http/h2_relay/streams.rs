@@ -81,6 +81,9 @@ pub(super) struct Streams {
     last_client_stream: u32,
     /// The client has stopped sending (closed its side of the connection).
     client_closed: bool,
+    /// The last stream id of the `GOAWAY` the target sent, if it sent one: streams above it
+    /// were not processed, as the client was told.
+    target_goaway: Option<u32>,
 }
 
 impl Streams {
@@ -90,6 +93,7 @@ impl Streams {
             open: HashMap::new(),
             last_client_stream: 0,
             client_closed: false,
+            target_goaway: None,
         }
     }
 
@@ -147,6 +151,19 @@ impl Streams {
     /// Whether the client stopped sending.
     pub(super) fn is_client_closed(&self) -> bool {
         self.client_closed
+    }
+
+    /// Notes the target's `GOAWAY` (passed on to the client) and its last stream id.
+    pub(super) fn target_goaway(&mut self, last_stream: u32) {
+        let last = self
+            .target_goaway
+            .map_or(last_stream, |l| l.min(last_stream));
+        self.target_goaway = Some(last);
+    }
+
+    /// The last stream id of the target's `GOAWAY`, if it sent one.
+    pub(super) fn target_goaway_last(&self) -> Option<u32> {
+        self.target_goaway
     }
 
     /// The highest stream id the client opened (for `GOAWAY`).
