@@ -9,6 +9,10 @@
 //! * service, ingress and egress names must not be empty;
 //! * names must not contain `~`, which rigd reserves for the names it generates (`~test`, its
 //!   egresses `api~grpc`, proxy nodes `db~proxy~api`);
+//! * a service name names a directory (and usually an egress), and ingress and egress names
+//!   name environment variables, so names are made of ASCII letters, digits, `-` and `_`,
+//!   start with a letter or digit and are at most 63 characters long; two ingresses (or two
+//!   egresses) of a service must not give the same variables (`a-b` and `a_b`);
 //! * `injected: true` is reserved for those generated nodes. Upstream lets a client send it,
 //!   which silently turns a real service into a virtual one (no `~test` edge, hidden from
 //!   listings). A node that is exactly what rigd generates (`~test` of type `test`, or a
@@ -20,6 +24,7 @@ use rig_types::{Environment, GoDuration, Service};
 use super::defaults::resolve_defaults;
 use super::go_quote;
 use super::transform::TEST_NODE;
+use crate::wiring::env::to_env_prefix;
 
 /// Every service type a spec may name: upstream's set plus `cargo`.
 ///
@@ -100,6 +105,14 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
              generates (\"~test\", proxies); rename the service"
         ));
     }
+    if !generated && !name.contains('~') {
+        if let Some(problem) = name_problem(name) {
+            errors.push(format!(
+                "service {svc}: name {problem} (it names the service's directory); rename the \
+                 service"
+            ));
+        }
+    }
     if service.injected && !generated {
         errors.push(format!(
             "service {svc}: \"injected\" is reserved for the nodes rigd inserts itself \
@@ -129,6 +142,13 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
                  names rigd generates; rename the ingress"
             ));
         }
+        if !generated && !ingress_name.contains('~') {
+            if let Some(problem) = name_problem(ingress_name) {
+                errors.push(format!(
+                    "{at}: name {problem} (it names environment variables); rename the ingress"
+                ));
+            }
+        }
         if !ingress.protocol.is_valid() {
             errors.push(format!(
                 "{at}: invalid protocol {} (must be one of: tcp, http, grpc, kafka)",
@@ -151,10 +171,69 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
                  generates; rename the egress"
             ));
         }
+        if !generated && !egress_name.contains('~') {
+            if let Some(problem) = name_problem(egress_name) {
+                errors.push(format!(
+                    "{at}: name {problem} (it names environment variables); rename the egress"
+                ));
+            }
+        }
         if let Some(problem) = egress_target_problem(env, name, egress) {
             errors.push(format!("{at}: {problem}"));
         }
     }
+    if !generated {
+        let ingresses = service.ingresses.keys().map(String::as_str);
+        let egresses = service.egresses.keys().map(String::as_str);
+        for (kind, names) in [
+            ("ingresses", ingresses.collect()),
+            ("egresses", egresses.collect()),
+        ] {
+            if let Some((a, b)) = same_variables(names) {
+                errors.push(format!(
+                    "service {svc}: {kind} {} and {} give the same environment variables ({}*); \
+                     rename one of them",
+                    go_quote(a),
+                    go_quote(b),
+                    to_env_prefix(a)
+                ));
+            }
+        }
+    }
+}
+
+/// The longest name a service, ingress or egress may have.
+const MAX_NAME: usize = 63;
+
+/// What is wrong with `name` as a service, ingress or egress name, if anything. Empty names
+/// and `~` have rules of their own.
+fn name_problem(name: &str) -> Option<String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if name.is_empty() || name.contains('~') {
+        None
+    } else if !name.chars().all(allowed) {
+        Some("may only contain ASCII letters, digits, \"-\" and \"_\"".to_string())
+    } else if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        Some("must start with a letter or a digit".to_string())
+    } else if name.len() > MAX_NAME {
+        Some(format!(
+            "is {} characters long, over the {MAX_NAME} allowed",
+            name.len()
+        ))
+    } else {
+        None
+    }
+}
+
+/// Two of `names` that give the same environment-variable prefix, if any.
+fn same_variables<'a>(names: Vec<&'a str>) -> Option<(&'a str, &'a str)> {
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for name in names {
+        if let Some(first) = seen.insert(to_env_prefix(name), name) {
+            return Some((first, name));
+        }
+    }
+    None
 }
 
 /// Upstream's exclusive egress target checks: the first that applies, if any.

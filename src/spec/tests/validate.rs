@@ -606,3 +606,45 @@ fn only_exact_generated_shapes_are_exempt() {
     let errors = errors_of(env_of(vec![("~test", test_node)]));
     assert_eq!(errors.len(), 2, "{errors:#?}");
 }
+
+/// Our addition: a service name names its directory and egress and ingress names name
+/// environment variables, so path separators, `=`, spaces and the like are refused, as are
+/// names too long for a file name and two names giving the same variables.
+#[test]
+fn names_that_would_escape_a_directory_or_break_variables_are_rejected() {
+    let long = "a".repeat(64);
+    let env = env_of(vec![
+        ("../../escape", svc("process", &[], &[])),
+        ("/tmp/x", svc("process", &[], &[])),
+        (long.as_str(), svc("process", &[], &[])),
+        (
+            "web",
+            svc(
+                "process",
+                &[("default", "http"), ("a b", "http")],
+                &[
+                    ("PATH=x", "api", ""),
+                    ("-db", "api", ""),
+                    ("api-v2", "api", ""),
+                    ("api_v2", "api", ""),
+                ],
+            ),
+        ),
+        ("api", svc("process", &[("default", "http")], &[])),
+        ("order-db_2", svc("process", &[], &[])),
+    ]);
+    let errors = errors_of(env);
+    let expected = [
+        "service \"../../escape\": name may only contain ASCII letters, digits, \"-\" and \"_\" (it names the service's directory); rename the service",
+        "service \"/tmp/x\": name may only contain ASCII letters, digits, \"-\" and \"_\" (it names the service's directory); rename the service",
+        &format!("service \"{long}\": name is 64 characters long, over the 63 allowed (it names the service's directory); rename the service"),
+        "service \"web\", ingress \"a b\": name may only contain ASCII letters, digits, \"-\" and \"_\" (it names environment variables); rename the ingress",
+        "service \"web\", egress \"-db\": name must start with a letter or a digit (it names environment variables); rename the egress",
+        "service \"web\", egress \"PATH=x\": name may only contain ASCII letters, digits, \"-\" and \"_\" (it names environment variables); rename the egress",
+        "service \"web\": egresses \"api-v2\" and \"api_v2\" give the same environment variables (API_V2_*); rename one of them",
+    ];
+    for error in expected {
+        assert!(errors.iter().any(|e| e == error), "missing {error:?} in {errors:#?}");
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}
