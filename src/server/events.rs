@@ -73,6 +73,25 @@ pub(crate) async fn post(
         .into_action()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let instance = entry.instance();
+    let named = match &action {
+        Action::Publish(event) => event.service.as_str(),
+        Action::FailService { service, .. } => service.as_str(),
+    };
+    if !named.is_empty() && !instance.spec().services.contains_key(named) {
+        // Failing a service that is not there would fail the whole environment for a typo.
+        let services: Vec<&str> = instance
+            .spec()
+            .services
+            .iter()
+            .filter(|(_, service)| !service.injected)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "service {named:?} is not in environment {:?} (its services: {})",
+            instance.name(),
+            services.join(", ")
+        )));
+    }
     match action {
         Action::Publish(event) => {
             instance.emit(*event);

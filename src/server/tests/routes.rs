@@ -183,6 +183,21 @@ async fn client_event_errors_are_400() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.error(), "unknown client event type: ");
 
+    // A service the environment does not have: refused, and nothing fails.
+    for kind in ["service.error", "service.log", "callback.response"] {
+        let body = json!({"type": kind, "service": "typo", "error": "crashed"});
+        let reply = h.call(post_json(&uri, &body.to_string())).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{kind}");
+        assert_eq!(
+            reply.error(),
+            "service \"typo\" is not in environment \"events\" (its services: w)"
+        );
+    }
+    let reply = h
+        .call(request(Method::GET, &format!("/environments/{id}")))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "still there");
+
     for bad in [
         "not json",
         r#"{"type": 7}"#,

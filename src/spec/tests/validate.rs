@@ -644,7 +644,10 @@ fn names_that_would_escape_a_directory_or_break_variables_are_rejected() {
         "service \"web\": egresses \"api-v2\" and \"api_v2\" give the same environment variables (API_V2_*); rename one of them",
     ];
     for error in expected {
-        assert!(errors.iter().any(|e| e == error), "missing {error:?} in {errors:#?}");
+        assert!(
+            errors.iter().any(|e| e == error),
+            "missing {error:?} in {errors:#?}"
+        );
     }
     assert_eq!(errors.len(), expected.len(), "{errors:#?}");
 }
