@@ -104,6 +104,12 @@ impl Report {
                 out.extend(lines.map(|l| format!("      {l}")));
             }
         }
+        if !a.environment_failures.is_empty() {
+            section(&mut out, "Environment failure");
+            for error in &a.environment_failures {
+                out.push(format!("    {}", s.paint(Paint::Red, error)));
+            }
+        }
         if !a.service_failures.is_empty() {
             section(&mut out, "Service failures");
             for f in &a.service_failures {

@@ -34,6 +34,11 @@ pub struct Analysis {
     /// The first `service.failed` of each service, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub service_failures: Vec<ServiceFailure>,
+    /// Errors of `environment.failing` events that name no service: the environment failed
+    /// before any service could (an artifact that could not be built or pulled), in order
+    /// (rig-rs addition).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub environment_failures: Vec<String>,
     /// The last progress stall.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stall: Option<DiagnosticSnapshot>,
@@ -173,6 +178,7 @@ pub fn analyze<E: Borrow<Event>>(events: &[E], outcome: Outcome) -> Analysis {
         errors,
         service_errors,
         service_failures: scan.failures,
+        environment_failures: scan.environment_failures,
         stall: scan.stall,
         phases: scan.marks.phases(),
         dropped_observations: scan.dropped,
@@ -185,6 +191,7 @@ pub fn analyze<E: Borrow<Event>>(events: &[E], outcome: Outcome) -> Analysis {
 struct Scan<'a> {
     assertions: Vec<Assertion>,
     failures: Vec<ServiceFailure>,
+    environment_failures: Vec<String>,
     candidates: Vec<Candidate>,
     /// service → its last stderr lines.
     stderr: HashMap<&'a str, VecDeque<&'a str>>,
@@ -223,6 +230,7 @@ impl<'a> Scan<'a> {
             EventType::EnvironmentFailing if !e.service.is_empty() => {
                 self.failed.insert(&e.service);
             }
+            EventType::EnvironmentFailing => self.environment_failures.push(e.error.clone()),
             EventType::ProgressStall => {
                 if let Some(d) = &e.diagnostic {
                     self.stall = Some((**d).clone());

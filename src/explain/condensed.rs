@@ -32,6 +32,8 @@ const PREFIX: &str = "rig: ";
 /// The condensed explanation of `a`; `""` when the run passed or there is nothing to report.
 ///
 /// Sections, in order, each with its own cap (unused room does not carry over):
+/// 0. when no service failed and nothing stalled, why the environment failed:
+///    `rig: environment failed: <error>` (an artifact not built or pulled; rig-rs addition);
 /// 1. service failures, at most 5: `rig: <svc> failed: <error>`;
 /// 2. the last stall: `rig: stall (<dur>):` and at most 4 `rig:   <svc>: <phase>[ (waiting on
 ///    a, b)]`;
@@ -49,6 +51,7 @@ const PREFIX: &str = "rig: ";
 pub fn condensed(a: &Analysis) -> String {
     if a.outcome == Outcome::Passed
         || (a.service_failures.is_empty()
+            && a.environment_failures.is_empty()
             && a.errors.is_empty()
             && a.service_errors.is_empty()
             && a.stall.is_none()
@@ -57,6 +60,13 @@ pub fn condensed(a: &Analysis) -> String {
         return String::new();
     }
     let mut out = String::new();
+    // Only when no service failure or stall explains it (upstream's lines stay as they are):
+    // an artifact that could not be built or pulled.
+    if a.service_failures.is_empty() && a.stall.is_none() {
+        for error in &a.environment_failures {
+            line(&mut out, &format!("environment failed: {error}"));
+        }
+    }
     for f in a.service_failures.iter().take(MAX_FAILURES) {
         line(&mut out, &format!("{} failed: {}", f.service, f.error));
     }

@@ -647,3 +647,21 @@ fn analysis_events_keep_only_the_bodies_the_analysis_reads() {
     assert!(Arc::ptr_eq(&light[0], &events[0]));
     assert!(Arc::ptr_eq(&light[8], &events[8]));
 }
+
+#[test]
+fn an_environment_that_failed_before_any_service_says_why() {
+    // A build that failed: no service ever started, the environment failed on its own.
+    let error = "artifact cargo:api: cargo build failed: error[E0425]: cannot find value `x`";
+    let events = run(vec![
+        Event::new(EventType::ArtifactStarted),
+        Event::new(EventType::ArtifactFailed).with_error(error),
+        Event::new(EventType::EnvironmentFailing).with_error(error),
+        Event::new(EventType::EnvironmentDown),
+    ]);
+    let a = analyze(&events, Outcome::Crashed);
+    assert_eq!(a.environment_failures, [error]);
+    assert!(a.service_failures.is_empty());
+    assert_eq!(condensed(&a), format!("rig: environment failed: {error}"));
+    let json = serde_json::to_value(&a).unwrap();
+    assert_eq!(json["environment_failures"], json!([error]));
+}
