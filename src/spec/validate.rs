@@ -226,7 +226,7 @@ fn name_problem(name: &str) -> Option<String> {
 }
 
 /// Two of `names` that give the same environment-variable prefix, if any.
-fn same_variables<'a>(names: Vec<&'a str>) -> Option<(&'a str, &'a str)> {
+fn same_variables(names: Vec<&str>) -> Option<(&str, &str)> {
     let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
     for name in names {
         if let Some(first) = seen.insert(to_env_prefix(name), name) {
