@@ -178,7 +178,8 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
                 ));
             }
         }
-        if let Some(problem) = egress_target_problem(env, name, egress) {
+        let suggesting = errors.len() < SUGGESTING_ERRORS;
+        if let Some(problem) = egress_target_problem(env, name, egress, suggesting) {
             errors.push(format!("{at}: {problem}"));
         }
     }
@@ -237,10 +238,13 @@ fn same_variables(names: Vec<&str>) -> Option<(&str, &str)> {
 }
 
 /// Upstream's exclusive egress target checks: the first that applies, if any.
+///
+/// An unknown target gets a "did you mean" when `suggesting` (see [`SUGGESTING_ERRORS`]).
 fn egress_target_problem(
     env: &Environment,
     source: &str,
     egress: &rig_types::EgressSpec,
+    suggesting: bool,
 ) -> Option<String> {
     let target_name = egress.service.as_str();
     let tq = go_quote(target_name);
@@ -248,7 +252,9 @@ fn egress_target_problem(
         return Some("cannot reference itself".to_string());
     }
     let Some(target) = env.services.get(target_name) else {
-        let hint = suggest(target_name, env.services.keys().map(String::as_str))
+        let hint = suggesting
+            .then(|| suggest(target_name, env.services.keys().map(String::as_str)))
+            .flatten()
             .map(|s| format!(" (did you mean {}?)", go_quote(s)))
             .unwrap_or_default();
         return Some(format!("references unknown service {tq}{hint}"));
@@ -281,12 +287,28 @@ fn egress_target_problem(
     None
 }
 
+/// Errors found before "did you mean" hints stop being computed: a spec with this many
+/// problems has more than a typo, and a hint costs a comparison with every service name.
+const SUGGESTING_ERRORS: usize = 20;
+
+/// Names longer than this are neither given nor suggested as hints (no valid name is).
+const MAX_HINTED_NAME: usize = 2 * MAX_NAME;
+
 /// The closest candidate to `unknown` by byte-wise Levenshtein distance, if any is closer
 /// than `len(unknown)/2 + 1`. On a tie the first candidate (in the given, sorted, order) wins.
 fn suggest<'c>(unknown: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
+    if unknown.len() > MAX_HINTED_NAME {
+        return None;
+    }
     let mut best_distance = unknown.len() / 2 + 1;
     let mut best = None;
     for candidate in candidates {
+        // The distance is at least the difference in length.
+        if candidate.len() > MAX_HINTED_NAME
+            || candidate.len().abs_diff(unknown.len()) >= best_distance
+        {
+            continue;
+        }
         let distance = levenshtein(unknown.as_bytes(), candidate.as_bytes());
         if distance < best_distance {
             best_distance = distance;
