@@ -292,6 +292,32 @@ async fn a_readiness_timeout_fails_with_the_last_probe_error() {
 }
 
 #[tokio::test]
+async fn a_missing_working_directory_is_named_as_such() {
+    let rigd = Rigd::start();
+    let mut service = sh("exit 0");
+    service["config"]["dir"] = json!("/nonexistent/rig-test-dir");
+    let id = rigd
+        .create(json!({"name": "nodir", "services": {"svc": service}}))
+        .await;
+    let mut events = rigd.events(&id);
+    events.until(EnvironmentDown).await;
+    let failed = &events.seen()[events.position(ServiceFailed, "svc")];
+    assert!(
+        failed.error.starts_with("start /")
+            && failed.error.ends_with(
+                "sh: the working directory /nonexistent/rig-test-dir does not exist (the config's \
+             or the spec's \"dir\")"
+            ),
+        "{}",
+        failed.error
+    );
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE after a failure");
+}
+
+#[tokio::test]
 async fn a_crash_tears_down_the_others_and_the_summary_has_its_stderr() {
     let rigd = Rigd::start();
     let mut broken = sh("echo starting; echo intentional failure >&2; exit 1");

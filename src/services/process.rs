@@ -69,8 +69,19 @@ pub(crate) async fn run_program(
 ) -> Result<(), ServiceError> {
     let args = expand_templates(&ctx.spec.args, env);
     let spawned_after = crate::reaper::boot_ticks_now();
-    let mut child = spawn(program, &args, dir, env)
-        .map_err(|e| ServiceError::new(format!("start {}: {e}", program.display())))?;
+    let mut child = spawn(program, &args, dir, env).map_err(|e| {
+        // The kernel says "No such file or directory" for a missing working directory too,
+        // which would blame the program.
+        match dir.filter(|dir| !dir.is_dir()) {
+            Some(dir) => ServiceError::new(format!(
+                "start {}: the working directory {} does not exist (the config's or the spec's \
+                 \"dir\")",
+                program.display(),
+                dir.display()
+            )),
+            None => ServiceError::new(format!("start {}: {e}", program.display())),
+        }
+    })?;
     let pgid = child.id().map(|pid| pid as i32);
     if let (Some(reaper), Some(pgid)) = (&ctx.reaper, pgid) {
         reaper.track_group_since(pgid, spawned_after);

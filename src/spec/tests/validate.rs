@@ -657,17 +657,33 @@ fn names_that_would_escape_a_directory_or_break_variables_are_rejected() {
 /// valid one: a huge spec of unknown references cannot keep a server thread busy.
 #[test]
 fn did_you_mean_hints_are_bounded() {
-    let mut services = vec![("api".to_string(), svc("process", &[("default", "http")], &[]))];
+    let mut services = vec![(
+        "api".to_string(),
+        svc("process", &[("default", "http")], &[]),
+    )];
     for i in 0..30 {
         services.push((format!("w{i:02}"), svc("process", &[], &[("e", "apj", "")])));
     }
     let long = "a".repeat(200);
     services.push(("z".to_string(), svc("process", &[], &[("e", &long, "")])));
-    let env = env_of(services.iter().map(|(n, s)| (n.as_str(), s.clone())).collect());
+    let env = env_of(
+        services
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.clone()))
+            .collect(),
+    );
     let errors = errors_of(env);
     let hinted = errors.iter().filter(|e| e.contains("did you mean")).count();
     assert_eq!(hinted, 20, "{errors:#?}");
-    assert!(errors[19].ends_with("(did you mean \"api\"?)"), "{}", errors[19]);
-    assert!(errors[20].ends_with("references unknown service \"apj\""), "{}", errors[20]);
+    assert!(
+        errors[19].ends_with("(did you mean \"api\"?)"),
+        "{}",
+        errors[19]
+    );
+    assert!(
+        errors[20].ends_with("references unknown service \"apj\""),
+        "{}",
+        errors[20]
+    );
     assert_eq!(errors.len(), 31);
 }
