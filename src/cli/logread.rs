@@ -4,7 +4,8 @@
 //! Two modes, as upstream: [`Mode::Strict`] (`traffic`, `logs`, `export`) fails on the first
 //! line that is not a valid event, naming the line; [`Mode::Lenient`] (`explain`, `summary`)
 //! skips such lines. Blank lines are always skipped. A file without a header is accepted; its
-//! header is then derived from the events ([`LogHeader::for_events`]).
+//! header is then derived from the events ([`LogHeader::for_events`]). A file with neither
+//! (empty, or not a log at all) is an error in both modes.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -93,6 +94,13 @@ pub fn read(path: &Path, mode: Mode) -> Result<LogFile, CliError> {
         }
     }
     let has_header = header.is_some();
+    if !has_header && events.is_empty() {
+        // Lenient reading skips what is not an event: without this, any file "passed".
+        return Err(CliError::failed(format!(
+            "{}: not a rig log: it has no log.header line and no event line",
+            path.display()
+        )));
+    }
     let header = header.unwrap_or_else(|| derived_header(&events));
     Ok(LogFile {
         path: path.to_path_buf(),
@@ -259,5 +267,23 @@ mod tests {
         assert!(!log.has_header);
         assert_eq!(log.header.environment, "T");
         assert!(read_header(&path).is_err());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_log_is_an_error_in_both_modes() {
+        let not_a_log = "not a rig log: it has no log.header line and no event line";
+        let empty = write("empty.jsonl", "");
+        let passwd = write("passwd", "root:x:0:0:root:/root:/bin/sh\n");
+        for (path, mode) in [
+            (&empty, Mode::Strict),
+            (&empty, Mode::Lenient),
+            (&passwd, Mode::Lenient),
+        ] {
+            let err = read(path, mode).unwrap_err();
+            assert!(err.message().ends_with(not_a_log), "{mode:?}: {err}");
+        }
+        // Strict reading names the first line that is not an event, as before.
+        let err = read(&passwd, Mode::Strict).unwrap_err();
+        assert!(err.message().contains("line 1:"), "{err}");
     }
 }
