@@ -13,6 +13,8 @@
 //!   name environment variables, so names are made of ASCII letters, digits, `-` and `_`,
 //!   start with a letter or digit and are at most 63 characters long; two ingresses (or two
 //!   egresses) of a service must not give the same variables (`a-b` and `a_b`);
+//! * ingress attribute templates may only use `${HOST}`, `${PORT}` and `${HOSTPORT}` (upstream
+//!   finds out when it resolves them, after the service started);
 //! * `injected: true` is reserved for those generated nodes. Upstream lets a client send it,
 //!   which silently turns a real service into a virtual one (no `~test` edge, hidden from
 //!   listings). A node that is exactly what rigd generates (`~test` of type `test`, or a
@@ -148,6 +150,13 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
                     "{at}: name {problem} (it names environment variables); rename the ingress"
                 ));
             }
+        }
+        // Templates are resolved when the address is known; a typo would only show then, and
+        // in every view of the environment after.
+        if let Err(error) =
+            crate::wiring::attributes::resolve_attributes(ingress.attributes.as_ref(), "host:1")
+        {
+            errors.push(format!("{at}: {error}"));
         }
         if !ingress.protocol.is_valid() {
             errors.push(format!(

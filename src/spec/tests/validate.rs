@@ -687,3 +687,22 @@ fn did_you_mean_hints_are_bounded() {
     );
     assert_eq!(errors.len(), 31);
 }
+
+/// Our addition: an attribute template naming a variable other than `HOST`, `PORT` and
+/// `HOSTPORT` is refused with the spec (upstream found it after the service had started).
+#[test]
+fn attribute_templates_are_checked_up_front() {
+    let mut api = svc("process", &[("default", "tcp")], &[]);
+    let ingress = api.ingresses.get_mut("default").unwrap();
+    ingress.attributes = Some(std::collections::BTreeMap::from([
+        ("GOOD".to_string(), serde_json::json!("${HOST}:${PORT}")),
+        ("URL".to_string(), serde_json::json!("x${PRT}")),
+    ]));
+    let env = env_of(vec![("api", api)]);
+    assert_eq!(
+        errors_of(env),
+        vec![
+            "service \"api\", ingress \"default\": attribute \"URL\" template \"x${PRT}\" references unknown variable ${PRT}; only HOST, PORT, and HOSTPORT are available"
+        ]
+    );
+}
