@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::resolved::resolve_environment;
 use super::response::{json, ApiError};
 use super::state::{AppState, CreateError};
+use crate::orchestrator::OrchestrateError;
 use crate::spec::{decode_environment, validate_environment};
 
 /// `POST /environments`: decode, validate and create an environment; it starts in the
@@ -27,6 +28,11 @@ pub(crate) async fn create(
     }
     let instance = state.create(env).map_err(|e| match e {
         CreateError::ShuttingDown => ApiError::shutting_down(),
+        // The spec asks for what this rigd cannot do (a type without a driver, a config
+        // that does not say what to build): the client's to fix, as a validation error.
+        CreateError::Orchestrate(
+            e @ (OrchestrateError::UnknownType { .. } | OrchestrateError::Artifacts { .. }),
+        ) => ApiError::validation(vec![e.to_string()]),
         e @ CreateError::Orchestrate(_) => ApiError::internal(e.to_string()),
     })?;
     #[derive(Serialize)]

@@ -31,7 +31,7 @@ use crate::wiring::env::to_env_prefix;
 /// Every service type a spec may name: upstream's set plus `cargo`.
 ///
 /// `script` and `custom` are accepted here as upstream does, but no driver implements them,
-/// so such an environment fails when it is created.
+/// so creating such an environment is refused (422, as a validation error).
 pub const KNOWN_SERVICE_TYPES: &[&str] = &[
     "container",
     "process",

@@ -78,6 +78,30 @@ async fn validation_errors_are_a_422_listing_every_error() {
 }
 
 #[tokio::test]
+async fn a_spec_this_rigd_cannot_run_is_a_422_not_a_500() {
+    let h = Harness::new();
+    for (spec, error) in [
+        (
+            json!({"name": "s", "services": {"a": {"type": "script"}}}),
+            "service \"a\": unknown service type: \"script\"",
+        ),
+        (
+            json!({"name": "c", "services": {"a": {"type": "cargo"}}}),
+            "service \"a\": cargo config needs",
+        ),
+    ] {
+        let reply = h.call(post_json("/environments", &spec.to_string())).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{spec}");
+        let body = reply.json();
+        assert_eq!(body["error"], "spec validation failed");
+        let errors = body["validation_errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "{body}");
+        assert!(errors[0].as_str().unwrap().starts_with(error), "{body}");
+    }
+    assert_eq!(h.state.environment_count(), 0);
+}
+
+#[tokio::test]
 async fn every_id_route_is_404_for_an_unknown_id() {
     let h = Harness::new();
     let cases = [
