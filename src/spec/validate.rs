@@ -158,6 +158,22 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
         {
             errors.push(format!("{at}: {error}"));
         }
+        if let Some(path) = ingress.ready.as_ref().map(|r| r.path.as_str()) {
+            // Probed as `GET <path>` (a `/` is put in front when missing): a path that is not
+            // a valid request target would fail every probe until the readiness timeout.
+            let target = if path.starts_with('/') {
+                path.to_string()
+            } else {
+                format!("/{path}")
+            };
+            if http::uri::PathAndQuery::try_from(target.as_str()).is_err() {
+                errors.push(format!(
+                    "{at}: ready.path {} is not a valid HTTP request path (spaces and control \
+                     characters must be percent-encoded)",
+                    go_quote(path)
+                ));
+            }
+        }
         if !ingress.protocol.is_valid() {
             errors.push(format!(
                 "{at}: invalid protocol {} (must be one of: tcp, http, grpc, kafka)",

@@ -706,3 +706,33 @@ fn attribute_templates_are_checked_up_front() {
         ]
     );
 }
+
+/// Our addition: a `ready.path` that cannot be sent would fail every probe until the
+/// readiness timeout; it is refused with the spec.
+#[test]
+fn a_ready_path_that_cannot_be_requested_is_refused() {
+    for (path, ok) in [
+        ("/healthz?full=1", true),
+        ("healthz", true),
+        ("", true),
+        ("/a b", false),
+        ("/a\r\nX: y", false),
+    ] {
+        let mut api = svc("process", &[("default", "http")], &[]);
+        api.ingresses.get_mut("default").unwrap().ready = Some(rig_types::ReadySpec {
+            path: path.to_string(),
+            ..Default::default()
+        });
+        let errors = errors_of(env_of(vec![("api", api)]));
+        if ok {
+            assert_eq!(errors, none(), "{path:?}");
+        } else {
+            assert_eq!(
+                errors,
+                vec![format!(
+                    "service \"api\", ingress \"default\": ready.path {path:?} is not a valid HTTP request path (spaces and control characters must be percent-encoded)"
+                )],
+            );
+        }
+    }
+}
