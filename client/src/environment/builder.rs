@@ -331,7 +331,29 @@ async fn keepalive(client: RigdClient, id: String, every: Duration) {
 
 /// Maps a failed `POST /environments` to the error that says what to do.
 fn create_error(error: ClientError, spec: &rig_types::Environment, addr: &str) -> Error {
+    let unsupported = |service_type: String| {
+        let service = spec
+            .services
+            .iter()
+            .find(|(_, s)| s.service_type == service_type)
+            .map(|(n, _)| n.clone())
+            .unwrap_or_default();
+        Error::UnsupportedServiceType {
+            service,
+            service_type,
+            addr: addr.to_string(),
+        }
+    };
     match error {
+        // A type the spec format knows but this rigd has no driver for (a 500 before rigd
+        // answered it as a validation error).
+        ClientError::Api {
+            status: 422,
+            ref validation_errors,
+            ..
+        } if validation_errors.len() == 1 && unknown_type(&validation_errors[0]).is_some() => {
+            unsupported(unknown_type(&validation_errors[0]).unwrap_or_default())
+        }
         ClientError::Api {
             status: 422,
             validation_errors,
@@ -350,17 +372,7 @@ fn create_error(error: ClientError, spec: &rig_types::Environment, addr: &str) -
             ..
         } => {
             if let Some(service_type) = unknown_type(message) {
-                let service = spec
-                    .services
-                    .iter()
-                    .find(|(_, s)| s.service_type == service_type)
-                    .map(|(n, _)| n.clone())
-                    .unwrap_or_default();
-                return Error::UnsupportedServiceType {
-                    service,
-                    service_type,
-                    addr: addr.to_string(),
-                };
+                return unsupported(service_type);
             }
             if message.contains("observe mode is not available") {
                 return Error::ObserveUnavailable {
@@ -409,6 +421,24 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("does not support yet"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_type_in_a_422_is_an_unsupported_service_type() {
+        let err = create_error(
+            ClientError::Api {
+                status: 422,
+                message: "spec validation failed".into(),
+                validation_errors: vec!["service \"db\": unknown service type: \"postgres\"".into()],
+            },
+            &spec(),
+            "127.0.0.1:9",
+        );
+        assert!(
+            matches!(&err, Error::UnsupportedServiceType { service, service_type, .. }
+                if service == "db" && service_type == "postgres"),
+            "{err}"
+        );
     }
 
     #[test]
