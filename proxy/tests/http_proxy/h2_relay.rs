@@ -268,6 +268,26 @@ async fn a_stream_still_waiting_at_shutdown_is_recorded_after_the_grace_period()
     assert!(answer.is_err(), "the connection closed under the request");
 }
 
+/// HPACK's static-table index of `:method: GET` and `:method: POST`.
+const GET: u8 = 0x82;
+const POST: u8 = 0x83;
+/// The `END_STREAM` flag of a `HEADERS` frame.
+const END_STREAM: u8 = 0x1;
+
+/// The first bytes of an h2c connection written by hand: the preface, empty `SETTINGS`, and
+/// one request head on `stream` (`method` and `http` from HPACK's static table, `:path` as a
+/// literal), with `END_HEADERS` and `flags`.
+fn connection_start(method: u8, path: &str, stream: u8, flags: u8) -> Vec<u8> {
+    // `:path` as a literal without indexing (name index 4).
+    let mut block = vec![method, 0x86, 0x04, path.len() as u8];
+    block.extend_from_slice(path.as_bytes());
+    let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    wire.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    wire.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x4 | flags, 0, 0, 0, stream]);
+    wire.extend_from_slice(&block);
+    wire
+}
+
 /// A client that stops sending with a stream unanswered gave it up: the target closing after
 /// it is not the target's failure.
 #[tokio::test]
@@ -277,14 +297,7 @@ async fn a_stream_left_by_a_client_that_closed_is_blamed_on_the_client() {
     let (target, mut requests, _go) = failing_target(Failure::NeverAnswer).await;
     let mut proxy = Proxy::start(target).await;
     let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let path = b"/half-closed";
-    // GET, http, then `:path` as a literal without indexing (name index 4).
-    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
-    block.extend_from_slice(path);
-    let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    wire.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
-    wire.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, 1]); // HEADERS
-    wire.extend_from_slice(&block);
+    let wire = connection_start(GET, "/half-closed", 1, END_STREAM);
     client.write_all(&wire).await.unwrap();
     let seen = tokio::time::timeout(PATIENCE, requests.recv())
         .await
@@ -310,14 +323,7 @@ async fn a_frame_larger_than_the_target_accepts_closes_the_connection() {
     let (target, mut requests, _go) = failing_target(Failure::NeverAnswer).await;
     let mut proxy = Proxy::start(target).await;
     let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let path = b"/upload";
-    // POST, http, then `:path` as a literal without indexing (name index 4).
-    let mut block = vec![0x83, 0x86, 0x04, path.len() as u8];
-    block.extend_from_slice(path);
-    let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    wire.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
-    wire.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x4, 0, 0, 0, 1]); // HEADERS
-    wire.extend_from_slice(&block);
+    let wire = connection_start(POST, "/upload", 1, 0);
     client.write_all(&wire).await.unwrap();
     let seen = tokio::time::timeout(PATIENCE, requests.recv())
         .await
@@ -353,13 +359,7 @@ async fn after_the_targets_goaway_the_relay_sends_nothing_that_contradicts_it() 
     let mut proxy = Proxy::start(origin.addr).await;
     for stream in [0u8, 2] {
         let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-        let path = b"/echo";
-        let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
-        block.extend_from_slice(path);
-        let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        wire.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
-        wire.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, stream]);
-        wire.extend_from_slice(&block);
+        let wire = connection_start(GET, "/echo", stream, END_STREAM);
         client.write_all(&wire).await.unwrap();
         let mut answer = Vec::new();
         tokio::time::timeout(PATIENCE, client.read_to_end(&mut answer))
