@@ -152,6 +152,11 @@ pub(crate) async fn handle(
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let (mut parts, _) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers, !is_connect);
+        if is_connect {
+            // A 2xx to CONNECT has no body, whatever a target says (RFC 9110 §9.3.6): hyper
+            // would not send a head announcing one, and the client would get nothing.
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+        }
         let protocol = if is_connect {
             "connect".to_string()
         } else {

@@ -115,3 +115,56 @@ async fn connect_requests_are_tunnelled() {
     assert_eq!((c.bytes_in, c.bytes_out), (23, 23));
     assert_eq!(c.error, "");
 }
+
+/// A target answering `CONNECT` with `200` and `Content-Length: 0` (which RFC 9110 forbids,
+/// and some servers send): the tunnel still opens, as the event says.
+#[tokio::test]
+async fn a_connect_answer_with_a_content_length_still_opens_the_tunnel() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let answer = b"HTTP/1.1 200 Connection Established\r\nContent-Length: 0\r\n\r\n";
+        stream.write_all(answer).await.unwrap();
+        let (mut read, mut write) = stream.split();
+        let _ = tokio::io::copy(&mut read, &mut write).await;
+    });
+    let mut proxy = Proxy::start(target).await;
+
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"CONNECT db.test:5432 HTTP/1.1\r\nHost: db.test:5432\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1, "connection closed in the response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert_eq!(proxy.events.request().await.upgrade, "connect");
+
+    stream.write_all(b"ping").await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut echoed = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, b"ping");
+}
