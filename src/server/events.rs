@@ -2,7 +2,7 @@
 //! log.
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,10 +26,13 @@ pub(crate) struct StreamQuery {
 pub(crate) async fn stream(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<StreamQuery>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let entry = state.get(&id).ok_or_else(ApiError::environment_not_found)?;
+    // As every error of the API: JSON, not axum's plain-text rejection.
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
     let from_seq = parse_last_event_id(headers.get("last-event-id").and_then(|v| v.to_str().ok()));
     let filter = if query.logs.as_deref() == Some("true") {
         EventFilter::all()

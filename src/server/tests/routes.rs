@@ -102,6 +102,16 @@ async fn a_spec_this_rigd_cannot_run_is_a_422_not_a_500() {
 }
 
 #[tokio::test]
+async fn a_bad_events_query_is_a_json_400() {
+    let h = Harness::new();
+    let id = h.create(idle_spec("query")).await;
+    let uri = format!("/environments/{id}/events?logs=true&logs=false");
+    let reply = h.call(request(Method::GET, &uri)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.error().starts_with("query: "), "{}", reply.error());
+}
+
+#[tokio::test]
 async fn every_id_route_is_404_for_an_unknown_id() {
     let h = Harness::new();
     let cases = [
