@@ -19,7 +19,7 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| ApiError::bad_request(format!("read body: {}", e.body_text())))?;
+    let body = body.map_err(|e| ApiError::body("read body", &e))?;
     let mut env =
         decode_environment(&body).map_err(|e| ApiError::bad_request(format!("decode: {e}")))?;
     let errors = validate_environment(&mut env);

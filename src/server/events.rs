@@ -68,8 +68,7 @@ pub(crate) async fn post(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let entry = state.get(&id).ok_or_else(ApiError::environment_not_found)?;
-    let body =
-        body.map_err(|e| ApiError::bad_request(format!("decode body: {}", e.body_text())))?;
+    let body = body.map_err(|e| ApiError::body("decode body", &e))?;
     let event = ClientEvent::decode(&body)
         .map_err(|e| ApiError::bad_request(format!("decode body: {e}")))?;
     let action = event

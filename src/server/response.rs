@@ -74,6 +74,24 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// The body could not be read: 413 with the limit when it is over
+    /// [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES), else 400; `what` says what was being done.
+    pub(crate) fn body(
+        what: &str,
+        rejection: &axum::extract::rejection::BytesRejection,
+    ) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "{what}: the body is over the {} MiB rigd accepts",
+                    super::MAX_BODY_BYTES >> 20
+                ),
+            );
+        }
+        ApiError::bad_request(format!("{what}: {}", rejection.body_text()))
+    }
+
     /// 404 `environment not found`, the answer for an unknown id on every `{id}` route.
     pub(crate) fn environment_not_found() -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "environment not found")

@@ -112,6 +112,21 @@ async fn a_bad_events_query_is_a_json_400() {
 }
 
 #[tokio::test]
+async fn a_body_over_the_limit_is_a_413_that_states_it() {
+    let h = Harness::new();
+    let huge = format!(
+        "{{\"name\": \"{}\"}}",
+        "x".repeat(crate::server::MAX_BODY_BYTES)
+    );
+    let reply = h.call(post_json("/environments", &huge)).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        reply.error(),
+        "read body: the body is over the 32 MiB rigd accepts"
+    );
+}
+
+#[tokio::test]
 async fn every_id_route_is_404_for_an_unknown_id() {
     let h = Harness::new();
     let cases = [
