@@ -13,6 +13,8 @@
 //!   name environment variables, so names are made of ASCII letters, digits, `-` and `_`,
 //!   start with a letter or digit and are at most 63 characters long; two ingresses (or two
 //!   egresses) of a service must not give the same variables (`a-b` and `a_b`);
+//! * `callback_timeout`, `ready.timeout` and `ready.interval` must not be negative (they fell
+//!   back to their defaults, as if left out);
 //! * ingress attribute templates may only use `${HOST}`, `${PORT}` and `${HOSTPORT}` (upstream
 //!   finds out when it resolves them, after the service started);
 //! * `injected: true` is reserved for those generated nodes. Upstream lets a client send it,
@@ -65,7 +67,7 @@ pub fn validate_environment(env: &mut Environment) -> Vec<String> {
     errors
 }
 
-/// Name, at least one service, and a positive ttl.
+/// Name, at least one service, a positive ttl, and a callback timeout that is not negative.
 fn environment_rules(env: &Environment, errors: &mut Vec<String>) {
     if env.name.is_empty() {
         errors.push("environment name is required".to_string());
@@ -81,6 +83,12 @@ fn environment_rules(env: &Environment, errors: &mut Vec<String>) {
             }
             Ok(_) => {}
         }
+    }
+    if env.callback_timeout.to_std().is_none() {
+        errors.push(format!(
+            "callback_timeout must not be negative, got {} (leave it out for the default)",
+            env.callback_timeout
+        ));
     }
 }
 
@@ -157,6 +165,16 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
             crate::wiring::attributes::resolve_attributes(ingress.attributes.as_ref(), "host:1")
         {
             errors.push(format!("{at}: {error}"));
+        }
+        if let Some(ready) = &ingress.ready {
+            for (field, value) in [("timeout", ready.timeout), ("interval", ready.interval)] {
+                if value.to_std().is_none() {
+                    errors.push(format!(
+                        "{at}: ready.{field} must not be negative, got {value} (leave it out for \
+                         the default)"
+                    ));
+                }
+            }
         }
         if let Some(path) = ingress.ready.as_ref().map(|r| r.path.as_str()) {
             // Probed as `GET <path>` (a `/` is put in front when missing): a path that is not

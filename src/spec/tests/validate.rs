@@ -736,3 +736,22 @@ fn a_ready_path_that_cannot_be_requested_is_refused() {
         }
     }
 }
+
+/// Our addition: negative durations are refused rather than read as "the default".
+#[test]
+fn negative_durations_are_refused() {
+    let mut api = svc("process", &[("default", "http")], &[]);
+    api.ingresses.get_mut("default").unwrap().ready = Some(rig_types::ReadySpec {
+        timeout: rig_types::GoDuration::from_nanos(-1_000_000_000),
+        ..Default::default()
+    });
+    let mut env = env_of(vec![("api", api)]);
+    env.callback_timeout = rig_types::GoDuration::from_nanos(-5_000_000_000);
+    assert_eq!(
+        errors_of(env),
+        vec![
+            "callback_timeout must not be negative, got -5s (leave it out for the default)",
+            "service \"api\", ingress \"default\": ready.timeout must not be negative, got -1s (leave it out for the default)",
+        ]
+    );
+}
