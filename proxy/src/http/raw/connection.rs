@@ -599,12 +599,21 @@ impl Connection {
                 return self.fail(flight, &failure).await;
             }
         };
-        let forwarded = self
-            .client
-            .write_all(&self.ubuf[..head.len + in_buffer])
-            .await;
+        let (forwarded, sent_head) = if head.drop_length {
+            // Chunked overrides the length, which must not reach the client (RFC 9112 §6.3).
+            let mut out = parse::without_content_length(&self.ubuf[..head.len]);
+            let sent_head = Bytes::copy_from_slice(&out);
+            out.extend_from_slice(&self.ubuf[head.len..head.len + in_buffer]);
+            (self.client.write_all(&out).await, sent_head)
+        } else {
+            let forwarded = self
+                .client
+                .write_all(&self.ubuf[..head.len + in_buffer])
+                .await;
+            (forwarded, Bytes::copy_from_slice(&self.ubuf[..head.len]))
+        };
         let record = flight.rec();
-        record.answer = Answer::Forwarded(Bytes::copy_from_slice(&self.ubuf[..head.len]));
+        record.answer = Answer::Forwarded(sent_head);
         if let Framing::Length(len) = head.framing {
             record.response_body.expect(len);
         }

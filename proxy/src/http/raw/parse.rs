@@ -169,6 +169,9 @@ pub(crate) struct ResponseHead {
     pub(crate) framing: Framing,
     /// The target ends the connection after this response.
     pub(crate) close: bool,
+    /// Both `Transfer-Encoding` and `Content-Length` came: the length is ignored and must be
+    /// removed before the head is passed on (RFC 9112 §6.3).
+    pub(crate) drop_length: bool,
 }
 
 /// Parses the response head at the start of `buf`; `head_method` says whether it answers a
@@ -245,7 +248,21 @@ pub(crate) fn response(buf: &[u8], head_method: bool) -> Result<Response, &'stat
         len,
         framing,
         close: close || framing == Framing::UntilClose,
+        drop_length: transfer_encoding.is_some() && length.is_some(),
     }))
+}
+
+/// `head` without its `Content-Length` lines, for a head whose `Transfer-Encoding` overrides
+/// them.
+pub(crate) fn without_content_length(head: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len());
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        if !(line.contains(&b':') && name.trim_ascii().eq_ignore_ascii_case(b"content-length")) {
+            out.extend_from_slice(line);
+        }
+    }
+    out
 }
 
 /// An origin-form target hyper would take as it is: `/` then visible ASCII, no fragment.
@@ -393,6 +410,19 @@ mod tests {
             Ok(Response::Final(head)) => head,
             other => panic!("{text:?}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_length_beside_chunked_is_ignored_and_removed() {
+        let text = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nX-A: content-length: 1\r\n\r\n";
+        let head = last(text, false);
+        assert_eq!(head.framing, Framing::Chunked);
+        assert!(head.drop_length);
+        assert!(!last("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false).drop_length);
+        assert_eq!(
+            without_content_length(text.as_bytes()),
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: content-length: 1\r\n\r\n"
+        );
     }
 
     #[test]
