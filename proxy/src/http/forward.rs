@@ -183,6 +183,11 @@ pub(crate) async fn handle(
     }
 
     let (mut parts, body) = response.into_parts();
+    if parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
+        // The encoding overrides a length beside it, which must not reach the client (RFC
+        // 9112 §6.3): hyper would frame the body by it.
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+    }
     if http2 {
         strip_http2_hop_by_hop(&mut parts.headers);
     } else {

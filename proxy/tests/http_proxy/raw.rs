@@ -645,25 +645,38 @@ async fn a_length_beside_chunked_encoding_does_not_reach_the_client() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut buf = Vec::new();
-        if read_answer_request(&mut stream, &mut buf).await.is_some() {
-            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
-            let _ = stream.write_all(answer).await;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while read_answer_request(&mut stream, &mut buf).await.is_some() {
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
         }
     });
     let mut proxy = Proxy::start(target).await;
-    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
-    client
-        .write_all(b"GET /x HTTP/1.1\r\nHost: api\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let answer = read_answer(&mut client, &mut buf, false).await;
-    assert_eq!(answer.status, 200);
-    assert!(!answer.head.contains("content-length"), "{}", answer.head);
-    assert_eq!(answer.body, b"hello");
-    let r = proxy.events.request().await;
-    assert_eq!(r.response_size, 5);
-    assert!(!r.response_headers.contains_key("Content-Length"));
+    // The raw path, then the hyper path (`TE: trailers` takes it there).
+    for extra in ["", "TE: trailers\r\nConnection: TE\r\n"] {
+        let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+        let request = format!("GET /x HTTP/1.1\r\nHost: api\r\n{extra}\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let answer = read_answer(&mut client, &mut buf, false).await;
+        assert_eq!(answer.status, 200);
+        assert!(
+            !answer.head.contains("content-length"),
+            "{extra:?}: {}",
+            answer.head
+        );
+        assert_eq!(answer.body, b"hello", "{extra:?}");
+        let r = proxy.events.request().await;
+        assert_eq!(r.response_size, 5);
+        assert!(
+            !r.response_headers.contains_key("Content-Length"),
+            "{extra:?}"
+        );
+    }
 }
