@@ -33,6 +33,27 @@ struct JsonEnv<'a> {
     summary: &'a EnvironmentSummary,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a ResolvedEnvironment>,
+    /// Why the detail could not be read, when it was not because the environment is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail_error: Option<&'a str>,
+}
+
+/// What `GET /environments/{id}` gave for one listed environment.
+enum Detail {
+    Found(Box<ResolvedEnvironment>),
+    /// Torn down since it was listed.
+    Gone,
+    /// Any other failure, worded.
+    Failed(String),
+}
+
+impl Detail {
+    fn found(&self) -> Option<&ResolvedEnvironment> {
+        match self {
+            Detail::Found(detail) => Some(detail),
+            _ => None,
+        }
+    }
 }
 
 /// Runs `rig ps`.
@@ -52,7 +73,11 @@ pub fn run(args: Args) -> CmdResult {
         let mut details = Vec::with_capacity(envs.len());
         for e in &envs {
             // An environment torn down meanwhile is simply left without detail.
-            details.push(running.client.get_environment(&e.id).await.ok());
+            details.push(match running.client.get_environment(&e.id).await {
+                Ok(detail) => Detail::Found(Box::new(detail)),
+                Err(error) if error.is_not_found() => Detail::Gone,
+                Err(error) => Detail::Failed(error.to_string()),
+            });
         }
         if json {
             let out: Vec<JsonEnv> = envs
@@ -60,7 +85,11 @@ pub fn run(args: Args) -> CmdResult {
                 .zip(&details)
                 .map(|(summary, detail)| JsonEnv {
                     summary,
-                    detail: detail.as_ref(),
+                    detail: detail.found(),
+                    detail_error: match detail {
+                        Detail::Failed(error) => Some(error),
+                        _ => None,
+                    },
                 })
                 .collect();
             Out.line(to_json(&out)?);
@@ -78,23 +107,30 @@ pub fn run(args: Args) -> CmdResult {
             if i > 0 {
                 out.push(String::new());
             }
-            out.extend(render(e, detail.as_ref(), style));
+            out.extend(render(e, detail, style));
         }
         Out.lines(out);
         Ok(EXIT_OK)
     })
 }
 
-fn render(e: &EnvironmentSummary, detail: Option<&ResolvedEnvironment>, s: Style) -> Vec<String> {
+fn render(e: &EnvironmentSummary, detail: &Detail, s: Style) -> Vec<String> {
     let mut out = vec![format!(
         "{}  {}  expires in {}",
         s.paint(Paint::Bold, &e.name),
         s.paint(Paint::Dim, &e.id),
         e.remaining_ttl
     )];
-    let Some(detail) = detail else {
-        out.push(format!("  {}", s.paint(Paint::Dim, "(being torn down)")));
-        return out;
+    let detail = match detail {
+        Detail::Found(detail) => detail,
+        Detail::Gone => {
+            out.push(format!("  {}", s.paint(Paint::Dim, "(being torn down)")));
+            return out;
+        }
+        Detail::Failed(error) => {
+            out.push(format!("  (its services could not be read: {error})"));
+            return out;
+        }
     };
     let mut rows = Vec::new();
     for (name, svc) in &detail.services {
@@ -132,4 +168,29 @@ fn render(e: &EnvironmentSummary, detail: Option<&ResolvedEnvironment>, s: Style
         out.push(format!("  {}  {text}{status_cell}", pad(&label, width)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_environment_without_detail_says_why() {
+        let e = EnvironmentSummary {
+            id: "abc".into(),
+            name: "orders".into(),
+            remaining_ttl: "9m0s".into(),
+            ..EnvironmentSummary::default()
+        };
+        let style = Style::new(false);
+        assert_eq!(
+            render(&e, &Detail::Gone, style),
+            ["orders  abc  expires in 9m0s", "  (being torn down)"]
+        );
+        let failed = Detail::Failed("rigd returned HTTP 500: boom".into());
+        assert_eq!(
+            render(&e, &failed, style)[1],
+            "  (its services could not be read: rigd returned HTTP 500: boom)"
+        );
+    }
 }
