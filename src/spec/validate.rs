@@ -115,7 +115,7 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
              generates (\"~test\", proxies); rename the service"
         ));
     }
-    if !generated && !name.contains('~') {
+    if !generated {
         if let Some(problem) = name_problem(name) {
             errors.push(format!(
                 "service {svc}: name {problem} (it names the service's directory); rename the \
@@ -152,7 +152,7 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
                  names rigd generates; rename the ingress"
             ));
         }
-        if !generated && !ingress_name.contains('~') {
+        if !generated {
             if let Some(problem) = name_problem(ingress_name) {
                 errors.push(format!(
                     "{at}: name {problem} (it names environment variables); rename the ingress"
@@ -214,7 +214,7 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
                  generates; rename the egress"
             ));
         }
-        if !generated && !egress_name.contains('~') {
+        if !generated {
             if let Some(problem) = name_problem(egress_name) {
                 errors.push(format!(
                     "{at}: name {problem} (it names environment variables); rename the egress"
@@ -250,7 +250,7 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
 const MAX_NAME: usize = 63;
 
 /// What is wrong with `name` as a service, ingress or egress name, if anything. Empty names
-/// and `~` have rules of their own.
+/// and `~` have rules of their own, so they get nothing here.
 fn name_problem(name: &str) -> Option<String> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     if name.is_empty() || name.contains('~') {

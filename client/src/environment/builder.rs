@@ -345,27 +345,27 @@ fn create_error(error: ClientError, spec: &rig_types::Environment, addr: &str) -
         }
     };
     match error {
-        // A type the spec format knows but this rigd has no driver for (a 500 before rigd
-        // answered it as a validation error).
-        ClientError::Api {
-            status: 422,
-            ref validation_errors,
-            ..
-        } if validation_errors.len() == 1 && unknown_type(&validation_errors[0]).is_some() => {
-            unsupported(unknown_type(&validation_errors[0]).unwrap_or_default())
-        }
         ClientError::Api {
             status: 422,
             validation_errors,
             message,
-        } => Error::Validation {
-            name: spec.name.clone(),
-            errors: if validation_errors.is_empty() {
-                vec![message]
-            } else {
-                validation_errors
-            },
-        },
+        } => {
+            // A type the spec format knows but this rigd has no driver for (a 500 before rigd
+            // answered it as a validation error).
+            if let [only] = validation_errors.as_slice() {
+                if let Some(service_type) = unknown_type(only) {
+                    return unsupported(service_type);
+                }
+            }
+            Error::Validation {
+                name: spec.name.clone(),
+                errors: if validation_errors.is_empty() {
+                    vec![message]
+                } else {
+                    validation_errors
+                },
+            }
+        }
         ClientError::Api {
             status: 500,
             ref message,
@@ -406,39 +406,32 @@ mod tests {
 
     #[test]
     fn unknown_types_become_unsupported_service_type() {
-        let err = create_error(
-            ClientError::Api {
-                status: 500,
-                message: "orchestrate: service \"db\": unknown service type: \"postgres\"".into(),
-                validation_errors: vec![],
-            },
-            &spec(),
-            "127.0.0.1:9",
-        );
-        assert!(
-            matches!(&err, Error::UnsupportedServiceType { service, service_type, .. }
-                if service == "db" && service_type == "postgres"),
-            "{err}"
-        );
-        assert!(err.to_string().contains("does not support yet"), "{err}");
-    }
-
-    #[test]
-    fn an_unknown_type_in_a_422_is_an_unsupported_service_type() {
-        let err = create_error(
-            ClientError::Api {
-                status: 422,
-                message: "spec validation failed".into(),
-                validation_errors: vec!["service \"db\": unknown service type: \"postgres\"".into()],
-            },
-            &spec(),
-            "127.0.0.1:9",
-        );
-        assert!(
-            matches!(&err, Error::UnsupportedServiceType { service, service_type, .. }
-                if service == "db" && service_type == "postgres"),
-            "{err}"
-        );
+        let unknown = "service \"db\": unknown service type: \"postgres\"";
+        // As a validation error (rigd now), and as a 500 (rigd before).
+        for (status, message, validation_errors) in [
+            (
+                422,
+                "spec validation failed".to_string(),
+                vec![unknown.to_string()],
+            ),
+            (500, format!("orchestrate: {unknown}"), vec![]),
+        ] {
+            let err = create_error(
+                ClientError::Api {
+                    status,
+                    message,
+                    validation_errors,
+                },
+                &spec(),
+                "127.0.0.1:9",
+            );
+            assert!(
+                matches!(&err, Error::UnsupportedServiceType { service, service_type, .. }
+                    if service == "db" && service_type == "postgres"),
+                "{status}: {err}"
+            );
+            assert!(err.to_string().contains("does not support yet"), "{err}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::origin::Origin;
-use crate::support::{curl, dead_port, edge, empty, http1_client, Proxy, PATIENCE};
+use crate::support::{curl, dead_port, edge, empty, http1_client, read_to_close, Proxy, PATIENCE};
 
 #[tokio::test]
 async fn a_target_that_is_down_gets_a_marked_502_and_an_event() {
@@ -275,11 +275,7 @@ async fn a_malformed_request_gets_400_from_hyper_and_an_event() {
         .write_all(b"GET /x HTTP/1.1\r\nHost: api\r\nthis is not a header\r\n\r\n")
         .await
         .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(PATIENCE, client.read_to_end(&mut answer))
-        .await
-        .unwrap()
-        .unwrap();
+    let answer = read_to_close(&mut client).await;
     assert!(
         answer.starts_with(b"HTTP/1.1 400 Bad Request"),
         "{}",
@@ -308,11 +304,7 @@ async fn a_request_target_too_long_to_record_gets_414_and_an_event_however_it_ar
         for piece in request.as_bytes().chunks(request.len().div_ceil(pieces)) {
             client.write_all(piece).await.unwrap();
         }
-        let mut answer = Vec::new();
-        tokio::time::timeout(PATIENCE, client.read_to_end(&mut answer))
-            .await
-            .unwrap()
-            .unwrap();
+        let answer = read_to_close(&mut client).await;
         assert!(
             answer.starts_with(b"HTTP/1.1 414 URI Too Long"),
             "{pieces} pieces: {}",

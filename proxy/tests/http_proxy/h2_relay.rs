@@ -13,7 +13,7 @@ use rig_proxy::http::{HttpSettings, ERROR_HEADER};
 use tokio::sync::{mpsc, Notify};
 
 use crate::origin::Origin;
-use crate::support::{empty, full, http2_client, pattern, send, Proxy, PATIENCE};
+use crate::support::{empty, full, http2_client, pattern, read_to_close, send, Proxy, PATIENCE};
 
 #[tokio::test]
 async fn each_h2c_connection_gets_its_own_connection_to_the_target() {
@@ -318,7 +318,7 @@ async fn a_stream_left_by_a_client_that_closed_is_blamed_on_the_client() {
 /// the connection open waiting for 16 MiB of it, but closes it and records why.
 #[tokio::test]
 async fn a_frame_larger_than_the_target_accepts_closes_the_connection() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
     let (target, mut requests, _go) = failing_target(Failure::NeverAnswer).await;
     let mut proxy = Proxy::start(target).await;
@@ -334,11 +334,7 @@ async fn a_frame_larger_than_the_target_accepts_closes_the_connection() {
     data.extend_from_slice(&[0x5a; 1000]);
     client.write_all(&data).await.unwrap();
 
-    let mut rest = Vec::new();
-    tokio::time::timeout(PATIENCE, client.read_to_end(&mut rest))
-        .await
-        .expect("the proxy closed the connection")
-        .expect("read to the end");
+    read_to_close(&mut client).await;
     let r = proxy.events.request().await;
     assert_eq!((r.path.as_str(), r.status_code), ("/upload", 0));
     assert_eq!(
@@ -353,7 +349,7 @@ async fn a_frame_larger_than_the_target_accepts_closes_the_connection() {
 /// adds no answer on those streams and no `GOAWAY` of its own that would contradict it.
 #[tokio::test]
 async fn after_the_targets_goaway_the_relay_sends_nothing_that_contradicts_it() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
     let origin = Origin::start().await;
     let mut proxy = Proxy::start(origin.addr).await;
@@ -361,11 +357,7 @@ async fn after_the_targets_goaway_the_relay_sends_nothing_that_contradicts_it() 
         let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
         let wire = connection_start(GET, "/echo", stream, END_STREAM);
         client.write_all(&wire).await.unwrap();
-        let mut answer = Vec::new();
-        tokio::time::timeout(PATIENCE, client.read_to_end(&mut answer))
-            .await
-            .expect("the connection closed")
-            .unwrap();
+        let answer = read_to_close(&mut client).await;
 
         let mut goaways = 0;
         let mut at = 0;

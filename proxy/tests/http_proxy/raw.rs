@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::origin::Origin;
-use crate::support::{full, http1_client, send, Proxy, PATIENCE};
+use crate::support::{full, http1_client, read_to_close, send, Proxy, PATIENCE};
 
 /// One response read off a socket.
 pub(crate) struct Answer {
@@ -610,11 +610,7 @@ async fn an_invalid_chunked_request_body_is_answered_and_recorded_as_on_the_hype
              5\r\nhello\r\nzz\r\n"
         );
         client.write_all(request.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
-        tokio::time::timeout(PATIENCE, client.read_to_end(&mut answer))
-            .await
-            .expect("answered and closed in time")
-            .unwrap();
+        let answer = read_to_close(&mut client).await;
         let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
         assert!(
             answer.starts_with("http/1.1 502 bad gateway"),

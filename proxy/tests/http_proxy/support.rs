@@ -278,6 +278,17 @@ pub async fn send(
     }
 }
 
+/// Everything `stream` receives until the other side closes it, within [`PATIENCE`].
+pub async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut received))
+        .await
+        .expect("the connection was not closed in time")
+        .expect("reading to the close");
+    received
+}
+
 /// `n` bytes of a recognisable pattern.
 pub fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()

@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::origin::Origin;
-use crate::support::{Proxy, PATIENCE};
+use crate::support::{read_to_close, Proxy, PATIENCE};
 
 #[tokio::test]
 async fn websocket_messages_round_trip_and_the_tunnel_is_recorded() {
@@ -109,11 +109,7 @@ async fn connect_requests_are_tunnelled() {
 
     stream.write_all(b"ping through the tunnel").await.unwrap();
     stream.shutdown().await.unwrap();
-    let mut echoed = Vec::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut echoed))
-        .await
-        .unwrap()
-        .unwrap();
+    let echoed = read_to_close(&mut stream).await;
     assert_eq!(echoed, b"ping through the tunnel");
 
     let c = proxy.events.closed().await;
@@ -158,10 +154,6 @@ async fn a_connect_answer_with_a_content_length_still_opens_the_tunnel() {
 
     stream.write_all(b"ping").await.unwrap();
     stream.shutdown().await.unwrap();
-    let mut echoed = Vec::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut echoed))
-        .await
-        .unwrap()
-        .unwrap();
+    let echoed = read_to_close(&mut stream).await;
     assert_eq!(echoed, b"ping");
 }

@@ -159,15 +159,17 @@ async fn relay(
             // Streams the target leaves unanswered from here on were given up by the client.
             streams.lock().client_closed();
             let _ = socket2::SockRef::from(upstream).shutdown(std::net::Shutdown::Write);
-            match responses.await {
-                End::FrameTooLarge => Cutoff::TargetFrameTooLarge,
-                End::Closed => Cutoff::ClientGone,
-            }
+            responses_cutoff(responses.await)
         }
-        end = responses.as_mut() => match end {
-            End::FrameTooLarge => Cutoff::TargetFrameTooLarge,
-            End::Closed => Cutoff::ClientGone,
-        },
+        end = responses.as_mut() => responses_cutoff(end),
+    }
+}
+
+/// Why streams still open did not finish, once the target's side is over.
+fn responses_cutoff(end: End) -> Cutoff {
+    match end {
+        End::FrameTooLarge => Cutoff::TargetFrameTooLarge,
+        End::Closed => Cutoff::ClientGone,
     }
 }
 
