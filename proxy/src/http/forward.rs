@@ -10,6 +10,7 @@
 //! record's headers), reference-counted slices of the first body frames, two clock reads and
 //! one `try_send` to the observer.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -35,11 +36,42 @@ use crate::grpc::is_grpc;
 ///
 /// HTTP/1.x requests go over `connection`, the client connection's own upstream connection;
 /// HTTP/2 requests go over the shared h2c connection.
-pub(crate) async fn handle(
+///
+/// The exchange opens when this is called, not when the future is first polled: hyper drops
+/// a call it has not polled yet when the client closes its side first, and the exchange's
+/// guards then record the request as abandoned by the client.
+pub(crate) fn handle(
     ctx: Arc<Context>,
     connection: Arc<Http1Upstream>,
+    request: Request<Incoming>,
+) -> impl Future<Output = Response<ProxyBody>> + Send + 'static {
+    let opened = open(&ctx, request);
+    async move {
+        match opened {
+            Ok(opened) => forward(ctx, connection, opened).await,
+            Err(answered) => *answered,
+        }
+    }
+}
+
+/// An exchange opened for a request, ready to go to the target.
+struct Opened {
+    exchange: Arc<Exchange>,
+    /// Records the response half if the exchange is dropped before it has one.
+    guard: ResponseGuard,
+    request: Request<RequestBody>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    http2: bool,
+    grpc: bool,
+    capture_limit: usize,
+}
+
+/// Opens the exchange for `request` and readies it for the target; a request that cannot be
+/// forwarded is answered (and recorded) at once.
+fn open(
+    ctx: &Arc<Context>,
     mut request: Request<Incoming>,
-) -> Response<ProxyBody> {
+) -> Result<Opened, Box<Response<ProxyBody>>> {
     let started = Instant::now();
     let started_at = Timestamp::now();
     let upgrading = request.version() <= Version::HTTP_11
@@ -97,7 +129,7 @@ pub(crate) async fn handle(
                 FailureKind::BadRequest,
                 format!("the request target `{}` cannot be forwarded", parts.uri),
             );
-            return fail(&exchange, &failure, grpc);
+            return Err(Box::new(fail(&exchange, &failure, grpc)));
         }
     };
     if let Some(uri) = uri {
@@ -108,9 +140,33 @@ pub(crate) async fn handle(
     } else {
         Version::HTTP_11
     };
-    let is_connect = parts.method == Method::CONNECT;
+    Ok(Opened {
+        exchange,
+        guard,
+        request: Request::from_parts(parts, body),
+        client_upgrade,
+        http2,
+        grpc,
+        capture_limit,
+    })
+}
 
-    let request = Request::from_parts(parts, body);
+/// Sends the opened exchange's request to the target and makes the response to stream back.
+async fn forward(
+    ctx: Arc<Context>,
+    connection: Arc<Http1Upstream>,
+    opened: Opened,
+) -> Response<ProxyBody> {
+    let Opened {
+        exchange,
+        mut guard,
+        request,
+        client_upgrade,
+        http2,
+        grpc,
+        capture_limit,
+    } = opened;
+    let is_connect = request.method() == Method::CONNECT;
     let sent = if http2 {
         ctx.upstream.send_http2(request).await
     } else {

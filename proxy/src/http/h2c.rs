@@ -13,6 +13,10 @@
 //! connection, the upgraded request included, and every exchange is recorded with
 //! `http_version: "HTTP/2"`.
 //!
+//! A client that does not follow the `101` with the preface and a `SETTINGS` frame within
+//! [`PREFACE_TIMEOUT`] (it closed, sent something else, or waits for an HTTP/1.1 answer) is
+//! disconnected, and its request recorded with the reason, as it never reached the target.
+//!
 //! The upgrade is declined (the request is served in HTTP/1.1, as RFC 7540 allows) when the
 //! request has a body, whose bytes HTTP/2 flow control would have to carry, or when its headers
 //! do not fit one frame. The settings in `HTTP2-Settings` are not applied separately: clients
@@ -20,6 +24,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
@@ -28,15 +33,19 @@ use http_body::Body;
 use hyper::body::Incoming;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use rig_types::Timestamp;
 use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
 
 use super::body::ProxyBody;
+use super::capture::Capture;
 use super::context::Context;
+use super::exchange::{Exchange, RequestHead, RequestOutcome, ResponseOutcome};
 use super::h2_wire::{
     put_fields, put_headers_frame, put_literal, FLAG_ACK, FRAME_HEADER, FRAME_SETTINGS, MAX_FRAME,
     PREFACE,
 };
-use super::headers::{has_token, strip_hop_by_hop, HTTP2_SETTINGS};
+use super::headers::{has_token, is_probe, strip_hop_by_hop, HTTP2_SETTINGS};
 use super::raw::Prefixed;
 use super::server::serve_http2;
 
@@ -48,15 +57,70 @@ pub(crate) fn try_upgrade(
     request: &mut Request<Incoming>,
 ) -> Option<Response<ProxyBody>> {
     let stream_one = upgrade_frame(request)?;
+    let started = Instant::now();
+    let recorded = recorded_head(request);
     let on_upgrade = hyper::upgrade::on(request);
-    ctx.tracker
-        .spawn(serve_upgraded(ctx.clone(), on_upgrade, stream_one));
     let mut response = Response::new(ProxyBody::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+    let upgrade = Upgrade {
+        request: recorded,
+        switching: response.headers().clone(),
+        started,
+    };
+    ctx.tracker
+        .spawn(serve_upgraded(ctx.clone(), on_upgrade, stream_one, upgrade));
     Some(response)
+}
+
+/// How long a client switched to HTTP/2 has to send its connection preface and `SETTINGS`.
+pub(crate) const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The upgrade request as it would be recorded, kept in case the client never speaks HTTP/2.
+struct Upgrade {
+    request: RequestHead,
+    /// The `101` response's headers.
+    switching: http::HeaderMap,
+    started: Instant,
+}
+
+impl Upgrade {
+    /// Records the upgrade request as abandoned: the client got `101` and then `why` happened,
+    /// so the request never reached the target.
+    fn abandoned(self, ctx: &Arc<Context>, why: String) {
+        let exchange = Exchange::new(ctx.clone(), self.started, self.request);
+        exchange.finish_request(RequestOutcome {
+            body: Capture::default(),
+            error: None,
+        });
+        exchange.finish_response(ResponseOutcome {
+            status: StatusCode::SWITCHING_PROTOCOLS.as_u16(),
+            headers: self.switching,
+            body: Capture::default(),
+            latency: Duration::ZERO,
+            duration: exchange.elapsed(),
+            error: Some(format!("client: {why}")),
+            upgrade: Some("h2c".into()),
+            trailers: None,
+        });
+    }
+}
+
+/// The upgrade request's head, hop-by-hop headers dropped, as the event shows requests.
+fn recorded_head(request: &Request<Incoming>) -> RequestHead {
+    let mut headers = request.headers().clone();
+    strip_hop_by_hop(&mut headers, false);
+    RequestHead {
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        version: request.version(),
+        started_at: Timestamp::now(),
+        probe: is_probe(&headers),
+        grpc: false,
+        headers,
+    }
 }
 
 /// The `HEADERS` frame that replays `request` as stream 1, if the request is an h2c upgrade
@@ -109,7 +173,12 @@ fn header_block(request: &Request<Incoming>) -> Vec<u8> {
 
 /// Waits for hyper to hand the connection back after the `101`, then serves it as HTTP/2
 /// with the upgrade request spliced in as stream 1.
-async fn serve_upgraded(ctx: Arc<Context>, on_upgrade: OnUpgrade, stream_one: Bytes) {
+async fn serve_upgraded(
+    ctx: Arc<Context>,
+    on_upgrade: OnUpgrade,
+    stream_one: Bytes,
+    upgrade: Upgrade,
+) {
     let started = async {
         let mut io = TokioIo::new(on_upgrade.await.map_err(io::Error::other)?);
         let start = read_client_start(&mut io).await?;
@@ -121,12 +190,26 @@ async fn serve_upgraded(ctx: Arc<Context>, on_upgrade: OnUpgrade, stream_one: By
     };
     let io = tokio::select! {
         _ = ctx.cancel.cancelled() => return,
-        io = started => io,
+        io = tokio::time::timeout(PREFACE_TIMEOUT, started) => io,
     };
     // A client that does not speak HTTP/2 after asking for it has nothing left to answer:
     // its request was the upgrade request, which it abandoned with the connection.
-    if let Ok(io) = io {
-        serve_http2(ctx, TokioIo::new(io)).await;
+    match io {
+        Ok(Ok(io)) => serve_http2(ctx, TokioIo::new(io)).await,
+        Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => upgrade.abandoned(
+            &ctx,
+            "the connection closed before the HTTP/2 connection preface that the h2c upgrade \
+             calls for"
+                .into(),
+        ),
+        Ok(Err(error)) => upgrade.abandoned(&ctx, error.to_string()),
+        Err(_) => upgrade.abandoned(
+            &ctx,
+            format!(
+                "no HTTP/2 connection preface within {} s of the h2c upgrade",
+                PREFACE_TIMEOUT.as_secs()
+            ),
+        ),
     }
 }
 

@@ -21,6 +21,7 @@ use rig_types::Timestamp;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::MissedTickBehavior;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 use super::context::{Context, ServeError};
@@ -130,19 +131,20 @@ where
 {
     let service_ctx = ctx.clone();
     let upstream = Arc::new(Http1Upstream::default());
-    let service = service_fn(move |request| {
-        let ctx = service_ctx.clone();
-        let upstream = upstream.clone();
-        async move {
-            let mut request = request;
-            let response = match h2c::try_upgrade(&ctx, &mut request) {
-                Some(switching) => switching,
-                // Boxed: hyper spawns a task per HTTP/2 stream and moves it as it goes; a
-                // pointer moves for less than the whole exchange's state.
-                None => Box::pin(forward::handle(ctx, upstream, request)).await,
-            };
-            Ok::<_, Infallible>(response)
-        }
+    // The exchange opens when hyper calls the service (see `forward::handle`), so that a
+    // request hyper drops unpolled is still recorded.
+    let service = service_fn(move |mut request| {
+        let answer = match h2c::try_upgrade(&service_ctx, &mut request) {
+            Some(switching) => Either::Left(std::future::ready(switching)),
+            // Boxed: hyper spawns a task per HTTP/2 stream and moves it as it goes; a
+            // pointer moves for less than the whole exchange's state.
+            None => Either::Right(Box::pin(forward::handle(
+                service_ctx.clone(),
+                upstream.clone(),
+                request,
+            ))),
+        };
+        async move { Ok::<_, Infallible>(answer.await) }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let result = drive(&ctx, connection, |c| c.graceful_shutdown()).await;
@@ -160,10 +162,13 @@ where
     // Unused: HTTP/2 requests go over the shared h2c connection.
     let upstream = Arc::new(Http1Upstream::default());
     let service = service_fn(move |request| {
-        let ctx = service_ctx.clone();
-        let upstream = upstream.clone();
         // Boxed, as in `serve_hyper`.
-        async move { Ok::<_, Infallible>(Box::pin(forward::handle(ctx, upstream, request)).await) }
+        let answer = Box::pin(forward::handle(
+            service_ctx.clone(),
+            upstream.clone(),
+            request,
+        ));
+        async move { Ok::<_, Infallible>(answer.await) }
     });
     let connection = http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
     // Protocol errors are answered by hyper (GOAWAY, RST_STREAM); there is nothing to record.

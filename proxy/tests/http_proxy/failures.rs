@@ -365,3 +365,27 @@ async fn a_client_leaving_while_the_target_thinks_is_recorded() {
         "client: the connection closed before the target responded"
     );
 }
+
+/// A client that shuts its sending side right after its request (`nc -N`) is read as gone, as
+/// Go's and nginx's proxies read it. On the hyper path, hyper then drops the call before the
+/// proxy polls it; it is recorded all the same.
+#[tokio::test]
+async fn a_request_left_by_a_client_that_shut_its_side_is_recorded_on_both_paths() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    // The raw path, then the hyper path (`TE: trailers` takes it there).
+    for extra in ["", "TE: trailers\r\nConnection: TE\r\n"] {
+        let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+        let request = format!("GET /slow HTTP/1.1\r\nHost: api\r\n{extra}\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        client.shutdown().await.unwrap();
+        assert_eq!(read_to_close(&mut client).await, b"", "{extra:?}");
+
+        let r = proxy.events.request().await;
+        assert_eq!((r.path.as_str(), r.status_code), ("/slow", 0), "{extra:?}");
+        assert_eq!(
+            r.error, "client: the connection closed before the target responded",
+            "{extra:?}"
+        );
+    }
+}

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use http::{Request, Version};
 use rig_proxy::http::HttpSettings;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::bodies::expected_trailers;
@@ -253,4 +255,79 @@ async fn an_h2c_upgrade_with_a_body_is_answered_in_http1() {
     assert_eq!(r.request_body.as_deref(), Some(&b"in http/1.1"[..]));
     assert_eq!(r.upgrade, "");
     assert!(!r.request_headers.contains_key("Upgrade"));
+}
+
+/// Asks for `Upgrade: h2c` on a new connection and reads the `101` head.
+async fn switched_to_h2c(proxy: &Proxy) -> TcpStream {
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let request = "GET /echo?x=1 HTTP/1.1\r\nHost: api\r\n\
+        Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
+        HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+    client.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = client.read_u8().await.expect("the 101 head");
+        head.push(byte);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    client
+}
+
+/// A client switched to HTTP/2 that closes, or speaks HTTP/1.1 on, leaves its request
+/// unsent: it is recorded with the `101` it got and why it went no further.
+#[tokio::test]
+async fn an_h2c_upgrade_not_followed_by_the_preface_is_recorded() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let cases: [(&[u8], &str); 2] = [
+        (
+            b"",
+            "client: the connection closed before the HTTP/2 connection preface that the h2c \
+             upgrade calls for",
+        ),
+        (
+            b"GET /again HTTP/1.1\r\nHost: api\r\n\r\n",
+            "client: no HTTP/2 connection preface after the h2c upgrade",
+        ),
+    ];
+    for (after, error) in cases {
+        let mut client = switched_to_h2c(&proxy).await;
+        client.write_all(after).await.unwrap();
+        client.shutdown().await.unwrap();
+        let r = proxy.events.request().await;
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/echo?x=1"));
+        assert_eq!((r.status_code, r.upgrade.as_str()), (101, "h2c"));
+        assert_eq!(r.http_version, "HTTP/1.1");
+        assert_eq!(r.error, error);
+        assert!(!r.request_headers.contains_key("Upgrade"));
+    }
+    assert_eq!(origin.connections(), 0, "nothing reached the target");
+}
+
+/// A client that says nothing after the `101` is disconnected once the preface is overdue.
+/// (Real time: the proxy's connections run on its worker threads, which a paused clock in
+/// the test does not reach.)
+#[tokio::test]
+async fn an_h2c_upgrade_waits_for_the_preface_for_ten_seconds() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let waiting = std::time::Instant::now();
+    let mut client = switched_to_h2c(&proxy).await;
+    let r = proxy.events.request().await;
+    assert!(
+        waiting.elapsed() >= Duration::from_secs(10),
+        "gave up early"
+    );
+    assert_eq!(
+        r.error,
+        "client: no HTTP/2 connection preface within 10 s of the h2c upgrade"
+    );
+    assert_eq!(r.status_code, 101);
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    assert!(
+        rest.is_empty(),
+        "the connection is closed with nothing more"
+    );
 }
