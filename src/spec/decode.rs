@@ -64,11 +64,17 @@ pub enum DecodeError {
     },
 }
 
+/// The UTF-8 encoding of U+FEFF, the byte order mark.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Decodes a spec document, checking for repeated service, ingress and egress names.
 ///
 /// A missing or `null` `services` gives an empty map (validation then reports it). Unknown
 /// fields are ignored at every level.
 pub fn decode_environment(body: &[u8]) -> Result<Environment, DecodeError> {
+    // A UTF-8 byte order mark, as some Windows editors write, is ignored (RFC 8259 §8.1
+    // allows it); serde_json would refuse it as "expected value at line 1 column 1".
+    let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
     let doc = Document { body };
     let top = doc.entries(
         body_str_or_error(body)?,

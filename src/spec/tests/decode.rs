@@ -31,6 +31,15 @@ fn valid_two_service_document() {
     assert_eq!(env.services["api"].egresses["db"].service, "db");
 }
 
+/// A document saved with a UTF-8 byte order mark decodes; errors in it keep their positions.
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    let body = "\u{feff}{\"name\": \"bom\", \"services\": {}}";
+    assert_eq!(decode_environment(body.as_bytes()).unwrap().name, "bom");
+    let error = decode_err("\u{feff}{\n  \"name\": 7}");
+    assert!(error.contains("line 2"), "{error}");
+}
+
 /// Upstream `TestDecodeEnvironment_DuplicateServiceNames`, with the exact message.
 #[test]
 fn duplicate_service_names() {
