@@ -3,7 +3,9 @@
 //!
 //! Two modes, as upstream: [`Mode::Strict`] (`traffic`, `logs`, `export`) fails on the first
 //! line that is not a valid event, naming the line; [`Mode::Lenient`] (`explain`, `summary`)
-//! skips such lines. Blank lines are always skipped. A file without a header is accepted; its
+//! skips such lines. In both modes a last line cut off mid-event (a log still being written,
+//! or whose writer was killed) is skipped with a warning on stderr, so the events before it
+//! can still be read. Blank lines are always skipped. A file without a header is accepted; its
 //! header is then derived from the events ([`LogHeader::for_events`]). A file with neither
 //! (empty, or not a log at all) is an error in both modes.
 
@@ -15,6 +17,7 @@ use std::path::{Path, PathBuf};
 use rig_types::{Event, Timestamp};
 
 use super::error::CliError;
+use super::output::eprint_line;
 use crate::logfiles::{LogHeader, LOG_HEADER_TYPE};
 
 /// How malformed event lines are treated.
@@ -66,7 +69,8 @@ pub fn read(path: &Path, mode: Mode) -> Result<LogFile, CliError> {
     let file = File::open(path).map_err(|e| open_error(path, &e))?;
     let mut header = None;
     let mut events = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
+    let mut lines = BufReader::new(file).lines().enumerate().peekable();
+    while let Some((i, line)) = lines.next() {
         let n = i + 1;
         let line = line.map_err(|e| {
             CliError::failed(format!("{}: line {n}: cannot read: {e}", path.display()))
@@ -89,6 +93,11 @@ pub fn read(path: &Path, mode: Mode) -> Result<LogFile, CliError> {
         }
         match serde_json::from_str::<Event>(trimmed) {
             Ok(event) => events.push(event),
+            Err(e) if e.is_eof() && lines.peek().is_none() => eprint_line(format!(
+                "rig: warning: {}: the last line ({n}) is cut off mid-event, so it is skipped \
+                 (the log is still being written, or its writer stopped)",
+                path.display()
+            )),
             Err(e) if mode == Mode::Strict => return Err(line_error(path, n, &e.to_string())),
             Err(_) => {}
         }
@@ -258,6 +267,19 @@ mod tests {
         let err = read(&path, Mode::Strict).unwrap_err();
         assert!(err.message().contains("line 3:"), "{err}");
         assert_eq!(read(&path, Mode::Lenient).unwrap().events.len(), 2);
+    }
+
+    #[test]
+    fn a_last_line_cut_off_is_skipped_in_both_modes() {
+        let cut = &EVENT[..EVENT.len() / 2];
+        let path = write("cut.jsonl", &format!("{HEADER}\n{EVENT}\n{cut}"));
+        for mode in [Mode::Strict, Mode::Lenient] {
+            assert_eq!(read(&path, mode).unwrap().events.len(), 1, "{mode:?}");
+        }
+        // Cut off anywhere else, it is a broken line as any other.
+        let path = write("cut-inside.jsonl", &format!("{HEADER}\n{cut}\n{EVENT}\n"));
+        let err = read(&path, Mode::Strict).unwrap_err();
+        assert!(err.message().contains("line 2:"), "{err}");
     }
 
     #[test]
