@@ -202,9 +202,12 @@ async fn client_events_of_unknown_types_are_400() {
     for (body, error) in [
         (
             &br#"{"type": "service.bogus"}"#[..],
-            "unknown client event type: service.bogus",
+            "unknown client event type: service.bogus (clients may post callback.response, service.error, service.log or test.note)",
         ),
-        (br#"{"error": "no type"}"#, "unknown client event type: "),
+        (
+            br#"{"error": "no type"}"#,
+            "unknown client event type:  (the event has no \"type\"; clients may post callback.response, service.error, service.log or test.note)",
+        ),
     ] {
         let response = rigd.request("POST", &path, &[], Some(body)).await;
         assert_eq!(response.status, 400, "{}", response.text());

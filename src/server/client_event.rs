@@ -45,10 +45,28 @@ pub(crate) enum Action {
     },
 }
 
-/// The `type` is not one clients may post.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown client event type: {0}")]
+/// The `type` is not one clients may post. The message starts as upstream's does, then says
+/// which types are accepted.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct UnknownType(pub(crate) String);
+
+impl std::fmt::Display for UnknownType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let missing = if self.0.is_empty() {
+            "the event has no \"type\"; "
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "unknown client event type: {} ({missing}clients may post callback.response, \
+             service.error, service.log or test.note)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownType {}
 
 impl ClientEvent {
     /// Decodes a request body.
@@ -169,11 +187,11 @@ mod tests {
             action(json!({"type": "environment.up"}))
                 .unwrap_err()
                 .to_string(),
-            "unknown client event type: environment.up"
+            "unknown client event type: environment.up (clients may post callback.response, service.error, service.log or test.note)"
         );
         assert_eq!(
             action(json!({})).unwrap_err().to_string(),
-            "unknown client event type: "
+            "unknown client event type:  (the event has no \"type\"; clients may post callback.response, service.error, service.log or test.note)"
         );
         assert_eq!(
             action(json!({"type": null})).unwrap_err(),
