@@ -137,6 +137,10 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
             "service {svc}: unknown type {}",
             go_quote(&service.service_type)
         ));
+    } else if !generated {
+        if let Some(problem) = reserved_type_problem(service) {
+            errors.push(format!("service {svc}: {problem}"));
+        }
     }
 
     for (ingress_name, ingress) in &service.ingresses {
@@ -246,6 +250,23 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
     }
 }
 
+/// What is wrong with a service written in the spec whose type rigd uses for the nodes it
+/// inserts: a `test` node does nothing (the test itself is `~test`), and a `proxy` forwards
+/// to its egress `target`, without which it fails only once started.
+fn reserved_type_problem(service: &Service) -> Option<&'static str> {
+    match service.service_type.as_str() {
+        "test" => Some(
+            "type \"test\" is reserved for the \"~test\" node rigd inserts for the test \
+             itself; give the service a type that runs something",
+        ),
+        "proxy" if !service.egresses.contains_key("target") => Some(
+            "a proxy forwards to its egress \"target\", and this one has none; add an egress \
+             \"target\" naming the service to forward to",
+        ),
+        _ => None,
+    }
+}
+
 /// The longest name a service, ingress or egress may have.
 const MAX_NAME: usize = 63;
 
@@ -295,6 +316,9 @@ fn egress_target_problem(
         return Some("cannot reference itself".to_string());
     }
     let Some(target) = env.services.get(target_name) else {
+        if target_name.is_empty() {
+            return Some("\"service\" is required: name the service this egress calls".into());
+        }
         let hint = suggesting
             .then(|| suggest(target_name, env.services.keys().map(String::as_str)))
             .flatten()

@@ -66,10 +66,14 @@ fn empty_service_type() {
     assert_eq!(errors_of(env), vec![r#"service "api": type is required"#]);
 }
 
-/// Every known type validates, `cargo` included; upstream's set is all there.
+/// Every known type validates, `cargo` included; upstream's set is all there. (`test` and
+/// `proxy`, the types of the nodes rigd inserts, have rules of their own.)
 #[test]
 fn every_known_type_is_accepted() {
-    for t in KNOWN_SERVICE_TYPES {
+    for t in KNOWN_SERVICE_TYPES
+        .iter()
+        .filter(|t| !["test", "proxy"].contains(t))
+    {
         let env = env_of(vec![("s", svc(t, &[], &[]))]);
         assert_eq!(errors_of(env), none(), "type {t}");
     }
@@ -196,8 +200,8 @@ fn suggestion_ties_and_candidates() {
     );
 }
 
-/// An egress with an empty `service` is an unknown-service error, as upstream, without a
-/// suggestion.
+/// An egress with an empty `service` says the field is required (upstream: "references
+/// unknown service" with an empty name).
 #[test]
 fn egress_with_empty_service() {
     let env = env_of(vec![
@@ -206,7 +210,34 @@ fn egress_with_empty_service() {
     ]);
     assert_eq!(
         errors_of(env),
-        vec![r#"service "api", egress "db": references unknown service """#]
+        vec![
+            r#"service "api", egress "db": "service" is required: name the service this egress calls"#
+        ]
+    );
+}
+
+/// A `proxy` written in the spec needs its egress `target`; a `test` node is rigd's own.
+#[test]
+fn the_types_of_inserted_nodes_have_their_rules_in_a_spec() {
+    let backend = ("db", svc("process", &[("default", "tcp")], &[]));
+    let proxy = svc(
+        "proxy",
+        &[("default", "tcp")],
+        &[("target", "db", "default")],
+    );
+    assert_eq!(
+        errors_of(env_of(vec![backend.clone(), ("p", proxy)])),
+        none()
+    );
+
+    let lost = svc("proxy", &[("default", "tcp")], &[("db", "db", "default")]);
+    assert_one_error_containing(
+        env_of(vec![backend.clone(), ("p", lost)]),
+        r#"service "p": a proxy forwards to its egress "target", and this one has none"#,
+    );
+    assert_one_error_containing(
+        env_of(vec![backend, ("t", svc("test", &[], &[]))]),
+        r#"service "t": type "test" is reserved for the "~test" node"#,
     );
 }
 
