@@ -195,6 +195,34 @@ async fn up_fills_dir_and_host_env_then_ctrl_c_tears_down() {
     assert!(stderr.contains("SIGINT received"), "{stderr}");
 }
 
+/// Ctrl-C before the environment is up tears it down too, but exits 130: the session was
+/// interrupted, and a script must not take it for one that ran.
+#[tokio::test]
+async fn ctrl_c_before_the_environment_is_up_exits_130() {
+    let rigd = Rigd::start("early").await;
+    let spec = rigd.spec_file(
+        "early",
+        r#"{"name": "it-early", "services": {"never": {
+            "type": "process",
+            "config": {"command": "sleep"},
+            "args": ["600"],
+            "ingresses": {"default": {"protocol": "http"}}
+        }}}"#,
+    );
+    let mut rig = rigd.rig_up(&spec, &[]);
+    rig.wait_for("  · never  starting");
+    rig.signal(libc::SIGINT);
+    rig.wait_for("tearing down \"it-early\"");
+    rig.wait_for("  ✓ torn down \"it-early\"");
+    let (code, stdout, stderr) = rig.finish();
+    assert_eq!(code, 130, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stdout.contains("is up"), "{stdout}");
+    assert!(
+        stderr.contains("interrupted before \"it-early\" was up"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn a_crashing_service_prints_the_summary_and_exits_one() {
     let rigd = Rigd::start("crash").await;

@@ -6,7 +6,9 @@
 //!    service ([`Progress`]); on `environment.up`, the endpoints and the env dir; after that,
 //!    one line per observed exchange.
 //! 4. Ctrl-C or SIGTERM: `DELETE ...?log=true`, showing the services stop, then the log file
-//!    and any failure summary; exit 0. A second Ctrl-C exits at once with 130.
+//!    and any failure summary; exit 0 once the environment was up, 130 if it was interrupted
+//!    before it came up (so scripts can tell the two apart). A second Ctrl-C exits at once
+//!    with 130.
 //! 5. `environment.down` that nobody asked for: print its failure summary, delete the
 //!    environment (writing its log files) and exit 1.
 //!
@@ -81,6 +83,7 @@ pub async fn run(args: Args) -> CmdResult {
         style,
         logs: opts.logs,
         observe: spec.observe(),
+        was_up: false,
     };
     if interrupted {
         return session.teardown(&mut signals).await;
@@ -141,10 +144,12 @@ struct Session {
     style: Style,
     logs: bool,
     observe: bool,
+    /// `environment.up` was seen.
+    was_up: bool,
 }
 
 impl Session {
-    /// Follows events until a signal (teardown, exit 0) or an unrequested
+    /// Follows events until a signal (teardown) or an unrequested
     /// `environment.down` (exit 1).
     async fn follow(&mut self, signals: &mut Signals) -> CmdResult {
         loop {
@@ -168,7 +173,10 @@ impl Session {
                     };
                     Out.lines(self.progress.render(&event));
                     match event.event_type {
-                        EventType::EnvironmentUp => self.print_following_hint(),
+                        EventType::EnvironmentUp => {
+                            self.was_up = true;
+                            self.print_following_hint();
+                        }
                         EventType::CallbackRequest => self.refuse_callback(&event).await,
                         EventType::EnvironmentDown => return self.after_down(&event, signals).await,
                         _ => {}
@@ -242,8 +250,14 @@ impl Session {
         Ok(EXIT_FAILURE)
     }
 
-    /// Deletes the environment on request, showing the services stop.
+    /// Deletes the environment on request, showing the services stop. Exits 0 if the
+    /// environment had come up, else 130: the session was interrupted, not completed.
     async fn teardown(&mut self, signals: &mut Signals) -> CmdResult {
+        let done = if self.was_up {
+            EXIT_OK
+        } else {
+            EXIT_INTERRUPTED
+        };
         Out.line(format!("tearing down {:?} ({})…", self.name, self.id));
         self.progress.set_tearing_down();
         let options = DeleteOptions {
@@ -283,11 +297,14 @@ impl Session {
                     self.name
                 ));
                 self.print_files(&response, options.preserve);
-                Ok(EXIT_OK)
+                if !self.was_up {
+                    eprint_line(format!("interrupted before {:?} was up", self.name));
+                }
+                Ok(done)
             }
             Err(e) if e.is_not_found() => {
                 Out.line(format!("environment {} was already gone", self.id));
-                Ok(EXIT_OK)
+                Ok(done)
             }
             Err(e) => Err(CliError::failed(format!(
                 "tearing down environment {}: {e}",

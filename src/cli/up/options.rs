@@ -30,8 +30,9 @@ there too), and \"host_env\" is filled from this shell's environment; values in 
 rigd is found through $RIG_DIR (default ~/.rig) and started when none is running: $RIG_BINARY,
 else the rigd next to rig, else rigd on PATH.
 
-Exit status: 0 after a Ctrl-C teardown, 1 when the environment fails or rigd errs, 2 on a
-usage error, 130 when a second Ctrl-C cuts the teardown short.";
+Exit status: 0 after a Ctrl-C teardown of an environment that was up, 1 when the environment
+fails or rigd errs, 2 on a usage error, 130 when Ctrl-C came before the environment was up
+or a second Ctrl-C cuts the teardown short.";
 
 /// What `rig up` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
