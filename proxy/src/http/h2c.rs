@@ -76,7 +76,7 @@ pub(crate) fn try_upgrade(
 }
 
 /// How long a client switched to HTTP/2 has to send its connection preface and `SETTINGS`.
-pub(crate) const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
+const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The upgrade request as it would be recorded, kept in case the client never speaks HTTP/2.
 struct Upgrade {
