@@ -261,7 +261,12 @@ mod tests {
 
     #[test]
     fn positional_and_special_names_are_errors() {
-        for (template, name) in [("$1", "1"), ("${?}", "?"), ("a$$", "$"), ("$host", "host")] {
+        for (template, name) in [
+            ("$1", "1"),
+            ("${?}", "?"),
+            ("a${$}", "$"),
+            ("$host", "host"),
+        ] {
             let err = resolve(json!({ "A": template }), "h:1").unwrap_err();
             assert_eq!(err.variable, name, "template {template}");
         }

@@ -1,8 +1,13 @@
-//! `$NAME` / `${NAME}` expansion with Go's `os.Expand` semantics, byte for byte.
+//! `$NAME` / `${NAME}` expansion with Go's `os.Expand` semantics, byte for byte, but for one
+//! addition: `$$` is a literal `$`.
 //!
 //! Used for service `args`, container `cmd` and (through [`super::attributes`]) endpoint
 //! attribute templates. The rules, taken from Go's `os.Expand`/`getShellName`:
 //!
+//! - `$$` is a literal `$`, so that an argument can carry one to a shell
+//!   (`sh -c 'echo $$HOME'` gives the shell `echo $HOME`). Go reads `$$` as the variable
+//!   `$`, which is never set, so upstream has no way to write a `$` that is followed by a
+//!   name; docker compose uses the same escape.
 //! - `${NAME}` reads everything up to the first `}` as the name (spaces included).
 //! - `$NAME` reads the longest run of `[A-Za-z0-9_]`.
 //! - A single special character after `$` is a name on its own: one of `*#$@!?-` or a digit
@@ -16,7 +21,8 @@
 use std::collections::BTreeMap;
 
 /// Expands `$NAME` and `${NAME}` in `s`, asking `lookup` for each name in order of
-/// appearance. A name `lookup` does not know (`None`) expands to the empty string.
+/// appearance, and `$$` to `$`. A name `lookup` does not know (`None`) expands to the empty
+/// string.
 ///
 /// Strings without a `$` are returned unchanged without calling `lookup`.
 pub fn expand(s: &str, mut lookup: impl FnMut(&str) -> Option<String>) -> String {
@@ -29,8 +35,13 @@ pub fn expand(s: &str, mut lookup: impl FnMut(&str) -> Option<String>) -> String
         if bytes[j] == b'$' && j + 1 < bytes.len() {
             let buf = out.get_or_insert_with(|| String::with_capacity(2 * s.len()));
             buf.push_str(&s[copied..j]);
-            let (name, width) = shell_name(&s[j + 1..]);
+            let (name, width) = match bytes[j + 1] {
+                b'$' => (None, 1),
+                _ => shell_name(&s[j + 1..]),
+            };
             match name {
+                // `$$`: the escaped dollar.
+                None if bytes[j + 1] == b'$' => buf.push('$'),
                 // Bad syntax (`${}` or an unterminated `${`): the characters are eaten.
                 None if width > 0 => {}
                 // `$` not followed by a name: keep the dollar.
@@ -202,7 +213,7 @@ mod tests {
 
     #[test]
     fn special_single_character_names() {
-        for c in ['*', '#', '$', '@', '!', '?', '-'] {
+        for c in ['*', '#', '@', '!', '?', '-'] {
             assert_eq!(show(&format!("${c}x")), format!("<{c}>x"), "bare ${c}");
             assert_eq!(
                 show(&format!("${{{c}}}x")),
@@ -212,10 +223,31 @@ mod tests {
         }
         assert_eq!(show("$12"), "<1>2");
         assert_eq!(show("${1}2"), "<1>2");
-        assert_eq!(show("$$$"), "<$>$");
+        assert_eq!(show("${$}x"), "<$>x");
         // More than one character in braces is read up to the brace as usual.
         assert_eq!(show("${12}"), "<12>");
         assert_eq!(show("${-x}"), "<-x>");
+    }
+
+    /// `$$` is a literal dollar (Go reads it as the variable `$`), whatever follows it.
+    #[test]
+    fn a_doubled_dollar_is_a_literal_dollar() {
+        assert_eq!(show("$$HOME"), "$HOME");
+        assert_eq!(show("$$$HOME"), "$<HOME>");
+        assert_eq!(show("$$$$"), "$$");
+        assert_eq!(show("$$$"), "$$");
+        assert_eq!(show("a$${X}"), "a${X}");
+        assert_eq!(
+            show("i=0; while [ $$i -lt $N ]"),
+            "i=0; while [ $i -lt <N> ]"
+        );
+        // Without a `$` nothing is looked up; with only escapes, nothing either.
+        let mut asked = Vec::new();
+        let out = expand("cost: $$5", |name| {
+            asked.push(name.to_string());
+            None
+        });
+        assert_eq!((out.as_str(), asked.len()), ("cost: $5", 0));
     }
 
     #[test]
