@@ -1,4 +1,6 @@
-//! Allocator settings for a process whose proxies carry traffic.
+//! Allocator settings for a process whose proxies carry traffic on glibc's malloc. (rigd
+//! itself runs on mimalloc, which frees across threads without the arena locks glibc takes;
+//! this is for programs that embed the proxy and keep glibc's allocator.)
 //!
 //! The HTTP/1.1 path reads into 8 and 72 KiB buffers and records bodies into buffers of up to
 //! 64 KiB, so a proxy under load frees and allocates blocks of that size all the time, on

@@ -4,6 +4,10 @@
 
 use std::process::ExitCode;
 
+/// As rigd's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     rigd::daemon::main_with_args(std::env::args_os().skip(1))
 }

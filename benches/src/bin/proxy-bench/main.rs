@@ -46,6 +46,12 @@ use std::process::ExitCode;
 
 use cli::Command;
 
+/// rigd's allocator (see `src/bin/rigd.rs`), so that `serve-rig-proxy` runs rig's proxy as
+/// rigd runs it. The load generator and the origin run on it too; they are the same for
+/// every path, so the columns stay comparable.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match cli::parse(&args) {

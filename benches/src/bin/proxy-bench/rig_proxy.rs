@@ -75,8 +75,6 @@ impl TrafficSink for BenchSink {
 
 /// Runs one proxy per requested mode until stdin closes or SIGTERM, then prints the stats.
 pub fn main(options: RigProxyOptions) -> Result<()> {
-    // As rigd's main does.
-    rig_proxy::tune_for_proxying();
     let sink = Arc::new(BenchSink::new(options.sink));
     standalone::runtime(options.threads)?.block_on(async {
         let stop = standalone::stop_signal();
