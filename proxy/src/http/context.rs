@@ -58,6 +58,8 @@ pub(crate) struct Context {
     pub(crate) tracker: TaskTracker,
     /// How long in-flight exchanges may finish after cancellation.
     pub(crate) shutdown_grace: Duration,
+    /// How long the rest of a request head may take once its first bytes arrived.
+    pub(crate) head_timeout: Duration,
     /// How gRPC calls are recorded.
     pub(crate) grpc: Arc<GrpcContext>,
     /// Read buffer capacity held by raw-path connections, as they report it (tests only).
@@ -98,6 +100,7 @@ impl Context {
             cancel,
             tracker: TaskTracker::new(),
             shutdown_grace: settings.shutdown_grace,
+            head_timeout: settings.head_timeout,
             #[cfg(test)]
             raw_buffers: Arc::default(),
         })

@@ -41,6 +41,11 @@ pub struct HttpSettings {
     /// On cancellation, how long in-flight exchanges may finish before their connections are
     /// closed. Idle keep-alive connections close at once.
     pub shutdown_grace: Duration,
+    /// How long a client has to send the rest of an HTTP/1.1 request head once its first
+    /// bytes arrived (nginx's `client_header_timeout`). Past it the client is answered `408`
+    /// and disconnected, and the attempt recorded. An idle keep-alive connection has no
+    /// such limit.
+    pub head_timeout: Duration,
     /// How gRPC calls are observed (descriptors, decoding limits).
     pub grpc: GrpcSettings,
 }
@@ -57,6 +62,7 @@ impl Default for HttpSettings {
             response_timeout: None,
             pool_idle_timeout: Duration::from_secs(90),
             shutdown_grace: Duration::from_secs(1),
+            head_timeout: Duration::from_secs(60),
             grpc: GrpcSettings::default(),
         }
     }

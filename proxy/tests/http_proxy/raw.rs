@@ -676,3 +676,47 @@ async fn a_length_beside_chunked_encoding_does_not_reach_the_client() {
         );
     }
 }
+
+/// A head that stops half-way (slowloris) is answered `408` once the head timeout is over,
+/// and recorded; the target never hears of it. A keep-alive connection idle for longer than
+/// the timeout between requests is not cut.
+#[tokio::test]
+async fn a_request_head_that_stops_half_way_is_answered_408_and_recorded() {
+    let origin = Origin::start().await;
+    let settings = rig_proxy::http::HttpSettings {
+        head_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let mut proxy = Proxy::with(origin.addr.to_string(), settings).await;
+
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET /slowloris HTTP/1.1\r\nHost: api\r\nX-A: ")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut client).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{answer}"
+    );
+    let r = proxy.events.request().await;
+    assert_eq!(r.status_code, 408);
+    assert_eq!(
+        r.error,
+        "client: the request head did not arrive within 0.3 s (41 bytes of it came)"
+    );
+    assert_eq!(origin.connections(), 0);
+
+    let mut idle = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        idle.write_all(b"GET /missing HTTP/1.1\r\nHost: api\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_answer(&mut idle, &mut buf, false).await.status, 404);
+        assert_eq!(proxy.events.request().await.status_code, 404);
+        // Idle between requests for longer than the head timeout: the condition under test.
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    }
+}

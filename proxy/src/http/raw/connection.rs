@@ -37,6 +37,7 @@ use crate::http::capture::Capture;
 use crate::http::context::Context;
 use crate::http::error::{Failure, FailureKind, RawFailure};
 use crate::http::h2_wire::PREFACE;
+use crate::http::record::MalformedRecord;
 use crate::http::upstream::SendError;
 
 mod buffers;
@@ -83,7 +84,10 @@ pub(crate) async fn serve(ctx: &Context, client: TcpStream) -> Option<Fallback> 
     tokio::pin!(cancelled);
     let mut first = true;
     loop {
-        let head = match conn.next_head(cancelled.as_mut(), first).await {
+        let head = match conn
+            .next_head(cancelled.as_mut(), first, ctx.head_timeout)
+            .await
+        {
             Wait::Head(head) => head,
             Wait::Fallback if !ctx.cancel.is_cancelled() => {
                 return Some(Fallback {
@@ -92,6 +96,10 @@ pub(crate) async fn serve(ctx: &Context, client: TcpStream) -> Option<Fallback> 
                 })
             }
             Wait::Fallback | Wait::Closed => return None,
+            Wait::HeadTimeout(started_at) => {
+                conn.head_timed_out(ctx, started_at).await;
+                return None;
+            }
         };
         first = false;
         // Boxed: an exchange's state is most of a connection's, and it only exists while a
@@ -124,6 +132,8 @@ enum Wait {
     Head(RequestHead),
     Fallback,
     Closed,
+    /// The head begun at this time did not arrive whole within the head timeout.
+    HeadTimeout(Timestamp),
 }
 
 /// What happened while waiting on both sides.
@@ -206,12 +216,16 @@ enum HeadOutcome {
 
 impl Connection {
     /// Waits for the next request head: parses what is buffered and reads more as needed,
-    /// while watching the proxy's cancellation.
+    /// while watching the proxy's cancellation. Once part of a head is here, the rest has
+    /// `head_timeout`.
     async fn next_head(
         &mut self,
         mut cancelled: Pin<&mut impl Future<Output = ()>>,
         first: bool,
+        head_timeout: Duration,
     ) -> Wait {
+        // When the head's first bytes were seen, and when the rest is due.
+        let mut begun: Option<(Timestamp, Instant)> = None;
         loop {
             if !self.cbuf.is_empty() {
                 let buffered = &self.cbuf[..];
@@ -234,18 +248,40 @@ impl Connection {
                     Idle::Read(read) => read,
                 }
             } else {
-                // A partial head: read the rest.
+                // A partial head: read the rest, in time.
+                let (started_at, due) =
+                    *begun.get_or_insert_with(|| (Timestamp::now(), Instant::now() + head_timeout));
                 make_room(&mut self.cbuf, HEAD_READ);
                 tokio::select! {
                     biased;
                     _ = cancelled.as_mut() => return Wait::Closed,
                     read = self.client.read_buf(&mut self.cbuf) => read,
+                    _ = tokio::time::sleep_until(due) => return Wait::HeadTimeout(started_at),
                 }
             };
             if let Ok(0) | Err(_) = read {
                 return Wait::Closed;
             }
         }
+    }
+
+    /// Answers a client whose request head is overdue `408` and records it; the connection
+    /// then closes.
+    async fn head_timed_out(&mut self, ctx: &Context, started_at: Timestamp) {
+        let error = format!(
+            "client: the request head did not arrive within {} s ({} bytes of it came)",
+            ctx.head_timeout.as_secs_f64(),
+            self.cbuf.len()
+        );
+        ctx.observer.record(Box::new(MalformedRecord {
+            status: 408,
+            error,
+            started_at,
+        }));
+        let answer =
+            b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+        let _ = self.client.write_all(answer).await;
+        let _ = self.client.shutdown().await;
     }
 
     /// Forwards one exchange; returns whether the connection stays open for the next one.
