@@ -69,19 +69,8 @@ pub(crate) async fn run_program(
 ) -> Result<(), ServiceError> {
     let args = expand_templates(&ctx.spec.args, env);
     let spawned_after = crate::reaper::boot_ticks_now();
-    let mut child = spawn(program, &args, dir, env).map_err(|e| {
-        // The kernel says "No such file or directory" for a missing working directory too,
-        // which would blame the program.
-        match dir.filter(|dir| !dir.is_dir()) {
-            Some(dir) => ServiceError::new(format!(
-                "start {}: the working directory {} does not exist (the config's or the spec's \
-                 \"dir\")",
-                program.display(),
-                dir.display()
-            )),
-            None => ServiceError::new(format!("start {}: {e}", program.display())),
-        }
-    })?;
+    let mut child = spawn(program, &args, dir, env)
+        .map_err(|e| ServiceError::new(spawn_error(program, dir, &args, env, &e)))?;
     let pgid = child.id().map(|pid| pid as i32);
     if let (Some(reaper), Some(pgid)) = (&ctx.reaper, pgid) {
         reaper.track_group_since(pgid, spawned_after);
@@ -280,9 +269,73 @@ fn signal_name(sig: i32) -> String {
     name.to_string()
 }
 
+/// Why `program` could not be started, blaming what the kernel's error is really about.
+fn spawn_error(
+    program: &Path,
+    dir: Option<&Path>,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+    error: &std::io::Error,
+) -> String {
+    let program = program.display();
+    // The kernel says "No such file or directory" for a missing working directory too,
+    // which would blame the program.
+    if let Some(dir) = dir.filter(|dir| !dir.is_dir()) {
+        return format!(
+            "start {program}: the working directory {} does not exist (the config's or the \
+             spec's \"dir\")",
+            dir.display()
+        );
+    }
+    // "Argument list too long" blames the arguments; with rig's wiring it is usually one
+    // variable (`RIG_WIRING` of a large environment) over the kernel's limit for a single
+    // string, 128 KiB on Linux, or everything together over the total.
+    if error.raw_os_error() == Some(libc::E2BIG) {
+        let env_bytes: usize = env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        let arg_bytes: usize = args.iter().map(|a| a.len() + 1).sum();
+        let largest = env.iter().max_by_key(|(k, v)| k.len() + v.len());
+        let largest = largest
+            .map(|(k, v)| {
+                format!(
+                    "; the largest variable is {k} ({} bytes)",
+                    k.len() + v.len() + 1
+                )
+            })
+            .unwrap_or_default();
+        return format!(
+            "start {program}: {error}: the environment ({env_bytes} bytes in {} variables) \
+             and arguments ({arg_bytes} bytes) are over the kernel's limits (128 KiB for any \
+             one of them on Linux){largest}",
+            env.len()
+        );
+    }
+    format!("start {program}: {error}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A variable over the kernel's per-string limit: the error names it, not the arguments.
+    #[test]
+    fn an_environment_too_large_to_start_names_its_largest_variable() {
+        let env = BTreeMap::from([
+            ("PATH".to_string(), "/bin:/usr/bin".to_string()),
+            ("RIG_WIRING".to_string(), "x".repeat(200 * 1024)),
+        ]);
+        let program = Path::new("/bin/true");
+        let error = spawn(program, &[], None, &env).expect_err("the kernel refuses it");
+        assert_eq!(error.raw_os_error(), Some(libc::E2BIG));
+        let message = spawn_error(program, None, &[], &env, &error);
+        assert!(
+            message.starts_with("start /bin/true: Argument list too long"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("the largest variable is RIG_WIRING (204811 bytes)"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn working_dir_rules() {
