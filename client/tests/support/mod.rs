@@ -35,7 +35,9 @@ pub fn rigd_binary() -> PathBuf {
     binary
 }
 
-/// The rig dir shared by every test of this build of rigd.
+/// The rig dir shared by every test of this build of rigd. The dirs of earlier builds are
+/// removed once they have been left alone for an hour (their rigd idles out after 5 minutes):
+/// each holds a download cache of about 40 MB, and every fresh build makes a new one.
 pub fn rig_dir() -> PathBuf {
     let binary = rigd_binary();
     let built = std::fs::metadata(&binary)
@@ -45,7 +47,35 @@ pub fn rig_dir() -> PathBuf {
         .map_or(0, |d| d.as_secs());
     // SAFETY: getuid(2) cannot fail and has no preconditions.
     let uid = unsafe { libc::getuid() };
-    std::env::temp_dir().join(format!("rig-client-it-{uid}-{built}"))
+    let prefix = format!("rig-client-it-{uid}-");
+    let dir = std::env::temp_dir().join(format!("{prefix}{built}"));
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| remove_stale_dirs(&prefix, &dir));
+    dir
+}
+
+/// Removes the temp dirs named `<prefix>...` other than `keep` that nothing has changed for
+/// an hour. Best effort: a dir that cannot be read or removed stays.
+fn remove_stale_dirs(prefix: &str, keep: &std::path::Path) {
+    const STALE: Duration = Duration::from_secs(3600);
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry.file_name().to_string_lossy().starts_with(prefix);
+        let idle = || {
+            let changed = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            // The dir itself, and its rigd's log, which a running rigd keeps writing.
+            [changed(path.clone()), changed(path.join("rigd.log"))]
+                .into_iter()
+                .flatten()
+                .all(|t| t.elapsed().is_ok_and(|age| age > STALE))
+        };
+        if ours && path != keep && idle() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// An environment builder wired to this workspace's rigd and the shared rig dir.
