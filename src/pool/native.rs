@@ -70,10 +70,12 @@ pub struct WorkDir {
 
 impl WorkDir {
     /// Creates `<temp>/rig-<kind>-<rigd pid>-<n>` (owner-only, owned by `owner` if given) and
-    /// records it with the reaper.
+    /// records it with the reaper. The dirs of this kind left by processes that no longer run
+    /// are removed first.
     pub fn create(kind: &str, owner: Option<RunAs>) -> std::io::Result<WorkDir> {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        remove_orphans(kind);
         let path = std::env::temp_dir().join(format!("rig-{kind}-{}-{n}", std::process::id()));
         // Leftovers of a rigd that had this pid before.
         let _ = std::fs::remove_dir_all(&path);
@@ -112,6 +114,41 @@ impl WorkDir {
         }
         text
     }
+}
+
+/// Removes the `<temp>/rig-<kind>-<pid>-<n>` dirs whose process is gone. A rigd that was
+/// killed (or a test process that exited without closing its pools) leaves its backends' dirs
+/// behind: a postgres data dir is 69 MB. Dirs of a live process, or one this process cannot
+/// tell about, stay; so does whatever cannot be removed.
+fn remove_orphans(kind: &str) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    let prefix = format!("rig-{kind}-");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = orphan_pid(&name.to_string_lossy(), &prefix) else {
+            continue;
+        };
+        // SAFETY: kill(2) with signal 0 only checks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The pid in a work dir's name `<prefix><pid>-<n>`, unless it is this process's or the
+/// name is not one.
+fn orphan_pid(name: &str, prefix: &str) -> Option<libc::pid_t> {
+    let (pid, n) = name.strip_prefix(prefix)?.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    let pid: libc::pid_t = pid.parse().ok()?;
+    (pid > 0 && pid as u32 != std::process::id()).then_some(pid)
 }
 
 impl Drop for WorkDir {
@@ -311,4 +348,53 @@ where
     poll_ready(timeout, || process.alive(), ready)
         .await
         .map_err(|not_ready| not_ready.message(what, timeout, &dir.log_tail()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_work_dir_names_of_other_processes_have_an_orphan_pid() {
+        let me = std::process::id();
+        assert_eq!(orphan_pid("rig-pg-123-4", "rig-pg-"), Some(123));
+        assert_eq!(orphan_pid(&format!("rig-pg-{me}-4"), "rig-pg-"), None);
+        for name in [
+            "rig-pg-123",
+            "rig-pg--4",
+            "rig-pg-12a-4",
+            "rig-pg-0-1",
+            "rig-redis-1-1",
+        ] {
+            assert_eq!(orphan_pid(name, "rig-pg-"), None, "{name}");
+        }
+    }
+
+    /// A dir left by a process that is gone is removed when the next one of its kind is made;
+    /// one of a live process stays.
+    #[test]
+    fn creating_a_work_dir_removes_those_of_processes_that_are_gone() {
+        let kind = "orphan-test";
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = std::os::unix::process::parent_id();
+        let tmp = std::env::temp_dir();
+        let (orphan, other) = (
+            tmp.join(format!("rig-{kind}-{dead}-1")),
+            tmp.join(format!("rig-{kind}-{live}-1")),
+        );
+        for dir in [&orphan, &other] {
+            std::fs::create_dir_all(dir.join("data")).unwrap();
+        }
+        let made = WorkDir::create(kind, None).unwrap();
+        assert!(
+            !orphan.exists(),
+            "the orphan {} is still there",
+            orphan.display()
+        );
+        assert!(other.exists(), "the dir of a live process was removed");
+        assert!(made.path().is_dir());
+        std::fs::remove_dir_all(&other).unwrap();
+    }
 }
