@@ -21,13 +21,11 @@ fn validator_dir() -> PathBuf {
     base.join("har-validator")
 }
 
-/// Exports `fixture` (a file under tests/fixtures) to a HAR file and returns it parsed.
-fn export(fixture: &str, extra: &[&str]) -> (PathBuf, Value) {
-    let out = std::env::temp_dir().join(format!(
-        "rig-har-{}-{}.har",
-        std::process::id(),
-        fixture.replace('/', "_")
-    ));
+/// Exports `fixture` (a file under tests/fixtures) to a HAR file, validates it with
+/// har-validator, and returns it parsed.
+fn export(fixture: &str, extra: &[&str]) -> Value {
+    let dir = tempfile::tempdir().expect("a temporary dir");
+    let out = dir.path().join("export.har");
     let status = Command::new(env!("CARGO_BIN_EXE_rig"))
         .arg("export")
         .arg(fixtures().join(fixture))
@@ -37,8 +35,8 @@ fn export(fixture: &str, extra: &[&str]) -> (PathBuf, Value) {
         .status()
         .expect("run rig export");
     assert!(status.success());
-    let har: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).expect("HAR is JSON");
-    (out, har)
+    validate(&out);
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).expect("HAR is JSON")
 }
 
 /// Validates `har` with har-validator; panics with its errors.
@@ -86,8 +84,7 @@ fn rigd_log(name: &str) -> String {
 
 #[test]
 fn har_from_rigd_logs_is_valid_and_leaves_probes_out() {
-    let (path, har) = export(&rigd_log("TestOrders_failed"), &[]);
-    validate(&path);
+    let har = export(&rigd_log("TestOrders_failed"), &[]);
     let log = &har["log"];
     assert_eq!(log["version"], "1.2");
     assert_eq!(log["creator"]["name"], "rig");
@@ -115,8 +112,7 @@ fn har_from_rigd_logs_is_valid_and_leaves_probes_out() {
         entries[0]["request"]["queryString"][0],
         serde_json::json!({"name": "id", "value": "abc123"})
     );
-    let (path, with_probes) = export(&rigd_log("TestOrders_failed"), &["--probes"]);
-    validate(&path);
+    let with_probes = export(&rigd_log("TestOrders_failed"), &["--probes"]);
     let entries = with_probes["log"]["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 5);
     assert_eq!(entries[0]["_probe"], true);
@@ -124,8 +120,7 @@ fn har_from_rigd_logs_is_valid_and_leaves_probes_out() {
 
 #[test]
 fn har_from_upstream_logs_has_decoded_grpc_messages() {
-    let (path, har) = export(&upstream_log(), &[]);
-    validate(&path);
+    let har = export(&upstream_log(), &[]);
     let entries = har["log"]["entries"].as_array().unwrap();
     let grpc: Vec<&Value> = entries
         .iter()
@@ -171,8 +166,7 @@ fn har_from_upstream_logs_has_decoded_grpc_messages() {
 
 #[test]
 fn har_from_a_real_mixed_run_has_every_grpc_message() {
-    let (path, har) = export(&rigd_log("TestCheckout"), &[]);
-    validate(&path);
+    let har = export(&rigd_log("TestCheckout"), &[]);
     let entries = har["log"]["entries"].as_array().unwrap();
     let calls: Vec<(&str, &str, &str)> = entries
         .iter()
@@ -231,8 +225,7 @@ fn har_from_a_real_mixed_run_has_every_grpc_message() {
     assert_eq!(failed["_grpcStatus"], "NotFound");
     assert_eq!(failed["_grpcMessage"], "order 42 not found");
 
-    let (path, with_probes) = export(&rigd_log("TestCheckout"), &["--probes"]);
-    validate(&path);
+    let with_probes = export(&rigd_log("TestCheckout"), &["--probes"]);
     let probe = &with_probes["log"]["entries"][0];
     assert_eq!(probe["_probe"], true);
     assert!(probe["request"]["url"]

@@ -69,9 +69,11 @@ fn several_test_processes_share_one_rigd() {
         addrs[0]
     );
     stop_rigd_of(&dir);
+    std::fs::remove_dir_all(&dir).expect("remove the rig dir");
 }
 
-/// Ends the rigd serving `rig_dir` (it would otherwise idle for 5 minutes).
+/// Ends the rigd serving `rig_dir` (it would otherwise idle for 5 minutes) and waits for it
+/// to exit.
 fn stop_rigd_of(rig_dir: &Path) {
     let wanted = rig_dir.as_os_str().as_encoded_bytes();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -86,8 +88,23 @@ fn stop_rigd_of(rig_dir: &Path) {
             .windows(2)
             .any(|w| w[0] == b"--rig-dir" && w[1] == wanted)
         {
-            // SAFETY: kill(2) with a pid read from /proc and a valid signal.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+            // SAFETY: pidfd_open(2) and kill(2) with a pid read from /proc; poll(2) on the
+            // pidfd, which is closed afterwards.
+            unsafe {
+                let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as libc::c_int;
+                libc::kill(pid, libc::SIGTERM);
+                if pidfd >= 0 {
+                    // Readable once the process has exited.
+                    let mut fds = libc::pollfd {
+                        fd: pidfd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    let ready = libc::poll(&mut fds, 1, 30_000);
+                    assert_eq!(ready, 1, "rigd {pid} did not exit within 30 s of SIGTERM");
+                    libc::close(pidfd);
+                }
+            }
         }
     }
 }

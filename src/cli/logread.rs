@@ -237,10 +237,8 @@ fn line_error(path: &Path, n: usize, detail: &str) -> CliError {
 mod tests {
     use super::*;
 
-    fn write(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("rig-logread-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -250,7 +248,8 @@ mod tests {
 
     #[test]
     fn header_and_events() {
-        let path = write("a.jsonl", &format!("{HEADER}\n{EVENT}\n\n"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "a.jsonl", &format!("{HEADER}\n{EVENT}\n\n"));
         let log = read(&path, Mode::Strict).unwrap();
         assert!(log.has_header);
         assert_eq!(log.environment(), "T");
@@ -260,7 +259,9 @@ mod tests {
 
     #[test]
     fn strict_names_the_bad_line_and_lenient_skips_it() {
+        let dir = tempfile::tempdir().unwrap();
         let path = write(
+            &dir,
             "b.jsonl",
             &format!("{HEADER}\n{EVENT}\nnot json\n{EVENT}\n"),
         );
@@ -271,20 +272,26 @@ mod tests {
 
     #[test]
     fn a_last_line_cut_off_is_skipped_in_both_modes() {
+        let dir = tempfile::tempdir().unwrap();
         let cut = &EVENT[..EVENT.len() / 2];
-        let path = write("cut.jsonl", &format!("{HEADER}\n{EVENT}\n{cut}"));
+        let path = write(&dir, "cut.jsonl", &format!("{HEADER}\n{EVENT}\n{cut}"));
         for mode in [Mode::Strict, Mode::Lenient] {
             assert_eq!(read(&path, mode).unwrap().events.len(), 1, "{mode:?}");
         }
         // Cut off anywhere else, it is a broken line as any other.
-        let path = write("cut-inside.jsonl", &format!("{HEADER}\n{cut}\n{EVENT}\n"));
+        let path = write(
+            &dir,
+            "cut-inside.jsonl",
+            &format!("{HEADER}\n{cut}\n{EVENT}\n"),
+        );
         let err = read(&path, Mode::Strict).unwrap_err();
         assert!(err.message().contains("line 2:"), "{err}");
     }
 
     #[test]
     fn headerless_files_get_a_derived_header() {
-        let path = write("c.jsonl", &format!("{EVENT}\n"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "c.jsonl", &format!("{EVENT}\n"));
         let log = read(&path, Mode::Strict).unwrap();
         assert!(!log.has_header);
         assert_eq!(log.header.environment, "T");
@@ -293,9 +300,10 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_a_log_is_an_error_in_both_modes() {
+        let dir = tempfile::tempdir().unwrap();
         let not_a_log = "not a rig log: it has no log.header line and no event line";
-        let empty = write("empty.jsonl", "");
-        let passwd = write("passwd", "root:x:0:0:root:/root:/bin/sh\n");
+        let empty = write(&dir, "empty.jsonl", "");
+        let passwd = write(&dir, "passwd", "root:x:0:0:root:/root:/bin/sh\n");
         for (path, mode) in [
             (&empty, Mode::Strict),
             (&empty, Mode::Lenient),
