@@ -3,7 +3,8 @@
 //!
 //! Checks: the first call spawns rigd and the addr file appears; `/health` answers; rigd runs
 //! in its own session with the rig dir as cwd; a second call reuses it (same address, no
-//! second process); concurrent first calls start exactly one rigd between them.
+//! second process); concurrent first calls start exactly one rigd between them; a rig dir that
+//! cannot be made is the one error rigd reports.
 
 mod cli_support;
 
@@ -110,4 +111,26 @@ async fn concurrent_first_calls_start_one_rigd() {
     );
     #[cfg(target_os = "linux")]
     assert_eq!(cli_support::rigds_serving(&dir.rig_dir()).len(), 1);
+}
+
+/// A rig dir that cannot be made stops rigd with that error alone: nothing before it blames
+/// the reaper, whose records would live there.
+#[test]
+fn an_unusable_rig_dir_is_rigd_s_only_error() {
+    let file = tempfile::NamedTempFile::new().expect("a temporary file");
+    let rig_dir = file.path().join("rig");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rigd"))
+        .arg("--rig-dir")
+        .arg(&rig_dir)
+        .output()
+        .expect("run rigd");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        format!(
+            "rigd: create directory {}: Not a directory (os error 20)\n",
+            rig_dir.display()
+        )
+    );
 }

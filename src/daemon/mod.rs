@@ -130,6 +130,16 @@ pub fn main(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The reaper keeps its records in the rig dir: a rig dir that cannot be made is rigd's
+    // error, not a failed reaper's.
+    if let Err(source) = files::create_private_dir(&config.rig_dir) {
+        let error = DaemonError::CreateDir {
+            path: config.rig_dir.clone(),
+            source,
+        };
+        eprintln!("rigd: {error}");
+        return ExitCode::FAILURE;
+    }
     crate::reaper::start(&config.rig_dir);
     let result = runtime.block_on(async {
         let signals = ShutdownSignal::os().map_err(DaemonError::Signals)?;
