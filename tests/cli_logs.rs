@@ -172,6 +172,10 @@ fn traffic_tables_filters_and_details_over_rigd_logs() {
             ),
             ("traffic_bad_slow", &["traffic", "failed", "--slow", "fast"]),
             (
+                "traffic_bad_status",
+                &["traffic", "failed", "--status", "5xx,abc"],
+            ),
+            (
                 "traffic_json",
                 &["traffic", "failed", "--status", "404", "--json"],
             ),

@@ -35,6 +35,28 @@ pub fn status_name(code: u32) -> Option<&'static str> {
         .copied()
 }
 
+/// The code a gRPC status is written as: a decimal code (`5`), a canonical name
+/// (`NOT_FOUND`), grpc-go's name (`NotFound`, as upstream rig records it) or grpc-go's
+/// `Code(42)`; names in any case, with or without underscores. `None` for anything else.
+pub fn status_code(text: &str) -> Option<u32> {
+    let text = text.trim();
+    if let Ok(code) = text.parse::<u32>() {
+        return Some(code);
+    }
+    if let Some(code) = text
+        .strip_prefix("Code(")
+        .and_then(|rest| rest.strip_suffix(')'))
+    {
+        return code.parse().ok();
+    }
+    let squeezed: String = text.chars().filter(|&c| c != '_').collect();
+    // `Canceled` (grpc-go) and `CANCELLED` (canonical) differ by more than case.
+    let is = |name: &str| squeezed.eq_ignore_ascii_case(&name.replace('_', ""));
+    (0..STATUS_NAMES.len())
+        .find(|&i| is(STATUS_NAMES[i]) || is(GO_STATUS_NAMES[i]))
+        .map(|i| i as u32)
+}
+
 /// The `grpc_status` of a `grpc.call.completed` event for a raw `grpc-status` value, exactly
 /// as upstream rig records it: a decimal code becomes grpc-go's name (`"5"` → `NotFound`,
 /// `"42"` → `Code(42)`); anything that is not a `u32` (empty, negative, text) is kept as is.
@@ -100,6 +122,27 @@ pub fn encode_message(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_are_read_in_every_spelling() {
+        for text in [
+            "5",
+            "NOT_FOUND",
+            "NotFound",
+            "notfound",
+            "not_found",
+            " NotFound ",
+        ] {
+            assert_eq!(status_code(text), Some(5), "{text:?}");
+        }
+        assert_eq!(status_code("Canceled"), Some(1));
+        assert_eq!(status_code("CANCELLED"), Some(1));
+        assert_eq!(status_code("OK"), Some(0));
+        assert_eq!(status_code("Code(42)"), Some(42));
+        for text in ["", "abc", "Code(x)", "-1", "NotFoundd"] {
+            assert_eq!(status_code(text), None, "{text:?}");
+        }
+    }
 
     #[test]
     fn event_statuses_are_named_as_upstream() {

@@ -36,7 +36,8 @@ Arguments:
 Filters (all must match; a repeated or comma-separated filter matches any of its values):
       --edge E       a→b or a->b (caller and callee), a→ or →b (one end), a (either end)
       --slow DUR     latency at least DUR (Go duration: 5ms, 1.5s)
-      --status S     5xx or 404 (HTTP), OK or NotFound (gRPC), error (failed exchanges)
+      --status S     5xx or 404 (HTTP), NotFound, NOT_FOUND or 5 (gRPC), error (failed
+                     exchanges)
       --method M     GET, POST, gRPC, TCP, Produce, ...
       --path P       path (or gRPC Service/Method) containing P
       --grep RE      a regular expression over paths, headers, bodies and messages

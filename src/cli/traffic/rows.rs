@@ -349,7 +349,7 @@ enum Since {
 pub struct TrafficFilter {
     edges: Vec<Edge>,
     slow_ms: Option<f64>,
-    statuses: Vec<String>,
+    statuses: Vec<StatusFilter>,
     methods: Vec<String>,
     paths: Vec<String>,
     grep: Option<Regex>,
@@ -428,8 +428,8 @@ impl TrafficFilter {
             slow_ms,
             statuses: split_list(&args.statuses)
                 .into_iter()
-                .map(str::to_string)
-                .collect(),
+                .map(StatusFilter::parse)
+                .collect::<Result<_, _>>()?,
             methods: split_list(&args.methods)
                 .into_iter()
                 .map(str::to_string)
@@ -458,7 +458,7 @@ impl TrafficFilter {
                 return false;
             }
         }
-        if !self.statuses.is_empty() && !self.statuses.iter().any(|s| status_matches(s, row)) {
+        if !self.statuses.is_empty() && !self.statuses.iter().any(|s| s.matches(row)) {
             return false;
         }
         if !self.methods.is_empty()
@@ -486,19 +486,56 @@ impl TrafficFilter {
     }
 }
 
-/// `5xx` (HTTP class; `x` in any case), else an exact case-insensitive match of the STATUS
-/// text (`500`, `OK`, `NotFound`, `error`); `error` also matches any exchange the proxy
-/// could not complete.
-fn status_matches(wanted: &str, row: &Row) -> bool {
-    let w = wanted.trim();
-    if w.eq_ignore_ascii_case("error") && !row.extra.is_empty() && row.extra.contains("error:") {
-        return true;
+/// One `--status` value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum StatusFilter {
+    /// `error`: exchanges that failed (an `error:` in the row, or the status `error`).
+    Error,
+    /// `5xx`: HTTP statuses of one class.
+    HttpClass(u8),
+    /// `404`: one HTTP status.
+    Http(u16),
+    /// `NotFound`, `NOT_FOUND` or `5`: one gRPC status.
+    Grpc(u32),
+}
+
+impl StatusFilter {
+    fn parse(value: &str) -> Result<StatusFilter, CliError> {
+        let b = value.as_bytes();
+        if value.eq_ignore_ascii_case("error") {
+            return Ok(StatusFilter::Error);
+        }
+        if b.len() == 3 && (b'1'..=b'5').contains(&b[0]) && b[1..].eq_ignore_ascii_case(b"xx") {
+            return Ok(StatusFilter::HttpClass(b[0]));
+        }
+        if let Ok(code @ 100..=599) = value.parse::<u16>() {
+            return Ok(StatusFilter::Http(code));
+        }
+        // gRPC codes are 0 to 16; `Code(N)` is how grpc-go names any other.
+        match rig_protocols::grpc::status_code(value) {
+            Some(code) if code <= 16 || value.starts_with("Code(") => Ok(StatusFilter::Grpc(code)),
+            _ => Err(CliError::usage(format!(
+                "invalid --status value {value:?}: give an HTTP status (404) or class (5xx), a \
+                 gRPC status (NotFound, NOT_FOUND or 5), or error"
+            ))),
+        }
     }
-    let b = w.as_bytes();
-    if b.len() == 3 && b[0].is_ascii_digit() && b[1..].eq_ignore_ascii_case(b"xx") {
-        return row.protocol == Protocol::Http && row.status.as_bytes().first() == Some(&b[0]);
+
+    fn matches(self, row: &Row) -> bool {
+        match self {
+            StatusFilter::Error => row.status == "error" || row.extra.contains("error:"),
+            StatusFilter::HttpClass(class) => {
+                row.protocol == Protocol::Http && row.status.as_bytes().first() == Some(&class)
+            }
+            StatusFilter::Http(code) => {
+                row.protocol == Protocol::Http && row.status == code.to_string()
+            }
+            StatusFilter::Grpc(code) => {
+                row.protocol == Protocol::Grpc
+                    && rig_protocols::grpc::status_code(&row.status) == Some(code)
+            }
+        }
     }
-    w.eq_ignore_ascii_case(&row.status)
 }
 
 /// Everything `--grep` searches: method, path (Kafka topics included), status, headers,
@@ -551,6 +588,32 @@ fn searchable_text(row: &Row) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_filters_parse_or_say_what_is_expected() {
+        use StatusFilter::*;
+        for (text, want) in [
+            ("error", Error),
+            ("ERROR", Error),
+            ("5xx", HttpClass(b'5')),
+            ("2XX", HttpClass(b'2')),
+            ("404", Http(404)),
+            ("NotFound", Grpc(5)),
+            ("not_found", Grpc(5)),
+            ("14", Grpc(14)),
+            ("Code(42)", Grpc(42)),
+        ] {
+            assert_eq!(StatusFilter::parse(text).unwrap(), want, "{text:?}");
+        }
+        for text in ["abc", "6xx", "42", "600", "99", "NotFund", "x5x"] {
+            let err = StatusFilter::parse(text).unwrap_err();
+            assert!(
+                err.message()
+                    .starts_with(&format!("invalid --status value {text:?}: give")),
+                "{text}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn indices_parse() {
