@@ -39,11 +39,19 @@ pub(crate) async fn stream(
     } else {
         EventFilter::without_logs()
     };
-    let subscription =
-        entry
-            .instance()
-            .log()
-            .subscribe(from_seq, Some(filter), state.stream_token());
+    let log = entry.instance().log();
+    // No event of this log has that number yet: the client's id is from another stream (another
+    // environment, or a rigd that has since restarted), and following from it would skip the
+    // events it has not seen.
+    let last_seq = log.last_seq();
+    if from_seq > last_seq {
+        return Err(ApiError::bad_request(format!(
+            "Last-Event-ID {from_seq} is past the end of environment {id}'s events (the last is \
+             {last_seq}): it is not from this environment's stream; reconnect without it to \
+             replay from the start"
+        )));
+    }
+    let subscription = log.subscribe(from_seq, Some(filter), state.stream_token());
     let body = Body::from_stream(event_stream(subscription, HEARTBEAT_INTERVAL));
     Ok((
         StatusCode::OK,

@@ -6,7 +6,7 @@
 //! | `POST /environments` | validate and create an environment (it starts in the background) | 201 `{"id":...}` |
 //! | `GET /environments` | list registered environments, sorted by name | 200 array |
 //! | `GET /environments/{id}` | resolved view: statuses, ingresses, egresses | 200 object |
-//! | `GET /environments/{id}/events` | Server-Sent Events: replay from `Last-Event-ID`, then follow | 200 `text/event-stream` |
+//! | `GET /environments/{id}/events` | Server-Sent Events: replay from `Last-Event-ID`, then follow | 200 `text/event-stream`; 400 for a `Last-Event-ID` past the last event |
 //! | `POST /environments/{id}/events` | client events (`callback.response`, `service.error`, `service.log`, `test.note`) | 204 |
 //! | `GET /environments/{id}/log` | every event, `service.log` included | 200 array |
 //! | `POST /environments/{id}/keepalive` | push the TTL deadline out by one TTL (ours) | 204 |

@@ -423,6 +423,19 @@ async fn last_event_id_resumes_after_the_given_seq() {
     // A value that is not a number replays from the start.
     let mut all = h.events(&id, Some("garbage")).await;
     assert_eq!(all.next().await.unwrap().id, ids[0]);
+    // A number no event has yet is from another stream: following from it would skip events.
+    let mut past = request(Method::GET, &format!("/environments/{id}/events"));
+    past.headers_mut()
+        .insert("last-event-id", "1000000".parse().unwrap());
+    let reply = h.call(past).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let error = reply.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.starts_with(&format!(
+            "Last-Event-ID 1000000 is past the end of environment {id}'s events (the last is "
+        )),
+        "{error}"
+    );
 
     let reply = h
         .call(request(Method::DELETE, &format!("/environments/{id}")))
