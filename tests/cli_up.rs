@@ -4,7 +4,8 @@
 //! Checks what a user sees and what the services receive: progress, endpoints and the env
 //! dir on stdout; `dir` filled with the spec file's directory (the services' cwd) and
 //! `host_env` filled from rig's own environment; Ctrl-C tears down and exits 0; a crashing
-//! service prints the failure summary and exits 1; validation errors are listed one per line.
+//! service prints the failure summary and exits 1; Ctrl-C before the environment is up exits
+//! 130 and the run is logged as failed; validation errors are listed one per line.
 
 mod cli_support;
 
@@ -221,6 +222,22 @@ async fn ctrl_c_before_the_environment_is_up_exits_130() {
         stderr.contains("interrupted before \"it-early\" was up"),
         "{stderr}"
     );
+    // A run that never came up did not pass.
+    let log = std::fs::read_dir(rigd.dir.rig_dir().join("logs"))
+        .expect("rigd's log dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "jsonl")
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("it-early")
+        })
+        .expect("the run's JSONL log");
+    let text = std::fs::read_to_string(&log).expect("the log");
+    let header: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("a header line")).expect("JSON");
+    assert_eq!(header["outcome"], "failed", "{header}");
 }
 
 #[tokio::test]

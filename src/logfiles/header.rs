@@ -72,16 +72,22 @@ impl Serialize for Outcome {
     }
 }
 
-/// The outcome of a run (upstream `deriveOutcome`), first rule that applies:
+/// The outcome of a run (upstream `deriveOutcome`, plus rule 4), first rule that applies:
 /// 1. `crashed` when any event is `environment.failing`;
 /// 2. `failed` when the teardown reason is `test_failed`;
 /// 3. `failed` when any `test.note` was posted;
-/// 4. `passed`.
+/// 4. `failed` when the environment was never up (no `environment.up`): torn down while
+///    starting, by a client that gave up waiting (the SDK's startup timeout), an interrupted
+///    `rig up` or `rig down`. Upstream calls such a run `passed`;
+/// 5. `passed`.
 pub fn derive_outcome<E: Borrow<Event>>(events: &[E], reason: &str) -> Outcome {
     let has = |t: EventType| events.iter().any(|e| e.borrow().event_type == t);
     if has(EventType::EnvironmentFailing) {
         Outcome::Crashed
-    } else if reason == REASON_TEST_FAILED || has(EventType::TestNote) {
+    } else if reason == REASON_TEST_FAILED
+        || has(EventType::TestNote)
+        || !has(EventType::EnvironmentUp)
+    {
         Outcome::Failed
     } else {
         Outcome::Passed
@@ -196,7 +202,12 @@ mod tests {
 
     #[test]
     fn outcome_rules_apply_in_order() {
-        let ready = vec![at(svc(EventType::ServiceReady, "api"), 0)];
+        let starting = vec![at(svc(EventType::ServiceReady, "api"), 0)];
+        assert_eq!(derive_outcome(&starting, ""), Outcome::Failed, "never up");
+        let ready = vec![
+            starting[0].clone(),
+            at(Event::new(EventType::EnvironmentUp), 0),
+        ];
         assert_eq!(derive_outcome(&ready, ""), Outcome::Passed);
         assert_eq!(derive_outcome(&ready, "ttl_expired"), Outcome::Passed);
         assert_eq!(derive_outcome(&ready, "test_failed"), Outcome::Failed);
@@ -216,7 +227,7 @@ mod tests {
         ));
         assert_eq!(derive_outcome(&crashed, ""), Outcome::Crashed);
         assert_eq!(derive_outcome(&crashed, "test_failed"), Outcome::Crashed);
-        assert_eq!(derive_outcome::<Event>(&[], ""), Outcome::Passed);
+        assert_eq!(derive_outcome::<Event>(&[], ""), Outcome::Failed);
     }
 
     #[test]
