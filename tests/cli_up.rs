@@ -238,6 +238,18 @@ async fn ctrl_c_before_the_environment_is_up_exits_130() {
     let header: serde_json::Value =
         serde_json::from_str(text.lines().next().expect("a header line")).expect("JSON");
     assert_eq!(header["outcome"], "failed", "{header}");
+    // And `rig explain` says what was not ready.
+    let explain = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .arg("explain")
+        .arg(&log)
+        .arg("--pretty")
+        .output()
+        .expect("run rig explain");
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        text.contains("Torn down before it was up:\n    never: starting"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -21,8 +21,9 @@ pub const USAGE: &str = "\
 Usage: rig explain [file|pattern] [options]
 
 Explain a run from its log: the failed assertions, the services that failed, a stalled
-startup, the HTTP and gRPC errors that matter (most recent first; a passed run's expected
-errors and startup probes are left out) and the stderr lines that go with them.
+startup, the services not ready when a run was torn down before it was up, the HTTP and
+gRPC errors that matter (most recent first; a passed run's expected errors and startup
+probes are left out) and the stderr lines that go with them.
 
 Arguments:
   [file|pattern]   a JSONL log file, or a pattern matched against log file names (the most
@@ -132,6 +133,12 @@ impl Report {
                     format!(" (waiting on {})", svc.waiting_on.join(", "))
                 };
                 out.push(format!("    {}: {}{waiting}", svc.name, svc.phase));
+            }
+        }
+        if !a.not_up.is_empty() {
+            section(&mut out, "Torn down before it was up");
+            for p in &a.not_up {
+                out.push(format!("    {}: {}", p.service, p.describe()));
             }
         }
         if !a.errors.is_empty() {

@@ -1,7 +1,7 @@
 //! Collecting what explains a run from its events (upstream `explain.Analyze`, one pass).
 
 use std::borrow::Borrow;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use rig_types::{DiagnosticSnapshot, Event, EventType, LogStream, Timestamp};
@@ -42,6 +42,11 @@ pub struct Analysis {
     /// The last progress stall.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stall: Option<DiagnosticSnapshot>,
+    /// When the run was torn down before it was up, with no failure to explain it (a client
+    /// that gave up waiting, an interrupted `rig up`): the services that were not ready, by
+    /// name (rig-rs addition).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_up: Vec<PendingService>,
     /// How long each phase of the run took; `None` when every phase is zero.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phases: Option<Phases>,
@@ -131,6 +136,70 @@ pub struct ServiceFailure {
     pub error: String,
 }
 
+/// A service that was not ready when a run that never came up was torn down.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PendingService {
+    /// The service.
+    pub service: String,
+    /// How far it got: `not started` (waiting on its dependencies), `prestart hooks`,
+    /// `starting` (not healthy yet) or `init hooks`.
+    pub phase: &'static str,
+    /// How many readiness checks failed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub failed_checks: u64,
+    /// The error of the last failed readiness check.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub last_check_error: String,
+}
+
+impl PendingService {
+    /// `starting (9 failed readiness checks; the last: dial tcp …: connection refused)`.
+    pub fn describe(&self) -> String {
+        match self.failed_checks {
+            0 => self.phase.to_string(),
+            n => format!(
+                "{} ({n} failed readiness check{}; the last: {})",
+                self.phase,
+                if n == 1 { "" } else { "s" },
+                self.last_check_error
+            ),
+        }
+    }
+}
+
+/// How far a service got while the environment was starting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+enum Reached {
+    #[default]
+    NotStarted,
+    Prestart,
+    Starting,
+    Init,
+    Ready,
+    Failed,
+}
+
+impl Reached {
+    fn phase(self) -> &'static str {
+        match self {
+            Reached::NotStarted => "not started",
+            Reached::Prestart => "prestart hooks",
+            Reached::Starting => "starting",
+            Reached::Init => "init hooks",
+            Reached::Ready => "ready",
+            Reached::Failed => "failed",
+        }
+    }
+}
+
+/// A service's progress while the environment was starting.
+#[derive(Default)]
+struct Progress<'a> {
+    reached: Reached,
+    failed_checks: u64,
+    last_check_error: &'a str,
+}
+
 /// Phase durations in whole milliseconds; zero (omitted) when a boundary is missing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Phases {
@@ -171,6 +240,13 @@ pub fn analyze<E: Borrow<Event>>(events: &[E], outcome: Outcome) -> Analysis {
         scan.see(e.borrow());
     }
     let errors = scan.relevant_errors(outcome);
+    let not_up = scan.not_up();
+    // Their stderr may say why they never got ready, as a failed service's says why it failed.
+    for pending in &not_up {
+        if let Some((name, _)) = scan.progress.get_key_value(pending.service.as_str()) {
+            scan.failed.insert(name);
+        }
+    }
     let (service_errors, correlated_service_errors) = scan.service_errors(&errors);
     Analysis {
         outcome,
@@ -180,6 +256,7 @@ pub fn analyze<E: Borrow<Event>>(events: &[E], outcome: Outcome) -> Analysis {
         service_failures: scan.failures,
         environment_failures: scan.environment_failures,
         stall: scan.stall,
+        not_up,
         phases: scan.marks.phases(),
         dropped_observations: scan.dropped,
         correlated_service_errors,
@@ -199,6 +276,9 @@ struct Scan<'a> {
     /// the output does not depend on hashing.
     failed: BTreeSet<&'a str>,
     healthy: HashSet<&'a str>,
+    /// Each service's progress until teardown began; injected services (`~test`, proxies)
+    /// left out.
+    progress: BTreeMap<&'a str, Progress<'a>>,
     stall: Option<DiagnosticSnapshot>,
     dropped: u64,
     marks: PhaseMarks,
@@ -209,6 +289,9 @@ struct Scan<'a> {
 impl<'a> Scan<'a> {
     fn see(&mut self, e: &'a Event) {
         self.marks.see(e);
+        if !self.destroying && !self.up {
+            self.track_progress(e);
+        }
         match e.event_type {
             EventType::EnvironmentUp => self.up = true,
             EventType::EnvironmentDestroying => self.destroying = true,
@@ -252,6 +335,50 @@ impl<'a> Scan<'a> {
             }
             _ => {}
         }
+    }
+
+    /// Notes how far `e`'s service got while the environment was starting.
+    fn track_progress(&mut self, e: &'a Event) {
+        if e.service.is_empty() || e.service.contains('~') {
+            return;
+        }
+        let progress = self.progress.entry(&e.service).or_default();
+        let reached = match e.event_type {
+            EventType::ServicePrestart => Reached::Prestart,
+            EventType::ServiceStarting => Reached::Starting,
+            EventType::ServiceHealthy | EventType::ServiceInit => Reached::Init,
+            EventType::ServiceReady => Reached::Ready,
+            EventType::ServiceFailed => Reached::Failed,
+            EventType::HealthCheckFailed => {
+                progress.failed_checks += 1;
+                progress.last_check_error = &e.error;
+                return;
+            }
+            _ => return,
+        };
+        progress.reached = progress.reached.max(reached);
+    }
+
+    /// The services not ready when a run that never came up, and did not fail, was torn down.
+    fn not_up(&self) -> Vec<PendingService> {
+        if self.up
+            || !self.destroying
+            || !self.failures.is_empty()
+            || !self.environment_failures.is_empty()
+            || !self.failed.is_empty()
+        {
+            return Vec::new();
+        }
+        self.progress
+            .iter()
+            .filter(|(_, p)| p.reached < Reached::Ready)
+            .map(|(service, p)| PendingService {
+                service: service.to_string(),
+                phase: p.reached.phase(),
+                failed_checks: p.failed_checks,
+                last_check_error: p.last_check_error.to_string(),
+            })
+            .collect()
     }
 
     fn keep_stderr(&mut self, service: &'a str, data: &'a str) {

@@ -37,6 +37,9 @@ const PREFIX: &str = "rig: ";
 /// 1. service failures, at most 5: `rig: <svc> failed: <error>`;
 /// 2. the last stall: `rig: stall (<dur>):` and at most 4 `rig:   <svc>: <phase>[ (waiting on
 ///    a, b)]`;
+/// 2b. a run torn down before it was up, with no failure: `rig: torn down before it was up:`
+///    and at most 4 `rig:   <svc>: <phase>[ (<n> failed readiness checks; the last: <error>)]`
+///    (rig-rs addition);
 /// 3. traffic errors, most recent first, at most 7 after de-duplication on target, path, status
 ///    and gRPC status: `rig: <METHOD> → <target> <path> <status>[: <body>]` or
 ///    `rig: gRPC → <target> <Service/Method> status=<s>[: <body or message>]`;
@@ -55,6 +58,7 @@ pub fn condensed(a: &Analysis) -> String {
             && a.errors.is_empty()
             && a.service_errors.is_empty()
             && a.stall.is_none()
+            && a.not_up.is_empty()
             && a.dropped_observations == 0)
     {
         return String::new();
@@ -78,6 +82,12 @@ pub fn condensed(a: &Analysis) -> String {
                 let _ = write!(text, " (waiting on {})", s.waiting_on.join(", "));
             }
             line(&mut out, &text);
+        }
+    }
+    if !a.not_up.is_empty() {
+        line(&mut out, "torn down before it was up:");
+        for p in a.not_up.iter().take(MAX_STALL_SERVICES) {
+            line(&mut out, &format!("  {}: {}", p.service, p.describe()));
         }
     }
     let mut seen = HashSet::new();

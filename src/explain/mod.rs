@@ -25,8 +25,8 @@ mod location;
 mod tests;
 
 pub use analysis::{
-    analyze, for_analysis, Analysis, Phases, ServiceFailure, ServiceLine, TrafficError,
-    TrafficKind, STDERR_LINES_PER_SERVICE,
+    analyze, for_analysis, Analysis, PendingService, Phases, ServiceFailure, ServiceLine,
+    TrafficError, TrafficKind, STDERR_LINES_PER_SERVICE,
 };
 pub use assertion::{parse_assertion, Assertion};
 pub use condensed::{

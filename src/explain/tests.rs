@@ -368,6 +368,55 @@ fn the_last_stall_is_shown_with_at_most_four_services() {
 }
 
 #[test]
+fn a_run_torn_down_before_it_was_up_names_the_services_that_were_not_ready() {
+    let check_failed =
+        |s: &str, error: &str| svc(EventType::HealthCheckFailed, s).with_error(error);
+    let events = run(vec![
+        svc(EventType::ServiceStarting, "db"),
+        svc(EventType::ServiceHealthy, "db"),
+        svc(EventType::ServiceReady, "db"),
+        svc(EventType::ServiceStarting, "api"),
+        svc(EventType::ServiceStarting, "~test"),
+        check_failed("api", "dial tcp 127.0.0.1:9: connection refused"),
+        stderr("api", "listening on :8081\n"),
+        check_failed("api", "GET /health: 503"),
+        svc(EventType::IngressPublished, "web"),
+        svc(EventType::ServiceStarting, "hooked"),
+        svc(EventType::ServiceHealthy, "hooked"),
+        svc(EventType::ServiceInit, "hooked"),
+        destroying(),
+        svc(EventType::ServiceStopping, "api"),
+        svc(EventType::ServiceStopped, "api"),
+    ]);
+    assert_eq!(derive_outcome(&events, ""), Outcome::Failed);
+    assert_eq!(
+        summary(&events, ""),
+        "rig: torn down before it was up:\n\
+         rig:   api: starting (2 failed readiness checks; the last: GET /health: 503)\n\
+         rig:   hooked: init hooks\n\
+         rig:   web: not started\n\
+         rig: api stderr: listening on :8081"
+    );
+    let a = analyze(&events, Outcome::Failed);
+    let json = serde_json::to_value(&a).unwrap();
+    assert_eq!(
+        json["not_up"][0],
+        json!({"service": "api", "phase": "starting", "failed_checks": 2,
+               "last_check_error": "GET /health: 503"})
+    );
+
+    // A run still starting (no teardown yet), one that came up, or one whose failure
+    // explains it has no such section.
+    let starting = run(vec![svc(EventType::ServiceStarting, "api")]);
+    assert!(analyze(&starting, Outcome::Failed).not_up.is_empty());
+    let mut crashed = events.iter().map(|e| (**e).clone()).collect::<Vec<_>>();
+    crashed.insert(6, failed("api", "exit status 1"));
+    assert!(analyze(&run(crashed), Outcome::Crashed).not_up.is_empty());
+    let went_up = run(came_up(vec![destroying()]));
+    assert!(analyze(&went_up, Outcome::Passed).not_up.is_empty());
+}
+
+#[test]
 fn sections_come_in_priority_order_with_their_own_caps() {
     let mut tail = Vec::new();
     for i in 0..7 {
