@@ -37,14 +37,14 @@ const PREFIX: &str = "rig: ";
 /// 1. service failures, at most 5: `rig: <svc> failed: <error>`;
 /// 2. the last stall: `rig: stall (<dur>):` and at most 4 `rig:   <svc>: <phase>[ (waiting on
 ///    a, b)]`;
-/// 2b. a run torn down before it was up, with no failure: `rig: torn down before it was up:`
+/// 3. a run torn down before it was up, with no failure: `rig: torn down before it was up:`
 ///    and at most 4 `rig:   <svc>: <phase>[ (<n> failed readiness checks; the last: <error>)]`
 ///    (rig-rs addition);
-/// 3. traffic errors, most recent first, at most 7 after de-duplication on target, path, status
+/// 4. traffic errors, most recent first, at most 7 after de-duplication on target, path, status
 ///    and gRPC status: `rig: <METHOD> → <target> <path> <status>[: <body>]` or
 ///    `rig: gRPC → <target> <Service/Method> status=<s>[: <body or message>]`;
-/// 4. one line when traffic observations were dropped (rig-rs addition);
-/// 5. stderr, at most 3: `rig: <svc> stderr: <line>`. Lines matched by a traffic error's
+/// 5. one line when traffic observations were dropped (rig-rs addition);
+/// 6. stderr, at most 3: `rig: <svc> stderr: <line>`. Lines matched by a traffic error's
 ///    fingerprint come first; then, from the failed services, recognised failure lines (Rust
 ///    panics and their message, Go `panic:`/`fatal error:`, `error:` lines), or when there are
 ///    none their last lines (backtrace noise skipped).
