@@ -7,7 +7,11 @@
 //!    missing; files `{rig-dir}/rigd.addr` and `rigd.lock`), else `rigd` next to the running
 //!    `rig` (they are built together), else `rigd` on `PATH` (both "managed mode": versioned
 //!    files `{rig-dir}/rigd-v<version>.addr` and `.lock`, so versions run side by side).
-//! 3. Fast path: the address in the addr file answers `GET /health` within 1 s.
+//! 3. Fast path: the address in the addr file answers `GET /health` within 1 s. In managed
+//!    mode, a healthy rigd of the same API version in `{rig-dir}/rigd.addr` (one started by
+//!    hand with that rig dir, or through `$RIG_BINARY`) is used too: it serves the rig dir, and
+//!    a second rigd beside it would split the environments between two servers
+//!    (rig-rs addition).
 //! 4. Otherwise `mkdir -p {rig-dir}`, take an exclusive `flock` on the lock file, check the
 //!    addr file again (someone may have just started rigd), and spawn
 //!    `rigd --idle 5m --rig-dir <dir> [--addr-file <versioned addr file>]` in a new session,
@@ -320,6 +324,15 @@ impl Autostart {
         if let Some(addr) = healthy_addr(&files.addr).await? {
             return Ok(found(addr));
         }
+        if versioned {
+            if let Some(addr) = rigd_serving_the_dir(&self.rig_dir).await {
+                return Ok(RunningServer {
+                    addr,
+                    spawned_pid: None,
+                    log: None,
+                });
+            }
+        }
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -487,6 +500,15 @@ async fn healthy_addr(addr_file: &Path) -> Result<Option<String>, AutostartError
     };
     compatible(client.addr(), &health)?;
     Ok(Some(client.addr().to_string()))
+}
+
+/// The address of the rigd in `{rig_dir}/rigd.addr` (started by hand or in override mode),
+/// when it answers `/health` and speaks this client's API version.
+async fn rigd_serving_the_dir(rig_dir: &Path) -> Option<String> {
+    healthy_addr(&rig_dir.join("rigd.addr"))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Refuses a rigd this client cannot talk to.

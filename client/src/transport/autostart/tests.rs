@@ -202,18 +202,13 @@ async fn a_given_address_that_does_not_answer_is_an_error() {
     );
 }
 
-/// A rigd of a future release (its API version cannot be produced by this build, so a tiny
-/// stand-in answers `/health` the way such a rigd would) is refused with what to do.
-#[tokio::test]
-async fn a_rigd_speaking_another_api_version_is_refused() {
+/// A stand-in rigd that answers every request with `/health`'s body for `api`.
+async fn health_server(api: u32) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
-        let body = format!(
-            r#"{{"status":"ok","version":"9.0.0","api":{}}}"#,
-            rig_types::API_VERSION + 1
-        );
+        let body = format!(r#"{{"status":"ok","version":"9.0.0","api":{api}}}"#);
         while let Ok((mut conn, _)) = listener.accept().await {
             let mut request = [0u8; 1024];
             let _ = conn.read(&mut request).await;
@@ -224,6 +219,41 @@ async fn a_rigd_speaking_another_api_version_is_refused() {
             let _ = conn.write_all(reply.as_bytes()).await;
         }
     });
+    addr
+}
+
+/// Managed mode uses a rigd started by hand on the rig dir (`rigd.addr`) rather than start a
+/// second one beside it, as long as it speaks the same API.
+#[tokio::test]
+async fn managed_mode_uses_the_rigd_already_serving_the_rig_dir() {
+    let tmp = TempDir::new("handstarted");
+    let rig_dir = tmp.0.join("rig");
+    std::fs::create_dir_all(&rig_dir).unwrap();
+    let rig_dir_var = rig_dir.display().to_string();
+    // No rigd binary anywhere: without the one running, this would be an error.
+    let env = env_of(&[("RIG_DIR", &rig_dir_var), ("PATH", "/nonexistent")]);
+    let rig = tmp.0.join("bin").join("rig");
+    let a = Autostart::resolve(&env, Some(&rig), None, None).unwrap();
+    assert!(matches!(a.mode(), Mode::Managed { .. }));
+
+    let addr = health_server(rig_types::API_VERSION).await;
+    std::fs::write(rig_dir.join("rigd.addr"), &addr).unwrap();
+    let found = a.ensure().await.expect("the running rigd");
+    assert_eq!(found.addr, addr);
+    assert_eq!(found.spawned_pid, None);
+
+    // One that speaks another API version is passed over, not refused.
+    let other = health_server(rig_types::API_VERSION + 1).await;
+    std::fs::write(rig_dir.join("rigd.addr"), &other).unwrap();
+    let err = a.ensure().await.unwrap_err();
+    assert!(matches!(err, AutostartError::NoBinary { .. }), "{err}");
+}
+
+/// A rigd of a future release (its API version cannot be produced by this build, so a tiny
+/// stand-in answers `/health` the way such a rigd would) is refused with what to do.
+#[tokio::test]
+async fn a_rigd_speaking_another_api_version_is_refused() {
+    let addr = health_server(rig_types::API_VERSION + 1).await;
     let a = Autostart::resolve(&env_of(&[]), None, None, Some(&addr)).unwrap();
     let err = a.ensure().await.unwrap_err();
     assert!(matches!(err, AutostartError::Incompatible { .. }), "{err}");
