@@ -294,6 +294,43 @@ async fn validation_errors_are_listed_and_exit_one() {
     );
 }
 
+/// A hand-written spec is decoded before it is sent: a field it does not have is warned
+/// about (rigd would ignore it), and a wrong value is reported at its place in the file, byte
+/// order mark or not (rigd receives the document re-encoded on one line).
+#[tokio::test]
+async fn misspelt_fields_are_warned_and_errors_point_into_the_file() {
+    let rigd = Rigd::start("typos").await;
+    let spec = rigd.spec_file(
+        "typo",
+        r#"{"name": "", "services": {"a": {"type": "process", "confg": {"command": "sh"}}}}"#,
+    );
+    let (code, stdout, stderr) = rigd.rig_up(&spec, &[]).finish();
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "warning: {}: unknown field services.a.confg is ignored: is it misspelt?\n\
+             rig up: cannot create the environment: rigd returned HTTP 422",
+            spec.display()
+        )),
+        "{stderr}"
+    );
+
+    let spec = rigd.spec_file(
+        "wrong-type",
+        "\u{feff}{\n  \"name\": \"t\",\n  \"services\": {\"a\": {\n    \"type\": \"process\",\n    \"args\": [100]\n  }}\n}\n",
+    );
+    let (code, stdout, stderr) = rigd.rig_up(&spec, &[]).finish();
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "rig up: {} is not a valid spec: service \"a\": args[0]: invalid type: integer \
+             `100`, expected a string at line 5 column 16",
+            spec.display()
+        )
+    );
+}
+
 #[tokio::test]
 async fn a_missing_spec_file_exits_one_and_bad_flags_exit_two() {
     let out = Command::new(env!("CARGO_BIN_EXE_rig"))

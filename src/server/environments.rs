@@ -11,7 +11,7 @@ use super::resolved::resolve_environment;
 use super::response::{json, ApiError};
 use super::state::{AppState, CreateError};
 use crate::orchestrator::OrchestrateError;
-use crate::spec::{decode_environment, validate_environment};
+use crate::spec::{decode_environment_noting_unknown, unknown_field_warning, validate_environment};
 
 /// `POST /environments`: decode, validate and create an environment; it starts in the
 /// background and the client follows it on the event stream.
@@ -20,8 +20,8 @@ pub(crate) async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| ApiError::body("read body", &e))?;
-    let mut env =
-        decode_environment(&body).map_err(|e| ApiError::bad_request(format!("decode: {e}")))?;
+    let (mut env, unknown) = decode_environment_noting_unknown(&body)
+        .map_err(|e| ApiError::bad_request(format!("decode: {e}")))?;
     let errors = validate_environment(&mut env);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
@@ -38,8 +38,21 @@ pub(crate) async fn create(
     #[derive(Serialize)]
     struct Created<'a> {
         id: &'a str,
+        /// What the client may want fixed in the spec: fields rigd ignored (rig-rs addition).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
     }
-    Ok(json(StatusCode::CREATED, &Created { id: instance.id() }))
+    let warnings = unknown
+        .iter()
+        .map(|path| unknown_field_warning(path))
+        .collect();
+    Ok(json(
+        StatusCode::CREATED,
+        &Created {
+            id: instance.id(),
+            warnings,
+        },
+    ))
 }
 
 /// One entry of `GET /environments`.

@@ -3,7 +3,7 @@
 //! | Method & path | Purpose | Success |
 //! |---|---|---|
 //! | `GET /health` | liveness | 200 `{"status":"ok","version":..,"api":1}` (upstream: status only) |
-//! | `POST /environments` | validate and create an environment (it starts in the background) | 201 `{"id":...}` |
+//! | `POST /environments` | validate and create an environment (it starts in the background) | 201 `{"id":...}`, plus `"warnings"` naming fields rigd ignored |
 //! | `GET /environments` | list registered environments, sorted by name | 200 array |
 //! | `GET /environments/{id}` | resolved view: statuses, ingresses, egresses | 200 object |
 //! | `GET /environments/{id}/events` | Server-Sent Events: replay from `Last-Event-ID`, then follow | 200 `text/event-stream`; 400 for a `Last-Event-ID` past the last event |

@@ -70,8 +70,19 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Decodes a spec document, checking for repeated service, ingress and egress names.
 ///
 /// A missing or `null` `services` gives an empty map (validation then reports it). Unknown
-/// fields are ignored at every level.
+/// fields are ignored at every level ([`decode_environment_noting_unknown`] lists them).
 pub fn decode_environment(body: &[u8]) -> Result<Environment, DecodeError> {
+    decode_environment_noting_unknown(body).map(|(env, _)| env)
+}
+
+/// [`decode_environment`], also returning the fields it ignored because no version of the
+/// spec has them (most likely misspelt: `"confg"`, `"ingresess"`), as dotted paths in
+/// document order: `servces`, `services.web.ingresses.default.ready.pth`. What a service's
+/// `config` holds is its type's business and is not listed.
+pub fn decode_environment_noting_unknown(
+    body: &[u8],
+) -> Result<(Environment, Vec<String>), DecodeError> {
+    let mut unknown = Vec::new();
     // A UTF-8 byte order mark, as some Windows editors write, is ignored (RFC 8259 §8.1
     // allows it); serde_json would refuse it as "expected value at line 1 column 1".
     let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
@@ -91,6 +102,7 @@ pub fn decode_environment(body: &[u8]) -> Result<Environment, DecodeError> {
     for (key, raw) in &top {
         let field = key.as_str();
         if !TOP_LEVEL_FIELDS.contains(&field) {
+            unknown.push(field.to_string());
             continue;
         }
         if seen.contains(&field) {
@@ -123,10 +135,10 @@ pub fn decode_environment(body: &[u8]) -> Result<Environment, DecodeError> {
         return Err(DecodeError::DuplicateService(name.to_string()));
     }
     for (name, raw) in services {
-        let service = doc.service(&name, raw)?;
+        let service = doc.service(&name, raw, &mut unknown)?;
         env.services.insert(name, service);
     }
-    Ok(env)
+    Ok((env, unknown))
 }
 
 /// The top-level fields of a spec (those of [`Environment`]); others are ignored.
@@ -166,14 +178,19 @@ impl<'a> Document<'a> {
         name: &str,
         raw: &RawValue,
     ) -> Result<T, DecodeError> {
-        self.with_path::<Option<T>>(raw.get())
+        self.with_path::<Option<T>>(raw.get(), &mut |_| {})
             .map(Option::unwrap_or_default)
             .map_err(|e| DecodeError::Document(e.under(name)))
     }
 
     /// Checks and decodes one service: repeated ingress/egress names, then hook elements,
     /// then the fields themselves.
-    fn service(&self, name: &str, raw: &'a RawValue) -> Result<Service, DecodeError> {
+    fn service(
+        &self,
+        name: &str,
+        raw: &'a RawValue,
+        unknown: &mut Vec<String>,
+    ) -> Result<Service, DecodeError> {
         let service_err = |message: String| DecodeError::Service {
             service: name.to_string(),
             message,
@@ -199,14 +216,29 @@ impl<'a> Document<'a> {
         for (_, hooks) in fields.iter().filter(|(k, _)| k == "hooks") {
             check_hooks(hooks).map_err(service_err)?;
         }
-        self.with_path::<Service>(raw.get())
-            .map_err(|e| service_err(e.to_string()))
+        let mut ignored = Vec::new();
+        let service = self
+            .with_path::<Service>(raw.get(), &mut |path| ignored.push(dotted(path)))
+            .map_err(|e| service_err(e.to_string()))?;
+        unknown.extend(
+            ignored
+                .into_iter()
+                .map(|path| format!("services.{name}.{path}")),
+        );
+        Ok(service)
     }
 
-    /// Decodes `text` (part of the body), keeping the path of the field at fault.
-    fn with_path<T: for<'de> Deserialize<'de>>(&self, text: &str) -> Result<T, FieldError> {
+    /// Decodes `text` (part of the body), keeping the path of the field at fault; fields the
+    /// type does not have are passed to `ignored`.
+    fn with_path<T: for<'de> Deserialize<'de>>(
+        &self,
+        text: &str,
+        ignored: &mut dyn FnMut(serde_ignored::Path<'_>),
+    ) -> Result<T, FieldError> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| FieldError {
+        let mut note = |path: serde_ignored::Path<'_>| ignored(path);
+        let noting = serde_ignored::Deserializer::new(&mut de, &mut note);
+        let value = serde_path_to_error::deserialize::<_, T>(noting).map_err(|e| FieldError {
             path: if e.path().iter().next().is_none() {
                 String::new()
             } else {
@@ -271,6 +303,37 @@ impl fmt::Display for FieldError {
             write!(f, "{}: {}", self.path, self.message)
         }
     }
+}
+
+/// The warning for a field the spec does not have, at `path` (as
+/// [`decode_environment_noting_unknown`] lists it).
+pub fn unknown_field_warning(path: &str) -> String {
+    format!("unknown field {path} is ignored: is it misspelt?")
+}
+
+/// `ingresses.default.ready.pth`: the keys and indices of `path`, without serde_ignored's `?`
+/// for each `Option` on the way.
+fn dotted(path: serde_ignored::Path<'_>) -> String {
+    fn push(path: &serde_ignored::Path<'_>, out: &mut Vec<String>) {
+        use serde_ignored::Path;
+        match path {
+            Path::Root => {}
+            Path::Seq { parent, index } => {
+                push(parent, out);
+                out.push(index.to_string());
+            }
+            Path::Map { parent, key } => {
+                push(parent, out);
+                out.push(key.clone());
+            }
+            Path::Some { parent }
+            | Path::NewtypeStruct { parent }
+            | Path::NewtypeVariant { parent } => push(parent, out),
+        }
+    }
+    let mut parts = Vec::new();
+    push(&path, &mut parts);
+    parts.join(".")
 }
 
 /// The body as text, or the error serde_json gives for invalid UTF-8 (with its position).

@@ -24,7 +24,9 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{decode_environment, DecodeError};
+pub use decode::{
+    decode_environment, decode_environment_noting_unknown, unknown_field_warning, DecodeError,
+};
 pub use defaults::resolve_defaults;
 pub use transform::{
     insert_test_node, parse_test_egress, proxy_node_name, transform_observe, ProxyConfig, TEST_NODE,

@@ -61,6 +61,9 @@ pub async fn run(args: Args) -> CmdResult {
     let cwd = std::env::current_dir()
         .map_err(|e| CliError::failed(format!("cannot read the current directory: {e}")))?;
     let spec = SpecFile::load(&opts.spec, &cwd)?;
+    for warning in &spec.warnings {
+        eprint_line(format!("warning: {warning}"));
+    }
 
     let client = find_rigd(opts.server.as_deref(), style).await?;
     let mut signals = Signals::install()?;

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::error::CliError;
 use crate::cli::strict_json;
+use crate::spec::{decode_environment_noting_unknown, unknown_field_warning};
 
 /// A loaded and filled spec.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +25,8 @@ pub struct SpecFile {
     pub source: String,
     /// The document to POST.
     pub spec: Map<String, Value>,
+    /// What to tell the user before starting: fields the spec does not have (ignored).
+    pub warnings: Vec<String>,
 }
 
 impl SpecFile {
@@ -46,14 +49,29 @@ impl SpecFile {
             let dir = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
             (path.display().to_string(), text, dir)
         };
-        let mut spec = parse_spec(&source, &text)?;
+        // A byte order mark, as some editors write, is not part of the document (rigd
+        // ignores it too).
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let mut spec = parse_spec(&source, text)?;
+        // Decoded here as rigd will decode it, so errors point into this file (rigd gets the
+        // document re-encoded, filled in, on one line).
+        let (_, unknown) = decode_environment_noting_unknown(text.as_bytes())
+            .map_err(|e| CliError::failed(format!("{source} is not a valid spec: {e}")))?;
+        let warnings = unknown
+            .iter()
+            .map(|path| format!("{source}: {}", unknown_field_warning(path)))
+            .collect();
         let dir = dir.to_str().ok_or_else(|| {
             CliError::failed(format!(
                 "the directory of {source} is not valid UTF-8; set \"dir\" in the spec"
             ))
         })?;
         fill(&mut spec, Path::new(dir), current_env());
-        Ok(SpecFile { source, spec })
+        Ok(SpecFile {
+            source,
+            spec,
+            warnings,
+        })
     }
 
     /// The spec's `name`, or empty.

@@ -77,6 +77,30 @@ async fn validation_errors_are_a_422_listing_every_error() {
     assert_eq!(h.state.environment_count(), 0);
 }
 
+/// Fields the spec does not have are ignored, as upstream ignores them, and named in the 201
+/// so a client can tell its user; a spec without any has no `warnings`.
+#[tokio::test]
+async fn unknown_fields_are_created_with_warnings() {
+    let h = Harness::new();
+    let mut spec = idle_spec("typo");
+    spec["observ"] = json!(false);
+    spec["services"]["w"]["confg"] = json!({});
+    let reply = h.call(post_json("/environments", &spec.to_string())).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    assert_eq!(
+        reply.json()["warnings"],
+        json!([
+            "unknown field observ is ignored: is it misspelt?",
+            "unknown field services.w.confg is ignored: is it misspelt?"
+        ])
+    );
+    let clean = h
+        .call(post_json("/environments", &idle_spec("clean").to_string()))
+        .await;
+    assert_eq!(clean.status, StatusCode::CREATED);
+    assert!(clean.json().get("warnings").is_none(), "{}", clean.text());
+}
+
 #[tokio::test]
 async fn a_spec_this_rigd_cannot_run_is_a_422_not_a_500() {
     let h = Harness::new();

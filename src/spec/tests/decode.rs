@@ -10,7 +10,7 @@ use rig_types::{
 use serde_json::json;
 
 use super::{decode, decode_err};
-use crate::spec::{decode_environment, DecodeError};
+use crate::spec::{decode_environment, decode_environment_noting_unknown, DecodeError};
 
 /// Upstream `TestDecodeEnvironment_Valid`: a minimal two-service document decodes.
 #[test]
@@ -38,6 +38,54 @@ fn a_byte_order_mark_is_ignored() {
     assert_eq!(decode_environment(body.as_bytes()).unwrap().name, "bom");
     let error = decode_err("\u{feff}{\n  \"name\": 7}");
     assert!(error.contains("line 2"), "{error}");
+}
+
+/// Fields no version of the spec has are ignored, as upstream ignores them, and listed so
+/// `rig up` and the API can say so: at the top, in services, ingresses, egresses, readiness
+/// checks and hooks; never inside `config` or `attributes`, which belong to the type.
+#[test]
+fn unknown_fields_are_listed_in_document_order() {
+    let body = r#"{
+        "name": "typos",
+        "servces": {},
+        "observ": false,
+        "services": {
+            "web": {
+                "type": "process",
+                "confg": {"command": "x"},
+                "config": {"command": "x", "anything": 1},
+                "ingresses": {"default": {
+                    "protocol": "http",
+                    "ready": {"type": "http", "pth": "/health", "timout": "5s"},
+                    "attributes": {"free": "form"}
+                }},
+                "egreses": {},
+                "egresses": {"db": {"service": "db", "ingres": "default"}},
+                "hooks": {"prestart": [{"type": "client_func", "client_func": {"name": "seed"}, "extra": 1}]}
+            },
+            "db": {"type": "process", "args": [], "ingresess": {}}
+        }
+    }"#;
+    let (env, unknown) = decode_environment_noting_unknown(body.as_bytes()).unwrap();
+    assert_eq!(env.services.len(), 2);
+    assert_eq!(
+        unknown,
+        [
+            "servces",
+            "observ",
+            "services.web.confg",
+            "services.web.ingresses.default.ready.pth",
+            "services.web.ingresses.default.ready.timout",
+            "services.web.egreses",
+            "services.web.egresses.db.ingres",
+            "services.web.hooks.prestart.0.extra",
+            "services.db.ingresess",
+        ]
+    );
+    let clean =
+        r#"{"name": "ok", "services": {"web": {"type": "process", "config": {"command": "x"}}}}"#;
+    let (_, unknown) = decode_environment_noting_unknown(clean.as_bytes()).unwrap();
+    assert!(unknown.is_empty(), "{unknown:?}");
 }
 
 /// Upstream `TestDecodeEnvironment_DuplicateServiceNames`, with the exact message.
