@@ -111,6 +111,42 @@ async fn requests_on_every_edge_are_recorded_and_asserted() -> Result<(), rig::B
     Ok(())
 }
 
+/// "Exactly n" counts every exchange that completed before the check, even those whose
+/// events were still on their way: a gateway that calls its API twice before answering fails
+/// a check for one call, every time (counting what had arrived let it pass most times).
+#[tokio::test]
+async fn exactly_n_catches_a_call_too_many() -> Result<(), rig::BoxError> {
+    let api =
+        rig::func(
+            |wiring| async move { serve(&wiring, |_method, _path| (200, "42".into())).await },
+        );
+    let env = builder("sdk-exactly")
+        .services([("api", api), ("gateway", gateway())])
+        .up()
+        .await?;
+    for i in 0..5 {
+        let path = format!("/price?n={i}");
+        let answer = get(&format!("{}/twice{path}", env.url("gateway")?)).await?;
+        assert_eq!(answer.body, "twice via gateway: 42");
+        let hop = RequestFilter::new().edge("gateway", "api").path(&path);
+        let err = env.expect_requests(&hop, 1).await.unwrap_err();
+        match &err {
+            Error::TrafficCount {
+                expected: 1,
+                matched,
+                ..
+            } => assert_eq!(matched.len(), 2, "{err}"),
+            other => panic!("round {i}: {other}"),
+        }
+        assert_eq!(env.expect_requests(&hop, 2).await?.len(), 2);
+    }
+    // "Not called" is checked against everything observed too.
+    env.expect_requests(&RequestFilter::new().to("api").method("POST"), 0)
+        .await?;
+    env.down().await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn tcp_connections_are_recorded_without_readiness_probes() -> Result<(), rig::BoxError> {
     use rig::{ConnectionFilter, Protocol};

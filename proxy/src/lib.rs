@@ -33,7 +33,9 @@ mod workers;
 
 pub use allocator::tune_for_proxying;
 pub use grpc::GrpcSettings;
-pub use observe::{Edge, Observation, Observer, TrafficSink};
+pub use observe::{
+    Edge, Observation, ObservationBarrier, ObservationBarriers, Observer, TrafficSink,
+};
 pub use run::{run, ProxyError, RunOptions};
 
 /// How a proxy relays and observes traffic, from the target ingress's protocol.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rig_types::{Event, EventType};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// Default capacity of the observation channel.
@@ -70,12 +70,78 @@ pub trait Record: Send + 'static {
 /// A boxed [`Record`].
 pub type Observation = Box<dyn Record>;
 
+/// What the observation channel carries.
+enum Message {
+    /// An observation to turn into an event.
+    Record(Observation),
+    /// Answered once everything sent before it has reached the sink.
+    Barrier(oneshot::Sender<()>),
+}
+
 /// The data path's handle on the observation channel. Cheap to clone.
 #[derive(Clone)]
 pub struct Observer {
-    tx: mpsc::Sender<Observation>,
+    tx: mpsc::Sender<Message>,
     dropped: Arc<AtomicU64>,
 }
+
+/// Waits until the observations a proxy's relays have handed over so far have reached its
+/// sink, so a reader of the sink (a test counting calls) can tell "not observed" from "not
+/// observed yet". Holding one does not keep the observer alive. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ObservationBarrier {
+    tx: mpsc::WeakSender<Message>,
+}
+
+impl ObservationBarrier {
+    /// Returns once every observation handed to the observer before this call has been
+    /// delivered to the sink (or counted as dropped, and that count delivered); at once when
+    /// the observer has ended. Waits for room on a full channel: this is never the data path.
+    pub async fn wait(&self) {
+        let Some(tx) = self.tx.upgrade() else {
+            return;
+        };
+        let (done, delivered) = oneshot::channel();
+        if tx.send(Message::Barrier(done)).await.is_ok() {
+            drop(tx);
+            let _ = delivered.await;
+        }
+    }
+}
+
+/// The barriers of a set of proxies (an environment's), registered as they start; see
+/// [`RunOptions::barriers`](crate::RunOptions::barriers). Cheap to clone: clones share the set.
+#[derive(Clone, Debug, Default)]
+pub struct ObservationBarriers {
+    barriers: Arc<parking_lot::Mutex<Vec<ObservationBarrier>>>,
+}
+
+impl ObservationBarriers {
+    /// Adds the barrier of a proxy that has started; those of ended proxies are let go.
+    pub fn register(&self, barrier: ObservationBarrier) {
+        let mut barriers = self.barriers.lock();
+        barriers.retain(|b| b.tx.strong_count() > 0);
+        barriers.push(barrier);
+    }
+
+    /// [`ObservationBarrier::wait`] for every registered proxy, one after the other (each
+    /// takes about a millisecond on an idle proxy).
+    pub async fn wait(&self) {
+        let barriers = self.barriers.lock().clone();
+        for barrier in &barriers {
+            barrier.wait().await;
+        }
+    }
+}
+
+impl PartialEq for ObservationBarriers {
+    /// The same set (clones of one another).
+    fn eq(&self, other: &ObservationBarriers) -> bool {
+        Arc::ptr_eq(&self.barriers, &other.barriers)
+    }
+}
+
+impl Eq for ObservationBarriers {}
 
 impl Observer {
     /// Starts the observer task for `edge`, delivering events to `sink`. The task ends once
@@ -94,7 +160,7 @@ impl Observer {
     /// Hands a record to the observer task without waiting. If the channel is full the record
     /// is counted as dropped; traffic is never held up by observation.
     pub fn record(&self, observation: Observation) {
-        if self.tx.try_send(observation).is_err() {
+        if self.tx.try_send(Message::Record(observation)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -103,23 +169,39 @@ impl Observer {
     pub fn pending_dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// A barrier on this observer's deliveries.
+    pub fn barrier(&self) -> ObservationBarrier {
+        ObservationBarrier {
+            tx: self.tx.downgrade(),
+        }
+    }
 }
 
 async fn deliver(
     edge: Edge,
     sink: Arc<dyn TrafficSink>,
-    mut rx: mpsc::Receiver<Observation>,
+    mut rx: mpsc::Receiver<Message>,
     dropped: Arc<AtomicU64>,
 ) {
-    while let Some(mut record) = rx.recv().await {
+    while let Some(mut message) = rx.recv().await {
         loop {
-            if let Some(preparation) = record.ready() {
-                preparation.await;
+            match message {
+                Message::Record(record) => {
+                    if let Some(preparation) = record.ready() {
+                        preparation.await;
+                    }
+                    report_dropped(&edge, &*sink, &dropped);
+                    sink.emit(record.into_event(&edge));
+                }
+                Message::Barrier(done) => {
+                    // What was dropped before the barrier is part of "so far".
+                    report_dropped(&edge, &*sink, &dropped);
+                    let _ = done.send(());
+                }
             }
-            report_dropped(&edge, &*sink, &dropped);
-            sink.emit(record.into_event(&edge));
             match rx.try_recv() {
-                Ok(next) => record = next,
+                Ok(next) => message = next,
                 Err(_) => break,
             }
         }
@@ -187,6 +269,62 @@ mod tests {
         let events = sink.0.lock().unwrap();
         let messages: Vec<_> = events.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(messages, ["~test a", "~test b"]);
+    }
+
+    /// A record whose conversion waits until the test lets it.
+    struct Held(Arc<tokio::sync::Semaphore>);
+
+    impl Record for Held {
+        fn ready(&self) -> Option<Preparation> {
+            let gate = self.0.clone();
+            Some(Box::pin(async move {
+                let _ = gate.acquire().await;
+            }))
+        }
+
+        fn into_event(self: Box<Self>, _edge: &Edge) -> Event {
+            Event::new(EventType::ConnectionClosed).with_message("held")
+        }
+    }
+
+    /// A barrier waits for the records before it, however long they take to become events,
+    /// and not at all once the observer has ended.
+    #[tokio::test]
+    async fn a_barrier_returns_once_what_came_before_is_delivered() {
+        let sink = Arc::new(Collect::default());
+        let (observer, task) = Observer::spawn(edge(), sink.clone(), 8);
+        let barriers = ObservationBarriers::default();
+        barriers.register(observer.barrier());
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        observer.record(Box::new(Held(gate.clone())));
+        observer.record(Box::new(Note("after")));
+        let waiting = tokio::spawn({
+            let barriers = barriers.clone();
+            async move { barriers.wait().await }
+        });
+        // This runtime has one thread: the observer and the barrier run only when we yield.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !waiting.is_finished(),
+            "the held record is not delivered yet"
+        );
+        assert!(sink.0.lock().unwrap().is_empty());
+        gate.add_permits(1);
+        waiting.await.unwrap();
+        let messages: Vec<String> = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.message.clone())
+            .collect();
+        assert_eq!(messages, ["held", "~test after"]);
+
+        drop(observer);
+        task.await.unwrap();
+        barriers.wait().await;
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use rig_types::Protocol;
 use tokio_util::sync::CancellationToken;
 
 use crate::listener::prepare;
-use crate::observe::{Edge, Observer, TrafficSink, DEFAULT_CAPACITY};
+use crate::observe::{Edge, ObservationBarriers, Observer, TrafficSink, DEFAULT_CAPACITY};
 use crate::{http, kafka, tcp, GrpcSettings, Mode};
 
 /// Why a proxy could not run.
@@ -32,12 +32,16 @@ impl Mode {
     }
 }
 
-/// What a proxy needs to know about where its client is, beyond the mode.
+/// What a proxy needs to know about where its client is, beyond the mode, and who may wait on
+/// its observations.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunOptions {
     /// For a `kafka` proxy whose client is not on this host's loopback (a container): where
     /// to bind the per-broker listeners and what to advertise for them.
     pub kafka_advertise: Option<kafka::Advertise>,
+    /// Where the proxy registers its [`ObservationBarrier`](crate::observe::ObservationBarrier)
+    /// once started, so the owner can wait for what it has observed to reach the sink.
+    pub barriers: ObservationBarriers,
 }
 
 /// Runs a proxy on `listener` (kept open for the proxy's whole life) forwarding to `target`
@@ -59,6 +63,7 @@ pub async fn run(
     prepare(&listener).map_err(ProxyError::Listener)?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(ProxyError::Listener)?;
     let (observer, delivered) = Observer::spawn(edge, sink, DEFAULT_CAPACITY);
+    options.barriers.register(observer.barrier());
     let served = match mode {
         Mode::Http | Mode::Grpc => http::serve(
             listener,

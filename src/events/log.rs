@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     any_notify: Notify,
     /// Where and when output and traffic events leave memory; `None` keeps them all.
     spill: Option<SpillConfig>,
+    /// The observing proxies publishing into this log, to wait for what they observed.
+    traffic_barriers: rig_proxy::ObservationBarriers,
 }
 
 /// The memory budget for output and traffic events and where the spill file goes.
@@ -242,6 +244,30 @@ impl EventLog {
     /// The sequence number of the last event published (0 when the log is empty).
     pub fn last_seq(&self) -> u64 {
         self.shared.stores.read().last_seq()
+    }
+
+    /// The sequence number of the last event of the given kinds (0 when there is none): of
+    /// [`StoreKind::Lifecycle`] and [`StoreKind::Traffic`], the last one a stream without
+    /// `service.log` delivers.
+    pub fn last_seq_in(&self, kinds: &[StoreKind]) -> u64 {
+        let stores = self.shared.stores.read();
+        kinds
+            .iter()
+            .map(|&kind| stores.last_seq_in(kind))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Where the observing proxies that publish into this log register, so that
+    /// [`EventLog::settle_traffic`] can wait for them.
+    pub fn traffic_barriers(&self) -> &rig_proxy::ObservationBarriers {
+        &self.shared.traffic_barriers
+    }
+
+    /// Returns once every exchange the proxies of this log had observed when it was called
+    /// is in the log (or counted in an `proxy.observations_dropped` event).
+    pub async fn settle_traffic(&self) {
+        self.shared.traffic_barriers.wait().await;
     }
 
     /// True when nothing was published yet.

@@ -138,6 +138,17 @@ impl Stores {
         self.last_seq
     }
 
+    /// The sequence number of the last event of one store (0 when it has none).
+    pub(crate) fn last_seq_in(&self, kind: StoreKind) -> u64 {
+        let store = &self.lists[kind.index()];
+        store
+            .resident
+            .back()
+            .map(|(event, _)| event.seq)
+            .or_else(|| store.spilled.last().map(|e| e.seq))
+            .unwrap_or(0)
+    }
+
     /// The events of one store that are in memory, in `seq` order (all of the lifecycle
     /// store's, which is never spilled).
     pub(crate) fn resident(&self, kind: StoreKind) -> impl DoubleEndedIterator<Item = &Arc<Event>> {

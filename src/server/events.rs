@@ -11,7 +11,7 @@ use super::client_event::{Action, ClientEvent};
 use super::response::ApiError;
 use super::sse::{event_stream, parse_last_event_id, HEARTBEAT_INTERVAL};
 use super::state::AppState;
-use crate::events::{EventFilter, Replay};
+use crate::events::{EventFilter, Replay, StoreKind};
 
 /// Query parameters of the event stream.
 #[derive(serde::Deserialize)]
@@ -66,6 +66,25 @@ pub(crate) async fn stream(
         body,
     )
         .into_response())
+}
+
+/// `POST /environments/{id}/sync`: waits until every exchange the environment's proxies had
+/// observed when the request arrived is in the log, then answers `{"seq": N}`, the sequence
+/// number of the last event the event stream (without `service.log`) delivers. A client that
+/// has read its stream up to `N` has seen the traffic of every exchange that completed before
+/// it asked: what it has not seen did not happen (rig-rs addition, for "exactly n calls").
+pub(crate) async fn sync(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let entry = state.get(&id).ok_or_else(ApiError::environment_not_found)?;
+    let log = entry.instance().log();
+    log.settle_traffic().await;
+    let seq = log.last_seq_in(&[StoreKind::Lifecycle, StoreKind::Traffic]);
+    Ok(super::response::json(
+        StatusCode::OK,
+        &serde_json::json!({ "seq": seq }),
+    ))
 }
 
 /// `POST /environments/{id}/events`: a client event (callback response, service error,

@@ -9,6 +9,7 @@
 //! | `GET /environments/{id}/events` | Server-Sent Events: replay from `Last-Event-ID`, then follow | 200 `text/event-stream`; 400 for a `Last-Event-ID` past the last event |
 //! | `POST /environments/{id}/events` | client events (`callback.response`, `service.error`, `service.log`, `test.note`) | 204 |
 //! | `GET /environments/{id}/log` | every event, `service.log` included | 200 array |
+//! | `POST /environments/{id}/sync` | wait until the traffic observed so far is in the log (ours) | 200 `{"seq":N}` |
 //! | `POST /environments/{id}/keepalive` | push the TTL deadline out by one TTL (ours) | 204 |
 //! | `DELETE /environments/{id}` | tear down and wait (`preserve`, `reason`, `log` parameters) | 200 object |
 //!
@@ -73,6 +74,7 @@ pub fn app(state: AppState) -> Router {
             get(events::stream).post(events::post),
         )
         .route("/environments/{id}/log", get(events::log))
+        .route("/environments/{id}/sync", post(events::sync))
         .route(
             "/environments/{id}/keepalive",
             post(environments::keepalive),

@@ -52,6 +52,12 @@ impl OutputSink {
         })
     }
 
+    /// Where an observing proxy registers its observation barrier (see
+    /// [`EventLog::settle_traffic`]).
+    pub fn traffic_barriers(&self) -> rig_proxy::ObservationBarriers {
+        self.log.traffic_barriers().clone()
+    }
+
     /// Reads `reader` to its end, publishing its output as it arrives, a line at a time or
     /// more: what follows the last newline read waits for the rest of its line, for at most
     /// [`PARTIAL_LINE_WAIT`] (a prompt or a progress bar still shows at once), or until it

@@ -73,6 +73,7 @@ impl ServiceType for Proxy {
                 } else {
                     None
                 },
+                barriers: ctx.output.traffic_barriers(),
             };
             rig_proxy::run(
                 listener,

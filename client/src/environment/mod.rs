@@ -29,6 +29,9 @@ use teardown::{Ending, Lifetime};
 /// How long [`Environment::expect`] waits for the expected traffic to arrive.
 pub const DEFAULT_TRAFFIC_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a count waits for its event stream to deliver what rigd's log already holds.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+
 /// A running environment. Created by [`rig::up`](crate::up) or
 /// [`Environment::builder`]; ended by [`Environment::down`] or by dropping it.
 ///
@@ -275,12 +278,15 @@ impl Environment {
     /// # Ok(()) }
     /// ```
     ///
-    /// Events arrive asynchronously, so the check passes as soon as `count` have arrived; an
-    /// exchange still in flight at that moment is not counted.
+    /// Once `count` have arrived (or the wait is over), rigd is asked to settle: every
+    /// exchange that completed before then is counted, even one whose event was still on its
+    /// way, so a service that made one call too many fails the check. An exchange still in
+    /// flight at that moment is not counted.
     ///
     /// # Errors
     /// [`Error::TrafficCount`], listing the matching exchanges and everything of that kind
-    /// seen.
+    /// seen; [`Error::EnvironmentDown`] (or [`Error::StreamLost`]) when fewer arrived because
+    /// the environment ended.
     pub async fn expect<F: TrafficFilter>(&self, filter: &F, count: usize) -> Result<Vec<F::Item>> {
         self.expect_within(filter, count, DEFAULT_TRAFFIC_WAIT)
             .await
@@ -308,19 +314,37 @@ impl Environment {
         if count > 0 {
             self.shared.wait_until(timeout, enough).await;
         }
+        self.catch_up().await;
         let state = self.shared.lock();
         let matched = traffic::select(&state.traffic, filter);
         if matched.len() == count {
-            Ok(matched)
-        } else {
-            Err(Error::TrafficCount {
+            return Ok(matched);
+        }
+        match self.ended(&state.phase) {
+            // Too few because the environment is gone: that is the news, not the count.
+            Some(ended) if matched.len() < count => Err(ended),
+            _ => Err(Error::TrafficCount {
                 filter: filter.to_string(),
                 kind: F::Item::KIND,
                 expected: count,
                 matched: matched.iter().map(ToString::to_string).collect(),
                 seen: traffic::seen(&state.traffic, filter),
-            })
+            }),
         }
+    }
+
+    /// Reads the event stream up to where rigd's log stands once the traffic its proxies have
+    /// observed is in it (`POST /environments/{id}/sync`). Best effort: when rigd cannot be
+    /// asked (it is gone, or too old to know the call), the stream is taken as it is.
+    async fn catch_up(&self) {
+        let Ok(seq) = self.shared.client.sync(&self.shared.id).await else {
+            return;
+        };
+        self.shared
+            .wait_until(CATCH_UP_WAIT, |s| {
+                (s.seen_seq >= seq || self.ended(&s.phase).is_some()).then_some(())
+            })
+            .await;
     }
 
     /// Panics unless exactly `count` exchanges match `filter` (see [`Environment::expect`]);

@@ -72,6 +72,13 @@ impl Session {
     }
 
     fn on_event(self: &Arc<Self>, event: Event) {
+        let seq = event.seq;
+        self.apply(event);
+        // After the event's own change, so a waiter that sees `seen_seq` sees the event too.
+        self.shared.update(|s| s.seen_seq = s.seen_seq.max(seq));
+    }
+
+    fn apply(self: &Arc<Self>, event: Event) {
         match event.event_type {
             EventType::CallbackRequest => {
                 if let Some(request) = event.callback {

@@ -43,6 +43,8 @@ pub(crate) struct State {
     pub(crate) phase: Phase,
     /// Every traffic event, in arrival (= log) order.
     pub(crate) traffic: Vec<Event>,
+    /// The sequence number of the last event the stream delivered.
+    pub(crate) seen_seq: u64,
     /// The text of the last `progress.stall`, for a startup timeout's message.
     pub(crate) stall: Option<String>,
     /// Teardown started: failures of in-test services are expected from now on.

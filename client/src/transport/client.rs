@@ -396,6 +396,26 @@ impl RigdClient {
         Ok(())
     }
 
+    /// `POST /environments/{id}/sync`: waits until the traffic the environment's proxies have
+    /// observed so far is in its log; returns the sequence number of the last event its event
+    /// stream (without `service.log`) delivers.
+    pub async fn sync(&self, id: &str) -> Result<u64, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Synced {
+            seq: u64,
+        }
+        let path = format!("{}/sync", environment_path(id));
+        let (status, body) = self
+            .transport
+            .request(Method::POST, &path, Some(b"{}".to_vec()), REQUEST_TIMEOUT)
+            .await?;
+        if !status.is_success() {
+            return Err(api_error(status, &body));
+        }
+        let synced: Synced = decode("POST /environments/{id}/sync", &body)?;
+        Ok(synced.seq)
+    }
+
     /// Follows `GET /environments/{id}/events` from just after `last_event_id` (from the
     /// start when `None`). Nothing is sent until the stream is first read.
     pub fn events(&self, id: &str, last_event_id: Option<u64>) -> EventStream {

@@ -99,8 +99,9 @@ pub fn http_server(dir: &str) -> rig::Service {
     ])
 }
 
-/// A Python HTTP service that answers `/` itself, `/env/<NAME>` with that variable, and any
-/// other path by calling the same path on its egress `api` (`via gateway: <answer>`).
+/// A Python HTTP service that answers `/` itself, `/env/<NAME>` with that variable,
+/// `/twice/<path>` by calling `<path>` on its egress `api` twice, and any other path by
+/// calling the same path on `api` (`via gateway: <answer>`).
 pub fn gateway() -> rig::Service {
     const SCRIPT: &str = r#"
 import http.server, os, urllib.request
@@ -111,6 +112,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body = b"gateway"
         elif self.path.startswith("/env/"):
             body = os.environ.get(self.path[5:], "<unset>").encode()
+        elif self.path.startswith("/twice/"):
+            for _ in range(2):
+                with urllib.request.urlopen(api + self.path[6:]) as r:
+                    body = b"twice via gateway: " + r.read()
         else:
             with urllib.request.urlopen(api + self.path) as r:
                 body = b"via gateway: " + r.read()

@@ -160,6 +160,7 @@ async fn every_id_route_is_404_for_an_unknown_id() {
         post_json("/environments/nope/events", r#"{"type":"test.note"}"#),
         request(Method::GET, "/environments/nope/log"),
         request(Method::POST, "/environments/nope/keepalive"),
+        request(Method::POST, "/environments/nope/sync"),
     ];
     for req in cases {
         let label = format!("{} {}", req.method(), req.uri());
@@ -465,6 +466,38 @@ async fn last_event_id_resumes_after_the_given_seq() {
         .call(request(Method::DELETE, &format!("/environments/{id}")))
         .await;
     assert_eq!(reply.status, StatusCode::OK);
+}
+
+/// `sync` answers with the last event a stream without `service.log` delivers: a client that
+/// has read up to it has everything.
+#[tokio::test]
+async fn sync_names_the_last_event_a_stream_delivers() {
+    let h = Harness::new();
+    let id = h.create(idle_spec("sync")).await;
+    let events = h
+        .events(&id, None)
+        .await
+        .until("environment.up", PATIENCE)
+        .await;
+    let reply = h
+        .call(request(Method::POST, &format!("/environments/{id}/sync")))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let seq = reply.json()["seq"].as_u64().expect("a seq");
+    assert!(seq >= events.last().unwrap().id, "{seq} {events:?}");
+    let log = h
+        .call(request(Method::GET, &format!("/environments/{id}/log")))
+        .await
+        .json();
+    let last_streamed = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] != "service.log")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(seq, last_streamed);
 }
 
 #[tokio::test]
