@@ -130,7 +130,8 @@ pub enum Error {
         id: String,
         /// The startup timeout.
         after: Duration,
-        /// rigd's last progress-stall report (what every service was waiting on), if any.
+        /// What was not ready: rigd's summary at teardown (each service's phase and its last
+        /// failed readiness check), else its last progress-stall report, if any.
         stall: Option<String>,
         /// The JSONL event log written at teardown, when rigd wrote one.
         log_file: Option<String>,

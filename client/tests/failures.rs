@@ -138,3 +138,39 @@ async fn builder_misuse_is_reported_before_rigd_is_asked() {
         "service \"api\": arguments are not supported by postgres services"
     );
 }
+
+/// A startup timeout says what was not ready (rigd's summary at teardown), even when it is
+/// shorter than rigd's stall reports, and the run is logged as failed.
+#[tokio::test]
+async fn a_startup_timeout_says_what_was_not_ready() {
+    let err = builder("sdk-startup-timeout")
+        .observe(false)
+        .startup_timeout(Duration::from_secs(2))
+        .service(
+            "deaf",
+            rig::process("sleep")
+                .args(["1000"])
+                .ingress("default", rig::Protocol::Http)
+                .ready_timeout(SLOW_READINESS),
+        )
+        .up()
+        .await
+        .expect_err("nothing listens on deaf's port");
+    let text = err.to_string();
+    let Error::StartupTimeout {
+        log_file: Some(log),
+        ..
+    } = &err
+    else {
+        panic!("not a startup timeout with a log: {text}");
+    };
+    assert!(
+        text.contains("rig: torn down before it was up:\nrig:   deaf: starting (")
+            && text.contains("failed readiness check"),
+        "{text}"
+    );
+    let log = std::fs::read_to_string(log).expect("the log file");
+    let header: serde_json::Value =
+        serde_json::from_str(log.lines().next().expect("a header")).expect("JSON");
+    assert_eq!(header["outcome"], "failed", "{header}");
+}

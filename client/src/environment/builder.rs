@@ -240,12 +240,14 @@ impl EnvironmentBuilder {
             other => other,
         };
         let stall = shared.lock().stall.clone();
-        let log_file = lifetime
-            .end(Ending::StartFailed)
-            .await
-            .ok()
-            .and_then(|r| r.log_file)
+        let report = lifetime.end(Ending::StartFailed).await.ok();
+        let log_file = report
+            .as_ref()
+            .and_then(|r| r.log_file.as_ref())
             .map(|p| p.display().to_string());
+        // What was not ready at teardown (rigd's summary), else its last stall report: a
+        // startup timeout shorter than rigd's stall interval has only the former.
+        let summary = report.and_then(|r| r.summary).filter(|s| !s.is_empty());
         let (name, id) = (shared.name.clone(), shared.id.clone());
         Err(match failure {
             Some(Phase::Down(message)) => Error::StartFailed {
@@ -259,7 +261,7 @@ impl EnvironmentBuilder {
                 name,
                 id,
                 after: startup_timeout,
-                stall,
+                stall: summary.or(stall),
                 log_file,
             },
         })
