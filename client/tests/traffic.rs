@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use rig::transport::client::RigdClient;
 use rig::{Error, RequestFilter};
 use support::{builder, gateway, get, serve};
 
@@ -129,7 +130,17 @@ async fn exactly_n_catches_a_call_too_many() -> Result<(), rig::BoxError> {
         let answer = get(&format!("{}/twice{path}", env.url("gateway")?)).await?;
         assert_eq!(answer.body, "twice via gateway: 42");
         let hop = RequestFilter::new().edge("gateway", "api").path(&path);
+        let line = line!() + 1;
         let err = env.expect_requests(&hop, 1).await.unwrap_err();
+        // The failed check is in the event log, at this line, so the run is logged failed
+        // whatever the test does with the error.
+        let log = RigdClient::new(env.rigd_addr())?.get_log(env.id()).await?;
+        let note = log
+            .iter()
+            .rev()
+            .find(|e| e.event_type == rig::EventType::TestNote)
+            .expect("a test.note for the failed check");
+        assert_eq!(note.error, format!("traffic.rs:{line}: {err}"));
         match &err {
             Error::TrafficCount {
                 expected: 1,
@@ -143,6 +154,25 @@ async fn exactly_n_catches_a_call_too_many() -> Result<(), rig::BoxError> {
     // "Not called" is checked against everything observed too.
     env.expect_requests(&RequestFilter::new().to("api").method("POST"), 0)
         .await?;
+
+    // The panicking form says where the assertion is, not where the SDK panicked.
+    let env = std::sync::Arc::new(env);
+    let line = line!() + 4;
+    let panicked = tokio::spawn({
+        let env = env.clone();
+        let to_api = RequestFilter::new().to("api");
+        async move { env.assert_requests(&to_api, 0).await }
+    })
+    .await
+    .unwrap_err();
+    let message = *panicked.into_panic().downcast::<String>().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "traffic.rs:{line}: expected exactly 0 requests to api, saw 10:"
+        )),
+        "{message}"
+    );
+    let env = std::sync::Arc::into_inner(env).expect("the only handle");
     env.down().await?;
     Ok(())
 }

@@ -10,6 +10,7 @@ pub use teardown::DownReport;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::panic::Location;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,19 +185,18 @@ impl Environment {
     /// ```
     #[track_caller]
     pub fn note(&self, message: impl Into<String>) -> impl Future<Output = Result<()>> + '_ {
-        let location = std::panic::Location::caller();
-        let file = Path::new(location.file())
-            .file_name()
-            .map_or_else(|| location.file().into(), |f| f.to_string_lossy());
-        let text = format!("{file}:{}: {}", location.line(), message.into());
-        async move {
-            let event = json!({"type": "test.note", "error": text});
-            self.shared
-                .client
-                .post_event(&self.shared.id, &event)
-                .await?;
-            Ok(())
-        }
+        let text = located(Location::caller(), &message.into());
+        async move { self.post_note(text).await }
+    }
+
+    /// Posts a `test.note` with `text` as it is.
+    async fn post_note(&self, text: String) -> Result<()> {
+        let event = json!({"type": "test.note", "error": text});
+        self.shared
+            .client
+            .post_event(&self.shared.id, &event)
+            .await?;
+        Ok(())
     }
 
     /// Tears the environment down and waits until rigd has: services stopped, log files
@@ -283,24 +283,46 @@ impl Environment {
     /// way, so a service that made one call too many fails the check. An exchange still in
     /// flight at that moment is not counted.
     ///
+    /// A wrong count is an assertion that failed: it is recorded in the event log as a
+    /// `test.note` with the caller's `file:line` (as upstream's `env.T` records failed
+    /// assertions), so the run is logged as failed and `rig explain` shows why, even when the
+    /// error leaves the test through `?` after the environment is gone. To look at traffic
+    /// without asserting, use [`Environment::observed`].
+    ///
     /// # Errors
     /// [`Error::TrafficCount`], listing the matching exchanges and everything of that kind
     /// seen; [`Error::EnvironmentDown`] (or [`Error::StreamLost`]) when fewer arrived because
     /// the environment ended.
-    pub async fn expect<F: TrafficFilter>(&self, filter: &F, count: usize) -> Result<Vec<F::Item>> {
-        self.expect_within(filter, count, DEFAULT_TRAFFIC_WAIT)
-            .await
+    #[track_caller]
+    pub fn expect<'a, F: TrafficFilter>(
+        &'a self,
+        filter: &'a F,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<F::Item>>> + 'a {
+        self.expect_at(filter, count, DEFAULT_TRAFFIC_WAIT, Location::caller())
     }
 
     /// [`Environment::expect`] with an explicit wait.
     ///
     /// # Errors
     /// As [`Environment::expect`].
-    pub async fn expect_within<F: TrafficFilter>(
+    #[track_caller]
+    pub fn expect_within<'a, F: TrafficFilter>(
+        &'a self,
+        filter: &'a F,
+        count: usize,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Vec<F::Item>>> + 'a {
+        self.expect_at(filter, count, timeout, Location::caller())
+    }
+
+    /// [`Environment::expect_within`] for a caller at `caller`.
+    async fn expect_at<F: TrafficFilter>(
         &self,
         filter: &F,
         count: usize,
         timeout: Duration,
+        caller: &'static Location<'static>,
     ) -> Result<Vec<F::Item>> {
         let enough = |s: &shared::State| {
             let n = s
@@ -315,22 +337,28 @@ impl Environment {
             self.shared.wait_until(timeout, enough).await;
         }
         self.catch_up().await;
-        let state = self.shared.lock();
-        let matched = traffic::select(&state.traffic, filter);
-        if matched.len() == count {
-            return Ok(matched);
-        }
-        match self.ended(&state.phase) {
-            // Too few because the environment is gone: that is the news, not the count.
-            Some(ended) if matched.len() < count => Err(ended),
-            _ => Err(Error::TrafficCount {
-                filter: filter.to_string(),
-                kind: F::Item::KIND,
-                expected: count,
-                matched: matched.iter().map(ToString::to_string).collect(),
-                seen: traffic::seen(&state.traffic, filter),
-            }),
-        }
+        let failure = {
+            let state = self.shared.lock();
+            let matched = traffic::select(&state.traffic, filter);
+            if matched.len() == count {
+                return Ok(matched);
+            }
+            match self.ended(&state.phase) {
+                // Too few because the environment is gone: that is the news, not the count
+                // (and the environment's own failure is its outcome).
+                Some(ended) if matched.len() < count => return Err(ended),
+                _ => Error::TrafficCount {
+                    filter: filter.to_string(),
+                    kind: F::Item::KIND,
+                    expected: count,
+                    matched: matched.iter().map(ToString::to_string).collect(),
+                    seen: traffic::seen(&state.traffic, filter),
+                },
+            }
+        };
+        // Best effort: the count's error is what the test gets either way.
+        let _ = self.post_note(located(caller, &failure.to_string())).await;
+        Err(failure)
     }
 
     /// Reads the event stream up to where rigd's log stands once the traffic its proxies have
@@ -347,12 +375,24 @@ impl Environment {
             .await;
     }
 
-    /// Panics unless exactly `count` exchanges match `filter` (see [`Environment::expect`]);
-    /// the message lists what was seen.
-    pub async fn assert<F: TrafficFilter>(&self, filter: &F, count: usize) -> Vec<F::Item> {
-        match self.expect(filter, count).await {
-            Ok(items) => items,
-            Err(e) => panic!("{e}"),
+    /// Panics unless exactly `count` exchanges match `filter` (see [`Environment::expect`],
+    /// which also records the failure); the message starts with the caller's `file:line` and
+    /// lists what was seen.
+    #[track_caller]
+    pub fn assert<'a, F: TrafficFilter>(
+        &'a self,
+        filter: &'a F,
+        count: usize,
+    ) -> impl Future<Output = Vec<F::Item>> + 'a {
+        let caller = Location::caller();
+        async move {
+            match self
+                .expect_at(filter, count, DEFAULT_TRAFFIC_WAIT, caller)
+                .await
+            {
+                Ok(items) => items,
+                Err(e) => panic!("{}", located(caller, &e.to_string())),
+            }
         }
     }
 
@@ -409,17 +449,23 @@ impl Environment {
     ///
     /// # Errors
     /// As [`Environment::expect`].
-    pub async fn expect_requests(
-        &self,
-        filter: &RequestFilter,
+    #[track_caller]
+    pub fn expect_requests<'a>(
+        &'a self,
+        filter: &'a RequestFilter,
         count: usize,
-    ) -> Result<Vec<Request>> {
-        self.expect(filter, count).await
+    ) -> impl Future<Output = Result<Vec<Request>>> + 'a {
+        self.expect(filter, count)
     }
 
     /// Panics unless exactly `count` HTTP requests match `filter` ([`Environment::assert`]).
-    pub async fn assert_requests(&self, filter: &RequestFilter, count: usize) -> Vec<Request> {
-        self.assert(filter, count).await
+    #[track_caller]
+    pub fn assert_requests<'a>(
+        &'a self,
+        filter: &'a RequestFilter,
+        count: usize,
+    ) -> impl Future<Output = Vec<Request>> + 'a {
+        self.assert(filter, count)
     }
 
     /// The error for a wait that cannot succeed any more.
@@ -439,4 +485,13 @@ impl Environment {
             _ => None,
         }
     }
+}
+
+/// `file.rs:12: message`: a note or panic text placed at `location` (the file name only, as
+/// Go's testing package prints it).
+fn located(location: &Location<'_>, message: &str) -> String {
+    let file = Path::new(location.file())
+        .file_name()
+        .map_or_else(|| location.file().into(), |f| f.to_string_lossy());
+    format!("{file}:{}: {message}", location.line())
 }
