@@ -174,3 +174,15 @@ async fn a_startup_timeout_says_what_was_not_ready() {
         serde_json::from_str(log.lines().next().expect("a header")).expect("JSON");
     assert_eq!(header["outcome"], "failed", "{header}");
 }
+
+/// A func that returns `Ok(())` has stopped serving, as a process that exits has: the
+/// environment fails at once, saying so, rather than after the readiness timeout.
+#[tokio::test]
+async fn a_func_that_returns_early_fails_the_environment_at_once() {
+    let (text, err) = start_failure(rig::func(|_| async move { Ok(()) })).await;
+    assert!(matches!(err, Error::StartFailed { .. }), "{text}");
+    assert!(
+        text.contains("the function returned Ok(()) while the environment was running"),
+        "{text}"
+    );
+}

@@ -205,8 +205,9 @@ impl Session {
         }
     }
 
-    /// Spawns an in-test service on the test's runtime and watches it: an error or a panic
-    /// is reported to rigd as `service.error` (unless the environment is being torn down).
+    /// Spawns an in-test service on the test's runtime and watches it: an error, a panic or
+    /// an early return is reported to rigd as `service.error` (unless the environment is
+    /// being torn down).
     fn start_func(&self, service: &str, run: ClientFn, wiring: Wiring, log: LogSink) {
         let task = self.user.spawn(run(wiring));
         let abort = task.abort_handle();
@@ -215,7 +216,15 @@ impl Session {
         let service = service.to_string();
         tokio::spawn(async move {
             let error = match task.await {
-                Ok(Ok(())) => None,
+                // As a process that exits 0: whatever it served is gone, and rigd would
+                // otherwise wait out its readiness timeout, or the test meet refused
+                // connections with nothing said.
+                Ok(Ok(())) => Some(
+                    "the function returned Ok(()) while the environment was running: a \
+                     service must keep serving until the environment is torn down (a loop \
+                     that ended, or a server future that was not awaited?)"
+                        .to_string(),
+                ),
                 Ok(Err(e)) => Some(error_chain(&*e)),
                 Err(e) if e.is_cancelled() => None,
                 Err(e) => Some(join_error_text(e, "service")),

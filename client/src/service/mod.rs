@@ -111,7 +111,8 @@ pub fn process(command: impl Into<String>) -> Service {
 /// test's Tokio runtime with the service's [`Wiring`] and must serve on
 /// `wiring.ingress()?.host_port`. rigd checks its readiness like any other service's.
 /// Returning an error, or panicking, fails the environment at once (its `service.failed`
-/// names the error); returning `Ok(())` just ends the service. The task is aborted when the
+/// names the error); so does returning `Ok(())` before the environment is torn down, as a
+/// process exiting does (a service must keep serving). The task is aborted when the
 /// environment is torn down.
 ///
 /// ```no_run
