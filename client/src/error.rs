@@ -68,6 +68,18 @@ pub enum Error {
         /// The rigd's address.
         addr: String,
     },
+    /// A traffic check on an environment built with `.observe(false)`: its traffic is not
+    /// recorded, so there is nothing to count or wait for.
+    #[error(
+        "environment {name:?} ({id}) was built with .observe(false), so its traffic is not \
+         recorded: remove .observe(false) to check traffic"
+    )]
+    NotObserving {
+        /// The environment name.
+        name: String,
+        /// Its id.
+        id: String,
+    },
     /// An environment variable the SDK reads holds a value it cannot use.
     #[error("invalid {name} {value:?}: {reason}")]
     InvalidSetting {

@@ -112,6 +112,20 @@ async fn processes_and_a_func_are_wired_hooked_and_reachable() -> Result<(), rig
     let greeting = get(&format!("{}/env/GREETING", env.url("gateway")?)).await?;
     assert_eq!(greeting.body, "hello from the test");
 
+    // Without observation there is no traffic to check, and the check says so at once.
+    let err = env
+        .expect_requests(&rig::RequestFilter::new().to("api"), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, rig::Error::NotObserving { .. }), "{err}");
+    assert!(
+        err.to_string().ends_with(
+            "was built with .observe(false), so its traffic is not recorded: remove \
+             .observe(false) to check traffic"
+        ),
+        "{err}"
+    );
+
     // Lookups that fail say what exists.
     let err = env.endpoint("nope").unwrap_err().to_string();
     assert_eq!(

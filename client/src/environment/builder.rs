@@ -207,7 +207,7 @@ impl EnvironmentBuilder {
 
         // From here on the environment exists on rigd: `lifetime` ends it on every path,
         // including this future being dropped.
-        let shared = Arc::new(Shared::new(id, name, client));
+        let shared = Arc::new(Shared::new(id, name, client, observe));
         let mut lifetime = Lifetime::new(shared.clone(), keep_for);
         let session = Arc::new(Session::new(
             shared.clone(),

@@ -237,12 +237,14 @@ impl Environment {
     ///
     /// # Errors
     /// [`Error::TrafficTimeout`], listing what was seen, or [`Error::EnvironmentDown`] /
-    /// [`Error::StreamLost`] if the environment ends first.
+    /// [`Error::StreamLost`] if the environment ends first; [`Error::NotObserving`] for an
+    /// environment built with `.observe(false)`.
     pub async fn wait_for<F: TrafficFilter>(
         &self,
         filter: &F,
         timeout: Duration,
     ) -> Result<F::Item> {
+        self.observing()?;
         let found = self
             .shared
             .wait_until(timeout, |s| {
@@ -292,7 +294,8 @@ impl Environment {
     /// # Errors
     /// [`Error::TrafficCount`], listing the matching exchanges and everything of that kind
     /// seen; [`Error::EnvironmentDown`] (or [`Error::StreamLost`]) when fewer arrived because
-    /// the environment ended.
+    /// the environment ended; [`Error::NotObserving`] for an environment built with
+    /// `.observe(false)`.
     #[track_caller]
     pub fn expect<'a, F: TrafficFilter>(
         &'a self,
@@ -324,6 +327,7 @@ impl Environment {
         timeout: Duration,
         caller: &'static Location<'static>,
     ) -> Result<Vec<F::Item>> {
+        self.observing()?;
         let enough = |s: &shared::State| {
             let n = s
                 .traffic
@@ -359,6 +363,18 @@ impl Environment {
         // Best effort: the count's error is what the test gets either way.
         let _ = self.post_note(located(caller, &failure.to_string())).await;
         Err(failure)
+    }
+
+    /// [`Error::NotObserving`] unless the environment's traffic is recorded.
+    fn observing(&self) -> Result<()> {
+        if self.shared.observe {
+            Ok(())
+        } else {
+            Err(Error::NotObserving {
+                name: self.shared.name.clone(),
+                id: self.shared.id.clone(),
+            })
+        }
     }
 
     /// Reads the event stream up to where rigd's log stands once the traffic its proxies have

@@ -61,16 +61,19 @@ pub(crate) struct Shared {
     pub(crate) name: String,
     /// The client for its rigd.
     pub(crate) client: RigdClient,
+    /// Whether its traffic is observed (recorded).
+    pub(crate) observe: bool,
     state: Mutex<State>,
     version: watch::Sender<u64>,
 }
 
 impl Shared {
-    pub(crate) fn new(id: String, name: String, client: RigdClient) -> Shared {
+    pub(crate) fn new(id: String, name: String, client: RigdClient, observe: bool) -> Shared {
         Shared {
             id,
             name,
             client,
+            observe,
             state: Mutex::new(State::default()),
             version: watch::channel(0).0,
         }
@@ -123,6 +126,7 @@ mod tests {
             "id".into(),
             "env".into(),
             RigdClient::new("127.0.0.1:1").unwrap(),
+            true,
         ))
     }
 
