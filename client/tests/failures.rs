@@ -186,3 +186,37 @@ async fn a_func_that_returns_early_fails_the_environment_at_once() {
         "{text}"
     );
 }
+
+/// A count checked after rigd died says rigd cannot be reached, not "saw 0".
+#[tokio::test]
+async fn a_count_after_rigd_died_says_rigd_is_gone() {
+    let dir = tempfile_dir("rigd-dies");
+    let env = rig::Environment::builder("sdk-rigd-dies")
+        .rigd_binary(support::rigd_binary())
+        .rig_dir(dir.clone())
+        .service("web", http_server("."))
+        .up()
+        .await
+        .expect("the environment comes up");
+    support::stop_rigd_of(&dir, libc::SIGKILL);
+    let err = env
+        .expect_within(
+            &rig::RequestFilter::new().to("web"),
+            1,
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("cannot connect to rigd at "), "{text}");
+    drop(env);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fresh directory for a test's own rigd.
+fn tempfile_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rig-sdk-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a fresh rig dir");
+    dir
+}

@@ -7,10 +7,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use support::{http_server, rigd_binary};
+use support::{http_server, rigd_binary, stop_rigd_of};
 
 /// Where the parent tells a child to use as rig dir and to write its result.
 const CHILD_ENV: &str = "RIG_SDK_TEST_CHILD";
@@ -68,45 +68,9 @@ fn several_test_processes_share_one_rigd() {
             .trim(),
         addrs[0]
     );
-    stop_rigd_of(&dir);
+    // It would otherwise idle for 5 minutes.
+    stop_rigd_of(&dir, libc::SIGTERM);
     std::fs::remove_dir_all(&dir).expect("remove the rig dir");
-}
-
-/// Ends the rigd serving `rig_dir` (it would otherwise idle for 5 minutes) and waits for it
-/// to exit.
-fn stop_rigd_of(rig_dir: &Path) {
-    let wanted = rig_dir.as_os_str().as_encoded_bytes();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if args
-            .windows(2)
-            .any(|w| w[0] == b"--rig-dir" && w[1] == wanted)
-        {
-            // SAFETY: pidfd_open(2) and kill(2) with a pid read from /proc; poll(2) on the
-            // pidfd, which is closed afterwards.
-            unsafe {
-                let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as libc::c_int;
-                libc::kill(pid, libc::SIGTERM);
-                if pidfd >= 0 {
-                    // Readable once the process has exited.
-                    let mut fds = libc::pollfd {
-                        fd: pidfd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    let ready = libc::poll(&mut fds, 1, 30_000);
-                    assert_eq!(ready, 1, "rigd {pid} did not exit within 30 s of SIGTERM");
-                    libc::close(pidfd);
-                }
-            }
-        }
-    }
 }
 
 /// One "test process" of the test above; does nothing when run on its own.

@@ -24,6 +24,7 @@ use crate::traffic::{
     self, Connection, ConnectionFilter, GrpcCall, GrpcFilter, KafkaFilter, KafkaRequest, Observed,
     Request, RequestFilter, TrafficFilter,
 };
+use crate::transport::client::ClientError;
 use shared::{Phase, Shared, UpInfo};
 use teardown::{Ending, Lifetime};
 
@@ -340,17 +341,19 @@ impl Environment {
         if count > 0 {
             self.shared.wait_until(timeout, enough).await;
         }
-        self.catch_up().await;
+        let caught_up = self.catch_up().await;
         let failure = {
             let state = self.shared.lock();
             let matched = traffic::select(&state.traffic, filter);
             if matched.len() == count {
                 return Ok(matched);
             }
-            match self.ended(&state.phase) {
+            match (self.ended(&state.phase), caught_up) {
                 // Too few because the environment is gone: that is the news, not the count
                 // (and the environment's own failure is its outcome).
-                Some(ended) if matched.len() < count => return Err(ended),
+                (Some(ended), _) if matched.len() < count => return Err(ended),
+                // rigd is gone: the count says nothing.
+                (_, Err(unreachable)) => return Err(unreachable.into()),
                 _ => Error::TrafficCount {
                     filter: filter.to_string(),
                     kind: F::Item::KIND,
@@ -378,17 +381,21 @@ impl Environment {
     }
 
     /// Reads the event stream up to where rigd's log stands once the traffic its proxies have
-    /// observed is in it (`POST /environments/{id}/sync`). Best effort: when rigd cannot be
-    /// asked (it is gone, or too old to know the call), the stream is taken as it is.
-    async fn catch_up(&self) {
-        let Ok(seq) = self.shared.client.sync(&self.shared.id).await else {
-            return;
+    /// observed is in it (`POST /environments/{id}/sync`). A rigd that answers but does not
+    /// know the call (an older one) or the environment (torn down) leaves the stream as it
+    /// is; a rigd that cannot be reached is the error.
+    async fn catch_up(&self) -> std::result::Result<(), ClientError> {
+        let seq = match self.shared.client.sync(&self.shared.id).await {
+            Ok(seq) => seq,
+            Err(ClientError::Api { .. }) => return Ok(()),
+            Err(unreachable) => return Err(unreachable),
         };
         self.shared
             .wait_until(CATCH_UP_WAIT, |s| {
                 (s.seen_seq >= seq || self.ended(&s.phase).is_some()).then_some(())
             })
             .await;
+        Ok(())
     }
 
     /// Panics unless exactly `count` exchanges match `filter` (see [`Environment::expect`],

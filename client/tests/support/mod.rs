@@ -215,3 +215,43 @@ where
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
 }
+
+/// Sends `signal` to the rigd serving `rig_dir` (found by its `--rig-dir` argument) and waits
+/// for it to exit.
+pub fn stop_rigd_of(rig_dir: &std::path::Path, signal: libc::c_int) {
+    let wanted = rig_dir.as_os_str().as_encoded_bytes();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args
+            .windows(2)
+            .any(|w| w[0] == b"--rig-dir" && w[1] == wanted)
+        {
+            // SAFETY: pidfd_open(2) and kill(2) with a pid read from /proc; poll(2) on the
+            // pidfd, which is closed afterwards.
+            unsafe {
+                let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as libc::c_int;
+                libc::kill(pid, signal);
+                if pidfd >= 0 {
+                    // Readable once the process has exited.
+                    let mut fds = libc::pollfd {
+                        fd: pidfd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    let ready = libc::poll(&mut fds, 1, 30_000);
+                    assert_eq!(
+                        ready, 1,
+                        "rigd {pid} did not exit within 30 s of signal {signal}"
+                    );
+                    libc::close(pidfd);
+                }
+            }
+        }
+    }
+}
