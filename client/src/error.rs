@@ -248,9 +248,11 @@ pub enum Error {
     },
     /// The number of matching requests (calls, connections) is not the one expected.
     #[error(
-        "expected exactly {expected} {filter}, saw {}{}; {}",
+        "expected exactly {expected} {filter}, saw {}{}{}{}",
         matched.len(),
         matched_list(matched),
+        // After a list, on a line of its own.
+        if matched.is_empty() { "; " } else { "\n" },
         seen_list(&format!("all {kind} seen"), seen)
     )]
     TrafficCount {
@@ -338,7 +340,7 @@ mod tests {
         };
         assert_eq!(
             format!("{err:?}"),
-            "expected exactly 2 requests to api, saw 1:\n  ~test → api  GET /a  200; \
+            "expected exactly 2 requests to api, saw 1:\n  ~test → api  GET /a  200\n\
              all HTTP requests seen (2):\n  ~test → api  GET /a  200\n  ~test → web  GET /  200"
         );
         let none = Error::TrafficTimeout {

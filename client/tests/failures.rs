@@ -137,6 +137,17 @@ async fn builder_misuse_is_reported_before_rigd_is_asked() {
         err.to_string(),
         "service \"api\": arguments are not supported by postgres services"
     );
+    // A binary that is not there is named with what the test wrote.
+    let err = rig::Environment::builder("sdk-misuse")
+        .rigd_binary("/nonexistent/rigd")
+        .service("api", http_server("."))
+        .up()
+        .await
+        .expect_err("no such binary");
+    assert_eq!(
+        err.to_string(),
+        "cannot find or start rigd: rigd_binary(..): /nonexistent/rigd: file not found"
+    );
 }
 
 /// A startup timeout says what was not ready (rigd's summary at teardown), even when it is

@@ -17,7 +17,7 @@ use super::Environment;
 use crate::background;
 use crate::error::{Error, Result};
 use crate::service::{build_services, Service};
-use crate::transport::autostart::{AddrSource, Autostart};
+use crate::transport::autostart::{AddrSource, Autostart, AutostartError};
 use crate::transport::client::{ClientError, RigdClient};
 
 /// Default time from creating the environment until it must be up.
@@ -283,12 +283,16 @@ impl EnvironmentBuilder {
         };
         let exe = std::env::current_exe().ok();
         let cwd = std::env::current_dir().ok();
-        Ok(Autostart::resolve(
-            &env,
-            exe.as_deref(),
-            cwd.as_deref(),
-            None,
-        )?)
+        let given = self.rigd_binary.is_some();
+        Autostart::resolve(&env, exe.as_deref(), cwd.as_deref(), None).map_err(|e| match e {
+            // The builder passed its binary as RIG_BINARY: name what the test wrote.
+            AutostartError::BinaryMissing { path, .. } if given => AutostartError::BinaryMissing {
+                path,
+                given_by: "rigd_binary(..)",
+            }
+            .into(),
+            e => e.into(),
+        })
     }
 }
 

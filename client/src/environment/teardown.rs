@@ -44,7 +44,10 @@ pub struct DownReport {
     pub log_file: Option<PathBuf>,
     /// The human-readable timeline.
     pub log_file_pretty: Option<PathBuf>,
-    /// rigd's condensed failure explanation, when the environment or test failed.
+    /// rigd's condensed failure explanation, when the environment or test failed and rigd
+    /// has something to add to the test's own output: failed services, a stall, what was not
+    /// ready, traffic errors, their stderr (the test's notes are not repeated; a run failed
+    /// only by notes has none).
     pub summary: Option<String>,
     /// The environment was left running for this long instead of being torn down
     /// ([`EnvironmentBuilder::keep_for`](crate::EnvironmentBuilder::keep_for), `RIG_TTL`).

@@ -120,17 +120,19 @@ pub struct RunningServer {
 /// Why no rigd could be found or started.
 #[derive(Debug, thiserror::Error)]
 pub enum AutostartError {
-    /// `$RIG_BINARY` names a file that does not exist.
-    #[error("RIG_BINARY={}: file not found", path.display())]
+    /// The rigd binary given (`$RIG_BINARY`, or the SDK's `rigd_binary(..)`) does not exist.
+    #[error("{given_by}: {}: file not found", path.display())]
     BinaryMissing {
         /// The path given.
         path: PathBuf,
+        /// What gave it: `RIG_BINARY` or `rigd_binary(..)`.
+        given_by: &'static str,
     },
     /// No rigd binary anywhere.
     #[error(
-        "rigd not found (looked at {} and on PATH); build it with `cargo build --bin rigd`, \
-         put it on PATH, set RIG_BINARY, or point RIG_SERVER_ADDR (`rig --server`) at a \
-         running rigd",
+        "rigd not found (looked at {} and on PATH); build it in the rig-rs workspace with \
+         `cargo build -p rigd` (or `cargo install --path .` there, which puts it on PATH), set \
+         RIG_BINARY to it, or point RIG_SERVER_ADDR (`rig --server`) at a running rigd",
         searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
     NoBinary {
@@ -253,7 +255,10 @@ impl Autostart {
         if let Some(binary) = var("RIG_BINARY") {
             let binary = absolute(PathBuf::from(binary));
             if !binary.is_file() {
-                return Err(AutostartError::BinaryMissing { path: binary });
+                return Err(AutostartError::BinaryMissing {
+                    path: binary,
+                    given_by: "RIG_BINARY",
+                });
             }
             return Ok(Autostart {
                 rig_dir,

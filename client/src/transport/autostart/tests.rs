@@ -93,7 +93,7 @@ fn missing_rig_binary_is_an_error_at_once() {
     let err = Autostart::resolve(&env, None, None, None).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "RIG_BINARY=/does/not/exist/rigd: file not found"
+        "RIG_BINARY: /does/not/exist/rigd: file not found"
     );
 }
 
