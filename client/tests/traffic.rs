@@ -151,6 +151,16 @@ async fn exactly_n_catches_a_call_too_many() -> Result<(), rig::BoxError> {
         }
         assert_eq!(env.expect_requests(&hop, 2).await?.len(), 2);
     }
+    // A service the environment does not have is named at once, not waited for.
+    let err = env
+        .expect_requests(&RequestFilter::new().edge("gateway", "apii"), 1)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "service \"apii\" not found in environment \"sdk-exactly\" (services: api, gateway)"
+    );
+
     // "Not called" is checked against everything observed too.
     env.expect_requests(&RequestFilter::new().to("api").method("POST"), 0)
         .await?;
@@ -234,7 +244,7 @@ async fn tcp_connections_are_recorded_without_readiness_probes() -> Result<(), r
 
     let err = env
         .expect_within(
-            &ConnectionFilter::new().from("nobody"),
+            &ConnectionFilter::new().from("echo"),
             1,
             Duration::from_millis(100),
         )
@@ -242,7 +252,7 @@ async fn tcp_connections_are_recorded_without_readiness_probes() -> Result<(), r
         .unwrap_err();
     assert!(
         err.to_string().starts_with(
-            "expected exactly 1 TCP connections from nobody, saw 0; all TCP connections seen (2):\n  ~test → echo  opened\n  ~test → echo  closed  5↑ 5↓"
+            "expected exactly 1 TCP connections from echo, saw 0; all TCP connections seen (2):\n  ~test → echo  opened\n  ~test → echo  closed  5↑ 5↓"
         ),
         "{err}"
     );

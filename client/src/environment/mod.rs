@@ -31,6 +31,9 @@ use teardown::{Ending, Lifetime};
 /// How long [`Environment::expect`] waits for the expected traffic to arrive.
 pub const DEFAULT_TRAFFIC_WAIT: Duration = Duration::from_secs(10);
 
+/// The name traffic from (or to) the test itself has.
+const TEST_SERVICE: &str = "~test";
+
 /// How long a count waits for its event stream to deliver what rigd's log already holds.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
 
@@ -239,13 +242,14 @@ impl Environment {
     /// # Errors
     /// [`Error::TrafficTimeout`], listing what was seen, or [`Error::EnvironmentDown`] /
     /// [`Error::StreamLost`] if the environment ends first; [`Error::NotObserving`] for an
-    /// environment built with `.observe(false)`.
+    /// environment built with `.observe(false)`; [`Error::UnknownService`] when the filter
+    /// names a service the environment does not have.
     pub async fn wait_for<F: TrafficFilter>(
         &self,
         filter: &F,
         timeout: Duration,
     ) -> Result<F::Item> {
-        self.observing()?;
+        self.checkable(filter)?;
         let found = self
             .shared
             .wait_until(timeout, |s| {
@@ -296,7 +300,8 @@ impl Environment {
     /// [`Error::TrafficCount`], listing the matching exchanges and everything of that kind
     /// seen; [`Error::EnvironmentDown`] (or [`Error::StreamLost`]) when fewer arrived because
     /// the environment ended; [`Error::NotObserving`] for an environment built with
-    /// `.observe(false)`.
+    /// `.observe(false)`; [`Error::UnknownService`] when the filter names a service the
+    /// environment does not have.
     #[track_caller]
     pub fn expect<'a, F: TrafficFilter>(
         &'a self,
@@ -328,7 +333,7 @@ impl Environment {
         timeout: Duration,
         caller: &'static Location<'static>,
     ) -> Result<Vec<F::Item>> {
-        self.observing()?;
+        self.checkable(filter)?;
         let enough = |s: &shared::State| {
             let n = s
                 .traffic
@@ -368,15 +373,27 @@ impl Environment {
         Err(failure)
     }
 
-    /// [`Error::NotObserving`] unless the environment's traffic is recorded.
-    fn observing(&self) -> Result<()> {
-        if self.shared.observe {
-            Ok(())
-        } else {
-            Err(Error::NotObserving {
+    /// Whether `filter` can select anything: [`Error::NotObserving`] unless the environment's
+    /// traffic is recorded, [`Error::UnknownService`] when it names a service the environment
+    /// does not have (`~test` is the test).
+    fn checkable<F: TrafficFilter>(&self, filter: &F) -> Result<()> {
+        if !self.shared.observe {
+            return Err(Error::NotObserving {
                 name: self.shared.name.clone(),
                 id: self.shared.id.clone(),
-            })
+            });
+        }
+        let unknown = filter
+            .services()
+            .into_iter()
+            .find(|s| *s != TEST_SERVICE && !self.up.ingresses.contains_key(*s));
+        match unknown {
+            Some(service) => Err(Error::UnknownService {
+                service: service.to_string(),
+                environment: self.shared.name.clone(),
+                available: self.services().map(str::to_string).collect(),
+            }),
+            None => Ok(()),
         }
     }
 

@@ -226,6 +226,10 @@ impl TrafficFilter for GrpcFilter {
         GrpcFilter::matches(self, item)
     }
 
+    fn services(&self) -> Vec<&str> {
+        super::named(&self.source, &self.target)
+    }
+
     fn includes_probes(&self) -> bool {
         self.probes
     }

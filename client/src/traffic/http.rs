@@ -271,6 +271,10 @@ impl TrafficFilter for RequestFilter {
         RequestFilter::matches(self, item)
     }
 
+    fn services(&self) -> Vec<&str> {
+        super::named(&self.source, &self.target)
+    }
+
     fn includes_probes(&self) -> bool {
         self.probes
     }

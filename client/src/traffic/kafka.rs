@@ -144,6 +144,10 @@ impl TrafficFilter for KafkaFilter {
     fn matches(&self, item: &KafkaRequest) -> bool {
         KafkaFilter::matches(self, item)
     }
+
+    fn services(&self) -> Vec<&str> {
+        super::named(&self.source, &self.target)
+    }
 }
 
 /// Reads like the condition: `Produce Kafka requests from api`.

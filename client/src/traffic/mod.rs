@@ -59,6 +59,21 @@ pub trait TrafficFilter: fmt::Display + Send + Sync {
     fn includes_probes(&self) -> bool {
         false
     }
+
+    /// The services the filter names (as caller or callee), so a misspelt one is reported
+    /// rather than waited for.
+    fn services(&self) -> Vec<&str> {
+        Vec::new()
+    }
+}
+
+/// The caller and callee a filter names.
+pub(crate) fn named<'a>(source: &'a Option<String>, target: &'a Option<String>) -> Vec<&'a str> {
+    [source, target]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect()
 }
 
 /// The items of kind `F::Item` among `events` that `filter` selects, in order.

@@ -190,6 +190,10 @@ impl TrafficFilter for ConnectionFilter {
         ConnectionFilter::matches(self, item)
     }
 
+    fn services(&self) -> Vec<&str> {
+        super::named(&self.source, &self.target)
+    }
+
     fn includes_probes(&self) -> bool {
         self.probes
     }
