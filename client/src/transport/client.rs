@@ -385,15 +385,7 @@ impl RigdClient {
     /// `POST /environments/{id}/keepalive`: pushes the environment's TTL deadline out by one
     /// TTL, so an environment somebody is still watching is not reaped as abandoned.
     pub async fn keepalive(&self, id: &str) -> Result<(), ClientError> {
-        let path = format!("{}/keepalive", environment_path(id));
-        let (status, body) = self
-            .transport
-            .request(Method::POST, &path, Some(b"{}".to_vec()), REQUEST_TIMEOUT)
-            .await?;
-        if !status.is_success() {
-            return Err(api_error(status, &body));
-        }
-        Ok(())
+        self.post_action(id, "keepalive").await.map(drop)
     }
 
     /// `POST /environments/{id}/sync`: waits until the traffic the environment's proxies have
@@ -404,7 +396,14 @@ impl RigdClient {
         struct Synced {
             seq: u64,
         }
-        let path = format!("{}/sync", environment_path(id));
+        let body = self.post_action(id, "sync").await?;
+        let synced: Synced = decode("POST /environments/{id}/sync", &body)?;
+        Ok(synced.seq)
+    }
+
+    /// `POST /environments/{id}/{action}` with an empty object; the body of a success.
+    async fn post_action(&self, id: &str, action: &str) -> Result<Bytes, ClientError> {
+        let path = format!("{}/{action}", environment_path(id));
         let (status, body) = self
             .transport
             .request(Method::POST, &path, Some(b"{}".to_vec()), REQUEST_TIMEOUT)
@@ -412,8 +411,7 @@ impl RigdClient {
         if !status.is_success() {
             return Err(api_error(status, &body));
         }
-        let synced: Synced = decode("POST /environments/{id}/sync", &body)?;
-        Ok(synced.seq)
+        Ok(body)
     }
 
     /// Follows `GET /environments/{id}/events` from just after `last_event_id` (from the
