@@ -247,7 +247,32 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
                 ));
             }
         }
+        if let Some((ingress, egress)) = ingress_hidden_by_egress(service) {
+            errors.push(format!(
+                "service {svc}: ingress {} and egress {} give the same environment variables \
+                 ({}*), and the egress's would hide the ingress's; rename one of them",
+                go_quote(ingress),
+                go_quote(egress),
+                to_env_prefix(egress)
+            ));
+        }
     }
+}
+
+/// An ingress and an egress of `service` whose variables would be the same names (the
+/// `default` ingress has no prefix, so it never collides).
+fn ingress_hidden_by_egress(service: &Service) -> Option<(&str, &str)> {
+    let ingresses: std::collections::HashMap<String, &str> = service
+        .ingresses
+        .keys()
+        .filter(|name| *name != "default")
+        .map(|name| (to_env_prefix(name), name.as_str()))
+        .collect();
+    service.egresses.keys().find_map(|egress| {
+        ingresses
+            .get(&to_env_prefix(egress))
+            .map(|ingress| (*ingress, egress.as_str()))
+    })
 }
 
 /// What is wrong with a service written in the spec whose type rigd uses for the nodes it

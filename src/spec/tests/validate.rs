@@ -683,6 +683,27 @@ fn names_that_would_escape_a_directory_or_break_variables_are_rejected() {
     assert_eq!(errors.len(), expected.len(), "{errors:#?}");
 }
 
+/// Our addition: an ingress and an egress of one service with the same variables (the
+/// egress's would silently win) are refused; the `default` ingress has no prefix.
+#[test]
+fn an_ingress_and_an_egress_with_the_same_variables_are_rejected() {
+    let env = env_of(vec![
+        (
+            "web",
+            svc(
+                "process",
+                &[("default", "http"), ("cache", "tcp")],
+                &[("cache", "cache", ""), ("default", "cache", "")],
+            ),
+        ),
+        ("cache", svc("process", &[("default", "tcp")], &[])),
+    ]);
+    assert_eq!(
+        errors_of(env),
+        ["service \"web\": ingress \"cache\" and egress \"cache\" give the same environment variables (CACHE_*), and the egress's would hide the ingress's; rename one of them"]
+    );
+}
+
 /// Our addition: "did you mean" hints compare a name with every service name, so they are
 /// left out once a spec has 20 errors (more than a typo), and for names longer than any
 /// valid one: a huge spec of unknown references cannot keep a server thread busy.
