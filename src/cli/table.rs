@@ -16,7 +16,7 @@ impl Cell {
     /// A cell without colour.
     pub fn plain(text: impl Into<String>) -> Cell {
         Cell {
-            text: text.into(),
+            text: one_line(text.into()),
             paint: None,
             rendered: None,
         }
@@ -34,21 +34,35 @@ impl Cell {
 
     /// A coloured cell.
     pub fn painted(text: impl Into<String>, paint: Paint) -> Cell {
-        Cell {
-            text: text.into(),
-            paint: Some(paint),
-            rendered: None,
-        }
+        Cell::maybe(text, Some(paint))
     }
 
     /// A cell coloured when `paint` is `Some`.
     pub fn maybe(text: impl Into<String>, paint: Option<Paint>) -> Cell {
         Cell {
-            text: text.into(),
+            text: one_line(text.into()),
             paint,
             rendered: None,
         }
     }
+}
+
+/// `text` with its control characters written as escapes (`\n`, `\u{1b}`): a cell is one
+/// line, and a name or path from a log (which anyone can write) must neither split its row
+/// nor send escape sequences to the terminal.
+fn one_line(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| match c {
+            '\n' => "\\n".to_string(),
+            '\r' => "\\r".to_string(),
+            '\t' => "\\t".to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 impl From<String> for Cell {
@@ -161,6 +175,24 @@ pub fn width(s: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_so_a_row_stays_one_line() {
+        let mut t = Table::new(&["NAME", "N"]);
+        t.push(vec![Cell::plain("a\nb\x1b]0;title\x07"), Cell::plain("1")]);
+        t.push(vec![
+            Cell::painted("tab\there", Paint::Red),
+            Cell::plain("2"),
+        ]);
+        assert_eq!(
+            t.render(Style::new(false)),
+            [
+                "NAME                     N",
+                "a\\nb\\u{1b}]0;title\\u{7}  1",
+                "tab\\there                2",
+            ]
+        );
+    }
 
     #[test]
     fn columns_align_by_characters_and_colour_does_not_shift_them() {
