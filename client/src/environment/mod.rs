@@ -250,14 +250,16 @@ impl Environment {
         timeout: Duration,
     ) -> Result<F::Item> {
         self.checkable(filter)?;
+        let mut scanned = 0;
         let found = self
             .shared
             .wait_until(timeout, |s| {
-                let first = s
-                    .traffic
+                // Only the events that arrived since the last look (see `expect_at`).
+                let first = s.traffic[scanned..]
                     .iter()
                     .filter_map(F::Item::from_event)
                     .find(|item| filter.matches(item));
+                scanned = s.traffic.len();
                 match first {
                     Some(item) => Some(Ok(item)),
                     None => self.ended(&s.phase).map(Err),
@@ -334,13 +336,16 @@ impl Environment {
         caller: &'static Location<'static>,
     ) -> Result<Vec<F::Item>> {
         self.checkable(filter)?;
+        // Each wake-up looks only at the events that arrived since the last one: converting
+        // an event copies its captured bodies.
+        let (mut scanned, mut n) = (0, 0);
         let enough = |s: &shared::State| {
-            let n = s
-                .traffic
+            n += s.traffic[scanned..]
                 .iter()
                 .filter_map(F::Item::from_event)
                 .filter(|item| filter.matches(item))
                 .count();
+            scanned = s.traffic.len();
             (n >= count || self.ended(&s.phase).is_some()).then_some(())
         };
         if count > 0 {
