@@ -170,6 +170,7 @@ async fn teardown(
         }
     };
     if let Some(kept_for) = kept_for {
+        let funcs = shared.lock().funcs.len();
         stop_local(&shared);
         // A last keepalive, so the environment stays a whole TTL from now rather than from
         // the keepalive task's last beat. Best effort: rigd's TTL ends it either way.
@@ -185,7 +186,7 @@ async fn teardown(
             kept_for: Some(kept_for),
             ..DownReport::default()
         };
-        eprintln!("{}", kept_text(&shared.name, &report));
+        eprintln!("{}", kept_text(&shared.name, &report, funcs));
         return Ok(report);
     }
     let options = delete_options(ending, &|key| std::env::var(key).ok());
@@ -214,11 +215,17 @@ async fn teardown(
 }
 
 /// What a drop prints about an environment it leaves running.
-fn kept_text(name: &str, report: &DownReport) -> String {
+fn kept_text(name: &str, report: &DownReport, funcs: usize) -> String {
     let minutes = report.kept_for.unwrap_or_default().as_secs_f64() / 60.0;
+    // They ran in the test process, which is ending.
+    let stopped = match funcs {
+        0 => String::new(),
+        1 => "; its in-test (func) service stopped with the test".to_string(),
+        n => format!("; its {n} in-test (func) services stopped with the test"),
+    };
     format!(
         "rig: environment {name:?} ({id}) left running for {minutes:.1} min without a client \
-         (keep_for / RIG_TTL); `rig ps` lists it, `rig traffic --follow` watches it, \
+         (keep_for / RIG_TTL){stopped}; `rig ps` lists it, `rig traffic --follow` watches it, \
          `rig down {id}` ends it",
         id = report.id
     )
@@ -294,6 +301,23 @@ mod tests {
                 .find(|(key, _)| *key == k)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    #[test]
+    fn a_kept_environment_says_its_funcs_stopped_with_the_test() {
+        let report = DownReport {
+            id: "x1".into(),
+            kept_for: Some(Duration::from_secs(120)),
+            ..DownReport::default()
+        };
+        assert_eq!(
+            kept_text("e", &report, 0),
+            "rig: environment \"e\" (x1) left running for 2.0 min without a client (keep_for / \
+             RIG_TTL); `rig ps` lists it, `rig traffic --follow` watches it, `rig down x1` ends it"
+        );
+        assert!(kept_text("e", &report, 2).contains(
+            "(keep_for / RIG_TTL); its 2 in-test (func) services stopped with the test;"
+        ));
     }
 
     #[test]
