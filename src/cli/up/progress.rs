@@ -42,6 +42,9 @@ pub struct Progress {
     first: Option<Timestamp>,
     up: bool,
     tearing_down: bool,
+    /// `environment.destroying` arrived without [`Progress::set_tearing_down`]: rig down, the
+    /// TTL or rigd shutting down is tearing the environment down.
+    torn_down_elsewhere: bool,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +107,7 @@ impl Progress {
             first: None,
             up: false,
             tearing_down: false,
+            torn_down_elsewhere: false,
         };
         for name in service_names {
             progress.color_of(name);
@@ -218,10 +222,13 @@ impl Progress {
                 }
                 vec![self.line_free(Mark::Failed, &event.error)]
             }
-            EventType::EnvironmentDestroying if !self.tearing_down => vec![self.line_free(
-                Mark::Warn,
-                "the environment is being torn down (by rig down, its TTL or rigd shutting down)",
-            )],
+            EventType::EnvironmentDestroying if !self.tearing_down => {
+                self.torn_down_elsewhere = true;
+                vec![self.line_free(
+                    Mark::Warn,
+                    "the environment is being torn down (by rig down, its TTL or rigd shutting down)",
+                )]
+            }
             EventType::EnvironmentUp => self.environment_up(event),
             EventType::EnvironmentDown => self.environment_down(event),
             EventType::TestNote => {
@@ -322,7 +329,8 @@ impl Progress {
     }
 
     fn environment_down(&mut self, event: &Event) -> Vec<String> {
-        if self.tearing_down && event.message.is_empty() {
+        // A teardown, ours or another's, is no surprise; `rig up` says whose it was.
+        if (self.tearing_down || self.torn_down_elsewhere) && event.message.is_empty() {
             return Vec::new();
         }
         let mut lines = vec![String::new()];

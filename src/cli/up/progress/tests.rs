@@ -426,6 +426,16 @@ fn environment_down_prints_the_failure_summary() {
 }
 
 #[test]
+fn a_teardown_by_someone_else_is_announced_not_called_unexpected() {
+    let mut p = progress(&["api"]);
+    assert_eq!(
+        p.render(&ev(EventType::EnvironmentDestroying, "", 0)),
+        ["  ! the environment is being torn down (by rig down, its TTL or rigd shutting down)"]
+    );
+    assert!(p.render(&ev(EventType::EnvironmentDown, "", 10)).is_empty());
+}
+
+#[test]
 fn teardown_shows_stops_and_no_surprise() {
     let mut p = progress(&["api"]);
     assert!(p
