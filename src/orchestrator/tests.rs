@@ -398,6 +398,33 @@ async fn output_caused_by_stopping_a_service_that_was_not_ready_is_not_its_last_
     inst.teardown(TeardownOptions::default()).await;
 }
 
+/// A config of the wrong shape is named as the spec writes it, not by its Rust type.
+#[tokio::test]
+async fn a_process_config_that_is_not_an_object_shows_the_expected_shape() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    let inst = orch
+        .create(spec(json!({"name": "bad-config", "services": {
+            "app": {"type": "process", "config": "./server"}
+        }})))
+        .unwrap();
+    wait_for(&inst, EventType::EnvironmentDown).await;
+    let events = inst.log().lifecycle_events();
+    let failed = events
+        .iter()
+        .find(|e| e.event_type == EventType::ServiceFailed)
+        .expect("service.failed");
+    assert!(
+        failed.error.starts_with(
+            "invalid process config: expected an object like {\"command\": \"./server\", "
+        ),
+        "{}",
+        failed.error
+    );
+    assert!(failed.error.ends_with(", got a string"), "{}", failed.error);
+    inst.teardown(TeardownOptions::default()).await;
+}
+
 #[tokio::test]
 async fn hooks_and_client_start_are_callbacks_answered_by_the_client() {
     let dir = tempdir();

@@ -12,6 +12,8 @@
 use rig_types::{CallbackResponse, Event, EventType, LogStream};
 use serde::{Deserialize, Deserializer};
 
+use crate::services::config::json_kind;
+
 /// The body of a client event, every field optional.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ClientEvent {
@@ -118,18 +120,6 @@ impl ClientEvent {
             ))),
             _ => Err(UnknownType(self.event_type)),
         }
-    }
-}
-
-/// What kind of JSON value `value` is, with its article.
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
     }
 }
 

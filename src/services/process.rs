@@ -18,7 +18,7 @@ use rig_types::LogStream;
 use serde::Deserialize;
 use tokio::process::{Child, Command};
 
-use super::{RunContext, RunFuture, ServiceError, ServiceType};
+use super::{config, RunContext, RunFuture, ServiceError, ServiceType};
 use crate::wiring::expand_templates;
 
 /// The `process` service type.
@@ -41,11 +41,11 @@ impl ServiceType for Process {
 }
 
 async fn run(ctx: RunContext) -> Result<(), ServiceError> {
-    let config: ProcessConfig = match &ctx.spec.config {
-        Some(c) => serde_json::from_value(c.clone())
-            .map_err(|e| ServiceError::new(format!("invalid process config: {e}")))?,
-        None => ProcessConfig::default(),
-    };
+    let config: ProcessConfig = config::decode(
+        ctx.spec.config.as_ref(),
+        "process config",
+        r#"{"command": "./server", "dir": "<working directory>", "env": {"NAME": "value"}}"#,
+    )?;
     if config.command.is_empty() {
         return Err(ServiceError::new(
             "process config needs \"command\": the program to run (a path or a name on PATH)",
