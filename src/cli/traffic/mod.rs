@@ -174,8 +174,9 @@ pub fn run(args: Args) -> CmdResult {
             Out.line("[]");
         } else {
             eprint_line(format!(
-                "No traffic events found in {} (is observe off in the spec?).",
-                path.display()
+                "No traffic events found in {} ({}).",
+                path.display(),
+                why_no_traffic(&log.events)
             ));
         }
         return Ok(EXIT_OK);
@@ -313,9 +314,39 @@ pub fn parse_details(values: &[&str]) -> Result<Vec<Index>, CliError> {
     Ok(out)
 }
 
+/// Why a run has no traffic events, as far as its events tell: proxies ran (observe was on)
+/// but saw nothing, or none ran.
+fn why_no_traffic(events: &[rig_types::Event]) -> &'static str {
+    if events.iter().any(|e| e.service.contains("~proxy~")) {
+        "its proxies ran but recorded no request or connection"
+    } else {
+        "no proxy ran: observe is off in the spec, or the run ended before any proxy started"
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use rig_types::{Event, EventType};
+
     use super::*;
+
+    #[test]
+    fn the_no_traffic_hint_blames_observe_only_when_no_proxy_ran() {
+        let crashed = [
+            Event::for_service(EventType::ServiceStarting, "api"),
+            Event::for_service(EventType::ServiceReady, "api~proxy~~test"),
+            Event::for_service(EventType::ServiceFailed, "api"),
+        ];
+        assert_eq!(
+            why_no_traffic(&crashed),
+            "its proxies ran but recorded no request or connection"
+        );
+        let unobserved = [
+            Event::for_service(EventType::ServiceStarting, "api"),
+            Event::for_service(EventType::ServiceFailed, "api"),
+        ];
+        assert!(why_no_traffic(&unobserved).starts_with("no proxy ran: observe is off"));
+    }
 
     #[test]
     fn detail_values() {
