@@ -34,7 +34,8 @@ Arguments:
                    matches, the log so far of a running environment of that name
 
 Filters (all must match; a repeated or comma-separated filter matches any of its values):
-      --edge E       a→b or a->b (caller and callee), a→ or →b (one end), a (either end)
+      --edge E       a→b or 'a->b' (caller and callee; quoted, as a shell reads > as a
+                     redirection), a→ or →b (one end), a (either end)
       --slow DUR     latency at least DUR (Go duration: 5ms, 1.5s)
       --status S     5xx or 404 (HTTP), NotFound, NOT_FOUND or 5 (gRPC), error (failed
                      exchanges)
@@ -329,6 +330,36 @@ mod tests {
     use rig_types::{Event, EventType};
 
     use super::*;
+
+    /// Every `a->b` shown as something to type is quoted: unquoted, a shell reads `>` as a
+    /// redirection (and creates a file named `b`). In the help every `->` is such an example;
+    /// in the README, the values after `--edge`.
+    #[test]
+    fn edge_examples_are_quoted_for_the_shell() {
+        let quoted_at = |text: &str, at: usize| {
+            let start = text[..at]
+                .rfind(|c: char| c.is_whitespace() || c == '`')
+                .map_or(0, |i| i + 1);
+            text[start..].starts_with('\'')
+        };
+        for (at, _) in USAGE.match_indices("->") {
+            assert!(
+                quoted_at(USAGE, at),
+                "help: {:?}",
+                USAGE[..at].lines().last()
+            );
+        }
+        let readme = include_str!("../../../README.md");
+        for (at, flag) in readme.match_indices("--edge ") {
+            let value = &readme[at + flag.len()..];
+            let end = value.find(['`', '\n']).unwrap_or(value.len());
+            let value = &value[..end];
+            assert!(
+                !value.contains("->") || value.starts_with('\''),
+                "README.md: unquoted --edge {value}"
+            );
+        }
+    }
 
     #[test]
     fn the_no_traffic_hint_blames_observe_only_when_no_proxy_ran() {
