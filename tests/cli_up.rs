@@ -5,7 +5,8 @@
 //! dir on stdout; `dir` filled with the spec file's directory (the services' cwd) and
 //! `host_env` filled from rig's own environment; Ctrl-C tears down and exits 0; a crashing
 //! service prints the failure summary and exits 1; Ctrl-C before the environment is up exits
-//! 130 and the run is logged as failed; validation errors are listed one per line.
+//! 130 and the run is logged as failed; rigd shutting down is reported as such; validation
+//! errors are listed one per line.
 
 mod cli_support;
 
@@ -24,13 +25,27 @@ const PATIENCE: Duration = Duration::from_secs(30);
 struct Rigd {
     dir: RigDir,
     addr: String,
+    pid: u32,
 }
 
 impl Rigd {
     async fn start(name: &str) -> Rigd {
         let mut dir = RigDir::new(name);
-        let addr = dir.ensure().await.addr;
-        Rigd { dir, addr }
+        let server = dir.ensure().await;
+        let pid = server.spawned_pid.expect("a rigd started for this test");
+        Rigd {
+            dir,
+            addr: server.addr,
+            pid,
+        }
+    }
+
+    /// Sends `signal` to rigd.
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on the rigd this test started (reaped by `RigDir` on drop).
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, signal);
+        }
     }
 
     /// Writes `spec` to `<dir>/<sub>/spec.json` and returns its path.
@@ -272,6 +287,61 @@ async fn a_crashing_service_prints_the_summary_and_exits_one() {
     assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
     // With an ingress it can never pass its health check, so the environment never came up.
     assert!(!stdout.contains("is up"), "{stdout}");
+}
+
+/// rigd shutting down tears the environment down under `rig up`, which says so plainly and
+/// does not try to delete it from a rigd that is gone.
+#[tokio::test]
+async fn rigd_shutting_down_is_reported_without_a_delete() {
+    let rigd = Rigd::start("rigd-stops").await;
+    let spec = rigd.spec_file(
+        "stops",
+        r#"{"name": "it-stops", "services": {"worker": {
+            "type": "process",
+            "config": {"command": "sleep"},
+            "args": ["600"]
+        }}}"#,
+    );
+    let mut rig = rigd.rig_up(&spec, &[]);
+    rig.wait_for("press Ctrl-C to tear the environment down");
+    rigd.signal(libc::SIGTERM);
+    rig.wait_for("the environment is being torn down");
+    rig.wait_for("  ✗ rigd stopped: it tore environment \"it-stops\" (");
+    let (code, stdout, stderr) = rig.finish();
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stdout.contains("unexpectedly"), "{stdout}");
+    assert!(!stderr.contains("deleting environment"), "{stderr}");
+    assert!(!stderr.contains("cannot connect"), "{stderr}");
+}
+
+/// `rig down` from another terminal: `rig up` says the environment was torn down elsewhere.
+#[tokio::test]
+async fn rig_down_elsewhere_is_reported_as_such() {
+    let rigd = Rigd::start("down-elsewhere").await;
+    let spec = rigd.spec_file(
+        "elsewhere",
+        r#"{"name": "it-elsewhere", "services": {"worker": {
+            "type": "process",
+            "config": {"command": "sleep"},
+            "args": ["600"]
+        }}}"#,
+    );
+    let mut rig = rigd.rig_up(&spec, &[]);
+    rig.wait_for("press Ctrl-C to tear the environment down");
+    let down = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .args(["down", "it-elsewhere", "--server", &rigd.addr])
+        .env_remove("RIG_SERVER_ADDR")
+        .output()
+        .expect("run rig down");
+    assert!(down.status.success(), "{down:?}");
+    rig.wait_for("  ✗ environment \"it-elsewhere\" (");
+    let (code, stdout, stderr) = rig.finish();
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains(") was torn down by another client (rig down) or its TTL"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("unexpectedly"), "{stdout}");
 }
 
 #[tokio::test]

@@ -281,9 +281,16 @@ impl EventLog {
     /// Each `service.log` chunk has its trailing newlines trimmed and is split on `\n`, so an
     /// empty chunk counts as one empty line.
     pub fn service_log_tail(&self, service: &str, n: usize) -> String {
+        self.service_log_tail_before(service, n, u64::MAX)
+    }
+
+    /// [`EventLog::service_log_tail`] of the output `service` wrote before the event
+    /// `before_seq` was published (e.g. its `service.failed`): what it wrote after does not
+    /// count.
+    pub fn service_log_tail_before(&self, service: &str, n: usize, before_seq: u64) -> String {
         // The service's chunks, newest first, until they hold `n` lines: from memory, then,
         // when its output goes back further, from the spill file (read outside the lock).
-        let mut chunks = tail::Chunks::new(service, n);
+        let mut chunks = tail::Chunks::new(service, n, before_seq);
         let mut pos = {
             let stores = self.shared.stores.read();
             for event in stores.resident(StoreKind::Log).rev() {

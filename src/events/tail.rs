@@ -10,16 +10,20 @@ const LINE_PREFIX: &str = "  | ";
 /// A service's output chunks gathered newest first, until they hold the lines a tail needs.
 pub(crate) struct Chunks<'a> {
     service: &'a str,
+    /// Only chunks with a smaller `seq` count.
+    before_seq: u64,
     wanted: usize,
     lines: usize,
     newest_first: Vec<Arc<Event>>,
 }
 
 impl<'a> Chunks<'a> {
-    /// Gathers `service`'s chunks for its last `wanted` lines.
-    pub(crate) fn new(service: &'a str, wanted: usize) -> Chunks<'a> {
+    /// Gathers `service`'s chunks for its last `wanted` lines written before the event
+    /// `before_seq` (`u64::MAX`: all of them).
+    pub(crate) fn new(service: &'a str, wanted: usize, before_seq: u64) -> Chunks<'a> {
         Chunks {
             service,
+            before_seq,
             wanted,
             lines: 0,
             newest_first: Vec::new(),
@@ -29,7 +33,7 @@ impl<'a> Chunks<'a> {
     /// Takes `event`, the next older `service.log` event, if it is the service's; true once
     /// the chunks taken hold enough lines.
     pub(crate) fn add(&mut self, event: &Arc<Event>) -> bool {
-        if !self.enough() && event.service == self.service {
+        if !self.enough() && event.service == self.service && event.seq < self.before_seq {
             if let Some(log) = &event.log {
                 self.lines += chunk_lines(&log.data).count();
                 self.newest_first.push(Arc::clone(event));

@@ -228,7 +228,8 @@ struct Candidate {
 ///
 /// Collected: assertions (`test.note`); HTTP errors (status ≥ 400, readiness probes excluded)
 /// and gRPC errors (status other than `0`/`OK`) before `environment.destroying`; stderr before
-/// `environment.destroying` (split into lines, empty lines dropped, the last 20 per service);
+/// `environment.destroying` and before the service's own `service.failed` or
+/// `service.stopping` (split into lines, empty lines dropped, the last 20 per service);
 /// the first `service.failed` per service; the last stall; phases; dropped observations.
 ///
 /// Noise removal: a passed run keeps no traffic errors; otherwise errors before
@@ -276,6 +277,9 @@ struct Scan<'a> {
     /// the output does not depend on hashing.
     failed: BTreeSet<&'a str>,
     healthy: HashSet<&'a str>,
+    /// Services past their `service.failed` or `service.stopping`: what they write from then
+    /// on (a traceback of rigd's SIGINT, say) does not explain the failure.
+    ended: HashSet<&'a str>,
     /// Each service's progress until teardown began; injected services (`~test`, proxies)
     /// left out.
     progress: BTreeMap<&'a str, Progress<'a>>,
@@ -299,8 +303,12 @@ impl<'a> Scan<'a> {
             EventType::ServiceHealthy => {
                 self.healthy.insert(&e.service);
             }
+            EventType::ServiceStopping => {
+                self.ended.insert(&e.service);
+            }
             EventType::ServiceFailed => {
                 self.failed.insert(&e.service);
+                self.ended.insert(&e.service);
                 // Later failures of the same service are consequences (e.g. the readiness
                 // timeout that follows a crash).
                 if !self.failures.iter().any(|f| f.service == e.service) {
@@ -320,7 +328,9 @@ impl<'a> Scan<'a> {
                 }
             }
             EventType::ObservationsDropped => self.dropped = self.dropped.saturating_add(e.dropped),
-            EventType::ServiceLog if !self.destroying => {
+            EventType::ServiceLog
+                if !self.destroying && !self.ended.contains(e.service.as_str()) =>
+            {
                 if let Some(log) = e.log.as_ref().filter(|l| l.stream == LogStream::Stderr) {
                     self.keep_stderr(&e.service, &log.data);
                 }

@@ -231,6 +231,42 @@ fn traffic_and_stderr_after_destroying_are_ignored() {
     assert!(a.service_errors.is_empty());
 }
 
+/// A readiness failure: rigd stops the service with SIGINT, and what it prints then (a Python
+/// traceback) comes after its `service.failed`; the lines from before explain the failure.
+#[test]
+fn stderr_after_a_services_failure_or_stop_does_not_explain_it() {
+    let events =
+        run(vec![
+        svc(EventType::ServiceStarting, "web"),
+        svc(EventType::ServiceStarting, "db"),
+        stderr("web", "KeyError: 'DATABASE_URL'\n"),
+        stderr("db", "FATAL: role \"app\" does not exist\n"),
+        failed("web", "ingress \"default\": readiness check failed after 3s"),
+        stderr(
+            "web",
+            "Traceback (most recent call last):\n  File \"app.py\", line 9\nKeyboardInterrupt\n",
+        ),
+        svc(EventType::EnvironmentFailing, "web")
+            .with_error("service \"web\": readiness check failed after 3s"),
+        svc(EventType::ServiceStopping, "db"),
+        stderr("db", "LOG: received fast shutdown request\n"),
+        svc(EventType::EnvironmentFailing, "db").with_error("service \"db\": stop timed out"),
+    ]);
+    let a = analyze(&events, Outcome::Crashed);
+    let lines: Vec<(&str, &str)> = a
+        .service_errors
+        .iter()
+        .map(|l| (l.service.as_str(), l.data.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("db", "FATAL: role \"app\" does not exist"),
+            ("web", "KeyError: 'DATABASE_URL'"),
+        ]
+    );
+}
+
 #[test]
 fn without_environment_up_errors_to_services_that_became_healthy_are_dropped() {
     let events = run(vec![
@@ -420,8 +456,8 @@ fn a_run_torn_down_before_it_was_up_names_the_services_that_were_not_ready() {
 fn sections_come_in_priority_order_with_their_own_caps() {
     let mut tail = Vec::new();
     for i in 0..7 {
-        tail.push(failed(&format!("svc{i}"), "exit status 1"));
         tail.push(stderr(&format!("svc{i}"), &format!("line of svc{i}\n")));
+        tail.push(failed(&format!("svc{i}"), "exit status 1"));
     }
     for i in 0..9 {
         tail.push(http("api", "GET", &format!("/e{i}"), 500, ""));

@@ -9,7 +9,9 @@
 //!    probe), `service.healthy`, init hooks (`service.init`), `service.ready`, and for the
 //!    injected `~test` node `environment.up`;
 //! 6. whatever happened: the type releases what it prepared, `service.stopping` (when told
-//!    to stop) or `service.failed`, then always `service.stopped`.
+//!    to stop) or `service.failed`, then always `service.stopped`. A failed readiness check or
+//!    init hook publishes `service.failed` before the runner is stopped (upstream: after), so
+//!    the output the stop provokes follows it.
 //!
 //! The runner exiting for any reason before the service is told to stop is a failure, even
 //! with status 0: services run until the environment is torn down.
@@ -91,6 +93,8 @@ enum Ended {
     CancelledEarly,
     /// Failed.
     Failed(String),
+    /// Failed, and `service.failed` was already published (before rigd stopped the runner).
+    FailedReported(String),
 }
 
 /// Runs the service's lifecycle and publishes its terminal events. Returns the failure, if
@@ -107,13 +111,18 @@ pub(super) async fn run_service(task: ServiceTask) -> Result<(), String> {
         }
         Ended::StopTimedOut(err) => Err(err),
         Ended::Failed(err) => {
-            task.instance
-                .emit(Event::for_service(EventType::ServiceFailed, &task.name).with_error(&err));
+            emit_failed(&task, &err);
             Err(err)
         }
+        Ended::FailedReported(err) => Err(err),
     };
     task.emit(EventType::ServiceStopped);
     result
+}
+
+fn emit_failed(task: &ServiceTask, error: &str) {
+    task.instance
+        .emit(Event::for_service(EventType::ServiceFailed, &task.name).with_error(error));
 }
 
 /// Runs `fut` unless the service is told to stop first.
@@ -341,9 +350,12 @@ async fn run_group(task: &ServiceTask, started: Started) -> Ended {
             Err(e) => e.to_string(),
         }),
         Err(err) = &mut lifecycle => {
+            // Published before the runner is stopped, so what the service writes as it stops
+            // (a traceback of the SIGINT, say) comes after it and is not taken to explain it.
+            emit_failed(task, &err);
             run_cancel.cancel();
             let _ = tokio::time::timeout(shutdown, &mut runner).await;
-            Ended::Failed(err)
+            Ended::FailedReported(err)
         }
     }
 }

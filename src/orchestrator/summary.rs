@@ -49,7 +49,8 @@ pub fn down_summary(log: &EventLog) -> String {
             continue;
         }
         seen.push(&e.service);
-        let tail = log.service_log_tail(&e.service, LOG_TAIL_LINES);
+        let until = output_cutoff(&events, &e.service);
+        let tail = log.service_log_tail_before(&e.service, LOG_TAIL_LINES, until);
         if !tail.is_empty() {
             let _ = write!(out, "\n\n  {} output:\n{tail}", e.service);
         }
@@ -69,6 +70,21 @@ pub fn down_summary(log: &EventLog) -> String {
         }
     }
     out
+}
+
+/// The `seq` of the first event after which `service`'s output no longer explains its
+/// failure: its `service.failed` or `service.stopping`, or `environment.destroying` (what it
+/// writes while rigd stops it, a traceback of the SIGINT say, would push out the lines that
+/// do). `u64::MAX` when there is none.
+fn output_cutoff(events: &[Arc<Event>], service: &str) -> u64 {
+    events
+        .iter()
+        .find(|e| match e.event_type {
+            EventType::ServiceFailed | EventType::ServiceStopping => e.service == service,
+            EventType::EnvironmentDestroying => true,
+            _ => false,
+        })
+        .map_or(u64::MAX, |e| e.seq)
 }
 
 fn in_timeline(e: &Event) -> bool {
@@ -184,6 +200,66 @@ mod tests {
         .join("\n");
         assert_eq!(summary, expected);
         assert!(!summary.contains("service.stopping") && !summary.contains("service.stopped"));
+    }
+
+    /// A readiness failure: rigd's SIGINT makes the service print a traceback after its
+    /// `service.failed`; the lines from before explain the failure.
+    #[test]
+    fn output_after_the_failure_is_not_the_failed_services_last_output() {
+        let log = EventLog::new();
+        log.publish(Event::for_service(EventType::ServiceStarting, "web"));
+        log.publish(Event::log(
+            "web",
+            LogStream::Stderr,
+            "KeyError: 'DATABASE_URL'\nserving on port 9999 instead\n",
+        ));
+        log.publish(
+            Event::for_service(EventType::ServiceFailed, "web")
+                .with_error("readiness check failed after 3s"),
+        );
+        log.publish(Event::log(
+            "web",
+            LogStream::Stderr,
+            "Traceback (most recent call last):\n  File \"app.py\", line 9\n    \
+             time.sleep(1)\nKeyboardInterrupt\n",
+        ));
+        let mut failing = Event::for_service(EventType::EnvironmentFailing, "web");
+        failing.error = "service \"web\": readiness check failed after 3s".into();
+        log.publish(failing);
+
+        let summary = down_summary(&log);
+        assert!(
+            summary.contains(
+                "  web output:\n  | KeyError: 'DATABASE_URL'\n  | serving on port 9999 instead\n\n"
+            ),
+            "{summary}"
+        );
+        assert!(!summary.contains("KeyboardInterrupt"), "{summary}");
+    }
+
+    /// Output written once the service was told to stop, or the environment began to be torn
+    /// down, does not explain a failure either.
+    #[test]
+    fn output_after_stopping_or_destroying_is_left_out() {
+        for stop in [
+            Event::for_service(EventType::ServiceStopping, "db"),
+            Event::new(EventType::EnvironmentDestroying),
+        ] {
+            let log = EventLog::new();
+            log.publish(Event::log("db", LogStream::Stderr, "disk full\n"));
+            log.publish(stop.clone());
+            log.publish(Event::log("db", LogStream::Stderr, "shutting down\n"));
+            let mut failing = Event::for_service(EventType::EnvironmentFailing, "db");
+            failing.error = "service \"db\": did not exit in time".into();
+            log.publish(failing);
+
+            let summary = down_summary(&log);
+            assert!(
+                summary.contains("  db output:\n  | disk full\n"),
+                "{stop:?}: {summary}"
+            );
+            assert!(!summary.contains("shutting down"), "{stop:?}: {summary}");
+        }
     }
 
     #[test]

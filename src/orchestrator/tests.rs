@@ -352,6 +352,79 @@ async fn readiness_timeout_reports_the_last_error() {
     inst.teardown(TeardownOptions::default()).await;
 }
 
+/// A service that fails its readiness check is stopped (SIGINT) by rigd; what it prints as it
+/// stops comes after its `service.failed`, so the failure summary shows what it said before.
+#[tokio::test]
+async fn output_caused_by_stopping_a_service_that_was_not_ready_is_not_its_last_output() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    let mut app = sh(
+        "trap 'echo interrupted by rigd >&2; exit 1' INT; echo cannot bind: no config >&2; \
+         while :; do sleep 0.05; done",
+    );
+    app["ingresses"] = json!({"default": {"protocol": "http", "ready": {"timeout": "300ms"}}});
+    let inst = orch
+        .create(spec(json!({"name": "not-ready", "services": {"app": app}})))
+        .unwrap();
+    let down = wait_for(&inst, EventType::EnvironmentDown).await;
+    let output = inst.log().events();
+    let failed = output
+        .iter()
+        .find(|e| e.event_type == EventType::ServiceFailed)
+        .expect("service.failed");
+    let interrupted = output
+        .iter()
+        .find(|e| {
+            e.log
+                .as_ref()
+                .is_some_and(|l| l.data.contains("interrupted by rigd"))
+        })
+        .expect("the service's output as it was stopped");
+    assert!(
+        interrupted.seq > failed.seq,
+        "service.failed is published before rigd stops the service"
+    );
+    assert!(
+        down.message
+            .contains("  app output:\n  | cannot bind: no config"),
+        "{}",
+        down.message
+    );
+    assert!(
+        !down.message.contains("interrupted by rigd"),
+        "{}",
+        down.message
+    );
+    inst.teardown(TeardownOptions::default()).await;
+}
+
+/// A config of the wrong shape is named as the spec writes it, not by its Rust type.
+#[tokio::test]
+async fn a_process_config_that_is_not_an_object_shows_the_expected_shape() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    let inst = orch
+        .create(spec(json!({"name": "bad-config", "services": {
+            "app": {"type": "process", "config": "./server"}
+        }})))
+        .unwrap();
+    wait_for(&inst, EventType::EnvironmentDown).await;
+    let events = inst.log().lifecycle_events();
+    let failed = events
+        .iter()
+        .find(|e| e.event_type == EventType::ServiceFailed)
+        .expect("service.failed");
+    assert!(
+        failed.error.starts_with(
+            "invalid process config: expected an object like {\"command\": \"./server\", "
+        ),
+        "{}",
+        failed.error
+    );
+    assert!(failed.error.ends_with(", got a string"), "{}", failed.error);
+    inst.teardown(TeardownOptions::default()).await;
+}
+
 #[tokio::test]
 async fn hooks_and_client_start_are_callbacks_answered_by_the_client() {
     let dir = tempdir();

@@ -4,6 +4,10 @@ use std::fmt;
 
 use rig_types::{Protocol, ReadySpec};
 
+/// Every `ready.type` a spec may give: upstream's `tcp`, `http` and `grpc`, and rig-rs's
+/// `postgres`, `redis` and `kafka`. Validation refuses any other value.
+pub const READY_TYPES: &[&str] = &["tcp", "http", "grpc", "postgres", "redis", "kafka"];
+
 /// The kind of readiness probe run against an ingress.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeKind {
@@ -28,11 +32,10 @@ pub enum ProbeKind {
 }
 
 impl ProbeKind {
-    /// Chooses the probe for an ingress (upstream rule): `ready.type` when set (`tcp`, `http`,
-    /// `grpc`, and rig-rs's `postgres`, `redis` and `kafka`; any other value means TCP),
-    /// otherwise the
-    /// ingress protocol (`http` → HTTP, `grpc` → gRPC, `tcp`, `kafka` and unknown protocols →
-    /// TCP).
+    /// Chooses the probe for an ingress (upstream rule): `ready.type` when set (one of
+    /// [`READY_TYPES`]; upstream reads any other value as TCP, and so does this, but
+    /// validation refuses such a spec), otherwise the ingress protocol (`http` → HTTP, `grpc`
+    /// → gRPC, `tcp`, `kafka` and unknown protocols → TCP).
     ///
     /// The HTTP path is `ready.path`, defaulting to `/`; a path without a leading `/` gets one,
     /// so `health` probes `/health` rather than producing an invalid URL on every attempt.

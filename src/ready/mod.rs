@@ -38,6 +38,6 @@ mod probe;
 mod tcp;
 
 pub use error::ProbeError;
-pub use kind::ProbeKind;
+pub use kind::{ProbeKind, READY_TYPES};
 pub use poll::{poll, poll_hinted, Hint, PollSettings, ReadinessError};
 pub use probe::{probe, PROBE_HEADER, PROBE_USER_AGENT};

@@ -12,6 +12,8 @@
 use rig_types::{CallbackResponse, Event, EventType, LogStream};
 use serde::{Deserialize, Deserializer};
 
+use crate::services::config::json_kind;
+
 /// The body of a client event, every field optional.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ClientEvent {
@@ -69,9 +71,21 @@ impl std::fmt::Display for UnknownType {
 impl std::error::Error for UnknownType {}
 
 impl ClientEvent {
-    /// Decodes a request body.
-    pub(crate) fn decode(body: &[u8]) -> Result<ClientEvent, serde_json::Error> {
-        serde_json::from_slice(body)
+    /// Decodes a request body, which must be one JSON object; the error says what to send.
+    pub(crate) fn decode(body: &[u8]) -> Result<ClientEvent, String> {
+        let first = body.iter().find(|b| !b" \t\r\n".contains(b));
+        if first != Some(&b'{') {
+            // Serde would read an array as the struct's fields in order, and name the struct.
+            let got = match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(value) => json_kind(&value).to_string(),
+                Err(e) => format!("invalid JSON ({e})"),
+            };
+            return Err(format!(
+                "expected a JSON object like {{\"type\": \"test.note\", \"error\": \"...\"}}, \
+                 got {got}"
+            ));
+        }
+        serde_json::from_slice(body).map_err(|e| e.to_string())
     }
 
     /// The action this event asks for.
@@ -179,6 +193,31 @@ mod tests {
         assert_eq!(event.event_type, EventType::TestNote);
         assert_eq!(event.service, "");
         assert_eq!(event.error, "x_test.go:3: bad");
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_refused_as_such() {
+        for (body, got) in [
+            ("[]", "an array"),
+            (" [{\"type\": \"test.note\"}]", "an array"),
+            ("\"test.note\"", "a string"),
+            ("3", "a number"),
+            ("null", "null"),
+            (
+                "",
+                "invalid JSON (EOF while parsing a value at line 1 column 0)",
+            ),
+        ] {
+            assert_eq!(
+                ClientEvent::decode(body.as_bytes()).unwrap_err(),
+                format!(
+                    "expected a JSON object like {{\"type\": \"test.note\", \"error\": \"...\"}}, \
+                     got {got}"
+                ),
+                "{body:?}"
+            );
+        }
+        assert!(ClientEvent::decode(b"\n {\"type\": \"test.note\"}").is_ok());
     }
 
     #[test]

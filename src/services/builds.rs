@@ -35,15 +35,17 @@ fn build_env(host_env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     env
 }
 
+/// Example `cargo` config, for errors.
+const CARGO_SHAPE: &str = r#"{"path": "<package dir>", "bin": "...", "profile": "release", "features": ["..."], "env": {"NAME": "value"}}"#;
+/// Example `go` config, for errors.
+const GO_SHAPE: &str = r#"{"module": "<module dir, or path@version>", "env": {"NAME": "value"}}"#;
+
 fn decode<T: for<'de> Deserialize<'de> + Default>(
     kind: &str,
     config: Option<&serde_json::Value>,
 ) -> Result<T, ServiceError> {
-    match config {
-        Some(c) => serde_json::from_value(c.clone())
-            .map_err(|e| ServiceError::new(format!("invalid {kind} config: {e}"))),
-        None => Ok(T::default()),
-    }
+    let shape = if kind == "go" { GO_SHAPE } else { CARGO_SHAPE };
+    super::config::decode(config, &format!("{kind} config"), shape)
 }
 
 fn cargo_build(

@@ -11,7 +11,7 @@ use super::{RunContext, RunFuture, ServiceError, ServiceType};
 /// The `client` service type.
 pub struct Client;
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct ClientConfig {
     #[serde(default)]
     start_handler: String,
@@ -20,13 +20,11 @@ struct ClientConfig {
 impl ServiceType for Client {
     fn run(&self, ctx: RunContext) -> RunFuture {
         Box::pin(async move {
-            let config: ClientConfig = match &ctx.spec.config {
-                Some(c) => serde_json::from_value(c.clone())
-                    .map_err(|e| ServiceError::new(format!("invalid client config: {e}")))?,
-                None => ClientConfig {
-                    start_handler: String::new(),
-                },
-            };
+            let config: ClientConfig = super::config::decode(
+                ctx.spec.config.as_ref(),
+                "client config",
+                r#"{"start_handler": "<the function the SDK registered>"}"#,
+            )?;
             if config.start_handler.is_empty() {
                 return Err(ServiceError::new(
                     "client service needs config.start_handler: the name of the function the SDK registered",

@@ -60,11 +60,11 @@ pub(crate) struct ContainerConfig {
 }
 
 fn decode(config: Option<&serde_json::Value>) -> Result<ContainerConfig, ServiceError> {
-    let config: ContainerConfig = match config {
-        Some(c) => serde_json::from_value(c.clone())
-            .map_err(|e| ServiceError::new(format!("invalid container config: {e}")))?,
-        None => ContainerConfig::default(),
-    };
+    let config: ContainerConfig = super::config::decode(
+        config,
+        "container config",
+        r#"{"image": "nginx:1.27", "cmd": ["arg", ...], "env": {"NAME": "value"}}"#,
+    )?;
     if config.image.is_empty() {
         return Err(ServiceError::new(
             "container config needs \"image\": the image to run (e.g. \"nginx:1.27\")",
@@ -298,13 +298,17 @@ pub(crate) async fn run_image(
 }
 
 fn exec_command(config: Option<&serde_json::Value>) -> Result<Vec<String>, String> {
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     struct ExecHook {
         #[serde(default)]
         command: Vec<String>,
     }
-    let hook: ExecHook = serde_json::from_value(config.cloned().unwrap_or_default())
-        .map_err(|e| format!("container init: invalid exec hook config: {e}"))?;
+    let hook: ExecHook = super::config::decode(
+        config,
+        "exec hook config",
+        r#"{"command": ["program", "arg", ...]}"#,
+    )
+    .map_err(|e| format!("container init: {e}"))?;
     if hook.command.is_empty() {
         return Err("container init: exec hook command is empty".to_string());
     }

@@ -343,12 +343,11 @@ impl CommonConfig {
     ) -> Result<CommonConfig, ServiceError> {
         match config {
             None => Ok(CommonConfig::default()),
-            Some(value) => CommonConfig::deserialize(value).map_err(|e| {
-                ServiceError::new(format!(
-                    "invalid {type_name} config: {e} (\"backend\" is \"native\", \"container\" \
-                     or \"auto\")"
-                ))
-            }),
+            Some(value) => super::config::decode(
+                Some(value),
+                &format!("{type_name} config"),
+                r#"{"backend": "native" | "container" | "auto", "image": "...", "version": "..."}"#,
+            ),
         }
     }
 }
@@ -398,26 +397,17 @@ impl<B: Backend> Leases<B> {
 
 /// The command of an `exec` init hook: `{"command": ["program", "arg", ...]}`.
 pub fn exec_command(type_name: &str, ctx: &HookContext) -> Result<Vec<String>, ServiceError> {
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     struct ExecHook {
         #[serde(default)]
         command: Vec<String>,
     }
-    let config: ExecHook = ctx
-        .hook
-        .config
-        .clone()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| {
-            ServiceError::new(format!(
-                "{type_name} init: invalid exec hook config: {e} (expected {{\"command\": \
-                 [\"program\", \"arg\", ...]}})"
-            ))
-        })?
-        .unwrap_or(ExecHook {
-            command: Vec::new(),
-        });
+    let config: ExecHook = super::config::decode(
+        ctx.hook.config.as_ref(),
+        "exec hook config",
+        r#"{"command": ["program", "arg", ...]}"#,
+    )
+    .map_err(|e| ServiceError::new(format!("{type_name} init: {e}")))?;
     if config.command.is_empty() {
         return Err(ServiceError::new(format!(
             "{type_name} init: exec hook command is empty"

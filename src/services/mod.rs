@@ -6,6 +6,7 @@
 
 mod builds;
 mod client;
+pub(crate) mod config;
 mod container;
 pub mod infra;
 pub mod kafka;

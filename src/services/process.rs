@@ -18,7 +18,7 @@ use rig_types::LogStream;
 use serde::Deserialize;
 use tokio::process::{Child, Command};
 
-use super::{RunContext, RunFuture, ServiceError, ServiceType};
+use super::{config, RunContext, RunFuture, ServiceError, ServiceType};
 use crate::wiring::expand_templates;
 
 /// The `process` service type.
@@ -41,11 +41,11 @@ impl ServiceType for Process {
 }
 
 async fn run(ctx: RunContext) -> Result<(), ServiceError> {
-    let config: ProcessConfig = match &ctx.spec.config {
-        Some(c) => serde_json::from_value(c.clone())
-            .map_err(|e| ServiceError::new(format!("invalid process config: {e}")))?,
-        None => ProcessConfig::default(),
-    };
+    let config: ProcessConfig = config::decode(
+        ctx.spec.config.as_ref(),
+        "process config",
+        r#"{"command": "./server", "dir": "<working directory>", "env": {"NAME": "value"}}"#,
+    )?;
     if config.command.is_empty() {
         return Err(ServiceError::new(
             "process config needs \"command\": the program to run (a path or a name on PATH)",
@@ -277,7 +277,8 @@ fn spawn_error(
     env: &BTreeMap<String, String>,
     error: &std::io::Error,
 ) -> String {
-    let program = program.display();
+    let path = program;
+    let program = path.display();
     // The kernel says "No such file or directory" for a missing working directory too,
     // which would blame the program.
     if let Some(dir) = dir.filter(|dir| !dir.is_dir()) {
@@ -286,6 +287,22 @@ fn spawn_error(
              spec's \"dir\")",
             dir.display()
         );
+    }
+    // The kernel says "Permission denied" for a directory and for a file without an execute
+    // bit alike.
+    if error.kind() == std::io::ErrorKind::PermissionDenied {
+        if path.is_dir() {
+            return format!(
+                "start {program}: it is a directory, not a program (\"command\" must name an \
+                 executable file)"
+            );
+        }
+        if path.is_file() && !is_executable(path) {
+            return format!(
+                "start {program}: the file is not executable (make it so with chmod +x, or run \
+                 it through its interpreter: \"command\": \"sh\", \"args\": [...])"
+            );
+        }
     }
     // "Argument list too long" blames the arguments; with rig's wiring it is usually one
     // variable (`RIG_WIRING` of a large environment) over the kernel's limit for a single
@@ -333,6 +350,34 @@ mod tests {
         );
         assert!(
             message.ends_with("the largest variable is RIG_WIRING (204811 bytes)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_directory_or_a_file_without_execute_bit_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = BTreeMap::new();
+        let error = spawn(dir.path(), &[], None, &env).expect_err("a directory cannot run");
+        let message = spawn_error(dir.path(), None, &[], &env, &error);
+        assert_eq!(
+            message,
+            format!(
+                "start {}: it is a directory, not a program (\"command\" must name an executable \
+                 file)",
+                dir.path().display()
+            )
+        );
+
+        let script = dir.path().join("run.sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let error = spawn(&script, &[], None, &env).expect_err("not executable");
+        let message = spawn_error(&script, None, &[], &env, &error);
+        assert!(
+            message.starts_with(&format!(
+                "start {}: the file is not executable (make it so with chmod +x",
+                script.display()
+            )),
             "{message}"
         );
     }

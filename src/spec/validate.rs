@@ -15,6 +15,8 @@
 //!   egresses) of a service must not give the same variables (`a-b` and `a_b`);
 //! * `callback_timeout`, `ready.timeout` and `ready.interval` must not be negative (they fell
 //!   back to their defaults, as if left out);
+//! * `ready.type` must be one of [`READY_TYPES`] (upstream reads any other value, a typo such as
+//!   `htpp` included, as a TCP check, and then ignores `ready.path`);
 //! * ingress attribute templates may only use `${HOST}`, `${PORT}` and `${HOSTPORT}` (upstream
 //!   finds out when it resolves them, after the service started);
 //! * `injected: true` is reserved for those generated nodes. Upstream lets a client send it,
@@ -28,6 +30,7 @@ use rig_types::{Environment, GoDuration, Service};
 use super::defaults::resolve_defaults;
 use super::go_quote;
 use super::transform::TEST_NODE;
+use crate::ready::READY_TYPES;
 use crate::wiring::env::to_env_prefix;
 
 /// Every service type a spec may name: upstream's set plus `cargo`.
@@ -171,6 +174,9 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
             errors.push(format!("{at}: {error}"));
         }
         if let Some(ready) = &ingress.ready {
+            if let Some(problem) = ready_type_problem(&ready.probe_type) {
+                errors.push(format!("{at}: {problem}"));
+            }
             for (field, value) in [("timeout", ready.timeout), ("interval", ready.interval)] {
                 if value.to_std().is_none() {
                     errors.push(format!(
@@ -382,6 +388,23 @@ fn egress_target_problem(
 /// Errors found before "did you mean" hints stop being computed: a spec with this many
 /// problems has more than a typo, and a hint costs a comparison with every service name.
 const SUGGESTING_ERRORS: usize = 20;
+
+/// Why `probe_type` is not a `ready.type` rigd knows, with the closest one when there is one;
+/// `None` when it is known or empty (the ingress protocol's check).
+fn ready_type_problem(probe_type: &str) -> Option<String> {
+    if probe_type.is_empty() || READY_TYPES.contains(&probe_type) {
+        return None;
+    }
+    let hint = suggest(probe_type, READY_TYPES.iter().copied())
+        .map(|s| format!("did you mean {}? ", go_quote(s)))
+        .unwrap_or_default();
+    Some(format!(
+        "unknown ready.type {} ({hint}must be one of: {}; leave it out to check by the \
+         ingress protocol)",
+        go_quote(probe_type),
+        READY_TYPES.join(", ")
+    ))
+}
 
 /// Names longer than this are neither given nor suggested as hints (no valid name is).
 const MAX_HINTED_NAME: usize = 2 * MAX_NAME;

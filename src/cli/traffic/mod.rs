@@ -34,7 +34,8 @@ Arguments:
                    matches, the log so far of a running environment of that name
 
 Filters (all must match; a repeated or comma-separated filter matches any of its values):
-      --edge E       a→b or a->b (caller and callee), a→ or →b (one end), a (either end)
+      --edge E       a→b or 'a->b' (caller and callee; quoted, as a shell reads > as a
+                     redirection), a→ or →b (one end), a (either end)
       --slow DUR     latency at least DUR (Go duration: 5ms, 1.5s)
       --status S     5xx or 404 (HTTP), NotFound, NOT_FOUND or 5 (gRPC), error (failed
                      exchanges)
@@ -174,8 +175,9 @@ pub fn run(args: Args) -> CmdResult {
             Out.line("[]");
         } else {
             eprint_line(format!(
-                "No traffic events found in {} (is observe off in the spec?).",
-                path.display()
+                "No traffic events found in {} ({}).",
+                path.display(),
+                why_no_traffic(&log.events)
             ));
         }
         return Ok(EXIT_OK);
@@ -313,9 +315,69 @@ pub fn parse_details(values: &[&str]) -> Result<Vec<Index>, CliError> {
     Ok(out)
 }
 
+/// Why a run has no traffic events, as far as its events tell: proxies ran (observe was on)
+/// but saw nothing, or none ran.
+fn why_no_traffic(events: &[rig_types::Event]) -> &'static str {
+    if events.iter().any(|e| e.service.contains("~proxy~")) {
+        "its proxies ran but recorded no request or connection"
+    } else {
+        "no proxy ran: observe is off in the spec, or the run ended before any proxy started"
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use rig_types::{Event, EventType};
+
     use super::*;
+
+    /// Every `a->b` shown as something to type is quoted: unquoted, a shell reads `>` as a
+    /// redirection (and creates a file named `b`). In the help every `->` is such an example;
+    /// in the README, the values after `--edge`.
+    #[test]
+    fn edge_examples_are_quoted_for_the_shell() {
+        let quoted_at = |text: &str, at: usize| {
+            let start = text[..at]
+                .rfind(|c: char| c.is_whitespace() || c == '`')
+                .map_or(0, |i| i + 1);
+            text[start..].starts_with('\'')
+        };
+        for (at, _) in USAGE.match_indices("->") {
+            assert!(
+                quoted_at(USAGE, at),
+                "help: {:?}",
+                USAGE[..at].lines().last()
+            );
+        }
+        let readme = include_str!("../../../README.md");
+        for (at, flag) in readme.match_indices("--edge ") {
+            let value = &readme[at + flag.len()..];
+            let end = value.find(['`', '\n']).unwrap_or(value.len());
+            let value = &value[..end];
+            assert!(
+                !value.contains("->") || value.starts_with('\''),
+                "README.md: unquoted --edge {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_no_traffic_hint_blames_observe_only_when_no_proxy_ran() {
+        let crashed = [
+            Event::for_service(EventType::ServiceStarting, "api"),
+            Event::for_service(EventType::ServiceReady, "api~proxy~~test"),
+            Event::for_service(EventType::ServiceFailed, "api"),
+        ];
+        assert_eq!(
+            why_no_traffic(&crashed),
+            "its proxies ran but recorded no request or connection"
+        );
+        let unobserved = [
+            Event::for_service(EventType::ServiceStarting, "api"),
+            Event::for_service(EventType::ServiceFailed, "api"),
+        ];
+        assert!(why_no_traffic(&unobserved).starts_with("no proxy ran: observe is off"));
+    }
 
     #[test]
     fn detail_values() {

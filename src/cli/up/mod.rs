@@ -10,7 +10,9 @@
 //!    before it came up (so scripts can tell the two apart). A second Ctrl-C exits at once
 //!    with 130.
 //! 5. `environment.down` that nobody asked for: print its failure summary, delete the
-//!    environment (writing its log files) and exit 1.
+//!    environment (writing its log files) and exit 1. When `environment.destroying` came
+//!    first, someone else (`rig down`, the TTL, rigd shutting down) tore it down: say who,
+//!    without deleting it again, and exit 1.
 //!
 //! Client functions (hooks of type `client_func`, `client` services) need an SDK process to
 //! run them; `rig up` answers their callbacks with an error so the environment fails at once
@@ -47,6 +49,9 @@ pub use spec_file::SpecFile;
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
 /// After the DELETE returns, how long to wait for the remaining stop events.
 const DRAIN_AFTER_DELETE: Duration = Duration::from_secs(2);
+/// How long rigd may take to answer `GET /health` after another party tore the environment
+/// down; no answer means it is shutting down.
+const STILL_RUNNING_WITHIN: Duration = Duration::from_secs(2);
 
 /// Runs `rig up` with the arguments after `up`.
 pub async fn run(args: Args) -> CmdResult {
@@ -87,6 +92,7 @@ pub async fn run(args: Args) -> CmdResult {
         logs: opts.logs,
         observe: spec.observe(),
         was_up: false,
+        torn_down_elsewhere: false,
     };
     if interrupted {
         return session.teardown(&mut signals).await;
@@ -149,6 +155,8 @@ struct Session {
     observe: bool,
     /// `environment.up` was seen.
     was_up: bool,
+    /// `environment.destroying` was seen while following: someone else is tearing it down.
+    torn_down_elsewhere: bool,
 }
 
 impl Session {
@@ -181,6 +189,10 @@ impl Session {
                             self.print_following_hint();
                         }
                         EventType::CallbackRequest => self.refuse_callback(&event).await,
+                        EventType::EnvironmentDestroying => self.torn_down_elsewhere = true,
+                        EventType::EnvironmentDown if self.torn_down_elsewhere => {
+                            return Ok(self.after_teardown_elsewhere().await);
+                        }
                         EventType::EnvironmentDown => return self.after_down(&event, signals).await,
                         _ => {}
                     }
@@ -230,6 +242,21 @@ impl Session {
                 cb.request_id
             ));
         }
+    }
+
+    /// Someone else tore the environment down: says whether that was rigd shutting down (it no longer answers) or another client or the TTL; exit 1.
+    async fn after_teardown_elsewhere(&self) -> i32 {
+        let rigd_running = self
+            .client
+            .health_within(STILL_RUNNING_WITHIN)
+            .await
+            .is_ok();
+        Out.line(format!(
+            "  {} {}",
+            self.style.paint(Paint::Red, "✗"),
+            torn_down_elsewhere_text(&self.name, &self.id, rigd_running)
+        ));
+        EXIT_FAILURE
     }
 
     /// The environment went down without being asked to: record its logs, exit 1.
@@ -361,6 +388,15 @@ impl Session {
                 }
             }
         }))
+    }
+}
+
+/// What `rig up` says when an environment it follows was torn down by someone else.
+fn torn_down_elsewhere_text(name: &str, id: &str, rigd_running: bool) -> String {
+    if rigd_running {
+        format!("environment {name:?} ({id}) was torn down by another client (rig down) or its TTL")
+    } else {
+        format!("rigd stopped: it tore environment {name:?} ({id}) down as it shut down")
     }
 }
 

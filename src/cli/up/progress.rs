@@ -42,6 +42,9 @@ pub struct Progress {
     first: Option<Timestamp>,
     up: bool,
     tearing_down: bool,
+    /// `environment.destroying` arrived without [`Progress::set_tearing_down`]: rig down, the
+    /// TTL or rigd shutting down is tearing the environment down.
+    torn_down_elsewhere: bool,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +54,35 @@ struct ServiceState {
     first_failure: Option<Timestamp>,
     last_health_error: String,
     next_report_secs: f64,
+}
+
+impl ServiceState {
+    /// The service became healthy: earlier failed checks no longer explain anything.
+    fn forget_health_failures(&mut self) {
+        self.health_failures = 0;
+        self.first_failure = None;
+        self.last_health_error.clear();
+        self.next_report_secs = 0.0;
+    }
+
+    /// ` (after N failed health checks; last: <error>)` for the checks that failed since the
+    /// service last became healthy, or nothing when none did. The last error is left out when
+    /// `failure` (the service's own error) already quotes it.
+    fn failures_before_healthy(&self, failure: &str) -> String {
+        let n = self.health_failures;
+        if n == 0 {
+            return String::new();
+        }
+        let last = if failure.contains(&self.last_health_error) {
+            String::new()
+        } else {
+            last_error(&self.last_health_error)
+        };
+        format!(
+            " (after {n} failed health {}{last})",
+            plural(n, "check", "checks")
+        )
+    }
 }
 
 impl Progress {
@@ -75,6 +107,7 @@ impl Progress {
             first: None,
             up: false,
             tearing_down: false,
+            torn_down_elsewhere: false,
         };
         for name in service_names {
             progress.color_of(name);
@@ -134,24 +167,24 @@ impl Progress {
             EventType::ServiceInit if !is_injected(svc) => {
                 vec![self.line(Mark::Pending, svc, "running init hooks")]
             }
-            EventType::ServiceReady if !is_injected(svc) => {
+            EventType::ServiceReady => {
+                self.state(svc).forget_health_failures();
+                if is_injected(svc) {
+                    return Vec::new();
+                }
                 let since = self.state(svc).starting.or(self.first);
                 let took = since
                     .map(|s| format!(" ({})", secs_between(&s, &event.timestamp)))
                     .unwrap_or_default();
                 vec![self.line(Mark::Ok, svc, &format!("ready{took}"))]
             }
+            EventType::ServiceHealthy => {
+                self.state(svc).forget_health_failures();
+                Vec::new()
+            }
             EventType::ServiceFailed => {
                 self.failed.insert(svc.to_string());
-                let state = self.state(svc);
-                let health = match state.health_failures {
-                    0 => String::new(),
-                    n => format!(
-                        " (after {n} failed health {}{})",
-                        plural(n, "check", "checks"),
-                        last_error(&state.last_health_error)
-                    ),
-                };
+                let health = self.state(svc).failures_before_healthy(&event.error);
                 let error = if event.error.is_empty() {
                     "failed".to_string()
                 } else {
@@ -189,10 +222,13 @@ impl Progress {
                 }
                 vec![self.line_free(Mark::Failed, &event.error)]
             }
-            EventType::EnvironmentDestroying if !self.tearing_down => vec![self.line_free(
-                Mark::Warn,
-                "the environment is being torn down (by rig down, its TTL or rigd shutting down)",
-            )],
+            EventType::EnvironmentDestroying if !self.tearing_down => {
+                self.torn_down_elsewhere = true;
+                vec![self.line_free(
+                    Mark::Warn,
+                    "the environment is being torn down (by rig down, its TTL or rigd shutting down)",
+                )]
+            }
             EventType::EnvironmentUp => self.environment_up(event),
             EventType::EnvironmentDown => self.environment_down(event),
             EventType::TestNote => {
@@ -293,7 +329,8 @@ impl Progress {
     }
 
     fn environment_down(&mut self, event: &Event) -> Vec<String> {
-        if self.tearing_down && event.message.is_empty() {
+        // A teardown, ours or another's, is no surprise; `rig up` says whose it was.
+        if (self.tearing_down || self.torn_down_elsewhere) && event.message.is_empty() {
             return Vec::new();
         }
         let mut lines = vec![String::new()];

@@ -110,6 +110,9 @@ fn events_beyond_the_budget_are_spilled_and_read_back_whole_and_in_order() {
     assert_eq!(tail.lines().count(), 100);
     assert!(tail.starts_with("  | line 1\n  | line 5\n"), "{tail}");
     assert!(tail.ends_with("  | line 393\n  | line 397"), "{tail}");
+    // Before a point, newer output skipped whether in memory or spilled.
+    assert_eq!(log.service_log_tail_before("api", 1, 397), "  | line 393");
+    assert_eq!(log.service_log_tail_before("api", 1, 10), "  | line 5");
 }
 
 #[test]

@@ -64,3 +64,16 @@ fn log_events_without_a_payload_are_skipped() {
     log.publish(Event::for_service(EventType::ServiceLog, "api"));
     assert_eq!(log.service_log_tail("api", 10), "  | a");
 }
+
+#[test]
+fn a_tail_before_an_event_leaves_out_what_came_after_it() {
+    let log = log_with(&[("api", "a\nb\n")]);
+    let failed = log.publish(lifecycle(EventType::ServiceFailed, "api"));
+    log.publish(log_chunk("api", "after\n"));
+    assert_eq!(
+        log.service_log_tail_before("api", 10, failed),
+        "  | a\n  | b"
+    );
+    assert_eq!(log.service_log_tail_before("api", 1, failed), "  | b");
+    assert_eq!(log.service_log_tail("api", 1), "  | after");
+}

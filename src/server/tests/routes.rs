@@ -261,6 +261,13 @@ async fn client_event_errors_are_400() {
         .error()
         .starts_with("unknown client event type:  (the event has no \"type\"; clients may post "));
 
+    let reply = h.call(post_json(&uri, "[]")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.error(),
+        "decode body: expected a JSON object like {\"type\": \"test.note\", \"error\": \"...\"}, got an array"
+    );
+
     // A service the environment does not have: refused, and nothing fails.
     for kind in ["service.error", "service.log", "callback.response"] {
         let body = json!({"type": kind, "service": "typo", "error": "crashed"});

@@ -74,12 +74,11 @@ impl KafkaConfig {
     fn of(spec: &Service) -> Result<KafkaConfig, ServiceError> {
         match &spec.config {
             None => Ok(KafkaConfig::default()),
-            Some(value) => KafkaConfig::deserialize(value).map_err(|e| {
-                ServiceError::new(format!(
-                    "invalid kafka config: {e} (fields: \"backend\": \"native\", \"container\" \
-                     or \"auto\"; \"image\": a container image; \"cmd\": the container command)"
-                ))
-            }),
+            Some(value) => crate::services::config::decode(
+                Some(value),
+                "kafka config",
+                r#"{"backend": "native" | "container" | "auto", "image": "<container image>", "cmd": ["<container command>", ...]}"#,
+            ),
         }
     }
 

@@ -92,18 +92,12 @@ impl Topic {
 impl SchemaHook {
     /// Reads and checks a hook's config.
     pub fn parse(config: Option<&serde_json::Value>) -> Result<SchemaHook, ServiceError> {
-        let hook: SchemaHook = config
-            .filter(|c| !c.is_null())
-            .map(SchemaHook::deserialize)
-            .transpose()
-            .map_err(|e| {
-                ServiceError::new(format!(
-                    "kafka init: invalid schema hook config: {e} (expected {{\"topics\": \
-                     [\"name\", {{\"name\": ..., \"partitions\": N}}], \"subject\": ..., \
-                     \"schema_type\": ..., \"schema\": ...}})"
-                ))
-            })?
-            .unwrap_or_default();
+        let hook: SchemaHook = crate::services::config::decode(
+            config,
+            "schema hook config",
+            r#"{"topics": ["name", {"name": ..., "partitions": N}], "subject": ..., "schema_type": ..., "schema": ...}"#,
+        )
+        .map_err(|e| ServiceError::new(format!("kafka init: {e}")))?;
         if hook.topics.is_empty() && hook.subject.is_empty() {
             return Err(ServiceError::new(
                 "kafka init: the schema hook needs \"topics\" (topics to create) or \

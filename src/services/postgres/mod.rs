@@ -172,12 +172,12 @@ impl SqlHook {
     fn parse(config: Option<&serde_json::Value>) -> Result<SqlHook, ServiceError> {
         match config {
             None => Ok(SqlHook::default()),
-            Some(v) => SqlHook::deserialize(v).map_err(|e| {
-                ServiceError::new(format!(
-                    "postgres init: invalid sql hook config: {e} (expected {{\"statements\": \
-                     [\"...\"]}} and/or {{\"dir\": \"<directory of .sql files>\"}})"
-                ))
-            }),
+            Some(v) => crate::services::config::decode(
+                Some(v),
+                "sql hook config",
+                r#"{"statements": ["..."], "dir": "<directory of .sql files>"} (either or both)"#,
+            )
+            .map_err(|e| ServiceError::new(format!("postgres init: {e}"))),
         }
     }
 

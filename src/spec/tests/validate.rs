@@ -807,3 +807,33 @@ fn negative_durations_are_refused() {
         ]
     );
 }
+
+/// Our addition: a `ready.type` rigd does not know is refused (upstream silently checks TCP
+/// instead, and ignores `ready.path`), with the closest known type when there is one.
+#[test]
+fn an_unknown_ready_type_is_refused() {
+    let with_type = |probe_type: &str| {
+        let mut api = svc("process", &[("default", "http")], &[]);
+        api.ingresses.get_mut("default").unwrap().ready = Some(rig_types::ReadySpec {
+            probe_type: probe_type.to_string(),
+            path: "/healthz".into(),
+            ..Default::default()
+        });
+        errors_of(env_of(vec![("api", api)]))
+    };
+    for known in ["", "tcp", "http", "grpc", "postgres", "redis", "kafka"] {
+        assert_eq!(with_type(known), none(), "{known:?}");
+    }
+    assert_eq!(
+        with_type("htpp"),
+        vec![
+            "service \"api\", ingress \"default\": unknown ready.type \"htpp\" (did you mean \"http\"? must be one of: tcp, http, grpc, postgres, redis, kafka; leave it out to check by the ingress protocol)"
+        ]
+    );
+    assert_eq!(
+        with_type("magic"),
+        vec![
+            "service \"api\", ingress \"default\": unknown ready.type \"magic\" (must be one of: tcp, http, grpc, postgres, redis, kafka; leave it out to check by the ingress protocol)"
+        ]
+    );
+}

@@ -141,6 +141,69 @@ fn health_check_failures_are_summarised_with_backoff() {
     );
 }
 
+fn refused(ms: i64) -> Event {
+    Event {
+        error: "dial tcp 127.0.0.1:5000: connection refused".into(),
+        ingress: "default".into(),
+        ..ev(EventType::HealthCheckFailed, "web", ms)
+    }
+}
+
+#[test]
+fn a_failure_after_healthy_does_not_blame_earlier_health_checks() {
+    for became in [EventType::ServiceHealthy, EventType::ServiceReady] {
+        let mut p = progress(&["web"]);
+        p.render(&ev(EventType::ServiceStarting, "web", 0));
+        for ms in [10, 20, 30, 40] {
+            p.render(&refused(ms));
+        }
+        p.render(&ev(became.clone(), "web", 50));
+        let exited = Event {
+            error: "exit status 7".into(),
+            ..ev(EventType::ServiceFailed, "web", 2050)
+        };
+        assert_eq!(
+            p.render(&exited),
+            ["  ✗ web   failed: exit status 7"],
+            "after {became}"
+        );
+    }
+}
+
+#[test]
+fn only_checks_failed_since_the_service_was_last_healthy_are_counted() {
+    let mut p = progress(&["web"]);
+    p.render(&refused(10));
+    p.render(&ev(EventType::ServiceHealthy, "web", 20));
+    p.render(&refused(30));
+    let failed = Event {
+        error: "exit status 1".into(),
+        ..ev(EventType::ServiceFailed, "web", 40)
+    };
+    assert_eq!(
+        p.render(&failed),
+        ["  ✗ web   failed: exit status 1 (after 1 failed health check; last: dial tcp 127.0.0.1:5000: connection refused)"]
+    );
+}
+
+#[test]
+fn a_readiness_timeout_quoting_the_last_error_does_not_repeat_it() {
+    let mut p = progress(&["web"]);
+    for ms in [0, 1000, 2000] {
+        p.render(&refused(ms));
+    }
+    let timeout = Event {
+        error: "ingress \"default\": readiness check failed after 3s (last error: dial tcp \
+                127.0.0.1:5000: connection refused)"
+            .into(),
+        ..ev(EventType::ServiceFailed, "web", 3000)
+    };
+    assert_eq!(
+        p.render(&timeout),
+        ["  ✗ web   failed: ingress \"default\": readiness check failed after 3s (last error: dial tcp 127.0.0.1:5000: connection refused) (after 3 failed health checks)"]
+    );
+}
+
 #[test]
 fn environment_failing_is_not_repeated_after_the_service_failure() {
     let mut p = progress(&["api"]);
@@ -360,6 +423,16 @@ fn environment_down_prints_the_failure_summary() {
         p.render(&bare),
         ["", "  ✗ the environment shut down unexpectedly"]
     );
+}
+
+#[test]
+fn a_teardown_by_someone_else_is_announced_not_called_unexpected() {
+    let mut p = progress(&["api"]);
+    assert_eq!(
+        p.render(&ev(EventType::EnvironmentDestroying, "", 0)),
+        ["  ! the environment is being torn down (by rig down, its TTL or rigd shutting down)"]
+    );
+    assert!(p.render(&ev(EventType::EnvironmentDown, "", 10)).is_empty());
 }
 
 #[test]
