@@ -289,21 +289,27 @@ async fn a_crashing_service_prints_the_summary_and_exits_one() {
     assert!(!stdout.contains("is up"), "{stdout}");
 }
 
+/// `rig up` of an environment `name` whose one service sleeps, once it is up.
+fn up_with_a_sleeping_worker(rigd: &Rigd, name: &str) -> RigUp {
+    let spec = rigd.spec_file(
+        name,
+        &format!(
+            r#"{{"name": "{name}", "services": {{"worker": {{
+                "type": "process", "config": {{"command": "sleep"}}, "args": ["600"]
+            }}}}}}"#
+        ),
+    );
+    let mut rig = rigd.rig_up(&spec, &[]);
+    rig.wait_for("press Ctrl-C to tear the environment down");
+    rig
+}
+
 /// rigd shutting down tears the environment down under `rig up`, which says so plainly and
 /// does not try to delete it from a rigd that is gone.
 #[tokio::test]
 async fn rigd_shutting_down_is_reported_without_a_delete() {
     let rigd = Rigd::start("rigd-stops").await;
-    let spec = rigd.spec_file(
-        "stops",
-        r#"{"name": "it-stops", "services": {"worker": {
-            "type": "process",
-            "config": {"command": "sleep"},
-            "args": ["600"]
-        }}}"#,
-    );
-    let mut rig = rigd.rig_up(&spec, &[]);
-    rig.wait_for("press Ctrl-C to tear the environment down");
+    let mut rig = up_with_a_sleeping_worker(&rigd, "it-stops");
     rigd.signal(libc::SIGTERM);
     rig.wait_for("the environment is being torn down");
     rig.wait_for("  ✗ rigd stopped: it tore environment \"it-stops\" (");
@@ -318,16 +324,7 @@ async fn rigd_shutting_down_is_reported_without_a_delete() {
 #[tokio::test]
 async fn rig_down_elsewhere_is_reported_as_such() {
     let rigd = Rigd::start("down-elsewhere").await;
-    let spec = rigd.spec_file(
-        "elsewhere",
-        r#"{"name": "it-elsewhere", "services": {"worker": {
-            "type": "process",
-            "config": {"command": "sleep"},
-            "args": ["600"]
-        }}}"#,
-    );
-    let mut rig = rigd.rig_up(&spec, &[]);
-    rig.wait_for("press Ctrl-C to tear the environment down");
+    let mut rig = up_with_a_sleeping_worker(&rigd, "it-elsewhere");
     let down = Command::new(env!("CARGO_BIN_EXE_rig"))
         .args(["down", "it-elsewhere", "--server", &rigd.addr])
         .env_remove("RIG_SERVER_ADDR")
