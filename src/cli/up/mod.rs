@@ -244,7 +244,8 @@ impl Session {
         }
     }
 
-    /// Someone else tore the environment down: says whether that was rigd shutting down (it no longer answers) or another client or the TTL; exit 1.
+    /// Someone else tore the environment down: says whether that was rigd shutting down (it
+    /// no longer answers) or another client or the TTL; exit 1.
     async fn after_teardown_elsewhere(&self) -> i32 {
         let rigd_running = self
             .client
