@@ -265,7 +265,7 @@ impl EventLog {
     }
 
     /// Returns once every exchange the proxies of this log had observed when it was called
-    /// is in the log (or counted in an `proxy.observations_dropped` event).
+    /// is in the log (or counted in a `proxy.observations_dropped` event).
     pub async fn settle_traffic(&self) {
         self.shared.traffic_barriers.wait().await;
     }

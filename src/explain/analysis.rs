@@ -371,9 +371,9 @@ impl<'a> Scan<'a> {
 
     /// The services not ready when a run that never came up, and did not fail, was torn down.
     fn not_up(&self) -> Vec<PendingService> {
+        // `failed` holds every service with a `service.failed` or an `environment.failing`.
         if self.up
             || !self.destroying
-            || !self.failures.is_empty()
             || !self.environment_failures.is_empty()
             || !self.failed.is_empty()
         {
