@@ -547,3 +547,66 @@ async fn events_beyond_the_memory_budget_are_spilled_to_the_env_dir_and_still_de
     assert_eq!(uploads(&logged), expected);
     assert!(logged.iter().any(|e| e.event_type == EnvironmentDown));
 }
+
+#[tokio::test]
+async fn an_environment_ends_soon_after_the_rig_up_that_owns_it_is_killed() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let rigd = Rigd::start_with(&["--orphan-grace", "1s"]);
+    let spec = rigd.scratch().join("spec.json");
+    let text = json!({"name": "killed-up", "services": {"api": http_service()}});
+    std::fs::write(&spec, text.to_string()).expect("write the spec");
+    let mut up = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .arg("up")
+        .arg(&spec)
+        .args(["--server", rigd.addr(), "--color", "never"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn rig up");
+    // `environment "killed-up" (<id>) on rigd <addr>`
+    let stdout = BufReader::new(up.stdout.take().expect("stdout"));
+    let id = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let rest = line.strip_prefix("environment \"killed-up\" (")?;
+            Some(rest.split_once(')')?.0.to_string())
+        })
+        .expect("rig up names the environment it created");
+    let mut events = rigd.events(&id);
+    let env_dir = events.until(EnvironmentUp).await.env_dir;
+
+    up.kill().expect("kill rig up");
+    up.wait().expect("reap rig up");
+    let destroying = events.until(EnvironmentDestroying).await;
+    assert!(
+        destroying
+            .message
+            .contains("disconnected 1s ago without ending it"),
+        "{destroying:?}"
+    );
+    events.until(EnvironmentDown).await;
+    assert_no_processes_under(std::path::Path::new(&env_dir));
+    let listed = rigd.client().list_environments().await.expect("list");
+    assert!(listed.is_empty(), "{listed:?}");
+
+    // The stream ends once the log files are written; `rig explain` tells what happened.
+    assert!(events.try_next(support::WAIT).await.is_none());
+    let explain = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .args(["explain", "--pretty", "--color", "never", &id])
+        .env("RIG_DIR", rigd.rig_dir())
+        .output()
+        .expect("run rig explain");
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(explain.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "Ended by rigd:\n    the client that created it (a test process or `rig up`) \
+                       disconnected 1s ago"
+        ),
+        "{text}"
+    );
+}

@@ -4,16 +4,27 @@
 //! The parent test runs this test binary three times at once, each running only the ignored
 //! `child_brings_up_an_environment`, all pointed at one fresh rig dir, and checks that every
 //! child reached the same rigd.
+//!
+//! A test process killed while its environment is up (Ctrl-C on `cargo test`, `kill -9`)
+//! leaves nothing running: rigd ends the environment once the process's event stream has
+//! been gone for the orphan grace period.
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rig::transport::client::RigdClient;
+use rig::EventType;
 
 use support::{http_server, rigd_binary, stop_rigd_of};
 
 /// Where the parent tells a child to use as rig dir and to write its result.
 const CHILD_ENV: &str = "RIG_SDK_TEST_CHILD";
+/// The rigd address the parent gives the child it kills.
+const DOOMED_ENV: &str = "RIG_SDK_TEST_DOOMED";
 
 #[test]
 fn several_test_processes_share_one_rigd() {
@@ -91,4 +102,119 @@ async fn child_brings_up_an_environment() -> Result<(), rig::BoxError> {
     std::fs::write(out, format!("{} {}", env.rigd_addr(), env.id()))?;
     env.down().await?;
     Ok(())
+}
+
+#[tokio::test]
+async fn a_killed_test_process_leaves_no_environment_behind() {
+    // SAFETY: getpid(2) cannot fail and has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let dir = std::env::temp_dir().join(format!("rig-sdk-orphan-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rig_dir = dir.join("rig");
+    let mut rigd = Command::new(rigd_binary())
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--idle",
+            "0",
+            "--orphan-grace",
+            "1s",
+        ])
+        .arg("--rig-dir")
+        .arg(&rig_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rigd");
+    let addr = first_line_after(rigd.stderr.take().expect("stderr"), "rigd listening on ");
+
+    let mut child = Command::new(std::env::current_exe().expect("the test executable"))
+        .args([
+            "--exact",
+            "child_is_killed_with_its_environment_up",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(DOOMED_ENV, &addr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the child test process");
+    let id = first_line_after(child.stdout.take().expect("stdout"), "environment up: ");
+
+    let client = RigdClient::new(&addr).expect("rigd's address");
+    let mut events = client.events(&id, None);
+    child.kill().expect("kill the child test process");
+    child.wait().expect("reap the child test process");
+
+    // The stream ends once the environment is down and its log files are written.
+    let mut destroying = None;
+    let follow = async {
+        while let Some(event) = events.next().await {
+            let event = event.expect("the event stream");
+            if event.event_type == EventType::EnvironmentDestroying {
+                destroying = Some(event.message);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), follow)
+        .await
+        .expect("the environment of the killed test ended");
+    let message = destroying.expect("environment.destroying before environment.down");
+    assert!(
+        message.contains("disconnected 1s ago without ending it"),
+        "{message}"
+    );
+    let listed = client.list_environments().await.expect("GET /environments");
+    assert!(listed.is_empty(), "{listed:?}");
+    // Its log was written, so `rig explain` can tell what the killed test did.
+    let logs: Vec<_> = std::fs::read_dir(rig_dir.join("logs"))
+        .expect("the logs directory")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+
+    // SAFETY: kill(2) on the rigd this test started.
+    unsafe { libc::kill(rigd.id() as libc::pid_t, libc::SIGTERM) };
+    rigd.wait().expect("rigd exits");
+    std::fs::remove_dir_all(&dir).expect("remove the test directory");
+}
+
+/// The test process killed by the test above; does nothing when run on its own.
+#[tokio::test]
+#[ignore = "run by a_killed_test_process_leaves_no_environment_behind"]
+async fn child_is_killed_with_its_environment_up() -> Result<(), rig::BoxError> {
+    let Ok(addr) = std::env::var(DOOMED_ENV) else {
+        return Ok(());
+    };
+    let env = rig::Environment::builder("sdk-killed")
+        .rigd_addr(addr)
+        .service("web", http_server("."))
+        .up()
+        .await?;
+    println!("environment up: {}", env.id());
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Reads `output` line by line until one starts with `prefix` and returns the rest of it,
+/// then keeps draining `output` in the background so its writer never blocks.
+fn first_line_after(output: impl std::io::Read + Send + 'static, prefix: &str) -> String {
+    let mut lines = BufReader::new(output).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read a line");
+        if let Some(rest) = line.strip_prefix(prefix) {
+            let found = rest.trim().to_string();
+            std::thread::spawn(move || lines.for_each(drop));
+            return found;
+        }
+        seen.push(line);
+    }
+    panic!(
+        "no line starting with {prefix:?}; the output was:\n{}",
+        seen.join("\n")
+    );
 }

@@ -87,6 +87,10 @@ impl Report {
             out.push(String::new());
             out.push(format!("  {}", s.paint(Paint::Bold, &format!("{title}:"))));
         };
+        if let Some(why) = &a.ended_by_rigd {
+            section(&mut out, "Ended by rigd");
+            out.push(format!("    {why}"));
+        }
         if !a.assertions.is_empty() {
             section(&mut out, "Assertions");
             for x in &a.assertions {

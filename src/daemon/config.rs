@@ -8,6 +8,7 @@
 //! | `--rig-dir` | `$RIG_DIR`, else `$HOME/.rig`, else `<temp>/rig` | base directory |
 //! | `--addr-file` | `{rig-dir}/rigd.addr` | where the listen address is written |
 //! | `--default-ttl` | `10m` | lifetime of environments whose spec sets no `ttl` |
+//! | `--orphan-grace` | `30s` | how long an environment outlives the client that owns it; `0` disables |
 //! | `--log-retention` | `72h` | log files in `{rig-dir}/logs` older than this are pruned; `0` keeps all |
 //! | `--stop-grace` | `5s` | time a stopping service gets between SIGINT and SIGKILL |
 //! | `--stall-timeout` | `30s` | silence after which `progress.stall` explains a hung startup; `0` disables |
@@ -36,6 +37,10 @@ Flags (Go syntax: -flag value, --flag value, -flag=value, --flag=value):
   --addr-file FILE     where the listen address is written (default {rig-dir}/rigd.addr)
   --default-ttl DURATION
                        lifetime of environments whose spec sets no ttl (default \"10m\")
+  --orphan-grace DURATION
+                       tear an environment down this long after the client that owns it
+                       (a test using the SDK, rig up) disconnected without ending it;
+                       0 disables (default \"30s\")
   --log-retention DURATION
                        log files in {rig-dir}/logs older than this are deleted when new ones
                        are written; 0 keeps them all (default \"72h\")
@@ -65,6 +70,8 @@ pub struct Config {
     pub addr_file: PathBuf,
     /// Lifetime of environments whose spec sets no `ttl`.
     pub default_ttl: Duration,
+    /// How long an environment outlives its owner's disconnection; zero disables.
+    pub orphan_grace: Duration,
     /// Log files older than this are pruned when new ones are written; zero keeps them all.
     pub log_retention: Duration,
     /// Time a stopping service gets between SIGINT and SIGKILL.
@@ -167,6 +174,9 @@ impl Config {
             rig_dir,
             addr_file,
             default_ttl: flags.default_ttl.unwrap_or(Duration::from_secs(10 * 60)),
+            orphan_grace: flags
+                .orphan_grace
+                .unwrap_or(crate::server::DEFAULT_ORPHAN_GRACE),
             log_retention: flags.log_retention.unwrap_or(DEFAULT_RETENTION),
             stop_grace: flags.stop_grace.unwrap_or(Duration::from_secs(5)),
             stall_timeout: flags.stall_timeout.unwrap_or(Duration::from_secs(30)),
@@ -198,6 +208,7 @@ struct Flags {
     rig_dir: Option<String>,
     addr_file: Option<String>,
     default_ttl: Option<Duration>,
+    orphan_grace: Option<Duration>,
     log_retention: Option<Duration>,
     stop_grace: Option<Duration>,
     stall_timeout: Option<Duration>,
@@ -212,6 +223,7 @@ enum Flag {
     RigDir,
     AddrFile,
     DefaultTtl,
+    OrphanGrace,
     LogRetention,
     StopGrace,
     StallTimeout,
@@ -226,6 +238,7 @@ impl Flag {
             "rig-dir" => Flag::RigDir,
             "addr-file" => Flag::AddrFile,
             "default-ttl" => Flag::DefaultTtl,
+            "orphan-grace" => Flag::OrphanGrace,
             "log-retention" => Flag::LogRetention,
             "stop-grace" => Flag::StopGrace,
             "stall-timeout" => Flag::StallTimeout,
@@ -243,6 +256,7 @@ impl fmt::Display for Flag {
             Flag::RigDir => "rig-dir",
             Flag::AddrFile => "addr-file",
             Flag::DefaultTtl => "default-ttl",
+            Flag::OrphanGrace => "orphan-grace",
             Flag::LogRetention => "log-retention",
             Flag::StopGrace => "stop-grace",
             Flag::StallTimeout => "stall-timeout",
@@ -307,6 +321,7 @@ impl Flags {
             Flag::AddrFile => self.addr_file = Some(value),
             Flag::Idle => self.idle = Some(parse_duration(flag, &value, true)?),
             Flag::DefaultTtl => self.default_ttl = Some(parse_duration(flag, &value, false)?),
+            Flag::OrphanGrace => self.orphan_grace = Some(parse_duration(flag, &value, true)?),
             Flag::LogRetention => self.log_retention = Some(parse_duration(flag, &value, true)?),
             Flag::StopGrace => self.stop_grace = Some(parse_duration(flag, &value, true)?),
             Flag::StallTimeout => self.stall_timeout = Some(parse_duration(flag, &value, true)?),
@@ -378,6 +393,7 @@ mod tests {
         assert_eq!(c.rig_dir, PathBuf::from("/home/u/.rig"));
         assert_eq!(c.addr_file, PathBuf::from("/home/u/.rig/rigd.addr"));
         assert_eq!(c.default_ttl, Duration::from_secs(600));
+        assert_eq!(c.orphan_grace, Duration::from_secs(30));
         assert_eq!(c.log_retention, Duration::from_secs(72 * 3600));
         assert!(!c.preserve_all);
         assert!(c.change_dir);
@@ -405,8 +421,10 @@ mod tests {
             "/a/f.addr",
             "-default-ttl",
             "1m30s",
+            "--orphan-grace=0",
         ])
         .unwrap();
+        assert_eq!(c.orphan_grace, Duration::ZERO);
         assert_eq!(c.idle, Duration::from_secs(2));
         assert_eq!(c.rig_dir, PathBuf::from("/r"));
         assert_eq!(c.addr_file, PathBuf::from("/a/f.addr"));

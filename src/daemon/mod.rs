@@ -225,6 +225,7 @@ pub async fn serve(
         orchestrator,
         ServerOptions {
             default_ttl: config.default_ttl,
+            orphan_grace: config.orphan_grace,
             idle_timeout: config.idle,
             preserve_all: config.preserve_all,
             log_dir: Some(config.rig_dir.join("logs")),

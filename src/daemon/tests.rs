@@ -32,6 +32,7 @@ impl RigDir {
             rig_dir: self.0.clone(),
             addr_file: self.0.join("rigd.addr"),
             default_ttl: Duration::from_secs(600),
+            orphan_grace: crate::server::DEFAULT_ORPHAN_GRACE,
             log_retention: crate::logfiles::DEFAULT_RETENTION,
             stop_grace: Duration::from_secs(5),
             stall_timeout: Duration::from_secs(30),

@@ -47,6 +47,11 @@ pub struct Analysis {
     /// name (rig-rs addition).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_up: Vec<PendingService>,
+    /// Why rigd ended the run itself (`environment.destroying`'s message: the TTL passed, the
+    /// test process went away, rigd shut down); `None` when a client ended it (rig-rs
+    /// addition).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_by_rigd: Option<String>,
     /// How long each phase of the run took; `None` when every phase is zero.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phases: Option<Phases>,
@@ -258,6 +263,7 @@ pub fn analyze<E: Borrow<Event>>(events: &[E], outcome: Outcome) -> Analysis {
         environment_failures: scan.environment_failures,
         stall: scan.stall,
         not_up,
+        ended_by_rigd: scan.ended_by_rigd,
         phases: scan.marks.phases(),
         dropped_observations: scan.dropped,
         correlated_service_errors,
@@ -288,6 +294,7 @@ struct Scan<'a> {
     marks: PhaseMarks,
     up: bool,
     destroying: bool,
+    ended_by_rigd: Option<String>,
 }
 
 impl<'a> Scan<'a> {
@@ -298,7 +305,12 @@ impl<'a> Scan<'a> {
         }
         match e.event_type {
             EventType::EnvironmentUp => self.up = true,
-            EventType::EnvironmentDestroying => self.destroying = true,
+            EventType::EnvironmentDestroying => {
+                self.destroying = true;
+                if !e.message.is_empty() {
+                    self.ended_by_rigd = Some(e.message.clone());
+                }
+            }
             EventType::TestNote => self.assertions.push(parse_assertion(&e.error)),
             EventType::ServiceHealthy => {
                 self.healthy.insert(&e.service);

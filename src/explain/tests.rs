@@ -750,3 +750,30 @@ fn an_environment_that_failed_before_any_service_says_why() {
     let json = serde_json::to_value(&a).unwrap();
     assert_eq!(json["environment_failures"], json!([error]));
 }
+
+#[test]
+fn a_run_rigd_ended_says_why_and_a_client_ended_one_does_not() {
+    let mut orphaned = destroying();
+    orphaned.message = "the client that created it disconnected 30s ago".into();
+    let events = run(came_up(vec![
+        orphaned,
+        Event::new(EventType::EnvironmentDown),
+    ]));
+    let a = analyze(&events, Outcome::Passed);
+    assert_eq!(
+        a.ended_by_rigd.as_deref(),
+        Some("the client that created it disconnected 30s ago")
+    );
+    assert_eq!(
+        serde_json::to_value(&a).unwrap()["ended_by_rigd"],
+        "the client that created it disconnected 30s ago"
+    );
+
+    let events = run(came_up(vec![destroying()]));
+    let a = analyze(&events, Outcome::Passed);
+    assert_eq!(a.ended_by_rigd, None);
+    assert!(serde_json::to_value(&a)
+        .unwrap()
+        .get("ended_by_rigd")
+        .is_none());
+}

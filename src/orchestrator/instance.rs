@@ -21,6 +21,9 @@ pub struct TeardownOptions {
     pub preserve: bool,
     /// Why the environment ends (`test_failed` marks the log outcome as failed).
     pub reason: String,
+    /// Why it ends, for people: the `message` of `environment.destroying` when rigd itself
+    /// ends the environment (TTL expired, client gone); empty when a client asked.
+    pub message: String,
 }
 
 /// A running (or finished but not yet deleted) environment.
@@ -190,7 +193,9 @@ impl Instance {
             .iter()
             .any(|e| e.event_type == EventType::EnvironmentDown);
         if !already_down {
-            self.emit(Event::new(EventType::EnvironmentDestroying));
+            let mut destroying = Event::new(EventType::EnvironmentDestroying);
+            destroying.message = opts.message;
+            self.emit(destroying);
         }
         if opts.preserve {
             self.preserve.store(true, Ordering::SeqCst);

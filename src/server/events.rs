@@ -19,10 +19,17 @@ pub(crate) struct StreamQuery {
     /// `logs=true` also streams `service.log` events (rig-rs addition, used by `rig up --logs`).
     #[serde(default)]
     logs: Option<String>,
+    /// `owner=true`: the client ends the environment itself when done, so rigd ends it when
+    /// the client is gone (see [`owner`](super::owner); rig-rs addition, used by the SDK and
+    /// `rig up`).
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 /// `GET /environments/{id}/events`: replay from `Last-Event-ID` (exclusive), then follow.
-/// Every event except `service.log` is streamed, unless `?logs=true`.
+/// Every event except `service.log` is streamed, unless `?logs=true`. With `?owner=true` the
+/// stream holds the environment: it is torn down once no such stream has been open for the
+/// orphan grace period.
 pub(crate) async fn stream(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -51,8 +58,17 @@ pub(crate) async fn stream(
              replay from the start"
         )));
     }
+    let owner = match query.owner.as_deref() {
+        None | Some("false") => None,
+        Some("true") => Some(entry.owners().attach()),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "query: owner must be true or false, not {other:?}"
+            )))
+        }
+    };
     let subscription = log.subscribe(from_seq, Some(filter), state.stream_token());
-    let body = Body::from_stream(event_stream(subscription, HEARTBEAT_INTERVAL));
+    let body = Body::from_stream(event_stream(subscription, HEARTBEAT_INTERVAL, owner));
     Ok((
         StatusCode::OK,
         [

@@ -6,7 +6,7 @@
 //! | `POST /environments` | validate and create an environment (it starts in the background) | 201 `{"id":...}`, plus `"warnings"` naming fields rigd ignored |
 //! | `GET /environments` | list registered environments, sorted by name | 200 array |
 //! | `GET /environments/{id}` | resolved view: statuses, ingresses, egresses | 200 object |
-//! | `GET /environments/{id}/events` | Server-Sent Events: replay from `Last-Event-ID`, then follow | 200 `text/event-stream`; 400 for a `Last-Event-ID` past the last event |
+//! | `GET /environments/{id}/events` | Server-Sent Events: replay from `Last-Event-ID`, then follow; `?owner=true` binds the environment's life to the stream (ours) | 200 `text/event-stream`; 400 for a `Last-Event-ID` past the last event |
 //! | `POST /environments/{id}/events` | client events (`callback.response`, `service.error`, `service.log`, `test.note`) | 204 |
 //! | `GET /environments/{id}/log` | every event, `service.log` included | 200 array |
 //! | `POST /environments/{id}/sync` | wait until the traffic observed so far is in the log (ours) | 200 `{"seq":N}` |
@@ -20,7 +20,8 @@
 //!
 //! Layout: `state.rs` (registry, TTLs, teardown, shutdown), `environments.rs` and `events.rs`
 //! (handlers), `resolved.rs` (the GET view), `sse.rs` (framing and streaming),
-//! `client_event.rs` (posted events), `idle.rs`, `ttl.rs`, `guard.rs`, `response.rs`,
+//! `client_event.rs` (posted events), `idle.rs`, `ttl.rs`, `owner.rs` (environments that end
+//! with their client), `guard.rs`, `response.rs`,
 //! `teardown_logs.rs` (log files and summary at teardown).
 
 mod client_event;
@@ -28,6 +29,7 @@ mod environments;
 mod events;
 mod guard;
 mod idle;
+mod owner;
 mod resolved;
 mod response;
 mod sse;
@@ -39,9 +41,11 @@ mod ttl;
 mod tests;
 
 pub use idle::IdleTimer;
+pub use owner::REASON_ORPHANED;
 pub use sse::HEARTBEAT_INTERVAL;
 pub use state::{
-    AppState, ServerOptions, ShutdownReport, REASON_RIGD_SHUTDOWN, REASON_TTL_EXPIRED,
+    AppState, ServerOptions, ShutdownReport, DEFAULT_ORPHAN_GRACE, REASON_RIGD_SHUTDOWN,
+    REASON_TTL_EXPIRED,
 };
 
 use axum::extract::DefaultBodyLimit;

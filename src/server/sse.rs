@@ -25,6 +25,7 @@ use futures_util::Stream;
 use rig_types::Event;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use super::owner::OwnerGuard;
 use crate::events::Subscription;
 
 /// How often a quiet stream sends a heartbeat comment.
@@ -63,16 +64,19 @@ pub(crate) fn parse_last_event_id(value: Option<&str>) -> u64 {
 }
 
 /// The body stream of an SSE response: the subscription's events as frames, with a heartbeat
-/// after every `heartbeat` of silence.
+/// after every `heartbeat` of silence. `owner`, if any, is held until the stream is dropped
+/// (the client disconnected or the stream ended).
 pub(crate) fn event_stream(
     subscription: Subscription,
     heartbeat: Duration,
+    owner: Option<OwnerGuard>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let state = StreamState {
         subscription,
         ticker,
+        _owner: owner,
     };
     futures_util::stream::unfold(state, |mut state| async move {
         let chunk = state.next_chunk().await?;
@@ -83,6 +87,7 @@ pub(crate) fn event_stream(
 struct StreamState {
     subscription: Subscription,
     ticker: Interval,
+    _owner: Option<OwnerGuard>,
 }
 
 impl StreamState {
@@ -155,7 +160,7 @@ mod tests {
             Some(EventFilter::without_logs()),
             CancellationToken::new(),
         );
-        let stream = event_stream(sub, Duration::from_secs(15));
+        let stream = event_stream(sub, Duration::from_secs(15), None);
         tokio::pin!(stream);
         let start = Instant::now();
         let first = stream.next().await.unwrap().unwrap();
@@ -175,7 +180,7 @@ mod tests {
         let token = CancellationToken::new();
         log.publish(Event::new(EventType::EnvironmentUp));
         let sub = log.subscribe(0, Some(EventFilter::without_logs()), token.clone());
-        let stream = event_stream(sub, HEARTBEAT_INTERVAL);
+        let stream = event_stream(sub, HEARTBEAT_INTERVAL, None);
         tokio::pin!(stream);
         assert!(stream.next().await.is_some());
         token.cancel();

@@ -23,6 +23,7 @@ use rig_types::{Environment, GoDuration};
 use tokio_util::sync::CancellationToken;
 
 use super::idle::IdleTimer;
+use super::owner::{Owners, REASON_ORPHANED};
 use super::teardown_logs::{write_instance_logs, LogSettings, WrittenLogs};
 use super::ttl::Ttl;
 use crate::logfiles::DEFAULT_RETENTION;
@@ -34,11 +35,18 @@ pub const REASON_TTL_EXPIRED: &str = "ttl_expired";
 /// The teardown reason recorded when rigd shuts down with the environment still registered.
 pub const REASON_RIGD_SHUTDOWN: &str = "rigd_shutdown";
 
+/// How long an environment waits for its owner to reconnect, unless `--orphan-grace` says
+/// otherwise: longer than the SDK takes to give up reconnecting a dropped event stream.
+pub const DEFAULT_ORPHAN_GRACE: Duration = Duration::from_secs(30);
+
 /// Server options (from rigd's flags).
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
     /// TTL of environments whose spec has no `ttl`.
     pub default_ttl: Duration,
+    /// How long an environment whose owner stream closed waits for it to reconnect before
+    /// it is torn down (see [`owner`](super::owner)); zero disables orphan teardown.
+    pub orphan_grace: Duration,
     /// Idle shutdown timeout; zero disables it.
     pub idle_timeout: Duration,
     /// Keep every environment directory at teardown (rigd's own `RIG_PRESERVE=true`).
@@ -54,6 +62,7 @@ impl Default for ServerOptions {
     fn default() -> ServerOptions {
         ServerOptions {
             default_ttl: Duration::from_secs(10 * 60),
+            orphan_grace: DEFAULT_ORPHAN_GRACE,
             idle_timeout: Duration::from_secs(5 * 60),
             preserve_all: false,
             log_dir: None,
@@ -87,6 +96,7 @@ struct Registry {
 pub(crate) struct Entry {
     instance: Arc<Instance>,
     ttl: Ttl,
+    owners: Arc<Owners>,
 }
 
 impl Entry {
@@ -98,6 +108,11 @@ impl Entry {
     /// Its TTL.
     pub(crate) fn ttl(&self) -> &Ttl {
         &self.ttl
+    }
+
+    /// The clients that end it when they are done.
+    pub(crate) fn owners(&self) -> &Arc<Owners> {
+        &self.owners
     }
 }
 
@@ -192,6 +207,7 @@ impl AppState {
         let entry = Arc::new(Entry {
             instance: Arc::clone(&instance),
             ttl: Ttl::start(period, spec_ttl),
+            owners: Arc::default(),
         });
         {
             let mut registry = self.inner.registry.lock();
@@ -201,9 +217,8 @@ impl AppState {
                 // registered, so nobody else will tear it down.
                 let state = self.clone();
                 tokio::spawn(async move {
-                    state
-                        .stop_instance(&entry, REASON_RIGD_SHUTDOWN, false)
-                        .await;
+                    state.stop_instance(&entry, shutdown_teardown()).await;
+                    entry.instance.log().close();
                 });
                 return Err(CreateError::ShuttingDown);
             }
@@ -212,6 +227,7 @@ impl AppState {
                 .insert(instance.id().to_string(), Arc::clone(&entry));
             self.inner.idle.environment_created();
         }
+        self.watch_orphan(Arc::clone(&entry));
         self.watch_ttl(entry);
         Ok(instance)
     }
@@ -229,9 +245,13 @@ impl AppState {
     ) -> Option<Destroyed> {
         let entry = self.inner.registry.lock().environments.remove(id)?;
         let instance = Arc::clone(&entry.instance);
+        let opts = TeardownOptions {
+            preserve,
+            reason,
+            message: String::new(),
+        };
         let state = self.clone();
-        let task =
-            tokio::spawn(async move { state.teardown(entry, &reason, preserve, write_log).await });
+        let task = tokio::spawn(async move { state.teardown(entry, opts, write_log).await });
         let logs = match task.await {
             Ok(logs) => logs,
             Err(e) => {
@@ -269,9 +289,7 @@ impl AppState {
             let id = entry.instance.id().to_string();
             let state = self.clone();
             let task = tokio::spawn(async move {
-                state
-                    .teardown(entry, REASON_RIGD_SHUTDOWN, false, true)
-                    .await;
+                state.teardown(entry, shutdown_teardown(), true).await;
             });
             tasks.push((id, task));
         }
@@ -308,36 +326,67 @@ impl AppState {
     fn watch_ttl(&self, entry: Arc<Entry>) {
         let state = self.clone();
         tokio::spawn(async move {
-            if !entry.ttl.expired().await {
-                return;
-            }
-            let removed = {
-                let mut registry = state.inner.registry.lock();
-                let id = entry.instance.id();
-                match registry.environments.get(id) {
-                    Some(current) if Arc::ptr_eq(current, &entry) => {
-                        registry.environments.remove(id)
-                    }
-                    _ => None,
-                }
-            };
-            if let Some(entry) = removed {
-                // As upstream, an expired environment always leaves its log files.
-                state.teardown(entry, REASON_TTL_EXPIRED, false, true).await;
+            if entry.ttl.expired().await {
+                let message = format!(
+                    "its TTL ({}) passed without word from a client",
+                    entry.ttl.period_text()
+                );
+                state.expire(entry, REASON_TTL_EXPIRED, message).await;
             }
         });
     }
 
+    /// Waits in the background for `entry` to lose its owner for good, and tears it down
+    /// then; nothing when orphan teardown is disabled.
+    fn watch_orphan(&self, entry: Arc<Entry>) {
+        let grace = self.inner.options.orphan_grace;
+        if grace.is_zero() {
+            return;
+        }
+        let state = self.clone();
+        tokio::spawn(async move {
+            if entry.owners.orphaned(grace, entry.ttl.stopped()).await {
+                let message = format!(
+                    "the client that created it (a test process or `rig up`) disconnected \
+                     {} ago without ending it: it was killed or crashed",
+                    GoDuration::from_std(grace)
+                );
+                state.expire(entry, REASON_ORPHANED, message).await;
+            }
+        });
+    }
+
+    /// Tears down `entry` on rigd's own initiative, if it is still registered. As
+    /// upstream does for an expired TTL, the environment always leaves its log files.
+    async fn expire(&self, entry: Arc<Entry>, reason: &str, message: String) {
+        let removed = {
+            let mut registry = self.inner.registry.lock();
+            let id = entry.instance.id();
+            match registry.environments.get(id) {
+                Some(current) if Arc::ptr_eq(current, &entry) => registry.environments.remove(id),
+                _ => None,
+            }
+        };
+        if let Some(entry) = removed {
+            let opts = TeardownOptions {
+                preserve: false,
+                reason: reason.to_string(),
+                message,
+            };
+            self.teardown(entry, opts, true).await;
+        }
+    }
+
     /// Tears down an environment already removed from the registry, then writes its log
-    /// files when `write_log` is set and a logs directory is configured.
+    /// files when `write_log` is set and a logs directory is configured, and ends its event
+    /// streams.
     async fn teardown(
         &self,
         entry: Arc<Entry>,
-        reason: &str,
-        preserve: bool,
+        opts: TeardownOptions,
         write_log: bool,
     ) -> Option<WrittenLogs> {
-        self.stop_instance(&entry, reason, preserve).await;
+        self.stop_instance(&entry, opts).await;
         let logs = match (&self.inner.options.log_dir, write_log) {
             (Some(dir), true) => {
                 let settings = LogSettings {
@@ -348,19 +397,27 @@ impl AppState {
             }
             _ => None,
         };
+        // Followers of the event stream have everything; let their streams end, once the
+        // log files they may look for are written.
+        entry.instance.log().close();
         self.inner.idle.environment_destroyed();
         logs
     }
 
-    /// Stops the TTL, tears the instance down and ends its event streams.
-    async fn stop_instance(&self, entry: &Entry, reason: &str, preserve: bool) {
+    /// Stops the TTL and tears the instance down; its event streams go on until its log is
+    /// closed.
+    async fn stop_instance(&self, entry: &Entry, mut opts: TeardownOptions) {
         entry.ttl.stop();
-        let opts = TeardownOptions {
-            preserve: preserve || self.inner.options.preserve_all,
-            reason: reason.to_string(),
-        };
+        opts.preserve |= self.inner.options.preserve_all;
         entry.instance.teardown(opts).await;
-        // Followers of the event stream have everything; let their streams end.
-        entry.instance.log().close();
+    }
+}
+
+/// How rigd shutting down ends an environment.
+fn shutdown_teardown() -> TeardownOptions {
+    TeardownOptions {
+        preserve: false,
+        reason: REASON_RIGD_SHUTDOWN.to_string(),
+        message: "rigd shut down".to_string(),
     }
 }

@@ -69,6 +69,16 @@ impl Ttl {
         self.stopped.cancel();
     }
 
+    /// Cancelled once the timer is stopped, when the environment's teardown begins.
+    pub(crate) fn stopped(&self) -> &CancellationToken {
+        &self.stopped
+    }
+
+    /// The period each keepalive grants, as a Go duration (`10m0s`).
+    pub(crate) fn period_text(&self) -> String {
+        GoDuration::from_std(self.period).to_string()
+    }
+
     /// Waits for the deadline, following extensions. Returns `true` when the deadline passed
     /// and `false` when the timer was stopped first.
     pub(crate) async fn expired(&self) -> bool {

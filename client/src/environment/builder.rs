@@ -107,8 +107,10 @@ impl EnvironmentBuilder {
     }
 
     /// The lifetime rigd gives the environment without word from the test (default: rigd's,
-    /// 10 minutes). The SDK renews it while the environment is in use, so this only matters
-    /// when the test process dies without tearing down.
+    /// 10 minutes). The SDK renews it while the environment is in use, and a test process
+    /// that dies without tearing down ends its environment within 30 s (rigd's
+    /// `--orphan-grace`), so this only matters when the test stops answering but stays
+    /// connected, e.g. paused in a debugger.
     pub fn ttl(mut self, ttl: Duration) -> EnvironmentBuilder {
         self.ttl = Some(ttl);
         self
@@ -216,7 +218,12 @@ impl EnvironmentBuilder {
             background.clone(),
             callback_timeout,
         ));
-        let stream = shared.client.events(&shared.id, None);
+        // Unless it is to outlive the test, the environment ends with the test process: a
+        // test killed before it could tear down frees everything within rigd's orphan grace.
+        let stream = shared
+            .client
+            .events(&shared.id, None)
+            .owning(keep_for.is_none());
         lifetime.track(background.spawn(session.run(stream)).abort_handle());
         let every = ttl.map_or(DEFAULT_KEEPALIVE, |t| {
             (t / 3).clamp(Duration::from_secs(1), DEFAULT_KEEPALIVE)

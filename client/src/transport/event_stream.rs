@@ -43,6 +43,7 @@ pub struct EventStream {
     transport: Transport,
     id: String,
     logs: bool,
+    owner: bool,
     /// The last id received from the server (events may still wait in `ready`); where this
     /// stream resumes after a dropped connection.
     last_id: Option<u64>,
@@ -79,6 +80,7 @@ impl EventStream {
             transport,
             id,
             logs: false,
+            owner: false,
             last_id,
             returned_id: last_id,
             live: None,
@@ -96,6 +98,14 @@ impl EventStream {
     /// Also receive `service.log` events (`?logs=true`), which rigd leaves out by default.
     pub fn with_logs(mut self, logs: bool) -> EventStream {
         self.logs = logs;
+        self
+    }
+
+    /// Follows the stream as the environment's owner (`?owner=true`): the client ends the
+    /// environment itself when it is done, so rigd ends it when the client has been gone for
+    /// its orphan grace period (30 s by default), e.g. after the process was killed.
+    pub fn owning(mut self, owner: bool) -> EventStream {
+        self.owner = owner;
         self
     }
 
@@ -275,8 +285,13 @@ impl EventStream {
 
     async fn open(&self) -> Result<Live, ClientError> {
         let mut path = format!("{}/events", environment_path(&self.id));
-        if self.logs {
-            path.push_str("?logs=true");
+        let query: Vec<&str> = [(self.logs, "logs=true"), (self.owner, "owner=true")]
+            .into_iter()
+            .filter_map(|(on, param)| on.then_some(param))
+            .collect();
+        if !query.is_empty() {
+            path.push('?');
+            path.push_str(&query.join("&"));
         }
         let headers: Vec<(HeaderName, String)> = self
             .last_id

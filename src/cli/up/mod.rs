@@ -19,7 +19,9 @@
 //! with a clear message instead of waiting for a timeout.
 //!
 //! While it runs, `rig up` keeps the environment's TTL from expiring
-//! (`POST /environments/{id}/keepalive`), like the SDK does for a running test.
+//! (`POST /environments/{id}/keepalive`), like the SDK does for a running test, and it
+//! follows the events as the environment's owner: killed before it could tear down, its
+//! environment ends within rigd's orphan grace period.
 
 mod options;
 mod progress;
@@ -83,7 +85,7 @@ pub async fn run(args: Args) -> CmdResult {
     ));
     let names = spec.service_names();
     let mut session = Session {
-        events: client.events(&id, None).with_logs(opts.logs),
+        events: client.events(&id, None).with_logs(opts.logs).owning(true),
         progress: Progress::new(style, opts.logs, &names),
         client,
         id,

@@ -224,10 +224,15 @@ impl Progress {
             }
             EventType::EnvironmentDestroying if !self.tearing_down => {
                 self.torn_down_elsewhere = true;
-                vec![self.line_free(
-                    Mark::Warn,
-                    "the environment is being torn down (by rig down, its TTL or rigd shutting down)",
-                )]
+                // rigd says why when it ends the environment itself; a client does not.
+                let text = if event.message.is_empty() {
+                    "the environment is being torn down (by rig down, its TTL or rigd shutting \
+                     down)"
+                        .to_string()
+                } else {
+                    format!("the environment is being torn down: {}", event.message)
+                };
+                vec![self.line_free(Mark::Warn, &text)]
             }
             EventType::EnvironmentUp => self.environment_up(event),
             EventType::EnvironmentDown => self.environment_down(event),

@@ -7,7 +7,9 @@ use axum::http::{Method, StatusCode};
 use serde_json::json;
 
 use super::{request, Harness};
-use crate::server::{ServerOptions, REASON_RIGD_SHUTDOWN, REASON_TTL_EXPIRED};
+use crate::server::{
+    ServerOptions, DEFAULT_ORPHAN_GRACE, REASON_ORPHANED, REASON_RIGD_SHUTDOWN, REASON_TTL_EXPIRED,
+};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -83,6 +85,131 @@ async fn ttl_expiry_tears_the_environment_down() {
     );
     instance.wait_down().await;
     assert_eq!(instance.reason(), REASON_TTL_EXPIRED);
+    let destroying = instance
+        .log()
+        .lifecycle_events()
+        .into_iter()
+        .find(|e| e.event_type == rig_types::EventType::EnvironmentDestroying)
+        .expect("environment.destroying");
+    assert_eq!(
+        destroying.message,
+        "its TTL (1m0s) passed without word from a client"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_environment_ends_a_grace_period_after_its_owner_disconnects() {
+    let h = Harness::new();
+    let id = h
+        .create(json!({"name": "owned", "services": {"w": {"type": "custom"}}}))
+        .await;
+    let instance = h.state.get(&id).unwrap().instance().clone();
+    let get = format!("/environments/{id}");
+    let owner = h
+        .events_at(&format!("/environments/{id}/events?owner=true"), None)
+        .await;
+    let mut watcher = h.events(&id, None).await;
+    // Owned and connected: the environment lives as long as its TTL allows.
+    tokio::time::sleep(Duration::from_secs(5 * 60)).await;
+    assert_eq!(
+        h.call(request(Method::GET, &get)).await.status,
+        StatusCode::OK
+    );
+
+    drop(owner);
+    tokio::time::sleep(DEFAULT_ORPHAN_GRACE - Duration::from_secs(1)).await;
+    assert_eq!(
+        h.call(request(Method::GET, &get)).await.status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        h.call(request(Method::GET, &get)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    instance.wait_down().await;
+    assert_eq!(instance.reason(), REASON_ORPHANED);
+    let frames = watcher.until("environment.down", PATIENCE).await;
+    let destroying = frames
+        .iter()
+        .find(|f| f.event == "environment.destroying")
+        .expect("environment.destroying");
+    let message = destroying.data["message"].as_str().unwrap();
+    assert!(
+        message.contains("disconnected 30s ago without ending it"),
+        "{message}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_owner_that_reconnects_in_time_keeps_its_environment() {
+    let h = Harness::new();
+    let id = h
+        .create(json!({"name": "owned", "services": {"w": {"type": "custom"}}}))
+        .await;
+    let get = format!("/environments/{id}");
+    let owned = format!("/environments/{id}/events?owner=true");
+    drop(h.events_at(&owned, None).await);
+    tokio::time::sleep(DEFAULT_ORPHAN_GRACE / 2).await;
+    let _back = h.events_at(&owned, None).await;
+    tokio::time::sleep(DEFAULT_ORPHAN_GRACE * 4).await;
+    assert_eq!(
+        h.call(request(Method::GET, &get)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn streams_without_owner_and_a_zero_grace_never_orphan() {
+    for (options, uri) in [
+        (ServerOptions::default(), "events"),
+        (ServerOptions::default(), "events?owner=false"),
+        (
+            ServerOptions {
+                orphan_grace: Duration::ZERO,
+                ..ServerOptions::default()
+            },
+            "events?owner=true",
+        ),
+    ] {
+        let h = Harness::with_options(ServerOptions {
+            idle_timeout: Duration::ZERO,
+            ..options
+        });
+        let id = h
+            .create(json!({"name": "free", "services": {"w": {"type": "custom"}}}))
+            .await;
+        drop(
+            h.events_at(&format!("/environments/{id}/{uri}"), None)
+                .await,
+        );
+        tokio::time::sleep(DEFAULT_ORPHAN_GRACE * 4).await;
+        let get = format!("/environments/{id}");
+        assert_eq!(
+            h.call(request(Method::GET, &get)).await.status,
+            StatusCode::OK,
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn owner_takes_true_or_false() {
+    let h = Harness::new();
+    let id = h
+        .create(json!({"name": "owned", "services": {"w": {"type": "custom"}}}))
+        .await;
+    let reply = h
+        .call(request(
+            Method::GET,
+            &format!("/environments/{id}/events?owner=yes"),
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.error(),
+        r#"query: owner must be true or false, not "yes""#
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -436,6 +436,17 @@ fn a_teardown_by_someone_else_is_announced_not_called_unexpected() {
 }
 
 #[test]
+fn a_teardown_by_rigd_says_why() {
+    let mut p = progress(&["api"]);
+    let mut destroying = ev(EventType::EnvironmentDestroying, "", 0);
+    destroying.message = "its TTL (1m0s) passed without word from a client".into();
+    assert_eq!(
+        p.render(&destroying),
+        ["  ! the environment is being torn down: its TTL (1m0s) passed without word from a client"]
+    );
+}
+
+#[test]
 fn teardown_shows_stops_and_no_surprise() {
     let mut p = progress(&["api"]);
     assert!(p
