@@ -259,3 +259,58 @@ async fn tcp_connections_are_recorded_without_readiness_probes() -> Result<(), r
     env.down().await?;
     Ok(())
 }
+
+/// Traffic beyond `traffic_memory` moves to a temporary file; queries still see every
+/// exchange, bodies included, in order.
+#[tokio::test]
+async fn traffic_beyond_the_memory_budget_is_kept_whole() -> Result<(), rig::BoxError> {
+    const CALLS: usize = 40;
+    /// 20 kB bodies: the 128 KiB budget holds about six exchanges.
+    fn body(n: usize) -> String {
+        format!("{n:05}").repeat(4_000)
+    }
+    let api = rig::func(|wiring| async move {
+        serve(&wiring, |_method, path| {
+            let n: usize = path.trim_start_matches("/n/").parse().unwrap_or(0);
+            (200, body(n))
+        })
+        .await
+    });
+    let env = builder("sdk-traffic-spill")
+        .traffic_memory(128 * 1024)
+        .service("api", api)
+        .up()
+        .await?;
+    let url = env.url("api")?;
+    for n in 0..CALLS {
+        assert_eq!(get(&format!("{url}/n/{n}")).await?.body, body(n));
+    }
+    let calls = RequestFilter::new().edge("~test", "api");
+    let seen = env.expect_requests(&calls, CALLS).await?;
+    for (n, request) in seen.iter().enumerate() {
+        assert_eq!(request.path, format!("/n/{n}"));
+        assert_eq!(request.response_text(), body(n), "call {n}");
+    }
+    assert_eq!(
+        env.traffic_events()
+            .iter()
+            .filter(|e| e
+                .request
+                .as_ref()
+                .is_some_and(|r| r.path.starts_with("/n/")))
+            .count(),
+        CALLS
+    );
+    // The older ones were read back from the (unlinked) spill file.
+    let spill_files = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| {
+            let target = target.to_string_lossy();
+            target.contains("rig-sdk-traffic-") && target.ends_with(" (deleted)")
+        })
+        .count();
+    assert!(spill_files >= 1, "no spill file open");
+    env.down().await?;
+    Ok(())
+}

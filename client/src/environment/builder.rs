@@ -13,6 +13,7 @@ use tokio::runtime::Handle;
 use super::session::Session;
 use super::shared::{Phase, Shared};
 use super::teardown::{Ending, Lifetime};
+use super::traffic_store::DEFAULT_TRAFFIC_MEMORY;
 use super::Environment;
 use crate::background;
 use crate::error::{Error, Result};
@@ -55,6 +56,7 @@ pub struct EnvironmentBuilder {
     ttl: Option<Duration>,
     keep_for: Option<Duration>,
     callback_timeout: Duration,
+    traffic_memory: usize,
     rigd_addr: Option<String>,
     rig_dir: Option<PathBuf>,
     rigd_binary: Option<PathBuf>,
@@ -70,6 +72,7 @@ impl EnvironmentBuilder {
             ttl: None,
             keep_for: None,
             callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
+            traffic_memory: DEFAULT_TRAFFIC_MEMORY,
             rigd_addr: None,
             rig_dir: None,
             rigd_binary: None,
@@ -134,6 +137,15 @@ impl EnvironmentBuilder {
         self
     }
 
+    /// How many bytes of observed traffic (events with their captured bodies) the handle
+    /// keeps in memory (default 64 MiB). Every event is kept: older ones move to an unnamed
+    /// temporary file and are read back when a query such as
+    /// [`observed`](crate::Environment::observed) reaches them.
+    pub fn traffic_memory(mut self, bytes: usize) -> EnvironmentBuilder {
+        self.traffic_memory = bytes;
+        self
+    }
+
     /// Uses the rigd at `addr` (`host:port`) instead of finding or starting one.
     pub fn rigd_addr(mut self, addr: impl Into<String>) -> EnvironmentBuilder {
         self.rigd_addr = Some(addr.into());
@@ -179,6 +191,7 @@ impl EnvironmentBuilder {
             startup_timeout,
             ttl,
             callback_timeout,
+            traffic_memory,
             ..
         } = self;
         let ttl = keep_for.or(ttl);
@@ -209,7 +222,7 @@ impl EnvironmentBuilder {
 
         // From here on the environment exists on rigd: `lifetime` ends it on every path,
         // including this future being dropped.
-        let shared = Arc::new(Shared::new(id, name, client, observe));
+        let shared = Arc::new(Shared::new(id, name, client, observe, traffic_memory));
         let mut lifetime = Lifetime::new(shared.clone(), keep_for);
         let session = Arc::new(Session::new(
             shared.clone(),

@@ -4,10 +4,12 @@ mod builder;
 mod session;
 mod shared;
 mod teardown;
+mod traffic_store;
 
 pub use builder::{EnvironmentBuilder, DEFAULT_CALLBACK_TIMEOUT, DEFAULT_STARTUP_TIMEOUT};
 pub use teardown::DownReport;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::Location;
@@ -214,7 +216,8 @@ impl Environment {
 
     /// Every traffic event recorded so far (HTTP, gRPC, TCP, Kafka), in order.
     pub fn traffic_events(&self) -> Vec<Event> {
-        self.shared.lock().traffic.clone()
+        let state = self.shared.lock();
+        state.traffic.iter().map(Cow::into_owned).collect()
     }
 
     /// The exchanges recorded so far that `filter` selects, in order: [`Request`]s for a
@@ -225,7 +228,7 @@ impl Environment {
     /// response reaches the caller. To assert on traffic just made, use
     /// [`Environment::wait_for`] or [`Environment::expect`].
     pub fn observed<F: TrafficFilter>(&self, filter: &F) -> Vec<F::Item> {
-        traffic::select(&self.shared.lock().traffic, filter)
+        traffic::select(self.shared.lock().traffic.iter(), filter)
     }
 
     /// The first exchange `filter` selects, waiting up to `timeout` for it.
@@ -255,9 +258,10 @@ impl Environment {
             .shared
             .wait_until(timeout, |s| {
                 // Only the events that arrived since the last look (see `expect_at`).
-                let first = s.traffic[scanned..]
-                    .iter()
-                    .filter_map(F::Item::from_event)
+                let first = s
+                    .traffic
+                    .iter_from(scanned)
+                    .filter_map(|event| F::Item::from_event(&event))
                     .find(|item| filter.matches(item));
                 scanned = s.traffic.len();
                 match first {
@@ -272,7 +276,7 @@ impl Environment {
                 filter: filter.to_string(),
                 kind: F::Item::KIND,
                 after: timeout,
-                seen: traffic::seen(&self.shared.lock().traffic, filter),
+                seen: traffic::seen(self.shared.lock().traffic.iter(), filter),
             }),
         }
     }
@@ -340,9 +344,10 @@ impl Environment {
         // an event copies its captured bodies.
         let (mut scanned, mut n) = (0, 0);
         let enough = |s: &shared::State| {
-            n += s.traffic[scanned..]
-                .iter()
-                .filter_map(F::Item::from_event)
+            n += s
+                .traffic
+                .iter_from(scanned)
+                .filter_map(|event| F::Item::from_event(&event))
                 .filter(|item| filter.matches(item))
                 .count();
             scanned = s.traffic.len();
@@ -354,7 +359,7 @@ impl Environment {
         let caught_up = self.catch_up().await;
         let failure = {
             let state = self.shared.lock();
-            let matched = traffic::select(&state.traffic, filter);
+            let matched = traffic::select(state.traffic.iter(), filter);
             if matched.len() == count {
                 return Ok(matched);
             }
@@ -369,7 +374,7 @@ impl Environment {
                     kind: F::Item::KIND,
                     expected: count,
                     matched: matched.iter().map(ToString::to_string).collect(),
-                    seen: traffic::seen(&state.traffic, filter),
+                    seen: traffic::seen(state.traffic.iter(), filter),
                 },
             }
         };

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rig_types::Event;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
+use super::traffic_store::TrafficStore;
 use crate::endpoint::Endpoint;
 use crate::transport::client::RigdClient;
 
@@ -42,7 +42,7 @@ pub(crate) struct State {
     /// Lifecycle phase.
     pub(crate) phase: Phase,
     /// Every traffic event, in arrival (= log) order.
-    pub(crate) traffic: Vec<Event>,
+    pub(crate) traffic: TrafficStore,
     /// The sequence number of the last event the stream delivered.
     pub(crate) seen_seq: u64,
     /// The text of the last `progress.stall`, for a startup timeout's message.
@@ -68,13 +68,24 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(id: String, name: String, client: RigdClient, observe: bool) -> Shared {
+    /// The state of a new environment whose handle keeps up to `traffic_memory` bytes of
+    /// traffic events in memory.
+    pub(crate) fn new(
+        id: String,
+        name: String,
+        client: RigdClient,
+        observe: bool,
+        traffic_memory: usize,
+    ) -> Shared {
         Shared {
             id,
             name,
             client,
             observe,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                traffic: TrafficStore::new(traffic_memory),
+                ..State::default()
+            }),
             version: watch::channel(0).0,
         }
     }
@@ -127,6 +138,7 @@ mod tests {
             "env".into(),
             RigdClient::new("127.0.0.1:1").unwrap(),
             true,
+            1024,
         ))
     }
 

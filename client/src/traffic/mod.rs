@@ -2,8 +2,8 @@
 //!
 //! In observe mode (the default) every edge, including the test's own calls to services,
 //! goes through a proxy that records each exchange as a traffic event. The SDK keeps every
-//! traffic event of its environment in memory as it arrives on the event stream and offers
-//! them as typed items:
+//! traffic event of its environment as it arrives on the event stream (the newest 64 MiB in
+//! memory, older ones in a temporary file) and offers them as typed items:
 //!
 //! | item             | event                                   | filter               |
 //! |------------------|-----------------------------------------|----------------------|
@@ -16,6 +16,7 @@
 //! [`TrafficFilter`]: [`observed`](crate::Environment::observed),
 //! [`wait_for`](crate::Environment::wait_for) and [`expect`](crate::Environment::expect).
 
+use std::borrow::Borrow;
 use std::fmt;
 
 use rig_types::Event;
@@ -77,20 +78,26 @@ pub(crate) fn named<'a>(source: &'a Option<String>, target: &'a Option<String>) 
 }
 
 /// The items of kind `F::Item` among `events` that `filter` selects, in order.
-pub(crate) fn select<F: TrafficFilter>(events: &[Event], filter: &F) -> Vec<F::Item> {
+pub(crate) fn select<F: TrafficFilter>(
+    events: impl IntoIterator<Item = impl Borrow<Event>>,
+    filter: &F,
+) -> Vec<F::Item> {
     events
-        .iter()
-        .filter_map(F::Item::from_event)
+        .into_iter()
+        .filter_map(|event| F::Item::from_event(event.borrow()))
         .filter(|item| filter.matches(item))
         .collect()
 }
 
 /// Every item of kind `F::Item` among `events`, one line each, for failure messages
 /// (probes only when the filter includes them).
-pub(crate) fn seen<F: TrafficFilter>(events: &[Event], filter: &F) -> Vec<String> {
+pub(crate) fn seen<F: TrafficFilter>(
+    events: impl IntoIterator<Item = impl Borrow<Event>>,
+    filter: &F,
+) -> Vec<String> {
     events
-        .iter()
-        .filter_map(F::Item::from_event)
+        .into_iter()
+        .filter_map(|event| F::Item::from_event(event.borrow()))
         .filter(|item| !item.is_probe() || filter.includes_probes())
         .map(|item| item.to_string())
         .collect()
