@@ -203,18 +203,19 @@ impl LogRenderer {
         self.width = self.width.max(row.service.chars().count());
         let time = s.paint(Paint::Dim, &format::relative(row.time_s));
         let padded = pad(&row.service, self.width);
+        let text = s.service_text(&row.data);
         if row.is_note() {
             return format!(
                 "{time}  {}  {}",
                 s.paint(Paint::Bold, &s.paint(Paint::Red, &padded)),
-                s.paint(Paint::Red, &format!("✗ {}", row.data))
+                s.paint(Paint::Red, &format!("✗ {text}"))
             );
         }
         let color = self.colors.of(&row.service);
         let data = if row.stream == "stderr" {
-            s.paint(Paint::Yellow, &row.data)
+            s.paint(Paint::Yellow, &text)
         } else {
-            row.data.clone()
+            text.into_owned()
         };
         format!("{time}  {}  {data}", s.paint(color, &padded))
     }
@@ -292,4 +293,26 @@ pub fn secs_between(from: &Timestamp, to: &Timestamp) -> f64 {
 /// Prints an error-free notice to stderr (for follow mode).
 pub fn notice(text: impl std::fmt::Display) {
     eprint_line(text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_lines_cannot_drive_the_terminal() {
+        let row = |stream: &str| LogRow {
+            time_s: 1.0,
+            service: "api".into(),
+            stream: stream.into(),
+            data: "\x1b[2Jwiped\x07".into(),
+            timestamp: String::new(),
+        };
+        let mut renderer = LogRenderer::new(Style::plain(), 4);
+        for stream in ["stdout", "stderr", "note"] {
+            let line = renderer.line(&row(stream));
+            assert!(!line.contains('\x1b'), "{line:?}");
+            assert!(line.ends_with(r"\u{1b}[2Jwiped\u{7}"), "{line:?}");
+        }
+    }
 }

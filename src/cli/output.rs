@@ -119,6 +119,12 @@ impl Style {
         self.color
     }
 
+    /// Output a service (or a test) wrote, made safe for this terminal: see
+    /// [`terminal_safe`]; its colours are kept when this style colours.
+    pub fn service_text<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        terminal_safe(text, self.color)
+    }
+
     /// `text` wrapped in the escape codes for `paint`, or unchanged when colour is off.
     pub fn paint(&self, paint: Paint, text: &str) -> String {
         if self.color && !text.is_empty() {
@@ -223,9 +229,84 @@ pub fn eprint_line(text: impl fmt::Display) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
+/// `text` as it can go to a terminal: colour codes (SGR, `ESC [ … m`) are kept when
+/// `keep_colors` is set, with a reset at the end so a colour left on does not run into the
+/// next line, and dropped otherwise; every other control character, and so every other
+/// escape sequence (cursor moves, screen clears, window titles), is written as an escape
+/// (`\r`, `\u{1b}`), so that output of a service can neither garble nor drive the terminal.
+/// Tabs pass.
+pub fn terminal_safe(text: &str, keep_colors: bool) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut colored = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if let Some(len) = sgr_len(rest) {
+            if keep_colors {
+                out.push_str(&rest[..len]);
+                colored = true;
+            }
+            rest = &rest[len..];
+            continue;
+        }
+        if c.is_control() && c != '\t' {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    if colored {
+        out.push_str("\x1b[0m");
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Writes control character `c` as an escape: `\n`, `\r`, `\t`, else `\u{..}`.
+pub fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c => out.extend(c.escape_unicode()),
+    }
+}
+
+/// The length of the SGR sequence (`ESC [ digits;... m`) `s` starts with, if it does.
+fn sgr_len(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    if !b.starts_with(b"\x1b[") {
+        return None;
+    }
+    let params = b[2..]
+        .iter()
+        .take_while(|&&c| c.is_ascii_digit() || c == b';' || c == b':')
+        .count();
+    (b.get(2 + params) == Some(&b'm')).then_some(3 + params)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_safe_keeps_or_drops_colours_and_escapes_everything_else() {
+        assert!(matches!(
+            terminal_safe("plain\ttext", true),
+            std::borrow::Cow::Borrowed("plain\ttext")
+        ));
+        let text = "\x1b[1;31mred\x1b[m \x1b[38:5:2mx \x1b[H\x08\u{9b}";
+        assert_eq!(
+            terminal_safe(text, true),
+            "\x1b[1;31mred\x1b[m \x1b[38:5:2mx \\u{1b}[H\\u{8}\\u{9b}\x1b[0m"
+        );
+        assert_eq!(terminal_safe(text, false), "red x \\u{1b}[H\\u{8}\\u{9b}");
+        // An escape at the very end, or an unfinished colour code, is shown, not sent.
+        assert_eq!(terminal_safe("a\x1b", true), "a\\u{1b}");
+        assert_eq!(terminal_safe("\x1b[31", false), "\\u{1b}[31");
+    }
 
     #[test]
     fn color_choice_parses_and_rejects_unknown() {

@@ -392,7 +392,10 @@ impl Progress {
         log.data
             .trim_end_matches(['\n', '\r'])
             .split('\n')
-            .map(|l| format!("    {name} {bar} {}", l.trim_end_matches('\r')))
+            .map(|l| {
+                let text = self.style.service_text(l.trim_end_matches('\r'));
+                format!("    {name} {bar} {text}")
+            })
             .collect()
     }
 

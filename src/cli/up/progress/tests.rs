@@ -401,6 +401,27 @@ fn logs_only_with_the_flag_one_line_each_stderr_marked() {
 }
 
 #[test]
+fn service_output_cannot_drive_the_terminal() {
+    let names = vec!["api".to_string()];
+    let chunk = Event::log(
+        "api",
+        LogStream::Stdout,
+        "\x1b[32mok\x1b[0m \x1b[2J\x1b]0;title\x07 50%\r60%\n",
+    );
+    let mut plain = Progress::new(Style::plain(), true, &names);
+    assert_eq!(
+        plain.render(&chunk),
+        [r"    api  | ok \u{1b}[2J\u{1b}]0;title\u{7} 50%\r60%"]
+    );
+    let mut colored = Progress::new(Style::new(true), true, &names);
+    let line = &colored.render(&chunk)[0];
+    assert!(
+        line.ends_with("\x1b[32mok\x1b[0m \\u{1b}[2J\\u{1b}]0;title\\u{7} 50%\\r60%\x1b[0m"),
+        "{line:?}"
+    );
+}
+
+#[test]
 fn environment_down_prints_the_failure_summary() {
     let mut p = progress(&["broken"]);
     let down = Event {
