@@ -610,3 +610,44 @@ async fn an_environment_ends_soon_after_the_rig_up_that_owns_it_is_killed() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_environment_being_torn_down_is_listed_as_such() {
+    use std::process::Command;
+
+    let rigd = Rigd::start_with(&["--stop-grace", "3s"]);
+    // Ignores SIGINT, so its teardown lasts the whole stop grace.
+    let stubborn = sh("trap '' INT; echo started; exec sleep 3600");
+    let id = rigd
+        .create(json!({"name": "slow-stop", "services": {"stubborn": stubborn}}))
+        .await;
+    let mut events = rigd.events(&id);
+    events.until(EnvironmentUp).await;
+    let client = rigd.client().clone();
+    let delete = {
+        let id = id.clone();
+        tokio::spawn(async move {
+            client
+                .delete_environment(&id, &DeleteOptions::default())
+                .await
+        })
+    };
+    events.until(ServiceStopping).await;
+
+    let listed = rigd.client().list_environments().await.expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].id.as_str(), listed[0].status.as_str()),
+        (id.as_str(), "destroying")
+    );
+    let ps = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .args(["ps", "--server", rigd.addr(), "--color", "never"])
+        .output()
+        .expect("run rig ps");
+    let text = String::from_utf8_lossy(&ps.stdout);
+    assert_eq!(text.trim(), format!("slow-stop  {id}  tearing down"));
+
+    delete.await.expect("join").expect("DELETE");
+    let listed = rigd.client().list_environments().await.expect("list");
+    assert!(listed.is_empty(), "{listed:?}");
+}

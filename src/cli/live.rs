@@ -114,8 +114,16 @@ fn addr_files(dir: &std::path::Path) -> Vec<PathBuf> {
     out
 }
 
-/// The active environments, or a failure that says how to get one.
+/// The active environments, or a failure that says how to get one. Those being torn down
+/// are left out: there is nothing left to follow or end.
 pub async fn environments(running: &Running) -> Result<Vec<EnvironmentSummary>, CliError> {
+    let mut envs = all_environments(running).await?;
+    envs.retain(|e| !e.is_ending());
+    Ok(envs)
+}
+
+/// Every environment rigd lists, those being torn down included.
+pub async fn all_environments(running: &Running) -> Result<Vec<EnvironmentSummary>, CliError> {
     running
         .client
         .list_environments()

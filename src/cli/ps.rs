@@ -69,9 +69,13 @@ pub fn run(args: Args) -> CmdResult {
     let server = parsed.value("--server").map(str::to_string);
     super::block_on(async move {
         let running = live::find_running(server.as_deref()).await?;
-        let envs = live::environments(&running).await?;
+        let envs = live::all_environments(&running).await?;
         let mut details = Vec::with_capacity(envs.len());
         for e in &envs {
+            if e.is_ending() {
+                details.push(Detail::Gone);
+                continue;
+            }
             // An environment torn down meanwhile is simply left without detail.
             details.push(match running.client.get_environment(&e.id).await {
                 Ok(detail) => Detail::Found(Box::new(detail)),
@@ -115,16 +119,22 @@ pub fn run(args: Args) -> CmdResult {
 }
 
 fn render(e: &EnvironmentSummary, detail: &Detail, s: Style) -> Vec<String> {
+    let when = if e.is_ending() {
+        "tearing down".to_string()
+    } else {
+        format!("expires in {}", e.remaining_ttl)
+    };
     let mut out = vec![format!(
-        "{}  {}  expires in {}",
+        "{}  {}  {when}",
         s.paint(Paint::Bold, &e.name),
         s.paint(Paint::Dim, &e.id),
-        e.remaining_ttl
     )];
     let detail = match detail {
         Detail::Found(detail) => detail,
         Detail::Gone => {
-            out.push(format!("  {}", s.paint(Paint::Dim, "(being torn down)")));
+            if !e.is_ending() {
+                out.push(format!("  {}", s.paint(Paint::Dim, "(being torn down)")));
+            }
             return out;
         }
         Detail::Failed(error) => {
@@ -186,6 +196,14 @@ mod tests {
         assert_eq!(
             render(&e, &Detail::Gone, style),
             ["orders  abc  expires in 9m0s", "  (being torn down)"]
+        );
+        let ending = EnvironmentSummary {
+            status: "destroying".into(),
+            ..e.clone()
+        };
+        assert_eq!(
+            render(&ending, &Detail::Gone, style),
+            ["orders  abc  tearing down"]
         );
         let failed = Detail::Failed("rigd returned HTTP 500: boom".into());
         assert_eq!(

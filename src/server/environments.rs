@@ -69,14 +69,26 @@ pub(crate) struct EnvironmentSummary {
     pub(crate) remaining_ttl: String,
     /// Sorted names of the non-injected services.
     pub(crate) services: Vec<String>,
+    /// `destroying` while being torn down (rig-rs addition; omitted otherwise).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub(crate) status: &'static str,
 }
 
-/// `GET /environments`: every registered environment, sorted by name (then id).
+/// What [`EnvironmentSummary::status`] says of an environment being torn down.
+const STATUS_DESTROYING: &str = "destroying";
+
+/// `GET /environments`: every registered environment, then those being torn down (by DELETE,
+/// TTL expiry, orphaning or shutdown) with `"status": "destroying"`, sorted by name (then
+/// id). Upstream lists only the former.
 pub(crate) async fn list(State(state): State<AppState>) -> Response {
-    let mut out: Vec<EnvironmentSummary> = state
-        .entries()
-        .iter()
-        .map(|entry| {
+    let listed = state.entries().into_iter().map(|e| (e, ""));
+    let ending = state
+        .ending_entries()
+        .into_iter()
+        .map(|e| (e, STATUS_DESTROYING));
+    let mut out: Vec<EnvironmentSummary> = listed
+        .chain(ending)
+        .map(|(entry, status)| {
             let instance = entry.instance();
             EnvironmentSummary {
                 id: instance.id().to_string(),
@@ -91,6 +103,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Response {
                     .filter(|(_, s)| !s.injected)
                     .map(|(name, _)| name.clone())
                     .collect(),
+                status,
             }
         })
         .collect();

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `GET /health` | liveness | 200 `{"status":"ok","version":..,"api":1}` (upstream: status only) |
 //! | `POST /environments` | validate and create an environment (it starts in the background) | 201 `{"id":...}`, plus `"warnings"` naming fields rigd ignored |
-//! | `GET /environments` | list registered environments, sorted by name | 200 array |
+//! | `GET /environments` | list registered environments, sorted by name, and those being torn down (`"status":"destroying"`, ours) | 200 array |
 //! | `GET /environments/{id}` | resolved view: statuses, ingresses, egresses | 200 object |
 //! | `GET /environments/{id}/events` | Server-Sent Events: replay from `Last-Event-ID`, then follow; `?owner=true` binds the environment's life to the stream (ours) | 200 `text/event-stream`; 400 for a `Last-Event-ID` past the last event |
 //! | `POST /environments/{id}/events` | client events (`callback.response`, `service.error`, `service.log`, `test.note`) | 204 |

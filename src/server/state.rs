@@ -89,6 +89,8 @@ struct Inner {
 #[derive(Default)]
 struct Registry {
     environments: HashMap<String, Arc<Entry>>,
+    /// Environments being torn down: no longer reachable by id, still listed.
+    ending: HashMap<String, Arc<Entry>>,
     closed: bool,
 }
 
@@ -195,6 +197,31 @@ impl AppState {
             .collect()
     }
 
+    /// Every environment being torn down, in no particular order.
+    pub(crate) fn ending_entries(&self) -> Vec<Arc<Entry>> {
+        self.inner
+            .registry
+            .lock()
+            .ending
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Takes `id` out of the registry (so nobody else can end it) into the environments
+    /// being torn down; `None` when it is not registered, or `expected` is given and `id` is
+    /// registered as another entry.
+    fn begin_ending(&self, id: &str, expected: Option<&Arc<Entry>>) -> Option<Arc<Entry>> {
+        let mut registry = self.inner.registry.lock();
+        let entry = registry.environments.get(id)?;
+        if expected.is_some_and(|e| !Arc::ptr_eq(e, entry)) {
+            return None;
+        }
+        let entry = registry.environments.remove(id)?;
+        registry.ending.insert(id.to_string(), Arc::clone(&entry));
+        Some(entry)
+    }
+
     /// Creates and registers an environment from a validated spec, starts its TTL and tells
     /// the idle timer. Must run inside the runtime.
     pub(crate) fn create(&self, env: Environment) -> Result<Arc<Instance>, CreateError> {
@@ -243,7 +270,7 @@ impl AppState {
         reason: String,
         write_log: bool,
     ) -> Option<Destroyed> {
-        let entry = self.inner.registry.lock().environments.remove(id)?;
+        let entry = self.begin_ending(id, None)?;
         let instance = Arc::clone(&entry.instance);
         let opts = TeardownOptions {
             preserve,
@@ -281,7 +308,13 @@ impl AppState {
         let entries: Vec<Arc<Entry>> = {
             let mut registry = self.inner.registry.lock();
             registry.closed = true;
-            registry.environments.drain().map(|(_, e)| e).collect()
+            let entries: Vec<Arc<Entry>> = registry.environments.drain().map(|(_, e)| e).collect();
+            for entry in &entries {
+                registry
+                    .ending
+                    .insert(entry.instance.id().to_string(), Arc::clone(entry));
+            }
+            entries
         };
         let mut report = ShutdownReport::default();
         let mut tasks = Vec::with_capacity(entries.len());
@@ -359,15 +392,7 @@ impl AppState {
     /// Tears down `entry` on rigd's own initiative, if it is still registered. As
     /// upstream does for an expired TTL, the environment always leaves its log files.
     async fn expire(&self, entry: Arc<Entry>, reason: &str, message: String) {
-        let removed = {
-            let mut registry = self.inner.registry.lock();
-            let id = entry.instance.id();
-            match registry.environments.get(id) {
-                Some(current) if Arc::ptr_eq(current, &entry) => registry.environments.remove(id),
-                _ => None,
-            }
-        };
-        if let Some(entry) = removed {
+        if let Some(entry) = self.begin_ending(entry.instance.id(), Some(&entry)) {
             let opts = TeardownOptions {
                 preserve: false,
                 reason: reason.to_string(),
@@ -400,6 +425,11 @@ impl AppState {
         // Followers of the event stream have everything; let their streams end, once the
         // log files they may look for are written.
         entry.instance.log().close();
+        self.inner
+            .registry
+            .lock()
+            .ending
+            .remove(entry.instance.id());
         self.inner.idle.environment_destroyed();
         logs
     }

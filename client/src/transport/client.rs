@@ -225,6 +225,20 @@ pub struct EnvironmentSummary {
     /// Sorted names of the services (injected nodes excluded).
     #[serde(default)]
     pub services: Vec<String>,
+    /// [`STATUS_DESTROYING`] while the environment is being torn down (it can no longer be
+    /// looked up by id); empty otherwise (rig-rs addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub status: String,
+}
+
+/// [`EnvironmentSummary::status`] of an environment being torn down.
+pub const STATUS_DESTROYING: &str = "destroying";
+
+impl EnvironmentSummary {
+    /// Whether the environment is being torn down.
+    pub fn is_ending(&self) -> bool {
+        self.status == STATUS_DESTROYING
+    }
 }
 
 #[derive(Deserialize)]
