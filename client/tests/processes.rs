@@ -111,7 +111,7 @@ async fn a_killed_test_process_leaves_no_environment_behind() {
     let dir = std::env::temp_dir().join(format!("rig-sdk-orphan-{pid}"));
     let _ = std::fs::remove_dir_all(&dir);
     let rig_dir = dir.join("rig");
-    let mut rigd = Command::new(rigd_binary())
+    let rigd = Command::new(rigd_binary())
         .args([
             "--addr",
             "127.0.0.1:0",
@@ -127,9 +127,17 @@ async fn a_killed_test_process_leaves_no_environment_behind() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start rigd");
-    let addr = first_line_after(rigd.stderr.take().expect("stderr"), "rigd listening on ");
+    // Stopped, and its directory removed, however the test ends.
+    let mut rigd = Stopped {
+        child: rigd,
+        dir: Some(dir),
+    };
+    let addr = first_line_after(
+        rigd.child.stderr.take().expect("stderr"),
+        "rigd listening on ",
+    );
 
-    let mut child = Command::new(std::env::current_exe().expect("the test executable"))
+    let child = Command::new(std::env::current_exe().expect("the test executable"))
         .args([
             "--exact",
             "child_is_killed_with_its_environment_up",
@@ -141,12 +149,16 @@ async fn a_killed_test_process_leaves_no_environment_behind() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start the child test process");
-    let id = first_line_after(child.stdout.take().expect("stdout"), "environment up: ");
+    let mut child = Stopped { child, dir: None };
+    let id = first_line_after(
+        child.child.stdout.take().expect("stdout"),
+        "environment up: ",
+    );
 
     let client = RigdClient::new(&addr).expect("rigd's address");
     let mut events = client.events(&id, None);
-    child.kill().expect("kill the child test process");
-    child.wait().expect("reap the child test process");
+    child.child.kill().expect("kill the child test process");
+    child.child.wait().expect("reap the child test process");
 
     // The stream ends once the environment is down and its log files are written.
     let mut destroying = None;
@@ -175,11 +187,27 @@ async fn a_killed_test_process_leaves_no_environment_behind() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
         .collect();
     assert_eq!(logs.len(), 1, "{logs:?}");
+}
 
-    // SAFETY: kill(2) on the rigd this test started.
-    unsafe { libc::kill(rigd.id() as libc::pid_t, libc::SIGTERM) };
-    rigd.wait().expect("rigd exits");
-    std::fs::remove_dir_all(&dir).expect("remove the test directory");
+/// A process of the test above, stopped (SIGTERM) and reaped when dropped, with the
+/// directory it used removed.
+struct Stopped {
+    child: std::process::Child,
+    dir: Option<PathBuf>,
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on a child of this process that has not been reaped, so its
+            // pid is still its own.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// The test process killed by the test above; does nothing when run on its own.
