@@ -214,7 +214,10 @@ impl Environment {
         self.lifetime.end(Ending::Normal).await
     }
 
-    /// Every traffic event recorded so far (HTTP, gRPC, TCP, Kafka), in order.
+    /// Every traffic event recorded so far (HTTP, gRPC, TCP, Kafka), in order. Events beyond
+    /// the handle's [`traffic_memory`](crate::EnvironmentBuilder::traffic_memory) are read
+    /// back from disk, and all of them are returned in memory: with heavy traffic, prefer
+    /// [`Environment::observed`] with a filter.
     pub fn traffic_events(&self) -> Vec<Event> {
         let state = self.shared.lock();
         state.traffic.iter().map(Cow::into_owned).collect()
