@@ -443,3 +443,85 @@ async fn failing_target(
     });
     (addr, requests, notify)
 }
+
+/// RFC 9113 §8.1: a server may answer before the request has ended, then reset the stream
+/// with `NO_ERROR` to stop the upload. The call succeeded: the client gets the target's
+/// trailers, and the record no error.
+#[tokio::test]
+async fn a_reset_with_no_error_after_a_complete_response_leaves_the_call_ok() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    // The reset goes out once the client has read the response (h2's client reports a reset
+    // that overtakes the response it has not read yet as an error).
+    let (read, reset) = tokio::sync::oneshot::channel::<()>();
+    let reset = Arc::new(tokio::sync::Mutex::new(Some(reset)));
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let reset = reset.clone();
+            tokio::spawn(async move {
+                let mut connection = h2::server::handshake(socket).await.unwrap();
+                while let Some(Ok((request, mut respond))) = connection.accept().await {
+                    let grpc = http::Response::builder().header("content-type", "application/grpc");
+                    if request.uri().path() != "/pkg.Svc/Call" {
+                        // Server reflection, which the proxy asks for: not offered.
+                        let head = grpc.header("grpc-status", "12").body(()).unwrap();
+                        let _ = respond.send_response(head, true);
+                        continue;
+                    }
+                    let mut body = respond
+                        .send_response(grpc.body(()).unwrap(), false)
+                        .unwrap();
+                    // An empty message, then the status, while the request is still open.
+                    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), false)
+                        .unwrap();
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", "0".parse().unwrap());
+                    body.send_trailers(trailers).unwrap();
+                    let Some(reset) = reset.lock().await.take() else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = async { while connection.accept().await.is_some() {} } => return,
+                        _ = reset => body.send_reset(h2::Reason::NO_ERROR),
+                    }
+                }
+            });
+        }
+    });
+    let mut proxy = Proxy::start(target).await;
+
+    let socket = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(socket).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = Request::post(proxy.url("/pkg.Svc/Call"))
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let (response, mut upload) = client.send_request(request, false).unwrap();
+    upload
+        .send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), false)
+        .unwrap();
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut body = response.into_body();
+    let mut received = Vec::new();
+    while let Some(data) = body.data().await {
+        received.extend_from_slice(&data.unwrap());
+    }
+    assert_eq!(received, [0, 0, 0, 0, 0]);
+    let trailers = body
+        .trailers()
+        .await
+        .unwrap()
+        .expect("the target's trailers");
+    assert_eq!(trailers["grpc-status"], "0", "{trailers:?}");
+    read.send(()).unwrap();
+    let event = proxy.events.next().await;
+    let call = event.grpc_call.expect("a gRPC call");
+    assert_eq!(call.grpc_status, "OK", "{call:?}");
+    assert_eq!(call.error, "", "{call:?}");
+    assert_eq!(call.response_size, 5);
+}

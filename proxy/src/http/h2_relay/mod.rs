@@ -17,7 +17,8 @@
 //!   gRPC call its `UNAVAILABLE` status) in place of the `RST_STREAM`, as from the hyper path.
 //!   `REFUSED_STREAM` is passed on: it tells the client to retry;
 //! - the target resets a gRPC call after its response head: the call ends with trailers
-//!   carrying `UNAVAILABLE` and the cause, as from the hyper path;
+//!   carrying `UNAVAILABLE` and the cause, as from the hyper path. A reset after the whole
+//!   response (the target asking the client to stop sending, RFC 9113 §8.1) is passed on;
 //! - the target closes the connection: streams not yet answered get the `502`, gRPC calls
 //!   under way their `UNAVAILABLE` trailers, the others a `RST_STREAM (INTERNAL_ERROR)`; then
 //!   the client gets a `GOAWAY` and the connection closes. After a `GOAWAY` of the target's
@@ -382,8 +383,12 @@ fn observe_responses(
                 }
             }
             FRAME_RST_STREAM => {
-                let code = error_code(&chunk[payload.clone()]);
                 let id = head.stream;
+                if streams.target_reset_after_response(id) {
+                    // Passed on as it is: the client has its whole response.
+                    continue;
+                }
+                let code = error_code(&chunk[payload.clone()]);
                 let target = streams.target();
                 let cause = format!("RST_STREAM with {}", error_code_name(code));
                 if streams.awaits_response(id) && code != REFUSED_STREAM {

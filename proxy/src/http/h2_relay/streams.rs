@@ -236,6 +236,21 @@ impl Streams {
         }
     }
 
+    /// The target reset stream `id`: if its response had already ended, that only asks the
+    /// client to stop sending the request (RFC 9113 §8.1, usually with `NO_ERROR`), the
+    /// exchange is complete and `true` is returned; otherwise `false`, and nothing changes.
+    pub(super) fn target_reset_after_response(&mut self, id: u32) -> bool {
+        let Some(stream) = self.open.get_mut(&id) else {
+            return false;
+        };
+        if !stream.response_done {
+            return false;
+        }
+        stream.request_done = true;
+        self.settle(id);
+        true
+    }
+
     /// Whether stream `id` is open and its response head has not come yet.
     pub(super) fn awaits_response(&self, id: u32) -> bool {
         self.open.get(&id).is_some_and(|s| !s.answered())
