@@ -720,3 +720,108 @@ async fn a_request_head_that_stops_half_way_is_answered_408_and_recorded() {
         tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     }
 }
+
+/// A target that answers each request as soon as its head is in, before the body: `200` on
+/// `/ok`, after which it reads and drops the body and keeps the connection; `401` with
+/// `Connection: close` on anything else, after which it shuts its side and drains what
+/// comes until the other side closes (a lingering close, as servers do so that unread bytes
+/// do not reset the connection under the answer).
+async fn early_answer_target() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                loop {
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    seen.drain(..end);
+                    if !head.starts_with("post /ok ") {
+                        let _ = stream
+                            .write_all(
+                                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 6\r\n\
+                                  Connection: close\r\n\r\ndenied",
+                            )
+                            .await;
+                        let _ = stream.shutdown().await;
+                        while let Ok(1..) = stream.read(&mut chunk).await {}
+                        return;
+                    }
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\naccepted")
+                        .await
+                        .unwrap();
+                    let mut left = length;
+                    while left > 0 {
+                        if seen.is_empty() {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let took = left.min(seen.len());
+                        seen.drain(..took);
+                        left -= took;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Writes a request with a 4 MiB body (all of it, as a client that only reads once it has
+/// sent does), then reads the answer.
+async fn upload(client: &mut TcpStream, path: &str, buf: &mut Vec<u8>) -> Answer {
+    const LEN: usize = 4 << 20;
+    let head = format!("POST {path} HTTP/1.1\r\nHost: api\r\nContent-Length: {LEN}\r\n\r\n");
+    client.write_all(head.as_bytes()).await.unwrap();
+    let body = vec![b'u'; LEN];
+    tokio::time::timeout(PATIENCE, client.write_all(&body))
+        .await
+        .expect("the upload went through in time")
+        .expect("the whole body could be sent");
+    read_answer(client, buf, false).await
+}
+
+#[tokio::test]
+async fn a_target_answering_before_the_body_has_come_gets_the_rest_and_keeps_the_connection() {
+    let mut proxy = Proxy::start(early_answer_target().await).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        let answer = upload(&mut client, "/ok", &mut buf).await;
+        assert_eq!((answer.status, &answer.body[..]), (200, &b"accepted"[..]));
+        let r = proxy.events.request().await;
+        assert_eq!((r.path.as_str(), r.status_code), ("/ok", 200));
+        assert_eq!(r.request_size, 4 << 20);
+        assert_eq!(r.error, "");
+    }
+}
+
+#[tokio::test]
+async fn a_target_refusing_a_body_and_closing_still_gets_its_answer_to_the_client() {
+    let mut proxy = Proxy::start(early_answer_target().await).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let answer = upload(&mut client, "/private", &mut buf).await;
+    assert_eq!((answer.status, &answer.body[..]), (401, &b"denied"[..]));
+    // The target closed, and said so: so does the proxy, once the body is in.
+    assert_eq!(read_to_close(&mut client).await, b"");
+    let r = proxy.events.request().await;
+    assert_eq!((r.path.as_str(), r.status_code), ("/private", 401));
+    assert_eq!(r.request_size, 4 << 20);
+    assert_eq!(r.error, "");
+}

@@ -57,6 +57,9 @@ const MIN_READ: usize = 2 * 1024;
 /// Client bytes (pipelined requests) buffered while a response is on its way; beyond it the
 /// client is not read until the response is done.
 const PIPELINE_LIMIT: usize = 64 * 1024;
+/// How long a client still sending a request body that nobody takes (the target answered and
+/// closed) may stay silent before the connection is closed.
+const LINGER: Duration = Duration::from_secs(5);
 
 /// A connection the raw path gives up at a request boundary: hyper serves it from here,
 /// starting with the bytes already read.
@@ -159,6 +162,7 @@ struct Connection {
     ubuf: BytesMut,
     /// Chunk data ranges found by the last walk (reused).
     ranges: Vec<Range<usize>>,
+
     /// Reports the buffers' capacity while idle to the tests.
     #[cfg(test)]
     gauge: idle::Gauge,
@@ -439,10 +443,12 @@ impl Connection {
                 HeadOutcome::ClientGone => return false,
             },
         };
-        self.response(ctx, &mut flight, &mut body, response).await
-            && body.is_done()
-            && self.unsent == 0
-            && !head.close
+        let Some(keep_alive) = self.response(ctx, &mut flight, &mut body, response).await else {
+            return false;
+        };
+        let uploaded = (body.is_done() && self.unsent == 0)
+            || self.finish_upload(&mut flight, &mut body).await;
+        uploaded && keep_alive && !head.close
     }
 
     /// Waits while an exchange is under way: for the target's next bytes (read into `ubuf`),
@@ -616,15 +622,16 @@ impl Connection {
         }
     }
 
-    /// Forwards the final response, head and body; returns whether the connection may carry
-    /// another exchange.
+    /// Forwards the final response, head and body. Returns `Some(keep_alive)` once the client
+    /// has a whole answer (the target's, or the proxy's failure response), where `keep_alive`
+    /// says whether the response allows another exchange; `None` when the exchange broke off.
     async fn response(
         &mut self,
         ctx: &Context,
         flight: &mut Flight<'_>,
         request: &mut BodyProgress,
         head: ResponseHead,
-    ) -> bool {
+    ) -> Option<bool> {
         flight.rec().latency = flight.elapsed();
         flight.stage = Stage::Response;
         let mut body = BodyProgress::new(head.framing);
@@ -635,7 +642,7 @@ impl Connection {
                 self.upstream = None;
                 self.ubuf.clear();
                 let failure = Failure::from_raw(RawFailure::Invalid(why), &ctx.target);
-                return self.fail(flight, &failure).await;
+                return self.fail(flight, &failure).await.then_some(true);
             }
         };
         let (forwarded, sent_head) = if head.drop_length {
@@ -665,7 +672,7 @@ impl Connection {
         self.ubuf.advance(head.len + in_buffer);
         if forwarded.is_err() {
             self.upstream = None;
-            return false;
+            return None;
         }
 
         while !body.is_done() {
@@ -685,17 +692,21 @@ impl Connection {
             match event {
                 Event::Upstream(Ok(0)) if head.framing == Framing::UntilClose => break,
                 Event::Upstream(Ok(0)) => {
-                    return self
-                        .response_broke_off(flight, "end of file before message length reached")
+                    self.response_broke_off(flight, "end of file before message length reached");
+                    return None;
                 }
                 Event::Upstream(Err(error)) => {
                     let why = error.to_string();
-                    return self.response_broke_off(flight, &why);
+                    self.response_broke_off(flight, &why);
+                    return None;
                 }
                 Event::Upstream(Ok(_)) => {
                     let n = match body.take(&self.ubuf, &mut self.ranges) {
                         Ok(n) => n,
-                        Err(why) => return self.response_broke_off(flight, why),
+                        Err(why) => {
+                            self.response_broke_off(flight, why);
+                            return None;
+                        }
                     };
                     let forwarded = self.client.write_all(&self.ubuf[..n]).await;
                     capture_ranges(&mut flight.rec().response_body, &self.ubuf, 0, &self.ranges);
@@ -703,30 +714,33 @@ impl Connection {
                     if forwarded.is_err() {
                         // Recorded by the flight: the client closed the connection.
                         self.upstream = None;
-                        return false;
+                        return None;
                     }
                 }
                 Event::Client(Ok(0)) if uploading => {
-                    return self
-                        .request_broke_off(flight, "end of file before message length reached")
+                    self.request_broke_off(flight, "end of file before message length reached");
+                    return None;
                 }
                 Event::Client(Err(error)) if uploading => {
                     let why = error.to_string();
-                    return self.request_broke_off(flight, &why);
+                    self.request_broke_off(flight, &why);
+                    return None;
                 }
                 Event::Client(Ok(0) | Err(_)) => {
                     self.upstream = None;
-                    return false;
+                    return None;
                 }
                 Event::Client(Ok(_)) | Event::Writable if self.unsent > 0 || uploading => {
                     match self.forward_request_body(flight, request) {
                         Ok(()) => {}
                         Err(BodyFailure::Client(why)) => {
-                            return self.request_invalid(flight, &why).await
+                            self.request_invalid(flight, &why).await;
+                            return None;
                         }
                         Err(BodyFailure::Upstream(error)) => {
                             let why = error.to_string();
-                            return self.response_broke_off(flight, &why);
+                            self.response_broke_off(flight, &why);
+                            return None;
                         }
                     }
                 }
@@ -740,7 +754,70 @@ impl Connection {
             self.upstream = None;
             self.ubuf.clear();
         }
-        !head.close
+        Some(!head.close)
+    }
+
+    /// The response is out but the client is still sending its request body (a target may
+    /// answer before reading all of it, RFC 9112 §9.3): the rest is forwarded to a target that
+    /// keeps the connection, or read and dropped when the target has closed, so the client
+    /// neither blocks nor gets a reset before it has read the response. Returns whether the
+    /// body ended properly (else the client stopped sending, or went quiet for [`LINGER`]).
+    async fn finish_upload(&mut self, flight: &mut Flight<'_>, body: &mut BodyProgress) -> bool {
+        while !body.is_done() || self.unsent > 0 {
+            if self.upstream.is_none() {
+                // Nobody takes it: what was read is dropped.
+                self.cbuf.advance(self.unsent);
+                self.unsent = 0;
+                if body.is_done() {
+                    break;
+                }
+            }
+            let reading = !body.is_done() && self.unsent < BODY_READ;
+            if reading {
+                make_room(&mut self.cbuf, BODY_READ);
+            }
+            let event = if self.upstream.is_some() {
+                make_room(&mut self.ubuf, HEAD_READ);
+                self.next_event(reading).await
+            } else {
+                match tokio::time::timeout(LINGER, self.client.read_buf(&mut self.cbuf)).await {
+                    Ok(read) => Event::Client(read),
+                    Err(_) => Event::Timeout,
+                }
+            };
+            match event {
+                Event::Client(Ok(0) | Err(_)) | Event::Timeout => {
+                    self.upstream = None;
+                    return false;
+                }
+                Event::Client(Ok(_)) | Event::Writable => {
+                    if self.upstream.is_none() {
+                        let taken = body.take(&self.cbuf[self.unsent..], &mut self.ranges);
+                        capture_ranges(
+                            &mut flight.rec().request_body,
+                            &self.cbuf,
+                            self.unsent,
+                            &self.ranges,
+                        );
+                        match taken {
+                            Ok(n) => self.unsent += n,
+                            Err(_) => return false,
+                        }
+                    } else if self.forward_request_body(flight, body).is_err() {
+                        // The target stopped taking it: the rest is dropped.
+                        self.upstream = None;
+                        self.ubuf.clear();
+                    }
+                }
+                // The target has nothing more to say on this exchange: it closed, or sent
+                // bytes nobody asked for; either way it is not used again.
+                Event::Upstream(_) => {
+                    self.upstream = None;
+                    self.ubuf.clear();
+                }
+            }
+        }
+        true
     }
 
     /// Records the response body breaking off after its head went out, and ends the
