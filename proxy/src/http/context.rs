@@ -62,6 +62,8 @@ pub(crate) struct Context {
     pub(crate) head_timeout: Duration,
     /// How gRPC calls are recorded.
     pub(crate) grpc: Arc<GrpcContext>,
+    /// Whether the target speaks h2c, once asked (see [`super::h2c::target_speaks_h2c`]).
+    pub(crate) target_h2c: tokio::sync::OnceCell<bool>,
     /// Read buffer capacity held by raw-path connections, as they report it (tests only).
     #[cfg(test)]
     pub(crate) raw_buffers: Arc<std::sync::atomic::AtomicUsize>,
@@ -101,6 +103,7 @@ impl Context {
             tracker: TaskTracker::new(),
             shutdown_grace: settings.shutdown_grace,
             head_timeout: settings.head_timeout,
+            target_h2c: tokio::sync::OnceCell::new(),
             #[cfg(test)]
             raw_buffers: Arc::default(),
         })

@@ -18,8 +18,10 @@
 //! disconnected, and its request recorded with the reason, as it never reached the target.
 //!
 //! The upgrade is declined (the request is served in HTTP/1.1, as RFC 7540 allows) when the
-//! request has a body, whose bytes HTTP/2 flow control would have to carry, or when its headers
-//! do not fit one frame. The settings in `HTTP2-Settings` are not applied separately: clients
+//! target does not speak h2c (asked once per proxy: an HTTP/1.1-only service would otherwise
+//! fail every upgraded request, where directly it ignores `Upgrade`), when the request has a
+//! body, whose bytes HTTP/2 flow control would have to carry, or when its headers do not fit
+//! one frame. The settings in `HTTP2-Settings` are not applied separately: clients
 //! send the same values in the `SETTINGS` frame that follows their preface.
 
 use std::io;
@@ -49,9 +51,53 @@ use super::headers::{has_token, is_probe, strip_hop_by_hop, HTTP2_SETTINGS};
 use super::raw::Prefixed;
 use super::server::serve_http2;
 
+/// Whether `request` asks to upgrade to h2c (whatever the proxy then decides).
+pub(crate) fn asks_to_upgrade(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .any(|value| has_token(value, "h2c"))
+}
+
+/// Whether the target speaks HTTP/2 without TLS (h2c with prior knowledge), as the proxy must
+/// to serve an upgraded connection: asked once, by sending it the connection preface and an
+/// empty `SETTINGS` frame and seeing whether its first bytes back are a `SETTINGS` frame
+/// (an HTTP/1.1-only server answers `400`, or closes). A target that cannot be reached is
+/// asked again next time.
+pub(crate) async fn target_speaks_h2c(ctx: &Context) -> bool {
+    if let Some(known) = ctx.target_h2c.get() {
+        return *known;
+    }
+    let Some(answer) = ask_target_h2c(ctx).await else {
+        return false;
+    };
+    *ctx.target_h2c.get_or_init(|| async { answer }).await
+}
+
+/// How long the target may take to answer the h2c probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn ask_target_h2c(ctx: &Context) -> Option<bool> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = ctx.upstream.connect_raw().await.ok()?;
+    let mut hello = BytesMut::with_capacity(PREFACE.len() + FRAME_HEADER);
+    hello.extend_from_slice(PREFACE);
+    hello.extend_from_slice(&[0, 0, 0, FRAME_SETTINGS, 0, 0, 0, 0, 0]);
+    if stream.write_all(&hello).await.is_err() {
+        return Some(false);
+    }
+    let mut head = [0u8; FRAME_HEADER];
+    let read = tokio::time::timeout(PROBE_TIMEOUT, stream.read_exact(&mut head)).await;
+    // A frame header whose type is SETTINGS on stream 0, not the start of `HTTP/1.1 400`.
+    Some(matches!(read, Ok(Ok(_))) && head[3] == FRAME_SETTINGS && head[5..9] == [0, 0, 0, 0])
+}
+
 /// If `request` asks to upgrade to h2c and the proxy accepts, answers `101 Switching
 /// Protocols` and takes the connection over as HTTP/2 once hyper hands it back; `None` when
-/// the request is to be served in HTTP/1.1.
+/// the request is to be served in HTTP/1.1. Only for a target that speaks h2c
+/// ([`target_speaks_h2c`]): for one that does not, the upgrade is declined, as the target
+/// itself would decline it.
 pub(crate) fn try_upgrade(
     ctx: &Arc<Context>,
     request: &mut Request<Incoming>,

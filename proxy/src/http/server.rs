@@ -134,15 +134,27 @@ where
     // The exchange opens when hyper calls the service (see `forward::handle`), so that a
     // request hyper drops unpolled is still recorded.
     let service = service_fn(move |mut request| {
-        let answer = match h2c::try_upgrade(&service_ctx, &mut request) {
-            Some(switching) => Either::Left(std::future::ready(switching)),
-            // Boxed: hyper spawns a task per HTTP/2 stream and moves it as it goes; a
-            // pointer moves for less than the whole exchange's state.
-            None => Either::Right(Box::pin(forward::handle(
-                service_ctx.clone(),
-                upstream.clone(),
-                request,
-            ))),
+        let (ctx, upstream) = (service_ctx.clone(), upstream.clone());
+        // Boxed: hyper spawns a task per HTTP/2 stream and moves it as it goes; a pointer
+        // moves for less than the whole exchange's state.
+        let forward = |ctx, upstream, request| -> Pin<Box<dyn Future<Output = _> + Send>> {
+            Box::pin(forward::handle(ctx, upstream, request))
+        };
+        let answer = match h2c::asks_to_upgrade(&request).then(|| ctx.target_h2c.get()) {
+            // The first upgrade request finds out whether the target speaks h2c.
+            Some(None) => Either::Right(Box::pin(async move {
+                if h2c::target_speaks_h2c(&ctx).await {
+                    if let Some(switching) = h2c::try_upgrade(&ctx, &mut request) {
+                        return switching;
+                    }
+                }
+                forward::handle(ctx, upstream, request).await
+            }) as Pin<Box<dyn Future<Output = _> + Send>>),
+            Some(Some(true)) => match h2c::try_upgrade(&ctx, &mut request) {
+                Some(switching) => Either::Left(std::future::ready(switching)),
+                None => Either::Right(forward(ctx, upstream, request)),
+            },
+            _ => Either::Right(forward(ctx, upstream, request)),
         };
         async move { Ok::<_, Infallible>(answer.await) }
     });

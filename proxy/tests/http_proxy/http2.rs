@@ -129,10 +129,14 @@ async fn an_unused_upstream_h2c_connection_is_closed_and_reopened_when_needed() 
     let first = curl(&["--http2", &proxy.url("/a")]).await;
     assert_eq!((first.status, &first.body[..]), (200, &b"ok"[..]));
     assert_eq!(first.version, "HTTP/2", "upgraded");
-    let opened = tokio::time::timeout(PATIENCE, closed.recv())
-        .await
-        .expect("the idle upstream connection was not closed");
-    assert_eq!(opened, Some(1), "it carried the one request");
+    // First the proxy's question whether the target speaks h2c (no request), then the
+    // connection that carried the upgraded request.
+    for carried in [0, 1] {
+        let opened = tokio::time::timeout(PATIENCE, closed.recv())
+            .await
+            .expect("the idle upstream connection was not closed");
+        assert_eq!(opened, Some(carried));
+    }
 
     let second = curl(&["--http2", &proxy.url("/b")]).await;
     assert_eq!((second.status, &second.body[..]), (200, &b"ok"[..]));
@@ -299,7 +303,11 @@ async fn an_h2c_upgrade_not_followed_by_the_preface_is_recorded() {
         assert_eq!(r.error, error);
         assert!(!r.request_headers.contains_key("Upgrade"));
     }
-    assert_eq!(origin.connections(), 0, "nothing reached the target");
+    assert_eq!(
+        origin.connections(),
+        1,
+        "only the proxy's question whether the target speaks h2c reached it"
+    );
 }
 
 /// A client that says nothing after the `101` is disconnected once the preface is overdue.
@@ -327,4 +335,55 @@ async fn an_h2c_upgrade_waits_for_the_preface_for_ten_seconds() {
         rest.is_empty(),
         "the connection is closed with nothing more"
     );
+}
+
+/// An HTTP/1.1-only server (as Python's `http.server`): `200 ok` to every request, `400` to
+/// anything that is not HTTP/1.x, such as the HTTP/2 preface.
+async fn http1_only_target() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let head: Vec<u8> = seen.drain(..end).collect();
+                    let answer: &[u8] = if head.starts_with(b"PRI ") {
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    };
+                    if stream.write_all(answer).await.is_err() || head.starts_with(b"PRI ") {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A target that only speaks HTTP/1.1 ignores `Upgrade: h2c`; so does the proxy in front of
+/// it, rather than switching the client to HTTP/2 and failing every request.
+#[tokio::test]
+async fn an_upgrade_to_h2c_is_declined_for_a_target_that_only_speaks_http1() {
+    let mut proxy = Proxy::start(http1_only_target().await).await;
+    for path in ["/first", "/second"] {
+        let response = curl(&["--http2", &proxy.url(path)]).await;
+        assert_eq!((response.status, &response.body[..]), (200, &b"ok"[..]));
+        assert_eq!(response.version, "HTTP/1.1");
+        let r = proxy.events.request().await;
+        assert_eq!((r.path.as_str(), r.status_code), (path, 200));
+        assert_eq!(r.http_version, "HTTP/1.1");
+        assert_eq!(r.error, "");
+    }
 }
