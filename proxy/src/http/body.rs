@@ -71,7 +71,10 @@ fn poll_observed(
             } else if let (Some(kept), Some(sent)) = (trailers, frame.trailers_ref()) {
                 *kept = Some(sent.clone());
             }
-            let end = inner.is_end_stream().then_some(None);
+            // Trailers are a body's last frame, whether or not the stream says so yet (hyper's
+            // HTTP/1.1 client does only when polled once more, which the server writing them
+            // to the client never does).
+            let end = (frame.is_trailers() || inner.is_end_stream()).then_some(None);
             (Some(Ok(frame)), end)
         }
         Some(Err(source)) => {

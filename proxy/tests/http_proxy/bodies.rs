@@ -235,6 +235,9 @@ async fn http1_trailers_are_forwarded_when_the_client_accepts_them() {
     let r = proxy.events.request().await;
     assert_eq!(r.response_body.as_deref(), Some(&b"hello"[..]));
     assert_eq!(r.response_headers["Trailer"], ["x-checksum, grpc-status"]);
+    // The trailers end the body: the exchange is complete, nothing broke off.
+    assert_eq!(r.error, "");
+    assert_eq!(r.response_size, 5);
 }
 
 /// Trailers as HTTP/2 carries them, for the record of what arrived.
