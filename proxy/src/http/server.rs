@@ -64,7 +64,11 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
     let ctx = Arc::new(Context::new(target, observer, &settings, cancel.clone())?);
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Requests with more header lines than hyper's default of 100 reach the target, as they
+    // would directly (curl and most servers take them).
+    builder.http1().max_headers(MAX_REQUEST_HEADERS);
+    let builder = Arc::new(builder);
     let mut sweep = tokio::time::interval(ctx.upstream.idle.sweep_period());
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -123,6 +127,9 @@ async fn serve_connection(
     // never need it, so it does not make every connection's task that large.
     Box::pin(serve_hyper(ctx, builder, io)).await;
 }
+
+/// Header lines per request head hyper's path takes.
+const MAX_REQUEST_HEADERS: usize = 256;
 
 /// Serves a connection with hyper: HTTP/1.x with upgrades, or HTTP/2 from its preface.
 async fn serve_hyper<I>(ctx: Arc<Context>, builder: Arc<auto::Builder<TokioExecutor>>, io: I)

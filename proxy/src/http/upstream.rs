@@ -131,7 +131,14 @@ impl Upstream {
         let stream = connect(&self.target, self.connect_timeout)
             .await
             .map_err(SendError::Connect)?;
-        let (sender, connection) = http1::handshake(stream).await.map_err(SendError::Http1)?;
+        // As leniently as the raw path reads responses (`raw::parse::response_parser`).
+        let (sender, connection) = http1::Builder::new()
+            .allow_obsolete_multiline_headers_in_responses(true)
+            .allow_spaces_after_header_name_in_responses(true)
+            .max_headers(crate::http::raw::MAX_RESPONSE_HEADERS)
+            .handshake(stream)
+            .await
+            .map_err(SendError::Http1)?;
         // The task ends when the target closes the connection, or after its last request
         // once the client connection (which holds the sender) is gone.
         tokio::spawn(connection.with_upgrades());

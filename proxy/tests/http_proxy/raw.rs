@@ -825,3 +825,66 @@ async fn a_target_refusing_a_body_and_closing_still_gets_its_answer_to_the_clien
     assert_eq!(r.request_size, 4 << 20);
     assert_eq!(r.error, "");
 }
+
+/// A target that answers every request with `answer`, on a kept connection; reports each
+/// request head it got.
+async fn fixed_answer_target(
+    answer: Vec<u8>,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (heads, received) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (answer, heads) = (answer.clone(), heads.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(head) = read_answer_request(&mut stream, &mut buf).await {
+                    let _ = heads.send(head);
+                    if stream.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, received)
+}
+
+/// Heads that curl and Python read (many lines, folded lines, a space before the colon) pass
+/// on both paths, as they would directly; so do requests with many header lines.
+#[tokio::test]
+async fn lenient_and_large_heads_pass_as_clients_take_them() {
+    let many: String = (0..150).map(|i| format!("X-H{i}: {i}\r\n")).collect();
+    let answers = [
+        format!("HTTP/1.1 200 OK\r\n{many}Content-Length: 2\r\n\r\nok"),
+        "HTTP/1.1 200 OK\r\nX-Fold: first\r\n  second\r\nContent-Length: 2\r\n\r\nok".into(),
+        "HTTP/1.1 200 OK\r\nX-Space : v\r\nContent-Length: 2\r\n\r\nok".into(),
+    ];
+    for (a, answer) in answers.iter().enumerate() {
+        let (target, mut heads) = fixed_answer_target(answer.clone().into_bytes()).await;
+        let mut proxy = Proxy::start(target).await;
+        // The raw path, then the hyper path (`TE: trailers` takes it there), then hyper with
+        // more request header lines than its default allows.
+        for (e, extra) in ["", "TE: trailers\r\nConnection: TE\r\n", &many]
+            .iter()
+            .enumerate()
+        {
+            let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+            let request = format!("GET /h HTTP/1.1\r\nHost: api\r\n{extra}\r\n");
+            client.write_all(request.as_bytes()).await.unwrap();
+            let mut buf = Vec::new();
+            let got = read_answer(&mut client, &mut buf, false).await;
+            let case = format!("answer {a}, request {e}");
+            assert_eq!((got.status, &got.body[..]), (200, &b"ok"[..]), "{case}");
+            // It reached the target (with 150 extra lines, hyper used to answer 431 itself).
+            assert_eq!(heads.recv().await.as_deref(), Some("GET /h"), "{case}");
+            let r = proxy.events.request().await;
+            assert_eq!((r.path.as_str(), r.status_code), ("/h", 200), "{case}");
+            assert_eq!(r.error, "", "{case}");
+        }
+    }
+}

@@ -5,8 +5,24 @@ use std::mem::MaybeUninit;
 
 use httparse::{Header, ParserConfig, Status};
 
-/// Header lines per message head, as hyper allows.
+/// Header lines per request head the raw path takes (more go to hyper).
 pub(crate) const MAX_HEADERS: usize = 100;
+
+/// Header lines per response head accepted (on either path). Clients take more than hyper's
+/// default of 100 (curl, browsers), and a proxy that refuses what its client would take
+/// breaks the exchange.
+pub(crate) const MAX_RESPONSE_HEADERS: usize = 256;
+
+/// How response heads are parsed: as leniently as common clients (curl, Python) read them,
+/// with obsolete line folding and spaces before the colon accepted, so that the proxy
+/// forwards what the client would have taken directly.
+pub(crate) fn response_parser() -> ParserConfig {
+    let mut config = ParserConfig::default();
+    config
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .allow_spaces_after_header_name_in_responses(true);
+    config
+}
 
 /// A request head this large (or still incomplete at this size) goes to hyper, which enforces
 /// its own limits (and answers `431`/`414` as today). It also keeps the request target within
@@ -178,9 +194,9 @@ pub(crate) struct ResponseHead {
 /// `HEAD` request. An error is the reason the response is not valid HTTP/1.1, worded as hyper
 /// words it.
 pub(crate) fn response(buf: &[u8], head_method: bool) -> Result<Response, &'static str> {
-    let mut headers = [MaybeUninit::<Header<'_>>::uninit(); MAX_HEADERS];
+    let mut headers = [MaybeUninit::<Header<'_>>::uninit(); MAX_RESPONSE_HEADERS];
     let mut parsed = httparse::Response::new(&mut []);
-    let len = match ParserConfig::default().parse_response_with_uninit_headers(
+    let len = match response_parser().parse_response_with_uninit_headers(
         &mut parsed,
         buf,
         &mut headers,

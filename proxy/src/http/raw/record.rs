@@ -16,7 +16,7 @@ use httparse::{Header, ParserConfig};
 use rig_types::event::Headers;
 use rig_types::{Event, Timestamp};
 
-use super::parse::MAX_HEADERS;
+use super::parse::{response_parser, MAX_HEADERS, MAX_RESPONSE_HEADERS};
 use crate::http::capture::Capture;
 use crate::http::exchange::{RequestHead, RequestOutcome, ResponseOutcome};
 use crate::http::headers::{
@@ -140,10 +140,9 @@ fn parse_request(head: &Bytes, redact: &[HeaderName]) -> RequestParts {
 
 /// Status and headers of a response head the raw path forwarded (so it parses).
 fn parse_response(head: &Bytes, redact: &[HeaderName]) -> (u16, Headers) {
-    let mut slots = [MaybeUninit::<Header<'_>>::uninit(); MAX_HEADERS];
+    let mut slots = [MaybeUninit::<Header<'_>>::uninit(); MAX_RESPONSE_HEADERS];
     let mut response = httparse::Response::new(&mut []);
-    let _ =
-        ParserConfig::default().parse_response_with_uninit_headers(&mut response, head, &mut slots);
+    let _ = response_parser().parse_response_with_uninit_headers(&mut response, head, &mut slots);
     let (headers, _) = event_headers(head, response.headers, redact, false);
     (response.code.unwrap_or_default(), headers)
 }
