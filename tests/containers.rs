@@ -249,6 +249,57 @@ async fn a_crashing_container_fails_the_environment() {
     );
 }
 
+/// A container is not ready before it runs: one whose command cannot start fails its
+/// environment before `environment.up`, though it has no ingress to probe.
+#[tokio::test]
+async fn a_container_that_cannot_start_is_never_ready() {
+    let image = busybox();
+    let rigd = Rigd::start();
+    let id = rigd
+        .create(json!({"name": "nostart", "services": {
+            "worker": {"type": "container", "config": {"image": image, "cmd": ["/no/such/binary"]}},
+        }}))
+        .await;
+    let mut events = rigd.events(&id);
+    let failed = events.until(ServiceFailed).await;
+    assert!(failed.error.contains("/no/such/binary"), "{failed:?}");
+    events.until(EnvironmentDown).await;
+    let worker_ready = events
+        .seen()
+        .iter()
+        .any(|e| e.event_type == ServiceReady && e.service == "worker");
+    assert!(!worker_ready, "ready before it ran: {:?}", events.seen());
+    assert!(!events.saw(EnvironmentUp));
+}
+
+/// Docker's port publisher accepts connections on a container's published port as soon as
+/// the container runs; a TCP ingress is ready only once the service in it listens.
+#[tokio::test]
+async fn a_container_tcp_ingress_is_ready_only_once_the_service_listens() {
+    let image = busybox();
+    let rigd = Rigd::start();
+    let id = rigd
+        .create(json!({"name": "slowlisten", "services": {
+            "slow": {"type": "container",
+                     "config": {"image": image, "cmd": ["sh", "-c",
+                        "sleep 1; echo listening now; exec httpd -f -p 8080"]},
+                     "ingresses": {"default": {"protocol": "tcp", "container_port": 8080}}},
+        }}))
+        .await;
+    let mut events = rigd.events(&id);
+    events.until(EnvironmentUp).await;
+    let log = rigd.log(&id).await;
+    let said = log
+        .iter()
+        .position(|e| e.log.as_ref().is_some_and(|l| l.data.contains("listening now")))
+        .expect("the container said it listens");
+    let healthy = log
+        .iter()
+        .position(|e| e.event_type == ServiceHealthy && e.service == "slow")
+        .expect("service.healthy");
+    assert!(said < healthy, "healthy before the service listened: {log:#?}");
+}
+
 #[tokio::test]
 async fn a_missing_image_that_cannot_be_pulled_is_artifact_failed() {
     let rigd = Rigd::start();

@@ -368,12 +368,18 @@ async fn after_start(
     egresses: &BTreeMap<String, Endpoint>,
     callbacks: &CallbackDispatcher,
 ) -> Result<(), String> {
+    if let Some(started) = task.service_type.started(&task.service_ref()) {
+        started.await.map_err(|e| e.to_string())?;
+    }
     for (name, endpoint) in ingresses {
         let ready = task.spec.ingresses.get(name).and_then(|i| i.ready.as_ref());
-        let kind = task
+        let mut kind = task
             .service_type
             .ready_probe(name, endpoint)
             .unwrap_or_else(|| ProbeKind::for_ingress(&endpoint.protocol, ready));
+        if kind == ProbeKind::Tcp && task.service_type.published_by_proxy() {
+            kind = ProbeKind::TcpHeld;
+        }
         let settings = PollSettings::from_spec(ready);
         // A local port is probed the moment it starts listening, not at the next scheduled
         // probe, and not before; a TCP probe is answered by the kernel saying the address

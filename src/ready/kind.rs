@@ -13,6 +13,10 @@ pub const READY_TYPES: &[&str] = &["tcp", "http", "grpc", "postgres", "redis", "
 pub enum ProbeKind {
     /// A TCP connect with a 200 ms timeout.
     Tcp,
+    /// A TCP connect that must then stay open for 100 ms: for ports a publisher such as
+    /// `docker-proxy` holds, which accepts before the service listens (see
+    /// [`ServiceType::published_by_proxy`](crate::services::ServiceType::published_by_proxy)).
+    TcpHeld,
     /// An HTTP/1.1 `GET` of `path` (always starting with `/`); any status below 500 is ready.
     Http {
         /// The request path, with any query string.
@@ -62,7 +66,7 @@ impl ProbeKind {
     /// The probe's name: `tcp`, `http`, `grpc`, `postgres`, `redis` or `kafka`.
     pub fn name(&self) -> &'static str {
         match self {
-            ProbeKind::Tcp => "tcp",
+            ProbeKind::Tcp | ProbeKind::TcpHeld => "tcp",
             ProbeKind::Http { .. } => "http",
             ProbeKind::Grpc => "grpc",
             ProbeKind::Postgres => "postgres",

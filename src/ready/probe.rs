@@ -22,6 +22,7 @@ pub const PROBE_USER_AGENT: &str = "rigd-probe";
 pub async fn probe(kind: &ProbeKind, hostport: &str) -> Result<(), ProbeError> {
     match kind {
         ProbeKind::Tcp => tcp::probe(hostport).await,
+        ProbeKind::TcpHeld => tcp::probe_held(hostport).await,
         ProbeKind::Http { path } => http::probe(hostport, path).await,
         ProbeKind::Grpc => grpc::probe(hostport).await,
         ProbeKind::Postgres => database::postgres(hostport).await,

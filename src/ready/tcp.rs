@@ -21,6 +21,41 @@ pub(super) async fn probe(hostport: &str) -> Result<(), ProbeError> {
     }
 }
 
+/// How long a connection through a port publisher must stay open to show that something
+/// listens behind it.
+pub(super) const HOLD: Duration = Duration::from_millis(100);
+
+/// Connects to `hostport` through a port publisher (Docker's `docker-proxy`), which accepts
+/// connections as soon as the container runs and closes them at once while nothing in the
+/// container listens: ready when the connection stays open for [`HOLD`], or the service
+/// speaks first.
+pub(super) async fn probe_held(hostport: &str) -> Result<(), ProbeError> {
+    let stream = match tokio::time::timeout(DIAL_TIMEOUT, connect(hostport)).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(ProbeError::TimedOut {
+                action: format!("dial tcp {hostport}"),
+                after: DIAL_TIMEOUT,
+            })
+        }
+    };
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HOLD, stream.peek(&mut first)).await {
+        Err(_) | Ok(Ok(1..)) => Ok(()),
+        Ok(Ok(0)) => Err(ProbeError::NotReady {
+            protocol: "tcp",
+            reason: format!(
+                "{hostport} accepted the connection and closed it at once: the port is \
+                 published, but nothing in the container listens on it yet"
+            ),
+        }),
+        Ok(Err(source)) => Err(ProbeError::Dial {
+            addr: hostport.to_owned(),
+            source,
+        }),
+    }
+}
+
 /// Opens a TCP connection to `hostport` (no timeout of its own; callers bound it).
 ///
 /// Names are resolved by the system resolver; every resolved address is tried in turn. A

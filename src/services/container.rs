@@ -26,7 +26,8 @@ use rig_types::Endpoint;
 use serde::Deserialize;
 
 use super::{
-    ArtifactRequest, HookContext, RunContext, RunFuture, ServiceError, ServiceType, StepFuture,
+    ArtifactRequest, HookContext, RunContext, RunFuture, ServiceError, ServiceRef, ServiceType,
+    StepFuture,
 };
 use crate::artifacts::docker::DockerImage;
 use crate::artifacts::Artifact;
@@ -256,6 +257,20 @@ impl ServiceType for Container {
         })
     }
 
+    fn published_by_proxy(&self) -> bool {
+        true
+    }
+
+    fn started(&self, service: &ServiceRef) -> Option<StepFuture> {
+        let name = container_name(&service.instance_id, &service.service);
+        Some(Box::pin(async move {
+            let engine = docker::connect().await.map_err(|e| e.to_string())?;
+            // A container that cannot start fails its runner, which ends this wait.
+            wait_running(&engine, &name).await;
+            Ok(())
+        }))
+    }
+
     fn init_hook(&self, ctx: HookContext) -> Option<StepFuture> {
         if ctx.hook.hook_type != "exec" {
             return None;
@@ -315,8 +330,7 @@ fn exec_command(config: Option<&serde_json::Value>) -> Result<Vec<String>, Strin
     Ok(hook.command)
 }
 
-/// Waits until the container exists and runs (a service without ingresses reaches its init
-/// hooks without a readiness check, possibly before the container is created).
+/// Waits until the container exists and runs (its runner creates and starts it meanwhile).
 async fn wait_running(engine: &bollard::Docker, name: &str) {
     loop {
         let running = engine

@@ -287,6 +287,22 @@ pub trait ServiceType: Send + Sync + 'static {
         true
     }
 
+    /// Whether this type's ingresses are published by a port publisher that accepts
+    /// connections before the service listens (Docker's `docker-proxy`): their TCP readiness
+    /// is then a connection that stays open ([`ProbeKind::TcpHeld`](crate::ready::ProbeKind)),
+    /// never the kernel's word that the port listens.
+    fn published_by_proxy(&self) -> bool {
+        false
+    }
+
+    /// Waits until the service has really started, before its readiness is looked at: a
+    /// container created and running, say. `None` (the default) when the runner starting is
+    /// enough. An error fails the service.
+    fn started(&self, service: &ServiceRef) -> Option<StepFuture> {
+        let _ = service;
+        None
+    }
+
     /// Runs a server-side init hook (a hook whose type is not `client_func`), or returns
     /// `None` when this type has no hook of that type (the lifecycle then reports
     /// `unsupported hook type`).
