@@ -291,13 +291,20 @@ async fn a_container_tcp_ingress_is_ready_only_once_the_service_listens() {
     let log = rigd.log(&id).await;
     let said = log
         .iter()
-        .position(|e| e.log.as_ref().is_some_and(|l| l.data.contains("listening now")))
+        .position(|e| {
+            e.log
+                .as_ref()
+                .is_some_and(|l| l.data.contains("listening now"))
+        })
         .expect("the container said it listens");
     let healthy = log
         .iter()
         .position(|e| e.event_type == ServiceHealthy && e.service == "slow")
         .expect("service.healthy");
-    assert!(said < healthy, "healthy before the service listened: {log:#?}");
+    assert!(
+        said < healthy,
+        "healthy before the service listened: {log:#?}"
+    );
 }
 
 #[tokio::test]

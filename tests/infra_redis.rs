@@ -112,3 +112,43 @@ async fn a_service_reaches_redis_through_the_observing_proxy() {
         support::describe(&log)
     );
 }
+
+/// More environments at once than Redis's default 16 databases, as a parallel test suite on
+/// a many-core machine runs them: each gets a database of its own, the highest usable.
+#[tokio::test]
+async fn forty_environments_at_once_each_get_a_database() {
+    let rigd = Rigd::start();
+    let spec = |n: usize| json!({"name": format!("many-{n}"), "observe": false, "services": {"cache": redis()}});
+    let ups = futures_util::future::join_all((0..40).map(|n| rigd.up(spec(n)))).await;
+    let mut urls: Vec<String> = ups
+        .iter()
+        .map(|(_, up)| {
+            let endpoint = &up.ingresses["cache"]["default"];
+            endpoint.attributes.as_ref().unwrap()["REDIS_URL"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    urls.sort();
+    urls.dedup();
+    assert_eq!(urls.len(), 40, "{urls:?}");
+    // A database beyond the first 16 is usable.
+    let beyond = ups
+        .iter()
+        .map(|(_, up)| &up.ingresses["cache"]["default"])
+        .find(|endpoint| {
+            let url = endpoint.attributes.as_ref().unwrap()["REDIS_URL"]
+                .as_str()
+                .unwrap();
+            url.rsplit('/').next().unwrap().parse::<u32>().unwrap() >= 16
+        })
+        .expect("some environment got a database above 15");
+    assert_eq!(redis_cli(beyond, &["SET", "k", "v"]), "OK");
+    for (id, _) in &ups {
+        rigd.client()
+            .delete_environment(id, &DeleteOptions::default())
+            .await
+            .unwrap();
+    }
+}

@@ -26,8 +26,10 @@ pub const DEFAULT_IMAGE: &str = "redis:7-alpine";
 /// The server's port inside the container.
 const CONTAINER_PORT: u16 = 6379;
 
-/// How many databases a server has, so how many environments it serves at once (upstream).
-pub const DATABASES: u8 = 16;
+/// How many databases a server has, so how many environments it serves at once. Upstream
+/// keeps Redis's default of 16, which a parallel test suite on a many-core machine exceeds;
+/// an empty database costs the server almost nothing.
+pub const DATABASES: u8 = 128;
 
 /// What to say when `redis-server` is not found.
 pub const MISSING: &str =
@@ -135,14 +137,16 @@ impl RedisBackend {
 }
 
 impl Backend for RedisBackend {
-    /// The database number, 0 to 15.
+    /// The database number, 0 to 127.
     type Lease = u8;
 
     async fn new_lease(&self) -> Result<u8, String> {
-        self.free
-            .lock()
-            .pop_front()
-            .ok_or_else(|| format!("all {DATABASES} redis databases in use"))
+        self.free.lock().pop_front().ok_or_else(|| {
+            format!(
+                "all {DATABASES} redis databases are in use: {DATABASES} environments with \
+                     redis services are running (`rig ps` lists them; `rig down` ends them)"
+            )
+        })
     }
 
     async fn drop_lease(&self, db: u8) {

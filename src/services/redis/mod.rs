@@ -1,4 +1,4 @@
-//! The `redis` type (pooled): one Redis server per rigd, a database number (0–15) per
+//! The `redis` type (pooled): one Redis server per rigd, a database number (0–127) per
 //! environment service.
 //!
 //! Config: `{"backend": "native" | "container" | "auto", "image": "<container image>"}`. Every
