@@ -382,6 +382,21 @@ async fn misspelt_fields_are_warned_and_errors_point_into_the_file() {
         "{stderr}"
     );
 
+    // A key the service's type does not take, inside its config.
+    let spec = rigd.spec_file(
+        "config-typo",
+        r#"{"name": "", "services": {"a": {"type": "process", "config": {"comand": "sh"}}}}"#,
+    );
+    let (_, stdout, stderr) = rigd.rig_up(&spec, &[]).finish();
+    assert!(
+        stderr.starts_with(&format!(
+            "warning: {}: unknown field services.a.config.comand is ignored: is it misspelt? \
+             (a process config takes command, dir, env)\n",
+            spec.display()
+        )),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+
     let spec = rigd.spec_file(
         "wrong-type",
         "\u{feff}{\n  \"name\": \"t\",\n  \"services\": {\"a\": {\n    \"type\": \"process\",\n    \"args\": [100]\n  }}\n}\n",

@@ -11,6 +11,7 @@ use super::resolved::resolve_environment;
 use super::response::{json, ApiError};
 use super::state::{AppState, CreateError};
 use crate::orchestrator::OrchestrateError;
+use crate::services::config_warnings;
 use crate::spec::{decode_environment_noting_unknown, unknown_field_warning, validate_environment};
 
 /// `POST /environments`: decode, validate and create an environment; it starts in the
@@ -42,10 +43,11 @@ pub(crate) async fn create(
         #[serde(skip_serializing_if = "Vec::is_empty")]
         warnings: Vec<String>,
     }
-    let warnings = unknown
+    let mut warnings: Vec<String> = unknown
         .iter()
         .map(|path| unknown_field_warning(path))
         .collect();
+    warnings.extend(config_warnings(instance.spec()));
     Ok(json(
         StatusCode::CREATED,
         &Created {

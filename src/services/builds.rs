@@ -40,6 +40,16 @@ const CARGO_SHAPE: &str = r#"{"path": "<package dir>", "bin": "...", "profile": 
 /// Example `go` config, for errors.
 const GO_SHAPE: &str = r#"{"module": "<module dir, or path@version>", "env": {"NAME": "value"}}"#;
 
+/// The keys a `cargo` config takes.
+pub(crate) fn cargo_fields() -> &'static [&'static str] {
+    super::config::struct_fields::<CargoConfig>()
+}
+
+/// The keys a `go` config takes.
+pub(crate) fn go_fields() -> &'static [&'static str] {
+    super::config::struct_fields::<GoConfig>()
+}
+
 fn decode<T: for<'de> Deserialize<'de> + Default>(
     kind: &str,
     config: Option<&serde_json::Value>,

@@ -17,6 +17,11 @@ struct ClientConfig {
     start_handler: String,
 }
 
+/// The keys a `client` config takes.
+pub(crate) fn config_fields() -> &'static [&'static str] {
+    super::config::struct_fields::<ClientConfig>()
+}
+
 impl ServiceType for Client {
     fn run(&self, ctx: RunContext) -> RunFuture {
         Box::pin(async move {

@@ -32,6 +32,83 @@ pub(crate) fn decode<T: DeserializeOwned + Default>(
     })
 }
 
+/// The field names of the struct `T` deserializes as (what its `Deserialize` passes to
+/// `deserialize_struct`), for telling the keys a config takes from misspelt ones.
+pub(crate) fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+
+    /// A deserializer that only notes the fields it is asked for, then gives up.
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> de::Deserializer<'de> for Fields<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("fields noted"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Fields(&mut fields));
+    fields
+}
+
+/// The keys the `config` of a service of type `type_name` takes; `None` for types whose
+/// config is not checked (`custom`, `test`, `proxy`, unknown types).
+pub(crate) fn config_fields(type_name: &str) -> Option<&'static [&'static str]> {
+    Some(match type_name {
+        "process" => super::process::config_fields(),
+        "container" => struct_fields::<super::container::ContainerConfig>(),
+        "cargo" => super::builds::cargo_fields(),
+        "go" => super::builds::go_fields(),
+        "client" => super::client::config_fields(),
+        "kafka" => super::kafka::config_fields(),
+        "temporal" => &["backend", "image", "version"],
+        "postgres" | "redis" | "s3" | "sqs" => &["backend", "image"],
+        _ => return None,
+    })
+}
+
+/// Warnings for the keys in the services' `config` that their type does not take (rigd
+/// ignores them): `unknown field services.db.config.version is ignored: is it misspelt? (a
+/// postgres config takes backend, image)`, in service order.
+pub fn config_warnings(env: &rig_types::Environment) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (name, service) in &env.services {
+        let (Some(fields), Some(serde_json::Value::Object(config))) = (
+            config_fields(&service.service_type),
+            service.config.as_ref(),
+        ) else {
+            continue;
+        };
+        for key in config.keys().filter(|k| !fields.contains(&k.as_str())) {
+            warnings.push(format!(
+                "{} (a {} config takes {})",
+                crate::spec::unknown_field_warning(&format!("services.{name}.config.{key}")),
+                service.service_type,
+                fields.join(", ")
+            ));
+        }
+    }
+    warnings
+}
+
 /// What kind of JSON value `value` is, with its article.
 pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {
@@ -68,6 +145,46 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn every_checked_type_names_the_keys_its_config_takes() {
+        for name in [
+            "process",
+            "container",
+            "cargo",
+            "go",
+            "client",
+            "kafka",
+            "postgres",
+        ] {
+            let fields = config_fields(name).unwrap();
+            assert!(!fields.is_empty(), "{name}");
+        }
+        assert_eq!(config_fields("process").unwrap(), ["command", "dir", "env"]);
+        assert_eq!(config_fields("container").unwrap(), ["image", "cmd", "env"]);
+        assert_eq!(config_fields("custom"), None);
+    }
+
+    #[test]
+    fn config_keys_a_type_does_not_take_are_warned_about() {
+        let env: rig_types::Environment = serde_json::from_value(json!({
+            "name": "e",
+            "services": {
+                "db": {"type": "postgres", "config": {"backend": "native", "version": "16"}},
+                "cache": {"type": "redis", "config": {"backend": "native"}},
+                "own": {"type": "custom", "config": {"anything": 1}},
+                "odd": {"type": "process", "config": "not an object"},
+            }
+        }))
+        .unwrap();
+        assert_eq!(
+            config_warnings(&env),
+            [
+                "unknown field services.db.config.version is ignored: is it misspelt? \
+              (a postgres config takes backend, image)"
+            ]
+        );
+    }
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields)]

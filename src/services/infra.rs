@@ -346,7 +346,11 @@ impl CommonConfig {
             Some(value) => super::config::decode(
                 Some(value),
                 &format!("{type_name} config"),
-                r#"{"backend": "native" | "container" | "auto", "image": "...", "version": "..."}"#,
+                if type_name == "temporal" {
+                    r#"{"backend": "native" | "container" | "auto", "image": "...", "version": "..."}"#
+                } else {
+                    r#"{"backend": "native" | "container" | "auto", "image": "..."}"#
+                },
             ),
         }
     }

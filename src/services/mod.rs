@@ -7,6 +7,7 @@
 mod builds;
 mod client;
 pub(crate) mod config;
+pub use config::config_warnings;
 mod container;
 pub mod infra;
 pub mod kafka;

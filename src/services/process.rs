@@ -34,6 +34,11 @@ struct ProcessConfig {
     env: BTreeMap<String, String>,
 }
 
+/// The keys a `process` config takes.
+pub(crate) fn config_fields() -> &'static [&'static str] {
+    config::struct_fields::<ProcessConfig>()
+}
+
 impl ServiceType for Process {
     fn run(&self, ctx: RunContext) -> RunFuture {
         Box::pin(run(ctx))

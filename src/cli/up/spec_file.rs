@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::error::CliError;
 use crate::cli::strict_json;
+use crate::services::config_warnings;
 use crate::spec::{decode_environment_noting_unknown, unknown_field_warning};
 
 /// A loaded and filled spec.
@@ -55,11 +56,13 @@ impl SpecFile {
         let mut spec = parse_spec(&source, text)?;
         // Decoded here as rigd will decode it, so errors point into this file (rigd gets the
         // document re-encoded, filled in, on one line).
-        let (_, unknown) = decode_environment_noting_unknown(text.as_bytes())
+        let (decoded, unknown) = decode_environment_noting_unknown(text.as_bytes())
             .map_err(|e| CliError::failed(format!("{source} is not a valid spec: {e}")))?;
         let warnings = unknown
             .iter()
-            .map(|path| format!("{source}: {}", unknown_field_warning(path)))
+            .map(|path| unknown_field_warning(path))
+            .chain(config_warnings(&decoded))
+            .map(|warning| format!("{source}: {warning}"))
             .collect();
         let dir = dir.to_str().ok_or_else(|| {
             CliError::failed(format!(

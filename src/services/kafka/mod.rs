@@ -70,6 +70,11 @@ struct KafkaConfig {
     cmd: Option<Vec<String>>,
 }
 
+/// The keys a `kafka` config takes.
+pub(crate) fn config_fields() -> &'static [&'static str] {
+    crate::services::config::struct_fields::<KafkaConfig>()
+}
+
 impl KafkaConfig {
     fn of(spec: &Service) -> Result<KafkaConfig, ServiceError> {
         match &spec.config {
