@@ -272,6 +272,25 @@ async fn a_container_that_cannot_start_is_never_ready() {
     assert!(!events.saw(EnvironmentUp));
 }
 
+/// A container whose command finishes (exit 0) while its environment runs fails it, and
+/// the error says why that is a failure.
+#[tokio::test]
+async fn a_container_that_exits_0_says_services_must_keep_running() {
+    let image = busybox();
+    let rigd = Rigd::start();
+    let id = rigd
+        .create(json!({"name": "oneshot", "services": {
+            "job": {"type": "container", "config": {"image": image, "cmd": ["sh", "-c", "echo done"]}},
+        }}))
+        .await;
+    let failed = rigd.events(&id).until(ServiceFailed).await;
+    assert_eq!(
+        failed.error,
+        "container exited with code 0 before the environment was torn down (services must \
+         keep running)"
+    );
+}
+
 /// Docker's port publisher accepts connections on a container's published port as soon as
 /// the container runs; a TCP ingress is ready only once the service in it listens.
 #[tokio::test]

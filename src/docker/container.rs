@@ -73,10 +73,10 @@ pub struct StopSettings {
 
 /// Creates, starts and follows a container until it exits or `stop.cancel` fires.
 ///
-/// Output goes to `output` (`service.log`, stdout and stderr apart). A non-zero exit is
-/// `container exited with code N`; exit 0 returns `Ok` (for a service that is still a
-/// failure, "runner exited early"); cancellation stops the container (SIGTERM, SIGKILL after
-/// the grace period) and returns `Ok`. The container is removed in every case.
+/// Output goes to `output` (`service.log`, stdout and stderr apart). An exit before
+/// cancellation is an error, `container exited with code N` (exit 0 says that services must
+/// keep running); cancellation stops the container (SIGTERM, SIGKILL after the grace period)
+/// and returns `Ok`. The container is removed in every case.
 pub async fn run_container(
     docker: &Docker,
     spec: &ContainerSpec,
@@ -179,7 +179,11 @@ async fn start_and_follow(
             let _ = docker.stop_container(id, Some(options)).await;
             Ok(())
         }
-        Some(Some(Ok(_))) => Ok(()),
+        Some(Some(Ok(_))) => Err(
+            "container exited with code 0 before the environment was torn \
+                                  down (services must keep running)"
+                .to_string(),
+        ),
         Some(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => {
             Err(format!("container exited with code {code}"))
         }
