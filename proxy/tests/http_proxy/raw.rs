@@ -888,3 +888,22 @@ async fn lenient_and_large_heads_pass_as_clients_take_them() {
         }
     }
 }
+
+/// An HTTP/1.0 server that keeps the connection (`Connection: keep-alive`) gets the next
+/// request on it, as its client would send it.
+#[tokio::test]
+async fn an_http10_keep_alive_response_keeps_the_client_connection() {
+    let answer = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok";
+    let (target, mut heads) = fixed_answer_target(answer.to_vec()).await;
+    let mut proxy = Proxy::start(target).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for path in ["/one", "/two"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: api\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let got = read_answer(&mut client, &mut buf, false).await;
+        assert_eq!((got.status, &got.body[..]), (200, &b"ok"[..]), "{path}");
+        assert_eq!(heads.recv().await.unwrap(), format!("GET {path}"));
+        assert_eq!(proxy.events.request().await.path, path);
+    }
+}

@@ -220,7 +220,10 @@ pub(crate) fn response(buf: &[u8], head_method: bool) -> Result<Response, &'stat
     if code < 200 {
         return Ok(Response::Interim(len));
     }
-    let mut close = parsed.version != Some(1);
+    // HTTP/1.0 closes unless the response says `Connection: keep-alive` (RFC 9112 §9.3).
+    let http10 = parsed.version != Some(1);
+    let mut close = false;
+    let mut keep_alive = false;
     let mut length = None;
     let mut transfer_encoding: Option<&[u8]> = None;
     for header in parsed.headers.iter() {
@@ -237,12 +240,14 @@ pub(crate) fn response(buf: &[u8], head_method: bool) -> Result<Response, &'stat
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                 transfer_encoding = Some(value);
             }
-            10 if name.eq_ignore_ascii_case(b"connection") && has_token(value, b"close") => {
-                close = true;
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                close |= has_token(value, b"close");
+                keep_alive |= has_token(value, b"keep-alive");
             }
             _ => {}
         }
     }
+    close |= http10 && !keep_alive;
     let framing = if head_method || code == 204 || code == 304 {
         Framing::Empty
     } else if let Some(coding) = transfer_encoding {
@@ -477,6 +482,12 @@ mod tests {
         );
         assert!(head.close);
         assert!(last("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).close);
+        // An HTTP/1.0 response that asks to keep the connection keeps it, as the client reads
+        // it; without a length it still ends with the close.
+        let kept = "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n";
+        assert!(!last(kept, false).close);
+        let unframed = "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\n\r\n";
+        assert!(last(unframed, false).close);
         assert_eq!(
             response(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200", false),
             Ok(Response::Interim(25))
