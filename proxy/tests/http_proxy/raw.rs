@@ -785,8 +785,13 @@ async fn early_answer_target() -> std::net::SocketAddr {
 /// Writes a request with a 4 MiB body (all of it, as a client that only reads once it has
 /// sent does), then reads the answer.
 async fn upload(client: &mut TcpStream, path: &str, buf: &mut Vec<u8>) -> Answer {
+    upload_with(client, path, "", buf).await
+}
+
+/// [`upload`] with `extra` header lines.
+async fn upload_with(client: &mut TcpStream, path: &str, extra: &str, buf: &mut Vec<u8>) -> Answer {
     const LEN: usize = 4 << 20;
-    let head = format!("POST {path} HTTP/1.1\r\nHost: api\r\nContent-Length: {LEN}\r\n\r\n");
+    let head = format!("POST {path} HTTP/1.1\r\nHost: api\r\n{extra}Content-Length: {LEN}\r\n\r\n");
     client.write_all(head.as_bytes()).await.unwrap();
     let body = vec![b'u'; LEN];
     tokio::time::timeout(PATIENCE, client.write_all(&body))
@@ -906,4 +911,17 @@ async fn an_http10_keep_alive_response_keeps_the_client_connection() {
         assert_eq!(heads.recv().await.unwrap(), format!("GET {path}"));
         assert_eq!(proxy.events.request().await.path, path);
     }
+}
+
+/// The same on hyper's path (`TE: trailers` takes a request there).
+#[tokio::test]
+async fn on_the_hyper_path_too_an_early_answer_reaches_an_uploading_client() {
+    let mut proxy = Proxy::start(early_answer_target().await).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let extra = "TE: trailers\r\nConnection: TE\r\n";
+    let answer = upload_with(&mut client, "/ok", extra, &mut buf).await;
+    assert_eq!((answer.status, &answer.body[..]), (200, &b"accepted"[..]));
+    let r = proxy.events.request().await;
+    assert_eq!((r.path.as_str(), r.status_code), ("/ok", 200));
 }
