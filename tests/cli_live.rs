@@ -196,8 +196,15 @@ async fn follow_ps_and_down_on_a_live_environment() {
     let (code, out, err) = output(rig(&["ps", "--server", &addr], &rig_dir).arg("--color=never"));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Live/Orders") && out.contains(&id), "{out}");
+    // The address the test was given (the observing proxy), as a hand-made call should use.
+    let web_row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("web "))
+        .unwrap_or_else(|| panic!("no row for web: {out}"));
     assert!(
-        out.contains("web") && out.contains("http://127.0.0.1:"),
+        web_row.contains(&format!(
+            "http://{web_addr}  (observed; service at 127.0.0.1:"
+        )),
         "{out}"
     );
     let (_, json_out, _) = output(&mut rig(&["ps", "--json", "--server", &addr], &rig_dir));

@@ -154,7 +154,21 @@ fn render(e: &EnvironmentSummary, detail: &Detail, s: Style) -> Vec<String> {
                     } else {
                         format!("{name}/{ingress}")
                     };
-                    rows.push((label, endpoint_text(ep), svc.status));
+                    // The address the test is given: in observe mode the proxy that records
+                    // what goes through it, which is what a hand-made call should use too.
+                    let given = detail.test_ingresses.get(name).and_then(|i| i.get(ingress));
+                    let text = match given {
+                        Some(proxy) if proxy.hostport != ep.hostport => format!(
+                            "{}  {}",
+                            endpoint_text(proxy),
+                            s.paint(
+                                Paint::Dim,
+                                &format!("(observed; service at {})", ep.hostport)
+                            )
+                        ),
+                        _ => endpoint_text(ep),
+                    };
+                    rows.push((label, text, svc.status));
                 }
             }
         }

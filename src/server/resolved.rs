@@ -17,6 +17,9 @@
 //! service was really given and connects to (its attributes are the target's, resolved against
 //! the proxy address).
 //!
+//! `test_ingresses` (ours) are the addresses `environment.up` gave the test: in observe mode,
+//! the proxies in front of each ingress.
+//!
 //! Attribute templates (`${HOST}`, `${PORT}`, `${HOSTPORT}`) are resolved here, at the output
 //! boundary. Empty maps serialise as `null`, as upstream.
 
@@ -102,10 +105,16 @@ pub(crate) fn resolve_environment(
         );
     }
 
+    let test_ingresses = lifecycle
+        .iter()
+        .rfind(|e| e.event_type == EventType::EnvironmentUp)
+        .map(|up| up.ingresses.clone())
+        .unwrap_or_default();
     Ok(ResolvedEnvironment {
         id: id.to_string(),
         name: spec.name.clone(),
         services,
+        test_ingresses,
     })
 }
 

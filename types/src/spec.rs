@@ -296,6 +296,11 @@ pub struct ResolvedEnvironment {
     pub name: String,
     /// Non-injected services by name.
     pub services: BTreeMap<String, ResolvedService>,
+    /// Service → ingress → the address the test is given for it, once the environment is up
+    /// (`environment.up`'s `ingresses`): in observe mode the proxy that records the test's
+    /// calls (rig-rs addition; omitted before the environment is up).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub test_ingresses: BTreeMap<String, BTreeMap<String, ResolvedEndpoint>>,
 }
 
 /// One service in a [`ResolvedEnvironment`]. Empty maps serialise as `null`, as upstream.
@@ -488,6 +493,7 @@ mod tests {
             id: "abc".into(),
             name: "rt".into(),
             services: BTreeMap::from([("api".to_string(), svc.clone())]),
+            test_ingresses: BTreeMap::new(),
         };
         let back: ResolvedEnvironment =
             serde_json::from_str(&serde_json::to_string(&env).unwrap()).unwrap();

@@ -423,7 +423,7 @@ async fn get_environment_shows_status_and_hides_injected_services() {
         reply.json(),
         json!({"id": id, "name": "view", "services": {
             "w": {"ingresses": null, "egresses": null, "status": "ready"}
-        }})
+        }, "test_ingresses": {"w": {}}})
     );
     let reply = h
         .call(request(Method::DELETE, &format!("/environments/{id}")))
