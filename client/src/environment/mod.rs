@@ -6,6 +6,8 @@ mod shared;
 mod teardown;
 mod traffic_store;
 
+use traffic_store::TrafficSnapshot;
+
 pub use builder::{EnvironmentBuilder, DEFAULT_CALLBACK_TIMEOUT, DEFAULT_STARTUP_TIMEOUT};
 pub use teardown::DownReport;
 
@@ -219,8 +221,8 @@ impl Environment {
     /// back from disk, and all of them are returned in memory: with heavy traffic, prefer
     /// [`Environment::observed`] with a filter.
     pub fn traffic_events(&self) -> Vec<Event> {
-        let state = self.shared.lock();
-        state.traffic.iter().map(Cow::into_owned).collect()
+        let traffic = self.traffic();
+        traffic.iter().map(Cow::into_owned).collect()
     }
 
     /// The exchanges recorded so far that `filter` selects, in order: [`Request`]s for a
@@ -231,7 +233,12 @@ impl Environment {
     /// response reaches the caller. To assert on traffic just made, use
     /// [`Environment::wait_for`] or [`Environment::expect`].
     pub fn observed<F: TrafficFilter>(&self, filter: &F) -> Vec<F::Item> {
-        traffic::select(self.shared.lock().traffic.iter(), filter)
+        traffic::select(self.traffic().iter(), filter)
+    }
+
+    /// The traffic received so far, to look through without holding up the event stream.
+    fn traffic(&self) -> TrafficSnapshot {
+        self.shared.lock().traffic.snapshot()
     }
 
     /// The first exchange `filter` selects, waiting up to `timeout` for it.
@@ -279,7 +286,7 @@ impl Environment {
                 filter: filter.to_string(),
                 kind: F::Item::KIND,
                 after: timeout,
-                seen: traffic::seen(self.shared.lock().traffic.iter(), filter),
+                seen: traffic::seen(self.traffic().iter(), filter),
             }),
         }
     }
@@ -361,12 +368,15 @@ impl Environment {
         }
         let caught_up = self.catch_up().await;
         let failure = {
-            let state = self.shared.lock();
-            let matched = traffic::select(state.traffic.iter(), filter);
+            let (traffic, phase) = {
+                let state = self.shared.lock();
+                (state.traffic.snapshot(), state.phase.clone())
+            };
+            let matched = traffic::select(traffic.iter(), filter);
             if matched.len() == count {
                 return Ok(matched);
             }
-            match (self.ended(&state.phase), caught_up) {
+            match (self.ended(&phase), caught_up) {
                 // Too few because the environment is gone: that is the news, not the count
                 // (and the environment's own failure is its outcome).
                 (Some(ended), _) if matched.len() < count => return Err(ended),
@@ -377,7 +387,7 @@ impl Environment {
                     kind: F::Item::KIND,
                     expected: count,
                     matched: matched.iter().map(ToString::to_string).collect(),
-                    seen: traffic::seen(state.traffic.iter(), filter),
+                    seen: traffic::seen(traffic.iter(), filter),
                 },
             }
         };

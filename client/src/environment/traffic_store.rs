@@ -15,6 +15,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rig_types::Event;
 
@@ -38,9 +39,9 @@ pub(crate) struct TrafficStore {
     spill: Spill,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Slot {
-    InMemory(Box<Event>),
+    InMemory(Arc<Event>),
     /// JSON of the event at `offset` in the spill file.
     OnDisk {
         offset: u64,
@@ -53,7 +54,7 @@ enum Spill {
     /// No event has been spilled yet.
     NotYet,
     Open {
-        file: File,
+        file: Arc<File>,
         end: u64,
     },
     /// The file could not be created or written: everything stays in memory.
@@ -86,7 +87,7 @@ impl TrafficStore {
     /// Adds the newest event, moving the oldest in-memory events to disk while over budget.
     pub(crate) fn push(&mut self, event: Event) {
         self.resident_bytes += footprint(&event);
-        self.slots.push(Slot::InMemory(Box::new(event)));
+        self.slots.push(Slot::InMemory(Arc::new(event)));
         // The newest event always stays in memory: the waiters are about to look at it.
         while self.resident_bytes > self.budget && self.first_resident + 1 < self.slots.len() {
             let oldest = &mut self.slots[self.first_resident];
@@ -104,47 +105,79 @@ impl TrafficStore {
     /// The events from index `start` on, in order; those on disk are read back. An event that
     /// cannot be read back (the temporary file was damaged) is reported on stderr and skipped.
     pub(crate) fn iter_from(&self, start: usize) -> impl Iterator<Item = Cow<'_, Event>> + '_ {
+        let file = self.spill.file();
         self.slots
             .get(start..)
             .unwrap_or_default()
             .iter()
             .filter_map(move |slot| match slot {
                 Slot::InMemory(event) => Some(Cow::Borrowed(&**event)),
-                Slot::OnDisk { offset, len } => self.read(*offset, *len).map(Cow::Owned),
+                Slot::OnDisk { offset, len } => read(file, *offset, *len).map(Cow::Owned),
             })
     }
 
-    /// Every event, in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = Cow<'_, Event>> + '_ {
-        self.iter_from(0)
+    /// What the store holds now, to look through without holding the lock the store is
+    /// behind: events on disk are read back only as the snapshot is walked.
+    pub(crate) fn snapshot(&self) -> TrafficSnapshot {
+        TrafficSnapshot {
+            slots: self.slots.clone(),
+            file: self.spill.file().cloned(),
+        }
     }
+}
 
-    fn read(&self, offset: u64, len: usize) -> Option<Event> {
-        let Spill::Open { file, .. } = &self.spill else {
-            // Only an open file ever received events, and it stays open.
-            return None;
-        };
-        let mut json = vec![0; len];
-        let read = file
-            .read_exact_at(&mut json, offset)
-            .map_err(|e| e.to_string())
-            .and_then(|()| serde_json::from_slice(&json).map_err(|e| e.to_string()));
-        match read {
-            Ok(event) => Some(event),
-            Err(e) => {
-                eprintln!("rig: could not read back a traffic event kept on disk: {e}");
-                None
-            }
+/// The events of a [`TrafficStore`] at one moment (see [`TrafficStore::snapshot`]).
+pub(crate) struct TrafficSnapshot {
+    slots: Vec<Slot>,
+    file: Option<Arc<File>>,
+}
+
+impl TrafficSnapshot {
+    /// Every event, in order; those on disk are read back as they are reached.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Cow<'_, Event>> + '_ {
+        self.slots.iter().filter_map(|slot| match slot {
+            Slot::InMemory(event) => Some(Cow::Borrowed(&**event)),
+            Slot::OnDisk { offset, len } => read(self.file.as_ref(), *offset, *len).map(Cow::Owned),
+        })
+    }
+}
+
+/// Reads back the event at `offset` of the spill `file`; `None`, reported on stderr, when it
+/// cannot be.
+fn read(file: Option<&Arc<File>>, offset: u64, len: usize) -> Option<Event> {
+    // Only an open file ever received events, and it stays open.
+    let file = file?;
+    let mut json = vec![0; len];
+    let read = file
+        .read_exact_at(&mut json, offset)
+        .map_err(|e| e.to_string())
+        .and_then(|()| serde_json::from_slice(&json).map_err(|e| e.to_string()));
+    match read {
+        Ok(event) => Some(event),
+        Err(e) => {
+            eprintln!("rig: could not read back a traffic event kept on disk: {e}");
+            None
         }
     }
 }
 
 impl Spill {
+    /// The spill file, once one is open.
+    fn file(&self) -> Option<&Arc<File>> {
+        match self {
+            Spill::Open { file, .. } => Some(file),
+            _ => None,
+        }
+    }
+
     /// Appends `event` to the spill file; `None` (and no more spilling) when that fails.
     fn append(&mut self, event: &Event) -> Option<(u64, usize)> {
         if matches!(self, Spill::NotYet) {
             *self = match unlinked_temp_file(&std::env::temp_dir()) {
-                Ok(file) => Spill::Open { file, end: 0 },
+                Ok(file) => Spill::Open {
+                    file: Arc::new(file),
+                    end: 0,
+                },
                 Err(e) => spill_failed(&format!("create a temporary file: {e}")),
             };
         }
@@ -248,12 +281,28 @@ mod tests {
         assert!(on_disk(&store) >= 30, "{} on disk", on_disk(&store));
         assert!(store.resident_bytes <= 64 * 1024);
         assert!(matches!(store.slots[39], Slot::InMemory(_)));
-        let back: Vec<Event> = store.iter().map(Cow::into_owned).collect();
+        let back: Vec<Event> = store.snapshot().iter().map(Cow::into_owned).collect();
         assert_eq!(back, events);
         let tail: Vec<u64> = store.iter_from(37).map(|e| e.seq).collect();
         assert_eq!(tail, [37, 38, 39]);
         assert_eq!(store.iter_from(40).count(), 0);
         assert_eq!(store.iter_from(41).count(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_keeps_what_it_saw_while_the_store_moves_on() {
+        let mut store = TrafficStore::new(32 * 1024);
+        for n in 0..3 {
+            store.push(request(n, 10_000));
+        }
+        let snapshot = store.snapshot();
+        // These push the snapshot's in-memory events to disk in the store.
+        for n in 3..10 {
+            store.push(request(n, 10_000));
+        }
+        let seen: Vec<u64> = snapshot.iter().map(|e| e.seq).collect();
+        assert_eq!(seen, [0, 1, 2]);
+        assert_eq!(store.snapshot().iter().count(), 10);
     }
 
     #[test]
@@ -284,7 +333,7 @@ mod tests {
             store.push(request(n, 10_000));
         }
         assert_eq!(on_disk(&store), 0);
-        assert_eq!(store.iter().count(), 5);
+        assert_eq!(store.snapshot().iter().count(), 5);
     }
 
     #[test]
