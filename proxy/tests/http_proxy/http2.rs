@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::bodies::expected_trailers;
 use crate::origin::Origin;
 use crate::support::{
-    curl, curl_output, empty, full, http2_client, read_head, send, Proxy, PATIENCE,
+    curl, curl_output, empty, full, http2_client, next_head, read_head, send, Proxy, PATIENCE,
 };
 
 #[tokio::test]
@@ -340,23 +340,14 @@ async fn an_h2c_upgrade_waits_for_the_preface_for_ten_seconds() {
 /// An HTTP/1.1-only server (as Python's `http.server`): `200 ok` to every request, `400` to
 /// anything that is not HTTP/1.x, such as the HTTP/2 preface.
 async fn http1_only_target() -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut seen = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    let head: Vec<u8> = seen.drain(..end).collect();
+                while let Some(head) = next_head(&mut stream, &mut seen).await {
                     let answer: &[u8] = if head.starts_with(b"PRI ") {
                         b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                     } else {

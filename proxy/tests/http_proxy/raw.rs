@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::origin::Origin;
-use crate::support::{full, http1_client, read_to_close, send, Proxy, PATIENCE};
+use crate::support::{full, http1_client, next_head, read_to_close, send, Proxy, PATIENCE};
 
 /// One response read off a socket.
 pub(crate) struct Answer {
@@ -734,20 +734,12 @@ async fn early_answer_target() -> std::net::SocketAddr {
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 let mut chunk = vec![0u8; 64 * 1024];
-                loop {
-                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
+                while let Some(head) = next_head(&mut stream, &mut seen).await {
+                    let head = String::from_utf8_lossy(&head).to_lowercase();
                     let length: usize = head
                         .lines()
                         .find_map(|l| l.strip_prefix("content-length:"))
                         .map_or(0, |v| v.trim().parse().unwrap());
-                    seen.drain(..end);
                     if !head.starts_with("post /ok ") {
                         let _ = stream
                             .write_all(

@@ -295,6 +295,22 @@ pub async fn read_head(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
     head
 }
 
+/// For test targets: reads from `stream` into `seen` until a whole message head is there, and
+/// takes it out of `seen` (what follows stays); `None` when the connection ends first.
+pub async fn next_head(stream: &mut tokio::net::TcpStream, seen: &mut Vec<u8>) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(seen.drain(..end + 4).collect());
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 /// Everything `stream` receives until the other side closes it, within [`PATIENCE`].
 pub async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
     use tokio::io::AsyncReadExt;

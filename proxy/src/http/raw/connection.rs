@@ -472,13 +472,13 @@ impl Connection {
         }
     }
 
-    /// Takes the request body bytes read into `cbuf` since the last call (capturing them) and
-    /// writes as much of what is unsent as the target takes now, without waiting for it.
-    fn forward_request_body(
+    /// Takes the request body bytes read into `cbuf` since the last call, capturing them: they
+    /// join the `unsent` bytes at the start of `cbuf`.
+    fn take_request_body(
         &mut self,
         flight: &mut Flight<'_>,
         body: &mut BodyProgress,
-    ) -> Result<(), BodyFailure> {
+    ) -> Result<(), &'static str> {
         let taken = body.take(&self.cbuf[self.unsent..], &mut self.ranges);
         // On an error too: the data before the broken chunk is what the client sent of it.
         capture_ranges(
@@ -487,8 +487,19 @@ impl Connection {
             self.unsent,
             &self.ranges,
         );
-        let n = taken.map_err(|why| BodyFailure::Client(why.to_string()))?;
-        self.unsent += n;
+        self.unsent += taken?;
+        Ok(())
+    }
+
+    /// Takes the request body bytes read into `cbuf` since the last call (capturing them) and
+    /// writes as much of what is unsent as the target takes now, without waiting for it.
+    fn forward_request_body(
+        &mut self,
+        flight: &mut Flight<'_>,
+        body: &mut BodyProgress,
+    ) -> Result<(), BodyFailure> {
+        self.take_request_body(flight, body)
+            .map_err(|why| BodyFailure::Client(why.to_string()))?;
         let upstream = self.upstream.as_ref().expect("connected");
         while self.unsent > 0 {
             match upstream.try_write(&self.cbuf[..self.unsent]) {
@@ -792,16 +803,8 @@ impl Connection {
                 }
                 Event::Client(Ok(_)) | Event::Writable => {
                     if self.upstream.is_none() {
-                        let taken = body.take(&self.cbuf[self.unsent..], &mut self.ranges);
-                        capture_ranges(
-                            &mut flight.rec().request_body,
-                            &self.cbuf,
-                            self.unsent,
-                            &self.ranges,
-                        );
-                        match taken {
-                            Ok(n) => self.unsent += n,
-                            Err(_) => return false,
+                        if self.take_request_body(flight, body).is_err() {
+                            return false;
                         }
                     } else if self.forward_request_body(flight, body).is_err() {
                         // The target stopped taking it: the rest is dropped.
