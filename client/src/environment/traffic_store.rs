@@ -105,15 +105,10 @@ impl TrafficStore {
     /// The events from index `start` on, in order; those on disk are read back. An event that
     /// cannot be read back (the temporary file was damaged) is reported on stderr and skipped.
     pub(crate) fn iter_from(&self, start: usize) -> impl Iterator<Item = Cow<'_, Event>> + '_ {
-        let file = self.spill.file();
-        self.slots
-            .get(start..)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(move |slot| match slot {
-                Slot::InMemory(event) => Some(Cow::Borrowed(&**event)),
-                Slot::OnDisk { offset, len } => read(file, *offset, *len).map(Cow::Owned),
-            })
+        events(
+            self.slots.get(start..).unwrap_or_default(),
+            self.spill.file(),
+        )
     }
 
     /// What the store holds now, to look through without holding the lock the store is
@@ -135,11 +130,19 @@ pub(crate) struct TrafficSnapshot {
 impl TrafficSnapshot {
     /// Every event, in order; those on disk are read back as they are reached.
     pub(crate) fn iter(&self) -> impl Iterator<Item = Cow<'_, Event>> + '_ {
-        self.slots.iter().filter_map(|slot| match slot {
-            Slot::InMemory(event) => Some(Cow::Borrowed(&**event)),
-            Slot::OnDisk { offset, len } => read(self.file.as_ref(), *offset, *len).map(Cow::Owned),
-        })
+        events(&self.slots, self.file.as_ref())
     }
+}
+
+/// The events of `slots`, those on disk read back from `file` as they are reached.
+fn events<'a>(
+    slots: &'a [Slot],
+    file: Option<&'a Arc<File>>,
+) -> impl Iterator<Item = Cow<'a, Event>> + 'a {
+    slots.iter().filter_map(move |slot| match slot {
+        Slot::InMemory(event) => Some(Cow::Borrowed(&**event)),
+        Slot::OnDisk { offset, len } => read(file, *offset, *len).map(Cow::Owned),
+    })
 }
 
 /// Reads back the event at `offset` of the spill `file`; `None`, reported on stderr, when it
