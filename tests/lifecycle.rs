@@ -590,11 +590,12 @@ async fn an_environment_ends_soon_after_the_rig_up_that_owns_it_is_killed() {
     );
     events.until(EnvironmentDown).await;
     assert_no_processes_under(std::path::Path::new(&env_dir));
+
+    // The stream ends once the log files are written and the environment is no longer
+    // listed; `rig explain` tells what happened.
+    assert!(events.try_next(support::WAIT).await.is_none());
     let listed = rigd.client().list_environments().await.expect("list");
     assert!(listed.is_empty(), "{listed:?}");
-
-    // The stream ends once the log files are written; `rig explain` tells what happened.
-    assert!(events.try_next(support::WAIT).await.is_none());
     let explain = Command::new(env!("CARGO_BIN_EXE_rig"))
         .args(["explain", "--pretty", "--color", "never", &id])
         .env("RIG_DIR", rigd.rig_dir())

@@ -422,14 +422,14 @@ impl AppState {
             }
             _ => None,
         };
-        // Followers of the event stream have everything; let their streams end, once the
-        // log files they may look for are written.
-        entry.instance.log().close();
+        // No longer listed, and then followers of the event stream, which have everything,
+        // see their streams end: once the log files they may look for are written.
         self.inner
             .registry
             .lock()
             .ending
             .remove(entry.instance.id());
+        entry.instance.log().close();
         self.inner.idle.environment_destroyed();
         logs
     }
