@@ -98,6 +98,13 @@ if ! python3 -c 'import temporalio' >/dev/null 2>&1; then
   python3 -m pip install --quiet 'temporalio==1.35.0' || python3 -m pip install --quiet --break-system-packages 'temporalio==1.35.0'
 fi
 
+# A gRPC client and server other than tonic, for proxy/tests/grpc_proxy.rs: gRPC's C core
+# (PyPI `grpcio`), whose peers send each other `-bin` metadata as raw bytes.
+if ! python3 -c 'import grpc' >/dev/null 2>&1; then
+  echo "== installing grpcio"
+  python3 -m pip install --quiet grpcio || python3 -m pip install --quiet --break-system-packages grpcio
+fi
+
 # The kafka type's native backend: tansu (a Kafka-compatible broker) with in-memory storage,
 # built from crates.io (about 10 minutes once; its build directory is removed afterwards),
 # and a current Kafka client for its tests (Debian's librdkafka 2.0 cannot read tansu's

@@ -553,3 +553,105 @@ async fn a_call_broken_off_by_the_target_ends_with_grpc_unavailable() {
         assert_eq!(texts(&event.response_messages, "1"), [json!("first")]);
     }
 }
+
+/// A gRPC C core (grpcio) server, stopped when dropped.
+struct CorePeer {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+const CORE_PEER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/grpc_core_peer.py"
+);
+
+impl CorePeer {
+    fn serve() -> CorePeer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args([CORE_PEER, "serve"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs (scripts/install-test-deps.sh installs grpcio)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().parse().expect("the peer prints its port");
+        CorePeer {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// One call through `addr` by a grpcio client: its stdout (the reply and trailers).
+    async fn call(addr: SocketAddr) -> serde_json::Value {
+        let out = tokio::process::Command::new("python3")
+            .args([CORE_PEER, "call", &addr.to_string()])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for CorePeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// gRPC C core peers send `-bin` metadata as raw bytes after a NUL ("true binary") once both
+/// have said they can; the proxy passes the bytes on and records them as base64, as they are
+/// sent otherwise.
+#[tokio::test]
+async fn true_binary_metadata_is_recorded_as_base64() {
+    let peer = CorePeer::serve();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let edge = Edge {
+        source: "~test".into(),
+        target: "core".into(),
+        ingress: "default".into(),
+    };
+    tokio::spawn(rig_proxy::run(
+        listener,
+        peer.addr.to_string(),
+        Mode::Grpc,
+        edge,
+        Arc::new(ChannelSink(tx)),
+        cancel.clone(),
+        rig_proxy::RunOptions::default(),
+    ));
+    let _stop = cancel.drop_guard();
+
+    let answer = CorePeer::call(proxy).await;
+    assert_eq!(answer["reply"], "CgJoaQ==");
+    assert_eq!(answer["trailing"]["x-answer-bin"], "AAH+/w==");
+    assert_eq!(answer["trailing"]["x-answer"], "text");
+
+    let event = loop {
+        let event = tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .expect("no gRPC event in time")
+            .unwrap();
+        if let Some(call) = event.grpc_call {
+            break *call;
+        }
+    };
+    assert_eq!(event.method, "Echo");
+    assert_eq!(event.grpc_status, "OK");
+    assert_eq!(event.request_metadata["X-Request-Bin"], ["AP9hYmM"]);
+    assert_eq!(event.request_metadata["X-Request"], ["plain"]);
+    assert_eq!(event.response_metadata["X-Answer-Bin"], ["AAH+/w"]);
+    assert_eq!(event.response_metadata["X-Answer"], ["text"]);
+}

@@ -105,26 +105,47 @@ impl Fields {
     pub(super) fn regular(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.iter().filter_map(|(name, value)| {
             let name = std::str::from_utf8(name).ok()?;
-            let keep = is_field_name(name)
-                && !name.eq_ignore_ascii_case(HTTP2_SETTINGS.as_str())
-                && is_field_value(value);
-            keep.then_some((name, value))
+            is_regular(name, value).then_some((name, value))
         })
     }
 
-    /// Splits the fields into pseudo-header values and a header map of [`Fields::regular`].
+    /// Splits the fields into pseudo-header values and a header map of [`Fields::regular`],
+    /// plus gRPC's true-binary metadata as base64 (see [`true_binary_as_base64`]).
     pub(super) fn into_parts(self) -> Parts {
         let mut parts = self.pseudo();
-        for (name, value) in self.regular() {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_maybe_shared(self.0.slice_ref(value)),
-            ) {
+        for (name, value) in self.iter() {
+            let value = match true_binary_as_base64(name, value) {
+                Some(text) => HeaderValue::from_str(&text),
+                None if std::str::from_utf8(name).is_ok_and(|name| is_regular(name, value)) => {
+                    HeaderValue::from_maybe_shared(self.0.slice_ref(value))
+                }
+                None => continue,
+            };
+            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), value) {
                 parts.headers.append(name, value);
             }
         }
         parts
     }
+}
+
+/// A `-bin` field's value sent as gRPC's "true binary" (a NUL, then the raw bytes: what
+/// gRPC's C core peers send each other once both have announced it in SETTINGS), as the
+/// unpadded base64 gRPC sends otherwise. `None` for any other field.
+///
+/// Such values are not valid HTTP field values, so [`Fields::regular`] leaves them out.
+fn true_binary_as_base64(name: &[u8], value: &[u8]) -> Option<String> {
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use base64::Engine;
+    let raw = value.strip_prefix(b"\0")?;
+    name.ends_with(b"-bin").then(|| STANDARD_NO_PAD.encode(raw))
+}
+
+/// Whether a field is one of [`Fields::regular`].
+fn is_regular(name: &str, value: &[u8]) -> bool {
+    is_field_name(name)
+        && !name.eq_ignore_ascii_case(HTTP2_SETTINGS.as_str())
+        && is_field_value(value)
 }
 
 /// Whether `name` is a valid header name (RFC 9110 token), as [`HeaderName`] accepts them.
@@ -176,6 +197,15 @@ mod tests {
         builder.push(b":method", b"CONNECT");
         builder.push(b":authority", b"db:5432");
         assert_eq!(builder.finish().into_parts().uri(), "db:5432");
+
+        let mut builder = FieldsBuilder::default();
+        builder.push(b"x-id-bin", b"\0\x01\xfe\xff");
+        builder.push(b"x-id-bin", b"AQ");
+        builder.push(b"x-plain", b"\0\x01");
+        let parts = builder.finish().into_parts();
+        let values: Vec<_> = parts.headers.get_all("x-id-bin").iter().collect();
+        assert_eq!(values, ["Af7/", "AQ"]);
+        assert_eq!(parts.headers.len(), 2);
 
         let mut builder = FieldsBuilder::default();
         builder.push(b":status", b"204");
