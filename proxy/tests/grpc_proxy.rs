@@ -554,10 +554,12 @@ async fn a_call_broken_off_by_the_target_ends_with_grpc_unavailable() {
     }
 }
 
-/// A gRPC C core (grpcio) server, stopped when dropped.
+/// A gRPC C core (grpcio) server behind a proxy; both stop when it is dropped.
 struct CorePeer {
     child: std::process::Child,
-    addr: SocketAddr,
+    proxy: SocketAddr,
+    events: mpsc::UnboundedReceiver<Event>,
+    _stop: tokio_util::sync::DropGuard,
 }
 
 const CORE_PEER: &str = concat!(
@@ -566,7 +568,7 @@ const CORE_PEER: &str = concat!(
 );
 
 impl CorePeer {
-    fn serve() -> CorePeer {
+    fn start() -> CorePeer {
         use std::io::BufRead;
         let mut child = std::process::Command::new("python3")
             .args([CORE_PEER, "serve"])
@@ -579,16 +581,37 @@ impl CorePeer {
             .read_line(&mut line)
             .unwrap();
         let port: u16 = line.trim().parse().expect("the peer prints its port");
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = listener.local_addr().unwrap();
+        let (tx, events) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        let edge = Edge {
+            source: "~test".into(),
+            target: "core".into(),
+            ingress: "default".into(),
+        };
+        tokio::spawn(rig_proxy::run(
+            listener,
+            format!("127.0.0.1:{port}"),
+            Mode::Grpc,
+            edge,
+            Arc::new(ChannelSink(tx)),
+            cancel.clone(),
+            rig_proxy::RunOptions::default(),
+        ));
         CorePeer {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            proxy,
+            events,
+            _stop: cancel.drop_guard(),
         }
     }
 
-    /// One call through `addr` by a grpcio client: its stdout (the reply and trailers).
-    async fn call(addr: SocketAddr) -> serde_json::Value {
+    /// Runs a grpcio client through the proxy (`what`: see the script): its output.
+    async fn client(&self, what: &str) -> String {
         let out = tokio::process::Command::new("python3")
-            .args([CORE_PEER, "call", &addr.to_string()])
+            .args([CORE_PEER, what, &self.proxy.to_string()])
             .output()
             .await
             .unwrap();
@@ -597,7 +620,20 @@ impl CorePeer {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// The next `grpc.call.completed`.
+    async fn call(&mut self) -> GrpcCallInfo {
+        loop {
+            let event = tokio::time::timeout(PATIENCE, self.events.recv())
+                .await
+                .expect("no gRPC event in time")
+                .unwrap();
+            if let Some(call) = event.grpc_call {
+                return *call;
+            }
+        }
     }
 }
 
@@ -613,45 +649,55 @@ impl Drop for CorePeer {
 /// sent otherwise.
 #[tokio::test]
 async fn true_binary_metadata_is_recorded_as_base64() {
-    let peer = CorePeer::serve();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let proxy = listener.local_addr().unwrap();
-    let (tx, mut events) = mpsc::unbounded_channel();
-    let cancel = CancellationToken::new();
-    let edge = Edge {
-        source: "~test".into(),
-        target: "core".into(),
-        ingress: "default".into(),
-    };
-    tokio::spawn(rig_proxy::run(
-        listener,
-        peer.addr.to_string(),
-        Mode::Grpc,
-        edge,
-        Arc::new(ChannelSink(tx)),
-        cancel.clone(),
-        rig_proxy::RunOptions::default(),
-    ));
-    let _stop = cancel.drop_guard();
-
-    let answer = CorePeer::call(proxy).await;
+    let mut peer = CorePeer::start();
+    let answer: serde_json::Value = serde_json::from_str(&peer.client("call").await).unwrap();
     assert_eq!(answer["reply"], "CgJoaQ==");
     assert_eq!(answer["trailing"]["x-answer-bin"], "AAH+/w==");
     assert_eq!(answer["trailing"]["x-answer"], "text");
 
-    let event = loop {
-        let event = tokio::time::timeout(PATIENCE, events.recv())
-            .await
-            .expect("no gRPC event in time")
-            .unwrap();
-        if let Some(call) = event.grpc_call {
-            break *call;
-        }
-    };
+    let event = peer.call().await;
     assert_eq!(event.method, "Echo");
     assert_eq!(event.grpc_status, "OK");
     assert_eq!(event.request_metadata["X-Request-Bin"], ["AP9hYmM"]);
     assert_eq!(event.request_metadata["X-Request"], ["plain"]);
     assert_eq!(event.response_metadata["X-Answer-Bin"], ["AAH+/w"]);
     assert_eq!(event.response_metadata["X-Answer"], ["text"]);
+}
+
+/// A call the client cancels ends with its `RST_STREAM (CANCEL)` and no trailers: it is
+/// recorded with the status the client saw.
+#[tokio::test]
+async fn a_call_the_client_cancels_is_recorded_as_canceled() {
+    let mut peer = CorePeer::start();
+    assert_eq!(peer.client("cancel").await, "CANCELLED");
+    let event = peer.call().await;
+    assert_eq!(event.method, "Hold");
+    assert_eq!(event.grpc_status, "Canceled");
+    assert_eq!(event.error, "client: reset the stream (CANCEL)");
+    assert_eq!(event.response_headers["X-Held"], ["yes"]);
+}
+
+/// A call whose client gives up at its deadline (`grpc-timeout`), the target having sent
+/// nothing more, is recorded as `DeadlineExceeded`, as the client reports it.
+#[tokio::test]
+async fn a_call_its_client_ends_at_the_deadline_is_recorded_as_deadline_exceeded() {
+    // The target sends one reply and never ends the call: it ignores deadlines.
+    let (target, _never) = breaking_target(Break::StreamReset).await;
+    let mut setup = Setup::proxy(target, tokio::spawn(async {}), false, Mode::Grpc).await;
+    let deadline = Duration::from_millis(300);
+    let mut call = tonic::Request::new(request("stream"));
+    call.set_timeout(deadline);
+    let until = tokio::time::Instant::now() + deadline;
+    let mut replies = setup.client.server_stream(call).await.unwrap().into_inner();
+    assert_eq!(replies.message().await.unwrap().unwrap().text, "first");
+    // What a gRPC client does at its deadline: give up the call (`RST_STREAM (CANCEL)`).
+    let more = tokio::time::timeout_at(until, replies.message()).await;
+    assert!(more.is_err(), "the target ended the call: {more:?}");
+    drop(replies);
+
+    let event = setup.call().await;
+    assert_eq!(event.request_metadata["Grpc-Timeout"], ["300000u"]);
+    assert_eq!(event.grpc_status, "DeadlineExceeded", "{event:?}");
+    assert_eq!(event.error, "client: reset the stream (CANCEL)");
+    assert!(event.duration_ms.unwrap() >= 297.0, "{event:?}");
 }

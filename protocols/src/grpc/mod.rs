@@ -19,7 +19,10 @@ pub mod wire;
 pub use decode::{decode_body, DecodeLimits, DecodedBody, DecodedMessage, Decoding};
 pub use framing::{split_messages, FrameDecoder, FramingError, Message};
 pub use schema::{Direction, MethodSchema, Schema, SchemaError};
-pub use status::{decode_message, encode_message, event_status, status_code, status_name};
+pub use status::{
+    decode_message, encode_message, event_status, parse_timeout, reset_status, status_code,
+    status_name, status_of_reset,
+};
 
 /// Splits a gRPC request path (`/pkg.Service/Method`) into service and method as upstream rig
 /// does: the leading `/` is dropped and the rest split at the last `/`; a path without one is

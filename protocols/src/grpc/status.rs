@@ -2,6 +2,7 @@
 //! them, and the percent-decoding of `grpc-message`.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 // grpc-go's spelling (`NotFound`), which is how upstream rig records `grpc_status`.
 use rig_types::GRPC_STATUS_NAMES as GO_STATUS_NAMES;
@@ -119,6 +120,58 @@ pub fn encode_message(text: &str) -> String {
     out
 }
 
+/// The status a gRPC client gives a call it ended with an HTTP/2 `RST_STREAM` of error
+/// `code`, by gRPC's HTTP/2 mapping (`PROTOCOL-HTTP2.md`, "Errors"): `CANCEL` is
+/// `CANCELLED` (1), `REFUSED_STREAM` `UNAVAILABLE` (14), `ENHANCE_YOUR_CALM`
+/// `RESOURCE_EXHAUSTED` (8), `INADEQUATE_SECURITY` `PERMISSION_DENIED` (7), anything else
+/// `INTERNAL` (13).
+///
+/// A client also ends a call with `CANCEL` when its deadline passes, and reports
+/// `DEADLINE_EXCEEDED` (4): [`reset_status`] tells the two apart.
+pub fn status_of_reset(code: u32) -> u32 {
+    match code {
+        0x7 => 14,
+        0x8 => 1,
+        0xb => 8,
+        0xc => 7,
+        _ => 13,
+    }
+}
+
+/// The status of a call its client reset with error `code` after `elapsed` (from the
+/// request's arrival), the request's `grpc-timeout` being `timeout`: `DEADLINE_EXCEEDED` for
+/// a `CANCEL` once the deadline has passed, [`status_of_reset`] otherwise.
+///
+/// `grpc-timeout` is the time the client had left when it sent the request, so the deadline
+/// passes about `timeout` after the request's arrival; the 1% (at least 1 ms) of slack covers
+/// the request's and the reset's different trips to the proxy.
+pub fn reset_status(code: u32, timeout: Option<Duration>, elapsed: Duration) -> u32 {
+    let slack = |timeout: Duration| (timeout / 100).max(Duration::from_millis(1));
+    match timeout {
+        Some(timeout) if code == 0x8 && elapsed + slack(timeout) >= timeout => 4,
+        _ => status_of_reset(code),
+    }
+}
+
+/// A `grpc-timeout` value (`TimeoutValue TimeoutUnit`: at most 8 digits, then one of `H M S
+/// m u n`) as a duration; `None` when it is not one.
+pub fn parse_timeout(value: &[u8]) -> Option<Duration> {
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +195,51 @@ mod tests {
         for text in ["", "abc", "Code(x)", "-1", "NotFoundd"] {
             assert_eq!(status_code(text), None, "{text:?}");
         }
+    }
+
+    #[test]
+    fn grpc_timeouts_are_read_in_every_unit() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_timeout(b"2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_timeout(b"3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse_timeout(b"4S"), Some(Duration::from_secs(4)));
+        assert_eq!(parse_timeout(b"250m"), Some(ms(250)));
+        assert_eq!(
+            parse_timeout(b"99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
+        assert_eq!(parse_timeout(b"7n"), Some(Duration::from_nanos(7)));
+        for bad in [
+            &b""[..],
+            b"m",
+            b"5",
+            b"5x",
+            b"123456789m",
+            b"-5m",
+            b"5 m",
+            b"\xffm",
+        ] {
+            assert_eq!(parse_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn resets_are_named_as_the_client_names_them() {
+        let ms = Duration::from_millis;
+        const CANCEL: u32 = 0x8;
+        assert_eq!(reset_status(CANCEL, None, ms(5000)), 1);
+        assert_eq!(reset_status(CANCEL, Some(ms(100)), ms(50)), 1);
+        // At the deadline (less the slack for the two trips) and after it.
+        assert_eq!(reset_status(CANCEL, Some(ms(100)), ms(99)), 4);
+        assert_eq!(reset_status(CANCEL, Some(ms(100)), ms(150)), 4);
+        assert_eq!(reset_status(CANCEL, Some(ms(10_000)), ms(9_950)), 4);
+        assert_eq!(reset_status(CANCEL, Some(ms(10_000)), ms(9_800)), 1);
+        // Other codes keep gRPC's mapping, deadline or not.
+        assert_eq!(reset_status(0x7, Some(ms(1)), ms(5)), 14);
+        assert_eq!(reset_status(0xb, None, ms(5)), 8);
+        assert_eq!(reset_status(0xc, None, ms(5)), 7);
+        assert_eq!(reset_status(0x0, None, ms(5)), 13);
+        assert_eq!(reset_status(0x2, None, ms(5)), 13);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http::header::HeaderName;
 use http::HeaderMap;
 use rig_protocols::grpc::{
-    decode_body, decode_message, event_status, split_path, DecodedBody, Decoding, Direction,
-    MethodSchema, Schema,
+    decode_body, decode_message, event_status, parse_timeout, reset_status, split_path,
+    DecodedBody, Decoding, Direction, MethodSchema, Schema,
 };
 use rig_types::{Event, EventType, GrpcCallInfo, GrpcMessage};
 
@@ -28,6 +28,9 @@ pub(crate) struct GrpcRecord {
     pub(crate) response: ResponseOutcome,
     pub(crate) redact: Arc<[HeaderName]>,
     pub(crate) grpc: Arc<GrpcContext>,
+    /// The error code of the client's `RST_STREAM`, when it reset the call before the
+    /// response ended: the call's status, if the target sent none (see [`status_of_reset`]).
+    pub(crate) client_reset: Option<u32>,
 }
 
 impl Record for GrpcRecord {
@@ -42,6 +45,7 @@ impl Record for GrpcRecord {
             response,
             redact,
             grpc,
+            client_reset,
         } = *self;
         let schema: Option<Arc<Schema>> =
             grpc.descriptors.as_ref().and_then(|d| match d.lookup() {
@@ -56,10 +60,11 @@ impl Record for GrpcRecord {
             Some(trailers) if trailers.contains_key("grpc-status") => trailers,
             _ => &response.headers,
         };
-        let grpc_status = status_source
-            .get("grpc-status")
-            .map(|v| event_status(&String::from_utf8_lossy(v.as_bytes())).into_owned())
-            .unwrap_or_default();
+        let grpc_status = match (status_source.get("grpc-status"), client_reset) {
+            (Some(raw), _) => event_status(&String::from_utf8_lossy(raw.as_bytes())).into_owned(),
+            (None, Some(code)) => status_of_reset(code, &head.headers, &response),
+            (None, None) => String::new(),
+        };
         let grpc_message = status_source
             .get("grpc-message")
             .map(|v| decode_message(v.as_bytes()))
@@ -117,6 +122,18 @@ impl Record for GrpcRecord {
         event.grpc_call = Some(Box::new(info));
         event
     }
+}
+
+/// The status the client gave a call it reset before the target sent one, named as
+/// upstream names statuses: `Canceled` for a cancel, `DeadlineExceeded` for one once the
+/// request's `grpc-timeout` had passed, gRPC's mapping for other reset codes (see
+/// [`reset_status`]).
+fn status_of_reset(code: u32, request: &HeaderMap, response: &ResponseOutcome) -> String {
+    let timeout = request
+        .get("grpc-timeout")
+        .and_then(|v| parse_timeout(v.as_bytes()));
+    let status = reset_status(code, timeout, response.duration);
+    event_status(&status.to_string()).into_owned()
 }
 
 /// The `grpc-encoding` of one direction.

@@ -141,6 +141,8 @@ impl Exchange {
                 response,
                 redact,
                 grpc: self.ctx.grpc.clone(),
+                // hyper does not say how a client ended a stream.
+                client_reset: None,
             })
         } else {
             Box::new(HttpRecord {

@@ -41,6 +41,9 @@ pub(super) struct RelayRecord {
     pub(super) redact: Arc<[HeaderName]>,
     /// Set for a gRPC call.
     pub(super) grpc: Option<Arc<GrpcContext>>,
+    /// The error code of the client's `RST_STREAM`, when it reset the stream before the
+    /// response ended.
+    pub(super) client_reset: Option<u32>,
 }
 
 impl Record for RelayRecord {
@@ -116,6 +119,7 @@ impl RelayRecord {
             duration,
             redact,
             grpc: _,
+            client_reset,
         } = self;
         let request = request_fields.into_parts();
         let head = RequestHead {
@@ -148,6 +152,7 @@ impl RelayRecord {
             response,
             redact,
             grpc,
+            client_reset,
         })
         .into_event(edge)
     }
@@ -200,6 +205,7 @@ mod tests {
             duration: Duration::from_micros(2500),
             redact: Arc::from([AUTHORIZATION]),
             grpc: None,
+            client_reset: None,
         }
     }
 

@@ -39,6 +39,9 @@ struct Stream {
     made_trailers: Option<HeaderMap>,
     response_done: bool,
     response_error: Option<String>,
+    /// The error code of the client's `RST_STREAM`, when it reset the stream before the
+    /// response ended.
+    client_reset: Option<u32>,
 }
 
 impl Stream {
@@ -128,6 +131,7 @@ impl Streams {
                 made_trailers: None,
                 response_done: false,
                 response_error: None,
+                client_reset: None,
             }
         });
         if end {
@@ -272,6 +276,9 @@ impl Streams {
             return;
         };
         let why = format!("client: reset the stream ({})", error_code_name(code));
+        if !stream.response_done {
+            stream.client_reset = Some(code);
+        }
         if !stream.request_done {
             stream.request_done = true;
             stream.request_error = Some(why.clone());
@@ -389,6 +396,7 @@ impl Streams {
             duration,
             redact: self.ctx.redact.clone(),
             grpc: stream.grpc.then(|| self.ctx.grpc.clone()),
+            client_reset: stream.client_reset,
         }));
     }
 }
