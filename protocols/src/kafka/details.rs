@@ -4,10 +4,14 @@
 //! path from bytes the proxy kept of each frame, so only whole messages decode: a Produce
 //! request full of records or a large Fetch response is skipped, while the small side of each
 //! exchange (the Produce response, the Fetch request) always fits.
+//!
+//! Fetch from version 13 on (and Produce from 13) names topics by id only; the names come
+//! from Metadata responses ([`metadata_topic_ids`]), which carry both from version 10 on.
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, ResponseHeader,
+    ApiKey, FetchRequest, FetchResponse, MetadataResponse, ProduceRequest, ProduceResponse,
+    ResponseHeader,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -18,6 +22,8 @@ use super::{decode_error, DecodeError};
 pub struct Topic {
     /// The topic name (the topic id when the version names topics by id only).
     pub name: String,
+    /// The topic id, when the version names topics by id only (`name` is then its text).
+    pub id: Option<uuid::Uuid>,
     /// The partitions, in message order.
     pub partitions: Vec<Partition>,
 }
@@ -47,6 +53,7 @@ pub fn request_topics(api_key: i16, version: i16, body: &[u8]) -> Result<Vec<Top
             .iter()
             .map(|t| Topic {
                 name: topic_name(&t.name.0, &t.topic_id),
+                id: by_id(&t.name.0, &t.topic_id),
                 partitions: t
                     .partition_data
                     .iter()
@@ -65,6 +72,7 @@ pub fn request_topics(api_key: i16, version: i16, body: &[u8]) -> Result<Vec<Top
             .iter()
             .map(|t| Topic {
                 name: topic_name(&t.topic.0, &t.topic_id),
+                id: by_id(&t.topic.0, &t.topic_id),
                 partitions: t
                     .partitions
                     .iter()
@@ -103,6 +111,7 @@ pub fn response_topics(
                 .iter()
                 .map(|t| Topic {
                     name: topic_name(&t.name.0, &t.topic_id),
+                    id: by_id(&t.name.0, &t.topic_id),
                     partitions: t
                         .partition_responses
                         .iter()
@@ -123,6 +132,7 @@ pub fn response_topics(
                 .iter()
                 .map(|t| Topic {
                     name: topic_name(&t.topic.0, &t.topic_id),
+                    id: by_id(&t.topic.0, &t.topic_id),
                     partitions: t
                         .partitions
                         .iter()
@@ -140,11 +150,40 @@ pub fn response_topics(
 }
 
 fn topic_name(name: &kafka_protocol::protocol::StrBytes, id: &uuid::Uuid) -> String {
-    if name.is_empty() && !id.is_nil() {
-        id.to_string()
-    } else {
-        name.as_str().to_owned()
+    match by_id(name, id) {
+        Some(id) => id.to_string(),
+        None => name.as_str().to_owned(),
     }
+}
+
+/// The topic's id, when it is named by id only.
+fn by_id(name: &kafka_protocol::protocol::StrBytes, id: &uuid::Uuid) -> Option<uuid::Uuid> {
+    (name.is_empty() && !id.is_nil()).then_some(*id)
+}
+
+/// The topic ids and names of a whole Metadata response `payload` (header included): none
+/// before version 10, which has no ids, nor for topics without an id or a name.
+pub fn metadata_topic_ids(
+    version: i16,
+    payload: &[u8],
+) -> Result<Vec<(uuid::Uuid, String)>, DecodeError> {
+    if version < 10 {
+        return Ok(Vec::new());
+    }
+    let mut buf = Bytes::copy_from_slice(payload);
+    let header_version = ApiKey::Metadata.response_header_version(version);
+    ResponseHeader::decode(&mut buf, header_version)
+        .map_err(|e| decode_error("response header", header_version, e))?;
+    let response = MetadataResponse::decode(&mut buf, version)
+        .map_err(|e| decode_error("Metadata response", version, e))?;
+    Ok(response
+        .topics
+        .into_iter()
+        .filter_map(|t| {
+            let name = t.name?;
+            (!t.topic_id.is_nil() && !name.0.is_empty()).then(|| (t.topic_id, name.0.to_string()))
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -183,6 +222,7 @@ mod tests {
             topics,
             [Topic {
                 name: "orders".into(),
+                id: None,
                 partitions: vec![
                     Partition {
                         partition: 0,
@@ -216,5 +256,39 @@ mod tests {
             }]
         );
         assert_eq!(request_topics(3, 1, &body), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn topics_named_by_id_say_so_and_metadata_gives_their_names() {
+        let id = uuid::Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0);
+        let request = FetchRequest::default().with_topics(vec![FetchTopic::default()
+            .with_topic_id(id)
+            .with_partitions(vec![FetchPartition::default().with_partition(0)])]);
+        let mut body = BytesMut::new();
+        request.encode(&mut body, 13).unwrap();
+        let topics = request_topics(1, 13, &body).unwrap();
+        assert_eq!(topics[0].id, Some(id));
+        assert_eq!(topics[0].name, id.to_string());
+
+        use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+        let metadata = MetadataResponse::default().with_topics(vec![
+            MetadataResponseTopic::default()
+                .with_name(Some(name("orders")))
+                .with_topic_id(id),
+            // No id (an error for an unknown topic, say): nothing to learn.
+            MetadataResponseTopic::default().with_name(Some(name("ghost"))),
+        ]);
+        for version in [10, 12] {
+            let mut payload = BytesMut::new();
+            let header = ApiKey::Metadata.response_header_version(version);
+            ResponseHeader::default()
+                .encode(&mut payload, header)
+                .unwrap();
+            metadata.encode(&mut payload, version).unwrap();
+            let pairs = metadata_topic_ids(version, &payload).unwrap();
+            assert_eq!(pairs, [(id, "orders".to_string())], "v{version}");
+            assert!(metadata_topic_ids(version, &payload[..payload.len() - 2]).is_err());
+        }
+        assert_eq!(metadata_topic_ids(9, b"garbage"), Ok(Vec::new()));
     }
 }

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::topic_names::TopicNames;
 use super::{connection, KafkaSettings};
 use crate::listener::prepare;
 use crate::observe::Observer;
@@ -28,6 +29,7 @@ struct Inner {
     /// Real broker `host:port` → the proxy listener that relays to it.
     listeners: Mutex<HashMap<String, SocketAddr>>,
     observer: Observer,
+    topic_names: Arc<TopicNames>,
     settings: KafkaSettings,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -43,6 +45,7 @@ impl Brokers {
         Brokers(Arc::new(Inner {
             listeners: Mutex::new(HashMap::new()),
             observer,
+            topic_names: Arc::default(),
             settings,
             cancel,
             tracker,
@@ -56,6 +59,11 @@ impl Brokers {
 
     pub(super) fn observer(&self) -> &Observer {
         &self.0.observer
+    }
+
+    /// The topic names learnt from Metadata responses, for records to name topics with.
+    pub(super) fn topic_names(&self) -> &Arc<TopicNames> {
+        &self.0.topic_names
     }
 
     pub(super) fn settings(&self) -> &KafkaSettings {

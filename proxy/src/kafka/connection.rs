@@ -50,9 +50,8 @@ pub(super) async fn handle(mut client: TcpStream, probe: bool, broker: Arc<str>,
             broker_write,
             &pending,
             &counts.bytes_in,
-            &observer,
+            &brokers,
             &broker,
-            brokers.settings().max_frame,
         );
         let responses = responses::relay(
             broker_read,

@@ -31,6 +31,7 @@ mod requests;
 mod responses;
 #[cfg(test)]
 mod tests;
+mod topic_names;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -1,15 +1,18 @@
 //! `kafka.request.completed`: built from a few integers and the bytes kept of an exchange on
-//! the data path; the header and topic details are decoded here, on the observer task.
+//! the data path; the header and topic details are decoded here, on the observer task, and
+//! so are the topic names of Metadata responses, for later records that name topics by id.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rig_protocols::kafka::api_name;
-use rig_protocols::kafka::details::{request_topics, response_topics, Topic};
+use rig_protocols::kafka::details::{metadata_topic_ids, request_topics, response_topics, Topic};
 use rig_protocols::kafka::header::parse_request_head;
 use rig_types::{Event, EventType, KafkaPartition, KafkaRequestInfo, KafkaTopic};
 
 use super::pending::Request;
+use super::topic_names::TopicNames;
 use crate::observe::{Edge, Record};
 
 /// One observed Kafka request (and its response, if it gets one).
@@ -23,9 +26,11 @@ pub struct KafkaRecord {
     response_size: u64,
     request: Vec<u8>,
     request_complete: bool,
-    response: Vec<u8>,
+    response: Bytes,
     response_complete: bool,
     broker: Arc<str>,
+    /// The proxy's topic names: learnt from a Metadata response, used for topics named by id.
+    names: Arc<TopicNames>,
     no_response: bool,
     rewritten: bool,
 }
@@ -33,14 +38,16 @@ pub struct KafkaRecord {
 impl KafkaRecord {
     /// A request answered by a response of `response_size` bytes (4 + the original payload
     /// length, before any rewrite), read `latency` after the request. `response` holds the
-    /// payload bytes kept for topic details (`response_complete` if that is all of it).
+    /// payload bytes kept for topic details and topic names (`response_complete` if that is
+    /// all of it).
     pub(super) fn answered(
         request: Request,
         latency: Duration,
         response_size: u64,
-        response: Vec<u8>,
+        response: Bytes,
         response_complete: bool,
         broker: Arc<str>,
+        names: Arc<TopicNames>,
     ) -> KafkaRecord {
         KafkaRecord {
             api_key: request.api_key,
@@ -54,15 +61,27 @@ impl KafkaRecord {
             response,
             response_complete,
             broker,
+            names,
             no_response: false,
             rewritten: false,
         }
     }
 
     /// A request that gets no response by protocol (Produce with `acks=0`).
-    pub(super) fn unanswered(request: Request, broker: Arc<str>) -> KafkaRecord {
-        let mut record =
-            KafkaRecord::answered(request, Duration::ZERO, 0, Vec::new(), false, broker);
+    pub(super) fn unanswered(
+        request: Request,
+        broker: Arc<str>,
+        names: Arc<TopicNames>,
+    ) -> KafkaRecord {
+        let mut record = KafkaRecord::answered(
+            request,
+            Duration::ZERO,
+            0,
+            Bytes::new(),
+            false,
+            broker,
+            names,
+        );
         record.no_response = true;
         record
     }
@@ -84,6 +103,11 @@ impl Record for KafkaRecord {
             .unwrap_or_default();
         let mut error_code = 0;
         let mut topics = Vec::new();
+        if record.api_key == METADATA && record.response_complete {
+            if let Ok(ids) = metadata_topic_ids(record.api_version, &record.response) {
+                record.names.learn(ids);
+            }
+        }
         if record.response_complete {
             if let Ok((error, decoded)) =
                 response_topics(record.api_key, record.api_version, &record.response)
@@ -118,16 +142,24 @@ impl Record for KafkaRecord {
             broker: record.broker.to_string(),
             no_response: record.no_response,
             error_code,
-            topics: topics.into_iter().map(topic).collect(),
+            topics: topics
+                .into_iter()
+                .map(|t| topic(t, &record.names))
+                .collect(),
             rewritten: record.rewritten,
         }));
         event
     }
 }
 
-fn topic(topic: Topic) -> KafkaTopic {
+/// The Metadata API's key.
+pub(super) const METADATA: i16 = 3;
+
+/// A topic as recorded: by name, also when the request named it by id and the name is known.
+fn topic(topic: Topic, names: &TopicNames) -> KafkaTopic {
+    let name = topic.id.and_then(|id| names.name(&id));
     KafkaTopic {
-        topic: topic.name,
+        topic: name.map_or(topic.name, |name| name.to_string()),
         partitions: topic
             .partitions
             .into_iter()

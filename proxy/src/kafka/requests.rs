@@ -12,10 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
+use super::brokers::Brokers;
 use super::pending::{Pending, Request};
 use super::record::KafkaRecord;
 use super::DETAIL_CAP;
-use crate::observe::Observer;
 use crate::tcp::error_text::describe;
 
 /// Size of the read buffer of each direction.
@@ -89,19 +89,18 @@ impl Current {
     }
 }
 
-/// Relays requests from `from` to `to` until the client stops sending, counting forwarded
-/// bytes in `forwarded`. Half-closes `to` at the end. Returns why it stopped early, if it did.
+/// Relays requests from `from` to `to` (the connection to `broker`, one of `brokers`) until
+/// the client stops sending, counting forwarded bytes in `forwarded`. Half-closes `to` at the end. Returns why it stopped early, if it did.
 pub(super) async fn relay(
     mut from: ReadHalf<'_>,
     mut to: WriteHalf<'_>,
     pending: &Pending,
     forwarded: &AtomicU64,
-    observer: &Observer,
+    brokers: &Brokers,
     broker: &Arc<str>,
-    max_frame: usize,
 ) -> Result<(), String> {
     let mut buf = vec![0u8; CHUNK];
-    let mut scanner = FrameScanner::new(max_frame);
+    let mut scanner = FrameScanner::new(brokers.settings().max_frame);
     let mut current: Option<Current> = None;
     loop {
         let n = from
@@ -129,8 +128,12 @@ pub(super) async fn relay(
                         if answered {
                             pending.push(request);
                         } else {
-                            observer
-                                .record(Box::new(KafkaRecord::unanswered(request, broker.clone())));
+                            let names = brokers.topic_names().clone();
+                            brokers.observer().record(Box::new(KafkaRecord::unanswered(
+                                request,
+                                broker.clone(),
+                                names,
+                            )));
                         }
                     }
                 }

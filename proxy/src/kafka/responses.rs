@@ -17,7 +17,7 @@ use tokio::net::tcp::{ReadHalf, WriteHalf};
 
 use super::brokers::Brokers;
 use super::pending::{Pending, Request};
-use super::record::KafkaRecord;
+use super::record::{KafkaRecord, METADATA};
 use super::requests::CHUNK;
 use super::DETAIL_CAP;
 use crate::tcp::error_text::describe;
@@ -185,9 +185,10 @@ pub(super) async fn relay(
                             request,
                             latency,
                             4 + len as u64,
-                            kept,
+                            Bytes::from(kept),
                             complete,
                             broker.clone(),
+                            brokers.topic_names().clone(),
                         )));
                     }
                 }
@@ -218,13 +219,12 @@ pub(super) async fn relay(
                         &mut |b| brokers.replacement(b),
                     );
                     let size = 4 + frame.len() as u64;
-                    // A Produce or Fetch keeps its details (topics, partitions, errors).
-                    let kept = if has_topics(request.api_key) && frame.len() <= DETAIL_CAP {
-                        frame.to_vec()
-                    } else {
-                        Vec::new()
-                    };
-                    let complete = kept.len() == frame.len();
+                    // A Produce or Fetch keeps its details (topics, partitions, errors), a
+                    // Metadata response its topic names; the frame is whole already.
+                    let keep = request.api_key == METADATA
+                        || (has_topics(request.api_key) && frame.len() <= DETAIL_CAP);
+                    let kept = if keep { frame.clone() } else { Bytes::new() };
+                    let complete = keep;
                     let mut record = KafkaRecord::answered(
                         request,
                         latency,
@@ -232,6 +232,7 @@ pub(super) async fn relay(
                         kept,
                         complete,
                         broker.clone(),
+                        brokers.topic_names().clone(),
                     );
                     match rewritten {
                         Ok(Some(new_frame)) => {
