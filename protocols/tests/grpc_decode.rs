@@ -148,7 +148,7 @@ fn a_decompression_bomb_is_refused_within_the_budget() {
 #[test]
 fn a_cut_body_keeps_its_complete_messages_and_says_where_it_ends() {
     let mut body = encode_message(false, &request().encode_to_vec());
-    body.extend(&encode_message(false, b"\x0a\x03abc")[..6]);
+    body.extend(&encode_message(true, b"\x0a\x03abc")[..6]);
     let decoded = decode_body(
         [Bytes::from(body)],
         None,
@@ -156,10 +156,36 @@ fn a_cut_body_keeps_its_complete_messages_and_says_where_it_ends() {
         Direction::Request,
         DecodeLimits::default(),
     );
-    assert_eq!(decoded.messages.len(), 1);
     assert_eq!(
         decoded.error.as_deref(),
         Some("the body ends 1 bytes into a 5-byte message")
+    );
+    // The complete message, then the one cut off, by its declared size.
+    assert_eq!(decoded.messages.len(), 2);
+    assert!(decoded.messages[0].json.is_some());
+    let cut = &decoded.messages[1];
+    assert_eq!((cut.size, cut.compressed, &cut.json), (5, true, &None));
+    assert_eq!(
+        cut.error.as_deref(),
+        Some("only 1 of its 5 bytes were captured")
+    );
+}
+
+#[test]
+fn a_message_past_the_limit_is_listed_by_size_and_not_decoded() {
+    let mut body = encode_message(false, &request().encode_to_vec());
+    body.extend(encode_message(false, &[0; 100]));
+    let limits = DecodeLimits {
+        max_message: 64,
+        ..DecodeLimits::default()
+    };
+    let decoded = decode_body([Bytes::from(body)], None, None, Direction::Request, limits);
+    assert_eq!(decoded.messages.len(), 2);
+    let big = &decoded.messages[1];
+    assert_eq!((big.size, big.compressed, &big.json), (100, false, &None));
+    assert_eq!(
+        big.error.as_deref(),
+        Some("message 1: declares 100 bytes, more than the 64-byte limit")
     );
 }
 

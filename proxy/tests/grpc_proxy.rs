@@ -313,6 +313,38 @@ async fn gzip_messages_are_decompressed_before_decoding() {
     assert_eq!(event.request_body_decoded.unwrap()["text"], text.as_str());
 }
 
+/// A message larger than the bytes the proxy keeps for decoding is passed on whole and listed
+/// by its size, undecoded, with the reason.
+#[tokio::test]
+async fn a_message_past_the_capture_is_listed_by_size() {
+    let mut setup = Setup::start(Reflection::V1, false, Mode::Grpc).await;
+    let text = "x".repeat(300_000);
+    let reply = setup
+        .client
+        .unary(request(&text))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.text.len(), text.len());
+
+    let event = setup.call().await;
+    assert_eq!(event.grpc_status, "OK");
+    for (messages, truncated) in [
+        (&event.request_messages, event.request_messages_truncated),
+        (&event.response_messages, event.response_messages_truncated),
+    ] {
+        assert!(truncated);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        let message = &messages[0];
+        assert!(message.size > 300_000, "{message:?}");
+        assert_eq!(message.decoded, None);
+        assert!(
+            message.error.starts_with("message 0: declares 300"),
+            "{message:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn without_reflection_messages_are_decoded_from_the_wire_format() {
     let mut setup = Setup::start(Reflection::None, false, Mode::Grpc).await;

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::compression::decompress;
-use super::framing::{FrameDecoder, Incomplete, Message};
+use super::framing::{FrameDecoder, FramingError, Incomplete, Message};
 use super::schema::{Direction, MethodSchema};
 use super::wire;
 
@@ -54,7 +54,9 @@ pub struct DecodedMessage {
 /// Every message of a body, and how the body ended.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DecodedBody {
-    /// The complete messages, in order.
+    /// The messages, in order: every complete one, then one the body holds only part of or
+    /// that is too large to decode, if any (with its declared size, no JSON and an `error`
+    /// saying why).
     pub messages: Vec<DecodedMessage>,
     /// Why the framing broke off, or that the body ended inside a message.
     pub error: Option<String>,
@@ -75,8 +77,16 @@ where
     let mut framer = FrameDecoder::new(limits.max_message);
     let mut messages = Vec::new();
     let mut error = None;
+    // A message whose prefix is known but whose payload will not be decoded.
+    let mut undecoded = None;
     for chunk in chunks {
         if let Err(e) = framer.push(chunk, &mut messages) {
+            if let FramingError::TooLong {
+                len, compressed, ..
+            } = e
+            {
+                undecoded = Some((len as usize, compressed, e.to_string()));
+            }
             error = Some(e.to_string());
             break;
         }
@@ -86,16 +96,31 @@ where
             Incomplete::Prefix { have } => {
                 format!("the body ends {have} bytes into a message prefix")
             }
-            Incomplete::Payload { have, declared } => {
+            Incomplete::Payload {
+                have,
+                declared,
+                compressed,
+            } => {
+                let kept = format!("only {have} of its {declared} bytes were captured");
+                undecoded = Some((declared, compressed, kept));
                 format!("the body ends {have} bytes into a {declared}-byte message")
             }
         });
     }
     let mut budget = limits.max_decompressed;
-    let messages = messages
+    let mut messages: Vec<DecodedMessage> = messages
         .into_iter()
         .map(|m| decode_message(m, encoding, method, direction, &mut budget))
         .collect();
+    if let Some((size, compressed, why)) = undecoded {
+        messages.push(DecodedMessage {
+            size,
+            compressed,
+            json: None,
+            decoding: None,
+            error: Some(why),
+        });
+    }
     DecodedBody { messages, error }
 }
 

@@ -40,6 +40,8 @@ pub enum FramingError {
         len: u32,
         /// The decoder's limit.
         limit: usize,
+        /// Whether the message is flagged compressed.
+        compressed: bool,
     },
 }
 
@@ -57,6 +59,8 @@ pub enum Incomplete {
         have: usize,
         /// Payload bytes declared.
         declared: usize,
+        /// Whether the message is flagged compressed.
+        compressed: bool,
     },
 }
 
@@ -170,9 +174,14 @@ impl FrameDecoder {
         match &self.state {
             State::Prefix { have: 0, .. } | State::Failed => None,
             State::Prefix { have, .. } => Some(Incomplete::Prefix { have: *have }),
-            State::Payload { declared, data, .. } => Some(Incomplete::Payload {
+            State::Payload {
+                compressed,
+                declared,
+                data,
+            } => Some(Incomplete::Payload {
                 have: data.len(),
                 declared: *declared,
+                compressed: *compressed,
             }),
         }
     }
@@ -215,6 +224,7 @@ fn parse_prefix(
             index,
             len,
             limit: max_message,
+            compressed: flag == 1,
         }),
     }
 }
@@ -324,7 +334,8 @@ mod tests {
             rest,
             Ok(Some(Incomplete::Payload {
                 have: 3,
-                declared: 5
+                declared: 5,
+                compressed: false
             }))
         );
     }
