@@ -174,6 +174,85 @@ async fn a_failing_statement_fails_the_service_with_the_statement_in_the_error()
     );
 }
 
+/// A postgres service whose init hook runs `command` on the host.
+fn postgres_exec(command: &[&str]) -> Value {
+    json!({
+        "type": "postgres",
+        "config": {"backend": "native"},
+        "ingresses": {"default": {"protocol": "tcp", "container_port": 5432}},
+        "hooks": {"init": [{"type": "exec", "config": {"command": command}}]}
+    })
+}
+
+/// An `exec` hook runs with the client's environment (`host_env`: its `PATH` finds the
+/// client's tools, its variables are there), plus the database's `PG*` variables; what the
+/// hook starts in the background does not outlive it.
+#[tokio::test]
+async fn an_exec_hook_runs_with_the_clients_environment_and_leaves_nothing_running() {
+    let rigd = Rigd::start();
+    let bin = rigd.scratch().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let tool = bin.join("seed-tool");
+    std::fs::write(
+        &tool,
+        "#!/bin/sh\necho \"seed-tool: $HOOK_MARK on port $PGPORT\"\nsleep 1000 &\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mark = format!("bg-{}", std::process::id());
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let (id, _) = rigd
+        .up(json!({
+            "name": "pg-exec",
+            "host_env": {"PATH": path, "HOOK_MARK": mark},
+            "services": {"db": postgres_exec(&["seed-tool"])}
+        }))
+        .await;
+    let log = rigd.log(&id).await;
+    let printed = log.iter().any(|e| {
+        e.log
+            .as_ref()
+            .is_some_and(|l| l.data.contains(&format!("seed-tool: {mark} on port ")))
+    });
+    assert!(
+        printed,
+        "the hook's line is not in the log: {}",
+        support::describe(&log)
+    );
+    let left = support::processes_with_env(&format!("HOOK_MARK={mark}"));
+    assert!(
+        left.is_empty(),
+        "the hook's background child outlived it: {left:?}"
+    );
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .unwrap();
+}
+
+/// A hook still running when its environment is torn down goes with it, children included.
+#[tokio::test]
+async fn a_hanging_exec_hook_is_killed_with_its_children_at_teardown() {
+    let rigd = Rigd::start();
+    let mark = format!("hang-{}", std::process::id());
+    let id = rigd
+        .create(json!({
+            "name": "pg-exec-hang",
+            "host_env": {"HOOK_MARK": mark},
+            "services": {"db": postgres_exec(&["sh", "-c", "sleep 1000; echo never"])}
+        }))
+        .await;
+    let marked = || support::processes_with_env(&format!("HOOK_MARK={mark}"));
+    support::wait_until("the hook's sleep to start", || {
+        marked().iter().any(|p| p.cmdline.starts_with("sleep"))
+    });
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .unwrap();
+    support::wait_until("the hook's processes to end", || marked().is_empty());
+}
+
 #[tokio::test]
 async fn the_server_stops_with_rigd_and_is_reaped_after_kill_9() {
     // A clean shutdown stops the server.

@@ -425,6 +425,8 @@ async fn after_start(
                     ingresses: ingresses.clone(),
                     egresses: egresses.clone(),
                     output: task.output(),
+                    host_env: task.instance.spec().host_env.clone(),
+                    reaper: task.instance.reaper().cloned(),
                 }) {
                     run.await.map_err(|e| e.to_string())?;
                     continue;

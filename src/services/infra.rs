@@ -420,9 +420,14 @@ pub fn exec_command(type_name: &str, ctx: &HookContext) -> Result<Vec<String>, S
     Ok(config.command)
 }
 
-/// Runs an `exec` init hook: `{"command": ["program", "arg", ...]}` on the host, with rigd's
-/// environment plus `env`, in the spec's `dir`, its output going to the service's log. A
-/// non-zero exit fails the hook: `exec [<cmd...>]: exit code N`.
+/// Runs an `exec` init hook: `{"command": ["program", "arg", ...]}` on the host, with the
+/// client's environment (`host_env`; rigd's own when the client sent none) plus `env`, in the
+/// spec's `dir`, its output going to the service's log. A non-zero exit fails the hook:
+/// `exec [<cmd...>]: exit code N`.
+///
+/// The hook runs in a process group of its own, which is killed when the hook ends, however
+/// it ends (its command exits, or the environment is torn down while it runs): nothing a
+/// hook starts outlives it, as nothing a service starts outlives the service.
 pub async fn exec_hook(
     type_name: &str,
     ctx: &HookContext,
@@ -435,6 +440,9 @@ pub async fn exec_hook(
         )));
     };
     let mut cmd = tokio::process::Command::new(program);
+    if !ctx.host_env.is_empty() {
+        cmd.env_clear().envs(&ctx.host_env);
+    }
     cmd.args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
@@ -445,11 +453,15 @@ pub async fn exec_hook(
     if !ctx.spec_dir.is_empty() {
         cmd.current_dir(&ctx.spec_dir);
     }
+    let spawned_after = crate::reaper::boot_ticks_now();
     let mut child = {
         let _fork = crate::ports::forking();
         cmd.spawn()
             .map_err(|e| ServiceError::new(format!("exec {command:?}: start {program}: {e}")))?
     };
+    let group = child
+        .id()
+        .map(|pid| HookGroup::track(pid as i32, spawned_after, ctx.reaper.clone()));
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
         pumps.push(tokio::spawn(
@@ -465,6 +477,8 @@ pub async fn exec_hook(
         .wait()
         .await
         .map_err(|e| ServiceError::new(format!("exec {command:?}: {e}")))?;
+    // What the hook left running goes now, so its output pipes close too.
+    drop(group);
     for pump in pumps {
         let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
     }
@@ -477,6 +491,31 @@ pub async fn exec_hook(
     Err(ServiceError::new(format!(
         "exec {command:?}: exit code {code}"
     )))
+}
+
+/// The process group of a running `exec` hook, tracked by the reaper (if any) while it lives
+/// and killed when dropped.
+struct HookGroup {
+    pgid: i32,
+    reaper: Option<Arc<crate::reaper::Reaper>>,
+}
+
+impl HookGroup {
+    fn track(pgid: i32, spawned_after: u64, reaper: Option<Arc<crate::reaper::Reaper>>) -> Self {
+        if let Some(reaper) = &reaper {
+            reaper.track_group_since(pgid, spawned_after);
+        }
+        HookGroup { pgid, reaper }
+    }
+}
+
+impl Drop for HookGroup {
+    fn drop(&mut self) {
+        super::process::signal_group(self.pgid, libc::SIGKILL);
+        if let Some(reaper) = &self.reaper {
+            reaper.untrack_group(self.pgid);
+        }
+    }
 }
 
 /// The runner of a pooled service: idles until told to stop; fails if the shared backend

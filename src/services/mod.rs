@@ -225,6 +225,10 @@ pub struct HookContext {
     pub egresses: BTreeMap<String, Endpoint>,
     /// The service's output: what the hook prints goes into the log as `service.log`.
     pub output: OutputSink,
+    /// The client's environment (`host_env`): the base of a host command's environment.
+    pub host_env: BTreeMap<String, String>,
+    /// Tracks the process groups of host commands, if rigd runs with a reaper.
+    pub reaper: Option<Arc<crate::reaper::Reaper>>,
 }
 
 /// A kind of service.
