@@ -385,6 +385,80 @@ async fn a_go_module_is_built_once_and_cached_across_environments() {
     .await;
 }
 
+/// A Go module whose main package `cmd/api` serves a greeting made by a package elsewhere in
+/// the module (`internal/greet`) from an embedded file (`greeting.txt`) and a constant.
+fn go_module_with_inner_package(root: &Path, prefix: &str, embedded: &str) -> PathBuf {
+    let dir = root.join("mono");
+    write(&dir.join("go.mod"), "module example.com/mono\n\ngo 1.19\n");
+    write(
+        &dir.join("internal/greet/greet.go"),
+        &format!(
+            "package greet\n\nimport _ \"embed\"\n\n//go:embed greeting.txt\nvar text string\n\n\
+             func Greeting() string {{ return \"{prefix} \" + text }}\n"
+        ),
+    );
+    write(&dir.join("internal/greet/greeting.txt"), embedded);
+    let main = go_greeter("GREETING").replace(
+        "c.Write([]byte(\"GREETING\\n\"))",
+        "c.Write([]byte(greet.Greeting() + \"\\n\"))",
+    );
+    let main = main.replace(
+        "import (\n",
+        "import (\n\t\"example.com/mono/internal/greet\"\n",
+    );
+    write(&dir.join("cmd/api/main.go"), &main);
+    dir
+}
+
+/// Brings up `./mono/cmd/api` as environment `name`: its greeting and artifact events.
+async fn mono_greeting(rigd: &Rigd, root: &Path, name: &str) -> (String, Vec<EventType>) {
+    let id = rigd
+        .create(spec(name, root, go_service("./mono/cmd/api")))
+        .await;
+    let mut events = rigd.events(&id);
+    let text = greeting(&mut events).await;
+    (text, artifact_events(&events))
+}
+
+/// The build reads more than the main package's directory: a package elsewhere in its module
+/// and a file it embeds. Editing either rebuilds the binary (upstream's cache key, the
+/// package directory's Go files, kept the old one).
+#[tokio::test]
+async fn a_go_build_is_redone_when_another_package_or_an_embedded_file_changes() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    go_module_with_inner_package(&root, "v1", "hello");
+    assert_eq!(
+        mono_greeting(&rigd, &root, "first").await,
+        (
+            "v1 hello\n".into(),
+            vec![ArtifactStarted, ArtifactCompleted]
+        )
+    );
+    assert_eq!(
+        mono_greeting(&rigd, &root, "same").await,
+        ("v1 hello\n".into(), vec![ArtifactCached])
+    );
+
+    go_module_with_inner_package(&root, "v2", "hello");
+    assert_eq!(
+        mono_greeting(&rigd, &root, "package").await,
+        (
+            "v2 hello\n".into(),
+            vec![ArtifactStarted, ArtifactCompleted]
+        )
+    );
+
+    go_module_with_inner_package(&root, "v2", "bonjour");
+    assert_eq!(
+        mono_greeting(&rigd, &root, "embedded").await,
+        (
+            "v2 bonjour\n".into(),
+            vec![ArtifactStarted, ArtifactCompleted]
+        )
+    );
+}
+
 #[tokio::test]
 async fn a_go_compile_error_is_reported_as_artifact_failed() {
     let rigd = Rigd::start();

@@ -7,13 +7,19 @@
 //! remote form).
 //!
 //! Cache key: `go/<sha256>` over `go version` (which names the OS and architecture),
-//! `GOOS`/`GOARCH`/`GOFLAGS`/`CGO_ENABLED` from the build environment, and either the
-//! module's `*.go`, `go.mod` and `go.sum` files (local) or the module string (remote).
+//! `GOOS`/`GOARCH`/`GOFLAGS`/`CGO_ENABLED` from the build environment, and either what the
+//! build reads as `go list -deps` names it (local: every local package's sources and
+//! embedded files, their modules' `go.mod` and `go.sum`, and the `path@version` of modules
+//! from the module cache; see [`super::go_deps`]) or the module string (remote). Upstream
+//! hashed only the `*.go`, `go.mod` and `go.sum` files of the package directory, so an edit
+//! elsewhere in the module, or to an embedded file, left the old binary running; that rule
+//! remains the fallback when `go list` fails (the build then reports why).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::cargo::{cached_binary, install_binary, tool_output};
+use super::go_deps::go_inputs;
 use super::hash::{list_sources, ContentHash, Sources};
 use super::{BoxFuture, BuildCommand, BuildJob, Output, Resolver};
 
@@ -103,12 +109,22 @@ impl GoBuild {
             h.field(var, env.get(var).map(String::as_str).unwrap_or(""));
         }
         match &self.module {
-            GoModule::Local(dir) => {
-                let files = list_sources(dir, Sources::Go)
-                    .map_err(|e| format!("list the files of {}: {e}", dir.display()))?;
-                h.files(dir, &files)
-                    .map_err(|e| format!("read the files of {}: {e}", dir.display()))?;
-            }
+            GoModule::Local(dir) => match go_inputs(dir, &env) {
+                Ok(inputs) => {
+                    for module in &inputs.modules {
+                        h.field("module", module);
+                    }
+                    let files: Vec<PathBuf> = inputs.files.into_iter().collect();
+                    h.files(Path::new("/"), &files)
+                        .map_err(|e| format!("read the sources of {}: {e}", dir.display()))?;
+                }
+                Err(_) => {
+                    let files = list_sources(dir, Sources::Go)
+                        .map_err(|e| format!("list the files of {}: {e}", dir.display()))?;
+                    h.files(dir, &files)
+                        .map_err(|e| format!("read the files of {}: {e}", dir.display()))?;
+                }
+            },
             GoModule::Remote(m) => h.field("module", m),
         }
         Ok(format!("go/{}", h.hex()))

@@ -22,6 +22,7 @@ mod cargo_deps;
 mod command;
 pub mod docker;
 pub mod go;
+mod go_deps;
 mod hash;
 mod resolve;
 
