@@ -186,6 +186,14 @@ async fn a_cargo_package_is_built_once_and_cached_across_environments() {
         .flatten()
         .any(|e| e.path().join("binary").is_file());
     assert!(cached, "the binary is in the rig dir's cache");
+    // Cargo's incremental target directory is marked used too, so `rig prune` keeps it.
+    let targets: Vec<_> = std::fs::read_dir(rigd.rig_dir().join("cache/cargo-target"))
+        .expect("cargo's target directories are in the cache")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(targets.len(), 1, "{targets:?}");
+    assert!(targets[0].join(".last-used").is_file(), "{targets:?}");
 }
 
 #[tokio::test]

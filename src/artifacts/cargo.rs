@@ -323,6 +323,10 @@ impl Resolver for CargoBuild {
                 .cache_root
                 .join("cargo-target")
                 .join(&sha256_hex(&self.package_dir.to_string_lossy())[..16]);
+            // `rig prune` keeps what was used within its `--max-age`, this directory too.
+            if std::fs::create_dir_all(&target_dir).is_ok() {
+                super::Cache::touch_last_used(&target_dir);
+            }
             let command = self.build_command(&target_dir);
             let what = format!("cargo build {}", self.package_dir.display());
             let messages = command
