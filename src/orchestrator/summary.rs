@@ -66,7 +66,7 @@ pub fn down_summary(log: &EventLog) -> String {
         out.push('\n');
         for e in &timeline[from..=trigger] {
             out.push('\n');
-            timeline_line(&mut out, e, elapsed_secs(&start, e));
+            timeline_line(&mut out, &first_line_only(e), elapsed_secs(&start, e));
         }
     }
     out
@@ -101,6 +101,19 @@ fn in_timeline(e: &Event) -> bool {
             | EventType::ServiceStopping
             | EventType::ServiceStopped
     )
+}
+
+/// `e` with only the first line of a multi-line error (a compiler's output, say): the
+/// failures above the timeline give it whole.
+fn first_line_only(e: &Arc<Event>) -> Arc<Event> {
+    match e.error.split_once('\n') {
+        Some((first, _)) => {
+            let mut short = Event::clone(e);
+            short.error = format!("{first} …");
+            Arc::new(short)
+        }
+        None => e.clone(),
+    }
 }
 
 fn elapsed_secs(start: &rig_types::Timestamp, e: &Event) -> f64 {
@@ -293,5 +306,31 @@ mod tests {
             ]
         );
         assert!(summary.starts_with("environment failed:\n  artifact build failed\n\n"));
+    }
+
+    #[test]
+    fn the_timeline_gives_the_first_line_of_a_long_error() {
+        let log = EventLog::new();
+        let mut failed = Event::new(EventType::ArtifactFailed);
+        failed.artifact = "cargo:/src/api".into();
+        failed.error = "cargo build: exit status 101\nerror[E0425]: nope\n --> main.rs".into();
+        log.publish(failed.clone());
+        let mut failing = Event::new(EventType::EnvironmentFailing);
+        failing.error = format!("artifact \"cargo:/src/api\": {}", failed.error);
+        log.publish(failing);
+
+        let summary = down_summary(&log);
+        // Whole in the failure, once.
+        assert_eq!(
+            summary.matches("error[E0425]: nope").count(),
+            1,
+            "{summary}"
+        );
+        let timeline = summary.split("\n\n").nth(1).unwrap();
+        assert!(
+            timeline
+                .contains("artifact.failed        cargo:/src/api cargo build: exit status 101 …"),
+            "{timeline}"
+        );
     }
 }

@@ -372,6 +372,8 @@ impl Session {
         }
         if let Some(summary) = response.summary.as_deref().filter(|s| !s.trim().is_empty()) {
             Out.line("");
+            // The summary's lines are `rig: ` and, continuing one, `rig:   `.
+            let summary = self.progress.without_repeats(summary, "rig:   ");
             Out.lines(summary.lines());
         }
     }

@@ -39,6 +39,9 @@ pub struct Progress {
     services: HashMap<String, ServiceState>,
     artifacts: HashMap<String, Timestamp>,
     failed: HashSet<String>,
+    /// Failure errors printed in full (a compiler's output, say): later reports of the same
+    /// failure cut them to their first line.
+    shown: Vec<String>,
     first: Option<Timestamp>,
     up: bool,
     tearing_down: bool,
@@ -104,6 +107,7 @@ impl Progress {
             services: HashMap::new(),
             artifacts: HashMap::new(),
             failed: HashSet::new(),
+            shown: Vec::new(),
             first: None,
             up: false,
             tearing_down: false,
@@ -149,10 +153,13 @@ impl Progress {
             EventType::ArtifactCached => {
                 vec![self.line_free(Mark::Ok, &format!("cached {}", event.artifact))]
             }
-            EventType::ArtifactFailed => vec![self.line_free(
-                Mark::Failed,
-                &format!("{} failed: {}", event.artifact, event.error),
-            )],
+            EventType::ArtifactFailed => {
+                self.shown.push(event.error.clone());
+                vec![self.line_free(
+                    Mark::Failed,
+                    &format!("{} failed: {}", event.artifact, event.error),
+                )]
+            }
             EventType::ServicePrestart if !is_injected(svc) => {
                 vec![self.line(Mark::Pending, svc, "running prestart hooks")]
             }
@@ -184,6 +191,7 @@ impl Progress {
             }
             EventType::ServiceFailed => {
                 self.failed.insert(svc.to_string());
+                self.shown.push(event.error.clone());
                 let health = self.state(svc).failures_before_healthy(&event.error);
                 let error = if event.error.is_empty() {
                     "failed".to_string()
@@ -218,6 +226,10 @@ impl Progress {
             }
             EventType::EnvironmentFailing => {
                 if !event.service.is_empty() && self.failed.contains(&event.service) {
+                    return Vec::new();
+                }
+                // `artifact "<name>": <error>`, whose failure was just shown.
+                if self.shown.iter().any(|e| event.error.ends_with(e.as_str())) {
                     return Vec::new();
                 }
                 vec![self.line_free(Mark::Failed, &event.error)]
@@ -333,6 +345,19 @@ impl Progress {
         lines
     }
 
+    /// `text` with every failure error already printed in full cut to its first line. An
+    /// error's continuation lines appear in `text` after `continuation` (what prefixes them
+    /// there).
+    pub fn without_repeats(&self, text: &str, continuation: &str) -> String {
+        let mut out = text.to_string();
+        for error in self.shown.iter().filter(|e| e.contains('\n')) {
+            let rendered = error.trim_end().replace('\n', &format!("\n{continuation}"));
+            let first = error.lines().next().unwrap_or_default();
+            out = out.replace(&rendered, &format!("{first} (in full above)"));
+        }
+        out
+    }
+
     fn environment_down(&mut self, event: &Event) -> Vec<String> {
         // A teardown, ours or another's, is no surprise; `rig up` says whose it was.
         if (self.tearing_down || self.torn_down_elsewhere) && event.message.is_empty() {
@@ -342,7 +367,8 @@ impl Progress {
         if event.message.is_empty() {
             lines.push(self.line_free(Mark::Failed, "the environment shut down unexpectedly"));
         } else {
-            for (i, l) in event.message.lines().enumerate() {
+            let message = self.without_repeats(&event.message, "");
+            for (i, l) in message.lines().enumerate() {
                 lines.push(if i == 0 {
                     self.style.paint(Paint::Red, l)
                 } else {

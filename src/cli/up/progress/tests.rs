@@ -446,6 +446,52 @@ fn environment_down_prints_the_failure_summary() {
     );
 }
 
+/// A build's compiler output is printed once, with the build's failure; the environment's
+/// failure, the summary and rigd's final report then cut it to its first line.
+#[test]
+fn a_failed_build_is_printed_in_full_once() {
+    let mut p = progress(&["api"]);
+    let error = "cargo build /src/api: exit status 101\nerror[E0425]: cannot find value\n --> src/main.rs:3:20";
+    let failed = Event {
+        artifact: "cargo:/src/api".into(),
+        error: error.into(),
+        ..ev(EventType::ArtifactFailed, "", 10)
+    };
+    let lines = p.render(&failed);
+    assert_eq!(lines, [format!("  ✗ cargo:/src/api failed: {error}")]);
+    let failing = Event {
+        error: format!("artifact \"cargo:/src/api\": {error}"),
+        ..ev(EventType::EnvironmentFailing, "", 11)
+    };
+    assert!(p.render(&failing).is_empty());
+    let down = Event {
+        message: format!(
+            "environment failed:\n  artifact \"cargo:/src/api\": {error}\n\n   0.01s  artifact.failed  \
+             cargo:/src/api cargo build /src/api: exit status 101 …"
+        ),
+        ..ev(EventType::EnvironmentDown, "", 12)
+    };
+    assert_eq!(
+        p.render(&down),
+        [
+            "",
+            "environment failed:",
+            "  artifact \"cargo:/src/api\": cargo build /src/api: exit status 101 (in full above)",
+            "",
+            "   0.01s  artifact.failed  cargo:/src/api cargo build /src/api: exit status 101 …",
+        ]
+    );
+    let report = format!(
+        "rig: environment failed: artifact \"cargo:/src/api\": {}\n",
+        error.replace('\n', "\nrig:   ")
+    );
+    assert_eq!(
+        p.without_repeats(&report, "rig:   "),
+        "rig: environment failed: artifact \"cargo:/src/api\": cargo build /src/api: exit status \
+         101 (in full above)\n"
+    );
+}
+
 #[test]
 fn a_teardown_by_someone_else_is_announced_not_called_unexpected() {
     let mut p = progress(&["api"]);
