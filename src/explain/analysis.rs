@@ -295,6 +295,8 @@ struct Scan<'a> {
     up: bool,
     destroying: bool,
     ended_by_rigd: Option<String>,
+    /// Builds started and not yet ended.
+    building: usize,
 }
 
 impl<'a> Scan<'a> {
@@ -340,8 +342,16 @@ impl<'a> Scan<'a> {
                 }
             }
             EventType::ObservationsDropped => self.dropped = self.dropped.saturating_add(e.dropped),
+            EventType::ArtifactStarted => self.building += 1,
+            EventType::ArtifactCompleted | EventType::ArtifactFailed => {
+                self.building = self.building.saturating_sub(1);
+            }
+            // Output while a build runs is the build's (cargo's warnings, say), not what a
+            // service said: services start once every build is done.
             EventType::ServiceLog
-                if !self.destroying && !self.ended.contains(e.service.as_str()) =>
+                if !self.destroying
+                    && self.building == 0
+                    && !self.ended.contains(e.service.as_str()) =>
             {
                 if let Some(log) = e.log.as_ref().filter(|l| l.stream == LogStream::Stderr) {
                     self.keep_stderr(&e.service, &log.data);

@@ -497,6 +497,37 @@ fn rust_panics_are_picked_from_a_failed_services_stderr() {
     );
 }
 
+/// A service's build writes to its log too (cargo's warnings); that is not what the service
+/// said when it failed.
+#[test]
+fn build_output_is_not_taken_for_the_services_stderr() {
+    let artifact = |t: EventType| Event {
+        artifact: "cargo:/src/api".into(),
+        ..Event::new(t)
+    };
+    let events = run(vec![
+        artifact(EventType::ArtifactStarted),
+        stderr(
+            "api",
+            "warning: unused variable: `x`\n    Finished `dev` profile\n",
+        ),
+        artifact(EventType::ArtifactCompleted),
+        svc(EventType::ServiceStarting, "api"),
+        stderr(
+            "api",
+            "thread 'main' panicked at src/main.rs:3:5:\nno config\n",
+        ),
+        failed("api", "exit status 101"),
+        svc(EventType::EnvironmentFailing, "api").with_error("api failed"),
+    ]);
+    let a = analyze(&events, Outcome::Crashed);
+    let lines: Vec<&str> = a.service_errors.iter().map(|l| l.data.as_str()).collect();
+    assert_eq!(
+        lines,
+        ["thread 'main' panicked at src/main.rs:3:5:", "no config"]
+    );
+}
+
 #[test]
 fn go_panics_are_picked_and_stack_noise_skipped() {
     let events = run(vec![
