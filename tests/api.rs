@@ -168,6 +168,46 @@ async fn spec_errors_are_400_and_422_with_every_validation_error() {
     assert!(rigd.list().await.is_empty(), "nothing was created");
 }
 
+/// A hook its service's type cannot run is refused when the environment is created, naming
+/// what the type takes, rather than failing the service after it started.
+#[tokio::test]
+async fn hooks_a_type_cannot_run_are_422_at_creation() {
+    let rigd = Rigd::start();
+    for (service, expected) in [
+        (
+            json!({"type": "process", "config": {"command": "sleep"}, "args": ["100"],
+                   "hooks": {"init": [{"type": "exec", "config": {"command": ["true"]}}]}}),
+            "service \"app\": init hook type \"exec\" is not supported: process services take \
+             only client_func hooks",
+        ),
+        (
+            json!({"type": "postgres",
+                   "hooks": {"init": [{"type": "schema", "config": {}}]}}),
+            "service \"app\": init hook type \"schema\" is not supported: postgres init hooks \
+             are client_func or sql, exec",
+        ),
+        (
+            json!({"type": "process", "config": {"command": "sleep"}, "args": ["100"],
+                   "hooks": {"prestart": [{"type": "exec", "config": {"command": ["true"]}}]}}),
+            "service \"app\": prestart hook type \"exec\" is not supported: prestart hooks \
+             are client_func (server-side hooks run as init hooks)",
+        ),
+    ] {
+        let spec = json!({"name": "hooks", "services": {"app": service}});
+        let response = rigd
+            .request(
+                "POST",
+                "/environments",
+                &[],
+                Some(spec.to_string().as_bytes()),
+            )
+            .await;
+        assert_eq!(response.status, 422, "{}", response.text());
+        assert_eq!(response.json()["validation_errors"], json!([expected]));
+    }
+    assert!(rigd.list().await.is_empty(), "nothing was created");
+}
+
 #[tokio::test]
 async fn unknown_ids_are_404_on_every_environment_route() {
     let rigd = Rigd::start();

@@ -84,6 +84,14 @@ pub enum OrchestrateError {
         /// Its type.
         service_type: String,
     },
+    /// A service asks for hooks its type cannot run.
+    #[error("service {service:?}: {message}")]
+    Hooks {
+        /// The service.
+        service: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A service's config does not say how to get what it needs (its artifacts).
     #[error("service {service:?}: {message}")]
     Artifacts {

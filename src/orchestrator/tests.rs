@@ -524,14 +524,15 @@ async fn server_side_hooks_are_rejected_in_prestart() {
     let orch = orchestrator(dir.path());
     let mut api = http_service();
     api["hooks"] = json!({"prestart": [{"type": "sql", "config": {}}]});
-    let inst = orch
+    let err = orch
         .create(spec(json!({"name": "sqlpre", "services": {"api": api}})))
-        .unwrap();
-    let down = wait_for(&inst, EventType::EnvironmentDown).await;
-    assert!(down.message.contains(
-        "server-side hook type \"sql\" is not supported in prestart phase (only client_func hooks allowed)"
-    ), "{}", down.message);
-    inst.teardown(TeardownOptions::default()).await;
+        .err()
+        .expect("refused at creation");
+    assert_eq!(
+        err.to_string(),
+        "service \"api\": prestart hook type \"sql\" is not supported: prestart hooks are \
+         client_func (server-side hooks run as init hooks)"
+    );
 }
 
 #[tokio::test]

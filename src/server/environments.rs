@@ -32,7 +32,9 @@ pub(crate) async fn create(
         // The spec asks for what this rigd cannot do (a type without a driver, a config
         // that does not say what to build): the client's to fix, as a validation error.
         CreateError::Orchestrate(
-            e @ (OrchestrateError::UnknownType { .. } | OrchestrateError::Artifacts { .. }),
+            e @ (OrchestrateError::UnknownType { .. }
+            | OrchestrateError::Hooks { .. }
+            | OrchestrateError::Artifacts { .. }),
         ) => ApiError::validation(vec![e.to_string()]),
         e @ CreateError::Orchestrate(_) => ApiError::internal(e.to_string()),
     })?;

@@ -271,6 +271,10 @@ impl ServiceType for Container {
         }))
     }
 
+    fn init_hook_types(&self) -> &'static [&'static str] {
+        &["exec"]
+    }
+
     fn init_hook(&self, ctx: HookContext) -> Option<StepFuture> {
         if ctx.hook.hook_type != "exec" {
             return None;

@@ -110,6 +110,9 @@ pub trait Infra: Send + Sync + 'static {
         let _ = (ctx, lease);
         None
     }
+
+    /// The hook types [`Infra::init_hook`] runs (see [`ServiceType::init_hook_types`]).
+    const INIT_HOOKS: &'static [&'static str] = &[];
 }
 
 /// A pooled infrastructure service type: acquires a lease on the shared backend in
@@ -243,6 +246,10 @@ impl<K: Infra> ServiceType for Pooled<K> {
             Ok(lease) => K::init_hook(ctx, lease),
             Err(e) => Some(Box::pin(async move { Err(e) })),
         }
+    }
+
+    fn init_hook_types(&self) -> &'static [&'static str] {
+        K::INIT_HOOKS
     }
 }
 

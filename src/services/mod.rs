@@ -315,6 +315,48 @@ pub trait ServiceType: Send + Sync + 'static {
         let _ = ctx;
         None
     }
+
+    /// The server-side init hook types [`ServiceType::init_hook`] runs (every type also
+    /// takes `client_func` hooks, which the client runs). A spec asking for another is
+    /// refused when the environment is created.
+    fn init_hook_types(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// Whether `spec`'s hooks are ones its type (which runs the server-side init hooks
+/// `init_types`, named `type_name`) can run: `client_func` hooks anywhere, the others only
+/// among the init hooks. The error says what to use instead.
+pub fn check_hooks(spec: &Service, type_name: &str, init_types: &[&str]) -> Result<(), String> {
+    let Some(hooks) = &spec.hooks else {
+        return Ok(());
+    };
+    let takes = if init_types.is_empty() {
+        format!("{type_name} services take only client_func hooks")
+    } else {
+        format!(
+            "{type_name} init hooks are client_func or {}",
+            init_types.join(", ")
+        )
+    };
+    for hook in &hooks.prestart {
+        if hook.hook_type != "client_func" {
+            return Err(format!(
+                "prestart hook type {:?} is not supported: prestart hooks are client_func \
+                 (server-side hooks run as init hooks)",
+                hook.hook_type
+            ));
+        }
+    }
+    for hook in &hooks.init {
+        if hook.hook_type != "client_func" && !init_types.contains(&hook.hook_type.as_str()) {
+            return Err(format!(
+                "init hook type {:?} is not supported: {takes}",
+                hook.hook_type
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Publishes `127.0.0.1:<port>` for every ingress with the spec's protocol and attributes.

@@ -191,6 +191,10 @@ impl ServiceType for Kafka {
         (endpoint.protocol == Protocol::Kafka).then_some(ProbeKind::Kafka)
     }
 
+    fn init_hook_types(&self) -> &'static [&'static str] {
+        &["schema"]
+    }
+
     fn init_hook(&self, ctx: HookContext) -> Option<StepFuture> {
         (ctx.hook.hook_type == "schema").then(|| -> StepFuture { Box::pin(schema::run(ctx)) })
     }

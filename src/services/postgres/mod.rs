@@ -83,6 +83,8 @@ impl Infra for PostgresInfra {
         Some(ProbeKind::Postgres)
     }
 
+    const INIT_HOOKS: &'static [&'static str] = &["sql", "exec"];
+
     fn init_hook(ctx: HookContext, lease: Arc<Lease<PgBackend>>) -> Option<StepFuture> {
         match ctx.hook.hook_type.as_str() {
             "sql" => Some(Box::pin(sql_hook(ctx, lease))),
