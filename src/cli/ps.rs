@@ -1,6 +1,6 @@
 //! `rig ps`: the environments active on the running rigd, with how to reach each service.
 
-use rig_types::ResolvedEnvironment;
+use rig_types::{ResolvedEnvironment, ServiceStatus};
 use serde::Serialize;
 
 use super::args::Args;
@@ -142,6 +142,13 @@ fn render(e: &EnvironmentSummary, detail: &Detail, s: Style) -> Vec<String> {
             return out;
         }
     };
+    if !detail.failed.is_empty() {
+        let first = detail.failed.lines().next().unwrap_or_default();
+        out.push(format!(
+            "  {}",
+            s.paint(Paint::Red, &format!("failed: {first}"))
+        ));
+    }
     let mut rows = Vec::new();
     for (name, svc) in &detail.services {
         let ingresses = svc.ingresses.as_ref().filter(|i| !i.is_empty());
@@ -180,14 +187,23 @@ fn render(e: &EnvironmentSummary, detail: &Detail, s: Style) -> Vec<String> {
         .unwrap_or(0)
         .max(20);
     for (label, text, status) in rows {
-        let status_text = serde_json::to_value(status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let status_text = match status {
+            // The environment failed before this service started: it never will.
+            ServiceStatus::Pending if !detail.failed.is_empty() => "not started".to_string(),
+            _ => serde_json::to_value(status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+        };
+        let paint = if status == ServiceStatus::Failed {
+            Paint::Red
+        } else {
+            Paint::Yellow
+        };
         let status_cell = if status_text == "ready" {
             String::new()
         } else {
-            format!("  {}", s.paint(Paint::Yellow, &format!("({status_text})")))
+            format!("  {}", s.paint(paint, &format!("({status_text})")))
         };
         out.push(format!("  {}  {text}{status_cell}", pad(&label, width)));
     }
@@ -223,6 +239,39 @@ mod tests {
         assert_eq!(
             render(&e, &failed, style)[1],
             "  (its services could not be read: rigd returned HTTP 500: boom)"
+        );
+    }
+
+    #[test]
+    fn a_failed_environment_says_so_and_which_services_never_started() {
+        let e = EnvironmentSummary {
+            id: "abc".into(),
+            name: "orders".into(),
+            remaining_ttl: "9m0s".into(),
+            ..EnvironmentSummary::default()
+        };
+        let service = |status| rig_types::ResolvedService {
+            status,
+            ..Default::default()
+        };
+        let detail = ResolvedEnvironment {
+            failed: "artifact \"cargo:/src/api\": cargo build: exit status 101\nerror[E0425]"
+                .into(),
+            services: [
+                ("api".to_string(), service(ServiceStatus::Pending)),
+                ("db".to_string(), service(ServiceStatus::Failed)),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            render(&e, &Detail::Found(Box::new(detail)), Style::new(false)),
+            [
+                "orders  abc  expires in 9m0s",
+                "  failed: artifact \"cargo:/src/api\": cargo build: exit status 101",
+                "  api                   (no ingress)  (not started)",
+                "  db                    (no ingress)  (failed)",
+            ]
         );
     }
 }

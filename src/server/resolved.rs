@@ -60,7 +60,11 @@ pub(crate) fn resolve_environment(
     // proxies).
     let mut published: HashMap<&str, BTreeMap<&str, &Endpoint>> = HashMap::new();
 
+    let mut failed = String::new();
     for event in lifecycle {
+        if event.event_type == EventType::EnvironmentFailing && failed.is_empty() {
+            failed = event.error.clone();
+        }
         if event.service.is_empty() {
             continue;
         }
@@ -77,7 +81,11 @@ pub(crate) fn resolve_environment(
             status.get_mut(event.service.as_str()),
             status_for(&event.event_type),
         ) {
-            *slot = new;
+            // A failed service stays failed while rigd stops it (rig-rs; upstream showed
+            // `stopped`, hiding which service failed).
+            if *slot != ServiceStatus::Failed {
+                *slot = new;
+            }
         }
     }
 
@@ -115,6 +123,7 @@ pub(crate) fn resolve_environment(
         name: spec.name.clone(),
         services,
         test_ingresses,
+        failed,
     })
 }
 
@@ -205,6 +214,26 @@ mod tests {
         assert_eq!(view.services["idle"].status, ServiceStatus::Pending);
         assert_eq!(view.services["idle"].ingresses, None);
         assert_eq!(view.services["idle"].egresses, None);
+        assert_eq!(view.failed, "");
+    }
+
+    #[test]
+    fn a_failure_stays_visible_while_the_environment_stops() {
+        let env = spec(json!({"name": "e", "services": {"db": {"type": "process"}}}));
+        let failing = Event {
+            error: "service \"db\": exit status 1".into(),
+            ..Event::for_service(EventType::EnvironmentFailing, "db")
+        };
+        let events = vec![
+            event(EventType::ServiceStarting, "db"),
+            event(EventType::ServiceFailed, "db"),
+            Arc::new(failing),
+            event(EventType::ServiceStopping, "db"),
+            event(EventType::ServiceStopped, "db"),
+        ];
+        let view = resolve_environment("id1", &env, &events).unwrap();
+        assert_eq!(view.services["db"].status, ServiceStatus::Failed);
+        assert_eq!(view.failed, "service \"db\": exit status 1");
     }
 
     #[test]

@@ -301,6 +301,10 @@ pub struct ResolvedEnvironment {
     /// calls (rig-rs addition; omitted before the environment is up).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub test_ingresses: BTreeMap<String, BTreeMap<String, ResolvedEndpoint>>,
+    /// Why the environment failed (its first `environment.failing`'s error), once it has
+    /// (rig-rs addition; omitted otherwise).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub failed: String,
 }
 
 /// One service in a [`ResolvedEnvironment`]. Empty maps serialise as `null`, as upstream.
@@ -494,6 +498,7 @@ mod tests {
             name: "rt".into(),
             services: BTreeMap::from([("api".to_string(), svc.clone())]),
             test_ingresses: BTreeMap::new(),
+            failed: String::new(),
         };
         let back: ResolvedEnvironment =
             serde_json::from_str(&serde_json::to_string(&env).unwrap()).unwrap();

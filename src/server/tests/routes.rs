@@ -397,8 +397,9 @@ async fn service_error_fails_the_environment() {
         .call(request(Method::GET, &format!("/environments/{id}")))
         .await
         .json();
-    let status = view["services"]["w"]["status"].as_str().unwrap();
-    assert!(status == "failed" || status == "stopped", "{status}");
+    // It stays failed while rigd stops it, and the environment says why it failed.
+    assert_eq!(view["services"]["w"]["status"], "failed");
+    assert_eq!(view["failed"], "service \"w\": func returned: boom");
 
     // Still registered until deleted.
     let reply = h
