@@ -204,6 +204,11 @@ async fn a_given_address_that_does_not_answer_is_an_error() {
 
 /// A stand-in rigd that answers every request with `/health`'s body for `api`.
 async fn health_server(api: u32) -> String {
+    health_server_after(api, std::time::Duration::ZERO).await
+}
+
+/// [`health_server`] taking `delay` to answer (a rigd on a loaded machine).
+async fn health_server_after(api: u32, delay: std::time::Duration) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -212,6 +217,7 @@ async fn health_server(api: u32) -> String {
         while let Ok((mut conn, _)) = listener.accept().await {
             let mut request = [0u8; 1024];
             let _ = conn.read(&mut request).await;
+            tokio::time::sleep(delay).await;
             let reply = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
@@ -247,6 +253,25 @@ async fn managed_mode_uses_the_rigd_already_serving_the_rig_dir() {
     std::fs::write(rig_dir.join("rigd.addr"), &other).unwrap();
     let err = a.ensure().await.unwrap_err();
     assert!(matches!(err, AutostartError::NoBinary { .. }), "{err}");
+}
+
+/// A rigd that answers `/health` later than usual (a loaded machine) is still used: a second
+/// rigd is not started beside it.
+#[tokio::test]
+async fn a_slow_rigd_is_waited_for_not_replaced() {
+    let tmp = TempDir::new("slowrigd");
+    let rig_dir = tmp.0.join("rig");
+    std::fs::create_dir_all(&rig_dir).unwrap();
+    let rig_dir_var = rig_dir.display().to_string();
+    let env = env_of(&[("RIG_DIR", &rig_dir_var), ("PATH", "/nonexistent")]);
+    let rig = tmp.0.join("bin").join("rig");
+    let a = Autostart::resolve(&env, Some(&rig), None, None).unwrap();
+    let slow = crate::transport::client::HEALTH_TIMEOUT + std::time::Duration::from_millis(500);
+    let addr = health_server_after(rig_types::API_VERSION, slow).await;
+    std::fs::write(rig_dir.join("rigd.addr"), &addr).unwrap();
+    let found = a.ensure().await.expect("the slow rigd");
+    assert_eq!(found.addr, addr);
+    assert_eq!(found.spawned_pid, None);
 }
 
 /// A rigd of a future release (its API version cannot be produced by this build, so a tiny
