@@ -13,13 +13,17 @@ use serde_json::{json, Value};
 use support::clients::psql;
 use support::{is_alive, Rigd};
 
+/// A native postgres service, with a `sql` init hook running `statements` when there are any.
 fn postgres(statements: &[&str]) -> Value {
-    json!({
+    let mut service = json!({
         "type": "postgres",
         "config": {"backend": "native"},
-        "ingresses": {"default": {"protocol": "tcp", "container_port": 5432}},
-        "hooks": {"init": [{"type": "sql", "config": {"statements": statements}}]}
-    })
+        "ingresses": {"default": {"protocol": "tcp", "container_port": 5432}}
+    });
+    if !statements.is_empty() {
+        service["hooks"] = json!({"init": [{"type": "sql", "config": {"statements": statements}}]});
+    }
+    service
 }
 
 /// The `postgres` server processes (postmasters) of rigd `pid`: its children whose data

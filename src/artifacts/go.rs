@@ -54,7 +54,19 @@ impl GoModule {
                      \"dir\" field)"
                 ));
             }
-            return Ok(GoModule::Local(Path::new(spec_dir).join(path)));
+            let local = Path::new(spec_dir).join(path);
+            // `golang.org/x/example/hello` names a remote module, not a directory here.
+            let host_like = module
+                .split('/')
+                .next()
+                .is_some_and(|first| first.contains('.'));
+            if !looks_like_path && host_like && !local.exists() {
+                return Err(format!(
+                    "module {module:?} is not a directory under the spec dir {spec_dir}; a \
+                     remote module needs a version: {module}@latest or {module}@v1.2.3"
+                ));
+            }
+            return Ok(GoModule::Local(local));
         }
         let (path, version) = module.split_once('@').unwrap_or((module, ""));
         if path.is_empty() || version.is_empty() {
@@ -95,6 +107,12 @@ impl GoBuild {
 
     fn compute_cache_key(&self) -> Result<String, String> {
         if let GoModule::Local(dir) = &self.module {
+            if dir.is_file() {
+                return Err(format!(
+                    "module {} is a file: give the main package's directory (e.g. ./cmd/api)",
+                    dir.display()
+                ));
+            }
             if !dir.is_dir() {
                 return Err(format!("module directory {} does not exist", dir.display()));
             }
@@ -278,6 +296,14 @@ mod tests {
         );
         let err = GoModule::parse("./api", "").unwrap_err();
         assert!(err.contains("requires environment dir"), "{err}");
+        let err = GoModule::parse("golang.org/x/example/hello", "/nonexistent").unwrap_err();
+        assert!(
+            err.ends_with(
+                "a remote module needs a version: golang.org/x/example/hello@latest \
+                 or golang.org/x/example/hello@v1.2.3"
+            ),
+            "{err}"
+        );
         let err = GoModule::parse("github.com/x/y@", "/src").unwrap_err();
         assert!(err.contains("version suffix"), "{err}");
         assert!(GoModule::parse("", "/src").is_err());

@@ -112,17 +112,13 @@ impl Report {
         if !a.environment_failures.is_empty() {
             section(&mut out, "Environment failure");
             for error in &a.environment_failures {
-                out.push(format!("    {}", s.paint(Paint::Red, error)));
+                indented_error(&mut out, s, "", error);
             }
         }
         if !a.service_failures.is_empty() {
             section(&mut out, "Service failures");
             for f in &a.service_failures {
-                out.push(format!(
-                    "    {}: {}",
-                    f.service,
-                    s.paint(Paint::Red, &f.error)
-                ));
+                indented_error(&mut out, s, &format!("{}: ", f.service), &f.error);
             }
         }
         if let Some(stall) = &a.stall {
@@ -231,4 +227,46 @@ pub fn run(args: Args) -> CmdResult {
         Out.line(to_json(&report)?);
     }
     Ok(EXIT_OK)
+}
+
+/// An error under a section: its first line (after `lead`) in red, the lines after it (a
+/// compiler's output, say) indented under it.
+fn indented_error(out: &mut Vec<String>, s: Style, lead: &str, error: &str) {
+    let mut lines = error.lines();
+    out.push(format!(
+        "    {lead}{}",
+        s.paint(Paint::Red, lines.next().unwrap_or(""))
+    ));
+    out.extend(lines.map(|l| format!("      {l}")));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_line_failure_is_indented_under_its_section() {
+        let failing = rig_types::Event::new(rig_types::EventType::EnvironmentFailing)
+            .with_error("artifact \"cargo:/src/api\": exit status 101\nerror[E0425]: nope");
+        let analysis = crate::explain::analyze(&[std::sync::Arc::new(failing)], Outcome::Crashed);
+        let report = Report {
+            test: "orders".into(),
+            outcome: Outcome::Crashed,
+            duration_ms: 10.0,
+            services: vec!["api".into()],
+            analysis,
+        };
+        let lines = report.pretty(Style::new(false));
+        let at = lines
+            .iter()
+            .position(|l| l.contains("exit status 101"))
+            .expect("the failure");
+        assert_eq!(
+            &lines[at..at + 2],
+            [
+                "    artifact \"cargo:/src/api\": exit status 101",
+                "      error[E0425]: nope"
+            ]
+        );
+    }
 }

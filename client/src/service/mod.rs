@@ -454,11 +454,14 @@ impl Service {
         S: Into<String>,
     {
         let statements: Vec<String> = statements.into_iter().map(Into::into).collect();
-        self.server_hook(
-            "init_sql",
-            "sql",
-            serde_json::json!({ "statements": statements }),
-        );
+        // No statements, no hook (rigd refuses a sql hook with nothing to run).
+        if !statements.is_empty() {
+            self.server_hook(
+                "init_sql",
+                "sql",
+                serde_json::json!({ "statements": statements }),
+            );
+        }
         self
     }
 

@@ -171,16 +171,23 @@ struct Script {
 }
 
 impl SqlHook {
+    /// The hook's config; one with neither `statements` nor `dir` is an error rather than a
+    /// hook that silently does nothing.
     fn parse(config: Option<&serde_json::Value>) -> Result<SqlHook, ServiceError> {
-        match config {
-            None => Ok(SqlHook::default()),
-            Some(v) => crate::services::config::decode(
-                Some(v),
-                "sql hook config",
-                r#"{"statements": ["..."], "dir": "<directory of .sql files>"} (either or both)"#,
-            )
-            .map_err(|e| ServiceError::new(format!("postgres init: {e}"))),
+        const SHAPE: &str =
+            r#"{"statements": ["..."], "dir": "<directory of .sql files>"} (either or both)"#;
+        let hook: SqlHook = match config {
+            None => SqlHook::default(),
+            Some(v) => crate::services::config::decode(Some(v), "sql hook config", SHAPE)
+                .map_err(|e| ServiceError::new(format!("postgres init: {e}")))?,
+        };
+        if hook.statements.is_empty() && hook.dir.is_none() {
+            return Err(ServiceError::new(format!(
+                "postgres init: a sql hook with nothing to run: it needs statements or a dir: \
+                 {SHAPE}"
+            )));
         }
+        Ok(hook)
     }
 
     fn scripts(&self, spec_dir: &str) -> Result<Vec<Script>, ServiceError> {
@@ -230,6 +237,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_sql_hook_that_would_do_nothing_is_an_error() {
+        for config in [None, Some(json!({})), Some(json!({"statements": []}))] {
+            let err = SqlHook::parse(config.as_ref()).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("postgres init: a sql hook with nothing to run"),
+                "{err}"
+            );
+        }
+        assert!(SqlHook::parse(Some(&json!({"statements": ["SELECT 1"]}))).is_ok());
+        assert!(SqlHook::parse(Some(&json!({"dir": "migrations"}))).is_ok());
+    }
+
+    #[test]
     fn sql_hook_reads_statements_then_files_in_name_order() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("002_b.sql"), "SELECT 2").unwrap();
@@ -246,8 +267,6 @@ mod tests {
 
     #[test]
     fn sql_hook_errors_say_what_is_wrong() {
-        let empty = SqlHook::parse(Some(&json!({"statements": []}))).unwrap();
-        assert!(empty.scripts("").unwrap().is_empty());
         let err = SqlHook::parse(Some(&json!({"statement": "x"}))).unwrap_err();
         assert!(err.message().contains("invalid sql hook config"), "{err}");
         let missing = SqlHook::parse(Some(&json!({"dir": "/nonexistent/rig"}))).unwrap();
