@@ -2,8 +2,9 @@
 //! 1.2), to open in browser dev tools, Charles, Fiddler or any HAR viewer.
 //!
 //! Mapping:
-//! - URLs use the target's real address from `environment.up` (`http://127.0.0.1:5001/x`),
-//!   else the service name as host (`http://api/x`);
+//! - URLs use the address the caller used: the observing proxy on its edge (each edge has its
+//!   own), else the target's own published address, else the service name as host
+//!   (`http://api/x`);
 //! - `startedDateTime` is when the request arrived (`started_at`), else the event time minus
 //!   the exchange's duration; `time` and `timings` come from the latency (`wait`, time to
 //!   response headers) and the full duration (`receive`, the rest);
@@ -122,26 +123,35 @@ pub fn har(log: &LogFile, probes: bool) -> Value {
     })
 }
 
-/// `(service, ingress)` → `host:port`, from `environment.up`.
+/// `(service, ingress)` → `host:port`: every published ingress, proxies' included.
 fn addresses(events: &[Event]) -> HashMap<(String, String), String> {
-    let mut out = HashMap::new();
-    for e in events
+    events
         .iter()
-        .filter(|e| e.event_type == EventType::EnvironmentUp)
-    {
-        for (svc, ingresses) in &e.ingresses {
-            for (ingress, ep) in ingresses {
-                out.insert((svc.clone(), ingress.clone()), ep.hostport.clone());
-            }
-        }
-    }
-    out
+        .filter(|e| e.event_type == EventType::IngressPublished)
+        .filter_map(|e| {
+            let endpoint = e.endpoint.as_ref()?;
+            Some((
+                (e.service.clone(), e.ingress.clone()),
+                endpoint.hostport.clone(),
+            ))
+        })
+        .collect()
 }
 
-fn host(addresses: &HashMap<(String, String), String>, target: &str, ingress: &str) -> String {
-    addresses
-        .get(&(target.to_string(), ingress.to_string()))
-        .or_else(|| addresses.get(&(target.to_string(), "default".to_string())))
+/// The address `source` called to reach `target`'s `ingress`: the observing proxy on that
+/// edge, else the target's own, else the target's name.
+fn host(
+    addresses: &HashMap<(String, String), String>,
+    source: &str,
+    target: &str,
+    ingress: &str,
+) -> String {
+    let proxy = crate::spec::proxy_node_name(source, target, ingress);
+    let at =
+        |service: &str, ingress: &str| addresses.get(&(service.to_string(), ingress.to_string()));
+    at(&proxy, "default")
+        .or_else(|| at(target, ingress))
+        .or_else(|| at(target, "default"))
         .cloned()
         .unwrap_or_else(|| target.replace(['/', ' ', '~'], "-"))
 }
@@ -160,7 +170,7 @@ fn http_entry(e: &Event, r: &RequestInfo, addresses: &HashMap<(String, String), 
     };
     let url = format!(
         "http://{}{}",
-        host(addresses, &r.target, &r.ingress),
+        host(addresses, &r.source, &r.target, &r.ingress),
         if r.path.starts_with('/') {
             r.path.clone()
         } else {
@@ -238,7 +248,7 @@ fn grpc_entry(e: &Event, g: &GrpcCallInfo, addresses: &HashMap<(String, String),
     let started = started(e, None, total);
     let url = format!(
         "http://{}/{}/{}",
-        host(addresses, &g.target, &g.ingress),
+        host(addresses, &g.source, &g.target, &g.ingress),
         g.service,
         g.method
     );
@@ -506,6 +516,36 @@ fn status_text(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_use_the_address_the_caller_used() {
+        let published = |service: &str, ingress: &str, hostport: &str| {
+            let mut e = Event::for_service(EventType::IngressPublished, service);
+            e.ingress = ingress.into();
+            e.endpoint = Some(Box::new(rig_types::Endpoint::new(
+                hostport,
+                rig_types::Protocol::Http,
+            )));
+            e
+        };
+        let events = [
+            published("inventory", "default", "127.0.0.1:5001"),
+            published("inventory~proxy~orders", "default", "127.0.0.1:6001"),
+            published("inventory~proxy~~test", "default", "127.0.0.1:6002"),
+            published("inventory", "admin", "127.0.0.1:5002"),
+        ];
+        let a = addresses(&events);
+        // Each edge's own proxy.
+        assert_eq!(host(&a, "orders", "inventory", "default"), "127.0.0.1:6001");
+        assert_eq!(host(&a, "~test", "inventory", "default"), "127.0.0.1:6002");
+        // Not observed: the target itself.
+        assert_eq!(host(&a, "orders", "inventory", "admin"), "127.0.0.1:5002");
+        assert_eq!(
+            host(&a, "billing", "inventory", "default"),
+            "127.0.0.1:5001"
+        );
+        assert_eq!(host(&a, "orders", "ghost", "default"), "ghost");
+    }
 
     #[test]
     fn query_strings_are_split_and_decoded() {
