@@ -145,6 +145,10 @@ fn traffic_tables_filters_and_details_over_rigd_logs() {
                 &["traffic", "failed", "--edge", "STORE"],
             ),
             (
+                "traffic_edge_unknown",
+                &["traffic", "failed", "--edge", "api->stor"],
+            ),
+            (
                 "traffic_method_path",
                 &["traffic", "failed", "--method", "get", "--path", "/orders"],
             ),

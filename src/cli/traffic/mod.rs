@@ -195,7 +195,12 @@ pub fn run(args: Args) -> CmdResult {
     }
     if rows.is_empty() {
         let probes = all.iter().filter(|r| r.probe).count();
-        let hint = if probes == all.len() && !filter.probes {
+        let hint = if filter.edges_match_nothing(&all) {
+            format!(
+                "; --edge matches no edge of this run, which has {}",
+                edges_of(&all)
+            )
+        } else if probes == all.len() && !filter.probes {
             format!(" (only {probes} readiness probes were recorded; add --probes to see them)")
         } else {
             format!(" ({} rows before filtering)", all.len())
@@ -205,6 +210,15 @@ pub fn run(args: Args) -> CmdResult {
     }
     Out.lines(table(&rows, style));
     Ok(EXIT_OK)
+}
+
+/// The distinct edges of `rows`, as `--edge` takes them: `'~test->api', 'api->db'`.
+fn edges_of(rows: &[Row]) -> String {
+    let edges: std::collections::BTreeSet<String> = rows
+        .iter()
+        .map(|r| format!("'{}->{}'", r.source, r.target))
+        .collect();
+    edges.into_iter().collect::<Vec<_>>().join(", ")
 }
 
 /// The traffic table of `rows`.

@@ -442,6 +442,15 @@ impl TrafficFilter {
         })
     }
 
+    /// Whether `--edge` names no edge of `rows` (a misspelt service, say): then the edges
+    /// there are worth listing.
+    pub fn edges_match_nothing(&self, rows: &[Row]) -> bool {
+        !self.edges.is_empty()
+            && !rows
+                .iter()
+                .any(|row| self.edges.iter().any(|e| e.matches(row)))
+    }
+
     /// True when `row` passes every filter (probes only with `--probes`).
     pub fn keep(&self, row: &Row) -> bool {
         if row.probe && !self.probes {
