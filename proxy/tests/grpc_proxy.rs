@@ -30,18 +30,62 @@ impl TrafficSink for ChannelSink {
     }
 }
 
+/// A proxy on the test's edge to a gRPC target, and the events it records; stopped when
+/// dropped.
+struct Proxied {
+    addr: SocketAddr,
+    events: mpsc::UnboundedReceiver<Event>,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl Proxied {
+    fn start(target: String, mode: Mode) -> Proxied {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, events) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        let edge = Edge {
+            source: "~test".into(),
+            target: "echo".into(),
+            ingress: "default".into(),
+        };
+        tokio::spawn(rig_proxy::run(
+            listener,
+            target,
+            mode,
+            edge,
+            Arc::new(ChannelSink(tx)),
+            cancel.clone(),
+            rig_proxy::RunOptions::default(),
+        ));
+        Proxied {
+            addr,
+            events,
+            _stop: cancel.drop_guard(),
+        }
+    }
+
+    /// The next `grpc.call.completed`.
+    async fn call(&mut self) -> GrpcCallInfo {
+        loop {
+            let event = tokio::time::timeout(PATIENCE, self.events.recv())
+                .await
+                .expect("no gRPC event in time")
+                .expect("the observer stopped");
+            if event.event_type == EventType::GrpcCallCompleted {
+                return *event
+                    .grpc_call
+                    .expect("grpc.call.completed without grpc_call");
+            }
+        }
+    }
+}
+
 /// An echo server with a proxy in front of it.
 struct Setup {
     client: EchoClient<Channel>,
-    events: mpsc::UnboundedReceiver<Event>,
-    cancel: CancellationToken,
+    proxied: Proxied,
     _server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
 }
 
 impl Setup {
@@ -59,25 +103,8 @@ impl Setup {
         gzip: bool,
         mode: Mode,
     ) -> Setup {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy = listener.local_addr().unwrap();
-        let (tx, events) = mpsc::unbounded_channel();
-        let cancel = CancellationToken::new();
-        let edge = Edge {
-            source: "~test".into(),
-            target: "echo".into(),
-            ingress: "default".into(),
-        };
-        tokio::spawn(rig_proxy::run(
-            listener,
-            target.to_string(),
-            mode,
-            edge,
-            Arc::new(ChannelSink(tx)),
-            cancel.clone(),
-            rig_proxy::RunOptions::default(),
-        ));
-        let mut client = EchoClient::connect(format!("http://{proxy}"))
+        let proxied = Proxied::start(target.to_string(), mode);
+        let mut client = EchoClient::connect(format!("http://{}", proxied.addr))
             .await
             .unwrap();
         if gzip {
@@ -87,25 +114,14 @@ impl Setup {
         }
         Setup {
             client,
-            events,
-            cancel,
+            proxied,
             _server: server,
         }
     }
 
     /// The next `grpc.call.completed`.
     async fn call(&mut self) -> GrpcCallInfo {
-        loop {
-            let event = tokio::time::timeout(PATIENCE, self.events.recv())
-                .await
-                .expect("no gRPC event in time")
-                .expect("the observer stopped");
-            if event.event_type == EventType::GrpcCallCompleted {
-                return *event
-                    .grpc_call
-                    .expect("grpc.call.completed without grpc_call");
-            }
-        }
+        self.proxied.call().await
     }
 }
 
@@ -589,9 +605,7 @@ async fn a_call_broken_off_by_the_target_ends_with_grpc_unavailable() {
 /// A gRPC C core (grpcio) server behind a proxy; both stop when it is dropped.
 struct CorePeer {
     child: std::process::Child,
-    proxy: SocketAddr,
-    events: mpsc::UnboundedReceiver<Event>,
-    _stop: tokio_util::sync::DropGuard,
+    proxied: Proxied,
 }
 
 const CORE_PEER: &str = concat!(
@@ -613,37 +627,16 @@ impl CorePeer {
             .read_line(&mut line)
             .unwrap();
         let port: u16 = line.trim().parse().expect("the peer prints its port");
-
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let proxy = listener.local_addr().unwrap();
-        let (tx, events) = mpsc::unbounded_channel();
-        let cancel = CancellationToken::new();
-        let edge = Edge {
-            source: "~test".into(),
-            target: "core".into(),
-            ingress: "default".into(),
-        };
-        tokio::spawn(rig_proxy::run(
-            listener,
-            format!("127.0.0.1:{port}"),
-            Mode::Grpc,
-            edge,
-            Arc::new(ChannelSink(tx)),
-            cancel.clone(),
-            rig_proxy::RunOptions::default(),
-        ));
         CorePeer {
             child,
-            proxy,
-            events,
-            _stop: cancel.drop_guard(),
+            proxied: Proxied::start(format!("127.0.0.1:{port}"), Mode::Grpc),
         }
     }
 
     /// Runs a grpcio client through the proxy (`what`: see the script): its output.
     async fn client(&self, what: &str) -> String {
         let out = tokio::process::Command::new("python3")
-            .args([CORE_PEER, what, &self.proxy.to_string()])
+            .args([CORE_PEER, what, &self.proxied.addr.to_string()])
             .output()
             .await
             .unwrap();
@@ -657,15 +650,7 @@ impl CorePeer {
 
     /// The next `grpc.call.completed`.
     async fn call(&mut self) -> GrpcCallInfo {
-        loop {
-            let event = tokio::time::timeout(PATIENCE, self.events.recv())
-                .await
-                .expect("no gRPC event in time")
-                .unwrap();
-            if let Some(call) = event.grpc_call {
-                return *call;
-            }
-        }
+        self.proxied.call().await
     }
 }
 

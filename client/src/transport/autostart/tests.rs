@@ -228,19 +228,25 @@ async fn health_server_after(api: u32, delay: std::time::Duration) -> String {
     addr
 }
 
-/// Managed mode uses a rigd started by hand on the rig dir (`rigd.addr`) rather than start a
-/// second one beside it, as long as it speaks the same API.
-#[tokio::test]
-async fn managed_mode_uses_the_rigd_already_serving_the_rig_dir() {
-    let tmp = TempDir::new("handstarted");
+/// Managed mode on a fresh rig dir with no rigd binary anywhere (so it can only use a rigd
+/// already running): the temporary directory, the rig dir and the autostart.
+fn managed_without_binary(name: &str) -> (TempDir, PathBuf, Autostart) {
+    let tmp = TempDir::new(name);
     let rig_dir = tmp.0.join("rig");
     std::fs::create_dir_all(&rig_dir).unwrap();
     let rig_dir_var = rig_dir.display().to_string();
-    // No rigd binary anywhere: without the one running, this would be an error.
     let env = env_of(&[("RIG_DIR", &rig_dir_var), ("PATH", "/nonexistent")]);
     let rig = tmp.0.join("bin").join("rig");
     let a = Autostart::resolve(&env, Some(&rig), None, None).unwrap();
     assert!(matches!(a.mode(), Mode::Managed { .. }));
+    (tmp, rig_dir, a)
+}
+
+/// Managed mode uses a rigd started by hand on the rig dir (`rigd.addr`) rather than start a
+/// second one beside it, as long as it speaks the same API.
+#[tokio::test]
+async fn managed_mode_uses_the_rigd_already_serving_the_rig_dir() {
+    let (_tmp, rig_dir, a) = managed_without_binary("handstarted");
 
     let addr = health_server(rig_types::API_VERSION).await;
     std::fs::write(rig_dir.join("rigd.addr"), &addr).unwrap();
@@ -259,13 +265,7 @@ async fn managed_mode_uses_the_rigd_already_serving_the_rig_dir() {
 /// rigd is not started beside it.
 #[tokio::test]
 async fn a_slow_rigd_is_waited_for_not_replaced() {
-    let tmp = TempDir::new("slowrigd");
-    let rig_dir = tmp.0.join("rig");
-    std::fs::create_dir_all(&rig_dir).unwrap();
-    let rig_dir_var = rig_dir.display().to_string();
-    let env = env_of(&[("RIG_DIR", &rig_dir_var), ("PATH", "/nonexistent")]);
-    let rig = tmp.0.join("bin").join("rig");
-    let a = Autostart::resolve(&env, Some(&rig), None, None).unwrap();
+    let (_tmp, rig_dir, a) = managed_without_binary("slowrigd");
     let slow = crate::transport::client::HEALTH_TIMEOUT + std::time::Duration::from_millis(500);
     let addr = health_server_after(rig_types::API_VERSION, slow).await;
     std::fs::write(rig_dir.join("rigd.addr"), &addr).unwrap();
