@@ -146,7 +146,8 @@ pub struct ServiceFailure {
 pub struct PendingService {
     /// The service.
     pub service: String,
-    /// How far it got: `not started` (waiting on its dependencies), `prestart hooks`,
+    /// How far it got: `not started` (waiting on its dependencies, or on a build still
+    /// running: `not started (a build was still running)`), `prestart hooks`,
     /// `starting` (not healthy yet) or `init hooks`.
     pub phase: &'static str,
     /// How many readiness checks failed.
@@ -406,7 +407,13 @@ impl<'a> Scan<'a> {
             .filter(|(_, p)| p.reached < Reached::Ready)
             .map(|(service, p)| PendingService {
                 service: service.to_string(),
-                phase: p.reached.phase(),
+                // Services start once every build is done.
+                phase: match p.reached {
+                    Reached::NotStarted if self.building > 0 => {
+                        "not started (a build was still running)"
+                    }
+                    reached => reached.phase(),
+                },
                 failed_checks: p.failed_checks,
                 last_check_error: p.last_check_error.to_string(),
             })

@@ -404,6 +404,23 @@ fn the_last_stall_is_shown_with_at_most_four_services() {
 }
 
 #[test]
+fn a_run_torn_down_during_a_build_says_so() {
+    let events = run(vec![
+        svc(EventType::IngressPublished, "api"),
+        Event {
+            artifact: "cargo:/src/api".into(),
+            ..Event::new(EventType::ArtifactStarted)
+        },
+        destroying(),
+    ]);
+    assert_eq!(
+        summary(&events, ""),
+        "rig: torn down before it was up:\n\
+         rig:   api: not started (a build was still running)"
+    );
+}
+
+#[test]
 fn a_run_torn_down_before_it_was_up_names_the_services_that_were_not_ready() {
     let check_failed =
         |s: &str, error: &str| svc(EventType::HealthCheckFailed, s).with_error(error);
