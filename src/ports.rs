@@ -13,11 +13,14 @@
 //! **open** listeners: a proxy keeps its listener (no window in which another process can take
 //! the port), a service closes it and binds the port itself. Ports stay tracked for their
 //! instance until [`PortAllocator::release`], so the same rigd never hands a port out twice,
-//! even after its listener was closed.
+//! even after its listener was closed, and other rigds of the same user skip it too (see
+//! [`reservations`]).
 
 mod forks;
+mod reservations;
 
 pub use forks::{forking, Fence, ForkGuard};
+use reservations::{Reservation, Reservations};
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -46,13 +49,14 @@ pub enum PortError {
 #[derive(Debug)]
 pub struct PortAllocator {
     candidates: Candidates,
+    reservations: Reservations,
     state: Mutex<State>,
 }
 
 #[derive(Debug)]
 struct State {
-    /// Port → the instance it is allocated to.
-    owners: HashMap<u16, String>,
+    /// Port → the instance it is allocated to, and its reservation against other rigds.
+    owners: HashMap<u16, (String, Reservation)>,
     /// Instance → its ports, for an O(k) release.
     by_instance: HashMap<String, Vec<u16>>,
     /// The cursor, always in `[0, candidates.len())`.
@@ -86,12 +90,21 @@ impl PortAllocator {
     }
 
     fn with_candidates(candidates: Candidates, seed: u64) -> PortAllocator {
+        PortAllocator::with_reservations(candidates, seed, Reservations::shared())
+    }
+
+    fn with_reservations(
+        candidates: Candidates,
+        seed: u64,
+        reservations: Reservations,
+    ) -> PortAllocator {
         let mut rng = SplitMix64(seed);
         let count = candidates.len();
         let offset = rng.below(count);
         let step = coprime_prime_step(count, &mut rng);
         PortAllocator {
             candidates,
+            reservations,
             state: Mutex::new(State {
                 owners: HashMap::new(),
                 by_instance: HashMap::new(),
@@ -120,18 +133,23 @@ impl PortAllocator {
         let mut state = self.state.lock();
         let mut listeners = Vec::with_capacity(n);
         let mut ports: Vec<u16> = Vec::with_capacity(n);
+        let mut reserved = Vec::with_capacity(n);
         for _ in 0..n {
-            match state.next_free(&self.candidates, &ports) {
-                Some((port, listener)) => {
+            match state.next_free(&self.candidates, &self.reservations, &ports) {
+                Some((port, listener, reservation)) => {
                     ports.push(port);
                     listeners.push(listener);
+                    reserved.push(reservation);
                 }
-                // Dropping `listeners` closes every port opened by this call.
+                // Dropping `listeners` and `reserved` closes and frees every port opened by
+                // this call.
                 None => return Err(PortError::Exhausted { candidates: count }),
             }
         }
-        for &port in &ports {
-            state.owners.insert(port, instance.to_string());
+        for (&port, reservation) in ports.iter().zip(reserved) {
+            state
+                .owners
+                .insert(port, (instance.to_string(), reservation));
         }
         state
             .by_instance
@@ -158,9 +176,15 @@ impl PortAllocator {
 }
 
 impl State {
-    /// Advances the cursor until a candidate binds, trying each candidate at most once.
-    /// Skips tracked ports and the ports already opened by the current call (`taken`).
-    fn next_free(&mut self, candidates: &Candidates, taken: &[u16]) -> Option<(u16, TcpListener)> {
+    /// Advances the cursor until a candidate is neither tracked, nor opened by the current
+    /// call (`taken`), nor reserved by another rigd, and binds; tries each candidate at most
+    /// once.
+    fn next_free(
+        &mut self,
+        candidates: &Candidates,
+        reservations: &Reservations,
+        taken: &[u16],
+    ) -> Option<(u16, TcpListener, Reservation)> {
         let count = candidates.len();
         for _ in 0..count {
             let port = candidates.get(self.offset);
@@ -168,9 +192,12 @@ impl State {
             if self.owners.contains_key(&port) || taken.contains(&port) {
                 continue;
             }
+            let Some(reservation) = reservations.reserve(port) else {
+                continue;
+            };
             // A bind failure means another process has the port: try the next one.
             if let Ok(listener) = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)) {
-                return Some((port, listener));
+                return Some((port, listener, reservation));
             }
         }
         None
@@ -299,6 +326,31 @@ mod tests {
 
     fn list_allocator(ports: Vec<u16>) -> PortAllocator {
         PortAllocator::with_candidates(Candidates::List(ports), 7)
+    }
+
+    /// Two rigds (allocators reserving in the same directory): a port one of them handed to a
+    /// service, which has not bound it yet, is not the other's to take; once its environment
+    /// ends, it is.
+    #[test]
+    fn another_rigd_does_not_take_a_port_waiting_for_its_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let rigd = |seed| {
+            PortAllocator::with_reservations(
+                Candidates::List(vec![port]),
+                seed,
+                Reservations::in_dir(dir.path().to_path_buf()),
+            )
+        };
+        let (a, b) = (rigd(1), rigd(2));
+        // The listener is closed at once: the port is free for the service to bind.
+        assert_eq!(port_of(&a.allocate("env-a", 1).unwrap()[0]), port);
+        assert_eq!(
+            b.allocate("env-b", 1).unwrap_err(),
+            PortError::Exhausted { candidates: 1 }
+        );
+        a.release("env-a");
+        assert_eq!(port_of(&b.allocate("env-b", 1).unwrap()[0]), port);
     }
 
     // Upstream TestPortAllocator_AllocateReturnsUniquePorts.
