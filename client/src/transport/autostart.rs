@@ -7,10 +7,12 @@
 //!    missing; files `{rig-dir}/rigd.addr` and `rigd.lock`), else `rigd` next to the running
 //!    `rig` (they are built together), else `rigd` on `PATH` (both "managed mode": versioned
 //!    files `{rig-dir}/rigd-v<version>.addr` and `.lock`, so versions run side by side).
-//! 3. Fast path: the address in the addr file answers `GET /health` within 1 s. In managed
-//!    mode, a healthy rigd of the same API version in `{rig-dir}/rigd.addr` (one started by
-//!    hand with that rig dir, or through `$RIG_BINARY`) is used too: it serves the rig dir, and
-//!    a second rigd beside it would split the environments between two servers
+//! 3. Fast path: the address in the addr file answers `GET /health` within 1 s (when it does
+//!    not answer in time, once more within 5 s: a loaded machine). A healthy rigd of the same
+//!    API version in the other mode's addr file is used too: in managed mode
+//!    `{rig-dir}/rigd.addr` (one started by hand with that rig dir, or through
+//!    `$RIG_BINARY`), in override mode the versioned one of a managed start. It serves the rig
+//!    dir, and a second rigd beside it would split the environments between two servers
 //!    (rig-rs addition).
 //! 4. Otherwise `mkdir -p {rig-dir}`, take an exclusive `flock` on the lock file, check the
 //!    addr file again (someone may have just started rigd), and spawn
@@ -331,14 +333,14 @@ impl Autostart {
         if let Some(addr) = healthy_addr(&files.addr).await? {
             return Ok(found(addr));
         }
-        if versioned {
-            if let Some(addr) = rigd_serving_the_dir(&self.rig_dir).await {
-                return Ok(RunningServer {
-                    addr,
-                    spawned_pid: None,
-                    log: None,
-                });
-            }
+        // A rigd already serving the rig dir under the other mode's addr file (started by
+        // hand or with `RIG_BINARY`, or by a managed start): one rigd per rig dir.
+        if let Some(addr) = rigd_serving_the_dir(&self.rig_dir, versioned).await {
+            return Ok(RunningServer {
+                addr,
+                spawned_pid: None,
+                log: None,
+            });
         }
         DirBuilder::new()
             .recursive(true)
@@ -516,13 +518,16 @@ async fn healthy_addr(addr_file: &Path) -> Result<Option<String>, AutostartError
     Ok(Some(client.addr().to_string()))
 }
 
-/// The address of the rigd in `{rig_dir}/rigd.addr` (started by hand or in override mode),
-/// when it answers `/health` and speaks this client's API version.
-async fn rigd_serving_the_dir(rig_dir: &Path) -> Option<String> {
-    healthy_addr(&rig_dir.join("rigd.addr"))
-        .await
-        .ok()
-        .flatten()
+/// The address of the rigd serving `rig_dir` under the other mode's addr file, when it
+/// answers `/health` and speaks this client's API version: `rigd.addr` (started by hand or
+/// in override mode) for a managed start (`versioned`), else `rigd-v<version>.addr`.
+async fn rigd_serving_the_dir(rig_dir: &Path, versioned: bool) -> Option<String> {
+    let other = if versioned {
+        "rigd.addr".to_string()
+    } else {
+        format!("rigd-v{VERSION}.addr")
+    };
+    healthy_addr(&rig_dir.join(other)).await.ok().flatten()
 }
 
 /// Refuses a rigd this client cannot talk to.

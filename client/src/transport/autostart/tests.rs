@@ -343,6 +343,26 @@ async fn a_rigd_that_exits_is_reported_with_its_arguments_cwd_and_log() {
     assert!(!files.lock.exists(), "the lock is released");
 }
 
+/// `RIG_BINARY` uses the rigd a managed start left serving the rig dir rather than start a
+/// second one beside it.
+#[tokio::test]
+async fn override_mode_uses_the_managed_rigd_already_serving_the_rig_dir() {
+    let tmp = TempDir::new("override-reuse");
+    let rig_dir = tmp.0.join("rig");
+    std::fs::create_dir_all(&rig_dir).unwrap();
+    let binary = tmp.0.join("fake-rigd");
+    script(&binary, "exit 1");
+    let rig_dir_var = rig_dir.display().to_string();
+    let binary_var = binary.display().to_string();
+    let env = env_of(&[("RIG_DIR", &rig_dir_var), ("RIG_BINARY", &binary_var)]);
+    let a = Autostart::resolve(&env, None, None, None).unwrap();
+    let addr = health_server(rig_types::API_VERSION).await;
+    std::fs::write(rig_dir.join(format!("rigd-v{VERSION}.addr")), &addr).unwrap();
+    let found = a.ensure().await.expect("the managed rigd");
+    assert_eq!(found.addr, addr);
+    assert_eq!(found.spawned_pid, None);
+}
+
 #[tokio::test]
 async fn override_mode_does_not_pass_an_addr_file() {
     let tmp = TempDir::new("override-args");
