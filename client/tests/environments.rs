@@ -313,6 +313,43 @@ async fn keep_for_leaves_the_environment_to_its_ttl() -> Result<(), rig::BoxErro
     Ok(())
 }
 
+/// `check` records a test's own error as a failure (rigd cannot see what the test returns),
+/// and passes a success through without a note.
+#[tokio::test]
+async fn check_marks_the_run_failed_on_an_error_only() -> Result<(), rig::BoxError> {
+    for (name, result) in [
+        ("sdk-check-ok", Ok(7)),
+        ("sdk-check-err", Err("total was 0")),
+    ] {
+        let env = builder(name)
+            .observe(false)
+            .service("web", http_server("."))
+            .up()
+            .await?;
+        let (checked_at, checked) = (line!(), env.check(result));
+        assert_eq!(checked.await, result);
+        let report = env.down().await?;
+        let text = std::fs::read_to_string(report.log_file.expect("rigd wrote the event log"))?;
+        let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap_or("{}"))?;
+        let note = text.lines().find(|l| l.contains("\"test.note\""));
+        match result {
+            Ok(_) => {
+                assert_eq!(header["outcome"], "passed", "{header}");
+                assert_eq!(note, None);
+            }
+            Err(_) => {
+                assert_eq!(header["outcome"], "failed", "{header}");
+                let note: serde_json::Value = serde_json::from_str(note.expect("a note"))?;
+                assert_eq!(
+                    note["error"],
+                    format!("environments.rs:{checked_at}: total was 0")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `note` records a failure note: the run's outcome is failed and the note is in the log.
 #[tokio::test]
 async fn a_note_marks_the_run_failed() -> Result<(), rig::BoxError> {

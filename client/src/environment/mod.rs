@@ -197,6 +197,39 @@ impl Environment {
         async move { self.post_note(text).await }
     }
 
+    /// Passes `result` through, first recording an `Err` as a failure note (see
+    /// [`Environment::note`]). A test that fails with `?` on an error of its own (not a failed
+    /// [`expect`](Environment::expect) or [`assert`](Environment::assert), which are
+    /// recorded anyway) is otherwise logged as passed: rigd cannot see a test's return value.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), rig::BoxError> {
+    /// let env = rig::up("orders", [("api", rig::process("./api"))]).await?;
+    /// env.check(async {
+    ///     let status = reqwest_like_call(&env.url("api")?).await?;
+    ///     if status != 200 {
+    ///         return Err(format!("GET / gave {status}").into());
+    ///     }
+    ///     Ok::<(), rig::BoxError>(())
+    /// }.await).await
+    /// # }
+    /// # async fn reqwest_like_call(_: &str) -> Result<u16, rig::BoxError> { Ok(200) }
+    /// ```
+    #[track_caller]
+    pub fn check<'a, T: 'a, E: std::fmt::Display + 'a>(
+        &'a self,
+        result: std::result::Result<T, E>,
+    ) -> impl Future<Output = std::result::Result<T, E>> + 'a {
+        let location = Location::caller();
+        async move {
+            if let Err(error) = &result {
+                // Best effort: the test's own error is what it returns either way.
+                let _ = self.post_note(located(location, &error.to_string())).await;
+            }
+            result
+        }
+    }
+
     /// Posts a `test.note` with `text` as it is.
     async fn post_note(&self, text: String) -> Result<()> {
         let event = json!({"type": "test.note", "error": text});
