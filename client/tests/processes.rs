@@ -25,6 +25,8 @@ use support::{http_server, rigd_binary, stop_rigd_of};
 const CHILD_ENV: &str = "RIG_SDK_TEST_CHILD";
 /// The rigd address the parent gives the child it kills.
 const DOOMED_ENV: &str = "RIG_SDK_TEST_DOOMED";
+/// The rigd address the parent gives the child that exits holding its environment.
+const HOLDER_ENV: &str = "RIG_SDK_TEST_HOLDER";
 
 #[test]
 fn several_test_processes_share_one_rigd() {
@@ -187,6 +189,82 @@ async fn a_killed_test_process_leaves_no_environment_behind() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
         .collect();
     assert_eq!(logs.len(), 1, "{logs:?}");
+    // A killed test did not pass.
+    let text = std::fs::read_to_string(logs[0].path()).expect("the log");
+    let header: serde_json::Value =
+        serde_json::from_str(text.lines().next().unwrap_or("{}")).expect("the header");
+    assert_eq!(header["outcome"], "failed", "{header}");
+}
+
+/// A test process that exits normally with an environment it never dropped (kept in a
+/// `static` to share between tests, say) ends it on the way out, as a drop would: at once,
+/// not after the orphan grace, and not as a killed test's.
+#[tokio::test]
+async fn a_test_process_exiting_with_an_environment_it_still_holds_ends_it() {
+    // SAFETY: getpid(2) cannot fail and has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let dir = std::env::temp_dir().join(format!("rig-sdk-exit-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rigd = Command::new(rigd_binary())
+        // A grace long enough that only the process's own teardown can end it in time.
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--idle",
+            "0",
+            "--orphan-grace",
+            "10m",
+        ])
+        .arg("--rig-dir")
+        .arg(dir.join("rig"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rigd");
+    let mut rigd = Stopped {
+        child: rigd,
+        dir: Some(dir),
+    };
+    let addr = first_line_after(
+        rigd.child.stderr.take().expect("stderr"),
+        "rigd listening on ",
+    );
+    let output = Command::new(std::env::current_exe().expect("the test executable"))
+        .args([
+            "--exact",
+            "child_exits_holding_its_environment",
+            "--ignored",
+        ])
+        .env(HOLDER_ENV, &addr)
+        .output()
+        .expect("run the child test process");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let client = RigdClient::new(&addr).expect("rigd's address");
+    let listed = client.list_environments().await.expect("GET /environments");
+    assert!(listed.is_empty(), "still running: {listed:?}");
+}
+
+/// The test process of the test above; does nothing when run on its own.
+#[tokio::test]
+#[ignore = "run by a_test_process_exiting_with_an_environment_it_still_holds_ends_it"]
+async fn child_exits_holding_its_environment() -> Result<(), rig::BoxError> {
+    let Ok(addr) = std::env::var(HOLDER_ENV) else {
+        return Ok(());
+    };
+    let env = rig::Environment::builder("sdk-held")
+        .rigd_addr(addr)
+        .observe(false)
+        .service("web", http_server("."))
+        .up()
+        .await?;
+    // Never dropped, as a handle in a `static` is not.
+    std::mem::forget(env);
+    Ok(())
 }
 
 /// A process of the test above, stopped (SIGTERM) and reaped when dropped, with the

@@ -23,6 +23,11 @@ pub const LOG_HEADER_TYPE: &str = "log.header";
 /// The teardown reason the SDKs send when the test failed (`DELETE ?reason=test_failed`).
 pub const REASON_TEST_FAILED: &str = "test_failed";
 
+/// The teardown reason of an environment rigd ended because its owner (a test process or
+/// `rig up`) went away without ending it: killed or crashed (the SDK ends what it still
+/// owns when its process exits normally).
+pub const REASON_ORPHANED: &str = "orphaned";
+
 /// How a run ended, as recorded in the log header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Outcome {
@@ -74,7 +79,8 @@ impl Serialize for Outcome {
 
 /// The outcome of a run (upstream `deriveOutcome`, plus rule 4), first rule that applies:
 /// 1. `crashed` when any event is `environment.failing`;
-/// 2. `failed` when the teardown reason is `test_failed`;
+/// 2. `failed` when the teardown reason is `test_failed`, or `orphaned` (the test process
+///    was killed or crashed; upstream has no such reason);
 /// 3. `failed` when any `test.note` was posted;
 /// 4. `failed` when the environment was never up (no `environment.up`): torn down while
 ///    starting, by a client that gave up waiting (the SDK's startup timeout), an interrupted
@@ -85,6 +91,7 @@ pub fn derive_outcome<E: Borrow<Event>>(events: &[E], reason: &str) -> Outcome {
     if has(EventType::EnvironmentFailing) {
         Outcome::Crashed
     } else if reason == REASON_TEST_FAILED
+        || reason == REASON_ORPHANED
         || has(EventType::TestNote)
         || !has(EventType::EnvironmentUp)
     {
@@ -211,6 +218,7 @@ mod tests {
         assert_eq!(derive_outcome(&ready, ""), Outcome::Passed);
         assert_eq!(derive_outcome(&ready, "ttl_expired"), Outcome::Passed);
         assert_eq!(derive_outcome(&ready, "test_failed"), Outcome::Failed);
+        assert_eq!(derive_outcome(&ready, "orphaned"), Outcome::Failed, "killed");
         assert_eq!(derive_outcome(&ready, "TEST_FAILED"), Outcome::Passed);
 
         let mut noted = ready.clone();

@@ -25,7 +25,8 @@ mod retention;
 mod tests;
 
 pub use header::{
-    derive_outcome, duration_ms, LogHeader, Outcome, LOG_HEADER_TYPE, REASON_TEST_FAILED,
+    derive_outcome, duration_ms, LogHeader, Outcome, LOG_HEADER_TYPE, REASON_ORPHANED,
+    REASON_TEST_FAILED,
 };
 pub use jsonl::{write_jsonl, EventSource};
 pub(crate) use pretty::generic_line;

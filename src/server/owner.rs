@@ -17,8 +17,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The teardown reason recorded for an environment whose owner went away.
-pub const REASON_ORPHANED: &str = "orphaned";
+pub use crate::logfiles::REASON_ORPHANED;
 
 /// The owner streams of one environment.
 #[derive(Debug, Default)]

@@ -77,6 +77,9 @@ pub(crate) struct Lifetime {
 
 impl Lifetime {
     pub(crate) fn new(shared: Arc<Shared>, keep_for: Option<Duration>) -> Lifetime {
+        if keep_for.is_none() {
+            at_exit::register(&shared);
+        }
         Lifetime {
             shared,
             tasks: Vec::new(),
@@ -98,6 +101,7 @@ impl Lifetime {
     /// Tears down and waits (without blocking the caller's runtime).
     pub(crate) async fn end(&mut self, ending: Ending) -> Result<DownReport> {
         self.ended = true;
+        at_exit::forget(&self.shared);
         let job = teardown(
             self.shared.clone(),
             std::mem::take(&mut self.tasks),
@@ -121,6 +125,7 @@ impl Drop for Lifetime {
             return;
         }
         self.ended = true;
+        at_exit::forget(&self.shared);
         let ending = if std::thread::panicking() {
             Ending::TestFailed
         } else {
@@ -147,6 +152,55 @@ impl Drop for Lifetime {
                 DROP_WAIT.as_secs()
             ),
         }
+    }
+}
+
+/// Environments still owned when the process exits normally: a handle in a `static` (an
+/// environment shared by a binary's tests) is never dropped. They are torn down from an
+/// `atexit` handler, as a drop would, so that rigd does not end them as orphaned: that is
+/// for a test process that was killed or crashed, and its run is logged failed.
+mod at_exit {
+    use std::sync::{Arc, Mutex, Once, Weak};
+
+    use super::{teardown, Ending, Shared, DROP_WAIT};
+    use crate::background;
+
+    static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+    static HANDLER: Once = Once::new();
+
+    /// Ends `shared`'s environment at exit unless [`forget`] is called first.
+    pub(super) fn register(shared: &Arc<Shared>) {
+        HANDLER.call_once(|| {
+            // SAFETY: `atexit` takes a plain function; registering one has no other effect.
+            unsafe {
+                libc::atexit(end_live);
+            }
+        });
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|w| w.strong_count() > 0);
+            live.push(Arc::downgrade(shared));
+        }
+    }
+
+    /// `shared`'s environment is being ended another way.
+    pub(super) fn forget(shared: &Arc<Shared>) {
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(shared)));
+        }
+    }
+
+    extern "C" fn end_live() {
+        // Nothing may unwind out of an `atexit` handler.
+        let _ = std::panic::catch_unwind(|| {
+            let live: Vec<Arc<Shared>> = match LIVE.lock() {
+                Ok(mut live) => live.drain(..).filter_map(|w| w.upgrade()).collect(),
+                Err(_) => return,
+            };
+            for shared in live {
+                let job = teardown(shared, Vec::new(), Ending::Normal, None);
+                let _ = background::block_on(job, DROP_WAIT);
+            }
+        });
     }
 }
 
