@@ -218,7 +218,11 @@ mod tests {
         assert_eq!(derive_outcome(&ready, ""), Outcome::Passed);
         assert_eq!(derive_outcome(&ready, "ttl_expired"), Outcome::Passed);
         assert_eq!(derive_outcome(&ready, "test_failed"), Outcome::Failed);
-        assert_eq!(derive_outcome(&ready, "orphaned"), Outcome::Failed, "killed");
+        assert_eq!(
+            derive_outcome(&ready, "orphaned"),
+            Outcome::Failed,
+            "killed"
+        );
         assert_eq!(derive_outcome(&ready, "TEST_FAILED"), Outcome::Passed);
 
         let mut noted = ready.clone();

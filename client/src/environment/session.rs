@@ -20,6 +20,7 @@ use crate::endpoint::Endpoint;
 use crate::error::seconds;
 use crate::logs::LogSink;
 use crate::service::{ClientFn, Handler, Phase as HookPhase};
+use crate::transport::client::ClientError;
 use crate::transport::event_stream::EventStream;
 use crate::wiring::Wiring;
 
@@ -58,7 +59,7 @@ impl Session {
                 Some(Ok(event)) => self.on_event(event),
                 Some(Err(e)) if e.is_recoverable() => continue,
                 Some(Err(e)) => {
-                    let reason = e.to_string();
+                    let reason = lost_reason(e);
                     self.shared.update(|s| {
                         if !matches!(s.phase, Phase::Down(_)) {
                             s.phase = Phase::Lost(reason);
@@ -287,9 +288,36 @@ fn stall_text(event: &Event) -> String {
     text
 }
 
+/// Why the stream was lost, for [`Phase::Lost`]: the environment is named where the reason is
+/// reported ([`crate::Error::StreamLost`]), so not again here.
+fn lost_reason(e: ClientError) -> String {
+    match e {
+        ClientError::StreamLost { reason, .. } => reason,
+        e => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_stream_is_explained_once() {
+        let lost = ClientError::StreamLost {
+            id: "abc".into(),
+            reason: "cannot connect to rigd; could not reconnect within 10s".into(),
+        };
+        let error = crate::Error::StreamLost {
+            name: "orders".into(),
+            id: "abc".into(),
+            reason: lost_reason(lost),
+        };
+        assert_eq!(
+            error.to_string(),
+            "lost the event stream of environment \"orders\" (abc): cannot connect to rigd; \
+             could not reconnect within 10s"
+        );
+    }
 
     #[derive(Debug)]
     struct Outer(std::io::Error);
