@@ -121,6 +121,8 @@ pub fn run(args: Args) -> CmdResult {
 fn render(e: &EnvironmentSummary, detail: &Detail, s: Style) -> Vec<String> {
     let when = if e.is_ending() {
         "tearing down".to_string()
+    } else if e.is_abandoned() {
+        "its test process or rig up is gone: rigd ends it shortly".to_string()
     } else {
         format!("expires in {}", e.remaining_ttl)
     };
@@ -234,6 +236,14 @@ mod tests {
         assert_eq!(
             render(&ending, &Detail::Gone, style),
             ["orders  abc  tearing down"]
+        );
+        let abandoned = EnvironmentSummary {
+            status: "abandoned".into(),
+            ..e.clone()
+        };
+        assert_eq!(
+            render(&abandoned, &Detail::Gone, style)[0],
+            "orders  abc  its test process or rig up is gone: rigd ends it shortly"
         );
         let failed = Detail::Failed("rigd returned HTTP 500: boom".into());
         assert_eq!(

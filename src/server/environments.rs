@@ -73,19 +73,30 @@ pub(crate) struct EnvironmentSummary {
     pub(crate) remaining_ttl: String,
     /// Sorted names of the non-injected services.
     pub(crate) services: Vec<String>,
-    /// `destroying` while being torn down (rig-rs addition; omitted otherwise).
+    /// `destroying` while being torn down, `abandoned` while the client that owned it is
+    /// gone and rigd is about to end it (rig-rs addition; omitted otherwise).
     #[serde(skip_serializing_if = "str::is_empty")]
     pub(crate) status: &'static str,
 }
 
 /// What [`EnvironmentSummary::status`] says of an environment being torn down.
 const STATUS_DESTROYING: &str = "destroying";
+/// What [`EnvironmentSummary::status`] says of an environment whose owner went away: rigd
+/// ends it once the orphan grace has passed.
+const STATUS_ABANDONED: &str = "abandoned";
 
 /// `GET /environments`: every registered environment, then those being torn down (by DELETE,
 /// TTL expiry, orphaning or shutdown) with `"status": "destroying"`, sorted by name (then
 /// id). Upstream lists only the former.
 pub(crate) async fn list(State(state): State<AppState>) -> Response {
-    let listed = state.entries().into_iter().map(|e| (e, ""));
+    let listed = state.entries().into_iter().map(|e| {
+        let status = if e.owners().abandoned() {
+            STATUS_ABANDONED
+        } else {
+            ""
+        };
+        (e, status)
+    });
     let ending = state
         .ending_entries()
         .into_iter()

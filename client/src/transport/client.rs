@@ -226,18 +226,27 @@ pub struct EnvironmentSummary {
     #[serde(default)]
     pub services: Vec<String>,
     /// [`STATUS_DESTROYING`] while the environment is being torn down (it can no longer be
-    /// looked up by id); empty otherwise (rig-rs addition).
+    /// looked up by id), [`STATUS_ABANDONED`] while its owner is gone and rigd is about to
+    /// end it; empty otherwise (rig-rs addition).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub status: String,
 }
 
 /// [`EnvironmentSummary::status`] of an environment being torn down.
 pub const STATUS_DESTROYING: &str = "destroying";
+/// [`EnvironmentSummary::status`] of an environment whose owner (a test process, `rig up`)
+/// went away without ending it: rigd ends it once its orphan grace has passed.
+pub const STATUS_ABANDONED: &str = "abandoned";
 
 impl EnvironmentSummary {
     /// Whether the environment is being torn down.
     pub fn is_ending(&self) -> bool {
         self.status == STATUS_DESTROYING
+    }
+
+    /// Whether its owner went away and rigd is about to end it.
+    pub fn is_abandoned(&self) -> bool {
+        self.status == STATUS_ABANDONED
     }
 }
 

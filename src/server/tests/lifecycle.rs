@@ -115,6 +115,8 @@ async fn an_environment_ends_a_grace_period_after_its_owner_disconnects() {
         h.call(request(Method::GET, &get)).await.status,
         StatusCode::OK
     );
+    let listed = h.call(request(Method::GET, "/environments")).await.json();
+    assert_eq!(listed[0].get("status"), None, "{listed}");
 
     drop(owner);
     tokio::time::sleep(DEFAULT_ORPHAN_GRACE - Duration::from_secs(1)).await;
@@ -122,6 +124,9 @@ async fn an_environment_ends_a_grace_period_after_its_owner_disconnects() {
         h.call(request(Method::GET, &get)).await.status,
         StatusCode::OK
     );
+    // Listed as abandoned until rigd ends it.
+    let listed = h.call(request(Method::GET, "/environments")).await.json();
+    assert_eq!(listed[0]["status"], "abandoned", "{listed}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         h.call(request(Method::GET, &get)).await.status,
