@@ -108,36 +108,7 @@ async fn child_brings_up_an_environment() -> Result<(), rig::BoxError> {
 
 #[tokio::test]
 async fn a_killed_test_process_leaves_no_environment_behind() {
-    // SAFETY: getpid(2) cannot fail and has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    let dir = std::env::temp_dir().join(format!("rig-sdk-orphan-{pid}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let rig_dir = dir.join("rig");
-    let rigd = Command::new(rigd_binary())
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--idle",
-            "0",
-            "--orphan-grace",
-            "1s",
-        ])
-        .arg("--rig-dir")
-        .arg(&rig_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rigd");
-    // Stopped, and its directory removed, however the test ends.
-    let mut rigd = Stopped {
-        child: rigd,
-        dir: Some(dir),
-    };
-    let addr = first_line_after(
-        rigd.child.stderr.take().expect("stderr"),
-        "rigd listening on ",
-    );
+    let (_rigd, rig_dir, addr) = own_rigd("orphan", "1s");
 
     let child = Command::new(std::env::current_exe().expect("the test executable"))
         .args([
@@ -201,35 +172,8 @@ async fn a_killed_test_process_leaves_no_environment_behind() {
 /// not after the orphan grace, and not as a killed test's.
 #[tokio::test]
 async fn a_test_process_exiting_with_an_environment_it_still_holds_ends_it() {
-    // SAFETY: getpid(2) cannot fail and has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    let dir = std::env::temp_dir().join(format!("rig-sdk-exit-{pid}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let rigd = Command::new(rigd_binary())
-        // A grace long enough that only the process's own teardown can end it in time.
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--idle",
-            "0",
-            "--orphan-grace",
-            "10m",
-        ])
-        .arg("--rig-dir")
-        .arg(dir.join("rig"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rigd");
-    let mut rigd = Stopped {
-        child: rigd,
-        dir: Some(dir),
-    };
-    let addr = first_line_after(
-        rigd.child.stderr.take().expect("stderr"),
-        "rigd listening on ",
-    );
+    // A grace long enough that only the process's own teardown can end it in time.
+    let (_rigd, _, addr) = own_rigd("exit", "10m");
     let output = Command::new(std::env::current_exe().expect("the test executable"))
         .args([
             "--exact",
@@ -265,6 +209,36 @@ async fn child_exits_holding_its_environment() -> Result<(), rig::BoxError> {
     // Never dropped, as a handle in a `static` is not.
     std::mem::forget(env);
     Ok(())
+}
+
+/// A rigd of the test's own on a fresh rig dir (`rig-sdk-<name>-<pid>/rig` in the temp dir)
+/// with `orphan_grace`: the rigd (stopped, its directory removed, however the test ends), its
+/// rig dir and its address.
+fn own_rigd(name: &str, orphan_grace: &str) -> (Stopped, PathBuf, String) {
+    // SAFETY: getpid(2) cannot fail and has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let dir = std::env::temp_dir().join(format!("rig-sdk-{name}-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rig_dir = dir.join("rig");
+    let child = Command::new(rigd_binary())
+        .args(["--addr", "127.0.0.1:0", "--idle", "0"])
+        .args(["--orphan-grace", orphan_grace])
+        .arg("--rig-dir")
+        .arg(&rig_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rigd");
+    let mut rigd = Stopped {
+        child,
+        dir: Some(dir),
+    };
+    let addr = first_line_after(
+        rigd.child.stderr.take().expect("stderr"),
+        "rigd listening on ",
+    );
+    (rigd, rig_dir, addr)
 }
 
 /// A process of the test above, stopped (SIGTERM) and reaped when dropped, with the

@@ -35,15 +35,12 @@ pub(super) fn start(
         if service.injected {
             continue;
         }
-        crate::services::check_hooks(
-            service,
-            &service.service_type,
-            service_type.init_hook_types(),
-        )
-        .map_err(|message| OrchestrateError::Hooks {
-            service: name.clone(),
-            message,
-        })?;
+        crate::services::check_hooks(service, service_type.init_hook_types()).map_err(
+            |message| OrchestrateError::Hooks {
+                service: name.clone(),
+                message,
+            },
+        )?;
         let request = ArtifactRequest {
             service: name,
             spec: service,

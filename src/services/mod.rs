@@ -325,9 +325,10 @@ pub trait ServiceType: Send + Sync + 'static {
 }
 
 /// Whether `spec`'s hooks are ones its type (which runs the server-side init hooks
-/// `init_types`, named `type_name`) can run: `client_func` hooks anywhere, the others only
-/// among the init hooks. The error says what to use instead.
-pub fn check_hooks(spec: &Service, type_name: &str, init_types: &[&str]) -> Result<(), String> {
+/// `init_types`) can run: `client_func` hooks anywhere, the others only among the init
+/// hooks. The error says what to use instead.
+pub fn check_hooks(spec: &Service, init_types: &[&str]) -> Result<(), String> {
+    let type_name = &spec.service_type;
     let Some(hooks) = &spec.hooks else {
         return Ok(());
     };

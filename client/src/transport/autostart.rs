@@ -303,13 +303,8 @@ impl Autostart {
 
     /// The addr, lock and log files for this mode.
     pub fn files(&self) -> ServerFiles {
-        let (addr, lock) = match self.mode {
-            Mode::Managed { .. } => (
-                format!("rigd-v{VERSION}.addr"),
-                format!("rigd-v{VERSION}.lock"),
-            ),
-            _ => ("rigd.addr".to_string(), "rigd.lock".to_string()),
-        };
+        let versioned = matches!(self.mode, Mode::Managed { .. });
+        let (addr, lock) = (file_name(versioned, "addr"), file_name(versioned, "lock"));
         ServerFiles {
             addr: self.rig_dir.join(addr),
             lock: self.rig_dir.join(lock),
@@ -522,12 +517,18 @@ async fn healthy_addr(addr_file: &Path) -> Result<Option<String>, AutostartError
 /// answers `/health` and speaks this client's API version: `rigd.addr` (started by hand or
 /// in override mode) for a managed start (`versioned`), else `rigd-v<version>.addr`.
 async fn rigd_serving_the_dir(rig_dir: &Path, versioned: bool) -> Option<String> {
-    let other = if versioned {
-        "rigd.addr".to_string()
-    } else {
-        format!("rigd-v{VERSION}.addr")
-    };
+    let other = file_name(!versioned, "addr");
     healthy_addr(&rig_dir.join(other)).await.ok().flatten()
+}
+
+/// The name of a rigd file (`addr`, `lock`) in the rig dir: versioned for a managed start
+/// (`rigd-v<version>.addr`), plain otherwise (`rigd.addr`).
+fn file_name(versioned: bool, extension: &str) -> String {
+    if versioned {
+        format!("rigd-v{VERSION}.{extension}")
+    } else {
+        format!("rigd.{extension}")
+    }
 }
 
 /// Refuses a rigd this client cannot talk to.

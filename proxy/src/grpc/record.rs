@@ -29,7 +29,7 @@ pub(crate) struct GrpcRecord {
     pub(crate) redact: Arc<[HeaderName]>,
     pub(crate) grpc: Arc<GrpcContext>,
     /// The error code of the client's `RST_STREAM`, when it reset the call before the
-    /// response ended: the call's status, if the target sent none (see [`status_of_reset`]).
+    /// response ended: the call's status, if the target sent none (see [`reset_call_status`]).
     pub(crate) client_reset: Option<u32>,
 }
 
@@ -62,7 +62,7 @@ impl Record for GrpcRecord {
         };
         let grpc_status = match (status_source.get("grpc-status"), client_reset) {
             (Some(raw), _) => event_status(&String::from_utf8_lossy(raw.as_bytes())).into_owned(),
-            (None, Some(code)) => status_of_reset(code, &head.headers, &response),
+            (None, Some(code)) => reset_call_status(code, &head.headers, &response),
             (None, None) => String::new(),
         };
         let grpc_message = status_source
@@ -128,7 +128,7 @@ impl Record for GrpcRecord {
 /// upstream names statuses: `Canceled` for a cancel, `DeadlineExceeded` for one once the
 /// request's `grpc-timeout` had passed, gRPC's mapping for other reset codes (see
 /// [`reset_status`]).
-fn status_of_reset(code: u32, request: &HeaderMap, response: &ResponseOutcome) -> String {
+fn reset_call_status(code: u32, request: &HeaderMap, response: &ResponseOutcome) -> String {
     let timeout = request
         .get("grpc-timeout")
         .and_then(|v| parse_timeout(v.as_bytes()));
