@@ -207,6 +207,22 @@ async fn args_are_expanded_against_the_service_environment() {
             "plain"
         ]
     );
+    // The unset name is pointed out in the service's log, on rigd's own stream.
+    let notes: Vec<String> = rigd
+        .log(&id)
+        .await
+        .into_iter()
+        .filter_map(|event| event.log)
+        .filter(|log| log.stream.as_str() == "rig")
+        .map(|log| log.data)
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "args[8] \"--missing=${NOT_SET}\": $NOT_SET is not set for this service, so it \
+          expands to nothing; check the spelling, or write $$ for a literal $\n"
+        ]
+    );
     rigd.client()
         .delete_environment(&id, &DeleteOptions::default())
         .await

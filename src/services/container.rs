@@ -32,7 +32,7 @@ use super::{
 use crate::artifacts::docker::DockerImage;
 use crate::artifacts::Artifact;
 use crate::docker::{self, ContainerSpec, Mount, PortMapping, StopSettings};
-use crate::wiring::{build_service_env, expand_templates, ServiceEnvInput};
+use crate::wiring::{build_service_env, expand_templates, unset_names, ServiceEnvInput};
 
 /// The `container` service type.
 pub struct Container;
@@ -306,6 +306,10 @@ pub(crate) async fn run_image(
     let no_relays = BTreeMap::new();
     let relays = host_gateway.as_ref().map_or(&no_relays, |g| g.ports());
     let spec = container_spec(&Parts::of(&ctx), config, relays).map_err(ServiceError::new)?;
+    ctx.output
+        .note(unset_names("config.cmd", &config.cmd, &spec.env));
+    ctx.output
+        .note(unset_names("args", &ctx.spec.args, &spec.env));
     let stop = StopSettings {
         cancel: ctx.cancel.clone(),
         grace: ctx.stop_grace,

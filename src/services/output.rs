@@ -41,6 +41,14 @@ impl OutputSink {
         self.log.publish(event);
     }
 
+    /// Publishes rigd's own remarks about the service (not its output) as `service.log`
+    /// lines on the stream `rig`, one event per line.
+    pub fn note(&self, lines: impl IntoIterator<Item = String>) {
+        for line in lines {
+            self.write(LogStream::Other("rig".to_string()), line + "\n");
+        }
+    }
+
     /// A sink for the traffic events of an observing proxy: they go into the same event log,
     /// stamped with the environment name and without a service (as upstream).
     pub fn traffic_sink(&self) -> std::sync::Arc<dyn rig_proxy::TrafficSink> {

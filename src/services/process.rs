@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio::process::{Child, Command};
 
 use super::{config, RunContext, RunFuture, ServiceError, ServiceType};
-use crate::wiring::expand_templates;
+use crate::wiring::{expand_templates, unset_names};
 
 /// The `process` service type.
 pub struct Process;
@@ -72,6 +72,7 @@ pub(crate) async fn run_program(
     dir: Option<&Path>,
     env: &BTreeMap<String, String>,
 ) -> Result<(), ServiceError> {
+    ctx.output.note(unset_names("args", &ctx.spec.args, env));
     let args = expand_templates(&ctx.spec.args, env);
     let spawned_after = crate::reaper::boot_ticks_now();
     let mut child = spawn(program, &args, dir, env)

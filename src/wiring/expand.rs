@@ -78,6 +78,33 @@ pub fn expand_templates(templates: &[String], vars: &BTreeMap<String, String>) -
     templates.iter().map(|t| expand_template(t, vars)).collect()
 }
 
+/// Warnings for the names in `templates` that `vars` does not hold, which expand to nothing:
+/// almost always a typo (`$PROT`) or a `$` meant for a shell that needs `$$`. One line per
+/// template and name, naming the template as `{what}[i]`.
+pub fn unset_names(
+    what: &str,
+    templates: &[String],
+    vars: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (i, template) in templates.iter().enumerate() {
+        let mut unset: Vec<String> = Vec::new();
+        expand(template, |name| {
+            if !vars.contains_key(name) && !unset.iter().any(|seen| seen == name) {
+                unset.push(name.to_string());
+            }
+            None
+        });
+        warnings.extend(unset.into_iter().map(|name| {
+            format!(
+                "{what}[{i}] {template:?}: ${name} is not set for this service, so it expands \
+                 to nothing; check the spelling, or write $$ for a literal $"
+            )
+        }));
+    }
+    warnings
+}
+
 /// Go's `isShellSpecialVar`.
 fn is_special(c: u8) -> bool {
     matches!(
@@ -169,6 +196,27 @@ mod tests {
     }
 
     // Upstream TestExpandTemplates_Empty.
+    #[test]
+    fn unset_names_are_named_once_per_template_and_escapes_are_not() {
+        let vars = vars(&[("PORT", "8080")]);
+        let args = [
+            "--port=${PORT}".to_string(),
+            "--port=$PROT,$PROT".to_string(),
+            "$$HOME".to_string(),
+            "${MISSING}".to_string(),
+        ];
+        assert_eq!(
+            unset_names("args", &args, &vars),
+            [
+                "args[1] \"--port=$PROT,$PROT\": $PROT is not set for this service, so it \
+                 expands to nothing; check the spelling, or write $$ for a literal $",
+                "args[3] \"${MISSING}\": $MISSING is not set for this service, so it expands \
+                 to nothing; check the spelling, or write $$ for a literal $",
+            ]
+        );
+        assert!(unset_names("args", &args[..1], &vars).is_empty());
+    }
+
     #[test]
     fn expand_templates_empty_gives_empty() {
         assert!(expand_templates(&[], &vars(&[("FOO", "bar")])).is_empty());

@@ -23,5 +23,5 @@ pub use env::{
     build_init_hook_env, build_prestart_hook_env, build_service_env, to_env_prefix, wiring_context,
     wiring_json, ServiceEnvInput, WiringError,
 };
-pub use expand::{expand, expand_template, expand_templates};
+pub use expand::{expand, expand_template, expand_templates, unset_names};
 pub use gofmt::{go_format_float, go_format_value};

@@ -326,7 +326,8 @@ impl<'de> Deserialize<'de> for LogStream {
 /// A chunk of service output.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
-    /// `stdout` or `stderr`.
+    /// `stdout` or `stderr`, or `rig` for rigd's own remarks about the service (an argument
+    /// naming a variable that is not set, say).
     pub stream: LogStream,
     /// The text.
     pub data: String,
