@@ -3,7 +3,8 @@
 //! and the real CLI as the client: a namespace per environment on one shared dev server,
 //! deleted at teardown, the web UI on its own ingress, gRPC calls observed and decoded through
 //! the server's reflection (a Python SDK worker runs a workflow through rig's proxy), and the
-//! server stopped with rigd (or reaped after `kill -9`).
+//! server stopped with rigd (or reaped after `kill -9`), and started again when it crashes while
+//! starting (a failed start quotes its panic).
 //! Without the CLI, the service fails with an error that says what to install.
 
 mod support;
@@ -388,5 +389,104 @@ async fn without_the_cli_native_fails_saying_what_to_install_and_auto_asks_for_t
             "{needle:?} not in {}",
             failed.error
         );
+    }
+}
+
+/// A directory with a `temporal` that stands in for a dev server crashing while it starts: its
+/// first `crashes` runs of `server start-dev` print a Go panic with a stack trace longer than
+/// the quoted tail and exit 2; the rest (and every other command) run the real CLI. Each
+/// start is counted in `starts` in that directory.
+fn crashing_cli(crashes: u32) -> tempfile::TempDir {
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("temporal"))
+        .find(|path| path.is_file())
+        .expect("the temporal CLI on PATH (scripts/install-test-deps.sh installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let starts = dir.path().join("starts");
+    let script = format!(
+        "#!/bin/sh\n\
+         if [ \"$1 $2\" = 'server start-dev' ]; then\n\
+           echo start >> '{starts}'\n\
+           if [ \"$(wc -l < '{starts}')\" -le {crashes} ]; then\n\
+             echo 'panic: listen tcp 127.0.0.1:4000: bind: address already in use' >&2\n\
+             echo >&2; echo 'goroutine 1 [running]:' >&2\n\
+             i=0; while [ $i -lt 100 ]; do\n\
+               printf 'go.temporal.io/server/temporal.F%s()\\n\\t/src/fx.go:%s +0x1f\\n' $i $i >&2\n\
+               i=$((i+1))\n\
+             done\n\
+             exit 2\n\
+           fi\n\
+         fi\n\
+         exec '{real}' \"$@\"\n",
+        starts = starts.display(),
+        real = real.display()
+    );
+    let path = dir.path().join("temporal");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// rigd with `cli_dir` first on its PATH.
+fn rigd_with_cli(cli_dir: &tempfile::TempDir) -> Rigd {
+    let path = format!(
+        "{}:{}",
+        cli_dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Rigd::start_with_env(&[], &[("PATH", &path)])
+}
+
+/// How many times the stand-in of [`crashing_cli`] was asked to start a dev server.
+fn starts(cli_dir: &tempfile::TempDir) -> usize {
+    std::fs::read_to_string(cli_dir.path().join("starts"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+#[tokio::test]
+async fn a_dev_server_that_crashes_while_starting_is_started_again() {
+    let cli_dir = crashing_cli(1);
+    let rigd = rigd_with_cli(&cli_dir);
+    let (_, up) = rigd
+        .up(json!({"name": "temporal-restart", "services": {"wf": temporal()}}))
+        .await;
+    assert_eq!(starts(&cli_dir), 2, "one crash, one good start");
+    let endpoint = &up.ingresses["wf"]["default"];
+    cli_ok(
+        endpoint,
+        &[
+            "operator",
+            "namespace",
+            "describe",
+            "-n",
+            &attr(endpoint, "TEMPORAL_NAMESPACE"),
+        ],
+    );
+    // rigd's own output says what happened, the panic first.
+    let output = rigd.output();
+    assert!(
+        output.contains("temporal server exited while starting; its output ends with:\npanic: listen tcp 127.0.0.1:4000: bind: address already in use\n[…]\n"),
+        "{output}"
+    );
+    assert!(output.contains("starting it again"), "{output}");
+}
+
+#[tokio::test]
+async fn a_dev_server_that_keeps_crashing_fails_quoting_its_panic() {
+    let cli_dir = crashing_cli(u32::MAX);
+    let rigd = rigd_with_cli(&cli_dir);
+    let id = rigd
+        .create(json!({"name": "temporal-crashing", "services": {"wf": temporal()}}))
+        .await;
+    let failed = rigd.events(&id).until(EventType::ServiceFailed).await;
+    assert_eq!(starts(&cli_dir), 3);
+    for needle in [
+        "temporal server exited while starting; its output ends with:\npanic: listen tcp 127.0.0.1:4000: bind: address already in use\n[…]\n",
+        "/src/fx.go:99 +0x1f",
+        "(attempt 3 of 3)",
+    ] {
+        assert!(failed.error.contains(needle), "{needle:?} not in {}", failed.error);
     }
 }

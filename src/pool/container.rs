@@ -19,10 +19,11 @@ use futures_util::StreamExt;
 use crate::docker::{self, ContainerSpec, PortMapping};
 use crate::services::OutputSink;
 
-use super::native::{LOG_TAIL, STOP_GRACE};
+use super::native::STOP_GRACE;
+use super::output_tail::{last_bytes, quote_end, SCAN};
 
-/// How many lines of the container's output a start error quotes.
-const LOG_TAIL_LINES: &str = "40";
+/// How many lines of the container's output a start error looks at.
+const LOG_TAIL_LINES: &str = "400";
 
 /// What to run.
 #[derive(Clone, Debug, Default)]
@@ -205,8 +206,7 @@ impl ContainerServer {
         docker::exec_output(&self.docker, &self.id, cmd).await
     }
 
-    /// The end of the container's output, for error messages: its last lines, at most
-    /// [`LOG_TAIL`] bytes of them (a server logging JSON writes long lines).
+    /// The end of the container's output, for error messages (see [`quote_end`]).
     pub async fn log_tail(&self) -> String {
         let options = LogsOptionsBuilder::default()
             .stdout(true)
@@ -218,31 +218,13 @@ impl ContainerServer {
         while let Some(Ok(chunk)) = logs.next().await {
             text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
         }
-        last_bytes(text.trim(), LOG_TAIL as usize).to_string()
+        quote_end(last_bytes(&text, SCAN))
     }
-}
-
-/// The end of `text`, at most `max` bytes, starting at a character boundary.
-fn last_bytes(text: &str, max: usize) -> &str {
-    let mut start = text.len().saturating_sub(max);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_log_tail_keeps_the_last_bytes_whole_characters_only() {
-        assert_eq!(last_bytes("short", 2048), "short");
-        assert_eq!(last_bytes("abcdef", 3), "def");
-        // "é" is two bytes: a cut inside it starts after it.
-        assert_eq!(last_bytes("aé!", 2), "!");
-        assert_eq!(last_bytes("aé!", 3), "é!");
-    }
 
     #[test]
     fn names_carry_the_kind_pid_and_image() {

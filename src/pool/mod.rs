@@ -19,6 +19,7 @@
 
 pub mod container;
 pub mod native;
+mod output_tail;
 pub mod server;
 
 use std::collections::HashMap;

@@ -18,14 +18,11 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::process::{Child, Command};
 
+use super::output_tail::{quote_end, SCAN};
 use super::server::poll_ready;
 
 /// How long a stopping backend gets between SIGINT and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// How much of the end of a server's output a start error quotes (`server.log`, or a
-/// container's output).
-pub(super) const LOG_TAIL: u64 = 2048;
 
 /// A user the backend runs as instead of root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,19 +97,18 @@ impl WorkDir {
         self.path.join("server.log")
     }
 
-    /// The last couple of KiB of the backend's log, for error messages.
+    /// The end of the backend's log, for error messages (see [`quote_end`]).
     pub fn log_tail(&self) -> String {
         let Ok(mut f) = File::open(self.log_path()) else {
             return String::new();
         };
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        let _ = f.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL)));
-        let mut text = String::new();
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(SCAN as u64)));
         let mut bytes = Vec::new();
-        if f.read_to_end(&mut bytes).is_ok() {
-            text = String::from_utf8_lossy(&bytes).trim().to_string();
+        if f.read_to_end(&mut bytes).is_err() {
+            return String::new();
         }
-        text
+        quote_end(&String::from_utf8_lossy(&bytes))
     }
 }
 

@@ -61,7 +61,7 @@ impl Server {
         what: &str,
         timeout: Duration,
         ready: F,
-    ) -> Result<(), String>
+    ) -> Result<(), StartFailed>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), String>>,
@@ -72,9 +72,27 @@ impl Server {
             Err(not_ready) => {
                 let tail = self.log_tail().await;
                 self.stop().await;
-                Err(not_ready.message(what, timeout, &tail))
+                Err(StartFailed {
+                    exited: matches!(not_ready, NotReady::Exited),
+                    message: not_ready.message(what, timeout, &tail),
+                })
             }
         }
+    }
+}
+
+/// A server that did not become ready (it has been stopped).
+#[derive(Debug)]
+pub struct StartFailed {
+    /// It exited by itself while starting, rather than running past the deadline.
+    pub exited: bool,
+    /// What happened, quoting the end of its output.
+    pub message: String,
+}
+
+impl From<StartFailed> for String {
+    fn from(failed: StartFailed) -> String {
+        failed.message
     }
 }
 

@@ -2,18 +2,24 @@
 //! natively on loopback or in a container of Temporal's CLI image, with namespaces created and
 //! deleted through the same CLI (in the container for a container backend).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::pool::container::{ContainerServer, ServerSpec};
 use crate::pool::native::{find_program, free_port, NativeProcess, WorkDir};
-use crate::pool::server::Server;
+use crate::pool::server::{Server, StartFailed};
 use crate::pool::Backend;
 use crate::ready::ProbeKind;
 
 /// How long a starting dev server gets to answer gRPC health checks (upstream: 120 s).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How many times a native dev server is started before its start error is reported. The dev
+/// server picks the ports of its internal services (history, matching, worker) itself, by
+/// binding port 0 and letting go of it; when another process takes one of them in between, it
+/// panics while starting (seen once in CI among parallel tests), and a fresh start picks others.
+const NATIVE_START_ATTEMPTS: u32 = 3;
 
 /// How long one namespace command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,16 +96,46 @@ fn server_args(ip: &str, grpc_port: u16, ui_port: u16) -> Vec<String> {
 }
 
 impl TemporalBackend {
-    /// Starts the dev server (the CLI at `program`) on loopback.
+    /// Starts the dev server (the CLI at `program`) on loopback, again with fresh ports if it
+    /// exits while starting (see [`NATIVE_START_ATTEMPTS`]).
     pub async fn start(program: PathBuf) -> Result<TemporalBackend, String> {
+        let mut attempt = 1;
+        loop {
+            match TemporalBackend::start_native(&program).await {
+                Ok(backend) => return Ok(backend),
+                Err(failed) if failed.exited && attempt < NATIVE_START_ATTEMPTS => {
+                    eprintln!(
+                        "rigd: temporal pool: {}\nrigd: temporal pool: starting it again",
+                        failed.message
+                    );
+                    attempt += 1;
+                }
+                Err(failed) if attempt > 1 => {
+                    return Err(format!(
+                        "{} (attempt {attempt} of {NATIVE_START_ATTEMPTS})",
+                        failed.message
+                    ))
+                }
+                Err(failed) => return Err(failed.message),
+            }
+        }
+    }
+
+    /// One attempt of [`TemporalBackend::start`].
+    async fn start_native(program: &Path) -> Result<TemporalBackend, StartFailed> {
+        let failed = |message: String| StartFailed {
+            exited: false,
+            message,
+        };
         let dir = WorkDir::create("temporal", None)
-            .map_err(|e| format!("create the work directory: {e}"))?;
-        let grpc_port = free_port()?;
-        let ui_port = free_port()?;
+            .map_err(|e| failed(format!("create the work directory: {e}")))?;
+        let grpc_port = free_port().map_err(failed)?;
+        let ui_port = free_port().map_err(failed)?;
         let args = server_args("127.0.0.1", grpc_port, ui_port);
-        let process = NativeProcess::spawn(&program, &args, &dir, None)?;
+        let process = NativeProcess::spawn(program, &args, &dir, None).map_err(failed)?;
         let server = Server::Native { process, dir };
-        TemporalBackend::ready(server, Cli::Host(program), grpc_port, ui_port).await
+        let cli = Cli::Host(program.to_path_buf());
+        TemporalBackend::ready(server, cli, grpc_port, ui_port).await
     }
 
     /// Runs the dev server in a container of `image` (entrypoint `temporal`).
@@ -119,7 +155,7 @@ impl TemporalBackend {
             return Err("the engine published no port for the web UI".to_string());
         };
         let server = Server::Container(container);
-        TemporalBackend::ready(server, Cli::InContainer, grpc_port, ui_port).await
+        Ok(TemporalBackend::ready(server, Cli::InContainer, grpc_port, ui_port).await?)
     }
 
     /// Waits until `server` answers gRPC health checks on `grpc_port`.
@@ -128,7 +164,7 @@ impl TemporalBackend {
         cli: Cli,
         grpc_port: u16,
         ui_port: u16,
-    ) -> Result<TemporalBackend, String> {
+    ) -> Result<TemporalBackend, StartFailed> {
         let hostport = format!("127.0.0.1:{grpc_port}");
         server
             .wait_ready("temporal server", START_TIMEOUT, || async {
