@@ -235,6 +235,41 @@ async fn an_exec_hook_runs_with_the_clients_environment_and_leaves_nothing_runni
 }
 
 /// A hook still running when its environment is torn down goes with it, children included.
+/// A server-side hook that runs past its `timeout` fails the service, saying which hook and
+/// how to give it longer, and is killed with its children.
+#[tokio::test]
+async fn an_exec_hook_past_its_timeout_fails_the_service_and_is_killed() {
+    let rigd = Rigd::start();
+    let mark = format!("slow-{}", std::process::id());
+    let mut db = postgres_exec(&["sh", "-c", "sleep 1000; echo never"]);
+    db["hooks"]["init"][0]["timeout"] = json!("1s");
+    let id = rigd
+        .create(json!({
+            "name": "pg-exec-timeout",
+            "host_env": {"HOOK_MARK": mark},
+            "services": {"db": db}
+        }))
+        .await;
+    let mut events = rigd.events(&id);
+    events.until(EventType::ServiceInit).await;
+    let started = std::time::Instant::now();
+    let failed = events.until(EventType::ServiceFailed).await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "failed {:?} into a 1s timeout",
+        started.elapsed()
+    );
+    assert_eq!(failed.service, "db");
+    assert_eq!(
+        failed.error,
+        "hooks.init[0] (exec) did not finish within 1s; if it needs longer, give it a \
+         \"timeout\" (e.g. \"timeout\": \"10m\")"
+    );
+    support::wait_until("the hook's processes to end", || {
+        support::processes_with_env(&format!("HOOK_MARK={mark}")).is_empty()
+    });
+}
+
 #[tokio::test]
 async fn a_hanging_exec_hook_is_killed_with_its_children_at_teardown() {
     let rigd = Rigd::start();

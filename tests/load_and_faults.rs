@@ -299,6 +299,26 @@ async fn an_unanswered_hook_fails_the_service_after_callback_timeout() {
     support::assert_no_processes_under(&rigd.rig_dir().join("tmp"));
 }
 
+/// A `client_func` hook's own `timeout` replaces the environment's `callback_timeout`.
+#[tokio::test]
+async fn a_hooks_own_timeout_replaces_the_callback_timeout() {
+    let rigd = Rigd::start();
+    let mut api = http_service();
+    api["hooks"] = json!({"init": [{"type": "client_func", "client_func": {"name": "migrate"},
+                                    "timeout": "300ms"}]});
+    let id = rigd
+        .create(json!({"name": "hook-timeout", "callback_timeout": "1m", "services": {"api": api}}))
+        .await;
+    let mut events = rigd.events(&id);
+    events.until(CallbackRequest).await;
+    let failed = events.until(ServiceFailed).await;
+    assert_eq!(
+        failed.error,
+        "callback \"migrate\" response not received within 300ms — client may have disconnected"
+    );
+    delete(&rigd, &id).await;
+}
+
 #[tokio::test]
 async fn a_process_ignoring_sigint_is_killed_after_the_grace_period() {
     let rigd = Rigd::start_with(&["--stop-grace", "1s"]);

@@ -37,12 +37,15 @@ impl CallbackDispatcher {
 
     /// Publishes a `callback.request` for function `name` and waits for the client's
     /// `callback.response`. Returns the response data; a client error or no answer within the
-    /// timeout is an error. Cancel by dropping the future.
+    /// timeout (`timeout`, else the environment's `callback_timeout`) is an error. Cancel by
+    /// dropping the future.
     pub async fn call(
         &self,
         name: &str,
         kind: CallbackKind,
+        timeout: Option<Duration>,
     ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+        let timeout = timeout.unwrap_or(self.timeout);
         // Upstream's ids (`<instance>-<service>-<name>`) repeat when a service has two hooks
         // with the same name, and the second wait then matches the first answer; a counter
         // keeps ours unique. Clients treat the id as opaque.
@@ -68,14 +71,12 @@ impl CallbackDispatcher {
                     .as_ref()
                     .is_some_and(|r| r.request_id == request_id)
         });
-        let response = tokio::time::timeout(self.timeout, answer)
-            .await
-            .map_err(|_| {
-                format!(
-                    "callback {name:?} response not received within {} — client may have disconnected",
-                    GoDuration::from_std(self.timeout)
-                )
-            })?;
+        let response = tokio::time::timeout(timeout, answer).await.map_err(|_| {
+            format!(
+                "callback {name:?} response not received within {} — client may have disconnected",
+                GoDuration::from_std(timeout)
+            )
+        })?;
         let result = response.result.clone().unwrap_or_default();
         if !result.error.is_empty() {
             return Err(format!("callback {name:?}: error: {}", result.error));

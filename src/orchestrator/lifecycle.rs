@@ -19,8 +19,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use rig_types::{CallbackKind, Endpoint, Event, EventType, HookSpec, Service};
+use rig_types::{CallbackKind, Endpoint, Event, EventType, GoDuration, HookSpec, Service};
 use tokio_util::sync::CancellationToken;
 
 use super::callback::CallbackDispatcher;
@@ -416,7 +417,7 @@ async fn after_start(
     let init = hooks(&task.spec, |h| &h.init);
     if !init.is_empty() {
         task.emit(EventType::ServiceInit);
-        for hook in init {
+        for (i, hook) in init.iter().enumerate() {
             if hook.hook_type != "client_func" {
                 if let Some(run) = task.service_type.init_hook(HookContext {
                     service: task.service_ref(),
@@ -428,7 +429,12 @@ async fn after_start(
                     host_env: task.instance.spec().host_env.clone(),
                     reaper: task.instance.reaper().cloned(),
                 }) {
-                    run.await.map_err(|e| e.to_string())?;
+                    let limit = hook.timeout.to_std().filter(|d| !d.is_zero());
+                    let limit = limit.unwrap_or(SERVER_HOOK_TIMEOUT);
+                    match tokio::time::timeout(limit, run).await {
+                        Ok(done) => done.map_err(|e| e.to_string())?,
+                        Err(_) => return Err(hook_timed_out(i, hook, limit).into()),
+                    }
                     continue;
                 }
             }
@@ -458,6 +464,19 @@ fn local_port(hostport: &str) -> Option<(u16, Loopback)> {
     Some((port.parse().ok()?, at))
 }
 
+/// How long a server-side hook (`exec`, `sql`, `schema`) may run unless it says otherwise.
+const SERVER_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The error of `hooks.init[i]` running past `limit`.
+fn hook_timed_out(i: usize, hook: &HookSpec, limit: Duration) -> String {
+    format!(
+        "hooks.init[{i}] ({}) did not finish within {}; if it needs longer, give it a \
+         \"timeout\" (e.g. \"timeout\": \"10m\")",
+        hook.hook_type,
+        GoDuration::from_std(limit)
+    )
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Prestart,
@@ -485,8 +504,9 @@ async fn run_hook(
             .client_func
             .as_ref()
             .ok_or("client_func hook missing client_func spec")?;
+        let limit = hook.timeout.to_std().filter(|d| !d.is_zero());
         return callbacks
-            .call(&func.name, CallbackKind::Hook)
+            .call(&func.name, CallbackKind::Hook, limit)
             .await
             .map(|_| ());
     }

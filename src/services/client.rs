@@ -36,7 +36,7 @@ impl ServiceType for Client {
                 ));
             }
             tokio::select! {
-                r = ctx.callbacks.call(&config.start_handler, CallbackKind::Start) => {
+                r = ctx.callbacks.call(&config.start_handler, CallbackKind::Start, None) => {
                     r.map_err(|e| ServiceError::new(format!("start callback: {e}")))?;
                 }
                 _ = ctx.cancel.cancelled() => return Ok(()),

@@ -13,8 +13,8 @@
 //!   name environment variables, so names are made of ASCII letters, digits, `-` and `_`,
 //!   start with a letter or digit and are at most 63 characters long; two ingresses (or two
 //!   egresses) of a service must not give the same variables (`a-b` and `a_b`);
-//! * `callback_timeout`, `ready.timeout` and `ready.interval` must not be negative (they fell
-//!   back to their defaults, as if left out);
+//! * `callback_timeout`, `ready.timeout`, `ready.interval` and a hook's `timeout` must not be
+//!   negative (they fell back to their defaults, as if left out);
 //! * `ready.type` must be one of [`READY_TYPES`] (upstream reads any other value, a typo such as
 //!   `htpp` included, as a TCP check, and then ignores `ready.path`);
 //! * ingress attribute templates may only use `${HOST}`, `${PORT}` and `${HOSTPORT}` (upstream
@@ -234,6 +234,19 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
         let suggesting = errors.len() < SUGGESTING_ERRORS;
         if let Some(problem) = egress_target_problem(env, name, egress, suggesting) {
             errors.push(format!("{at}: {problem}"));
+        }
+    }
+    if let Some(hooks) = &service.hooks {
+        for (phase, list) in [("prestart", &hooks.prestart), ("init", &hooks.init)] {
+            for (i, hook) in list.iter().enumerate() {
+                if hook.timeout.to_std().is_none() {
+                    errors.push(format!(
+                        "service {svc}: hooks.{phase}[{i}].timeout must not be negative, got {} \
+                         (leave it out for the default)",
+                        hook.timeout
+                    ));
+                }
+            }
         }
     }
     if !generated {

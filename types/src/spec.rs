@@ -224,6 +224,15 @@ pub struct HookSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub config: Option<serde_json::Value>,
+    /// How long the hook may run (`"90s"`, `"10m"`); zero or absent for the default: the
+    /// environment's `callback_timeout` for a `client_func` hook, 5 minutes for a server-side
+    /// one. Additive: upstream has no per-hook limit, and a server-side hook could hang forever.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "GoDuration::is_zero"
+    )]
+    pub timeout: GoDuration,
 }
 
 /// Names a function registered in the client (SDK) process.

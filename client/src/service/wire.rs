@@ -62,6 +62,7 @@ fn client_hook(name: String) -> HookSpec {
         hook_type: "client_func".into(),
         client_func: Some(ClientFuncSpec { name }),
         config: None,
+        timeout: Default::default(),
     }
 }
 
@@ -138,6 +139,7 @@ fn to_wire(
                 hook_type: hook_type.into(),
                 client_func: None,
                 config: Some(config),
+                timeout: Default::default(),
             }),
         }
     }

@@ -559,11 +559,13 @@ fn full_environment_round_trips_through_the_decoder() {
                     name: "_hook_1".into(),
                 }),
                 config: None,
+                timeout: GoDuration::default(),
             }],
             init: vec![HookSpec {
                 hook_type: "sql".into(),
                 client_func: None,
                 config: Some(json!({"statements": ["CREATE TABLE t (id int)"]})),
+                timeout: GoDuration::from_secs(120),
             }],
         }),
         injected: false,
@@ -600,6 +602,20 @@ fn empty_duration_strings_are_zero() {
         .clone()
         .expect("ready");
     assert!(ready.interval.is_zero() && ready.timeout.is_zero());
+}
+
+/// A hook's `timeout` is a Go duration string; a typo is an error that points at it.
+#[test]
+fn hook_timeouts_are_durations() {
+    let env = decode(json!({"services": {"a": {"hooks": {"init": [
+        {"type": "exec", "timeout": "1m30s"}, {"type": "exec", "timeout": null}]}}}}));
+    let init = &env.services["a"].hooks.as_ref().expect("hooks").init;
+    assert_eq!(init[0].timeout, GoDuration::from_secs(90));
+    assert!(init[1].timeout.is_zero());
+    let err = decode_err(
+        r#"{"services":{"a":{"hooks":{"init":[{"type":"exec","timeout":"10 minutes"}]}}}}"#,
+    );
+    assert!(err.contains("hooks.init[0].timeout"), "{err}");
 }
 
 /// An unknown protocol decodes (validation reports it with the user's spelling).

@@ -797,6 +797,20 @@ fn negative_durations_are_refused() {
         timeout: rig_types::GoDuration::from_nanos(-1_000_000_000),
         ..Default::default()
     });
+    api.hooks = Some(rig_types::Hooks {
+        init: vec![
+            rig_types::HookSpec {
+                hook_type: "exec".into(),
+                ..Default::default()
+            },
+            rig_types::HookSpec {
+                hook_type: "exec".into(),
+                timeout: rig_types::GoDuration::from_millis(-1500),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    });
     let mut env = env_of(vec![("api", api)]);
     env.callback_timeout = rig_types::GoDuration::from_nanos(-5_000_000_000);
     assert_eq!(
@@ -804,6 +818,7 @@ fn negative_durations_are_refused() {
         vec![
             "callback_timeout must not be negative, got -5s (leave it out for the default)",
             "service \"api\", ingress \"default\": ready.timeout must not be negative, got -1s (leave it out for the default)",
+            "service \"api\": hooks.init[1].timeout must not be negative, got -1.5s (leave it out for the default)",
         ]
     );
 }
