@@ -433,7 +433,7 @@ async fn after_start(
                     let limit = limit.unwrap_or(SERVER_HOOK_TIMEOUT);
                     match tokio::time::timeout(limit, run).await {
                         Ok(done) => done.map_err(|e| e.to_string())?,
-                        Err(_) => return Err(hook_timed_out(i, hook, limit).into()),
+                        Err(_) => return Err(hook_timed_out(i, hook, limit)),
                     }
                     continue;
                 }
