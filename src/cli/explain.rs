@@ -127,12 +127,8 @@ impl Report {
                 &format!("Stall (no progress for {})", stall.stalled_for),
             );
             for svc in &stall.services {
-                let waiting = if svc.waiting_on.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (waiting on {})", svc.waiting_on.join(", "))
-                };
-                out.push(format!("    {}: {}{waiting}", svc.name, svc.phase));
+                let detail = svc.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+                out.push(format!("    {}: {}{detail}", svc.name, svc.phase));
             }
         }
         if !a.not_up.is_empty() {

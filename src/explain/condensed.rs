@@ -78,8 +78,8 @@ pub fn condensed(a: &Analysis) -> String {
         line(&mut out, &format!("stall ({}):", stall.stalled_for));
         for s in stall.services.iter().take(MAX_STALL_SERVICES) {
             let mut text = format!("  {}: {}", s.name, s.phase);
-            if !s.waiting_on.is_empty() {
-                let _ = write!(text, " (waiting on {})", s.waiting_on.join(", "));
+            if let Some(detail) = s.detail() {
+                let _ = write!(text, " ({detail})");
             }
             line(&mut out, &text);
         }

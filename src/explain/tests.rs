@@ -92,6 +92,7 @@ fn stall(stalled_for: &str, services: &[(&str, &str, &[&str])]) -> Event {
                 name: (*name).into(),
                 phase: (*phase).into(),
                 waiting_on: waiting.iter().map(|w| (*w).to_string()).collect(),
+                running: String::new(),
             })
             .collect(),
     }));

@@ -180,8 +180,8 @@ fn event_line(out: &mut String, e: &Event, elapsed: f64) {
                 );
                 for s in &d.services {
                     let _ = write!(out, "\n{STALL_INDENT}{}: {}", s.name, s.phase);
-                    if !s.waiting_on.is_empty() {
-                        let _ = write!(out, " — waiting on {}", s.waiting_on.join(", "));
+                    if let Some(detail) = s.detail() {
+                        let _ = write!(out, " — {detail}");
                     }
                 }
                 return;

@@ -100,11 +100,13 @@ fn crashed_run() -> Vec<Arc<Event>> {
                 name: "api".into(),
                 phase: "published".into(),
                 waiting_on: vec!["db".into(), "temporal".into()],
+                running: String::new(),
             },
             ServiceSnapshot {
                 name: "db".into(),
                 phase: "starting".into(),
                 waiting_on: vec![],
+                running: String::new(),
             },
         ],
     }));

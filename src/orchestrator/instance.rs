@@ -1,5 +1,6 @@
 //! One running environment: its spec, event log, directory and teardown.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct Instance {
     reason: Mutex<String>,
     ports: Arc<PortAllocator>,
     reaper: Option<Arc<Reaper>>,
+    /// The hook each service is running (`hooks.init[0] (sql)`), for stall reports.
+    running_hooks: Mutex<BTreeMap<String, String>>,
 }
 
 impl Instance {
@@ -73,6 +76,7 @@ impl Instance {
             reason: Mutex::new(String::new()),
             ports,
             reaper,
+            running_hooks: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -143,6 +147,21 @@ impl Instance {
     /// the first failure.
     pub(super) fn services_token(&self) -> &CancellationToken {
         &self.services_cancel
+    }
+
+    /// Notes that `service` runs `hook` until the returned guard is dropped (the hook ended or
+    /// was cancelled).
+    pub(super) fn running_hook(&self, service: &str, hook: String) -> RunningHook<'_> {
+        self.running_hooks.lock().insert(service.to_string(), hook);
+        RunningHook {
+            instance: self,
+            service: service.to_string(),
+        }
+    }
+
+    /// The hook `service` is running, if any.
+    pub(super) fn hook_of(&self, service: &str) -> Option<String> {
+        self.running_hooks.lock().get(service).cloned()
     }
 
     /// A number unique within this instance, to keep callback request ids unique.
@@ -225,5 +244,17 @@ async fn remove_dir(dirs: &Arc<DirPool>, dir: &Path) {
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
         Ok(Err(e)) => eprintln!("rigd: remove {}: {e}", dir.display()),
         Err(e) => eprintln!("rigd: remove {}: {e}", dir.display()),
+    }
+}
+
+/// A hook in progress (see [`Instance::running_hook`]).
+pub(super) struct RunningHook<'a> {
+    instance: &'a Instance,
+    service: String,
+}
+
+impl Drop for RunningHook<'_> {
+    fn drop(&mut self) {
+        self.instance.running_hooks.lock().remove(&self.service);
     }
 }

@@ -194,7 +194,10 @@ async fn steps_until_start(task: &ServiceTask) -> Result<Started, Ended> {
     let prestart = hooks(&task.spec, |h| &h.prestart);
     if !prestart.is_empty() {
         task.emit(EventType::ServicePrestart);
-        for hook in prestart {
+        for (i, hook) in prestart.iter().enumerate() {
+            let _running = task
+                .instance
+                .running_hook(&task.name, hook_name("prestart", i, hook));
             unless_cancelled(task, run_hook(task, &callbacks, hook, Phase::Prestart)).await?;
         }
     }
@@ -418,6 +421,9 @@ async fn after_start(
     if !init.is_empty() {
         task.emit(EventType::ServiceInit);
         for (i, hook) in init.iter().enumerate() {
+            let _running = task
+                .instance
+                .running_hook(&task.name, hook_name("init", i, hook));
             if hook.hook_type != "client_func" {
                 if let Some(run) = task.service_type.init_hook(HookContext {
                     service: task.service_ref(),
@@ -467,12 +473,17 @@ fn local_port(hostport: &str) -> Option<(u16, Loopback)> {
 /// How long a server-side hook (`exec`, `sql`, `schema`) may run unless it says otherwise.
 const SERVER_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// A hook as the spec names it: `hooks.init[0] (sql)`.
+fn hook_name(phase: &str, i: usize, hook: &HookSpec) -> String {
+    format!("hooks.{phase}[{i}] ({})", hook.hook_type)
+}
+
 /// The error of `hooks.init[i]` running past `limit`.
 fn hook_timed_out(i: usize, hook: &HookSpec, limit: Duration) -> String {
     format!(
-        "hooks.init[{i}] ({}) did not finish within {}; if it needs longer, give it a \
-         \"timeout\" (e.g. \"timeout\": \"10m\")",
-        hook.hook_type,
+        "{} did not finish within {}; if it needs longer, give it a \"timeout\" \
+         (e.g. \"timeout\": \"10m\")",
+        hook_name("init", i, hook),
         GoDuration::from_std(limit)
     )
 }

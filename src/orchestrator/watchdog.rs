@@ -50,7 +50,7 @@ pub(super) async fn watch(
         if quiet_since.elapsed() < due {
             continue;
         }
-        let services = snapshot(instance.spec(), &events);
+        let services = snapshot(instance.spec(), &events, |name| instance.hook_of(name));
         if services.is_empty() {
             return;
         }
@@ -72,7 +72,11 @@ fn counts_as_progress(t: &EventType) -> bool {
 }
 
 /// The phase of every real service that is not finished, in name order.
-fn snapshot(spec: &Environment, events: &[Arc<Event>]) -> Vec<ServiceSnapshot> {
+fn snapshot(
+    spec: &Environment,
+    events: &[Arc<Event>],
+    running: impl Fn(&str) -> Option<String>,
+) -> Vec<ServiceSnapshot> {
     let mut phases: BTreeMap<&str, &'static str> = BTreeMap::new();
     for e in events {
         if let Some(phase) = phase_of(&e.event_type) {
@@ -102,6 +106,7 @@ fn snapshot(spec: &Environment, events: &[Arc<Event>]) -> Vec<ServiceSnapshot> {
                 name: name.clone(),
                 phase: p.to_string(),
                 waiting_on,
+                running: running(name).unwrap_or_default(),
             })
         })
         .collect()
@@ -138,8 +143,8 @@ fn stall_message(stalled_for: &str, services: &[ServiceSnapshot]) -> String {
     let mut message = format!("no progress for {stalled_for}:");
     for s in services {
         message.push_str(&format!("\n  {}: {}", s.name, s.phase));
-        if !s.waiting_on.is_empty() {
-            message.push_str(&format!(" — waiting on {}", s.waiting_on.join(", ")));
+        if let Some(detail) = s.detail() {
+            message.push_str(&format!(" — {detail}"));
         }
     }
     message
@@ -233,6 +238,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_stall_names_the_hook_a_service_is_running() {
+        let inst = instance(two_services());
+        let stop = start_watchdog(&inst);
+        publish(&inst, EventType::ServiceInit, "db");
+        let running = inst.running_hook("db", "hooks.init[1] (sql)".into());
+        let stall = next_stall(&inst).await;
+        let d = stall.diagnostic.as_ref().unwrap();
+        let db = d.services.iter().find(|s| s.name == "db").unwrap();
+        assert_eq!(
+            (db.phase.as_str(), db.running.as_str()),
+            ("init", "hooks.init[1] (sql)")
+        );
+        assert!(
+            stall
+                .message
+                .ends_with("\n  db: init — running hooks.init[1] (sql)"),
+            "{}",
+            stall.message
+        );
+        // Once the hook is over (or cancelled), it is no longer named.
+        drop(running);
+        assert_eq!(inst.hook_of("db"), None);
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn failed_probes_are_not_progress() {
         let inst = instance(two_services());
         let stop = start_watchdog(&inst);
@@ -321,7 +352,7 @@ mod tests {
         env.observe = true;
         crate::spec::insert_test_node(&mut env);
         crate::spec::transform_observe(&mut env);
-        let services = snapshot(&env, &[]);
+        let services = snapshot(&env, &[], |_| None);
         let app = services.iter().find(|s| s.name == "app").unwrap();
         assert_eq!(app.waiting_on, ["db"]);
         assert!(services.iter().all(|s| !s.name.contains('~')));

@@ -712,6 +712,24 @@ pub struct ServiceSnapshot {
     /// Services this one is waiting for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting_on: Vec<String>,
+    /// The hook it is running, as the spec names it: `hooks.init[0] (sql)`. Additive.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub running: String,
+}
+
+impl ServiceSnapshot {
+    /// What the service is doing or waiting for beyond its phase, for one-line renderings
+    /// (`running hooks.init[0] (sql)`, `waiting on db, cache`); `None` when nothing.
+    pub fn detail(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.running.is_empty() {
+            parts.push(format!("running {}", self.running));
+        }
+        if !self.waiting_on.is_empty() {
+            parts.push(format!("waiting on {}", self.waiting_on.join(", ")));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -939,11 +957,13 @@ mod tests {
                     name: "a".into(),
                     phase: "pending".into(),
                     waiting_on: vec!["b".into()],
+                    running: String::new(),
                 },
                 ServiceSnapshot {
                     name: "b".into(),
                     phase: "starting".into(),
                     waiting_on: vec![],
+                    running: String::new(),
                 },
             ],
         };

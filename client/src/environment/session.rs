@@ -281,8 +281,8 @@ fn stall_text(event: &Event) -> String {
     let mut text = format!("no progress for {}:", diagnostic.stalled_for);
     for s in &diagnostic.services {
         text.push_str(&format!("\n  {}: {}", s.name, s.phase));
-        if !s.waiting_on.is_empty() {
-            text.push_str(&format!(" — waiting on {}", s.waiting_on.join(", ")));
+        if let Some(detail) = s.detail() {
+            text.push_str(&format!(" — {detail}"));
         }
     }
     text

@@ -387,12 +387,8 @@ impl Progress {
                     self.line_free(Mark::Warn, &format!("no progress for {}", d.stalled_for)),
                 );
                 for s in &d.services {
-                    let waiting = if s.waiting_on.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (waiting on {})", s.waiting_on.join(", "))
-                    };
-                    lines.push(format!("      {}: {}{waiting}", s.name, s.phase));
+                    let detail = s.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+                    lines.push(format!("      {}: {}{detail}", s.name, s.phase));
                 }
             }
             None => {

@@ -548,11 +548,13 @@ fn stalls_notes_and_callbacks() {
                     name: "api".into(),
                     phase: "waiting".into(),
                     waiting_on: vec!["db".into()],
+                    running: String::new(),
                 },
                 ServiceSnapshot {
                     name: "db".into(),
                     phase: "starting".into(),
                     waiting_on: vec![],
+                    running: String::new(),
                 },
             ],
         })),
