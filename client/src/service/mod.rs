@@ -66,6 +66,7 @@ pub struct Service {
     env: Vec<(String, String)>,
     ready_path: Option<String>,
     ready_timeout: Option<Duration>,
+    hook_timeout: Option<Duration>,
     prestart: Vec<ClientFn>,
     init: Vec<InitHook>,
     start: Option<ClientFn>,
@@ -246,6 +247,7 @@ impl Service {
             env: Vec::new(),
             ready_path: None,
             ready_timeout: None,
+            hook_timeout: None,
             prestart: Vec::new(),
             init: Vec::new(),
             start: None,
@@ -408,6 +410,16 @@ impl Service {
     /// How long rigd waits for the service to become healthy (default 30 s).
     pub fn ready_timeout(mut self, timeout: Duration) -> Service {
         self.ready_timeout = Some(timeout);
+        self
+    }
+
+    /// How long each of the service's hooks may run, added before or after (a hook's spec
+    /// `timeout`). By default a hook the test runs may take the environment's callback
+    /// timeout (30 s, [`EnvironmentBuilder::callback_timeout`](crate::EnvironmentBuilder::callback_timeout))
+    /// and one rigd runs ([`Service::init_sql`], [`Service::exec`], ...) 5 minutes; past it the
+    /// service fails.
+    pub fn hook_timeout(mut self, timeout: Duration) -> Service {
+        self.hook_timeout = Some(timeout);
         self
     }
 

@@ -42,6 +42,25 @@ fn process_with_args_egresses_and_ready_path() {
 }
 
 #[test]
+fn a_hook_timeout_applies_to_every_hook_of_the_service() {
+    let svc = postgres()
+        .init_sql(["CREATE TABLE t (id int)"])
+        .hook_timeout(Duration::from_secs(600))
+        .init(|_| async { Ok(()) });
+    let hooks = &one(svc)["hooks"]["init"];
+    assert_eq!(hooks[0]["type"], "sql");
+    assert_eq!(hooks[0]["timeout"], "10m0s");
+    assert_eq!(hooks[1]["type"], "client_func");
+    assert_eq!(hooks[1]["timeout"], "10m0s");
+    // Without it, no timeout is sent: rigd's defaults apply.
+    let plain = one(postgres().init_sql(["SELECT 1"]));
+    assert!(
+        plain["hooks"]["init"][0].get("timeout").is_none(),
+        "{plain}"
+    );
+}
+
+#[test]
 fn ingresses_can_be_replaced_and_removed() {
     let svc = process("x")
         .no_ingress()

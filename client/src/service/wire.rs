@@ -143,6 +143,12 @@ fn to_wire(
             }),
         }
     }
+    let mut prestart = prestart;
+    if let Some(timeout) = service.hook_timeout {
+        for hook in prestart.iter_mut().chain(init.iter_mut()) {
+            hook.timeout = GoDuration::from_std(timeout);
+        }
+    }
     let hooks = (!prestart.is_empty() || !init.is_empty()).then_some(Hooks { prestart, init });
 
     if let Some(run) = service.start.take() {
