@@ -34,7 +34,7 @@ Arguments:
 
 Options:
       --service S  only this service (repeatable; case-insensitive; `test` means the notes)
-      --stderr     only stderr (and the notes)
+      --stderr     only stderr (and the notes, and rigd's remarks)
       --stdout     only stdout
       --grep RE    only lines matching the regular expression RE
       --json       print a JSON array of rows (with --follow: one JSON object per line)
@@ -65,7 +65,7 @@ pub struct LogRow {
     pub time_s: f64,
     /// The service, or `TEST` for a note.
     pub service: String,
-    /// `stdout`, `stderr` or `note`.
+    /// `stdout`, `stderr`, `rig` (rigd's remarks about the service) or `note`.
     pub stream: String,
     /// The line.
     pub data: String,
@@ -76,6 +76,11 @@ pub struct LogRow {
 impl LogRow {
     fn is_note(&self) -> bool {
         self.stream == "note"
+    }
+
+    /// A remark of rigd's about the service (stream [`LogStream::RIG`]), not its output.
+    fn is_rig(&self) -> bool {
+        self.stream == LogStream::RIG
     }
 }
 
@@ -118,7 +123,8 @@ impl LogFilter {
                 return false;
             }
         }
-        if self.stderr && !self.stdout && !(row.stream == "stderr" || row.is_note()) {
+        if self.stderr && !self.stdout && !(row.stream == "stderr" || row.is_note() || row.is_rig())
+        {
             return false;
         }
         if self.stdout && !self.stderr && row.stream != "stdout" {
@@ -214,6 +220,8 @@ impl LogRenderer {
         let color = self.colors.of(&row.service);
         let data = if row.stream == "stderr" {
             s.paint(Paint::Yellow, &text)
+        } else if row.is_rig() {
+            format!("{} {text}", s.paint(Paint::Yellow, "rig:"))
         } else {
             text.into_owned()
         };
@@ -309,10 +317,33 @@ mod tests {
             timestamp: String::new(),
         };
         let mut renderer = LogRenderer::new(Style::plain(), 4);
-        for stream in ["stdout", "stderr", "note"] {
+        for stream in ["stdout", "stderr", "note", "rig"] {
             let line = renderer.line(&row(stream));
             assert!(!line.contains('\x1b'), "{line:?}");
             assert!(line.ends_with(r"\u{1b}[2Jwiped\u{7}"), "{line:?}");
         }
+    }
+
+    #[test]
+    fn rigs_remarks_are_marked_and_kept_with_stderr() {
+        let event = Event::log("api", LogStream::rig(), "$NOT_SET is not set\n");
+        let rows = rows_of(&event, None);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].stream, "rig");
+        let line = LogRenderer::new(Style::plain(), 4).line(&rows[0]);
+        assert!(line.ends_with("api   rig: $NOT_SET is not set"), "{line:?}");
+        let stderr_only = LogFilter {
+            services: Vec::new(),
+            stderr: true,
+            stdout: false,
+            grep: None,
+        };
+        assert!(stderr_only.keep(&rows[0]));
+        let stdout_only = LogFilter {
+            stderr: false,
+            stdout: true,
+            ..stderr_only
+        };
+        assert!(!stdout_only.keep(&rows[0]));
     }
 }

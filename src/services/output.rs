@@ -45,7 +45,7 @@ impl OutputSink {
     /// lines on the stream `rig`, one event per line.
     pub fn note(&self, lines: impl IntoIterator<Item = String>) {
         for line in lines {
-            self.write(LogStream::Other("rig".to_string()), line + "\n");
+            self.write(LogStream::rig(), line + "\n");
         }
     }
 

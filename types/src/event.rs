@@ -296,6 +296,20 @@ pub enum LogStream {
 }
 
 impl LogStream {
+    /// The wire name of the stream rigd writes its own remarks about a service on (a
+    /// variable its arguments name that is not set, ...), apart from the service's output.
+    pub const RIG: &'static str = "rig";
+
+    /// The stream of rigd's remarks ([`LogStream::RIG`]).
+    pub fn rig() -> LogStream {
+        LogStream::Other(LogStream::RIG.to_string())
+    }
+
+    /// True for rigd's remarks ([`LogStream::RIG`]).
+    pub fn is_rig(&self) -> bool {
+        matches!(self, LogStream::Other(s) if s == LogStream::RIG)
+    }
+
     /// The wire name.
     pub fn as_str(&self) -> &str {
         match self {

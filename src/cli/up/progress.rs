@@ -204,7 +204,9 @@ impl Progress {
                 vec![self.line(Mark::Stopped, svc, "stopped")]
             }
             EventType::HealthCheckFailed => self.health_failed(event),
-            EventType::ServiceLog if self.show_logs => self.log_lines(event),
+            EventType::ServiceLog if self.show_logs || is_rig_remark(event) => {
+                self.log_lines(event)
+            }
             EventType::CallbackRequest => {
                 let Some(cb) = &event.callback else {
                     return Vec::new();
@@ -406,8 +408,9 @@ impl Progress {
         let Some(log) = &event.log else {
             return Vec::new();
         };
-        let bar = match log.stream {
+        let bar = match &log.stream {
             LogStream::Stderr => self.style.paint(Paint::Red, "!"),
+            rig if rig.is_rig() => self.style.paint(Paint::Yellow, "rig:"),
             _ => self.style.paint(Paint::Dim, "|"),
         };
         let name = self.name_cell(&event.service);
@@ -580,3 +583,9 @@ fn plural<'a>(n: u32, one: &'a str, many: &'a str) -> &'a str {
 
 #[cfg(test)]
 mod tests;
+
+/// A `service.log` of rigd's own remarks about a service, shown even without the service's
+/// output: it says what to fix.
+fn is_rig_remark(event: &Event) -> bool {
+    event.log.as_ref().is_some_and(|l| l.stream.is_rig())
+}

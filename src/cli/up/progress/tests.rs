@@ -398,6 +398,9 @@ fn logs_only_with_the_flag_one_line_each_stderr_marked() {
     );
     let err = Event::log("api", LogStream::Stderr, "panic: boom\r\n");
     assert_eq!(p.render(&err), ["    api  ! panic: boom"]);
+    // rigd's remarks say what to fix: shown even without the flag.
+    let remark = Event::log("api", LogStream::rig(), "$NOT_SET is not set\n");
+    assert_eq!(quiet.render(&remark), ["    api  rig: $NOT_SET is not set"]);
 }
 
 #[test]
