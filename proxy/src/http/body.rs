@@ -294,6 +294,11 @@ impl Drop for ResponseBody {
             .pending
             .as_ref()
             .is_some_and(|p| p.exchange.shutting_down());
+        if !shutting_down {
+            if let Some(pending) = &self.pending {
+                pending.exchange.client_gave_up();
+            }
+        }
         self.finish(Some(if shutting_down {
             format!("proxy: shut down after {delivered} bytes of the response body")
         } else {

@@ -63,7 +63,13 @@ struct Halves {
     head: Option<RequestHead>,
     request: Option<RequestOutcome>,
     response: Option<ResponseOutcome>,
+    /// The client gave up the response (closed the connection, or reset the HTTP/2 stream)
+    /// before it ended.
+    client_gone: bool,
 }
+
+/// HTTP/2's `CANCEL` error code: what a gRPC client resets a call it gives up with.
+const CANCEL: u32 = 0x8;
 
 /// The shared state of one exchange.
 pub(crate) struct Exchange {
@@ -98,6 +104,14 @@ impl Exchange {
     /// Whether the proxy is shutting down (to blame a cut-off exchange on the right side).
     pub(crate) fn shutting_down(&self) -> bool {
         self.ctx.cancel.is_cancelled()
+    }
+
+    /// Notes that the client gave up the response before it ended (before
+    /// [`Exchange::finish_response`] reports the half): a gRPC call is then recorded with the
+    /// status its client saw, as one reset with `CANCEL`. hyper does not say how a client
+    /// ended a stream; gRPC clients give calls up with `CANCEL`.
+    pub(crate) fn client_gave_up(&self) {
+        self.halves.lock().client_gone = true;
     }
 
     /// Reports the request half; records the exchange if the response half is done.
@@ -141,8 +155,7 @@ impl Exchange {
                 response,
                 redact,
                 grpc: self.ctx.grpc.clone(),
-                // hyper does not say how a client ended a stream.
-                client_reset: None,
+                client_reset: halves.client_gone.then_some(CANCEL),
             })
         } else {
             Box::new(HttpRecord {
@@ -190,6 +203,7 @@ impl Drop for ResponseGuard {
         let error = if exchange.shutting_down() {
             "proxy: shut down before the target responded"
         } else {
+            exchange.client_gave_up();
             "client: the connection closed before the target responded"
         };
         exchange.finish_response(ResponseOutcome {

@@ -378,3 +378,43 @@ async fn an_upgrade_to_h2c_is_declined_for_a_target_that_only_speaks_http1() {
         assert_eq!(r.error, "");
     }
 }
+
+/// On hyper's HTTP/2 path (taken when a response timeout is set), a gRPC call its client
+/// gives up at its deadline is recorded as the client saw it, `DeadlineExceeded`, as the
+/// relay records it from the `RST_STREAM (CANCEL)` (hyper does not say how a stream ended).
+#[tokio::test]
+async fn a_grpc_call_given_up_at_its_deadline_is_deadline_exceeded_on_hypers_path() {
+    let origin = Origin::start().await;
+    let settings = HttpSettings {
+        response_timeout: Some(Duration::from_secs(60)),
+        ..HttpSettings::default()
+    };
+    let mut proxy = Proxy::with(origin.addr.to_string(), settings).await;
+
+    let socket = TcpStream::connect(proxy.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(socket).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    // The origin never answers `/slow`.
+    let request = Request::post(proxy.url("/slow"))
+        .header("content-type", "application/grpc")
+        .header("grpc-timeout", "300m")
+        .body(())
+        .unwrap();
+    let (response, mut upload) = client.send_request(request, false).unwrap();
+    upload
+        .send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    // What a gRPC client does at its deadline: give up the call (`RST_STREAM (CANCEL)`).
+    let answered = tokio::time::timeout(Duration::from_millis(300), response).await;
+    assert!(answered.is_err(), "the origin answered: {answered:?}");
+    drop(upload);
+
+    let event = proxy.events.next().await;
+    let call = event.grpc_call.expect("a gRPC call");
+    assert_eq!(call.grpc_status, "DeadlineExceeded", "{call:?}");
+    assert_eq!(
+        call.error,
+        "client: the connection closed before the target responded"
+    );
+}
