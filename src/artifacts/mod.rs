@@ -51,7 +51,8 @@ pub struct Artifact {
     /// The deduplication key, also the `artifact` field of artifact events
     /// (`cargo:<dir>`, `gobuild:<module>`, `docker:<image>`).
     pub key: String,
-    /// The service whose log receives the build output (the first one that asked).
+    /// The service whose log receives the build output (the first one that asked; the
+    /// others sharing it get a line on the `rig` stream saying so).
     pub service: String,
     /// How to produce it.
     pub resolver: Arc<dyn Resolver>,

@@ -64,9 +64,16 @@ pub async fn resolve_all(
     let phase = cancel.child_token();
     let mut tasks = JoinSet::new();
     for artifact in unique {
+        let sharers: Vec<String> = artifacts
+            .iter()
+            .filter(|a| a.key == artifact.key && a.service != artifact.service)
+            .map(|a| a.service.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let (cache, reporter, phase) = (cache.clone(), reporter.clone(), phase.clone());
         tasks.spawn(async move {
-            let result = resolve_one(&artifact, &cache, &reporter, &phase).await;
+            let result = resolve_one(&artifact, &sharers, &cache, &reporter, &phase).await;
             (artifact.key, result)
         });
     }
@@ -109,8 +116,11 @@ enum Failure {
     Failed(String),
 }
 
+/// Resolves `artifact`; `sharers` are the other services that use it, whose logs say where
+/// its build output goes.
 async fn resolve_one(
     artifact: &Artifact,
+    sharers: &[String],
     cache: &Cache,
     reporter: &Reporter,
     cancel: &CancellationToken,
@@ -168,6 +178,12 @@ async fn resolve_one(
     }
 
     reporter.emit(EventType::ArtifactStarted, key, None);
+    for service in sharers {
+        OutputSink::new(reporter.log.clone(), &reporter.environment, service).note([format!(
+            "building {key} for this service and {0}: the build output is in {0}'s log",
+            artifact.service
+        )]);
+    }
     let attempts = if artifact.resolver.retryable() {
         RETRY_DELAYS.len() + 1
     } else {

@@ -143,6 +143,48 @@ async fn duplicates_resolve_once_and_distinct_ones_all_resolve() {
     }
 }
 
+/// Services that share an artifact with the one whose log gets its build output are told
+/// where it is, once the build starts (not when it is cached).
+#[tokio::test]
+async fn sharers_of_a_build_are_told_whose_log_has_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let fake = Fake::new("shared", Behaviour::Build);
+    let of = |service: &str| Artifact {
+        service: service.to_string(),
+        ..artifact("cargo:/src/app", fake.clone())
+    };
+    let remarks = |reporter: &Reporter| -> Vec<(String, String)> {
+        reporter
+            .log
+            .events()
+            .iter()
+            .filter_map(|e| {
+                let log = e.log.as_ref()?;
+                log.stream
+                    .is_rig()
+                    .then(|| (e.service.clone(), log.data.clone()))
+            })
+            .collect()
+    };
+    let never = CancellationToken::new();
+    let building = reporter();
+    let list = [of("api"), of("worker"), of("worker"), of("cron")];
+    resolve_all(&list, &cache, &building, &never).await.unwrap();
+    let said = |service: &str| {
+        (
+            service.to_string(),
+            "building cargo:/src/app for this service and api: the build output is in api's log\n"
+                .to_string(),
+        )
+    };
+    assert_eq!(remarks(&building), [said("cron"), said("worker")]);
+
+    let cached = reporter();
+    resolve_all(&list, &cache, &cached, &never).await.unwrap();
+    assert_eq!(remarks(&cached), []);
+}
+
 #[tokio::test]
 async fn the_first_failure_cancels_the_others_and_is_the_error() {
     let dir = tempfile::tempdir().unwrap();
