@@ -435,8 +435,7 @@ async fn after_start(
                     host_env: task.instance.spec().host_env.clone(),
                     reaper: task.instance.reaper().cloned(),
                 }) {
-                    let limit = hook.timeout.to_std().filter(|d| !d.is_zero());
-                    let limit = limit.unwrap_or(SERVER_HOOK_TIMEOUT);
+                    let limit = own_limit(hook).unwrap_or(SERVER_HOOK_TIMEOUT);
                     match tokio::time::timeout(limit, run).await {
                         Ok(done) => done.map_err(|e| e.to_string())?,
                         Err(_) => return Err(hook_timed_out(i, hook, limit)),
@@ -472,6 +471,11 @@ fn local_port(hostport: &str) -> Option<(u16, Loopback)> {
 
 /// How long a server-side hook (`exec`, `sql`, `schema`) may run unless it says otherwise.
 const SERVER_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The hook's own `timeout`, when it sets one (zero means the default).
+fn own_limit(hook: &HookSpec) -> Option<Duration> {
+    hook.timeout.to_std().filter(|d| !d.is_zero())
+}
 
 /// A hook as the spec names it: `hooks.init[0] (sql)`.
 fn hook_name(phase: &str, i: usize, hook: &HookSpec) -> String {
@@ -515,9 +519,8 @@ async fn run_hook(
             .client_func
             .as_ref()
             .ok_or("client_func hook missing client_func spec")?;
-        let limit = hook.timeout.to_std().filter(|d| !d.is_zero());
         return callbacks
-            .call(&func.name, CallbackKind::Hook, limit)
+            .call(&func.name, CallbackKind::Hook, own_limit(hook))
             .await
             .map(|_| ());
     }

@@ -19,16 +19,18 @@ pub(super) fn quote_end(output: &str) -> String {
     let output = output.trim();
     let tail = last_bytes(output, LOG_TAIL);
     let before = &output[..output.len() - tail.len()];
-    let panic = before
-        .lines()
-        .rev()
-        .find(|line| line.starts_with("panic: ") || line.starts_with("fatal error: "));
-    match panic {
-        Some(line) if !tail.contains("\npanic: ") && !tail.starts_with("panic: ") => {
-            format!("{}\n[…]\n{tail}", first_bytes(line, PANIC_LINE_MAX))
-        }
-        _ => tail.to_string(),
+    if tail.lines().any(is_panic_line) {
+        return tail.to_string();
     }
+    match before.lines().rev().find(|line| is_panic_line(line)) {
+        Some(line) => format!("{}\n[…]\n{tail}", first_bytes(line, PANIC_LINE_MAX)),
+        None => tail.to_string(),
+    }
+}
+
+/// The first line of a Go panic or fatal runtime error.
+fn is_panic_line(line: &str) -> bool {
+    line.starts_with("panic: ") || line.starts_with("fatal error: ")
 }
 
 /// The end of `text`, at most `max` bytes, starting at a character boundary.
