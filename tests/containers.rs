@@ -439,3 +439,49 @@ async fn the_next_rigd_removes_containers_of_a_killed_rigd_and_reaper() {
     let _ = second.kill();
     let _ = second.wait();
 }
+
+/// A container the engine had to kill, or that answered SIGTERM with a failure, is remarked on
+/// in its log (stream `rig`) as the environment is torn down; one that exits 128 + SIGTERM is
+/// not.
+#[tokio::test]
+async fn an_unclean_container_stop_is_remarked_on_in_the_service_log() {
+    let image = busybox();
+    let rigd = Rigd::start_with(&["--stop-grace", "1s"]);
+    let container = |script: &str| json!({"type": "container", "config": {"image": image, "cmd": ["sh", "-c", script]}});
+    let id = rigd
+        .create(json!({"name": "stops", "services": {
+            "polite": container("trap 'exit 143' TERM; echo started; sleep 3600 & wait"),
+            "grumpy": container("trap 'exit 3' TERM; echo started; sleep 3600 & wait"),
+            // PID 1 does not die of a signal it does not handle.
+            "stubborn": container("echo started; exec sleep 3600"),
+        }}))
+        .await;
+    let mut events = rigd.events_with_logs(&id);
+    events.until(EnvironmentUp).await;
+    // Their traps are set once they have printed.
+    for service in ["polite", "grumpy", "stubborn"] {
+        events.until_printed(service, "started\n").await;
+    }
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE");
+    events.until(EnvironmentDown).await;
+
+    assert_eq!(
+        events.rig_remarks(),
+        [
+            (
+                "grumpy".to_string(),
+                "exited with code 3 when told to stop (SIGTERM)\n".to_string()
+            ),
+            (
+                "stubborn".to_string(),
+                "did not stop within 1s of SIGTERM, so the engine killed it (SIGKILL); have its \
+                 program exit on SIGTERM (as PID 1, a program only dies of a signal it \
+                 handles), or give rigd a longer --stop-grace\n"
+                    .to_string()
+            ),
+        ]
+    );
+}

@@ -652,3 +652,46 @@ async fn an_environment_being_torn_down_is_listed_as_such() {
     let listed = rigd.client().list_environments().await.expect("list");
     assert!(listed.is_empty(), "{listed:?}");
 }
+
+/// A service that needed SIGKILL, or answered SIGINT with a failure, is remarked on in its
+/// log (stream `rig`) as the environment is torn down; one that died of SIGINT is not.
+#[tokio::test]
+async fn an_unclean_stop_is_remarked_on_in_the_service_log() {
+    let rigd = Rigd::start_with(&["--stop-grace", "1s"]);
+    let id = rigd
+        .create(json!({"name": "stops", "services": {
+            "polite": sh("echo started; exec sleep 3600"),
+            // `wait` returns at once on a trapped signal; the background sleep ignores SIGINT
+            // (as every asynchronous command of a non-interactive shell does).
+            "grumpy": sh("trap 'exit 3' INT; echo started; sleep 3600 & wait"),
+            "stubborn": sh("trap '' INT; echo started; exec sleep 3600"),
+        }}))
+        .await;
+    let mut events = rigd.events_with_logs(&id);
+    events.until(EnvironmentUp).await;
+    // Their traps are set once they have printed.
+    for service in ["polite", "grumpy", "stubborn"] {
+        events.until_printed(service, "started\n").await;
+    }
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE");
+    events.until(EnvironmentDown).await;
+
+    assert_eq!(
+        events.rig_remarks(),
+        [
+            (
+                "grumpy".to_string(),
+                "ended with exit status 3 when told to stop (SIGINT)\n".to_string()
+            ),
+            (
+                "stubborn".to_string(),
+                "did not exit within 1s of SIGINT, so it was killed (SIGKILL); have it exit on \
+                 SIGINT, or give rigd a longer --stop-grace\n"
+                    .to_string()
+            ),
+        ]
+    );
+}

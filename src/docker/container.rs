@@ -170,13 +170,17 @@ async fn start_and_follow(
         exited = wait.next() => Some(exited),
         _ = stop.cancel.cancelled() => None,
     };
+    let mut remark = None;
     let result = match exited {
         None => {
+            let grace = stop.grace.as_secs().max(1);
             let options = StopContainerOptionsBuilder::default()
-                .t(stop.grace.as_secs().max(1) as i32)
+                .t(grace as i32)
                 .build();
             // Removed right after anyway; a failed stop only costs the grace period.
-            let _ = docker.stop_container(id, Some(options)).await;
+            if docker.stop_container(id, Some(options)).await.is_ok() {
+                remark = stop_remark(docker, id, Duration::from_secs(grace)).await;
+            }
             Ok(())
         }
         Some(Some(Ok(_))) => Err(
@@ -192,8 +196,62 @@ async fn start_and_follow(
     };
     // The log stream ends when the container stops; let it deliver the last lines.
     let _ = tokio::time::timeout(Duration::from_secs(2), logs).await;
+    output.note(remark);
     result
 }
+
+/// rigd's remark on a stopped container that did not stop cleanly, for the service's log: the
+/// engine had to kill it (a program running as PID 1 does not die of a signal it does not
+/// handle), or it answered the stop signal with a failing exit code.
+async fn stop_remark(docker: &Docker, id: &str, grace: Duration) -> Option<String> {
+    let inspected = docker.inspect_container(id, None).await.ok()?;
+    let code = inspected.state?.exit_code?;
+    let signal = inspected
+        .config
+        .and_then(|config| config.stop_signal)
+        .filter(|signal| !signal.is_empty())
+        .unwrap_or_else(|| "SIGTERM".to_string());
+    unclean_stop(code, &signal, grace)
+}
+
+/// The remark for a container that exited with `code` after being sent `signal` (its image's
+/// stop signal) and, `grace` later, SIGKILL; `None` for a clean stop (0, or 128 + the signal).
+fn unclean_stop(code: i64, signal: &str, grace: Duration) -> Option<String> {
+    let name = signal.trim_start_matches("SIG");
+    let number = match name.parse::<i64>() {
+        Ok(number) => Some(number),
+        Err(_) => SIGNALS
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            .map(|&(_, number)| i64::from(number)),
+    };
+    let signal = format!("SIG{}", name.to_ascii_uppercase());
+    if code == 0 || number.is_some_and(|n| code == 128 + n) {
+        return None;
+    }
+    if code == 128 + i64::from(libc::SIGKILL) {
+        return Some(format!(
+            "did not stop within {} of {signal}, so the engine killed it (SIGKILL); have its \
+             program exit on {signal} (as PID 1, a program only dies of a signal it handles), \
+             or give rigd a longer --stop-grace",
+            rig_types::GoDuration::from_std(grace)
+        ));
+    }
+    Some(format!(
+        "exited with code {code} when told to stop ({signal})"
+    ))
+}
+
+/// Stop signals by name, as images give them (`STOPSIGNAL SIGQUIT`).
+const SIGNALS: [(&str, libc::c_int); 7] = [
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("TERM", libc::SIGTERM),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("WINCH", libc::SIGWINCH),
+];
 
 /// Streams the container's stdout and stderr into `output` until it stops.
 async fn follow_logs(docker: Docker, id: String, output: OutputSink) {
@@ -238,4 +296,35 @@ pub async fn host_port(docker: &Docker, id: &str, container_port: u16) -> Result
         .filter_map(|b| b.host_port?.parse::<u16>().ok())
         .find(|p| *p != 0)
         .ok_or_else(|| format!("the engine published no host port for {key}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unclean_stops_are_remarked_on() {
+        let grace = Duration::from_secs(5);
+        assert_eq!(unclean_stop(0, "SIGTERM", grace), None);
+        assert_eq!(unclean_stop(143, "SIGTERM", grace), None);
+        assert_eq!(unclean_stop(131, "SIGQUIT", grace), None);
+        assert_eq!(unclean_stop(131, "3", grace), None);
+        assert_eq!(unclean_stop(130, "int", grace), None);
+        assert_eq!(
+            unclean_stop(143, "SIGQUIT", grace).as_deref(),
+            Some("exited with code 143 when told to stop (SIGQUIT)")
+        );
+        assert_eq!(
+            unclean_stop(2, "SIGTERM", grace).as_deref(),
+            Some("exited with code 2 when told to stop (SIGTERM)")
+        );
+        assert_eq!(
+            unclean_stop(137, "SIGTERM", grace).as_deref(),
+            Some(
+                "did not stop within 5s of SIGTERM, so the engine killed it (SIGKILL); have its \
+                 program exit on SIGTERM (as PID 1, a program only dies of a signal it \
+                 handles), or give rigd a longer --stop-grace"
+            )
+        );
+    }
 }

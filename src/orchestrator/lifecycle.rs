@@ -342,7 +342,15 @@ async fn run_group(task: &ServiceTask, started: Started) -> Ended {
         _ = task.cancel().cancelled() => {
             task.emit(EventType::ServiceStopping);
             match tokio::time::timeout(shutdown, &mut runner).await {
-                Ok(_) => Ended::Stopped,
+                Ok(Ok(())) => Ended::Stopped,
+                // It ended by itself just as it was told to stop: too late to fail the
+                // environment, but worth a word in its log.
+                Ok(Err(e)) => {
+                    task.output().note([format!(
+                        "ended by itself as it was being stopped: {e}"
+                    )]);
+                    Ended::Stopped
+                }
                 Err(_) => Ended::StopTimedOut(format!(
                     "did not exit within {} of being told to stop",
                     rig_types::GoDuration::from_std(shutdown)

@@ -97,9 +97,9 @@ pub(crate) async fn run_program(
     let outcome = tokio::select! {
         status = child.wait() => Exit::BySelf(status),
         _ = ctx.cancel.cancelled() => {
-            // Told to stop: how it ended is not a failure, whatever the status.
-            let _ = stop(&mut child, pgid, ctx.stop_grace).await;
-            Exit::Stopped
+            // Told to stop: how it ended is not a failure, whatever the status; an unclean
+            // end is remarked on below.
+            Exit::Stopped(stop(&mut child, pgid, ctx.stop_grace).await)
         }
     };
     // Whatever the leader did, nothing of its group may outlive it.
@@ -114,7 +114,10 @@ pub(crate) async fn run_program(
         let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
     }
     match outcome {
-        Exit::Stopped => Ok(()),
+        Exit::Stopped(stopped) => {
+            ctx.output.note(stopped.remark(ctx.stop_grace));
+            Ok(())
+        }
         Exit::BySelf(Ok(status)) => Err(ServiceError::new(describe_exit(status))),
         Exit::BySelf(Err(e)) => Err(ServiceError::new(format!("wait for process: {e}"))),
     }
@@ -122,24 +125,66 @@ pub(crate) async fn run_program(
 
 enum Exit {
     BySelf(std::io::Result<ExitStatus>),
-    Stopped,
+    Stopped(Stopped),
+}
+
+/// How a process that was told to stop ended.
+struct Stopped {
+    status: std::io::Result<ExitStatus>,
+    /// It outlived the grace period and was sent SIGKILL.
+    killed: bool,
+}
+
+impl Stopped {
+    /// rigd's remark on an unclean stop, for the service's log: it needed SIGKILL, or it
+    /// answered SIGINT with a failure (a panic in a shutdown handler, say). Ending by SIGINT
+    /// itself, with status 0, or with 130 (128 + SIGINT, a shell's way) is clean.
+    fn remark(&self, grace: Duration) -> Option<String> {
+        if self.killed {
+            return Some(format!(
+                "did not exit within {} of SIGINT, so it was killed (SIGKILL); have it exit \
+                 on SIGINT, or give rigd a longer --stop-grace",
+                rig_types::GoDuration::from_std(grace)
+            ));
+        }
+        let status = match &self.status {
+            Ok(status) => *status,
+            Err(e) => {
+                return Some(format!(
+                    "told to stop (SIGINT), then: wait for process: {e}"
+                ))
+            }
+        };
+        let clean = matches!(status.code(), Some(0 | 130)) || status.signal() == Some(libc::SIGINT);
+        (!clean).then(|| {
+            format!(
+                "ended with {} when told to stop (SIGINT)",
+                describe_exit(status)
+            )
+        })
+    }
 }
 
 /// SIGINT to the group, then SIGKILL once `grace` has passed.
-async fn stop(
-    child: &mut Child,
-    pgid: Option<i32>,
-    grace: Duration,
-) -> std::io::Result<ExitStatus> {
+async fn stop(child: &mut Child, pgid: Option<i32>, grace: Duration) -> Stopped {
     let Some(pgid) = pgid else {
-        return child.wait().await;
+        return Stopped {
+            status: child.wait().await,
+            killed: false,
+        };
     };
     signal_group(pgid, libc::SIGINT);
     match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => status,
+        Ok(status) => Stopped {
+            status,
+            killed: false,
+        },
         Err(_) => {
             signal_group(pgid, libc::SIGKILL);
-            child.wait().await
+            Stopped {
+                status: child.wait().await,
+                killed: true,
+            }
         }
     }
 }
@@ -424,5 +469,36 @@ mod tests {
             "signal: interrupt"
         );
         assert!(describe_exit(ExitStatus::from_raw(0)).starts_with("exit status 0"));
+    }
+
+    #[test]
+    fn only_unclean_stops_are_remarked_on() {
+        let grace = Duration::from_secs(5);
+        let stopped = |raw: i32| Stopped {
+            status: Ok(ExitStatus::from_raw(raw)),
+            killed: false,
+        };
+        for clean in [0, 130 << 8, libc::SIGINT] {
+            assert_eq!(stopped(clean).remark(grace), None, "{clean}");
+        }
+        assert_eq!(
+            stopped(101 << 8).remark(grace).as_deref(),
+            Some("ended with exit status 101 when told to stop (SIGINT)")
+        );
+        assert_eq!(
+            stopped(libc::SIGSEGV | 0x80).remark(grace).as_deref(),
+            Some("ended with signal: segmentation fault (core dumped) when told to stop (SIGINT)")
+        );
+        let killed = Stopped {
+            status: Ok(ExitStatus::from_raw(libc::SIGKILL)),
+            killed: true,
+        };
+        assert_eq!(
+            killed.remark(grace).as_deref(),
+            Some(
+                "did not exit within 5s of SIGINT, so it was killed (SIGKILL); have it exit on \
+                 SIGINT, or give rigd a longer --stop-grace"
+            )
+        );
     }
 }

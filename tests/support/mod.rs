@@ -432,6 +432,33 @@ impl Events {
         &self.seen
     }
 
+    /// Returns once `service` has written `line` (a whole line, newline included), whether
+    /// that was seen already or is still to come; the stream must include logs
+    /// ([`Rigd::events_with_logs`]).
+    pub async fn until_printed(&mut self, service: &str, line: &str) {
+        let printed =
+            |e: &Event| e.service == service && e.log.as_ref().is_some_and(|l| l.data == line);
+        if !self.seen.iter().any(printed) {
+            self.until_matching(&format!("{service} printing {line:?}"), printed)
+                .await;
+        }
+    }
+
+    /// rigd's remarks (`service.log` on the stream `rig`) seen so far, as (service, line),
+    /// sorted.
+    pub fn rig_remarks(&self) -> Vec<(String, String)> {
+        let mut remarks: Vec<(String, String)> = self
+            .seen
+            .iter()
+            .filter_map(|event| {
+                let log = event.log.as_ref().filter(|log| log.stream.is_rig())?;
+                Some((event.service.clone(), log.data.clone()))
+            })
+            .collect();
+        remarks.sort();
+        remarks
+    }
+
     /// The id of the last event returned by [`Events::next`]: where a new stream resumes
     /// without a gap. (`EventStream::last_event_id` also counts events parsed but not yet
     /// returned, which a dropped stream never delivers.)
