@@ -462,3 +462,40 @@ async fn logs_flag_shows_each_output_line_marked_by_stream() {
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.contains("SIGTERM received"), "{stderr}");
 }
+
+/// rigd's remarks about a service (an unset variable in its arguments at start, an unclean
+/// stop at teardown) are shown without `--logs`, unlike the service's own output.
+#[tokio::test]
+async fn rig_remarks_are_shown_without_logs() {
+    let rigd = Rigd::start("remarks").await;
+    let spec = rigd.spec_file(
+        "remarks",
+        r#"{"name": "it-remarks", "services": {"grumpy": {
+            "type": "process",
+            "config": {"command": "sh"},
+            "args": ["-c", "trap 'exit 3' INT; echo chatter; touch trapped; sleep 600 & wait", "$NOT_SET"]
+        }}}"#,
+    );
+    let trapped = spec.with_file_name("trapped");
+    let mut rig = rigd.rig_up(&spec, &[]);
+    rig.wait_for(
+        "    grumpy rig: args[2] \"$NOT_SET\": $NOT_SET is not set for this service, so it \
+         expands to nothing; check the spelling, or write $$ for a literal $",
+    );
+    rig.wait_for("press Ctrl-C to tear the environment down");
+    // The service's SIGINT trap is set once the file is there.
+    let deadline = Instant::now() + PATIENCE;
+    while !trapped.exists() {
+        assert!(Instant::now() < deadline, "the service never set its trap");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rig.signal(libc::SIGINT);
+    rig.wait_for("    grumpy rig: ended with exit status 3 when told to stop (SIGINT)");
+    rig.wait_for("  ✓ torn down \"it-remarks\"");
+    let (code, stdout, stderr) = rig.finish();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        !stdout.contains("chatter"),
+        "the output needs --logs:\n{stdout}"
+    );
+}

@@ -18,7 +18,8 @@
 //! traffic totals, failed exchanges show the proxy's `error`, Kafka requests get their own
 //! lines and totals, `connection.progress` shows the byte counts of connections still open, and
 //! `proxy.observations_dropped` is shown in the timeline and totalled under `Traffic:` so a gap
-//! in the record is never silent.
+//! in the record is never silent, and rigd's remarks about a service (`service.log` on the
+//! stream `rig`) have their own lines, `rig: ...`.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -63,10 +64,13 @@ pub fn render_pretty<E: Borrow<Event>>(header: &LogHeader, events: &[E]) -> Stri
     let mut traffic = TrafficTotals::default();
     for e in events {
         let e = e.borrow();
-        if matches!(
-            e.event_type,
-            EventType::ServiceLog | EventType::HealthCheckFailed | EventType::ConnectionOpened
-        ) {
+        let skipped = match e.event_type {
+            // rigd's remarks about a service say what to fix: they stay; its output does not.
+            EventType::ServiceLog => !is_rig_remark(e),
+            EventType::HealthCheckFailed | EventType::ConnectionOpened => true,
+            _ => false,
+        };
+        if skipped {
             continue;
         }
         traffic.add(e);
@@ -83,6 +87,11 @@ pub fn render_pretty<E: Borrow<Event>>(header: &LogHeader, events: &[E]) -> Stri
     traffic.render(&mut out);
     out.push('\n');
     out
+}
+
+/// A `service.log` of rigd's own about a service (stream `rig`), not the service's output.
+fn is_rig_remark(e: &Event) -> bool {
+    e.log.as_ref().is_some_and(|log| log.stream.is_rig())
 }
 
 fn elapsed_secs(start: &Timestamp, at: &Timestamp) -> f64 {
@@ -184,6 +193,17 @@ fn event_line(out: &mut String, e: &Event, elapsed: f64) {
                         let _ = write!(out, " — {detail}");
                     }
                 }
+                return;
+            }
+        }
+        EventType::ServiceLog => {
+            if let Some(log) = &e.log {
+                let remark = log.data.trim_end_matches('\n');
+                let _ = write!(
+                    out,
+                    "  {elapsed:5.2}s  {kind:<22} {:<12} rig: {remark}",
+                    e.service
+                );
                 return;
             }
         }

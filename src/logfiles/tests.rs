@@ -162,6 +162,14 @@ fn crashed_run() -> Vec<Arc<Event>> {
             310,
         ),
         at(
+            Event::log(
+                "api",
+                LogStream::rig(),
+                "ended with exit status 2 when told to stop\n",
+            ),
+            1240,
+        ),
+        at(
             Event::new(EventType::EnvironmentDown).with_message("environment failed: ..."),
             1250,
         ),
@@ -209,6 +217,7 @@ rig: TestOrders  CRASHED  1.25s  [api, broken]
                                    api: published — waiting on db, temporal
                                    db: starting
    0.31s  test.note              orders_test.rs:42:5: expected 200, got 500
+   1.24s  service.log            api          rig: ended with exit status 2 when told to stop
    1.25s  environment.down
 
   Traffic:

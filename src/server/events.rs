@@ -12,11 +12,13 @@ use super::response::ApiError;
 use super::sse::{event_stream, parse_last_event_id, HEARTBEAT_INTERVAL};
 use super::state::AppState;
 use crate::events::{EventFilter, Replay, StoreKind};
+use rig_types::EventType;
 
 /// Query parameters of the event stream.
 #[derive(serde::Deserialize)]
 pub(crate) struct StreamQuery {
-    /// `logs=true` also streams `service.log` events (rig-rs addition, used by `rig up --logs`).
+    /// `logs=true` also streams `service.log` events (rig-rs addition, used by `rig up --logs`);
+    /// `logs=rig` only rigd's remarks among them (stream `rig`, used by `rig up`).
     #[serde(default)]
     logs: Option<String>,
     /// `owner=true`: the client ends the environment itself when done, so rigd ends it when
@@ -27,7 +29,8 @@ pub(crate) struct StreamQuery {
 }
 
 /// `GET /environments/{id}/events`: replay from `Last-Event-ID` (exclusive), then follow.
-/// Every event except `service.log` is streamed, unless `?logs=true`. With `?owner=true` the
+/// Every event except `service.log` is streamed, unless `?logs=true` (all of them) or
+/// `?logs=rig` (those of rigd's remarks about services). With `?owner=true` the
 /// stream holds the environment: it is torn down once no such stream has been open for the
 /// orphan grace period.
 pub(crate) async fn stream(
@@ -41,10 +44,14 @@ pub(crate) async fn stream(
     let Query(query) =
         query.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
     let from_seq = parse_last_event_id(headers.get("last-event-id").and_then(|v| v.to_str().ok()));
-    let filter = if query.logs.as_deref() == Some("true") {
-        EventFilter::all()
-    } else {
-        EventFilter::without_logs()
+    // Anything else means no logs, as upstream reads it.
+    let filter = match query.logs.as_deref() {
+        Some("true") => EventFilter::all(),
+        Some("rig") => EventFilter::all().and_matching(|event| {
+            event.event_type != EventType::ServiceLog
+                || event.log.as_ref().is_some_and(|log| log.stream.is_rig())
+        }),
+        _ => EventFilter::without_logs(),
     };
     let log = entry.instance().log();
     // No event of this log has that number yet: the client's id is from another stream (another

@@ -43,6 +43,7 @@ pub struct EventStream {
     transport: Transport,
     id: String,
     logs: bool,
+    rig_remarks: bool,
     owner: bool,
     /// The last id received from the server (events may still wait in `ready`); where this
     /// stream resumes after a dropped connection.
@@ -80,6 +81,7 @@ impl EventStream {
             transport,
             id,
             logs: false,
+            rig_remarks: false,
             owner: false,
             last_id,
             returned_id: last_id,
@@ -98,6 +100,13 @@ impl EventStream {
     /// Also receive `service.log` events (`?logs=true`), which rigd leaves out by default.
     pub fn with_logs(mut self, logs: bool) -> EventStream {
         self.logs = logs;
+        self
+    }
+
+    /// Also receive rigd's remarks about services (`service.log` events on the stream `rig`),
+    /// even without the rest of the logs (`?logs=rig`).
+    pub fn with_rig_remarks(mut self, remarks: bool) -> EventStream {
+        self.rig_remarks = remarks;
         self
     }
 
@@ -285,10 +294,14 @@ impl EventStream {
 
     async fn open(&self) -> Result<Live, ClientError> {
         let mut path = format!("{}/events", environment_path(&self.id));
-        let query: Vec<&str> = [(self.logs, "logs=true"), (self.owner, "owner=true")]
-            .into_iter()
-            .filter_map(|(on, param)| on.then_some(param))
-            .collect();
+        let query: Vec<&str> = [
+            (self.logs, "logs=true"),
+            (self.rig_remarks && !self.logs, "logs=rig"),
+            (self.owner, "owner=true"),
+        ]
+        .into_iter()
+        .filter_map(|(on, param)| on.then_some(param))
+        .collect();
         if !query.is_empty() {
             path.push('?');
             path.push_str(&query.join("&"));

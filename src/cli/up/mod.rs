@@ -85,7 +85,11 @@ pub async fn run(args: Args) -> CmdResult {
     ));
     let names = spec.service_names();
     let mut session = Session {
-        events: client.events(&id, None).with_logs(opts.logs).owning(true),
+        events: client
+            .events(&id, None)
+            .with_logs(opts.logs)
+            .with_rig_remarks(true)
+            .owning(true),
         progress: Progress::new(style, opts.logs, &names),
         client,
         id,
