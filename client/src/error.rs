@@ -101,9 +101,9 @@ pub enum Error {
     /// Two services set the same environment variable to different values (see
     /// [`Service::env`](crate::Service::env)).
     #[error(
-        "services {first:?} and {second:?} set {variable} to different values; rigd has no \
-         per-service environment yet, so .env() values reach every service: use one value, or \
-         pass the setting as an argument (.args)"
+        "services {first:?} and {second:?} set {variable} to different values; .env() on a \
+         custom service goes into the environment's host_env, which every service sees: use \
+         one value, or pass the setting in the service's config or as an argument (.args)"
     )]
     EnvConflict {
         /// The variable.

@@ -377,3 +377,55 @@ async fn a_note_marks_the_run_failed() -> Result<(), rig::BoxError> {
     );
     Ok(())
 }
+
+/// `rig::cargo(path)` has rigd build the package in that directory and run its binary, with
+/// the service's own `.env`.
+#[tokio::test]
+async fn a_cargo_package_is_built_and_run_with_its_own_env() -> Result<(), rig::BoxError> {
+    // SAFETY: getpid(2) cannot fail and has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let package = std::env::temp_dir().join(format!("rig-sdk-cargo-{pid}"));
+    let _ = std::fs::remove_dir_all(&package);
+    std::fs::create_dir_all(package.join("src"))?;
+    std::fs::write(
+        package.join("Cargo.toml"),
+        "[package]\nname = \"greeter\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+         [[bin]]\nname = \"greeter\"\npath = \"src/main.rs\"\n\n\
+         [[bin]]\nname = \"other\"\npath = \"src/other.rs\"\n\n[workspace]\n",
+    )?;
+    std::fs::write(
+        package.join("src/main.rs"),
+        r#"use std::io::Write;
+fn main() {
+    let mode = std::env::var("MODE").unwrap_or_default();
+    let port = std::env::var("PORT").expect("PORT");
+    let listener = std::net::TcpListener::bind(format!("127.0.0.1:{port}")).expect("bind");
+    for stream in listener.incoming().flatten() {
+        let _ = (&stream).write_all(mode.as_bytes());
+    }
+}
+"#,
+    )?;
+    std::fs::write(package.join("src/other.rs"), "fn main() {}\n")?;
+
+    let env = builder("sdk-cargo")
+        .observe(false)
+        .service(
+            "greeter",
+            rig::cargo(package.to_string_lossy())
+                .bin("greeter")
+                .env("MODE", "from-the-sdk")
+                .no_ingress()
+                .ingress("default", Protocol::Tcp),
+        )
+        .up()
+        .await?;
+    let endpoint = env.endpoint("greeter")?;
+    let mut stream = tokio::net::TcpStream::connect(&endpoint.host_port).await?;
+    let mut greeting = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut greeting).await?;
+    assert_eq!(greeting, "from-the-sdk");
+    env.down().await?;
+    let _ = std::fs::remove_dir_all(&package);
+    Ok(())
+}

@@ -98,6 +98,50 @@ async fn a_hook_that_outlives_the_callback_timeout_is_failed_by_the_sdk() {
     );
 }
 
+/// A service's own hook timeout replaces the callback timeout in the SDK too, both ways.
+#[tokio::test]
+async fn a_hook_timeout_replaces_the_callback_timeout() {
+    let err = builder("sdk-hook-timeout")
+        .observe(false)
+        .callback_timeout(Duration::from_secs(60))
+        .service(
+            "web",
+            http_server(".")
+                .hook_timeout(Duration::from_millis(200))
+                .init(|_| async move {
+                    std::future::pending::<()>().await;
+                    Ok(())
+                }),
+        )
+        .up()
+        .await
+        .expect_err("the hook never finishes");
+    let text = err.to_string();
+    assert!(
+        text.contains("init hook did not finish within its hook timeout (0.2s)"),
+        "{text}"
+    );
+
+    // A hook that takes longer than the callback timeout, but not its own.
+    let env = builder("sdk-long-hook")
+        .observe(false)
+        .callback_timeout(Duration::from_millis(100))
+        .service(
+            "web",
+            http_server(".")
+                .hook_timeout(Duration::from_secs(60))
+                .init(|_| async move {
+                    // The work the hook does: it outlasts the callback timeout.
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    Ok(())
+                }),
+        )
+        .up()
+        .await
+        .expect("the hook's own timeout applies");
+    env.down().await.expect("down");
+}
+
 #[tokio::test]
 async fn a_service_type_rigd_does_not_run_is_a_clear_error() {
     let err = builder("sdk-unsupported")

@@ -27,7 +27,7 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(25);
 /// rigd is told to wait this much longer than the SDK for a callback answer, so a hook that
 /// overruns is reported by the SDK (which names the hook) rather than by rigd.
-const RIGD_CALLBACK_MARGIN: Duration = Duration::from_secs(5);
+pub(crate) const RIGD_CALLBACK_MARGIN: Duration = Duration::from_secs(5);
 /// How often the SDK tells rigd the environment is still in use when no TTL is set (rigd's
 /// default TTL is 10 minutes).
 const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -210,7 +210,9 @@ impl EnvironmentBuilder {
             ttl: ttl
                 .map(|t| GoDuration::from_std(t).to_string())
                 .unwrap_or_default(),
-            callback_timeout: GoDuration::from_std(callback_timeout + RIGD_CALLBACK_MARGIN),
+            callback_timeout: GoDuration::from_std(
+                callback_timeout.saturating_add(RIGD_CALLBACK_MARGIN),
+            ),
         };
 
         let server = autostart.ensure().await?;

@@ -8,6 +8,7 @@ mod traffic_store;
 
 use traffic_store::TrafficSnapshot;
 
+pub(crate) use builder::RIGD_CALLBACK_MARGIN;
 pub use builder::{EnvironmentBuilder, DEFAULT_CALLBACK_TIMEOUT, DEFAULT_STARTUP_TIMEOUT};
 pub use teardown::DownReport;
 

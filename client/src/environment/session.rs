@@ -146,8 +146,16 @@ impl Session {
                 request.name,
                 h.service()
             )),
-            (Some(Handler::Hook { phase, run, .. }), CallbackKind::Hook) => {
-                let result = self.run_hook(phase, run, wiring).await;
+            (
+                Some(Handler::Hook {
+                    phase,
+                    timeout,
+                    run,
+                    ..
+                }),
+                CallbackKind::Hook,
+            ) => {
+                let result = self.run_hook(phase, timeout, run, wiring).await;
                 log.flush().await;
                 result
             }
@@ -181,23 +189,32 @@ impl Session {
             .await;
     }
 
-    /// Runs a hook on the test's runtime within the callback timeout.
+    /// Runs a hook on the test's runtime within its own timeout, else the callback timeout.
     async fn run_hook(
         &self,
         phase: HookPhase,
+        own_timeout: Option<Duration>,
         run: ClientFn,
         wiring: Wiring,
     ) -> Result<(), String> {
         let task = self.user.spawn(run(wiring));
         let abort = task.abort_handle();
-        match tokio::time::timeout(self.callback_timeout, task).await {
+        let limit = own_timeout.unwrap_or(self.callback_timeout);
+        match tokio::time::timeout(limit, task).await {
             Err(_) => {
                 abort.abort();
+                let (which, raise) = match own_timeout {
+                    Some(_) => ("its hook timeout", "the service's .hook_timeout(..)"),
+                    None => (
+                        "the callback timeout",
+                        "Environment::builder(..).callback_timeout(..), or the service's \
+                         .hook_timeout(..)",
+                    ),
+                };
                 Err(format!(
-                    "{} hook did not finish within the callback timeout ({}); raise it with \
-                     Environment::builder(..).callback_timeout(..)",
+                    "{} hook did not finish within {which} ({}); raise it with {raise}",
                     phase.as_str(),
-                    seconds(self.callback_timeout)
+                    seconds(limit)
                 ))
             }
             Ok(Ok(Ok(()))) => Ok(()),

@@ -60,6 +60,9 @@ pub(crate) enum Handler {
         service: String,
         /// Its phase.
         phase: Phase,
+        /// Its own time limit ([`Service::hook_timeout`](super::Service::hook_timeout)),
+        /// instead of the environment's callback timeout.
+        timeout: Option<std::time::Duration>,
         /// The function.
         run: ClientFn,
     },

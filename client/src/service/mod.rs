@@ -156,13 +156,19 @@ pub fn custom(service_type: impl Into<String>, config: impl serde::Serialize) ->
     s
 }
 
-/// A binary of a Cargo package in the test's workspace, built (and cached) by rigd.
-/// Requires a rigd with the `cargo` service type.
-pub fn cargo(package: impl Into<String>) -> Service {
+/// The binary of the Cargo package in directory `path`, built (and cached) by rigd: relative
+/// to the test's working directory, which `cargo test` sets to the root of the package under
+/// test, so `"."` is that package and `"../api"` a sibling. A package with several binaries
+/// needs [`Service::bin`]. Requires a rigd with the `cargo` service type.
+///
+/// ```no_run
+/// let api = rig::cargo("../orders-api").bin("orders-api").args(["--port", "${PORT}"]);
+/// ```
+pub fn cargo(path: impl Into<String>) -> Service {
     Service::new(
         Kind::Cargo,
         "cargo",
-        object([("package", Value::String(package.into()))]),
+        object([("path", Value::String(path.into()))]),
     )
 }
 
@@ -355,18 +361,18 @@ impl Service {
 
     /// Sets an environment variable for the service.
     ///
-    /// For a `process` or a `container` it goes into that service's own environment (its
-    /// config's `env`). rigd has no per-service environment for `custom`, `cargo` and `go`
-    /// services yet, so for those the variable is added to the environment's `host_env`,
-    /// which **every** service of the environment sees (overriding the test process's own
-    /// value); two services setting one variable to different values is then an error
+    /// For a `process`, `cargo`, `go` or `container` service it goes into that service's own
+    /// environment (its config's `env`). A `custom` service's type may have no such field, so
+    /// for those the variable is added to the environment's `host_env`, which **every**
+    /// service of the environment sees (overriding the test process's own value); two
+    /// services setting one variable to different values is then an error
     /// ([`Error::EnvConflict`](crate::Error::EnvConflict)). A `func` runs inside the test:
     /// pass it values through its closure instead.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Service {
         let (key, value) = (key.into(), value.into());
         match self.kind {
-            Kind::Custom | Kind::Cargo | Kind::Go => self.env.push((key, value)),
-            Kind::Process | Kind::Container => {
+            Kind::Custom => self.env.push((key, value)),
+            Kind::Process | Kind::Container | Kind::Cargo | Kind::Go => {
                 let env = self
                     .config
                     .entry("env")
@@ -383,6 +389,19 @@ impl Service {
                 "environment variables are not supported by {} services",
                 self.describe()
             )),
+        }
+        self
+    }
+
+    /// The binary target a `cargo` service runs, for a package with several.
+    pub fn bin(mut self, name: impl Into<String>) -> Service {
+        if self.kind == Kind::Cargo {
+            self.config.insert("bin".into(), Value::String(name.into()));
+        } else {
+            self.problem(format!(
+                ".bin() is only for cargo services, not {}",
+                self.describe()
+            ));
         }
         self
     }

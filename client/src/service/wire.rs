@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::hooks::{hook_name, start_name, ClientFn, Handler, InitHook, Phase};
 use super::Service;
+use crate::environment::RIGD_CALLBACK_MARGIN;
 use crate::error::{Error, Result};
 
 /// The wire form of a set of services.
@@ -98,6 +99,7 @@ fn to_wire(
         });
     }
 
+    let timeout = service.hook_timeout;
     let mut register = |phase: Phase, hooks: Vec<ClientFn>| -> Vec<HookSpec> {
         hooks
             .into_iter()
@@ -109,6 +111,7 @@ fn to_wire(
                     Handler::Hook {
                         service: name.to_string(),
                         phase,
+                        timeout,
                         run,
                     },
                 );
@@ -130,6 +133,7 @@ fn to_wire(
                     Handler::Hook {
                         service: name.to_string(),
                         phase: Phase::Init,
+                        timeout,
                         run,
                     },
                 );
@@ -144,9 +148,15 @@ fn to_wire(
         }
     }
     let mut prestart = prestart;
-    if let Some(timeout) = service.hook_timeout {
+    if let Some(timeout) = timeout {
         for hook in prestart.iter_mut().chain(init.iter_mut()) {
-            hook.timeout = GoDuration::from_std(timeout);
+            // rigd waits a little longer for the hooks the test runs, so the SDK, which names
+            // the hook, is the one to report an overrun.
+            let limit = match hook.client_func {
+                Some(_) => timeout.saturating_add(RIGD_CALLBACK_MARGIN),
+                None => timeout,
+            };
+            hook.timeout = GoDuration::from_std(limit);
         }
     }
     let hooks = (!prestart.is_empty() || !init.is_empty()).then_some(Hooks { prestart, init });
