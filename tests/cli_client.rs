@@ -34,7 +34,8 @@ async fn create_follow_keepalive_note_and_delete() {
     let id = client
         .create_environment(&sleeper_spec(&dir.path))
         .await
-        .expect("create");
+        .expect("create")
+        .id;
     assert!(!id.is_empty());
 
     let mut events = client.events(&id, None);
@@ -182,4 +183,29 @@ async fn validation_errors_come_back_one_per_line() {
         .await
         .expect_err("undecodable spec");
     assert!(matches!(err, ClientError::Api { status: 400, .. }), "{err}");
+}
+
+/// rigd's warnings about a spec it accepts (a config key it ignores) come back with the id.
+#[tokio::test]
+async fn spec_warnings_come_back_with_the_id() {
+    let mut dir = RigDir::new("client-warnings");
+    let server = dir.ensure().await;
+    let client = RigdClient::new(&server.addr).expect("address");
+    let created = client
+        .create_environment(&json!({"name": "warned", "services": {"db": {
+            "type": "postgres", "config": {"imgae": "postgres:16"}
+        }}}))
+        .await
+        .expect("created despite the typo");
+    assert!(!created.id.is_empty());
+    assert_eq!(created.warnings.len(), 1, "{:?}", created.warnings);
+    assert!(
+        created.warnings[0].contains("services.db.config.imgae"),
+        "{:?}",
+        created.warnings
+    );
+    client
+        .delete_environment(&created.id, &Default::default())
+        .await
+        .expect("DELETE");
 }

@@ -383,7 +383,7 @@ async fn twenty_environments_in_parallel_get_distinct_ports_and_leave_no_process
             "services": {"web": http_service(), "api": http_service()}
         }));
         tasks.push(tokio::spawn(async move {
-            let id = client.create_environment(&spec).await.expect("create");
+            let id = client.create_environment(&spec).await.expect("create").id;
             let mut events = support::Events::from_client(&client, &id);
             let up = events.until(EnvironmentUp).await;
             (id, up)

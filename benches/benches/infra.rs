@@ -97,7 +97,8 @@ impl InProcessRigd {
                 .client
                 .create_environment(spec)
                 .await
-                .expect("POST /environments");
+                .expect("POST /environments")
+                .id;
             let mut stream = self.client.events(&id, None);
             let elapsed = loop {
                 let event = tokio::time::timeout(DEADLINE, stream.next())

@@ -135,7 +135,8 @@ impl RigdProcess {
                 .client
                 .create_environment(spec)
                 .await
-                .expect("POST /environments");
+                .expect("POST /environments")
+                .id;
             let mut stream = self.client.events(&id, None);
             let mut events = Vec::new();
             let outcome = loop {

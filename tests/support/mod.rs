@@ -164,6 +164,7 @@ impl Rigd {
             .create_environment(&with_path(spec))
             .await
             .unwrap_or_else(|e| panic!("create the environment: {e}"))
+            .id
     }
 
     /// Creates an environment from `spec` and waits for its `environment.up`: the id and the

@@ -217,10 +217,15 @@ impl EnvironmentBuilder {
 
         let server = autostart.ensure().await?;
         let client = RigdClient::new(&server.addr)?;
-        let id = client
+        let created = client
             .create_environment(&spec)
             .await
             .map_err(|e| create_error(e, &spec, client.addr()))?;
+        // A misspelt config key is ignored by rigd, so the test may not do what it says.
+        for warning in &created.warnings {
+            eprintln!("rig: environment {name:?}: warning: {warning}");
+        }
+        let id = created.id;
 
         // From here on the environment exists on rigd: `lifetime` ends it on every path,
         // including this future being dropped.

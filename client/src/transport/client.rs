@@ -258,9 +258,15 @@ struct ErrorBody {
     validation_errors: Vec<String>,
 }
 
-#[derive(Deserialize)]
-struct CreatedBody {
-    id: String,
+/// What `POST /environments` answers: the new environment's id, and rigd's warnings about
+/// the spec (misspelt fields and config keys it ignored).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Created {
+    /// The environment's id.
+    pub id: String,
+    /// Warnings about the spec; the environment is created regardless.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// A client for one rigd.
@@ -330,12 +336,13 @@ impl RigdClient {
         decode(&format!("GET {path}"), &body)
     }
 
-    /// `POST /environments`: validates and creates an environment, returning its id.
-    /// Orchestration goes on in rigd; follow it with [`RigdClient::events`].
+    /// `POST /environments`: validates and creates an environment, returning its id and
+    /// rigd's warnings about the spec. Orchestration goes on in rigd; follow it with
+    /// [`RigdClient::events`].
     pub async fn create_environment<T: Serialize + ?Sized>(
         &self,
         spec: &T,
-    ) -> Result<String, ClientError> {
+    ) -> Result<Created, ClientError> {
         let body = serde_json::to_vec(spec).map_err(|e| ClientError::Protocol {
             what: "POST /environments".into(),
             detail: format!("encoding the spec: {e}"),
@@ -347,14 +354,14 @@ impl RigdClient {
         if !status.is_success() {
             return Err(api_error(status, &body));
         }
-        let created: CreatedBody = decode("POST /environments", &body)?;
+        let created: Created = decode("POST /environments", &body)?;
         if created.id.is_empty() {
             return Err(ClientError::Protocol {
                 what: "POST /environments".into(),
                 detail: "the response has an empty id".into(),
             });
         }
-        Ok(created.id)
+        Ok(created)
     }
 
     /// `GET /environments/{id}`: the environment's services, status and endpoints now.

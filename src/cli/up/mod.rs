@@ -136,7 +136,10 @@ async fn create(
     // A signal during the POST cannot be acted on until rigd says which environment it made.
     let create = Box::pin(client.create_environment(&spec.spec));
     let create = match until_signal(create, signals).await {
-        Interruptible::Done(result) => return Ok(Some((result.map_err(cannot_create)?, false))),
+        // rigd's warnings about the spec were found and printed from the file already.
+        Interruptible::Done(result) => {
+            return Ok(Some((result.map_err(cannot_create)?.id, false)))
+        }
         Interruptible::Signalled(create) => create,
     };
     eprint_line(
@@ -144,7 +147,7 @@ async fn create(
          (Ctrl-C again to quit now)",
     );
     match until_signal(create, signals).await {
-        Interruptible::Done(result) => Ok(Some((result.map_err(cannot_create)?, true))),
+        Interruptible::Done(result) => Ok(Some((result.map_err(cannot_create)?.id, true))),
         Interruptible::Signalled(_) => Ok(None),
     }
 }
