@@ -149,3 +149,32 @@ async fn temporal_gives_the_test_a_namespace_of_its_own() -> Result<(), rig::Box
     env.down().await?;
     Ok(())
 }
+
+/// `rig::kafka()` with the default backend runs the native broker (no schema registry asked
+/// for), and a real client's requests through it are observed.
+#[tokio::test]
+async fn kafka_runs_natively_and_its_requests_are_observed() -> Result<(), rig::BoxError> {
+    let env = builder("sdk-kafka")
+        .service("bus", rig::kafka().topics(["orders"]))
+        .up()
+        .await?;
+    let bus = env.endpoint("bus")?;
+    let client =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/kafka/client.py");
+    let out = Command::new("python3")
+        .arg(client)
+        .args([bus.host_port.as_str(), "orders", "3"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "the Kafka client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let produced: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(produced["produced"], 3, "{produced}");
+    let produce = rig::KafkaFilter::new().edge("~test", "bus").api("Produce");
+    env.wait_for(&produce, std::time::Duration::from_secs(30))
+        .await?;
+    env.down().await?;
+    Ok(())
+}

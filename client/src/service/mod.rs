@@ -217,17 +217,10 @@ pub fn sqs() -> Service {
     Service::infrastructure("sqs", [("default", Protocol::Tcp, 9324)])
 }
 
-/// A Kafka broker (`default` ingress, Kafka protocol, port 9092) with a schema registry
-/// (`schema-registry` ingress, HTTP, port 8081). Requires a rigd with the `kafka` service
-/// type.
+/// A Kafka broker (`default` ingress, Kafka protocol, port 9092); add a schema registry with
+/// [`Service::schema_registry`]. Requires a rigd with the `kafka` service type.
 pub fn kafka() -> Service {
-    Service::infrastructure(
-        "kafka",
-        [
-            ("default", Protocol::Kafka, 9092),
-            ("schema-registry", Protocol::Http, 8081),
-        ],
-    )
+    Service::infrastructure("kafka", [("default", Protocol::Kafka, 9092)])
 }
 
 /// A Temporal server (`default` ingress, gRPC; `ui` ingress, HTTP; attributes
@@ -393,6 +386,49 @@ impl Service {
         self
     }
 
+    /// A `kafka` init hook that creates `topics` (one partition each) once the broker is
+    /// up; topics that exist are left alone. Brokers such as the native one create no topic
+    /// on first use, so a test producing to a topic creates it here.
+    ///
+    /// ```no_run
+    /// let bus = rig::kafka().topics(["orders", "payments"]);
+    /// ```
+    pub fn topics<I, S>(mut self, topics: I) -> Service
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let topics: Vec<String> = topics.into_iter().map(Into::into).collect();
+        if self.service_type != "kafka" || self.kind != Kind::Infrastructure {
+            self.problem(format!(
+                ".topics(..) is only for kafka services, not {}",
+                self.describe()
+            ));
+        }
+        if !topics.is_empty() {
+            self.init.push(InitHook::Server {
+                hook_type: "schema",
+                config: serde_json::json!({ "topics": topics }),
+            });
+        }
+        self
+    }
+
+    /// A `kafka` service's schema registry: a `schema-registry` ingress (HTTP, container port
+    /// 8081). Only the container backend has one, so `"auto"` then runs a container.
+    pub fn schema_registry(mut self) -> Service {
+        if self.service_type == "kafka" && self.kind == Kind::Infrastructure {
+            self.ingresses
+                .insert("schema-registry".into(), ingress_spec(Protocol::Http, 8081));
+        } else {
+            self.problem(format!(
+                ".schema_registry() is only for kafka services, not {}",
+                self.describe()
+            ));
+        }
+        self
+    }
+
     /// The binary target a `cargo` service runs, for a package with several.
     pub fn bin(mut self, name: impl Into<String>) -> Service {
         if self.kind == Kind::Cargo {
@@ -513,17 +549,18 @@ impl Service {
     }
 
     /// An init hook that runs `command` inside the service (a `container`, or a `postgres`
-    /// / `redis` server); its output goes to the log, and a non-zero exit fails the
-    /// environment.
+    /// server); its output goes to the log, and a non-zero exit fails the environment.
     pub fn exec<I, S>(mut self, command: I) -> Service
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         let command: Vec<String> = command.into_iter().map(Into::into).collect();
-        if !matches!(self.kind, Kind::Container | Kind::Infrastructure) {
+        let runs_exec = self.kind == Kind::Container
+            || (self.kind == Kind::Infrastructure && self.service_type == "postgres");
+        if !runs_exec {
             self.problem(format!(
-                ".exec(..) runs a command inside a container or infrastructure service, not a {}",
+                ".exec(..) runs a command inside a container or a postgres service, not a {}",
                 self.describe()
             ));
         }

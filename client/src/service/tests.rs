@@ -130,6 +130,10 @@ fn infrastructure_types_have_their_fixed_ingresses() {
     assert_eq!(one(sqs())["ingresses"]["default"]["container_port"], 9324);
     assert_eq!(
         one(kafka())["ingresses"],
+        json!({"default": {"protocol": "kafka", "container_port": 9092}})
+    );
+    assert_eq!(
+        one(kafka().schema_registry())["ingresses"],
         json!({"default": {"protocol": "kafka", "container_port": 9092},
                "schema-registry": {"protocol": "http", "container_port": 8081}})
     );
@@ -176,6 +180,13 @@ fn misuse_is_reported_with_the_service_name() {
     );
     assert!(err(redis().dir("x")).contains(".dir() is only for process services"));
     assert!(err(process("x").bin("api")).contains(".bin() is only for cargo services"));
+    assert!(err(redis().schema_registry()).contains("only for kafka services"));
+    assert!(err(redis().topics(["t"])).contains(".topics(..) is only for kafka services"));
+    assert!(err(redis().exec(["true"])).contains("a container or a postgres service"));
+    assert_eq!(
+        one(kafka().topics(["orders"]))["hooks"]["init"],
+        json!([{"type": "schema", "config": {"topics": ["orders"]}}])
+    );
     let dup = wire(vec![("a", process("x")), ("a", process("y"))])
         .err()
         .unwrap();

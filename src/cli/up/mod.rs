@@ -137,9 +137,7 @@ async fn create(
     let create = Box::pin(client.create_environment(&spec.spec));
     let create = match until_signal(create, signals).await {
         // rigd's warnings about the spec were found and printed from the file already.
-        Interruptible::Done(result) => {
-            return Ok(Some((result.map_err(cannot_create)?.id, false)))
-        }
+        Interruptible::Done(result) => return Ok(Some((result.map_err(cannot_create)?.id, false))),
         Interruptible::Signalled(create) => create,
     };
     eprint_line(
