@@ -184,6 +184,20 @@ async fn follow_ps_and_down_on_a_live_environment() {
         err.contains("showing the live log of running environment Live/Orders"),
         "{err}"
     );
+    // `rig logs` by --server alone; a --server that does not answer is named, not ignored.
+    let mut cmd = rig(&["logs", "live/orders", "--server", &addr], &rig_dir);
+    cmd.env("RIG_LOGS", &no_logs);
+    let (code, out, err) = output(&mut cmd);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("GET /hello-from-test"), "{out}");
+    let mut cmd = rig(
+        &["traffic", "live/orders", "--server", "127.0.0.1:1"],
+        &rig_dir,
+    );
+    cmd.env("RIG_LOGS", &no_logs);
+    let (code, _, err) = output(&mut cmd);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no rigd answering at 127.0.0.1:1"), "{err}");
     let mut cmd = rig(&["explain", "Live/Orders"], &rig_dir);
     cmd.env("RIG_LOGS", &no_logs).env("RIG_SERVER_ADDR", &addr);
     let (code, out, err) = output(&mut cmd);

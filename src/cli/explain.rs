@@ -215,7 +215,7 @@ pub fn run(args: Args) -> CmdResult {
     }
     parsed.at_most("explain", 1, "one file or pattern")?;
     let target = parsed.positional_strings().into_iter().next();
-    let report = Report::of(&logread::load(target.as_deref(), Mode::Lenient)?);
+    let report = Report::of(&logread::load(target.as_deref(), Mode::Lenient, None)?);
     if parsed.has("-p") {
         let style = Style::new(parsed.color.enabled_for_stdout());
         Out.lines(report.pretty(style));

@@ -72,7 +72,7 @@ pub fn run(args: Args) -> CmdResult {
         ));
     };
     let target = parsed.positional_strings().into_iter().next();
-    let log = logread::load(target.as_deref(), Mode::Strict)?;
+    let log = logread::load(target.as_deref(), Mode::Strict, None)?;
     let path = log.path.clone();
     let har = har(&log, parsed.has("--probes"));
     let entries = har["log"]["entries"].as_array().map_or(0, Vec::len);

@@ -121,9 +121,10 @@ pub fn read(path: &Path, mode: Mode) -> Result<LogFile, CliError> {
 
 /// The log of a single-file command's argument: the log file it names (see
 /// [`logdir::resolve_one`](super::logdir::resolve_one)); when no file matches but an
-/// environment running on rigd does, its log so far (`GET /environments/{id}/log`), so a
-/// hanging test can be inspected before it is torn down.
-pub fn load(arg: Option<&str>, mode: Mode) -> Result<LogFile, CliError> {
+/// environment running on rigd (the one at `server` when given, `--server`) does, its log so
+/// far (`GET /environments/{id}/log`), so a hanging test can be inspected before it is torn
+/// down.
+pub fn load(arg: Option<&str>, mode: Mode, server: Option<&str>) -> Result<LogFile, CliError> {
     let not_found = match super::logdir::resolve_one(arg) {
         Ok(path) => return read(&path, mode),
         Err(e) => e,
@@ -131,17 +132,23 @@ pub fn load(arg: Option<&str>, mode: Mode) -> Result<LogFile, CliError> {
     let Some(arg) = arg else {
         return Err(not_found);
     };
-    match super::block_on_value(live_log(arg)) {
+    match super::block_on_value(live_log(arg, server)) {
         Ok(Some(log)) => Ok(log),
+        // The rigd asked for by name could not be asked: say so, not only that no file
+        // matched.
+        Err(e) if server.is_some() => Err(CliError::failed(format!("{not_found}; {e}"))),
         Ok(None) | Err(_) => Err(not_found),
     }
 }
 
 /// The log so far of the one running environment `arg` names, if rigd runs and exactly one
-/// matches.
-async fn live_log(arg: &str) -> Result<Option<LogFile>, CliError> {
-    let Ok(running) = super::live::find_running(None).await else {
-        return Ok(None);
+/// matches. Only the rigd at `server`, when given, is asked, and its failing to answer is an
+/// error.
+async fn live_log(arg: &str, server: Option<&str>) -> Result<Option<LogFile>, CliError> {
+    let running = match super::live::find_running(server).await {
+        Ok(running) => running,
+        Err(e) if server.is_some() => return Err(e),
+        Err(_) => return Ok(None),
     };
     let envs = super::live::environments(&running).await?;
     let matches = super::live::matching(&envs, arg);

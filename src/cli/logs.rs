@@ -249,7 +249,7 @@ pub fn run(args: Args) -> CmdResult {
             parsed.has("--json"),
         ));
     }
-    let log = logread::load(target.as_deref(), Mode::Strict)?;
+    let log = logread::load(target.as_deref(), Mode::Strict, parsed.value("--server"))?;
     let path = log.path.clone();
     let start = log.start();
     let all: Vec<LogRow> = log.events.iter().flat_map(|e| rows_of(e, start)).collect();

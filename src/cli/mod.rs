@@ -73,7 +73,7 @@ Commands:
 
   ps                 the environments on the running rigd and their endpoints
   down <name|id>     tear environments down (--all: every one)
-  prune              delete old log files and cache entries (--max-age 7d)
+  prune              delete old log files and cache entries (older than 24h; --max-age)
   version            the versions of rig and of the running rigd
   help [command]     show this help, or a command's help
 

@@ -49,6 +49,9 @@ const PREFIX: &str = "rig: ";
 ///    panics and their message, Go `panic:`/`fatal error:`, `error:` lines), or when there are
 ///    none their last lines (backtrace noise skipped).
 ///
+/// A capped section (1 to 4) that had more to show ends with `rig:   ... and <n> more <what>s
+/// (`rig explain` lists them all)`.
+///
 /// Assertions and the run's header are never included: the test framework printed them.
 /// Multi-line texts continue on `rig:   ` lines, so every line starts with `rig: `.
 pub fn condensed(a: &Analysis) -> String {
@@ -74,6 +77,12 @@ pub fn condensed(a: &Analysis) -> String {
     for f in a.service_failures.iter().take(MAX_FAILURES) {
         line(&mut out, &format!("{} failed: {}", f.service, f.error));
     }
+    left_out(
+        &mut out,
+        a.service_failures.len(),
+        MAX_FAILURES,
+        "failed service",
+    );
     if let Some(stall) = &a.stall {
         line(&mut out, &format!("stall ({}):", stall.stalled_for));
         for s in stall.services.iter().take(MAX_STALL_SERVICES) {
@@ -83,22 +92,35 @@ pub fn condensed(a: &Analysis) -> String {
             }
             line(&mut out, &text);
         }
+        left_out(
+            &mut out,
+            stall.services.len(),
+            MAX_STALL_SERVICES,
+            "service",
+        );
     }
     if !a.not_up.is_empty() {
         line(&mut out, "torn down before it was up:");
         for p in a.not_up.iter().take(MAX_STALL_SERVICES) {
             line(&mut out, &format!("  {}: {}", p.service, p.describe()));
         }
+        left_out(&mut out, a.not_up.len(), MAX_STALL_SERVICES, "service");
     }
     let mut seen = HashSet::new();
-    for e in a
+    let distinct: Vec<&TrafficError> = a
         .errors
         .iter()
         .filter(|e| seen.insert((&e.target, &e.path, e.status, &e.grpc_status)))
-        .take(MAX_TRAFFIC_ERRORS)
-    {
+        .collect();
+    for e in distinct.iter().take(MAX_TRAFFIC_ERRORS) {
         line(&mut out, &traffic_line(e));
     }
+    left_out(
+        &mut out,
+        distinct.len(),
+        MAX_TRAFFIC_ERRORS,
+        "traffic error",
+    );
     if a.dropped_observations > 0 {
         line(
             &mut out,
@@ -114,6 +136,19 @@ pub fn condensed(a: &Analysis) -> String {
     }
     out.truncate(out.trim_end_matches('\n').len());
     out
+}
+
+/// Says how many of `total` items (`what`, singular) were left out when only `shown` were
+/// listed, and where to see them all.
+fn left_out(out: &mut String, total: usize, shown: usize, what: &str) {
+    let more = total.saturating_sub(shown);
+    if more > 0 {
+        let s = if more == 1 { "" } else { "s" };
+        line(
+            out,
+            &format!("  ... and {more} more {what}{s} (`rig explain` lists them all)"),
+        );
+    }
 }
 
 /// Appends `text` as `rig: ` lines: the first line as is, further lines indented.

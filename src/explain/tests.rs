@@ -298,10 +298,15 @@ fn errors_are_most_recent_first_deduplicated_and_capped() {
     assert_eq!(a.errors[0].path, "/item/9");
     let s = condensed(&a);
     let lines: Vec<&str> = s.lines().collect();
-    assert_eq!(lines.len(), MAX_TRAFFIC_ERRORS);
+    assert_eq!(lines.len(), MAX_TRAFFIC_ERRORS + 1);
     assert_eq!(lines[0], "rig: GET → api /item/9 500: boom");
     assert_eq!(lines[1], "rig: GET → api /item/8 500: boom");
     assert_eq!(lines[6], "rig: GET → api /item/3 500: boom");
+    // The ten distinct errors that did not fit are counted, not dropped silently.
+    assert_eq!(
+        lines[7],
+        "rig:   ... and 3 more traffic errors (`rig explain` lists them all)"
+    );
 }
 
 #[test]
@@ -400,7 +405,8 @@ fn the_last_stall_is_shown_with_at_most_four_services() {
          rig:   api: published (waiting on db, cache)\n\
          rig:   db: starting\n\
          rig:   cache: starting\n\
-         rig:   queue: pending (waiting on db)"
+         rig:   queue: pending (waiting on db)\n\
+         rig:   ... and 1 more service (`rig explain` lists them all)"
     );
 }
 
@@ -484,15 +490,28 @@ fn sections_come_in_priority_order_with_their_own_caps() {
     let events = run(came_up(tail));
     let s = summary(&events, "test_failed");
     let lines: Vec<&str> = s.lines().collect();
-    assert_eq!(lines.len(), 5 + 5 + 7 + 3, "{s}");
+    // Each capped section says what it left out.
+    assert_eq!(lines.len(), (5 + 1) + (5 + 1) + (7 + 1) + 3, "{s}");
     assert!(lines.iter().all(|l| l.starts_with("rig: ")));
     assert!(lines[0].starts_with("rig: svc0 failed"));
     assert!(lines[4].starts_with("rig: svc4 failed"));
-    assert_eq!(lines[5], "rig: stall (30s):");
-    assert_eq!(lines[10], "rig: GET → api /e8 500");
+    assert_eq!(
+        lines[5],
+        "rig:   ... and 2 more failed services (`rig explain` lists them all)"
+    );
+    assert_eq!(lines[6], "rig: stall (30s):");
+    assert_eq!(
+        lines[11],
+        "rig:   ... and 2 more services (`rig explain` lists them all)"
+    );
+    assert_eq!(lines[12], "rig: GET → api /e8 500");
+    assert_eq!(
+        lines[19],
+        "rig:   ... and 2 more traffic errors (`rig explain` lists them all)"
+    );
     // Without failure markers, the last stderr lines of the failed services are shown.
-    assert_eq!(lines[17], "rig: svc4 stderr: line of svc4");
-    assert_eq!(lines[19], "rig: svc6 stderr: line of svc6");
+    assert_eq!(lines[20], "rig: svc4 stderr: line of svc4");
+    assert_eq!(lines[22], "rig: svc6 stderr: line of svc6");
 }
 
 #[test]

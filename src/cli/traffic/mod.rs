@@ -166,7 +166,7 @@ pub fn run(args: Args) -> CmdResult {
         ));
     }
 
-    let log = logread::load(target.as_deref(), Mode::Strict)?;
+    let log = logread::load(target.as_deref(), Mode::Strict, parsed.value("--server"))?;
     let path = log.path.clone();
     let mut builder = RowBuilder::new(log.start());
     let all: Vec<Row> = log.events.iter().filter_map(|e| builder.row(e)).collect();
