@@ -13,7 +13,7 @@ use super::client::{ClientError, EnvironmentSummary, RigdClient};
 use super::error::{CliError, CmdResult, EXIT_OK};
 use super::logdir::{self, close_names, normalize};
 use super::logs::{rows_of, LogFilter, LogRenderer};
-use super::output::{eprint_line, pad, Out, Paint, ServiceColors, Style};
+use super::output::{eprint_line, one_line, pad, Out, Paint, ServiceColors, Style};
 use super::traffic::{JsonRow, Row, RowBuilder, TrafficFilter};
 use super::{autostart, format};
 
@@ -266,17 +266,19 @@ fn follow_line(row: &Row, colors: &mut ServiceColors, style: Style) -> String {
         Some(p) => style.paint(p, &status),
         None => status,
     };
+    // What the traffic carried (a path, a gRPC message, an error) is escaped, as in the table:
+    // a newline or an escape sequence in it must not reach the terminal.
     let mut line = format!(
         "{}  {}  {edge}  {}  {}  {status}  {}",
         pad(&row.index.to_string(), w_index),
         pad(&format::relative(row.time_s), w_time),
-        style.paint(Paint::Cyan, &pad(&row.method, w_method)),
-        pad(&row.path, w_path),
+        style.paint(Paint::Cyan, &pad(&one_line(row.method.clone()), w_method)),
+        pad(&one_line(row.path.clone()), w_path),
         format::latency(row.latency_ms),
     );
     if !row.extra.is_empty() {
         line.push_str("  ");
-        line.push_str(&row.extra);
+        line.push_str(&one_line(row.extra.clone()));
     }
     line.trim_end().to_string()
 }
@@ -431,6 +433,20 @@ mod tests {
             let cell: String = line.chars().skip(col).take(1).collect();
             assert_ne!(cell, " ", "{title} starts a cell: {header}\n{line}");
         }
+    }
+
+    #[test]
+    fn what_the_traffic_carried_is_escaped_in_a_streamed_row() {
+        let event: Event = serde_json::from_str(
+            r#"{"seq":3,"type":"request.completed","request":{"source":"~test","target":"api","ingress":"default","method":"GET","path":"/x\u001b[2J\nfake","status_code":502,"latency_ms":1.5,"request_size":0,"response_size":0,"error":"reset\nby peer"},"timestamp":"2026-01-01T00:00:01Z"}"#,
+        )
+        .unwrap();
+        let mut builder = RowBuilder::new("2026-01-01T00:00:00Z".parse().ok());
+        let row = builder.row(&event).unwrap();
+        let line = follow_line(&row, &mut ServiceColors::default(), Style::plain());
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains("/x\\u{1b}[2J\\nfake"), "{line}");
+        assert!(line.contains("reset\\nby peer"), "{line}");
     }
 
     #[test]

@@ -264,6 +264,23 @@ pub fn terminal_safe(text: &str, keep_colors: bool) -> std::borrow::Cow<'_, str>
     std::borrow::Cow::Owned(out)
 }
 
+/// `text` with its control characters escaped ([`push_escaped`]), so it takes one line and
+/// sends the terminal no escape sequence.
+pub fn one_line(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Writes control character `c` as an escape: `\n`, `\r`, `\t`, else `\u{..}`.
 pub fn push_escaped(out: &mut String, c: char) {
     match c {

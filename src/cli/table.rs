@@ -16,7 +16,7 @@ impl Cell {
     /// A cell without colour.
     pub fn plain(text: impl Into<String>) -> Cell {
         Cell {
-            text: one_line(text.into()),
+            text: super::output::one_line(text.into()),
             paint: None,
             rendered: None,
         }
@@ -40,7 +40,7 @@ impl Cell {
     /// A cell coloured when `paint` is `Some`.
     pub fn maybe(text: impl Into<String>, paint: Option<Paint>) -> Cell {
         Cell {
-            text: one_line(text.into()),
+            text: super::output::one_line(text.into()),
             paint,
             rendered: None,
         }
@@ -50,20 +50,6 @@ impl Cell {
 /// `text` with its control characters written as escapes (`\n`, `\u{1b}`): a cell is one
 /// line, and a name or path from a log (which anyone can write) must neither split its row
 /// nor send escape sequences to the terminal.
-fn one_line(text: String) -> String {
-    if !text.chars().any(char::is_control) {
-        return text;
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            super::output::push_escaped(&mut out, c);
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 impl From<String> for Cell {
     fn from(s: String) -> Cell {
