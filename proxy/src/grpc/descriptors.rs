@@ -10,6 +10,11 @@
 //!   reused by another server (a later environment) is never decoded with stale descriptors.
 //! - A failure (no reflection, target gone) is remembered for [`NEGATIVE_TTL`], so calls to a
 //!   server without reflection do not each probe it.
+//! - An entry lives as long as a proxy uses its target: every [`Descriptors`] (and its clones)
+//!   holds it, and the last one to go removes it and stops its fetch in flight. Every
+//!   environment gets fresh ports, so a long-lived rigd would otherwise keep one descriptor
+//!   set per target it ever proxied. A fetch that lands after its entry went is dropped: it
+//!   neither brings the entry back nor fills a later entry of the same address.
 //!
 //! Fetches run on their own tasks, never on the request path.
 
@@ -20,6 +25,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rig_protocols::grpc::Schema;
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::reflection;
@@ -44,25 +50,68 @@ pub(crate) enum Lookup {
 
 #[derive(Default)]
 struct Entry {
+    /// The [`User`]s of the target; the entry is removed when the last goes.
+    users: usize,
     value: Option<(Fetched, Instant)>,
-    fetching: Option<watch::Receiver<bool>>,
+    fetching: Option<Fetch>,
+}
+
+/// A fetch in flight.
+struct Fetch {
+    /// Turns `true` when the fetch lands.
+    done: watch::Receiver<bool>,
+    /// Stops the fetch when its entry is removed.
+    task: AbortHandle,
 }
 
 type Cache = Mutex<HashMap<Arc<str>, Entry>>;
 
 static CACHE: LazyLock<Cache> = LazyLock::new(Cache::default);
 
-/// The descriptors of one target, as seen by one proxy.
+/// The descriptors of one target, as seen by one proxy. It and its clones keep the target's
+/// cache entry alive.
 #[derive(Clone)]
 pub(crate) struct Descriptors {
-    target: Arc<str>,
+    user: Arc<User>,
     timeout: Duration,
 }
 
+/// One proxy's hold on the cache entry of its target: the entry is removed (and its fetch in
+/// flight stopped) when the last hold is dropped.
+struct User {
+    target: Arc<str>,
+}
+
+impl User {
+    fn new(target: Arc<str>) -> User {
+        CACHE.lock().entry(target.clone()).or_default().users += 1;
+        User { target }
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let mut cache = CACHE.lock();
+        let Some(entry) = cache.get_mut(&self.target) else {
+            return;
+        };
+        entry.users = entry.users.saturating_sub(1);
+        if entry.users == 0 {
+            if let Some(fetch) = cache.remove(&self.target).and_then(|e| e.fetching) {
+                fetch.task.abort();
+            }
+        }
+    }
+}
+
 impl Descriptors {
-    /// Descriptors of `target`, each fetch limited to `timeout`.
+    /// Descriptors of `target`, each fetch limited to `timeout`. The target's entry is kept
+    /// while this or a clone of it lives.
     pub(crate) fn new(target: Arc<str>, timeout: Duration) -> Descriptors {
-        Descriptors { target, timeout }
+        Descriptors {
+            user: Arc::new(User::new(target)),
+            timeout,
+        }
     }
 
     /// The current descriptors, starting a fetch when there are none or they expired. Never
@@ -95,7 +144,10 @@ impl Descriptors {
 
     fn lookup_with_max_age(&self, max_age: Option<Duration>) -> Lookup {
         let mut cache = CACHE.lock();
-        let entry = cache.entry(self.target.clone()).or_default();
+        // Never missing: this user keeps the entry.
+        let Some(entry) = cache.get_mut(&self.user.target) else {
+            return Lookup::Ready(Err("no descriptors".into()));
+        };
         let now = Instant::now();
         if let (Some(max_age), Some((_, at))) = (max_age, &entry.value) {
             if now.duration_since(*at) > max_age && entry.fetching.is_none() {
@@ -114,31 +166,50 @@ impl Descriptors {
             // A stale success keeps serving while its refresh runs.
             (Some((Ok(schema), _)), _) => Lookup::Ready(Ok(schema.clone())),
             (Some((Err(error), _)), None) => Lookup::Ready(Err(error.clone())),
-            (_, Some(pending)) => Lookup::Pending(pending.clone()),
+            (_, Some(fetch)) => Lookup::Pending(fetch.done.clone()),
             (None, None) => Lookup::Ready(Err("no descriptors".into())),
         }
     }
 
-    /// Spawns the fetch on the current runtime and returns its completion signal; `None`
-    /// outside a runtime (nothing to fetch on).
-    fn start_fetch(&self) -> Option<watch::Receiver<bool>> {
+    /// Spawns the fetch on the current runtime; `None` outside a runtime (nothing to fetch
+    /// on).
+    fn start_fetch(&self) -> Option<Fetch> {
         let (done, pending) = watch::channel(false);
         let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let target = self.target.clone();
+        let target = self.user.target.clone();
         let timeout = self.timeout;
-        runtime.spawn(async move {
+        let own = pending.clone();
+        let task = runtime.spawn(async move {
             let fetched = reflection::fetch(&target, timeout)
                 .await
                 .map(Arc::new)
                 .map_err(|e| Arc::<str>::from(e.to_string()));
             let mut cache = CACHE.lock();
-            let entry = cache.entry(target).or_default();
-            entry.value = Some((fetched, Instant::now()));
-            entry.fetching = None;
+            // Only the entry that started this fetch takes its result: after the last user
+            // went, the entry is gone or is a new one (a later proxy of the same address).
+            let entry = cache.get_mut(&target).filter(|entry| {
+                entry
+                    .fetching
+                    .as_ref()
+                    .is_some_and(|f| f.done.same_channel(&own))
+            });
+            if let Some(entry) = entry {
+                entry.value = Some((fetched, Instant::now()));
+                entry.fetching = None;
+            }
             let _ = done.send(true);
         });
-        Some(pending)
+        Some(Fetch {
+            done: pending,
+            task: task.abort_handle(),
+        })
     }
+}
+
+/// Whether the cache holds an entry for `target`.
+#[cfg(test)]
+fn cached(target: &str) -> bool {
+    CACHE.lock().contains_key(target)
 }
 
 #[cfg(test)]
@@ -184,6 +255,35 @@ mod tests {
             1,
             "one fetch for all lookups"
         );
+    }
+
+    #[tokio::test]
+    async fn an_entry_lives_while_a_proxy_uses_its_target() {
+        let (target, _) = silent_server().await;
+        let first = Descriptors::new(target.clone(), Duration::from_millis(200));
+        let second = Descriptors::new(target.clone(), Duration::from_millis(200));
+        // A record waiting for descriptors holds a clone.
+        let clone = second.clone();
+        let Lookup::Pending(mut fetch) = first.lookup() else {
+            panic!("a fetch starts");
+        };
+        drop(first);
+        assert!(cached(&target), "kept while another proxy uses it");
+        drop(second);
+        assert!(cached(&target), "kept while a clone lives");
+        drop(clone);
+        assert!(!cached(&target), "removed with its last user");
+        // The fetch in flight is stopped (or lands) without bringing the entry back.
+        let _ = fetch.wait_for(|done| *done).await;
+        assert!(!cached(&target));
+
+        // A later proxy of the same address starts afresh: nothing remembered.
+        let later = Descriptors::new(target.clone(), Duration::from_millis(200));
+        assert!(cached(&target));
+        assert!(matches!(later.lookup(), Lookup::Pending(_)));
+        assert!(later.wait().await.is_none());
+        drop(later);
+        assert!(!cached(&target));
     }
 
     #[tokio::test]
