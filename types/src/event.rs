@@ -685,6 +685,11 @@ pub struct KafkaRequestInfo {
     /// The response named brokers and was rewritten to point at proxy listeners (additive).
     #[serde(default, skip_serializing_if = "is_false")]
     pub rewritten: bool,
+    /// Why the exchange did not complete (additive): no response came before the connection
+    /// closed, the connection closed in the middle of the response, or the response could not
+    /// be written to the client.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
 }
 
 /// A topic of a Kafka exchange (additive detail of `kafka.request.completed`).

@@ -13,7 +13,10 @@
 //! response's size and correlation id (to know whether it must be rewritten) and the responses
 //! that name brokers. Every request yields one `kafka.request.completed` when its response has
 //! been read (or, for a Produce with `acks=0`, which gets no response, when it was relayed);
-//! connections yield `connection.opened` and `connection.closed` as on `tcp` edges.
+//! connections yield `connection.opened` and `connection.closed` as on `tcp` edges. A request
+//! whose response never came, came cut short or could not be written to the client is still
+//! recorded when the connection ends, with an `error`; a side that closed in the middle of a
+//! frame is an `error` on `connection.closed`.
 //!
 //! Upstream rig pointed every broker at the one proxy port, so clusters of several brokers
 //! collapsed onto the bootstrap broker. Here the first response naming a broker binds a

@@ -58,6 +58,12 @@ impl Pending {
         queue.pop_front()
     }
 
+    /// Takes every request still waiting, oldest first: the connection ended before their
+    /// responses came.
+    pub(super) fn drain(&self) -> Vec<Request> {
+        self.0.lock().drain(..).collect()
+    }
+
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.0.lock().len()

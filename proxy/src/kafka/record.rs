@@ -33,6 +33,8 @@ pub struct KafkaRecord {
     names: Arc<TopicNames>,
     no_response: bool,
     rewritten: bool,
+    /// Why the exchange did not complete; empty when it did.
+    error: String,
 }
 
 impl KafkaRecord {
@@ -64,7 +66,31 @@ impl KafkaRecord {
             names,
             no_response: false,
             rewritten: false,
+            error: String::new(),
         }
+    }
+
+    /// A request whose response was not read whole, or did not reach the client, before the
+    /// connection ended: `error` says why. `response_size` is what the broker sent of it (4 +
+    /// the payload bytes received, or 0); the latency runs until the connection ended.
+    pub(super) fn failed(
+        request: Request,
+        response_size: u64,
+        error: String,
+        broker: Arc<str>,
+        names: Arc<TopicNames>,
+    ) -> KafkaRecord {
+        let latency = request.read_at.elapsed();
+        KafkaRecord::answered(
+            request,
+            latency,
+            response_size,
+            Bytes::new(),
+            false,
+            broker,
+            names,
+        )
+        .with_error(error)
     }
 
     /// A request that gets no response by protocol (Produce with `acks=0`).
@@ -89,6 +115,12 @@ impl KafkaRecord {
     /// Marks the response as rewritten to point at proxy listeners.
     pub(super) fn rewritten(mut self) -> KafkaRecord {
         self.rewritten = true;
+        self
+    }
+
+    /// Marks the exchange as failed: `error` says why.
+    pub(super) fn with_error(mut self, error: String) -> KafkaRecord {
+        self.error = error;
         self
     }
 }
@@ -147,6 +179,7 @@ impl Record for KafkaRecord {
                 .map(|t| topic(t, &record.names))
                 .collect(),
             rewritten: record.rewritten,
+            error: record.error,
         }));
         event
     }

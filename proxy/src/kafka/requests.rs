@@ -13,6 +13,7 @@ use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
 use super::brokers::Brokers;
+use super::connection::{Cut, Ended};
 use super::pending::{Pending, Request};
 use super::record::KafkaRecord;
 use super::DETAIL_CAP;
@@ -90,7 +91,8 @@ impl Current {
 }
 
 /// Relays requests from `from` to `to` (the connection to `broker`, one of `brokers`) until
-/// the client stops sending, counting forwarded bytes in `forwarded`. Half-closes `to` at the end. Returns why it stopped early, if it did.
+/// the client stops sending, counting forwarded bytes in `forwarded`. Half-closes `to` at the
+/// end. Returns why it stopped early, or the request the client stopped in the middle of.
 pub(super) async fn relay(
     mut from: ReadHalf<'_>,
     mut to: WriteHalf<'_>,
@@ -98,10 +100,12 @@ pub(super) async fn relay(
     forwarded: &AtomicU64,
     brokers: &Brokers,
     broker: &Arc<str>,
-) -> Result<(), String> {
+) -> Ended {
     let mut buf = vec![0u8; CHUNK];
     let mut scanner = FrameScanner::new(brokers.settings().max_frame);
     let mut current: Option<Current> = None;
+    // Bytes read from the client, and where in them the frame being read starts.
+    let (mut read, mut frame_start) = (0u64, 0u64);
     loop {
         let n = from
             .read(&mut buf)
@@ -124,6 +128,7 @@ pub(super) async fn relay(
                 }
                 Ok(Some(Piece::End)) => {
                     boundary = n - input.len();
+                    frame_start = read + boundary as u64;
                     if let Some((request, answered)) = current.take().and_then(Current::finish) {
                         if answered {
                             pending.push(request);
@@ -146,13 +151,22 @@ pub(super) async fn relay(
             .await
             .map_err(|e| format!("writing to the broker: {}", describe(&e)))?;
         forwarded.fetch_add(end as u64, Ordering::Relaxed);
+        read += n as u64;
         if let Err(err) = framing {
             let _ = to.shutdown().await;
             return Err(format!("from the client: {err}"));
         }
     }
     let _ = to.shutdown().await;
-    Ok(())
+    // The broker got the partial request too (it was relayed as it came); it never completes.
+    let cut = (!scanner.at_boundary()).then(|| {
+        Cut {
+            got: read - frame_start,
+            total: current.as_ref().map(|current| current.size),
+        }
+        .describe("client", "request")
+    });
+    Ok(cut)
 }
 
 #[cfg(test)]

@@ -4,6 +4,12 @@
 //! brokers (Metadata, FindCoordinator, DescribeCluster, and the Produce v10+ and Fetch v16+
 //! responses that may carry KIP-951 `node_endpoints`), which are rewritten to advertise the
 //! proxy's listeners before they are forwarded.
+//!
+//! An exchange is recorded once its response is written to the client. Whatever way the relay
+//! ends (the broker closing in the middle of a response, a failed read or write, the
+//! connection torn down because the other direction failed or the proxy shuts down), the
+//! exchanges it had taken from `pending` are still recorded, with an error saying why their
+//! responses did not reach the client whole.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 
 use super::brokers::Brokers;
+use super::connection::{Cut, Ended};
 use super::pending::{Pending, Request};
 use super::record::{KafkaRecord, METADATA};
 use super::requests::CHUNK;
@@ -23,8 +30,10 @@ use super::DETAIL_CAP;
 use crate::tcp::error_text::describe;
 
 /// Where the relay is in the response stream.
+#[derive(Default)]
 enum State {
     /// Between frames: the next bytes are a size prefix.
+    #[default]
     Between,
     /// Forwarding a frame as it comes, keeping its first bytes if they have details.
     Passing {
@@ -42,30 +51,141 @@ enum State {
     },
 }
 
-/// The client side of the relay and what it has written.
+impl State {
+    /// The request whose response is being read, if any, and how much of that response came.
+    fn take_request(&mut self) -> Option<(Request, Cut)> {
+        let cut = self.cut(&[])?;
+        match std::mem::take(self) {
+            State::Between => None,
+            State::Passing { request, .. } => request.map(|request| (request, cut)),
+            State::Collecting { request, .. } => Some((request, cut)),
+        }
+    }
+
+    /// Where the stream is cut if it ends here, with `held` bytes not yet consumed; `None` at
+    /// a frame boundary.
+    fn cut(&self, held: &[u8]) -> Option<Cut> {
+        match self {
+            State::Between if held.is_empty() => None,
+            State::Between => {
+                // The first bytes of the next frame: a size (a valid one: an invalid size
+                // fails the relay) and part of its correlation id.
+                let total = match held {
+                    [a, b, c, d, ..] => Some(4 + u64::from(u32::from_be_bytes([*a, *b, *c, *d]))),
+                    _ => None,
+                };
+                Some(Cut {
+                    got: held.len() as u64,
+                    total,
+                })
+            }
+            State::Passing { len, remaining, .. } => Some(Cut {
+                got: 4 + (len - remaining) as u64,
+                total: Some(4 + *len as u64),
+            }),
+            State::Collecting {
+                remaining, frame, ..
+            } => Some(Cut {
+                got: 4 + frame.len() as u64,
+                total: Some(4 + (frame.len() + remaining) as u64),
+            }),
+        }
+    }
+}
+
+/// Why the exchanges of a relay dropped before it ended are recorded as failed.
+const TORN_DOWN: &str = "the connection closed before the response reached the client";
+
+/// The client side of the relay, what it has written, and the exchanges not yet recorded.
 struct Out<'a, 'b> {
     to: &'a mut WriteHalf<'b>,
     written: &'a AtomicU64,
+    brokers: &'a Brokers,
+    broker: &'a Arc<str>,
+    /// Where the relay is in the response stream, with the request being answered.
+    state: State,
+    /// Exchanges whose responses were read whole: recorded once written to the client.
+    unwritten: Vec<KafkaRecord>,
 }
 
 impl Out<'_, '_> {
+    /// Writes `bytes` to the client; see [`Out::write_parts`].
     async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
-        if bytes.is_empty() {
-            return Ok(());
+        self.write_parts(&[bytes]).await
+    }
+
+    /// Writes `parts` to the client, in order. On success, records the exchanges whose
+    /// responses they end; on failure, records every exchange left, with the error.
+    async fn write_parts(&mut self, parts: &[&[u8]]) -> Result<(), String> {
+        for bytes in parts.iter().filter(|bytes| !bytes.is_empty()) {
+            if let Err(e) = self.to.write_all(bytes).await {
+                let error = format!("writing to the client: {}", describe(&e));
+                self.abandon(&error);
+                return Err(error);
+            }
+            self.written
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
-        self.to
-            .write_all(bytes)
-            .await
-            .map_err(|e| format!("writing to the client: {}", describe(&e)))?;
-        self.written
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        for record in self.unwritten.drain(..) {
+            self.brokers.observer().record(Box::new(record));
+        }
         Ok(())
+    }
+
+    /// At the end of the stream, writes what was held back of a response cut short to the
+    /// client as it came: the part of a frame being collected (under its declared size), and
+    /// the `held` first bytes of a frame.
+    async fn write_held(&mut self, held: &[u8]) -> std::io::Result<()> {
+        if let State::Collecting {
+            frame, remaining, ..
+        } = &self.state
+        {
+            let len = frame.len() + remaining;
+            self.to.write_all(&(len as u32).to_be_bytes()).await?;
+            self.to.write_all(frame).await?;
+            self.written
+                .fetch_add(4 + frame.len() as u64, Ordering::Relaxed);
+        }
+        self.to.write_all(held).await?;
+        self.written.fetch_add(held.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// An exchange whose response is read whole, recorded with the next successful write.
+    fn read_whole(&mut self, record: KafkaRecord) {
+        self.unwritten.push(record);
+    }
+
+    /// Records every exchange left (responses read but not written, and the one being read)
+    /// as failed with `error`.
+    fn abandon(&mut self, error: &str) {
+        let observer = self.brokers.observer();
+        for record in self.unwritten.drain(..) {
+            observer.record(Box::new(record.with_error(error.to_string())));
+        }
+        if let Some((request, cut)) = self.state.take_request() {
+            observer.record(Box::new(KafkaRecord::failed(
+                request,
+                cut.got,
+                error.to_string(),
+                self.broker.clone(),
+                self.brokers.topic_names().clone(),
+            )));
+        }
+    }
+}
+
+impl Drop for Out<'_, '_> {
+    /// The relay dropped before it ended (the other direction failed, or the proxy shuts
+    /// down): its exchanges are recorded all the same.
+    fn drop(&mut self) {
+        self.abandon(TORN_DOWN);
     }
 }
 
 /// Relays responses from `from` to `to` until the broker stops sending, matching them with
 /// `pending` requests and counting written bytes in `written`. Half-closes `to` at the end.
-/// Returns why it stopped early, if it did.
+/// Returns why it stopped early, or the response the broker stopped in the middle of.
 pub(super) async fn relay(
     mut from: ReadHalf<'_>,
     mut to: WriteHalf<'_>,
@@ -73,14 +193,17 @@ pub(super) async fn relay(
     written: &AtomicU64,
     brokers: &Brokers,
     broker: &Arc<str>,
-) -> Result<(), String> {
+) -> Ended {
     let max_frame = brokers.settings().max_frame;
     let mut out = Out {
         to: &mut to,
         written,
+        brokers,
+        broker,
+        state: State::Between,
+        unwritten: Vec::new(),
     };
     let mut buf = BytesMut::with_capacity(CHUNK);
-    let mut state = State::Between;
     let result = loop {
         if buf.capacity() - buf.len() < CHUNK / 4 {
             buf.reserve(CHUNK);
@@ -88,14 +211,18 @@ pub(super) async fn relay(
         let n = match from.read_buf(&mut buf).await {
             Ok(0) => break Ok(()),
             Ok(n) => n,
-            Err(e) => break Err(format!("reading from the broker: {}", describe(&e))),
+            Err(e) => {
+                let error = format!("reading from the broker: {}", describe(&e));
+                out.abandon(&error);
+                break Err(error);
+            }
         };
         debug_assert!(n <= buf.len());
         let mut pos = 0;
         let mut flushed = 0;
         let mut failure = None;
         loop {
-            match std::mem::replace(&mut state, State::Between) {
+            match std::mem::take(&mut out.state) {
                 State::Between => {
                     let avail = &buf[pos..];
                     if avail.len() < 4 {
@@ -125,14 +252,15 @@ pub(super) async fn relay(
                     };
                     match request {
                         Some(request) if names_brokers(request.api_key, request.api_version) => {
-                            out.write(&buf[flushed..pos]).await?;
+                            let before = flushed..pos;
                             pos += 4;
                             flushed = pos;
-                            state = State::Collecting {
+                            out.state = State::Collecting {
                                 request,
                                 remaining: len,
                                 frame: Vec::with_capacity(len.min(1 << 20)),
                             };
+                            out.write(&buf[before]).await?;
                         }
                         request => {
                             pos += 4;
@@ -144,7 +272,7 @@ pub(super) async fn relay(
                             } else {
                                 Vec::new()
                             };
-                            state = State::Passing {
+                            out.state = State::Passing {
                                 request,
                                 len,
                                 remaining: len,
@@ -169,7 +297,7 @@ pub(super) async fn relay(
                     pos += take;
                     let remaining = remaining - take;
                     if remaining > 0 {
-                        state = State::Passing {
+                        out.state = State::Passing {
                             request,
                             len,
                             remaining,
@@ -181,7 +309,7 @@ pub(super) async fn relay(
                     if let Some(request) = request {
                         let latency = request.read_at.elapsed();
                         let complete = kept.len() == len;
-                        brokers.observer().record(Box::new(KafkaRecord::answered(
+                        out.read_whole(KafkaRecord::answered(
                             request,
                             latency,
                             4 + len as u64,
@@ -189,7 +317,7 @@ pub(super) async fn relay(
                             complete,
                             broker.clone(),
                             brokers.topic_names().clone(),
-                        )));
+                        ));
                     }
                 }
                 State::Collecting {
@@ -203,7 +331,7 @@ pub(super) async fn relay(
                     flushed = pos;
                     let remaining = remaining - take;
                     if remaining > 0 {
-                        state = State::Collecting {
+                        out.state = State::Collecting {
                             request,
                             remaining,
                             frame,
@@ -225,7 +353,7 @@ pub(super) async fn relay(
                         || (has_topics(request.api_key) && frame.len() <= DETAIL_CAP);
                     let kept = if keep { frame.clone() } else { Bytes::new() };
                     let complete = keep;
-                    let mut record = KafkaRecord::answered(
+                    let record = KafkaRecord::answered(
                         request,
                         latency,
                         size,
@@ -236,16 +364,16 @@ pub(super) async fn relay(
                     );
                     match rewritten {
                         Ok(Some(new_frame)) => {
+                            out.read_whole(record.rewritten());
                             out.write(&new_frame).await?;
-                            record = record.rewritten();
                         }
                         // Not decodable or nothing to replace: the original goes through.
                         Ok(None) | Err(_) => {
-                            out.write(&(frame.len() as u32).to_be_bytes()).await?;
-                            out.write(&frame).await?;
+                            out.read_whole(record);
+                            let size = (frame.len() as u32).to_be_bytes();
+                            out.write_parts(&[&size, &frame]).await?;
                         }
                     }
-                    brokers.observer().record(Box::new(record));
                 }
             }
         }
@@ -255,18 +383,21 @@ pub(super) async fn relay(
             break Err(format!("from the broker: {failure}"));
         }
     };
-    // Whatever the broker sent that was held back goes to the client as it was.
-    if result.is_ok() {
-        if let State::Collecting {
-            frame, remaining, ..
-        } = &state
-        {
-            let len = frame.len() + remaining;
-            out.write(&(len as u32).to_be_bytes()).await?;
-            out.write(frame).await?;
-        }
-        out.write(&buf).await?;
-    }
+    let ended = match result {
+        Err(failure) => Err(failure),
+        // The broker closed in the middle of a response: the exchange is recorded as cut
+        // short, and what was held back of it goes to the client as it came (failing to write
+        // it changes nothing: the response is incomplete anyway).
+        Ok(()) => match out.state.cut(&buf) {
+            None => Ok(None),
+            Some(cut) => {
+                let cut = cut.describe("broker", "response");
+                let _ = out.write_held(&buf).await;
+                out.abandon(&cut);
+                Ok(Some(cut))
+            }
+        },
+    };
     let _ = out.to.shutdown().await;
-    result
+    ended
 }

@@ -1,5 +1,7 @@
 //! The Kafka relay against a scripted broker: responses cut at every byte, rewriting, framing
-//! errors.
+//! errors, and (in `ends`) how a connection's end is recorded.
+
+mod ends;
 
 use std::sync::Arc;
 use std::time::Duration;
