@@ -84,10 +84,14 @@ pub fn kafka_topics(topics: &[KafkaTopic]) -> String {
     topics.iter().map(topic).collect::<Vec<_>>().join(" ")
 }
 
-/// The error codes of a Kafka exchange's response: the top-level code, then each failing
-/// partition's as `topic[partition]: code`; empty when every code is 0.
+/// What went wrong with a Kafka exchange: the proxy's error (no response came, say), the
+/// response's top-level error code, then each failing partition's as `topic[partition]:
+/// code`; empty when the exchange completed and every code is 0.
 pub fn kafka_errors(k: &KafkaRequestInfo) -> Vec<String> {
     let mut out = Vec::new();
+    if !k.error.is_empty() {
+        out.push(k.error.clone());
+    }
     if k.error_code != 0 {
         out.push(format!("error code {}", k.error_code));
     }
@@ -380,6 +384,14 @@ mod tests {
         };
         assert_eq!(kafka_topics(&k.topics), "orders[0,1] audit");
         assert_eq!(kafka_errors(&k), ["orders[1]: error code 6"]);
+        let cut = KafkaRequestInfo {
+            error: "no response came before the connection closed".into(),
+            ..KafkaRequestInfo::default()
+        };
+        assert_eq!(
+            kafka_errors(&cut),
+            ["no response came before the connection closed"]
+        );
         assert!(kafka_errors(&KafkaRequestInfo::default()).is_empty());
     }
 

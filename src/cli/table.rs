@@ -16,6 +16,8 @@ impl Cell {
     /// A cell without colour.
     pub fn plain(text: impl Into<String>) -> Cell {
         Cell {
+            // A cell is one line, and a name or path from a log (which anyone can write) must
+            // neither split its row nor send escape sequences to the terminal.
             text: super::output::one_line(text.into()),
             paint: None,
             rendered: None,
@@ -46,10 +48,6 @@ impl Cell {
         }
     }
 }
-
-/// `text` with its control characters written as escapes (`\n`, `\u{1b}`): a cell is one
-/// line, and a name or path from a log (which anyone can write) must neither split its row
-/// nor send escape sequences to the terminal.
 
 impl From<String> for Cell {
     fn from(s: String) -> Cell {

@@ -125,6 +125,7 @@ fn kafka_size(kafka: &KafkaRequestInfo) -> usize {
             &kafka.api_name,
             &kafka.client_id,
             &kafka.broker,
+            &kafka.error,
         ])
         + kafka
             .topics
