@@ -118,6 +118,11 @@ async fn processes_and_a_func_are_wired_hooked_and_reachable() -> Result<(), rig
         .await
         .unwrap_err();
     assert!(matches!(err, rig::Error::NotObserving { .. }), "{err}");
+    // Nor does a look at what was recorded pass as "nothing happened".
+    let err = env
+        .requests(&rig::RequestFilter::new().to("api"))
+        .unwrap_err();
+    assert!(matches!(err, rig::Error::NotObserving { .. }), "{err}");
     assert!(
         err.to_string().ends_with(
             "was built with .observe(false), so its traffic is not recorded: remove \

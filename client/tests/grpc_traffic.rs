@@ -62,7 +62,7 @@ async fn grpc_calls_are_asserted_with_their_decoded_messages() -> Result<(), rig
     assert!(!not_found.is_ok());
     // rigd's health-check probe is not application traffic.
     assert!(env
-        .grpc_calls(&GrpcFilter::new())
+        .grpc_calls(&GrpcFilter::new())?
         .iter()
         .all(|c| c.service != "grpc.health.v1.Health"));
     assert!(!env
@@ -70,7 +70,7 @@ async fn grpc_calls_are_asserted_with_their_decoded_messages() -> Result<(), rig
             &GrpcFilter::new()
                 .service("grpc.health.v1.Health")
                 .include_probes()
-        )
+        )?
         .is_empty());
 
     let err = env

@@ -43,6 +43,10 @@ async fn requests_on_every_edge_are_recorded_and_asserted() -> Result<(), rig::B
     assert_eq!(seen[0].ingress, "default");
     assert_eq!(seen[0].response_text(), "42");
     assert!(hop1 != hop2);
+    // What was recorded, looked at directly; a misspelt service is an error, not "nothing".
+    assert_eq!(env.requests(&hop2)?.len(), 1);
+    let err = env.requests(&RequestFilter::new().to("apii")).unwrap_err();
+    assert!(matches!(err, rig::Error::UnknownService { .. }), "{err}");
 
     // Filters by status and by path with its query string.
     let not_found = RequestFilter::new().to("api").status(404);
@@ -55,13 +59,13 @@ async fn requests_on_every_edge_are_recorded_and_asserted() -> Result<(), rig::B
     );
     assert_eq!(missing.path_only(), "/missing");
     assert_eq!(
-        env.requests(&RequestFilter::new().path("/missing?x=1"))
+        env.requests(&RequestFilter::new().path("/missing?x=1"))?
             .len(),
         1
     );
 
     // Readiness probes are not application traffic.
-    assert!(env.requests(&RequestFilter::new()).iter().all(|r| !r.probe));
+    assert!(env.requests(&RequestFilter::new())?.iter().all(|r| !r.probe));
 
     // A wrong count fails with a message listing what was seen.
     let err = env
@@ -233,9 +237,9 @@ async fn tcp_connections_are_recorded_without_readiness_probes() -> Result<(), r
     assert!(!closed[0].probe);
     env.expect(&ConnectionFilter::new().to("echo"), 1).await?;
     assert!(env
-        .connections(&ConnectionFilter::new().min_bytes_in(6))
+        .connections(&ConnectionFilter::new().min_bytes_in(6))?
         .is_empty());
-    let all = env.connections(&ConnectionFilter::new().include_probes());
+    let all = env.connections(&ConnectionFilter::new().include_probes())?;
     assert!(
         all.len() >= 2,
         "the readiness probe's connection is recorded too"

@@ -266,8 +266,14 @@ impl Environment {
     /// Recording is asynchronous: an exchange's event reaches the SDK shortly after its
     /// response reaches the caller. To assert on traffic just made, use
     /// [`Environment::wait_for`] or [`Environment::expect`].
-    pub fn observed<F: TrafficFilter>(&self, filter: &F) -> Vec<F::Item> {
-        traffic::select(self.traffic().iter(), filter)
+    ///
+    /// # Errors
+    /// [`Error::NotObserving`] for an environment built with `.observe(false)` and
+    /// [`Error::UnknownService`] when the filter names a service the environment does not
+    /// have: an empty list would then prove nothing.
+    pub fn observed<F: TrafficFilter>(&self, filter: &F) -> Result<Vec<F::Item>> {
+        self.checkable(filter)?;
+        Ok(traffic::select(self.traffic().iter(), filter))
     }
 
     /// The traffic received so far, to look through without holding up the event stream.
@@ -494,22 +500,22 @@ impl Environment {
     }
 
     /// The HTTP requests recorded so far that match `filter` ([`Environment::observed`]).
-    pub fn requests(&self, filter: &RequestFilter) -> Vec<Request> {
+    pub fn requests(&self, filter: &RequestFilter) -> Result<Vec<Request>> {
         self.observed(filter)
     }
 
     /// The gRPC calls recorded so far that match `filter` ([`Environment::observed`]).
-    pub fn grpc_calls(&self, filter: &GrpcFilter) -> Vec<GrpcCall> {
+    pub fn grpc_calls(&self, filter: &GrpcFilter) -> Result<Vec<GrpcCall>> {
         self.observed(filter)
     }
 
     /// The TCP connections recorded so far that match `filter` ([`Environment::observed`]).
-    pub fn connections(&self, filter: &ConnectionFilter) -> Vec<Connection> {
+    pub fn connections(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
         self.observed(filter)
     }
 
     /// The Kafka requests recorded so far that match `filter` ([`Environment::observed`]).
-    pub fn kafka_requests(&self, filter: &KafkaFilter) -> Vec<KafkaRequest> {
+    pub fn kafka_requests(&self, filter: &KafkaFilter) -> Result<Vec<KafkaRequest>> {
         self.observed(filter)
     }
 
