@@ -65,7 +65,10 @@ async fn requests_on_every_edge_are_recorded_and_asserted() -> Result<(), rig::B
     );
 
     // Readiness probes are not application traffic.
-    assert!(env.requests(&RequestFilter::new())?.iter().all(|r| !r.probe));
+    assert!(env
+        .requests(&RequestFilter::new())?
+        .iter()
+        .all(|r| !r.probe));
 
     // A wrong count fails with a message listing what was seen.
     let err = env

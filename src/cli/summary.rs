@@ -223,14 +223,12 @@ pub fn run(args: Args) -> CmdResult {
         if parsed.has("-v") {
             out.extend(r.report.pretty(style));
         } else {
-            let text = condensed(&r.report.analysis);
-            if text.is_empty() {
-                for a in &r.report.analysis.assertions {
-                    out.push(format!("rig: assertion: {}", a.message));
-                }
-            } else {
-                out.extend(text.lines().map(str::to_string));
+            // The condensed text leaves assertions out (a test's own output shows them);
+            // here there is no test output, so they lead.
+            for a in &r.report.analysis.assertions {
+                out.push(format!("rig: assertion: {}", a.message));
             }
+            out.extend(condensed(&r.report.analysis).lines().map(str::to_string));
         }
         out.push(style.paint(
             Paint::Dim,

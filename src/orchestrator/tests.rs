@@ -362,7 +362,9 @@ async fn output_caused_by_stopping_a_service_that_was_not_ready_is_not_its_last_
         "trap 'echo interrupted by rigd >&2; exit 1' INT; echo cannot bind: no config >&2; \
          while :; do sleep 0.05; done",
     );
-    app["ingresses"] = json!({"default": {"protocol": "http", "ready": {"timeout": "300ms"}}});
+    // Long enough for the shell to have set its trap before rigd gives up on it, even on a
+    // loaded machine (a SIGINT before that ends it silently).
+    app["ingresses"] = json!({"default": {"protocol": "http", "ready": {"timeout": "2s"}}});
     let inst = orch
         .create(spec(json!({"name": "not-ready", "services": {"app": app}})))
         .unwrap();

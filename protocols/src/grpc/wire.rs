@@ -9,7 +9,7 @@
 //! | varint | a number (`150`) |
 //! | 64-bit | `{"fixed64": n, "double": x}` (`double` left out when not finite) |
 //! | 32-bit | `{"fixed32": n, "float": x}` (`float` left out when not finite) |
-//! | length-delimited | printable text → a string; else a nested message when the bytes parse as one → an object; else UTF-8 text → a string; else `{"bytes": "<base64>"}`, plus `"varints": [...]` when the bytes also read as packed varints |
+//! | length-delimited | printable text → a string; else a nested message when the bytes parse as one → an object; else UTF-8 text → a string; else `{"bytes": "<base64>"}`, plus `"varints": [...]` when the bytes (at most 1 KiB of them) also read as packed varints |
 //!
 //! Keys are field numbers (`"1"`), in order of first appearance; a field seen more than
 //! once becomes an array of its values. Nesting deeper than [`MAX_DEPTH`] is rendered as
@@ -195,8 +195,17 @@ fn render_bytes(bytes: &[u8], depth: usize) -> Value {
     Value::Object(m)
 }
 
-/// The bytes read as packed varints (a packed repeated integer field), if they do.
+/// The longest blob also read as packed varints. Random bytes read as varints about half the
+/// time, each a number of up to 20 digits for a few bytes: a large binary field would make an
+/// event several times its size (past the 1 MiB line that upstream's CLI reads).
+const MAX_PACKED_VARINT_BYTES: usize = 1024;
+
+/// The bytes read as packed varints (a packed repeated integer field), if they do and are at
+/// most [`MAX_PACKED_VARINT_BYTES`] long.
 fn packed_varints(bytes: &[u8]) -> Option<Vec<Value>> {
+    if bytes.len() > MAX_PACKED_VARINT_BYTES {
+        return None;
+    }
     let mut reader = Reader { bytes, pos: 0 };
     let mut out = Vec::new();
     while reader.pos < bytes.len() {
@@ -324,5 +333,28 @@ mod tests {
             cur.is_string() || cur.get("bytes").is_some() || cur.is_number(),
             "{cur}"
         );
+    }
+
+    #[test]
+    fn only_small_blobs_are_also_read_as_packed_varints() {
+        // Bytes that read as varints (all one-byte values) but are no text or message.
+        let small = vec![0x01u8; 16];
+        let mut big_message = Vec::new();
+        len_field(
+            1,
+            &vec![0x01u8; MAX_PACKED_VARINT_BYTES + 1],
+            &mut big_message,
+        );
+        let mut small_message = Vec::new();
+        len_field(1, &small, &mut small_message);
+        let small_decoded =
+            serde_json::to_value(decode_message(&small_message, 0).unwrap()).unwrap();
+        assert_eq!(
+            small_decoded["1"]["varints"].as_array().map(Vec::len),
+            Some(16)
+        );
+        let big = serde_json::to_value(decode_message(&big_message, 0).unwrap()).unwrap();
+        assert!(big["1"]["bytes"].is_string(), "{big}");
+        assert!(big["1"].get("varints").is_none());
     }
 }
