@@ -421,10 +421,17 @@ fn main() {
                 .bin("greeter")
                 .env("MODE", "from-the-sdk")
                 .no_ingress()
-                .ingress("default", Protocol::Tcp),
+                .ingress("greeting", Protocol::Tcp),
         )
         .up()
         .await?;
+    // Its only ingress is its endpoint, and url() names that ingress when it is not HTTP.
+    let err = env.url("greeter").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("ingress \"greeting\" of \"greeter\" speaks tcp, not HTTP"),
+        "{err}"
+    );
     let endpoint = env.endpoint("greeter")?;
     let mut stream = tokio::net::TcpStream::connect(&endpoint.host_port).await?;
     let mut greeting = String::new();

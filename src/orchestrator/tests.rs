@@ -357,7 +357,16 @@ async fn readiness_timeout_reports_the_last_error() {
 #[tokio::test]
 async fn output_caused_by_stopping_a_service_that_was_not_ready_is_not_its_last_output() {
     let dir = tempdir();
-    let orch = orchestrator(dir.path());
+    // A stop grace a loaded machine cannot outlast: a SIGKILL would silence the trap.
+    let orch = Orchestrator::new(
+        Arc::new(PortAllocator::new()),
+        Arc::new(Registry::builtin()),
+        dir.path().to_path_buf(),
+        Settings {
+            stop_grace: Duration::from_secs(20),
+            ..Settings::default()
+        },
+    );
     let mut app = sh(
         "trap 'echo interrupted by rigd >&2; exit 1' INT; echo cannot bind: no config >&2; \
          while :; do sleep 0.05; done",
@@ -381,7 +390,10 @@ async fn output_caused_by_stopping_a_service_that_was_not_ready_is_not_its_last_
                 .as_ref()
                 .is_some_and(|l| l.data.contains("interrupted by rigd"))
         })
-        .expect("the service's output as it was stopped");
+        .unwrap_or_else(|| {
+            let logs: Vec<_> = output.iter().filter_map(|e| e.log.as_ref()).collect();
+            panic!("no output from the service as it was stopped; its log: {logs:?}")
+        });
     assert!(
         interrupted.seq > failed.seq,
         "service.failed is published before rigd stops the service"

@@ -116,13 +116,19 @@ impl Environment {
     /// [`Error::UnknownService`], or [`Error::UnknownIngress`] when the service has several
     /// ingresses and none is called `default`.
     pub fn endpoint(&self, service: &str) -> Result<Endpoint> {
+        let (_, endpoint) = self.main_ingress(service)?;
+        Ok(endpoint)
+    }
+
+    /// The name and endpoint of `service`'s `default` ingress, or of its only one.
+    fn main_ingress(&self, service: &str) -> Result<(String, Endpoint)> {
         let ingresses = self.ingresses(service)?;
         let only = (ingresses.len() == 1)
-            .then(|| ingresses.values().next())
+            .then(|| ingresses.iter().next())
             .flatten();
-        match ingresses.get("default").or(only) {
-            Some(ep) => Ok(ep.clone()),
-            None => self.endpoint_at(service, "default"),
+        match ingresses.get_key_value("default").or(only) {
+            Some((name, ep)) => Ok((name.clone(), ep.clone())),
+            None => Ok(("default".into(), self.endpoint_at(service, "default")?)),
         }
     }
 
@@ -147,8 +153,8 @@ impl Environment {
     /// # Errors
     /// As [`Environment::endpoint`], or [`Error::NotHttp`] for a non-HTTP ingress.
     pub fn url(&self, service: &str) -> Result<String> {
-        let ep = self.endpoint(service)?;
-        self.http_url(service, "default", ep)
+        let (ingress, ep) = self.main_ingress(service)?;
+        self.http_url(service, &ingress, ep)
     }
 
     /// `http://host:port` of ingress `ingress` of `service`.
