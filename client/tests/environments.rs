@@ -403,7 +403,7 @@ async fn a_cargo_package_is_built_and_run_with_its_own_env() -> Result<(), rig::
         r#"use std::io::Write;
 fn main() {
     let mode = std::env::var("MODE").unwrap_or_default();
-    let port = std::env::var("PORT").expect("PORT");
+    let port = std::env::var("GREETING_PORT").expect("GREETING_PORT");
     let listener = std::net::TcpListener::bind(format!("127.0.0.1:{port}")).expect("bind");
     for stream in listener.incoming().flatten() {
         let _ = (&stream).write_all(mode.as_bytes());

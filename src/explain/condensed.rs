@@ -237,7 +237,7 @@ fn salient_lines(lines: &[ServiceLine]) -> Vec<&ServiceLine> {
 
 /// Failure reports of Rust (`panicked at`, `Error: ` from `main`) and Go (`panic:`,
 /// `fatal error:`) programs, and lines starting with `error:`/`fatal:`.
-fn is_failure_line(line: &str) -> bool {
+pub(crate) fn is_failure_line(line: &str) -> bool {
     let lower = line.trim_start().to_lowercase();
     line.contains("panicked at ")
         || ["panic: ", "fatal error: ", "error: ", "error[", "fatal: "]

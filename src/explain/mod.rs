@@ -29,6 +29,7 @@ pub use analysis::{
     TrafficError, TrafficKind, STDERR_LINES_PER_SERVICE,
 };
 pub use assertion::{parse_assertion, Assertion};
+pub(crate) use condensed::is_failure_line;
 pub use condensed::{
     condensed, MAX_BODY_BYTES, MAX_FAILURES, MAX_STALL_SERVICES, MAX_STDERR_LINES,
     MAX_TRAFFIC_ERRORS,

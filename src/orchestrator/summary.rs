@@ -26,6 +26,35 @@ use crate::events::EventLog;
 const LOG_TAIL_LINES: usize = 5;
 /// Events shown before the first `environment.failing`.
 const CONTEXT_EVENTS: usize = 5;
+/// Output lines searched for a failure report that the tail does not reach (a Rust panic
+/// followed by its backtrace, say).
+const FAILURE_SCAN_LINES: usize = 200;
+
+/// The last `n` lines of `scanned` (a service's formatted output tail, one `  | ` line per
+/// output line). When those miss the failure report before them (`panicked at`, `panic:`,
+/// `error: `...; see [`is_failure_line`]), it leads, with a panic's message line, then
+/// `  | [...]`, so a backtrace does not push out what went wrong.
+fn tail_with_failure_line(scanned: &str, n: usize) -> String {
+    let lines: Vec<&str> = scanned.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    let text = |line: &str| line.strip_prefix("  | ").unwrap_or(line).to_string();
+    let report = lines[..start]
+        .iter()
+        .rposition(|line| crate::explain::is_failure_line(&text(line)));
+    let Some(at) = report else {
+        return lines[start..].join("\n");
+    };
+    // Rust prints `thread 'main' panicked at src/main.rs:4:9:` and the message on the next
+    // line.
+    let header_only = text(lines[at]).contains("panicked at ") && lines[at].ends_with(':');
+    let end = if header_only { at + 2 } else { at + 1 }.min(start);
+    let mut out: Vec<&str> = lines[at..end].to_vec();
+    if end < start {
+        out.push("  | [...]");
+    }
+    out.extend_from_slice(&lines[start..]);
+    out.join("\n")
+}
 
 /// The `environment.down` message: empty unless the environment failed.
 pub fn down_summary(log: &EventLog) -> String {
@@ -50,7 +79,8 @@ pub fn down_summary(log: &EventLog) -> String {
         }
         seen.push(&e.service);
         let until = output_cutoff(&events, &e.service);
-        let tail = log.service_log_tail_before(&e.service, LOG_TAIL_LINES, until);
+        let scanned = log.service_log_tail_before(&e.service, FAILURE_SCAN_LINES, until);
+        let tail = tail_with_failure_line(&scanned, LOG_TAIL_LINES);
         if !tail.is_empty() {
             let _ = write!(out, "\n\n  {} output:\n{tail}", e.service);
         }
@@ -331,6 +361,50 @@ mod tests {
             timeline
                 .contains("artifact.failed        cargo:/src/api cargo build: exit status 101 …"),
             "{timeline}"
+        );
+    }
+
+    /// A Rust panic with a backtrace: the last lines are frames; the panic and its message
+    /// lead the tail.
+    #[test]
+    fn a_failure_report_before_the_tail_leads_it() {
+        let output = [
+            "listening",
+            "thread 'main' panicked at src/main.rs:4:43:",
+            "PORT: NotPresent",
+            "stack backtrace:",
+            "   0: __rustc::rust_begin_unwind",
+            "   1: core::panicking::panic_fmt",
+            "   2: core::result::unwrap_failed",
+            "   3: greeter::main",
+            "note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.",
+        ]
+        .map(|l| format!("  | {l}"))
+        .join("\n");
+        assert_eq!(
+            tail_with_failure_line(&output, 5),
+            [
+                "  | thread 'main' panicked at src/main.rs:4:43:",
+                "  | PORT: NotPresent",
+                "  | [...]",
+                "  |    0: __rustc::rust_begin_unwind",
+                "  |    1: core::panicking::panic_fmt",
+                "  |    2: core::result::unwrap_failed",
+                "  |    3: greeter::main",
+                "  | note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose \
+                 backtrace.",
+            ]
+            .join("\n")
+        );
+        // Within the tail already, or absent: the plain tail.
+        assert_eq!(tail_with_failure_line(&output, 9), output);
+        let plain = "  | a\n  | b\n  | c";
+        assert_eq!(tail_with_failure_line(plain, 2), "  | b\n  | c");
+        // Adjacent to the tail: no gap marker.
+        let adjacent = "  | x\n  | panic: boom\n  | goroutine 1\n  | main.go:3";
+        assert_eq!(
+            tail_with_failure_line(adjacent, 2),
+            "  | panic: boom\n  | goroutine 1\n  | main.go:3"
         );
     }
 }
