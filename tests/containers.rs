@@ -448,28 +448,20 @@ async fn an_unclean_container_stop_is_remarked_on_in_the_service_log() {
     let image = busybox();
     let rigd = Rigd::start_with(&["--stop-grace", "1s"]);
     let container = |script: &str| json!({"type": "container", "config": {"image": image, "cmd": ["sh", "-c", script]}});
-    let id = rigd
-        .create(json!({"name": "stops", "services": {
-            "polite": container("trap 'exit 143' TERM; echo started; sleep 3600 & wait"),
-            "grumpy": container("trap 'exit 3' TERM; echo started; sleep 3600 & wait"),
-            // PID 1 does not die of a signal it does not handle.
-            "stubborn": container("echo started; exec sleep 3600"),
-        }}))
+    // Each has set its trap once it has printed `started`.
+    let remarks = rigd
+        .remarks_at_teardown(
+            json!({"name": "stops", "services": {
+                "polite": container("trap 'exit 143' TERM; echo started; sleep 3600 & wait"),
+                "grumpy": container("trap 'exit 3' TERM; echo started; sleep 3600 & wait"),
+                // PID 1 does not die of a signal it does not handle.
+                "stubborn": container("echo started; exec sleep 3600"),
+            }}),
+            &["polite", "grumpy", "stubborn"],
+        )
         .await;
-    let mut events = rigd.events_with_logs(&id);
-    events.until(EnvironmentUp).await;
-    // Their traps are set once they have printed.
-    for service in ["polite", "grumpy", "stubborn"] {
-        events.until_printed(service, "started\n").await;
-    }
-    rigd.client()
-        .delete_environment(&id, &DeleteOptions::default())
-        .await
-        .expect("DELETE");
-    events.until(EnvironmentDown).await;
-
     assert_eq!(
-        events.rig_remarks(),
+        remarks,
         [
             (
                 "grumpy".to_string(),

@@ -658,29 +658,21 @@ async fn an_environment_being_torn_down_is_listed_as_such() {
 #[tokio::test]
 async fn an_unclean_stop_is_remarked_on_in_the_service_log() {
     let rigd = Rigd::start_with(&["--stop-grace", "1s"]);
-    let id = rigd
-        .create(json!({"name": "stops", "services": {
-            "polite": sh("echo started; exec sleep 3600"),
-            // `wait` returns at once on a trapped signal; the background sleep ignores SIGINT
-            // (as every asynchronous command of a non-interactive shell does).
-            "grumpy": sh("trap 'exit 3' INT; echo started; sleep 3600 & wait"),
-            "stubborn": sh("trap '' INT; echo started; exec sleep 3600"),
-        }}))
+    // Each has set its trap once it has printed `started`.
+    let remarks = rigd
+        .remarks_at_teardown(
+            json!({"name": "stops", "services": {
+                "polite": sh("echo started; exec sleep 3600"),
+                // `wait` returns at once on a trapped signal; the background sleep ignores SIGINT
+                // (as every asynchronous command of a non-interactive shell does).
+                "grumpy": sh("trap 'exit 3' INT; echo started; sleep 3600 & wait"),
+                "stubborn": sh("trap '' INT; echo started; exec sleep 3600"),
+            }}),
+            &["polite", "grumpy", "stubborn"],
+        )
         .await;
-    let mut events = rigd.events_with_logs(&id);
-    events.until(EnvironmentUp).await;
-    // Their traps are set once they have printed.
-    for service in ["polite", "grumpy", "stubborn"] {
-        events.until_printed(service, "started\n").await;
-    }
-    rigd.client()
-        .delete_environment(&id, &DeleteOptions::default())
-        .await
-        .expect("DELETE");
-    events.until(EnvironmentDown).await;
-
     assert_eq!(
-        events.rig_remarks(),
+        remarks,
         [
             (
                 "grumpy".to_string(),

@@ -27,7 +27,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rig_types::{Event, EventType};
-use rigd::cli::client::RigdClient;
+use rigd::cli::client::{DeleteOptions, RigdClient};
 use rigd::cli::event_stream::EventStream;
 use serde_json::{json, Value};
 
@@ -683,6 +683,28 @@ impl Rigd {
     /// (`?logs=true`).
     pub fn events_with_logs(&self, id: &str) -> Events {
         Events::new(self.client.events(id, None).with_logs(true))
+    }
+
+    /// Brings `spec` up, waits until each of `services` has printed `started`, deletes the
+    /// environment and returns rigd's remarks about its services
+    /// ([`Events::rig_remarks`]) once it is down.
+    pub async fn remarks_at_teardown(
+        &self,
+        spec: Value,
+        services: &[&str],
+    ) -> Vec<(String, String)> {
+        let id = self.create(spec).await;
+        let mut events = self.events_with_logs(&id);
+        events.until(EventType::EnvironmentUp).await;
+        for service in services {
+            events.until_printed(service, "started\n").await;
+        }
+        self.client
+            .delete_environment(&id, &DeleteOptions::default())
+            .await
+            .expect("DELETE");
+        events.until(EventType::EnvironmentDown).await;
+        events.rig_remarks()
     }
 
     /// How many file descriptors rigd has open (entries of `/proc/<pid>/fd`).
