@@ -163,6 +163,16 @@ impl RigUp {
     }
 }
 
+/// Polls `done` (a file a service writes) until it holds; panics with `never` after
+/// [`PATIENCE`].
+fn until(done: impl Fn() -> bool, never: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "{never}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[tokio::test]
 async fn up_fills_dir_and_host_env_then_ctrl_c_tears_down() {
     let rigd = Rigd::start("ctrlc").await;
@@ -186,16 +196,10 @@ async fn up_fills_dir_and_host_env_then_ctrl_c_tears_down() {
 
     // The service ran in the spec file's directory and saw rig's environment. A service
     // without an ingress is ready as soon as it starts, so its files may come a little later.
-    let deadline = Instant::now() + PATIENCE;
-    let written =
-        |name: &str| std::fs::read_to_string(project.join(name)).is_ok_and(|s| s.ends_with('\n'));
-    while !written("marker.txt") {
-        assert!(
-            Instant::now() < deadline,
-            "the service never wrote marker.txt"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    until(
+        || std::fs::read_to_string(project.join("marker.txt")).is_ok_and(|s| s.ends_with('\n')),
+        "the service never wrote marker.txt",
+    );
     let cwd = std::fs::read_to_string(project.join("cwd.txt"))
         .expect("the service wrote cwd.txt in the spec's directory");
     assert_eq!(cwd.trim(), project.display().to_string());
@@ -484,11 +488,7 @@ async fn rig_remarks_are_shown_without_logs() {
     );
     rig.wait_for("press Ctrl-C to tear the environment down");
     // The service's SIGINT trap is set once the file is there.
-    let deadline = Instant::now() + PATIENCE;
-    while !trapped.exists() {
-        assert!(Instant::now() < deadline, "the service never set its trap");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    until(|| trapped.exists(), "the service never set its trap");
     rig.signal(libc::SIGINT);
     rig.wait_for("    grumpy rig: ended with exit status 3 when told to stop (SIGINT)");
     rig.wait_for("  ✓ torn down \"it-remarks\"");

@@ -6,13 +6,13 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use rig_types::EventType;
 
 use super::client_event::{Action, ClientEvent};
 use super::response::ApiError;
 use super::sse::{event_stream, parse_last_event_id, HEARTBEAT_INTERVAL};
 use super::state::AppState;
 use crate::events::{EventFilter, Replay, StoreKind};
-use rig_types::EventType;
 
 /// Query parameters of the event stream.
 #[derive(serde::Deserialize)]

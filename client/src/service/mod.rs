@@ -399,13 +399,8 @@ impl Service {
         S: Into<String>,
     {
         let topics: Vec<String> = topics.into_iter().map(Into::into).collect();
-        if self.service_type != "kafka" || self.kind != Kind::Infrastructure {
-            self.problem(format!(
-                ".topics(..) is only for kafka services, not {}",
-                self.describe()
-            ));
-        }
-        if !topics.is_empty() {
+        let kafka = self.is_kafka();
+        if self.only_for(kafka, ".topics(..)", "kafka") && !topics.is_empty() {
             self.init.push(InitHook::Server {
                 hook_type: "schema",
                 config: serde_json::json!({ "topics": topics }),
@@ -417,40 +412,26 @@ impl Service {
     /// A `kafka` service's schema registry: a `schema-registry` ingress (HTTP, container port
     /// 8081). Only the container backend has one, so `"auto"` then runs a container.
     pub fn schema_registry(mut self) -> Service {
-        if self.service_type == "kafka" && self.kind == Kind::Infrastructure {
+        let kafka = self.is_kafka();
+        if self.only_for(kafka, ".schema_registry()", "kafka") {
             self.ingresses
                 .insert("schema-registry".into(), ingress_spec(Protocol::Http, 8081));
-        } else {
-            self.problem(format!(
-                ".schema_registry() is only for kafka services, not {}",
-                self.describe()
-            ));
         }
         self
     }
 
     /// The binary target a `cargo` service runs, for a package with several.
     pub fn bin(mut self, name: impl Into<String>) -> Service {
-        if self.kind == Kind::Cargo {
+        if self.only_for(self.kind == Kind::Cargo, ".bin()", "cargo") {
             self.config.insert("bin".into(), Value::String(name.into()));
-        } else {
-            self.problem(format!(
-                ".bin() is only for cargo services, not {}",
-                self.describe()
-            ));
         }
         self
     }
 
     /// The working directory of a `process` (relative to the test's working directory).
     pub fn dir(mut self, dir: impl Into<String>) -> Service {
-        if self.kind == Kind::Process {
+        if self.only_for(self.kind == Kind::Process, ".dir()", "process") {
             self.config.insert("dir".into(), Value::String(dir.into()));
-        } else {
-            self.problem(format!(
-                ".dir() is only for process services, not {}",
-                self.describe()
-            ));
         }
         self
     }
@@ -635,6 +616,22 @@ impl Service {
                 self.describe()
             ));
         }
+    }
+
+    fn is_kafka(&self) -> bool {
+        self.kind == Kind::Infrastructure && self.service_type == "kafka"
+    }
+
+    /// Whether `method` applies (`applies`); when it does not, records that it is only for
+    /// `kinds` services.
+    fn only_for(&mut self, applies: bool, method: &str, kinds: &str) -> bool {
+        if !applies {
+            self.problem(format!(
+                "{method} is only for {kinds} services, not {}",
+                self.describe()
+            ));
+        }
+        applies
     }
 
     fn problem(&mut self, problem: impl Into<String>) {

@@ -113,6 +113,30 @@ async fn start_with(target: String, settings: KafkaSettings) -> Running {
     }
 }
 
+/// Stops the proxy and waits for it to finish.
+async fn stop(proxy: Running) {
+    proxy.cancel.cancel();
+    tokio::time::timeout(GUARD, proxy.task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// A broker on a loopback port that accepts one connection and runs `script` on it.
+async fn scripted_broker<F, Fut>(script: F) -> std::net::SocketAddr
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = broker.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = broker.accept().await.unwrap();
+        script(stream).await;
+    });
+    addr
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_dribbled_byte_by_byte_are_matched_and_rewritten() {
     let metadata =
@@ -219,11 +243,7 @@ async fn responses_dribbled_byte_by_byte_are_matched_and_rewritten() {
     .await;
     assert!(!events.is_empty());
     drop(client);
-    proxy.cancel.cancel();
-    tokio::time::timeout(GUARD, proxy.task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop(proxy).await;
 }
 
 /// A client in a container cannot reach the proxy's loopback: with an advertise address,
@@ -319,11 +339,7 @@ async fn with_an_advertise_address_every_broker_is_a_listener_there() {
     assert_eq!(framed(&read_frame(&mut through).await), versions_reply);
 
     drop((client, through));
-    proxy.cancel.cancel();
-    tokio::time::timeout(GUARD, proxy.task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop(proxy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,11 +381,7 @@ async fn a_stream_that_is_not_kafka_ends_with_a_reason() {
         closed.error
     );
     assert_eq!(closed.bytes_in, 0);
-    proxy.cancel.cancel();
-    tokio::time::timeout(GUARD, proxy.task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop(proxy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,9 +462,5 @@ async fn produce_node_endpoints_of_a_new_leader_are_rewritten_to_a_proxy_listene
     assert_eq!(kafka.topics[0].topic, "orders");
     assert_eq!((partitions[0].partition, partitions[0].error_code), (2, 6));
     drop(client);
-    proxy.cancel.cancel();
-    tokio::time::timeout(GUARD, proxy.task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop(proxy).await;
 }

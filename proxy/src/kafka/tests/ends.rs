@@ -12,7 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use super::{read_frame, request, response, start, wait_for, Running, GUARD};
+use super::{
+    read_frame, request, response, scripted_broker, start, stop, wait_for, Running, GUARD,
+};
 
 fn versions_request(correlation_id: i32) -> Vec<u8> {
     request(
@@ -48,28 +50,18 @@ async fn ended(proxy: &Running, closed: usize) -> (Vec<KafkaRequestInfo>, Vec<Co
     (kafka, connections)
 }
 
-async fn stop(proxy: Running) {
-    proxy.cancel.cancel();
-    tokio::time::timeout(GUARD, proxy.task)
-        .await
-        .unwrap()
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_closing_in_the_middle_of_a_response_is_an_error() {
     let reply = versions_response(1);
     let cut = 10;
     assert!(reply.len() > cut);
-    let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let broker_addr = broker.local_addr().unwrap();
     let script = reply.clone();
-    tokio::spawn(async move {
-        let (mut stream, _) = broker.accept().await.unwrap();
+    let broker_addr = scripted_broker(move |mut stream| async move {
         read_frame(&mut stream).await;
         stream.write_all(&script[..cut]).await.unwrap();
         // Dropped: the broker closes in the middle of its response.
-    });
+    })
+    .await;
     let proxy = start(broker_addr.to_string()).await;
     let mut client = TcpStream::connect(proxy.addr).await.unwrap();
     let sent = versions_request(1);
@@ -148,16 +140,14 @@ async fn a_client_closing_in_the_middle_of_a_request_is_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_without_a_response_when_the_connection_closes_are_recorded() {
     let reply = versions_response(1);
-    let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let broker_addr = broker.local_addr().unwrap();
     let script = reply.clone();
-    tokio::spawn(async move {
-        let (mut stream, _) = broker.accept().await.unwrap();
+    let broker_addr = scripted_broker(move |mut stream| async move {
         read_frame(&mut stream).await;
         read_frame(&mut stream).await;
         // Answers the first and closes, cleanly, between frames.
         stream.write_all(&script).await.unwrap();
-    });
+    })
+    .await;
     let proxy = start(broker_addr.to_string()).await;
     let mut client = TcpStream::connect(proxy.addr).await.unwrap();
     let second = request(ApiKey::Metadata, 12, 2, &MetadataRequest::default());
@@ -194,17 +184,15 @@ async fn requests_without_a_response_when_the_connection_closes_are_recorded() {
 async fn exchanges_in_flight_when_the_proxy_shuts_down_are_recorded() {
     let reply = versions_response(1);
     let cut = 10;
-    let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let broker_addr = broker.local_addr().unwrap();
     let script = reply.clone();
-    tokio::spawn(async move {
-        let (mut stream, _) = broker.accept().await.unwrap();
+    let broker_addr = scripted_broker(move |mut stream| async move {
         read_frame(&mut stream).await;
         read_frame(&mut stream).await;
         stream.write_all(&script[..cut]).await.unwrap();
         let mut rest = Vec::new();
         let _ = stream.read_to_end(&mut rest).await;
-    });
+    })
+    .await;
     let proxy = start(broker_addr.to_string()).await;
     let mut client = TcpStream::connect(proxy.addr).await.unwrap();
     client
@@ -245,12 +233,9 @@ async fn exchanges_in_flight_when_the_proxy_shuts_down_are_recorded() {
 /// the stream reached the broker), and has the broker answer `reply` only then: writing the
 /// response to the client fails. Returns the exchange's record and the `connection.closed`.
 async fn answer_a_client_gone(sent: Vec<u8>, reply: Vec<u8>) -> (KafkaRequestInfo, ConnectionInfo) {
-    let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let broker_addr = broker.local_addr().unwrap();
     let (relayed_tx, relayed) = oneshot::channel();
     let (gone_tx, gone) = oneshot::channel();
-    tokio::spawn(async move {
-        let (mut stream, _) = broker.accept().await.unwrap();
+    let broker_addr = scripted_broker(move |mut stream| async move {
         read_frame(&mut stream).await;
         let mut rest = Vec::new();
         stream.read_to_end(&mut rest).await.unwrap();
@@ -258,7 +243,8 @@ async fn answer_a_client_gone(sent: Vec<u8>, reply: Vec<u8>) -> (KafkaRequestInf
         gone.await.unwrap();
         // Fails once the proxy gives up on the connection.
         let _ = stream.write_all(&reply).await;
-    });
+    })
+    .await;
     let proxy = start(broker_addr.to_string()).await;
     let mut client = TcpStream::connect(proxy.addr).await.unwrap();
     client.write_all(&sent).await.unwrap();
