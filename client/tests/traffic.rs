@@ -257,10 +257,23 @@ async fn tcp_connections_are_recorded_without_readiness_probes() -> Result<(), r
         )
         .await
         .unwrap_err();
+    // Each connection is listed once, in the phase the filter counts.
+    assert_eq!(
+        err.to_string(),
+        "expected exactly 1 TCP connections from echo, saw 0; all TCP connections seen (1):\n  ~test → echo  opened",
+    );
+    let err = env
+        .expect_within(
+            &ConnectionFilter::new().from("echo").closed(),
+            1,
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap_err();
+    let err = err.to_string();
     assert!(
-        err.to_string().starts_with(
-            "expected exactly 1 TCP connections from echo, saw 0; all TCP connections seen (2):\n  ~test → echo  opened\n  ~test → echo  closed  5↑ 5↓"
-        ),
+        err.starts_with("expected exactly 1 closed TCP connections from echo, saw 0; all closed TCP connections seen (1):\n  ~test → echo  closed  5↑ 5↓  ")
+            && err.ends_with("ms"),
         "{err}"
     );
     env.down().await?;

@@ -330,7 +330,7 @@ impl Environment {
             Some(result) => result,
             None => Err(Error::TrafficTimeout {
                 filter: filter.to_string(),
-                kind: F::Item::KIND,
+                kind: filter.listed_kind(),
                 after: timeout,
                 seen: traffic::seen(self.traffic().iter(), filter),
             }),
@@ -430,7 +430,7 @@ impl Environment {
                 (_, Err(unreachable)) => return Err(unreachable.into()),
                 _ => Error::TrafficCount {
                     filter: filter.to_string(),
-                    kind: F::Item::KIND,
+                    kind: filter.listed_kind(),
                     expected: count,
                     matched: matched.iter().map(ToString::to_string).collect(),
                     seen: traffic::seen(traffic.iter(), filter),

@@ -61,6 +61,18 @@ pub trait TrafficFilter: fmt::Display + Send + Sync {
         false
     }
 
+    /// Whether `item` belongs in a failure message's list of what was seen: by default every
+    /// item of the kind does.
+    fn lists(&self, _item: &Self::Item) -> bool {
+        true
+    }
+
+    /// What the items [`lists`](TrafficFilter::lists) keeps are called in failure messages,
+    /// plural.
+    fn listed_kind(&self) -> &'static str {
+        Self::Item::KIND
+    }
+
     /// The services the filter names (as caller or callee), so a misspelt one is reported
     /// rather than waited for.
     fn services(&self) -> Vec<&str> {
@@ -89,8 +101,8 @@ pub(crate) fn select<F: TrafficFilter>(
         .collect()
 }
 
-/// Every item of kind `F::Item` among `events`, one line each, for failure messages
-/// (probes only when the filter includes them).
+/// Every item of kind `F::Item` among `events` that `filter` lists, one line each, for
+/// failure messages (probes only when the filter includes them).
 pub(crate) fn seen<F: TrafficFilter>(
     events: impl IntoIterator<Item = impl Borrow<Event>>,
     filter: &F,
@@ -99,6 +111,7 @@ pub(crate) fn seen<F: TrafficFilter>(
         .into_iter()
         .filter_map(|event| F::Item::from_event(event.borrow()))
         .filter(|item| !item.is_probe() || filter.includes_probes())
+        .filter(|item| filter.lists(item))
         .map(|item| item.to_string())
         .collect()
 }

@@ -197,6 +197,20 @@ impl TrafficFilter for ConnectionFilter {
     fn includes_probes(&self) -> bool {
         self.probes
     }
+
+    /// A connection has an opened and, later, a closed event: a failure message lists the
+    /// ones of the phase the filter counts, so each connection appears once.
+    fn lists(&self, conn: &Connection) -> bool {
+        conn.closed == self.closed
+    }
+
+    fn listed_kind(&self) -> &'static str {
+        if self.closed {
+            "closed TCP connections"
+        } else {
+            "TCP connections"
+        }
+    }
 }
 
 /// Reads like the condition: `closed TCP connections from api to db`.
