@@ -104,6 +104,9 @@ pub(super) async fn relay(
     let mut buf = vec![0u8; CHUNK];
     let mut scanner = FrameScanner::new(brokers.settings().max_frame);
     let mut current: Option<Current> = None;
+    // Requests that get no response (Produce with acks=0) in this chunk: recorded once they
+    // have been written to the broker, or with the error that kept them from it.
+    let mut unanswered: Vec<Request> = Vec::new();
     // Bytes read from the client, and where in them the frame being read starts.
     let (mut read, mut frame_start) = (0u64, 0u64);
     loop {
@@ -133,12 +136,7 @@ pub(super) async fn relay(
                         if answered {
                             pending.push(request);
                         } else {
-                            let names = brokers.topic_names().clone();
-                            brokers.observer().record(Box::new(KafkaRecord::unanswered(
-                                request,
-                                broker.clone(),
-                                names,
-                            )));
+                            unanswered.push(request);
                         }
                     }
                 }
@@ -147,9 +145,19 @@ pub(super) async fn relay(
             }
         };
         let end = if framing.is_ok() { n } else { boundary };
-        to.write_all(&buf[..end])
+        let written = to
+            .write_all(&buf[..end])
             .await
-            .map_err(|e| format!("writing to the broker: {}", describe(&e)))?;
+            .map_err(|e| format!("writing to the broker: {}", describe(&e)));
+        for request in unanswered.drain(..) {
+            let names = brokers.topic_names().clone();
+            let record = KafkaRecord::unanswered(request, broker.clone(), names);
+            brokers.observer().record(Box::new(match &written {
+                Ok(()) => record,
+                Err(err) => record.with_error(err.clone()),
+            }));
+        }
+        written?;
         forwarded.fetch_add(end as u64, Ordering::Relaxed);
         read += n as u64;
         if let Err(err) = framing {
