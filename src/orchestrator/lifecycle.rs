@@ -336,7 +336,7 @@ async fn run_group(task: &ServiceTask, started: Started) -> Ended {
     );
     tokio::pin!(lifecycle);
 
-    let shutdown = task.settings.shutdown_timeout;
+    let shutdown = task.settings.shutdown_wait();
     tokio::select! {
         biased;
         _ = task.cancel().cancelled() => {

@@ -50,7 +50,8 @@ use crate::services::Registry;
 pub struct Settings {
     /// How long a stopping process gets between SIGINT and SIGKILL.
     pub stop_grace: Duration,
-    /// How long a service gets to exit after it was told to stop before rigd reports it.
+    /// How long a service gets to exit after it was told to stop before rigd reports it; never
+    /// less than the stop grace and a margin (see [`Settings::shutdown_wait`]).
     pub shutdown_timeout: Duration,
     /// Default wait for a client's `callback.response`.
     pub callback_timeout: Duration,
@@ -59,6 +60,20 @@ pub struct Settings {
     /// Bytes of service output and traffic events each environment keeps in memory before
     /// older ones are spilled to its directory.
     pub event_memory: usize,
+}
+
+/// Time a stopping service gets beyond its stop grace: for the SIGKILL after the grace, an
+/// engine's forced removal of a container, and the output drained after.
+const STOP_MARGIN: Duration = Duration::from_secs(5);
+
+impl Settings {
+    /// How long a service told to stop is waited for before rigd reports it and moves on:
+    /// `shutdown_timeout`, or longer when the stop grace needs it, so that the runner that
+    /// sends SIGKILL (or removes the container) after the grace is never cut short.
+    pub fn shutdown_wait(&self) -> Duration {
+        self.shutdown_timeout
+            .max(self.stop_grace.saturating_add(STOP_MARGIN))
+    }
 }
 
 impl Default for Settings {

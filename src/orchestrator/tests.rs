@@ -572,9 +572,37 @@ async fn a_client_service_error_fails_the_environment() {
 #[tokio::test]
 async fn a_process_ignoring_sigint_is_killed_after_the_grace_period() {
     let dir = tempdir();
-    let orch = orchestrator(dir.path());
+    let remarks = stop_a_process_ignoring_sigint(&orchestrator(dir.path()), dir.path()).await;
+    assert!(remarks.contains("killed (SIGKILL)"), "{remarks}");
+}
+
+/// A stop grace longer than the shutdown timeout is waited out, not cut short: the runner
+/// that would have sent SIGKILL is not dropped with the process still running.
+#[tokio::test]
+async fn a_stop_grace_longer_than_the_shutdown_timeout_is_waited_out() {
+    let dir = tempdir();
+    let orch = Orchestrator::new(
+        Arc::new(PortAllocator::new()),
+        Arc::new(Registry::builtin()),
+        dir.path().to_path_buf(),
+        Settings {
+            stop_grace: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_millis(100),
+            ..Settings::default()
+        },
+    );
+    let remarks = stop_a_process_ignoring_sigint(&orch, dir.path()).await;
+    assert!(
+        remarks.contains("did not exit within 1s of SIGINT, so it was killed (SIGKILL)"),
+        "{remarks}"
+    );
+}
+
+/// Runs a shell that ignores SIGINT, tears its environment down, checks that the shell is
+/// gone, and returns rigd's remarks on its log.
+async fn stop_a_process_ignoring_sigint(orch: &Orchestrator, dir: &std::path::Path) -> String {
     // Args are expanded like Go's os.Expand (`$$` would vanish), so the script is a file.
-    let script = dir.path().join("stubborn.sh");
+    let script = dir.join("stubborn.sh");
     std::fs::write(
         &script,
         "trap '' INT\necho $$\nwhile :; do sleep 0.05; done\n",
@@ -608,6 +636,14 @@ async fn a_process_ignoring_sigint_is_killed_after_the_grace_period() {
     // SAFETY: signal 0 only checks whether the process exists.
     let alive = unsafe { libc::kill(pid, 0) } == 0;
     assert!(!alive, "process {pid} survived teardown");
+    inst.log()
+        .events()
+        .iter()
+        .filter_map(|e| e.log.as_ref())
+        .filter(|log| log.stream.is_rig())
+        .map(|log| log.data.clone())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test]

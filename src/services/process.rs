@@ -81,6 +81,10 @@ pub(crate) async fn run_program(
     if let (Some(reaper), Some(pgid)) = (&ctx.reaper, pgid) {
         reaper.track_group_since(pgid, spawned_after);
     }
+    let group = pgid.map(|pgid| GroupKill {
+        pgid,
+        reaper: ctx.reaper.clone(),
+    });
 
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
@@ -103,12 +107,7 @@ pub(crate) async fn run_program(
         }
     };
     // Whatever the leader did, nothing of its group may outlive it.
-    if let Some(pgid) = pgid {
-        signal_group(pgid, libc::SIGKILL);
-        if let Some(reaper) = &ctx.reaper {
-            reaper.untrack_group(pgid);
-        }
-    }
+    drop(group);
     // Drain the output so the log holds everything the process wrote before we report.
     for pump in pumps {
         let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
@@ -120,6 +119,23 @@ pub(crate) async fn run_program(
         }
         Exit::BySelf(Ok(status)) => Err(ServiceError::new(describe_exit(status))),
         Exit::BySelf(Err(e)) => Err(ServiceError::new(format!("wait for process: {e}"))),
+    }
+}
+
+/// A service's process group, killed (SIGKILL) when this is dropped: when the leader has
+/// ended, and also when the runner itself is dropped before that (mid-stop, say), so nothing
+/// of the group outlives its service.
+struct GroupKill {
+    pgid: i32,
+    reaper: Option<std::sync::Arc<crate::reaper::Reaper>>,
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        signal_group(self.pgid, libc::SIGKILL);
+        if let Some(reaper) = &self.reaper {
+            reaper.untrack_group(self.pgid);
+        }
     }
 }
 
