@@ -160,12 +160,14 @@ impl Config {
         S: Into<OsString>,
     {
         let flags = Flags::parse(args)?;
-        let rig_dir = match flags.rig_dir {
+        // Absolute, against the directory rigd was started in: rigd changes into the rig dir,
+        // and every path it hands out (env dirs, log files) must mean the same to clients.
+        let rig_dir = absolute(match flags.rig_dir {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
             _ => default_rig_dir(env),
-        };
+        });
         let addr_file = match flags.addr_file {
-            Some(file) if !file.is_empty() => PathBuf::from(file),
+            Some(file) if !file.is_empty() => absolute(PathBuf::from(file)),
             _ => rig_dir.join("rigd.addr"),
         };
         Ok(Config {
@@ -187,6 +189,11 @@ impl Config {
             change_dir: true,
         })
     }
+}
+
+/// `path` made absolute against the current directory (as given if that cannot be read).
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 /// `$RIG_DIR`, else `$HOME/.rig`, else `<temp>/rig`.
@@ -568,6 +575,16 @@ mod tests {
         for h in ["-h", "--help", "-help", "--h"] {
             assert_eq!(parse(&[h]).unwrap_err(), FlagError::HelpRequested);
         }
+    }
+
+    #[test]
+    fn relative_paths_are_made_absolute_against_the_starting_directory() {
+        let cwd = std::env::current_dir().unwrap();
+        let c = parse(&["--rig-dir", ".rig"]).unwrap();
+        assert_eq!(c.rig_dir, cwd.join(".rig"));
+        assert_eq!(c.addr_file, cwd.join(".rig").join("rigd.addr"));
+        let c = parse(&["--rig-dir", ".rig", "--addr-file", "a/rigd.addr"]).unwrap();
+        assert_eq!(c.addr_file, cwd.join("a/rigd.addr"));
     }
 
     #[test]
