@@ -125,11 +125,11 @@ pub(crate) async fn post(
         .into_action()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let instance = entry.instance();
-    let named = match &action {
-        Action::Publish(event) => event.service.as_str(),
-        Action::FailService { service, .. } => service.as_str(),
+    let (named, required) = match &action {
+        Action::Publish(event) => (event.service.as_str(), false),
+        Action::FailService { service, .. } => (service.as_str(), true),
     };
-    if !named.is_empty() && !instance.spec().services.contains_key(named) {
+    if (required || !named.is_empty()) && !instance.spec().services.contains_key(named) {
         // Failing a service that is not there would fail the whole environment for a typo.
         let services: Vec<&str> = instance
             .spec()
@@ -138,9 +138,16 @@ pub(crate) async fn post(
             .filter(|(_, service)| !service.injected)
             .map(|(name, _)| name.as_str())
             .collect();
+        let what = if named.is_empty() {
+            "service.error needs \"service\": the service that failed".to_string()
+        } else {
+            format!(
+                "service {named:?} is not in environment {:?}",
+                instance.name()
+            )
+        };
         return Err(ApiError::bad_request(format!(
-            "service {named:?} is not in environment {:?} (its services: {})",
-            instance.name(),
+            "{what} (its services: {})",
             services.join(", ")
         )));
     }

@@ -278,6 +278,14 @@ async fn client_event_errors_are_400() {
             "service \"typo\" is not in environment \"events\" (its services: w)"
         );
     }
+    // A service error that names no service would fail the whole environment.
+    let body = json!({"type": "service.error", "error": "crashed"});
+    let reply = h.call(post_json(&uri, &body.to_string())).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.error(),
+        "service.error needs \"service\": the service that failed (its services: w)"
+    );
     let reply = h
         .call(request(Method::GET, &format!("/environments/{id}")))
         .await;
