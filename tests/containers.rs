@@ -79,6 +79,8 @@ async fn a_container_serves_a_process_through_its_egress_runs_exec_hooks_and_goe
     let image = busybox();
     let rigd = Rigd::start();
     let mut web = web_container(&image);
+    // A second view of the same port inside, as raw TCP: it gets a host port of its own.
+    web["ingresses"]["raw"] = json!({"protocol": "tcp", "container_port": 8080});
     web["hooks"] = json!({"init": [{"type": "exec", "config": {"command":
         ["sh", "-c", "echo hook ran in $(cat /rig/temp/index.html | wc -c) bytes; ls /rig/env"]}}]});
     let id = rigd
@@ -107,14 +109,18 @@ async fn a_container_serves_a_process_through_its_egress_runs_exec_hooks_and_goe
         "http://{}/index.html",
         up.ingresses["web"]["default"].hostport
     );
-    let page = Command::new("curl")
-        .args(["-sS", &url])
-        .output()
-        .expect("curl");
-    assert_eq!(
-        String::from_utf8_lossy(&page.stdout),
-        "hello from the container\n"
-    );
+    let raw_url = format!("http://{}/index.html", up.ingresses["web"]["raw"].hostport);
+    for url in [url, raw_url] {
+        let page = Command::new("curl")
+            .args(["-sS", &url])
+            .output()
+            .expect("curl");
+        assert_eq!(
+            String::from_utf8_lossy(&page.stdout),
+            "hello from the container\n",
+            "{url}"
+        );
+    }
 
     // Its output and the exec hook's are in its log; the hook saw both mounts.
     let web_log = wait_for_output(&rigd, &id, "web", "web started").await;

@@ -102,19 +102,22 @@ pub async fn create(docker: &Docker, spec: &ContainerSpec) -> Result<String, Str
     let mut exposed = Vec::new();
     for p in &spec.ports {
         let key = format!("{}/tcp", p.container_port);
-        exposed.push(key.clone());
-        port_bindings.insert(
-            key,
-            Some(vec![PortBinding {
-                host_ip: Some("127.0.0.1".to_string()),
-                // An empty host port is the engine's choice.
-                host_port: Some(if p.host_port == 0 {
-                    String::new()
-                } else {
-                    p.host_port.to_string()
-                }),
-            }]),
-        );
+        if !exposed.contains(&key) {
+            exposed.push(key.clone());
+        }
+        // Two ingresses may view one port inside (as HTTP and as raw TCP, say): each gets a
+        // host port of its own, bound to the same container port.
+        let bindings: &mut Option<Vec<PortBinding>> =
+            port_bindings.entry(key).or_insert_with(|| Some(Vec::new()));
+        bindings.get_or_insert_with(Vec::new).push(PortBinding {
+            host_ip: Some("127.0.0.1".to_string()),
+            // An empty host port is the engine's choice.
+            host_port: Some(if p.host_port == 0 {
+                String::new()
+            } else {
+                p.host_port.to_string()
+            }),
+        });
     }
     let binds = spec
         .mounts

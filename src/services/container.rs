@@ -2,7 +2,8 @@
 //!
 //! Config: `{"image": "...", "cmd": [...], "env": {...}}`; each ingress may set
 //! `container_port` (the port inside the container; default: the same as the host port, for
-//! images that read `$PORT`). The image comes from the artifact phase (local when present,
+//! images that read `$PORT`; two ingresses may name the same one, each published on a host port
+//! of its own). The image comes from the artifact phase (local when present,
 //! pulled otherwise). The container gets:
 //! - ports published on `127.0.0.1:<host port>`;
 //! - the service's temp dir at `/rig/temp` and the environment dir at `/rig/env`;
