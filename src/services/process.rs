@@ -371,6 +371,24 @@ fn spawn_error(
             );
         }
     }
+    // "nul byte found in provided data" names nothing: say which argument or variable.
+    if error.kind() == std::io::ErrorKind::InvalidInput {
+        let arg = args.iter().position(|a| a.contains('\0'));
+        let var = env
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'));
+        let culprit = match (arg, var) {
+            (Some(i), _) => Some(format!("argument {} ({:?})", i + 1, args[i])),
+            (None, Some((name, _))) => Some(format!("environment variable {name:?}")),
+            (None, None) => None,
+        };
+        if let Some(culprit) = culprit {
+            return format!(
+                "start {program}: {culprit} contains a NUL character (\\u0000), which a \
+                 process cannot be given; remove it from the spec"
+            );
+        }
+    }
     // "Argument list too long" blames the arguments; with rig's wiring it is usually one
     // variable (`RIG_WIRING` of a large environment) over the kernel's limit for a single
     // string, 128 KiB on Linux, or everything together over the total.
@@ -399,6 +417,26 @@ fn spawn_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A NUL in an argument or a variable: the error names which.
+    #[test]
+    fn a_nul_character_is_traced_to_its_argument_or_variable() {
+        let program = Path::new("/bin/true");
+        let env = BTreeMap::from([("TOKEN".to_string(), "a\0b".to_string())]);
+        let error = spawn(program, &[], None, &env).expect_err("a NUL cannot be passed");
+        assert_eq!(
+            spawn_error(program, None, &[], &env, &error),
+            "start /bin/true: environment variable \"TOKEN\" contains a NUL character \
+             (\\u0000), which a process cannot be given; remove it from the spec"
+        );
+        let args = ["ok".to_string(), "x\0".to_string()];
+        let error = spawn(program, &args, None, &BTreeMap::new()).expect_err("nor here");
+        assert_eq!(
+            spawn_error(program, None, &args, &BTreeMap::new(), &error),
+            "start /bin/true: argument 2 (\"x\\0\") contains a NUL character (\\u0000), \
+             which a process cannot be given; remove it from the spec"
+        );
+    }
 
     /// A variable over the kernel's per-string limit: the error names it, not the arguments.
     #[test]

@@ -87,6 +87,15 @@ fn environment_rules(env: &Environment, errors: &mut Vec<String>) {
             Ok(_) => {}
         }
     }
+    for (name, value) in &env.host_env {
+        if name.contains(['=', '\0']) || value.contains('\0') {
+            errors.push(format!(
+                "host_env {}: a variable's name must not hold \"=\" or NUL (\\u0000), nor its \
+                 value NUL: no process can be given it; remove it",
+                go_quote(name)
+            ));
+        }
+    }
     if env.callback_timeout.to_std().is_none() {
         errors.push(format!(
             "callback_timeout must not be negative, got {} (leave it out for the default)",
@@ -143,6 +152,15 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
     } else if !generated {
         if let Some(problem) = reserved_type_problem(service) {
             errors.push(format!("service {svc}: {problem}"));
+        }
+    }
+
+    for (i, arg) in service.args.iter().enumerate() {
+        if arg.contains('\0') {
+            errors.push(format!(
+                "service {svc}: args[{i}] contains a NUL character (\\u0000), which no program \
+                 can be given; remove it"
+            ));
         }
     }
 

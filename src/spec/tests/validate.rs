@@ -32,6 +32,26 @@ fn minimal_process_is_valid() {
     assert_eq!(errors_of(env), none());
 }
 
+/// A NUL (or an `=` in a name) cannot reach a process: refused up front, naming the field.
+#[test]
+fn nul_characters_in_arguments_and_host_env_are_refused() {
+    let mut env = env_of(vec![("api", svc("process", &[], &[]))]);
+    env.services.get_mut("api").unwrap().args = vec!["ok".into(), "a\0b".into()];
+    env.host_env.insert("TOKEN".into(), "x\0".into());
+    env.host_env.insert("A=B".into(), "x".into());
+    assert_eq!(
+        errors_of(env),
+        vec![
+            "host_env \"A=B\": a variable's name must not hold \"=\" or NUL (\\u0000), nor its \
+             value NUL: no process can be given it; remove it",
+            "host_env \"TOKEN\": a variable's name must not hold \"=\" or NUL (\\u0000), nor \
+             its value NUL: no process can be given it; remove it",
+            "service \"api\": args[1] contains a NUL character (\\u0000), which no program can \
+             be given; remove it",
+        ]
+    );
+}
+
 /// Upstream `TestValidateEnvironment_EmptyName`.
 #[test]
 fn empty_name() {
