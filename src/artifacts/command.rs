@@ -10,7 +10,7 @@ use rig_types::LogStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::reaper::Reaper;
-use crate::services::process::{describe_exit, signal_group, spawn};
+use crate::services::process::{describe_exit, signal_group, spawn, OUTPUT_DRAIN};
 use crate::services::OutputSink;
 
 /// How much of a failed build's output goes into the error message (the end of it, where
@@ -100,10 +100,12 @@ impl BuildCommand {
                     })
                     .await;
                 } else {
+                    // Kept as it is read, so a drain cut short still returns what came.
                     use tokio::io::AsyncReadExt;
-                    let mut all = Vec::new();
-                    let _ = out.read_to_end(&mut all).await;
-                    *stdout.lock() = all;
+                    let mut buf = vec![0; 8192];
+                    while let Ok(n @ 1..) = out.read(&mut buf).await {
+                        stdout.lock().extend_from_slice(&buf[..n]);
+                    }
                 }
             }));
         }
@@ -132,8 +134,13 @@ impl BuildCommand {
                 return Err(BuildFailure::Cancelled);
             }
         };
+        // Bounded: a process the build started outside its group may keep the pipes open.
+        let drained_by = tokio::time::Instant::now() + OUTPUT_DRAIN;
         for pump in pumps {
-            let _ = pump.await;
+            tokio::select! {
+                _ = tokio::time::timeout_at(drained_by, pump) => {}
+                _ = cancel.cancelled() => return Err(BuildFailure::Cancelled),
+            }
         }
         let status = status.map_err(|e| BuildFailure::Spawn(format!("wait: {e}")))?;
         let stdout = std::mem::take(&mut *stdout.lock());
@@ -164,5 +171,44 @@ impl Tail {
     fn text(&self) -> String {
         let start = self.0.len().saturating_sub(ERROR_TAIL);
         String::from_utf8_lossy(&self.0[start..]).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventLog;
+
+    /// A build that leaves a process holding its stdout (started in a session of its own, out
+    /// of reach of the group kill) still finishes, with what it printed.
+    #[tokio::test]
+    async fn a_build_that_leaves_a_process_holding_its_output_still_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let command = BuildCommand {
+            program: "sh".to_string(),
+            args: vec![
+                "-c".to_string(),
+                // The parent waits until the sleeper has left the group (it reads the fifo
+                // once the sleeper's new session exists), so the group kill cannot reach it.
+                "mkfifo left; setsid sh -c 'echo > left; exec sleep 300' & read _ < left; \
+                 echo \"$!\"; echo built"
+                    .to_string(),
+            ],
+            dir: dir.path().to_path_buf(),
+            env: BTreeMap::from([("PATH".to_string(), std::env::var("PATH").unwrap())]),
+            log_stdout: false,
+        };
+        let sink = OutputSink::new(Arc::new(EventLog::new()), "env", "api");
+        let cancel = CancellationToken::new();
+        let run = command.run(&sink, &cancel, None);
+        let stdout = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+            .await
+            .expect("the build never finished: its output is still held open")
+            .expect("the build succeeded");
+        let stdout = String::from_utf8(stdout).unwrap();
+        let pid: i32 = stdout.lines().next().unwrap().parse().unwrap();
+        // SAFETY: kill(2) of the sleeper this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert!(stdout.ends_with("built\n"), "{stdout:?}");
     }
 }

@@ -109,8 +109,9 @@ pub(crate) async fn run_program(
     // Whatever the leader did, nothing of its group may outlive it.
     drop(group);
     // Drain the output so the log holds everything the process wrote before we report.
+    let drained_by = tokio::time::Instant::now() + OUTPUT_DRAIN;
     for pump in pumps {
-        let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
+        let _ = tokio::time::timeout_at(drained_by, pump).await;
     }
     match outcome {
         Exit::Stopped(stopped) => {
@@ -121,6 +122,10 @@ pub(crate) async fn run_program(
         Exit::BySelf(Err(e)) => Err(ServiceError::new(format!("wait for process: {e}"))),
     }
 }
+
+/// How long the output of a process that has ended is still read: a process it started that
+/// left its group (`setsid`) may hold its stdout open for ever.
+pub(crate) const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 /// A service's process group, killed (SIGKILL) when this is dropped: when the leader has
 /// ended, and also when the runner itself is dropped before that (mid-stop, say), so nothing
