@@ -177,6 +177,7 @@ impl<B: Backend> Pool<B> {
         let reference = Reference {
             inner: self.inner.clone(),
             key: key.to_string(),
+            backend: backend.clone(),
         };
         match backend.new_lease().await {
             Ok(lease) => Ok(Lease {
@@ -289,15 +290,23 @@ fn arm_idle_timer<B: Backend>(inner: &Arc<Inner<B>>, key: &str, generation: u64)
 struct Reference<B: Backend> {
     inner: Arc<Inner<B>>,
     key: String,
+    /// The backend referred to: the key's slot may hold another by the time this is dropped
+    /// (this one died and was replaced), whose count this reference is not part of.
+    backend: Arc<B>,
 }
 
 impl<B: Backend> Drop for Reference<B> {
     fn drop(&mut self) {
         let mut state = self.inner.state.lock();
         if let Some(Slot::Ready {
-            refs, generation, ..
+            backend,
+            refs,
+            generation,
         }) = state.slots.get_mut(&self.key)
         {
+            if !Arc::ptr_eq(backend, &self.backend) {
+                return;
+            }
             *refs = refs.saturating_sub(1);
             if *refs == 0 {
                 *generation += 1;

@@ -6,6 +6,8 @@ use super::*;
 struct Fake {
     counters: Arc<Counters>,
     next: AtomicUsize,
+    /// Which start made it (1 for the first).
+    number: usize,
 }
 
 #[derive(Default)]
@@ -13,6 +15,8 @@ struct Counters {
     starts: AtomicUsize,
     stops: AtomicUsize,
     dropped: Mutex<Vec<usize>>,
+    /// Backends made by a start numbered below this have died.
+    dead_below: AtomicUsize,
 }
 
 impl Backend for Fake {
@@ -29,6 +33,10 @@ impl Backend for Fake {
     async fn stop(&self) {
         self.counters.stops.fetch_add(1, Ordering::SeqCst);
     }
+
+    fn alive(&self) -> bool {
+        self.number >= self.counters.dead_below.load(Ordering::SeqCst)
+    }
 }
 
 fn starter(
@@ -37,11 +45,12 @@ fn starter(
     let counters = counters.clone();
     move || {
         Box::pin(async move {
-            counters.starts.fetch_add(1, Ordering::SeqCst);
+            let number = counters.starts.fetch_add(1, Ordering::SeqCst) + 1;
             tokio::time::sleep(Duration::from_millis(50)).await;
             Ok(Fake {
                 counters,
                 next: AtomicUsize::new(0),
+                number,
             })
         })
     }
@@ -67,6 +76,34 @@ async fn concurrent_acquires_share_one_start_and_get_distinct_leases() {
     b.release().await;
     c.release().await;
     assert_eq!(*counters.dropped.lock(), vec![la, lb, 1]);
+}
+
+/// A lease of a backend that died and was replaced does not count against the replacement:
+/// releasing it must not leave the replacement looking idle while it is leased.
+#[tokio::test(start_paused = true)]
+async fn releasing_a_lease_of_a_dead_backend_does_not_idle_its_replacement() {
+    let pool = Pool::<Fake>::new("fake", Duration::from_secs(120));
+    let counters = Arc::new(Counters::default());
+    let old = pool.acquire("k", starter(&counters)).await.unwrap();
+    counters.dead_below.store(2, Ordering::SeqCst);
+    let new = pool.acquire("k", starter(&counters)).await.unwrap();
+    assert_eq!(counters.starts.load(Ordering::SeqCst), 2);
+    assert!(!Arc::ptr_eq(old.backend(), new.backend()));
+    old.release().await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(
+        counters.stops.load(Ordering::SeqCst),
+        1,
+        "only the dead backend is stopped; its replacement is still leased"
+    );
+    assert_eq!(pool.backends(), 1);
+    new.release().await;
+    tokio::time::sleep(Duration::from_secs(121)).await;
+    assert_eq!(
+        counters.stops.load(Ordering::SeqCst),
+        2,
+        "then it idles out"
+    );
 }
 
 #[tokio::test(start_paused = true)]
