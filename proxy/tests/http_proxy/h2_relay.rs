@@ -525,3 +525,35 @@ async fn a_reset_with_no_error_after_a_complete_response_leaves_the_call_ok() {
     assert_eq!(call.error, "", "{call:?}");
     assert_eq!(call.response_size, 5);
 }
+
+/// A `HEAD` stream the target resets gets the proxy's `502` as a head alone (`END_STREAM` on
+/// its `HEADERS`, the `Content-Length` a `GET` would get): a body on it would be a protocol
+/// error to the client.
+#[tokio::test]
+async fn a_head_stream_the_target_resets_gets_the_502_head_alone() {
+    let (target, _requests, _go) = failing_target(Failure::ResetBeforeAnswer).await;
+    let mut proxy = Proxy::start(target).await;
+    let client = http2_client();
+    let response = send(
+        &client,
+        Request::head(proxy.url("/reset")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(response.headers[ERROR_HEADER], "upstream-reset");
+    assert!(response.body.is_empty(), "{:?}", response.body);
+    let length = response.headers[http::header::CONTENT_LENGTH].clone();
+    assert_ne!(length, "0");
+    let r = proxy.events.request().await;
+    assert_eq!((r.method.as_str(), r.status_code), ("HEAD", 502));
+
+    // The same stream as a `GET` gets the body the length announced, on the same connection.
+    let again = send(
+        &client,
+        Request::get(proxy.url("/reset")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(again.body.len().to_string(), length.to_str().unwrap());
+    assert_eq!(proxy.events.request().await.method, "GET");
+}

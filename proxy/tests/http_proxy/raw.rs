@@ -917,3 +917,58 @@ async fn on_the_hyper_path_too_an_early_answer_reaches_an_uploading_client() {
     let r = proxy.events.request().await;
     assert_eq!((r.path.as_str(), r.status_code), ("/ok", 200));
 }
+
+/// Reads a response head off `stream` into `buf` and takes it out (the rest stays); the head
+/// as text.
+async fn take_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> String {
+    let end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        fill(stream, buf).await;
+    };
+    String::from_utf8(buf.drain(..end).collect()).unwrap()
+}
+
+/// The proxy's own answer to a `HEAD` request (the target is down) is its head alone: its
+/// `Content-Length` says how long the body would be, and no body follows, so the next
+/// response on the connection is read as the response it is.
+#[tokio::test]
+async fn a_failed_head_request_gets_the_502_head_alone_and_the_next_response_stays_whole() {
+    let (_dead, target) = crate::support::dead_port().await;
+    let mut proxy = Proxy::start(target).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"HEAD /x HTTP/1.1\r\nHost: api\r\n\r\nGET /y HTTP/1.1\r\nHost: api\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let first = take_head(&mut client, &mut buf).await;
+    assert!(first.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{first}");
+    let length = first
+        .to_ascii_lowercase()
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: ").map(str::to_string))
+        .expect("the length the body would have");
+    assert_ne!(length, "0", "the length of the body a GET would get");
+
+    while buf.len() < 12 {
+        fill(&mut client, &mut buf).await;
+    }
+    assert!(
+        buf.starts_with(b"HTTP/1.1 502"),
+        "the second response follows the first head: {}",
+        String::from_utf8_lossy(&buf)
+    );
+    let second = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!(second.status, 502);
+    assert_eq!(second.body.len().to_string(), length);
+    assert!(second.body.starts_with(b"rig proxy: "));
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+
+    for (method, path) in [("HEAD", "/x"), ("GET", "/y")] {
+        let r = proxy.events.request().await;
+        assert_eq!((r.method.as_str(), r.path.as_str()), (method, path));
+        assert_eq!(r.status_code, 502);
+    }
+}

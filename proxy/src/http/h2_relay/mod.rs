@@ -505,11 +505,14 @@ fn target_gone(streams: &Mutex<Streams>, blocks: &BlockReader, closed: &io::Erro
 }
 
 /// Answers stream `id` with the proxy's response for `failure` (appended to `out`) and
-/// records it.
+/// records it. A `HEAD` stream gets the head alone, its `Content-Length` saying how long the
+/// body would be (a body would be a protocol error to the client); the record keeps the body,
+/// as on the hyper path.
 fn answer(streams: &mut Streams, out: &mut BytesMut, id: u32, failure: &Failure) {
     let (response, headers, body) = failure.response(streams.is_grpc(id));
     let status = response.status().as_u16();
-    put_response(out, id, status, &headers, &body);
+    let sent: &[u8] = if streams.is_head(id) { b"" } else { &body };
+    put_response(out, id, status, &headers, sent);
     streams.fail_response(id, failure.event_error(), Some((status, headers, body)));
 }
 
@@ -523,8 +526,9 @@ fn end_call(streams: &mut Streams, out: &mut BytesMut, id: u32, failure: &Failur
     streams.fail_with_trailers(id, failure.event_error(), trailers);
 }
 
-/// Appends a complete response on stream `id`: `HEADERS`, then the body as one `DATA` frame.
-fn put_response(out: &mut BytesMut, id: u32, status: u16, headers: &HeaderMap, body: &Bytes) {
+/// Appends a complete response on stream `id`: `HEADERS`, then the body (if any) as one
+/// `DATA` frame.
+fn put_response(out: &mut BytesMut, id: u32, status: u16, headers: &HeaderMap, body: &[u8]) {
     let mut block = Vec::with_capacity(256);
     put_literal(&mut block, b":status", status.to_string().as_bytes());
     put_fields(&mut block, headers);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, Method};
 use rig_types::Timestamp;
 use tokio::time::Instant;
 
@@ -258,6 +258,14 @@ impl Streams {
     /// Whether stream `id` is open and its response head has not come yet.
     pub(super) fn awaits_response(&self, id: u32) -> bool {
         self.open.get(&id).is_some_and(|s| !s.answered())
+    }
+
+    /// Whether stream `id` is a `HEAD` request (its response has no body). Decodes the
+    /// request's pseudo-header fields: for the rare response the proxy makes.
+    pub(super) fn is_head(&self, id: u32) -> bool {
+        self.open
+            .get(&id)
+            .is_some_and(|s| s.request_fields.pseudo().method == Some(Method::HEAD))
     }
 
     /// Whether stream `id` is a gRPC call.

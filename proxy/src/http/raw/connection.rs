@@ -298,6 +298,7 @@ impl Connection {
             ctx,
             started,
             stage: Stage::Request,
+            head_method: head.head_method,
             record: Some(Box::new(RawRecord {
                 request_head: Bytes::new(),
                 request_body: Capture::new(ctx.capture_limit),
@@ -873,13 +874,17 @@ impl Connection {
     }
 
     /// Answers the client with `failure` and records it; returns whether the answer went out.
-    /// The upstream connection is given up.
+    /// The upstream connection is given up. A `HEAD` request gets the head alone (its
+    /// `Content-Length` says how long the body would be, RFC 9110 §9.3.2), so that the
+    /// connection stays in step for the next exchange; the record keeps the body, as on the
+    /// hyper path.
     async fn fail(&mut self, flight: &mut Flight<'_>, failure: &Failure) -> bool {
         self.upstream = None;
         self.ubuf.clear();
         let (response, headers, body) = failure.response(false);
         let status = response.status();
-        let wire = serialize(status, &headers, &body);
+        let sent: &[u8] = if flight.head_method { b"" } else { &body };
+        let wire = serialize(status, &headers, sent);
         flight.failed(failure, headers, status.as_u16(), &body);
         self.client.write_all(&wire).await.is_ok()
     }

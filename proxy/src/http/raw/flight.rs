@@ -29,6 +29,8 @@ pub(crate) struct Flight<'a> {
     pub(crate) ctx: &'a Context,
     pub(crate) started: Instant,
     pub(crate) stage: Stage,
+    /// A `HEAD` request: a response the proxy makes goes out as its head alone.
+    pub(crate) head_method: bool,
     /// Taken when the flight is dropped.
     pub(crate) record: Option<Box<RawRecord>>,
 }
