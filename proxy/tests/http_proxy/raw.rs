@@ -972,3 +972,76 @@ async fn a_failed_head_request_gets_the_502_head_alone_and_the_next_response_sta
         assert_eq!(r.status_code, 502);
     }
 }
+
+/// A client uploading a body the proxy cannot forward (the target is down) sends it whole and
+/// reads the whole `502`: the proxy reads the rest of the body and drops it rather than
+/// closing a socket with unread bytes in it, which resets the connection (the upload fails,
+/// and a client that reads only once it has sent never sees the answer). The connection then
+/// serves the next request.
+#[tokio::test]
+async fn a_client_uploading_to_a_target_that_is_down_reads_the_whole_502() {
+    const LEN: usize = 1 << 20;
+    let (_dead, target) = crate::support::dead_port().await;
+    let mut proxy = Proxy::start(target).await;
+    // A small send buffer, so that the body cannot all wait in buffers while the proxy does
+    // not read it: the client keeps sending as long as the proxy reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(64 * 1024).unwrap();
+    let client = socket.connect(proxy.addr).await.unwrap();
+    let (mut reader, mut writer) = client.into_split();
+    let upload = tokio::spawn(async move {
+        let head = format!("POST /upload HTTP/1.1\r\nHost: api\r\nContent-Length: {LEN}\r\n\r\n");
+        writer.write_all(head.as_bytes()).await?;
+        writer.write_all(&vec![b'u'; LEN]).await?;
+        Ok::<_, std::io::Error>(writer)
+    });
+
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (head, length) = loop {
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end + 4]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .expect("a length")
+                .parse()
+                .unwrap();
+            if received.len() >= end + 4 + length {
+                received.drain(..end + 4);
+                break (head, length);
+            }
+        }
+        let n = tokio::time::timeout(PATIENCE, reader.read(&mut chunk))
+            .await
+            .expect("the answer came in time")
+            .expect("the answer was read without the connection being reset");
+        assert!(n > 0, "the connection closed before the whole answer");
+        received.extend_from_slice(&chunk[..n]);
+    };
+    assert!(head.starts_with("http/1.1 502 bad gateway\r\n"), "{head}");
+    assert!(
+        head.contains("x-rig-proxy-error: connect-refused"),
+        "{head}"
+    );
+    assert!(received[..length].starts_with(b"rig proxy: "));
+
+    let mut writer = tokio::time::timeout(PATIENCE, upload)
+        .await
+        .expect("the upload went through in time")
+        .unwrap()
+        .expect("the whole body could be sent");
+    let r = proxy.events.request().await;
+    assert_eq!((r.path.as_str(), r.status_code), ("/upload", 502));
+    assert_eq!(r.request_size, 0, "nothing of the body reached a target");
+
+    writer
+        .write_all(b"GET /next HTTP/1.1\r\nHost: api\r\n\r\n")
+        .await
+        .unwrap();
+    let mut client = reader.reunite(writer).unwrap();
+    let mut buf = received[length..].to_vec();
+    let next = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!(next.status, 502);
+    assert_eq!(proxy.events.request().await.path, "/next");
+}

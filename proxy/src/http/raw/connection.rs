@@ -345,7 +345,7 @@ impl Connection {
                 Err(error) => {
                     let failure =
                         Failure::from_send(&SendError::Connect(error), &ctx.target, false);
-                    return self.fail(&mut flight, &failure).await && complete && !head.close;
+                    return self.fail_upload(&mut flight, &failure, &mut body).await && !head.close;
                 }
             },
         };
@@ -358,7 +358,7 @@ impl Connection {
                 Some(wire) if self.reconnect_and_send(ctx, &wire).await.is_ok() => {}
                 _ => {
                     let failure = Failure::from_raw(RawFailure::Io(&error), &ctx.target);
-                    return self.fail(&mut flight, &failure).await && complete && !head.close;
+                    return self.fail_upload(&mut flight, &failure, &mut body).await && !head.close;
                 }
             }
         }
@@ -403,20 +403,18 @@ impl Connection {
                         }
                         Err(BodyFailure::Upstream(error)) => {
                             let failure = Failure::from_raw(RawFailure::Io(&error), &ctx.target);
-                            self.fail(&mut flight, &failure).await;
-                            return false;
+                            return self.fail_upload(&mut flight, &failure, &mut body).await
+                                && !head.close;
                         }
                     }
                 }
                 Event::Upstream(Ok(0)) => {
                     let failure = Failure::from_raw(RawFailure::Closed, &ctx.target);
-                    self.fail(&mut flight, &failure).await;
-                    return false;
+                    return self.fail_upload(&mut flight, &failure, &mut body).await && !head.close;
                 }
                 Event::Upstream(Err(error)) => {
                     let failure = Failure::from_raw(RawFailure::Io(&error), &ctx.target);
-                    self.fail(&mut flight, &failure).await;
-                    return false;
+                    return self.fail_upload(&mut flight, &failure, &mut body).await && !head.close;
                 }
                 Event::Upstream(Ok(_)) => match self.interim(ctx, head.head_method).await {
                     Ok(None) => {}
@@ -425,8 +423,8 @@ impl Connection {
                         break;
                     }
                     Err(HeadOutcome::Failed(failure)) => {
-                        self.fail(&mut flight, &failure).await;
-                        return false;
+                        return self.fail_upload(&mut flight, &failure, &mut body).await
+                            && !head.close;
                     }
                     Err(_) => return false,
                 },
@@ -771,43 +769,31 @@ impl Connection {
 
     /// The response is out but the client is still sending its request body (a target may
     /// answer before reading all of it, RFC 9112 §9.3): the rest is forwarded to a target that
-    /// keeps the connection, or read and dropped when the target has closed, so the client
-    /// neither blocks nor gets a reset before it has read the response. Returns whether the
-    /// body ended properly (else the client stopped sending, or went quiet for [`LINGER`]).
+    /// keeps the connection, or read and dropped when the target has closed ([`drop_upload`]),
+    /// so the client neither blocks nor gets a reset before it has read the response. Returns
+    /// whether the body ended properly (else the client stopped sending, or went quiet for
+    /// [`LINGER`]).
+    ///
+    /// [`drop_upload`]: Self::drop_upload
     async fn finish_upload(&mut self, flight: &mut Flight<'_>, body: &mut BodyProgress) -> bool {
         while !body.is_done() || self.unsent > 0 {
             if self.upstream.is_none() {
-                // Nobody takes it: what was read is dropped.
-                self.cbuf.advance(self.unsent);
-                self.unsent = 0;
-                if body.is_done() {
-                    break;
-                }
+                // Nobody takes it: the rest is read and dropped.
+                let capture = &mut flight.rec().request_body;
+                return self.drop_upload(Some(capture), body).await;
             }
             let reading = !body.is_done() && self.unsent < BODY_READ;
             if reading {
                 make_room(&mut self.cbuf, BODY_READ);
             }
-            let event = if self.upstream.is_some() {
-                make_room(&mut self.ubuf, HEAD_READ);
-                self.next_event(reading).await
-            } else {
-                match tokio::time::timeout(LINGER, self.client.read_buf(&mut self.cbuf)).await {
-                    Ok(read) => Event::Client(read),
-                    Err(_) => Event::Timeout,
-                }
-            };
-            match event {
+            make_room(&mut self.ubuf, HEAD_READ);
+            match self.next_event(reading).await {
                 Event::Client(Ok(0) | Err(_)) | Event::Timeout => {
                     self.upstream = None;
                     return false;
                 }
                 Event::Client(Ok(_)) | Event::Writable => {
-                    if self.upstream.is_none() {
-                        if self.take_request_body(flight, body).is_err() {
-                            return false;
-                        }
-                    } else if self.forward_request_body(flight, body).is_err() {
+                    if self.forward_request_body(flight, body).is_err() {
                         // The target stopped taking it: the rest is dropped.
                         self.upstream = None;
                         self.ubuf.clear();
@@ -822,6 +808,39 @@ impl Connection {
             }
         }
         true
+    }
+
+    /// Reads the rest of the request body and drops it (with the bytes taken and not sent),
+    /// nobody taking it; `capture` counts and keeps what the record shows of it. A socket
+    /// closed with unread bytes in it resets the connection, which can destroy the answer
+    /// before the client has read it. Returns whether the body ended properly (else it is
+    /// not valid, or the client stopped sending, or went quiet for [`LINGER`]).
+    async fn drop_upload(
+        &mut self,
+        mut capture: Option<&mut Capture>,
+        body: &mut BodyProgress,
+    ) -> bool {
+        loop {
+            self.cbuf.advance(self.unsent);
+            self.unsent = 0;
+            if body.is_done() {
+                return true;
+            }
+            make_room(&mut self.cbuf, BODY_READ);
+            match tokio::time::timeout(LINGER, self.client.read_buf(&mut self.cbuf)).await {
+                Ok(Ok(read)) if read > 0 => {}
+                _ => return false,
+            }
+            let taken = body.take(&self.cbuf, &mut self.ranges);
+            if let Some(capture) = capture.as_deref_mut() {
+                // On an error too: the data before the broken chunk is what the client sent.
+                capture_ranges(capture, &self.cbuf, 0, &self.ranges);
+            }
+            match taken {
+                Ok(n) => self.unsent = n,
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Records the response body breaking off after its head went out, and ends the
@@ -887,5 +906,20 @@ impl Connection {
         let wire = serialize(status, &headers, sent);
         flight.failed(failure, headers, status.as_u16(), &body);
         self.client.write_all(&wire).await.is_ok()
+    }
+
+    /// [`fail`](Self::fail) while the client may still be sending the request body: once the
+    /// answer is out, the rest of the body is read and dropped ([`drop_upload`]; it reached
+    /// no target, so the record does not count it), so that the client can send it whole and
+    /// read the answer. Returns whether the connection can carry the next request.
+    ///
+    /// [`drop_upload`]: Self::drop_upload
+    async fn fail_upload(
+        &mut self,
+        flight: &mut Flight<'_>,
+        failure: &Failure,
+        body: &mut BodyProgress,
+    ) -> bool {
+        self.fail(flight, failure).await && self.drop_upload(None, body).await
     }
 }
