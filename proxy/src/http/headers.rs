@@ -183,9 +183,10 @@ pub(crate) fn lines_to_event_map<'a>(
     out
 }
 
-/// A header value as text: as it is when it is UTF-8 (the common case, checked quickly),
-/// else with invalid bytes replaced.
-fn value_string(value: impl AsRef<[u8]>) -> String {
+/// A header value (or another field of a message head, such as a request target) as text:
+/// as it is when it is UTF-8 (the common case, checked quickly), else with invalid bytes
+/// replaced.
+pub(crate) fn value_string(value: impl AsRef<[u8]>) -> String {
     let bytes = value.as_ref();
     match std::str::from_utf8(bytes) {
         Ok(text) => text.to_owned(),

@@ -24,19 +24,22 @@ pub(crate) struct HttpRecord {
 
 impl Record for HttpRecord {
     fn into_event(self: Box<Self>, edge: &Edge) -> Event {
+        let path = event_path(&self.head.method, &self.head.uri);
         let request_headers = to_event_map(&self.head.headers, &self.redact, true);
         let response_headers = to_event_map(&self.response.headers, &self.redact, false);
-        self.into_event_with(edge, request_headers, response_headers)
+        self.into_event_with(edge, path, request_headers, response_headers)
     }
 }
 
 impl HttpRecord {
-    /// The event, with the request and response headers given in the event's shape (the
-    /// raw path builds them straight from the heads' lines; the maps in the record are not
-    /// looked at).
+    /// The event, with the recorded path and the request and response headers given in the
+    /// event's shape (the raw path builds them straight from the heads' lines, and takes the
+    /// path as sent, which `http::Uri` may not take; the URI and the maps in the record are
+    /// not looked at).
     pub(crate) fn into_event_with(
         self,
         edge: &Edge,
+        path: String,
         request_headers: Headers,
         response_headers: Headers,
     ) -> Event {
@@ -54,7 +57,7 @@ impl HttpRecord {
             target: edge.target.clone(),
             ingress: edge.ingress.clone(),
             method: head.method.to_string(),
-            path: event_path(&head.method, &head.uri),
+            path,
             status_code: response.status,
             latency_ms: millis(response.latency),
             request_size: size(request.body.total()),

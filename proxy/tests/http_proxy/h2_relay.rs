@@ -557,3 +557,20 @@ async fn a_head_stream_the_target_resets_gets_the_502_head_alone() {
     assert_eq!(again.body.len().to_string(), length.to_str().unwrap());
     assert_eq!(proxy.events.request().await.method, "GET");
 }
+
+/// A `:path` `http::Uri` does not take (a `"` in the query, `<` in the path: an HTTP/2 peer
+/// such as the `h2` crate refuses it, yet it can be sent) is recorded as it was sent.
+#[tokio::test]
+async fn a_path_outside_uris_is_recorded_as_sent() {
+    use tokio::io::AsyncWriteExt;
+
+    let (target, _requests, _go) = failing_target(Failure::NeverAnswer).await;
+    let mut proxy = Proxy::start(target).await;
+    let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let path = r#"/a<b>?f={"a":1}"#;
+    let wire = connection_start(GET, path, 1, END_STREAM);
+    client.write_all(&wire).await.unwrap();
+    // The target refuses the path (`RST_STREAM`): the client gets the proxy's 502.
+    let r = proxy.events.request().await;
+    assert_eq!((r.path.as_str(), r.status_code), (path, 502));
+}

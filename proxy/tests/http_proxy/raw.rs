@@ -1045,3 +1045,23 @@ async fn a_client_uploading_to_a_target_that_is_down_reads_the_whole_502() {
     assert_eq!(next.status, 502);
     assert_eq!(proxy.events.request().await.path, "/next");
 }
+
+/// Request targets `http::Uri` does not take (`"`, `{`, `<` are not URI characters, but
+/// servers commonly accept them) are forwarded as sent, and recorded as sent.
+#[tokio::test]
+async fn a_target_with_characters_outside_uris_is_recorded_as_sent() {
+    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let (target, mut heads) = fixed_answer_target(answer.to_vec()).await;
+    let mut proxy = Proxy::start(target).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for path in [r#"/q?f={"a":1}"#, "/a<b>`c`|d^", "/p/{id}?x=[1]"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: api\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let got = read_answer(&mut client, &mut buf, false).await;
+        assert_eq!((got.status, &got.body[..]), (200, &b"ok"[..]), "{path}");
+        assert_eq!(heads.recv().await.unwrap(), format!("GET {path}"));
+        let r = proxy.events.request().await;
+        assert_eq!(r.path, path);
+    }
+}

@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
 
-use crate::http::headers::HTTP2_SETTINGS;
+use crate::http::headers::{value_string, HTTP2_SETTINGS};
 
 /// Header fields being collected from a header block.
 #[derive(Default)]
@@ -64,6 +64,21 @@ impl Parts {
             .as_ref()
             .and_then(|bytes| Uri::from_maybe_shared(bytes.clone()).ok())
             .unwrap_or_default()
+    }
+}
+
+impl Parts {
+    /// The recorded path: the `:path` as sent (the `:authority` for `CONNECT`), as
+    /// [`uri`](Self::uri) gives it, also when `http::Uri` would not take it (`"` in the query,
+    /// `<`, `>`, `` ` ``, which peers may send though HTTP/2 clients built on `http` cannot).
+    pub(super) fn event_path(&self) -> String {
+        let connect = self.method == Some(Method::CONNECT);
+        let source = if connect { &self.authority } else { &self.path };
+        match source {
+            Some(bytes) => value_string(bytes),
+            None if connect => String::new(),
+            None => "/".to_string(),
+        }
     }
 }
 
@@ -210,5 +225,25 @@ mod tests {
         let mut builder = FieldsBuilder::default();
         builder.push(b":status", b"204");
         assert_eq!(builder.finish().into_parts().status, Some(204));
+    }
+
+    #[test]
+    fn the_recorded_path_is_the_path_as_sent() {
+        let path = |method: &[u8], path: Option<&[u8]>| {
+            let mut builder = FieldsBuilder::default();
+            builder.push(b":method", method);
+            builder.push(b":authority", b"db:5432");
+            if let Some(path) = path {
+                builder.push(b":path", path);
+            }
+            builder.finish().pseudo().event_path()
+        };
+        // `http::Uri` takes none of the first three.
+        assert_eq!(path(b"GET", Some(br#"/q?f={"a":1}"#)), r#"/q?f={"a":1}"#);
+        assert_eq!(path(b"GET", Some(b"/a<b>`c`")), "/a<b>`c`");
+        assert_eq!(path(b"GET", Some(b"/caf\xe9")), "/caf\u{fffd}");
+        assert_eq!(path(b"GET", Some(b"/a%20b?x=1")), "/a%20b?x=1");
+        assert_eq!(path(b"GET", None), "/");
+        assert_eq!(path(b"CONNECT", None), "db:5432");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
-use http::{HeaderMap, Version};
+use http::{HeaderMap, Uri, Version};
 use rig_types::event::Headers;
 use rig_types::{Event, Timestamp};
 
@@ -69,8 +69,10 @@ impl Record for RelayRecord {
                 lines_to_event_map(fields.regular(), &this.redact, false),
             ),
         };
+        let path = request.event_path();
         let head = RequestHead {
-            uri: request.uri(),
+            // Recorded as `path` below.
+            uri: Uri::default(),
             method: request.method.unwrap_or_default(),
             version: Version::HTTP_2,
             started_at: this.started_at,
@@ -98,7 +100,7 @@ impl Record for RelayRecord {
             response,
             redact: this.redact,
         };
-        record.into_event_with(edge, request_headers, response_headers)
+        record.into_event_with(edge, path, request_headers, response_headers)
     }
 }
 

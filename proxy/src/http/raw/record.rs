@@ -20,7 +20,7 @@ use super::parse::{response_parser, MAX_HEADERS, MAX_RESPONSE_HEADERS};
 use crate::http::capture::Capture;
 use crate::http::exchange::{RequestHead, RequestOutcome, ResponseOutcome};
 use crate::http::headers::{
-    is_probe, lines_are_probe, lines_to_event_map, strip_hop_by_hop, to_event_map,
+    is_probe, lines_are_probe, lines_to_event_map, strip_hop_by_hop, to_event_map, value_string,
 };
 use crate::http::record::HttpRecord;
 use crate::observe::{Edge, Record};
@@ -78,7 +78,8 @@ impl Record for RawRecord {
         let record = HttpRecord {
             head: RequestHead {
                 method: request.method,
-                uri: request.uri,
+                // Recorded as `request.path` below.
+                uri: Uri::default(),
                 version: Version::HTTP_11,
                 started_at,
                 probe: request.probe,
@@ -102,14 +103,17 @@ impl Record for RawRecord {
             },
             redact,
         };
-        record.into_event_with(edge, request.headers, response_headers)
+        record.into_event_with(edge, request.path, request.headers, response_headers)
     }
 }
 
 /// What the event records of a request head.
 struct RequestParts {
     method: Method,
-    uri: Uri,
+    /// The request target as sent (the raw path takes origin-form targets of visible ASCII
+    /// only, so the text is the bytes), also when `http::Uri` would not take it (`"` in
+    /// the query, `<`, `>`, `` ` ``).
+    path: String,
     /// In the event's shape.
     headers: Headers,
     probe: bool,
@@ -125,14 +129,11 @@ fn parse_request(head: &Bytes, redact: &[HeaderName]) -> RequestParts {
         .method
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
         .unwrap_or_default();
-    let uri = request
-        .path
-        .and_then(|p| Uri::from_maybe_shared(head.slice_ref(p.as_bytes())).ok())
-        .unwrap_or_default();
+    let path = request.path.map_or_else(|| "/".to_string(), value_string);
     let (headers, probe) = event_headers(head, request.headers, redact, true);
     RequestParts {
         method,
-        uri,
+        path,
         headers,
         probe,
     }
