@@ -186,7 +186,16 @@ impl Resolver for GoBuild {
     }
 
     fn cached<'a>(&'a self, dir: &'a Path) -> BoxFuture<'a, Option<Output>> {
-        Box::pin(async move { cached_binary(dir, self.meta()) })
+        Box::pin(async move {
+            // `@latest` or a branch names whatever it is today: built again every time (Go's
+            // module cache keeps that quick), so a new release is picked up.
+            if let GoModule::Remote(module) = &self.module {
+                if !fixed_version(module) {
+                    return None;
+                }
+            }
+            cached_binary(dir, self.meta())
+        })
     }
 
     fn resolve(&self, job: BuildJob) -> BoxFuture<'_, Result<Output, String>> {
@@ -271,6 +280,24 @@ fn single_file(dir: &Path) -> Result<PathBuf, String> {
     }
 }
 
+/// Whether `module@version` names one immutable version: a full semantic version, which
+/// pseudo-versions are too (`v1.2.3`, `v0.0.0-20240101000000-abcdef123456`), rather than a
+/// query (`latest`, `upgrade`, `v1.2`, `<v2`, a branch or a commit prefix).
+fn fixed_version(module: &str) -> bool {
+    let Some((_, version)) = module.rsplit_once('@') else {
+        return false;
+    };
+    let Some(rest) = version.strip_prefix('v') else {
+        return false;
+    };
+    let core = rest.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +334,43 @@ mod tests {
         let err = GoModule::parse("github.com/x/y@", "/src").unwrap_err();
         assert!(err.contains("version suffix"), "{err}");
         assert!(GoModule::parse("", "/src").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_remote_module_at_a_query_is_built_again_and_one_at_a_version_is_cached() {
+        for version in [
+            "v1.2.3",
+            "v0.0.0-20240101000000-abcdef123456",
+            "v2.0.0-rc.1+meta",
+        ] {
+            assert!(
+                fixed_version(&format!("example.com/m@{version}")),
+                "{version}"
+            );
+        }
+        for version in [
+            "latest", "upgrade", "patch", "v1.2", "<v2", "main", "abc1234", "1.2.3",
+        ] {
+            assert!(
+                !fixed_version(&format!("example.com/m@{version}")),
+                "{version}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("binary"), b"built").unwrap();
+        let build = |module: &str| GoBuild {
+            module: GoModule::Remote(module.into()),
+            env: BTreeMap::new(),
+            work_dir: "/tmp".into(),
+        };
+        assert!(build("example.com/m@v1.0.0")
+            .cached(dir.path())
+            .await
+            .is_some());
+        assert!(build("example.com/m@latest")
+            .cached(dir.path())
+            .await
+            .is_none());
     }
 
     #[test]
