@@ -5,6 +5,7 @@ mod basics;
 mod bodies;
 mod failures;
 mod h2_relay;
+mod h2_uploads;
 mod http2;
 mod load;
 mod origin;

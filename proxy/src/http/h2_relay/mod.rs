@@ -19,11 +19,14 @@
 //! - the target resets a gRPC call after its response head: the call ends with trailers
 //!   carrying `UNAVAILABLE` and the cause, as from the hyper path. A reset after the whole
 //!   response (the target asking the client to stop sending, RFC 9113 §8.1) is passed on;
-//! - the target closes the connection: streams not yet answered get the `502`, gRPC calls
-//!   under way their `UNAVAILABLE` trailers, the others a `RST_STREAM (INTERNAL_ERROR)`; then
-//!   the client gets a `GOAWAY` and the connection closes. After a `GOAWAY` of the target's
-//!   own, the streams above its last stream id (which the client may retry) get nothing,
-//!   and no second `GOAWAY` follows;
+//! - the target closes the connection (which the relay may find writing to it, as well as
+//!   reading: either way it is the target's failure, not the client's): streams not yet
+//!   answered get the `502`, gRPC calls under way their `UNAVAILABLE` trailers, the others a
+//!   `RST_STREAM (INTERNAL_ERROR)`; then the client gets a `GOAWAY` and the connection
+//!   closes. After a `GOAWAY` of the target's own, the streams above its last stream id
+//!   (which the client may retry) get nothing, and no second `GOAWAY` follows. The client's
+//!   connection closes its sending side first: what the client still sends (the rest of an
+//!   upload) is read and dropped until it closes too, so that no reset overtakes the answers;
 //! - a peer announces a frame larger than the other accepts (`SETTINGS_MAX_FRAME_SIZE`, read
 //!   from the `SETTINGS` frames that pass): the connection closes, as the receiver would
 //!   close it, instead of the relay holding up to 16 MiB of a frame it only passes on whole.
@@ -42,6 +45,7 @@ use std::io;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
@@ -61,6 +65,9 @@ use super::h2_wire::{
 use super::raw::Fallback;
 use super::socket::{read_draining, write_all};
 
+/// How long a client's connection is held open after the relay, for what the client still
+/// sends to be read rather than answered with a reset (see [`close_gently`]).
+const LINGER: Duration = Duration::from_secs(2);
 /// Free space ensured before a read.
 const READ_SIZE: usize = 32 * 1024;
 /// Below this much free space a buffer is grown before the next read.
@@ -100,19 +107,52 @@ pub(crate) async fn serve(
     // Best effort, as for the client: a socket that refuses it still works.
     let _ = upstream.set_nodelay(true);
     let streams = Mutex::new(Streams::new(ctx.clone()));
-    let relay = relay(&streams, &client, &upstream, buffered);
-    tokio::pin!(relay);
-    let cutoff = tokio::select! {
-        biased;
-        cutoff = relay.as_mut() => cutoff,
-        _ = ctx.cancel.cancelled() => {
-            tokio::time::timeout(ctx.shutdown_grace, relay.as_mut())
-                .await
-                .unwrap_or(Cutoff::Shutdown)
+    {
+        let relay = relay(&streams, &client, &upstream, buffered);
+        tokio::pin!(relay);
+        let cutoff = tokio::select! {
+            biased;
+            cutoff = relay.as_mut() => cutoff,
+            _ = ctx.cancel.cancelled() => {
+                tokio::time::timeout(ctx.shutdown_grace, relay.as_mut())
+                    .await
+                    .unwrap_or(Cutoff::Shutdown)
+            }
+        };
+        streams.lock().cut_off(cutoff);
+    }
+    drop(upstream);
+    close_gently(ctx, &client).await;
+    None
+}
+
+/// Ends the client's connection with its last frames delivered: closes the sending side,
+/// then reads (and drops) what the client still sends until it closes too, for at most
+/// [`LINGER`], or until the proxy shuts down.
+///
+/// Closing a socket with unread bytes in it resets the connection, and a client that is
+/// still uploading when the target goes away would see the reset before the proxy's
+/// answers (a client writing first then never reads them). A client done sending has
+/// closed its side already: this returns at once.
+async fn close_gently(ctx: &Context, client: &TcpStream) {
+    let _ = socket2::SockRef::from(client).shutdown(std::net::Shutdown::Write);
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        loop {
+            if client.readable().await.is_err() {
+                return;
+            }
+            match client.try_read(&mut sink) {
+                Ok(0) => return,
+                Err(error) if error.kind() != io::ErrorKind::WouldBlock => return,
+                _ => {}
+            }
         }
     };
-    streams.lock().cut_off(cutoff);
-    None
+    tokio::select! {
+        _ = ctx.cancel.cancelled() => {}
+        _ = tokio::time::timeout(LINGER, drain) => {}
+    }
 }
 
 /// The largest frame each peer accepts, learnt from the `SETTINGS` frames that pass (a peer
@@ -133,6 +173,9 @@ struct FrameLimits {
 enum End {
     /// The sending side closed (or failed).
     Closed,
+    /// The receiving side could not be written to: for requests, the target's connection
+    /// broke. The response side finds it broken too and answers for the target.
+    WriteFailed,
     /// The sending side announced a frame larger than the other side accepts.
     FrameTooLarge,
 }
@@ -154,12 +197,18 @@ async fn relay(
     tokio::pin!(requests, responses);
     tokio::select! {
         end = requests.as_mut() => {
-            if let End::FrameTooLarge = end {
-                return Cutoff::ClientFrameTooLarge;
+            match end {
+                End::FrameTooLarge => return Cutoff::ClientFrameTooLarge,
+                End::Closed => {
+                    // Streams the target leaves unanswered from here on were given up by the
+                    // client.
+                    streams.lock().client_closed();
+                    let _ = socket2::SockRef::from(upstream).shutdown(std::net::Shutdown::Write);
+                }
+                // The target's side failed, not the client's: reading from it fails too, and
+                // the response side answers the streams left open.
+                End::WriteFailed => {}
             }
-            // Streams the target leaves unanswered from here on were given up by the client.
-            streams.lock().client_closed();
-            let _ = socket2::SockRef::from(upstream).shutdown(std::net::Shutdown::Write);
             responses_cutoff(responses.await)
         }
         end = responses.as_mut() => responses_cutoff(end),
@@ -170,7 +219,7 @@ async fn relay(
 fn responses_cutoff(end: End) -> Cutoff {
     match end {
         End::FrameTooLarge => Cutoff::TargetFrameTooLarge,
-        End::Closed => Cutoff::ClientGone,
+        End::Closed | End::WriteFailed => Cutoff::ClientGone,
     }
 }
 
@@ -192,7 +241,7 @@ async fn requests(
             observe_requests(streams, limits, &mut blocks, &chunk, start);
             start = 0;
             if write_all(upstream, &chunk).await.is_err() {
-                return End::Closed;
+                return End::WriteFailed;
             }
         }
         if too_large(&buf[start..], &limits.target) {

@@ -1,0 +1,158 @@
+//! The h2c relay while the client is still sending its request: the target going away, a
+//! stream the target resets, and request trailers after the target ended the exchange.
+//! Clients are the `h2` crate's (told how much window to give) or hand-written frames on a
+//! socket, where a test needs a frame at an exact moment.
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, StatusCode};
+use rig_proxy::http::ERROR_HEADER;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::{pattern, Proxy, PATIENCE};
+
+/// An `h2` client connection to `addr`, its connection task spawned.
+async fn h2_client(
+    addr: SocketAddr,
+    builder: h2::client::Builder,
+) -> h2::client::SendRequest<Bytes> {
+    let socket = TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = builder.handshake(socket).await.unwrap();
+    tokio::spawn(connection);
+    client.ready().await.unwrap()
+}
+
+/// Waits, within [`PATIENCE`], for `future`; `what` names it in the failure.
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not in time"))
+}
+
+/// A frame read off a socket by hand.
+struct Frame {
+    kind: u8,
+    stream: u32,
+    payload: Bytes,
+}
+
+/// The next whole frame on `socket` (`buf` keeps what was read past it); `None` at the end
+/// of the connection.
+async fn next_frame(socket: &mut TcpStream, buf: &mut BytesMut) -> Option<Frame> {
+    loop {
+        if buf.len() >= 9 {
+            let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+            if buf.len() >= 9 + len {
+                let head = buf.split_to(9);
+                return Some(Frame {
+                    kind: head[3],
+                    stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
+                    payload: buf.split_to(len).freeze(),
+                });
+            }
+        }
+        if within("a frame", socket.read_buf(buf)).await.ok()? == 0 {
+            return None;
+        }
+    }
+}
+
+/// A frame header followed by `payload`.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut out = len.to_be_bytes()[1..].to_vec();
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+const DATA: u8 = 0x0;
+const SETTINGS: u8 = 0x4;
+const WINDOW_UPDATE: u8 = 0x8;
+
+/// The target's connection breaks while the client uploads: the proxy, failing to write the
+/// upload on, must not take that for the client leaving. The client gets the proxy's `502`
+/// and the record blames the target.
+///
+/// The proxy notices the broken connection where it writes the upload or where it reads the
+/// target, whichever comes first; both orders happen, so the exchange is repeated.
+#[tokio::test]
+async fn a_target_that_breaks_off_an_upload_gets_the_client_a_502() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(read_the_head_and_some_body_then_reset(socket));
+        }
+    });
+    let mut proxy = Proxy::start(target).await;
+    for round in 0..8 {
+        let mut client = h2_client(proxy.addr, h2::client::Builder::new()).await;
+        let request = Request::post(proxy.url("/upload")).body(()).unwrap();
+        let (response, mut upload) = client.send_request(request, false).unwrap();
+        // Sends until the stream breaks: the target never reads it all.
+        tokio::spawn(async move {
+            let chunk = Bytes::from(pattern(64 * 1024));
+            loop {
+                upload.reserve_capacity(chunk.len());
+                match poll_fn(|cx| upload.poll_capacity(cx)).await {
+                    Some(Ok(n)) if upload.send_data(chunk.slice(..n), false).is_ok() => {}
+                    _ => return,
+                }
+            }
+        });
+        let response = within("the response", response)
+            .await
+            .unwrap_or_else(|error| panic!("round {round}: no response but {error}"));
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "round {round}");
+        let marker = response.headers()[ERROR_HEADER].to_str().unwrap();
+        assert!(marker.starts_with("upstream-"), "round {round}: {marker}");
+
+        let r = proxy.events.request().await;
+        assert_eq!((r.path.as_str(), r.status_code), ("/upload", 502));
+        assert!(
+            r.error
+                .starts_with(&format!("upstream: the target {target} ")),
+            "round {round}: {}",
+            r.error
+        );
+    }
+}
+
+/// A target reading the request head and 256 KiB of the body (having given the client all
+/// the window it may), then resetting the connection (`SO_LINGER` 0) with the rest unread.
+async fn read_the_head_and_some_body_then_reset(mut socket: TcpStream) {
+    let mut buf = BytesMut::new();
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    while buf.len() < preface.len() {
+        if socket.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+            return;
+        }
+    }
+    let _ = buf.split_to(preface.len());
+    // INITIAL_WINDOW_SIZE 2^31 - 1, and as much for the connection.
+    let mut hello = frame(SETTINGS, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]);
+    hello.extend(frame(
+        WINDOW_UPDATE,
+        0,
+        0,
+        &(0x7fff_ffff - 65_535u32).to_be_bytes(),
+    ));
+    if socket.write_all(&hello).await.is_err() {
+        return;
+    }
+    let mut body = 0;
+    while body < 256 * 1024 {
+        let Some(frame) = next_frame(&mut socket, &mut buf).await else {
+            return;
+        };
+        if (frame.kind, frame.stream) == (DATA, 1) {
+            body += frame.payload.len();
+        }
+    }
+    let _ = socket.set_zero_linger();
+}
