@@ -7,7 +7,7 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
-use http::{Request, StatusCode};
+use http::{Request, Response, StatusCode};
 use rig_proxy::http::ERROR_HEADER;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -155,4 +155,120 @@ async fn read_the_head_and_some_body_then_reset(mut socket: TcpStream) {
         }
     }
     let _ = socket.set_zero_linger();
+}
+
+/// The `502` for a stream the target reset before answering is `HEADERS` alone: a body
+/// would spend connection window the client gave the target. Here the client has none left
+/// (it holds a download's first 64 KiB unread), so a `DATA` frame would be a flow-control
+/// error that breaks the connection. The client, still uploading more than the 64 KiB the
+/// target let it send, is told to stop (`RST_STREAM (NO_ERROR)`) instead of waiting for
+/// window forever; the download then goes on.
+#[tokio::test]
+async fn a_reset_upload_ends_with_a_502_and_the_connection_window_stays_whole() {
+    const DOWNLOAD: usize = 256 * 1024;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                while let Some(Ok((request, respond))) = connection.accept().await {
+                    tokio::spawn(download_or_reset(request, respond, DOWNLOAD));
+                }
+            });
+        }
+    });
+    let mut proxy = Proxy::start(target).await;
+    // The stream window is no limit: the connection's 64 KiB is.
+    let mut builder = h2::client::Builder::new();
+    builder.initial_window_size(1 << 20);
+    let mut client = h2_client(proxy.addr, builder).await;
+
+    let download = Request::get(proxy.url("/download")).body(()).unwrap();
+    let (response, _) = client.send_request(download, true).unwrap();
+    let mut download = within("the download", response).await.unwrap().into_body();
+    let mut unreleased = 0;
+    while unreleased < 65_535 {
+        let data = within("download data", download.data())
+            .await
+            .unwrap()
+            .unwrap();
+        unreleased += data.len();
+    }
+    assert_eq!(unreleased, 65_535, "the connection window, all spent");
+
+    let mut client = within("a stream", client.ready()).await.unwrap();
+    let upload = Request::post(proxy.url("/upload")).body(()).unwrap();
+    let (response, mut upload) = client.send_request(upload, false).unwrap();
+    // More than the stream's window, without the end of the body: a streaming upload, as
+    // hyper sends one.
+    upload
+        .send_data(Bytes::from(pattern(100 * 1024)), false)
+        .unwrap();
+    let response = within("the upload's response", response).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(response.headers()[ERROR_HEADER], "upstream-reset");
+    assert!(response.body().is_end_stream(), "HEADERS alone");
+    let reset = within("the upload stopped", poll_fn(|cx| upload.poll_reset(cx))).await;
+    assert_eq!(reset.unwrap(), h2::Reason::NO_ERROR);
+
+    download
+        .flow_control()
+        .release_capacity(unreleased)
+        .unwrap();
+    let mut received = unreleased;
+    while let Some(data) = within("download data", download.data()).await {
+        let data = data.expect("the download goes on");
+        received += data.len();
+        download
+            .flow_control()
+            .release_capacity(data.len())
+            .unwrap();
+    }
+    assert_eq!(received, DOWNLOAD);
+
+    let r = proxy.events.request().await;
+    assert_eq!((r.path.as_str(), r.status_code), ("/upload", 502));
+    assert!(
+        r.error.contains("RST_STREAM with INTERNAL_ERROR"),
+        "{}",
+        r.error
+    );
+    let r = proxy.events.request().await;
+    assert_eq!((r.path.as_str(), r.status_code), ("/download", 200));
+    assert_eq!(r.error, "");
+}
+
+/// `/download`: `len` bytes, sent as the client's window allows. Anything else: reset
+/// (`INTERNAL_ERROR`) before answering.
+async fn download_or_reset(
+    request: Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    len: usize,
+) {
+    if request.uri().path() != "/download" {
+        respond.send_reset(h2::Reason::INTERNAL_ERROR);
+        return;
+    }
+    let head = Response::new(());
+    let Ok(mut body) = respond.send_response(head, false) else {
+        return;
+    };
+    let data = Bytes::from(pattern(len));
+    let mut sent = 0;
+    while sent < len {
+        body.reserve_capacity(len - sent);
+        let Some(Ok(n)) = poll_fn(|cx| body.poll_capacity(cx)).await else {
+            return;
+        };
+        if body
+            .send_data(data.slice(sent..sent + n), sent + n == len)
+            .is_err()
+        {
+            return;
+        }
+        sent += n;
+    }
 }

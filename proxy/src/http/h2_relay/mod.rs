@@ -14,8 +14,10 @@
 //! see each other's frames. The proxy steps in only where the hyper path would answer for
 //! the target:
 //! - the target resets a stream before answering it: the client gets the proxy's `502` (a
-//!   gRPC call its `UNAVAILABLE` status) in place of the `RST_STREAM`, as from the hyper path.
-//!   `REFUSED_STREAM` is passed on: it tells the client to retry;
+//!   gRPC call its `UNAVAILABLE` status) in place of the `RST_STREAM`, as from the hyper path
+//!   but without a body (no `DATA` spends flow-control window behind the target's back), and
+//!   then `RST_STREAM (NO_ERROR)` if it is still sending the request. `REFUSED_STREAM` is
+//!   passed on: it tells the client to retry;
 //! - the target resets a gRPC call after its response head: the call ends with trailers
 //!   carrying `UNAVAILABLE` and the cause, as from the hyper path. A reset after the whole
 //!   response (the target asking the client to stop sending, RFC 9113 §8.1) is passed on;
@@ -74,6 +76,8 @@ const READ_SIZE: usize = 32 * 1024;
 const MIN_READ: usize = 4 * 1024;
 /// `REFUSED_STREAM`: the target did not process the stream; the client may retry it.
 const REFUSED_STREAM: u32 = 0x7;
+/// `NO_ERROR`: after a complete response, asks the client to stop sending the request.
+const NO_ERROR: u32 = 0x0;
 /// `INTERNAL_ERROR`.
 const INTERNAL_ERROR: u32 = 0x2;
 /// `SETTINGS_MAX_FRAME_SIZE` until a peer's `SETTINGS` say otherwise (RFC 9113 §6.5.2).
@@ -554,14 +558,23 @@ fn target_gone(streams: &Mutex<Streams>, blocks: &BlockReader, closed: &io::Erro
 }
 
 /// Answers stream `id` with the proxy's response for `failure` (appended to `out`) and
-/// records it. A `HEAD` stream gets the head alone, its `Content-Length` saying how long the
-/// body would be (a body would be a protocol error to the client); the record keeps the body,
-/// as on the hyper path.
+/// records it.
+///
+/// The response is its `HEADERS` alone (the failure kind in the marker header): a `DATA`
+/// frame would spend flow-control window the target does not know of (RFC 9113 §5.2), and
+/// the client's `WINDOW_UPDATE`s for it would credit the target with window the client never
+/// gave. A client still sending the request is then told to stop, with
+/// `RST_STREAM (NO_ERROR)` after the complete response (RFC 9113 §8.1).
 fn answer(streams: &mut Streams, out: &mut BytesMut, id: u32, failure: &Failure) {
-    let (response, headers, body) = failure.response(streams.is_grpc(id));
+    let (response, mut headers, _) = failure.response(streams.is_grpc(id));
     let status = response.status().as_u16();
-    let sent: &[u8] = if streams.is_head(id) { b"" } else { &body };
-    put_response(out, id, status, &headers, sent);
+    let body = Bytes::new();
+    headers.remove(http::header::CONTENT_LENGTH);
+    put_response(out, id, status, &headers, &body);
+    if streams.awaits_request_end(id) {
+        put_frame_header(out, 4, FRAME_RST_STREAM, 0, id);
+        out.extend_from_slice(&NO_ERROR.to_be_bytes());
+    }
     streams.fail_response(id, failure.event_error(), Some((status, headers, body)));
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method};
+use http::HeaderMap;
 use rig_types::Timestamp;
 use tokio::time::Instant;
 
@@ -260,12 +260,9 @@ impl Streams {
         self.open.get(&id).is_some_and(|s| !s.answered())
     }
 
-    /// Whether stream `id` is a `HEAD` request (its response has no body). Decodes the
-    /// request's pseudo-header fields: for the rare response the proxy makes.
-    pub(super) fn is_head(&self, id: u32) -> bool {
-        self.open
-            .get(&id)
-            .is_some_and(|s| s.request_fields.pseudo().method == Some(Method::HEAD))
+    /// Whether stream `id` is open and the client has not finished its request.
+    pub(super) fn awaits_request_end(&self, id: u32) -> bool {
+        self.open.get(&id).is_some_and(|s| !s.request_done)
     }
 
     /// Whether stream `id` is a gRPC call.
