@@ -268,15 +268,15 @@ async fn a_stream_still_waiting_at_shutdown_is_recorded_after_the_grace_period()
 }
 
 /// HPACK's static-table index of `:method: GET` and `:method: POST`.
-const GET: u8 = 0x82;
-const POST: u8 = 0x83;
+pub(crate) const GET: u8 = 0x82;
+pub(crate) const POST: u8 = 0x83;
 /// The `END_STREAM` flag of a `HEADERS` frame.
 const END_STREAM: u8 = 0x1;
 
 /// The first bytes of an h2c connection written by hand: the preface, empty `SETTINGS`, and
 /// one request head on `stream` (`method` and `http` from HPACK's static table, `:path` as a
 /// literal), with `END_HEADERS` and `flags`.
-fn connection_start(method: u8, path: &str, stream: u8, flags: u8) -> Vec<u8> {
+pub(crate) fn connection_start(method: u8, path: &str, stream: u8, flags: u8) -> Vec<u8> {
     // `:path` as a literal without indexing (name index 4).
     let mut block = vec![method, 0x86, 0x04, path.len() as u8];
     block.extend_from_slice(path.as_bytes());

@@ -5,14 +5,17 @@
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use rig_proxy::http::ERROR_HEADER;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, Mutex};
 
-use crate::support::{pattern, Proxy, PATIENCE};
+use crate::h2_relay::{connection_start, POST};
+use crate::support::{empty, http2_client, pattern, read_to_close, send, Proxy, PATIENCE};
 
 /// An `h2` client connection to `addr`, its connection task spawned.
 async fn h2_client(
@@ -35,6 +38,7 @@ async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> 
 /// A frame read off a socket by hand.
 struct Frame {
     kind: u8,
+    flags: u8,
     stream: u32,
     payload: Bytes,
 }
@@ -49,6 +53,7 @@ async fn next_frame(socket: &mut TcpStream, buf: &mut BytesMut) -> Option<Frame>
                 let head = buf.split_to(9);
                 return Some(Frame {
                     kind: head[3],
+                    flags: head[4],
                     stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
                     payload: buf.split_to(len).freeze(),
                 });
@@ -71,8 +76,12 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
 const WINDOW_UPDATE: u8 = 0x8;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
 
 /// The target's connection breaks while the client uploads: the proxy, failing to write the
 /// upload on, must not take that for the client leaving. The client gets the proxy's `502`
@@ -270,5 +279,96 @@ async fn download_or_reset(
             return;
         }
         sent += n;
+    }
+}
+
+/// RFC 9113 §8.1: the target may answer and reset the stream (`NO_ERROR`) before the client
+/// has sent all of its request. Trailers the client sends after that are passed on but are
+/// no new exchange: the one exchange is recorded once.
+#[tokio::test]
+async fn trailers_after_the_target_ended_the_exchange_are_no_new_exchange() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let (answered, reset) = oneshot::channel::<()>();
+    let reset = Arc::new(Mutex::new(Some(reset)));
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(answer_and_reset_uploads(socket, reset.clone()));
+        }
+    });
+    let mut proxy = Proxy::start(target).await;
+
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut wire = connection_start(POST, "/upload", 1, 0);
+    wire.extend(frame(DATA, 0, 1, b"part of the body"));
+    client.write_all(&wire).await.unwrap();
+    let mut buf = BytesMut::new();
+    let mut answered = Some(answered);
+    loop {
+        let frame = next_frame(&mut client, &mut buf).await.expect("a frame");
+        match (frame.kind, frame.stream) {
+            (HEADERS, 1) => {
+                assert_ne!(frame.flags & END_STREAM, 0, "the whole response");
+                answered.take().unwrap().send(()).unwrap();
+            }
+            (RST_STREAM, 1) => {
+                assert_eq!(&frame.payload[..], &[0, 0, 0, 0], "NO_ERROR");
+                break;
+            }
+            _ => {}
+        }
+    }
+    let r = proxy.events.request().await;
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/upload"));
+    assert_eq!((r.status_code, r.error.as_str()), (200, ""));
+
+    // Trailers (`x-sum: 1`, a literal), then a request of its own on stream 3.
+    let trailers = [0, 5, b'x', b'-', b's', b'u', b'm', 1, b'1'];
+    let mut wire = frame(HEADERS, END_STREAM | END_HEADERS, 1, &trailers);
+    let after = [0x82, 0x86, 0x04, 6, b'/', b'a', b'f', b't', b'e', b'r'];
+    wire.extend(frame(HEADERS, END_STREAM | END_HEADERS, 3, &after));
+    client.write_all(&wire).await.unwrap();
+    while let Some(frame) = next_frame(&mut client, &mut buf).await {
+        if (frame.kind, frame.stream) == (HEADERS, 3) {
+            break;
+        }
+    }
+    assert_eq!(proxy.events.request().await.path, "/after");
+    // Streams still open are recorded when the connection ends: it ends before the next
+    // exchange is recorded.
+    client.shutdown().await.unwrap();
+    read_to_close(&mut client).await;
+    let response = send(
+        &http2_client(),
+        Request::get(proxy.url("/last")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(proxy.events.request().await.path, "/last");
+    proxy.events.assert_no_more();
+}
+
+/// A target answering every request (`200`, no body); `/upload` it answers before the
+/// request has ended, and resets (`NO_ERROR`) once `reset` fires.
+async fn answer_and_reset_uploads(
+    socket: TcpStream,
+    reset: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
+) {
+    let Ok(mut connection) = h2::server::handshake(socket).await else {
+        return;
+    };
+    while let Some(Ok((request, mut respond))) = connection.accept().await {
+        let _ = respond.send_response(Response::new(()), true);
+        if request.uri().path() != "/upload" {
+            continue;
+        }
+        let Some(reset) = reset.lock().await.take() else {
+            continue;
+        };
+        // The response goes out first: a reset with frames still queued drops them.
+        tokio::select! {
+            _ = async { while connection.accept().await.is_some() {} } => return,
+            _ = reset => respond.send_reset(h2::Reason::NO_ERROR),
+        }
     }
 }

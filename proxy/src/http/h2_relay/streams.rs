@@ -105,9 +105,16 @@ impl Streams {
         self.ctx.target.clone()
     }
 
-    /// A request head (or, for a stream already open, its trailers) from the client.
+    /// A request head (or, for a stream already open, its trailers) from the client. A
+    /// header block on a stream opened before but no longer open (trailers that come after
+    /// the exchange was settled, say when the target answered and reset the stream first)
+    /// is passed on but opens no new record. (Stream 0, which is no stream, is recorded: the
+    /// target refuses the connection for it.)
     pub(super) fn request_headers(&mut self, id: u32, fields: Fields, grpc: bool, end: bool) {
         let ctx = &self.ctx;
+        if id != 0 && id <= self.last_client_stream && !self.open.contains_key(&id) {
+            return;
+        }
         self.last_client_stream = self.last_client_stream.max(id);
         let stream = self.open.entry(id).or_insert_with(|| {
             let limit = if grpc {
