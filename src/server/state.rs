@@ -84,6 +84,8 @@ struct Inner {
     idle: IdleTimer,
     /// Root of every SSE stream: cancelled when rigd shuts down.
     streams: CancellationToken,
+    /// Notified whenever an environment's teardown has finished (it leaves `ending`).
+    ended: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -157,6 +159,7 @@ impl AppState {
                 options,
                 registry: Mutex::new(Registry::default()),
                 streams: CancellationToken::new(),
+                ended: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -333,7 +336,30 @@ impl AppState {
                 Err(_) => report.timed_out.push(id),
             }
         }
+        // Teardowns that began before the shutdown (DELETE, TTL, an owner gone) are waited
+        // for too: they are still stopping services and writing their logs, and the pools
+        // they use close next.
+        for id in self.wait_for_ending(deadline).await {
+            if !report.timed_out.contains(&id) {
+                report.timed_out.push(id);
+            }
+        }
         report
+    }
+
+    /// Waits until no environment is being torn down, or `deadline`; returns the ids of
+    /// those still being torn down then.
+    async fn wait_for_ending(&self, deadline: tokio::time::Instant) -> Vec<String> {
+        loop {
+            let ended = self.inner.ended.notified();
+            tokio::pin!(ended);
+            // Registered before looking, so a teardown finishing in between still wakes us.
+            ended.as_mut().enable();
+            let left: Vec<String> = self.inner.registry.lock().ending.keys().cloned().collect();
+            if left.is_empty() || tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return left;
+            }
+        }
     }
 
     /// Ends every SSE stream now, delivered or not (idempotent): the last step of a shutdown
@@ -431,6 +457,7 @@ impl AppState {
             .remove(entry.instance.id());
         entry.instance.log().close();
         self.inner.idle.environment_destroyed();
+        self.inner.ended.notify_waiters();
         logs
     }
 

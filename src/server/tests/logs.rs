@@ -209,6 +209,40 @@ async fn ttl_expiry_writes_log_files() {
     assert_eq!(head["services"], json!(["w"]));
 }
 
+/// A teardown that began before the shutdown (a DELETE, here) is waited for: its log files
+/// are written before rigd goes.
+#[tokio::test]
+async fn shutdown_waits_for_teardowns_already_in_progress() {
+    let logs = tempfile::tempdir().unwrap();
+    let (h, stopping, gate) = Harness::gated(ServerOptions {
+        idle_timeout: Duration::ZERO,
+        log_dir: Some(logs.path().to_path_buf()),
+        ..ServerOptions::default()
+    });
+    let id = h
+        .create(json!({"name": "slow", "services": {"s": {"type": "custom"}}}))
+        .await;
+    let app = h.app();
+    let uri = format!("/environments/{id}?log=true");
+    let delete = tokio::spawn(async move {
+        use tower::ServiceExt;
+        app.oneshot(request(Method::DELETE, &uri)).await.unwrap()
+    });
+    stopping.notified().await;
+
+    // Still stopping: the shutdown's grace runs out waiting for it.
+    let report = h.state.shutdown(Duration::from_millis(50)).await;
+    assert_eq!(report.timed_out, std::slice::from_ref(&id));
+    gate.add_permits(1);
+    let report = h.state.shutdown(PATIENCE).await;
+    assert!(report.timed_out.is_empty(), "{:?}", report.timed_out);
+    assert_eq!(
+        files_in(logs.path()),
+        [format!("slow-{id}.jsonl"), format!("slow-{id}.log")]
+    );
+    assert_eq!(delete.await.unwrap().status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn shutdown_writes_log_files_of_every_environment() {
     let logs = tempfile::tempdir().unwrap();

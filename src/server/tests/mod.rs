@@ -35,6 +35,26 @@ impl ServiceType for Idle {
     }
 }
 
+/// A service type that, told to stop, says so on `stopping` and then waits for a permit of
+/// `gate`: a teardown that is in progress for as long as a test wants. Registered as
+/// `custom` by [`Harness::gated`].
+struct Gated {
+    stopping: Arc<tokio::sync::Notify>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl ServiceType for Gated {
+    fn run(&self, ctx: RunContext) -> RunFuture {
+        let (stopping, gate) = (self.stopping.clone(), self.gate.clone());
+        Box::pin(async move {
+            ctx.cancel.cancelled().await;
+            stopping.notify_one();
+            let _ = gate.acquire().await;
+            Ok(())
+        })
+    }
+}
+
 /// A server state over a private temp directory, removed on drop.
 pub(super) struct Harness {
     pub(super) state: AppState,
@@ -50,14 +70,40 @@ impl Harness {
     }
 
     pub(super) fn with_options(options: ServerOptions) -> Harness {
+        let mut registry = Registry::builtin();
+        registry.register("custom", Idle);
+        Harness::with_registry(options, registry)
+    }
+
+    /// A harness whose `custom` services, told to stop, notify the first value returned and
+    /// then stop only once the second is given a permit.
+    pub(super) fn gated(
+        options: ServerOptions,
+    ) -> (
+        Harness,
+        Arc<tokio::sync::Notify>,
+        Arc<tokio::sync::Semaphore>,
+    ) {
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let mut registry = Registry::builtin();
+        registry.register(
+            "custom",
+            Gated {
+                stopping: stopping.clone(),
+                gate: gate.clone(),
+            },
+        );
+        (Harness::with_registry(options, registry), stopping, gate)
+    }
+
+    fn with_registry(options: ServerOptions, registry: Registry) -> Harness {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "rigd-server-test-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut registry = Registry::builtin();
-        registry.register("custom", Idle);
         let orchestrator = Orchestrator::new(
             Arc::new(PortAllocator::new()),
             Arc::new(registry),
