@@ -89,21 +89,69 @@ async fn pump(
     }
 }
 
-/// Joins consecutive lines of the same stream.
+/// The most output one `service.log` event carries: rigd refuses client events over 4 MiB,
+/// and readers of the event stream take lines of limited length.
+const MAX_EVENT_TEXT: usize = 256 * 1024;
+
+/// Joins consecutive lines of the same stream, into pieces of at most [`MAX_EVENT_TEXT`]
+/// bytes (a longer line is cut, at a character boundary).
 fn runs(lines: Vec<(LogStream, String)>) -> Vec<(LogStream, String)> {
     let mut out: Vec<(LogStream, String)> = Vec::new();
     for (stream, text) in lines {
-        match out.last_mut() {
-            Some((last, data)) if *last == stream => data.push_str(&text),
-            _ => out.push((stream, text)),
+        // The piece before, of the same stream, takes the line if it has room for all of it.
+        if let Some((last, data)) = out.last_mut() {
+            if *last == stream && data.len() + text.len() <= MAX_EVENT_TEXT {
+                data.push_str(&text);
+                continue;
+            }
+        }
+        // Otherwise the line starts a piece of its own, cut at the cap.
+        let mut rest = text.as_str();
+        while !rest.is_empty() {
+            let cut = floor_char_boundary(rest, MAX_EVENT_TEXT);
+            out.push((stream.clone(), rest[..cut].to_string()));
+            rest = &rest[cut..];
         }
     }
     out
 }
 
+/// The largest character boundary of `text` at most `at` (`at` is far more than one
+/// character's four bytes, so a piece is never empty).
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    if at >= text.len() {
+        return text.len();
+    }
+    (0..=at)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_is_sent_in_pieces_rigd_and_stream_readers_take() {
+        // Lines join up to the cap; a line that would cross it starts a piece of its own.
+        let line = format!("{}\n", "a".repeat(100 * 1024));
+        let got = runs(vec![(LogStream::Stdout, line.clone()); 3]);
+        assert_eq!(
+            got,
+            vec![
+                (LogStream::Stdout, line.repeat(2)),
+                (LogStream::Stdout, line.clone()),
+            ]
+        );
+        // A line longer than the cap is cut, at a character boundary.
+        let long = format!("a{}", "é".repeat(MAX_EVENT_TEXT / 2));
+        let got = runs(vec![(LogStream::Stderr, long.clone())]);
+        let sizes: Vec<usize> = got.iter().map(|(_, piece)| piece.len()).collect();
+        assert_eq!(sizes, [MAX_EVENT_TEXT - 1, 2]);
+        let joined: String = got.into_iter().map(|(_, piece)| piece).collect();
+        assert_eq!(joined, long);
+    }
 
     #[test]
     fn consecutive_lines_of_a_stream_are_joined() {

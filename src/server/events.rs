@@ -110,6 +110,11 @@ pub(crate) async fn sync(
     ))
 }
 
+/// The largest client event accepted. Its event on the stream is about as long (the same
+/// strings, escaped alike, plus a few fields), and well within the line limit of the SDK's
+/// stream reader (16 MiB).
+pub(crate) const MAX_CLIENT_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
 /// `POST /environments/{id}/events`: a client event (callback response, service error,
 /// service output, test note).
 pub(crate) async fn post(
@@ -119,6 +124,18 @@ pub(crate) async fn post(
 ) -> Result<Response, ApiError> {
     let entry = state.get(&id).ok_or_else(ApiError::environment_not_found)?;
     let body = body.map_err(|e| ApiError::body("decode body", &e))?;
+    if body.len() > MAX_CLIENT_EVENT_BYTES {
+        // Its event would be a line longer than readers of the event stream take.
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a client event may be at most {} MiB of JSON, this one is {} bytes: send \
+                 service output in smaller pieces",
+                MAX_CLIENT_EVENT_BYTES >> 20,
+                body.len()
+            ),
+        ));
+    }
     let event = ClientEvent::decode(&body)
         .map_err(|e| ApiError::bad_request(format!("decode body: {e}")))?;
     let action = event

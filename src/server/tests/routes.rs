@@ -278,6 +278,23 @@ async fn client_event_errors_are_400() {
             "service \"typo\" is not in environment \"events\" (its services: w)"
         );
     }
+    // An event longer than stream readers take is refused, saying what to do.
+    let big = json!({"type": "service.log", "service": "w", "log_data": "x".repeat(5 << 20)});
+    let reply = h.call(post_json(&uri, &big.to_string())).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        reply
+            .error()
+            .starts_with("a client event may be at most 4 MiB of JSON, this one is ")
+            && reply
+                .error()
+                .ends_with(" bytes: send service output in smaller pieces"),
+        "{}",
+        reply.error()
+    );
+    let fits = json!({"type": "service.log", "service": "w", "log_data": "x".repeat(1 << 20)});
+    let reply = h.call(post_json(&uri, &fits.to_string())).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
     // A service error that names no service would fail the whole environment.
     let body = json!({"type": "service.error", "error": "crashed"});
     let reply = h.call(post_json(&uri, &body.to_string())).await;
