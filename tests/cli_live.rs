@@ -256,6 +256,37 @@ async fn follow_ps_and_down_on_a_live_environment() {
     assert!(err.contains("No active environments"), "{err}");
 }
 
+/// A running environment's log larger than any whole response the client takes (64 MiB; it
+/// has spilled to disk) is still read by `rig traffic`, as it streams in.
+#[tokio::test]
+async fn a_live_log_larger_than_a_response_limit_is_read_whole() {
+    let rigd = Rigd::start();
+    let rig_dir = rigd.scratch().join("rig-dir");
+    std::fs::create_dir_all(&rig_dir).unwrap();
+    // Ready once everything is written: a pipe holds 64 KiB, so by then rigd has taken in
+    // all but the last few KiB of it.
+    let script = "yes 'output line of a chatty service' | head -c 75000000; echo; \
+                  exec python3 -m http.server --bind 127.0.0.1 $PORT";
+    let id = rigd
+        .create(
+            json!({"name": "chatty", "observe": false, "services": {"talker": {
+            "type": "process", "config": {"command": "sh"}, "args": ["-c", script],
+            "ingresses": {"default": {"protocol": "http"}}}}}),
+        )
+        .await;
+    rigd.events(&id).until(EventType::EnvironmentUp).await;
+    let mut cmd = rig(&["traffic", "chatty", "--server", rigd.addr()], &rig_dir);
+    cmd.env("RIG_LOGS", rigd.scratch().join("no-logs"));
+    let (code, out, err) = output(&mut cmd);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("showing the live log of running environment chatty"),
+        "{err}"
+    );
+    assert!(out.is_empty(), "no traffic, no rows: {out}");
+    assert!(err.contains("No traffic events found"), "{err}");
+}
+
 #[tokio::test]
 async fn down_all_and_errors_that_say_what_to_do() {
     let rigd = Rigd::start();

@@ -323,17 +323,29 @@ impl RigdClient {
     }
 
     /// `GET /environments/{id}/log`: every event so far, `service.log` included, in `seq`
-    /// order.
+    /// order. Decoded as it arrives, however large the log (no whole-response limit); fails
+    /// when rigd sends nothing for 10 s.
     pub async fn get_log(&self, id: &str) -> Result<Vec<rig_types::Event>, ClientError> {
         let path = format!("{}/log", environment_path(id));
-        let (status, body) = self
+        let response = self
             .transport
-            .request(Method::GET, &path, None, REQUEST_TIMEOUT)
+            .open(Method::GET, &path, &[], REQUEST_TIMEOUT)
             .await?;
-        if status != StatusCode::OK {
+        if response.status != StatusCode::OK {
+            let status = response.status;
+            let body = http_body_util::BodyExt::collect(response.body)
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             return Err(api_error(status, &body));
         }
-        decode(&format!("GET {path}"), &body)
+        super::log_body::read_events(
+            response,
+            format!("GET {path}"),
+            self.transport.addr().to_string(),
+            REQUEST_TIMEOUT,
+        )
+        .await
     }
 
     /// `POST /environments`: validates and creates an environment, returning its id and

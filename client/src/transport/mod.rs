@@ -19,4 +19,5 @@ pub mod client;
 pub mod event_stream;
 mod http;
 pub mod lockfile;
+mod log_body;
 pub mod sse;
