@@ -25,7 +25,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, 
 use rig_types::EventType;
 use serde_json::json;
 use support::images::{image_from_host, ImageFile};
-use support::Rigd;
+use support::{Events, Rigd};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafka_ingress_is_observed_across_three_brokers() {
@@ -215,27 +215,9 @@ const KAFKA_CLIENT_IMAGE: &str = "rig-test/kafka-client";
 /// inside the container is the container itself, and the client never got past the metadata.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_producing_through_its_egress_reaches_every_broker() {
-    let image = image_of_this_test_binary();
     let (cluster, brokers) = orders_on_three_brokers();
     let rigd = Rigd::start();
-    let id = rigd
-        .create(json!({
-            "name": "kafka-container",
-            "services": {
-                "kafka": rigd.kafka_forwarder(&brokers[0]),
-                "producer": {
-                    "type": "container",
-                    "config": {
-                        "image": image,
-                        "cmd": ["/kafka-client", "--exact", "kafka_client_in_a_container",
-                                "--ignored", "--nocapture", "--test-threads", "1"]
-                    },
-                    "egresses": {"kafka": {"service": "kafka"}}
-                }
-            }
-        }))
-        .await;
-    let mut events = rigd.events_with_logs(&id);
+    let mut events = produce_from_a_container(&rigd, &brokers[0], true).await;
     let mut reached = BTreeSet::new();
     while reached.len() < 3 {
         let event = events
@@ -255,6 +237,52 @@ async fn a_container_producing_through_its_egress_reaches_every_broker() {
     assert_eq!(reached, brokers.iter().cloned().collect::<BTreeSet<_>>());
     // The proxy records an exchange after it forwards the response, so the client may print
     // its report before the last Produce is in the log: look among the events seen first.
+    until_delivered(&mut events).await;
+    drop(cluster);
+}
+
+/// Without observe, a container's Kafka edge still goes through a proxy that rewrites the
+/// brokers' addresses (the container cannot reach the host's loopback), which records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_reaches_every_broker_without_observe() {
+    let (cluster, brokers) = orders_on_three_brokers();
+    let rigd = Rigd::start();
+    let mut events = produce_from_a_container(&rigd, &brokers[0], false).await;
+    until_delivered(&mut events).await;
+    assert!(
+        !events.seen().iter().any(|e| e.event_type.is_traffic()),
+        "an environment that does not observe records no traffic"
+    );
+    drop(cluster);
+}
+
+/// Starts an environment whose container `producer` produces to `orders` through its `kafka`
+/// egress, bootstrapping at `broker`; returns its events, service output included.
+async fn produce_from_a_container(rigd: &Rigd, broker: &str, observe: bool) -> Events {
+    let image = image_of_this_test_binary();
+    let id = rigd
+        .create(json!({
+            "name": "kafka-container",
+            "observe": observe,
+            "services": {
+                "kafka": rigd.kafka_forwarder(broker),
+                "producer": {
+                    "type": "container",
+                    "config": {
+                        "image": image,
+                        "cmd": ["/kafka-client", "--exact", "kafka_client_in_a_container",
+                                "--ignored", "--nocapture", "--test-threads", "1"]
+                    },
+                    "egresses": {"kafka": {"service": "kafka"}}
+                }
+            }
+        }))
+        .await;
+    rigd.events_with_logs(&id)
+}
+
+/// Waits for the container's report that every message was delivered.
+async fn until_delivered(events: &mut Events) {
     let delivered = |e: &rig_types::Event| {
         e.event_type == EventType::ServiceLog
             && e.service == "producer"
@@ -265,5 +293,4 @@ async fn a_container_producing_through_its_egress_reaches_every_broker() {
             .until_matching("the container's report of its deliveries", delivered)
             .await;
     }
-    drop(cluster);
 }

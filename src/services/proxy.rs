@@ -3,9 +3,11 @@
 //! It publishes one `default` ingress on its allocated port — with the target's protocol and a
 //! copy of the target's attributes, whose templates then resolve against the proxy's address —
 //! keeps that port's listener open for its whole life, and relays to the target's address,
-//! recording the edge's traffic into the event log.
+//! recording the edge's traffic into the event log (or, on a container's Kafka edge in an
+//! environment that does not observe, recording nothing).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rig_proxy::kafka::Advertise;
 use rig_proxy::{Edge, Mode, RunOptions};
@@ -80,7 +82,11 @@ impl ServiceType for Proxy {
                 target.hostport.clone(),
                 mode,
                 edge,
-                ctx.output.traffic_sink(),
+                if config.unobserved {
+                    Arc::new(|_event| {}) as Arc<dyn rig_proxy::TrafficSink>
+                } else {
+                    ctx.output.traffic_sink()
+                },
                 ctx.cancel.clone(),
                 options,
             )

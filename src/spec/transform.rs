@@ -31,6 +31,10 @@ pub struct ProxyConfig {
     /// container can reach. Omitted from JSON when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub source_in_container: bool,
+    /// The environment does not observe: the proxy only relays (a container's Kafka edge,
+    /// whose broker addresses it rewrites) and records nothing. Omitted from JSON when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unobserved: bool,
 }
 
 impl ProxyConfig {
@@ -45,6 +49,9 @@ impl ProxyConfig {
         }
         if self.source_in_container {
             map.insert("source_in_container".into(), true.into());
+        }
+        if self.unobserved {
+            map.insert("unobserved".into(), true.into());
         }
         serde_json::Value::Object(map)
     }
@@ -116,7 +123,10 @@ fn is_proxy_node(service: &Service) -> bool {
 }
 
 /// In observe mode (`env.observe`), puts a proxy node on every edge whose target service and
-/// ingress exist, the `~test` node's edges included; does nothing otherwise.
+/// ingress exist, the `~test` node's edges included. Without it, only a container's edges to a
+/// Kafka ingress get one, which records nothing ([`ProxyConfig::unobserved`]): the brokers a
+/// broker advertises are on the host's loopback, which a container cannot reach, and only the
+/// Kafka proxy rewrites them.
 ///
 /// Each proxy is `type: "proxy"`, injected, with one `default` ingress carrying only the
 /// target ingress's protocol, one egress `target` to the real target, and a [`ProxyConfig`].
@@ -126,9 +136,7 @@ fn is_proxy_node(service: &Service) -> bool {
 /// Run it after [`insert_test_node`]. Edges from or to existing proxy nodes are left alone, so
 /// running it twice changes nothing.
 pub fn transform_observe(env: &mut Environment) {
-    if !env.observe {
-        return;
-    }
+    let unobserved = !env.observe;
     let edges: Vec<(String, String, EgressSpec)> = env
         .services
         .iter()
@@ -156,8 +164,12 @@ pub fn transform_observe(env: &mut Environment) {
             .services
             .get(&source)
             .is_some_and(|s| s.service_type == CONTAINER_TYPE);
+        if unobserved && !(source_in_container && protocol == Protocol::Kafka) {
+            continue;
+        }
         let config = ProxyConfig {
             source_in_container,
+            unobserved,
             source: source.clone(),
             target_svc: egress.service.clone(),
             ingress: egress.ingress.clone(),

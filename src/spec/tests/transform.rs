@@ -364,6 +364,55 @@ fn observe_marks_proxies_whose_source_is_a_container() {
     assert!(!config("kafka~proxy~~test").source_in_container);
 }
 
+/// rig-rs: without observe, a container's Kafka edge still gets a proxy, one that records
+/// nothing: only it makes the brokers reachable from the container. No other edge gets one.
+#[test]
+fn unobserved_a_containers_kafka_edge_gets_a_proxy_that_records_nothing() {
+    let mut env = env_of(vec![
+        ("kafka", svc("kafka", &[("default", "kafka")], &[])),
+        ("api", svc("process", &[("default", "http")], &[])),
+        (
+            "consumer",
+            svc(
+                "container",
+                &[],
+                &[("kafka", "kafka", "default"), ("api", "api", "default")],
+            ),
+        ),
+        (
+            "worker",
+            svc("process", &[], &[("kafka", "kafka", "default")]),
+        ),
+    ]);
+    insert_test_node(&mut env);
+    transform_observe(&mut env);
+    let proxies: Vec<&str> = env
+        .services
+        .iter()
+        .filter(|(_, s)| s.service_type == "proxy")
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(proxies, ["kafka~proxy~consumer"]);
+    assert_eq!(
+        env.services["kafka~proxy~consumer"].config,
+        Some(json!({
+            "source": "consumer",
+            "target_svc": "kafka",
+            "ingress": "default",
+            "source_in_container": true,
+            "unobserved": true
+        }))
+    );
+    assert_eq!(
+        env.services["consumer"].egresses["kafka"],
+        egress("kafka~proxy~consumer", "default")
+    );
+    assert_eq!(
+        env.services["consumer"].egresses["api"],
+        egress("api", "default")
+    );
+}
+
 #[test]
 fn proxy_names_and_config_json() {
     assert_eq!(
@@ -385,6 +434,7 @@ fn proxy_names_and_config_json() {
         ingress: "default".into(),
         reflection_key: String::new(),
         source_in_container: false,
+        unobserved: false,
     };
     let grpc = ProxyConfig {
         reflection_key: "b:default".into(),
@@ -394,7 +444,12 @@ fn proxy_names_and_config_json() {
         source_in_container: true,
         ..plain.clone()
     };
-    for config in [plain, grpc, from_container] {
+    let unobserved = ProxyConfig {
+        source_in_container: true,
+        unobserved: true,
+        ..plain.clone()
+    };
+    for config in [plain, grpc, from_container, unobserved] {
         let via_serde = serde_json::to_value(&config).expect("serialises");
         assert_eq!(config.to_json(), via_serde);
         assert_eq!(
