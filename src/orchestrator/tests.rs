@@ -15,14 +15,21 @@ use crate::services::Registry;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn orchestrator(dir: &std::path::Path) -> Orchestrator {
-    Orchestrator::new(
-        Arc::new(PortAllocator::new()),
-        Arc::new(Registry::builtin()),
-        dir.to_path_buf(),
+    orchestrator_with(
+        dir,
         Settings {
             stop_grace: Duration::from_secs(2),
             ..Settings::default()
         },
+    )
+}
+
+fn orchestrator_with(dir: &std::path::Path, settings: Settings) -> Orchestrator {
+    Orchestrator::new(
+        Arc::new(PortAllocator::new()),
+        Arc::new(Registry::builtin()),
+        dir.to_path_buf(),
+        settings,
     )
 }
 
@@ -358,10 +365,8 @@ async fn readiness_timeout_reports_the_last_error() {
 async fn output_caused_by_stopping_a_service_that_was_not_ready_is_not_its_last_output() {
     let dir = tempdir();
     // A stop grace a loaded machine cannot outlast: a SIGKILL would silence the trap.
-    let orch = Orchestrator::new(
-        Arc::new(PortAllocator::new()),
-        Arc::new(Registry::builtin()),
-        dir.path().to_path_buf(),
+    let orch = orchestrator_with(
+        dir.path(),
         Settings {
             stop_grace: Duration::from_secs(20),
             ..Settings::default()
@@ -581,10 +586,8 @@ async fn a_process_ignoring_sigint_is_killed_after_the_grace_period() {
 #[tokio::test]
 async fn a_stop_grace_longer_than_the_shutdown_timeout_is_waited_out() {
     let dir = tempdir();
-    let orch = Orchestrator::new(
-        Arc::new(PortAllocator::new()),
-        Arc::new(Registry::builtin()),
-        dir.path().to_path_buf(),
+    let orch = orchestrator_with(
+        dir.path(),
         Settings {
             stop_grace: Duration::from_secs(1),
             shutdown_timeout: Duration::from_millis(100),
