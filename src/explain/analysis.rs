@@ -284,9 +284,8 @@ struct Scan<'a> {
     /// the output does not depend on hashing.
     failed: BTreeSet<&'a str>,
     healthy: HashSet<&'a str>,
-    /// Services past their `service.failed` or `service.stopping`: what they write from then
-    /// on (a traceback of rigd's SIGINT, say) does not explain the failure.
-    ended: HashSet<&'a str>,
+    /// Which stderr output explains a failure; also whether teardown began and builds run.
+    output: OutputGate,
     /// Each service's progress until teardown began; injected services (`~test`, proxies)
     /// left out.
     progress: BTreeMap<&'a str, Progress<'a>>,
@@ -294,36 +293,29 @@ struct Scan<'a> {
     dropped: u64,
     marks: PhaseMarks,
     up: bool,
-    destroying: bool,
     ended_by_rigd: Option<String>,
-    /// Builds started and not yet ended.
-    building: usize,
 }
 
 impl<'a> Scan<'a> {
     fn see(&mut self, e: &'a Event) {
         self.marks.see(e);
-        if !self.destroying && !self.up {
+        if !self.output.destroying && !self.up {
             self.track_progress(e);
+        }
+        if let Some(stderr) = self.output.see(e) {
+            self.keep_stderr(&e.service, stderr);
         }
         match e.event_type {
             EventType::EnvironmentUp => self.up = true,
-            EventType::EnvironmentDestroying => {
-                self.destroying = true;
-                if !e.message.is_empty() {
-                    self.ended_by_rigd = Some(e.message.clone());
-                }
+            EventType::EnvironmentDestroying if !e.message.is_empty() => {
+                self.ended_by_rigd = Some(e.message.clone());
             }
             EventType::TestNote => self.assertions.push(parse_assertion(&e.error)),
             EventType::ServiceHealthy => {
                 self.healthy.insert(&e.service);
             }
-            EventType::ServiceStopping => {
-                self.ended.insert(&e.service);
-            }
             EventType::ServiceFailed => {
                 self.failed.insert(&e.service);
-                self.ended.insert(&e.service);
                 // Later failures of the same service are consequences (e.g. the readiness
                 // timeout that follows a crash).
                 if !self.failures.iter().any(|f| f.service == e.service) {
@@ -343,22 +335,9 @@ impl<'a> Scan<'a> {
                 }
             }
             EventType::ObservationsDropped => self.dropped = self.dropped.saturating_add(e.dropped),
-            EventType::ArtifactStarted => self.building += 1,
-            EventType::ArtifactCompleted | EventType::ArtifactFailed => {
-                self.building = self.building.saturating_sub(1);
-            }
-            // Output while a build runs is the build's (cargo's warnings, say), not what a
-            // service said: services start once every build is done.
-            EventType::ServiceLog
-                if !self.destroying
-                    && self.building == 0
-                    && !self.ended.contains(e.service.as_str()) =>
+            EventType::RequestCompleted | EventType::GrpcCallCompleted
+                if !self.output.destroying =>
             {
-                if let Some(log) = e.log.as_ref().filter(|l| l.stream == LogStream::Stderr) {
-                    self.keep_stderr(&e.service, &log.data);
-                }
-            }
-            EventType::RequestCompleted | EventType::GrpcCallCompleted if !self.destroying => {
                 if let Some(error) = traffic_error(e) {
                     self.candidates.push(Candidate {
                         error,
@@ -396,7 +375,7 @@ impl<'a> Scan<'a> {
     fn not_up(&self) -> Vec<PendingService> {
         // `failed` holds every service with a `service.failed` or an `environment.failing`.
         if self.up
-            || !self.destroying
+            || !self.output.destroying
             || !self.environment_failures.is_empty()
             || !self.failed.is_empty()
         {
@@ -409,7 +388,7 @@ impl<'a> Scan<'a> {
                 service: service.to_string(),
                 // Services start once every build is done.
                 phase: match p.reached {
-                    Reached::NotStarted if self.building > 0 => {
+                    Reached::NotStarted if self.output.building > 0 => {
                         "not started (a build was still running)"
                     }
                     reached => reached.phase(),
@@ -422,11 +401,7 @@ impl<'a> Scan<'a> {
 
     fn keep_stderr(&mut self, service: &'a str, data: &'a str) {
         let kept = self.stderr.entry(service).or_default();
-        for line in data.trim_end_matches('\n').split('\n') {
-            let line = line.trim_end_matches('\r');
-            if line.trim().is_empty() {
-                continue;
-            }
+        for line in stderr_lines(data) {
             if kept.len() == STDERR_LINES_PER_SERVICE {
                 kept.pop_front();
             }
@@ -506,6 +481,63 @@ impl<'a> Scan<'a> {
             }
         }
         (out, correlated)
+    }
+}
+
+/// The stderr lines of an output chunk the analysis keeps: split on `\n` (trailing newlines
+/// trimmed), each without its trailing `\r`, blank ones left out.
+pub(crate) fn stderr_lines(data: &str) -> impl Iterator<Item = &str> {
+    data.trim_end_matches('\n')
+        .split('\n')
+        .map(|line| line.trim_end_matches('\r'))
+        .filter(|line| !line.trim().is_empty())
+}
+
+/// Which `service.log` events the analysis reads stderr lines from, given the events before
+/// them: a service's stderr explains a failure unless a build runs (its output is the build's,
+/// cargo's warnings say: services start once every build is done), the service is past its
+/// `service.failed` or `service.stopping` (what it writes from then on, a traceback of rigd's
+/// SIGINT say, does not explain the failure), or teardown began (`environment.destroying`).
+///
+/// It depends on lifecycle events only, so it decides the same over a run's events with some
+/// `service.log` events left out.
+#[derive(Debug, Default)]
+pub(crate) struct OutputGate {
+    /// `environment.destroying` was seen.
+    pub(crate) destroying: bool,
+    /// Builds started and not yet ended.
+    pub(crate) building: usize,
+    /// Services past their `service.failed` or `service.stopping`.
+    ended: HashSet<String>,
+}
+
+impl OutputGate {
+    /// Takes the next event, in `seq` order: for a `service.log` on stderr that explains a
+    /// failure, its text.
+    pub(crate) fn see<'e>(&mut self, e: &'e Event) -> Option<&'e str> {
+        match e.event_type {
+            EventType::EnvironmentDestroying => self.destroying = true,
+            EventType::ServiceStopping | EventType::ServiceFailed
+                if !self.ended.contains(&e.service) =>
+            {
+                self.ended.insert(e.service.clone());
+            }
+            EventType::ArtifactStarted => self.building += 1,
+            EventType::ArtifactCompleted | EventType::ArtifactFailed => {
+                self.building = self.building.saturating_sub(1);
+            }
+            EventType::ServiceLog
+                if !self.destroying && self.building == 0 && !self.ended.contains(&e.service) =>
+            {
+                return e
+                    .log
+                    .as_ref()
+                    .filter(|l| l.stream == LogStream::Stderr)
+                    .map(|l| l.data.as_str());
+            }
+            _ => {}
+        }
+        None
     }
 }
 

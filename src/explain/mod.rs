@@ -20,6 +20,7 @@ mod assertion;
 mod condensed;
 mod fingerprint;
 mod location;
+mod retained;
 
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ pub use condensed::{
 };
 pub use fingerprint::error_fingerprint;
 pub use location::{rust_panic, split_location, SourceLocation};
+pub use retained::AnalysisEvents;
 
 use std::borrow::Borrow;
 

@@ -29,8 +29,8 @@ pub use header::{
     REASON_TEST_FAILED,
 };
 pub use jsonl::{write_jsonl, EventSource};
-pub(crate) use pretty::generic_line;
 pub use pretty::{format_bytes, render_pretty};
+pub(crate) use pretty::{generic_line, is_rig_remark, output_lines, FAILURE_LOG_LINES};
 pub use retention::{prune, DEFAULT_RETENTION};
 
 use std::collections::BTreeSet;
@@ -88,8 +88,8 @@ pub enum LogFileError {
 /// Every event of an environment (`service.log` included), in `seq` order, as the log files
 /// are written from them.
 pub struct LogEvents<'a, S> {
-    /// For the header and the timeline: bodies of exchanges that neither reads may be left
-    /// out (see [`crate::explain::for_analysis`]).
+    /// For the header and the timeline: bodies of exchanges and service output that neither
+    /// reads may be left out (see [`crate::explain::AnalysisEvents`]).
     pub summary: &'a [Arc<Event>],
     /// For the JSONL file: the events whole.
     pub full: S,

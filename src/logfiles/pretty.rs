@@ -29,8 +29,9 @@ use rig_types::{ConnectionInfo, Event, EventType, Timestamp};
 
 use super::header::LogHeader;
 
-/// Output lines of a failed service shown after its `service.failed` line.
-const FAILURE_LOG_LINES: usize = 10;
+/// Output lines of a failed service shown after its `service.failed` line: the last ones it
+/// wrote, over the whole log.
+pub(crate) const FAILURE_LOG_LINES: usize = 10;
 
 /// Indentation of the per-service lines of a `progress.stall` entry.
 const STALL_INDENT: &str = "                                   "; // 35 spaces
@@ -41,8 +42,10 @@ const LOG_INDENT: &str = "          "; // 10 spaces
 /// Renders the whole `.log` file: header line, one line per event, the traffic totals, and a
 /// final newline.
 pub fn render_pretty<E: Borrow<Event>>(header: &LogHeader, events: &[E]) -> String {
-    // Roughly what a line takes, to avoid regrowing the buffer for large logs.
-    let mut out = String::with_capacity(128 + events.len() * 96);
+    // Roughly what a line takes, to avoid regrowing the buffer for large logs; only the
+    // events that get a line count (a service's output is most of a chatty log, and has none).
+    let printed = events.iter().filter(|e| has_line((*e).borrow())).count();
+    let mut out = String::with_capacity(128 + printed * 96);
     let outcome = header
         .outcome
         .map(|o| o.as_str().to_uppercase())
@@ -64,13 +67,7 @@ pub fn render_pretty<E: Borrow<Event>>(header: &LogHeader, events: &[E]) -> Stri
     let mut traffic = TrafficTotals::default();
     for e in events {
         let e = e.borrow();
-        let skipped = match e.event_type {
-            // rigd's remarks about a service say what to fix: they stay; its output does not.
-            EventType::ServiceLog => !is_rig_remark(e),
-            EventType::HealthCheckFailed | EventType::ConnectionOpened => true,
-            _ => false,
-        };
-        if skipped {
+        if !has_line(e) {
             continue;
         }
         traffic.add(e);
@@ -89,8 +86,18 @@ pub fn render_pretty<E: Borrow<Event>>(header: &LogHeader, events: &[E]) -> Stri
     out
 }
 
+/// Whether `e` gets a timeline line.
+fn has_line(e: &Event) -> bool {
+    match e.event_type {
+        // rigd's remarks about a service say what to fix: they stay; its output does not.
+        EventType::ServiceLog => is_rig_remark(e),
+        EventType::HealthCheckFailed | EventType::ConnectionOpened => false,
+        _ => true,
+    }
+}
+
 /// A `service.log` of rigd's own about a service (stream `rig`), not the service's output.
-fn is_rig_remark(e: &Event) -> bool {
+pub(crate) fn is_rig_remark(e: &Event) -> bool {
     e.log.as_ref().is_some_and(|log| log.stream.is_rig())
 }
 
@@ -112,7 +119,7 @@ fn log_tails<E: Borrow<Event>>(events: &[E]) -> HashMap<&str, VecDeque<&str>> {
             continue;
         };
         let tail = tails.entry(e.service.as_str()).or_default();
-        for line in log.data.trim_end_matches('\n').split('\n') {
+        for line in output_lines(&log.data) {
             if tail.len() == FAILURE_LOG_LINES {
                 tail.pop_front();
             }
@@ -120,6 +127,12 @@ fn log_tails<E: Borrow<Event>>(events: &[E]) -> HashMap<&str, VecDeque<&str>> {
         }
     }
     tails
+}
+
+/// The lines of an output chunk as the failure tails count them: trailing newlines trimmed,
+/// split on `\n` (so there is at least one).
+pub(crate) fn output_lines(data: &str) -> impl Iterator<Item = &str> {
+    data.trim_end_matches('\n').split('\n')
 }
 
 /// One timeline line (without the leading newline).

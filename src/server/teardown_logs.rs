@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::explain::{for_analysis, summarize};
+use crate::explain::{summarize, AnalysisEvents};
 use crate::logfiles::{write_logs, LogEvents, LogFiles};
 use crate::orchestrator::Instance;
 
@@ -40,13 +40,15 @@ pub(crate) async fn write_instance_logs(
     let id = instance.id().to_string();
     let task = tokio::task::spawn_blocking(move || {
         // The events are read twice, in batches, rather than held whole: once without the
-        // bodies the header, timeline and summary do not read, then whole for the JSONL.
+        // bodies and the service output the header, timeline and summary do not read (a
+        // service may have written gigabytes), then whole for the JSONL.
         let replay = instance.log().replay();
-        let mut events = Vec::new();
+        let mut analysis = AnalysisEvents::default();
         let mut reader = replay.clone();
         while let Some(batch) = reader.next_batch() {
-            events.extend(batch.into_iter().map(for_analysis));
+            batch.into_iter().for_each(|event| analysis.push(event));
         }
+        let events = analysis.finish();
         let injected: BTreeSet<String> = instance
             .spec()
             .services
