@@ -105,6 +105,11 @@ pub(crate) enum Slot {
 }
 
 impl Slot {
+    /// Whether the event is in the spill file (loading it reads the disk).
+    pub(crate) fn is_spilled(&self) -> bool {
+        matches!(self, Slot::Spilled(..))
+    }
+
     /// The event; `None` (reported on stderr) when its spill file cannot be read back.
     pub(crate) fn load(self) -> Option<Arc<Event>> {
         match self {

@@ -21,6 +21,11 @@ const BATCH: usize = 256;
 /// It is a cursor over the persistent log, not a queue: it never drops an event, holds only
 /// its position and a small batch of `Arc`s, and a slow reader slows only itself. Events are
 /// copied out in batches under the log's read lock; the filter's predicate runs outside it.
+///
+/// A reader never holds its runtime's thread for long: spilled events are read back from disk
+/// on a blocking thread, and after each batch that delivers nothing (a predicate that rejects
+/// most events, over a long log) it lets other tasks run: at once after a batch read back from
+/// the spill file, and once tokio's cooperative budget is spent after batches from memory.
 pub struct Subscription {
     shared: Arc<Shared>,
     cursor: Cursor,
@@ -36,8 +41,9 @@ pub struct Subscription {
 
 /// What one read from the log found.
 enum Fill {
-    /// Events were read (the filter may have rejected all of them).
-    Read,
+    /// Events were read (the filter may have rejected all of them); `spilled` when some were
+    /// read back from the spill file.
+    Read { spilled: bool },
     /// Nothing new yet.
     CaughtUp,
     /// The log is closed and everything published before the close was read.
@@ -82,8 +88,11 @@ impl Subscription {
             if let Some(event) = self.buffer.pop_front() {
                 return Some(event);
             }
-            match self.fill() {
-                Fill::Read => continue,
+            match self.fill().await {
+                Fill::Read { spilled } => {
+                    self.pause_if_nothing_passed(spilled).await;
+                    continue;
+                }
                 Fill::Ended => return None,
                 Fill::CaughtUp => {}
             }
@@ -93,8 +102,11 @@ impl Subscription {
             let notified = shared.notify_for(self.include).notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.fill() {
-                Fill::Read => continue,
+            match self.fill().await {
+                Fill::Read { spilled } => {
+                    self.pause_if_nothing_passed(spilled).await;
+                    continue;
+                }
                 Fill::Ended => return None,
                 Fill::CaughtUp => {}
             }
@@ -115,14 +127,32 @@ impl Subscription {
         })
     }
 
+    /// After a batch read that left nothing to deliver, lets the runtime's other tasks run:
+    /// always after a batch read back from the spill file, else when the task's cooperative
+    /// budget is spent. Otherwise [`Subscription::next`] would read on, without ever yielding,
+    /// until a matching event or the end of the log.
+    async fn pause_if_nothing_passed(&self, spilled: bool) {
+        if !self.buffer.is_empty() {
+            return;
+        }
+        if spilled {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::task::consume_budget().await;
+        }
+    }
+
     /// Reads the next batch of events into the buffer and applies the predicate.
-    fn fill(&mut self) -> Fill {
+    ///
+    /// Cancel-safe: the cursor moves past the batch only once its events are in the buffer.
+    async fn fill(&mut self) -> Fill {
         let mut slots = Vec::new();
+        let mut cursor = self.cursor;
         let (read, closed) = {
             let stores = self.shared.stores.read();
             let closed_at = stores.closed_at();
             let read = stores.merge_into(
-                &mut self.cursor,
+                &mut cursor,
                 self.include,
                 closed_at.unwrap_or(u64::MAX),
                 BATCH,
@@ -130,8 +160,25 @@ impl Subscription {
             );
             (read, closed_at.is_some())
         };
-        // Spilled events are read back from disk here, outside the lock.
-        self.buffer.extend(slots.into_iter().filter_map(Slot::load));
+        // Spilled events are read back from disk outside the lock, and off the runtime's
+        // threads: parsing a batch of large events takes milliseconds.
+        let spilled = slots.iter().any(Slot::is_spilled);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if spilled => {
+                let loading = runtime.spawn_blocking(move || load(slots));
+                match loading.await {
+                    Ok(events) => self.buffer.extend(events),
+                    Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                    // The runtime is shutting down: so are its readers.
+                    Err(_) => {
+                        self.ended = true;
+                        return Fill::Ended;
+                    }
+                }
+            }
+            _ => self.buffer.extend(slots.into_iter().filter_map(Slot::load)),
+        }
+        self.cursor = cursor;
         if self.skip_through > 0 {
             let skip = self.skip_through;
             if self.buffer.back().is_some_and(|event| event.seq >= skip) {
@@ -144,7 +191,7 @@ impl Subscription {
             self.buffer.retain(|event| filter.matches_predicate(event));
         }
         if read > 0 {
-            Fill::Read
+            Fill::Read { spilled }
         } else if closed {
             self.ended = true;
             Fill::Ended
@@ -152,6 +199,11 @@ impl Subscription {
             Fill::CaughtUp
         }
     }
+}
+
+/// The events of `slots`, spilled ones read back.
+fn load(slots: Vec<Slot>) -> Vec<Arc<Event>> {
+    slots.into_iter().filter_map(Slot::load).collect()
 }
 
 impl fmt::Debug for Subscription {

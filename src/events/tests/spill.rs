@@ -1,7 +1,9 @@
 //! The memory budget: output and traffic events beyond it go to the spill file and come back,
 //! whole and in order, through every read.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use rig_types::{Event, EventType, RequestInfo, Timestamp};
@@ -249,4 +251,104 @@ async fn publishers_on_a_multi_threaded_runtime_spill_too() {
     assert_eq!(paths.len(), 201);
     assert!(log.shared_for_tests().stores.read().resident_bytes() <= BUDGET);
     assert!(dir.path().join(SPILL_FILE).exists());
+}
+
+/// A log of `chunks` lines of output from `api`, nearly all of it spilled, then closed.
+fn spilled_output(dir: &tempfile::TempDir, chunks: usize) -> (EventLog, Vec<Event>) {
+    let log = EventLog::with_spill(dir.path(), BUDGET);
+    let published: Vec<Event> = (0..chunks)
+        .map(|i| log_chunk("api", &format!("line {i} {}\n", "x".repeat(200))))
+        .collect();
+    for event in &published {
+        log.publish(event.clone());
+    }
+    log.close();
+    (log, published)
+}
+
+/// The `?logs=rig` reader of `rig up`: rigd's remarks among the output, none here.
+fn rig_remarks_only() -> EventFilter {
+    EventFilter::all().and_matching(|e| e.log.as_ref().is_some_and(|log| log.stream.is_rig()))
+}
+
+/// Counts how often it runs: it yields after each count, so it counts once each time the
+/// other tasks of a current-thread runtime let it run.
+fn ticker() -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let task = tokio::spawn({
+        let ticks = Arc::clone(&ticks);
+        async move {
+            loop {
+                ticks.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    (ticks, task)
+}
+
+/// A reader whose predicate rejects every event of a long spilled log does not hold its
+/// thread until the end: other tasks of the runtime run after each batch read back from the
+/// spill file.
+#[tokio::test(flavor = "current_thread")]
+async fn a_reader_rejecting_every_spilled_event_lets_other_tasks_run_after_each_batch() {
+    const CHUNKS: usize = 4_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = spilled_output(&dir, CHUNKS);
+    let spilled = log
+        .shared_for_tests()
+        .stores
+        .read()
+        .spilled_count(StoreKind::Log);
+    assert!(spilled > CHUNKS * 9 / 10, "{spilled} spilled");
+
+    let (ticks, task) = ticker();
+    let mut sub = log.subscribe(0, Some(rig_remarks_only()), CancellationToken::new());
+    let end = tokio::time::timeout(PATIENCE, sub.next()).await.unwrap();
+    let ticked = ticks.load(Ordering::SeqCst);
+    task.abort();
+    assert!(end.is_none(), "nothing passes the filter");
+    // A subscription reads 256 events at a time.
+    let batches = spilled / 256;
+    assert!(
+        ticked >= batches,
+        "the other task ran {ticked} times during {batches} batches"
+    );
+}
+
+/// The same over events in memory: other tasks run once the reader's cooperative budget is
+/// spent.
+#[tokio::test(flavor = "current_thread")]
+async fn a_reader_rejecting_every_event_in_memory_lets_other_tasks_run() {
+    let log = EventLog::new();
+    for i in 0..200_000 {
+        log.publish(log_chunk("api", &format!("line {i}\n")));
+    }
+    log.close();
+    let (ticks, task) = ticker();
+    let mut sub = log.subscribe(0, Some(rig_remarks_only()), CancellationToken::new());
+    let end = tokio::time::timeout(PATIENCE, sub.next()).await.unwrap();
+    let ticked = ticks.load(Ordering::SeqCst);
+    task.abort();
+    assert!(end.is_none(), "nothing passes the filter");
+    assert!(ticked > 0, "the other task never ran");
+}
+
+/// A read dropped while spilled events are read back loses none of them.
+#[tokio::test(flavor = "current_thread")]
+async fn a_read_of_spilled_events_dropped_midway_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, published) = spilled_output(&dir, 2_000);
+    let mut sub = log.subscribe(0, None, CancellationToken::new());
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let mut read = std::pin::pin!(sub.next());
+        if let Poll::Ready(event) = futures_util::poll!(read.as_mut()) {
+            got.extend(event);
+        }
+    }
+    while let Some(event) = tokio::time::timeout(PATIENCE, sub.next()).await.unwrap() {
+        got.push(event);
+    }
+    same_events(&got, &published);
 }
