@@ -21,7 +21,7 @@ use super::tail;
 /// way.
 pub const DEFAULT_EVENT_MEMORY: usize = 64 << 20;
 
-/// How many spilled `service.log` events a tail reads back at a time.
+/// How many of a service's spilled `service.log` events a tail looks up at a time.
 const SPILLED_TAIL_BATCH: usize = 256;
 
 /// The persistent, ordered event log of one environment.
@@ -289,31 +289,32 @@ impl EventLog {
     /// count.
     pub fn service_log_tail_before(&self, service: &str, n: usize, before_seq: u64) -> String {
         // The service's chunks, newest first, until they hold `n` lines: from memory, then,
-        // when its output goes back further, from the spill file (read outside the lock).
+        // when its output goes back further, from the spill file (read outside the lock). Only
+        // the service's own spilled chunks from before `before_seq` are read back, so at most
+        // `n` of them, however much other services wrote.
         let mut chunks = tail::Chunks::new(service, n, before_seq);
-        let mut pos = {
+        let mut end = {
             let stores = self.shared.stores.read();
             for event in stores.resident(StoreKind::Log).rev() {
                 if chunks.add(event) {
                     break;
                 }
             }
-            stores.spilled_count(StoreKind::Log)
+            stores.spilled_output_before(service, before_seq)
         };
-        while pos > 0 && !chunks.enough() {
-            let start = pos.saturating_sub(SPILLED_TAIL_BATCH);
-            let slots: Vec<Slot> = {
-                let stores = self.shared.stores.read();
-                (start..pos)
-                    .filter_map(|at| stores.slot(StoreKind::Log, at))
-                    .collect()
-            };
+        while end > 0 && !chunks.enough() {
+            let start = end.saturating_sub(SPILLED_TAIL_BATCH);
+            let slots = self
+                .shared
+                .stores
+                .read()
+                .spilled_output(service, start..end);
             for event in slots.into_iter().rev().filter_map(Slot::load) {
                 if chunks.add(&event) {
                     break;
                 }
             }
-            pos = start;
+            end = start;
         }
         chunks.tail()
     }
@@ -399,6 +400,20 @@ impl EventLog {
     /// True once [`EventLog::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.shared.stores.read().closed_at().is_some()
+    }
+
+    /// How many events were read back from the spill file so far, for tests of what reads
+    /// cost.
+    #[cfg(test)]
+    pub(crate) fn spill_reads(&self) -> usize {
+        let spill = self
+            .shared
+            .spill
+            .as_ref()
+            .and_then(|c| c.file.lock().clone());
+        spill.map_or(0, |file| {
+            file.reads.load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// The shared state, for tests that look at the stores.

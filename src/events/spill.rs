@@ -32,6 +32,9 @@ pub(crate) struct SpillFile {
     file: File,
     /// The end of what was written; held while appending, so appends never overlap.
     end: Mutex<u64>,
+    /// How many events were read back, for tests of what reads cost.
+    #[cfg(test)]
+    pub(crate) reads: std::sync::atomic::AtomicUsize,
 }
 
 impl SpillFile {
@@ -49,6 +52,8 @@ impl SpillFile {
             path,
             file,
             end: Mutex::new(0),
+            #[cfg(test)]
+            reads: Default::default(),
         })
     }
 
@@ -82,6 +87,9 @@ impl SpillFile {
     /// Reads back the event spilled at `at`; `None`, reported on stderr, if it cannot be
     /// read (the file was removed or damaged behind rigd's back).
     pub(crate) fn read(&self, at: Spilled) -> Option<Arc<Event>> {
+        #[cfg(test)]
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut line = vec![0; at.len as usize];
         let event = self
             .file

@@ -12,7 +12,8 @@
 //! never change when events move to disk. Reads hand out [`Slot`]s under the lock and load
 //! spilled events after it is released.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::Arc;
 
 use rig_types::Event;
@@ -41,6 +42,10 @@ pub(crate) struct Stores {
     closed_at: Option<u64>,
     /// Where spilled events went, once one was.
     spill: Option<Arc<SpillFile>>,
+    /// For each service, the positions of its spilled `service.log` events in the log store,
+    /// oldest first: the tail of one service's output reads back its own events only, not
+    /// those of every service that wrote since.
+    spilled_output: HashMap<String, Vec<usize>>,
     /// A batch of events is being written out.
     spilling: bool,
     /// Spilling failed once; events stay in memory from then on.
@@ -169,8 +174,32 @@ impl Stores {
     }
 
     /// How many of one store's events are in the spill file: its positions `0..` that.
+    #[cfg(test)]
     pub(crate) fn spilled_count(&self, kind: StoreKind) -> usize {
         self.lists[kind.index()].spilled.len()
+    }
+
+    /// How many of `service`'s `service.log` events in the spill file came before the event
+    /// `before_seq`: its spilled output is numbered `0..` that, oldest first.
+    pub(crate) fn spilled_output_before(&self, service: &str, before_seq: u64) -> usize {
+        let spilled = &self.lists[StoreKind::Log.index()].spilled;
+        self.spilled_output.get(service).map_or(0, |positions| {
+            positions.partition_point(|&pos| spilled[pos].seq < before_seq)
+        })
+    }
+
+    /// The events numbered `range` of `service`'s spilled output (see
+    /// [`Stores::spilled_output_before`]), oldest first.
+    pub(crate) fn spilled_output(&self, service: &str, range: Range<usize>) -> Vec<Slot> {
+        let positions = self
+            .spilled_output
+            .get(service)
+            .and_then(|positions| positions.get(range))
+            .unwrap_or_default();
+        positions
+            .iter()
+            .filter_map(|&pos| self.slot(StoreKind::Log, pos))
+            .collect()
     }
 
     /// The event at position `pos` of one store.
@@ -252,9 +281,20 @@ impl Stores {
                 debug_assert!(false, "event {} was spilled out of order", at.seq);
                 break;
             };
+            let is_output = store == StoreKind::Log.index();
             let store = &mut self.lists[store];
-            if let Some((_, size)) = store.resident.pop_front() {
+            if let Some((event, size)) = store.resident.pop_front() {
                 store.resident_bytes -= size;
+                if is_output {
+                    let position = store.spilled.len();
+                    match self.spilled_output.get_mut(&event.service) {
+                        Some(positions) => positions.push(position),
+                        None => {
+                            self.spilled_output
+                                .insert(event.service.clone(), vec![position]);
+                        }
+                    }
+                }
                 store.spilled.push(at);
             }
         }

@@ -352,3 +352,33 @@ async fn a_read_of_spilled_events_dropped_midway_loses_nothing() {
     }
     same_events(&got, &published);
 }
+
+/// The tail of a service that wrote little reads back its own spilled output only, not that
+/// of a service that wrote a lot since.
+#[test]
+fn a_tail_reads_back_only_its_services_spilled_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::with_spill(dir.path(), BUDGET);
+    log.publish(log_chunk("quiet", "starting\n"));
+    log.publish(log_chunk("quiet", "panic: boom\n"));
+    for i in 0..3_000 {
+        log.publish(log_chunk(
+            "chatty",
+            &format!("line {i} {}\n", "x".repeat(200)),
+        ));
+        if i == 1_000 {
+            log.publish(log_chunk("quiet", "after the failure\n"));
+        }
+    }
+    let failed = log.publish(lifecycle(EventType::ServiceFailed, "quiet"));
+    assert_eq!(
+        log.service_log_tail_before("quiet", 200, failed),
+        "  | starting\n  | panic: boom\n  | after the failure"
+    );
+    assert_eq!(log.spill_reads(), 3, "only the three chunks of quiet");
+    // Before a point: what came after is not read back either.
+    let before = log.service_log_tail_before("quiet", 200, 1_000);
+    assert_eq!(before, "  | starting\n  | panic: boom");
+    assert_eq!(log.spill_reads(), 5);
+    assert_eq!(log.service_log_tail("chatty", 2).lines().count(), 2);
+}
