@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use rig_types::{Event, Timestamp};
@@ -69,9 +70,31 @@ struct SpillConfig {
     budget: usize,
     /// Created with the first spill.
     file: Mutex<Option<Arc<SpillFile>>>,
+    /// After a spill failed: when to try again (events stay in memory until one succeeds).
+    retry_at: Mutex<Option<Instant>>,
+    /// How long after a failed spill the next is tried.
+    retry_after: Duration,
 }
 
+/// How long after a failed spill (a full disk, say) the next is tried.
+const SPILL_RETRY: Duration = Duration::from_secs(10);
+
 impl SpillConfig {
+    fn new(dir: PathBuf, budget: usize, retry_after: Duration) -> SpillConfig {
+        SpillConfig {
+            dir,
+            budget,
+            file: Mutex::new(None),
+            retry_at: Mutex::new(None),
+            retry_after,
+        }
+    }
+
+    /// Whether a spill may be tried now: none failed, or the last failure is old enough.
+    fn due(&self) -> bool {
+        self.retry_at.lock().is_none_or(|at| Instant::now() >= at)
+    }
+
     fn file(&self) -> std::io::Result<Arc<SpillFile>> {
         let mut file = self.file.lock();
         if let Some(file) = &*file {
@@ -125,15 +148,20 @@ impl EventLog {
     /// An empty log that keeps about `budget` bytes of `service.log` and traffic events in
     /// memory: beyond that, the oldest go to a spill file in `dir` (created when first needed)
     /// and are read back from there. If the file cannot be written, events stay in memory
-    /// (reported on stderr).
+    /// (reported on stderr) until a spill, tried again every 10 s, succeeds.
     pub fn with_spill(dir: impl Into<PathBuf>, budget: usize) -> EventLog {
+        EventLog::with_spill_retry(dir, budget, SPILL_RETRY)
+    }
+
+    /// [`EventLog::with_spill`] trying again `retry_after` after a spill failed.
+    pub(crate) fn with_spill_retry(
+        dir: impl Into<PathBuf>,
+        budget: usize,
+        retry_after: Duration,
+    ) -> EventLog {
         EventLog {
             shared: Arc::new(Shared {
-                spill: Some(SpillConfig {
-                    dir: dir.into(),
-                    budget,
-                    file: Mutex::new(None),
-                }),
+                spill: Some(SpillConfig::new(dir.into(), budget, retry_after)),
                 ..Shared::default()
             }),
         }
@@ -161,7 +189,9 @@ impl EventLog {
             }
             stores.push(kind, event);
             let spill = match &self.shared.spill {
-                Some(config) if kind != StoreKind::Lifecycle => stores.begin_spill(config.budget),
+                Some(config) if kind != StoreKind::Lifecycle => {
+                    stores.begin_spill(config.budget, || config.due())
+                }
                 _ => None,
             };
             (seq, spill)
@@ -191,15 +221,27 @@ impl EventLog {
             .file()
             .and_then(|file| file.append(&batch).map(|spilled| (file, spilled)));
         drop(batch);
+        let path = || config.dir.join(super::spill::SPILL_FILE);
         let mut stores = self.shared.stores.write();
         match written {
-            Ok((file, spilled)) => stores.spilled(&file, spilled),
+            Ok((file, spilled)) => {
+                stores.spilled(&file, spilled);
+                if config.retry_at.lock().take().is_some() {
+                    eprintln!("rigd: writing events to {} works again", path().display());
+                }
+            }
             Err(error) => {
                 stores.spill_failed();
-                eprintln!(
-                    "rigd: events stay in memory from now on: writing them to {} failed: {error}",
-                    config.dir.join(super::spill::SPILL_FILE).display()
-                );
+                let retry_at = Instant::now() + config.retry_after;
+                // Said once, not at every retry.
+                if config.retry_at.lock().replace(retry_at).is_none() {
+                    eprintln!(
+                        "rigd: writing events to {} failed: {error}; they stay in memory, and \
+                         rigd tries again every {}s",
+                        path().display(),
+                        config.retry_after.as_secs()
+                    );
+                }
             }
         }
     }

@@ -48,8 +48,6 @@ pub(crate) struct Stores {
     spilled_output: HashMap<String, Vec<usize>>,
     /// A batch of events is being written out.
     spilling: bool,
-    /// Spilling failed once; events stay in memory from then on.
-    spill_failed: bool,
 }
 
 /// One store: the events written out to the spill file, then the ones in memory.
@@ -227,22 +225,26 @@ impl Stores {
             .sum()
     }
 
-    /// When the output and traffic events in memory exceed `budget` and no spill is under way:
-    /// the oldest of them, down to three quarters of the budget, for the caller to write out
-    /// and then hand to [`Stores::spilled`] (or [`Stores::spill_failed`]).
-    pub(crate) fn begin_spill(&mut self, budget: usize) -> Option<Vec<Arc<Event>>> {
+    /// When the output and traffic events in memory exceed `budget`, no spill is under way and
+    /// `due` says a spill may be tried: the oldest of them, down to three quarters of the
+    /// budget, for the caller to write out and then hand to [`Stores::spilled`] (or
+    /// [`Stores::spill_failed`]).
+    pub(crate) fn begin_spill(
+        &mut self,
+        budget: usize,
+        due: impl FnOnce() -> bool,
+    ) -> Option<Vec<Arc<Event>>> {
         let resident = self.resident_bytes();
-        if self.spilling || self.spill_failed || resident <= budget {
+        if self.spilling || resident <= budget || !due() {
             return None;
         }
         self.spilling = true;
         Some(self.oldest(resident - budget / 4 * 3))
     }
 
-    /// Ends a spill that could not be written: nothing moves, and no spill is tried again.
+    /// Ends a spill that could not be written: nothing moves.
     pub(crate) fn spill_failed(&mut self) {
         self.spilling = false;
-        self.spill_failed = true;
     }
 
     /// The oldest resident output and traffic events, in `seq` order, whose sizes add up to

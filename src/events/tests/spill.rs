@@ -204,6 +204,30 @@ fn a_log_that_cannot_spill_keeps_everything_in_memory() {
     assert!(!missing.exists());
 }
 
+/// A spill that failed (a full disk, a directory gone) is tried again: once it works, the
+/// events in memory go back down to the budget, and none is lost.
+#[test]
+fn a_failed_spill_is_tried_again_and_spilling_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-yet");
+    let log = EventLog::with_spill_retry(&missing, BUDGET, Duration::ZERO);
+    let published: Vec<Event> = (0..200).map(exchange).collect();
+    for event in &published[..100] {
+        log.publish(event.clone());
+    }
+    let resident = |log: &EventLog| {
+        let stores = log.shared_for_tests().stores.read();
+        stores.resident(StoreKind::Traffic).count()
+    };
+    assert_eq!(resident(&log), 100, "nothing could be spilled");
+    std::fs::create_dir(&missing).unwrap();
+    for event in &published[100..] {
+        log.publish(event.clone());
+    }
+    assert!(resident(&log) < 100, "spilling resumed: {}", resident(&log));
+    same_events(&log.events(), &published);
+}
+
 #[test]
 fn a_log_without_a_spill_directory_keeps_everything_in_memory() {
     let log = EventLog::new();
