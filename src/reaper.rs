@@ -104,6 +104,10 @@ struct Record {
     /// containers.
     #[serde(default)]
     rigd_start: u64,
+    /// rigd's boot and pid namespace (`crate::docker::this_namespace`), the other owner label
+    /// of its containers; empty in records of older rigds and when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    rigd_namespace: String,
     reaper_pid: u32,
     /// The reaper's start time (clock ticks since boot); 0 in records of older rigds.
     #[serde(default)]
@@ -223,6 +227,10 @@ pub fn run(record_path: &Path) -> i32 {
     let mut record = Record {
         rigd_pid,
         rigd_start: process_start(rigd_pid).unwrap_or(0),
+        // The reaper is rigd's child: same boot, same pid namespace.
+        rigd_namespace: crate::docker::this_namespace()
+            .unwrap_or_default()
+            .to_string(),
         reaper_pid: std::process::id(),
         reaper_start: process_start(std::process::id()).unwrap_or(0),
         ..Record::default()
@@ -382,7 +390,12 @@ fn reap(record: &Record) {
     // it could tell us).
     let owner =
         (record.rigd_start != 0).then(|| format!("{}:{}", record.rigd_pid, record.rigd_start));
-    crate::docker::remove_containers_blocking(record.containers.iter().cloned().collect(), owner);
+    let namespace = (!record.rigd_namespace.is_empty()).then(|| record.rigd_namespace.clone());
+    crate::docker::remove_containers_blocking(
+        record.containers.iter().cloned().collect(),
+        owner,
+        namespace,
+    );
 }
 
 /// Removes `dir` after SIGKILLing every process working in it (its current directory is
@@ -621,7 +634,7 @@ mod tests {
             reaper_start: 0,
             groups: BTreeMap::from([(pgid, process_start(child.id()).unwrap())]),
             dirs: BTreeSet::from([env_dir.clone()]),
-            containers: BTreeSet::new(),
+            ..Record::default()
         };
         save(&dir.path().join("1.json"), &dead);
         let live = Record {

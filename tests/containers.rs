@@ -483,3 +483,135 @@ async fn an_unclean_container_stop_is_remarked_on_in_the_service_log() {
         ]
     );
 }
+
+/// `<boot id>:<pid namespace inode>` of this process, which rigd (started by this test, in
+/// the same namespace) puts in its containers' `dev.rig-rs.rigd-namespace` label.
+fn this_namespace() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let pid_ns = std::fs::metadata("/proc/self/ns/pid").unwrap().ino();
+    format!("{}:{pid_ns}", boot.trim())
+}
+
+/// Creates (without starting) a container of `image` with rig's owner labels; returns its id.
+fn labelled_container(image: &str, rig_dir: &std::path::Path, labels: &[(&str, &str)]) -> String {
+    let rig_dir = std::fs::canonicalize(rig_dir).unwrap();
+    let mut cmd = Command::new("docker");
+    cmd.args(["create", "--label"])
+        .arg(format!("dev.rig-rs.rig-dir={}", rig_dir.display()));
+    for (key, value) in labels {
+        cmd.args(["--label", &format!("dev.rig-rs.{key}={value}")]);
+    }
+    let out = cmd.args([image, "sleep", "1000"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Removes the containers it holds when dropped (the test failed, or left them on purpose).
+struct RemoveContainers(Vec<String>);
+
+impl Drop for RemoveContainers {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&self.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Engines are shared (CI jobs in containers mounting the host's socket, all with the rig dir
+/// `/root/.rig`): a rigd's startup sweep removes containers of gone rigds of its own boot and
+/// pid namespace, and those of older rigds (no namespace label) as before, but never one of
+/// another namespace, whose pid means nothing here, nor one of a live rigd.
+#[tokio::test]
+async fn the_startup_sweep_removes_only_containers_of_gone_rigds_of_its_own_namespace() {
+    let image = busybox();
+    let rigd = Rigd::start();
+    let rig_dir = rigd.rig_dir();
+    let here = this_namespace();
+    let (boot, _) = here.rsplit_once(':').unwrap();
+    let foreign = format!("{boot}:1");
+    // No process has this pid: its owner is gone, wherever it ran.
+    let gone = format!("{}:1", u32::MAX - 5);
+    let live = {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", rigd.pid())).unwrap();
+        let start = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(19);
+        format!("{}:{}", rigd.pid(), start.unwrap())
+    };
+    let ours_gone = labelled_container(
+        &image,
+        &rig_dir,
+        &[("rigd", &gone), ("rigd-namespace", &here)],
+    );
+    let older_gone = labelled_container(&image, &rig_dir, &[("rigd", &gone)]);
+    let foreign_gone = labelled_container(
+        &image,
+        &rig_dir,
+        &[("rigd", &gone), ("rigd-namespace", &foreign)],
+    );
+    let ours_live = labelled_container(
+        &image,
+        &rig_dir,
+        &[("rigd", &live), ("rigd-namespace", &here)],
+    );
+    let _cleanup = RemoveContainers(vec![
+        ours_gone.clone(),
+        older_gone.clone(),
+        foreign_gone.clone(),
+        ours_live.clone(),
+    ]);
+
+    let output = rigd.scratch().join("second.output");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_rigd"))
+        .args(["--addr", "127.0.0.1:0", "--idle", "0", "--rig-dir"])
+        .arg(&rig_dir)
+        .arg("--addr-file")
+        .arg(rigd.scratch().join("second.addr"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&output).unwrap())
+        .spawn()
+        .expect("start a second rigd");
+    // It says so once its sweep is over.
+    let said = |text: &str| {
+        std::fs::read_to_string(&output)
+            .unwrap_or_default()
+            .contains(text)
+    };
+    let deadline = Instant::now() + CLEANUP;
+    while !said("left by rigds that did not shut down") {
+        assert!(
+            Instant::now() < deadline,
+            "the second rigd never reported its sweep: {:?}",
+            std::fs::read_to_string(&output)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = second.kill();
+    let _ = second.wait();
+
+    assert!(
+        !container_exists(&ours_gone),
+        "a gone rigd of this namespace"
+    );
+    assert!(
+        !container_exists(&older_gone),
+        "an older rigd's, by its pid"
+    );
+    assert!(
+        container_exists(&foreign_gone),
+        "another namespace's container was removed"
+    );
+    assert!(container_exists(&ours_live), "a live rigd's was removed");
+    assert!(
+        said("removed 2 container(s)"),
+        "{:?}",
+        std::fs::read_to_string(&output)
+    );
+}

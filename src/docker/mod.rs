@@ -12,11 +12,14 @@
 //!  HostGateway      relays from the bridge gateway (host.docker.internal) to the loopback
 //!                   ports a container's egresses name, while the container runs
 //!  sweep_leftovers()  at rigd start: remove containers of dead rigds sharing the rig dir
+//!                   and this rigd's boot and pid namespace
 //! ```
 //!
-//! Every container carries labels naming the rig dir and the rigd (pid and start time) that
-//! owns it, and is registered with the reaper, so a `kill -9` of rigd leaves none behind:
-//! the reaper removes them, and if the reaper died too, the next rigd on that rig dir does.
+//! Every container carries labels naming the rig dir and the rigd (pid and start time, and the
+//! boot and pid namespace they belong to) that owns it, and is registered with the reaper, so
+//! a `kill -9` of rigd leaves none behind: the reaper removes them, and if the reaper died
+//! too, the next rigd on that rig dir does. A rigd never removes a container of a rigd in
+//! another namespace sharing the engine (see `owner`).
 
 mod client;
 mod container;
@@ -33,5 +36,6 @@ pub use exec::{exec, exec_output};
 pub use host_gateway::{bridge_gateway, HostGateway};
 pub use image::{ensure_image, local_image_id, ImageSource};
 pub use owner::{
-    force_remove, remove_containers_blocking, set_rig_dir, sweep_leftovers_blocking, LABEL_PREFIX,
+    force_remove, occupant, remove_containers_blocking, set_rig_dir, sweep_leftovers_blocking,
+    this_namespace, Occupant, LABEL_PREFIX,
 };

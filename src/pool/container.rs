@@ -1,10 +1,14 @@
 //! Container backends: a database server run from an image by the Docker engine, for the
 //! `"backend": "container"` choice of an infrastructure type (upstream's only backend).
 //!
-//! The container is named after rigd's pid and the image (`rig-pgpool-<pid>-postgres-16-alpine`,
-//! as upstream; an older one of that name is removed first), carries the owner labels of every
-//! rigd container and is in the reaper's record, so it goes with rigd even after `kill -9`
-//! (the reaper removes it, or failing that the next rigd's sweep). Its port is published on
+//! The container is named after rigd's pid, its boot and pid namespace and the image
+//! (`rig-pgpool-<pid>-<namespace hash>-postgres-16-alpine`; upstream has no namespace part,
+//! which lets two rigds with one pid in two containers sharing an engine collide). A
+//! leftover of that name (a gone rigd of this namespace that had this pid) is removed first;
+//! any other container of that name (a live rigd's, a foreign one) is left alone and the new
+//! container takes a numbered name instead. It carries the owner labels of every rigd
+//! container and is in the reaper's record, so it goes with rigd even after `kill -9` (the
+//! reaper removes it, or failing that the next rigd's sweep). Its port is published on
 //! `127.0.0.1` at a port the engine picks; readiness, leases and hooks all go through that
 //! port with the protocol's own client, exactly as for a native backend.
 
@@ -15,8 +19,9 @@ use std::sync::Arc;
 use bollard::query_parameters::{LogsOptionsBuilder, StopContainerOptionsBuilder};
 use bollard::Docker;
 use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 
-use crate::docker::{self, ContainerSpec, PortMapping};
+use crate::docker::{self, ContainerSpec, Occupant, PortMapping};
 use crate::services::OutputSink;
 
 use super::native::STOP_GRACE;
@@ -24,6 +29,10 @@ use super::output_tail::{last_bytes, quote_end, SCAN};
 
 /// How many lines of the container's output a start error looks at.
 const LOG_TAIL_LINES: &str = "400";
+
+/// How many names ([`container_name`], then `-2`, `-3`...) a new container tries before
+/// giving up because live containers hold them all.
+const NAME_ATTEMPTS: usize = 8;
 
 /// What to run.
 #[derive(Clone, Debug, Default)]
@@ -54,14 +63,55 @@ pub struct ContainerServer {
     running: Arc<AtomicBool>,
 }
 
-/// `rig-<kind>-<rigd pid>-<image>` with the characters Docker refuses in names replaced by `-`
-/// (`rig-pgpool-1234-postgres-16-alpine`).
+/// `rig-<kind>-<rigd pid>-<namespace>-<image>` with the characters Docker refuses in names
+/// replaced by `-` (`rig-pgpool-1234-e5edc914-postgres-16-alpine`), where `<namespace>` is a
+/// short hash of rigd's boot and pid namespace ([`docker::this_namespace`]; left out when
+/// unknown), so that rigds with the same pid in different containers sharing one engine get
+/// different names.
 pub fn container_name(kind: &str, image: &str) -> String {
+    name_in(kind, image, std::process::id(), docker::this_namespace())
+}
+
+/// [`container_name`] for rigd `pid` in `namespace`.
+fn name_in(kind: &str, image: &str, pid: u32, namespace: Option<&str>) -> String {
     let image: String = image
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    format!("rig-{kind}-{}-{image}", std::process::id())
+    match namespace {
+        Some(namespace) => {
+            let hash = Sha256::digest(namespace.as_bytes());
+            let short: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
+            format!("rig-{kind}-{pid}-{short}-{image}")
+        }
+        None => format!("rig-{kind}-{pid}-{image}"),
+    }
+}
+
+/// A name for a new container: [`container_name`], or `<it>-2`, `<it>-3`... when a container
+/// that is not a leftover holds it (this rigd's previous backend of that image still
+/// stopping, or another rigd's). A leftover of a gone rigd of this namespace holding it is
+/// removed; nothing else ever is.
+async fn free_name(engine: &Docker, kind: &str, image: &str) -> Result<String, String> {
+    let base = container_name(kind, image);
+    for attempt in 1..=NAME_ATTEMPTS {
+        let name = if attempt == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{attempt}")
+        };
+        match docker::occupant(engine, &name).await {
+            Occupant::Free => return Ok(name),
+            Occupant::Leftover => {
+                docker::force_remove(engine, &name).await;
+                return Ok(name);
+            }
+            Occupant::Live => {}
+        }
+    }
+    Err(format!(
+        "containers {base} to {base}-{NAME_ATTEMPTS} all exist and belong to running rigds          (or to no rigd): remove those that are not in use (`docker rm -f <name>`)"
+    ))
 }
 
 impl ContainerServer {
@@ -69,9 +119,7 @@ impl ContainerServer {
     /// may not accept connections yet: wait with [`super::server::Server::wait_ready`].
     pub async fn start(spec: ServerSpec) -> Result<ContainerServer, String> {
         let engine = docker::connect().await.map_err(|e| e.to_string())?;
-        let name = container_name(spec.kind, &spec.image);
-        // A leftover of an earlier rigd that had this pid.
-        docker::force_remove(&engine, &name).await;
+        let name = free_name(&engine, spec.kind, &spec.image).await?;
         let id = docker::create(
             &engine,
             &ContainerSpec {
@@ -227,17 +275,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_carry_the_kind_pid_and_image() {
+    fn names_carry_the_kind_pid_namespace_and_image() {
+        let here = Some("1bc27f7a-719a-4631-b7fe-983d4d61e8ce:4026531836");
         assert_eq!(
-            container_name("pgpool", "postgres:16-alpine"),
-            format!("rig-pgpool-{}-postgres-16-alpine", std::process::id())
+            name_in("pgpool", "postgres:16-alpine", 1234, here),
+            "rig-pgpool-1234-e5edc914-postgres-16-alpine"
         );
         assert_eq!(
-            container_name("redis", "registry.local:5000/redis:7"),
-            format!(
-                "rig-redis-{}-registry-local-5000-redis-7",
-                std::process::id()
-            )
+            name_in("redis", "registry.local:5000/redis:7", 1234, None),
+            "rig-redis-1234-registry-local-5000-redis-7"
         );
+        // The same pid in another pid namespace of the boot, or on another host.
+        let names: std::collections::BTreeSet<String> = [
+            here,
+            Some("1bc27f7a-719a-4631-b7fe-983d4d61e8ce:4026532301"),
+            Some("0f8e0f2c-2d3b-4c1e-9a57-3f1d3f0b6a11:4026531836"),
+        ]
+        .into_iter()
+        .map(|ns| name_in("pgpool", "postgres:16-alpine", 1234, ns))
+        .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(container_name("pgpool", "postgres:16-alpine")
+            .starts_with(&format!("rig-pgpool-{}-", std::process::id())));
     }
 }
