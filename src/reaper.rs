@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::orchestrator::{remove_everything, Unremoved};
+
 /// The argument that runs the rigd binary as a reaper.
 pub const REAPER_ARG: &str = "__reap";
 
@@ -53,7 +55,8 @@ pub fn installed() -> Option<std::sync::Arc<Reaper>> {
 /// Failure is reported and rigd runs on without it (parent-death signals still apply).
 pub fn start(rig_dir: &Path) {
     let record_dir = rig_dir.join("reaper");
-    let reaped = reap_leftovers(&record_dir);
+    // What could not be removed before is reported again: this is when people look.
+    let reaped = reap_leftovers(&record_dir, true);
     if reaped > 0 {
         eprintln!("rigd: cleaned up after {reaped} rigd(s) that did not shut down cleanly");
     }
@@ -118,6 +121,27 @@ struct Record {
     /// Docker container ids.
     #[serde(default)]
     containers: BTreeSet<String>,
+    /// Set once reaping is done but for `dirs`, which could not be removed and have been
+    /// reported: later tries stay quiet unless told to remind.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    reported: bool,
+}
+
+impl Record {
+    /// What is left of this record once everything but `left` has been reaped: the
+    /// directories that could not be removed, for the next try.
+    fn leftover(&self, left: &[Unremoved]) -> Record {
+        Record {
+            rigd_pid: self.rigd_pid,
+            rigd_start: self.rigd_start,
+            rigd_namespace: self.rigd_namespace.clone(),
+            reaper_pid: self.reaper_pid,
+            reaper_start: self.reaper_start,
+            dirs: left.iter().map(|l| l.dir().to_path_buf()).collect(),
+            reported: true,
+            ..Record::default()
+        }
+    }
 }
 
 impl Reaper {
@@ -276,9 +300,22 @@ pub fn run(record_path: &Path) -> i32 {
         // Should reaping be cut short, the next rigd finds the rest.
         save(record_path, &record);
     }
-    reap(&record);
-    let _ = std::fs::remove_file(record_path);
+    let left = reap(&record);
+    if left.is_empty() {
+        let _ = std::fs::remove_file(record_path);
+    } else {
+        // The next rigd (or a running one's sweep) tries again.
+        report(&left);
+        save(record_path, &record.leftover(&left));
+    }
     0
+}
+
+/// Tells rigd's user what could not be removed, why, and what to do.
+fn report(left: &[Unremoved]) {
+    for unremoved in left {
+        eprintln!("rigd: {unremoved}");
+    }
 }
 
 /// Applies one instruction line from rigd to the record.
@@ -334,7 +371,7 @@ fn sweep_every(record_dir: PathBuf, period: Duration) {
         .spawn(move || {
             while record_dir.is_dir() {
                 std::thread::sleep(period);
-                let reaped = reap_leftovers(&record_dir);
+                let reaped = reap_leftovers(&record_dir, false);
                 if reaped > 0 {
                     eprintln!(
                         "rigd: cleaned up after {reaped} rigd(s) that did not shut down cleanly"
@@ -349,7 +386,10 @@ fn sweep_every(record_dir: PathBuf, period: Duration) {
 
 /// Reaps what dead rigds left behind, from the records in `record_dir`. Records of a live
 /// rigd or a live reaper are left alone. Returns how many records were reaped.
-pub fn reap_leftovers(record_dir: &Path) -> usize {
+///
+/// Directories that cannot be removed (see [`Unremoved`]) stay in their record for the next
+/// try; they are reported the first time, and again when `remind` is set.
+pub fn reap_leftovers(record_dir: &Path, remind: bool) -> usize {
     let Ok(entries) = std::fs::read_dir(record_dir) else {
         return 0;
     };
@@ -372,20 +412,31 @@ pub fn reap_leftovers(record_dir: &Path) -> usize {
         {
             continue;
         }
-        reap(&record);
-        let _ = std::fs::remove_file(&path);
-        reaped += 1;
+        let left = reap(&record);
+        if left.is_empty() {
+            let _ = std::fs::remove_file(&path);
+            reaped += 1;
+            continue;
+        }
+        if remind || !record.reported {
+            report(&left);
+        }
+        save(&path, &record.leftover(&left));
     }
     reaped
 }
 
-fn reap(record: &Record) {
+/// Kills, removes and force-removes what `record` lists; returns the directories that could
+/// not be removed (all the rest went).
+fn reap(record: &Record) -> Vec<Unremoved> {
     for (&pgid, &start) in &record.groups {
         kill_group(pgid, start);
     }
-    for dir in &record.dirs {
-        remove_dir_and_its_workers(dir, record.rigd_start);
-    }
+    let left = record
+        .dirs
+        .iter()
+        .filter_map(|dir| remove_dir_and_its_workers(dir, record.rigd_start).err())
+        .collect();
     // The recorded ids, and anything labelled as rigd's (created just before it died, before
     // it could tell us).
     let owner =
@@ -396,6 +447,7 @@ fn reap(record: &Record) {
         owner,
         namespace,
     );
+    left
 }
 
 /// Removes `dir` after SIGKILLing every process working in it (its current directory is
@@ -403,16 +455,20 @@ fn reap(record: &Record) {
 /// recorded group does not always hold every process of a service: a PostgreSQL backend runs
 /// in a session of its own, and one caught in `CREATE DATABASE` waits forever for the killed
 /// checkpointer while writing into its data directory.
-fn remove_dir_and_its_workers(dir: &Path, since: u64) {
-    for _ in 0..5 {
+/// Entries that cannot be removed (see [`Unremoved`]) do not stop the removal of the rest.
+fn remove_dir_and_its_workers(dir: &Path, since: u64) -> Result<(), Unremoved> {
+    let mut attempts = 5;
+    loop {
         for pid in working_in(dir, since) {
             // SAFETY: kill(2) has no memory-safety preconditions.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
         }
-        if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
-            return;
+        let removed = remove_everything(dir);
+        attempts -= 1;
+        if removed.is_ok() || attempts == 0 {
+            return removed;
         }
         // A killed worker may still have been writing: let it die, then try again.
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -643,7 +699,7 @@ mod tests {
         };
         save(&dir.path().join("2.json"), &live);
 
-        assert_eq!(reap_leftovers(dir.path()), 1);
+        assert_eq!(reap_leftovers(dir.path(), false), 1);
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(libc::SIGKILL));
@@ -679,13 +735,53 @@ mod tests {
         };
         save(&dir.path().join("2.json"), &current);
 
-        assert_eq!(reap_leftovers(dir.path()), 1);
+        assert_eq!(reap_leftovers(dir.path(), false), 1);
         assert!(!env_dir.exists());
         assert!(
             dir.path().join("2.json").exists(),
             "a live rigd's record is kept"
         );
         assert!(running(me, start) && running(me, 0) && !running(me, start + 1));
+    }
+
+    #[test]
+    fn a_dir_that_cannot_be_removed_stays_in_the_record_until_it_can() {
+        let dir = tempfile::tempdir().unwrap();
+        let env_dir = dir.path().join("env");
+        std::fs::create_dir_all(env_dir.join("web/data")).unwrap();
+        std::fs::write(env_dir.join("web/data/free"), b"x").unwrap();
+        std::fs::create_dir(env_dir.join("db")).unwrap();
+        let stuck = crate::orchestrator::Stuck::file(&env_dir.join("db/stuck"));
+        let dead = Record {
+            rigd_pid: u32::MAX - 1,
+            reaper_pid: u32::MAX - 2,
+            dirs: BTreeSet::from([env_dir.clone()]),
+            containers: BTreeSet::from(["no-such-container-of-rig-tests".to_string()]),
+            ..Record::default()
+        };
+        let path = dir.path().join("1.json");
+        save(&path, &dead);
+
+        assert_eq!(reap_leftovers(dir.path(), false), 0, "not all reaped");
+        assert!(!env_dir.join("web").exists(), "the rest was removed");
+        let kept: Record = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            kept,
+            Record {
+                dirs: BTreeSet::from([env_dir.clone()]),
+                containers: BTreeSet::new(),
+                reported: true,
+                ..dead
+            },
+            "only what is left stays, for the next try"
+        );
+        // Still there at the next try; once it can go, it goes with the record.
+        assert_eq!(reap_leftovers(dir.path(), false), 0);
+        assert!(path.exists());
+        drop(stuck);
+        assert_eq!(reap_leftovers(dir.path(), false), 1);
+        assert!(!env_dir.exists());
+        assert!(!path.exists());
     }
 
     #[test]

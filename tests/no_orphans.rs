@@ -157,3 +157,142 @@ async fn the_next_rigd_reaps_what_a_killed_rigd_and_reaper_left() {
     let _ = second.kill();
     let _ = second.wait();
 }
+
+/// Makes `path` removable again when dropped (also when the test fails), undoing
+/// [`unremovable_script`]'s lock.
+struct Unlock(std::path::PathBuf);
+
+impl Unlock {
+    fn now(&self) {
+        if running_as_root() {
+            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        } else if let Some(parent) = self.0.parent() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+}
+
+impl Drop for Unlock {
+    fn drop(&mut self) {
+        self.now();
+    }
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A service script leaving `data/stuck` in its temp dir, which rigd's user cannot remove
+/// (as a container running as root leaves files a non-root rigd cannot remove): immutable
+/// when the tests run as root, else in a directory without write permission.
+fn unremovable_script() -> String {
+    let lock = if running_as_root() {
+        "chattr +i \"$RIG_TEMP_DIR/data/stuck\""
+    } else {
+        "chmod 500 \"$RIG_TEMP_DIR/data\""
+    };
+    format!(
+        "mkdir \"$RIG_TEMP_DIR/data\"\necho x > \"$RIG_TEMP_DIR/data/stuck\"\n\
+         echo x > \"$RIG_TEMP_DIR/free\"\n{lock}\necho locked\nexec sleep 1000\n"
+    )
+}
+
+/// The directories the reaper record at `path` lists.
+fn recorded_dirs(path: &Path) -> Vec<String> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| {
+            let dirs = v["dirs"].as_array()?.iter();
+            Some(dirs.filter_map(|d| Some(d.as_str()?.to_string())).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// An environment directory rigd cannot wholly remove at teardown is reported (what is left,
+/// why, what to do), everything else in it goes, and it stays in the reaper's record: once
+/// it can be removed, the reaper removes it as rigd exits (or the next rigd does).
+#[tokio::test]
+async fn an_env_dir_that_cannot_be_removed_stays_tracked_until_it_is_gone() {
+    let rigd = Rigd::start();
+    let script = rigd.script("stuck.sh", &unremovable_script());
+    let id = rigd
+        .create(json!({"name": "stuck", "services": {
+            "writer": {"type": "process", "config": {"command": "sh"}, "args": [script]},
+        }}))
+        .await;
+    let mut events = rigd.events_with_logs(&id);
+    events.until(EventType::EnvironmentUp).await;
+    events.until_printed("writer", "locked\n").await;
+    let env_dir = rigd.rig_dir().join("tmp").join(&id);
+    let stuck = env_dir.join("writer/data/stuck");
+    let unlock = Unlock(stuck.clone());
+    rigd.client()
+        .delete_environment(&id, &rigd::cli::client::DeleteOptions::default())
+        .await
+        .expect("DELETE");
+
+    let reported = format!(
+        "rigd: could not remove all of {}: {}: ",
+        env_dir.display(),
+        stuck.display()
+    );
+    let deadline = Instant::now() + CLEANUP;
+    while !rigd.output().contains(&reported) {
+        assert!(
+            Instant::now() < deadline,
+            "rigd never reported the leftover: {}",
+            rigd.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(rigd.output().contains(&format!(
+        "remove what is left yourself (e.g. `sudo rm -rf {}`)",
+        env_dir.display()
+    )));
+    assert!(stuck.exists());
+    assert!(
+        !env_dir.join("writer/free").exists(),
+        "the rest was removed"
+    );
+
+    // rigd tells the reaper about directories in order: once a later environment's is on
+    // record, so would be the end of the stuck one's.
+    let record = rigd
+        .rig_dir()
+        .join("reaper")
+        .join(format!("{}.json", rigd.pid()));
+    let later = rigd
+        .create(json!({"name": "later", "services": {"web": support::http_service()}}))
+        .await;
+    let later_dir = rigd.rig_dir().join("tmp").join(&later);
+    let deadline = Instant::now() + CLEANUP;
+    while !recorded_dirs(&record).contains(&later_dir.display().to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "the reaper never recorded {}",
+            later_dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        recorded_dirs(&record).contains(&env_dir.display().to_string()),
+        "the directory left behind is no longer tracked: {:?}",
+        recorded_dirs(&record)
+    );
+
+    // Removable again: rigd's exit removes it (through its reaper).
+    unlock.now();
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(rigd.pid() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + CLEANUP;
+    while alive(rigd.pid()) {
+        assert!(Instant::now() < deadline, "rigd did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!env_dir.exists(), "{} was left", env_dir.display());
+}

@@ -96,24 +96,45 @@ impl DirPool {
     /// Removes `dir` and everything in it, keeping `dir` and its subdirectories (each
     /// emptied) for later [`DirPool::create`] calls while the pool has room. Blocking: call it
     /// off the async threads. A missing `dir` is not an error.
-    pub fn remove_tree(&self, dir: &Path) -> io::Result<()> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
+    ///
+    /// An entry that cannot be removed (written by a container as root, immutable, a mount
+    /// point) does not stop the removal: everything else goes, and the error lists what is
+    /// left and why.
+    pub fn remove_tree(&self, dir: &Path) -> Result<(), Unremoved> {
+        let mut left = Unremoved::new(dir);
+        match std::fs::read_dir(dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            let path = entry.path();
-            // `file_type` does not follow symlinks: a link to a directory is removed, not
-            // recycled.
-            if entry.file_type()?.is_dir() {
-                self.recycle(&path)?;
-            } else {
-                remove_entry(&path)?;
+            Err(e) => left.add(dir, e),
+            Ok(entries) => {
+                let mut all_gone = true;
+                for entry in entries {
+                    let entry = match entry {
+                        Ok(entry) => entry,
+                        Err(e) => {
+                            left.add(dir, e);
+                            all_gone = false;
+                            continue;
+                        }
+                    };
+                    let path = entry.path();
+                    // `file_type` does not follow symlinks: a link to a directory is removed,
+                    // not recycled.
+                    let gone = match entry.file_type() {
+                        Ok(kind) if kind.is_dir() => self.recycle(&path, &mut left),
+                        Ok(_) => remove_entry(&path, &mut left),
+                        Err(e) => {
+                            left.add(&path, e);
+                            false
+                        }
+                    };
+                    all_gone &= gone;
+                }
+                if all_gone {
+                    self.recycle(dir, &mut left);
+                }
             }
         }
-        self.recycle(dir)
+        left.into_result()
     }
 
     /// Removes the spare directory and stops recycling (rigd shutdown). Later
@@ -132,26 +153,29 @@ impl DirPool {
     }
 
     /// Empties `dir` and moves it among the spares, or removes it when the pool is full or
-    /// closed.
-    fn recycle(&self, dir: &Path) -> io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            remove_entry(&entry?.path())?;
+    /// closed. True when `dir` is gone from its place; what could not be removed is added to
+    /// `left`.
+    fn recycle(&self, dir: &Path, left: &mut Unremoved) -> bool {
+        if !empty(dir, left) {
+            return false;
         }
         let Some(spare) = self.claim_spare_name() else {
-            return std::fs::remove_dir(dir);
+            return remove_dir(dir, left);
         };
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE))?;
-        if let Err(e) = std::fs::rename(dir, &spare) {
-            // Not recycled (never expected: same filesystem): remove it as before.
-            return std::fs::remove_dir(dir).map_err(|_| e);
+        let private = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE));
+        if private.is_err() || std::fs::rename(dir, &spare).is_err() {
+            // Not recycled (never expected: same filesystem, our own directory): remove it as
+            // before.
+            return remove_dir(dir, left);
         }
         let mut state = self.state.lock();
         if state.closed {
             drop(state);
-            return std::fs::remove_dir(&spare);
+            let _ = std::fs::remove_dir(&spare);
+            return true;
         }
         state.spares.push(spare);
-        Ok(())
+        true
     }
 
     /// A fresh path inside the spare directory (creating it on first use), or `None` when
@@ -193,23 +217,191 @@ fn is_empty_and_private(dir: &Path) -> bool {
         && std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
 }
 
-/// Removes a file, link or whole directory tree.
-fn remove_entry(path: &Path) -> io::Result<()> {
-    let is_dir = std::fs::symlink_metadata(path)?.is_dir();
-    let removed = if is_dir {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
+/// What a removal left behind: the entries that could not be removed, with the reasons.
+#[derive(Debug)]
+pub struct Unremoved {
+    /// The directory whose removal was asked for.
+    dir: PathBuf,
+    /// Each entry that could not be removed and why; their parents are left too.
+    failures: Vec<(PathBuf, io::Error)>,
+}
+
+/// How many failures an [`Unremoved`] names; the others are counted.
+const FAILURES_NAMED: usize = 3;
+
+impl Unremoved {
+    fn new(dir: &Path) -> Unremoved {
+        Unremoved {
+            dir: dir.to_path_buf(),
+            failures: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, path: &Path, error: io::Error) {
+        self.failures.push((path.to_path_buf(), error));
+    }
+
+    fn into_result(self) -> Result<(), Unremoved> {
+        if self.failures.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+
+    /// The directory whose removal was asked for.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The entries that could not be removed, with the reasons.
+    pub fn failures(&self) -> &[(PathBuf, io::Error)] {
+        &self.failures
+    }
+}
+
+impl std::fmt::Display for Unremoved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "could not remove all of {}: ", self.dir.display())?;
+        for (i, (path, error)) in self.failures.iter().take(FAILURES_NAMED).enumerate() {
+            let separator = if i == 0 { "" } else { "; " };
+            write!(f, "{separator}{}: {error}", path.display())?;
+        }
+        if self.failures.len() > FAILURES_NAMED {
+            write!(f, "; and {} more", self.failures.len() - FAILURES_NAMED)?;
+        }
+        write!(
+            f,
+            ". Everything else was removed. Files a container wrote as root, immutable files \
+             (chattr +i) and mount points cannot be removed by rigd; remove what is left \
+             yourself (e.g. `sudo rm -rf {}`); rigd tries again at its next start",
+            self.dir.display()
+        )
+    }
+}
+
+impl std::error::Error for Unremoved {}
+
+/// Removes `path` (a file, link or whole directory tree), going on past entries that cannot
+/// be removed: everything else goes, and the error lists what is left and why. A missing
+/// `path` is not an error. Blocking.
+pub fn remove_everything(path: &Path) -> Result<(), Unremoved> {
+    let mut left = Unremoved::new(path);
+    remove_entry(path, &mut left);
+    left.into_result()
+}
+
+/// Removes a file, link or whole directory tree, adding what could not be removed to `left`.
+/// True when `path` is gone.
+fn remove_entry(path: &Path, left: &mut Unremoved) -> bool {
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return true,
+        Err(e) => {
+            left.add(path, e);
+            return false;
+        }
     };
-    match removed {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
+    if metadata.is_dir() {
+        // A directory whose entries stay is not empty: the entries explain why.
+        return empty(path, left) && remove_dir(path, left);
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+        Err(e) => {
+            left.add(path, e);
+            false
+        }
+    }
+}
+
+/// Removes everything inside directory `dir`, going on past failures; true when it is empty.
+fn empty(dir: &Path, left: &mut Unremoved) -> bool {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            left.add(dir, e);
+            return false;
+        }
+    };
+    let mut all_gone = true;
+    for entry in entries {
+        all_gone &= match entry {
+            Ok(entry) => remove_entry(&entry.path(), left),
+            Err(e) => {
+                left.add(dir, e);
+                false
+            }
+        };
+    }
+    all_gone
+}
+
+/// Removes the empty directory `dir`; true when it is gone.
+fn remove_dir(dir: &Path, left: &mut Unremoved) -> bool {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+        Err(e) => {
+            left.add(dir, e);
+            false
+        }
     }
 }
 
 /// Removes `path` whatever it is, ignoring failures (best effort, like the reaper).
 fn remove_all(path: &Path) {
-    let _ = remove_entry(path);
+    let _ = remove_everything(path);
+}
+
+/// An entry a test makes unremovable, even by root: immutable (`chattr +i`) when the test
+/// runs as root, else in a directory without write permission. Removable again when dropped.
+#[cfg(test)]
+pub(crate) struct Stuck(PathBuf);
+
+#[cfg(test)]
+impl Stuck {
+    /// Creates file `path` (its parent exists) and makes it unremovable.
+    pub(crate) fn file(path: &Path) -> Stuck {
+        std::fs::write(path, b"stuck").unwrap();
+        let stuck = Stuck(path.to_path_buf());
+        stuck.set(true);
+        assert!(
+            std::fs::remove_file(path).is_err(),
+            "{} is still removable",
+            path.display()
+        );
+        stuck
+    }
+
+    fn set(&self, stuck: bool) {
+        // SAFETY: geteuid(2) cannot fail and has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let flag = if stuck { "+i" } else { "-i" };
+            let status = std::process::Command::new("chattr")
+                .arg(flag)
+                .arg(&self.0)
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()) || !stuck,
+                "chattr {flag} {}: root makes a file unremovable with it (e2fsprogs, on a \
+                 filesystem with attributes such as ext4)",
+                self.0.display()
+            );
+        } else {
+            let parent = self.0.parent().unwrap();
+            let mode = if stuck { 0o500 } else { 0o700 };
+            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode));
+        }
+    }
+}
+
+#[cfg(test)]
+impl Drop for Stuck {
+    fn drop(&mut self) {
+        self.set(false);
+    }
 }
 
 #[cfg(test)]
@@ -311,5 +503,63 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let pool = DirPool::new(base.path(), None);
         pool.remove_tree(&base.path().join("gone")).unwrap();
+    }
+
+    #[test]
+    fn an_entry_that_cannot_be_removed_stops_nothing_else_and_is_named() {
+        let base = tempfile::tempdir().unwrap();
+        let pool = DirPool::new(base.path(), None);
+        let env = base.path().join("env");
+        pool.create(&env).unwrap();
+        // Several service dirs and files around one that cannot be removed, so that whatever
+        // order the directory lists them in, some come after it.
+        let mut others = Vec::new();
+        for name in ["a", "b", "c", "d", "e", "f"] {
+            pool.create(&env.join(name)).unwrap();
+            std::fs::create_dir_all(env.join(name).join("data/deep")).unwrap();
+            std::fs::write(env.join(name).join("data/deep/file"), b"x").unwrap();
+            std::fs::write(env.join(format!("{name}.txt")), b"x").unwrap();
+            others.push(env.join(name));
+            others.push(env.join(format!("{name}.txt")));
+        }
+        std::fs::create_dir_all(env.join("c/written/by/root")).unwrap();
+        std::fs::write(env.join("c/written/sibling"), b"x").unwrap();
+        let stuck_path = env.join("c/written/by/root/file");
+        let stuck = Stuck::file(&stuck_path);
+
+        let left = pool.remove_tree(&env).unwrap_err();
+        let failed: Vec<&Path> = left.failures().iter().map(|(p, _)| p.as_path()).collect();
+        assert_eq!(failed, [stuck_path.as_path()], "{left}");
+        let message = left.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "could not remove all of {}: {}: ",
+                env.display(),
+                stuck_path.display()
+            )),
+            "{message}"
+        );
+        assert!(
+            message.ends_with(&format!(
+                "remove what is left yourself (e.g. `sudo rm -rf {}`); rigd tries again at its \
+                 next start",
+                env.display()
+            )),
+            "{message}"
+        );
+        // Everything else went, the stuck entry's parents (not empty) excepted.
+        for other in &others {
+            if other != &env.join("c") {
+                assert!(!other.exists(), "{} was left", other.display());
+            }
+        }
+        assert!(!env.join("c/data").exists());
+        assert!(!env.join("c/written/sibling").exists());
+        assert!(stuck_path.exists());
+
+        // Once it can be removed, the next removal finishes the job.
+        drop(stuck);
+        pool.remove_tree(&env).unwrap();
+        assert!(!env.exists());
     }
 }

@@ -225,25 +225,31 @@ impl Instance {
         self.cancel.cancel();
         self.wait_down().await;
         self.ports.release(&self.id);
-        if !self.preserve.load(Ordering::SeqCst) {
-            remove_dir(&self.dirs, &self.env_dir).await;
-        }
-        if let Some(reaper) = &self.reaper {
+        // A directory that could not be removed stays in the reaper's record, so that the
+        // reaper (at rigd's exit) and the next rigd try again.
+        let done_with =
+            self.preserve.load(Ordering::SeqCst) || remove_dir(&self.dirs, &self.env_dir).await;
+        if let Some(reaper) = self.reaper.as_ref().filter(|_| done_with) {
             reaper.untrack_dir(&self.env_dir);
         }
     }
 }
 
 /// Removes the environment directory, on a blocking thread; its directories are kept for
-/// reuse (see [`DirPool`]).
-async fn remove_dir(dirs: &Arc<DirPool>, dir: &Path) {
+/// reuse (see [`DirPool`]). True when it is gone; what is left is reported on stderr.
+async fn remove_dir(dirs: &Arc<DirPool>, dir: &Path) -> bool {
     let (dirs, path) = (dirs.clone(), dir.to_path_buf());
     let removed = tokio::task::spawn_blocking(move || dirs.remove_tree(&path)).await;
     match removed {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Ok(Err(e)) => eprintln!("rigd: remove {}: {e}", dir.display()),
-        Err(e) => eprintln!("rigd: remove {}: {e}", dir.display()),
+        Ok(Ok(())) => true,
+        Ok(Err(left)) => {
+            eprintln!("rigd: {left}");
+            false
+        }
+        Err(e) => {
+            eprintln!("rigd: remove {}: {e}", dir.display());
+            false
+        }
     }
 }
 

@@ -31,7 +31,9 @@ mod tests;
 mod watchdog;
 
 pub use callback::CallbackDispatcher;
-pub use dirs::DirPool;
+#[cfg(test)]
+pub(crate) use dirs::Stuck;
+pub use dirs::{remove_everything, DirPool, Unremoved};
 pub use instance::{Instance, TeardownOptions};
 
 use std::path::PathBuf;
