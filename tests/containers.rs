@@ -615,3 +615,100 @@ async fn the_startup_sweep_removes_only_containers_of_gone_rigds_of_its_own_name
         std::fs::read_to_string(&output)
     );
 }
+
+/// A shell command writing, as the container's root, a tree into its temp dir and one into
+/// the environment dir (`/rig/env/<name>`), then printing `written`.
+fn write_as_root(name: &str) -> String {
+    format!(
+        "mkdir -p /rig/temp/sub/deep /rig/env/{name} && echo x > /rig/temp/sub/deep/file && \
+         echo x > /rig/env/{name}/file && echo written"
+    )
+}
+
+/// `(uid, gid)` of `path` and of everything under it that is not `(want_uid, want_gid)`.
+fn owned_otherwise(path: &std::path::Path, want: (u32, u32)) -> Vec<(String, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut wrong = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if (meta.uid(), meta.gid()) != want {
+            wrong.push((path.display().to_string(), meta.uid(), meta.gid()));
+        }
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    wrong
+}
+
+/// With a rootful engine and rigd as a normal user, files a container writes as root into
+/// `/rig/temp` and `/rig/env` would be rigd's to remove and not removable by it: before the
+/// container goes, they are given to rigd's user (here a uid and gid rigd is told to use, as
+/// the tests run as root), from inside a container still running at teardown, and through a
+/// helper container for one that exited on its own.
+#[tokio::test]
+async fn what_a_container_writes_in_its_mounts_is_given_to_rigds_user() {
+    let image = busybox();
+    let owner = (4321, 8765);
+    let rigd = Rigd::start_with_env(&[], &[("RIG_CONTAINER_FILES_OWNER", "4321:8765")]);
+    let container = |script: String| json!({"type": "container", "config": {"image": image, "cmd": ["sh", "-c", script]}});
+
+    // Running at teardown.
+    let id = rigd
+        .create(json!({"name": "owners", "services": {
+            "runner": container(format!(
+                "{}; trap 'exit 143' TERM; sleep 1000 & wait",
+                write_as_root("runner-shared")
+            )),
+        }}))
+        .await;
+    let mut events = rigd.events_with_logs(&id);
+    events.until(EnvironmentUp).await;
+    events.until_printed("runner", "written\n").await;
+    rigd.client()
+        .delete_environment(
+            &id,
+            &DeleteOptions {
+                preserve: true,
+                ..DeleteOptions::default()
+            },
+        )
+        .await
+        .expect("DELETE");
+    events.until(EnvironmentDown).await;
+    let env_dir = rigd.rig_dir().join("tmp").join(&id);
+    for written in [env_dir.join("runner/sub"), env_dir.join("runner-shared")] {
+        assert!(written.exists(), "{}", written.display());
+        assert_eq!(
+            owned_otherwise(&written, owner),
+            [],
+            "{events:?}",
+            events = events.rig_remarks()
+        );
+    }
+
+    // Exited on its own (and failed its environment).
+    let id = rigd
+        .create(json!({"name": "owners-crash", "services": {
+            "crasher": container(format!("{}; exit 3", write_as_root("crasher-shared"))),
+        }}))
+        .await;
+    let mut events = rigd.events_with_logs(&id);
+    events.until(EnvironmentDown).await;
+    let env_dir = rigd.rig_dir().join("tmp").join(&id);
+    for written in [env_dir.join("crasher/sub"), env_dir.join("crasher-shared")] {
+        assert!(written.exists(), "{}", written.display());
+        assert_eq!(
+            owned_otherwise(&written, owner),
+            [],
+            "{:?}",
+            events.rig_remarks()
+        );
+    }
+    assert_eq!(
+        containers_labelled("dev.rig-rs.environment", &id),
+        Vec::<String>::new(),
+        "the helper container is removed"
+    );
+}

@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use rig_types::LogStream;
 use tokio_util::sync::CancellationToken;
 
+use super::files_owner::{files_owner, hand_back, hand_back_failed};
 use super::owner::{force_remove, labels};
 use crate::reaper::Reaper;
 use crate::services::OutputSink;
@@ -76,7 +77,8 @@ pub struct StopSettings {
 /// Output goes to `output` (`service.log`, stdout and stderr apart). An exit before
 /// cancellation is an error, `container exited with code N` (exit 0 says that services must
 /// keep running); cancellation stops the container (SIGTERM, SIGKILL after the grace period)
-/// and returns `Ok`. The container is removed in every case.
+/// and returns `Ok`. The container is removed in every case, after what it wrote into its
+/// mounts has been given to rigd's user (see [`super::files_owner`]).
 pub async fn run_container(
     docker: &Docker,
     spec: &ContainerSpec,
@@ -87,7 +89,7 @@ pub async fn run_container(
     if let Some(reaper) = &stop.reaper {
         reaper.track_container(&id);
     }
-    let result = start_and_follow(docker, &id, output, stop).await;
+    let result = start_and_follow(docker, &id, spec, output, stop).await;
     force_remove(docker, &id).await;
     if let Some(reaper) = &stop.reaper {
         reaper.untrack_container(&id);
@@ -157,6 +159,7 @@ pub async fn create(docker: &Docker, spec: &ContainerSpec) -> Result<String, Str
 async fn start_and_follow(
     docker: &Docker,
     id: &str,
+    spec: &ContainerSpec,
     output: &OutputSink,
     stop: &StopSettings,
 ) -> Result<(), String> {
@@ -173,6 +176,12 @@ async fn start_and_follow(
         exited = wait.next() => Some(exited),
         _ = stop.cancel.cancelled() => None,
     };
+    // While it runs, what it wrote can be handed back from inside it.
+    let owner = files_owner();
+    let mut handed_back = None;
+    if let (None, Some(owner)) = (&exited, owner) {
+        handed_back = Some(hand_back(docker, id, spec, true, owner, stop.reaper.as_deref()).await);
+    }
     let mut remark = None;
     let result = match exited {
         None => {
@@ -197,9 +206,16 @@ async fn start_and_follow(
         Some(Some(Err(e))) => Err(format!("wait for container: {e}")),
         Some(None) => Err("wait for container: the engine ended the wait".to_string()),
     };
+    if let (None, Some(owner)) = (&handed_back, owner) {
+        // It exited on its own.
+        handed_back = Some(hand_back(docker, id, spec, false, owner, stop.reaper.as_deref()).await);
+    }
     // The log stream ends when the container stops; let it deliver the last lines.
     let _ = tokio::time::timeout(Duration::from_secs(2), logs).await;
     output.note(remark);
+    if let (Some(Err(e)), Some(owner)) = (&handed_back, owner) {
+        output.note(Some(hand_back_failed(spec, owner, e)));
+    }
     result
 }
 

@@ -17,7 +17,7 @@ pub async fn exec(
     env: &[String],
     output: &OutputSink,
 ) -> Result<(), String> {
-    exec_with(docker, container, cmd, env, |chunk| {
+    exec_with(docker, container, cmd, env, None, |chunk| {
         write_chunk(output, chunk)
     })
     .await
@@ -30,8 +30,18 @@ pub async fn exec_output(
     container: &str,
     cmd: &[String],
 ) -> Result<String, String> {
+    exec_output_as(docker, container, cmd, None).await
+}
+
+/// [`exec_output`] as `user` (`"0"` for root) when given, else as the container's user.
+pub(super) async fn exec_output_as(
+    docker: &Docker,
+    container: &str,
+    cmd: &[String],
+    user: Option<&str>,
+) -> Result<String, String> {
     let mut text = String::new();
-    let result = exec_with(docker, container, cmd, &[], |chunk| {
+    let result = exec_with(docker, container, cmd, &[], user, |chunk| {
         text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
     })
     .await;
@@ -41,12 +51,14 @@ pub async fn exec_output(
     }
 }
 
-/// Runs `cmd` with `env` added, handing every chunk of its output to `on_output`.
+/// Runs `cmd` with `env` added (as `user` when given), handing every chunk of its output to
+/// `on_output`.
 async fn exec_with(
     docker: &Docker,
     container: &str,
     cmd: &[String],
     env: &[String],
+    user: Option<&str>,
     mut on_output: impl FnMut(LogOutput),
 ) -> Result<(), String> {
     let what = format!("exec {cmd:?}");
@@ -56,6 +68,7 @@ async fn exec_with(
             CreateExecOptions {
                 cmd: Some(cmd.to_vec()),
                 env: (!env.is_empty()).then(|| env.to_vec()),
+                user: user.map(str::to_string),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 ..CreateExecOptions::default()

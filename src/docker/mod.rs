@@ -8,6 +8,8 @@
 //!  run_container()  create (labelled with its owner) ── start ── logs → service.log ──
 //!                   wait: exit code ≠ 0 is an error; told to stop: stop with a grace
 //!                   period, then remove. Removed whatever happens.
+//!                   Before it goes, what it wrote into its mounts is given to rigd's user
+//!                   (files_owner: chown as root inside it, or in a helper container).
 //!  exec()           a command inside a running container, output → service.log
 //!  HostGateway      relays from the bridge gateway (host.docker.internal) to the loopback
 //!                   ports a container's egresses name, while the container runs
@@ -24,6 +26,7 @@
 mod client;
 mod container;
 mod exec;
+mod files_owner;
 mod host_gateway;
 mod image;
 mod owner;
@@ -33,6 +36,7 @@ pub use container::{
     create, host_port, run_container, ContainerSpec, Mount, PortMapping, StopSettings,
 };
 pub use exec::{exec, exec_output};
+pub use files_owner::{files_owner, FilesOwner, FILES_OWNER_VAR, HAND_BACK_DEADLINE};
 pub use host_gateway::{bridge_gateway, HostGateway};
 pub use image::{ensure_image, local_image_id, ImageSource};
 pub use owner::{

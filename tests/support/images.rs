@@ -18,7 +18,7 @@ use std::sync::Mutex;
 /// Busybox applets linked into `/bin` of [`busybox`].
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "httpd", "nc", "ls", "mkdir", "env", "wget", "true", "false",
-    "kill", "ps", "printf", "test", "grep",
+    "kill", "ps", "printf", "test", "grep", "chown",
 ];
 
 /// Serialises image builds of one test binary (tests run on parallel threads).

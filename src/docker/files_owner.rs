@@ -1,0 +1,225 @@
+//! Handing what a container wrote into its mounts back to rigd's user.
+//!
+//! With a rootful engine and rigd running as a normal user (a developer in the `docker`
+//! group), a container running as root writes root-owned files and directories into the
+//! directories rigd mounts into it (`/rig/temp`, `/rig/env`), which rigd then cannot remove.
+//! So before a container goes, rigd has root inside it give them to rigd's user:
+//!
+//! ```text
+//!  still running   exec `chown -R <uid>:<gid> <mounts>` as root in it
+//!  exited, or no   a short-lived helper container of the same image, as root, with the same
+//!  luck with exec  mounts, entrypoint `chown`; removed after
+//! ```
+//!
+//! Both are bounded in time ([`HAND_BACK_DEADLINE`] each). Nothing is done when rigd runs as
+//! root. An image without `chown` (`scratch`, distroless) cannot do it: the service's log
+//! says so, and what rigd cannot remove is reported when the environment directory goes.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::WaitContainerOptionsBuilder;
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use super::container::ContainerSpec;
+use super::exec::exec_output_as;
+use super::owner::{force_remove, labels};
+use crate::reaper::Reaper;
+
+/// How long each way of handing files back may take.
+pub const HAND_BACK_DEADLINE: Duration = Duration::from_secs(10);
+
+/// rigd's own environment variable that sets who gets what containers write into their
+/// mounts (`<uid>:<gid>`), instead of rigd's user; it also applies when rigd runs as root.
+/// Meant for tests, which run as root.
+pub const FILES_OWNER_VAR: &str = "RIG_CONTAINER_FILES_OWNER";
+
+/// A user and group to give files to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilesOwner {
+    /// The user id.
+    pub uid: u32,
+    /// The group id.
+    pub gid: u32,
+}
+
+impl FilesOwner {
+    /// `<uid>:<gid>`, as `chown` takes it.
+    fn spec(self) -> String {
+        format!("{}:{}", self.uid, self.gid)
+    }
+}
+
+/// Who gets what this rigd's containers write into their mounts: [`FILES_OWNER_VAR`] when
+/// set, else rigd's user and group, or `None` when rigd runs as root (root can remove
+/// anything).
+pub fn files_owner() -> Option<FilesOwner> {
+    static OWNER: OnceLock<Option<FilesOwner>> = OnceLock::new();
+    *OWNER.get_or_init(|| {
+        // SAFETY: geteuid(2) and getegid(2) cannot fail and have no preconditions.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let set = std::env::var(FILES_OWNER_VAR).ok();
+        owner_from(set.as_deref(), uid, gid).unwrap_or_else(|e| {
+            eprintln!("rigd: {e}");
+            owner_from(None, uid, gid).unwrap_or_default()
+        })
+    })
+}
+
+/// [`files_owner`] from the variable's value `set` and rigd's `uid` and `gid`.
+fn owner_from(set: Option<&str>, uid: u32, gid: u32) -> Result<Option<FilesOwner>, String> {
+    let Some(set) = set.filter(|s| !s.is_empty()) else {
+        return Ok((uid != 0).then_some(FilesOwner { uid, gid }));
+    };
+    set.split_once(':')
+        .and_then(|(uid, gid)| Some((uid.parse().ok()?, gid.parse().ok()?)))
+        .map(|(uid, gid)| Some(FilesOwner { uid, gid }))
+        .ok_or_else(|| {
+            format!(
+                "{FILES_OWNER_VAR}={set:?} is not <uid>:<gid> (e.g. 1000:1000); ignoring it: \
+                 containers' files go to rigd's own user"
+            )
+        })
+}
+
+/// Gives what container `id` (made from `spec`) wrote into its mounts to `owner`: by exec in
+/// it while `running`, else (or when that fails) by a helper container. The error says why
+/// neither worked.
+pub async fn hand_back(
+    docker: &Docker,
+    id: &str,
+    spec: &ContainerSpec,
+    running: bool,
+    owner: FilesOwner,
+    reaper: Option<&Reaper>,
+) -> Result<(), String> {
+    if spec.mounts.is_empty() {
+        return Ok(());
+    }
+    let args: Vec<String> = ["-R".to_string(), owner.spec()]
+        .into_iter()
+        .chain(spec.mounts.iter().map(|m| m.container.clone()))
+        .collect();
+    let mut in_place = None;
+    if running {
+        let cmd: Vec<String> = std::iter::once("chown".to_string())
+            .chain(args.iter().cloned())
+            .collect();
+        match bounded(exec_output_as(docker, id, &cmd, Some("0"))).await {
+            Ok(_) => return Ok(()),
+            Err(e) => in_place = Some(e),
+        }
+    }
+    bounded(helper(docker, spec, args, reaper))
+        .await
+        .map_err(|e| match in_place {
+            Some(first) => format!("{first}; then a helper container: {e}"),
+            None => format!("a helper container: {e}"),
+        })
+}
+
+/// `work` under [`HAND_BACK_DEADLINE`].
+async fn bounded<T>(
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(HAND_BACK_DEADLINE, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "did not finish within {}",
+                rig_types::GoDuration::from_std(HAND_BACK_DEADLINE)
+            ))
+        })
+}
+
+/// Runs `chown <args>` as root in a new container of `spec`'s image with its mounts (and no
+/// network), waits for it and removes it.
+async fn helper(
+    docker: &Docker,
+    spec: &ContainerSpec,
+    args: Vec<String>,
+    reaper: Option<&Reaper>,
+) -> Result<(), String> {
+    let binds = spec
+        .mounts
+        .iter()
+        .map(|m| format!("{}:{}", m.host.display(), m.container))
+        .collect();
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: Some(vec!["chown".to_string()]),
+        cmd: Some(args),
+        user: Some("0".to_string()),
+        labels: Some(labels(&spec.instance, &spec.service)),
+        host_config: Some(HostConfig {
+            binds: Some(binds),
+            network_mode: Some("none".to_string()),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    };
+    let id = docker
+        .create_container(None, body)
+        .await
+        .map_err(|e| format!("create: {e}"))?
+        .id;
+    if let Some(reaper) = reaper {
+        reaper.track_container(&id);
+    }
+    let result = run_to_end(docker, &id).await;
+    force_remove(docker, &id).await;
+    if let Some(reaper) = reaper {
+        reaper.untrack_container(&id);
+    }
+    result
+}
+
+/// Starts container `id` and waits for it to exit 0.
+async fn run_to_end(docker: &Docker, id: &str) -> Result<(), String> {
+    docker
+        .start_container(id, None)
+        .await
+        .map_err(|e| format!("start: {e}"))?;
+    let options = WaitContainerOptionsBuilder::default()
+        .condition("not-running")
+        .build();
+    match docker.wait_container(id, Some(options)).next().await {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+            Err(format!("chown exited with code {code}"))
+        }
+        Some(Err(e)) => Err(format!("wait: {e}")),
+        None => Err("wait: the engine ended the wait".to_string()),
+    }
+}
+
+/// The remark for the service's log when [`hand_back`] failed with `error`.
+pub fn hand_back_failed(spec: &ContainerSpec, owner: FilesOwner, error: &str) -> String {
+    let mounts: Vec<&str> = spec.mounts.iter().map(|m| m.container.as_str()).collect();
+    format!(
+        "could not give what the container wrote under {} to rigd's user ({}): {error}; \
+         rigd may be unable to remove the files it wrote as root (its image needs a `chown` \
+         for this, or run it as rigd's user)",
+        mounts.join(" and "),
+        owner.spec()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_go_to_rigds_user_unless_it_is_root_or_told_otherwise() {
+        let user = |uid, gid| Ok(Some(FilesOwner { uid, gid }));
+        assert_eq!(owner_from(None, 1000, 100), user(1000, 100));
+        assert_eq!(owner_from(None, 0, 0), Ok(None));
+        assert_eq!(owner_from(Some(""), 0, 0), Ok(None));
+        assert_eq!(owner_from(Some("4321:8765"), 0, 0), user(4321, 8765));
+        assert_eq!(owner_from(Some("4321:8765"), 1000, 100), user(4321, 8765));
+        let err = owner_from(Some("nobody"), 0, 0).unwrap_err();
+        assert!(err.contains("is not <uid>:<gid>"), "{err}");
+    }
+}
