@@ -6,7 +6,8 @@
 //!    hook, which makes std fork(2) rigd instead of using posix_spawn(3), a large
 //!    per-service cost of starting an environment; it only ever covered the group leader,
 //!    and it fires when the *thread* that spawned exits, not rigd. Layers 2 and 3 cover it.
-//!    (Pooled infrastructure servers, started rarely, keep it: `crate::pool::native`.)
+//!    (Pooled infrastructure servers, started rarely, keep it, spawned from a thread that
+//!    lives as long as rigd: `crate::pool::native`.)
 //! 2. a companion **reaper** process (`rigd __reap <record>`) that rigd tells, over a pipe,
 //!    which process groups and environment directories are live. When the pipe closes — rigd
 //!    exited or was killed, even with `kill -9` — it kills those groups and removes those

@@ -13,6 +13,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -199,12 +200,8 @@ impl NativeProcess {
         dir: &WorkDir,
         run_as: Option<RunAs>,
     ) -> Result<NativeProcess, String> {
-        let mut cmd = command(program, args, dir, run_as)?;
-        let child = {
-            let _fork = crate::ports::forking();
-            cmd.spawn()
-                .map_err(|e| format!("start {}: {e}", program.display()))?
-        };
+        let cmd = command(program, args, dir, run_as)?;
+        let child = spawn_lasting(cmd).map_err(|e| format!("start {}: {e}", program.display()))?;
         let pid = child
             .id()
             .ok_or_else(|| format!("start {}: exited at once", program.display()))?;
@@ -257,6 +254,46 @@ impl Drop for NativeProcess {
             }
         }
     }
+}
+
+/// A command for the spawner thread, the runtime its child is registered with, and where
+/// the child goes.
+type SpawnJob = (
+    Command,
+    tokio::runtime::Handle,
+    std::sync::mpsc::SyncSender<std::io::Result<Child>>,
+);
+
+/// Spawns `cmd` (within a tokio runtime) from a thread that lives as long as rigd.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that spawned a child exits, not the process,
+/// and tokio's threads come and go: `block_in_place` (a spill of the event log) hands a
+/// worker's place to a new thread, and the old one later retires from the blocking pool. A
+/// backend spawned from it would be killed under every environment using it.
+fn spawn_lasting(cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<std::sync::mpsc::Sender<SpawnJob>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (jobs, queue) = std::sync::mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("rig-backend-spawner".to_string())
+            .spawn(move || {
+                for (mut cmd, runtime, reply) in queue {
+                    let _runtime = runtime.enter();
+                    let _fork = crate::ports::forking();
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("rigd cannot start a thread");
+        jobs
+    });
+    let runtime = tokio::runtime::Handle::current();
+    let (reply, child) = std::sync::mpsc::sync_channel(1);
+    spawner
+        .send((cmd, runtime, reply))
+        .map_err(|_| std::io::Error::other("the backend spawner thread is gone"))?;
+    child
+        .recv()
+        .map_err(|_| std::io::Error::other("the backend spawner thread is gone"))?
 }
 
 fn signal_group(pgid: i32, signal: i32) {
@@ -349,6 +386,40 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backend outlives the thread that started it: its parent-death signal is tied to
+    /// the spawner thread, which lives as long as the process, not to a runtime thread that
+    /// may retire.
+    #[test]
+    fn a_backend_outlives_the_thread_that_started_it() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = WorkDir::create("spawner-test", None).unwrap();
+        let sleep = find_program("sleep", &[]).expect("sleep on PATH");
+        let process = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let _runtime = runtime.enter();
+                    NativeProcess::spawn(&sleep, &["60".to_string()], &dir, None).unwrap()
+                })
+                .join()
+                .unwrap()
+        });
+        // The thread that asked is gone. Had it spawned the child, the kernel would have
+        // sent the child SIGKILL as it exited: the child would be dead within moments.
+        let mut child = process.child.lock().take().unwrap();
+        let ended = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_millis(500), child.wait()).await
+        });
+        assert!(
+            ended.is_err(),
+            "the backend died with the thread: {ended:?}"
+        );
+        signal_group(process.pgid, libc::SIGKILL);
+        let _ = runtime.block_on(child.wait());
+    }
 
     #[test]
     fn only_work_dir_names_of_other_processes_have_an_orphan_pid() {
