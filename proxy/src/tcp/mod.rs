@@ -10,7 +10,8 @@
 //!
 //! Bytes move kernel-side with `splice(2)` on Linux and through one 64 KiB buffer per direction
 //! elsewhere; either way the relay counts exactly the bytes it delivered (`bytes_in`: client to
-//! target, `bytes_out`: target to client). Half-close is propagated in both directions.
+//! target, `bytes_out`: target to client). Half-close is propagated in both directions, and so
+//! is a reset: a side that resets its connection gets the other side's connection reset too.
 //! Observation never waits: records go to the [`Observer`] with `try_send`.
 //!
 //! Compared with upstream rig, failed connections carry an `error`, long-lived connections
@@ -118,6 +119,14 @@ pub async fn serve(
     }
     connections.close();
     connections.wait().await;
+}
+
+/// Makes closing `stream` reset the connection (`RST`, through a zero `SO_LINGER` timeout)
+/// instead of ending it cleanly (`FIN`), to pass on a reset from the other side of a relay:
+/// the peer then sees an error where its stream was cut short, not a clean, complete end.
+/// Best effort: a socket that refuses the option is closed cleanly.
+pub(crate) fn reset_on_close(stream: &tokio::net::TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
 /// Accept errors that concern only the connection being accepted.

@@ -1,5 +1,6 @@
 //! One direction of a relay: from one socket's read side to the other socket's write side,
-//! zero-copy where the platform allows it, ending with a half-close of the destination.
+//! zero-copy where the platform allows it, ending with a half-close of the destination (or,
+//! when the source was reset, with the destination set to be reset too).
 
 use std::io;
 use std::sync::atomic::AtomicU64;
@@ -75,6 +76,10 @@ impl PumpEnd {
 /// Relays `src` to `dst` until the source is done, adding every byte written to `dst` to
 /// `delivered`, then half-closes `dst` so its peer sees the end of the stream (the other
 /// direction keeps running).
+///
+/// When reading the source failed (it reset the connection), `dst` is not half-closed but set
+/// to be reset when it is closed, which the relay then does at once: its peer gets the reset
+/// too, rather than a clean end that would make a stream cut short look complete.
 pub(super) async fn pump(
     src: ReadHalf<'_>,
     mut dst: WriteHalf<'_>,
@@ -82,8 +87,12 @@ pub(super) async fn pump(
     zero_copy: bool,
 ) -> PumpEnd {
     let end = relay_bytes(src.as_ref(), dst.as_ref(), delivered, zero_copy).await;
-    // Errors are expected here when the destination is already gone; nothing more to do.
-    let _ = dst.shutdown().await;
+    if end.source_is_dead() {
+        super::reset_on_close(dst.as_ref());
+    } else {
+        // Errors are expected here when the destination is already gone; nothing more to do.
+        let _ = dst.shutdown().await;
+    }
     end
 }
 

@@ -12,7 +12,8 @@ use super::record::ByteCounts;
 /// Half-close is propagated: when one side finishes sending, the other side's write half is
 /// shut down and the opposite direction carries on until it finishes too. When a side fails to
 /// read (it reset the connection), nothing more can be delivered to it either, so the relay
-/// ends at once instead of waiting for the other side to notice.
+/// ends at once instead of waiting for the other side to notice, and the other side's
+/// connection is reset when it is closed (see [`pump`]).
 ///
 /// Dropping the future stops the relay; the counts stay valid.
 pub(super) async fn relay(

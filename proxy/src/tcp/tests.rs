@@ -288,41 +288,110 @@ fn a_client_leaving_mid_stream_ends_the_relay_and_releases_the_target() {
     })
 }
 
-#[test]
-fn a_client_reset_ends_the_relay_even_when_the_target_stays_silent() {
-    run(async {
-        // The target reads the request, then neither answers nor closes: only the client's
-        // reset can end the connection.
-        let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (release_tx, release_rx) = tokio::sync::watch::channel(());
-        let target = spawn_server(move |mut stream: TcpStream| {
-            let (got_tx, mut release) = (got_tx.clone(), release_rx.clone());
-            async move {
-                let mut request = [0u8; 1];
-                stream.read_exact(&mut request).await.unwrap();
-                got_tx.send(request[0]).unwrap();
-                let _ = release.changed().await;
-            }
-        })
-        .await;
-        let proxy = Proxy::start(target, TcpSettings::default()).await;
-
-        let mut client = proxy.connect().await;
-        client.write_all(b"x").await.unwrap();
-        assert_eq!(got_rx.recv().await, Some(b'x'));
-        client.set_zero_linger().unwrap();
-        drop(client);
-
-        let events = proxy
-            .sink
-            .wait_for_count(EventType::ConnectionClosed, 1)
-            .await;
-        let closed = &connections(&events, EventType::ConnectionClosed)[0];
-        assert_eq!(closed.error, "read from client: connection reset by peer");
-        assert_eq!((closed.bytes_in, closed.bytes_out), (1, 0));
-        release_tx.send(()).unwrap();
-        proxy.shutdown().await;
+/// The client sends a byte and then aborts (closes with a zero linger time, which sends a
+/// reset) while the target, having read the byte, says nothing: the relay must end with the
+/// client's reset reported, and the target must see a reset too, not a clean end of stream.
+async fn client_reset(settings: TcpSettings) {
+    let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let target = spawn_server(move |mut stream: TcpStream| {
+        let (got_tx, seen_tx) = (got_tx.clone(), seen_tx.clone());
+        async move {
+            let mut request = [0u8; 1];
+            stream.read_exact(&mut request).await.unwrap();
+            got_tx.send(request[0]).unwrap();
+            // Silent from here on: only the client's end can end this read.
+            let mut rest = [0u8; 1];
+            let _ = seen_tx.send(stream.read(&mut rest).await.map_err(|e| e.kind()));
+        }
     })
+    .await;
+    let proxy = Proxy::start(target, settings).await;
+
+    let mut client = proxy.connect().await;
+    client.write_all(b"x").await.unwrap();
+    assert_eq!(got_rx.recv().await, Some(b'x'));
+    client.set_zero_linger().unwrap();
+    drop(client);
+
+    let events = proxy
+        .sink
+        .wait_for_count(EventType::ConnectionClosed, 1)
+        .await;
+    let closed = &connections(&events, EventType::ConnectionClosed)[0];
+    assert_eq!(closed.error, "read from client: connection reset by peer");
+    assert_eq!((closed.bytes_in, closed.bytes_out), (1, 0));
+    let seen = guarded("the target to see the end", seen_rx.recv()).await;
+    assert_eq!(
+        seen,
+        Some(Err(std::io::ErrorKind::ConnectionReset)),
+        "the target must see the client's reset, not a clean end"
+    );
+    proxy.shutdown().await;
+}
+
+#[test]
+fn a_client_reset_reaches_the_silent_target_as_a_reset() {
+    run(client_reset(TcpSettings::default()))
+}
+
+#[test]
+fn the_buffered_copy_passes_a_client_reset_on_too() {
+    run(client_reset(copy_only()))
+}
+
+/// The target sends part of an answer and then aborts: the client must read that part and
+/// then get the reset, not a clean end that would make the cut-short answer look complete
+/// (as it would to anything that reads until the connection closes).
+async fn target_reset(settings: TcpSettings) {
+    const PART: &[u8] = b"the first half of";
+    let (release_tx, release_rx) = tokio::sync::watch::channel(());
+    let target = spawn_server(move |mut stream: TcpStream| {
+        let mut release = release_rx.clone();
+        async move {
+            stream.write_all(PART).await.unwrap();
+            // Abort only once the client has read the part, so that it cannot be lost.
+            let _ = release.changed().await;
+            stream.set_zero_linger().unwrap();
+            drop(stream);
+        }
+    })
+    .await;
+    let proxy = Proxy::start(target, settings).await;
+
+    let mut client = proxy.connect().await;
+    let mut part = [0u8; PART.len()];
+    guarded("the part", client.read_exact(&mut part))
+        .await
+        .unwrap();
+    assert_eq!(&part, PART);
+    release_tx.send(()).unwrap();
+    let mut rest = [0u8; 1];
+    let end = guarded("the end", client.read(&mut rest)).await;
+    assert_eq!(
+        end.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "the client must see the target's reset, not a clean end"
+    );
+
+    let events = proxy
+        .sink
+        .wait_for_count(EventType::ConnectionClosed, 1)
+        .await;
+    let closed = &connections(&events, EventType::ConnectionClosed)[0];
+    assert_eq!(closed.error, "read from target: connection reset by peer");
+    assert_eq!((closed.bytes_in, closed.bytes_out), (0, PART.len() as i64));
+    proxy.shutdown().await;
+}
+
+#[test]
+fn a_target_reset_reaches_the_client_as_a_reset_after_the_data() {
+    run(target_reset(TcpSettings::default()))
+}
+
+#[test]
+fn the_buffered_copy_passes_a_target_reset_on_too() {
+    run(target_reset(copy_only()))
 }
 
 #[test]
