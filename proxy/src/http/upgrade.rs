@@ -76,14 +76,17 @@ pub(crate) async fn tunnel(
             .or_else(|| upstream.error.take())
             .unwrap_or(fallback)
     });
-    record(client.read, upstream.read, error);
+    // Bytes delivered, as the TCP relay counts them: what was written to the opposite side, not
+    // what was read and perhaps never written when the tunnel failed or was cut.
+    record(upstream.written, client.written, error);
 }
 
-/// An upgraded connection that counts the bytes read from it and remembers its first error.
+/// An upgraded connection that counts the bytes written to it and remembers its first error.
 struct Counted<T> {
     io: T,
     side: Side,
-    read: u64,
+    /// Bytes written to this side: delivered to its peer as far as the proxy can tell.
+    written: u64,
     error: Option<String>,
 }
 
@@ -92,7 +95,7 @@ impl<T> Counted<T> {
         Counted {
             io,
             side,
-            read: 0,
+            written: 0,
             error: None,
         }
     }
@@ -113,11 +116,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         cx: &mut TaskContext<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
         let result = Pin::new(&mut self.io).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            self.read += (buf.filled().len() - before) as u64;
-        }
         self.note(result)
     }
 }
@@ -129,6 +128,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            self.written += n as u64;
+        }
         self.note(result)
     }
 

@@ -1,14 +1,19 @@
 //! Upgraded connections: WebSocket and `CONNECT` tunnels.
 
+use std::future::Future;
+use std::net::SocketAddr;
+
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::origin::Origin;
-use crate::support::{read_head, read_to_close, Proxy, PATIENCE};
+use crate::support::{next_head, read_head, read_to_close, Proxy, PATIENCE};
 
 #[tokio::test]
 async fn websocket_messages_round_trip_and_the_tunnel_is_recorded() {
@@ -138,4 +143,70 @@ async fn a_connect_answer_with_a_content_length_still_opens_the_tunnel() {
     stream.shutdown().await.unwrap();
     let echoed = read_to_close(&mut stream).await;
     assert_eq!(echoed, b"ping");
+}
+
+/// A target that answers one `CONNECT` with `200` and then hands the tunnel to `then`.
+async fn connect_target<F, Fut>(then: F) -> SocketAddr
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        next_head(&mut stream, &mut seen)
+            .await
+            .expect("a CONNECT head");
+        assert!(seen.is_empty(), "nothing is sent before the answer");
+        stream
+            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .await
+            .unwrap();
+        then(stream).await;
+    });
+    addr
+}
+
+/// Opens a `CONNECT` tunnel through `proxy` and takes its `request.completed` event.
+async fn open_tunnel(proxy: &mut Proxy) -> TcpStream {
+    let (stream, head) = connect(proxy).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(proxy.events.request().await.upgrade, "connect");
+    stream
+}
+
+/// Bytes the tunnel read from the client but could not deliver are not counted: here the
+/// target has ended its side and then aborted without reading anything, so the client's bytes
+/// never reach it and `bytes_in` stays 0.
+#[tokio::test]
+async fn bytes_a_reset_target_never_got_are_not_counted() {
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let (reset_tx, reset_rx) = oneshot::channel::<()>();
+    let target = connect_target(|mut stream| async move {
+        stream.shutdown().await.unwrap();
+        let _ = release_rx.await;
+        stream.set_zero_linger().unwrap();
+        drop(stream);
+        reset_tx.send(()).unwrap();
+    })
+    .await;
+    let mut proxy = Proxy::start(target).await;
+    let mut stream = open_tunnel(&mut proxy).await;
+
+    // The target's end has come through: the tunnel now only reads from the client.
+    assert!(read_to_close(&mut stream).await.is_empty());
+    release_tx.send(()).unwrap();
+    timeout(PATIENCE, reset_rx).await.unwrap().unwrap();
+    stream.write_all(b"hello").await.unwrap();
+    stream.shutdown().await.unwrap();
+
+    let c = proxy.events.closed().await;
+    assert_eq!(
+        (c.bytes_in, c.bytes_out),
+        (0, 0),
+        "nothing reached the target: {c:?}"
+    );
+    assert!(c.error.starts_with("upstream: "), "{}", c.error);
 }
