@@ -1,6 +1,7 @@
 //! Upgraded connections: WebSocket and `CONNECT` tunnels.
 
 use std::future::Future;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 
 use futures_util::{SinkExt, StreamExt};
@@ -175,6 +176,81 @@ async fn open_tunnel(proxy: &mut Proxy) -> TcpStream {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(proxy.events.request().await.upgrade, "connect");
     stream
+}
+
+/// A target that sends part of its data and then aborts: the client reads that part and then
+/// gets a reset, not a clean end that would make the cut-short data look complete.
+#[tokio::test]
+async fn a_target_reset_reaches_the_client_through_a_tunnel() {
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let target = connect_target(|mut stream| async move {
+        stream.write_all(b"partial").await.unwrap();
+        // Abort only once the client has read the part, so that it cannot be lost.
+        let _ = release_rx.await;
+        stream.set_zero_linger().unwrap();
+    })
+    .await;
+    let mut proxy = Proxy::start(target).await;
+    let mut stream = open_tunnel(&mut proxy).await;
+
+    let mut part = [0u8; 7];
+    timeout(PATIENCE, stream.read_exact(&mut part))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&part, b"partial");
+    release_tx.send(()).unwrap();
+    let end = timeout(PATIENCE, stream.read(&mut [0u8; 1])).await.unwrap();
+    assert_eq!(
+        end.map_err(|e| e.kind()),
+        Err(ErrorKind::ConnectionReset),
+        "the client must see the target's reset, not a clean end"
+    );
+
+    let c = proxy.events.closed().await;
+    assert_eq!(c.upgrade, "connect");
+    assert_eq!((c.bytes_in, c.bytes_out), (0, 7));
+    assert!(
+        c.error.starts_with("upstream: ") && c.error.contains("reset"),
+        "{}",
+        c.error
+    );
+}
+
+/// A client that aborts while the target is silent: the target sees a reset, not a clean end.
+#[tokio::test]
+async fn a_client_reset_reaches_the_target_through_a_tunnel() {
+    let (got_tx, got_rx) = oneshot::channel();
+    let (seen_tx, seen_rx) = oneshot::channel();
+    let target = connect_target(|mut stream| async move {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        got_tx.send(byte[0]).unwrap();
+        // Silent from here on: only the client's end can end this read.
+        let _ = seen_tx.send(stream.read(&mut byte).await.map_err(|e| e.kind()));
+    })
+    .await;
+    let mut proxy = Proxy::start(target).await;
+    let mut stream = open_tunnel(&mut proxy).await;
+
+    stream.write_all(b"x").await.unwrap();
+    assert_eq!(timeout(PATIENCE, got_rx).await.unwrap(), Ok(b'x'));
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+
+    let seen = timeout(PATIENCE, seen_rx).await.unwrap().unwrap();
+    assert_eq!(
+        seen,
+        Err(ErrorKind::ConnectionReset),
+        "the target must see the client's reset, not a clean end"
+    );
+    let c = proxy.events.closed().await;
+    assert_eq!((c.bytes_in, c.bytes_out), (1, 0));
+    assert!(
+        c.error.starts_with("client: ") && c.error.contains("reset"),
+        "{}",
+        c.error
+    );
 }
 
 /// Bytes the tunnel read from the client but could not deliver are not counted: here the

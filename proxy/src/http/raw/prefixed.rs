@@ -5,7 +5,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// `inner`, whose reads return `prefix` first.
@@ -18,6 +18,29 @@ impl<I> Prefixed<I> {
     /// Reads return `prefix`, then whatever `inner` reads.
     pub(crate) fn new(prefix: Bytes, inner: I) -> Prefixed<I> {
         Prefixed { prefix, inner }
+    }
+
+    /// Puts `front` before what is still to be read (copying only when both are non-empty).
+    pub(crate) fn prepend(self, front: Bytes) -> Prefixed<I> {
+        let prefix = if front.is_empty() {
+            self.prefix
+        } else if self.prefix.is_empty() {
+            front
+        } else {
+            let mut joined = BytesMut::with_capacity(front.len() + self.prefix.len());
+            joined.extend_from_slice(&front);
+            joined.extend_from_slice(&self.prefix);
+            joined.freeze()
+        };
+        Prefixed {
+            prefix,
+            inner: self.inner,
+        }
+    }
+
+    /// The connection underneath.
+    pub(crate) fn get_ref(&self) -> &I {
+        &self.inner
     }
 }
 
@@ -75,6 +98,15 @@ mod tests {
     #[tokio::test]
     async fn the_prefix_comes_first() {
         let mut io = Prefixed::new(Bytes::from_static(b"GET / "), &b"HTTP/1.1"[..]);
+        let mut out = String::new();
+        io.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "GET / HTTP/1.1");
+    }
+
+    #[tokio::test]
+    async fn prepended_bytes_come_before_the_prefix() {
+        let io = Prefixed::new(Bytes::from_static(b"/ "), &b"HTTP/1.1"[..]);
+        let mut io = io.prepend(Bytes::from_static(b"GET "));
         let mut out = String::new();
         io.read_to_string(&mut out).await.unwrap();
         assert_eq!(out, "GET / HTTP/1.1");
