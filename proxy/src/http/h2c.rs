@@ -15,7 +15,8 @@
 //!
 //! A client that does not follow the `101` with the preface and a `SETTINGS` frame within
 //! [`PREFACE_TIMEOUT`] (it closed, sent something else, or waits for an HTTP/1.1 answer) is
-//! disconnected, and its request recorded with the reason, as it never reached the target.
+//! disconnected, and its request recorded with the reason, as it never reached the target; so
+//! is the request of a client still to send them when the proxy shuts down.
 //!
 //! The upgrade is declined (the request is served in HTTP/1.1, as RFC 7540 allows) when the
 //! target does not speak h2c (asked once per proxy: an HTTP/1.1-only service would otherwise
@@ -133,9 +134,10 @@ struct Upgrade {
 }
 
 impl Upgrade {
-    /// Records the upgrade request as abandoned: the client got `101` and then `why` happened,
-    /// so the request never reached the target.
-    fn abandoned(self, ctx: &Arc<Context>, why: String) {
+    /// Records the upgrade request as abandoned: the client got `101` and then `error` (the
+    /// side to blame first, e.g. `client: ...`) happened, so the request never reached the
+    /// target.
+    fn abandoned(self, ctx: &Arc<Context>, error: String) {
         let exchange = Exchange::new(ctx.clone(), self.started, self.request);
         exchange.finish_request(RequestOutcome {
             body: Capture::default(),
@@ -147,7 +149,7 @@ impl Upgrade {
             body: Capture::default(),
             latency: Duration::ZERO,
             duration: exchange.elapsed(),
-            error: Some(format!("client: {why}")),
+            error: Some(error),
             upgrade: Some("h2c".into()),
             trailers: None,
         });
@@ -235,7 +237,11 @@ async fn serve_upgraded(
         Ok::<_, io::Error>(Prefixed::new(front.freeze(), io))
     };
     let io = tokio::select! {
-        _ = ctx.cancel.cancelled() => return,
+        _ = ctx.cancel.cancelled() => {
+            // The upgrade request was answered (`101`) and must still be recorded.
+            let error = "proxy: shut down before the HTTP/2 connection preface";
+            return upgrade.abandoned(&ctx, error.into());
+        }
         io = tokio::time::timeout(PREFACE_TIMEOUT, started) => io,
     };
     // A client that does not speak HTTP/2 after asking for it has nothing left to answer:
@@ -244,15 +250,15 @@ async fn serve_upgraded(
         Ok(Ok(io)) => serve_http2(ctx, TokioIo::new(io)).await,
         Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => upgrade.abandoned(
             &ctx,
-            "the connection closed before the HTTP/2 connection preface that the h2c upgrade \
-             calls for"
+            "client: the connection closed before the HTTP/2 connection preface that the h2c \
+             upgrade calls for"
                 .into(),
         ),
-        Ok(Err(error)) => upgrade.abandoned(&ctx, error.to_string()),
+        Ok(Err(error)) => upgrade.abandoned(&ctx, format!("client: {error}")),
         Err(_) => upgrade.abandoned(
             &ctx,
             format!(
-                "no HTTP/2 connection preface within {} s of the h2c upgrade",
+                "client: no HTTP/2 connection preface within {} s of the h2c upgrade",
                 PREFACE_TIMEOUT.as_secs()
             ),
         ),

@@ -337,6 +337,32 @@ async fn an_h2c_upgrade_waits_for_the_preface_for_ten_seconds() {
     );
 }
 
+/// A client switched to HTTP/2 that has not sent its preface when the proxy shuts down: its
+/// request is recorded, with the shutdown as the reason it went no further.
+#[tokio::test]
+async fn an_h2c_upgrade_cut_off_by_shutdown_is_recorded() {
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(origin.addr).await;
+    let mut client = switched_to_h2c(&proxy).await;
+    let mut events = proxy.take_events();
+    proxy.stop().await.unwrap();
+
+    let r = events.request().await;
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/echo?x=1"));
+    assert_eq!((r.status_code, r.upgrade.as_str()), (101, "h2c"));
+    assert_eq!(
+        r.error,
+        "proxy: shut down before the HTTP/2 connection preface"
+    );
+    events.assert_no_more();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    assert!(
+        rest.is_empty(),
+        "the connection is closed with nothing more"
+    );
+}
+
 /// An HTTP/1.1-only server (as Python's `http.server`): `200 ok` to every request, `400` to
 /// anything that is not HTTP/1.x, such as the HTTP/2 preface.
 async fn http1_only_target() -> std::net::SocketAddr {
