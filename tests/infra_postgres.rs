@@ -178,6 +178,52 @@ async fn a_failing_statement_fails_the_service_with_the_statement_in_the_error()
     );
 }
 
+/// A `sql` hook cannot feed `COPY ... FROM stdin` (pg_dump's plain output): the hook fails
+/// at once, naming the file and saying what to use instead, rather than waiting for data
+/// until its timeout. What a `COPY ... TO STDOUT` sends is read and dropped. A pg_dump file
+/// with its rows inline fails on a row (the server parses them as SQL) with the same advice.
+#[tokio::test]
+async fn a_sql_hook_with_copy_from_stdin_fails_at_once_naming_the_file() {
+    let rigd = Rigd::start();
+    let migrations = rigd.scratch().join("copy-migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    let bare = migrations.join("001_load.sql");
+    std::fs::write(&bare, "CREATE TABLE t (id int);\nCOPY t FROM stdin;\n").unwrap();
+    let dumps = rigd.scratch().join("copy-dump");
+    std::fs::create_dir_all(&dumps).unwrap();
+    let dump = dumps.join("001_dump.sql");
+    std::fs::write(
+        &dump,
+        "CREATE TABLE t (id int, name text);\n\
+         COPY public.t (id, name) FROM stdin;\n1\tapple\n\\.\n",
+    )
+    .unwrap();
+    let env = |name: &str, dir: &Path| {
+        let mut db = postgres(&["COPY (SELECT 1) TO STDOUT"]);
+        db["hooks"]["init"][0]["config"]["dir"] = json!(dir.to_str().unwrap());
+        json!({"name": name, "observe": false, "services": {"db": db}})
+    };
+    let advice = "COPY FROM STDIN is not supported in sql hooks";
+    for (name, dir, file) in [("pg-copy", &migrations, &bare), ("pg-dump", &dumps, &dump)] {
+        let id = rigd.create(env(name, dir)).await;
+        // The hook's own timeout is minutes: a minute here only detects a hang.
+        let failed = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            rigd.events(&id).until(EventType::ServiceFailed),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name}: the sql hook hung on COPY FROM stdin"));
+        let expected = format!("postgres init: file {}: ", file.display());
+        assert!(
+            failed.error.starts_with(&expected)
+                && failed.error.contains(advice)
+                && failed.error.contains("exec hook running psql"),
+            "{name}: {}",
+            failed.error
+        );
+    }
+}
+
 /// A postgres service whose init hook runs `command` on the host.
 fn postgres_exec(command: &[&str]) -> Value {
     json!({

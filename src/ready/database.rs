@@ -48,8 +48,11 @@ pub(super) async fn postgres(hostport: &str) -> Result<(), ProbeError> {
                 protocol: "postgres",
                 reason: e.to_string(),
             }),
-            // The server answered the handshake: it accepts connections.
-            Err(PgError::Server(_) | PgError::UnsupportedAuth(_)) => Ok(()),
+            // The server answered the handshake: it accepts connections. (A handshake runs
+            // no COPY.)
+            Err(PgError::Server(_) | PgError::UnsupportedAuth(_) | PgError::CopyFromStdin) => {
+                Ok(())
+            }
         }
     })
     .await

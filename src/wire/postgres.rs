@@ -33,7 +33,17 @@ pub enum PgError {
     /// The server sent something that is not the PostgreSQL protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The SQL ran `COPY ... FROM STDIN`, which waits for data this client does not send
+    /// (the copy was refused and the server's error read, so the connection is usable).
+    #[error("{COPY_IN_REFUSED}")]
+    CopyFromStdin,
 }
+
+/// Why a `COPY ... FROM STDIN` is refused: sent to the server in `CopyFail` (it comes back in
+/// the server's error) and the text of [`PgError::CopyFromStdin`].
+pub const COPY_IN_REFUSED: &str = "COPY FROM STDIN is not supported in sql hooks (rigd has no \
+                                   data to send): use INSERT statements (pg_dump --inserts \
+                                   writes them), or an exec hook running psql (psql -f <file>)";
 
 impl PgError {
     /// The SQLSTATE code of a server error (`57P03`: the server is starting up).
@@ -140,23 +150,37 @@ impl Connection {
     /// Runs `sql` (one or more `;`-separated statements) with the simple query protocol and
     /// returns the rows of every statement, in order. The first error fails the whole string
     /// (the server stops at it; statements before it in an implicit transaction roll back).
+    ///
+    /// `COPY ... FROM STDIN` is refused at once ([`PgError::CopyFromStdin`]) rather than left
+    /// waiting for data; what a `COPY ... TO STDOUT` sends is read and discarded.
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Row>, PgError> {
         let mut body = Vec::with_capacity(sql.len() + 1);
         push_cstr(&mut body, sql);
         self.send(b'Q', &body).await?;
         let mut rows = Vec::new();
         let mut error = None;
+        let mut copy_in = false;
         loop {
             let (tag, body) = self.read_message().await?;
             match tag {
                 b'D' => rows.push(parse_row(&body)?),
                 b'E' => error = Some(parse_error(&body)),
                 b'Z' => break,
-                // RowDescription, CommandComplete, EmptyQueryResponse, notices.
+                // CopyInResponse: the server waits for CopyData; CopyFail ends the copy with
+                // an ErrorResponse, then ReadyForQuery, read on by this loop.
+                b'G' => {
+                    copy_in = true;
+                    let mut reason = Vec::with_capacity(COPY_IN_REFUSED.len() + 1);
+                    push_cstr(&mut reason, COPY_IN_REFUSED);
+                    self.send(b'f', &reason).await?;
+                }
+                // RowDescription, CommandComplete, EmptyQueryResponse, notices, and
+                // CopyOutResponse with its CopyData and CopyDone (the data is not kept).
                 _ => {}
             }
         }
         match error {
+            Some(_) if copy_in => Err(PgError::CopyFromStdin),
             Some(e) => Err(PgError::Server(e)),
             None => Ok(rows),
         }

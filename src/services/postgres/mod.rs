@@ -37,6 +37,7 @@ use super::infra::{exec_command, exec_hook, Infra, Pooled};
 use super::{HookContext, ServiceError, StepFuture};
 use crate::pool::Lease;
 use crate::ready::ProbeKind;
+use crate::wire::postgres::{PgError, COPY_IN_REFUSED};
 
 /// The `postgres` service type.
 pub type Postgres = Pooled<PostgresInfra>;
@@ -137,8 +138,9 @@ async fn sql_hook(ctx: HookContext, lease: Arc<Lease<PgBackend>>) -> Result<(), 
     for script in &scripts {
         if let Err(e) = conn.simple_query(&script.sql).await {
             result = Err(ServiceError::new(format!(
-                "postgres init: {}: {e}",
-                script.what
+                "postgres init: {}: {e}{}",
+                script.what,
+                inline_copy_hint(&script.sql, &e)
             )));
             break;
         }
@@ -149,6 +151,21 @@ async fn sql_hook(ctx: HookContext, lease: Arc<Lease<PgBackend>>) -> Result<(), 
     }
     conn.close().await;
     result
+}
+
+/// Advice for a syntax error in SQL that holds `COPY ... FROM stdin` with its rows inline
+/// (pg_dump's plain output): the server parses the rows as SQL before any `COPY` runs, so
+/// the error names a data line, not the real problem. Empty for any other error.
+fn inline_copy_hint(sql: &str, error: &PgError) -> String {
+    const SYNTAX_ERROR: &str = "42601";
+    if error.code() == Some(SYNTAX_ERROR) && sql.to_ascii_lowercase().contains("from stdin") {
+        format!(
+            "; the SQL holds COPY ... FROM stdin with its rows inline, as pg_dump writes \
+             it: {COPY_IN_REFUSED}"
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// The config of a `sql` hook.
@@ -263,6 +280,23 @@ mod tests {
         assert_eq!(sql, ["SELECT 0", "SELECT 1; SELECT 11", "SELECT 2"]);
         assert_eq!(scripts[0].what, "statement \"SELECT 0\"");
         assert!(scripts[1].what.ends_with("001_a.sql"));
+    }
+
+    #[test]
+    fn a_syntax_error_in_sql_with_inline_copy_data_gets_advice() {
+        let syntax = PgError::Server(crate::wire::postgres::ServerError {
+            severity: "ERROR".into(),
+            code: "42601".into(),
+            message: "syntax error at or near \"1\"".into(),
+        });
+        let dump = "COPY public.t (id, name) FROM stdin;\n1\tapple\n\\.\n";
+        let hint = inline_copy_hint(dump, &syntax);
+        assert!(
+            hint.contains("pg_dump") && hint.contains(COPY_IN_REFUSED),
+            "{hint}"
+        );
+        assert_eq!(inline_copy_hint("SELEC 1", &syntax), "");
+        assert_eq!(inline_copy_hint(dump, &PgError::CopyFromStdin), "");
     }
 
     #[test]
