@@ -127,6 +127,8 @@ async fn two_environments_share_one_server_with_isolated_databases_dropped_at_te
     );
     assert_eq!(db_a.hostport, db_b.hostport, "one shared server");
     assert_eq!(servers_of(rigd.pid()).len(), 1, "one postmaster for both");
+    // Room for every environment's sessions, as upstream's container.
+    assert_eq!(psql(db_a, None, "SHOW max_connections"), "500");
     assert_eq!(psql(db_a, None, "SELECT name FROM owner"), "alpha");
     assert_eq!(psql(db_b, None, "SELECT name FROM owner"), "beta");
     let name_a = db_a.attributes.as_ref().unwrap()["PGDATABASE"]

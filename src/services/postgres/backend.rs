@@ -55,6 +55,10 @@ const NO_SYNC: [&str; 3] = [
     "full_page_writes=off",
 ];
 
+/// How many sessions the server takes, for every environment together (upstream's container
+/// setting; each environment's services and pools open their own).
+const MAX_CONNECTIONS: &str = "max_connections=500";
+
 /// Where Debian and Ubuntu install the server binaries.
 const DEBIAN_ROOT: &str = "/usr/lib/postgresql";
 
@@ -209,7 +213,7 @@ impl PgBackend {
             "-k",
             "",
             "-c",
-            "max_connections=200",
+            MAX_CONNECTIONS,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -223,7 +227,7 @@ impl PgBackend {
 
     /// Runs `image` (upstream's settings) and waits for the server in it.
     pub async fn start_container(image: String) -> Result<PgBackend, String> {
-        let mut cmd = vec!["-c".to_string(), "max_connections=500".to_string()];
+        let mut cmd = vec!["-c".to_string(), MAX_CONNECTIONS.to_string()];
         for setting in NO_SYNC {
             cmd.extend(["-c".to_string(), setting.to_string()]);
         }
