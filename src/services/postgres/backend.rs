@@ -18,7 +18,7 @@
 //! would give the lease, so isolation is unchanged.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ use crate::pool::native::{
 };
 use crate::pool::server::Server;
 use crate::pool::Backend;
-use crate::wire::postgres::{quote_ident, Connection, Login, PgError};
+use crate::wire::postgres::{quote_ident, quote_literal, Connection, Login, PgError};
 
 /// How many databases are kept created ahead of leases.
 pub const SPARES: usize = 2;
@@ -112,6 +112,32 @@ struct Databases {
     spares: Mutex<Vec<String>>,
     /// Spares being created.
     pending: AtomicUsize,
+    /// The server's `server_version_num` (150004 for 15.4), read when it is ready.
+    version: AtomicU32,
+}
+
+/// The first `server_version_num` whose `DROP DATABASE` takes `WITH (FORCE)`.
+const FORCE_DROP_SINCE: u32 = 130_000;
+
+/// The statements that drop database `name` and end its sessions on a server of version
+/// `version` (`server_version_num`), each to be sent on its own (`DROP DATABASE` cannot run
+/// in the implicit transaction of a multi-statement string). From 13 on, `WITH (FORCE)` does
+/// it all; before, new sessions are refused, the open ones terminated, then the database is
+/// dropped (the server waits a few seconds for terminated sessions to go).
+fn drop_statements(version: u32, name: &str) -> Vec<String> {
+    let ident = quote_ident(name);
+    if version >= FORCE_DROP_SINCE {
+        return vec![format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)")];
+    }
+    vec![
+        format!("ALTER DATABASE {ident} ALLOW_CONNECTIONS false"),
+        format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} \
+             AND pid <> pg_backend_pid()",
+            quote_literal(name)
+        ),
+        format!("DROP DATABASE IF EXISTS {ident}"),
+    ]
 }
 
 impl Databases {
@@ -128,10 +154,39 @@ impl Databases {
     }
 
     async fn admin(&self, sql: &str) -> Result<(), String> {
+        self.admin_all(&[sql.to_string()]).await
+    }
+
+    /// Runs `statements` one after the other on one session; the first error stops them.
+    async fn admin_all(&self, statements: &[String]) -> Result<(), String> {
         let mut conn = self.connect("postgres").await.map_err(|e| e.to_string())?;
-        let result = conn.simple_query(sql).await.map_err(|e| e.to_string());
+        let mut result = Ok(());
+        for sql in statements {
+            if let Err(e) = conn.simple_query(sql).await {
+                result = Err(e.to_string());
+                break;
+            }
+        }
         conn.close().await;
-        result.map(drop)
+        result
+    }
+
+    /// Reads the server's `server_version_num`.
+    async fn read_version(&self) -> Result<u32, String> {
+        let mut conn = self.connect("postgres").await.map_err(|e| e.to_string())?;
+        let rows = conn.simple_query("SHOW server_version_num").await;
+        conn.close().await;
+        let rows = rows.map_err(|e| e.to_string())?;
+        let text = rows.first().and_then(|r| r.first().cloned().flatten());
+        text.as_deref()
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or_else(|| format!("server_version_num is not a number: {text:?}"))
+    }
+
+    /// Drops database `name`, ending its sessions first.
+    async fn drop_database(&self, name: &str) -> Result<(), String> {
+        let version = self.version.load(Ordering::Relaxed);
+        self.admin_all(&drop_statements(version, name)).await
     }
 
     async fn create(&self) -> Result<String, String> {
@@ -263,6 +318,7 @@ impl PgBackend {
                 next: AtomicU64::new(1),
                 spares: Mutex::new(Vec::new()),
                 pending: AtomicUsize::new(0),
+                version: AtomicU32::new(FORCE_DROP_SINCE),
             }),
         };
         backend
@@ -276,6 +332,13 @@ impl PgBackend {
                 Ok(())
             })
             .await?;
+        match backend.databases.read_version().await {
+            Ok(version) => backend.databases.version.store(version, Ordering::Relaxed),
+            Err(e) => {
+                backend.server.stop().await;
+                return Err(format!("postgres: read the server's version: {e}"));
+            }
+        }
         backend.databases.replenish();
         Ok(backend)
     }
@@ -314,15 +377,7 @@ impl Backend for PgBackend {
     }
 
     async fn drop_lease(&self, name: String) {
-        // WITH (FORCE) terminates the sessions still connected to it (PostgreSQL 13+).
-        if let Err(e) = self
-            .databases
-            .admin(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                quote_ident(&name)
-            ))
-            .await
-        {
+        if let Err(e) = self.databases.drop_database(&name).await {
             eprintln!("rigd: postgres pool: drop database {name}: {e}");
         }
     }
@@ -333,5 +388,62 @@ impl Backend for PgBackend {
 
     fn alive(&self) -> bool {
         self.server.alive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn databases_are_dropped_with_force_from_13_and_by_terminating_sessions_before() {
+        assert_eq!(
+            drop_statements(150_004, "rig_1"),
+            ["DROP DATABASE IF EXISTS \"rig_1\" WITH (FORCE)"]
+        );
+        assert_eq!(drop_statements(130_000, "rig_1").len(), 1);
+        let old = drop_statements(120_017, "rig_1");
+        assert_eq!(
+            old,
+            [
+                "ALTER DATABASE \"rig_1\" ALLOW_CONNECTIONS false",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = \
+                 'rig_1' AND pid <> pg_backend_pid()",
+                "DROP DATABASE IF EXISTS \"rig_1\"",
+            ]
+        );
+        assert!(old.iter().all(|s| !s.contains("FORCE")));
+    }
+
+    /// The statements for servers before 13 also run on the machine's (newer) server: a
+    /// database with a session still open is dropped and the session ended.
+    #[tokio::test]
+    async fn the_drop_for_old_servers_ends_sessions_and_drops_the_database() {
+        let Some(bin) = find_binaries() else {
+            panic!("{MISSING}");
+        };
+        let backend = PgBackend::start(bin).await.unwrap();
+        let version = backend.databases.version.load(Ordering::Relaxed);
+        assert!(version >= FORCE_DROP_SINCE, "read {version}");
+        backend.databases.version.store(120_000, Ordering::Relaxed);
+        let name = backend.new_lease().await.unwrap();
+        let mut session = backend.connect(&name).await.unwrap();
+        session.simple_query("SELECT 1").await.unwrap();
+        backend.drop_lease(name.clone()).await;
+        assert!(
+            session.simple_query("SELECT 1").await.is_err(),
+            "the session outlived its database"
+        );
+        let mut admin = backend.connect("postgres").await.unwrap();
+        let left = admin
+            .simple_query(&format!(
+                "SELECT datname FROM pg_database WHERE datname = {}",
+                quote_literal(&name)
+            ))
+            .await
+            .unwrap();
+        admin.close().await;
+        backend.stop().await;
+        assert!(left.is_empty(), "{name} was not dropped");
     }
 }
