@@ -62,6 +62,40 @@ async fn environments_get_isolated_databases_of_one_server_flushed_at_teardown()
         .unwrap();
 }
 
+/// A client still connected to an environment's database when it is torn down (an app in
+/// its stop grace) is disconnected before the flush, so it cannot write into the database
+/// the next environment gets; the database is empty afterwards.
+#[tokio::test]
+async fn clients_of_a_database_are_disconnected_at_teardown_before_the_flush() {
+    use rigd::wire::resp::{Connection, Reply};
+    let rigd = Rigd::start();
+    let (id, up) = rigd
+        .up(json!({"name": "redis-late", "observe": false, "services": {"cache": redis()}}))
+        .await;
+    let endpoint = &up.ingresses["cache"]["default"];
+    let url = endpoint.attributes.as_ref().unwrap()["REDIS_URL"]
+        .as_str()
+        .unwrap();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let mut app = Connection::connect(&endpoint.hostport).await.unwrap();
+    for command in [vec!["SELECT", db.as_str()], vec!["SET", "early", "1"]] {
+        let args: Vec<&[u8]> = command.iter().map(|a| a.as_bytes()).collect();
+        let reply = app.command(&args).await.unwrap();
+        assert_eq!(reply, Reply::Simple("OK".into()), "{command:?}");
+    }
+
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .unwrap();
+    let late = app.command(&[b"SET", b"late", b"1"]).await;
+    assert!(
+        late.is_err(),
+        "the client of database {db} is still connected after teardown: {late:?}"
+    );
+    assert_eq!(redis_cli(endpoint, &["DBSIZE"]), "0");
+}
+
 #[tokio::test]
 async fn a_service_reaches_redis_through_the_observing_proxy() {
     let rigd = Rigd::start();

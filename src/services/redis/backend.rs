@@ -118,22 +118,64 @@ impl RedisBackend {
         self.port
     }
 
+    /// Empties database `db` for the next lease: disconnects its clients first (an app
+    /// still in its stop grace could otherwise write after the flush), then `FLUSHDB`.
     async fn flush(&self, db: u8) -> Result<(), String> {
         let mut conn = Connection::connect(&self.hostport)
             .await
             .map_err(|e| e.to_string())?;
-        for command in [
-            vec![b"SELECT".to_vec(), db.to_string().into_bytes()],
-            vec![b"FLUSHDB".to_vec()],
-        ] {
-            let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
-            match conn.command(&args).await.map_err(|e| e.to_string())? {
-                Reply::Error(e) => return Err(e),
-                _ => continue,
-            }
+        let own = match run(&mut conn, &[b"CLIENT", b"ID"]).await? {
+            Reply::Integer(id) => id,
+            other => return Err(format!("CLIENT ID answered {other:?}")),
+        };
+        let list = match run(&mut conn, &[b"CLIENT", b"LIST"]).await? {
+            Reply::Bulk(Some(text)) => String::from_utf8_lossy(&text).into_owned(),
+            other => return Err(format!("CLIENT LIST answered {other:?}")),
+        };
+        for id in clients_of(&list, db, own) {
+            // A client gone meanwhile is not an error (the reply counts those killed).
+            run(
+                &mut conn,
+                &[b"CLIENT", b"KILL", b"ID", id.to_string().as_bytes()],
+            )
+            .await?;
         }
+        run(&mut conn, &[b"SELECT", db.to_string().as_bytes()]).await?;
+        run(&mut conn, &[b"FLUSHDB"]).await?;
         Ok(())
     }
+}
+
+/// Sends one command; an error reply is an error, with the command's name.
+async fn run(conn: &mut Connection, args: &[&[u8]]) -> Result<Reply, String> {
+    let name = || {
+        args.iter()
+            .take(2)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match conn.command(args).await {
+        Ok(Reply::Error(e)) => Err(format!("{}: {e}", name())),
+        Ok(reply) => Ok(reply),
+        Err(e) => Err(format!("{}: {e}", name())),
+    }
+}
+
+/// The ids of the clients in `list` (a `CLIENT LIST` reply) whose current database is `db`,
+/// other than `own`.
+fn clients_of(list: &str, db: u8, own: i64) -> Vec<i64> {
+    let db = db.to_string();
+    list.lines()
+        .filter_map(|line| {
+            let field = |name: &str| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            };
+            let id = field("id")?.parse::<i64>().ok()?;
+            (field("db")? == db && id != own).then_some(id)
+        })
+        .collect()
 }
 
 impl Backend for RedisBackend {
@@ -183,4 +225,21 @@ fn server_settings() -> Vec<String> {
     ]
     .map(str::to_string)
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clients_of_a_database_are_picked_from_client_list() {
+        let list = "id=3 addr=127.0.0.1:5000 laddr=127.0.0.1:6379 fd=8 name= db=5 cmd=get\n\
+                    id=4 addr=127.0.0.1:5001 laddr=127.0.0.1:6379 fd=9 name= db=15 cmd=set\n\
+                    id=7 addr=127.0.0.1:5002 laddr=127.0.0.1:6379 fd=10 name= db=5 cmd=client\n\
+                    id=9 addr=127.0.0.1:5003 fd=11 name=db=5 db=0 cmd=ping\n";
+        assert_eq!(clients_of(list, 5, 7), [3]);
+        assert_eq!(clients_of(list, 15, 7), [4]);
+        assert_eq!(clients_of(list, 0, 7), [9]);
+        assert!(clients_of(list, 1, 7).is_empty());
+    }
 }
