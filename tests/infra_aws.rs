@@ -75,6 +75,7 @@ async fn each_environment_gets_its_own_bucket_and_queue_deleted_at_teardown() {
         &s3(&up_a),
         &sqs(&up_a),
         "S3.put_object(Bucket=BUCKET, Key='dir/hello world.txt', Body=b'from alpha')\n\
+         S3.put_object(Bucket=BUCKET, Key='a&b<c>.txt', Body=b'to be deleted in a batch')\n\
          SQS.send_message(QueueUrl=QUEUE, MessageBody='for alpha')\n\
          print(S3.get_object(Bucket=BUCKET, Key='dir/hello world.txt')['Body'].read().decode())",
     );
@@ -126,4 +127,42 @@ async fn each_environment_gets_its_own_bucket_and_queue_deleted_at_teardown() {
         .delete_environment(&b, &DeleteOptions::default())
         .await
         .unwrap();
+}
+
+/// Bucket and queue names come from the moto server, not from a pool's backend: an `s3` (or
+/// `sqs`) backend that stops and starts again while the other type keeps the shared server
+/// up never hands out a name again, so a bucket or queue left behind (a release that failed)
+/// is never reused with its leftovers.
+#[tokio::test]
+async fn successive_backends_on_one_moto_server_never_reuse_a_name() {
+    use rigd::pool::Backend;
+    use rigd::services::infra::Infra;
+    use rigd::services::s3::S3Infra;
+    use rigd::services::sqs::SqsInfra;
+
+    let program = S3Infra::find_native().expect("moto_server on PATH");
+    // sqs keeps the server up while two s3 backends come and go, leaving their buckets.
+    let sqs_keeper = SqsInfra::start_native(program.clone()).await.unwrap();
+    let port = SqsInfra::port(&sqs_keeper);
+    let mut buckets = Vec::new();
+    for _ in 0..2 {
+        let s3 = S3Infra::start_native(program.clone()).await.unwrap();
+        assert_eq!(S3Infra::port(&s3), port, "one shared moto server");
+        buckets.push(s3.new_lease().await.unwrap());
+        s3.stop().await;
+    }
+    assert_ne!(buckets[0], buckets[1], "a bucket name was handed out twice");
+
+    // And the other way round: s3 keeps it up while two sqs backends come and go.
+    let s3_keeper = S3Infra::start_native(program.clone()).await.unwrap();
+    sqs_keeper.stop().await;
+    let mut queues = Vec::new();
+    for _ in 0..2 {
+        let sqs = SqsInfra::start_native(program.clone()).await.unwrap();
+        assert_eq!(SqsInfra::port(&sqs), port, "one shared moto server");
+        queues.push(sqs.new_lease().await.unwrap().url);
+        sqs.stop().await;
+    }
+    s3_keeper.stop().await;
+    assert_ne!(queues[0], queues[1], "a queue name was handed out twice");
 }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub struct MotoServer {
     process: NativeProcess,
     hostport: String,
     port: u16,
+    /// The number in the next [`MotoServer::unique_name`].
+    next_name: AtomicU64,
     // Dropped last: removes the work directory once the server has stopped.
     _dir: WorkDir,
 }
@@ -78,6 +81,7 @@ impl MotoServer {
             process,
             hostport,
             port,
+            next_name: AtomicU64::new(1),
             _dir: dir,
         })
     }
@@ -85,6 +89,14 @@ impl MotoServer {
     /// The server's port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// A bucket or queue name (`rig-<n>`) this server has not handed out before. The count
+    /// lives with the server, not with a pool's backend: the `s3` or `sqs` backend may stop
+    /// and a new one start while the server lives on for the other type, and creating a
+    /// bucket or queue that exists reuses it, leftovers and all.
+    pub fn unique_name(&self) -> String {
+        format!("rig-{}", self.next_name.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Sends a request for `service`, as `access_key`.
@@ -171,7 +183,6 @@ impl SharedMoto {
 
     /// Gives this use back; the last user stops the server.
     pub async fn stop(&self) {
-        use std::sync::atomic::Ordering;
         if self.stopped.swap(true, Ordering::SeqCst) {
             return;
         }

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +19,7 @@ use serde_json::{json, Value};
 use super::infra::{Infra, Pooled};
 use super::moto::{self, SharedMoto};
 use crate::pool::Backend;
-use crate::wire::aws::{encode_key, xml_values, REGION};
+use crate::wire::aws::{xml_values, REGION};
 
 /// The access key id and secret of the published credentials (upstream's MinIO root user).
 pub const CREDENTIAL: &str = "rigadmin";
@@ -45,7 +44,6 @@ impl Infra for S3Infra {
     async fn start_native(program: PathBuf) -> Result<S3Backend, String> {
         Ok(S3Backend {
             moto: SharedMoto::acquire(program).await?,
-            next: AtomicU64::new(1),
         })
     }
 
@@ -67,15 +65,18 @@ impl Infra for S3Infra {
 /// A moto server handing out buckets.
 pub struct S3Backend {
     moto: SharedMoto,
-    next: AtomicU64,
 }
 
 impl S3Backend {
     async fn call(&self, method: Method, path: &str) -> Result<String, String> {
+        self.call_with(method, path, Bytes::new()).await
+    }
+
+    async fn call_with(&self, method: Method, path: &str, body: Bytes) -> Result<String, String> {
         let response = self
             .moto
             .server()
-            .call("s3", CREDENTIAL, method, path, &[], Bytes::new())
+            .call("s3", CREDENTIAL, method, path, &[], body)
             .await?;
         if response.ok() {
             Ok(response.body)
@@ -88,7 +89,8 @@ impl S3Backend {
         }
     }
 
-    /// Deletes every object of `bucket`, then the bucket.
+    /// Deletes every object of `bucket`, a page of up to 1,000 at a time (one
+    /// `DeleteObjects` request per page), then the bucket.
     async fn empty_and_delete(&self, bucket: &str) -> Result<(), String> {
         loop {
             let listing = self
@@ -98,9 +100,16 @@ impl S3Backend {
             if keys.is_empty() {
                 break;
             }
-            for key in keys {
-                self.call(Method::DELETE, &format!("/{bucket}/{}", encode_key(&key)))
-                    .await?;
+            let answer = self
+                .call_with(
+                    Method::POST,
+                    &format!("/{bucket}?delete"),
+                    Bytes::from(delete_objects_body(&keys)),
+                )
+                .await?;
+            // Quiet mode: the answer lists only the keys that could not be deleted.
+            if let Some(message) = xml_values(&answer, "Message").first() {
+                return Err(format!("delete objects: {message}"));
             }
         }
         self.call(Method::DELETE, &format!("/{bucket}"))
@@ -114,7 +123,7 @@ impl Backend for S3Backend {
     type Lease = String;
 
     async fn new_lease(&self) -> Result<String, String> {
-        let bucket = format!("rig-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let bucket = self.moto.server().unique_name();
         self.call(Method::PUT, &format!("/{bucket}"))
             .await
             .map_err(|e| format!("create bucket {bucket}: {e}"))?;
@@ -133,5 +142,45 @@ impl Backend for S3Backend {
 
     fn alive(&self) -> bool {
         self.moto.server().alive()
+    }
+}
+
+/// The body of a quiet `DeleteObjects` request for `keys` (at most 1,000).
+fn delete_objects_body(keys: &[String]) -> String {
+    let mut body = String::from(
+        "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>",
+    );
+    for key in keys {
+        body.push_str("<Object><Key>");
+        body.push_str(&escape_xml(key));
+        body.push_str("</Key></Object>");
+    }
+    body.push_str("</Delete>");
+    body
+}
+
+/// Escapes `text` for an XML element's content.
+fn escape_xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_objects_bodies_escape_keys() {
+        let body = delete_objects_body(&["a&b<c>.txt".into(), "d e".into()]);
+        assert!(body.starts_with("<Delete xmlns="), "{body}");
+        assert!(body.contains("<Quiet>true</Quiet>"), "{body}");
+        assert!(
+            body.ends_with(
+                "<Object><Key>a&amp;b&lt;c&gt;.txt</Key></Object>\
+                 <Object><Key>d e</Key></Object></Delete>"
+            ),
+            "{body}"
+        );
     }
 }

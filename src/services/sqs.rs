@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,7 +45,6 @@ impl Infra for SqsInfra {
     async fn start_native(program: PathBuf) -> Result<SqsBackend, String> {
         Ok(SqsBackend {
             moto: SharedMoto::acquire(program).await?,
-            next: AtomicU64::new(1),
         })
     }
 
@@ -80,7 +78,6 @@ pub struct Queue {
 /// A moto server handing out queues.
 pub struct SqsBackend {
     moto: SharedMoto,
-    next: AtomicU64,
 }
 
 impl SqsBackend {
@@ -118,7 +115,7 @@ impl Backend for SqsBackend {
     type Lease = Queue;
 
     async fn new_lease(&self) -> Result<Queue, String> {
-        let name = format!("rig-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let name = self.moto.server().unique_name();
         let created = self
             .call("CreateQueue", json!({"QueueName": name}))
             .await
