@@ -61,6 +61,16 @@ pub struct ContainerSpec {
     pub service: String,
 }
 
+impl ContainerSpec {
+    /// The bind mounts as the engine takes them, `<host path>:<container path>`.
+    pub fn binds(&self) -> Vec<String> {
+        self.mounts
+            .iter()
+            .map(|m| format!("{}:{}", m.host.display(), m.container))
+            .collect()
+    }
+}
+
 /// How a running container is stopped and who must know about it.
 #[derive(Clone)]
 pub struct StopSettings {
@@ -121,11 +131,7 @@ pub async fn create(docker: &Docker, spec: &ContainerSpec) -> Result<String, Str
             }),
         });
     }
-    let binds = spec
-        .mounts
-        .iter()
-        .map(|m| format!("{}:{}", m.host.display(), m.container))
-        .collect();
+    let binds = spec.binds();
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: spec.cmd.clone(),

@@ -142,11 +142,7 @@ async fn helper(
     args: Vec<String>,
     reaper: Option<&Reaper>,
 ) -> Result<(), String> {
-    let binds = spec
-        .mounts
-        .iter()
-        .map(|m| format!("{}:{}", m.host.display(), m.container))
-        .collect();
+    let binds = spec.binds();
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         entrypoint: Some(vec!["chown".to_string()]),
