@@ -616,14 +616,21 @@ async fn an_environment_ends_soon_after_the_rig_up_that_owns_it_is_killed() {
 async fn an_environment_being_torn_down_is_listed_as_such() {
     use std::process::Command;
 
-    let rigd = Rigd::start_with(&["--stop-grace", "3s"]);
-    // Ignores SIGINT, so its teardown lasts the whole stop grace.
-    let stubborn = sh("trap '' INT; echo started; exec sleep 3600");
+    let rigd = Rigd::start_with(&["--stop-grace", "60s"]);
+    // Told to stop, it waits until the test lets it go, so its teardown lasts until then
+    // however slow the machine is.
+    let go = rigd.scratch().join("go");
+    let stubborn = sh(&format!(
+        "trap 'while [ ! -e {go} ]; do sleep 0.05; done; exit 0' INT; echo started; \
+         while :; do sleep 0.05; done",
+        go = go.display()
+    ));
     let id = rigd
         .create(json!({"name": "slow-stop", "services": {"stubborn": stubborn}}))
         .await;
-    let mut events = rigd.events(&id);
-    events.until(EnvironmentUp).await;
+    let mut events = rigd.events_with_logs(&id);
+    // Its trap is set.
+    events.until_printed("stubborn", "started\n").await;
     let client = rigd.client().clone();
     let delete = {
         let id = id.clone();
@@ -648,6 +655,7 @@ async fn an_environment_being_torn_down_is_listed_as_such() {
     let text = String::from_utf8_lossy(&ps.stdout);
     assert_eq!(text.trim(), format!("slow-stop  {id}  tearing down"));
 
+    std::fs::write(&go, "").unwrap();
     delete.await.expect("join").expect("DELETE");
     let listed = rigd.client().list_environments().await.expect("list");
     assert!(listed.is_empty(), "{listed:?}");
