@@ -10,6 +10,7 @@
 //! rather than once per exchange.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -188,11 +189,16 @@ async fn deliver(
         loop {
             match message {
                 Message::Record(record) => {
+                    // A record that fails to convert (a bug) costs its own event, reported,
+                    // not this edge's observation for the rest of the proxy's life.
                     if let Some(preparation) = record.ready() {
                         preparation.await;
                     }
                     report_dropped(&edge, &*sink, &dropped);
-                    sink.emit(record.into_event(&edge));
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| record.into_event(&edge))) {
+                        Ok(event) => sink.emit(event),
+                        Err(panic) => sink.emit(unconverted(&edge, &*panic)),
+                    }
                 }
                 Message::Barrier(done) => {
                     // What was dropped before the barrier is part of "so far".
@@ -210,6 +216,23 @@ async fn deliver(
         tokio::time::sleep(GATHER).await;
     }
     report_dropped(&edge, &*sink, &dropped);
+}
+
+/// The event for an observation whose conversion panicked with `panic`.
+fn unconverted(edge: &Edge, panic: &(dyn std::any::Any + Send)) -> Event {
+    let why = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic");
+    let mut event = Event::new(EventType::ObservationsDropped);
+    event.dropped = 1;
+    event.message = format!(
+        "a traffic observation on {} → {} ({}) was not recorded: turning it into an event \
+         failed ({why}), a bug in rig's proxy worth reporting; the traffic itself was not affected",
+        edge.source, edge.target, edge.ingress
+    );
+    event
 }
 
 fn report_dropped(edge: &Edge, sink: &dyn TrafficSink, dropped: &AtomicU64) {
@@ -269,6 +292,47 @@ mod tests {
         let events = sink.0.lock().unwrap();
         let messages: Vec<_> = events.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(messages, ["~test a", "~test b"]);
+    }
+
+    /// A record whose conversion panics.
+    struct Broken;
+
+    impl Record for Broken {
+        fn into_event(self: Box<Self>, _edge: &Edge) -> Event {
+            panic!("unexpected frame");
+        }
+    }
+
+    /// A record that fails to convert costs its own event, reported as lost, and the records
+    /// after it are still delivered.
+    #[tokio::test]
+    async fn a_record_that_fails_to_convert_is_reported_and_the_rest_delivered() {
+        let sink = Arc::new(Collect::default());
+        let (observer, task) = Observer::spawn(edge(), sink.clone(), 8);
+        observer.record(Box::new(Note("a")));
+        observer.record(Box::new(Broken));
+        observer.record(Box::new(Note("b")));
+        drop(observer);
+        task.await.unwrap();
+        let events = sink.0.lock().unwrap();
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| (e.event_type.clone(), e.dropped, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (EventType::ConnectionClosed, 0, "~test a"),
+                (
+                    EventType::ObservationsDropped,
+                    1,
+                    "a traffic observation on ~test → api (default) was not recorded: turning \
+                     it into an event failed (unexpected frame), a bug in rig's proxy worth \
+                     reporting; the traffic itself was not affected"
+                ),
+                (EventType::ConnectionClosed, 0, "~test b"),
+            ]
+        );
     }
 
     /// A record whose conversion waits until the test lets it.
