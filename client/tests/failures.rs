@@ -76,19 +76,27 @@ async fn a_failing_hook_fails_the_environment_with_its_error() {
     assert!(text.contains("migration 7 failed: column exists"), "{text}");
 }
 
+/// Brings up `web`, unobserved, under a callback timeout of `callback_timeout`.
+async fn up_with_hooks(
+    name: &str,
+    callback_timeout: Duration,
+    web: rig::Service,
+) -> rig::Result<rig::Environment> {
+    builder(name)
+        .observe(false)
+        .callback_timeout(callback_timeout)
+        .service("web", web)
+        .up()
+        .await
+}
+
 #[tokio::test]
 async fn a_hook_that_outlives_the_callback_timeout_is_failed_by_the_sdk() {
-    let err = builder("sdk-slow-hook")
-        .observe(false)
-        .callback_timeout(Duration::from_millis(200))
-        .service(
-            "web",
-            http_server(".").prestart(|_| async move {
-                std::future::pending::<()>().await;
-                Ok(())
-            }),
-        )
-        .up()
+    let web = http_server(".").prestart(|_| async move {
+        std::future::pending::<()>().await;
+        Ok(())
+    });
+    let err = up_with_hooks("sdk-slow-hook", Duration::from_millis(200), web)
         .await
         .expect_err("the hook never finishes");
     let text = err.to_string();
@@ -101,19 +109,13 @@ async fn a_hook_that_outlives_the_callback_timeout_is_failed_by_the_sdk() {
 /// A service's own hook timeout replaces the callback timeout in the SDK too, both ways.
 #[tokio::test]
 async fn a_hook_timeout_replaces_the_callback_timeout() {
-    let err = builder("sdk-hook-timeout")
-        .observe(false)
-        .callback_timeout(Duration::from_secs(60))
-        .service(
-            "web",
-            http_server(".")
-                .hook_timeout(Duration::from_millis(200))
-                .init(|_| async move {
-                    std::future::pending::<()>().await;
-                    Ok(())
-                }),
-        )
-        .up()
+    let web = http_server(".")
+        .hook_timeout(Duration::from_millis(200))
+        .init(|_| async move {
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+    let err = up_with_hooks("sdk-hook-timeout", Duration::from_secs(60), web)
         .await
         .expect_err("the hook never finishes");
     let text = err.to_string();
@@ -123,20 +125,14 @@ async fn a_hook_timeout_replaces_the_callback_timeout() {
     );
 
     // A hook that takes longer than the callback timeout, but not its own.
-    let env = builder("sdk-long-hook")
-        .observe(false)
-        .callback_timeout(Duration::from_millis(100))
-        .service(
-            "web",
-            http_server(".")
-                .hook_timeout(Duration::from_secs(60))
-                .init(|_| async move {
-                    // The work the hook does: it outlasts the callback timeout.
-                    tokio::time::sleep(Duration::from_millis(400)).await;
-                    Ok(())
-                }),
-        )
-        .up()
+    let web = http_server(".")
+        .hook_timeout(Duration::from_secs(60))
+        .init(|_| async move {
+            // The work the hook does: it outlasts the callback timeout.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            Ok(())
+        });
+    let env = up_with_hooks("sdk-long-hook", Duration::from_millis(100), web)
         .await
         .expect("the hook's own timeout applies");
     env.down().await.expect("down");
