@@ -306,14 +306,7 @@ fn remove_entry(path: &Path, left: &mut Unremoved) -> bool {
         // A directory whose entries stay is not empty: the entries explain why.
         return empty(path, left) && remove_dir(path, left);
     }
-    match std::fs::remove_file(path) {
-        Ok(()) => true,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
-        Err(e) => {
-            left.add(path, e);
-            false
-        }
-    }
+    gone(std::fs::remove_file(path), path, left)
 }
 
 /// Removes everything inside directory `dir`, going on past failures; true when it is empty.
@@ -340,11 +333,17 @@ fn empty(dir: &Path, left: &mut Unremoved) -> bool {
 
 /// Removes the empty directory `dir`; true when it is gone.
 fn remove_dir(dir: &Path, left: &mut Unremoved) -> bool {
-    match std::fs::remove_dir(dir) {
+    gone(std::fs::remove_dir(dir), dir, left)
+}
+
+/// Whether `path` is gone after a removal that ended with `removed` (already gone counts);
+/// a failure is added to `left`.
+fn gone(removed: io::Result<()>, path: &Path, left: &mut Unremoved) -> bool {
+    match removed {
         Ok(()) => true,
         Err(e) if e.kind() == io::ErrorKind::NotFound => true,
         Err(e) => {
-            left.add(dir, e);
+            left.add(path, e);
             false
         }
     }
