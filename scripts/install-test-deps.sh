@@ -26,6 +26,8 @@ command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 # `strip`: kafka_observe puts a copy of its own test binary, without debug info, in an image.
 command -v strip >/dev/null 2>&1 || need_apt+=(binutils)
+# `chattr`: tests make a file rigd cannot remove, even as root (an immutable one).
+command -v chattr >/dev/null 2>&1 || need_apt+=(e2fsprogs)
 # librdkafka for the Kafka proxy tests (rdkafka links it dynamically) and its mock cluster.
 pkg-config --exists rdkafka 2>/dev/null || need_apt+=(librdkafka-dev pkg-config)
 
