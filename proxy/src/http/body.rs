@@ -91,7 +91,8 @@ fn poll_observed(
 
 /// The client's request body on its way to the target.
 pub(crate) struct RequestBody {
-    inner: Incoming,
+    /// `None` for an empty body.
+    inner: Option<Incoming>,
     capture: Capture,
     exchange: Option<Arc<Exchange>>,
 }
@@ -99,15 +100,28 @@ pub(crate) struct RequestBody {
 impl RequestBody {
     /// Wraps the client's body. An empty body is reported finished at once.
     pub(crate) fn new(inner: Incoming, limit: usize, exchange: Arc<Exchange>) -> RequestBody {
-        let mut body = RequestBody {
-            inner,
+        if inner.is_end_stream() {
+            exchange.finish_request(RequestOutcome {
+                body: Capture::new(limit),
+                error: None,
+            });
+            return RequestBody::empty();
+        }
+        RequestBody {
+            inner: Some(inner),
             capture: Capture::new(limit),
             exchange: Some(exchange),
-        };
-        if body.inner.is_end_stream() {
-            body.finish(None);
         }
-        body
+    }
+
+    /// An empty body with nothing to report: what a request without a body is sent again
+    /// with.
+    pub(crate) fn empty() -> RequestBody {
+        RequestBody {
+            inner: None,
+            capture: Capture::new(0),
+            exchange: None,
+        }
     }
 
     fn finish(&mut self, error: Option<String>) {
@@ -129,8 +143,11 @@ impl Body for RequestBody {
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
         let (item, end) = ready!(poll_observed(
-            &mut this.inner,
+            inner,
             &mut this.capture,
             None,
             cx,
@@ -144,11 +161,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), Incoming::size_hint)
     }
 }
 

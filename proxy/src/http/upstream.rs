@@ -16,7 +16,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -100,8 +101,9 @@ impl Upstream {
         connection: &Http1Upstream,
         mut request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, SendError> {
-        // A reused connection may turn out closed by the target; a request it never wrote is
-        // sent once more over a fresh connection.
+        // A reused connection may turn out closed by the target. A request it never wrote is
+        // sent once more over a fresh connection; so is one it wrote as the target closed the
+        // connection, if repeating it is safe.
         let mut reused = true;
         loop {
             let mut sender = match connection.take_ready().await {
@@ -111,14 +113,19 @@ impl Upstream {
                     self.open_http1().await?
                 }
             };
+            let again = if reused { resendable(&request) } else { None };
             let response = sender.try_send_request(request);
             connection.put(sender);
             match response.await {
                 Ok(response) => return Ok(response),
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) if reused => {
+                Err(mut error) => match (error.take_message(), again) {
+                    (Some(unsent), _) if reused => {
                         reused = false;
                         request = unsent;
+                    }
+                    (None, Some(again)) if closed_by_target(error.error()) => {
+                        reused = false;
+                        request = again;
                     }
                     _ => return Err(SendError::Http1(error.into_error())),
                 },
@@ -193,6 +200,52 @@ impl Http1Upstream {
             *slot = Some(sender);
         }
     }
+}
+
+/// A copy of `request` to send again if the target closes the connection before answering
+/// it: only for a request without a body whose method is safe (`GET`, `HEAD`, `OPTIONS`,
+/// `TRACE`) or that carries an `Idempotency-Key` (or `X-Idempotency-Key`), as the raw path
+/// decides (`raw::parse::RequestHead::replayable`). A body has streamed away by then.
+fn resendable(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    let keyed = || {
+        let headers = request.headers();
+        headers.contains_key("idempotency-key") || headers.contains_key("x-idempotency-key")
+    };
+    if !request.body().is_end_stream() || !(safe || keyed()) {
+        return None;
+    }
+    let mut again = Request::new(RequestBody::empty());
+    *again.method_mut() = request.method().clone();
+    *again.uri_mut() = request.uri().clone();
+    *again.version_mut() = request.version();
+    *again.headers_mut() = request.headers().clone();
+    Some(again)
+}
+
+/// Whether `error` says the target closed or reset the connection before answering (and not,
+/// say, that it answered with something unreadable).
+fn closed_by_target(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            return matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Dials `target` within `limit`, with `TCP_NODELAY`.

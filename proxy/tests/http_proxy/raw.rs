@@ -526,6 +526,14 @@ async fn crashing_target() -> (
     (addr, rx)
 }
 
+/// The next request `crashing_target` read; fails the test if none comes.
+async fn next_request(seen: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(crate::support::PATIENCE, seen.recv())
+        .await
+        .expect("the target got the request in time")
+        .expect("the target runs")
+}
+
 /// Reads one request (head and `Content-Length` body) off `stream`; `METHOD /path`, or
 /// `None` at end of file.
 async fn read_answer_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
@@ -578,7 +586,7 @@ async fn a_request_the_target_may_have_acted_on_is_not_sent_twice() {
             .unwrap();
         assert_eq!(read_answer(&mut client, &mut buf, false).await.status, 200);
         assert_eq!(proxy.events.request().await.status_code, 200);
-        assert_eq!(seen.recv().await.unwrap(), "GET /warm");
+        assert_eq!(next_request(&mut seen).await, "GET /warm");
 
         client.write_all(request.as_bytes()).await.unwrap();
         let answer = read_answer(&mut client, &mut buf, false).await;
@@ -589,7 +597,68 @@ async fn a_request_the_target_may_have_acted_on_is_not_sent_twice() {
 
         let line = request.split(" HTTP/1.1").next().unwrap();
         for _ in 0..times {
-            assert_eq!(seen.recv().await.unwrap(), line);
+            assert_eq!(next_request(&mut seen).await, line, "{request}");
+        }
+        assert!(
+            seen.try_recv().is_err(),
+            "{line} reached the target more than {times} time(s)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn on_the_hyper_path_only_bodiless_requests_safe_to_repeat_are_sent_twice() {
+    let (target, mut seen) = crashing_target().await;
+    let mut proxy = Proxy::start(target).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    // `Keep-Alive` is hop-by-hop: it sends the connection down the hyper path, which keeps an
+    // upstream connection of its own for the client connection.
+    let cases = [
+        // (request, times the target gets it)
+        ("POST /orders", "Content-Length: 2\r\n\r\nhi", 1),
+        ("DELETE /orders/1", "\r\n", 1),
+        ("GET /report", "\r\n", 2),
+        ("HEAD /report", "\r\n", 2),
+        (
+            "POST /payments",
+            "Idempotency-Key: k1\r\nContent-Length: 0\r\n\r\n",
+            2,
+        ),
+        // Its body has streamed to the target: there is nothing left to send again.
+        (
+            "POST /payments",
+            "Idempotency-Key: k2\r\nContent-Length: 2\r\n\r\nhi",
+            1,
+        ),
+    ];
+    for (line, rest, times) in cases {
+        // Opens the upstream connection the next request reuses.
+        client
+            .write_all(b"GET /warm HTTP/1.1\r\nHost: api\r\nKeep-Alive: timeout=5\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_answer(&mut client, &mut buf, false).await.status, 200);
+        assert_eq!(proxy.events.request().await.status_code, 200);
+        assert_eq!(next_request(&mut seen).await, "GET /warm");
+
+        let request = format!("{line} HTTP/1.1\r\nHost: api\r\nKeep-Alive: timeout=5\r\n{rest}");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let status = if line.starts_with("HEAD") {
+            take_head(&mut client, &mut buf).await[9..12].to_string()
+        } else {
+            read_answer(&mut client, &mut buf, false)
+                .await
+                .status
+                .to_string()
+        };
+        assert_eq!(status, "502", "{request}");
+        let r = proxy.events.request().await;
+        assert_eq!(r.status_code, 502);
+        assert!(r.error.contains("closed the connection"), "{}", r.error);
+
+        for _ in 0..times {
+            assert_eq!(next_request(&mut seen).await, line, "{request}");
         }
         assert!(
             seen.try_recv().is_err(),
