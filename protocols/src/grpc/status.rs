@@ -144,11 +144,17 @@ pub fn status_of_reset(code: u32) -> u32 {
 ///
 /// `grpc-timeout` is the time the client had left when it sent the request, so the deadline
 /// passes about `timeout` after the request's arrival. The client's clock starts earlier,
-/// though: before it sends the request, which on a loaded machine can wait several
-/// milliseconds for the CPU before it reaches the proxy. 5% of the timeout (at least 10 ms)
-/// of slack covers that and the request's and the reset's different trips to the proxy.
+/// though: before it sends the request, which on a loaded machine (a CI runner building
+/// while tests run) can wait tens of milliseconds for the CPU before it reaches the proxy.
+/// The slack covers that and the request's and the reset's different trips to the proxy:
+/// 10% of the timeout, at least 50 ms, but at most half the timeout, so that a call given
+/// up early is still `CANCELLED`.
 pub fn reset_status(code: u32, timeout: Option<Duration>, elapsed: Duration) -> u32 {
-    let slack = |timeout: Duration| (timeout / 20).max(Duration::from_millis(10));
+    let slack = |timeout: Duration| {
+        (timeout / 10)
+            .max(Duration::from_millis(50))
+            .min(timeout / 2)
+    };
     match timeout {
         Some(timeout) if code == 0x8 && elapsed + slack(timeout) >= timeout => 4,
         _ => status_of_reset(code),
@@ -230,14 +236,17 @@ mod tests {
         let ms = Duration::from_millis;
         const CANCEL: u32 = 0x8;
         assert_eq!(reset_status(CANCEL, None, ms(5000)), 1);
-        assert_eq!(reset_status(CANCEL, Some(ms(100)), ms(50)), 1);
+        assert_eq!(reset_status(CANCEL, Some(ms(300)), ms(200)), 1);
         // At the deadline (less the slack for the two trips) and after it.
-        assert_eq!(reset_status(CANCEL, Some(ms(100)), ms(99)), 4);
-        assert_eq!(reset_status(CANCEL, Some(ms(100)), ms(150)), 4);
-        assert_eq!(reset_status(CANCEL, Some(ms(100)), ms(90)), 4);
-        assert_eq!(reset_status(CANCEL, Some(ms(100)), ms(89)), 1);
-        assert_eq!(reset_status(CANCEL, Some(ms(10_000)), ms(9_600)), 4);
-        assert_eq!(reset_status(CANCEL, Some(ms(10_000)), ms(9_400)), 1);
+        assert_eq!(reset_status(CANCEL, Some(ms(300)), ms(299)), 4);
+        assert_eq!(reset_status(CANCEL, Some(ms(300)), ms(450)), 4);
+        assert_eq!(reset_status(CANCEL, Some(ms(300)), ms(250)), 4);
+        assert_eq!(reset_status(CANCEL, Some(ms(300)), ms(249)), 1);
+        assert_eq!(reset_status(CANCEL, Some(ms(10_000)), ms(9_000)), 4);
+        assert_eq!(reset_status(CANCEL, Some(ms(10_000)), ms(8_999)), 1);
+        // Short deadlines: half of it at most.
+        assert_eq!(reset_status(CANCEL, Some(ms(40)), ms(20)), 4);
+        assert_eq!(reset_status(CANCEL, Some(ms(40)), ms(19)), 1);
         // Other codes keep gRPC's mapping, deadline or not.
         assert_eq!(reset_status(0x7, Some(ms(1)), ms(5)), 14);
         assert_eq!(reset_status(0xb, None, ms(5)), 8);
