@@ -96,6 +96,72 @@ async fn clients_of_a_database_are_disconnected_at_teardown_before_the_flush() {
     assert_eq!(redis_cli(endpoint, &["DBSIZE"]), "0");
 }
 
+/// An app still in its stop grace when its environment is torn down can use its database
+/// until it has stopped, and what it writes then is flushed with the rest: the database is
+/// released only once the services reaching it have stopped. (Released at once, the app's
+/// first new connection after the flush writes into the database the next environment gets.)
+#[tokio::test]
+async fn the_database_is_flushed_only_after_the_apps_using_it_have_stopped() {
+    let rigd = Rigd::start();
+    // On SIGINT the app waits (at most a second) for its database to be flushed, as an app
+    // finishing its work would take a while, then writes once more and exits.
+    let app = rigd.script(
+        "app.sh",
+        "url=\"$CACHE_REDIS_URL\"\n\
+         redis-cli -u \"$url\" SET marker 1 > /dev/null\n\
+         trap 'for i in $(seq 50); do \
+                 [ \"$(redis-cli -u \"$url\" EXISTS marker)\" = 0 ] && break; sleep 0.02; \
+               done; \
+               redis-cli -u \"$url\" SET late 1 > \"$0.late\"; exit 0' INT\n\
+         while :; do sleep 0.05; done\n",
+    );
+    let (id, up) = rigd
+        .up(json!({
+            "name": "redis-grace",
+            "observe": false,
+            "services": {
+                "cache": redis(),
+                "app": {
+                    "type": "process",
+                    "config": {"command": "sh"},
+                    "args": [app.clone()],
+                    "egresses": {"cache": {"service": "cache"}}
+                }
+            }
+        }))
+        .await;
+    let endpoint = &up.ingresses["cache"]["default"];
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while redis_cli(endpoint, &["EXISTS", "marker"]) != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let mut events = rigd.events(&id);
+    events.until(EventType::EnvironmentUp).await;
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .unwrap();
+    let late = std::fs::read_to_string(format!("{app}.late")).unwrap();
+    assert_eq!(late.trim(), "OK", "the app's write in its stop grace");
+    assert_eq!(
+        redis_cli(endpoint, &["DBSIZE"]),
+        "0",
+        "the database the next environment gets holds the app's late key"
+    );
+    events.until(EventType::EnvironmentDown).await;
+    assert!(
+        events.position(EventType::ServiceStopped, "app")
+            < events.position(EventType::ServiceStopped, "cache"),
+        "{}",
+        support::describe(events.seen())
+    );
+}
+
 #[tokio::test]
 async fn a_service_reaches_redis_through_the_observing_proxy() {
     let rigd = Rigd::start();

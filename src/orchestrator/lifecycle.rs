@@ -21,7 +21,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rig_types::{CallbackKind, Endpoint, Event, EventType, GoDuration, HookSpec, Service};
+use rig_types::{
+    CallbackKind, Endpoint, Environment, Event, EventType, GoDuration, HookSpec, Service,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::callback::CallbackDispatcher;
@@ -102,6 +104,9 @@ enum Ended {
 /// the service failed on its own (not when it was told to stop).
 pub(super) async fn run_service(task: ServiceTask) -> Result<(), String> {
     let ended = steps(&task).await;
+    if task.service_type.release_after_dependents() && task.cancel().is_cancelled() {
+        wait_for_dependents(&task).await;
+    }
     // Whatever happened, give back what `prepare` acquired (a pooled backend's lease).
     task.service_type.release(&task.service_ref()).await;
     let result = match ended {
@@ -119,6 +124,42 @@ pub(super) async fn run_service(task: ServiceTask) -> Result<(), String> {
     };
     task.emit(EventType::ServiceStopped);
     result
+}
+
+/// Waits until every service that reaches `task`'s (see [`dependents`]) has published
+/// `service.stopped`, within the time a stopping service gets.
+async fn wait_for_dependents(task: &ServiceTask) {
+    let waiting = dependents(task.instance.spec(), &task.name);
+    if waiting.is_empty() {
+        return;
+    }
+    let log = task.instance.log();
+    let all_stopped = async {
+        for service in waiting {
+            log.wait_for(move |e| {
+                e.event_type == EventType::ServiceStopped && e.service == service
+            })
+            .await;
+        }
+    };
+    let _ = tokio::time::timeout(task.settings.shutdown_wait(), all_stopped).await;
+}
+
+/// The services of `env` that reach `service` through their egresses, directly or through
+/// other services (an app through the proxy in front of a database).
+fn dependents(env: &Environment, service: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut frontier = vec![service.to_string()];
+    while let Some(target) = frontier.pop() {
+        for (name, spec) in &env.services {
+            let reaches = spec.egresses.values().any(|e| e.service == target);
+            if reaches && name != service && !found.contains(name) {
+                found.push(name.clone());
+                frontier.push(name.clone());
+            }
+        }
+    }
+    found
 }
 
 fn emit_failed(task: &ServiceTask, error: &str) {

@@ -202,6 +202,10 @@ impl<K: Infra> ServiceType for Pooled<K> {
         Box::pin(async move { leases.release(&service).await })
     }
 
+    fn release_after_dependents(&self) -> bool {
+        true
+    }
+
     fn publish(
         &self,
         ctx: &mut PublishContext<'_>,

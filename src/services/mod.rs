@@ -256,6 +256,16 @@ pub trait ServiceType: Send + Sync + 'static {
         Box::pin(async {})
     }
 
+    /// Whether, when the environment stops, [`ServiceType::release`] waits until the
+    /// services that reach this one (through their egresses, directly or by way of other
+    /// services such as proxies) have stopped. True for types whose release wipes what
+    /// clients see (a pooled database dropped, a Redis database flushed): an app still in
+    /// its stop grace would otherwise lose its connections, or write into a database
+    /// already handed back.
+    fn release_after_dependents(&self) -> bool {
+        false
+    }
+
     /// The endpoints of the service's ingresses. The default publishes
     /// `127.0.0.1:<allocated port>` with the spec's protocol and attributes unchanged.
     fn publish(
