@@ -39,7 +39,8 @@ pub struct Instance {
     dirs: Arc<DirPool>,
     cancel: CancellationToken,
     services_cancel: CancellationToken,
-    client_failure: Mutex<Option<(String, String)>>,
+    /// The first service failure, recorded when it happens (see [`Instance::record_failure`]).
+    first_failure: Mutex<Option<(String, String)>>,
     callback_counter: AtomicU64,
     done: watch::Receiver<bool>,
     preserve: AtomicBool,
@@ -69,7 +70,7 @@ impl Instance {
             dirs,
             services_cancel: cancel.child_token(),
             cancel,
-            client_failure: Mutex::new(None),
+            first_failure: Mutex::new(None),
             callback_counter: AtomicU64::new(0),
             done,
             preserve: AtomicBool::new(false),
@@ -169,22 +170,28 @@ impl Instance {
         self.callback_counter.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// The first failure reported by the client (`service.error`), if any.
-    pub(super) fn client_failure(&self) -> Option<(String, String)> {
-        self.client_failure.lock().clone()
+    /// The first failure recorded (by a service or the client), if any.
+    pub(super) fn first_failure(&self) -> Option<(String, String)> {
+        self.first_failure.lock().clone()
+    }
+
+    /// Records that `service` failed (unless another failure came first) and stops every
+    /// service at once, without waiting for the failed one to wind down.
+    pub(super) fn record_failure(&self, service: &str, error: &str) {
+        {
+            let mut first = self.first_failure.lock();
+            if first.is_none() {
+                *first = Some((service.to_string(), error.to_string()));
+            }
+        }
+        self.services_cancel.cancel();
     }
 
     /// Records a failure reported by the client (`service.error`): publishes `service.failed`
     /// and fails the environment like any service failure (upstream only records the event).
     pub fn fail_service(&self, service: &str, error: &str) {
         self.emit(Event::for_service(EventType::ServiceFailed, service).with_error(error));
-        {
-            let mut first = self.client_failure.lock();
-            if first.is_none() {
-                *first = Some((service.to_string(), error.to_string()));
-            }
-        }
-        self.services_cancel.cancel();
+        self.record_failure(service, error);
     }
 
     /// True once the runner has finished and `environment.down` is in the log.

@@ -8,10 +8,14 @@
 //! 5. concurrently with the runner: readiness checks (`health.check_failed` per failed
 //!    probe), `service.healthy`, init hooks (`service.init`), `service.ready`, and for the
 //!    injected `~test` node `environment.up`;
-//! 6. whatever happened: the type releases what it prepared, `service.stopping` (when told
-//!    to stop) or `service.failed`, then always `service.stopped`. A failed readiness check or
-//!    init hook publishes `service.failed` before the runner is stopped (upstream: after), so
-//!    the output the stop provokes follows it.
+//! 6. whatever happened: `service.stopping` (when told to stop) or `service.failed`, the
+//!    type releases what it prepared, then always `service.stopped`. A failed readiness
+//!    check or init hook publishes `service.failed` before the runner is stopped (upstream:
+//!    after), so the output the stop provokes follows it.
+//!
+//! A service that fails records its failure on the instance and stops every other service at
+//! once (`Instance::record_failure`), before it waits for its own runner or gives back what
+//! it prepared: the others start nothing more, and the environment names this failure.
 //!
 //! The runner exiting for any reason before the service is told to stop is a failure, even
 //! with status 0: services run until the environment is torn down.
@@ -103,7 +107,14 @@ enum Ended {
 /// Runs the service's lifecycle and publishes its terminal events. Returns the failure, if
 /// the service failed on its own (not when it was told to stop).
 pub(super) async fn run_service(task: ServiceTask) -> Result<(), String> {
-    let ended = steps(&task).await;
+    let ended = match steps(&task).await {
+        // The other services stop now, not once this one has given back what it holds.
+        Ended::Failed(err) => {
+            fail(&task, &err);
+            Ended::FailedReported(err)
+        }
+        ended => ended,
+    };
     if task.service_type.release_after_dependents() && task.cancel().is_cancelled() {
         wait_for_dependents(&task).await;
     }
@@ -115,12 +126,7 @@ pub(super) async fn run_service(task: ServiceTask) -> Result<(), String> {
             task.emit(EventType::ServiceStopping);
             Ok(())
         }
-        Ended::StopTimedOut(err) => Err(err),
-        Ended::Failed(err) => {
-            emit_failed(&task, &err);
-            Err(err)
-        }
-        Ended::FailedReported(err) => Err(err),
+        Ended::StopTimedOut(err) | Ended::Failed(err) | Ended::FailedReported(err) => Err(err),
     };
     task.emit(EventType::ServiceStopped);
     result
@@ -162,9 +168,11 @@ fn dependents(env: &Environment, service: &str) -> Vec<String> {
     found
 }
 
-fn emit_failed(task: &ServiceTask, error: &str) {
+/// Publishes `service.failed`, records the failure on the instance and stops every service.
+fn fail(task: &ServiceTask, error: &str) {
     task.instance
         .emit(Event::for_service(EventType::ServiceFailed, &task.name).with_error(error));
+    task.instance.record_failure(&task.name, error);
 }
 
 /// Runs `fut` unless the service is told to stop first.
@@ -405,7 +413,7 @@ async fn run_group(task: &ServiceTask, started: Started) -> Ended {
         Err(err) = &mut lifecycle => {
             // Published before the runner is stopped, so what the service writes as it stops
             // (a traceback of the SIGINT, say) comes after it and is not taken to explain it.
-            emit_failed(task, &err);
+            fail(task, &err);
             run_cancel.cancel();
             let _ = tokio::time::timeout(shutdown, &mut runner).await;
             Ended::FailedReported(err)

@@ -197,8 +197,10 @@ async fn run_services(instance: &Arc<Instance>, deps: &RunDeps, artifacts: Arc<O
     let _ = watchdog.await;
 
     if !instance.teardown_token().is_cancelled() {
-        // A failure the client reported cancelled the services, so it came first.
-        if let Some((service, err)) = instance.client_failure().or(first_failure) {
+        // A failure recorded as it happened (by a service or the client) cancelled the
+        // services, so it came first; the joins only catch what records nothing (a service
+        // that would not stop, a task that panicked).
+        if let Some((service, err)) = instance.first_failure().or(first_failure) {
             let mut event = Event::new(EventType::EnvironmentFailing);
             event.error = if service.is_empty() {
                 err

@@ -418,6 +418,106 @@ async fn output_caused_by_stopping_a_service_that_was_not_ready_is_not_its_last_
 }
 
 /// A config of the wrong shape is named as the spec writes it, not by its Rust type.
+/// A service that ignores SIGINT and never listens on its ingress, so it fails its readiness
+/// check after a second and takes the whole stop grace to die.
+fn stubborn_and_never_ready() -> serde_json::Value {
+    let mut bad = sh("trap '' INT; while :; do sleep 0.05; done");
+    bad["ingresses"] = json!({"default": {"protocol": "tcp", "ready": {"timeout": "1s"}}});
+    bad
+}
+
+fn position(events: &[Arc<Event>], what: &str, f: impl Fn(&Event) -> bool) -> usize {
+    events
+        .iter()
+        .position(|e| f(e))
+        .unwrap_or_else(|| panic!("no {what}: {:#?}", events))
+}
+
+/// A readiness failure stops the other services at once, not only after the failed service's
+/// own process (which ignores SIGINT) has been killed at the end of its stop grace.
+#[tokio::test]
+async fn a_readiness_failure_stops_the_others_before_the_failed_service_is_gone() {
+    let dir = tempdir();
+    let orch = orchestrator_with(
+        dir.path(),
+        Settings {
+            stop_grace: Duration::from_secs(5),
+            ..Settings::default()
+        },
+    );
+    let inst = orch
+        .create(spec(json!({"name": "not-ready", "services": {
+            "bad": stubborn_and_never_ready(), "other": sh("exec sleep 60")
+        }})))
+        .unwrap();
+    wait_for(&inst, EventType::EnvironmentDown).await;
+    let events = inst.log().events();
+    let other_stopping = position(&events, "service.stopping of other", |e| {
+        e.event_type == EventType::ServiceStopping && e.service == "other"
+    });
+    let bad_killed = position(&events, "the remark that bad was killed", |e| {
+        e.service == "bad"
+            && e.log
+                .as_ref()
+                .is_some_and(|l| l.stream.is_rig() && l.data.contains("killed (SIGKILL)"))
+    });
+    let bad_stopped = position(&events, "service.stopped of bad", |e| {
+        e.event_type == EventType::ServiceStopped && e.service == "bad"
+    });
+    assert!(
+        other_stopping < bad_killed && other_stopping < bad_stopped,
+        "other is told to stop before bad is killed: {:#?}",
+        types(&inst)
+    );
+    let failing = wait_for(&inst, EventType::EnvironmentFailing).await;
+    assert_eq!(failing.service, "bad");
+    assert!(
+        failing
+            .error
+            .starts_with("service \"bad\": ingress \"default\": readiness"),
+        "{}",
+        failing.error
+    );
+    inst.teardown(TeardownOptions::default()).await;
+}
+
+/// Once a service has failed, no other service runs its init hooks: the client is not called
+/// back for an environment that is already failing.
+#[tokio::test]
+async fn no_init_hook_is_called_after_a_service_failed() {
+    let dir = tempdir();
+    let orch = orchestrator_with(
+        dir.path(),
+        Settings {
+            stop_grace: Duration::from_secs(5),
+            ..Settings::default()
+        },
+    );
+    // Comes up only once the test says so (after bad failed), then asks the client to seed it.
+    let mut late = sh("while [ ! -e \"$RIG_ENV_DIR/go\" ]; do sleep 0.05; done; \
+         exec python3 -m http.server --bind 127.0.0.1 \"$PORT\"");
+    late["ingresses"] = json!({"default": {"protocol": "tcp"}});
+    late["hooks"] = json!({"init": [{"type": "client_func", "client_func": {"name": "seed"}}]});
+    let inst = orch
+        .create(spec(json!({"name": "no-late-hooks", "services": {
+            "bad": stubborn_and_never_ready(), "late": late
+        }})))
+        .unwrap();
+    let failed = wait_for(&inst, EventType::ServiceFailed).await;
+    assert_eq!(failed.service, "bad");
+    std::fs::write(inst.env_dir().join("go"), "").unwrap();
+    wait_for(&inst, EventType::EnvironmentDown).await;
+    let called: Vec<_> = inst
+        .log()
+        .lifecycle_events()
+        .iter()
+        .filter(|e| e.event_type == EventType::CallbackRequest && e.seq > failed.seq)
+        .map(|e| e.service.clone())
+        .collect();
+    assert!(called.is_empty(), "callbacks after bad failed: {called:?}");
+    inst.teardown(TeardownOptions::default()).await;
+}
+
 #[tokio::test]
 async fn a_process_config_that_is_not_an_object_shows_the_expected_shape() {
     let dir = tempdir();
