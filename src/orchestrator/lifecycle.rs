@@ -253,6 +253,10 @@ async fn steps_until_start(task: &ServiceTask) -> Result<Started, Ended> {
 
     // Not before every process forked while the ports were open has let go of them.
     fence.passed().await;
+    // Told to stop while it waited: start nothing. (Nothing awaits from here to the runner.)
+    if task.cancel().is_cancelled() {
+        return Err(Ended::CancelledEarly);
+    }
     task.emit(EventType::ServiceStarting);
     let env =
         build_service_env(&input).map_err(|e| Ended::Failed(format!("build service env: {e}")))?;

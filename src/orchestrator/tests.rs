@@ -481,6 +481,36 @@ async fn a_readiness_failure_stops_the_others_before_the_failed_service_is_gone(
     inst.teardown(TeardownOptions::default()).await;
 }
 
+/// A service told to stop just before it would start (here, while it waits for a fork that
+/// might hold its ports) is not started.
+#[tokio::test]
+async fn a_service_told_to_stop_before_it_starts_is_not_started() {
+    let dir = tempdir();
+    let orch = orchestrator(dir.path());
+    // A fork in flight when the service's ports are closed holds the service back.
+    let fork = crate::ports::forking();
+    let mut app = sh("touch \"$RIG_TEMP_DIR/ran\"; exec sleep 60");
+    app["ingresses"] = json!({"default": {"protocol": "tcp"}});
+    let inst = orch
+        .create(spec(json!({"name": "too-late", "services": {"app": app}})))
+        .unwrap();
+    wait_for(&inst, EventType::IngressPublished).await;
+    inst.services_token().cancel();
+    drop(fork);
+    wait_for(&inst, EventType::EnvironmentDown).await;
+    let app_events = service_types(&inst, "app");
+    assert!(
+        !app_events.contains(&EventType::ServiceStarting),
+        "{app_events:?}"
+    );
+    assert!(
+        app_events.contains(&EventType::ServiceStopping),
+        "{app_events:?}"
+    );
+    assert!(!inst.env_dir().join("app/ran").exists(), "the process ran");
+    inst.teardown(TeardownOptions::default()).await;
+}
+
 /// Once a service has failed, no other service runs its init hooks: the client is not called
 /// back for an environment that is already failing.
 #[tokio::test]
