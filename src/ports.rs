@@ -13,7 +13,7 @@
 //! **open** listeners: a proxy keeps its listener (no window in which another process can take
 //! the port), a service closes it and binds the port itself. Ports stay tracked for their
 //! instance until [`PortAllocator::release`], so the same rigd never hands a port out twice,
-//! even after its listener was closed, and other rigds of the same user skip it too (see
+//! even after its listener was closed, and other rigds on the machine skip it too (see
 //! [`reservations`]).
 
 mod forks;
@@ -328,21 +328,23 @@ mod tests {
         PortAllocator::with_candidates(Candidates::List(ports), 7)
     }
 
-    /// Two rigds (allocators reserving in the same directory): a port one of them handed to a
-    /// service, which has not bound it yet, is not the other's to take; once its environment
-    /// ends, it is.
+    /// Two rigds, started with different `TMPDIR`s: a port one of them handed to a service,
+    /// which has not bound it yet, is not the other's to take; once its environment ends, it
+    /// is.
     #[test]
     fn another_rigd_does_not_take_a_port_waiting_for_its_service() {
-        let dir = tempfile::tempdir().unwrap();
+        let (temp_a, temp_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // Outside the candidate range of every rigd on the machine, whose reservations these
+        // share.
         let port = free_port();
-        let rigd = |seed| {
+        let rigd = |seed, temp: &tempfile::TempDir| {
             PortAllocator::with_reservations(
                 Candidates::List(vec![port]),
                 seed,
-                Reservations::in_dir(dir.path().to_path_buf()),
+                Reservations::shared_with_temp(temp.path()),
             )
         };
-        let (a, b) = (rigd(1), rigd(2));
+        let (a, b) = (rigd(1, &temp_a), rigd(2, &temp_b));
         // The listener is closed at once: the port is free for the service to bind.
         assert_eq!(port_of(&a.allocate("env-a", 1).unwrap()[0]), port);
         assert_eq!(

@@ -8,7 +8,7 @@
 //! the other rigd's proxy.
 //!
 //! So each allocated port is also reserved: its file in a directory every user shares
-//! (`$TMPDIR/rig-ports/<port>`, world-writable with the sticky bit, as `/tmp` is) is `flock`ed
+//! (`/tmp/rig-ports/<port>`, world-writable with the sticky bit, as `/tmp` is) is `flock`ed
 //! by the rigd that holds the port, until its environment ends. A port whose file another
 //! process has locked is skipped. The kernel drops a process's locks when it exits, however it
 //! exits, so nothing goes stale. The files are empty and never removed (removing a lock file
@@ -20,8 +20,12 @@
 //! followed and anything but a regular file (a FIFO would block the open) is passed over;
 //! such a port, like one whose file cannot be opened, is used without coordination. Where the
 //! shared directory cannot be used (another user made it without write access for all, say),
-//! a private one, `$TMPDIR/rig-ports-<uid>`, coordinates this user's rigds; without either,
+//! a private one, `/tmp/rig-ports-<uid>`, coordinates this user's rigds; without either,
 //! ports are only unique per rigd.
+//!
+//! The directories are under `/tmp` whatever `TMPDIR` says: rigds started with different
+//! ones (by Bazel, CI runners, or an SDK test that passes its own environment on) must still
+//! find each other's reservations. Only where `/tmp` cannot hold them is `TMPDIR` used.
 
 use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io;
@@ -34,6 +38,9 @@ const SHARED_DIR_MODE: u32 = 0o1777;
 
 /// The mode of a port file: readable by every user, so every user's rigd can lock it.
 const PORT_FILE_MODE: u32 = 0o644;
+
+/// The temporary directory every process on the machine shares, whatever its `TMPDIR`.
+const MACHINE_TEMP: &str = "/tmp";
 
 /// Where rigds reserve ports.
 #[derive(Debug)]
@@ -50,14 +57,27 @@ pub(super) struct Reservation {
 impl Reservations {
     /// The directory shared by every rigd on the machine, or failing that by this user's.
     pub(super) fn shared() -> Reservations {
-        let temp = std::env::temp_dir();
-        let shared = Reservations::shared_in(temp.join("rig-ports"));
-        if shared.dir.is_some() {
-            return shared;
-        }
+        Reservations::shared_with_temp(&std::env::temp_dir())
+    }
+
+    /// [`Reservations::shared`] for a process whose temporary directory is `temp`: under
+    /// [`MACHINE_TEMP`] whatever `temp` is, and under `temp` only when that fails.
+    pub(super) fn shared_with_temp(temp: &Path) -> Reservations {
         // SAFETY: getuid(2) cannot fail and has no memory-safety preconditions.
         let uid = unsafe { libc::getuid() };
-        Reservations::in_dir(temp.join(format!("rig-ports-{uid}")))
+        let machine = Path::new(MACHINE_TEMP);
+        let bases = std::iter::once(machine).chain((temp != machine).then_some(temp));
+        for base in bases {
+            let shared = Reservations::shared_in(base.join("rig-ports"));
+            if shared.dir.is_some() {
+                return shared;
+            }
+            let private = Reservations::in_dir(base.join(format!("rig-ports-{uid}")));
+            if private.dir.is_some() {
+                return private;
+            }
+        }
+        Reservations { dir: None }
     }
 
     /// Reservations in `dir`, shared with every user: created world-writable and sticky if
