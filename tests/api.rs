@@ -208,6 +208,42 @@ async fn hooks_a_type_cannot_run_are_422_at_creation() {
     assert!(rigd.list().await.is_empty(), "nothing was created");
 }
 
+/// POSTs `spec` and returns the validation errors of the 422 it must get.
+async fn validation_errors(rigd: &Rigd, spec: &Value) -> Value {
+    let response = rigd
+        .request(
+            "POST",
+            "/environments",
+            &[],
+            Some(spec.to_string().as_bytes()),
+        )
+        .await;
+    assert_eq!(response.status, 422, "{}", response.text());
+    response.json()["validation_errors"].clone()
+}
+
+/// A spec that brings its own `~test` node (as rigd generates it, plus an ingress) and calls
+/// it is refused: rigd's `~test` depends on every service, so the environment would wait for
+/// itself until its ttl.
+#[tokio::test]
+async fn an_egress_to_the_test_node_is_422() {
+    let rigd = Rigd::start();
+    let spec = json!({"name": "x", "services": {
+        "~test": {"type": "test", "injected": true, "ingresses": {"default": {"protocol": "tcp"}}},
+        "a": {"type": "process", "config": {"command": "sleep"}, "args": ["60"],
+              "ingresses": {"default": {"protocol": "tcp"}},
+              "egresses": {"t": {"service": "~test"}}}
+    }});
+    assert_eq!(
+        validation_errors(&rigd, &spec).await,
+        json!([
+            "service \"a\", egress \"t\": references \"~test\", which stands for the \
+                test itself and serves nothing (it depends on every service); remove the egress"
+        ])
+    );
+    assert!(rigd.list().await.is_empty(), "nothing was created");
+}
+
 #[tokio::test]
 async fn unknown_ids_are_404_on_every_environment_route() {
     let rigd = Rigd::start();

@@ -23,7 +23,10 @@
 //!   which silently turns a real service into a virtual one (no `~test` edge, hidden from
 //!   listings). A node that is exactly what rigd generates (`~test` of type `test`, or a
 //!   `proxy` whose name contains `~proxy~`) passes, and is exempt from the `~` rules, so a
-//!   transformed spec still validates.
+//!   transformed spec still validates;
+//! * no egress may name `~test`: it stands for the test, which serves nothing (rigd replaces
+//!   a `~test` node a spec brings with its own, which depends on every service, so such an
+//!   egress would be a cycle that holds the environment until its ttl).
 
 use rig_types::{Environment, GoDuration, Service};
 
@@ -376,6 +379,12 @@ fn egress_target_problem(
     let tq = go_quote(target_name);
     if target_name == source {
         return Some("cannot reference itself".to_string());
+    }
+    if target_name == TEST_NODE {
+        return Some(format!(
+            "references {tq}, which stands for the test itself and serves nothing (it depends \
+             on every service); remove the egress"
+        ));
     }
     let Some(target) = env.services.get(target_name) else {
         if target_name.is_empty() {
