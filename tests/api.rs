@@ -244,6 +244,42 @@ async fn an_egress_to_the_test_node_is_422() {
     assert!(rigd.list().await.is_empty(), "nothing was created");
 }
 
+/// Hooks that name no client function, and client services that name no start handler, are
+/// refused when the environment is created, not when they would run.
+#[tokio::test]
+async fn client_functions_that_name_nothing_are_422_at_creation() {
+    let rigd = Rigd::start();
+    let sleeper = |hooks: Value| {
+        json!({"type": "process", "config": {"command": "sleep"}, "args": ["60"],
+               "hooks": hooks})
+    };
+    for (service, expected) in [
+        (
+            sleeper(json!({"init": [{"type": "client_func"}]})),
+            "service \"app\": hooks.init[0]: a client_func hook needs \"client_func\": \
+             {\"name\": \"<the function the SDK registered>\"}",
+        ),
+        (
+            sleeper(json!({"prestart": [{"type": "client_func", "client_func": {"name": ""}}]})),
+            "service \"app\": hooks.prestart[0]: client_func.name is empty; name the function \
+             the SDK registered",
+        ),
+        (
+            json!({"type": "client", "config": {}}),
+            "service \"app\": client service needs config.start_handler: the name of the \
+             function the SDK registered",
+        ),
+    ] {
+        let spec = json!({"name": "funcs", "services": {"app": service}});
+        assert_eq!(
+            validation_errors(&rigd, &spec).await,
+            json!([expected]),
+            "{spec}"
+        );
+    }
+    assert!(rigd.list().await.is_empty(), "nothing was created");
+}
+
 #[tokio::test]
 async fn unknown_ids_are_404_on_every_environment_route() {
     let rigd = Rigd::start();

@@ -6,7 +6,8 @@
 use rig_types::CallbackKind;
 use serde::Deserialize;
 
-use super::{RunContext, RunFuture, ServiceError, ServiceType};
+use super::{ArtifactRequest, RunContext, RunFuture, ServiceError, ServiceType};
+use crate::artifacts::Artifact;
 
 /// The `client` service type.
 pub struct Client;
@@ -22,19 +23,32 @@ pub(crate) fn config_fields() -> &'static [&'static str] {
     super::config::struct_fields::<ClientConfig>()
 }
 
+/// The service's config, which must name its start handler.
+fn decode(config: Option<&serde_json::Value>) -> Result<ClientConfig, ServiceError> {
+    let config: ClientConfig = super::config::decode(
+        config,
+        "client config",
+        r#"{"start_handler": "<the function the SDK registered>"}"#,
+    )?;
+    if config.start_handler.is_empty() {
+        return Err(ServiceError::new(
+            "client service needs config.start_handler: the name of the function the SDK registered",
+        ));
+    }
+    Ok(config)
+}
+
 impl ServiceType for Client {
+    /// Needs nothing built, but checks the config when the environment is created: a client
+    /// service that names no start handler could never start.
+    fn artifacts(&self, req: &ArtifactRequest<'_>) -> Result<Vec<Artifact>, ServiceError> {
+        decode(req.spec.config.as_ref())?;
+        Ok(Vec::new())
+    }
+
     fn run(&self, ctx: RunContext) -> RunFuture {
         Box::pin(async move {
-            let config: ClientConfig = super::config::decode(
-                ctx.spec.config.as_ref(),
-                "client config",
-                r#"{"start_handler": "<the function the SDK registered>"}"#,
-            )?;
-            if config.start_handler.is_empty() {
-                return Err(ServiceError::new(
-                    "client service needs config.start_handler: the name of the function the SDK registered",
-                ));
-            }
+            let config = decode(ctx.spec.config.as_ref())?;
             tokio::select! {
                 r = ctx.callbacks.call(&config.start_handler, CallbackKind::Start, None) => {
                     r.map_err(|e| ServiceError::new(format!("start callback: {e}")))?;

@@ -335,13 +335,35 @@ pub trait ServiceType: Send + Sync + 'static {
 }
 
 /// Whether `spec`'s hooks are ones its type (which runs the server-side init hooks
-/// `init_types`) can run: `client_func` hooks anywhere, the others only among the init
-/// hooks. The error says what to use instead.
+/// `init_types`) can run: `client_func` hooks anywhere, naming the function the client
+/// registered, the others only among the init hooks. The error says what to use instead.
 pub fn check_hooks(spec: &Service, init_types: &[&str]) -> Result<(), String> {
     let type_name = &spec.service_type;
     let Some(hooks) = &spec.hooks else {
         return Ok(());
     };
+    for (phase, list) in [("prestart", &hooks.prestart), ("init", &hooks.init)] {
+        for (i, hook) in list.iter().enumerate() {
+            if hook.hook_type != "client_func" {
+                continue;
+            }
+            match &hook.client_func {
+                None => {
+                    return Err(format!(
+                        "hooks.{phase}[{i}]: a client_func hook needs \"client_func\": \
+                         {{\"name\": \"<the function the SDK registered>\"}}"
+                    ))
+                }
+                Some(func) if func.name.is_empty() => {
+                    return Err(format!(
+                        "hooks.{phase}[{i}]: client_func.name is empty; name the function the \
+                         SDK registered"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
     let takes = if init_types.is_empty() {
         format!("{type_name} services take only client_func hooks")
     } else {
