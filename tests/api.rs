@@ -280,6 +280,39 @@ async fn client_functions_that_name_nothing_are_422_at_creation() {
     assert!(rigd.list().await.is_empty(), "nothing was created");
 }
 
+/// Attributes and `config.env` entries become environment variables: a name or value no
+/// process can be given is refused, naming the service and the key.
+#[tokio::test]
+async fn variables_no_process_can_be_given_are_422() {
+    let rigd = Rigd::start();
+    let spec = json!({"name": "vars", "services": {
+        "api": {"type": "process", "config": {"command": "sleep", "env": {"A=B": "x", "": "y"}},
+                "args": ["60"],
+                "ingresses": {"default": {"protocol": "tcp",
+                                          "attributes": {"K\u{0}": "v", "URL": "a\u{0}b"}}}},
+        "box": {"type": "container", "config": {"image": "x", "env": {"TOKEN": "t\u{0}"}}}
+    }});
+    let name = "a variable's name must not hold \"=\" or NUL (\\u0000): no process can be \
+                given it; rename or remove it";
+    let value = "a variable's value must not hold NUL (\\u0000): no process can be given it; \
+                 remove it";
+    let attribute = "(it names an environment variable)";
+    assert_eq!(
+        validation_errors(&rigd, &spec).await,
+        json!([
+            format!(
+                "service \"api\", ingress \"default\": attribute \"K\\x00\": {name} {attribute}"
+            ),
+            format!("service \"api\", ingress \"default\": attribute \"URL\": {value} {attribute}"),
+            "service \"api\": config.env \"\": a variable's name must not be empty; name it or \
+             remove it",
+            format!("service \"api\": config.env \"A=B\": {name}"),
+            format!("service \"box\": config.env \"TOKEN\": {value}"),
+        ])
+    );
+    assert!(rigd.list().await.is_empty(), "nothing was created");
+}
+
 #[tokio::test]
 async fn unknown_ids_are_404_on_every_environment_route() {
     let rigd = Rigd::start();

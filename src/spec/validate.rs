@@ -24,6 +24,9 @@
 //!   listings). A node that is exactly what rigd generates (`~test` of type `test`, or a
 //!   `proxy` whose name contains `~proxy~`) passes, and is exempt from the `~` rules, so a
 //!   transformed spec still validates;
+//! * ingress attribute keys and string values, and the `config.env` maps of the types that
+//!   run a process ([`ENV_CONFIG_TYPES`]), become environment variables: a name must not be
+//!   empty nor hold `=` or NUL, and a value must not hold NUL (no process can be given them);
 //! * no egress may name `~test`: it stands for the test, which serves nothing (rigd replaces
 //!   a `~test` node a spec brings with its own, which depends on every service, so such an
 //!   egress would be a cycle that holds the environment until its ttl).
@@ -57,6 +60,9 @@ pub const KNOWN_SERVICE_TYPES: &[&str] = &[
     "test",
     "cargo",
 ];
+
+/// The service types whose config takes an `env` map for the service's process.
+const ENV_CONFIG_TYPES: &[&str] = &["process", "go", "cargo", "container"];
 
 /// Resolves egress defaults (see [`resolve_defaults`]) and returns every validation error,
 /// in upstream's order. An empty vector means the spec is valid.
@@ -187,6 +193,14 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
                 ));
             }
         }
+        for (key, value) in ingress.attributes.iter().flatten() {
+            if let Some(problem) = variable_problem(key, value.as_str()) {
+                errors.push(format!(
+                    "{at}: attribute {}: {problem} (it names an environment variable)",
+                    go_quote(key)
+                ));
+            }
+        }
         // Templates are resolved when the address is known; a typo would only show then, and
         // in every view of the environment after.
         if let Err(error) =
@@ -228,6 +242,25 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
                 "{at}: invalid protocol {} (must be one of: tcp, http, grpc, kafka)",
                 go_quote(ingress.protocol.as_str())
             ));
+        }
+    }
+
+    if ENV_CONFIG_TYPES.contains(&service.service_type.as_str()) {
+        let env_map = service.config.as_ref().and_then(|c| c.get("env"));
+        // In name order, whatever order the spec wrote them in.
+        let mut vars: Vec<_> = env_map
+            .and_then(|e| e.as_object())
+            .into_iter()
+            .flatten()
+            .collect();
+        vars.sort_unstable_by_key(|(var, _)| *var);
+        for (var, value) in vars {
+            if let Some(problem) = variable_problem(var, value.as_str()) {
+                errors.push(format!(
+                    "service {svc}: config.env {}: {problem}",
+                    go_quote(var)
+                ));
+            }
         }
     }
 
@@ -296,6 +329,25 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
                 to_env_prefix(egress)
             ));
         }
+    }
+}
+
+/// What is wrong with an environment variable named `name` whose value is `value` (when it
+/// is a string), if anything.
+fn variable_problem(name: &str, value: Option<&str>) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("a variable's name must not be empty; name it or remove it")
+    } else if name.contains(['=', '\0']) {
+        Some(
+            "a variable's name must not hold \"=\" or NUL (\\u0000): no process can be given \
+             it; rename or remove it",
+        )
+    } else if value.is_some_and(|v| v.contains('\0')) {
+        Some(
+            "a variable's value must not hold NUL (\\u0000): no process can be given it; remove it",
+        )
+    } else {
+        None
     }
 }
 
