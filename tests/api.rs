@@ -313,6 +313,27 @@ async fn variables_no_process_can_be_given_are_422() {
     assert!(rigd.list().await.is_empty(), "nothing was created");
 }
 
+/// An environment may have at most 1,000 ingresses (each takes a port).
+#[tokio::test]
+async fn more_ingresses_than_an_environment_may_have_are_422() {
+    let rigd = Rigd::start();
+    let ingresses: serde_json::Map<String, Value> = (0..1001)
+        .map(|i| (format!("i{i}"), json!({"protocol": "tcp"})))
+        .collect();
+    let spec = json!({"name": "big", "services": {
+        "api": {"type": "process", "config": {"command": "sleep"}, "args": ["60"],
+                "ingresses": ingresses}
+    }});
+    assert_eq!(
+        validation_errors(&rigd, &spec).await,
+        json!([
+            "environment has 1001 ingresses, over the 1000 one environment may have (each \
+                takes a port); split it into smaller environments"
+        ])
+    );
+    assert!(rigd.list().await.is_empty(), "nothing was created");
+}
+
 #[tokio::test]
 async fn unknown_ids_are_404_on_every_environment_route() {
     let rigd = Rigd::start();

@@ -220,7 +220,9 @@ async fn steps_until_start(task: &ServiceTask) -> Result<Started, Ended> {
         prepare.await.map_err(|e| format!("publish: {e}"))
     })
     .await?;
-    let (ingresses, listeners, fence) = publish(task, &egresses).map_err(Ended::Failed)?;
+    let listeners = allocate(task).await.map_err(Ended::Failed)?;
+    let (ingresses, listeners, fence) =
+        publish(task, &egresses, listeners).map_err(Ended::Failed)?;
 
     let temp_dir = task.temp_dir();
     let host_env = &task.instance.spec().host_env;
@@ -309,17 +311,31 @@ type Published = (
     Fence,
 );
 
-/// Allocates one port per ingress (the k-th sorted ingress gets the k-th port), asks the type
-/// for its endpoints and publishes them. Listeners the type did not keep are closed here; the
-/// fence says which forks might still hold them (see `ports::forks`).
-fn publish(task: &ServiceTask, egresses: &BTreeMap<String, Endpoint>) -> Result<Published, String> {
+/// Allocates one port per ingress, on a blocking thread: an allocation may try many
+/// candidates (a file lock and a bind each) before it finds free ones.
+async fn allocate(task: &ServiceTask) -> Result<Vec<std::net::TcpListener>, String> {
+    let n = task.spec.ingresses.len();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let (ports, instance) = (task.ports.clone(), task.instance.id().to_string());
+    tokio::task::spawn_blocking(move || ports.allocate(&instance, n))
+        .await
+        .map_err(|e| format!("allocate ports: {e}"))?
+        .map_err(|e| format!("allocate ports: {e}"))
+}
+
+/// Gives the allocated ports to the ingresses (the k-th sorted ingress gets the k-th port),
+/// asks the type for its endpoints and publishes them. Listeners the type did not keep are
+/// closed here; the fence says which forks might still hold them (see `ports::forks`).
+fn publish(
+    task: &ServiceTask,
+    egresses: &BTreeMap<String, Endpoint>,
+    listeners: Vec<std::net::TcpListener>,
+) -> Result<Published, String> {
     if task.spec.ingresses.is_empty() {
         return Ok((BTreeMap::new(), BTreeMap::new(), Fence::none()));
     }
-    let listeners = task
-        .ports
-        .allocate(task.instance.id(), task.spec.ingresses.len())
-        .map_err(|e| format!("allocate ports: {e}"))?;
     let listeners: BTreeMap<String, std::net::TcpListener> =
         task.spec.ingresses.keys().cloned().zip(listeners).collect();
     let ports = listeners

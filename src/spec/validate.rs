@@ -27,6 +27,8 @@
 //! * ingress attribute keys and string values, and the `config.env` maps of the types that
 //!   run a process ([`ENV_CONFIG_TYPES`]), become environment variables: a name must not be
 //!   empty nor hold `=` or NUL, and a value must not hold NUL (no process can be given them);
+//! * an environment has at most [`MAX_INGRESSES`] ingresses (each takes a port, one more per
+//!   edge in observe mode);
 //! * no egress may name `~test`: it stands for the test, which serves nothing (rigd replaces
 //!   a `~test` node a spec brings with its own, which depends on every service, so such an
 //!   egress would be a cycle that holds the environment until its ttl).
@@ -63,6 +65,10 @@ pub const KNOWN_SERVICE_TYPES: &[&str] = &[
 
 /// The service types whose config takes an `env` map for the service's process.
 const ENV_CONFIG_TYPES: &[&str] = &["process", "go", "cargo", "container"];
+
+/// The most ingresses an environment may have. Each takes a port (and another per edge in
+/// observe mode), from candidates every environment of the machine shares.
+const MAX_INGRESSES: usize = 1000;
 
 /// Resolves egress defaults (see [`resolve_defaults`]) and returns every validation error,
 /// in upstream's order. An empty vector means the spec is valid.
@@ -104,6 +110,20 @@ fn environment_rules(env: &Environment, errors: &mut Vec<String>) {
                 go_quote(name)
             ));
         }
+    }
+    // The spec's own; the nodes rigd generates (a transformed spec) have more, and are its
+    // to mind.
+    let ingresses: usize = env
+        .services
+        .iter()
+        .filter(|(name, service)| !is_generated_node(name, service))
+        .map(|(_, service)| service.ingresses.len())
+        .sum();
+    if ingresses > MAX_INGRESSES {
+        errors.push(format!(
+            "environment has {ingresses} ingresses, over the {MAX_INGRESSES} one environment \
+             may have (each takes a port); split it into smaller environments"
+        ));
     }
     if env.callback_timeout.to_std().is_none() {
         errors.push(format!(
