@@ -541,3 +541,64 @@ async fn delete_during_a_build_kills_the_build() {
     let left = processes_with_env(&marker);
     assert!(left.is_empty(), "build processes left: {left:#?}");
 }
+
+/// A file saved while its package builds: the binary of that build may hold the old code or
+/// the new, so it serves its own environment only. The next environment builds the edited
+/// sources itself instead of being handed the binary as theirs (upstream filed it under the
+/// edited sources' key, where every later environment ran the old code).
+#[tokio::test]
+async fn a_build_that_started_before_an_edit_is_not_cached_as_the_edit() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    let dir = cargo_package(&root, "edited", &rust_greeter("before the edit"), None);
+    // The linker waits for the test's gate: the compiler has read main.rs by then.
+    let (linking, gate) = (root.join("linking"), root.join("gate"));
+    let linker = rigd.script(
+        "linker.sh",
+        &format!(
+            "#!/bin/sh\ntouch {linking:?}\nwhile [ ! -e {gate:?} ]; do sleep 0.02; done\n\
+             exec cc \"$@\"\n"
+        ),
+    );
+    make_executable(Path::new(&linker));
+    let gated = |name: &str| {
+        let mut spec = spec(name, &root, cargo_service("edited"));
+        spec["host_env"] = json!({"PATH": std::env::var("PATH").unwrap_or_default(),
+                                  "RUSTFLAGS": format!("-Clinker={linker}")});
+        spec
+    };
+
+    let id = rigd.create(gated("during")).await;
+    let mut events = rigd.events_with_logs(&id);
+    support::wait_until("the build reaching the linker", || linking.exists());
+    write(&dir.join("src/main.rs"), &rust_greeter("after the edit"));
+    std::fs::write(&gate, "open").expect("open the gate");
+    assert_eq!(greeting(&mut events).await, "before the edit\n");
+
+    let id2 = rigd.create(gated("after")).await;
+    let mut events2 = rigd.events(&id2);
+    assert_eq!(greeting(&mut events2).await, "after the edit\n");
+    assert_eq!(
+        artifact_events(&events2),
+        [ArtifactStarted, ArtifactCompleted],
+        "the edited sources are built, not taken from the build that raced the edit"
+    );
+
+    let id3 = rigd.create(gated("again")).await;
+    let mut events3 = rigd.events(&id3);
+    assert_eq!(greeting(&mut events3).await, "after the edit\n");
+    assert_eq!(artifact_events(&events3), [ArtifactCached]);
+    let remarks = events.rig_remarks();
+    assert!(
+        remarks
+            .iter()
+            .any(|(_, line)| line.contains("changed while they were being built")),
+        "the service log says why the binary is not cached: {remarks:?}"
+    );
+}
+
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .expect("make the script executable");
+}

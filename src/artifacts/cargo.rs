@@ -258,28 +258,58 @@ pub(super) fn tool_output(
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-impl CargoBuild {
-    /// A package without a `Cargo.lock` gets one from its first build, which changes its
-    /// cache key: the binary is filed under the new key too, so the next environment finds
-    /// it. Best effort (a miss only costs an incremental rebuild).
-    async fn file_under_new_key(&self, built: &Path, job: &BuildJob) {
-        let this = self.clone();
-        let Ok(Ok(key)) = tokio::task::spawn_blocking(move || this.compute_cache_key()).await
-        else {
-            return;
-        };
-        let dir = job.cache_root.join(&key);
-        if dir == job.dir || std::fs::create_dir_all(&dir).is_err() {
-            return;
-        }
-        if install_binary(built, &dir).is_ok() {
-            super::Cache::touch_last_used(&dir);
+/// Puts the binary a build produced where its environment runs it from.
+///
+/// `key_now` is the cache key of the sources as they are after the build. When it is still
+/// `job.key`, the key the build started from, the binary goes into that key's entry
+/// (`job.dir`). Otherwise the sources changed while they were being built: the binary may
+/// hold some of the edit, all of it or none, so it belongs under neither key. It then goes into
+/// a directory of its own under `{cache}/unfiled/`, which no environment looks up (`rig prune`
+/// removes it once unused), and `what`'s service log says so.
+pub(super) fn file_binary(
+    built: &Path,
+    job: &BuildJob,
+    key_now: Result<String, String>,
+    what: &str,
+) -> Result<PathBuf, String> {
+    if key_now.as_deref() == Ok(job.key.as_str()) {
+        return install_binary(built, &job.dir);
+    }
+    let dir = unfiled_dir(&job.cache_root)?;
+    let path = install_binary(built, &dir)?;
+    super::Cache::touch_last_used(&dir);
+    let why = match key_now {
+        Ok(_) => format!("the sources of {what} changed while they were being built"),
+        Err(e) => format!("the sources of {what} can no longer be hashed after its build ({e})"),
+    };
+    job.output.note([format!(
+        "{why}: this binary runs in this environment only and is not cached (the next \
+         environment builds again)"
+    )]);
+    Ok(path)
+}
+
+/// A new, empty directory under `{cache_root}/unfiled/` for a binary cached under no key.
+fn unfiled_dir(cache_root: &Path) -> Result<PathBuf, String> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let parent = cache_root.join("unfiled");
+    std::fs::create_dir_all(&parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = parent.join(format!("{}-{nanos}-{n}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("create {}: {e}", dir.display())),
         }
     }
 }
 
 /// Copies `from` to `dir/binary` atomically (a reader never sees a partial binary).
-pub(super) fn install_binary(from: &Path, dir: &Path) -> Result<PathBuf, String> {
+fn install_binary(from: &Path, dir: &Path) -> Result<PathBuf, String> {
     let tmp = dir.join(".binary.tmp");
     let dest = dir.join("binary");
     std::fs::copy(from, &tmp)
@@ -334,8 +364,13 @@ impl Resolver for CargoBuild {
                 .await
                 .map_err(|f| f.describe(&what))?;
             let built = self.pick_binary(&messages)?;
-            let path = install_binary(&built, &job.dir)?;
-            self.file_under_new_key(&built, &job).await;
+            let key_now = self.cache_key().await;
+            let path = file_binary(
+                &built,
+                &job,
+                key_now,
+                &self.package_dir.display().to_string(),
+            )?;
             Ok(Output {
                 path,
                 meta: BTreeMap::from([(

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::cargo::{cached_binary, install_binary, tool_output};
+use super::cargo::{cached_binary, file_binary, tool_output};
 use super::go_deps::go_inputs;
 use super::hash::{list_sources, ContentHash, Sources};
 use super::{BoxFuture, BuildCommand, BuildJob, Output, Resolver};
@@ -247,7 +247,9 @@ impl Resolver for GoBuild {
             } else {
                 built
             };
-            let path = install_binary(&built, &job.dir)?;
+            // Sources edited during the build leave the binary out of the cache.
+            let key_now = self.cache_key().await;
+            let path = file_binary(&built, &job, key_now, &self.key()["gobuild:".len()..])?;
             let _ = std::fs::remove_file(job.dir.join(".build"));
             let _ = std::fs::remove_dir_all(job.dir.join(".gobin"));
             let (k, v) = self.meta();

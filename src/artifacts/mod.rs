@@ -14,7 +14,9 @@
 //!
 //! The cache lives under `{rig-dir}/cache` and is content-addressed: a resolver names the
 //! directory its output goes to from a hash of everything the output depends on, so an
-//! unchanged package is never rebuilt and a changed one never reuses a stale binary.
+//! unchanged package is never rebuilt and a changed one never reuses a stale binary. A build
+//! whose sources changed while it ran (the key taken again afterwards differs) is used by its
+//! environment only and cached under neither key: it may hold any part of the edit.
 
 mod cache;
 pub mod cargo;
@@ -81,6 +83,8 @@ pub type Outputs = BTreeMap<String, Output>;
 
 /// What a resolver gets to produce its artifact.
 pub struct BuildJob {
+    /// The cache key the build started from (`cargo/<sha256>`), whose directory is `dir`.
+    pub key: String,
     /// The artifact's cache directory (created): where the output goes.
     pub dir: PathBuf,
     /// The cache root (`{rig-dir}/cache`), for state shared between builds (target dirs).

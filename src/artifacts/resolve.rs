@@ -201,6 +201,7 @@ async fn resolve_one(
             return Err(Failure::Cancelled);
         }
         let job = BuildJob {
+            key: cache_key.clone(),
             dir: dir.clone(),
             cache_root: cache.root().to_path_buf(),
             cancel: cancel.clone(),
