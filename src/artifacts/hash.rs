@@ -1,8 +1,10 @@
 //! Content hashes for cache keys: which source files a build depends on, and their digest.
 //!
-//! Files are listed with git when the directory is in a work tree (tracked files plus
-//! untracked ones that are not ignored, so `target/` and editor droppings do not count), else
-//! by walking the directory. Blocking: call from `spawn_blocking`.
+//! Files are listed with git when the directory is in a work tree (tracked files, those of
+//! submodules included, plus untracked ones that are not ignored, so `target/` and editor
+//! droppings do not count), else by walking the directory: also when the directory is itself
+//! git-ignored (generated packages) or git lists nothing in it. Blocking: call from
+//! `spawn_blocking`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -109,20 +111,36 @@ pub(crate) fn list_sources(dir: &Path, sources: Sources) -> std::io::Result<Vec<
     Ok(files)
 }
 
+/// The files git knows in `dir`: tracked ones (those of checked-out submodules included) and
+/// untracked ones that are not ignored. `None` when `dir` is not in a work tree, is itself
+/// ignored (git then lists nothing in it, yet the build reads it all), or git lists nothing
+/// at all: the caller walks the directory instead.
 fn git_files(dir: &Path, sources: Sources) -> Option<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for extra in [&[][..], &["--others", "--exclude-standard"][..]] {
-        let out = Command::new("git")
+    let git = |args: &[&str]| {
+        Command::new("git")
             .arg("-C")
             .arg(dir)
-            .args(["ls-files", "-z"])
-            .args(extra)
-            .arg("--")
-            .args(sources.git_pathspecs())
+            .args(args)
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .output()
-            .ok()?;
+            .ok()
+    };
+    // Exit 0: ignored; 1: not ignored; 128: not in a work tree (or git failed).
+    if git(&["check-ignore", "-q", "."])?.status.code() != Some(1) {
+        return None;
+    }
+    let mut files = Vec::new();
+    for extra in [
+        &["--recurse-submodules"][..],
+        &["--others", "--exclude-standard"][..],
+    ] {
+        let mut args = vec!["ls-files", "-z"];
+        args.extend_from_slice(extra);
+        args.push("--");
+        args.extend_from_slice(sources.git_pathspecs());
+        let out = git(&args)?;
         if !out.status.success() {
             return None;
         }
@@ -133,7 +151,7 @@ fn git_files(dir: &Path, sources: Sources) -> Option<Vec<PathBuf>> {
                 .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned())),
         );
     }
-    Some(files)
+    (!files.is_empty()).then_some(files)
 }
 
 fn walk(root: &Path, rel: &Path, sources: Sources, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -198,6 +216,87 @@ mod tests {
         assert_eq!(first, digest(dir.path(), Sources::Go));
         write(dir.path(), "main.go", "package main // edited");
         assert_ne!(first, digest(dir.path(), Sources::Go));
+    }
+
+    /// Runs `git args` in `dir` (with an identity and local submodules allowed).
+    fn git(dir: &Path, args: &[&str]) {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c"])
+            .arg("protocol.file.allow=always")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    /// A package in a git-ignored directory (`/gen/` ignored, the package is `gen/app`): git
+    /// lists nothing there, so its files are walked rather than none of them hashed.
+    #[test]
+    fn a_package_in_an_ignored_directory_is_walked() {
+        let repo = tempfile::tempdir().unwrap();
+        git(repo.path(), &["init", "-q", "."]);
+        write(repo.path(), ".gitignore", "/gen/\n");
+        write(repo.path(), "README", "tracked");
+        git(repo.path(), &["add", "."]);
+        git(repo.path(), &["commit", "-qm", "init"]);
+        let app = repo.path().join("gen/app");
+        write(&app, "Cargo.toml", "[package]");
+        write(&app, "src/main.rs", "fn main() {}");
+        write(&app, "target/release/app", "built");
+        let files = list_sources(&app, Sources::All).unwrap();
+        assert_eq!(
+            files,
+            [PathBuf::from("Cargo.toml"), PathBuf::from("src/main.rs")]
+        );
+        let first = digest(&app, Sources::All);
+        write(&app, "src/main.rs", "fn main() { println!() }");
+        assert_ne!(
+            first,
+            digest(&app, Sources::All),
+            "an edit changes the hash"
+        );
+    }
+
+    /// The files of a submodule count (git lists a submodule as one path, a directory).
+    #[test]
+    fn the_files_of_a_submodule_are_hashed() {
+        let scratch = tempfile::tempdir().unwrap();
+        let lib = scratch.path().join("lib");
+        std::fs::create_dir(&lib).unwrap();
+        git(&lib, &["init", "-q", "."]);
+        write(&lib, "src/lib.rs", "pub fn hi() {}");
+        git(&lib, &["add", "."]);
+        git(&lib, &["commit", "-qm", "lib"]);
+        let app = scratch.path().join("app");
+        std::fs::create_dir(&app).unwrap();
+        git(&app, &["init", "-q", "."]);
+        write(&app, "src/main.rs", "fn main() {}");
+        git(
+            &app,
+            &[
+                "submodule",
+                "add",
+                "-q",
+                &lib.to_string_lossy(),
+                "vendor/lib",
+            ],
+        );
+        git(&app, &["add", "."]);
+        git(&app, &["commit", "-qm", "app"]);
+        let files = list_sources(&app, Sources::All).unwrap();
+        assert!(
+            files.contains(&PathBuf::from("vendor/lib/src/lib.rs")),
+            "{files:?}"
+        );
+        let first = digest(&app, Sources::All);
+        write(&app, "vendor/lib/src/lib.rs", "pub fn hi() { println!() }");
+        assert_ne!(
+            first,
+            digest(&app, Sources::All),
+            "an edit changes the hash"
+        );
     }
 
     #[test]
