@@ -412,6 +412,66 @@ fn prune_accepts_days_and_removes_only_old_logs() {
     assert!(bad.ends_with("--- exit 2\n"), "{bad}");
 }
 
+/// `rig prune --cache` leaves alone what rigd is building: an entry whose lock is held
+/// (whatever its age) and a fresh entry without `.last-used` yet (its first build runs). It
+/// removes old entries but never lock files, which a waiting build may have open.
+#[test]
+fn prune_keeps_cache_entries_in_use_and_every_lock_file() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::Builder::new()
+        .prefix("rig-cli-prune-cache-")
+        .tempdir()
+        .expect("temp dir");
+    let cargo = dir.path().join("rig/cache/cargo");
+    let ten_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(10 * 86_400);
+    let entry = |hash: &str, last_used: Option<std::time::SystemTime>, dir_age| {
+        let path = cargo.join(hash);
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("binary"), "bin").unwrap();
+        std::fs::write(cargo.join(format!("{hash}.lock")), "").unwrap();
+        if let Some(t) = last_used {
+            let marker = std::fs::File::create(path.join(".last-used")).unwrap();
+            marker.set_modified(t).unwrap();
+        }
+        std::fs::File::open(&path)
+            .unwrap()
+            .set_modified(dir_age)
+            .unwrap();
+        path
+    };
+    let building = entry("building", Some(ten_days_ago), ten_days_ago);
+    let first_build = entry("first-build", None, std::time::SystemTime::now());
+    let old = entry("old", Some(ten_days_ago), ten_days_ago);
+    let abandoned = entry("abandoned", None, ten_days_ago);
+    // Held as rigd holds it while building (flock(2) from this process).
+    let lock = std::fs::File::open(cargo.join("building.lock")).unwrap();
+    // SAFETY: flock(2) on a file descriptor this test owns.
+    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(rc, 0, "take the lock");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .args(["prune", "--cache", "--max-age", "1d"])
+        .env("RIG_DIR", dir.path().join("rig"))
+        .output()
+        .expect("run rig prune");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("pruned 2 entries"), "{text}");
+    assert!(building.join("binary").is_file(), "an entry in use is kept");
+    assert!(
+        first_build.is_dir(),
+        "a fresh entry without .last-used is kept"
+    );
+    assert!(!old.exists() && !abandoned.exists(), "old entries go");
+    for hash in ["building", "first-build", "old", "abandoned"] {
+        assert!(
+            cargo.join(format!("{hash}.lock")).is_file(),
+            "{hash}.lock is kept"
+        );
+    }
+    drop(lock);
+}
+
 /// rigd's files have upstream's shapes, so upstream's `rig` reads them: the header's keys in
 /// upstream's order, events that start with `seq` and `type` and end with `timestamp`,
 /// traffic events without a top-level `service`, bodies in padded standard base64, and

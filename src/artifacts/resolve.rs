@@ -176,6 +176,10 @@ async fn resolve_one(
         reporter.emit(EventType::ArtifactCached, key, None);
         return Ok(output);
     }
+    // Again: `rig prune` may have removed the entry before we got its lock.
+    let dir = cache
+        .output_dir(&cache_key)
+        .map_err(|e| failed(format!("create cache directory {cache_key}: {e}")))?;
 
     reporter.emit(EventType::ArtifactStarted, key, None);
     for service in sharers {

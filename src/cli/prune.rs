@@ -2,8 +2,10 @@
 //!
 //! - Logs (`$RIG_LOGS`, else `{rig-dir}/logs`): `*.jsonl` files last modified before the
 //!   cutoff, with their `.log` companions.
-//! - Cache (`{rig-dir}/cache/<type>/<hash>/`): entries whose `.last-used` file is missing or
-//!   older than the cutoff, and the `<hash>.lock` files of removed entries.
+//! - Cache (`{rig-dir}/cache/<type>/<hash>/`): entries whose `.last-used` file (or, while
+//!   it is missing, the directory) is older than the cutoff, unless rigd holds the entry's
+//!   lock (`<hash>.lock`: the entry is being checked or built). Lock files are never
+//!   removed (see `artifacts::cache`).
 //!
 //! The cutoff is now minus `--max-age` (default 24h; Go durations plus days: `7d`, `1d12h`).
 
@@ -104,7 +106,21 @@ impl Pruner {
             let type_name = file_name(&type_dir);
             for entry in subdirs(&type_dir) {
                 let hash = file_name(&entry);
+                // Held while rigd checks or builds the entry: skip it, whatever its age. Held
+                // by us until the entry is gone, so no build starts into it meanwhile.
+                let _lock = match EntryLock::try_take(&type_dir.join(format!("{hash}.lock"))) {
+                    Ok(lock) => lock,
+                    Err(InUse) => {
+                        if self.dry_run {
+                            Out.line(format!("would keep cache/{type_name}/{hash} (in use)"));
+                        }
+                        continue;
+                    }
+                };
+                // An entry without `.last-used` is being made (rigd creates the directory,
+                // then marks it after the build): as old as its directory.
                 let last_used = fs::metadata(entry.join(".last-used"))
+                    .or_else(|_| fs::metadata(&entry))
                     .and_then(|m| m.modified())
                     .ok();
                 if last_used.is_some_and(|t| t >= self.cutoff) {
@@ -121,10 +137,8 @@ impl Pruner {
                     eprint_line(format!("warning: failed to remove {type_name}/{hash}: {e}"));
                     continue;
                 }
-                if !self.dry_run {
-                    // The entry's lock file goes with it (there may be none).
-                    let _ = fs::remove_file(type_dir.join(format!("{hash}.lock")));
-                }
+                // The entry's lock file stays: deleting it while someone waits on it would let
+                // a third process lock a new file at the same path and build at the same time.
                 self.entries += 1;
                 self.bytes += size;
             }
@@ -190,6 +204,36 @@ impl Pruner {
         match self.now.duration_since(t) {
             Ok(d) => format!("{} ago", format::age(d)),
             Err(_) => "just now".to_string(),
+        }
+    }
+}
+
+/// A cache entry's lock (`<hash>.lock`, flock(2) as rigd takes it), held until dropped.
+struct EntryLock {
+    _file: Option<fs::File>,
+}
+
+/// Someone holds the lock of an entry.
+struct InUse;
+
+impl EntryLock {
+    /// Takes the lock at `path` if it is free; an entry without a lock file has no holder
+    /// (no lock file is created).
+    fn try_take(path: &Path) -> Result<EntryLock, InUse> {
+        let Ok(file) = fs::OpenOptions::new().write(true).open(path) else {
+            return Ok(EntryLock { _file: None });
+        };
+        // SAFETY: flock(2) on a file descriptor this function owns.
+        let rc = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if rc == 0 {
+            Ok(EntryLock { _file: Some(file) })
+        } else {
+            Err(InUse)
         }
     }
 }
