@@ -116,7 +116,12 @@ fn go_service(module: &str) -> Value {
 /// Reads the greeting of the service `api` once the environment is up.
 async fn greeting(events: &mut Events) -> String {
     let up = events.until(EnvironmentUp).await;
-    let hostport = &up.ingresses["api"]["default"].hostport;
+    greeting_of(&up, "api").await
+}
+
+/// Reads the greeting of `service`, whose ingresses `up` (`environment.up`) lists.
+async fn greeting_of(up: &rig_types::Event, service: &str) -> String {
+    let hostport = &up.ingresses[service]["default"].hostport;
     let mut stream = tokio::net::TcpStream::connect(hostport)
         .await
         .unwrap_or_else(|e| panic!("connect to api at {hostport}: {e}"));
@@ -191,6 +196,7 @@ async fn a_cargo_package_is_built_once_and_cached_across_environments() {
         .expect("cargo's target directories are in the cache")
         .flatten()
         .map(|e| e.path())
+        .filter(|p| p.is_dir()) // not its lock file
         .collect();
     assert_eq!(targets.len(), 1, "{targets:?}");
     assert!(targets[0].join(".last-used").is_file(), "{targets:?}");
@@ -601,4 +607,51 @@ fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         .expect("make the script executable");
+}
+
+/// Two builds of one package with different features share its target directory: each
+/// service runs its own variant, never the other's (cargo replaces `target/release/<bin>`
+/// with each build, and the binary used to be copied from there after cargo exited, while
+/// the other build could be replacing it). A fresh cache key each round, cargo's own
+/// fingerprints unchanged: both builds are quick, and they overlap.
+#[tokio::test]
+async fn builds_of_one_package_with_different_features_each_get_their_variant() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    let dir = cargo_package(
+        &root,
+        "variants",
+        &rust_server(r#"if cfg!(feature = "x") { &b"x\n"[..] } else { &b"plain\n"[..] }"#),
+        None,
+    );
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("read Cargo.toml");
+    write(&manifest, &format!("{text}\n[features]\nx = []\n"));
+    let service = |features: Value| {
+        json!({"type": "cargo", "config": {"path": "variants", "features": features},
+               "ingresses": {"default": {"protocol": "tcp"}}})
+    };
+    for round in 0..5 {
+        write(&dir.join("README"), &format!("round {round}\n"));
+        let id = rigd
+            .create(json!({
+                "name": format!("variants-{round}"),
+                "dir": root.to_string_lossy(),
+                "services": {"plain": service(json!([])), "fancy": service(json!(["x"]))},
+            }))
+            .await;
+        let up = rigd.events(&id).until(EnvironmentUp).await;
+        assert_eq!(
+            (
+                greeting_of(&up, "plain").await,
+                greeting_of(&up, "fancy").await
+            ),
+            ("plain\n".to_string(), "x\n".to_string()),
+            "round {round}"
+        );
+        rigd.client()
+            .delete_environment(&id, &DeleteOptions::default())
+            .await
+            .expect("delete the environment");
+    }
 }

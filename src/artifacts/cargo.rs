@@ -9,7 +9,9 @@
 //!
 //! Builds use a target directory of their own under the cache
 //! (`{cache}/cargo-target/<hash of the package path>`), so they never wait on (or disturb)
-//! the user's own `target/`, and rebuilds after an edit are incremental.
+//! the user's own `target/`, and rebuilds after an edit are incremental. Builds of one
+//! package with different settings share it, one at a time (`cargo-target/<hash>.lock`, held
+//! until the binary is copied out, since each build replaces `target/<profile>/<bin>`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -310,11 +312,16 @@ fn unfiled_dir(cache_root: &Path) -> Result<PathBuf, String> {
 
 /// Copies `from` to `dir/binary` atomically (a reader never sees a partial binary).
 fn install_binary(from: &Path, dir: &Path) -> Result<PathBuf, String> {
-    let tmp = dir.join(".binary.tmp");
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // A name of its own: several rigds may install into one directory.
+    let tmp = dir.join(format!(".binary.tmp.{}.{n}", std::process::id()));
     let dest = dir.join("binary");
-    std::fs::copy(from, &tmp)
-        .and_then(|_| std::fs::rename(&tmp, &dest))
-        .map_err(|e| format!("copy {} into the cache: {e}", from.display()))?;
+    let installed = std::fs::copy(from, &tmp).and_then(|_| std::fs::rename(&tmp, &dest));
+    if let Err(e) = installed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("copy {} into the cache: {e}", from.display()));
+    }
     Ok(dest)
 }
 
@@ -326,6 +333,37 @@ pub(super) fn cached_binary(dir: &Path, meta: (&str, String)) -> Option<Output> 
         path,
         meta: BTreeMap::from([(meta.0.to_string(), meta.1)]),
     })
+}
+
+impl CargoBuild {
+    /// Takes the lock of the package's target directory (`{cache}/<target_key>.lock`),
+    /// waiting, with a line in the service log, while another build of the package holds it.
+    async fn lock_target_dir(
+        &self,
+        job: &BuildJob,
+        target_key: &str,
+    ) -> Result<super::CacheLock, String> {
+        let cache = super::Cache::new(&job.cache_root);
+        let locked = |e: std::io::Error| {
+            format!(
+                "lock {}: {e}",
+                job.cache_root.join(format!("{target_key}.lock")).display()
+            )
+        };
+        if let Some(lock) = cache.try_lock(target_key).map_err(locked)? {
+            return Ok(lock);
+        }
+        job.output.note([format!(
+            "waiting for another build of {} (other features, profile or flags) to finish with \
+             the package's target directory",
+            self.package_dir.display()
+        )]);
+        cache
+            .lock(target_key, &job.cancel)
+            .await
+            .map_err(locked)?
+            .ok_or_else(|| "cancelled".to_string())
+    }
 }
 
 impl Resolver for CargoBuild {
@@ -349,10 +387,14 @@ impl Resolver for CargoBuild {
 
     fn resolve(&self, job: BuildJob) -> BoxFuture<'_, Result<Output, String>> {
         Box::pin(async move {
-            let target_dir = job
-                .cache_root
-                .join("cargo-target")
-                .join(&sha256_hex(&self.package_dir.to_string_lossy())[..16]);
+            let target_key = format!(
+                "cargo-target/{}",
+                &sha256_hex(&self.package_dir.to_string_lossy())[..16]
+            );
+            let target_dir = job.cache_root.join(&target_key);
+            // Held until the binary is copied out: a build of the package with other
+            // features, profile or flags replaces `target/<profile>/<bin>` too.
+            let _target_lock = self.lock_target_dir(&job, &target_key).await?;
             // `rig prune` keeps what was used within its `--max-age`, this directory too.
             if std::fs::create_dir_all(&target_dir).is_ok() {
                 super::Cache::touch_last_used(&target_dir);
