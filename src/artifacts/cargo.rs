@@ -310,17 +310,24 @@ fn unfiled_dir(cache_root: &Path) -> Result<PathBuf, String> {
     }
 }
 
-/// Copies `from` to `dir/binary` atomically (a reader never sees a partial binary).
+/// Copies `from` to `dir/binary` atomically (a reader never sees a partial binary) and
+/// durably (written out before it is renamed into place).
 fn install_binary(from: &Path, dir: &Path) -> Result<PathBuf, String> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // A name of its own: several rigds may install into one directory.
     let tmp = dir.join(format!(".binary.tmp.{}.{n}", std::process::id()));
     let dest = dir.join("binary");
-    let installed = std::fs::copy(from, &tmp).and_then(|_| std::fs::rename(&tmp, &dest));
+    let installed = std::fs::copy(from, &tmp)
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &dest));
     if let Err(e) = installed {
         let _ = std::fs::remove_file(&tmp);
-        return Err(format!("copy {} into the cache: {e}", from.display()));
+        return Err(format!(
+            "copy {} into the cache as {}: {e}",
+            from.display(),
+            dest.display()
+        ));
     }
     Ok(dest)
 }
