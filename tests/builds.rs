@@ -655,3 +655,30 @@ async fn builds_of_one_package_with_different_features_each_get_their_variant() 
             .expect("delete the environment");
     }
 }
+
+/// `[env]` in a `.cargo/config.toml` above the package is part of what the build reads: an
+/// edit there rebuilds the binary (the cache key used to miss every cargo config file).
+#[tokio::test]
+async fn an_edited_cargo_config_rebuilds_the_package() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    cargo_package(
+        &root.join("ws"),
+        "svc",
+        &rust_server("format!(\"{}\\n\", env!(\"GREETING\")).as_bytes()"),
+        None,
+    );
+    let config = root.join("ws/.cargo/config.toml");
+    write(&config, "[env]\nGREETING = \"a\"\n");
+    let id = rigd.create(spec("a", &root, cargo_service("ws/svc"))).await;
+    assert_eq!(greeting(&mut rigd.events(&id)).await, "a\n");
+
+    write(&config, "[env]\nGREETING = \"b\"\n");
+    let id2 = rigd.create(spec("b", &root, cargo_service("ws/svc"))).await;
+    let mut events2 = rigd.events(&id2);
+    assert_eq!(greeting(&mut events2).await, "b\n");
+    assert_eq!(
+        artifact_events(&events2),
+        [ArtifactStarted, ArtifactCompleted]
+    );
+}

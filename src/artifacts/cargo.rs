@@ -1,8 +1,9 @@
 //! Building a binary of a Cargo package (`cargo` service type).
 //!
 //! Cache key: `cargo/<sha256>` over the toolchain (`rustc -vV`, run in the package directory
-//! so `rust-toolchain.toml` counts), the profile, features and binary name, `RUSTFLAGS`, the
-//! package's files (git-tracked and untracked-but-not-ignored, or every file but `target/`),
+//! so `rust-toolchain.toml` counts), the profile, features and binary name, the build
+//! environment's `CARGO_*` and `RUST*` variables, the cargo config files (`.cargo/config.toml`
+//! from the package directory up, and in `$CARGO_HOME`), the package's files (git-tracked and untracked-but-not-ignored, or every file but `target/`),
 //! the files of every local package it depends on outside its directory (path dependencies
 //! and workspace members, found with `cargo metadata`: `super::cargo_deps`; upstream's Go
 //! builds miss those), and the nearest `Cargo.lock` with the workspace manifest next to it.
@@ -81,9 +82,15 @@ impl CargoBuild {
         features.sort();
         h.field("features", &features.join(","));
         h.field("bin", self.bin.as_deref().unwrap_or(""));
-        for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
-            h.field(var, self.env.get(var).map(String::as_str).unwrap_or(""));
+        // What cargo and rustc read besides the sources: `CARGO_*` and `RUST*` variables
+        // (RUSTFLAGS, CARGO_PROFILE_*, CARGO_BUILD_*, RUSTC_WRAPPER, ...) and the
+        // `.cargo/config.toml` files ([env], build.rustflags, build.target, [profile]).
+        for (var, value) in self.env.iter().filter(|(var, _)| read_by_the_build(var)) {
+            h.field(&format!("env:{var}"), value);
         }
+        let configs = self.config_files();
+        h.files(Path::new("/"), &configs)
+            .map_err(|e| format!("read the cargo config files {configs:?}: {e}"))?;
         // First: cargo metadata writes a missing Cargo.lock, which is hashed below.
         let dependencies = local_dependencies(&self.package_dir, &self.env)?;
         hash_package(&mut h, &self.package_dir)?;
@@ -109,6 +116,33 @@ impl CargoBuild {
                 .map_err(|e| format!("read {}: {e}", root.join("Cargo.lock").display()))?;
         }
         Ok(format!("cargo/{}", h.hex()))
+    }
+
+    /// The cargo config files a build in the package directory reads: `.cargo/config.toml`
+    /// and `.cargo/config` in it and every directory above, and in `$CARGO_HOME` (default
+    /// `$HOME/.cargo`). Absolute, in cargo's order of precedence, existing ones only.
+    fn config_files(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let lexical = self.package_dir.clone();
+        for start in [canonical(&self.package_dir), lexical] {
+            for dir in start.ancestors() {
+                let dir = dir.join(".cargo");
+                if !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
+            }
+        }
+        let var = |name: &str| self.env.get(name).filter(|v| !v.is_empty());
+        let home = var("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|home| Path::new(home).join(".cargo")));
+        if let Some(home) = home.filter(|home| !dirs.contains(home)) {
+            dirs.push(home);
+        }
+        dirs.iter()
+            .flat_map(|dir| [dir.join("config.toml"), dir.join("config")])
+            .filter(|file| file.is_file())
+            .collect()
     }
 
     fn build_command(&self, target_dir: &Path) -> BuildCommand {
@@ -186,6 +220,16 @@ impl CargoBuild {
             )),
         }
     }
+}
+
+/// Whether the environment variable `var` can change what a cargo build produces: `CARGO_*`
+/// and `RUST*` ones, except those that only steer output and diagnostics, and
+/// `CARGO_TARGET_DIR`, which rigd sets itself.
+fn read_by_the_build(var: &str) -> bool {
+    (var.starts_with("CARGO") || var.starts_with("RUST"))
+        && var != "CARGO_TARGET_DIR"
+        && !var.starts_with("CARGO_TERM_")
+        && !matches!(var, "RUST_LOG" | "RUST_BACKTRACE" | "RUST_LIB_BACKTRACE")
 }
 
 /// Adds the files of the package in `dir` (sources, manifests, data; not `target/`).
@@ -504,6 +548,51 @@ mod tests {
         assert_ne!(first, feat.compute_cache_key().unwrap());
         std::fs::write(dir.path().join("src/main.rs"), "fn main() { }\n").unwrap();
         assert_ne!(first, b.compute_cache_key().unwrap());
+    }
+
+    #[test]
+    fn cache_keys_follow_cargo_config_files_and_cargo_variables() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("ws/app");
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            "[package]\nname = \"x\"\nversion = \"0.1.0\"\n[workspace]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
+        let mut b = build(&dir);
+        b.env.insert(
+            "CARGO_HOME".into(),
+            root.path().join("home").to_string_lossy().into(),
+        );
+        let first = b.compute_cache_key().unwrap();
+        // Above the package, and in CARGO_HOME.
+        for config in ["ws/.cargo/config.toml", "home/config.toml"] {
+            let path = root.path().join(config);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "[env]\nGREETING = \"a\"\n").unwrap();
+            let with = b.compute_cache_key().unwrap();
+            assert_ne!(first, with, "{config}");
+            std::fs::write(&path, "[env]\nGREETING = \"b\"\n").unwrap();
+            assert_ne!(with, b.compute_cache_key().unwrap(), "{config}");
+            std::fs::remove_file(&path).unwrap();
+        }
+        assert_eq!(first, b.compute_cache_key().unwrap());
+        let mut opt = b.clone();
+        opt.env
+            .insert("CARGO_PROFILE_RELEASE_OPT_LEVEL".into(), "s".into());
+        assert_ne!(first, opt.compute_cache_key().unwrap());
+        let mut logged = b.clone();
+        logged.env.insert("RUST_LOG".into(), "debug".into());
+        logged
+            .env
+            .insert("CARGO_TARGET_DIR".into(), "/elsewhere".into());
+        assert_eq!(
+            first,
+            logged.compute_cache_key().unwrap(),
+            "not build inputs"
+        );
     }
 
     #[test]
