@@ -23,6 +23,13 @@
 //!
 //! A group is only killed if its processes started no earlier than the recorded leader, so a
 //! process group id reused by an unrelated program after a reboot is left alone.
+//!
+//! A process can leave its group (`setsid`, a daemon such as `redis-server --daemonize yes`
+//! or what `pg_ctl start` starts). So every service process is also given a **run tag**, a
+//! variable [`RUN_TAG_VAR`] unique to that run of that service, which its descendants inherit
+//! wherever they go: when the group is killed (by rigd, the reaper or the next rigd), every
+//! process of the same user whose environment holds the tag is killed too ([`kill_tagged`]).
+//! The scan of `/proc` this takes happens at teardown only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
@@ -92,12 +99,28 @@ pub struct Reaper {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Message {
-    Group { pgid: i32, start: u64 },
-    Ungroup { pgid: i32 },
-    Dir { path: PathBuf },
-    Undir { path: PathBuf },
-    Container { id: String },
-    Uncontainer { id: String },
+    Group {
+        pgid: i32,
+        start: u64,
+        /// The group's run tag ([`RUN_TAG_VAR`]); empty for untagged groups.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        tag: String,
+    },
+    Ungroup {
+        pgid: i32,
+    },
+    Dir {
+        path: PathBuf,
+    },
+    Undir {
+        path: PathBuf,
+    },
+    Container {
+        id: String,
+    },
+    Uncontainer {
+        id: String,
+    },
 }
 
 /// What a reaper is responsible for, as written to its record file.
@@ -118,6 +141,10 @@ struct Record {
     reaper_start: u64,
     /// Process group id → the leader's start time (clock ticks since boot).
     groups: BTreeMap<i32, u64>,
+    /// Process group id → the run tag its processes carry ([`RUN_TAG_VAR`]), for the groups
+    /// that have one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    tags: BTreeMap<i32, String>,
     dirs: BTreeSet<PathBuf>,
     /// Docker container ids.
     #[serde(default)]
@@ -176,7 +203,17 @@ impl Reaper {
     /// [`boot_ticks_now`] taken before the spawn): no `/proc` read on the path of every
     /// service start. Only processes of the group started at or after `since` are killed.
     pub fn track_group_since(&self, pgid: i32, since: u64) {
-        self.send(&Message::Group { pgid, start: since });
+        self.track_group_tagged(pgid, since, "");
+    }
+
+    /// [`Reaper::track_group_since`] for a group whose processes carry the run tag `tag`
+    /// ([`RUN_TAG_VAR`]): processes with that tag are killed too, in the group or not.
+    pub fn track_group_tagged(&self, pgid: i32, since: u64, tag: &str) {
+        self.send(&Message::Group {
+            pgid,
+            start: since,
+            tag: tag.to_string(),
+        });
     }
 
     /// The group has been stopped; forget it.
@@ -322,11 +359,17 @@ fn report(left: &[Unremoved]) {
 /// Applies one instruction line from rigd to the record.
 fn apply(record: &mut Record, line: &str) {
     match serde_json::from_str::<Message>(line) {
-        Ok(Message::Group { pgid, start }) => {
+        Ok(Message::Group { pgid, start, tag }) => {
             record.groups.insert(pgid, start);
+            if tag.is_empty() {
+                record.tags.remove(&pgid);
+            } else {
+                record.tags.insert(pgid, tag);
+            }
         }
         Ok(Message::Ungroup { pgid }) => {
             record.groups.remove(&pgid);
+            record.tags.remove(&pgid);
         }
         Ok(Message::Dir { path }) => {
             record.dirs.insert(path);
@@ -433,6 +476,8 @@ fn reap(record: &Record) -> Vec<Unremoved> {
     for (&pgid, &start) in &record.groups {
         kill_group(pgid, start);
     }
+    let tags: Vec<&str> = record.tags.values().map(String::as_str).collect();
+    kill_tagged(&tags, None);
     let left = record
         .dirs
         .iter()
@@ -512,8 +557,71 @@ fn kill_group(pgid: i32, start: u64) {
     }
 }
 
+/// The environment variable that carries a service process's run tag: a value unique to one
+/// run of one service, inherited by everything it starts, even outside its process group.
+pub const RUN_TAG_VAR: &str = "RIG_RUN";
+
+/// SIGKILLs every process of this user (never this one) whose environment holds
+/// `RIG_RUN=<tag>` for one of `tags`, from `/proc`. Repeats a few times in case one forked
+/// while being killed. Returns how many processes were killed outside process group
+/// `group` (one just killed may not have exited yet). Reads the environment of every process
+/// of the user: for teardown, not for a hot path.
+pub fn kill_tagged(tags: &[&str], group: Option<i32>) -> usize {
+    if tags.is_empty() {
+        return 0;
+    }
+    let wanted: Vec<Vec<u8>> = tags
+        .iter()
+        .map(|tag| format!("{RUN_TAG_VAR}={tag}").into_bytes())
+        .collect();
+    let mut killed = BTreeSet::new();
+    for _ in 0..5 {
+        let found = tagged(&wanted);
+        if found.is_empty() {
+            break;
+        }
+        for pid in found {
+            let outside = group.is_none_or(|g| stat(pid as u32).is_some_and(|s| s.pgrp != g));
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            if outside {
+                killed.insert(pid);
+            }
+        }
+    }
+    killed.len()
+}
+
+/// Processes of this user (never this one) whose environment holds one of the `wanted`
+/// entries (`NAME=value`, byte for byte). A zombie's environment reads empty: never found.
+fn tagged(wanted: &[Vec<u8>]) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    // SAFETY: geteuid(2) cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let me = std::process::id() as i32;
+    entries
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<i32>().ok()?, e.path())))
+        .filter(|(pid, path)| {
+            *pid != me
+                && std::fs::metadata(path).is_ok_and(|m| m.uid() == uid)
+                && std::fs::read(path.join("environ")).is_ok_and(|environ| {
+                    environ
+                        .split(|&b| b == 0)
+                        .any(|var| wanted.iter().any(|w| w == var))
+                })
+        })
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
 /// Processes in group `pgid` started at or after `start`, from `/proc`.
-fn group_members(pgid: i32, start: u64) -> Vec<i32> {
+pub(crate) fn group_members(pgid: i32, start: u64) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -630,7 +738,16 @@ mod tests {
     #[test]
     fn messages_round_trip_as_json_lines() {
         for m in [
-            Message::Group { pgid: 42, start: 7 },
+            Message::Group {
+                pgid: 42,
+                start: 7,
+                tag: String::new(),
+            },
+            Message::Group {
+                pgid: 42,
+                start: 7,
+                tag: "env/api/1".into(),
+            },
             Message::Ungroup { pgid: 42 },
             Message::Dir {
                 path: "/tmp/a b\nc".into(),

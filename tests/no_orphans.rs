@@ -16,10 +16,29 @@ use support::{is_alive as alive, processes_with_env, reaper_of, ProcInfo, Rigd};
 const CLEANUP: Duration = Duration::from_secs(60);
 
 /// A service whose process group has a grandchild: `sh` starts a background `sleep`, so
-/// killing the group leader alone is not enough.
+/// killing the group leader alone is not enough; and another that leaves the group (`setsid`,
+/// as daemons do), so killing the group is not enough either.
 fn forking_service(rigd: &Rigd) -> serde_json::Value {
-    let script = rigd.script("forker.sh", "sleep 1000 &\nsleep 1000\n");
+    let script = rigd.script(
+        "forker.sh",
+        "sleep 1000 &\nsetsid sleep 1000 &\nsleep 1000\n",
+    );
     json!({"type": "process", "config": {"command": "sh"}, "args": [script]})
+}
+
+/// The session id of process `pid` (field 6 of `/proc/<pid>/stat`), if it is running.
+fn session_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Whether one of `found` is a `sleep` that has left its service's group for a session of
+/// its own.
+fn has_left_its_group(found: &[ProcInfo]) -> bool {
+    found
+        .iter()
+        .any(|p| p.cmdline.starts_with("sleep") && session_of(p.pid) == Some(p.pid))
 }
 
 async fn environment_with_children(rigd: &Rigd) -> (String, Vec<ProcInfo>) {
@@ -31,8 +50,9 @@ async fn environment_with_children(rigd: &Rigd) -> (String, Vec<ProcInfo>) {
         .await;
     rigd.events(&id).until(EventType::EnvironmentUp).await;
     let prefix = format!("RIG_ENV_DIR={}", rigd.rig_dir().join("tmp").display());
-    // Both sleeps and the shell have been started by the time the shell runs its last line;
-    // wait for that condition rather than for a fixed time.
+    // The sleeps and the shell have been started by the time the shell runs its last line,
+    // and one sleep has its own session; wait for that condition rather than for a fixed
+    // time.
     let deadline = Instant::now() + CLEANUP;
     let children = loop {
         let found = processes_with_env(&prefix);
@@ -40,7 +60,8 @@ async fn environment_with_children(rigd: &Rigd) -> (String, Vec<ProcInfo>) {
             .iter()
             .filter(|p| p.cmdline.starts_with("sleep"))
             .count()
-            >= 2
+            >= 3
+            && has_left_its_group(&found)
         {
             break found;
         }
@@ -97,6 +118,33 @@ async fn kill_9_of_rigd_leaves_no_service_process_behind() {
 
     kill9(rigd.pid());
     wait_cleaned(&children, &env_dir);
+}
+
+/// Deleting the environment kills its processes, also those that left their service's
+/// process group.
+#[tokio::test]
+async fn delete_leaves_no_service_process_behind() {
+    let rigd = Rigd::start();
+    let (id, children) = environment_with_children(&rigd).await;
+    let env_dir = rigd.rig_dir().join("tmp").join(&id);
+    let mut events = rigd.events_with_logs(&id);
+    events.until(EventType::EnvironmentUp).await;
+    rigd.client()
+        .delete_environment(&id, &rigd::cli::client::DeleteOptions::default())
+        .await
+        .expect("DELETE");
+    wait_cleaned(&children, &env_dir);
+    events.until(EventType::EnvironmentDown).await;
+    assert!(
+        events.rig_remarks().contains(&(
+            "forker".to_string(),
+            "1 process it started outside its process group (with setsid, or as a daemon) \
+             was still running when it ended, and killed (SIGKILL)\n"
+                .to_string()
+        )),
+        "{:?}",
+        events.rig_remarks()
+    );
 }
 
 #[tokio::test]

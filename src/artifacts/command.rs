@@ -79,7 +79,7 @@ impl BuildCommand {
         let program =
             crate::services::process::resolve_program(&self.program, Some(&self.dir), &self.env)
                 .map_err(|e| BuildFailure::Spawn(e.to_string()))?;
-        let mut child = spawn(&program, &self.args, Some(&self.dir), &self.env)
+        let mut child = spawn(&program, &self.args, Some(&self.dir), &self.env, None)
             .map_err(|e| BuildFailure::Spawn(format!("start {}: {e}", program.display())))?;
         let pgid = child.id().map(|pid| pid as i32);
         if let (Some(reaper), Some(pid)) = (reaper, child.id()) {

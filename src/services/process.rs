@@ -4,8 +4,11 @@
 //! {"NAME": "value"}}`. The child gets exactly the service environment (the client's `host_env`
 //! plus the wiring, then the config's `env`, a rig-rs addition for per-service variables), its
 //! arguments expanded against that environment, and its stdout/stderr streamed into the event
-//! log. Stopping sends SIGINT to the whole group, then SIGKILL after the grace period; the
-//! group also gets SIGKILL if rigd dies (parent-death signal), so no child outlives rigd.
+//! log. Stopping sends SIGINT to the whole group, then SIGKILL after the grace period. The
+//! child also carries a run tag (`RIG_RUN`), inherited by whatever it starts, so processes
+//! that left the group (`setsid`, daemons) are killed with it. If rigd dies, its reaper (or
+//! the next rigd) kills the group and the tagged processes (`crate::reaper`), so no child
+//! outlives rigd.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -74,16 +77,19 @@ pub(crate) async fn run_program(
 ) -> Result<(), ServiceError> {
     ctx.output.note(unset_names("args", &ctx.spec.args, env));
     let args = expand_templates(&ctx.spec.args, env);
+    let tag = run_tag(&ctx.instance_id, &ctx.service);
     let spawned_after = crate::reaper::boot_ticks_now();
-    let mut child = spawn(program, &args, dir, env)
+    let mut child = spawn(program, &args, dir, env, Some(&tag))
         .map_err(|e| ServiceError::new(spawn_error(program, dir, &args, env, &e)))?;
     let pgid = child.id().map(|pid| pid as i32);
     if let (Some(reaper), Some(pgid)) = (&ctx.reaper, pgid) {
-        reaper.track_group_since(pgid, spawned_after);
+        reaper.track_group_tagged(pgid, spawned_after, &tag);
     }
     let group = pgid.map(|pgid| GroupKill {
         pgid,
+        tag,
         reaper: ctx.reaper.clone(),
+        done: false,
     });
 
     let mut pumps = Vec::new();
@@ -106,38 +112,87 @@ pub(crate) async fn run_program(
             Exit::Stopped(stop(&mut child, pgid, ctx.stop_grace).await)
         }
     };
-    // Whatever the leader did, nothing of its group may outlive it.
-    drop(group);
+    // Whatever the leader did, nothing it started may outlive it, in its group or not.
+    let escaped = match group {
+        Some(group) => group.finish().await,
+        None => 0,
+    };
     // Drain the output so the log holds everything the process wrote before we report.
     let drained_by = tokio::time::Instant::now() + OUTPUT_DRAIN;
     for pump in pumps {
         let _ = tokio::time::timeout_at(drained_by, pump).await;
     }
+    if let Exit::Stopped(stopped) = &outcome {
+        ctx.output.note(stopped.remark(ctx.stop_grace));
+    }
+    ctx.output.note(escaped_remark(escaped));
     match outcome {
-        Exit::Stopped(stopped) => {
-            ctx.output.note(stopped.remark(ctx.stop_grace));
-            Ok(())
-        }
+        Exit::Stopped(_) => Ok(()),
         Exit::BySelf(Ok(status)) => Err(ServiceError::new(describe_exit(status))),
         Exit::BySelf(Err(e)) => Err(ServiceError::new(format!("wait for process: {e}"))),
     }
+}
+
+/// rigd's remark on `escaped` processes that had left the service's group and were killed.
+fn escaped_remark(escaped: usize) -> Option<String> {
+    let (what, were) = match escaped {
+        0 => return None,
+        1 => ("1 process".to_string(), "was"),
+        n => (format!("{n} processes"), "were"),
+    };
+    Some(format!(
+        "{what} it started outside its process group (with setsid, or as a daemon) {were} \
+         still running when it ended, and killed (SIGKILL)"
+    ))
 }
 
 /// How long the output of a process that has ended is still read: a process it started that
 /// left its group (`setsid`) may hold its stdout open for ever.
 pub(crate) const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
-/// A service's process group, killed (SIGKILL) when this is dropped: when the leader has
-/// ended, and also when the runner itself is dropped before that (mid-stop, say), so nothing
-/// of the group outlives its service.
+/// A new run tag ([`crate::reaper::RUN_TAG_VAR`]) for `service` of environment `instance`:
+/// `<instance id>/<service>/<n>`, `n` counting the processes rigd has started.
+pub(crate) fn run_tag(instance: &str, service: &str) -> String {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{instance}/{service}/{n}")
+}
+
+/// A service's process group, and the processes carrying its run tag, killed (SIGKILL) when
+/// the leader has ended ([`GroupKill::finish`]), and also when the runner itself is dropped
+/// before that (mid-stop, say), so nothing of the service outlives it.
 struct GroupKill {
     pgid: i32,
+    tag: String,
     reaper: Option<std::sync::Arc<crate::reaper::Reaper>>,
+    done: bool,
+}
+
+impl GroupKill {
+    /// Kills what is left of the group, then whatever carries the run tag (processes that
+    /// left the group); returns how many of the latter were found.
+    async fn finish(mut self) -> usize {
+        self.done = true;
+        signal_group(self.pgid, libc::SIGKILL);
+        let (tag, pgid) = (std::mem::take(&mut self.tag), self.pgid);
+        let escaped =
+            tokio::task::spawn_blocking(move || crate::reaper::kill_tagged(&[&tag], Some(pgid)))
+                .await
+                .unwrap_or(0);
+        if let Some(reaper) = &self.reaper {
+            reaper.untrack_group(self.pgid);
+        }
+        escaped
+    }
 }
 
 impl Drop for GroupKill {
     fn drop(&mut self) {
+        if self.done {
+            return;
+        }
         signal_group(self.pgid, libc::SIGKILL);
+        crate::reaper::kill_tagged(&[&self.tag], None);
         if let Some(reaper) = &self.reaper {
             reaper.untrack_group(self.pgid);
         }
@@ -218,17 +273,22 @@ pub(crate) fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
+/// Spawns `program` in a process group of its own with exactly `env` as its environment
+/// (plus the run tag `tag`, if any, as [`crate::reaper::RUN_TAG_VAR`]), stdout and stderr
+/// piped.
 pub(crate) fn spawn(
     program: &Path,
     args: &[String],
     dir: Option<&Path>,
     env: &BTreeMap<String, String>,
+    tag: Option<&str>,
 ) -> std::io::Result<Child> {
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
+    cmd.args(args).env_clear().envs(env);
+    if let Some(tag) = tag {
+        cmd.env(crate::reaper::RUN_TAG_VAR, tag);
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -428,14 +488,14 @@ mod tests {
     fn a_nul_character_is_traced_to_its_argument_or_variable() {
         let program = Path::new("/bin/true");
         let env = BTreeMap::from([("TOKEN".to_string(), "a\0b".to_string())]);
-        let error = spawn(program, &[], None, &env).expect_err("a NUL cannot be passed");
+        let error = spawn(program, &[], None, &env, None).expect_err("a NUL cannot be passed");
         assert_eq!(
             spawn_error(program, None, &[], &env, &error),
             "start /bin/true: environment variable \"TOKEN\" contains a NUL character \
              (\\u0000), which a process cannot be given; remove it from the spec"
         );
         let args = ["ok".to_string(), "x\0".to_string()];
-        let error = spawn(program, &args, None, &BTreeMap::new()).expect_err("nor here");
+        let error = spawn(program, &args, None, &BTreeMap::new(), None).expect_err("nor here");
         assert_eq!(
             spawn_error(program, None, &args, &BTreeMap::new(), &error),
             "start /bin/true: argument 2 (\"x\\0\") contains a NUL character (\\u0000), \
@@ -451,7 +511,7 @@ mod tests {
             ("RIG_WIRING".to_string(), "x".repeat(200 * 1024)),
         ]);
         let program = Path::new("/bin/true");
-        let error = spawn(program, &[], None, &env).expect_err("the kernel refuses it");
+        let error = spawn(program, &[], None, &env, None).expect_err("the kernel refuses it");
         assert_eq!(error.raw_os_error(), Some(libc::E2BIG));
         let message = spawn_error(program, None, &[], &env, &error);
         assert!(
@@ -468,7 +528,7 @@ mod tests {
     fn a_directory_or_a_file_without_execute_bit_is_named_as_such() {
         let dir = tempfile::tempdir().unwrap();
         let env = BTreeMap::new();
-        let error = spawn(dir.path(), &[], None, &env).expect_err("a directory cannot run");
+        let error = spawn(dir.path(), &[], None, &env, None).expect_err("a directory cannot run");
         let message = spawn_error(dir.path(), None, &[], &env, &error);
         assert_eq!(
             message,
@@ -481,7 +541,7 @@ mod tests {
 
         let script = dir.path().join("run.sh");
         std::fs::write(&script, "#!/bin/sh\n").unwrap();
-        let error = spawn(&script, &[], None, &env).expect_err("not executable");
+        let error = spawn(&script, &[], None, &env, None).expect_err("not executable");
         let message = spawn_error(&script, None, &[], &env, &error);
         assert!(
             message.starts_with(&format!(
