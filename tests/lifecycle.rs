@@ -686,6 +686,13 @@ async fn an_unclean_stop_is_remarked_on_in_the_service_log() {
                 "grumpy".to_string(),
                 "ended with exit status 3 when told to stop (SIGINT)\n".to_string()
             ),
+            // Its background sleep ignores SIGINT, and is killed once the grace is over.
+            (
+                "grumpy".to_string(),
+                "other processes of its group did not exit within 1s of SIGINT, so they were \
+                 killed (SIGKILL); have them exit on SIGINT, or give rigd a longer --stop-grace\n"
+                    .to_string()
+            ),
             (
                 "stubborn".to_string(),
                 "did not exit within 1s of SIGINT, so it was killed (SIGKILL); have it exit on \
@@ -693,5 +700,73 @@ async fn an_unclean_stop_is_remarked_on_in_the_service_log() {
                     .to_string()
             ),
         ]
+    );
+}
+
+/// A wrapper that exits at once on SIGINT, leaving the rest of its group to stop (as
+/// `python3 wrapper.py child.py`): `argv[1]` is the child script, the rest its arguments.
+const WRAPPER: &str = r#"
+import os, signal, subprocess, sys
+signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+child = subprocess.Popen([sys.executable] + sys.argv[1:])
+while True:
+    signal.pause()
+"#;
+
+/// A child that takes a moment to shut down on SIGINT, then writes the file `argv[1]`.
+const SLOW_CHILD: &str = r#"
+import os, signal, sys, time
+def stop(*_):
+    time.sleep(0.5)
+    open(sys.argv[1], "w").write("finished")
+    os._exit(0)
+signal.signal(signal.SIGINT, stop)
+print("started", flush=True)
+while True:
+    signal.pause()
+"#;
+
+/// A child that ignores SIGINT.
+const DEAF_CHILD: &str = r#"
+import signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+print("started", flush=True)
+while True:
+    signal.pause()
+"#;
+
+/// When the leader of a service's group exits on SIGINT without waiting for the rest of its
+/// group, the rest still get the grace period to shut down; those that outlive it are killed,
+/// and that is remarked on.
+#[tokio::test]
+async fn the_rest_of_a_group_gets_the_grace_period_when_its_leader_exits_first() {
+    let rigd = Rigd::start_with(&["--stop-grace", "3s"]);
+    let wrapper = rigd.script("wrapper.py", WRAPPER);
+    let slow = rigd.script("slow.py", SLOW_CHILD);
+    let deaf = rigd.script("deaf.py", DEAF_CHILD);
+    let finished = rigd.scratch().join("finished");
+    let python = |args: Vec<String>| json!({"type": "process", "config": {"command": "python3"}, "args": args});
+    let remarks = rigd
+        .remarks_at_teardown(
+            json!({"name": "wrapped", "services": {
+                "polite": python(vec![wrapper.clone(), slow, finished.display().to_string()]),
+                "deaf": python(vec![wrapper, deaf]),
+            }}),
+            &["polite", "deaf"],
+        )
+        .await;
+    assert_eq!(
+        std::fs::read_to_string(&finished).ok().as_deref(),
+        Some("finished"),
+        "the child was killed before it finished shutting down"
+    );
+    assert_eq!(
+        remarks,
+        [(
+            "deaf".to_string(),
+            "other processes of its group did not exit within 3s of SIGINT, so they were \
+             killed (SIGKILL); have them exit on SIGINT, or give rigd a longer --stop-grace\n"
+                .to_string()
+        )]
     );
 }

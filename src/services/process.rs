@@ -109,7 +109,7 @@ pub(crate) async fn run_program(
         _ = ctx.cancel.cancelled() => {
             // Told to stop: how it ended is not a failure, whatever the status; an unclean
             // end is remarked on below.
-            Exit::Stopped(stop(&mut child, pgid, ctx.stop_grace).await)
+            Exit::Stopped(stop(&mut child, pgid, spawned_after, ctx.stop_grace).await)
         }
     };
     // Whatever the leader did, nothing it started may outlive it, in its group or not.
@@ -123,7 +123,7 @@ pub(crate) async fn run_program(
         let _ = tokio::time::timeout_at(drained_by, pump).await;
     }
     if let Exit::Stopped(stopped) = &outcome {
-        ctx.output.note(stopped.remark(ctx.stop_grace));
+        ctx.output.note(stopped.remarks(ctx.stop_grace));
     }
     ctx.output.note(escaped_remark(escaped));
     match outcome {
@@ -209,10 +209,27 @@ struct Stopped {
     status: std::io::Result<ExitStatus>,
     /// It outlived the grace period and was sent SIGKILL.
     killed: bool,
+    /// It ended in time, but other processes of its group outlived the grace period and
+    /// were sent SIGKILL.
+    group_killed: bool,
 }
 
 impl Stopped {
-    /// rigd's remark on an unclean stop, for the service's log: it needed SIGKILL, or it
+    /// rigd's remarks on an unclean stop, for the service's log: [`Stopped::remark`], and
+    /// that other processes of its group needed SIGKILL.
+    fn remarks(&self, grace: Duration) -> Vec<String> {
+        let mut remarks: Vec<String> = self.remark(grace).into_iter().collect();
+        if self.group_killed {
+            remarks.push(format!(
+                "other processes of its group did not exit within {} of SIGINT, so they were \
+                 killed (SIGKILL); have them exit on SIGINT, or give rigd a longer --stop-grace",
+                rig_types::GoDuration::from_std(grace)
+            ));
+        }
+        remarks
+    }
+
+    /// rigd's remark on an unclean stop of the process itself: it needed SIGKILL, or it
     /// answered SIGINT with a failure (a panic in a shutdown handler, say). Ending by SIGINT
     /// itself, with status 0, or with 130 (128 + SIGINT, a shell's way) is clean.
     fn remark(&self, grace: Duration) -> Option<String> {
@@ -241,28 +258,68 @@ impl Stopped {
     }
 }
 
-/// SIGINT to the group, then SIGKILL once `grace` has passed.
-async fn stop(child: &mut Child, pgid: Option<i32>, grace: Duration) -> Stopped {
+/// SIGINT to the group, then SIGKILL once `grace` has passed. Other processes of the group
+/// get the same grace as the leader, even when it exits at once (a wrapper or a supervisor
+/// that does not wait for its children): the group is killed when they have all gone or the
+/// grace period is over.
+async fn stop(child: &mut Child, pgid: Option<i32>, since: u64, grace: Duration) -> Stopped {
     let Some(pgid) = pgid else {
         return Stopped {
             status: child.wait().await,
             killed: false,
+            group_killed: false,
         };
     };
+    let deadline = tokio::time::Instant::now() + grace;
     signal_group(pgid, libc::SIGINT);
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => Stopped {
-            status,
-            killed: false,
-        },
+    match tokio::time::timeout_at(deadline, child.wait()).await {
+        Ok(status) => {
+            let group_killed = !group_gone_by(pgid, since, deadline).await;
+            if group_killed {
+                signal_group(pgid, libc::SIGKILL);
+            }
+            Stopped {
+                status,
+                killed: false,
+                group_killed,
+            }
+        }
         Err(_) => {
             signal_group(pgid, libc::SIGKILL);
             Stopped {
                 status: child.wait().await,
                 killed: true,
+                group_killed: false,
             }
         }
     }
+}
+
+/// How often a stopping group is checked for processes left.
+const GROUP_POLL: Duration = Duration::from_millis(20);
+
+/// Waits until group `pgid` has no live process started since `since` (clock ticks since
+/// boot) or `deadline` has passed; true if it has none.
+async fn group_gone_by(pgid: i32, since: u64, deadline: tokio::time::Instant) -> bool {
+    loop {
+        if !group_alive(pgid, since) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(GROUP_POLL).await;
+    }
+}
+
+/// Whether group `pgid` still has a live process started since `since`.
+fn group_alive(pgid: i32, since: u64) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks; a negative pid addresses the group.
+    if unsafe { libc::kill(-pgid, 0) } != 0 {
+        return std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+    }
+    // kill(2) counts zombies, which stay until their parent (init, for orphans) reaps them.
+    !crate::reaper::group_members(pgid, since).is_empty()
 }
 
 pub(crate) fn signal_group(pgid: i32, signal: i32) {
@@ -591,11 +648,28 @@ mod tests {
     }
 
     #[test]
+    fn a_group_killed_after_its_leader_ended_is_remarked_on() {
+        let stopped = Stopped {
+            status: Ok(ExitStatus::from_raw(0)),
+            killed: false,
+            group_killed: true,
+        };
+        assert_eq!(
+            stopped.remarks(Duration::from_secs(5)),
+            [
+                "other processes of its group did not exit within 5s of SIGINT, so they were \
+              killed (SIGKILL); have them exit on SIGINT, or give rigd a longer --stop-grace"
+            ]
+        );
+    }
+
+    #[test]
     fn only_unclean_stops_are_remarked_on() {
         let grace = Duration::from_secs(5);
         let stopped = |raw: i32| Stopped {
             status: Ok(ExitStatus::from_raw(raw)),
             killed: false,
+            group_killed: false,
         };
         for clean in [0, 130 << 8, libc::SIGINT] {
             assert_eq!(stopped(clean).remark(grace), None, "{clean}");
@@ -611,6 +685,7 @@ mod tests {
         let killed = Stopped {
             status: Ok(ExitStatus::from_raw(libc::SIGKILL)),
             killed: true,
+            group_killed: false,
         };
         assert_eq!(
             killed.remark(grace).as_deref(),
