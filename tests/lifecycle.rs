@@ -770,3 +770,59 @@ async fn the_rest_of_a_group_gets_the_grace_period_when_its_leader_exits_first()
         )]
     );
 }
+
+/// A process that left its service's group and its run tag, and keeps writing to the
+/// service's stdout: once the service is down, rigd no longer reads it (the pipe is closed,
+/// and nothing more goes into the log).
+#[tokio::test]
+async fn output_of_an_escaped_process_is_not_read_after_teardown() {
+    let rigd = Rigd::start();
+    let pidfile = rigd.scratch().join("writer.pid");
+    let script = rigd.script(
+        "escape.sh",
+        &format!(
+            "env -u RIG_RUN setsid sh -c 'while :; do echo tick; sleep 0.05; done' &\n\
+             echo $! > {pidfile}\nexec sleep 1000\n",
+            pidfile = pidfile.display()
+        ),
+    );
+    let id = rigd
+        .create(json!({"name": "escape", "services": {
+            "leaky": {"type": "process", "config": {"command": "sh"}, "args": [script]},
+        }}))
+        .await;
+    let mut events = rigd.events_with_logs(&id);
+    events.until(EnvironmentUp).await;
+    events.until_printed("leaky", "tick\n").await;
+    let read_pid = || {
+        std::fs::read_to_string(&pidfile)
+            .ok()?
+            .trim()
+            .parse::<u32>()
+            .ok()
+    };
+    support::wait_until("the escaped writer's pid file", || read_pid().is_some());
+    let writer = read_pid().expect("a pid");
+    // Killed whatever happens to the test.
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) of the process this test made escape.
+            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+        }
+    }
+    let _writer = KillOnDrop(writer);
+    let pipe = std::fs::read_link(format!("/proc/{writer}/fd/1")).expect("the writer's stdout");
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE");
+    events.until(EnvironmentDown).await;
+    let rigd_fds = format!("/proc/{}/fd", rigd.pid());
+    support::wait_until("rigd closing the escaped writer's pipe", || {
+        !std::fs::read_dir(&rigd_fds)
+            .expect("rigd's fds")
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == pipe))
+    });
+}

@@ -10,7 +10,7 @@ use rig_types::LogStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::reaper::Reaper;
-use crate::services::process::{describe_exit, signal_group, spawn, OUTPUT_DRAIN};
+use crate::services::process::{describe_exit, signal_group, spawn, OutputReaders, OUTPUT_DRAIN};
 use crate::services::OutputSink;
 
 /// How much of a failed build's output goes into the error message (the end of it, where
@@ -88,11 +88,11 @@ impl BuildCommand {
 
         let tail = Arc::new(Mutex::new(Tail::default()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
-        let mut pumps = Vec::new();
+        let mut readers = OutputReaders::default();
         if let Some(mut out) = child.stdout.take() {
             let (sink, tail, stdout) = (output.clone(), tail.clone(), stdout.clone());
             let log = self.log_stdout;
-            pumps.push(tokio::spawn(async move {
+            readers.spawn(async move {
                 if log {
                     sink.pump_with(out, LogStream::Stdout, |chunk| {
                         tail.lock().push(chunk);
@@ -107,15 +107,15 @@ impl BuildCommand {
                         stdout.lock().extend_from_slice(&buf[..n]);
                     }
                 }
-            }));
+            });
         }
         if let Some(err) = child.stderr.take() {
             let sink = output.clone();
             let tail = tail.clone();
-            pumps.push(tokio::spawn(async move {
+            readers.spawn(async move {
                 sink.pump_with(err, LogStream::Stderr, |chunk| tail.lock().push(chunk))
                     .await
-            }));
+            });
         }
         let status = tokio::select! {
             status = child.wait() => Some(status),
@@ -135,12 +135,11 @@ impl BuildCommand {
             }
         };
         // Bounded: a process the build started outside its group may keep the pipes open.
+        // Readers still reading then are aborted (also when cancelled), closing the pipes.
         let drained_by = tokio::time::Instant::now() + OUTPUT_DRAIN;
-        for pump in pumps {
-            tokio::select! {
-                _ = tokio::time::timeout_at(drained_by, pump) => {}
-                _ = cancel.cancelled() => return Err(BuildFailure::Cancelled),
-            }
+        tokio::select! {
+            _ = readers.drain(drained_by) => {}
+            _ = cancel.cancelled() => return Err(BuildFailure::Cancelled),
         }
         let status = status.map_err(|e| BuildFailure::Spawn(format!("wait: {e}")))?;
         let stdout = std::mem::take(&mut *stdout.lock());

@@ -22,6 +22,8 @@ use std::process::Stdio;
 
 use rig_types::LogStream;
 
+use super::process::OutputReaders;
+
 use rig_types::Endpoint;
 
 use super::{
@@ -473,16 +475,12 @@ pub async fn exec_hook(
     let group = child
         .id()
         .map(|pid| HookGroup::track(pid as i32, spawned_after, ctx.reaper.clone()));
-    let mut pumps = Vec::new();
+    let mut readers = OutputReaders::default();
     if let Some(out) = child.stdout.take() {
-        pumps.push(tokio::spawn(
-            ctx.output.clone().pump(out, LogStream::Stdout),
-        ));
+        readers.spawn(ctx.output.clone().pump(out, LogStream::Stdout));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.push(tokio::spawn(
-            ctx.output.clone().pump(err, LogStream::Stderr),
-        ));
+        readers.spawn(ctx.output.clone().pump(err, LogStream::Stderr));
     }
     let status = child
         .wait()
@@ -490,9 +488,10 @@ pub async fn exec_hook(
         .map_err(|e| ServiceError::new(format!("exec {command:?}: {e}")))?;
     // What the hook left running goes now, so its output pipes close too.
     drop(group);
-    for pump in pumps {
-        let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
-    }
+    // A reader still reading then (a process that left the group holds the pipe) is aborted.
+    readers
+        .drain(tokio::time::Instant::now() + super::process::OUTPUT_DRAIN)
+        .await;
     if status.success() {
         return Ok(());
     }

@@ -92,16 +92,12 @@ pub(crate) async fn run_program(
         done: false,
     });
 
-    let mut pumps = Vec::new();
+    let mut readers = OutputReaders::default();
     if let Some(out) = child.stdout.take() {
-        pumps.push(tokio::spawn(
-            ctx.output.clone().pump(out, LogStream::Stdout),
-        ));
+        readers.spawn(ctx.output.clone().pump(out, LogStream::Stdout));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.push(tokio::spawn(
-            ctx.output.clone().pump(err, LogStream::Stderr),
-        ));
+        readers.spawn(ctx.output.clone().pump(err, LogStream::Stderr));
     }
 
     let outcome = tokio::select! {
@@ -118,10 +114,9 @@ pub(crate) async fn run_program(
         None => 0,
     };
     // Drain the output so the log holds everything the process wrote before we report.
-    let drained_by = tokio::time::Instant::now() + OUTPUT_DRAIN;
-    for pump in pumps {
-        let _ = tokio::time::timeout_at(drained_by, pump).await;
-    }
+    readers
+        .drain(tokio::time::Instant::now() + OUTPUT_DRAIN)
+        .await;
     if let Exit::Stopped(stopped) = &outcome {
         ctx.output.note(stopped.remarks(ctx.stop_grace));
     }
@@ -147,7 +142,7 @@ fn escaped_remark(escaped: usize) -> Option<String> {
 }
 
 /// How long the output of a process that has ended is still read: a process it started that
-/// left its group (`setsid`) may hold its stdout open for ever.
+/// left its group (`setsid`) and its run tag may hold its stdout open for ever.
 pub(crate) const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 /// A new run tag ([`crate::reaper::RUN_TAG_VAR`]) for `service` of environment `instance`:
@@ -195,6 +190,35 @@ impl Drop for GroupKill {
         crate::reaper::kill_tagged(&[&self.tag], None);
         if let Some(reaper) = &self.reaper {
             reaper.untrack_group(self.pgid);
+        }
+    }
+}
+
+/// The tasks reading a process's output. Those still reading when dropped, or when
+/// [`OutputReaders::drain`] gives up on them, are aborted: their end of the pipe closes, so a
+/// process that escaped the kill no longer writes into the log of a finished service.
+#[derive(Default)]
+pub(crate) struct OutputReaders(Vec<tokio::task::JoinHandle<()>>);
+
+impl OutputReaders {
+    /// Runs `reader` as one of these tasks.
+    pub(crate) fn spawn(&mut self, reader: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.0.push(tokio::spawn(reader));
+    }
+
+    /// Waits until every reader has reached the end of its output, or `deadline`; aborts those
+    /// that have not.
+    pub(crate) async fn drain(mut self, deadline: tokio::time::Instant) {
+        for reader in &mut self.0 {
+            let _ = tokio::time::timeout_at(deadline, reader).await;
+        }
+    }
+}
+
+impl Drop for OutputReaders {
+    fn drop(&mut self) {
+        for reader in &self.0 {
+            reader.abort();
         }
     }
 }
