@@ -131,12 +131,19 @@ impl OutputSink {
 }
 
 /// The length of the longest prefix of `bytes` that does not end inside an incomplete UTF-8
-/// sequence (invalid bytes count as complete: they are replaced on conversion).
+/// sequence (invalid bytes count as complete: they are replaced on conversion). Only the last
+/// three bytes can hold the start of a sequence cut short, so only they are looked at: an
+/// invalid byte earlier does not hide a character cut at the end.
 fn utf8_prefix_len(bytes: &[u8]) -> usize {
-    match std::str::from_utf8(bytes) {
-        Ok(_) => bytes.len(),
-        Err(e) if e.error_len().is_none() => e.valid_up_to(),
-        Err(_) => bytes.len(),
+    let tail = bytes.len().saturating_sub(3);
+    // The last byte that is not a continuation byte (10xxxxxx): where a cut sequence starts.
+    let Some(start) = bytes[tail..].iter().rposition(|&b| b & 0xC0 != 0x80) else {
+        return bytes.len();
+    };
+    let start = tail + start;
+    match std::str::from_utf8(&bytes[start..]) {
+        Err(e) if e.error_len().is_none() => start + e.valid_up_to(),
+        _ => bytes.len(),
     }
 }
 
@@ -151,6 +158,21 @@ mod tests {
         assert_eq!(utf8_prefix_len(s), 3);
         assert_eq!(utf8_prefix_len(&s[..2]), 1);
         assert_eq!(utf8_prefix_len(b"a\xff"), 2);
+        assert_eq!(utf8_prefix_len(b""), 0);
+        assert_eq!(utf8_prefix_len("€".as_bytes()), 3);
+        assert_eq!(utf8_prefix_len(&"a€".as_bytes()[..3]), 1);
+        assert_eq!(utf8_prefix_len(&"a😀".as_bytes()[..4]), 1);
+    }
+
+    /// An invalid byte earlier in the output does not hide a character cut at the end.
+    #[test]
+    fn utf8_prefix_stops_before_a_cut_sequence_after_an_invalid_byte() {
+        let mut bytes = b"\xff ok ".to_vec();
+        bytes.extend_from_slice(&"é".as_bytes()[..1]);
+        assert_eq!(utf8_prefix_len(&bytes), bytes.len() - 1);
+        // A lone continuation byte or an invalid lead at the end is complete (replaced).
+        assert_eq!(utf8_prefix_len(b"\xff ok \x80"), 6);
+        assert_eq!(utf8_prefix_len(b"ok \xff"), 4);
     }
 
     #[tokio::test]
