@@ -194,16 +194,7 @@ async fn hooks_a_type_cannot_run_are_422_at_creation() {
         ),
     ] {
         let spec = json!({"name": "hooks", "services": {"app": service}});
-        let response = rigd
-            .request(
-                "POST",
-                "/environments",
-                &[],
-                Some(spec.to_string().as_bytes()),
-            )
-            .await;
-        assert_eq!(response.status, 422, "{}", response.text());
-        assert_eq!(response.json()["validation_errors"], json!([expected]));
+        assert_eq!(validation_errors(&rigd, &spec).await, json!([expected]));
     }
     assert!(rigd.list().await.is_empty(), "nothing was created");
 }
