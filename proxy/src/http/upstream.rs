@@ -16,7 +16,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 use super::body::RequestBody;
 use super::http2_upstream::Http2Upstream;
 use super::idle_upstreams::IdleUpstreams;
+use super::raw::replayable;
 use super::settings::HttpSettings;
 
 /// Why no upstream response arrived.
@@ -207,15 +208,10 @@ impl Http1Upstream {
 /// `TRACE`) or that carries an `Idempotency-Key` (or `X-Idempotency-Key`), as the raw path
 /// decides (`raw::parse::RequestHead::replayable`). A body has streamed away by then.
 fn resendable(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
-    let safe = matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    );
-    let keyed = || {
-        let headers = request.headers();
-        headers.contains_key("idempotency-key") || headers.contains_key("x-idempotency-key")
-    };
-    if !request.body().is_end_stream() || !(safe || keyed()) {
+    let headers = request.headers();
+    let keyed =
+        headers.contains_key("idempotency-key") || headers.contains_key("x-idempotency-key");
+    if !request.body().is_end_stream() || !replayable(request.method().as_str(), keyed) {
         return None;
     }
     let mut again = Request::new(RequestBody::empty());

@@ -25,7 +25,7 @@ mod prefixed;
 mod record;
 
 pub(crate) use connection::{serve, Fallback};
-pub(crate) use parse::MAX_RESPONSE_HEADERS;
+pub(crate) use parse::{replayable, MAX_RESPONSE_HEADERS};
 pub(crate) use prefixed::Prefixed;
 pub(crate) use record::Answer;
 

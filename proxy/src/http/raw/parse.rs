@@ -158,8 +158,15 @@ pub(crate) fn request(buf: &[u8]) -> Request {
         framing,
         close,
         head_method: method == "HEAD",
-        replayable: idempotency_key || matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE"),
+        replayable: replayable(method, idempotency_key),
     })
+}
+
+/// Whether a request the target may not have answered can be sent again: its method is
+/// safe (`GET`, `HEAD`, `OPTIONS`, `TRACE`) or it carries an idempotency key, as Go's
+/// `http.Transport` decides. Shared by the raw path and the hyper path.
+pub(crate) fn replayable(method: &str, idempotency_key: bool) -> bool {
+    idempotency_key || matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE")
 }
 
 /// A response head of the target.
