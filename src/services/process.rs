@@ -517,6 +517,13 @@ fn spawn_error(
             );
         }
     }
+    // The kernel says "No such file or directory" for a script whose `#!` interpreter is
+    // missing too (a deleted virtualenv, Windows line endings), which would blame the script.
+    if error.kind() == std::io::ErrorKind::NotFound && path.is_file() {
+        if let Some(message) = missing_interpreter(path) {
+            return format!("start {program}: {message}");
+        }
+    }
     // "nul byte found in provided data" names nothing: say which argument or variable.
     if error.kind() == std::io::ErrorKind::InvalidInput {
         let arg = args.iter().position(|a| a.contains('\0'));
@@ -558,6 +565,40 @@ fn spawn_error(
         );
     }
     format!("start {program}: {error}")
+}
+
+/// If `script` starts with a `#!` line naming an interpreter that does not exist: what to
+/// say about it.
+fn missing_interpreter(script: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut first = Vec::new();
+    std::fs::File::open(script)
+        .ok()?
+        .take(256)
+        .read_to_end(&mut first)
+        .ok()?;
+    let line = first.strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let line = String::from_utf8_lossy(line);
+    // The kernel splits the line at the first space or tab: interpreter, then one argument.
+    let interpreter = line
+        .trim_start_matches([' ', '\t'])
+        .split([' ', '\t'])
+        .next()?;
+    if interpreter.is_empty() || Path::new(interpreter).exists() {
+        return None;
+    }
+    if let Some(bare) = interpreter.strip_suffix('\r') {
+        return Some(format!(
+            "its interpreter {interpreter:?} (the script's `#!` line) does not exist: the line \
+             ends with a carriage return (\\r), so the script has Windows line endings; \
+             convert it (`dos2unix`, or `sed -i 's/\\r$//'`) to run it with {bare}"
+        ));
+    }
+    Some(format!(
+        "its interpreter {interpreter} (the script's `#!` line) does not exist; install it, \
+         or fix the script's first line"
+    ))
 }
 
 #[cfg(test)]
@@ -630,6 +671,51 @@ mod tests {
                 script.display()
             )),
             "{message}"
+        );
+    }
+
+    /// A script whose `#!` interpreter is missing is not reported as missing itself.
+    #[test]
+    fn a_missing_interpreter_is_named_not_the_script() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let env = BTreeMap::new();
+        let script = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let crlf = script("crlf.sh", "#!/bin/sh\r\necho hi\r\n");
+        let error = spawn(&crlf, &[], None, &env, None).expect_err("no /bin/sh\\r");
+        assert_eq!(
+            spawn_error(&crlf, None, &[], &env, &error),
+            format!(
+                "start {}: its interpreter \"/bin/sh\\r\" (the script's `#!` line) does not \
+                 exist: the line ends with a carriage return (\\r), so the script has Windows \
+                 line endings; convert it (`dos2unix`, or `sed -i 's/\\r$//'`) to run it with \
+                 /bin/sh",
+                crlf.display()
+            )
+        );
+        let venv = dir.path().join("venv/bin/python");
+        let gone = script("gone.py", &format!("#! {} -u\nprint(1)\n", venv.display()));
+        let error = spawn(&gone, &[], None, &env, None).expect_err("no interpreter");
+        assert_eq!(
+            spawn_error(&gone, None, &[], &env, &error),
+            format!(
+                "start {}: its interpreter {} (the script's `#!` line) does not exist; install \
+                 it, or fix the script's first line",
+                gone.display(),
+                venv.display()
+            )
+        );
+        // A script that really is missing is still reported as such.
+        let missing = dir.path().join("missing.sh");
+        let error = spawn(&missing, &[], None, &env, None).expect_err("no script");
+        assert_eq!(
+            spawn_error(&missing, None, &[], &env, &error),
+            format!("start {}: {error}", missing.display())
         );
     }
 
