@@ -17,11 +17,15 @@ pub const TEST_NODE: &str = "~test";
 /// The configuration of an observe-mode proxy node (its `config` JSON).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyConfig {
-    /// The service whose egress the proxy sits on (`~test` for the test's own edges).
+    /// The service whose egress the proxy sits on (`~test` for the test's own edges); empty
+    /// in a proxy written in a spec that does not say.
+    #[serde(default)]
     pub source: String,
     /// The service the traffic goes to.
+    #[serde(default)]
     pub target_svc: String,
     /// The target's ingress.
+    #[serde(default)]
     pub ingress: String,
     /// Key of the process-wide gRPC reflection cache, `"<target>:<ingress>"`; set only when
     /// the target ingress speaks gRPC, and omitted from JSON otherwise.

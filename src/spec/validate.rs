@@ -389,7 +389,8 @@ fn ingress_hidden_by_egress(service: &Service) -> Option<(&str, &str)> {
 
 /// What is wrong with a service written in the spec whose type rigd uses for the nodes it
 /// inserts: a `test` node does nothing (the test itself is `~test`), and a `proxy` forwards
-/// to its egress `target`, without which it fails only once started.
+/// to its egress `target` from its one ingress `default`, without which it fails only once
+/// started.
 fn reserved_type_problem(service: &Service) -> Option<&'static str> {
     match service.service_type.as_str() {
         "test" => Some(
@@ -400,6 +401,13 @@ fn reserved_type_problem(service: &Service) -> Option<&'static str> {
             "a proxy forwards to its egress \"target\", and this one has none; add an egress \
              \"target\" naming the service to forward to",
         ),
+        "proxy" if service.ingresses.len() != 1 || !service.ingresses.contains_key("default") => {
+            Some(
+                "a proxy publishes exactly one ingress, named \"default\" (it listens there and \
+                 forwards to its egress \"target\"); declare \"ingresses\": {\"default\": \
+                 {...}} and no other",
+            )
+        }
         _ => None,
     }
 }

@@ -461,4 +461,8 @@ fn proxy_names_and_config_json() {
     }
     let text = serde_json::to_string(&ProxyConfig::default()).expect("serialises");
     assert_eq!(text, r#"{"source":"","target_svc":"","ingress":""}"#);
+    // A proxy written in a spec need not say where it sits (only rigd's own nodes do).
+    let written: ProxyConfig =
+        serde_json::from_value(serde_json::json!({})).expect("an empty config decodes");
+    assert_eq!(written, ProxyConfig::default());
 }

@@ -236,7 +236,8 @@ fn egress_with_empty_service() {
     );
 }
 
-/// A `proxy` written in the spec needs its egress `target`; a `test` node is rigd's own.
+/// A `proxy` written in the spec needs its egress `target` and exactly one ingress, `default`;
+/// a `test` node is rigd's own.
 #[test]
 fn the_types_of_inserted_nodes_have_their_rules_in_a_spec() {
     let backend = ("db", svc("process", &[("default", "tcp")], &[]));
@@ -255,6 +256,20 @@ fn the_types_of_inserted_nodes_have_their_rules_in_a_spec() {
         env_of(vec![backend.clone(), ("p", lost)]),
         r#"service "p": a proxy forwards to its egress "target", and this one has none"#,
     );
+    let target = &[("target", "db", "default")];
+    for ingresses in [
+        &[][..],
+        &[("public", "tcp")][..],
+        &[("default", "tcp"), ("admin", "tcp")][..],
+    ] {
+        assert_one_error_containing(
+            env_of(vec![
+                backend.clone(),
+                ("p", svc("proxy", ingresses, target)),
+            ]),
+            r#"service "p": a proxy publishes exactly one ingress, named "default""#,
+        );
+    }
     assert_one_error_containing(
         env_of(vec![backend, ("t", svc("test", &[], &[]))]),
         r#"service "t": type "test" is reserved for the "~test" node"#,
