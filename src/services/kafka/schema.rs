@@ -41,9 +41,10 @@ pub struct SchemaHook {
     pub schema: String,
 }
 
-/// A topic to create: its name, or its name with settings.
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(untagged)]
+/// A topic to create: its name, or its name with settings. Decoded by hand rather than as an
+/// untagged enum, so a misspelt or unsupported setting (`"partition"`, `"configs"`) is an
+/// error that names it instead of being ignored, and a wrong type says what was expected.
+#[derive(Debug, PartialEq)]
 pub enum Topic {
     /// A topic with one partition and replication factor 1.
     Name(String),
@@ -52,12 +53,52 @@ pub enum Topic {
         /// The name.
         name: String,
         /// The partition count (default 1).
-        #[serde(default = "one")]
         partitions: i32,
         /// The replication factor (default 1).
-        #[serde(default = "one_i16")]
         replication_factor: i16,
     },
+}
+
+/// The settings form of a [`Topic`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicSettings {
+    name: String,
+    #[serde(default = "one")]
+    partitions: i32,
+    #[serde(default = "one_i16")]
+    replication_factor: i16,
+}
+
+impl<'de> Deserialize<'de> for Topic {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Topic, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Topic;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a topic name, or {\"name\": ..., \"partitions\": N, \
+                     \"replication_factor\": N}",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Topic, E> {
+                Ok(Topic::Name(name.to_string()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Topic, A::Error> {
+                let settings =
+                    TopicSettings::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Topic::Detailed {
+                    name: settings.name,
+                    partitions: settings.partitions,
+                    replication_factor: settings.replication_factor,
+                })
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 fn one() -> i32 {

@@ -172,3 +172,32 @@ fn the_schema_hook_reads_topics_and_subjects() {
         "{err}"
     );
 }
+
+/// A misspelt or unsupported topic setting, or a wrong type, is an error naming it, not a
+/// topic created with defaults.
+#[test]
+fn topic_settings_are_checked() {
+    let message = |config: serde_json::Value| {
+        SchemaHook::parse(Some(&config))
+            .expect_err("an invalid topic")
+            .message()
+            .to_string()
+    };
+    let err = message(json!({"topics": [{"name": "payments", "partition": 3}]}));
+    assert!(err.contains("unknown field `partition`"), "{err}");
+    assert!(err.contains("`partitions`"), "{err}");
+    let err = message(json!({"topics": [{"name": "payments", "configs": {"retention.ms": "1"}}]}));
+    assert!(err.contains("unknown field `configs`"), "{err}");
+    let err = message(json!({"topics": [{"name": "payments", "partitions": "3"}]}));
+    assert!(
+        err.contains("invalid type: string \"3\", expected i32"),
+        "{err}"
+    );
+    let err = message(json!({"topics": [3]}));
+    assert!(
+        err.contains("invalid type: integer `3`, expected a topic name, or {"),
+        "{err}"
+    );
+    let err = message(json!({"topics": [{"partitions": 3}]}));
+    assert!(err.contains("missing field `name`"), "{err}");
+}
