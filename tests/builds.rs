@@ -682,3 +682,69 @@ async fn an_edited_cargo_config_rebuilds_the_package() {
         [ArtifactStarted, ArtifactCompleted]
     );
 }
+
+/// `cargo metadata`, run for the cache key, can take long (it downloads what the package
+/// needs): the service log says what rigd is doing, and DELETE kills it with the environment
+/// (it used to run on, out of reach, even after rigd exited).
+#[tokio::test]
+async fn delete_while_the_cache_key_waits_on_cargo_metadata_kills_it() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    // A registry that accepts connections and never answers.
+    let registry = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the registry");
+    let port = registry.local_addr().expect("its address").port();
+    let _registry = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = registry.accept().await {
+            held.push(conn);
+        }
+    });
+    let dir = cargo_package(&root, "needs", "fn main() {}\n", None);
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("read Cargo.toml");
+    write(
+        &manifest,
+        &format!("{text}\n[dependencies]\nnot-in-any-cache-xyz = \"1\"\n"),
+    );
+    write(
+        &dir.join(".cargo/config.toml"),
+        &format!(
+            "[source.crates-io]\nreplace-with = \"silent\"\n\
+             [source.silent]\nregistry = \"sparse+http://127.0.0.1:{port}/\"\n"
+        ),
+    );
+    let mut spec = spec("resolving", &root, cargo_service("needs"));
+    // A Cargo home of its own: the machine's would stay locked while cargo waits.
+    spec["host_env"] = json!({"PATH": std::env::var("PATH").unwrap_or_default(),
+                              "CARGO_HOME": root.join("cargo-home").to_string_lossy()});
+    let id = rigd.create(spec).await;
+    let mut events = rigd.events_with_logs(&id);
+    events
+        .until_matching("the note that the dependencies are being resolved", |e| {
+            e.log
+                .as_ref()
+                .is_some_and(|l| l.data.contains("resolving the dependencies of cargo:"))
+        })
+        .await;
+    let metadata = || support::children_with_cmdline(rigd.pid(), "metadata");
+    assert!(!metadata().is_empty(), "cargo metadata runs");
+
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE while the cache key is computed");
+    events.until(EnvironmentDown).await;
+    assert!(!events.saw(ArtifactFailed), "cancelled, not failed");
+    // Killed at once: cargo itself would wait 30 s for the registry.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !metadata().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "cargo metadata outlived its environment: {:#?}",
+            metadata()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

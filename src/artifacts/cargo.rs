@@ -14,8 +14,11 @@
 //! package with different settings share it, one at a time (`cargo-target/<hash>.lock`, held
 //! until the binary is copied out, since each build replaces `target/<profile>/<bin>`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use serde::Deserialize;
 
@@ -67,14 +70,19 @@ impl CargoBuild {
         self.package_dir.join("Cargo.toml")
     }
 
+    #[cfg(test)]
     fn compute_cache_key(&self) -> Result<String, String> {
+        self.hash_inputs(&KeyTools::default())
+    }
+
+    fn hash_inputs(&self, tools: &KeyTools) -> Result<String, String> {
         if !self.manifest().is_file() {
             return Err(format!(
                 "no Cargo.toml in {}: \"path\" must name a Cargo package directory",
                 self.package_dir.display()
             ));
         }
-        let toolchain = tool_output("rustc", &["-vV"], &self.package_dir, &self.env)?;
+        let toolchain = tool_output(tools, "rustc", &["-vV"], &self.package_dir, &self.env)?;
         let mut h = ContentHash::new();
         h.field("toolchain", &toolchain);
         h.field("profile", &self.profile);
@@ -92,7 +100,7 @@ impl CargoBuild {
         h.files(Path::new("/"), &configs)
             .map_err(|e| format!("read the cargo config files {configs:?}: {e}"))?;
         // First: cargo metadata writes a missing Cargo.lock, which is hashed below.
-        let dependencies = local_dependencies(&self.package_dir, &self.env)?;
+        let dependencies = local_dependencies(tools, &self.package_dir, &self.env)?;
         hash_package(&mut h, &self.package_dir)?;
         let inside = canonical(&self.package_dir);
         for dir in dependencies {
@@ -276,27 +284,103 @@ struct Target {
     kind: Vec<String>,
 }
 
-/// Runs a tool's version query (blocking) and returns its stdout.
+/// The tools a cache-key computation runs (`rustc -vV`, `cargo metadata`, `go list`), which
+/// may take long (`cargo metadata` downloads the index and crates it lacks): each runs in a
+/// process group of its own, dies with rigd (`PR_SET_PDEATHSIG`), and is killed when the
+/// computation is abandoned.
+#[derive(Clone, Default)]
+pub(super) struct KeyTools(Arc<Mutex<KeyToolsState>>);
+
+#[derive(Default)]
+struct KeyToolsState {
+    abandoned: bool,
+    /// Process groups (= pids) of the tools running now.
+    running: BTreeSet<i32>,
+}
+
+impl KeyTools {
+    /// Kills the tools that run now and refuses to start new ones.
+    fn abandon(&self) {
+        let mut state = self.0.lock();
+        state.abandoned = true;
+        for pgid in &state.running {
+            crate::services::process::signal_group(*pgid, libc::SIGKILL);
+        }
+    }
+
+    /// A guard that abandons the computation when dropped (its future was dropped: the
+    /// environment is being torn down).
+    pub(super) fn abandon_on_drop(&self) -> AbandonOnDrop {
+        AbandonOnDrop(Some(self.clone()))
+    }
+}
+
+/// Abandons a cache-key computation when dropped ([`KeyTools::abandon_on_drop`]).
+pub(super) struct AbandonOnDrop(Option<KeyTools>);
+
+impl AbandonOnDrop {
+    /// The computation finished: nothing to kill.
+    pub(super) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if let Some(tools) = self.0.take() {
+            tools.abandon();
+        }
+    }
+}
+
+/// Runs a tool of a cache-key computation (blocking) and returns its stdout.
 pub(super) fn tool_output(
+    tools: &KeyTools,
     program: &str,
     args: &[&str],
     dir: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<String, String> {
+    use std::os::unix::process::CommandExt;
     let resolved = crate::services::process::resolve_program(program, Some(dir), env)
         .map_err(|e| format!("{program} is needed to build this service: {e}"))?;
-    let out = std::process::Command::new(&resolved)
+    let mut command = std::process::Command::new(&resolved);
+    command
         .args(args)
         .current_dir(dir)
         .env_clear()
         .envs(env)
         .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("run {program} {}: {e}", args.join(" ")))?;
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    // SAFETY: prctl(2) is async-signal-safe; it only sets a flag of the child.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let what = || format!("{program} {}", args.join(" "));
+    let child = {
+        let mut state = tools.0.lock();
+        if state.abandoned {
+            return Err(format!("{}: cancelled", what()));
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| format!("run {}: {e}", what()))?;
+        state.running.insert(child.id() as i32);
+        child
+    };
+    let pid = child.id() as i32;
+    let out = child.wait_with_output();
+    tools.0.lock().running.remove(&pid);
+    let out = out.map_err(|e| format!("run {}: {e}", what()))?;
     if !out.status.success() {
         return Err(format!(
-            "{program} {}: {}\n{}",
-            args.join(" "),
+            "{}: {}\n{}",
+            what(),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim_end()
         ));
@@ -421,9 +505,13 @@ impl Resolver for CargoBuild {
     fn cache_key(&self) -> BoxFuture<'_, Result<String, String>> {
         let this = self.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || this.compute_cache_key())
+            let tools = KeyTools::default();
+            let guard = tools.abandon_on_drop();
+            let key = tokio::task::spawn_blocking(move || this.hash_inputs(&tools))
                 .await
-                .map_err(|e| format!("hash sources: {e}"))?
+                .map_err(|e| format!("hash sources: {e}"))?;
+            guard.disarm();
+            key
         })
     }
 

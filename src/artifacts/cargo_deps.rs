@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::cargo::tool_output;
+use super::cargo::{tool_output, KeyTools};
 
 /// The directories of the local packages `package_dir`'s package depends on, directly or
 /// not, other than itself, sorted. Dependencies of every kind count (normal, build, dev):
@@ -26,6 +26,7 @@ use super::cargo::tool_output;
 /// `cargo metadata` fails (the manifest is invalid, a dependency cannot be resolved), with
 /// cargo's message.
 pub fn local_dependencies(
+    tools: &KeyTools,
     package_dir: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<Vec<PathBuf>, String> {
@@ -39,8 +40,8 @@ pub fn local_dependencies(
         &manifest,
     ];
     let offline: Vec<&str> = base.iter().copied().chain(["--offline"]).collect();
-    let json = tool_output("cargo", &offline, package_dir, env)
-        .or_else(|_| tool_output("cargo", &base, package_dir, env))
+    let json = tool_output(tools, "cargo", &offline, package_dir, env)
+        .or_else(|_| tool_output(tools, "cargo", &base, package_dir, env))
         .map_err(|e| format!("list the package's path dependencies: {e}"))?;
     let metadata: Metadata = serde_json::from_str(&json)
         .map_err(|e| format!("decode the output of cargo metadata: {e}"))?;
@@ -160,7 +161,7 @@ mod tests {
         package(&root.join("deep"), "deep", "", false);
         package(&root.join("unrelated"), "unrelated", "", false);
         let env: BTreeMap<String, String> = std::env::vars().collect();
-        let deps = local_dependencies(&root.join("app"), &env).unwrap();
+        let deps = local_dependencies(&KeyTools::default(), &root.join("app"), &env).unwrap();
         let canon = |p: &str| std::fs::canonicalize(root.join(p)).unwrap();
         let deps: Vec<PathBuf> = deps
             .iter()
@@ -182,7 +183,7 @@ mod tests {
         package(&root.join("common"), "common", "", false);
         package(&root.join("other"), "other", "", false);
         let env: BTreeMap<String, String> = std::env::vars().collect();
-        let deps = local_dependencies(&root.join("api"), &env).unwrap();
+        let deps = local_dependencies(&KeyTools::default(), &root.join("api"), &env).unwrap();
         assert_eq!(deps.len(), 1, "{deps:?}");
         assert!(deps[0].ends_with("common"), "{deps:?}");
     }
@@ -192,7 +193,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         write(&root.path().join("Cargo.toml"), "[package\n");
         let env: BTreeMap<String, String> = std::env::vars().collect();
-        let err = local_dependencies(root.path(), &env).unwrap_err();
+        let err = local_dependencies(&KeyTools::default(), root.path(), &env).unwrap_err();
         assert!(
             err.starts_with("list the package's path dependencies: cargo metadata"),
             "{err}"

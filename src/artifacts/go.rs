@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::cargo::{cached_binary, file_binary, tool_output};
+use super::cargo::{cached_binary, file_binary, tool_output, KeyTools};
 use super::go_deps::go_inputs;
 use super::hash::{list_sources, ContentHash, Sources};
 use super::{BoxFuture, BuildCommand, BuildJob, Output, Resolver};
@@ -105,7 +105,7 @@ impl GoBuild {
         }
     }
 
-    fn compute_cache_key(&self) -> Result<String, String> {
+    fn compute_cache_key(&self, tools: &KeyTools) -> Result<String, String> {
         if let GoModule::Local(dir) = &self.module {
             if dir.is_file() {
                 return Err(format!(
@@ -120,14 +120,14 @@ impl GoBuild {
         let env = self.build_env();
         std::fs::create_dir_all(self.dir())
             .map_err(|e| format!("create {}: {e}", self.dir().display()))?;
-        let version = tool_output("go", &["version"], self.dir(), &env)?;
+        let version = tool_output(tools, "go", &["version"], self.dir(), &env)?;
         let mut h = ContentHash::new();
         h.field("goversion", version.trim());
         for var in ["GOOS", "GOARCH", "GOFLAGS", "CGO_ENABLED"] {
             h.field(var, env.get(var).map(String::as_str).unwrap_or(""));
         }
         match &self.module {
-            GoModule::Local(dir) => match go_inputs(dir, &env) {
+            GoModule::Local(dir) => match go_inputs(tools, dir, &env) {
                 Ok(inputs) => {
                     for module in &inputs.modules {
                         h.field("module", module);
@@ -179,9 +179,13 @@ impl Resolver for GoBuild {
     fn cache_key(&self) -> BoxFuture<'_, Result<String, String>> {
         let this = self.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || this.compute_cache_key())
+            let tools = KeyTools::default();
+            let guard = tools.abandon_on_drop();
+            let key = tokio::task::spawn_blocking(move || this.compute_cache_key(&tools))
                 .await
-                .map_err(|e| format!("hash sources: {e}"))?
+                .map_err(|e| format!("hash sources: {e}"))?;
+            guard.disarm();
+            key
         })
     }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::cargo::tool_output;
+use super::cargo::{tool_output, KeyTools};
 
 /// What a build of the main package in `dir` reads.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -55,9 +55,19 @@ struct Module {
 ///
 /// # Errors
 /// `go list` cannot run or its output is not what it documents.
-pub fn go_inputs(dir: &Path, env: &BTreeMap<String, String>) -> Result<GoInputs, String> {
+pub fn go_inputs(
+    tools: &KeyTools,
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<GoInputs, String> {
     // `-e`: a package that does not compile is still listed, so its edit changes the key.
-    let out = tool_output("go", &["list", "-e", "-deps", "-json", "."], dir, env)?;
+    let out = tool_output(
+        tools,
+        "go",
+        &["list", "-e", "-deps", "-json", "."],
+        dir,
+        env,
+    )?;
     parse(&out)
 }
 

@@ -13,6 +13,9 @@ use crate::events::EventLog;
 use crate::reaper::Reaper;
 use crate::services::OutputSink;
 
+/// How long a cache key may take before the service log says what rigd is doing.
+const KEY_NOTE_AFTER: Duration = Duration::from_secs(2);
+
 /// Back-off before the second and third attempt of a retryable resolver.
 const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
 
@@ -130,9 +133,25 @@ async fn resolve_one(
         reporter.emit(EventType::ArtifactFailed, key, Some(&err));
         Failure::Failed(err)
     };
-    let cache_key = tokio::select! {
-        _ = cancel.cancelled() => return Err(Failure::Cancelled),
-        k = artifact.resolver.cache_key() => k.map_err(|e| failed(format!("cache key: {e}")))?,
+    // Dropped on cancellation, which kills the tools it runs.
+    let computing = artifact.resolver.cache_key();
+    tokio::pin!(computing);
+    let slow = tokio::time::sleep(KEY_NOTE_AFTER);
+    tokio::pin!(slow);
+    let mut noted = false;
+    let cache_key = loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(Failure::Cancelled),
+            k = &mut computing => break k.map_err(|e| failed(format!("cache key: {e}")))?,
+            _ = &mut slow, if !noted => {
+                noted = true;
+                OutputSink::new(reporter.log.clone(), &reporter.environment, &artifact.service)
+                    .note([format!(
+                        "resolving the dependencies of {key} to compute its cache key \
+                         (cargo metadata or go list may be downloading them)"
+                    )]);
+            }
+        }
     };
     let dir = cache
         .output_dir(&cache_key)
