@@ -185,10 +185,14 @@ impl CargoBuild {
         }
     }
 
-    /// The binary this build produced, from cargo's JSON messages.
+    /// The binary this build produced, from cargo's JSON messages. A package's own binaries
+    /// come first; a named `bin` may also come from another member of the workspace (when
+    /// `path` is a workspace root without a package of its own).
     fn pick_binary(&self, messages: &[u8]) -> Result<PathBuf, String> {
         let manifest = self.manifest();
         let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+        // Binaries of other packages: name → (executable, package directory).
+        let mut members: BTreeMap<String, (PathBuf, PathBuf)> = BTreeMap::new();
         for line in messages.split(|b| *b == b'\n') {
             let Ok(message) = serde_json::from_slice::<Message>(line) else {
                 continue;
@@ -196,31 +200,51 @@ impl CargoBuild {
             let (Some(target), Some(executable)) = (message.target, message.executable) else {
                 continue;
             };
-            let ours = message
-                .manifest_path
-                .as_deref()
-                .is_none_or(|m| same_file(Path::new(m), &manifest));
-            if message.reason == "compiler-artifact"
-                && ours
-                && target.kind.iter().any(|k| k == "bin")
-            {
-                found.insert(target.name, PathBuf::from(executable));
+            if message.reason != "compiler-artifact" || !target.kind.iter().any(|k| k == "bin") {
+                continue;
+            }
+            match message.manifest_path.as_deref() {
+                Some(m) if !same_file(Path::new(m), &manifest) => {
+                    let dir = Path::new(m).parent().unwrap_or(Path::new(m)).to_path_buf();
+                    members.insert(target.name, (PathBuf::from(executable), dir));
+                }
+                _ => {
+                    found.insert(target.name, PathBuf::from(executable));
+                }
             }
         }
         if let Some(bin) = &self.bin {
-            return found.remove(bin).ok_or_else(|| {
-                format!(
-                    "cargo built no binary named {bin:?} (built: {:?})",
-                    names(&found)
-                )
-            });
+            if let Some(path) = found.remove(bin) {
+                return Ok(path);
+            }
+            if let Some((path, _)) = members.remove(bin) {
+                return Ok(path);
+            }
+            return Err(format!(
+                "cargo built no binary named {bin:?} (built: {:?})",
+                names(&found)
+                    .into_iter()
+                    .chain(members.keys().cloned())
+                    .collect::<Vec<_>>()
+            ));
         }
         match found.len() {
             1 => Ok(found.into_values().next().unwrap_or_default()),
-            0 => Err(format!(
-                "{} has no binary target: a `cargo` service runs a binary ([[bin]] or src/main.rs)",
-                manifest.display()
-            )),
+            0 => match members.values().next() {
+                Some((_, member)) => Err(format!(
+                    "{} has no package of its own (a workspace root): point `path` at the \
+                     member package, e.g. {}, or set \"bin\" to one of its members' binaries \
+                     ({})",
+                    manifest.display(),
+                    member.display(),
+                    members.keys().cloned().collect::<Vec<_>>().join(", ")
+                )),
+                None => Err(format!(
+                    "{} has no binary target: a `cargo` service runs a binary ([[bin]] or \
+                     src/main.rs)",
+                    manifest.display()
+                )),
+            },
             _ => Err(format!(
                 "{} has several binaries ({}): set \"bin\" in the service config",
                 manifest.display(),
@@ -754,5 +778,32 @@ mod tests {
         );
         let err = build(dir).pick_binary(b"").unwrap_err();
         assert!(err.contains("no binary target"), "{err}");
+    }
+
+    /// `path` at a workspace root without a package of its own: `bin` names a member's
+    /// binary; without it the error says where to point `path`.
+    #[test]
+    fn a_workspace_root_takes_a_members_binary_by_name() {
+        let api = serde_json::json!({
+            "reason": "compiler-artifact",
+            "manifest_path": "/ws/api/Cargo.toml",
+            "target": {"name": "api", "kind": ["bin"]},
+            "executable": "/t/api",
+        })
+        .to_string();
+        let mut root = build(Path::new("/ws"));
+        let err = root.pick_binary(api.as_bytes()).unwrap_err();
+        assert!(
+            err.contains("point `path` at the member package, e.g. /ws/api"),
+            "{err}"
+        );
+        root.bin = Some("api".into());
+        assert_eq!(
+            root.pick_binary(api.as_bytes()).unwrap(),
+            PathBuf::from("/t/api")
+        );
+        root.bin = Some("web".into());
+        let err = root.pick_binary(api.as_bytes()).unwrap_err();
+        assert!(err.contains("(built: [\"api\"])"), "{err}");
     }
 }
