@@ -81,7 +81,7 @@ fn cargo_build(
         Path::new(spec_dir).join(path)
     };
     Ok(CargoBuild {
-        package_dir: normalize(&package_dir),
+        package_dir: normalize(&absolute(&package_dir)),
         bin: config.bin.clone().filter(|b| !b.is_empty()),
         profile: config
             .profile
@@ -91,6 +91,12 @@ fn cargo_build(
         features: config.features.clone(),
         env,
     })
+}
+
+/// `path` against rigd's working directory when it is relative (a relative spec `dir`):
+/// builds run in the package directory, where a relative path would be resolved again.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// `a/./b/../c` → `a/c`, lexically (so equal packages get equal artifact keys).
@@ -167,7 +173,7 @@ fn go_build(
     work_dir: &Path,
 ) -> Result<GoBuild, ServiceError> {
     let module = match GoModule::parse(&config.module, spec_dir).map_err(ServiceError::new)? {
-        GoModule::Local(dir) => GoModule::Local(normalize(&dir)),
+        GoModule::Local(dir) => GoModule::Local(normalize(&absolute(&dir))),
         remote => remote,
     };
     Ok(GoBuild {
@@ -215,6 +221,13 @@ mod tests {
         let b = cargo_build(&config, "/src", BTreeMap::new()).unwrap();
         assert_eq!(b.package_dir, PathBuf::from("/src/api"));
         assert_eq!(b.profile, "release");
+        let relative = cargo_build(&config, "src", BTreeMap::new()).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            relative.package_dir,
+            cwd.join("src/api"),
+            "a relative spec dir"
+        );
         let err = cargo_build(&config, "", BTreeMap::new()).unwrap_err();
         assert!(err.message().contains("requires environment dir"), "{err}");
         let err = cargo_build(&CargoConfig::default(), "/src", BTreeMap::new()).unwrap_err();
