@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::assertion::{parse_assertion, Assertion};
 use super::fingerprint::error_fingerprint;
-use crate::logfiles::Outcome;
+use crate::logfiles::{exchange_end, Outcome};
 
 /// Stderr lines kept per service (the most recent ones).
 pub const STDERR_LINES_PER_SERVICE: usize = 20;
@@ -233,7 +233,9 @@ struct Candidate {
 /// `outcome`.
 ///
 /// Collected: assertions (`test.note`); HTTP errors (status ≥ 400, readiness probes excluded)
-/// and gRPC errors (status other than `0`/`OK`) before `environment.destroying`; stderr before
+/// and gRPC errors (status other than `0`/`OK`) that ended before `environment.destroying`
+/// (logged before it, or after it with a start time and duration that end before it);
+/// stderr before
 /// `environment.destroying` and before the service's own `service.failed` or
 /// `service.stopping` (split into lines, empty lines dropped, the last 20 per service);
 /// the first `service.failed` per service; the last stall; phases; dropped observations.
@@ -336,7 +338,7 @@ impl<'a> Scan<'a> {
             }
             EventType::ObservationsDropped => self.dropped = self.dropped.saturating_add(e.dropped),
             EventType::RequestCompleted | EventType::GrpcCallCompleted
-                if !self.output.destroying =>
+                if !self.output.destroying || self.ended_before_teardown(e) =>
             {
                 if let Some(error) = traffic_error(e) {
                     self.candidates.push(Candidate {
@@ -346,6 +348,17 @@ impl<'a> Scan<'a> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Whether the exchange of traffic event `e`, logged after `environment.destroying`,
+    /// ended before it: its observation came late (a gRPC call's waits for descriptors), the
+    /// exchange belongs to the test. Exchanges without a start time (upstream's logs) count
+    /// as logged: after.
+    fn ended_before_teardown(&self, e: &Event) -> bool {
+        match (self.marks.destroying, exchange_end(e)) {
+            (Some(destroying), Some(end)) => end <= destroying,
+            _ => false,
         }
     }
 

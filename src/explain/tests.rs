@@ -232,6 +232,42 @@ fn traffic_and_stderr_after_destroying_are_ignored() {
     assert!(a.service_errors.is_empty());
 }
 
+/// Sets when `e`'s exchange started and how long it took.
+fn timed(mut e: Event, started_at: Timestamp, duration_ms: f64) -> Event {
+    if let Some(r) = e.request.as_mut() {
+        r.started_at = Some(started_at);
+        r.duration_ms = Some(duration_ms);
+    }
+    if let Some(g) = e.grpc_call.as_mut() {
+        g.started_at = Some(started_at);
+        g.duration_ms = Some(duration_ms);
+    }
+    e
+}
+
+/// An exchange observed late (a gRPC call's observation waits for the target's descriptors)
+/// is logged after `environment.destroying` but ended before it: it still explains the
+/// failure; one that ended after it does not.
+#[test]
+fn traffic_that_ended_before_destroying_counts_however_late_it_was_logged() {
+    let mut events = run(came_up(vec![
+        destroying(),
+        grpc("inventory", "Internal", "stock db down"),
+        http("api", "GET", "/late", 503, "shutting down"),
+    ]));
+    let destroying_at = events[4].timestamp;
+    let before = Timestamp::from_unix_nanos(destroying_at.unix_nanos() - 5_000_000);
+    let after = Timestamp::from_unix_nanos(destroying_at.unix_nanos() + 1_000_000);
+    let late = timed((*events[5]).clone(), before, 4.0);
+    let during_teardown = timed((*events[6]).clone(), after, 1.0);
+    events[5] = Arc::new(late);
+    events[6] = Arc::new(during_teardown);
+    let a = analyze(&events, Outcome::Failed);
+    let kept: Vec<&str> = a.errors.iter().map(|e| e.target.as_str()).collect();
+    assert_eq!(kept, ["inventory"], "{:?}", a.errors);
+    assert_eq!(a.errors[0].grpc_message, "stock db down");
+}
+
 /// A readiness failure: rigd stops the service with SIGINT, and what it prints then (a Python
 /// traceback) comes after its `service.failed`; the lines from before explain the failure.
 #[test]

@@ -19,7 +19,9 @@
 //! lines and totals, `connection.progress` shows the byte counts of connections still open, and
 //! `proxy.observations_dropped` is shown in the timeline and totalled under `Traffic:` so a gap
 //! in the record is never silent, and rigd's remarks about a service (`service.log` on the
-//! stream `rig`) have their own lines, `rig: ...`.
+//! stream `rig`) have their own lines, `rig: ...`. An HTTP exchange or gRPC call is shown at
+//! the time it ended, in that order among the other lines, however late its observation was
+//! logged.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -28,6 +30,7 @@ use std::fmt::Write;
 use rig_types::{ConnectionInfo, Event, EventType, Timestamp};
 
 use super::header::LogHeader;
+use super::timing::in_time_order;
 
 /// Output lines of a failed service shown after its `service.failed` line: the last ones it
 /// wrote, over the whole log.
@@ -65,14 +68,13 @@ pub fn render_pretty<E: Borrow<Event>>(header: &LogHeader, events: &[E]) -> Stri
         .map(|e| e.borrow().timestamp)
         .unwrap_or_default();
     let mut traffic = TrafficTotals::default();
-    for e in events {
-        let e = e.borrow();
-        if !has_line(e) {
-            continue;
-        }
+    // An exchange goes where it ended, not where its observation was published (which can
+    // be later: after `environment.destroying`, say); everything else stays in log order.
+    let lines = in_time_order(events.iter().map(|e| e.borrow()).filter(|e| has_line(e)));
+    for (at, e) in lines {
         traffic.add(e);
         out.push('\n');
-        event_line(&mut out, e, elapsed_secs(&start, &e.timestamp));
+        event_line(&mut out, e, elapsed_secs(&start, &at));
         if e.event_type == EventType::ServiceFailed {
             if let Some(lines) = tails.get(e.service.as_str()) {
                 for line in lines {

@@ -244,6 +244,35 @@ fn pretty_without_traffic_has_no_traffic_block() {
     );
 }
 
+/// An exchange observed late (logged after `environment.destroying`) is shown where it ended.
+#[test]
+fn pretty_places_an_exchange_at_the_time_it_ended() {
+    let mut late = request("~test", "GET", "/late", 500, 2.0);
+    if let Some(r) = late.request.as_mut() {
+        r.started_at = Some(Timestamp::from_unix_nanos(1_700_000_000_030_000_000));
+        r.duration_ms = Some(5.0);
+    }
+    let events = vec![
+        at(Event::new(EventType::EnvironmentUp), 0),
+        at(Event::new(EventType::EnvironmentDestroying), 100),
+        at(late, 150),
+        at(Event::new(EventType::EnvironmentDown), 200),
+    ];
+    let header = LogHeader::for_events("t", &events, &BTreeSet::new(), "", Timestamp::now());
+    let text = render_pretty(&header, &events);
+    let lines: Vec<&str> = text.lines().skip(1).take(4).collect();
+    assert!(lines[0].contains("environment.up"), "{text}");
+    assert!(
+        lines[1].starts_with("   0.04s  request.completed") && lines[1].contains("/late"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("   0.10s  environment.destroying"),
+        "{text}"
+    );
+    assert!(lines[3].starts_with("   0.20s  environment.down"), "{text}");
+}
+
 #[test]
 fn format_bytes_uses_binary_units() {
     assert_eq!(format_bytes(0), "0B");

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use rig_types::{Environment, Event, EventType};
@@ -208,8 +209,9 @@ impl Instance {
 
     /// Tears the environment down and waits for every service to stop.
     ///
-    /// Publishes `environment.destroying` unless the environment is already down, cancels
-    /// every service, waits for `environment.down`, releases the ports and removes the
+    /// Publishes `environment.destroying` unless the environment is already down (first
+    /// letting the proxies' observations of exchanges that finished before the request reach
+    /// the log, for two seconds at most), cancels every service, waits for `environment.down`, releases the ports and removes the
     /// environment directory unless `preserve` is set. The caller must make sure only one
     /// teardown runs per instance (the server removes the id from its map first).
     pub async fn teardown(&self, opts: TeardownOptions) {
@@ -219,6 +221,12 @@ impl Instance {
             .iter()
             .any(|e| e.event_type == EventType::EnvironmentDown);
         if !already_down {
+            // An exchange that ended before the teardown was asked for belongs before
+            // `environment.destroying`: `rig explain` and the summary look for the failure
+            // there. Its observation may still be on its way (a gRPC call waits for the
+            // target's descriptors); a stuck proxy delays the teardown only so long.
+            let settled = self.log.settle_traffic();
+            let _ = tokio::time::timeout(SETTLE_BEFORE_TEARDOWN, settled).await;
             let mut destroying = Event::new(EventType::EnvironmentDestroying);
             destroying.message = opts.message;
             self.emit(destroying);
@@ -241,6 +249,12 @@ impl Instance {
         }
     }
 }
+
+/// How long a teardown waits for the proxies' observations in flight before it publishes
+/// `environment.destroying` (see [`Instance::teardown`]): each proxy's takes about a
+/// millisecond; a gRPC call waits for its target's descriptors (fetched with a timeout of
+/// its own).
+const SETTLE_BEFORE_TEARDOWN: Duration = Duration::from_secs(2);
 
 /// Removes the environment directory, on a blocking thread; its directories are kept for
 /// reuse (see [`DirPool`]). True when it is gone; what is left is reported on stderr.

@@ -16,6 +16,7 @@ use super::logread::{self, Mode};
 use super::ls::to_json;
 use super::output::{eprint_line, Out, Paint, ServiceColors, Style};
 use super::table::{Cell, Table};
+use crate::logfiles::in_time_order;
 
 pub use rows::{FilterArgs, Index, Protocol, Row, RowBuilder, TrafficFilter};
 
@@ -169,7 +170,12 @@ pub fn run(args: Args) -> CmdResult {
     let log = logread::load(target.as_deref(), Mode::Strict, parsed.value("--server"))?;
     let path = log.path.clone();
     let mut builder = RowBuilder::new(log.start());
-    let all: Vec<Row> = log.events.iter().filter_map(|e| builder.row(e)).collect();
+    // In the order the exchanges ended: an observation can be logged well after its exchange
+    // (a gRPC call's waits for the target's descriptors).
+    let all: Vec<Row> = in_time_order(log.events.iter())
+        .into_iter()
+        .filter_map(|(_, e)| builder.row(e))
+        .collect();
     if all.is_empty() {
         if parsed.has("--json") {
             Out.line("[]");

@@ -2,7 +2,8 @@
 //!
 //! Rows are numbered before filtering, so `#N` names the same exchange whatever the filters:
 //! application traffic `1, 2, 3…`, readiness probes (`"probe": true`, shown with `--probes`)
-//! `p1, p2…`. Times are seconds since the run's first event.
+//! `p1, p2…`. Times are seconds since the run's first event to the end of the exchange
+//! (an HTTP exchange or gRPC call whose observation was logged late still shows when it ended).
 
 use regex::Regex;
 use rig_types::{Event, EventType, Timestamp};
@@ -14,6 +15,7 @@ use crate::cli::format;
 use crate::cli::logdir::same_name;
 use crate::cli::logs::secs_between;
 use crate::cli::output::Paint;
+use crate::logfiles::happened_at;
 
 /// The protocol of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -143,7 +145,7 @@ impl RowBuilder {
         self.see(event);
         let time_s = self
             .start
-            .map_or(0.0, |s| secs_between(&s, &event.timestamp));
+            .map_or(0.0, |s| secs_between(&s, &happened_at(event)));
         let mut row = match event.event_type {
             EventType::RequestCompleted => {
                 let r = event.request.as_deref()?;
