@@ -52,8 +52,9 @@ const WRITE_BUFFER: usize = 256 * 1024;
 pub struct LogFiles {
     /// The machine-readable log (`<base>.jsonl`).
     pub jsonl: PathBuf,
-    /// The human-readable timeline (`<base>.log`).
-    pub pretty: PathBuf,
+    /// The human-readable timeline (`<base>.log`), or why it could not be written (the
+    /// JSONL was: it is kept).
+    pub pretty: Result<PathBuf, String>,
     /// The header written as the first JSONL line (it carries the outcome).
     pub header: LogHeader,
 }
@@ -111,9 +112,13 @@ impl<'a> LogEvents<'a, &'a [Arc<Event>]> {
 ///
 /// Steps: create `logs_dir` (owner-only) if needed; prune log files older than `retention`
 /// (zero disables pruning); fail with [`LogFileError::NoEvents`] when there are no events;
-/// write `<base>.jsonl` and `<base>.log`. `injected` names the services left out of the
+/// write `<base>.jsonl`, then `<base>.log`. `injected` names the services left out of the
 /// header's list; `reason` is the teardown reason (`test_failed` marks the outcome failed).
-/// On a write error the partial files are removed.
+///
+/// Each file is written under a temporary name (`.<file name>.part`, which neither the CLI
+/// nor pruning looks at) and renamed into place once complete, so a file under its own name
+/// is always whole. When the JSONL cannot be written this fails and leaves no file; when only
+/// the timeline cannot, the JSONL is kept and [`LogFiles::pretty`] says why.
 pub fn write_logs(
     logs_dir: &Path,
     name: &str,
@@ -140,20 +145,14 @@ pub fn write_logs(
     let pretty = logs_dir.join(format!("{base}.{}", names::PRETTY_EXTENSION));
     let header = LogHeader::for_events(name, summary, injected, reason, Timestamp::now());
 
-    let result = write_file(&jsonl, |out| {
+    write_file(&jsonl, |out| {
         write_jsonl(BufWriter::with_capacity(WRITE_BUFFER, out), &header, full)
+    })?;
+    let pretty = write_file(&pretty, |out| {
+        out.write_all(render_pretty(&header, summary).as_bytes())
     })
-    .and_then(|()| {
-        write_file(&pretty, |out| {
-            out.write_all(render_pretty(&header, summary).as_bytes())
-        })
-    });
-    if let Err(e) = result {
-        for path in [&jsonl, &pretty] {
-            let _ = fs::remove_file(path);
-        }
-        return Err(e);
-    }
+    .map(|()| pretty)
+    .map_err(|e| e.to_string());
     Ok(LogFiles {
         jsonl,
         pretty,
@@ -161,7 +160,8 @@ pub fn write_logs(
     })
 }
 
-/// Creates (or truncates) `path` owner-only and fills it with `fill`.
+/// Writes `path` owner-only: fills a temporary file next to it with `fill`, then renames it
+/// into place. On failure the temporary file is removed and `path` is left as it was.
 fn write_file(
     path: &Path,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
@@ -170,6 +170,25 @@ fn write_file(
         path: path.to_path_buf(),
         source,
     };
+    let part = part_path(path);
+    let written = fill_new_file(&part, fill).and_then(|()| fs::rename(&part, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&part);
+    }
+    written.map_err(wrap)
+}
+
+/// `.<file name>.part` next to `path`.
+fn part_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.part"))
+}
+
+/// Creates (or truncates) `path` owner-only and fills it with `fill`.
+fn fill_new_file(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -177,15 +196,14 @@ fn write_file(
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(wrap)?;
+    let mut file = options.open(path)?;
     #[cfg(unix)]
     {
         // The mode above only applies to new files.
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(wrap)?;
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
     }
-    fill(&mut file).map_err(wrap)
+    fill(&mut file)
 }
 
 /// Creates `dir` and its missing parents owner-only (0700); an existing directory is kept as

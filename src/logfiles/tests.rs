@@ -305,12 +305,26 @@ fn write_logs_writes_both_files_owner_only() {
     );
     assert_eq!(
         files.pretty,
-        logs.join("TestOrders_crash_case-18bcfe5-0a1b2c3d.log")
+        Ok(logs.join("TestOrders_crash_case-18bcfe5-0a1b2c3d.log"))
     );
+    let pretty_path = files.pretty.clone().unwrap();
     let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&logs), 0o700);
     assert_eq!(mode(&files.jsonl), 0o600);
-    assert_eq!(mode(&files.pretty), 0o600);
+    assert_eq!(mode(&pretty_path), 0o600);
+    let mut names: Vec<String> = fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "TestOrders_crash_case-18bcfe5-0a1b2c3d.jsonl",
+            "TestOrders_crash_case-18bcfe5-0a1b2c3d.log"
+        ],
+        "no temporary file is left"
+    );
 
     let text = fs::read_to_string(&files.jsonl).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -329,7 +343,7 @@ fn write_logs_writes_both_files_owner_only() {
         assert_eq!(&back, event.as_ref());
     }
 
-    let pretty = fs::read_to_string(&files.pretty).unwrap();
+    let pretty = fs::read_to_string(&pretty_path).unwrap();
     assert!(pretty.starts_with("rig: TestOrders/crash case  CRASHED  1.25s  [api, broken]\n"));
     assert!(pretty.ends_with("(observation fell behind)\n"));
 }
@@ -401,5 +415,43 @@ fn an_unwritable_directory_is_a_clear_error() {
     assert!(
         err.to_string().starts_with("create log directory "),
         "{err}"
+    );
+}
+
+#[test]
+fn a_timeline_that_cannot_be_written_keeps_the_complete_jsonl() {
+    let root = tempfile::tempdir().unwrap();
+    let events = crashed_run();
+    // Something that is not a file where the timeline goes: it cannot be replaced.
+    let in_the_way = root.path().join("t-1-2.log");
+    fs::create_dir(&in_the_way).unwrap();
+    fs::write(in_the_way.join("keep"), "x").unwrap();
+    let files = write_logs(
+        root.path(),
+        "t",
+        "1-2",
+        LogEvents::whole(&events),
+        &BTreeSet::new(),
+        "",
+        DEFAULT_RETENTION,
+    )
+    .unwrap();
+    let error = files.pretty.clone().unwrap_err();
+    assert!(
+        error.starts_with(&format!("write log file {}: ", in_the_way.display())),
+        "{error}"
+    );
+    let text = fs::read_to_string(&files.jsonl).unwrap();
+    assert_eq!(text.lines().count(), events.len() + 1, "{text}");
+    assert!(in_the_way.join("keep").exists());
+    let mut names: Vec<String> = fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["t-1-2.jsonl", "t-1-2.log"],
+        "no temporary file is left"
     );
 }

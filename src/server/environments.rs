@@ -184,8 +184,8 @@ impl DeleteParams {
 }
 
 /// `DELETE /environments/{id}`: removes the environment, tears it down and waits for it;
-/// with `log=true` also writes its log files (failures are reported on stderr and leave the
-/// log fields out).
+/// with `log=true` also writes its log files (a file that could not be written is left out and
+/// the error given in `log_error`) and gives the summary.
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -206,9 +206,14 @@ pub(crate) async fn delete(
             id: instance.id(),
             status: "destroyed",
             env_dir: instance.env_dir().display().to_string(),
-            log_file: logs.map(|l| l.files.jsonl.display().to_string()),
-            log_file_pretty: logs.map(|l| l.files.pretty.display().to_string()),
+            log_file: logs
+                .and_then(|l| l.jsonl.as_ref())
+                .map(|p| p.display().to_string()),
+            log_file_pretty: logs
+                .and_then(|l| l.pretty.as_ref())
+                .map(|p| p.display().to_string()),
             summary: logs.map_or("", |l| l.summary.as_str()),
+            log_error: logs.and_then(|l| l.error.as_deref()),
         },
     ))
 }
@@ -230,6 +235,9 @@ struct DeleteResponse<'a> {
     /// The condensed explanation of a failed run; omitted when empty.
     #[serde(skip_serializing_if = "str::is_empty")]
     summary: &'a str,
+    /// Why a log file could not be written, when `log=true` (rig-rs addition).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_error: Option<&'a str>,
 }
 
 #[cfg(test)]

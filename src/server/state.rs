@@ -444,7 +444,7 @@ impl AppState {
                     dir: dir.clone(),
                     retention: self.inner.options.log_retention,
                 };
-                write_instance_logs(&entry.instance, &settings).await
+                Some(write_instance_logs(&entry.instance, &settings).await)
             }
             _ => None,
         };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::explain::{summarize, AnalysisEvents};
-use crate::logfiles::{write_logs, LogEvents, LogFiles};
+use crate::logfiles::{derive_outcome, write_logs, LogEvents};
 use crate::orchestrator::Instance;
 
 /// Where and how long log files are kept.
@@ -19,22 +19,28 @@ pub(crate) struct LogSettings {
     pub(crate) retention: Duration,
 }
 
-/// The files written for an environment and its condensed explanation.
-#[derive(Clone, Debug)]
+/// What a teardown with `log=true` produced: the files written and the condensed explanation.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct WrittenLogs {
-    /// The JSONL and pretty files.
-    pub(crate) files: LogFiles,
-    /// The condensed explanation; empty when the run passed or nothing explains it.
+    /// The JSONL log, when it was written.
+    pub(crate) jsonl: Option<PathBuf>,
+    /// The pretty timeline, when it was written.
+    pub(crate) pretty: Option<PathBuf>,
+    /// The condensed explanation; empty when the run passed or nothing explains it. Computed
+    /// from the events whatever happened to the files.
     pub(crate) summary: String,
+    /// Why a file could not be written (also reported on rigd's stderr).
+    pub(crate) error: Option<String>,
 }
 
-/// Writes the log files of a torn-down `instance` and computes its summary, on a blocking
-/// thread (a busy environment has hundreds of thousands of events). Failures are reported on
-/// stderr and give `None`: a missing log never fails a teardown.
+/// Computes the summary of a torn-down `instance` and writes its log files, on a blocking
+/// thread (a busy environment has hundreds of thousands of events). A file that cannot be
+/// written never fails the teardown: the error is reported on stderr and in
+/// [`WrittenLogs::error`], and the summary is given all the same.
 pub(crate) async fn write_instance_logs(
     instance: &Arc<Instance>,
     settings: &LogSettings,
-) -> Option<WrittenLogs> {
+) -> WrittenLogs {
     let instance = Arc::clone(instance);
     let settings = settings.clone();
     let id = instance.id().to_string();
@@ -49,6 +55,11 @@ pub(crate) async fn write_instance_logs(
             batch.into_iter().for_each(|event| analysis.push(event));
         }
         let events = analysis.finish();
+        let reason = instance.reason();
+        let mut written = WrittenLogs {
+            summary: summarize(&events, derive_outcome(&events, &reason)),
+            ..WrittenLogs::default()
+        };
         let injected: BTreeSet<String> = instance
             .spec()
             .services
@@ -65,24 +76,27 @@ pub(crate) async fn write_instance_logs(
                 full: replay,
             },
             &injected,
-            &instance.reason(),
+            &reason,
             settings.retention,
-        )?;
-        let summary = match files.header.outcome {
-            Some(outcome) => summarize(&events, outcome),
-            None => String::new(),
-        };
-        Ok::<_, crate::logfiles::LogFileError>(WrittenLogs { files, summary })
+        );
+        match files {
+            Ok(files) => {
+                written.jsonl = Some(files.jsonl);
+                match files.pretty {
+                    Ok(pretty) => written.pretty = Some(pretty),
+                    Err(e) => written.error = Some(e),
+                }
+            }
+            Err(e) => written.error = Some(e.to_string()),
+        }
+        written
     });
-    match task.await {
-        Ok(Ok(written)) => Some(written),
-        Ok(Err(e)) => {
-            eprintln!("rigd: log files of environment {id}: {e}");
-            None
-        }
-        Err(e) => {
-            eprintln!("rigd: log files of environment {id}: writer task failed: {e}");
-            None
-        }
+    let written = task.await.unwrap_or_else(|e| WrittenLogs {
+        error: Some(format!("writer task failed: {e}")),
+        ..WrittenLogs::default()
+    });
+    if let Some(error) = &written.error {
+        eprintln!("rigd: log files of environment {id}: {error}");
     }
+    written
 }

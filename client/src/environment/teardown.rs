@@ -49,6 +49,9 @@ pub struct DownReport {
     /// ready, traffic errors, their stderr (the test's notes are not repeated; a run failed
     /// only by notes has none).
     pub summary: Option<String>,
+    /// Why rigd could not write a log file (a full disk, say); the files it did write are
+    /// named all the same.
+    pub log_error: Option<String>,
     /// The environment was left running for this long instead of being torn down
     /// ([`EnvironmentBuilder::keep_for`](crate::EnvironmentBuilder::keep_for), `RIG_TTL`).
     pub kept_for: Option<Duration>,
@@ -264,6 +267,7 @@ async fn teardown(
         log_file: non_empty(response.log_file).map(PathBuf::from),
         log_file_pretty: non_empty(response.log_file_pretty).map(PathBuf::from),
         summary: non_empty(response.summary),
+        log_error: non_empty(response.log_error),
         kept_for: None,
     })
 }
@@ -326,6 +330,9 @@ pub(crate) fn failure_text(name: &str, report: &DownReport) -> String {
     }
     if let Some(pretty) = &report.log_file_pretty {
         lines.push(format!("rig: timeline:  {}", pretty.display()));
+    }
+    if let Some(error) = &report.log_error {
+        lines.push(format!("rig: rigd could not write the log files: {error}"));
     }
     if let Some(stem) = report
         .log_file
@@ -401,6 +408,7 @@ mod tests {
             log_file: Some("/r/logs/orders-abc.jsonl".into()),
             log_file_pretty: Some("/r/logs/orders-abc.log".into()),
             summary: Some("api: GET /x 500\n".into()),
+            log_error: None,
             kept_for: None,
         };
         let text = failure_text("orders", &report);
@@ -410,6 +418,28 @@ mod tests {
         ), "{text}");
         assert!(
             text.contains("rig: event log: /r/logs/orders-abc.jsonl"),
+            "{text}"
+        );
+        assert!(text.contains("rig traffic orders-abc"), "{text}");
+        assert!(!text.contains("could not write"), "{text}");
+    }
+
+    #[test]
+    fn failure_text_says_when_rigd_could_not_write_the_log_files() {
+        let report = DownReport {
+            id: "abc".into(),
+            log_file: Some("/r/logs/orders-abc.jsonl".into()),
+            summary: Some("rig: api failed: exit status 1".into()),
+            log_error: Some("write log file /r/logs/orders-abc.log: No space left".into()),
+            ..DownReport::default()
+        };
+        let text = failure_text("orders", &report);
+        assert!(text.contains("rig: api failed: exit status 1\n"), "{text}");
+        assert!(
+            text.contains(
+                "rig: rigd could not write the log files: write log file \
+                 /r/logs/orders-abc.log: No space left"
+            ),
             "{text}"
         );
         assert!(text.contains("rig traffic orders-abc"), "{text}");

@@ -207,6 +207,9 @@ pub struct DeleteResponse {
     /// The condensed failure explanation, when there is something to explain.
     #[serde(default)]
     pub summary: Option<String>,
+    /// Why a log file could not be written, when `log=true` (rig-rs addition).
+    #[serde(default)]
+    pub log_error: Option<String>,
 }
 
 /// One entry of `GET /environments`.

@@ -39,7 +39,7 @@ use super::autostart::Autostart;
 use super::client::{ClientError, DeleteOptions, DeleteResponse, RigdClient};
 use super::error::{CliError, CmdResult, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK};
 use super::event_stream::EventStream;
-use super::output::{eprint_line, Out, Paint, Style};
+use super::output::{eprint_line, one_line, Out, Paint, Style};
 use super::signals::Signals;
 
 pub use options::{parse, Parsed, UpOptions, USAGE};
@@ -371,6 +371,13 @@ impl Session {
             .or(response.log_file.as_deref())
         {
             Out.line(format!("  {} {log}", dim("log:")));
+        }
+        if let Some(error) = response.log_error.as_deref().filter(|e| !e.is_empty()) {
+            Out.line(format!(
+                "  {} {}",
+                dim("log files not written:"),
+                one_line(error.to_string())
+            ));
         }
         if preserved && !response.env_dir.is_empty() {
             Out.line(format!("  {} {}", dim("env dir kept:"), response.env_dir));

@@ -150,13 +150,29 @@ async fn log_fields_appear_only_when_asked_for_and_summary_only_when_non_empty()
     );
 }
 
+/// A service that writes a line to stderr and exits at once.
+fn crashing_spec(name: &str) -> Value {
+    json!({"name": name, "services": {
+        "broken": {
+            "type": "process",
+            "config": {"command": "sh"},
+            "args": ["-c", "echo intentional failure >&2; exit 1"],
+            "ingresses": {"default": {"protocol": "http"}}
+        }
+    }})
+}
+
 #[tokio::test]
-async fn a_log_write_failure_leaves_the_fields_out() {
+async fn a_log_write_failure_leaves_the_fields_out_and_keeps_the_summary() {
     let root = tempfile::tempdir().unwrap();
     let not_a_dir = root.path().join("file");
     std::fs::write(&not_a_dir, "x").unwrap();
     let h = harness(&not_a_dir.join("logs"));
-    let id = h.create(idle_spec("unwritable")).await;
+    let id = h.create(crashing_spec("unwritable")).await;
+    h.events(&id, None)
+        .await
+        .until("environment.down", PATIENCE)
+        .await;
     let reply = h
         .call(request(
             Method::DELETE,
@@ -168,6 +184,52 @@ async fn a_log_write_failure_leaves_the_fields_out() {
     assert_eq!(body["status"], "destroyed");
     assert!(body.get("log_file").is_none(), "{body}");
     assert!(body.get("log_file_pretty").is_none(), "{body}");
+    let error = body["log_error"].as_str().expect("log_error");
+    assert!(error.starts_with("create log directory "), "{body}");
+    let summary = body["summary"].as_str().expect("summary");
+    assert!(summary.contains("intentional failure"), "{summary}");
+}
+
+#[tokio::test]
+async fn a_timeline_that_cannot_be_written_keeps_the_jsonl_and_the_summary() {
+    let logs = tempfile::tempdir().unwrap();
+    let h = harness(logs.path());
+    let id = h.create(crashing_spec("no-timeline")).await;
+    h.events(&id, None)
+        .await
+        .until("environment.down", PATIENCE)
+        .await;
+    // A directory where the timeline goes: it cannot be written, the JSONL can.
+    let in_the_way = logs.path().join(format!("no-timeline-{id}.log"));
+    std::fs::create_dir(&in_the_way).unwrap();
+    std::fs::write(in_the_way.join("keep"), "x").unwrap();
+    let reply = h
+        .call(request(
+            Method::DELETE,
+            &format!("/environments/{id}?log=true"),
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = reply.json();
+    let jsonl = PathBuf::from(body["log_file"].as_str().expect("log_file"));
+    assert_eq!(header(&jsonl)["outcome"], "crashed");
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    assert!(text.contains("\"type\":\"environment.down\""), "{text}");
+    assert!(body.get("log_file_pretty").is_none(), "{body}");
+    let error = body["log_error"].as_str().expect("log_error");
+    assert!(
+        error.starts_with(&format!("write log file {}: ", in_the_way.display())),
+        "{body}"
+    );
+    let summary = body["summary"].as_str().expect("summary");
+    assert!(summary.contains("intentional failure"), "{summary}");
+    assert_eq!(
+        files_in(logs.path()),
+        [
+            format!("no-timeline-{id}.jsonl"),
+            format!("no-timeline-{id}.log")
+        ]
+    );
 }
 
 #[tokio::test]
