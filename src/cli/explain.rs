@@ -186,7 +186,11 @@ impl Report {
                 out.push(format!("    {}", parts.join(" · ")));
             }
         }
-        out
+        // Errors, bodies and stderr lines come from services: they may not drive the
+        // terminal.
+        out.into_iter()
+            .map(|line| s.service_text(&line).into_owned())
+            .collect()
     }
 }
 

@@ -218,7 +218,7 @@ pub fn run(args: Args) -> CmdResult {
         );
         out.push(style.paint(
             outcome_paint(r.report.outcome),
-            &format!("{title}{}", "─".repeat(40)),
+            &format!("{}{}", style.service_text(&title), "─".repeat(40)),
         ));
         if parsed.has("-v") {
             out.extend(r.report.pretty(style));
@@ -226,7 +226,8 @@ pub fn run(args: Args) -> CmdResult {
             // The condensed text leaves assertions out (a test's own output shows them);
             // here there is no test output, so they lead.
             for a in &r.report.analysis.assertions {
-                out.push(format!("rig: assertion: {}", a.message));
+                let message = style.service_text(&a.message);
+                out.push(format!("rig: assertion: {message}"));
             }
             out.extend(condensed(&r.report.analysis).lines().map(str::to_string));
         }

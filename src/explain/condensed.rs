@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::fmt::Write;
 
 use super::analysis::{Analysis, ServiceLine, TrafficError, TrafficKind};
+use crate::cli::output::terminal_safe;
 use crate::logfiles::Outcome;
 
 /// Service failures shown at most.
@@ -53,7 +54,8 @@ const PREFIX: &str = "rig: ";
 /// (`rig explain` lists them all)`.
 ///
 /// Assertions and the run's header are never included: the test framework printed them.
-/// Multi-line texts continue on `rig:   ` lines, so every line starts with `rig: `.
+/// Multi-line texts continue on `rig:   ` lines, so every line starts with `rig: `. Colour codes
+/// are dropped and other control characters escaped (`\u{1b}`, `\r`).
 pub fn condensed(a: &Analysis) -> String {
     if a.outcome == Outcome::Passed
         || (a.service_failures.is_empty()
@@ -151,12 +153,15 @@ fn left_out(out: &mut String, total: usize, shown: usize, what: &str) {
     }
 }
 
-/// Appends `text` as `rig: ` lines: the first line as is, further lines indented.
+/// Appends `text` as `rig: ` lines: the first line as is, further lines indented. Colour codes
+/// are dropped and other control characters escaped: the summary goes into test output, and
+/// what services wrote may not drive the terminal it is read on.
 fn line(out: &mut String, text: &str) {
     let mut lines = text.trim_end_matches('\n').split('\n');
-    let _ = writeln!(out, "{PREFIX}{}", lines.next().unwrap_or(""));
+    let safe = |line: &str| terminal_safe(line, false).into_owned();
+    let _ = writeln!(out, "{PREFIX}{}", safe(lines.next().unwrap_or("")));
     for more in lines {
-        let _ = writeln!(out, "{PREFIX}  {more}");
+        let _ = writeln!(out, "{PREFIX}  {}", safe(more));
     }
 }
 

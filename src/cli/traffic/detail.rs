@@ -174,7 +174,11 @@ pub fn render(row: &Row, style: Style) -> Vec<String> {
             ));
         }
     }
-    out
+    // Bodies, messages, headers and errors come from services: they may not drive the
+    // terminal.
+    out.into_iter()
+        .map(|line| s.service_text(&line).into_owned())
+        .collect()
 }
 
 fn section(out: &mut Vec<String>, s: Style, title: &str) {
