@@ -535,3 +535,27 @@ fn rigd_logs_have_upstream_shapes() {
     }
     assert!(traffic > 10, "the fixtures carry traffic");
 }
+
+/// A log cut while being written, inside a multi-byte character, still opens: its last line
+/// is skipped with a warning, as a cut at any other byte is.
+#[test]
+fn a_log_cut_inside_a_character_still_opens() {
+    let dir = logs_dir(Dir::Rigd, "cut-utf8");
+    let source = dir.path().join("TestCheckout-1a2183cad88-8ad125a8.jsonl");
+    let mut bytes = std::fs::read(&source).expect("the fixture");
+    bytes.extend_from_slice(
+        br#"{"seq":99999,"type":"service.log","service":"api","log":{"stream":"stdout","data":"caf"#,
+    );
+    bytes.push("é".as_bytes()[0]);
+    let cut = dir.path().join("cut-1-2.jsonl");
+    std::fs::write(&cut, bytes).unwrap();
+    let path = cut.to_str().unwrap();
+    for args in [["traffic", path], ["logs", path], ["explain", path]] {
+        let text = run(dir.path(), &args, &[("NO_COLOR", "1")]);
+        assert!(text.ends_with("--- exit 0\n"), "{text}");
+        assert!(
+            text.contains("the last line") && text.contains("is cut off mid-event"),
+            "{text}"
+        );
+    }
+}

@@ -69,12 +69,42 @@ pub fn read(path: &Path, mode: Mode) -> Result<LogFile, CliError> {
     let file = File::open(path).map_err(|e| open_error(path, &e))?;
     let mut header = None;
     let mut events = Vec::new();
-    let mut lines = BufReader::new(file).lines().enumerate().peekable();
-    while let Some((i, line)) = lines.next() {
-        let n = i + 1;
-        let line = line.map_err(|e| {
-            CliError::failed(format!("{}: line {n}: cannot read: {e}", path.display()))
+    let mut reader = BufReader::new(file);
+    let mut raw = Vec::new();
+    let mut n = 0;
+    let cut_off = |n: usize| {
+        eprint_line(format!(
+            "rig: warning: {}: the last line ({n}) is cut off mid-event, so it is skipped \
+             (the log is still being written, or its writer stopped)",
+            path.display()
+        ))
+    };
+    loop {
+        raw.clear();
+        let read = reader.read_until(b'\n', &mut raw).map_err(|e| {
+            CliError::failed(format!(
+                "{}: line {}: cannot read: {e}",
+                path.display(),
+                n + 1
+            ))
         })?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        // A file cut while being written ends without a newline, possibly inside a character.
+        let last = !raw.ends_with(b"\n") || reader.fill_buf().map_or(true, |b| b.is_empty());
+        let line = match std::str::from_utf8(&raw) {
+            Ok(line) => line,
+            Err(_) if last => {
+                cut_off(n);
+                continue;
+            }
+            Err(e) if mode == Mode::Strict => {
+                return Err(line_error(path, n, &format!("not UTF-8: {e}")));
+            }
+            Err(_) => continue,
+        };
         let trimmed = line.trim();
         if trimmed.is_empty() {
             continue;
@@ -93,11 +123,7 @@ pub fn read(path: &Path, mode: Mode) -> Result<LogFile, CliError> {
         }
         match serde_json::from_str::<Event>(trimmed) {
             Ok(event) => events.push(event),
-            Err(e) if e.is_eof() && lines.peek().is_none() => eprint_line(format!(
-                "rig: warning: {}: the last line ({n}) is cut off mid-event, so it is skipped \
-                 (the log is still being written, or its writer stopped)",
-                path.display()
-            )),
+            Err(e) if e.is_eof() && last => cut_off(n),
             Err(e) if mode == Mode::Strict => return Err(line_error(path, n, &e.to_string())),
             Err(_) => {}
         }
