@@ -712,3 +712,77 @@ async fn what_a_container_writes_in_its_mounts_is_given_to_rigds_user() {
         "the helper container is removed"
     );
 }
+
+/// A busybox image whose `chown` takes two minutes, as on a huge tree or a slow filesystem.
+fn slow_chown_image() -> String {
+    support::images::busybox_with(
+        "slow-chown",
+        &[(
+            "/bin/chown",
+            "#!/bin/sh\nsleep 120\nexec /bin/busybox chown \"$@\"\n",
+        )],
+        &[],
+    )
+}
+
+/// Waits (up to [`CLEANUP`]) until no container of environment `id` is left, running or not.
+fn wait_no_container_of(id: &str) {
+    let deadline = Instant::now() + CLEANUP;
+    loop {
+        let left = containers_labelled("dev.rig-rs.environment", id);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "containers of environment {id} still exist {CLEANUP:?} after it went: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Handing a container's files back can take long (a `chown -R` of a huge tree): that neither
+/// keeps a stopped container alive after its environment is destroyed, nor leaves behind the
+/// helper container of one that exited by itself; the log says the hand-back did not finish.
+#[tokio::test]
+async fn a_slow_hand_back_of_files_leaves_no_container_behind() {
+    let image = slow_chown_image();
+    let rigd = Rigd::start_with_env(
+        &["--stop-grace", "1s"],
+        &[("RIG_CONTAINER_FILES_OWNER", "4321:8765")],
+    );
+    let container = |script: &str| json!({"type": "container", "config": {"image": image, "cmd": ["sh", "-c", script]}});
+
+    // Exits by itself: handed back through a helper container.
+    let crashed = rigd
+        .create(json!({"name": "slow-crash", "services": {
+            "crasher": container("echo x > /rig/temp/file; exit 3"),
+        }}))
+        .await;
+    // Stopped by DELETE: handed back from inside it.
+    let deleted = rigd
+        .create(json!({"name": "slow-stop", "services": {
+            "sleeper": container("echo x > /rig/temp/file; trap 'exit 143' TERM; echo started; sleep 1000 & wait"),
+        }}))
+        .await;
+    let mut events = rigd.events_with_logs(&deleted);
+    events.until(EnvironmentUp).await;
+    events.until_printed("sleeper", "started\n").await;
+    rigd.client()
+        .delete_environment(&deleted, &DeleteOptions::default())
+        .await
+        .expect("DELETE");
+    events.until(EnvironmentDown).await;
+    wait_no_container_of(&deleted);
+    let remarks = events.rig_remarks();
+    assert!(
+        remarks
+            .iter()
+            .any(|(service, text)| service == "sleeper" && text.contains("did not finish within")),
+        "{remarks:?}"
+    );
+
+    let mut events = rigd.events_with_logs(&crashed);
+    events.until(EnvironmentDown).await;
+    wait_no_container_of(&crashed);
+}

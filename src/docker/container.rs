@@ -8,16 +8,18 @@ use std::time::Duration;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, LogsOptionsBuilder, StopContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, LogsOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
 use rig_types::LogStream;
 use tokio_util::sync::CancellationToken;
 
-use super::files_owner::{files_owner, hand_back, hand_back_failed};
-use super::owner::{force_remove, labels};
+use super::files_owner::{
+    files_owner, hand_back, hand_back_failed, HAND_BACK_DEADLINE, HAND_BACK_WHILE_STOPPING,
+};
+use super::owner::labels;
+use super::removal::{self, Removal};
 use crate::reaper::Reaper;
 use crate::services::OutputSink;
 
@@ -96,14 +98,11 @@ pub async fn run_container(
     stop: &StopSettings,
 ) -> Result<(), String> {
     let id = create(docker, spec).await?;
-    if let Some(reaper) = &stop.reaper {
-        reaper.track_container(&id);
-    }
+    // Removes it even if this future is dropped before its end (the lifecycle gives up on a
+    // runner that overruns its shutdown wait).
+    let removal = Removal::track(docker, &id, stop.reaper.clone(), stop.grace);
     let result = start_and_follow(docker, &id, spec, output, stop).await;
-    force_remove(docker, &id).await;
-    if let Some(reaper) = &stop.reaper {
-        reaper.untrack_container(&id);
-    }
+    removal.remove().await;
     result
 }
 
@@ -186,18 +185,27 @@ async fn start_and_follow(
     let owner = files_owner();
     let mut handed_back = None;
     if let (None, Some(owner)) = (&exited, owner) {
-        handed_back = Some(hand_back(docker, id, spec, true, owner, stop.reaper.as_deref()).await);
+        // A share of the time the lifecycle waits for a stopping service beyond its grace.
+        handed_back = Some(
+            hand_back(
+                docker,
+                id,
+                spec,
+                true,
+                owner,
+                stop.reaper.as_ref(),
+                HAND_BACK_WHILE_STOPPING,
+            )
+            .await,
+        );
     }
     let mut remark = None;
     let result = match exited {
         None => {
-            let grace = stop.grace.as_secs().max(1);
-            let options = StopContainerOptionsBuilder::default()
-                .t(grace as i32)
-                .build();
             // Removed right after anyway; a failed stop only costs the grace period.
-            if docker.stop_container(id, Some(options)).await.is_ok() {
-                remark = stop_remark(docker, id, Duration::from_secs(grace)).await;
+            if removal::stop(docker, id, stop.grace).await {
+                let grace = Duration::from_secs(stop.grace.as_secs().max(1));
+                remark = stop_remark(docker, id, grace).await;
             }
             Ok(())
         }
@@ -214,7 +222,18 @@ async fn start_and_follow(
     };
     if let (None, Some(owner)) = (&handed_back, owner) {
         // It exited on its own.
-        handed_back = Some(hand_back(docker, id, spec, false, owner, stop.reaper.as_deref()).await);
+        handed_back = Some(
+            hand_back(
+                docker,
+                id,
+                spec,
+                false,
+                owner,
+                stop.reaper.as_ref(),
+                HAND_BACK_DEADLINE,
+            )
+            .await,
+        );
     }
     // The log stream ends when the container stops; let it deliver the last lines.
     let _ = tokio::time::timeout(Duration::from_secs(2), logs).await;

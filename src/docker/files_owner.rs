@@ -11,25 +11,35 @@
 //!  luck with exec  mounts, entrypoint `chown`; removed after
 //! ```
 //!
-//! Both are bounded in time ([`HAND_BACK_DEADLINE`] each). Nothing is done when rigd runs as
+//! Both together are bounded in time ([`HAND_BACK_WHILE_STOPPING`] for a container being
+//! stopped, [`HAND_BACK_DEADLINE`] for one that exited), and a helper container given up on is
+//! removed all the same. Nothing is done when rigd runs as
 //! root. An image without `chown` (`scratch`, distroless) cannot do it: the service's log
 //! says so, and what rigd cannot remove is reported when the environment directory goes.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::WaitContainerOptionsBuilder;
 use bollard::Docker;
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 use super::container::ContainerSpec;
 use super::exec::exec_output_as;
-use super::owner::{force_remove, labels};
+use super::owner::labels;
+use super::removal::Removal;
 use crate::reaper::Reaper;
 
-/// How long each way of handing files back may take.
+/// How long handing files back may take for a container that exited by itself (both ways
+/// together).
 pub const HAND_BACK_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long handing files back may take for a container being stopped: a share of the margin
+/// the lifecycle gives a stopping service beyond its stop grace, so that the stop and the
+/// removal after it still fit.
+pub const HAND_BACK_WHILE_STOPPING: Duration = Duration::from_secs(3);
 
 /// rigd's own environment variable that sets who gets what containers write into their
 /// mounts (`<uid>:<gid>`), instead of rigd's user; it also applies when rigd runs as root.
@@ -85,15 +95,16 @@ fn owner_from(set: Option<&str>, uid: u32, gid: u32) -> Result<Option<FilesOwner
 }
 
 /// Gives what container `id` (made from `spec`) wrote into its mounts to `owner`: by exec in
-/// it while `running`, else (or when that fails) by a helper container. The error says why
-/// neither worked.
+/// it while `running`, else (or when that fails) by a helper container, both within
+/// `budget`. The error says why neither worked.
 pub async fn hand_back(
     docker: &Docker,
     id: &str,
     spec: &ContainerSpec,
     running: bool,
     owner: FilesOwner,
-    reaper: Option<&Reaper>,
+    reaper: Option<&Arc<Reaper>>,
+    budget: Duration,
 ) -> Result<(), String> {
     if spec.mounts.is_empty() {
         return Ok(());
@@ -102,17 +113,21 @@ pub async fn hand_back(
         .into_iter()
         .chain(spec.mounts.iter().map(|m| m.container.clone()))
         .collect();
+    let deadline = Instant::now() + budget;
     let mut in_place = None;
     if running {
         let cmd: Vec<String> = std::iter::once("chown".to_string())
             .chain(args.iter().cloned())
             .collect();
-        match bounded(exec_output_as(docker, id, &cmd, Some("0"))).await {
+        match bounded(deadline, exec_output_as(docker, id, &cmd, Some("0"))).await {
             Ok(_) => return Ok(()),
             Err(e) => in_place = Some(e),
         }
     }
-    bounded(helper(docker, spec, args, reaper))
+    if Instant::now() >= deadline {
+        return Err(in_place.unwrap_or_else(|| "no time was left".to_string()));
+    }
+    bounded(deadline, helper(docker, spec, args, reaper))
         .await
         .map_err(|e| match in_place {
             Some(first) => format!("{first}; then a helper container: {e}"),
@@ -120,16 +135,18 @@ pub async fn hand_back(
         })
 }
 
-/// `work` under [`HAND_BACK_DEADLINE`].
+/// `work`, given up at `deadline`.
 async fn bounded<T>(
+    deadline: Instant,
     work: impl std::future::Future<Output = Result<T, String>>,
 ) -> Result<T, String> {
-    tokio::time::timeout(HAND_BACK_DEADLINE, work)
+    let start = Instant::now();
+    tokio::time::timeout_at(deadline, work)
         .await
         .unwrap_or_else(|_| {
             Err(format!(
                 "did not finish within {}",
-                rig_types::GoDuration::from_std(HAND_BACK_DEADLINE)
+                rig_types::GoDuration::from_std(deadline.saturating_duration_since(start))
             ))
         })
 }
@@ -140,7 +157,7 @@ async fn helper(
     docker: &Docker,
     spec: &ContainerSpec,
     args: Vec<String>,
-    reaper: Option<&Reaper>,
+    reaper: Option<&Arc<Reaper>>,
 ) -> Result<(), String> {
     let binds = spec.binds();
     let body = ContainerCreateBody {
@@ -161,14 +178,10 @@ async fn helper(
         .await
         .map_err(|e| format!("create: {e}"))?
         .id;
-    if let Some(reaper) = reaper {
-        reaper.track_container(&id);
-    }
+    // Removed even when the hand-back's deadline drops this future.
+    let removal = Removal::track(docker, &id, reaper.cloned(), Duration::ZERO);
     let result = run_to_end(docker, &id).await;
-    force_remove(docker, &id).await;
-    if let Some(reaper) = reaper {
-        reaper.untrack_container(&id);
-    }
+    removal.remove().await;
     result
 }
 

@@ -30,6 +30,7 @@ mod files_owner;
 mod host_gateway;
 mod image;
 mod owner;
+mod removal;
 
 pub use client::{connect, DockerError};
 pub use container::{

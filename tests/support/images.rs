@@ -146,6 +146,39 @@ pub fn busybox() -> String {
     )
 }
 
+/// A busybox image (`rig-test/<name>:<hash>`) like [`busybox`], with `scripts`
+/// (`(path inside, text)`, made executable; one named like an applet replaces it) and
+/// Dockerfile `changes` (`USER 1001`, say).
+pub fn busybox_with(name: &str, scripts: &[(&str, &str)], changes: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("a directory for the image's scripts");
+    let mut hosts = Vec::new();
+    for (i, (_, text)) in scripts.iter().enumerate() {
+        use std::os::unix::fs::PermissionsExt;
+        let host = dir.path().join(format!("script-{i}"));
+        std::fs::write(&host, text).expect("write a script for the image");
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755))
+            .expect("make the script executable");
+        hosts.push(host);
+    }
+    let mut files = vec![ImageFile {
+        host: busybox_binary(),
+        path: "/bin/busybox",
+    }];
+    files.extend(
+        scripts
+            .iter()
+            .zip(&hosts)
+            .map(|((path, _), host)| ImageFile { host, path }),
+    );
+    let links = applet_links(APPLETS);
+    let links: Vec<(&str, &str)> = links
+        .iter()
+        .filter(|(link, _)| !scripts.iter().any(|(path, _)| path == link))
+        .map(|(l, t)| (l.as_str(), *t))
+        .collect();
+    image_from_host_with(&format!("rig-test/{name}"), &files, &links, changes)
+}
+
 /// The host's static busybox.
 fn busybox_binary() -> &'static Path {
     ["/bin/busybox", "/usr/bin/busybox"]
