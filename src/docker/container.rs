@@ -16,7 +16,7 @@ use rig_types::LogStream;
 use tokio_util::sync::CancellationToken;
 
 use super::files_owner::{
-    files_owner, hand_back, hand_back_failed, HAND_BACK_DEADLINE, HAND_BACK_WHILE_STOPPING,
+    files_owner_for, hand_back, hand_back_failed, HAND_BACK_DEADLINE, HAND_BACK_WHILE_STOPPING,
 };
 use super::owner::labels;
 use super::removal::{self, Removal};
@@ -182,7 +182,7 @@ async fn start_and_follow(
         _ = stop.cancel.cancelled() => None,
     };
     // While it runs, what it wrote can be handed back from inside it.
-    let owner = files_owner();
+    let owner = files_owner_for(docker).await;
     let mut handed_back = None;
     if let (None, Some(owner)) = (&exited, owner) {
         // A share of the time the lifecycle waits for a stopping service beyond its grace.

@@ -11,6 +11,9 @@
 //!  luck with exec  mounts, entrypoint `chown`; removed after
 //! ```
 //!
+//! Nothing is done either when the engine maps container root to another host user
+//! (rootless Docker, `userns-remap`: see [`files_owner_for`]).
+//!
 //! Both together are bounded in time ([`HAND_BACK_WHILE_STOPPING`] for a container being
 //! stopped, [`HAND_BACK_DEADLINE`] for one that exited), and a helper container given up on is
 //! removed all the same. Nothing is done when rigd runs as
@@ -75,6 +78,39 @@ pub fn files_owner() -> Option<FilesOwner> {
             eprintln!("rigd: {e}");
             owner_from(None, uid, gid).unwrap_or_default()
         })
+    })
+}
+
+/// Who gets what the containers of engine `docker` write into their mounts: [`files_owner`],
+/// or `None` when root in its containers is not root on the host (rootless Docker, where it
+/// is rigd's own user, or `userns-remap`, where it is a subordinate uid): there, a `chown` to
+/// rigd's uid from inside would hand the files to some subordinate uid instead, which rigd
+/// could not remove at all. The engine's answer is asked once.
+pub async fn files_owner_for(docker: &Docker) -> Option<FilesOwner> {
+    static REMAPPED: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    let owner = files_owner()?;
+    let remapped = REMAPPED
+        .get_or_try_init(|| async {
+            let info = docker.info().await?;
+            Ok::<_, bollard::errors::Error>(remaps_root(
+                &info.security_options.unwrap_or_default(),
+            ))
+        })
+        .await
+        // An engine that does not say is taken as rootful, as before; asked again next time.
+        .copied()
+        .unwrap_or(false);
+    (!remapped).then_some(owner)
+}
+
+/// True when an engine's `SecurityOptions` (`docker info`: `name=seccomp,profile=default`,
+/// `name=rootless`, `name=userns`...) say that root in its containers is another user on the
+/// host.
+fn remaps_root(security_options: &[String]) -> bool {
+    security_options.iter().any(|option| {
+        option
+            .split(',')
+            .any(|part| matches!(part.trim(), "name=rootless" | "name=userns"))
     })
 }
 
@@ -219,6 +255,25 @@ pub fn hand_back_failed(spec: &ContainerSpec, owner: FilesOwner, error: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engines_whose_root_is_not_the_hosts_are_recognised() {
+        let options = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!remaps_root(&[]));
+        assert!(!remaps_root(&options(&[
+            "name=seccomp,profile=default",
+            "name=apparmor",
+            "name=cgroupns"
+        ])));
+        assert!(remaps_root(&options(&[
+            "name=seccomp,profile=default",
+            "name=rootless",
+            "name=cgroupns"
+        ])));
+        assert!(remaps_root(&options(&["name=apparmor", "name=userns"])));
+        assert!(remaps_root(&options(&["name=selinux, name=userns"])));
+        assert!(!remaps_root(&options(&["name=seccomp,profile=rootless"])));
+    }
 
     #[test]
     fn files_go_to_rigds_user_unless_it_is_root_or_told_otherwise() {
