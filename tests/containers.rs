@@ -371,6 +371,50 @@ async fn an_unreachable_engine_asks_whether_docker_is_running() {
     );
 }
 
+/// `DOCKER_HOST` names the engine rigd uses, as for the `docker` CLI (it used to fall back to
+/// the local socket silently for anything but `unix://`), and an engine it cannot reach is
+/// named in the error.
+#[tokio::test]
+async fn docker_host_names_the_engine_and_an_unreachable_one_is_named() {
+    let image = busybox();
+    let rigd = Rigd::start_with_env(&[], &[("DOCKER_HOST", "tcp://127.0.0.1:1")]);
+    let id = rigd
+        .create(json!({"name": "tcp-engine", "services": {
+            "app": {"type": "container", "config": {"image": image, "cmd": ["sleep", "1000"]}},
+        }}))
+        .await;
+    let mut events = rigd.events(&id);
+    let failed = events.until(ArtifactFailed).await;
+    assert!(
+        failed.error.contains("DOCKER_HOST=tcp://127.0.0.1:1")
+            && failed.error.contains("is Docker running?"),
+        "{}",
+        failed.error
+    );
+}
+
+/// An engine on another machine cannot run rigd's containers (published ports, bind mounts,
+/// relays all assume this machine): it is refused before any connection, saying why.
+#[tokio::test]
+async fn a_remote_docker_host_is_refused_saying_why() {
+    // TEST-NET-1: no machine answers there, and rigd must not even try.
+    let rigd = Rigd::start_with_env(&[], &[("DOCKER_HOST", "tcp://192.0.2.1:2376")]);
+    let id = rigd
+        .create(json!({"name": "remote-engine", "services": {
+            "app": {"type": "container", "config": {"image": "anything:1"}},
+        }}))
+        .await;
+    let failed = rigd.events(&id).until(ArtifactFailed).await;
+    assert!(
+        failed
+            .error
+            .contains("DOCKER_HOST=tcp://192.0.2.1:2376 is not on this machine")
+            && failed.error.contains("needs a local engine"),
+        "{}",
+        failed.error
+    );
+}
+
 /// Starts an environment with a long-running container and returns (id, container id).
 async fn running_container(rigd: &Rigd) -> (String, String) {
     let image = busybox();

@@ -2,8 +2,10 @@
 //! for container backends of infrastructure types.
 //!
 //! ```text
-//!  connect()        one client per rigd (DOCKER_HOST or the local socket, API version
-//!                   negotiated); "is Docker running?" when the engine does not answer
+//!  connect()        one client per rigd (DOCKER_HOST, the current Docker context, or the
+//!                   local socket; API version negotiated); "is Docker running?" naming the
+//!                   endpoint when the engine does not answer; an engine on another
+//!                   machine is refused
 //!  ensure_image()   inspect locally, pull only when missing (artifact phase)
 //!  run_container()  create (labelled with its owner) ── start ── logs → service.log ──
 //!                   wait: exit code ≠ 0 is an error; told to stop: stop with a grace

@@ -247,7 +247,7 @@ where
             .ok()?;
         runtime.block_on(async move {
             tokio::time::timeout(CLEANUP_DEADLINE, async move {
-                let docker = Docker::connect_with_local_defaults().ok()?;
+                let docker = super::client::client()?;
                 let docker = docker.negotiate_version().await.ok()?;
                 Some(work(docker).await)
             })
