@@ -354,6 +354,41 @@ async fn a_missing_image_that_cannot_be_pulled_is_artifact_failed() {
     assert!(!events.saw(ServiceStarting));
 }
 
+/// A registry that stops answering (here: one that accepts connections and never says a
+/// word) fails the pull once the engine has reported no progress for the stall limit, naming
+/// the image, and without trying again (which would only wait as long again).
+#[tokio::test]
+async fn a_pull_that_makes_no_progress_fails_naming_the_image() {
+    let registry = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake registry");
+    let port = registry.local_addr().unwrap().port();
+    // Holds every connection open without answering, until the test ends.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in registry.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let rigd = Rigd::start_with_env(&[], &[("RIG_DOCKER_PULL_STALL", "5s")]);
+    let image = format!("127.0.0.1:{port}/stalled:v1");
+    let started = Instant::now();
+    let id = rigd
+        .create(json!({"name": "stalled-pull", "services": {
+            "app": {"type": "container", "config": {"image": image}},
+        }}))
+        .await;
+    let failed = rigd.events(&id).until(ArtifactFailed).await;
+    let took = started.elapsed();
+    assert!(
+        failed
+            .error
+            .starts_with(&format!("docker pull {image}: no progress for 5s")),
+        "{}",
+        failed.error
+    );
+    // Three tries would take 5 s each, and 1 s + 2 s between them.
+    assert!(took < Duration::from_secs(14), "tried again: took {took:?}");
+}
+
 #[tokio::test]
 async fn an_unreachable_engine_asks_whether_docker_is_running() {
     let rigd = Rigd::start_with_env(&[], &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);

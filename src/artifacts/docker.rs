@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::hash::sha256_hex;
 use super::{BoxFuture, BuildJob, Output, Resolver};
-use crate::docker::{connect, ensure_image, local_image_id, ImageSource};
+use crate::docker::{connect, ensure_image, is_stall, local_image_id, ImageSource};
 
 /// One image reference.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,5 +95,10 @@ impl Resolver for DockerImage {
 
     fn retryable(&self) -> bool {
         true
+    }
+
+    fn retry_after(&self, error: &str) -> bool {
+        // A stalled pull already waited a whole stall limit; another would wait as long.
+        !is_stall(error)
     }
 }

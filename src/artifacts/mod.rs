@@ -114,4 +114,11 @@ pub trait Resolver: Send + Sync + 'static {
     fn retryable(&self) -> bool {
         false
     }
+
+    /// For a [`Resolver::retryable`] resolver, whether failing with `error` is worth another
+    /// try (not when it timed out: another try would only wait as long again).
+    fn retry_after(&self, error: &str) -> bool {
+        let _ = error;
+        true
+    }
 }

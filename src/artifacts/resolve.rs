@@ -242,6 +242,7 @@ async fn resolve_one(
                 return Ok(output);
             }
             Err(_) if cancel.is_cancelled() => return Err(Failure::Cancelled),
+            Err(e) if !artifact.resolver.retry_after(&e) => return Err(failed(e)),
             Err(e) => last_error = e,
         }
     }

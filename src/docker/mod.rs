@@ -6,7 +6,8 @@
 //!                   local socket; API version negotiated); "is Docker running?" naming the
 //!                   endpoint when the engine does not answer; an engine on another
 //!                   machine is refused
-//!  ensure_image()   inspect locally, pull only when missing (artifact phase)
+//!  ensure_image()   inspect locally, pull only when missing (artifact phase); a pull
+//!                   without progress for 60 s fails
 //!  run_container()  create (labelled with its owner) ── start ── logs → service.log ──
 //!                   wait: exit code ≠ 0 is an error; told to stop: stop with a grace
 //!                   period, then remove. Removed whatever happens.
@@ -41,7 +42,7 @@ pub use container::{
 pub use exec::{exec, exec_output};
 pub use files_owner::{files_owner, FilesOwner, FILES_OWNER_VAR, HAND_BACK_DEADLINE};
 pub use host_gateway::{bridge_gateway, HostGateway};
-pub use image::{ensure_image, local_image_id, ImageSource};
+pub use image::{ensure_image, is_stall, local_image_id, ImageSource, STALL_LIMIT_VAR};
 pub use owner::{
     force_remove, occupant, remove_containers_blocking, set_rig_dir, sweep_leftovers_blocking,
     this_namespace, Occupant, LABEL_PREFIX,
