@@ -865,3 +865,40 @@ async fn a_slow_hand_back_of_files_leaves_no_container_behind() {
     events.until(EnvironmentDown).await;
     wait_no_container_of(&crashed);
 }
+
+/// An image that runs as a user other than root (`USER 1001`) can write its temp dir and the
+/// environment dir.
+#[tokio::test]
+async fn an_image_with_a_non_root_user_writes_its_mounted_directories() {
+    let image = support::images::busybox_with("user-1001", &[], &["USER 1001"]);
+    let rigd = Rigd::start();
+    let id = rigd
+        .create(json!({"name": "non-root", "services": {
+            "app": {"type": "container", "config": {"image": image, "cmd": ["sh", "-c",
+                "mkdir /rig/temp/sub && echo x > /rig/temp/sub/file && echo y > /rig/env/shared \
+                 && echo written || echo failed; exec sleep 1000"]}},
+        }}))
+        .await;
+    let mut events = rigd.events_with_logs(&id);
+    let said = events
+        .until_matching("written or failed", |e| {
+            e.service == "app"
+                && e.log
+                    .as_ref()
+                    .is_some_and(|l| l.data == "written\n" || l.data == "failed\n")
+        })
+        .await;
+    assert_eq!(
+        said.log.unwrap().data,
+        "written\n",
+        "{}",
+        support::describe(events.seen())
+    );
+    let env_dir = rigd.rig_dir().join("tmp").join(&id);
+    assert!(env_dir.join("app/sub/file").exists());
+    assert!(env_dir.join("shared").exists());
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE");
+}

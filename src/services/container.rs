@@ -6,7 +6,9 @@
 //! of its own). The image comes from the artifact phase (local when present,
 //! pulled otherwise). The container gets:
 //! - ports published on `127.0.0.1:<host port>`;
-//! - the service's temp dir at `/rig/temp` and the environment dir at `/rig/env`;
+//! - the service's temp dir at `/rig/temp` and the environment dir at `/rig/env` (both opened
+//!   to every user when the image runs as a user other than root, inside rigd's private
+//!   `{rig-dir}/tmp`);
 //! - the wiring rebuilt for the inside: its ingresses at `0.0.0.0:<container port>`, its
 //!   egresses at `host.docker.internal:<port>` (mapped to the host's bridge gateway address on
 //!   Linux too, where rigd relays each such port to the loopback address the egress's proxy
@@ -21,6 +23,7 @@
 //! (`{"command": [...]}`) run inside it, output in the log.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use rig_types::Endpoint;
@@ -311,6 +314,9 @@ pub(crate) async fn run_image(
         .note(unset_names("config.cmd", &config.cmd, &spec.env));
     ctx.output
         .note(unset_names("args", &ctx.spec.args, &spec.env));
+    if runs_as_another_user(&engine, &config.image).await {
+        ctx.output.note(open_mounts(&ctx.env_dir, &ctx.temp_dir));
+    }
     let stop = StopSettings {
         cancel: ctx.cancel.clone(),
         grace: ctx.stop_grace,
@@ -319,6 +325,58 @@ pub(crate) async fn run_image(
     docker::run_container(&engine, &spec, &ctx.output, &stop)
         .await
         .map_err(ServiceError::new)
+}
+
+/// True when `image` runs its command as a user other than root (`USER 1001` in its
+/// Dockerfile), who cannot write rigd's private directories mounted into it.
+async fn runs_as_another_user(engine: &bollard::Docker, image: &str) -> bool {
+    let user = engine
+        .inspect_image(image)
+        .await
+        .ok()
+        .and_then(|i| i.config)
+        .and_then(|c| c.user)
+        .unwrap_or_default();
+    !is_root_user(&user)
+}
+
+/// True when an image's `User` (`""`, `root`, `0`, `1001`, `app:app`, `0:100`) is root.
+fn is_root_user(user: &str) -> bool {
+    let name = user.split(':').next().unwrap_or_default().trim();
+    matches!(name, "" | "0" | "root")
+}
+
+/// Makes the environment dir and the service's temp dir (both mounted into the container)
+/// writable by every user, for an image that runs as a user other than rigd's. They stay
+/// out of other host users' reach because their parent, rigd's `{rig-dir}/tmp`, is private
+/// (owner-only); when it is not, they are left as they are and the remark returned says why.
+/// Emptied directories are made private again when recycled ([`crate::orchestrator`]).
+fn open_mounts(env_dir: &Path, temp_dir: &Path) -> Option<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let parent = env_dir.parent()?;
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let private = std::fs::metadata(parent)
+        .is_ok_and(|m| m.uid() == uid && m.permissions().mode() & 0o077 == 0);
+    if !private {
+        return Some(format!(
+            "{TEMP_MOUNT} and {ENV_MOUNT} are writable by rigd's user only, so the image's \
+             user may not write them: rigd opens them to every user only inside a directory \
+             that other users cannot enter, and {} is not one (make it owner-only, \
+             chmod 700)",
+            parent.display()
+        ));
+    }
+    let dirs = [env_dir, temp_dir];
+    for dir in dirs.into_iter().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)) {
+            return Some(format!(
+                "could not let the image's user write {}: {e}",
+                dir.display()
+            ));
+        }
+    }
+    None
 }
 
 fn exec_command(config: Option<&serde_json::Value>) -> Result<Vec<String>, String> {

@@ -179,3 +179,37 @@ fn names_and_configs_are_checked() {
         ["ls", "/"]
     );
 }
+
+#[test]
+fn only_root_image_users_are_root() {
+    for root in ["", "root", "0", "0:0", "root:staff", " 0 "] {
+        assert!(is_root_user(root), "{root:?}");
+    }
+    for other in ["1001", "app", "1001:1001", "nobody:0"] {
+        assert!(!is_root_user(other), "{other:?}");
+    }
+}
+
+#[test]
+fn mounts_are_opened_only_inside_a_private_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let base = tempfile::tempdir().unwrap();
+    let tmp = base.path().join("tmp");
+    let env = tmp.join("env-1");
+    let temp = env.join("web");
+    std::fs::create_dir_all(&temp).unwrap();
+    for dir in [&tmp, &env, &temp] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    assert_eq!(open_mounts(&env, &temp), None);
+    assert_eq!((mode(&env), mode(&temp)), (0o777, 0o777));
+
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for dir in [&env, &temp] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let remark = open_mounts(&env, &temp).expect("a remark");
+    assert!(remark.contains("chmod 700"), "{remark}");
+    assert_eq!((mode(&env), mode(&temp)), (0o700, 0o700));
+}
