@@ -17,6 +17,10 @@
 //! reachable from outside the host. In observe mode the relay forwards to the edge's proxy,
 //! so the traffic is recorded on the edge like any other.
 //!
+//! A side that resets its connection gets the other side's reset too (a zero `SO_LINGER`
+//! before closing, as rig-proxy's TCP relay does), so that a stream cut short never looks
+//! complete to the container.
+//!
 //! The relay binds the same port number as the loopback target when it can, so the
 //! container's wiring is upstream's (`host.docker.internal:<port>`); if that port is taken on
 //! the gateway address it takes a free one, and the wiring names that one.
@@ -170,22 +174,63 @@ async fn accept_loop(listener: TcpListener, port: u16, stop: CancellationToken) 
     }
 }
 
-/// One connection: dial the loopback target and copy both ways until either side is done.
+/// One connection: dial the loopback target and copy both ways until both sides are done.
 /// A target that refuses the connection closes the inbound one, as the target itself would.
+/// A side that resets the connection (a read fails) has the relay reset the other side too,
+/// so that a stream cut short is not taken for a complete one.
 async fn relay(mut inbound: TcpStream, target: SocketAddr, stop: CancellationToken) {
     let Ok(mut outbound) = TcpStream::connect(target).await else {
         return;
     };
     let _ = inbound.set_nodelay(true);
     let _ = outbound.set_nodelay(true);
-    tokio::select! {
-        _ = stop.cancelled() => {}
-        _ = tokio::io::copy_bidirectional_with_sizes(
-            &mut inbound,
-            &mut outbound,
-            RELAY_BUFFER,
-            RELAY_BUFFER,
-        ) => {}
+    let (inbound_read, inbound_write) = inbound.split();
+    let (outbound_read, outbound_write) = outbound.split();
+    let up = pump(inbound_read, outbound_write);
+    let down = pump(outbound_read, inbound_write);
+    tokio::pin!(up, down);
+    let (mut up_done, mut down_done) = (false, false);
+    while !(up_done && down_done) {
+        let reset = tokio::select! {
+            _ = stop.cancelled() => return,
+            reset = &mut up, if !up_done => { up_done = true; reset }
+            reset = &mut down, if !down_done => { down_done = true; reset }
+        };
+        if reset {
+            // Both streams close when this returns: the one whose peer is still there with
+            // a reset (set by `pump`).
+            return;
+        }
+    }
+}
+
+/// Copies `src` to `dst` until `src` ends, then half-closes `dst`. True when reading `src`
+/// failed (its peer reset the connection): `dst` is then set to reset its connection when it
+/// is closed, instead of ending it cleanly.
+async fn pump(
+    mut src: tokio::net::tcp::ReadHalf<'_>,
+    mut dst: tokio::net::tcp::WriteHalf<'_>,
+) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; RELAY_BUFFER];
+    loop {
+        match src.read(&mut buf).await {
+            Ok(0) => {
+                let _ = dst.shutdown().await;
+                return false;
+            }
+            Ok(n) => {
+                if dst.write_all(&buf[..n]).await.is_err() {
+                    // The destination is gone; its side of the relay learns it from its own
+                    // socket.
+                    return false;
+                }
+            }
+            Err(_) => {
+                let _ = dst.as_ref().set_zero_linger();
+                return true;
+            }
+        }
     }
 }
 
@@ -257,6 +302,43 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "still listening");
             tokio::task::yield_now().await;
         }
+    }
+
+    /// A target that resets the connection after 1000 bytes: the client through the relay
+    /// gets the bytes and then a reset too, not a clean end that would make a cut-short
+    /// stream look complete.
+    #[tokio::test]
+    async fn a_reset_from_the_target_reaches_the_client_as_a_reset() {
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = target.local_addr().unwrap().port();
+        let (received, reset) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = target.accept().await.unwrap();
+            s.write_all(&[b'x'; 1000]).await.unwrap();
+            // Once the client has the bytes: they are not lost with the reset.
+            let _ = reset.await;
+            s.set_zero_linger().unwrap();
+            drop(s);
+        });
+        let gateway: IpAddr = "127.0.0.4".parse().unwrap();
+        let relays = HostGateway::open(gateway, [port]).await.unwrap();
+        let mut client = TcpStream::connect((gateway, relays.port_for(port).unwrap()))
+            .await
+            .unwrap();
+        let mut first = [0u8; 1000];
+        client.read_exact(&mut first).await.unwrap();
+        received.send(()).unwrap();
+        server.await.unwrap();
+        let mut got = Vec::new();
+        let end = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            client.read_to_end(&mut got),
+        )
+        .await
+        .expect("the relayed connection ends");
+        assert_eq!(got.len(), 0, "nothing after the reset");
+        let err = end.expect_err("a reset, not a clean end");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
     }
 
     #[tokio::test]
