@@ -866,6 +866,41 @@ async fn a_slow_hand_back_of_files_leaves_no_container_behind() {
     wait_no_container_of(&crashed);
 }
 
+/// A container that prints a lot and crashes has all of its output in the log, its last line
+/// included, before its failure is reported, and none after its environment is down.
+#[tokio::test]
+async fn a_chatty_crashing_container_has_all_its_output_logged_before_it_fails() {
+    let image = busybox();
+    let rigd = Rigd::start();
+    let id = rigd
+        .create(json!({"name": "chatty", "services": {
+            "chatty": {"type": "container", "config": {"image": image, "cmd": ["sh", "-c",
+                "/bin/busybox yes line | /bin/busybox head -n 100000; echo LAST-LINE; exit 3"]}},
+        }}))
+        .await;
+    let mut events = rigd.events_with_logs(&id);
+    events.until(EnvironmentDown).await;
+    let seen = events.seen();
+    let last_line = seen
+        .iter()
+        .position(|e| {
+            e.event_type == ServiceLog
+                && e.log.as_ref().is_some_and(|l| l.data.contains("LAST-LINE"))
+        })
+        .unwrap_or_else(|| panic!("LAST-LINE is not in the log: {:?}", events.rig_remarks()));
+    let failed = events.position(ServiceFailed, "chatty");
+    assert!(last_line < failed, "LAST-LINE came after service.failed");
+    let log = rigd.log(&id).await;
+    let down = log
+        .iter()
+        .position(|e| e.event_type == EnvironmentDown)
+        .expect("environment.down in the log");
+    assert!(
+        !log[down..].iter().any(|e| e.event_type == ServiceLog),
+        "output after environment.down"
+    );
+}
+
 /// An image that runs as a user other than root (`USER 1001`) can write its temp dir and the
 /// environment dir.
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, LogsOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use rig_types::LogStream;
 use tokio_util::sync::CancellationToken;
 
@@ -172,7 +173,7 @@ async fn start_and_follow(
         .start_container(id, None)
         .await
         .map_err(|e| format!("start container: {e}"))?;
-    let logs = tokio::spawn(follow_logs(docker.clone(), id.to_string(), output.clone()));
+    let logs = Follower::start(docker, id, output);
     let wait_options = WaitContainerOptionsBuilder::default()
         .condition("not-running")
         .build();
@@ -199,6 +200,11 @@ async fn start_and_follow(
             .await,
         );
     }
+    let drain = if exited.is_some() {
+        LOG_DRAIN
+    } else {
+        LOG_DRAIN_WHILE_STOPPING
+    };
     let mut remark = None;
     let result = match exited {
         None => {
@@ -235,8 +241,9 @@ async fn start_and_follow(
             .await,
         );
     }
-    // The log stream ends when the container stops; let it deliver the last lines.
-    let _ = tokio::time::timeout(Duration::from_secs(2), logs).await;
+    // The log stream ends when the container stops; let it deliver the last lines (all of
+    // them before the runner reports the end), but within the time a stopping service has.
+    output.note(logs.finish(drain).await);
     output.note(remark);
     if let (Some(Err(e)), Some(owner)) = (&handed_back, owner) {
         output.note(Some(hand_back_failed(spec, owner, e)));
@@ -297,16 +304,182 @@ const SIGNALS: [(&str, libc::c_int); 7] = [
     ("WINCH", libc::SIGWINCH),
 ];
 
-/// Streams the container's stdout and stderr into `output` until it stops.
-async fn follow_logs(docker: Docker, id: String, output: OutputSink) {
-    let options = LogsOptionsBuilder::default()
-        .follow(true)
-        .stdout(true)
-        .stderr(true)
-        .build();
-    let mut logs = docker.logs(&id, Some(options));
-    while let Some(Ok(chunk)) = logs.next().await {
-        write_chunk(&output, chunk);
+/// How long the output of a container that exited by itself may take to reach the log after
+/// its end; then the rest is read once more (for as long again) without following.
+const LOG_DRAIN: Duration = Duration::from_secs(60);
+
+/// How long the log follower may go without writing anything before it is taken to be stuck
+/// (and the rest is read without following).
+const LOG_PROGRESS: Duration = Duration::from_secs(5);
+
+/// The most container output written as one event.
+const LOG_BATCH: usize = 64 * 1024;
+
+/// [`LOG_DRAIN`] for a container told to stop (which the lifecycle waits for only so long).
+const LOG_DRAIN_WHILE_STOPPING: Duration = Duration::from_secs(2);
+
+/// Follows a container's stdout and stderr into the service's log until it stops; dropped, it
+/// stops following.
+struct Follower {
+    task: tokio::task::JoinHandle<bool>,
+    /// Bytes of stdout and stderr written to the log so far.
+    seen: Arc<[AtomicU64; 2]>,
+    docker: Docker,
+    id: String,
+    output: OutputSink,
+}
+
+impl Follower {
+    fn start(docker: &Docker, id: &str, output: &OutputSink) -> Follower {
+        let seen = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let options = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let logs = docker.logs(id, Some(options));
+        let task = tokio::spawn({
+            let seen = seen.clone();
+            let output = output.clone();
+            async move { copy_logs(logs, &output, [0, 0], &seen).await.is_ok() }
+        });
+        Follower {
+            task,
+            seen,
+            docker: docker.clone(),
+            id: id.to_string(),
+            output: output.clone(),
+        }
+    }
+
+    /// Waits for the follower to have written the stopped container's last output, for as
+    /// long as it makes progress, up to `wait` in all; one that stalls (or failed) is stopped,
+    /// and what it had not written yet is read without following, for up to `wait` again.
+    /// Returns a remark when the output in the log is cut short.
+    async fn finish(mut self, wait: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let written = |seen: &[AtomicU64; 2]| {
+            seen[0].load(Ordering::Relaxed) + seen[1].load(Ordering::Relaxed)
+        };
+        let mut before = written(&self.seen);
+        loop {
+            let check = (tokio::time::Instant::now() + LOG_PROGRESS).min(deadline);
+            match tokio::time::timeout_at(check, &mut self.task).await {
+                Ok(Ok(true)) => return None,
+                Ok(_) => break,
+                Err(_) => {
+                    let now = written(&self.seen);
+                    if now == before || check >= deadline {
+                        break;
+                    }
+                    before = now;
+                }
+            }
+        }
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        let skip = [
+            self.seen[0].load(Ordering::Relaxed),
+            self.seen[1].load(Ordering::Relaxed),
+        ];
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let logs = self.docker.logs(&self.id, Some(options));
+        let rest = copy_logs(logs, &self.output, skip, &self.seen);
+        let cut = match tokio::time::timeout(wait, rest).await {
+            Ok(Ok(())) => return None,
+            Ok(Err(e)) => format!("reading it failed: {e}"),
+            Err(_) => format!(
+                "it did not reach rigd within {} of the container's end",
+                rig_types::GoDuration::from_std(wait * 2)
+            ),
+        };
+        Some(format!(
+            "the container's output is cut short here ({cut}); `docker logs` had the rest \
+             until the container was removed"
+        ))
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Writes container output from `logs` into `output`, after the first `skip` bytes of stdout
+/// and of stderr, adding what it writes to `seen`. Chunks that have already arrived are
+/// written together (up to [`LOG_BATCH`] bytes, one stream at a time): a chatty container
+/// gives a few large events rather than one per line, which the log could not keep up with.
+async fn copy_logs(
+    mut logs: impl futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Unpin,
+    output: &OutputSink,
+    mut skip: [u64; 2],
+    seen: &[AtomicU64; 2],
+) -> Result<(), String> {
+    let mut pending: Option<(usize, Vec<u8>)> = None;
+    let flush = |pending: &mut Option<(usize, Vec<u8>)>| {
+        if let Some((stream, bytes)) = pending.take() {
+            let stream = if stream == 0 {
+                LogStream::Stdout
+            } else {
+                LogStream::Stderr
+            };
+            output.write(stream, String::from_utf8_lossy(&bytes).into_owned());
+        }
+    };
+    loop {
+        let next = match logs.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                // Nothing more has arrived: write what has, then wait.
+                flush(&mut pending);
+                logs.next().await
+            }
+        };
+        let chunk = match next {
+            None => {
+                flush(&mut pending);
+                return Ok(());
+            }
+            Some(Err(e)) => {
+                flush(&mut pending);
+                return Err(e.to_string());
+            }
+            Some(Ok(chunk)) => chunk,
+        };
+        let Some((stream, bytes)) = stream_of(&chunk) else {
+            continue;
+        };
+        let skipped = skip[stream].min(bytes.len() as u64);
+        skip[stream] -= skipped;
+        let bytes = &bytes[skipped as usize..];
+        if bytes.is_empty() {
+            continue;
+        }
+        // Counted as written: nothing awaits between here and the write.
+        seen[stream].fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if pending
+            .as_ref()
+            .is_some_and(|(s, p)| *s != stream || p.len() + bytes.len() > LOG_BATCH)
+        {
+            flush(&mut pending);
+        }
+        pending
+            .get_or_insert_with(|| (stream, Vec::new()))
+            .1
+            .extend_from_slice(bytes);
+    }
+}
+
+/// The stream of a chunk (0 for stdout, 1 for stderr) and its bytes; `None` for stdin.
+fn stream_of(chunk: &LogOutput) -> Option<(usize, &bytes::Bytes)> {
+    match chunk {
+        LogOutput::StdOut { message } | LogOutput::Console { message } => Some((0, message)),
+        LogOutput::StdErr { message } => Some((1, message)),
+        LogOutput::StdIn { .. } => None,
     }
 }
 
