@@ -202,7 +202,10 @@ mod tests {
         assert_eq!(network_host("http://localhost:2375/"), Locality::Local);
         assert_eq!(network_host("tcp://[::1]:2375"), Locality::Local);
         assert_eq!(network_host("ssh://me@build-box"), Locality::Remote);
-        assert_eq!(network_host("npipe:////./pipe/docker_engine"), Locality::Remote);
+        assert_eq!(
+            network_host("npipe:////./pipe/docker_engine"),
+            Locality::Remote
+        );
         assert_eq!(network_host("/var/run/docker.sock"), Locality::Remote);
         assert_eq!(
             network_host("tcp://10.1.2.3:2376"),

@@ -210,7 +210,8 @@ async fn start_and_follow(
         None => {
             // Removed right after anyway; a failed stop only costs the grace period.
             if removal::stop(docker, id, stop.grace).await {
-                let grace = Duration::from_secs(stop.grace.as_secs().max(1));
+                let grace =
+                    Duration::from_secs(removal::stop_seconds(stop.grace).unsigned_abs().into());
                 remark = stop_remark(docker, id, grace).await;
             }
             Ok(())

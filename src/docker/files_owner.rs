@@ -92,9 +92,7 @@ pub async fn files_owner_for(docker: &Docker) -> Option<FilesOwner> {
     let remapped = REMAPPED
         .get_or_try_init(|| async {
             let info = docker.info().await?;
-            Ok::<_, bollard::errors::Error>(remaps_root(
-                &info.security_options.unwrap_or_default(),
-            ))
+            Ok::<_, bollard::errors::Error>(remaps_root(&info.security_options.unwrap_or_default()))
         })
         .await
         // An engine that does not say is taken as rootful, as before; asked again next time.

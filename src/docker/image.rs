@@ -41,12 +41,14 @@ pub async fn ensure_image(docker: &Docker, image: &str) -> Result<ImageSource, S
                 if let Some(err) = info.error_detail.and_then(|d| d.message) {
                     return Err(format!("docker pull {image}: {err}"));
                 }
-                let bytes = info.progress_detail.and_then(|p| match (p.current, p.total) {
-                    (Some(current), Some(total)) if total > 0 => {
-                        Some(format!("{current}/{total} bytes"))
-                    }
-                    _ => None,
-                });
+                let bytes = info
+                    .progress_detail
+                    .and_then(|p| match (p.current, p.total) {
+                        (Some(current), Some(total)) if total > 0 => {
+                            Some(format!("{current}/{total} bytes"))
+                        }
+                        _ => None,
+                    });
                 let said = [info.id, info.status, bytes]
                     .into_iter()
                     .flatten()

@@ -43,7 +43,9 @@ pub use exec::{exec, exec_output};
 pub use files_owner::{files_owner, FilesOwner, FILES_OWNER_VAR, HAND_BACK_DEADLINE};
 pub use host_gateway::{bridge_gateway, HostGateway};
 pub use image::{ensure_image, is_stall, local_image_id, ImageSource, STALL_LIMIT_VAR};
+pub(crate) use owner::remove;
 pub use owner::{
     force_remove, occupant, remove_containers_blocking, set_rig_dir, sweep_leftovers_blocking,
     this_namespace, Occupant, LABEL_PREFIX,
 };
+pub(crate) use removal::stop;

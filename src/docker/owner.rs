@@ -216,18 +216,41 @@ pub fn remove_containers_blocking(
 /// Force-removes container `id` (name or id) with its volumes; false when there was none or
 /// the engine refused (reported on stderr).
 pub async fn force_remove(docker: &Docker, id: &str) -> bool {
+    remove(docker, id).await == Removed::Now
+}
+
+/// What became of a container rigd removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Removed {
+    /// Removed now.
+    Now,
+    /// There was no such container (any more).
+    Absent,
+    /// The engine refused or did not answer (reported on stderr): it may still exist.
+    Failed,
+}
+
+impl Removed {
+    /// True when the container no longer exists.
+    pub(crate) fn gone(self) -> bool {
+        self != Removed::Failed
+    }
+}
+
+/// Force-removes container `id` (name or id) with its volumes.
+pub(crate) async fn remove(docker: &Docker, id: &str) -> Removed {
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
         .build();
     match docker.remove_container(id, Some(options)).await {
-        Ok(()) => true,
+        Ok(()) => Removed::Now,
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
-        }) => false,
+        }) => Removed::Absent,
         Err(e) => {
             eprintln!("rigd: remove container {id}: {e}");
-            false
+            Removed::Failed
         }
     }
 }

@@ -5,7 +5,8 @@
 //! container of a hand-back) drops its work at its deadline. A [`Removal`] made right after
 //! the container is created removes it in every case: by [`Removal::remove`] at the end, or,
 //! when dropped before that, by a detached task (stop with the grace period, then forced
-//! removal).
+//! removal). The reaper forgets the container only once the engine says it is gone, so one
+//! the engine could not remove (engine down) is still removed when rigd exits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use bollard::query_parameters::StopContainerOptionsBuilder;
 use bollard::Docker;
 
-use super::owner::force_remove;
+use super::owner::remove;
 use crate::reaper::Reaper;
 
 /// How long a detached removal may wait for the engine beyond the stop grace.
@@ -49,7 +50,7 @@ impl Removal {
         }
     }
 
-    /// Force-removes the container now; false when there was none or the engine refused.
+    /// Force-removes the container now; true when it is gone (removed, or there was none).
     /// Dropped before it finishes, the removal goes on detached.
     pub(super) async fn remove(mut self) -> bool {
         let gone = remove_and_forget(&self.docker, &self.id, self.reaper.as_deref()).await;
@@ -92,20 +93,49 @@ impl Drop for Removal {
     }
 }
 
-/// `docker stop` with `grace` between the stop signal and SIGKILL. Errors are ignored: the
-/// container is force-removed right after anyway.
-pub(super) async fn stop(docker: &Docker, id: &str, grace: Duration) -> bool {
-    let options = StopContainerOptionsBuilder::default()
-        .t(grace.as_secs().max(1) as i32)
-        .build();
+/// `docker stop` with `grace` between the stop signal and SIGKILL (whole seconds, rounded
+/// up). The request may take the whole grace and more, so it is not cut by the client's
+/// usual timeout. Errors are ignored: the container is force-removed right after anyway.
+pub(crate) async fn stop(docker: &Docker, id: &str, grace: Duration) -> bool {
+    let seconds = stop_seconds(grace);
+    let options = StopContainerOptionsBuilder::default().t(seconds).build();
+    let docker = docker
+        .clone()
+        .with_timeout(Duration::from_secs(seconds.unsigned_abs().into()) + STOP_MARGIN);
     docker.stop_container(id, Some(options)).await.is_ok()
 }
 
-/// Force-removes container `id` and forgets it in `reaper`'s record.
+/// How long a stop request may take beyond the grace period (the kill, the engine's own work).
+const STOP_MARGIN: Duration = Duration::from_secs(60);
+
+/// `grace` in whole seconds for `docker stop`, rounded up (a grace of 300ms is 1 s, not 0,
+/// which the engine takes as "kill at once"), at least 1.
+pub(crate) fn stop_seconds(grace: Duration) -> i32 {
+    let seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+    i32::try_from(seconds.max(1)).unwrap_or(i32::MAX)
+}
+
+/// Force-removes container `id` and forgets it in `reaper`'s record once the engine says it
+/// is gone; one the engine could not remove (engine down) stays there, so that the reaper
+/// removes it when rigd exits. True when it is gone.
 async fn remove_and_forget(docker: &Docker, id: &str, reaper: Option<&Reaper>) -> bool {
-    let removed = force_remove(docker, id).await;
-    if let Some(reaper) = reaper {
+    let gone = remove(docker, id).await.gone();
+    if let (true, Some(reaper)) = (gone, reaper) {
         reaper.untrack_container(id);
     }
-    removed
+    gone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_graces_round_up_to_whole_seconds() {
+        assert_eq!(stop_seconds(Duration::ZERO), 1);
+        assert_eq!(stop_seconds(Duration::from_millis(300)), 1);
+        assert_eq!(stop_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(stop_seconds(Duration::from_secs(5)), 5);
+        assert_eq!(stop_seconds(Duration::from_secs(300)), 300);
+    }
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bollard::query_parameters::{LogsOptionsBuilder, StopContainerOptionsBuilder};
+use bollard::query_parameters::LogsOptionsBuilder;
 use bollard::Docker;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
@@ -223,16 +223,15 @@ impl ContainerServer {
     }
 
     /// Stops the container (SIGTERM, SIGKILL after the grace period), removes it and forgets
-    /// it in the reaper's record.
+    /// it in the reaper's record once it is gone.
     pub async fn stop(&self) {
-        let options = StopContainerOptionsBuilder::default()
-            .t(STOP_GRACE.as_secs() as i32)
-            .build();
         // Removed right after anyway; a failed stop only costs the grace period.
-        let _ = self.docker.stop_container(&self.id, Some(options)).await;
-        docker::force_remove(&self.docker, &self.id).await;
+        docker::stop(&self.docker, &self.id, STOP_GRACE).await;
+        let gone = docker::remove(&self.docker, &self.id).await.gone();
         self.running.store(false, Ordering::SeqCst);
-        if let Some(reaper) = crate::reaper::installed() {
+        // One the engine could not remove stays in the record: the reaper removes it when
+        // rigd exits.
+        if let (true, Some(reaper)) = (gone, crate::reaper::installed()) {
             reaper.untrack_container(&self.id);
         }
     }
