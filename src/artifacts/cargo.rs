@@ -391,9 +391,12 @@ pub(super) fn tool_output(
         if state.abandoned {
             return Err(format!("{}: cancelled", what()));
         }
-        let child = command
-            .spawn()
-            .map_err(|e| format!("run {}: {e}", what()))?;
+        // Registered until it has exec'd, as every fork is (see `ports::forks`).
+        let spawned = {
+            let _fork = crate::ports::forking();
+            command.spawn()
+        };
+        let child = spawned.map_err(|e| format!("run {}: {e}", what()))?;
         state.running.insert(child.id() as i32);
         child
     };

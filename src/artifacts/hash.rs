@@ -117,15 +117,19 @@ pub(crate) fn list_sources(dir: &Path, sources: Sources) -> std::io::Result<Vec<
 /// at all: the caller walks the directory instead.
 fn git_files(dir: &Path, sources: Sources) -> Option<Vec<PathBuf>> {
     let git = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
+        let mut git = Command::new("git");
+        git.arg("-C")
             .arg(dir)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .output()
-            .ok()
+            .stderr(Stdio::null());
+        // Registered until it has exec'd, as every fork is (see `ports::forks`).
+        let spawned = {
+            let _fork = crate::ports::forking();
+            git.spawn()
+        };
+        spawned.ok()?.wait_with_output().ok()
     };
     // Exit 0: ignored; 1: not ignored; 128: not in a work tree (or git failed).
     if git(&["check-ignore", "-q", "."])?.status.code() != Some(1) {

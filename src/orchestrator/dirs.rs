@@ -378,10 +378,15 @@ impl Stuck {
         // SAFETY: geteuid(2) cannot fail and has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
             let flag = if stuck { "+i" } else { "-i" };
-            let status = std::process::Command::new("chattr")
-                .arg(flag)
-                .arg(&self.0)
-                .status();
+            let mut chattr = std::process::Command::new("chattr");
+            chattr.arg(flag).arg(&self.0);
+            // Registered until it has exec'd, as every fork is (see `ports::forks`): the
+            // tests of this binary allocate ports too.
+            let spawned = {
+                let _fork = crate::ports::forking();
+                chattr.spawn()
+            };
+            let status = spawned.and_then(|mut child| child.wait());
             assert!(
                 status.is_ok_and(|s| s.success()) || !stuck,
                 "chattr {flag} {}: root makes a file unremovable with it (e2fsprogs, on a \

@@ -88,11 +88,21 @@ impl Template<'_> {
     /// The cache key: SHA-256 of the server's version, the `initdb` arguments and the owner.
     async fn key(&self) -> Result<String, String> {
         let postgres = self.bin.join("postgres");
-        let out = tokio::process::Command::new(&postgres)
+        let mut command = tokio::process::Command::new(&postgres);
+        command
             .arg("--version")
-            .output()
-            .await
-            .map_err(|e| format!("run {} --version: {e}", postgres.display()))?;
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        // Registered until it has exec'd, as every fork is (see `ports::forks`).
+        let spawned = {
+            let _fork = crate::ports::forking();
+            command.spawn()
+        };
+        let out = match spawned {
+            Ok(child) => child.wait_with_output().await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| format!("run {} --version: {e}", postgres.display()))?;
         if !out.status.success() {
             return Err(format!(
                 "{} --version failed ({}): {}",
