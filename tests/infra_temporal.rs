@@ -177,6 +177,39 @@ async fn environments_get_their_own_namespace_on_one_dev_server_deleted_at_teard
     namespaces_are_per_environment_on_one_server(&rigd, temporal()).await;
 }
 
+/// A user of Temporal Cloud has `TEMPORAL_API_KEY` (and perhaps TLS and an address) in their
+/// environment and their CLI's config and env files; an SDK-started rigd inherits all of it.
+/// None of it reaches the commands rigd runs against its loopback dev server (before, every
+/// namespace command failed with a TLS handshake error).
+#[tokio::test]
+async fn the_users_temporal_cli_settings_do_not_reach_the_dev_server_commands() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join(".config/temporalio");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("temporal.toml"),
+        "[profile.default]\naddress = \"127.0.0.1:1\"\napi_key = \"from-the-config-file\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        config.join("temporal.yaml"),
+        "env:\n  default:\n    tls: \"true\"\n",
+    )
+    .unwrap();
+    let home = home.path().to_str().unwrap();
+    let rigd = Rigd::start_with_env(
+        &[],
+        &[
+            ("HOME", home),
+            ("TEMPORAL_API_KEY", "from-the-environment"),
+            ("TEMPORAL_TLS", "true"),
+            ("TEMPORAL_ADDRESS", "127.0.0.1:1"),
+            ("TEMPORAL_NAMESPACE", "elsewhere"),
+        ],
+    );
+    namespaces_are_per_environment_on_one_server(&rigd, temporal()).await;
+}
+
 #[tokio::test]
 async fn a_service_starts_a_workflow_in_its_namespace_through_the_observing_proxy() {
     let rigd = Rigd::start();

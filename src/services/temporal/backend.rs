@@ -229,8 +229,9 @@ async fn run_on_host(program: &PathBuf, args: &[&str], address: &str) -> Result<
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(["operator", "namespace"])
         .args(args)
-        .args(["--address", address])
-        .stdin(std::process::Stdio::null())
+        .args(["--address", address]);
+    without_user_settings(&mut cmd);
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
@@ -252,6 +253,24 @@ async fn run_on_host(program: &PathBuf, args: &[&str], address: &str) -> Result<
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     ))
+}
+
+/// Keeps the user's Temporal CLI settings away from a command aimed at the loopback dev server:
+/// every `TEMPORAL_*` variable rigd has (an SDK-started rigd inherits the test's environment,
+/// and Temporal Cloud users set `TEMPORAL_API_KEY`, which switches TLS on), the config file
+/// (`~/.config/temporalio/temporal.toml`, whose profile can do the same) and the env file of
+/// `temporal env set` (`~/.config/temporalio/temporal.yaml`). Without this every namespace
+/// command failed with a TLS handshake error that named nothing to fix. Done with the
+/// variable and the flag every 1.x CLI knows (one without config files ignores the variable),
+/// rather than `--disable-config-*`, which older CLIs refuse as unknown flags.
+fn without_user_settings(cmd: &mut tokio::process::Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.as_encoded_bytes().starts_with(b"TEMPORAL_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("TEMPORAL_CONFIG_FILE", "/dev/null")
+        .args(["--env-file", "/dev/null"]);
 }
 
 impl Backend for TemporalBackend {
