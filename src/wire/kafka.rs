@@ -6,8 +6,10 @@
 //! negotiated with the broker's `ApiVersions` answer.
 
 use std::io;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
@@ -38,6 +40,70 @@ pub enum KafkaError {
     /// The broker refused the request.
     #[error("{0}")]
     Refused(String),
+    /// The broker could not do it now (Kafka calls the error retriable: no controller yet, a
+    /// timeout inside the broker); the same request may succeed later.
+    #[error("{0}")]
+    NotYet(String),
+}
+
+/// How long [`create_topics`] keeps trying.
+#[derive(Clone, Copy, Debug)]
+pub struct Patience {
+    /// How long one attempt (connect, negotiate, create) may take.
+    pub attempt: Duration,
+    /// How long all attempts together may take.
+    pub total: Duration,
+}
+
+impl Patience {
+    /// For a broker that has just passed its readiness probe: 10 s an attempt, 60 s in all.
+    pub const DEFAULT: Patience = Patience {
+        attempt: Duration::from_secs(10),
+        total: Duration::from_secs(60),
+    };
+}
+
+/// Creates `topics` on `broker`, trying again with a growing pause while the broker cannot be
+/// reached, breaks the connection, does not answer within `patience.attempt`, or answers an
+/// error Kafka calls retriable (a broker still electing its controller answers
+/// `NOT_CONTROLLER`); a refusal ends it at once. Topics that already exist count as created,
+/// so an attempt that timed out after the broker created them is harmless to repeat.
+pub async fn create_topics(
+    broker: &str,
+    topics: &[TopicSpec],
+    patience: Patience,
+) -> Result<(), KafkaError> {
+    let deadline = Instant::now() + patience.total;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let once = async {
+            let mut conn = Connection::connect(broker).await?;
+            conn.create_topics(topics, patience.attempt).await
+        };
+        let error = match tokio::time::timeout(patience.attempt, once).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e @ KafkaError::Refused(_))) => return Err(e),
+            Ok(Err(e)) => e,
+            Err(_) => KafkaError::NotYet(format!("no answer within {:?}", patience.attempt)),
+        };
+        let pause = Duration::from_millis(100 << attempt.min(4));
+        if Instant::now() + pause >= deadline {
+            return Err(KafkaError::NotYet(format!(
+                "{error} (attempt {attempt}; gave up after {:?})",
+                patience.total
+            )));
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// `code` named as Kafka names it: `NotController (error code 41)`.
+fn describe(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        Some(ResponseError::Unknown(_)) | None => format!("error code {code}"),
+        Some(error) => format!("{error:?} (error code {code})"),
+    }
 }
 
 /// A topic to create.
@@ -80,8 +146,8 @@ impl Connection {
                 .await?;
             if response.error_code != 0 {
                 return Err(KafkaError::Refused(format!(
-                    "ApiVersions answered error code {}",
-                    response.error_code
+                    "ApiVersions answered {}",
+                    describe(response.error_code)
                 )));
             }
             self.versions = Some(response);
@@ -91,9 +157,14 @@ impl Connection {
             .ok_or_else(|| KafkaError::Protocol("no ApiVersions answer".into()))
     }
 
-    /// Creates `topics`; topics that already exist are left as they are. Any other refusal
-    /// is an error naming the topic and the broker's message.
-    pub async fn create_topics(&mut self, topics: &[TopicSpec]) -> Result<(), KafkaError> {
+    /// Creates `topics`, giving the broker `timeout` to do it; topics that already exist are
+    /// left as they are. An error names each topic, Kafka's name for the error and the
+    /// broker's message; it is [`KafkaError::NotYet`] when every error is retriable.
+    pub async fn create_topics(
+        &mut self,
+        topics: &[TopicSpec],
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
         if topics.is_empty() {
             return Ok(());
         }
@@ -101,7 +172,7 @@ impl Connection {
             .version_for(ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS.min, 4)
             .await?;
         let request = CreateTopicsRequest::default()
-            .with_timeout_ms(30_000)
+            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
             .with_topics(
                 topics
                     .iter()
@@ -116,29 +187,35 @@ impl Connection {
         let response: CreateTopicsResponse = self
             .exchange(ApiKey::CreateTopics, version, &request)
             .await?;
-        let failures: Vec<String> = response
+        let failed: Vec<_> = response
             .topics
             .iter()
             .filter(|t| t.error_code != 0 && t.error_code != TOPIC_ALREADY_EXISTS)
+            .collect();
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let retriable = failed
+            .iter()
+            .all(|t| ResponseError::try_from_code(t.error_code).is_some_and(|e| e.is_retriable()));
+        let failures: Vec<String> = failed
+            .iter()
             .map(|t| {
-                let message = t.error_message.as_ref().map_or("", |m| m.as_str());
-                format!(
-                    "topic {:?}: error code {} {message}",
-                    t.name.as_str(),
-                    t.error_code
-                )
-                .trim_end()
-                .to_string()
+                let mut failure =
+                    format!("topic {:?}: {}", t.name.as_str(), describe(t.error_code));
+                if let Some(message) = t.error_message.as_ref().filter(|m| !m.is_empty()) {
+                    failure.push_str(": ");
+                    failure.push_str(message);
+                }
+                failure
             })
             .collect();
-        if failures.is_empty() {
-            Ok(())
+        let message = format!("CreateTopics refused: {}", failures.join("; "));
+        Err(if retriable {
+            KafkaError::NotYet(message)
         } else {
-            Err(KafkaError::Refused(format!(
-                "CreateTopics refused: {}",
-                failures.join("; ")
-            )))
-        }
+            KafkaError::Refused(message)
+        })
     }
 
     /// The highest version of `key` both sides support, at most `ours` and at least `min`.
@@ -231,17 +308,39 @@ mod tests {
     use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
     use tokio::net::TcpListener;
 
-    /// A broker that answers ApiVersions with `versions` and CreateTopics with `results`,
-    /// recording the topics it was asked to create.
+    /// A broker that answers ApiVersions with `versions` and the n-th CreateTopics request
+    /// with `create_errors[n]` for every topic (the last one from then on), on any number of
+    /// connections, recording the topics it was asked to create.
     async fn fake_broker(
         versions: Vec<(ApiKey, i16, i16)>,
-        create_error: i16,
+        create_errors: Vec<i16>,
     ) -> (String, tokio::sync::mpsc::UnboundedReceiver<Vec<String>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+            while let Ok((s, _)) = listener.accept().await {
+                let (versions, create_errors, tx, answered) = (
+                    versions.clone(),
+                    create_errors.clone(),
+                    tx.clone(),
+                    answered.clone(),
+                );
+                tokio::spawn(serve(s, versions, create_errors, tx, answered));
+            }
+        });
+        (addr, rx)
+    }
+
+    async fn serve(
+        mut s: tokio::net::TcpStream,
+        versions: Vec<(ApiKey, i16, i16)>,
+        create_errors: Vec<i16>,
+        tx: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
+        answered: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        {
             loop {
                 let Ok(len) = s.read_i32().await else { return };
                 let mut frame = vec![0u8; len as usize];
@@ -276,6 +375,8 @@ mod tests {
                         let names: Vec<String> =
                             req.topics.iter().map(|t| t.name.to_string()).collect();
                         tx.send(names.clone()).unwrap();
+                        let n = answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let create_error = create_errors[n.min(create_errors.len() - 1)];
                         CreateTopicsResponse::default()
                             .with_topics(
                                 names
@@ -295,8 +396,7 @@ mod tests {
                 s.write_i32(out.len() as i32).await.unwrap();
                 s.write_all(&out).await.unwrap();
             }
-        });
-        (addr, rx)
+        }
     }
 
     fn topic(name: &str) -> TopicSpec {
@@ -311,32 +411,104 @@ mod tests {
     async fn creates_topics_with_a_negotiated_version_and_accepts_existing_ones() {
         let (addr, mut seen) = fake_broker(
             vec![(ApiKey::ApiVersions, 0, 3), (ApiKey::CreateTopics, 2, 7)],
-            TOPIC_ALREADY_EXISTS,
+            vec![TOPIC_ALREADY_EXISTS],
         )
         .await;
         let mut conn = Connection::connect(&addr).await.unwrap();
-        conn.create_topics(&[topic("orders"), topic("payments")])
-            .await
-            .unwrap();
+        conn.create_topics(
+            &[topic("orders"), topic("payments")],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert_eq!(seen.recv().await.unwrap(), ["orders", "payments"]);
     }
 
+    /// Quick patience for tests.
+    const PATIENCE: Patience = Patience {
+        attempt: Duration::from_millis(500),
+        total: Duration::from_secs(5),
+    };
+
     #[tokio::test]
-    async fn a_refused_topic_is_an_error_naming_it() {
-        let (addr, _seen) = fake_broker(vec![(ApiKey::CreateTopics, 0, 5)], 37).await;
-        let mut conn = Connection::connect(&addr).await.unwrap();
-        let err = conn.create_topics(&[topic("orders")]).await.unwrap_err();
+    async fn a_refused_topic_is_an_error_naming_it_and_kafkas_name_for_the_error() {
+        let (addr, mut seen) = fake_broker(vec![(ApiKey::CreateTopics, 0, 5)], vec![37]).await;
+        let err = create_topics(&addr, &[topic("orders")], PATIENCE)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, KafkaError::Refused(_)), "{err:?}");
         assert_eq!(
             err.to_string(),
-            "CreateTopics refused: topic \"orders\": error code 37"
+            "CreateTopics refused: topic \"orders\": InvalidPartitions (error code 37)"
+        );
+        seen.recv().await.unwrap();
+        assert!(seen.try_recv().is_err(), "a refusal is not tried again");
+    }
+
+    #[tokio::test]
+    async fn a_retriable_error_is_tried_again_until_the_broker_creates_the_topic() {
+        // NOT_CONTROLLER (41) twice, as a broker electing its controller answers, then done.
+        let (addr, mut seen) =
+            fake_broker(vec![(ApiKey::CreateTopics, 0, 5)], vec![41, 41, 0]).await;
+        create_topics(&addr, &[topic("orders")], PATIENCE)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(seen.recv().await.unwrap(), ["orders"]);
+        }
+        assert!(seen.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_retriable_error_that_lasts_ends_when_patience_does() {
+        let (addr, _seen) = fake_broker(vec![(ApiKey::CreateTopics, 0, 5)], vec![41]).await;
+        let patience = Patience {
+            attempt: Duration::from_millis(500),
+            total: Duration::from_secs(1),
+        };
+        let err = create_topics(&addr, &[topic("orders")], patience)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "CreateTopics refused: topic \"orders\": NotController (error code 41)"
+            ) && text.ends_with("gave up after 1s)"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broker_that_never_answers_fails_the_attempt_instead_of_hanging() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // Accepts connections and reads requests, answering none.
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let patience = Patience {
+            attempt: Duration::from_millis(200),
+            total: Duration::from_millis(700),
+        };
+        let err = create_topics(&addr, &[topic("orders")], patience)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("no answer within 200ms (attempt "),
+            "{text}"
         );
     }
 
     #[tokio::test]
     async fn a_broker_without_create_topics_is_refused_clearly() {
-        let (addr, _seen) = fake_broker(vec![(ApiKey::ApiVersions, 0, 3)], 0).await;
-        let mut conn = Connection::connect(&addr).await.unwrap();
-        let err = conn.create_topics(&[topic("orders")]).await.unwrap_err();
+        let (addr, _seen) = fake_broker(vec![(ApiKey::ApiVersions, 0, 3)], vec![0]).await;
+        let err = create_topics(&addr, &[topic("orders")], PATIENCE)
+            .await
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "the broker does not support CreateTopics requests"

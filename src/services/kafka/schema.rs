@@ -17,11 +17,7 @@ use serde::Deserialize;
 
 use super::{kafka_ingress, SCHEMA_REGISTRY};
 use crate::services::{HookContext, ServiceError};
-use crate::wire::kafka::{Connection, KafkaError, TopicSpec};
-
-/// How often a broker that cannot be reached (or breaks the connection) is tried; a broker
-/// that refuses the request is not tried again.
-const ATTEMPTS: u32 = 20;
+use crate::wire::kafka::{self, Patience, TopicSpec};
 
 /// The hook's config.
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -171,38 +167,16 @@ pub async fn run(ctx: HookContext) -> Result<(), ServiceError> {
             .map(|ep| ep.hostport.clone())
             .ok_or_else(|| ServiceError::new(format!("kafka init: no ingress {name:?}")))?;
         let topics: Vec<TopicSpec> = hook.topics.iter().map(Topic::spec).collect();
-        create_topics(&broker, &topics).await?;
+        kafka::create_topics(&broker, &topics, Patience::DEFAULT)
+            .await
+            .map_err(|e| {
+                ServiceError::new(format!("kafka init: create topics on {broker}: {e}"))
+            })?;
     }
     if !hook.subject.is_empty() {
         register(&ctx, &hook).await?;
     }
     Ok(())
-}
-
-async fn create_topics(broker: &str, topics: &[TopicSpec]) -> Result<(), ServiceError> {
-    let mut last = String::new();
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(100 << attempt.min(4))).await;
-        }
-        let outcome = async {
-            let mut conn = Connection::connect(broker).await?;
-            conn.create_topics(topics).await
-        }
-        .await;
-        match outcome {
-            Ok(()) => return Ok(()),
-            Err(e @ KafkaError::Refused(_)) => {
-                return Err(ServiceError::new(format!(
-                    "kafka init: create topics on {broker}: {e}"
-                )))
-            }
-            Err(e) => last = e.to_string(),
-        }
-    }
-    Err(ServiceError::new(format!(
-        "kafka init: create topics on {broker}: {last}"
-    )))
 }
 
 async fn register(ctx: &HookContext, hook: &SchemaHook) -> Result<(), ServiceError> {
