@@ -252,3 +252,43 @@ async fn forty_environments_at_once_each_get_a_database() {
             .unwrap();
     }
 }
+
+/// When the shared server dies, the next environment gets a new one, and rigd's output says
+/// that the old one died and quotes its last output (here, redis' own words on shutting down).
+#[tokio::test]
+async fn a_dead_server_is_replaced_and_its_last_output_reported() {
+    let rigd = Rigd::start();
+    let spec = |name: &str| json!({"name": name, "observe": false, "services": {"cache": redis()}});
+    let (a, up_a) = rigd.up(spec("alpha")).await;
+    let ra = &up_a.ingresses["cache"]["default"];
+    // redis-cli reports the connection closing under it; the server is gone either way.
+    let _ = redis_cli(ra, &["SHUTDOWN", "NOSAVE"]);
+    support::wait_until("the redis server has exited", || {
+        std::net::TcpStream::connect(&ra.hostport).is_err()
+    });
+
+    let (b, up_b) = rigd.up(spec("beta")).await;
+    let rb = &up_b.ingresses["cache"]["default"];
+    assert_eq!(
+        redis_cli(rb, &["SET", "owner", "beta"]),
+        "OK",
+        "a new server"
+    );
+    support::wait_until("rigd reports the dead server", || {
+        rigd.output().contains("redis pool: the backend for")
+    });
+    let output = rigd.output();
+    let report = &output[output.find("redis pool: the backend for").unwrap()..];
+    assert!(
+        report.contains("has died; starting a new one; its last output:")
+            && report.contains("ready to exit, bye bye"),
+        "{report}"
+    );
+
+    for id in [a, b] {
+        rigd.client()
+            .delete_environment(&id, &DeleteOptions::default())
+            .await
+            .unwrap();
+    }
+}

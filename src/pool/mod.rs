@@ -48,6 +48,11 @@ pub trait Backend: Send + Sync + 'static {
     fn alive(&self) -> bool {
         true
     }
+
+    /// The end of the backend's output, quoted when it has died (empty when it keeps none).
+    fn last_output(&self) -> impl Future<Output = String> + Send {
+        std::future::ready(String::new())
+    }
 }
 
 /// A pool of backends of one type, one per key.
@@ -127,9 +132,17 @@ impl<B: Backend> Pool<B> {
                 );
                 if dead {
                     // Leases still holding it see their connections fail; new ones get a
-                    // fresh backend.
+                    // fresh backend. Why it died goes to rigd's output.
                     if let Some(Slot::Ready { backend, .. }) = state.slots.remove(key) {
-                        tokio::spawn(async move { backend.stop().await });
+                        let (name, key) = (self.inner.name, key.to_string());
+                        tokio::spawn(async move {
+                            eprintln!(
+                                "rigd: {name} pool: the backend for {key} has died; starting \
+                                 a new one{}",
+                                died_saying(backend.last_output().await)
+                            );
+                            backend.stop().await
+                        });
                     }
                 }
                 match state.slots.get_mut(key) {
@@ -185,6 +198,10 @@ impl<B: Backend> Pool<B> {
                 lease,
                 _reference: reference,
             }),
+            Err(e) if !backend.alive() => Err(format!(
+                "pool: new lease for {key}: {e}; the backend has died{}",
+                died_saying(backend.last_output().await)
+            )),
             Err(e) => Err(format!("pool: new lease for {key}: {e}")),
         }
     }
@@ -315,6 +332,16 @@ impl<B: Backend> Drop for Reference<B> {
                 arm_idle_timer(&self.inner, &self.key, generation);
             }
         }
+    }
+}
+
+/// `output` (a dead backend's last output) as the end of a sentence about its death.
+fn died_saying(output: String) -> String {
+    let output = output.trim_end();
+    if output.is_empty() {
+        " (it left no output)".to_string()
+    } else {
+        format!("; its last output:\n{output}")
     }
 }
 

@@ -36,7 +36,7 @@ pub struct MotoServer {
     /// The number in the next [`MotoServer::unique_name`].
     next_name: AtomicU64,
     // Dropped last: removes the work directory once the server has stopped.
-    _dir: WorkDir,
+    dir: WorkDir,
 }
 
 impl MotoServer {
@@ -82,7 +82,7 @@ impl MotoServer {
             hostport,
             port,
             next_name: AtomicU64::new(1),
-            _dir: dir,
+            dir,
         })
     }
 
@@ -126,6 +126,11 @@ impl MotoServer {
     /// False once the server has exited.
     pub fn alive(&self) -> bool {
         self.process.alive()
+    }
+
+    /// The end of the server's output.
+    pub fn log_tail(&self) -> String {
+        self.dir.log_tail()
     }
 }
 

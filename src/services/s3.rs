@@ -143,6 +143,10 @@ impl Backend for S3Backend {
     fn alive(&self) -> bool {
         self.moto.server().alive()
     }
+
+    async fn last_output(&self) -> String {
+        self.moto.server().log_tail()
+    }
 }
 
 /// The body of a quiet `DeleteObjects` request for `keys` (at most 1,000).

@@ -146,6 +146,10 @@ impl Backend for SqsBackend {
     fn alive(&self) -> bool {
         self.moto.server().alive()
     }
+
+    async fn last_output(&self) -> String {
+        self.moto.server().log_tail()
+    }
 }
 
 /// The path of an `http://host:port/path` URL.

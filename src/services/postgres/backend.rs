@@ -389,6 +389,10 @@ impl Backend for PgBackend {
     fn alive(&self) -> bool {
         self.server.alive()
     }
+
+    async fn last_output(&self) -> String {
+        self.server.log_tail().await
+    }
 }
 
 #[cfg(test)]

@@ -207,6 +207,10 @@ impl Backend for RedisBackend {
     fn alive(&self) -> bool {
         self.server.alive()
     }
+
+    async fn last_output(&self) -> String {
+        self.server.log_tail().await
+    }
 }
 
 /// The settings of every pooled server, native or in a container: no persistence, no

@@ -300,6 +300,10 @@ impl Backend for TemporalBackend {
     fn alive(&self) -> bool {
         self.server.alive()
     }
+
+    async fn last_output(&self) -> String {
+        self.server.log_tail().await
+    }
 }
 
 #[cfg(test)]
