@@ -332,6 +332,31 @@ async fn a_container_tcp_ingress_is_ready_only_once_the_service_listens() {
     );
 }
 
+/// An app in a container that listens on the container's own loopback cannot be reached
+/// through the published port; the readiness failure says so and what to do.
+#[tokio::test]
+async fn an_app_listening_on_the_containers_loopback_is_told_to_listen_on_all_addresses() {
+    let image = busybox();
+    let rigd = Rigd::start();
+    let id = rigd
+        .create(json!({"name": "loopback", "services": {
+            "web": {"type": "container",
+                    "config": {"image": image, "cmd": ["httpd", "-f", "-p", "127.0.0.1:8080"]},
+                    "ingresses": {"default": {"protocol": "tcp", "container_port": 8080,
+                                              "ready": {"timeout": "2s"}}}},
+        }}))
+        .await;
+    let failed = rigd.events(&id).until(ServiceFailed).await;
+    assert!(
+        failed.error.ends_with(
+            "; it listens on 127.0.0.1:8080 only, the container's own loopback, which the \
+             published port cannot reach: make it listen on all addresses (0.0.0.0)"
+        ),
+        "{}",
+        failed.error
+    );
+}
+
 #[tokio::test]
 async fn a_missing_image_that_cannot_be_pulled_is_artifact_failed() {
     let rigd = Rigd::start();

@@ -280,10 +280,60 @@ async fn a_readiness_timeout_fails_with_the_last_probe_error() {
         failed.error
     );
     assert!(
+        failed
+            .error
+            .contains("; nothing it runs listens on a TCP port (it should listen on "),
+        "{}",
+        failed.error
+    );
+    assert!(
         down.message
             .contains("readiness check failed after 200ms (last error:"),
         "{}",
         down.message
+    );
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE after a failure");
+}
+
+/// A service that ignores the port rigd gave it and listens on one of its own fails its
+/// readiness with an error that names the port it listens on and the variable to read.
+#[tokio::test]
+async fn a_service_listening_on_its_own_port_is_told_to_use_port() {
+    let rigd = Rigd::start();
+    let mut stubborn = json!({"type": "process", "config": {"command": "python3"}, "args": ["-c",
+        "import socket, time\n\
+         s = socket.socket()\n\
+         s.bind(('127.0.0.1', 0))\n\
+         s.listen()\n\
+         print('own port', s.getsockname()[1], flush=True)\n\
+         time.sleep(3600)\n"]});
+    stubborn["ingresses"] = json!({"default": {"protocol": "tcp", "ready": {"timeout": "1s"}}});
+    let id = rigd
+        .create(json!({"name": "stubborn", "services": {"api": stubborn}}))
+        .await;
+    let mut events = rigd.events(&id);
+    let failed = events.until(ServiceFailed).await;
+    events.until(EnvironmentDown).await;
+    let own = rigd
+        .log(&id)
+        .await
+        .iter()
+        .find_map(|e| {
+            let line = &e.log.as_ref()?.data;
+            Some(line.strip_prefix("own port ")?.trim().to_string())
+        })
+        .expect("the service printed its port");
+    let told = format!("; it listens on port {own}, not on ");
+    assert!(
+        failed.error.contains(&told)
+            && failed
+                .error
+                .contains(", the port given to it as $PORT: make it listen on $PORT"),
+        "{}",
+        failed.error
     );
     rigd.client()
         .delete_environment(&id, &DeleteOptions::default())

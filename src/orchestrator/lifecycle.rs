@@ -478,7 +478,7 @@ async fn after_start(
                 Heard::Listening | Heard::Accepting => Hint::ProbeNow,
             }
         };
-        poll_hinted(
+        let probed = poll_hinted(
             settings,
             || probe(&kind, &endpoint.hostport),
             |err| {
@@ -489,8 +489,21 @@ async fn after_start(
             },
             hint,
         )
-        .await
-        .map_err(|e| format!("ingress {name:?}: {e}"))?;
+        .await;
+        if let Err(e) = probed {
+            let advice =
+                match task
+                    .service_type
+                    .not_ready_advice(&task.service_ref(), name, endpoint)
+                {
+                    Some(look) => tokio::time::timeout(ADVICE_TIME, look).await.ok().flatten(),
+                    None => None,
+                };
+            return Err(match advice {
+                Some(advice) => format!("ingress {name:?}: {e}; {advice}"),
+                None => format!("ingress {name:?}: {e}"),
+            });
+        }
     }
     task.emit(EventType::ServiceHealthy);
 
@@ -531,6 +544,10 @@ async fn after_start(
     std::future::pending::<()>().await;
     Ok(())
 }
+
+/// How long a look at why an ingress did not become ready may take
+/// ([`ServiceType::not_ready_advice`](crate::services::ServiceType::not_ready_advice)).
+const ADVICE_TIME: Duration = Duration::from_secs(2);
 
 /// The port of a loopback `host:port`, and which loopback address a dial goes to.
 fn local_port(hostport: &str) -> Option<(u16, Loopback)> {

@@ -33,6 +33,7 @@ mod grpc;
 mod http;
 mod kind;
 pub mod listen_watch;
+pub mod listeners;
 mod poll;
 mod probe;
 mod tcp;

@@ -14,10 +14,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rig_types::Endpoint;
 use serde::Deserialize;
 
-use super::process::run_program;
-use super::{ArtifactRequest, RunContext, RunFuture, ServiceError, ServiceType};
+use super::process::{listening_advice, run_program};
+use super::{
+    AdviceFuture, ArtifactRequest, RunContext, RunFuture, ServiceError, ServiceRef, ServiceType,
+};
 use crate::artifacts::cargo::{CargoBuild, CargoConfig, DEFAULT_PROFILE};
 use crate::artifacts::go::{GoBuild, GoModule};
 use crate::artifacts::Artifact;
@@ -154,6 +157,15 @@ impl ServiceType for Cargo {
             run_built(ctx, key, config.env).await
         })
     }
+
+    fn not_ready_advice(
+        &self,
+        service: &ServiceRef,
+        ingress: &str,
+        endpoint: &Endpoint,
+    ) -> Option<AdviceFuture> {
+        listening_advice(service, ingress, endpoint)
+    }
 }
 
 /// The `go` service config.
@@ -205,6 +217,15 @@ impl ServiceType for Go {
             let key = go_build(&config, &ctx.spec_dir, BTreeMap::new(), Path::new(""))?.key();
             run_built(ctx, key, config.env).await
         })
+    }
+
+    fn not_ready_advice(
+        &self,
+        service: &ServiceRef,
+        ingress: &str,
+        endpoint: &Endpoint,
+    ) -> Option<AdviceFuture> {
+        listening_advice(service, ingress, endpoint)
     }
 }
 

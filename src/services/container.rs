@@ -30,12 +30,13 @@ use rig_types::Endpoint;
 use serde::Deserialize;
 
 use super::{
-    ArtifactRequest, HookContext, RunContext, RunFuture, ServiceError, ServiceRef, ServiceType,
-    StepFuture,
+    AdviceFuture, ArtifactRequest, HookContext, RunContext, RunFuture, ServiceError, ServiceRef,
+    ServiceType, StepFuture,
 };
 use crate::artifacts::docker::DockerImage;
 use crate::artifacts::Artifact;
 use crate::docker::{self, ContainerSpec, Mount, PortMapping, StopSettings};
+use crate::ready::listeners;
 use crate::wiring::{build_service_env, expand_templates, unset_names, ServiceEnvInput};
 
 /// The `container` service type.
@@ -277,6 +278,46 @@ impl ServiceType for Container {
 
     fn init_hook_types(&self) -> &'static [&'static str] {
         &["exec"]
+    }
+
+    /// Where the processes in the container listen, read from the host through
+    /// `/proc/<container's pid>/net` (the container's network namespace): an app listening on
+    /// the container's own loopback, or on another port than the ingress's container port.
+    fn not_ready_advice(
+        &self,
+        service: &ServiceRef,
+        ingress: &str,
+        endpoint: &Endpoint,
+    ) -> Option<AdviceFuture> {
+        let port = service
+            .spec
+            .ingresses
+            .get(ingress)
+            .map(|i| i.container_port)
+            .filter(|p| *p != 0)
+            .or_else(|| endpoint.port())?;
+        let port_name = format!("${}", crate::wiring::env::port_variable(ingress));
+        let name = container_name(&service.instance_id, &service.service);
+        Some(Box::pin(async move {
+            let engine = docker::connect().await.ok()?;
+            let pid = engine
+                .inspect_container(&name, None)
+                .await
+                .ok()?
+                .state?
+                .pid
+                .and_then(|pid| u32::try_from(pid).ok())
+                .filter(|pid| *pid != 0)?;
+            let listening = tokio::task::spawn_blocking(move || listeners::in_namespace_of(pid))
+                .await
+                .ok()?;
+            listeners::advice(
+                &listening,
+                port,
+                &port_name,
+                Some("the container's own loopback"),
+            )
+        }))
     }
 
     fn init_hook(&self, ctx: HookContext) -> Option<StepFuture> {

@@ -56,6 +56,9 @@ pub type RunFuture = Pin<Box<dyn Future<Output = Result<(), ServiceError>> + Sen
 /// A boxed future returned by [`ServiceType::prepare`] and [`ServiceType::init_hook`].
 pub type StepFuture = Pin<Box<dyn Future<Output = Result<(), ServiceError>> + Send>>;
 
+/// A boxed future returned by [`ServiceType::not_ready_advice`].
+pub type AdviceFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
+
 /// A boxed future returned by [`ServiceType::release`].
 pub type ReleaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -315,6 +318,20 @@ pub trait ServiceType: Send + Sync + 'static {
     /// enough. An error fails the service.
     fn started(&self, service: &ServiceRef) -> Option<StepFuture> {
         let _ = service;
+        None
+    }
+
+    /// Why `ingress` (published at `endpoint`) may not have become ready, from a look at the
+    /// service itself (the ports it really listens on), added to the readiness failure.
+    /// `None` (the default) when the type cannot tell; the future gives `None` when it finds
+    /// nothing to say.
+    fn not_ready_advice(
+        &self,
+        service: &ServiceRef,
+        ingress: &str,
+        endpoint: &Endpoint,
+    ) -> Option<AdviceFuture> {
+        let _ = (service, ingress, endpoint);
         None
     }
 

@@ -17,11 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use rig_types::LogStream;
+use rig_types::{Endpoint, LogStream};
 use serde::Deserialize;
 use tokio::process::{Child, Command};
 
-use super::{config, RunContext, RunFuture, ServiceError, ServiceType};
+use super::{config, AdviceFuture, RunContext, RunFuture, ServiceError, ServiceRef, ServiceType};
+use crate::ready::listeners;
 use crate::wiring::{expand_templates, unset_names};
 
 /// The `process` service type.
@@ -46,6 +47,36 @@ impl ServiceType for Process {
     fn run(&self, ctx: RunContext) -> RunFuture {
         Box::pin(run(ctx))
     }
+
+    fn not_ready_advice(
+        &self,
+        service: &ServiceRef,
+        ingress: &str,
+        endpoint: &Endpoint,
+    ) -> Option<AdviceFuture> {
+        listening_advice(service, ingress, endpoint)
+    }
+}
+
+/// [`ServiceType::not_ready_advice`] for a service run by [`run_program`]: where the
+/// processes carrying its run tag (all it started) listen, against the port of `ingress`.
+pub(crate) fn listening_advice(
+    service: &ServiceRef,
+    ingress: &str,
+    endpoint: &Endpoint,
+) -> Option<AdviceFuture> {
+    let port = endpoint.port()?;
+    let port_name = format!("${}", crate::wiring::env::port_variable(ingress));
+    let tag_prefix = format!("{}/{}/", service.instance_id, service.service);
+    Some(Box::pin(async move {
+        tokio::task::spawn_blocking(move || {
+            let listening = listeners::of_tagged(crate::reaper::RUN_TAG_VAR, &tag_prefix)?;
+            listeners::advice(&listening, port, &port_name, None)
+        })
+        .await
+        .ok()
+        .flatten()
+    }))
 }
 
 async fn run(ctx: RunContext) -> Result<(), ServiceError> {

@@ -149,13 +149,23 @@ fn add_ingress_vars(
     ingresses: &BTreeMap<String, ResolvedEndpoint>,
 ) {
     for (name, endpoint) in ingresses {
-        let prefix = if name == "default" {
-            String::new()
-        } else {
-            to_env_prefix(name)
-        };
-        add_endpoint_vars(env, &prefix, endpoint);
+        add_endpoint_vars(env, &ingress_prefix(name), endpoint);
     }
+}
+
+/// The prefix of ingress `name`'s variables: none for `default`.
+fn ingress_prefix(name: &str) -> String {
+    if name == "default" {
+        String::new()
+    } else {
+        to_env_prefix(name)
+    }
+}
+
+/// The variable that gives a service the port of its ingress `name`: `PORT` for `default`,
+/// `<NAME>_PORT` for the others.
+pub fn port_variable(name: &str) -> String {
+    format!("{}PORT", ingress_prefix(name))
 }
 
 fn add_egress_vars(
