@@ -817,6 +817,44 @@ async fn what_a_container_writes_in_its_mounts_is_given_to_rigds_user() {
     );
 }
 
+/// What a container writes while it handles its stop signal, after its files were handed
+/// back from inside it, is handed back too, once it has stopped.
+#[tokio::test]
+async fn what_a_container_writes_as_it_stops_is_given_to_rigds_user() {
+    let image = busybox();
+    let owner = (4321, 8765);
+    let rigd = Rigd::start_with_env(&[], &[("RIG_CONTAINER_FILES_OWNER", "4321:8765")]);
+    let script = "trap 'mkdir -p /rig/temp/late && echo x > /rig/temp/late/file; exit 143' TERM; \
+                  echo waiting; sleep 1000 & wait";
+    let id = rigd
+        .create(json!({"name": "late-writer", "services": {
+            "writer": {"type": "container", "config": {"image": image, "cmd": ["sh", "-c", script]}},
+        }}))
+        .await;
+    let mut events = rigd.events_with_logs(&id);
+    events.until(EnvironmentUp).await;
+    events.until_printed("writer", "waiting\n").await;
+    rigd.client()
+        .delete_environment(
+            &id,
+            &DeleteOptions {
+                preserve: true,
+                ..DeleteOptions::default()
+            },
+        )
+        .await
+        .expect("DELETE");
+    events.until(EnvironmentDown).await;
+    let late = rigd.rig_dir().join("tmp").join(&id).join("writer/late");
+    assert!(late.join("file").exists(), "{}", late.display());
+    assert_eq!(
+        owned_otherwise(&late, owner),
+        [],
+        "{:?}",
+        events.rig_remarks()
+    );
+}
+
 /// A busybox image whose `chown` takes two minutes, as on a huge tree or a slow filesystem.
 fn slow_chown_image() -> String {
     support::images::busybox_with(

@@ -17,7 +17,8 @@ use rig_types::LogStream;
 use tokio_util::sync::CancellationToken;
 
 use super::files_owner::{
-    files_owner_for, hand_back, hand_back_failed, HAND_BACK_DEADLINE, HAND_BACK_WHILE_STOPPING,
+    files_owner_for, hand_back, hand_back_failed, stragglers, HAND_BACK_DEADLINE,
+    HAND_BACK_WHILE_STOPPING,
 };
 use super::owner::labels;
 use super::removal::{self, Removal};
@@ -185,6 +186,7 @@ async fn start_and_follow(
     // While it runs, what it wrote can be handed back from inside it.
     let owner = files_owner_for(docker).await;
     let mut handed_back = None;
+    let handing_back = tokio::time::Instant::now();
     if let (None, Some(owner)) = (&exited, owner) {
         // A share of the time the lifecycle waits for a stopping service beyond its grace.
         handed_back = Some(
@@ -208,11 +210,25 @@ async fn start_and_follow(
     let mut remark = None;
     let result = match exited {
         None => {
+            let took = handing_back.elapsed();
             // Removed right after anyway; a failed stop only costs the grace period.
             if removal::stop(docker, id, stop.grace).await {
                 let grace =
                     Duration::from_secs(removal::stop_seconds(stop.grace).unsigned_abs().into());
                 remark = stop_remark(docker, id, grace).await;
+            }
+            // What it wrote while handling the stop signal, in what is left of the time.
+            let left = HAND_BACK_WHILE_STOPPING.saturating_sub(took);
+            if let (Some(Ok(())), Some(owner)) = (&handed_back, owner) {
+                let spec_now = spec.clone();
+                let late = tokio::task::spawn_blocking(move || stragglers(&spec_now, owner))
+                    .await
+                    .unwrap_or(true);
+                if late && !left.is_zero() {
+                    handed_back = Some(
+                        hand_back(docker, id, spec, false, owner, stop.reaper.as_ref(), left).await,
+                    );
+                }
             }
             Ok(())
         }

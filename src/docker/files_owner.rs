@@ -11,6 +11,10 @@
 //!  luck with exec  mounts, entrypoint `chown`; removed after
 //! ```
 //!
+//! What the container writes while it handles its stop signal comes after the exec: once it
+//! has stopped, rigd looks through the mounts on the host, and if anything there is not the
+//! user's, a helper container hands it back in what is left of the time.
+//!
 //! Nothing is done either when the engine maps container root to another host user
 //! (rootless Docker, `userns-remap`: see [`files_owner_for`]).
 //!
@@ -167,6 +171,38 @@ pub async fn hand_back(
             Some(first) => format!("{first}; then a helper container: {e}"),
             None => format!("a helper container: {e}"),
         })
+}
+
+/// How many entries of a container's mounts [`stragglers`] looks at before it assumes there
+/// is one (a tree that large is handed back again rather than walked to its end).
+const STRAGGLER_WALK_LIMIT: usize = 100_000;
+
+/// Whether anything in `spec`'s mounts on the host (the mount directories themselves
+/// included) is not `owner`'s: what a container wrote after its files were handed back, while
+/// it handled its stop signal. Stops at the first such entry; past [`STRAGGLER_WALK_LIMIT`]
+/// entries it answers yes.
+pub fn stragglers(spec: &ContainerSpec, owner: FilesOwner) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mut stack: Vec<std::path::PathBuf> = spec.mounts.iter().map(|m| m.host.clone()).collect();
+    let mut seen = 0;
+    while let Some(path) = stack.pop() {
+        seen += 1;
+        if seen > STRAGGLER_WALK_LIMIT {
+            return true;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if (meta.uid(), meta.gid()) != (owner.uid, owner.gid) {
+            return true;
+        }
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    false
 }
 
 /// `work`, given up at `deadline`.
