@@ -225,6 +225,65 @@ async fn an_edited_cargo_package_is_rebuilt() {
     );
 }
 
+/// Runs `git args` in `dir`, which must succeed (with an identity, and local submodules
+/// allowed).
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(["-c", "protocol.file.allow=always", "-C"])
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+/// Brings up `spec` as a new environment: the greeting of `api` and the artifact events.
+async fn greeting_and_artifacts(rigd: &Rigd, spec: Value) -> (String, Vec<EventType>) {
+    let id = rigd.create(spec).await;
+    let mut events = rigd.events(&id);
+    let text = greeting(&mut events).await;
+    (text, artifact_events(&events))
+}
+
+/// A package in a git repository that `include_str!`s a generated, git-ignored file
+/// (`dist/greeting.txt`): not among the package's listed sources, yet editing it rebuilds
+/// the binary (the cached entry records every file the compiler read, from cargo's
+/// dep-info).
+#[tokio::test]
+async fn an_edited_git_ignored_file_the_build_reads_rebuilds_it() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    let reply = "include_str!(\"../dist/greeting.txt\").as_bytes()";
+    let dir = cargo_package(&root, "web", &rust_server(reply), None);
+    write(&dir.join(".gitignore"), "/dist/\n");
+    write(&dir.join("dist/greeting.txt"), "generated once\n");
+    git(&dir, &["init", "-q", "."]);
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-qm", "web"]);
+    let built = vec![ArtifactStarted, ArtifactCompleted];
+    let up = |name: &str| greeting_and_artifacts(&rigd, spec(name, &root, cargo_service("web")));
+    assert_eq!(
+        up("first").await,
+        ("generated once\n".into(), built.clone())
+    );
+    assert_eq!(
+        up("same").await,
+        ("generated once\n".into(), vec![ArtifactCached])
+    );
+
+    write(&dir.join("dist/greeting.txt"), "generated again\n");
+    assert_eq!(
+        up("regenerated").await,
+        ("generated again\n".into(), built),
+        "rebuilt, not the stale cached binary"
+    );
+    assert_eq!(
+        up("again").await,
+        ("generated again\n".into(), vec![ArtifactCached])
+    );
+}
+
 #[tokio::test]
 async fn an_edited_path_dependency_outside_the_package_rebuilds_it() {
     let rigd = Rigd::start();

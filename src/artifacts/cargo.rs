@@ -3,10 +3,13 @@
 //! Cache key: `cargo/<sha256>` over the toolchain (`rustc -vV`, run in the package directory
 //! so `rust-toolchain.toml` counts), the profile, features and binary name, the build
 //! environment's `CARGO_*` and `RUST*` variables, the cargo config files (`.cargo/config.toml`
-//! from the package directory up, and in `$CARGO_HOME`), the package's files (git-tracked and untracked-but-not-ignored, or every file but `target/`),
-//! the files of every local package it depends on outside its directory (path dependencies
+//! from the package directory up, and in `$CARGO_HOME`), the package's files (git-tracked
+//! and untracked-but-not-ignored, or every file but `target/`), the files of every local package it depends on outside its directory (path dependencies
 //! and workspace members, found with `cargo metadata`: `super::cargo_deps`; upstream's Go
 //! builds miss those), and the nearest `Cargo.lock` with the workspace manifest next to it.
+//! A cached binary is taken only while every file its build read, as cargo's dep-info lists
+//! them (git-ignored ones such as an `include_str!`ed `dist/app.js` or a build script's
+//! `rerun-if-changed` files included), is unchanged: `super::depinfo`.
 //!
 //! Builds use a target directory of their own under the cache
 //! (`{cache}/cargo-target/<hash of the package path>`), so they never wait on (or disturb)
@@ -437,7 +440,7 @@ pub(super) fn file_binary(
     super::Cache::touch_last_used(&dir);
     let why = match key_now {
         Ok(_) => format!("the sources of {what} changed while they were being built"),
-        Err(e) => format!("the sources of {what} can no longer be hashed after its build ({e})"),
+        Err(e) => format!("the binary of {what} cannot be cached ({e})"),
     };
     job.output.note([format!(
         "{why}: this binary runs in this environment only and is not cached (the next \
@@ -544,10 +547,16 @@ impl Resolver for CargoBuild {
 
     fn cached<'a>(&'a self, dir: &'a Path) -> BoxFuture<'a, Option<Output>> {
         Box::pin(async move {
-            cached_binary(
+            let output = cached_binary(
                 dir,
                 ("package", self.package_dir.to_string_lossy().into_owned()),
-            )
+            )?;
+            // Every file the build read (git-ignored ones included) must be as it was.
+            let entry = dir.to_path_buf();
+            let valid = tokio::task::spawn_blocking(move || super::depinfo::still_valid(&entry))
+                .await
+                .unwrap_or(false);
+            valid.then_some(output)
         })
     }
 
@@ -567,18 +576,33 @@ impl Resolver for CargoBuild {
             }
             let command = self.build_command(&target_dir);
             let what = format!("cargo build {}", self.package_dir.display());
+            let build_started = std::time::SystemTime::now();
             let messages = command
                 .run(&job.output, &job.cancel, job.reaper.as_ref())
                 .await
                 .map_err(|f| f.describe(&what))?;
             let built = self.pick_binary(&messages)?;
+            let inputs = read_inputs(&built, &target_dir, build_started).await;
             let key_now = self.cache_key().await;
+            // A changed key says the most; else a file outside the listed sources changed.
+            let (key_now, inputs) = match (key_now, inputs) {
+                (Ok(key), Err(e)) if key == job.key => (Err(e), None),
+                (key_now, inputs) => (key_now, inputs.ok()),
+            };
             let path = file_binary(
                 &built,
                 &job,
                 key_now,
                 &self.package_dir.display().to_string(),
             )?;
+            if let Some(inputs) = inputs.filter(|_| path == job.dir.join("binary")) {
+                if let Err(e) = super::depinfo::save(&job.dir, inputs) {
+                    job.output.note([format!(
+                        "{e}: the next environment builds {} again",
+                        self.package_dir.display()
+                    )]);
+                }
+            }
             Ok(Output {
                 path,
                 meta: BTreeMap::from([(
@@ -588,6 +612,22 @@ impl Resolver for CargoBuild {
             })
         })
     }
+}
+
+/// The files the build of `built` read, from cargo's dep-info, hashed; an error when they
+/// cannot be read or one changed after `build_started`.
+async fn read_inputs(
+    built: &Path,
+    target_dir: &Path,
+    build_started: std::time::SystemTime,
+) -> Result<Vec<super::depinfo::InputFile>, String> {
+    let (built, target_dir) = (built.to_path_buf(), target_dir.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let files = super::depinfo::dep_info_files(&built, &target_dir)?;
+        super::depinfo::digest_inputs(&files, build_started)
+    })
+    .await
+    .map_err(|e| format!("hash the files the build read: {e}"))?
 }
 
 /// The `cargo` service config.

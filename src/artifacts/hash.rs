@@ -54,6 +54,11 @@ impl ContentHash {
         self.0.update(b"\n");
     }
 
+    /// Adds raw bytes.
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
     /// Adds every file of `files` (paths relative to `base`, sorted by the caller) with its
     /// name and content. Files listed but gone (deleted, not yet staged) are skipped.
     pub(crate) fn files(&mut self, base: &Path, files: &[PathBuf]) -> std::io::Result<()> {

@@ -22,6 +22,7 @@ mod cache;
 pub mod cargo;
 mod cargo_deps;
 mod command;
+mod depinfo;
 pub mod docker;
 pub mod go;
 mod go_deps;
