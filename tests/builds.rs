@@ -532,6 +532,92 @@ async fn a_go_build_is_redone_when_another_package_or_an_embedded_file_changes()
     );
 }
 
+/// A Go main package that greets with `main.greeting`, which `-ldflags=-X` can set.
+fn go_module_with_flaggable_greeting(root: &Path) -> PathBuf {
+    let main = go_greeter("GREETING")
+        .replace(
+            "c.Write([]byte(\"GREETING\\n\"))",
+            "c.Write([]byte(greeting + \"\\n\"))",
+        )
+        .replace("func main() {", "var greeting = \"plain\"\n\nfunc main() {");
+    go_module(root, "flags", &main)
+}
+
+/// `go env -w GOFLAGS=...` writes the GOENV file, not the environment: the build changes
+/// all the same, and so does the cache key.
+#[tokio::test]
+async fn a_go_env_file_setting_rebuilds_the_binary() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    go_module_with_flaggable_greeting(&root);
+    let go_env = root.join("go-env");
+    let with_go_env = |name: &str| {
+        let mut spec = spec(name, &root, go_service("./flags"));
+        spec["host_env"] = json!({"PATH": std::env::var("PATH").unwrap_or_default(),
+                                  "HOME": std::env::var("HOME").unwrap_or_default(),
+                                  "GOENV": go_env.to_string_lossy()});
+        spec
+    };
+    let built = vec![ArtifactStarted, ArtifactCompleted];
+    let up = |name: &str| greeting_and_artifacts(&rigd, with_go_env(name));
+    assert_eq!(up("plain").await, ("plain\n".into(), built.clone()));
+    let out = std::process::Command::new("go")
+        .args(["env", "-w", "GOFLAGS=-ldflags=-X=main.greeting=flagged"])
+        .env("GOENV", &go_env)
+        .output()
+        .expect("run go env -w");
+    assert!(out.status.success(), "go env -w: {out:?}");
+    assert_eq!(
+        up("flagged").await,
+        ("flagged\n".into(), built),
+        "rebuilt with the GOENV file's GOFLAGS"
+    );
+    assert_eq!(
+        up("again").await,
+        ("flagged\n".into(), vec![ArtifactCached])
+    );
+}
+
+/// With a `vendor/` directory Go builds the vendored copy of a dependency: editing it
+/// rebuilds the binary (the dependency's version alone did not change).
+#[tokio::test]
+async fn an_edited_vendored_go_package_rebuilds_the_binary() {
+    let rigd = Rigd::start();
+    let root = rigd.scratch();
+    let main = go_greeter("GREETING")
+        .replace(
+            "c.Write([]byte(\"GREETING\\n\"))",
+            "c.Write([]byte(dep.Greeting + \"\\n\"))",
+        )
+        .replace("import (\n", "import (\n\t\"example.com/dep\"\n");
+    let dir = go_module(&root, "vendored", &main);
+    write(
+        &dir.join("go.mod"),
+        "module example.com/vendored\n\ngo 1.19\n\nrequire example.com/dep v1.0.0\n",
+    );
+    write(
+        &dir.join("vendor/modules.txt"),
+        "# example.com/dep v1.0.0\n## explicit\nexample.com/dep\n",
+    );
+    let dep = |greeting: &str| {
+        write(
+            &dir.join("vendor/example.com/dep/dep.go"),
+            &format!("package dep\n\nconst Greeting = \"{greeting}\"\n"),
+        );
+    };
+    dep("vendored v1");
+    let built = vec![ArtifactStarted, ArtifactCompleted];
+    let up =
+        |name: &str| greeting_and_artifacts(&rigd, spec(name, &root, go_service("./vendored")));
+    assert_eq!(up("v1").await, ("vendored v1\n".into(), built.clone()));
+    dep("vendored v2");
+    assert_eq!(
+        up("v2").await,
+        ("vendored v2\n".into(), built),
+        "rebuilt from the edited vendored package"
+    );
+}
+
 #[tokio::test]
 async fn a_go_compile_error_is_reported_as_artifact_failed() {
     let rigd = Rigd::start();

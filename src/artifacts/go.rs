@@ -7,9 +7,11 @@
 //! remote form).
 //!
 //! Cache key: `go/<sha256>` over `go version` (which names the OS and architecture),
-//! `GOOS`/`GOARCH`/`GOFLAGS`/`CGO_ENABLED` from the build environment, and either what the
-//! build reads as `go list -deps` names it (local: every local package's sources and
-//! embedded files, their modules' `go.mod` and `go.sum`, and the `path@version` of modules
+//! the effective `go env` settings that change the binary (`GOOS`, `GOARCH`, `GOFLAGS`,
+//! `CGO_ENABLED`, `GOEXPERIMENT`, `CGO_CFLAGS`, ...: `BUILD_SETTINGS`, which `go env -w`
+//! sets in the `GOENV` file as well as the environment does), and either what the
+//! build reads as `go list -deps` names it (local: every local or vendored package's sources
+//! and embedded files, their modules' `go.mod` and `go.sum`, and the `path@version` of modules
 //! from the module cache; see [`super::go_deps`]) or the module string (remote). Upstream
 //! hashed only the `*.go`, `go.mod` and `go.sum` files of the package directory, so an edit
 //! elsewhere in the module, or to an embedded file, left the old binary running; that rule
@@ -123,11 +125,14 @@ impl GoBuild {
         let version = tool_output(tools, "go", &["version"], self.dir(), &env)?;
         let mut h = ContentHash::new();
         h.field("goversion", version.trim());
-        for var in ["GOOS", "GOARCH", "GOFLAGS", "CGO_ENABLED"] {
-            h.field(var, env.get(var).map(String::as_str).unwrap_or(""));
+        let mut settings = go_settings(tools, self.dir(), &env)?;
+        // Where modules are kept, not what they hold: not part of the key.
+        let module_cache = PathBuf::from(settings.remove("GOMODCACHE").unwrap_or_default());
+        for (var, value) in &settings {
+            h.field(&format!("goenv:{var}"), value);
         }
         match &self.module {
-            GoModule::Local(dir) => match go_inputs(tools, dir, &env) {
+            GoModule::Local(dir) => match go_inputs(tools, dir, &env, &module_cache) {
                 Ok(inputs) => {
                     for module in &inputs.modules {
                         h.field("module", module);
@@ -267,6 +272,52 @@ impl Resolver for GoBuild {
     fn retryable(&self) -> bool {
         matches!(self.module, GoModule::Remote(_))
     }
+}
+
+/// The `go env` settings that can change what `go build` produces. Asked of Go rather than
+/// read from the environment: `go env -w` settings in the `GOENV` file count as well.
+const BUILD_SETTINGS: &[&str] = &[
+    "GOOS",
+    "GOARCH",
+    "GOFLAGS",
+    "CGO_ENABLED",
+    "GOEXPERIMENT",
+    "CGO_CFLAGS",
+    "CGO_CPPFLAGS",
+    "CGO_CXXFLAGS",
+    "CGO_FFLAGS",
+    "CGO_LDFLAGS",
+    "CC",
+    "CXX",
+    "AR",
+    "PKG_CONFIG",
+    "GOAMD64",
+    "GOARM",
+    "GOARM64",
+    "GO386",
+    "GOMIPS",
+    "GOMIPS64",
+    "GOPPC64",
+    "GORISCV64",
+    "GOWASM",
+    "GOROOT",
+    "GOWORK",
+    "GO111MODULE",
+    "GOTOOLCHAIN",
+];
+
+/// The effective values of [`BUILD_SETTINGS`] (and `GOMODCACHE`) for a build in `dir` with
+/// `env`, from one `go env -json` (an older Go reports the settings it does not know as
+/// empty).
+fn go_settings(
+    tools: &KeyTools,
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut args = vec!["env", "-json", "GOMODCACHE"];
+    args.extend_from_slice(BUILD_SETTINGS);
+    let out = tool_output(tools, "go", &args, dir, env)?;
+    serde_json::from_str(&out).map_err(|e| format!("read the output of go env -json: {e}"))
 }
 
 /// The one file `go install` put into `dir`.

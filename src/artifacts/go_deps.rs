@@ -55,10 +55,15 @@ struct Module {
 ///
 /// # Errors
 /// `go list` cannot run or its output is not what it documents.
+///
+/// `module_cache` is `GOMODCACHE`: a package of a versioned module found elsewhere (in the
+/// main module's `vendor/`, which builds use with `-mod=vendor`, Go's default when it exists)
+/// counts with its files, since they can be edited there.
 pub fn go_inputs(
     tools: &KeyTools,
     dir: &Path,
     env: &BTreeMap<String, String>,
+    module_cache: &Path,
 ) -> Result<GoInputs, String> {
     // `-e`: a package that does not compile is still listed, so its edit changes the key.
     let out = tool_output(
@@ -68,10 +73,10 @@ pub fn go_inputs(
         dir,
         env,
     )?;
-    parse(&out)
+    parse(&out, module_cache)
 }
 
-fn parse(json: &str) -> Result<GoInputs, String> {
+fn parse(json: &str, module_cache: &Path) -> Result<GoInputs, String> {
     let mut inputs = GoInputs::default();
     for package in serde_json::Deserializer::from_str(json).into_iter::<Package>() {
         let package = package.map_err(|e| format!("read go list's output: {e}"))?;
@@ -87,14 +92,22 @@ fn parse(json: &str) -> Result<GoInputs, String> {
             inputs
                 .modules
                 .insert(format!("{}@{}", module.path, module.version));
-            continue;
-        }
-        if let Some(go_mod) = module
+            let cached =
+                module_cache.as_os_str().is_empty() || package.dir.starts_with(module_cache);
+            if cached {
+                continue;
+            }
+            // Vendored: its files below.
+        } else if let Some(go_mod) = module
             .map(|m| &m.go_mod)
             .filter(|p| !p.as_os_str().is_empty())
         {
             inputs.files.insert(go_mod.clone());
             inputs.files.insert(go_mod.with_file_name("go.sum"));
+            // Which vendored module versions a `-mod=vendor` build uses.
+            inputs
+                .files
+                .insert(go_mod.with_file_name("vendor").join("modules.txt"));
         }
         let names = [
             &package.go_files,
@@ -134,7 +147,7 @@ mod tests {
 {"Dir": "/src/app/cmd/api", "Module": {"Path": "example.com/app", "Main": true,
  "GoMod": "/src/app/go.mod"}, "GoFiles": ["main.go"]}
 "#;
-        let inputs = parse(json).unwrap();
+        let inputs = parse(json, Path::new("/home/u/go/pkg/mod")).unwrap();
         let files: Vec<&str> = inputs.files.iter().map(|p| p.to_str().unwrap()).collect();
         assert_eq!(
             files,
@@ -144,16 +157,35 @@ mod tests {
                 "/src/app/go.sum",
                 "/src/app/internal/greet/greet.go",
                 "/src/app/internal/greet/msg.txt",
+                "/src/app/vendor/modules.txt",
                 "/src/lib/fast_amd64.s",
                 "/src/lib/go.mod",
                 "/src/lib/go.sum",
                 "/src/lib/lib.go",
+                "/src/lib/vendor/modules.txt",
             ]
         );
         assert_eq!(
             inputs.modules.into_iter().collect::<Vec<_>>(),
             ["golang.org/x/text@v0.3.0"]
         );
-        assert!(parse("{not json").is_err());
+        assert!(parse("{not json", Path::new("")).is_err());
+    }
+
+    /// With `-mod=vendor`, a required module's packages come from `vendor/`, where they can
+    /// be edited: their files count, not just the version.
+    #[test]
+    fn vendored_packages_give_their_files() {
+        let json = r#"
+{"Dir": "/src/app/vendor/example.com/dep", "Module": {"Path": "example.com/dep",
+ "Version": "v1.0.0"}, "GoFiles": ["dep.go"]}
+"#;
+        let inputs = parse(json, Path::new("/home/u/go/pkg/mod")).unwrap();
+        let files: Vec<&str> = inputs.files.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(files, ["/src/app/vendor/example.com/dep/dep.go"]);
+        assert_eq!(
+            inputs.modules.into_iter().collect::<Vec<_>>(),
+            ["example.com/dep@v1.0.0"]
+        );
     }
 }
