@@ -1,7 +1,7 @@
 //! Content hashes for cache keys: which source files a build depends on, and their digest.
 //!
-//! Files are listed with git when the directory is in a work tree (tracked files, those of
-//! submodules included, plus untracked ones that are not ignored, so `target/` and editor
+//! Files are listed with git when the directory is in a work tree (tracked files, plus
+//! untracked ones that are not ignored, those of submodules included, so `target/` and editor
 //! droppings do not count), else by walking the directory: also when the directory is itself
 //! git-ignored (generated packages) or git lists nothing in it. Blocking: call from
 //! `spawn_blocking`.
@@ -117,50 +117,92 @@ pub(crate) fn list_sources(dir: &Path, sources: Sources) -> std::io::Result<Vec<
 }
 
 /// The files git knows in `dir`: tracked ones (those of checked-out submodules included) and
-/// untracked ones that are not ignored. `None` when `dir` is not in a work tree, is itself
-/// ignored (git then lists nothing in it, yet the build reads it all), or git lists nothing
-/// at all: the caller walks the directory instead.
+/// untracked ones that are not ignored (in submodules too). `None` when `dir` is not in a
+/// work tree, is itself ignored (git then lists nothing in it, yet the build reads it all), or
+/// git lists nothing at all: the caller walks the directory instead.
 fn git_files(dir: &Path, sources: Sources) -> Option<Vec<PathBuf>> {
-    let git = |args: &[&str]| {
-        let mut git = Command::new("git");
-        git.arg("-C")
-            .arg(dir)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        // Registered until it has exec'd, as every fork is (see `ports::forks`).
-        let spawned = {
-            let _fork = crate::ports::forking();
-            git.spawn()
-        };
-        spawned.ok()?.wait_with_output().ok()
-    };
     // Exit 0: ignored; 1: not ignored; 128: not in a work tree (or git failed).
-    if git(&["check-ignore", "-q", "."])?.status.code() != Some(1) {
+    if run_git(dir, &["check-ignore", "-q", "."])?.status.code() != Some(1) {
         return None;
     }
-    let mut files = Vec::new();
-    for extra in [
-        &["--recurse-submodules"][..],
-        &["--others", "--exclude-standard"][..],
-    ] {
-        let mut args = vec!["ls-files", "-z"];
-        args.extend_from_slice(extra);
-        args.push("--");
-        args.extend_from_slice(sources.git_pathspecs());
-        let out = git(&args)?;
-        if !out.status.success() {
-            return None;
-        }
-        files.extend(
-            out.stdout
-                .split(|b| *b == 0)
-                .filter(|p| !p.is_empty())
-                .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned())),
-        );
-    }
+    let mut files = ls_files(dir, &["--recurse-submodules"], sources)?;
+    untracked_files(dir, Path::new(""), sources, &mut files)?;
     (!files.is_empty()).then_some(files)
+}
+
+/// Adds the untracked, not ignored files of the work tree at `dir` and of its checked-out
+/// submodules, recursively (`git ls-files --others` does not look into submodules), as paths
+/// under `prefix`.
+fn untracked_files(
+    dir: &Path,
+    prefix: &Path,
+    sources: Sources,
+    out: &mut Vec<PathBuf>,
+) -> Option<()> {
+    let untracked = ls_files(dir, &["--others", "--exclude-standard"], sources)?;
+    out.extend(untracked.into_iter().map(|p| prefix.join(p)));
+    for submodule in submodules(dir)? {
+        let sub_dir = dir.join(&submodule);
+        // Not checked out (no `.git` in it): nothing of it is built.
+        if sub_dir.join(".git").exists() {
+            untracked_files(&sub_dir, &prefix.join(&submodule), sources, out)?;
+        }
+    }
+    Some(())
+}
+
+/// The submodules under `dir` (gitlinks, mode 160000, of the index), relative to `dir`.
+fn submodules(dir: &Path) -> Option<Vec<PathBuf>> {
+    let out = run_git(dir, &["ls-files", "-z", "--stage"])?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(
+        out.stdout
+            .split(|b| *b == 0)
+            .filter_map(|entry| {
+                let entry = String::from_utf8_lossy(entry);
+                let (info, path) = entry.split_once('\t')?;
+                info.starts_with("160000 ").then(|| PathBuf::from(path))
+            })
+            .collect(),
+    )
+}
+
+/// `git ls-files -z <extra> -- <the pathspecs of sources>` in `dir`.
+fn ls_files(dir: &Path, extra: &[&str], sources: Sources) -> Option<Vec<PathBuf>> {
+    let mut args = vec!["ls-files", "-z"];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend_from_slice(sources.git_pathspecs());
+    let out = run_git(dir, &args)?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(
+        out.stdout
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
+            .collect(),
+    )
+}
+
+/// Runs `git -C dir args`; `None` when it cannot run.
+fn run_git(dir: &Path, args: &[&str]) -> Option<std::process::Output> {
+    let mut git = Command::new("git");
+    git.arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    // Registered until it has exec'd, as every fork is (see `ports::forks`).
+    let spawned = {
+        let _fork = crate::ports::forking();
+        git.spawn()
+    };
+    spawned.ok()?.wait_with_output().ok()
 }
 
 fn walk(root: &Path, rel: &Path, sources: Sources, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -305,6 +347,46 @@ mod tests {
             first,
             digest(&app, Sources::All),
             "an edit changes the hash"
+        );
+    }
+
+    /// A new file in a submodule that is not yet added there counts, as in the main
+    /// repository (`git ls-files --others` does not look into submodules); ignored ones
+    /// do not.
+    #[test]
+    fn untracked_files_of_a_submodule_are_hashed() {
+        let scratch = tempfile::tempdir().unwrap();
+        let lib = scratch.path().join("lib");
+        std::fs::create_dir(&lib).unwrap();
+        git(&lib, &["init", "-q", "."]);
+        write(&lib, "src/lib.rs", "pub fn hi() {}");
+        write(&lib, ".gitignore", "/junk/\n");
+        git(&lib, &["add", "."]);
+        git(&lib, &["commit", "-qm", "lib"]);
+        let app = scratch.path().join("app");
+        std::fs::create_dir(&app).unwrap();
+        git(&app, &["init", "-q", "."]);
+        write(&app, "src/main.rs", "fn main() {}");
+        let lib = lib.to_string_lossy();
+        git(&app, &["submodule", "add", "-q", &lib, "vendor/lib"]);
+        git(&app, &["commit", "-qm", "app"]);
+        let first = digest(&app, Sources::All);
+        write(&app, "vendor/lib/junk/x.rs", "ignored");
+        assert_eq!(
+            first,
+            digest(&app, Sources::All),
+            "ignored in the submodule"
+        );
+        write(&app, "vendor/lib/src/extra.rs", "pub fn extra() {}");
+        let files = list_sources(&app, Sources::All).unwrap();
+        assert!(
+            files.contains(&PathBuf::from("vendor/lib/src/extra.rs")),
+            "{files:?}"
+        );
+        assert_ne!(
+            first,
+            digest(&app, Sources::All),
+            "a new file changes the hash"
         );
     }
 
