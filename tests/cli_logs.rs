@@ -414,9 +414,10 @@ fn prune_accepts_days_and_removes_only_old_logs() {
 
 /// `rig prune --cache` leaves alone what rigd is building: an entry whose lock is held
 /// (whatever its age) and a fresh entry without `.last-used` yet (its first build runs). It
-/// removes old entries but never lock files, which a waiting build may have open.
+/// removes old entries with their lock files, and the lock files of entries that are gone,
+/// but never a lock file someone holds.
 #[test]
-fn prune_keeps_cache_entries_in_use_and_every_lock_file() {
+fn prune_keeps_cache_entries_in_use_and_removes_unheld_lock_files() {
     use std::os::fd::AsRawFd;
     let dir = tempfile::Builder::new()
         .prefix("rig-cli-prune-cache-")
@@ -443,11 +444,18 @@ fn prune_keeps_cache_entries_in_use_and_every_lock_file() {
     let first_build = entry("first-build", None, std::time::SystemTime::now());
     let old = entry("old", Some(ten_days_ago), ten_days_ago);
     let abandoned = entry("abandoned", None, ten_days_ago);
-    // Held as rigd holds it while building (flock(2) from this process).
-    let lock = std::fs::File::open(cargo.join("building.lock")).unwrap();
-    // SAFETY: flock(2) on a file descriptor this test owns.
-    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    assert_eq!(rc, 0, "take the lock");
+    // Lock files of entries that are gone: one no one holds, one held.
+    std::fs::write(cargo.join("gone.lock"), "").unwrap();
+    std::fs::write(cargo.join("gone-held.lock"), "").unwrap();
+    // Held as rigd holds them (flock(2) from this process).
+    let hold = |name: &str| {
+        let lock = std::fs::File::open(cargo.join(name)).unwrap();
+        // SAFETY: flock(2) on a file descriptor this test owns.
+        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(rc, 0, "take the lock of {name}");
+        lock
+    };
+    let locks = [hold("building.lock"), hold("gone-held.lock")];
 
     let out = Command::new(env!("CARGO_BIN_EXE_rig"))
         .args(["prune", "--cache", "--max-age", "1d"])
@@ -463,13 +471,19 @@ fn prune_keeps_cache_entries_in_use_and_every_lock_file() {
         "a fresh entry without .last-used is kept"
     );
     assert!(!old.exists() && !abandoned.exists(), "old entries go");
-    for hash in ["building", "first-build", "old", "abandoned"] {
+    for hash in ["building", "first-build", "gone-held"] {
         assert!(
             cargo.join(format!("{hash}.lock")).is_file(),
             "{hash}.lock is kept"
         );
     }
-    drop(lock);
+    for hash in ["old", "abandoned", "gone"] {
+        assert!(
+            !cargo.join(format!("{hash}.lock")).exists(),
+            "{hash}.lock is removed"
+        );
+    }
+    drop(locks);
 }
 
 /// rigd's files have upstream's shapes, so upstream's `rig` reads them: the header's keys in

@@ -4,8 +4,9 @@
 //!   cutoff, with their `.log` companions.
 //! - Cache (`{rig-dir}/cache/<type>/<hash>/`): entries whose `.last-used` file (or, while
 //!   it is missing, the directory) is older than the cutoff, unless rigd holds the entry's
-//!   lock (`<hash>.lock`: the entry is being checked or built). Lock files are never
-//!   removed (see `artifacts::cache`).
+//!   lock (`<hash>.lock`: the entry is being checked or built). The lock files of removed
+//!   entries, and of entries that no longer exist, go too unless someone holds them (taken
+//!   with a non-blocking flock before the unlink; see `artifacts::cache`).
 //!
 //! The cutoff is now minus `--max-age` (default 24h; Go durations plus days: `7d`, `1d12h`).
 
@@ -108,7 +109,7 @@ impl Pruner {
                 let hash = file_name(&entry);
                 // Held while rigd checks or builds the entry: skip it, whatever its age. Held
                 // by us until the entry is gone, so no build starts into it meanwhile.
-                let _lock = match EntryLock::try_take(&type_dir.join(format!("{hash}.lock"))) {
+                let lock = match EntryLock::try_take(&type_dir.join(format!("{hash}.lock"))) {
                     Ok(lock) => lock,
                     Err(InUse) => {
                         if self.dry_run {
@@ -137,10 +138,41 @@ impl Pruner {
                     eprint_line(format!("warning: failed to remove {type_name}/{hash}: {e}"));
                     continue;
                 }
-                // The entry's lock file stays: deleting it while someone waits on it would let
-                // a third process lock a new file at the same path and build at the same time.
+                if !self.dry_run {
+                    // Held by us: anyone who opened it meanwhile sees, once they lock it, that
+                    // it is no longer at its path and locks a new file there.
+                    lock.unlink();
+                }
                 self.entries += 1;
                 self.bytes += size;
+            }
+            self.orphan_locks(&type_dir);
+        }
+    }
+
+    /// Removes the lock files in `type_dir` whose entry is gone (one per key ever built
+    /// would pile up otherwise), unless someone holds them.
+    fn orphan_locks(&self, type_dir: &Path) {
+        let Ok(names) = fs::read_dir(type_dir) else {
+            return;
+        };
+        for entry in names.flatten() {
+            let path = entry.path();
+            let Some(hash) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".lock"))
+            else {
+                continue;
+            };
+            if type_dir.join(hash).exists() || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            if self.dry_run {
+                continue;
+            }
+            if let Ok(lock) = EntryLock::try_take(&path) {
+                lock.unlink();
             }
         }
     }
@@ -210,7 +242,8 @@ impl Pruner {
 
 /// A cache entry's lock (`<hash>.lock`, flock(2) as rigd takes it), held until dropped.
 struct EntryLock {
-    _file: Option<fs::File>,
+    file: Option<fs::File>,
+    path: PathBuf,
 }
 
 /// Someone holds the lock of an entry.
@@ -221,7 +254,10 @@ impl EntryLock {
     /// (no lock file is created).
     fn try_take(path: &Path) -> Result<EntryLock, InUse> {
         let Ok(file) = fs::OpenOptions::new().write(true).open(path) else {
-            return Ok(EntryLock { _file: None });
+            return Ok(EntryLock {
+                file: None,
+                path: path.to_path_buf(),
+            });
         };
         // SAFETY: flock(2) on a file descriptor this function owns.
         let rc = unsafe {
@@ -231,9 +267,27 @@ impl EntryLock {
             )
         };
         if rc == 0 {
-            Ok(EntryLock { _file: Some(file) })
+            Ok(EntryLock {
+                file: Some(file),
+                path: path.to_path_buf(),
+            })
         } else {
             Err(InUse)
+        }
+    }
+
+    /// Removes the lock file while holding its lock (best effort). Safe because rigd checks,
+    /// once it has a lock, that its file is still at the path (`artifacts::cache`).
+    fn unlink(&self) {
+        if self.file.is_some() {
+            if let Err(e) = fs::remove_file(&self.path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    eprint_line(format!(
+                        "warning: failed to remove {}: {e}",
+                        self.path.display()
+                    ));
+                }
+            }
         }
     }
 }
