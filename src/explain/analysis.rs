@@ -24,7 +24,8 @@ pub struct Analysis {
     /// Every `test.note`, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub assertions: Vec<Assertion>,
-    /// Traffic errors that survived noise removal, most recent first.
+    /// Traffic errors that survived noise removal, root causes first: most recent first, each
+    /// after the errors of the calls its target made while answering it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<TrafficError>,
     /// Stderr lines that explain the failure: first those of traffic-error targets containing
@@ -223,10 +224,12 @@ pub struct Phases {
     pub teardown_ms: i64,
 }
 
-/// A traffic error and whether it happened before `environment.up`.
+/// A traffic error, whether it happened before `environment.up`, and when its exchange ran.
 struct Candidate {
     error: TrafficError,
     before_up: bool,
+    /// The exchange's start and end, when the event says (see [`exchange_span`]).
+    span: Option<(Timestamp, Timestamp)>,
 }
 
 /// Analyses `events` (in `seq` order, `service.log` included) of a run that ended with
@@ -242,7 +245,9 @@ struct Candidate {
 ///
 /// Noise removal: a passed run keeps no traffic errors; otherwise errors before
 /// `environment.up` are dropped, or, when the environment never came up, errors whose target
-/// became healthy. The remaining errors are listed most recent first.
+/// became healthy. The remaining errors are listed root cause first: most recent first, each
+/// right after the errors of the calls its target made while answering it (see
+/// [`root_causes_first`]).
 pub fn analyze<E: Borrow<Event>>(events: &[E], outcome: Outcome) -> Analysis {
     let mut scan = Scan::default();
     for e in events {
@@ -342,6 +347,7 @@ impl<'a> Scan<'a> {
             {
                 if let Some(error) = traffic_error(e) {
                     self.candidates.push(Candidate {
+                        span: exchange_span(e, error.latency_ms),
                         error,
                         before_up: !self.up,
                     });
@@ -422,26 +428,21 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// The traffic errors left after noise removal, most recent first.
+    /// The traffic errors left after noise removal, root causes first (see
+    /// [`root_causes_first`]).
     fn relevant_errors(&mut self, outcome: Outcome) -> Vec<TrafficError> {
         let candidates = std::mem::take(&mut self.candidates);
-        let mut errors: Vec<TrafficError> = if outcome == Outcome::Passed {
+        let kept: Vec<Candidate> = if outcome == Outcome::Passed {
             Vec::new()
         } else if self.up {
-            candidates
-                .into_iter()
-                .filter(|c| !c.before_up)
-                .map(|c| c.error)
-                .collect()
+            candidates.into_iter().filter(|c| !c.before_up).collect()
         } else {
             candidates
                 .into_iter()
                 .filter(|c| !self.healthy.contains(c.error.target.as_str()))
-                .map(|c| c.error)
                 .collect()
         };
-        errors.reverse();
-        errors
+        root_causes_first(kept)
     }
 
     /// The stderr lines of the targets of `errors` that contain the error's fingerprint, then
@@ -494,6 +495,83 @@ impl<'a> Scan<'a> {
             }
         }
         (out, correlated)
+    }
+}
+
+/// When the exchange of traffic event `e` ran: from its start (`started_at`, else its end less
+/// `latency_ms`) to its end ([`exchange_end`], else the event's time); `None` when the event
+/// has no time at all.
+fn exchange_span(e: &Event, latency_ms: f64) -> Option<(Timestamp, Timestamp)> {
+    let started = e
+        .request
+        .as_ref()
+        .and_then(|r| r.started_at)
+        .or_else(|| e.grpc_call.as_ref().and_then(|g| g.started_at));
+    let end = exchange_end(e).unwrap_or(e.timestamp);
+    if end.is_zero() {
+        return None;
+    }
+    let latency = if latency_ms.is_finite() && latency_ms > 0.0 {
+        (latency_ms * 1e6) as i128
+    } else {
+        0
+    };
+    let start = started
+        .unwrap_or_else(|| Timestamp::from_unix_nanos(end.unix_nanos().saturating_sub(latency)));
+    Some((start, end))
+}
+
+/// Orders traffic errors (given in log order) root cause first.
+///
+/// An error is caused by another when the other is a call its target made while answering
+/// it: the other's source is its target, and the other's exchange ran within its own (a 502
+/// at the test's edge is caused by the 500 the api got from the store meanwhile). Each error
+/// is the consequence of at most one: the first error logged after it that encloses it.
+///
+/// Errors that cause no other are listed most recent first, each right after the errors that
+/// caused it, deepest cause first: for `~test → api 502` caused by `api → store 500` caused by
+/// `store → db error`, the list is `db`, `store`, `api`, then the chains before it.
+fn root_causes_first(errors: Vec<Candidate>) -> Vec<TrafficError> {
+    let n = errors.len();
+    // causes[a]: the errors that caused error `a`, in log order.
+    let mut causes: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut caused_something = vec![false; n];
+    for (b, cause) in errors.iter().enumerate() {
+        let Some((b_start, b_end)) = cause.span else {
+            continue;
+        };
+        let effect = (b + 1..n).find(|&a| {
+            let effect = &errors[a];
+            effect.error.target == cause.error.source
+                && effect
+                    .span
+                    .is_some_and(|(a_start, a_end)| a_start <= b_start && b_end <= a_end)
+        });
+        if let Some(a) = effect {
+            causes[a].push(b);
+            caused_something[b] = true;
+        }
+    }
+    let mut order = Vec::with_capacity(n);
+    for last in (0..n).rev().filter(|&i| !caused_something[i]) {
+        push_causes_first(last, &causes, &mut order);
+    }
+    let mut errors: Vec<Option<TrafficError>> = errors.into_iter().map(|c| Some(c.error)).collect();
+    order.into_iter().filter_map(|i| errors[i].take()).collect()
+}
+
+/// Pushes error `i` onto `order` after its causes (most recent first, each after its own).
+fn push_causes_first(i: usize, causes: &[Vec<usize>], order: &mut Vec<usize>) {
+    // Iterative: a chain of causes can be as long as the run's list of errors.
+    let mut stack = vec![(i, false)];
+    while let Some((at, expanded)) = stack.pop() {
+        if expanded {
+            order.push(at);
+            continue;
+        }
+        stack.push((at, true));
+        // Popped most recent first.
+        stack.extend(causes[at].iter().map(|&c| (c, false)));
     }
 }
 

@@ -41,7 +41,7 @@ const PREFIX: &str = "rig: ";
 /// 3. a run torn down before it was up, with no failure: `rig: torn down before it was up:`
 ///    and at most 4 `rig:   <svc>: <phase>[ (<n> failed readiness checks; the last: <error>)]`
 ///    (rig-rs addition);
-/// 4. traffic errors, most recent first, at most 7 after de-duplication on target, path, status
+/// 4. traffic errors, root cause first (as [`Analysis::errors`]), at most 7 after de-duplication on target, path, status
 ///    and gRPC status: `rig: <METHOD> → <target> <path> <status>[: <body>]` or
 ///    `rig: gRPC → <target> <Service/Method> status=<s>[: <body or message>]`;
 /// 5. one line when traffic observations were dropped (rig-rs addition);

@@ -881,3 +881,55 @@ fn a_run_rigd_ended_says_why_and_a_client_ended_one_does_not() {
         .get("ended_by_rigd")
         .is_none());
 }
+
+/// A call from `source` to `target`.
+fn call(source: &str, target: &str, path: &str, status: u16, body: &str) -> Event {
+    let mut e = http(target, "GET", path, status, body);
+    e.request.as_mut().unwrap().source = source.into();
+    e
+}
+
+/// The ordering rule: the error the api got from the store while answering the test comes
+/// before the 502 the test got (its consequence); an error on the same edge outside that
+/// exchange is not its cause and keeps its most-recent-first place.
+#[test]
+fn errors_are_listed_root_cause_first() {
+    let at = |i: usize, ms: i128| {
+        Timestamp::from_unix_nanos(
+            1_700_000_000_000_000_000 + i as i128 * 10_000_000 + ms * 1_000_000,
+        )
+    };
+    let mut events = run(came_up(vec![
+        call("api", "store", "/early", 500, "cold cache"),
+        call("api", "store", "/stock", 500, "db down"),
+        call("~test", "api", "/orders", 502, "bad gateway"),
+    ]));
+    // Logged when they ended: /early ended before /orders began; /stock ran within /orders.
+    events[4] = Arc::new(timed((*events[4]).clone(), at(4, -2), 1.0));
+    events[5] = Arc::new(timed((*events[5]).clone(), at(5, -3), 2.0));
+    events[6] = Arc::new(timed((*events[6]).clone(), at(5, -5), 15.0));
+    let a = analyze(&events, Outcome::Failed);
+    let order: Vec<&str> = a.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(order, ["/stock", "/orders", "/early"], "{:?}", a.errors);
+    let condensed = condensed(&a);
+    let first = condensed.lines().next().unwrap();
+    assert_eq!(first, "rig: GET → store /stock 500: db down");
+}
+
+/// Causes nest: the database error under the store's error under the api's comes first.
+#[test]
+fn a_chain_of_causes_is_listed_deepest_first() {
+    let base = |ms: i128| Timestamp::from_unix_nanos(1_700_000_000_000_000_000 + ms * 1_000_000);
+    let mut events = run(came_up(vec![
+        call("store", "db", "/query", 500, "relation missing"),
+        call("api", "store", "/stock", 500, "query failed"),
+        call("~test", "api", "/orders", 502, "bad gateway"),
+    ]));
+    // Each event's log time is 40, 50 and 60 ms after the base.
+    events[4] = Arc::new(timed((*events[4]).clone(), base(30), 5.0));
+    events[5] = Arc::new(timed((*events[5]).clone(), base(20), 25.0));
+    events[6] = Arc::new(timed((*events[6]).clone(), base(10), 45.0));
+    let a = analyze(&events, Outcome::Failed);
+    let order: Vec<&str> = a.errors.iter().map(|e| e.target.as_str()).collect();
+    assert_eq!(order, ["db", "store", "api"], "{:?}", a.errors);
+}
