@@ -573,3 +573,83 @@ fn a_log_cut_inside_a_character_still_opens() {
         );
     }
 }
+
+/// A log of one run of `environment`, written at `ts`, whose one test note is `note`.
+fn one_note_log(environment: &str, ts: &str, note: &str) -> String {
+    let name = serde_json::to_string(environment).unwrap();
+    format!(
+        "{{\"type\":\"log.header\",\"environment\":{name},\"outcome\":\"failed\",\"duration_ms\":1,\"timestamp\":\"{ts}\"}}\n\
+         {{\"seq\":1,\"type\":\"test.note\",\"environment\":{name},\"error\":\"{note}\",\"timestamp\":\"{ts}\"}}\n"
+    )
+}
+
+/// Name patterns: the whole name wins over names that merely contain it (`api`, not the newer
+/// `rapid`), then a prefix, then a part of the file name; a part shared by several
+/// environments is an error listing them; the file read is named on stderr unless the
+/// argument named the log exactly.
+#[test]
+fn names_match_whole_first_and_ambiguity_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (env, ts) in [
+        ("api", "2026-01-01T00:00:00Z"),
+        ("capital", "2026-01-02T00:00:00Z"),
+        ("rapid", "2026-01-03T00:00:00Z"),
+    ] {
+        let log = one_note_log(env, ts, &format!("{env} run"));
+        std::fs::write(dir.path().join(format!("{env}-1-1.jsonl")), log).unwrap();
+    }
+    let out = run(dir.path(), &["logs", "api"], &[]);
+    assert!(out.contains("✗ api run"), "{out}");
+    assert!(!out.contains("rig: reading"), "{out}");
+    let out = run(dir.path(), &["logs", "rap"], &[]);
+    assert!(out.contains("✗ rapid run"), "{out}");
+    assert!(
+        out.contains(
+            "rig: reading $LOGS/rapid-1-1.jsonl (the log of rapid, whose name starts with \"rap\")"
+        ),
+        "{out}"
+    );
+    let out = run(dir.path(), &["logs", "pi"], &[]);
+    assert!(
+        out.contains("\"pi\" matches the logs of 3 environments:\n  api\n  capital\n  rapid\n"),
+        "{out}"
+    );
+    assert!(out.contains("a glob such as \"*pi*\""), "{out}");
+    assert!(out.ends_with("--- exit 1\n"), "{out}");
+    let out = run(dir.path(), &["logs", "*pi*"], &[]);
+    assert!(out.contains("✗ rapid run"), "{out}");
+    assert!(
+        out.contains("(the most recent of 3 logs matching \"*pi*\")"),
+        "{out}"
+    );
+}
+
+/// Environment names longer than the 200 bytes a log's file name keeps are found by their
+/// whole name, even when another environment's name starts with the same 200 bytes.
+#[test]
+fn long_environment_names_are_found_by_their_whole_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("TestLong/{}", "x".repeat(250));
+    // As rigd names the files: separators to `_`, cut at 200 bytes, then the id.
+    let file = |env: &str, id: &str| {
+        let cut: String = env.replace('/', "_").chars().take(200).collect();
+        dir.path().join(format!("{cut}-{id}.jsonl"))
+    };
+    let (mine, other) = (format!("{long}/mine"), format!("{long}/other"));
+    std::fs::write(
+        file(&mine, "1-1"),
+        one_note_log(&mine, "2026-01-01T00:00:00Z", "mine"),
+    )
+    .unwrap();
+    std::fs::write(
+        file(&other, "2-2"),
+        one_note_log(&other, "2026-01-02T00:00:00Z", "other"),
+    )
+    .unwrap();
+    for (command, read) in [("logs", "✗ mine"), ("explain", "\"message\": \"mine\"")] {
+        let out = run(dir.path(), &[command, &mine], &[]);
+        assert!(out.contains(read), "{out}");
+        assert!(!out.contains("other"), "{out}");
+        assert!(out.ends_with("--- exit 0\n"), "{out}");
+    }
+}

@@ -4,16 +4,19 @@
 //! JSON by default (upstream's report: `test`, `outcome`, `duration_ms`, `services`, then the
 //! analysis), `-p` for people.
 
+use std::sync::Arc;
+
+use rig_types::Event;
 use serde::Serialize;
 
 use super::args::Args;
-use super::error::{CmdResult, EXIT_OK};
+use super::error::{CliError, CmdResult, EXIT_OK};
 use super::flags::{self, Opt};
 use super::format;
-use super::logread::{self, LogFile, Mode};
+use super::logread::{self, LogStream, Mode};
 use super::ls::{outcome_paint, to_json};
 use super::output::{Out, Paint, Style};
-use crate::explain::{analyze, Analysis, TrafficKind};
+use crate::explain::{analyze, Analysis, AnalysisEvents, TrafficKind};
 use crate::logfiles::{derive_outcome, Outcome};
 
 /// `rig explain --help`.
@@ -22,13 +25,19 @@ Usage: rig explain [file|pattern] [options]
 
 Explain a run from its log: the failed assertions, the services that failed, a stalled
 startup, the services not ready when a run was torn down before it was up, the HTTP and
-gRPC errors that matter (most recent first; a passed run's expected errors and startup
-probes are left out) and the stderr lines that go with them.
+gRPC errors that matter (root cause first: most recent first, each after the errors of
+the calls its target made while answering it, so a 502 at the test's edge comes after the
+500 the api got from its database; a passed run's expected errors and startup probes are
+left out) and the stderr lines that go with them.
 
 Arguments:
-  [file|pattern]   a JSONL log file, or a pattern matched against log file names (the most
-                   recent match is used; default: the most recent log); when no file
-                   matches, the log so far of a running environment of that name
+  [file|pattern]   a JSONL log file, or an environment name: its whole name first, then a
+                   glob (*, ?, [..]), then the start of a name, then any part of a log's
+                   file name (an id, say); the most recent matching log is read (default:
+                   the most recent log), and which one is said on stderr unless the name
+                   was whole; a start or part shared by several environments is an error
+                   listing them; when no file matches, the log so far of a running
+                   environment of that name
 
 Options:
   -p, --pretty     human-readable report instead of JSON
@@ -54,18 +63,24 @@ pub struct Report {
 }
 
 impl Report {
-    /// Analyses a log file read in full.
-    pub fn of(log: &LogFile) -> Report {
-        let outcome = log
-            .header
-            .outcome
-            .unwrap_or_else(|| derive_outcome(&log.events, ""));
+    /// Analyses a log as it is read, keeping only the events the analysis reads (see
+    /// [`AnalysisEvents`]), so memory does not grow with the service output in the log.
+    pub fn of(log: &mut LogStream) -> Result<Report, CliError> {
+        let events = analysis_events(log)?;
+        Ok(Report::of_events(log, &events))
+    }
+
+    /// The report of `log`, whose events (all, or as [`AnalysisEvents`] keeps them) were read
+    /// into `events`.
+    pub fn of_events(log: &LogStream, events: &[Arc<Event>]) -> Report {
+        let header = log.header_or_derived(events);
+        let outcome = header.outcome.unwrap_or_else(|| derive_outcome(events, ""));
         Report {
             test: log.environment().to_string(),
             outcome,
-            duration_ms: log.header.duration_ms,
-            services: log.header.services.clone(),
-            analysis: analyze(&log.events, outcome),
+            duration_ms: header.duration_ms,
+            services: header.services,
+            analysis: analyze(events, outcome),
         }
     }
 
@@ -194,6 +209,15 @@ impl Report {
     }
 }
 
+/// Reads the rest of `log`, keeping the events an explanation reads ([`AnalysisEvents`]).
+pub fn analysis_events(log: &mut LogStream) -> Result<Vec<Arc<Event>>, CliError> {
+    let mut kept = AnalysisEvents::default();
+    while let Some(event) = log.next_event()? {
+        kept.push(Arc::new(event));
+    }
+    Ok(kept.finish())
+}
+
 /// `startup 1.20s`, `test 0.05s`, ... for the non-zero phases; with `total`, phases under 1 %
 /// of it are left out.
 pub fn phase_parts(p: &crate::explain::Phases, total: Option<f64>) -> Vec<String> {
@@ -219,7 +243,7 @@ pub fn run(args: Args) -> CmdResult {
     }
     parsed.at_most("explain", 1, "one file or pattern")?;
     let target = parsed.positional_strings().into_iter().next();
-    let report = Report::of(&logread::load(target.as_deref(), Mode::Lenient, None)?);
+    let report = Report::of(&mut logread::load(target.as_deref(), Mode::Lenient, None)?)?;
     if parsed.has("-p") {
         let style = Style::new(parsed.color.enabled_for_stdout());
         Out.lines(report.pretty(style));

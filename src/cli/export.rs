@@ -33,7 +33,7 @@ use super::args::Args;
 use super::error::{CliError, CmdResult, EXIT_OK};
 use super::flags::{self, Opt};
 use super::format::grpc_decoded;
-use super::logread::{self, LogFile, Mode};
+use super::logread::{self, LogStream, Mode};
 use super::output::eprint_line;
 use super::version::VERSION;
 use crate::cli::output::Out;
@@ -47,9 +47,13 @@ tools and other HAR viewers. gRPC messages appear decoded to JSON; rig's own det
 extensions whose names start with _ (_source, _target, _grpcStatus, ...).
 
 Arguments:
-  [file|pattern]   a JSONL log file, or a pattern matched against log file names (the most
-                   recent match is used; default: the most recent log); when no file
-                   matches, the log so far of a running environment of that name
+  [file|pattern]   a JSONL log file, or an environment name: its whole name first, then a
+                   glob (*, ?, [..]), then the start of a name, then any part of a log's
+                   file name (an id, say); the most recent matching log is read (default:
+                   the most recent log), and which one is said on stderr unless the name
+                   was whole; a start or part shared by several environments is an error
+                   listing them; when no file matches, the log so far of a running
+                   environment of that name
 
 Options:
       --har FILE   where to write the HAR (- for standard output)
@@ -72,9 +76,9 @@ pub fn run(args: Args) -> CmdResult {
         ));
     };
     let target = parsed.positional_strings().into_iter().next();
-    let log = logread::load(target.as_deref(), Mode::Strict, None)?;
-    let path = log.path.clone();
-    let har = har(&log, parsed.has("--probes"));
+    let mut log = logread::load(target.as_deref(), Mode::Strict, None)?;
+    let har = har(&mut log, parsed.has("--probes"))?;
+    let path = log.path().to_path_buf();
     let entries = har["log"]["entries"].as_array().map_or(0, Vec::len);
     let text = serde_json::to_string_pretty(&har)
         .map_err(|e| CliError::failed(format!("cannot encode the HAR: {e}")))?;
@@ -95,47 +99,57 @@ pub fn run(args: Args) -> CmdResult {
     Ok(EXIT_OK)
 }
 
-/// The HAR document of a log.
-pub fn har(log: &LogFile, probes: bool) -> Value {
-    let addresses = addresses(&log.events);
-    let entries: Vec<Value> = log
-        .events
-        .iter()
-        .filter_map(|e| match e.event_type {
-            EventType::RequestCompleted => {
-                let r = e.request.as_deref()?;
-                (probes || !r.probe).then(|| http_entry(e, r, &addresses))
-            }
+/// The HAR document of a log, read as a stream: only the exchanges it lists and the
+/// addresses are kept.
+pub fn har(log: &mut LogStream, probes: bool) -> Result<Value, CliError> {
+    let mut addresses = HashMap::new();
+    let mut exchanges = Vec::new();
+    while let Some(e) = log.next_event()? {
+        if let Some((key, hostport)) = address(&e) {
+            addresses.insert(key, hostport);
+        }
+        let listed = match e.event_type {
+            EventType::RequestCompleted => e.request.as_deref().is_some_and(|r| probes || !r.probe),
             EventType::GrpcCallCompleted => {
-                let g = e.grpc_call.as_deref()?;
-                (probes || !g.probe).then(|| grpc_entry(e, g, &addresses))
+                e.grpc_call.as_deref().is_some_and(|g| probes || !g.probe)
             }
+            _ => false,
+        };
+        if listed {
+            exchanges.push(e);
+        }
+    }
+    // An exchange's address may be published after it in the log: entries are made at the end.
+    let entries: Vec<Value> = exchanges
+        .iter()
+        .filter_map(|e| match (&e.request, &e.grpc_call) {
+            (Some(r), _) if e.event_type == EventType::RequestCompleted => {
+                Some(http_entry(e, r, &addresses))
+            }
+            (_, Some(g)) => Some(grpc_entry(e, g, &addresses)),
             _ => None,
         })
         .collect();
-    json!({
+    Ok(json!({
         "log": {
             "version": "1.2",
             "creator": {"name": "rig", "version": VERSION},
             "comment": format!("environment {}", log.environment()),
             "entries": entries,
         }
-    })
+    }))
 }
 
-/// `(service, ingress)` → `host:port`: every published ingress, proxies' included.
-fn addresses(events: &[Event]) -> HashMap<(String, String), String> {
-    events
-        .iter()
-        .filter(|e| e.event_type == EventType::IngressPublished)
-        .filter_map(|e| {
-            let endpoint = e.endpoint.as_ref()?;
-            Some((
-                (e.service.clone(), e.ingress.clone()),
-                endpoint.hostport.clone(),
-            ))
-        })
-        .collect()
+/// `(service, ingress)` → `host:port` of an `ingress.published` event (proxies' included).
+fn address(e: &Event) -> Option<((String, String), String)> {
+    if e.event_type != EventType::IngressPublished {
+        return None;
+    }
+    let endpoint = e.endpoint.as_ref()?;
+    Some((
+        (e.service.clone(), e.ingress.clone()),
+        endpoint.hostport.clone(),
+    ))
 }
 
 /// The address `source` called to reach `target`'s `ingress`: the observing proxy on that
@@ -534,7 +548,7 @@ mod tests {
             published("inventory~proxy~~test", "default", "127.0.0.1:6002"),
             published("inventory", "admin", "127.0.0.1:5002"),
         ];
-        let a = addresses(&events);
+        let a: HashMap<_, _> = events.iter().filter_map(address).collect();
         // Each edge's own proxy.
         assert_eq!(host(&a, "orders", "inventory", "default"), "127.0.0.1:6001");
         assert_eq!(host(&a, "~test", "inventory", "default"), "127.0.0.1:6002");

@@ -3,15 +3,23 @@
 //! - The directory is `$RIG_LOGS`, else `{rig-dir}/logs` where rigd writes them (`$RIG_DIR`,
 //!   else `~/.rig`), as upstream.
 //! - An argument naming an existing file is used as is.
-//! - Anything else is a pattern over the file names without `.jsonl`. Matching ignores case
-//!   and treats `/`, `\`, space and `_` alike, so `TestOrderFlow/Go` finds
-//!   `TestOrderFlow_Go-19ca39c1dce-be7097ab.jsonl` (rigd turns the separators into `_` in
-//!   file names). Without `*`, `?` or `[`, the pattern matches anywhere in the name.
+//! - Anything else is a name pattern, matched against each log's environment name (its
+//!   header's, which is whole however long: file names cut it at 200 bytes) and its file name
+//!   without `.jsonl`. Matching ignores case and treats `/`, `\`, space and `_` alike, so
+//!   `TestOrderFlow/Go` finds `TestOrderFlow_Go-19ca39c1dce-be7097ab.jsonl` (rigd turns the
+//!   separators into `_` in file names). The best kind of match wins ([`Match`]): the whole
+//!   name, then a glob (`*`, `?`, `[...]`), then the start of the name, then a part of the
+//!   file name (as before, for ids and fragments).
+//! - A command that reads one log takes the most recent of the best matches; when a prefix or
+//!   a part matches the logs of more than one environment, that is an error listing them
+//!   ([`resolve_one`]). It says on stderr which file it read unless the argument named one
+//!   log exactly.
 //! - "Most recent" is by the header's `timestamp` (when the file was written), then by the
 //!   file's modification time, never by name.
 //! - When nothing matches, the error lists the closest names and how to see them all.
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -34,6 +42,8 @@ pub struct FoundLog {
     pub header: Option<LogHeader>,
     /// The file's modification time.
     pub modified: SystemTime,
+    /// How it matched the pattern ([`Match::Exact`] when there was none).
+    pub matched: Match,
 }
 
 impl FoundLog {
@@ -67,8 +77,8 @@ pub fn rig_dir() -> PathBuf {
     super::autostart::default_rig_dir(&|key| std::env::var_os(key))
 }
 
-/// Every `.jsonl` file in `dir` whose name matches `pattern` (every file when `None`), in no
-/// particular order. A missing directory gives an empty list.
+/// Every `.jsonl` file in `dir` whose environment or file name matches `pattern` (every file
+/// when `None`), in no particular order. A missing directory gives an empty list.
 pub fn find(dir: &Path, pattern: Option<&str>) -> Result<Vec<FoundLog>, CliError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -87,45 +97,125 @@ pub fn find(dir: &Path, pattern: Option<&str>) -> Result<Vec<FoundLog>, CliError
         let Some(stem) = jsonl_stem(&path) else {
             continue;
         };
-        if let Some(m) = &matcher {
-            if !m.matches(&stem) {
-                continue;
-            }
-        }
         let Ok(meta) = entry.metadata() else { continue };
         if !meta.is_file() {
             continue;
         }
+        let header = read_header(&path).ok();
+        let environment = header.as_ref().map(|h| h.environment.as_str());
+        let matched = match &matcher {
+            None => Match::Exact,
+            Some(m) => match m.match_of(&stem, environment) {
+                Some(matched) => matched,
+                None => continue,
+            },
+        };
         out.push(FoundLog {
-            header: read_header(&path).ok(),
+            header,
             modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             path,
             stem,
+            matched,
         });
     }
     Ok(out)
 }
 
+/// The log a single-file command reads, and what to tell the user about the choice.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The file.
+    pub path: PathBuf,
+    /// Which file was picked among several, or by a partial match (for stderr); `None` when
+    /// the argument named this one log exactly.
+    pub note: Option<String>,
+}
+
 /// Resolves the argument of a single-file command (`traffic`, `logs`, `explain`, `export`):
-/// an existing file, else the most recent log whose name matches; with no argument, the most
-/// recent log of all.
-pub fn resolve_one(arg: Option<&str>) -> Result<PathBuf, CliError> {
+/// an existing file, else the most recent of the logs that match best (see [`Match`]); with
+/// no argument, the most recent log of all. A prefix or part of names that matches the logs
+/// of more than one environment is an error listing them.
+pub fn resolve_one(arg: Option<&str>) -> Result<Resolved, CliError> {
     if let Some(a) = arg {
         let path = Path::new(a);
         if path.is_file() {
-            return Ok(path.to_path_buf());
+            return Ok(Resolved {
+                path: path.to_path_buf(),
+                note: None,
+            });
         }
         if a.ends_with(".jsonl") && a.contains('/') {
             return Err(CliError::failed(format!("file not found: {a}")));
         }
     }
     let dir = log_dir();
-    let mut found = find(&dir, arg)?;
-    if found.is_empty() {
+    let found = find(&dir, arg)?;
+    let Some(best) = found.iter().map(|f| f.matched).min() else {
         return Err(no_match(&dir, arg));
-    }
+    };
+    let mut found: Vec<FoundLog> = found.into_iter().filter(|f| f.matched == best).collect();
     found.sort_by(FoundLog::newest_first);
-    Ok(found.swap_remove(0).path)
+    let environments: BTreeSet<String> = found.iter().map(environment_of).collect();
+    if let (Some(arg), true) = (arg, best >= Match::Prefix && environments.len() > 1) {
+        return Err(ambiguous(arg, best, &environments));
+    }
+    let n = found.len();
+    let picked = found.swap_remove(0);
+    let path = picked.path.display();
+    let note = match arg {
+        None if n > 1 => Some(format!("reading {path} (the most recent of {n} logs)")),
+        None => None,
+        Some(arg) => {
+            let which = if n > 1 {
+                format!("the most recent of {n} logs")
+            } else {
+                "the log".to_string()
+            };
+            match best {
+                Match::Exact if n > 1 => Some(format!("reading {path} ({which} named {arg:?})")),
+                Match::Exact => None,
+                Match::Glob => Some(format!("reading {path} ({which} matching {arg:?})")),
+                Match::Prefix | Match::Part => Some(format!(
+                    "reading {path} ({which} of {}, whose name {} {arg:?})",
+                    environment_of(&picked),
+                    if best == Match::Prefix {
+                        "starts with"
+                    } else {
+                        "contains"
+                    }
+                )),
+            }
+        }
+    };
+    Ok(Resolved {
+        path: picked.path,
+        note,
+    })
+}
+
+/// The error for a prefix or part of names that matches the logs of several environments.
+fn ambiguous(arg: &str, matched: Match, environments: &BTreeSet<String>) -> CliError {
+    const SHOWN: usize = 10;
+    let mut message = format!(
+        "{arg:?} matches the logs of {} environments:",
+        environments.len()
+    );
+    for name in environments.iter().take(SHOWN) {
+        message.push_str(&format!("\n  {name}"));
+    }
+    if environments.len() > SHOWN {
+        message.push_str(&format!("\n  ... and {} more", environments.len() - SHOWN));
+    }
+    // The glob that matches what the prefix or part matched.
+    let glob = if matched == Match::Prefix {
+        format!("{arg}*")
+    } else {
+        format!("*{arg}*")
+    };
+    message.push_str(&format!(
+        "\n(give the whole name, or a glob such as \"{glob}\" to read the most recent of them)"
+    ));
+    CliError::failed(message)
 }
 
 /// The error for a pattern that matched nothing: the directory, up to five close names and
@@ -252,31 +342,65 @@ fn jsonl_stem(path: &Path) -> Option<String> {
     name.strip_suffix(".jsonl").map(str::to_string)
 }
 
-/// A file-name pattern: a shell glob (`*`, `?`, `[...]`) or a substring, matched after
-/// [`normalize`].
+/// How a log matched a name pattern, best first: a command that reads one log takes the best
+/// kind of match there is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Match {
+    /// The whole environment name, or the whole file name without `.jsonl`.
+    Exact,
+    /// A glob (the pattern has `*`, `?` or `[`) matching the environment or file name.
+    Glob,
+    /// The start of the environment or file name.
+    Prefix,
+    /// A part of the file name (which holds the environment name, cut at 200 bytes, and the
+    /// run's id).
+    Part,
+}
+
+/// A name pattern: a shell glob (`*`, `?`, `[...]`) or a name, matched after [`normalize`].
 #[derive(Debug, Clone)]
 pub struct Pattern {
-    glob: Vec<char>,
+    /// The pattern, normalised.
+    name: String,
+    /// The glob, when the pattern is one.
+    glob: Option<Vec<char>>,
 }
 
 impl Pattern {
-    /// Compiles `pattern`; one without glob characters matches anywhere.
+    /// Compiles `pattern`.
     pub fn new(pattern: &str) -> Pattern {
-        let norm = normalize(pattern);
-        let glob = if norm.contains(['*', '?', '[']) {
-            norm
+        let name = normalize(pattern);
+        let glob = name
+            .contains(['*', '?', '['])
+            .then(|| name.chars().collect());
+        Pattern { name, glob }
+    }
+
+    /// How a log whose file name without `.jsonl` is `stem`, and whose header names
+    /// `environment`, matches; `None` when it does not.
+    pub fn match_of(&self, stem: &str, environment: Option<&str>) -> Option<Match> {
+        let stem = normalize(stem);
+        let environment = environment.map(normalize).filter(|e| !e.is_empty());
+        let names = || std::iter::once(&stem).chain(environment.as_ref());
+        if names().any(|n| *n == self.name) {
+            return Some(Match::Exact);
+        }
+        if let Some(glob) = &self.glob {
+            let matches = |n: &String| glob_match(glob, &n.chars().collect::<Vec<_>>());
+            return names().any(matches).then_some(Match::Glob);
+        }
+        if names().any(|n| n.starts_with(&self.name)) {
+            Some(Match::Prefix)
+        } else if stem.contains(&self.name) {
+            Some(Match::Part)
         } else {
-            format!("*{norm}*")
-        };
-        Pattern {
-            glob: glob.chars().collect(),
+            None
         }
     }
 
-    /// True when `name` matches.
+    /// True when a log named `name` (a file name without `.jsonl`) matches.
     pub fn matches(&self, name: &str) -> bool {
-        let name: Vec<char> = normalize(name).chars().collect();
-        glob_match(&self.glob, &name)
+        self.match_of(name, None).is_some()
     }
 }
 

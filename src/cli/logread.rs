@@ -8,10 +8,14 @@
 //! can still be read. Blank lines are always skipped. A file without a header is accepted; its
 //! header is then derived from the events ([`LogHeader::for_events`]). A file with neither
 //! (empty, or not a log at all) is an error in both modes.
+//!
+//! Logs can be far larger than memory should hold (a chatty service writes hundreds of MB), so
+//! they are read as a stream: [`LogStream`] yields one event at a time, and each command keeps
+//! only what its output needs. [`read`] (every event in memory) is for small logs and tests.
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use rig_types::{Event, Timestamp};
@@ -64,14 +68,221 @@ impl LogFile {
     }
 }
 
-/// Reads `path` in full.
-pub fn read(path: &Path, mode: Mode) -> Result<LogFile, CliError> {
-    let file = File::open(path).map_err(|e| open_error(path, &e))?;
-    let mut header = None;
-    let mut events = Vec::new();
-    let mut reader = BufReader::new(file);
-    let mut raw = Vec::new();
-    let mut n = 0;
+/// A log read one event at a time: the header (when the log has one) is read on opening, each
+/// event when asked for, so memory does not grow with the log.
+///
+/// ```ignore
+/// let mut log = LogStream::open(path, Mode::Strict)?;
+/// while let Some(event) = log.next_event()? {
+///     // keep what the output needs
+/// }
+/// ```
+pub struct LogStream {
+    /// Where it is read from (`rigd:<id>` for a running environment's log).
+    path: PathBuf,
+    header: Option<LogHeader>,
+    source: Source,
+    mode: Mode,
+    /// How many events were yielded.
+    events: usize,
+    /// The environment of the first event that names one.
+    environment: String,
+    /// The timestamp of the first event that has one.
+    start: Option<Timestamp>,
+    /// When a derived header says the log was written (default: the last event's time).
+    written: Option<Timestamp>,
+}
+
+/// Where a [`LogStream`]'s events come from.
+enum Source {
+    /// JSONL lines.
+    Lines(LineReader),
+    /// Events already in memory (a running environment's log, fetched from rigd).
+    Events(std::vec::IntoIter<Event>),
+}
+
+/// The JSONL lines of a file (or pipe), read one at a time.
+struct LineReader {
+    reader: BufReader<Box<dyn Read>>,
+    /// The current line's bytes (reused).
+    raw: Vec<u8>,
+    /// The number of the last line read.
+    n: usize,
+    /// The first line, when it was read for a header and is an event.
+    pending: Option<Vec<u8>>,
+}
+
+impl LineReader {
+    fn new(reader: Box<dyn Read>) -> LineReader {
+        LineReader {
+            reader: BufReader::with_capacity(64 * 1024, reader),
+            raw: Vec::new(),
+            n: 0,
+            pending: None,
+        }
+    }
+
+    /// Reads the next line into `raw`; false at the end.
+    fn advance(&mut self, path: &Path) -> Result<bool, CliError> {
+        if let Some(first) = self.pending.take() {
+            self.raw = first;
+            return Ok(true);
+        }
+        self.raw.clear();
+        let read = self.reader.read_until(b'\n', &mut self.raw).map_err(|e| {
+            CliError::failed(format!(
+                "{}: line {}: cannot read: {e}",
+                path.display(),
+                self.n + 1
+            ))
+        })?;
+        if read == 0 {
+            return Ok(false);
+        }
+        self.n += 1;
+        Ok(true)
+    }
+
+    /// True when the line in `raw` is the log's last. Asked only of a line that does not
+    /// parse, since on a log still being written (a pipe) it waits for what comes next.
+    fn is_last(&mut self) -> bool {
+        // A file cut while being written ends without a newline, possibly inside a character.
+        !self.raw.ends_with(b"\n") || self.reader.fill_buf().map_or(true, |b| b.is_empty())
+    }
+}
+
+impl LogStream {
+    /// Opens the log at `path` (a file, or a pipe) and reads its header line, if any.
+    pub fn open(path: &Path, mode: Mode) -> Result<LogStream, CliError> {
+        let file = File::open(path).map_err(|e| open_error(path, &e))?;
+        LogStream::from_reader(path, Box::new(file), mode)
+    }
+
+    /// Reads a log from `reader`, named `path` in messages; its header line, if any, is read
+    /// now.
+    pub fn from_reader(
+        path: &Path,
+        reader: Box<dyn Read>,
+        mode: Mode,
+    ) -> Result<LogStream, CliError> {
+        let mut lines = LineReader::new(reader);
+        let header = read_header_line(path, &mut lines, mode)?;
+        Ok(LogStream {
+            path: path.to_path_buf(),
+            header,
+            source: Source::Lines(lines),
+            mode,
+            events: 0,
+            environment: String::new(),
+            start: None,
+            written: None,
+        })
+    }
+
+    /// A stream over events already in memory, with no header line.
+    fn of_events(path: PathBuf, events: Vec<Event>) -> LogStream {
+        LogStream {
+            path,
+            header: None,
+            source: Source::Events(events.into_iter()),
+            mode: Mode::Lenient,
+            events: 0,
+            environment: String::new(),
+            start: None,
+            written: None,
+        }
+    }
+
+    /// Where the log is read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The header line, when the log has one.
+    pub fn header(&self) -> Option<&LogHeader> {
+        self.header.as_ref()
+    }
+
+    /// The environment's name: the header's, else that of the first event read so far that
+    /// names one.
+    pub fn environment(&self) -> &str {
+        match &self.header {
+            Some(h) if !h.environment.is_empty() => &h.environment,
+            _ => &self.environment,
+        }
+    }
+
+    /// The timestamp of the first event read so far that has one (the start of the run).
+    pub fn start(&self) -> Option<Timestamp> {
+        self.start
+    }
+
+    /// The next event, `None` at the end of the log. In [`Mode::Strict`] a line that is not an
+    /// event is an error naming it; a log with neither a header nor an event is an error in
+    /// both modes.
+    pub fn next_event(&mut self) -> Result<Option<Event>, CliError> {
+        let event = match &mut self.source {
+            Source::Events(events) => events.next(),
+            Source::Lines(lines) => next_line_event(&self.path, lines, self.mode)?,
+        };
+        let Some(event) = event else {
+            if self.header.is_none() && self.events == 0 {
+                // Lenient reading skips what is not an event: without this, any file "passed".
+                return Err(CliError::failed(format!(
+                    "{}: not a rig log: it has no log.header line and no event line",
+                    self.path.display()
+                )));
+            }
+            return Ok(None);
+        };
+        self.events += 1;
+        if self.environment.is_empty() && !event.environment.is_empty() {
+            self.environment = event.environment.clone();
+        }
+        if self.start.is_none() && !event.timestamp.is_zero() {
+            self.start = Some(event.timestamp);
+        }
+        Ok(Some(event))
+    }
+
+    /// The header line, else one derived from `events` (what the command kept of the log's
+    /// events, in order: [`crate::explain::AnalysisEvents`] keeps all the derivation needs).
+    pub fn header_or_derived<E: std::borrow::Borrow<Event>>(&self, events: &[E]) -> LogHeader {
+        self.header
+            .clone()
+            .unwrap_or_else(|| derived_header(self.environment(), events, self.written))
+    }
+}
+
+/// Reads the first line as a `log.header` when it is one; any other first line is left for
+/// [`next_line_event`].
+fn read_header_line(
+    path: &Path,
+    lines: &mut LineReader,
+    mode: Mode,
+) -> Result<Option<LogHeader>, CliError> {
+    if !lines.advance(path)? {
+        return Ok(None);
+    }
+    let text = std::str::from_utf8(&lines.raw).map(str::trim).unwrap_or("");
+    if is_header_line(text) {
+        match serde_json::from_str::<LogHeader>(text) {
+            Ok(h) => return Ok(Some(h)),
+            Err(e) if mode == Mode::Strict => return Err(line_error(path, 1, &e.to_string())),
+            // Lenient: a broken header line is skipped as any broken line.
+            Err(_) => return Ok(None),
+        }
+    }
+    lines.pending = Some(std::mem::take(&mut lines.raw));
+    Ok(None)
+}
+
+/// The next event of `lines`, skipping blank lines (and in [`Mode::Lenient`] broken ones).
+fn next_line_event(
+    path: &Path,
+    lines: &mut LineReader,
+    mode: Mode,
+) -> Result<Option<Event>, CliError> {
     let cut_off = |n: usize| {
         eprint_line(format!(
             "rig: warning: {}: the last line ({n}) is cut off mid-event, so it is skipped \
@@ -79,80 +290,63 @@ pub fn read(path: &Path, mode: Mode) -> Result<LogFile, CliError> {
             path.display()
         ))
     };
-    loop {
-        raw.clear();
-        let read = reader.read_until(b'\n', &mut raw).map_err(|e| {
-            CliError::failed(format!(
-                "{}: line {}: cannot read: {e}",
-                path.display(),
-                n + 1
-            ))
-        })?;
-        if read == 0 {
-            break;
-        }
-        n += 1;
-        // A file cut while being written ends without a newline, possibly inside a character.
-        let last = !raw.ends_with(b"\n") || reader.fill_buf().map_or(true, |b| b.is_empty());
-        let line = match std::str::from_utf8(&raw) {
-            Ok(line) => line,
-            Err(_) if last => {
-                cut_off(n);
+    while lines.advance(path)? {
+        let n = lines.n;
+        let text = match std::str::from_utf8(&lines.raw) {
+            Ok(text) => text.trim(),
+            Err(e) => {
+                if lines.is_last() {
+                    cut_off(n);
+                } else if mode == Mode::Strict {
+                    return Err(line_error(path, n, &format!("not UTF-8: {e}")));
+                }
                 continue;
             }
-            Err(e) if mode == Mode::Strict => {
-                return Err(line_error(path, n, &format!("not UTF-8: {e}")));
-            }
-            Err(_) => continue,
         };
-        let trimmed = line.trim();
-        if trimmed.is_empty() {
+        if text.is_empty() {
             continue;
         }
-        if n == 1 && is_header_line(trimmed) {
-            match serde_json::from_str::<LogHeader>(trimmed) {
-                Ok(h) => {
-                    header = Some(h);
-                    continue;
-                }
-                Err(e) if mode == Mode::Strict => {
-                    return Err(line_error(path, n, &e.to_string()));
-                }
-                Err(_) => continue,
-            }
-        }
-        match serde_json::from_str::<Event>(trimmed) {
-            Ok(event) => events.push(event),
-            Err(e) if e.is_eof() && last => cut_off(n),
-            Err(e) if mode == Mode::Strict => return Err(line_error(path, n, &e.to_string())),
-            Err(_) => {}
+        let error = match serde_json::from_str::<Event>(text) {
+            Ok(event) => return Ok(Some(event)),
+            Err(e) => e,
+        };
+        if error.is_eof() && lines.is_last() {
+            cut_off(n);
+        } else if mode == Mode::Strict {
+            return Err(line_error(path, n, &error.to_string()));
         }
     }
-    let has_header = header.is_some();
-    if !has_header && events.is_empty() {
-        // Lenient reading skips what is not an event: without this, any file "passed".
-        return Err(CliError::failed(format!(
-            "{}: not a rig log: it has no log.header line and no event line",
-            path.display()
-        )));
+    Ok(None)
+}
+
+/// Reads `path` in full.
+pub fn read(path: &Path, mode: Mode) -> Result<LogFile, CliError> {
+    let mut stream = LogStream::open(path, mode)?;
+    let mut events = Vec::new();
+    while let Some(event) = stream.next_event()? {
+        events.push(event);
     }
-    let header = header.unwrap_or_else(|| derived_header(&events));
     Ok(LogFile {
         path: path.to_path_buf(),
-        header,
-        has_header,
+        header: stream.header_or_derived(&events),
+        has_header: stream.header.is_some(),
         events,
     })
 }
 
-/// The log of a single-file command's argument: the log file it names (see
+/// The log of a single-file command's argument, as a stream: the log file it names (see
 /// [`logdir::resolve_one`](super::logdir::resolve_one)); when no file matches but an
 /// environment running on rigd (the one at `server` when given, `--server`) does, its log so
 /// far (`GET /environments/{id}/log`), so a hanging test can be inspected before it is torn
 /// down.
-pub fn load(arg: Option<&str>, mode: Mode, server: Option<&str>) -> Result<LogFile, CliError> {
+pub fn load(arg: Option<&str>, mode: Mode, server: Option<&str>) -> Result<LogStream, CliError> {
     let not_found = match super::logdir::resolve_one(arg) {
-        Ok(path) => return read(&path, mode),
+        Ok(resolved) => {
+            if let Some(note) = resolved.note {
+                eprint_line(format!("rig: {note}"));
+            }
+            return LogStream::open(&resolved.path, mode);
+        }
         Err(e) => e,
     };
     let Some(arg) = arg else {
@@ -170,7 +364,7 @@ pub fn load(arg: Option<&str>, mode: Mode, server: Option<&str>) -> Result<LogFi
 /// The log so far of the one running environment `arg` names, if rigd runs and exactly one
 /// matches. Only the rigd at `server`, when given, is asked, and its failing to answer is an
 /// error.
-async fn live_log(arg: &str, server: Option<&str>) -> Result<Option<LogFile>, CliError> {
+async fn live_log(arg: &str, server: Option<&str>) -> Result<Option<LogStream>, CliError> {
     let running = match super::live::find_running(server).await {
         Ok(running) => running,
         Err(e) if server.is_some() => return Err(e),
@@ -193,18 +387,10 @@ async fn live_log(arg: &str, server: Option<&str>) -> Result<Option<LogFile>, Cl
         env.id,
         running.client.addr()
     ));
-    let injected: BTreeSet<String> = events
-        .iter()
-        .map(|e| e.service.clone())
-        .filter(|s| s.contains('~'))
-        .collect();
-    let header = LogHeader::for_events(&env.name, &events, &injected, "", Timestamp::now());
-    Ok(Some(LogFile {
-        path: PathBuf::from(format!("rigd:{}", env.id)),
-        header,
-        has_header: false,
-        events,
-    }))
+    let mut stream = LogStream::of_events(PathBuf::from(format!("rigd:{}", env.id)), events);
+    stream.environment = env.name.clone();
+    stream.written = Some(Timestamp::now());
+    Ok(Some(stream))
 }
 
 /// Reads only the first line of `path` as a `log.header`.
@@ -226,21 +412,23 @@ pub fn read_header(path: &Path) -> Result<LogHeader, CliError> {
     Ok(header)
 }
 
-/// A header for a file that has none: the environment of the first event, the outcome and
-/// services derived from the events, the last event's time.
-fn derived_header(events: &[Event]) -> LogHeader {
-    let name = events
-        .iter()
-        .map(|e| e.environment.as_str())
-        .find(|e| !e.is_empty())
-        .unwrap_or("");
+/// A header for a log that has none: the environment `name`, the outcome and services
+/// derived from the events, written at `written`, else at the last event's time.
+fn derived_header<E: std::borrow::Borrow<Event>>(
+    name: &str,
+    events: &[E],
+    written: Option<Timestamp>,
+) -> LogHeader {
     let injected: BTreeSet<String> = events
         .iter()
-        .map(|e| e.service.clone())
+        .map(|e| e.borrow().service.clone())
         .filter(|s| s.contains('~'))
         .collect();
-    let last = events.last().map(|e| e.timestamp).unwrap_or_default();
-    LogHeader::for_events(name, events, &injected, "", last)
+    let last = events
+        .last()
+        .map(|e| e.borrow().timestamp)
+        .unwrap_or_default();
+    LogHeader::for_events(name, events, &injected, "", written.unwrap_or(last))
 }
 
 fn is_header_line(line: &str) -> bool {
@@ -319,6 +507,35 @@ mod tests {
         );
         let err = read(&path, Mode::Strict).unwrap_err();
         assert!(err.message().contains("line 2:"), "{err}");
+    }
+
+    /// The reader yields each event as its line arrives: a log still being written (here a
+    /// socket whose writer never finishes) is read without waiting for its end, and so
+    /// without holding it whole.
+    #[test]
+    fn events_are_yielded_before_the_log_ends() {
+        use std::io::Write;
+        use std::os::unix::net::UnixStream;
+
+        let (mut writer, reader) = UnixStream::pair().unwrap();
+        writer
+            .write_all(format!("{HEADER}\n{EVENT}\n").as_bytes())
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let path = Path::new("live.jsonl");
+            let first = LogStream::from_reader(path, Box::new(reader), Mode::Strict)
+                .and_then(|mut log| Ok((log.header().cloned(), log.next_event()?)));
+            let _ = tx.send(first);
+        });
+        // A bound on failure only: the reader answers as soon as it has parsed the line.
+        let (header, event) = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the first event before the log ends")
+            .unwrap();
+        assert_eq!(header.unwrap().environment, "T");
+        assert_eq!(event.unwrap().error, "x_test.go:1: boom");
+        drop(writer);
     }
 
     #[test]

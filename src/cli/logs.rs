@@ -28,9 +28,13 @@ Show the services' stdout and stderr and the test's notes (failed assertions) of
 line per row: seconds since the run started, the service, the text.
 
 Arguments:
-  [file|pattern]   a JSONL log file, or a pattern matched against log file names (the most
-                   recent match is used; default: the most recent log); when no file
-                   matches, the log so far of a running environment of that name
+  [file|pattern]   a JSONL log file, or an environment name: its whole name first, then a
+                   glob (*, ?, [..]), then the start of a name, then any part of a log's
+                   file name (an id, say); the most recent matching log is read (default:
+                   the most recent log), and which one is said on stderr unless the name
+                   was whole; a start or part shared by several environments is an error
+                   listing them; when no file matches, the log so far of a running
+                   environment of that name
 
 Options:
       --service S  only this service (repeatable; case-insensitive; `test` means the notes)
@@ -249,34 +253,30 @@ pub fn run(args: Args) -> CmdResult {
             parsed.has("--json"),
         ));
     }
-    let log = logread::load(target.as_deref(), Mode::Strict, parsed.value("--server"))?;
-    let path = log.path.clone();
-    let start = log.start();
-    let all: Vec<LogRow> = log.events.iter().flat_map(|e| rows_of(e, start)).collect();
-    if all.is_empty() {
+    let mut log = logread::load(target.as_deref(), Mode::Strict, parsed.value("--server"))?;
+    let read = MatchingRows::read(&mut log, &filter)?;
+    if read.total == 0 {
         if parsed.has("--json") {
             Out.line("[]");
         } else {
             eprint_line(format!(
                 "No log events found in {} (services printed nothing and no test notes were \
                  posted).",
-                path.display()
+                log.path().display()
             ));
         }
         return Ok(EXIT_OK);
     }
-    let rows: Vec<&LogRow> = all.iter().filter(|r| filter.keep(r)).collect();
+    let rows: Vec<&LogRow> = read.rows.iter().collect();
     if parsed.has("--json") {
         Out.line(to_json(&rows)?);
         return Ok(EXIT_OK);
     }
     if rows.is_empty() {
-        let services: std::collections::BTreeSet<&str> =
-            all.iter().map(|r| r.service.as_str()).collect();
         eprint_line(format!(
             "No matching log events ({} rows before filtering; services: {}).",
-            all.len(),
-            services.into_iter().collect::<Vec<_>>().join(", ")
+            read.total,
+            read.services.into_iter().collect::<Vec<_>>().join(", ")
         ));
         return Ok(EXIT_OK);
     }
@@ -288,6 +288,40 @@ pub fn run(args: Args) -> CmdResult {
     let mut renderer = LogRenderer::new(style, width);
     Out.lines(rows.iter().map(|r| renderer.line(r)));
     Ok(EXIT_OK)
+}
+
+/// The rows of a log that pass a filter, read as a stream: only those are kept.
+struct MatchingRows {
+    /// The rows that pass, in log order.
+    rows: Vec<LogRow>,
+    /// How many rows the log has.
+    total: usize,
+    /// The services of every row.
+    services: std::collections::BTreeSet<String>,
+}
+
+impl MatchingRows {
+    /// Reads the rest of `log`, keeping the rows `filter` keeps.
+    fn read(log: &mut logread::LogStream, filter: &LogFilter) -> Result<MatchingRows, CliError> {
+        let mut out = MatchingRows {
+            rows: Vec::new(),
+            total: 0,
+            services: Default::default(),
+        };
+        while let Some(event) = log.next_event()? {
+            // The run starts at the first event, which this one may be.
+            for row in rows_of(&event, log.start()) {
+                out.total += 1;
+                if !out.services.contains(&row.service) {
+                    out.services.insert(row.service.clone());
+                }
+                if filter.keep(&row) {
+                    out.rows.push(row);
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Seconds from `from` to `to` (negative when `to` is earlier).

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::args::Args;
 use super::error::{CliError, CmdResult, EXIT_OK};
-use super::explain::{phase_parts, Report};
+use super::explain::{analysis_events, phase_parts, Report};
 use super::flags::{self, Opt};
 use super::format;
 use super::logdir::{self, FoundLog};
@@ -100,6 +100,19 @@ struct Run {
     artifacts: Vec<Artifact>,
 }
 
+/// Reads the run logged in `found` as a stream (see [`Report::of`]); `None` when it cannot
+/// be read as a rig log.
+fn read_run(found: FoundLog) -> Option<Run> {
+    let mut log = logread::LogStream::open(&found.path, Mode::Lenient).ok()?;
+    // Artifact events are never left out.
+    let events = analysis_events(&mut log).ok()?;
+    Some(Run {
+        report: Report::of_events(&log, &events),
+        artifacts: artifacts_of(&events),
+        found,
+    })
+}
+
 /// Runs `rig summary`.
 pub fn run(args: Args) -> CmdResult {
     let parsed = flags::parse("summary", args, OPTS)?;
@@ -122,18 +135,7 @@ pub fn run(args: Args) -> CmdResult {
         let name = |f: &FoundLog| f.header.as_ref().map(|h| h.environment.clone());
         name(a).cmp(&name(b)).then_with(|| a.when().cmp(&b.when()))
     });
-    let runs: Vec<Run> = found
-        .into_iter()
-        .filter_map(|f| {
-            let log = logread::read(&f.path, Mode::Lenient).ok()?;
-            let artifacts = artifacts_of(&log.events);
-            Some(Run {
-                report: Report::of(&log),
-                found: f,
-                artifacts,
-            })
-        })
-        .collect();
+    let runs: Vec<Run> = found.into_iter().filter_map(read_run).collect();
     if runs.is_empty() {
         return Err(CliError::failed(format!(
             "none of the matching files in {} could be read as a rig log",
@@ -293,10 +295,10 @@ fn counts_line(c: &Counts) -> String {
 }
 
 /// Artifacts of one run: completed ones with their build time, cached ones.
-fn artifacts_of(events: &[rig_types::Event]) -> Vec<Artifact> {
+fn artifacts_of<E: std::borrow::Borrow<rig_types::Event>>(events: &[E]) -> Vec<Artifact> {
     let mut started = BTreeMap::new();
     let mut out = Vec::new();
-    for e in events {
+    for e in events.iter().map(E::borrow) {
         match e.event_type {
             EventType::ArtifactStarted => {
                 started.insert(e.artifact.clone(), e.timestamp);

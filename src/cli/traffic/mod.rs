@@ -5,6 +5,7 @@
 pub mod detail;
 pub mod rows;
 
+use rig_types::{Event, Timestamp};
 use serde::Serialize;
 
 use super::args::Args;
@@ -12,11 +13,11 @@ use super::error::{CliError, CmdResult, EXIT_OK};
 use super::flags::{self, Opt, Parsed};
 use super::format;
 use super::live;
-use super::logread::{self, Mode};
+use super::logread::{self, LogStream, Mode};
 use super::ls::to_json;
 use super::output::{eprint_line, Out, Paint, ServiceColors, Style};
 use super::table::{Cell, Table};
-use crate::logfiles::in_time_order;
+use crate::logfiles::{exchange_end, happened_at};
 
 pub use rows::{FilterArgs, Index, Protocol, Row, RowBuilder, TrafficFilter};
 
@@ -30,9 +31,13 @@ TCP connections, one row each, numbered (#) in the order they completed; readine
 numbered p1, p2, ... and hidden unless --probes.
 
 Arguments:
-  [file|pattern]   a JSONL log file, or a pattern matched against log file names (the most
-                   recent match is used; default: the most recent log); when no file
-                   matches, the log so far of a running environment of that name
+  [file|pattern]   a JSONL log file, or an environment name: its whole name first, then a
+                   glob (*, ?, [..]), then the start of a name, then any part of a log's
+                   file name (an id, say); the most recent matching log is read (default:
+                   the most recent log), and which one is said on stderr unless the name
+                   was whole; a start or part shared by several environments is an error
+                   listing them; when no file matches, the log so far of a running
+                   environment of that name
 
 Filters (all must match; a repeated or comma-separated filter matches any of its values):
       --edge E       a→b or 'a->b' (caller and callee; quoted, as a shell reads > as a
@@ -167,14 +172,12 @@ pub fn run(args: Args) -> CmdResult {
         ));
     }
 
-    let log = logread::load(target.as_deref(), Mode::Strict, parsed.value("--server"))?;
-    let path = log.path.clone();
+    let mut log = logread::load(target.as_deref(), Mode::Strict, parsed.value("--server"))?;
+    let traffic = TrafficEvents::read(&mut log)?;
     let mut builder = RowBuilder::new(log.start());
-    // In the order the exchanges ended: an observation can be logged well after its exchange
-    // (a gRPC call's waits for the target's descriptors).
-    let all: Vec<Row> = in_time_order(log.events.iter())
-        .into_iter()
-        .filter_map(|(_, e)| builder.row(e))
+    let all: Vec<Row> = traffic
+        .in_time_order()
+        .filter_map(|e| builder.row(e))
         .collect();
     if all.is_empty() {
         if parsed.has("--json") {
@@ -182,8 +185,8 @@ pub fn run(args: Args) -> CmdResult {
         } else {
             eprint_line(format!(
                 "No traffic events found in {} ({}).",
-                path.display(),
-                why_no_traffic(&log.events)
+                log.path().display(),
+                traffic.why_none()
             ));
         }
         return Ok(EXIT_OK);
@@ -337,11 +340,59 @@ pub fn parse_details(values: &[&str]) -> Result<Vec<Index>, CliError> {
 
 /// Why a run has no traffic events, as far as its events tell: proxies ran (observe was on)
 /// but saw nothing, or none ran.
-fn why_no_traffic(events: &[rig_types::Event]) -> &'static str {
-    if events.iter().any(|e| e.service.contains("~proxy~")) {
-        "its proxies ran but recorded no request or connection"
-    } else {
-        "no proxy ran: observe is off in the spec, or the run ended before any proxy started"
+/// The traffic events of a log (what its rows are made of), read as a stream: every other
+/// event is left out but for its time, which places the exchanges logged late.
+struct TrafficEvents {
+    /// In the order the exchanges ended: each event's time ([`happened_at`]) and, for a
+    /// traffic event, the event.
+    timeline: Vec<(Timestamp, Option<Event>)>,
+    /// True when a proxy wrote anything.
+    proxies_ran: bool,
+}
+
+impl TrafficEvents {
+    /// Reads the rest of `log`.
+    fn read(log: &mut LogStream) -> Result<TrafficEvents, CliError> {
+        let mut traffic = TrafficEvents {
+            timeline: Vec::new(),
+            proxies_ran: false,
+        };
+        while let Some(event) = log.next_event()? {
+            traffic.push(event);
+        }
+        Ok(traffic)
+    }
+
+    /// Places `event` as [`in_time_order`](crate::logfiles::in_time_order) does: an exchange
+    /// logged after lines of a later time moves back before them; every other event keeps
+    /// its place in the log order.
+    fn push(&mut self, event: Event) {
+        self.proxies_ran |= event.service.contains("~proxy~");
+        let at = happened_at(&event);
+        let mut place = self.timeline.len();
+        if exchange_end(&event).is_some() {
+            // Usually no step back: observations are seldom late.
+            while place > 0 && self.timeline[place - 1].0 > at {
+                place -= 1;
+            }
+        }
+        let traffic = RowBuilder::default().row(&event).is_some();
+        self.timeline.insert(place, (at, traffic.then_some(event)));
+    }
+
+    /// The traffic events, in the order the exchanges ended: an observation can be logged
+    /// well after its exchange (a gRPC call's waits for the target's descriptors).
+    fn in_time_order(&self) -> impl Iterator<Item = &Event> {
+        self.timeline.iter().filter_map(|(_, e)| e.as_ref())
+    }
+
+    /// Why a log has no traffic rows.
+    fn why_none(&self) -> &'static str {
+        if self.proxies_ran {
+            "its proxies ran but recorded no request or connection"
+        } else {
+            "no proxy ran: observe is off in the spec, or the run ended before any proxy started"
+        }
     }
 }
 
@@ -379,6 +430,18 @@ mod tests {
                 "README.md: unquoted --edge {value}"
             );
         }
+    }
+
+    /// The hint for `events`, read as a log.
+    fn why_no_traffic(events: &[Event]) -> &'static str {
+        let mut traffic = TrafficEvents {
+            timeline: Vec::new(),
+            proxies_ran: false,
+        };
+        for e in events {
+            traffic.push(e.clone());
+        }
+        traffic.why_none()
     }
 
     #[test]
