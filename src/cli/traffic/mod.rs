@@ -344,8 +344,8 @@ pub fn parse_details(values: &[&str]) -> Result<Vec<Index>, CliError> {
 /// event is left out but for its time, which places the exchanges logged late.
 struct TrafficEvents {
     /// In the order the exchanges ended: each event's time ([`happened_at`]) and, for a
-    /// traffic event, the event.
-    timeline: Vec<(Timestamp, Option<Event>)>,
+    /// traffic event, the event (boxed: an entry for every other event stays small).
+    timeline: Vec<(Timestamp, Option<Box<Event>>)>,
     /// True when a proxy wrote anything.
     proxies_ran: bool,
 }
@@ -377,13 +377,14 @@ impl TrafficEvents {
             }
         }
         let traffic = RowBuilder::default().row(&event).is_some();
-        self.timeline.insert(place, (at, traffic.then_some(event)));
+        self.timeline
+            .insert(place, (at, traffic.then(|| Box::new(event))));
     }
 
     /// The traffic events, in the order the exchanges ended: an observation can be logged
     /// well after its exchange (a gRPC call's waits for the target's descriptors).
     fn in_time_order(&self) -> impl Iterator<Item = &Event> {
-        self.timeline.iter().filter_map(|(_, e)| e.as_ref())
+        self.timeline.iter().filter_map(|(_, e)| e.as_deref())
     }
 
     /// Why a log has no traffic rows.
