@@ -653,3 +653,81 @@ fn long_environment_names_are_found_by_their_whole_name() {
         assert!(out.ends_with("--- exit 0\n"), "{out}");
     }
 }
+
+/// The peak resident memory, in bytes, of `rig args` over the logs in `dir`.
+#[allow(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which also reports its peak memory"
+)]
+fn peak_rss_of_rig(dir: &Path, args: &[&str]) -> u64 {
+    let child = Command::new(env!("CARGO_BIN_EXE_rig"))
+        .args(args)
+        .env("RIG_LOGS", dir)
+        .env("RIG_DIR", dir.join("no-rig-dir"))
+        .env_remove("RIG_SERVER_ADDR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run rig");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data, filled in by wait4 for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "rig {args:?}: {status}"
+    );
+    // Linux reports kilobytes.
+    usage.ru_maxrss as u64 * 1024
+}
+
+/// A log far larger than what the commands need of it (a service that wrote 60 MB) is read as
+/// a stream: the command's peak memory stays well below the log's size (reading it whole
+/// took about two and a half times its size).
+#[test]
+fn a_large_log_is_read_without_holding_it_whole() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("TestChatty-1-1.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let ts = "2026-01-01T00:00:00Z";
+    writeln!(
+        out,
+        "{{\"type\":\"log.header\",\"environment\":\"TestChatty\",\"outcome\":\"failed\",\"services\":[\"api\"],\"duration_ms\":1,\"timestamp\":\"{ts}\"}}"
+    )
+    .unwrap();
+    let mut seq = 0;
+    while out.get_ref().metadata().unwrap().len() < 60 << 20 {
+        for _ in 0..1000 {
+            seq += 1;
+            let stream = if seq % 3 == 0 { "stderr" } else { "stdout" };
+            writeln!(
+                out,
+                "{{\"seq\":{seq},\"type\":\"service.log\",\"environment\":\"TestChatty\",\"service\":\"api\",\"log\":{{\"stream\":\"{stream}\",\"data\":\"line {seq} of chatty output, padding padding padding padding padding padding\\n\"}},\"timestamp\":\"{ts}\"}}"
+            )
+            .unwrap();
+        }
+        out.flush().unwrap();
+    }
+    writeln!(
+        out,
+        "{{\"seq\":{},\"type\":\"test.note\",\"environment\":\"TestChatty\",\"error\":\"boom\",\"timestamp\":\"{ts}\"}}",
+        seq + 1
+    )
+    .unwrap();
+    out.flush().unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let har = dir.path().join("out.har");
+    for args in [
+        &["explain", "TestChatty"][..],
+        &["export", "TestChatty", "--har", har.to_str().unwrap()],
+    ] {
+        let peak = peak_rss_of_rig(dir.path(), args);
+        assert!(
+            peak < size / 3,
+            "rig {args:?}: peak RSS {peak} bytes for a {size}-byte log"
+        );
+    }
+}
