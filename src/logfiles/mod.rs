@@ -33,7 +33,7 @@ pub use jsonl::{write_jsonl, EventSource};
 pub use pretty::{format_bytes, render_pretty};
 pub(crate) use pretty::{generic_line, is_rig_remark, output_lines, FAILURE_LOG_LINES};
 pub use retention::{prune, DEFAULT_RETENTION};
-pub use timing::{exchange_end, happened_at, in_time_order};
+pub use timing::{exchange_end, happened_at, in_time_order, order_by_time};
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};

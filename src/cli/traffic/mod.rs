@@ -174,11 +174,10 @@ pub fn run(args: Args) -> CmdResult {
 
     let mut log = logread::load(target.as_deref(), Mode::Strict, parsed.value("--server"))?;
     let traffic = TrafficEvents::read(&mut log)?;
+    let why_none = traffic.why_none();
+    let events: Vec<Box<Event>> = traffic.in_time_order().collect();
     let mut builder = RowBuilder::new(log.start());
-    let all: Vec<Row> = traffic
-        .in_time_order()
-        .filter_map(|e| builder.row(e))
-        .collect();
+    let all: Vec<Row> = events.iter().filter_map(|e| builder.row(e)).collect();
     if all.is_empty() {
         if parsed.has("--json") {
             Out.line("[]");
@@ -186,7 +185,7 @@ pub fn run(args: Args) -> CmdResult {
             eprint_line(format!(
                 "No traffic events found in {} ({}).",
                 log.path().display(),
-                traffic.why_none()
+                why_none
             ));
         }
         return Ok(EXIT_OK);
@@ -343,9 +342,10 @@ pub fn parse_details(values: &[&str]) -> Result<Vec<Index>, CliError> {
 /// The traffic events of a log (what its rows are made of), read as a stream: every other
 /// event is left out but for its time, which places the exchanges logged late.
 struct TrafficEvents {
-    /// In the order the exchanges ended: each event's time ([`happened_at`]) and, for a
-    /// traffic event, the event (boxed: an entry for every other event stays small).
-    timeline: Vec<(Timestamp, Option<Box<Event>>)>,
+    /// In log order: each event's time ([`happened_at`]), whether it is an exchange that
+    /// may move back ([`exchange_end`]), and for a traffic event the event (boxed: an entry
+    /// for every other event stays small).
+    timeline: Vec<(Timestamp, bool, Option<Box<Event>>)>,
     /// True when a proxy wrote anything.
     proxies_ran: bool,
 }
@@ -363,28 +363,23 @@ impl TrafficEvents {
         Ok(traffic)
     }
 
-    /// Places `event` as [`in_time_order`](crate::logfiles::in_time_order) does: an exchange
-    /// logged after lines of a later time moves back before them; every other event keeps
-    /// its place in the log order.
+    /// Adds `event`, the next in log order.
     fn push(&mut self, event: Event) {
         self.proxies_ran |= event.service.contains("~proxy~");
         let at = happened_at(&event);
-        let mut place = self.timeline.len();
-        if exchange_end(&event).is_some() {
-            // Usually no step back: observations are seldom late.
-            while place > 0 && self.timeline[place - 1].0 > at {
-                place -= 1;
-            }
-        }
+        let exchange = exchange_end(&event).is_some();
         let traffic = RowBuilder::default().row(&event).is_some();
         self.timeline
-            .insert(place, (at, traffic.then(|| Box::new(event))));
+            .push((at, exchange, traffic.then(|| Box::new(event))));
     }
 
-    /// The traffic events, in the order the exchanges ended: an observation can be logged
-    /// well after its exchange (a gRPC call's waits for the target's descriptors).
-    fn in_time_order(&self) -> impl Iterator<Item = &Event> {
-        self.timeline.iter().filter_map(|(_, e)| e.as_deref())
+    /// The traffic events, in the order the exchanges ended, placed as
+    /// [`in_time_order`](crate::logfiles::in_time_order) places them: an observation can be
+    /// logged well after its exchange (a gRPC call's waits for the target's descriptors).
+    fn in_time_order(self) -> impl Iterator<Item = Box<Event>> {
+        crate::logfiles::order_by_time(self.timeline)
+            .into_iter()
+            .filter_map(|(_, e)| e)
     }
 
     /// Why a log has no traffic rows.
