@@ -33,7 +33,7 @@ use tokio::sync::watch;
 /// A running backend that hands out isolated slices of itself.
 pub trait Backend: Send + Sync + 'static {
     /// What a lease holds: a database name, a DB number, a bucket, a queue URL.
-    type Lease: Clone + Send + Sync + 'static;
+    type Lease: Clone + std::fmt::Debug + Send + Sync + 'static;
 
     /// Creates a new isolated slice.
     fn new_lease(&self) -> impl Future<Output = Result<Self::Lease, String>> + Send;
@@ -54,6 +54,10 @@ pub trait Backend: Send + Sync + 'static {
         std::future::ready(String::new())
     }
 }
+
+/// How long dropping a lease's slice may take ([`Lease::release`]): the environment's teardown
+/// waits for it.
+pub const RELEASE_LIMIT: Duration = Duration::from_secs(10);
 
 /// A pool of backends of one type, one per key.
 pub struct Pool<B: Backend> {
@@ -363,14 +367,25 @@ impl<B: Backend> Lease<B> {
         &self.lease
     }
 
-    /// Drops the slice (best effort, at most 10 s) and gives the reference back.
+    /// Drops the slice (best effort, at most [`RELEASE_LIMIT`]; rigd's output says when it
+    /// is cut short) and gives the reference back.
     pub async fn release(self) {
         let Lease {
             backend,
             lease,
             _reference,
         } = self;
-        let _ = tokio::time::timeout(Duration::from_secs(10), backend.drop_lease(lease)).await;
+        let what = format!("{lease:?}");
+        if tokio::time::timeout(RELEASE_LIMIT, backend.drop_lease(lease))
+            .await
+            .is_err()
+        {
+            eprintln!(
+                "rigd: {} pool: dropping {what} of the backend for {} did not finish within \
+                 {RELEASE_LIMIT:?}; it is left as it is",
+                _reference.inner.name, _reference.key
+            );
+        }
     }
 }
 

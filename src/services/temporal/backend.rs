@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::pool::container::{ContainerServer, ServerSpec};
 use crate::pool::native::{find_program, free_port, NativeProcess, WorkDir};
 use crate::pool::server::{Server, StartFailed};
-use crate::pool::Backend;
+use crate::pool::{Backend, RELEASE_LIMIT};
 use crate::ready::ProbeKind;
 
 /// How long a starting dev server gets to answer gRPC health checks (upstream: 120 s).
@@ -21,8 +21,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// panics while starting (seen once in CI among parallel tests), and a fresh start picks others.
 const NATIVE_START_ATTEMPTS: u32 = 3;
 
-/// How long one namespace command may take.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long creating a namespace may take.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long deleting one may take: less than the pool gives a release, so that a delete that
+/// hangs is reported with the CLI's own words rather than cut short without them.
+const DELETE_TIMEOUT: Duration = RELEASE_LIMIT.saturating_sub(Duration::from_secs(1));
 
 /// The gRPC frontend's port inside a container (Temporal's usual one).
 const CONTAINER_GRPC_PORT: u16 = 7233;
@@ -195,7 +199,7 @@ impl TemporalBackend {
     /// Runs `temporal operator namespace <args> --address ...`; an error quotes its output.
     /// The namespace goes in `-n`: upstream passes it as an argument, which the CLI has
     /// deprecated (it warns on every call).
-    async fn namespace_command(&self, args: &[&str]) -> Result<(), String> {
+    async fn namespace_command(&self, args: &[&str], limit: Duration) -> Result<(), String> {
         let what = format!("temporal operator namespace {args:?}");
         let run = async {
             match &self.cli {
@@ -216,9 +220,9 @@ impl TemporalBackend {
                 }
             }
         };
-        match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
+        match tokio::time::timeout(limit, run).await {
             Ok(result) => result.map_err(|e| format!("{what} failed: {e}")),
-            Err(_) => Err(format!("{what}: timed out after {COMMAND_TIMEOUT:?}")),
+            Err(_) => Err(format!("{what}: timed out after {limit:?}")),
         }
     }
 }
@@ -279,14 +283,14 @@ impl Backend for TemporalBackend {
 
     async fn new_lease(&self) -> Result<String, String> {
         let namespace = format!("rig_ns_{}", self.next.fetch_add(1, Ordering::Relaxed));
-        self.namespace_command(&["create", "-n", &namespace])
+        self.namespace_command(&["create", "-n", &namespace], CREATE_TIMEOUT)
             .await?;
         Ok(namespace)
     }
 
     async fn drop_lease(&self, namespace: String) {
         if let Err(e) = self
-            .namespace_command(&["delete", "--yes", "-n", &namespace])
+            .namespace_command(&["delete", "--yes", "-n", &namespace], DELETE_TIMEOUT)
             .await
         {
             eprintln!("rigd: temporal pool: {e}");
