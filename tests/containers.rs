@@ -720,6 +720,20 @@ async fn the_startup_sweep_removes_only_containers_of_gone_rigds_of_its_own_name
     );
 }
 
+/// DELETEs environment `id`, keeping its directory (`preserve`) to look at afterwards.
+async fn delete_keeping_files(rigd: &Rigd, id: &str) {
+    rigd.client()
+        .delete_environment(
+            id,
+            &DeleteOptions {
+                preserve: true,
+                ..DeleteOptions::default()
+            },
+        )
+        .await
+        .expect("DELETE");
+}
+
 /// A shell command writing, as the container's root, a tree into its temp dir and one into
 /// the environment dir (`/rig/env/<name>`), then printing `written`.
 fn write_as_root(name: &str) -> String {
@@ -770,16 +784,7 @@ async fn what_a_container_writes_in_its_mounts_is_given_to_rigds_user() {
     let mut events = rigd.events_with_logs(&id);
     events.until(EnvironmentUp).await;
     events.until_printed("runner", "written\n").await;
-    rigd.client()
-        .delete_environment(
-            &id,
-            &DeleteOptions {
-                preserve: true,
-                ..DeleteOptions::default()
-            },
-        )
-        .await
-        .expect("DELETE");
+    delete_keeping_files(&rigd, &id).await;
     events.until(EnvironmentDown).await;
     let env_dir = rigd.rig_dir().join("tmp").join(&id);
     for written in [env_dir.join("runner/sub"), env_dir.join("runner-shared")] {
@@ -834,16 +839,7 @@ async fn what_a_container_writes_as_it_stops_is_given_to_rigds_user() {
     let mut events = rigd.events_with_logs(&id);
     events.until(EnvironmentUp).await;
     events.until_printed("writer", "waiting\n").await;
-    rigd.client()
-        .delete_environment(
-            &id,
-            &DeleteOptions {
-                preserve: true,
-                ..DeleteOptions::default()
-            },
-        )
-        .await
-        .expect("DELETE");
+    delete_keeping_files(&rigd, &id).await;
     events.until(EnvironmentDown).await;
     let late = rigd.rig_dir().join("tmp").join(&id).join("writer/late");
     assert!(late.join("file").exists(), "{}", late.display());
