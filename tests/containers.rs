@@ -218,6 +218,57 @@ async fn a_container_reaches_a_host_process_through_its_unobserved_egress() {
     );
 }
 
+/// Every container on the bridge can reach the gateway address, but a container's relays
+/// to the host serve that container only: another one gets its connection closed.
+#[tokio::test]
+async fn another_container_cannot_use_a_containers_relay_to_the_host() {
+    let image = busybox();
+    let rigd = Rigd::start();
+    let mut spec = container_calling_the_host(&image, false);
+    spec["services"]["caller"]["config"]["cmd"] = json!([
+        "sh",
+        "-c",
+        "echo relay ${API_HOST}:${API_PORT}; \
+         wget -q -O - http://${API_HOST}:${API_PORT}/index.html && exec sleep 1000"
+    ]);
+    let id = rigd.create(spec).await;
+    rigd.events(&id).until(EnvironmentUp).await;
+    let out = wait_for_output(&rigd, &id, "caller", "hello from the host").await;
+    let relay = out
+        .lines()
+        .find_map(|l| l.strip_prefix("relay "))
+        .expect("the caller printed its relay")
+        .trim()
+        .to_string();
+
+    // (nc, not wget: this static busybox's wget crashes in a plain `docker run`.)
+    let (host, port) = relay.rsplit_once(':').expect("host:port");
+    let foreign = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--add-host",
+            "host.docker.internal:host-gateway",
+        ])
+        .args([image.as_str(), "sh", "-c"])
+        .arg(format!(
+            r"printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc {host} {port}; echo nc done"
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker");
+    let got = String::from_utf8_lossy(&foreign.stdout);
+    assert!(
+        got.contains("nc done") && !got.contains("hello from the host"),
+        "another container was served through the relay: {got:?} {}",
+        String::from_utf8_lossy(&foreign.stderr)
+    );
+    rigd.client()
+        .delete_environment(&id, &DeleteOptions::default())
+        .await
+        .expect("DELETE");
+}
+
 #[tokio::test]
 async fn a_crashing_container_fails_the_environment() {
     let image = busybox();

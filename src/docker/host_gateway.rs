@@ -14,7 +14,9 @@
 //!
 //! Only the ports a container's egresses name are opened on the gateway address, and only
 //! while that container runs: nothing else leaves loopback, and the gateway address is not
-//! reachable from outside the host. In observe mode the relay forwards to the edge's proxy,
+//! reachable from outside the host. Every container on the bridge can reach that address, so
+//! the relays serve the container they were opened for only ([`Peers`]): a connection from
+//! any other address is closed at once. In observe mode the relay forwards to the edge's proxy,
 //! so the traffic is recorded on the edge like any other.
 //!
 //! A side that resets its connection gets the other side's reset too (a zero `SO_LINGER`
@@ -28,6 +30,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use bollard::Docker;
 use tokio::net::{TcpListener, TcpStream};
@@ -90,6 +93,80 @@ fn first_address(subnet: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from((u32::from(network) & mask) + 1))
 }
 
+/// Who may connect to a [`HostGateway`]'s relays.
+#[derive(Clone)]
+pub enum Peers {
+    /// Container `name` only: its addresses on the engine's networks, looked up when it first
+    /// connects (it runs by then) and kept.
+    Container {
+        /// The engine.
+        docker: Docker,
+        /// The container's name.
+        name: String,
+        /// Its addresses, once looked up.
+        addresses: Arc<tokio::sync::OnceCell<Vec<IpAddr>>>,
+    },
+    /// This address only.
+    Address(IpAddr),
+}
+
+impl Peers {
+    /// The relays of container `name`.
+    pub fn container(docker: &Docker, name: &str) -> Peers {
+        Peers::Container {
+            docker: docker.clone(),
+            name: name.to_string(),
+            addresses: Arc::default(),
+        }
+    }
+
+    /// Whether a connection from `peer` is served. A container whose addresses cannot be
+    /// looked up is refused, and rigd's output says why.
+    async fn allow(&self, peer: IpAddr) -> bool {
+        match self {
+            Peers::Address(only) => *only == peer,
+            Peers::Container {
+                docker,
+                name,
+                addresses,
+            } => {
+                let found = addresses
+                    .get_or_try_init(|| container_addresses(docker, name))
+                    .await;
+                match found {
+                    Ok(addresses) => addresses.contains(&peer),
+                    Err(e) => {
+                        eprintln!(
+                            "rigd: host-gateway relay of container {name}: refused a \
+                             connection from {peer}: {e}"
+                        );
+                        false
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The addresses of container `name` on the networks it is attached to.
+async fn container_addresses(docker: &Docker, name: &str) -> Result<Vec<IpAddr>, String> {
+    let inspected = docker
+        .inspect_container(name, None)
+        .await
+        .map_err(|e| format!("inspect the container: {e}"))?;
+    let addresses: Vec<IpAddr> = inspected
+        .network_settings
+        .and_then(|settings| settings.networks)
+        .unwrap_or_default()
+        .values()
+        .filter_map(|network| network.ip_address.as_deref()?.parse().ok())
+        .collect();
+    if addresses.is_empty() {
+        return Err("it has no address on any network yet".to_string());
+    }
+    Ok(addresses)
+}
+
 /// Relays from the bridge gateway to loopback ports, for as long as it lives.
 ///
 /// Dropping it stops accepting and ends the relayed connections.
@@ -101,7 +178,7 @@ pub struct HostGateway {
 
 impl HostGateway {
     /// Listens on `gateway` for each of `loopback_ports` (the same port number when free
-    /// there, else any free port) and relays connections to `127.0.0.1:<port>`.
+    /// there, else any free port) and relays connections from `peers` to `127.0.0.1:<port>`.
     ///
     /// # Errors
     /// A port cannot be bound on `gateway` at all (the address is not the host's, as with a
@@ -109,6 +186,7 @@ impl HostGateway {
     pub async fn open(
         gateway: IpAddr,
         loopback_ports: impl IntoIterator<Item = u16>,
+        peers: Peers,
     ) -> Result<HostGateway, String> {
         let stop = CancellationToken::new();
         let mut ports = BTreeMap::new();
@@ -127,7 +205,7 @@ impl HostGateway {
                 .map_err(|e| format!("relay for 127.0.0.1:{port}: {e}"))?
                 .port();
             ports.insert(port, outside);
-            tokio::spawn(accept_loop(listener, port, stop.clone()));
+            tokio::spawn(accept_loop(listener, port, peers.clone(), stop.clone()));
         }
         Ok(HostGateway {
             ports,
@@ -156,7 +234,7 @@ async fn bind(gateway: IpAddr, port: u16) -> io::Result<TcpListener> {
     }
 }
 
-async fn accept_loop(listener: TcpListener, port: u16, stop: CancellationToken) {
+async fn accept_loop(listener: TcpListener, port: u16, peers: Peers, stop: CancellationToken) {
     let target = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
     loop {
         let accepted = tokio::select! {
@@ -164,8 +242,14 @@ async fn accept_loop(listener: TcpListener, port: u16, stop: CancellationToken) 
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((inbound, _)) => {
-                tokio::spawn(relay(inbound, target, stop.clone()));
+            Ok((inbound, from)) => {
+                let (peers, stop) = (peers.clone(), stop.clone());
+                tokio::spawn(async move {
+                    // Dropped (closed) unless it comes from the container.
+                    if peers.allow(from.ip()).await {
+                        relay(inbound, target, stop).await;
+                    }
+                });
             }
             // Per-connection failures (the peer reset before accept) and fd exhaustion:
             // keep serving; a short pause avoids spinning on the latter.
@@ -272,6 +356,42 @@ mod tests {
         assert_eq!(first_address("10.0.0.0"), None);
     }
 
+    /// Where the tests' clients connect from.
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    /// A connection from another address than the relay's peer is closed unserved; one
+    /// from the peer's address is relayed.
+    #[tokio::test]
+    async fn only_the_peer_it_was_opened_for_is_relayed() {
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = target.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = target.accept().await {
+                let _ = s.write_all(b"served").await;
+            }
+        });
+        let gateway: IpAddr = "127.0.0.2".parse().unwrap();
+        let peer: IpAddr = "127.0.0.3".parse().unwrap();
+        let relays = HostGateway::open(gateway, [port], Peers::Address(peer))
+            .await
+            .unwrap();
+        let relay = SocketAddr::new(gateway, relays.port_for(port).unwrap());
+        let read_all = |mut s: TcpStream| async move {
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got).await;
+            got
+        };
+
+        let stranger = TcpStream::connect(relay).await.unwrap();
+        assert_eq!(stranger.local_addr().unwrap().ip(), LOOPBACK);
+        assert_eq!(read_all(stranger).await, b"", "a stranger is not relayed");
+
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(peer, 0)).unwrap();
+        let own = socket.connect(relay).await.unwrap();
+        assert_eq!(read_all(own).await, b"served");
+    }
+
     /// Loopback stands in for the gateway address: the relay's job is the same.
     #[tokio::test]
     async fn relays_both_ways_on_the_same_port_number_when_free_and_stops_when_dropped() {
@@ -285,7 +405,9 @@ mod tests {
         });
         // 127.0.0.2 is loopback too, and its port `port` is free.
         let gateway: IpAddr = "127.0.0.2".parse().unwrap();
-        let relays = HostGateway::open(gateway, [port, port]).await.unwrap();
+        let relays = HostGateway::open(gateway, [port, port], Peers::Address(LOOPBACK))
+            .await
+            .unwrap();
         assert_eq!(relays.ports().len(), 1, "one relay per port");
         assert_eq!(relays.port_for(port), Some(port));
 
@@ -321,7 +443,9 @@ mod tests {
             drop(s);
         });
         let gateway: IpAddr = "127.0.0.4".parse().unwrap();
-        let relays = HostGateway::open(gateway, [port]).await.unwrap();
+        let relays = HostGateway::open(gateway, [port], Peers::Address(LOOPBACK))
+            .await
+            .unwrap();
         let mut client = TcpStream::connect((gateway, relays.port_for(port).unwrap()))
             .await
             .unwrap();
@@ -346,7 +470,9 @@ mod tests {
         let gateway: IpAddr = "127.0.0.3".parse().unwrap();
         let taken = TcpListener::bind((gateway, 0)).await.unwrap();
         let port = taken.local_addr().unwrap().port();
-        let relays = HostGateway::open(gateway, [port]).await.unwrap();
+        let relays = HostGateway::open(gateway, [port], Peers::Address(LOOPBACK))
+            .await
+            .unwrap();
         let outside = relays.port_for(port).unwrap();
         assert_ne!(outside, port);
         assert!(TcpStream::connect((gateway, outside)).await.is_ok());
@@ -355,7 +481,13 @@ mod tests {
     #[tokio::test]
     async fn an_address_not_of_this_host_is_a_clear_error() {
         // TEST-NET-1: never assigned to an interface here.
-        let err = match HostGateway::open("192.0.2.1".parse().unwrap(), [8080]).await {
+        let err = match HostGateway::open(
+            "192.0.2.1".parse().unwrap(),
+            [8080],
+            Peers::Address(LOOPBACK),
+        )
+        .await
+        {
             Err(e) => e,
             Ok(_) => panic!("bound an address of no interface"),
         };

@@ -41,7 +41,7 @@ pub use container::{
 };
 pub use exec::{exec, exec_output};
 pub use files_owner::{files_owner, FilesOwner, FILES_OWNER_VAR, HAND_BACK_DEADLINE};
-pub use host_gateway::{bridge_gateway, HostGateway};
+pub use host_gateway::{bridge_gateway, HostGateway, Peers};
 pub use image::{ensure_image, is_stall, local_image_id, ImageSource, STALL_LIMIT_VAR};
 pub(crate) use owner::remove;
 pub use owner::{

@@ -180,6 +180,7 @@ fn inside_egresses(
 async fn open_host_gateway(
     engine: &bollard::Docker,
     egresses: &BTreeMap<String, Endpoint>,
+    container: &str,
 ) -> Result<Option<docker::HostGateway>, String> {
     let ports: Vec<u16> = egresses
         .values()
@@ -189,7 +190,10 @@ async fn open_host_gateway(
         return Ok(None);
     }
     let gateway = docker::bridge_gateway(engine).await?;
-    docker::HostGateway::open(gateway, ports).await.map(Some)
+    let peers = docker::Peers::container(engine, container);
+    docker::HostGateway::open(gateway, ports, peers)
+        .await
+        .map(Some)
 }
 
 fn container_spec(
@@ -345,7 +349,8 @@ pub(crate) async fn run_image(
 ) -> Result<(), ServiceError> {
     let engine = docker::connect().await.map_err(|e| e.to_string())?;
     // Lives (relays) until the container is gone.
-    let host_gateway = open_host_gateway(&engine, &ctx.egresses)
+    let name = container_name(&ctx.instance_id, &ctx.service);
+    let host_gateway = open_host_gateway(&engine, &ctx.egresses, &name)
         .await
         .map_err(ServiceError::new)?;
     let no_relays = BTreeMap::new();
