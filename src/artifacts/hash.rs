@@ -310,32 +310,33 @@ mod tests {
         );
     }
 
+    /// An app repository in `scratch/app` with a committed `src/main.rs`, and a library
+    /// repository with `lib_files` (committed) added to it as the submodule `vendor/lib`.
+    fn app_with_submodule(scratch: &Path, lib_files: &[(&str, &str)]) -> PathBuf {
+        let lib = scratch.join("lib");
+        std::fs::create_dir(&lib).unwrap();
+        git(&lib, &["init", "-q", "."]);
+        for (path, text) in lib_files {
+            write(&lib, path, text);
+        }
+        git(&lib, &["add", "."]);
+        git(&lib, &["commit", "-qm", "lib"]);
+        let app = scratch.join("app");
+        std::fs::create_dir(&app).unwrap();
+        git(&app, &["init", "-q", "."]);
+        write(&app, "src/main.rs", "fn main() {}");
+        let lib = lib.to_string_lossy();
+        git(&app, &["submodule", "add", "-q", &lib, "vendor/lib"]);
+        git(&app, &["add", "."]);
+        git(&app, &["commit", "-qm", "app"]);
+        app
+    }
+
     /// The files of a submodule count (git lists a submodule as one path, a directory).
     #[test]
     fn the_files_of_a_submodule_are_hashed() {
         let scratch = tempfile::tempdir().unwrap();
-        let lib = scratch.path().join("lib");
-        std::fs::create_dir(&lib).unwrap();
-        git(&lib, &["init", "-q", "."]);
-        write(&lib, "src/lib.rs", "pub fn hi() {}");
-        git(&lib, &["add", "."]);
-        git(&lib, &["commit", "-qm", "lib"]);
-        let app = scratch.path().join("app");
-        std::fs::create_dir(&app).unwrap();
-        git(&app, &["init", "-q", "."]);
-        write(&app, "src/main.rs", "fn main() {}");
-        git(
-            &app,
-            &[
-                "submodule",
-                "add",
-                "-q",
-                &lib.to_string_lossy(),
-                "vendor/lib",
-            ],
-        );
-        git(&app, &["add", "."]);
-        git(&app, &["commit", "-qm", "app"]);
+        let app = app_with_submodule(scratch.path(), &[("src/lib.rs", "pub fn hi() {}")]);
         let files = list_sources(&app, Sources::All).unwrap();
         assert!(
             files.contains(&PathBuf::from("vendor/lib/src/lib.rs")),
@@ -356,20 +357,10 @@ mod tests {
     #[test]
     fn untracked_files_of_a_submodule_are_hashed() {
         let scratch = tempfile::tempdir().unwrap();
-        let lib = scratch.path().join("lib");
-        std::fs::create_dir(&lib).unwrap();
-        git(&lib, &["init", "-q", "."]);
-        write(&lib, "src/lib.rs", "pub fn hi() {}");
-        write(&lib, ".gitignore", "/junk/\n");
-        git(&lib, &["add", "."]);
-        git(&lib, &["commit", "-qm", "lib"]);
-        let app = scratch.path().join("app");
-        std::fs::create_dir(&app).unwrap();
-        git(&app, &["init", "-q", "."]);
-        write(&app, "src/main.rs", "fn main() {}");
-        let lib = lib.to_string_lossy();
-        git(&app, &["submodule", "add", "-q", &lib, "vendor/lib"]);
-        git(&app, &["commit", "-qm", "app"]);
+        let app = app_with_submodule(
+            scratch.path(),
+            &[("src/lib.rs", "pub fn hi() {}"), (".gitignore", "/junk/\n")],
+        );
         let first = digest(&app, Sources::All);
         write(&app, "vendor/lib/junk/x.rs", "ignored");
         assert_eq!(
