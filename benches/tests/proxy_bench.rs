@@ -1,20 +1,21 @@
-//! End-to-end check of the proxy benchmark harness: a very short run over the direct path and
-//! rig's proxy must measure every scenario without errors, account for every exchange in rig's
-//! observation counts, print the table and write the JSON report.
+//! End-to-end check of the proxy benchmark harness: a very short run over the direct path,
+//! rig's proxy and the bare splice relay must measure every scenario without errors,
+//! account for every exchange in rig's observation counts, print the table and write the JSON
+//! report.
 
 use std::process::Command;
 
 use serde_json::Value;
 
 #[test]
-fn a_short_run_measures_every_scenario_on_direct_and_rig() {
+fn a_short_run_measures_every_scenario_on_direct_rig_and_the_splice_relay() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let output = Command::new(env!("CARGO_BIN_EXE_proxy-bench"))
         .args([
             "run",
             "--paths",
-            "direct,rig",
+            "direct,rig,splice",
             "--duration",
             "0.3",
             "--warmup",
@@ -39,6 +40,7 @@ fn a_short_run_measures_every_scenario_on_direct_and_rig() {
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stdout.contains("rig÷haproxy"), "{stdout}");
+    assert!(stdout.contains("rig÷splice"), "{stdout}");
     assert!(stdout.contains("HTTP/1.1 64 KiB"), "{stdout}");
 
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -54,7 +56,7 @@ fn a_short_run_measures_every_scenario_on_direct_and_rig() {
 
     let mut rig_requests = 0;
     for key in ["http1_small", "http1_64k", "h2c_small"] {
-        for path in ["direct", "rig"] {
+        for path in ["direct", "rig", "splice"] {
             let outcome = &scenario(key)[path];
             assert_eq!(outcome["kind"], "http", "{key} via {path}: {outcome}");
             assert!(
@@ -69,16 +71,19 @@ fn a_short_run_measures_every_scenario_on_direct_and_rig() {
             .as_f64()
             .is_some());
     }
-    for path in ["direct", "rig"] {
+    // The bulk load fails unless the origin counted exactly the bytes sent.
+    for path in ["direct", "rig", "splice"] {
         let bulk = &scenario("tcp_bulk")[path];
         assert_eq!(bulk["kind"], "tcp", "{bulk}");
         assert!(bulk["bytes"].as_u64().unwrap() > 0);
     }
     for key in ["idle_http", "idle_tcp"] {
         assert_eq!(scenario(key)["direct"]["kind"], "not_applicable");
-        let memory = &scenario(key)["rig"];
-        assert_eq!(memory["kind"], "memory", "{memory}");
-        assert_eq!(memory["connections"], 20);
+        for path in ["rig", "splice"] {
+            let memory = &scenario(key)[path];
+            assert_eq!(memory["kind"], "memory", "{path}: {memory}");
+            assert_eq!(memory["connections"], 20);
+        }
     }
 
     // Every measured exchange through rig was observed or counted as dropped.

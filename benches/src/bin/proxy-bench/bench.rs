@@ -23,7 +23,9 @@ use crate::rig_proxy::parse_stats;
 use crate::standalone;
 
 /// Every path the harness knows, in column order.
-pub const PATH_NAMES: &[&str] = &["direct", "rig", "rig+json", "haproxy", "nginx", "pingora"];
+pub const PATH_NAMES: &[&str] = &[
+    "direct", "rig", "rig+json", "splice", "haproxy", "nginx", "pingora",
+];
 
 /// Every scenario `--scenarios` can pick, in the order they run: the idle-memory ones first
 /// (while no load has grown any process), then the load scenarios.
@@ -207,6 +209,7 @@ fn start_paths(
             ))),
             "rig" => start_rig(exe, origin, SinkKind::Count, options.threads).map(Some),
             "rig+json" => start_rig(exe, origin, SinkKind::Json, options.threads).map(Some),
+            "splice" => start_splice_relay(exe, origin).map(Some),
             "haproxy" => peers::haproxy(dir, origin, options.threads).map(|r| r.map(peer(name))),
             "nginx" => peers::nginx(dir, origin, options.threads).map(|r| r.map(peer(name))),
             _ => start_pingora(exe, origin, options.threads),
@@ -315,6 +318,28 @@ fn start_rig(
         }
     );
     Ok((path(name, http, http, tcp, Some(child)), version, None))
+}
+
+fn start_splice_relay(exe: &FsPath, origin: OriginAddrs) -> Result<(Path, String, Option<String>)> {
+    let (http, tcp) = (origin.http.to_string(), origin.tcp.to_string());
+    let args = ["serve-splice-relay", "--http", &http, "--tcp", &tcp];
+    let mut child = Child::spawn("splice", own_command(exe, &args), None)?;
+    let listening = child.read_listening()?;
+    let http = *listening
+        .get("http")
+        .context("the splice relay announced no http address")?;
+    let tcp = listening.get("tcp").copied();
+    Ok((
+        path("splice", http, http, tcp, Some(child)),
+        "bare layer-4 relay built by the harness: splice(2) through a 1 MiB pipe per \
+         direction as rig's TCP relay, on one blocking thread per direction, no observation \
+         (what relaying alone costs here)"
+            .into(),
+        Some(
+            "a thread stack per direction, so its memory per idle connection is not comparable"
+                .into(),
+        ),
+    ))
 }
 
 #[cfg(feature = "pingora")]

@@ -17,6 +17,7 @@ USAGE:
     proxy-bench serve-grpc-origin [--threads N]
     proxy-bench serve-rig-proxy [--http TARGET] [--tcp TARGET] [--grpc TARGET] [--sink count|json] [--threads N]
     proxy-bench serve-pingora --target TARGET [--listen ADDR] [--threads N]
+    proxy-bench serve-splice-relay --http TARGET --tcp TARGET
     proxy-bench kafka [KAFKA OPTIONS]    Kafka produce throughput, rig's Kafka proxy vs direct
 
 RUN OPTIONS:
@@ -32,7 +33,8 @@ RUN OPTIONS:
     --threads N             worker threads of the client, the origin and each proxy
                             (haproxy nbthread, nginx worker_processes) [default: CPU count]
     --paths LIST            comma-separated subset of
-                            direct,rig,rig+json,haproxy,nginx,pingora  [default: all]
+                            direct,rig,rig+json,splice,haproxy,nginx,
+                            pingora                                    [default: all]
     --scenarios LIST        comma-separated subset of idle_http,idle_tcp,
                             http1_small,http1_64k,h2c_small,tcp_bulk   [default: all]
     --json PATH             where to write the results as JSON  [default: target/proxy-bench.json]
@@ -82,6 +84,8 @@ pub enum Command {
     },
     /// Run the minimal pingora reverse proxy (built with `--features pingora`).
     ServePingora(PingoraOptions),
+    /// Run the bare splice relay: what relaying alone costs.
+    ServeSpliceRelay(SpliceRelayOptions),
     /// Measure Kafka produce throughput through rig's Kafka proxy vs direct.
     Kafka(KafkaOptions),
     /// Print the usage.
@@ -193,6 +197,15 @@ pub struct PingoraOptions {
     pub threads: usize,
 }
 
+/// Options of `serve-splice-relay`.
+#[derive(Clone, Copy, Debug)]
+pub struct SpliceRelayOptions {
+    /// Where HTTP connections (HTTP/1.1 and h2c) are relayed to.
+    pub http: SocketAddr,
+    /// Where TCP connections are relayed to.
+    pub tcp: SocketAddr,
+}
+
 /// The machine's CPU count, the default for every `--threads`.
 pub fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -252,10 +265,11 @@ pub fn parse(args: &[String]) -> Result<Command> {
             Command::ServeGrpcOrigin { threads }
         }
         "serve-pingora" => Command::ServePingora(parse_pingora(&mut flags)?),
+        "serve-splice-relay" => Command::ServeSpliceRelay(parse_splice_relay(&mut flags)?),
         "kafka" => Command::Kafka(parse_kafka(&mut flags)?),
         "help" => Command::Help,
         other => bail!(
-            "unknown subcommand {other:?}: expected run, grpc, kafka, serve-origin, serve-grpc-origin, serve-rig-proxy or serve-pingora"
+            "unknown subcommand {other:?}: expected run, grpc, kafka, serve-origin, serve-grpc-origin, serve-rig-proxy, serve-pingora or serve-splice-relay"
         ),
     };
     Ok(command)
@@ -474,6 +488,21 @@ fn parse_pingora(flags: &mut Flags<'_>) -> Result<PingoraOptions> {
     })
 }
 
+fn parse_splice_relay(flags: &mut Flags<'_>) -> Result<SpliceRelayOptions> {
+    let (mut http, mut tcp) = (None, None);
+    while let Some(flag) = flags.next_flag()? {
+        match flag {
+            "--http" => http = Some(flags.addr(flag)?),
+            "--tcp" => tcp = Some(flags.addr(flag)?),
+            _ => bail!("serve-splice-relay has no option {flag}; see --help"),
+        }
+    }
+    Ok(SpliceRelayOptions {
+        http: http.context("serve-splice-relay needs --http IP:PORT")?,
+        tcp: tcp.context("serve-splice-relay needs --tcp IP:PORT")?,
+    })
+}
+
 /// A cursor over `--flag value` pairs.
 struct Flags<'a> {
     args: &'a [String],
@@ -555,6 +584,23 @@ mod tests {
             panic!("expected run");
         };
         assert_eq!(options.scenarios.unwrap(), ["tcp_bulk", "idle_tcp"]);
+    }
+
+    #[test]
+    fn the_splice_relay_needs_both_targets() {
+        let parsed = parse(&args(&[
+            "serve-splice-relay",
+            "--http",
+            "127.0.0.1:1",
+            "--tcp",
+            "127.0.0.1:2",
+        ]));
+        let Ok(Command::ServeSpliceRelay(options)) = parsed else {
+            panic!("expected serve-splice-relay: {parsed:?}");
+        };
+        assert_eq!(options.tcp.port(), 2);
+        let error = parse(&args(&["serve-splice-relay", "--http", "127.0.0.1:1"])).unwrap_err();
+        assert!(error.to_string().contains("--tcp IP:PORT"), "{error}");
     }
 
     #[test]

@@ -8,11 +8,12 @@
 //! | `direct` | the client talks to the origin |
 //! | `rig` | rig's observing proxy (`rig_proxy::run`, capturing bodies) with a counting sink |
 //! | `rig+json` | the same, with every event serialised to JSON as rigd's log would |
+//! | `splice` | a bare layer-4 splice relay without observation: what relaying alone costs |
 //! | `haproxy`, `nginx` | when installed, run on generated configs on loopback ports |
 //! | `pingora` | a minimal pingora reverse proxy, when built with `--features pingora` |
 //!
 //! Each proxy runs as a process of its own (the harness re-executes itself with a `serve-*`
-//! subcommand for rig, the origin and pingora), so its resident memory and CPU time can be
+//! subcommand for rig, the origin, the splice relay and pingora), so its resident memory and CPU time can be
 //! read from `/proc`. The scenarios: HTTP/1.1 keep-alive with 16 B and 64 KiB bodies, h2c with
 //! 16 B bodies (req/s and p50/p99/p99.9 latency from an HDR histogram), TCP bulk (Gbit/s), and
 //! resident memory per 1,000 idle HTTP/1.1 and TCP connections. The result is a table on
@@ -40,6 +41,7 @@ mod pingora_peer;
 mod procfs;
 mod report;
 mod rig_proxy;
+mod splice_relay;
 mod standalone;
 
 use std::process::ExitCode;
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Ok(Command::Grpc(options)) => grpc::run(options),
         Ok(Command::ServeGrpcOrigin { threads }) => grpc::serve_origin(threads),
         Ok(Command::ServePingora(options)) => serve_pingora(options),
+        Ok(Command::ServeSpliceRelay(options)) => splice_relay::main(options),
         Ok(Command::Kafka(options)) => kafka::run(options),
         Err(error) => {
             eprintln!("proxy-bench: {error:#}\n\n{}", cli::USAGE);

@@ -162,8 +162,7 @@ impl Report {
         let mut rows: Vec<Vec<String>> = Vec::new();
         let mut header = vec!["scenario".to_string(), "metric".to_string()];
         header.extend(columns.iter().map(|c| c.to_string()));
-        header.push("rig÷haproxy".into());
-        header.push("rig÷direct".into());
+        header.extend(RATIOS.iter().map(|other| format!("rig÷{other}")));
         rows.push(header);
         for scenario in &self.scenarios {
             for metric in METRICS.iter().filter(|m| m.applies(scenario.key)) {
@@ -175,7 +174,7 @@ impl Report {
                         _ => value(column).map_or("—".into(), |v| format_value(v, metric)),
                     });
                 }
-                for other in ["haproxy", "direct"] {
+                for other in RATIOS {
                     row.push(match (value("rig"), value(other)) {
                         (Some(rig), Some(o)) if o > 0.0 => format!("{:.2}×", rig / o),
                         _ => "—".into(),
@@ -241,6 +240,9 @@ impl Report {
         let _ = writeln!(out, "caveat: {}", self.caveat);
     }
 }
+
+/// The paths rig is compared with in the ratio columns, in column order.
+const RATIOS: [&str; 3] = ["haproxy", "direct", "splice"];
 
 /// One row kind of the table.
 struct Metric {
