@@ -197,7 +197,8 @@ impl HostGateway {
             let listener = bind(gateway, port).await.map_err(|e| {
                 format!(
                     "listen on the Docker bridge gateway {gateway} so that the container can \
-                     reach 127.0.0.1:{port} of the host: {e}"
+                     reach 127.0.0.1:{port} of the host: {e}{}",
+                    not_local_advice(gateway, &e)
                 )
             })?;
             let outside = listener
@@ -222,6 +223,23 @@ impl HostGateway {
     pub fn ports(&self) -> &BTreeMap<u16, u16> {
         &self.ports
     }
+}
+
+/// What to do when the gateway is not an address of this machine (`EADDRNOTAVAIL`): the
+/// engine's bridge is in another network namespace or machine, so nothing rigd runs on this
+/// host's loopback is reachable from the container through it.
+fn not_local_advice(gateway: IpAddr, error: &io::Error) -> String {
+    if error.kind() != io::ErrorKind::AddrNotAvailable {
+        return String::new();
+    }
+    format!(
+        ". {gateway} is not an address of this machine: the Docker engine's bridge network is \
+         not on it, as with rootless Docker (the bridge lives in the engine's own network \
+         namespace), Docker Desktop (in its VM) or a remote DOCKER_HOST. A container's \
+         egresses to services and proxies rigd runs on the host need a rootful engine on this \
+         machine (`docker context use default`, or DOCKER_HOST=unix:///var/run/docker.sock); \
+         otherwise give the container no egress to host services"
+    )
 }
 
 /// Binds `gateway:port`, or `gateway:<any>` when that port is taken on the gateway address.
@@ -494,6 +512,11 @@ mod tests {
         assert!(
             err.starts_with("listen on the Docker bridge gateway 192.0.2.1"),
             "{err}"
+        );
+        assert!(
+            err.contains("192.0.2.1 is not an address of this machine")
+                && err.contains("rootless Docker"),
+            "the error says why and what to do: {err}"
         );
     }
 }
