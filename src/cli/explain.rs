@@ -20,7 +20,8 @@ use crate::explain::{analyze, Analysis, AnalysisEvents, TrafficKind};
 use crate::logfiles::{derive_outcome, Outcome};
 
 /// `rig explain --help`.
-pub const USAGE: &str = "\
+pub const USAGE: &str = concat!(
+    "\
 Usage: rig explain [file|pattern] [options]
 
 Explain a run from its log: the failed assertions, the services that failed, a stalled
@@ -31,18 +32,15 @@ the calls its target made while answering it, so a 502 at the test's edge comes 
 left out) and the stderr lines that go with them.
 
 Arguments:
-  [file|pattern]   a JSONL log file, or an environment name: its whole name first, then a
-                   glob (*, ?, [..]), then the start of a name, then any part of a log's
-                   file name (an id, say); the most recent matching log is read (default:
-                   the most recent log), and which one is said on stderr unless the name
-                   was whole; a start or part shared by several environments is an error
-                   listing them; when no file matches, the log so far of a running
-                   environment of that name
+",
+    log_argument_help!(),
+    "
 
 Options:
   -p, --pretty     human-readable report instead of JSON
       --color WHEN auto (default; off when NO_COLOR is set), always or never
-  -h, --help       show this help";
+  -h, --help       show this help"
+);
 
 const OPTS: &[Opt] = &[Opt::switch("-p", &["--pretty"]), Opt::switch("--json", &[])];
 

@@ -39,7 +39,8 @@ use super::version::VERSION;
 use crate::cli::output::Out;
 
 /// `rig export --help`.
-pub const USAGE: &str = "\
+pub const USAGE: &str = concat!(
+    "\
 Usage: rig export [file|pattern] --har FILE [options]
 
 Write the HTTP exchanges and gRPC calls of a run as an HTTP Archive (HAR 1.2) for browser dev
@@ -47,18 +48,15 @@ tools and other HAR viewers. gRPC messages appear decoded to JSON; rig's own det
 extensions whose names start with _ (_source, _target, _grpcStatus, ...).
 
 Arguments:
-  [file|pattern]   a JSONL log file, or an environment name: its whole name first, then a
-                   glob (*, ?, [..]), then the start of a name, then any part of a log's
-                   file name (an id, say); the most recent matching log is read (default:
-                   the most recent log), and which one is said on stderr unless the name
-                   was whole; a start or part shared by several environments is an error
-                   listing them; when no file matches, the log so far of a running
-                   environment of that name
+",
+    log_argument_help!(),
+    "
 
 Options:
       --har FILE   where to write the HAR (- for standard output)
       --probes     include readiness probes
-  -h, --help       show this help";
+  -h, --help       show this help"
+);
 
 const OPTS: &[Opt] = &[Opt::value("--har", &[]), Opt::switch("--probes", &[])];
 

@@ -20,7 +20,8 @@ use super::ls::to_json;
 use super::output::{eprint_line, pad, Out, Paint, ServiceColors, Style};
 
 /// `rig logs --help`.
-pub const USAGE: &str = "\
+pub const USAGE: &str = concat!(
+    "\
 Usage: rig logs [file|pattern] [options]
        rig logs --follow [name|id] [options]
 
@@ -28,13 +29,9 @@ Show the services' stdout and stderr and the test's notes (failed assertions) of
 line per row: seconds since the run started, the service, the text.
 
 Arguments:
-  [file|pattern]   a JSONL log file, or an environment name: its whole name first, then a
-                   glob (*, ?, [..]), then the start of a name, then any part of a log's
-                   file name (an id, say); the most recent matching log is read (default:
-                   the most recent log), and which one is said on stderr unless the name
-                   was whole; a start or part shared by several environments is an error
-                   listing them; when no file matches, the log so far of a running
-                   environment of that name
+",
+    log_argument_help!(),
+    "
 
 Options:
       --service S  only this service (repeatable; case-insensitive; `test` means the notes)
@@ -47,7 +44,8 @@ Options:
       --server ADDR  the rigd to follow (default: $RIG_SERVER_ADDR, else the addr file in
                    $RIG_DIR)
       --color WHEN auto (default; off when NO_COLOR is set), always or never
-  -h, --help       show this help";
+  -h, --help       show this help"
+);
 
 const OPTS: &[Opt] = &[
     Opt::value("--service", &["-s"]),

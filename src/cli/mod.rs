@@ -21,6 +21,21 @@
 //! - [`error`]: failures and exit codes (0 ok, 1 failure, 2 usage, 130 interrupted);
 //! - [`signals`]: Ctrl-C and SIGTERM for commands that clean up before exiting.
 
+/// The help of the `[file|pattern]` argument of the commands that read one log (`explain`,
+/// `export`, `logs`, `traffic`), for their `USAGE` (`concat!`); the rules are
+/// [`logdir`]'s.
+macro_rules! log_argument_help {
+    () => {
+        "  [file|pattern]   a JSONL log file, or an environment name: its whole name first, then a
+                   glob (*, ?, [..]), then the start of a name, then any part of a log's
+                   file name (an id, say); the most recent matching log is read (default:
+                   the most recent log), and which one is said on stderr unless the name
+                   was whole; a start or part shared by several environments is an error
+                   listing them; when no file matches, the log so far of a running
+                   environment of that name"
+    };
+}
+
 pub mod args;
 pub mod down;
 pub mod error;

@@ -22,7 +22,8 @@ use crate::logfiles::{exchange_end, happened_at};
 pub use rows::{FilterArgs, Index, Protocol, Row, RowBuilder, TrafficFilter};
 
 /// `rig traffic --help`.
-pub const USAGE: &str = "\
+pub const USAGE: &str = concat!(
+    "\
 Usage: rig traffic [file|pattern] [options]
        rig traffic --follow [name|id] [options]
 
@@ -31,13 +32,9 @@ TCP connections, one row each, numbered (#) in the order they completed; readine
 numbered p1, p2, ... and hidden unless --probes.
 
 Arguments:
-  [file|pattern]   a JSONL log file, or an environment name: its whole name first, then a
-                   glob (*, ?, [..]), then the start of a name, then any part of a log's
-                   file name (an id, say); the most recent matching log is read (default:
-                   the most recent log), and which one is said on stderr unless the name
-                   was whole; a start or part shared by several environments is an error
-                   listing them; when no file matches, the log so far of a running
-                   environment of that name
+",
+    log_argument_help!(),
+    "
 
 Filters (all must match; a repeated or comma-separated filter matches any of its values):
       --edge E       a→b or 'a->b' (caller and callee; quoted, as a shell reads > as a
@@ -61,7 +58,8 @@ Output:
       --server ADDR  the rigd to follow (default: $RIG_SERVER_ADDR, else the addr file in
                    $RIG_DIR)
       --color WHEN auto (default; off when NO_COLOR is set), always or never
-  -h, --help       show this help";
+  -h, --help       show this help"
+);
 
 const OPTS: &[Opt] = &[
     Opt::value("--edge", &["-e"]),
