@@ -132,13 +132,14 @@ pub struct Resolved {
 }
 
 /// Resolves the argument of a single-file command (`traffic`, `logs`, `explain`, `export`):
-/// an existing file, else the most recent of the logs that match best (see [`Match`]); with
+/// an existing file or pipe, else the most recent of the logs that match best (see [`Match`]); with
 /// no argument, the most recent log of all. A prefix or part of names that matches the logs
 /// of more than one environment is an error listing them.
 pub fn resolve_one(arg: Option<&str>) -> Result<Resolved, CliError> {
     if let Some(a) = arg {
         let path = Path::new(a);
-        if path.is_file() {
+        // A file, or a pipe (`rig logs <(zcat run.jsonl.gz)`): anything but a directory.
+        if path.metadata().is_ok_and(|m| !m.is_dir()) {
             return Ok(Resolved {
                 path: path.to_path_buf(),
                 note: None,

@@ -5,6 +5,8 @@
 //! (service `TEST`, stream `note`). Times are seconds since the run's first event, the same
 //! reference `rig traffic` uses, so the two can be read side by side.
 
+use std::io::Write as _;
+
 use regex::Regex;
 use rig_types::{Event, EventType, LogStream, Timestamp};
 use serde::Serialize;
@@ -16,7 +18,6 @@ use super::format;
 use super::live;
 use super::logdir::same_name;
 use super::logread::{self, Mode};
-use super::ls::to_json;
 use super::output::{eprint_line, pad, Out, Paint, ServiceColors, Style};
 
 /// `rig logs --help`.
@@ -109,6 +110,22 @@ impl LogFilter {
             stdout: parsed.has("--stdout"),
             grep,
         })
+    }
+
+    /// The width of the service column for rows of `services` (and notes) that can pass.
+    fn width_of(&self, services: &[String]) -> usize {
+        let wanted = |name: &str| {
+            self.services.is_empty() || self.services.iter().any(|s| same_name(s, name))
+        };
+        let notes = self.services.is_empty()
+            || self.services.iter().any(|s| s.eq_ignore_ascii_case("test"));
+        services
+            .iter()
+            .filter(|s| wanted(s))
+            .map(|s| s.chars().count())
+            .chain(notes.then_some(NOTE_SERVICE.len()))
+            .max()
+            .unwrap_or(0)
     }
 
     /// True when `row` passes every filter.
@@ -252,74 +269,143 @@ pub fn run(args: Args) -> CmdResult {
         ));
     }
     let mut log = logread::load(target.as_deref(), Mode::Strict, parsed.value("--server"))?;
-    let read = MatchingRows::read(&mut log, &filter)?;
-    if read.total == 0 {
-        if parsed.has("--json") {
-            Out.line("[]");
-        } else {
-            eprint_line(format!(
-                "No log events found in {} (services printed nothing and no test notes were \
-                 posted).",
-                log.path().display()
-            ));
-        }
-        return Ok(EXIT_OK);
-    }
-    let rows: Vec<&LogRow> = read.rows.iter().collect();
-    if parsed.has("--json") {
-        Out.line(to_json(&rows)?);
-        return Ok(EXIT_OK);
-    }
-    if rows.is_empty() {
-        eprint_line(format!(
-            "No matching log events ({} rows before filtering; services: {}).",
-            read.total,
-            read.services.into_iter().collect::<Vec<_>>().join(", ")
-        ));
-        return Ok(EXIT_OK);
-    }
-    let width = rows
-        .iter()
-        .map(|r| r.service.chars().count())
-        .max()
-        .unwrap_or(0);
-    let mut renderer = LogRenderer::new(style, width);
-    Out.lines(rows.iter().map(|r| renderer.line(r)));
-    Ok(EXIT_OK)
+    // The header lists the services, so the service column's width is known before the first
+    // row and rows can be printed as they are read.
+    let width = log.header().map(|header| filter.width_of(&header.services));
+    let mut printer = RowPrinter::new(parsed.has("--json"), LogRenderer::new(style, 0), width);
+    let read = read_matching(&mut log, &filter, |row| printer.push(row))?;
+    printer.finish(&read, log.path())
 }
 
-/// The rows of a log that pass a filter, read as a stream: only those are kept.
-struct MatchingRows {
-    /// The rows that pass, in log order.
-    rows: Vec<LogRow>,
+/// What reading a log found, besides the rows that passed.
+struct Counts {
     /// How many rows the log has.
     total: usize,
     /// The services of every row.
     services: std::collections::BTreeSet<String>,
 }
 
-impl MatchingRows {
-    /// Reads the rest of `log`, keeping the rows `filter` keeps.
-    fn read(log: &mut logread::LogStream, filter: &LogFilter) -> Result<MatchingRows, CliError> {
-        let mut out = MatchingRows {
-            rows: Vec::new(),
-            total: 0,
-            services: Default::default(),
-        };
-        while let Some(event) = log.next_event()? {
-            // The run starts at the first event, which this one may be.
-            for row in rows_of(&event, log.start()) {
-                out.total += 1;
-                if !out.services.contains(&row.service) {
-                    out.services.insert(row.service.clone());
-                }
-                if filter.keep(&row) {
-                    out.rows.push(row);
-                }
+/// Reads the rest of `log` as a stream, handing each row `filter` keeps to `keep`, which
+/// says whether to go on (not once standard output is closed).
+fn read_matching(
+    log: &mut logread::LogStream,
+    filter: &LogFilter,
+    mut keep: impl FnMut(LogRow) -> bool,
+) -> Result<Counts, CliError> {
+    let mut counts = Counts {
+        total: 0,
+        services: Default::default(),
+    };
+    while let Some(event) = log.next_event()? {
+        // The run starts at the first event, which this one may be.
+        for row in rows_of(&event, log.start()) {
+            counts.total += 1;
+            if !counts.services.contains(&row.service) {
+                counts.services.insert(row.service.clone());
+            }
+            if filter.keep(&row) && !keep(row) {
+                return Ok(counts);
             }
         }
-        Ok(out)
     }
+    Ok(counts)
+}
+
+/// Prints the rows that pass as they are read: aligned lines when the service column's
+/// width is known in advance (otherwise they are held and printed at the end), or one JSON
+/// array, element by element.
+struct RowPrinter {
+    /// Line-buffered: each row is out as soon as it is read (the log may be a live one).
+    out: std::io::StdoutLock<'static>,
+    json: bool,
+    renderer: LogRenderer,
+    /// Rows waiting for the width: `Some` when the log has no header.
+    held: Option<Vec<LogRow>>,
+    printed: usize,
+    /// Set when standard output is closed (`rig logs | head`).
+    closed: bool,
+}
+
+impl RowPrinter {
+    fn new(json: bool, renderer: LogRenderer, width: Option<usize>) -> RowPrinter {
+        let mut renderer = renderer;
+        if let Some(width) = width {
+            renderer.width = renderer.width.max(width);
+        }
+        RowPrinter {
+            out: std::io::stdout().lock(),
+            json,
+            renderer,
+            held: (width.is_none() && !json).then(Vec::new),
+            printed: 0,
+            closed: false,
+        }
+    }
+
+    /// Prints (or holds) `row`; false once standard output is closed.
+    fn push(&mut self, row: LogRow) -> bool {
+        if let Some(held) = &mut self.held {
+            held.push(row);
+            return true;
+        }
+        let written = if self.json {
+            let separator = if self.printed == 0 { "[\n" } else { ",\n" };
+            json_element(&row).and_then(|element| write!(self.out, "{separator}{element}"))
+        } else {
+            writeln!(self.out, "{}", self.renderer.line(&row))
+        };
+        self.printed += 1;
+        self.closed = written.is_err();
+        !self.closed
+    }
+
+    /// Prints what is held and ends the output; with no row to show, says why on stderr.
+    fn finish(mut self, counts: &Counts, path: &std::path::Path) -> CmdResult {
+        if let Some(held) = self.held.take() {
+            let width = held.iter().map(|r| r.service.chars().count()).max();
+            self.renderer.width = self.renderer.width.max(width.unwrap_or(0));
+            for row in &held {
+                if writeln!(self.out, "{}", self.renderer.line(row)).is_err() {
+                    return Ok(EXIT_OK);
+                }
+                self.printed += 1;
+            }
+        }
+        if self.closed {
+            return Ok(EXIT_OK);
+        }
+        if self.json {
+            let end = if self.printed == 0 { "[]" } else { "\n]" };
+            let _ = writeln!(self.out, "{end}");
+        } else if counts.total == 0 {
+            eprint_line(format!(
+                "No log events found in {} (services printed nothing and no test notes were \
+                 posted).",
+                path.display()
+            ));
+        } else if self.printed == 0 {
+            eprint_line(format!(
+                "No matching log events ({} rows before filtering; services: {}).",
+                counts.total,
+                counts
+                    .services
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let _ = self.out.flush();
+        Ok(EXIT_OK)
+    }
+}
+
+/// `row` as an element of a pretty-printed JSON array (each line indented by two spaces), as
+/// `to_json` prints a whole array.
+fn json_element(row: &LogRow) -> std::io::Result<String> {
+    let text = serde_json::to_string_pretty(row).map_err(std::io::Error::other)?;
+    // JSON strings escape their newlines, so every newline here is between two lines.
+    Ok(format!("  {}", text.replace('\n', "\n  ")))
 }
 
 /// Seconds from `from` to `to` (negative when `to` is earlier).
