@@ -683,9 +683,9 @@ fn peak_rss_of_rig(dir: &Path, args: &[&str]) -> u64 {
     usage.ru_maxrss as u64 * 1024
 }
 
-/// A log far larger than what the commands need of it (a service that wrote 60 MB) is read as
-/// a stream: the command's peak memory stays well below the log's size (reading it whole
-/// took about two and a half times its size).
+/// A log far larger than what the commands need of it (a service that wrote 60 MB; 60 MB of
+/// exchanges with large bodies) is read as a stream: the command's peak memory stays well
+/// below the log's size (reading it whole took about two and a half times its size).
 #[test]
 fn a_large_log_is_read_without_holding_it_whole() {
     use std::io::Write;
@@ -720,9 +720,13 @@ fn a_large_log_is_read_without_holding_it_whole() {
     out.flush().unwrap();
     let size = std::fs::metadata(&path).unwrap().len();
     let har = dir.path().join("out.har");
+    write_bulky_traffic_log(&dir.path().join("TestBulky-1-1.jsonl"), size);
     for args in [
         &["explain", "TestChatty"][..],
         &["export", "TestChatty", "--har", har.to_str().unwrap()],
+        &["logs", "TestChatty"],
+        // The table keeps a row per exchange, without the bodies only --detail shows.
+        &["traffic", "TestBulky"],
     ] {
         // A child's peak includes the test process's own at the time it was spawned (Linux
         // keeps the larger across exec), which a panicking test running in parallel inflates
@@ -734,6 +738,33 @@ fn a_large_log_is_read_without_holding_it_whole() {
             peak < floor + size / 3,
             "rig {args:?}: peak RSS {peak} bytes for a {size}-byte log (rig --version: {floor})"
         );
+    }
+}
+
+/// A log of at least `size` bytes of HTTP exchanges with 64 KiB bodies each way (base64, as
+/// rigd writes them).
+fn write_bulky_traffic_log(path: &Path, size: u64) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let ts = "2026-01-01T00:00:00Z";
+    writeln!(
+        out,
+        "{{\"type\":\"log.header\",\"environment\":\"TestBulky\",\"outcome\":\"passed\",\"services\":[\"api\"],\"duration_ms\":1,\"timestamp\":\"{ts}\"}}"
+    )
+    .unwrap();
+    // 48 KiB of bytes is 64 KiB of base64.
+    let body = "QUJD".repeat(16 * 1024);
+    let mut seq = 0;
+    while out.get_ref().metadata().unwrap().len() < size {
+        for _ in 0..50 {
+            seq += 1;
+            writeln!(
+                out,
+                "{{\"seq\":{seq},\"type\":\"request.completed\",\"environment\":\"TestBulky\",\"request\":{{\"source\":\"~test\",\"target\":\"api\",\"ingress\":\"default\",\"method\":\"POST\",\"path\":\"/items/{seq}\",\"status_code\":200,\"latency_ms\":1.0,\"request_size\":49152,\"response_size\":49152,\"request_body\":\"{body}\",\"response_body\":\"{body}\"}},\"timestamp\":\"{ts}\"}}"
+            )
+            .unwrap();
+        }
+        out.flush().unwrap();
     }
 }
 

@@ -171,7 +171,10 @@ pub fn run(args: Args) -> CmdResult {
     }
 
     let mut log = logread::load(target.as_deref(), Mode::Strict, parsed.value("--server"))?;
-    let traffic = TrafficEvents::read(&mut log)?;
+    // The table shows none of the headers, bodies and messages: only `--detail`, `--json`
+    // and `--grep` need them.
+    let payloads = !details.is_empty() || parsed.has("--json") || filter.searches_payloads();
+    let traffic = TrafficEvents::read(&mut log, payloads)?;
     let why_none = traffic.why_none();
     let events: Vec<Box<Event>> = traffic.in_time_order().collect();
     let mut builder = RowBuilder::new(log.start());
@@ -349,13 +352,17 @@ struct TrafficEvents {
 }
 
 impl TrafficEvents {
-    /// Reads the rest of `log`.
-    fn read(log: &mut LogStream) -> Result<TrafficEvents, CliError> {
+    /// Reads the rest of `log`; without `payloads`, the headers, bodies and messages of the
+    /// exchanges are not kept.
+    fn read(log: &mut LogStream, payloads: bool) -> Result<TrafficEvents, CliError> {
         let mut traffic = TrafficEvents {
             timeline: Vec::new(),
             proxies_ran: false,
         };
-        while let Some(event) = log.next_event()? {
+        while let Some(mut event) = log.next_event()? {
+            if !payloads {
+                without_payloads(&mut event);
+            }
             traffic.push(event);
         }
         Ok(traffic)
@@ -387,6 +394,28 @@ impl TrafficEvents {
         } else {
             "no proxy ran: observe is off in the spec, or the run ended before any proxy started"
         }
+    }
+}
+
+/// Drops what only `--detail`, `--json` and `--grep` show of an exchange: headers, bodies,
+/// gRPC messages and metadata.
+fn without_payloads(event: &mut Event) {
+    if let Some(r) = event.request.as_deref_mut() {
+        r.request_headers = Default::default();
+        r.response_headers = Default::default();
+        r.request_body = None;
+        r.response_body = None;
+    }
+    if let Some(g) = event.grpc_call.as_deref_mut() {
+        g.request_metadata = Default::default();
+        g.response_metadata = Default::default();
+        g.response_headers = Default::default();
+        g.request_body = None;
+        g.response_body = None;
+        g.request_body_decoded = None;
+        g.response_body_decoded = None;
+        g.request_messages = Vec::new();
+        g.response_messages = Vec::new();
     }
 }
 

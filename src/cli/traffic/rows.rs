@@ -549,6 +549,13 @@ impl StatusFilter {
     }
 }
 
+impl TrafficFilter {
+    /// True when the filter looks into headers, bodies and messages (`--grep`).
+    pub fn searches_payloads(&self) -> bool {
+        self.grep.is_some()
+    }
+}
+
 /// Everything `--grep` searches: method, path (Kafka topics included), status, headers,
 /// bodies (as text), gRPC message and decoded messages, Kafka client id and broker, the
 /// proxy's error.
