@@ -283,3 +283,20 @@ async fn auto_without_moto_server_on_path_runs_the_container() {
         .await
         .unwrap();
 }
+
+/// The container backend without a reachable Docker engine fails in the artifact phase, as
+/// the other types' do, asking whether Docker is running.
+#[tokio::test]
+async fn the_container_backend_without_docker_asks_whether_docker_is_running() {
+    let rigd = Rigd::start_with_env(&[], &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    let id = rigd
+        .create(json!({"name": "moto-nodocker",
+                       "services": {"queue": sqs("rig-test/moto:absent", "container")}}))
+        .await;
+    let failed = rigd.events(&id).until(EventType::ArtifactFailed).await;
+    assert!(
+        failed.error.contains("is Docker running?"),
+        "{}",
+        failed.error
+    );
+}
