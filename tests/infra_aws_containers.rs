@@ -69,6 +69,17 @@ fn sqs(image: &str, backend: &str) -> Value {
     })
 }
 
+/// The host port Docker published for `port/tcp` of container `name`.
+fn published_port(name: &str, port: u16) -> String {
+    let out = Command::new("docker")
+        .args(["port", name, &format!("{port}/tcp")])
+        .output()
+        .expect("run docker port");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    first.rsplit(':').next().unwrap_or_default().to_string()
+}
+
 /// True when some `connection.closed` from `source` to `target` carried bytes both ways.
 fn traffic_seen(log: &[Event], source: &str, target: &str) -> bool {
     log.iter().any(|e| {
@@ -174,6 +185,20 @@ async fn container_s3_and_sqs_serve_a_service_through_the_proxy_and_environments
     assert!(
         support::children_with_cmdline(rigd.pid(), "moto_server").is_empty(),
         "a native moto_server runs"
+    );
+    // The environment's s3 and sqs are on the container's published port (the worker's
+    // endpoints are the proxies in front of it).
+    let resolved = rigd.client().get_environment(&a).await.unwrap();
+    let target = serde_json::to_string(&resolved).unwrap();
+    let port = published_port(&running[0], 5000);
+    assert!(
+        !port.is_empty(),
+        "port 5000 of {} is not published",
+        running[0]
+    );
+    assert!(
+        target.contains(&format!("\"127.0.0.1:{port}\"")),
+        "the environment does not name the container's port: {target}"
     );
     let store = |up: &Event| up.ingresses["store"]["default"].clone();
     let queue = |up: &Event| up.ingresses["queue"]["default"].clone();
