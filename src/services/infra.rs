@@ -5,7 +5,7 @@
 //! Each type takes `"backend": "native" | "container" | "auto"` in its config. `native` runs
 //! the server from binaries found on the machine; `container` runs upstream's image (or the
 //! config's `"image"`) with the Docker engine, for the types that have one (`postgres`,
-//! `redis`, `temporal`); `auto`, the default, picks native when the binaries are found, else the
+//! `redis`, `s3`, `sqs`, `temporal`); `auto`, the default, picks native when the binaries are found, else the
 //! container. The image is made present in the artifact phase (`docker:<image>`). Each
 //! backend kind and image is a pool key of its own: native and container backends never mix.
 

@@ -1,9 +1,13 @@
-//! The moto server (PyPI `moto[server]`): the native backend of the `s3` and `sqs` types.
+//! The moto server (PyPI `moto[server]`): the backend of the `s3` and `sqs` types, native
+//! (`moto_server` from the machine) or in a container (upstream moto's image,
+//! [`DEFAULT_IMAGE`]).
 //!
-//! One `moto_server` process serves every AWS service, so the `s3` and `sqs` pools share one
-//! ([`SharedMoto`]): the first of them to need it starts it, the other uses the running one,
-//! and it stops when the last of them stops with it (its pool's idle time, or rigd's
-//! shutdown). Buckets and queues stay per environment; the pools name them apart.
+//! One moto server serves every AWS service, so the `s3` and `sqs` pools share one per
+//! backend ([`SharedMoto`], keyed by [`MotoSource`]: the program or the image): the first of
+//! them to need it starts it, the other uses the running one, and it stops when the last of
+//! them stops with it (its pool's idle time, or rigd's shutdown). Buckets and queues stay per
+//! environment; the pools name them apart. Either way rigd talks to the server through its
+//! port on 127.0.0.1 (the container's published port).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,11 +18,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 
-use crate::pool::native::{find_program, free_port, wait_ready, NativeProcess, WorkDir};
+use crate::pool::container::{ContainerServer, ServerSpec};
+use crate::pool::native::{find_program, free_port, NativeProcess, WorkDir};
+use crate::pool::server::Server;
 use crate::wire::aws::{self, Call, Response};
 
 /// How long a starting server gets to answer HTTP (moto imports a lot of Python).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Upstream moto's official image, the container backend's default. Its entrypoint is
+/// `moto_server -H 0.0.0.0`, which listens on `MOTO_PORT` (5000).
+pub const DEFAULT_IMAGE: &str = "motoserver/moto:5.2.1";
+
+/// The server's port inside the container (set through `MOTO_PORT`).
+const CONTAINER_PORT: u16 = 5000;
 
 /// What to say when `moto_server` is not found.
 pub const MISSING: &str = "moto_server not found on PATH (install it: pip install 'moto[server]')";
@@ -30,18 +43,33 @@ pub fn find_binary() -> Option<PathBuf> {
 
 /// A running moto server.
 pub struct MotoServer {
-    process: NativeProcess,
+    server: Server,
     hostport: String,
     port: u16,
     /// The number in the next [`MotoServer::unique_name`].
     next_name: AtomicU64,
-    // Dropped last: removes the work directory once the server has stopped.
-    dir: WorkDir,
+}
+
+/// Where a moto server comes from; the servers are shared by it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MotoSource {
+    /// `moto_server` at this path on the machine (native).
+    Program(PathBuf),
+    /// A container of this image (present locally: the artifact phase made sure).
+    Image(String),
 }
 
 impl MotoServer {
+    /// Starts the server `source` names.
+    async fn start(source: &MotoSource) -> Result<MotoServer, String> {
+        match source {
+            MotoSource::Program(program) => MotoServer::start_native(program).await,
+            MotoSource::Image(image) => MotoServer::start_container(image.clone()).await,
+        }
+    }
+
     /// Starts `moto_server` (the program at `program`) on a free loopback port.
-    async fn start(program: &Path) -> Result<MotoServer, String> {
+    async fn start_native(program: &Path) -> Result<MotoServer, String> {
         let dir =
             WorkDir::create("moto", None).map_err(|e| format!("create the work directory: {e}"))?;
         let port = free_port()?;
@@ -52,37 +80,55 @@ impl MotoServer {
             port.to_string(),
         ];
         let process = NativeProcess::spawn(program, &args, &dir, None)?;
-        let hostport = format!("127.0.0.1:{port}");
-        let ready = wait_ready("moto_server", &process, &dir, START_TIMEOUT, || async {
-            let response = aws::send(
-                &hostport,
-                Call {
-                    method: Method::GET,
-                    path: "/moto-api/",
-                    service: "s3",
-                    access_key: "rig",
-                    headers: &[],
-                    body: Bytes::new(),
-                },
-            )
-            .await?;
-            if response.status < 500 {
-                Ok(())
-            } else {
-                Err(format!("HTTP {}", response.status))
-            }
+        MotoServer::ready(Server::Native { process, dir }, port).await
+    }
+
+    /// Runs `image` with its own command (`moto_server -H 0.0.0.0` in upstream's), listening
+    /// on [`CONTAINER_PORT`] (`MOTO_PORT`), and waits for the server through the published
+    /// port.
+    async fn start_container(image: String) -> Result<MotoServer, String> {
+        let container = ContainerServer::start(ServerSpec {
+            kind: "moto",
+            image,
+            cmd: Vec::new(),
+            env: BTreeMap::from([("MOTO_PORT".to_string(), CONTAINER_PORT.to_string())]),
+            port: CONTAINER_PORT,
+            extra_ports: Vec::new(),
         })
-        .await;
-        if let Err(e) = ready {
-            process.stop().await;
-            return Err(e);
-        }
+        .await?;
+        let port = container.host_port();
+        MotoServer::ready(Server::Container(container), port).await
+    }
+
+    /// Waits until `server` answers HTTP on `port` of 127.0.0.1 (`GET /moto-api/` below 500).
+    async fn ready(server: Server, port: u16) -> Result<MotoServer, String> {
+        let hostport = format!("127.0.0.1:{port}");
+        server
+            .wait_ready("moto_server", START_TIMEOUT, || async {
+                let response = aws::send(
+                    &hostport,
+                    Call {
+                        method: Method::GET,
+                        path: "/moto-api/",
+                        service: "s3",
+                        access_key: "rig",
+                        headers: &[],
+                        body: Bytes::new(),
+                    },
+                )
+                .await?;
+                if response.status < 500 {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP {}", response.status))
+                }
+            })
+            .await?;
         Ok(MotoServer {
-            process,
+            server,
             hostport,
             port,
             next_name: AtomicU64::new(1),
-            dir,
         })
     }
 
@@ -125,12 +171,12 @@ impl MotoServer {
 
     /// False once the server has exited.
     pub fn alive(&self) -> bool {
-        self.process.alive()
+        self.server.alive()
     }
 
     /// The end of the server's output.
-    pub fn log_tail(&self) -> String {
-        self.dir.log_tail()
+    pub async fn log_tail(&self) -> String {
+        self.server.log_tail().await
     }
 }
 
@@ -140,32 +186,32 @@ struct Running {
     users: usize,
 }
 
-/// The moto servers of this process, by program.
-static RUNNING: tokio::sync::Mutex<BTreeMap<PathBuf, Running>> =
+/// The moto servers of this process, by source.
+static RUNNING: tokio::sync::Mutex<BTreeMap<MotoSource, Running>> =
     tokio::sync::Mutex::const_new(BTreeMap::new());
 
 /// One backend's use of the moto server it shares with the other AWS types.
 pub struct SharedMoto {
-    program: PathBuf,
+    source: MotoSource,
     server: Arc<MotoServer>,
     /// Set once this use has been given back.
     stopped: std::sync::atomic::AtomicBool,
 }
 
 impl SharedMoto {
-    /// Uses the running server of `program`, starting it if there is none (or it died).
-    pub async fn acquire(program: PathBuf) -> Result<SharedMoto, String> {
+    /// Uses the running server of `source`, starting it if there is none (or it died).
+    pub async fn acquire(source: MotoSource) -> Result<SharedMoto, String> {
         let mut running = RUNNING.lock().await;
-        let server = match running.get_mut(&program) {
+        let server = match running.get_mut(&source) {
             Some(r) if r.server.alive() => {
                 r.users += 1;
                 r.server.clone()
             }
             _ => {
                 // Users of a dead server see it dead through `alive` and are replaced.
-                let server = Arc::new(MotoServer::start(&program).await?);
+                let server = Arc::new(MotoServer::start(&source).await?);
                 running.insert(
-                    program.clone(),
+                    source.clone(),
                     Running {
                         server: server.clone(),
                         users: 1,
@@ -175,7 +221,7 @@ impl SharedMoto {
             }
         };
         Ok(SharedMoto {
-            program,
+            source,
             server,
             stopped: Default::default(),
         })
@@ -193,11 +239,11 @@ impl SharedMoto {
         }
         let last = {
             let mut running = RUNNING.lock().await;
-            match running.get_mut(&self.program) {
+            match running.get_mut(&self.source) {
                 Some(r) if Arc::ptr_eq(&r.server, &self.server) => {
                     r.users = r.users.saturating_sub(1);
                     (r.users == 0)
-                        .then(|| running.remove(&self.program))
+                        .then(|| running.remove(&self.source))
                         .flatten()
                 }
                 // Replaced after dying: this one is nobody else's.
@@ -205,7 +251,7 @@ impl SharedMoto {
             }
         };
         if last.is_some() || !self.server.alive() {
-            self.server.process.stop().await;
+            self.server.server.stop().await;
         }
     }
 }

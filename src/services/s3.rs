@@ -1,9 +1,10 @@
 //! The `s3` type (pooled): one S3-compatible server per rigd, a bucket per environment
 //! service.
 //!
-//! Config: `{"backend": "native" | "container" | "auto"}`. Native is moto's server
-//! (`moto_server`, PyPI `moto[server]`; one process shared with `sqs`); upstream's container
-//! is MinIO. Every ingress gets the server's address and the attributes `S3_ENDPOINT=http://${HOST}:${PORT}`,
+//! Config: `{"backend": "native" | "container" | "auto", "image": "..."}`. Both backends run
+//! moto's server, shared with `sqs`: native is `moto_server` (PyPI `moto[server]`), the
+//! container upstream moto's image (`motoserver/moto:5.2.1`; upstream rig's container is
+//! MinIO). Every ingress gets the server's address and the attributes `S3_ENDPOINT=http://${HOST}:${PORT}`,
 //! `S3_BUCKET=rig-<n>`, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (both `rigadmin`), and
 //! rig-rs's `AWS_REGION=us-east-1`. Clients use path-style addressing. On teardown the
 //! bucket's objects are deleted, then the bucket.
@@ -17,7 +18,7 @@ use http::Method;
 use serde_json::{json, Value};
 
 use super::infra::{Infra, Pooled};
-use super::moto::{self, SharedMoto};
+use super::moto::{self, MotoSource, SharedMoto};
 use crate::pool::Backend;
 use crate::wire::aws::{xml_values, REGION};
 
@@ -43,7 +44,15 @@ impl Infra for S3Infra {
 
     async fn start_native(program: PathBuf) -> Result<S3Backend, String> {
         Ok(S3Backend {
-            moto: SharedMoto::acquire(program).await?,
+            moto: SharedMoto::acquire(MotoSource::Program(program)).await?,
+        })
+    }
+
+    const DEFAULT_IMAGE: Option<&'static str> = Some(moto::DEFAULT_IMAGE);
+
+    async fn start_container(image: String) -> Result<S3Backend, String> {
+        Ok(S3Backend {
+            moto: SharedMoto::acquire(MotoSource::Image(image)).await?,
         })
     }
 
@@ -145,7 +154,7 @@ impl Backend for S3Backend {
     }
 
     async fn last_output(&self) -> String {
-        self.moto.server().log_tail()
+        self.moto.server().log_tail().await
     }
 }
 

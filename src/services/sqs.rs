@@ -1,13 +1,15 @@
 //! The `sqs` type (pooled): one SQS-compatible server per rigd, a queue per environment
 //! service.
 //!
-//! Config: `{"backend": "native" | "container" | "auto"}`. Native is moto's server
-//! (`moto_server`, PyPI `moto[server]`; one process shared with `s3`); upstream's container
-//! is ElasticMQ. Every ingress gets the server's address and the attributes `SQS_ENDPOINT=http://${HOST}:${PORT}`,
+//! Config: `{"backend": "native" | "container" | "auto", "image": "..."}`. Both backends run
+//! moto's server, shared with `s3`: native is `moto_server` (PyPI `moto[server]`), the
+//! container upstream moto's image (`motoserver/moto:5.2.1`; upstream rig's container is
+//! ElasticMQ). Every ingress gets the server's address and the attributes `SQS_ENDPOINT=http://${HOST}:${PORT}`,
 //! `SQS_QUEUE_URL`, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (both `rig`), and rig-rs's
 //! `AWS_REGION=us-east-1`. Unlike upstream, whose queue URL names the server itself, the queue
 //! URL is a template (`http://${HOST}:${PORT}/<account>/rig-<n>`), so in observe mode it points
-//! at the proxy like the endpoint does. On teardown the queue is deleted.
+//! at the proxy like the endpoint does; moto's own URL names the address rigd reached it at
+//! (the container's published port on 127.0.0.1, not its port inside). On teardown the queue is deleted.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,7 +20,7 @@ use http::Method;
 use serde_json::{json, Value};
 
 use super::infra::{Infra, Pooled};
-use super::moto::{self, SharedMoto};
+use super::moto::{self, MotoSource, SharedMoto};
 use crate::pool::Backend;
 use crate::wire::aws::REGION;
 
@@ -44,7 +46,15 @@ impl Infra for SqsInfra {
 
     async fn start_native(program: PathBuf) -> Result<SqsBackend, String> {
         Ok(SqsBackend {
-            moto: SharedMoto::acquire(program).await?,
+            moto: SharedMoto::acquire(MotoSource::Program(program)).await?,
+        })
+    }
+
+    const DEFAULT_IMAGE: Option<&'static str> = Some(moto::DEFAULT_IMAGE);
+
+    async fn start_container(image: String) -> Result<SqsBackend, String> {
+        Ok(SqsBackend {
+            moto: SharedMoto::acquire(MotoSource::Image(image)).await?,
         })
     }
 
@@ -148,7 +158,7 @@ impl Backend for SqsBackend {
     }
 
     async fn last_output(&self) -> String {
-        self.moto.server().log_tail()
+        self.moto.server().log_tail().await
     }
 }
 

