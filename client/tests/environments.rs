@@ -201,6 +201,27 @@ async fn drop_without_down_tears_the_environment_down() -> Result<(), rig::BoxEr
     Ok(())
 }
 
+/// A drop right after the test's own call to rigd (a note here; a traffic count or `check`
+/// alike) tears down at once: the connection that call left open is driven by the SDK's
+/// thread, not by the test's runtime, which the drop blocks.
+#[tokio::test]
+async fn a_drop_after_a_note_tears_the_environment_down_at_once() -> Result<(), rig::BoxError> {
+    let env = builder("sdk-note-drop")
+        .observe(false)
+        .service("web", http_server("."))
+        .up()
+        .await?;
+    let id = env.id().to_string();
+    let client = RigdClient::new(env.rigd_addr())?;
+    env.note("the web service was checked").await?;
+
+    drop(env);
+
+    let err = client.get_environment(&id).await.unwrap_err();
+    assert!(err.is_not_found(), "still there after drop: {err}");
+    Ok(())
+}
+
 /// A drop while the test panics marks the run as failed in rigd's log.
 #[tokio::test]
 async fn a_panicking_test_tears_down_with_reason_test_failed() -> Result<(), rig::BoxError> {
