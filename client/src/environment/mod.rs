@@ -1,6 +1,7 @@
 //! [`Environment`]: a running environment, its endpoints, its traffic, and its end.
 
 mod builder;
+mod panic_note;
 mod session;
 mod shared;
 mod teardown;
@@ -48,8 +49,9 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
 /// While it exists the SDK renews its TTL, so a long test never loses it. Dropping it
 /// without `down()` tears it down too, blocking the dropping thread until rigd has (this
 /// works in `#[tokio::test]`; the work happens on the SDK's own thread). A drop while the
-/// test panics tells rigd the test failed (`reason=test_failed`) and prints rigd's failure
-/// summary and the log file paths to stderr.
+/// test panics tells rigd the test failed (`reason=test_failed`), records the panic's message
+/// and `file:line` as a note in the event log, and prints rigd's failure summary and the log
+/// file paths to stderr.
 pub struct Environment {
     lifetime: Lifetime,
     shared: Arc<Shared>,
@@ -500,7 +502,11 @@ impl Environment {
                 .await
             {
                 Ok(items) => items,
-                Err(e) => panic!("{}", located(caller, &e.to_string())),
+                Err(e) => {
+                    // `expect_at` posted this failure as a note already.
+                    panic_note::already_noted();
+                    panic!("{}", located(caller, &e.to_string()))
+                }
             }
         }
     }
