@@ -168,6 +168,16 @@ async fn exactly_n_catches_a_call_too_many() -> Result<(), rig::BoxError> {
         "service \"apii\" not found in environment \"sdk-exactly\" (services: api, gateway)"
     );
 
+    // So is an ingress the target does not have.
+    let err = env
+        .expect_requests(&RequestFilter::new().to("api").ingress("admin"), 1)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ingress \"admin\" not found on service \"api\" (ingresses: default)"
+    );
+
     // "Not called" is checked against everything observed too.
     env.expect_requests(&RequestFilter::new().to("api").method("POST"), 0)
         .await?;

@@ -278,7 +278,8 @@ impl Environment {
     /// # Errors
     /// [`Error::NotObserving`] for an environment built with `.observe(false)` and
     /// [`Error::UnknownService`] when the filter names a service the environment does not
-    /// have: an empty list would then prove nothing.
+    /// have, [`Error::UnknownIngress`] an ingress its target does not have: an empty list
+    /// would then prove nothing.
     pub fn observed<F: TrafficFilter>(&self, filter: &F) -> Result<Vec<F::Item>> {
         self.checkable(filter)?;
         Ok(traffic::select(self.traffic().iter(), filter))
@@ -304,7 +305,8 @@ impl Environment {
     /// [`Error::TrafficTimeout`], listing what was seen, or [`Error::EnvironmentDown`] /
     /// [`Error::StreamLost`] if the environment ends first; [`Error::NotObserving`] for an
     /// environment built with `.observe(false)`; [`Error::UnknownService`] when the filter
-    /// names a service the environment does not have.
+    /// names a service the environment does not have, [`Error::UnknownIngress`] an ingress
+    /// its target does not have.
     pub async fn wait_for<F: TrafficFilter>(
         &self,
         filter: &F,
@@ -365,7 +367,8 @@ impl Environment {
     /// seen; [`Error::EnvironmentDown`] (or [`Error::StreamLost`]) when fewer arrived because
     /// the environment ended; [`Error::NotObserving`] for an environment built with
     /// `.observe(false)`; [`Error::UnknownService`] when the filter names a service the
-    /// environment does not have.
+    /// environment does not have, [`Error::UnknownIngress`] an ingress its target does not
+    /// have.
     #[track_caller]
     pub fn expect<'a, F: TrafficFilter>(
         &'a self,
@@ -446,7 +449,8 @@ impl Environment {
 
     /// Whether `filter` can select anything: [`Error::NotObserving`] unless the environment's
     /// traffic is recorded, [`Error::UnknownService`] when it names a service the environment
-    /// does not have (`~test` is the test).
+    /// does not have (`~test` is the test), [`Error::UnknownIngress`] when it names an ingress
+    /// its target does not have.
     fn checkable<F: TrafficFilter>(&self, filter: &F) -> Result<()> {
         if !self.shared.observe {
             return Err(Error::NotObserving {
@@ -458,13 +462,28 @@ impl Environment {
             .services()
             .into_iter()
             .find(|s| *s != TEST_SERVICE && !self.up.ingresses.contains_key(*s));
-        match unknown {
-            Some(service) => Err(Error::UnknownService {
+        if let Some(service) = unknown {
+            return Err(Error::UnknownService {
                 service: service.to_string(),
                 environment: self.shared.name.clone(),
                 available: self.services().map(str::to_string).collect(),
+            });
+        }
+        self.known_ingress(filter)
+    }
+
+    /// [`Error::UnknownIngress`] when the filter names an ingress its target does not have.
+    fn known_ingress<F: TrafficFilter>(&self, filter: &F) -> Result<()> {
+        let Some((service, ingress)) = filter.target_ingress() else {
+            return Ok(());
+        };
+        match self.up.ingresses.get(service) {
+            Some(ingresses) if !ingresses.contains_key(ingress) => Err(Error::UnknownIngress {
+                service: service.to_string(),
+                ingress: ingress.to_string(),
+                available: ingresses.keys().cloned().collect(),
             }),
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 

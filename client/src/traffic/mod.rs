@@ -78,6 +78,20 @@ pub trait TrafficFilter: fmt::Display + Send + Sync {
     fn services(&self) -> Vec<&str> {
         Vec::new()
     }
+
+    /// The ingress the filter names and the service it names as callee, when it names both,
+    /// so a misspelt ingress is reported rather than waited for.
+    fn target_ingress(&self) -> Option<(&str, &str)> {
+        None
+    }
+}
+
+/// The `(target, ingress)` a filter names, when it names both.
+pub(crate) fn target_ingress<'a>(
+    target: &'a Option<String>,
+    ingress: &'a Option<String>,
+) -> Option<(&'a str, &'a str)> {
+    Some((target.as_deref()?, ingress.as_deref()?))
 }
 
 /// The caller and callee a filter names.
