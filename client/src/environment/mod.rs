@@ -337,6 +337,7 @@ impl Environment {
                 kind: filter.listed_kind(),
                 after: timeout,
                 seen: traffic::seen(self.traffic().iter(), filter),
+                probes: traffic::probes_left_out(self.traffic().iter(), filter),
             }),
         }
     }
@@ -439,6 +440,7 @@ impl Environment {
                     expected: count,
                     matched: matched.iter().map(ToString::to_string).collect(),
                     seen: traffic::seen(traffic.iter(), filter),
+                    probes: traffic::probes_left_out(traffic.iter(), filter),
                 },
             }
         };

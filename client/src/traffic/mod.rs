@@ -130,6 +130,22 @@ pub(crate) fn seen<F: TrafficFilter>(
         .collect()
 }
 
+/// How many items of kind `F::Item` among `events` are readiness probes that [`seen`] leaves
+/// out.
+pub(crate) fn probes_left_out<F: TrafficFilter>(
+    events: impl IntoIterator<Item = impl Borrow<Event>>,
+    filter: &F,
+) -> usize {
+    if filter.includes_probes() {
+        return 0;
+    }
+    events
+        .into_iter()
+        .filter_map(|event| F::Item::from_event(event.borrow()))
+        .filter(|item| item.is_probe() && filter.lists(item))
+        .count()
+}
+
 /// Compares an optional wanted value with what was seen.
 pub(crate) fn wanted(want: &Option<String>, got: &str) -> bool {
     want.as_deref().is_none_or(|w| w == got)
