@@ -509,7 +509,9 @@ impl Environment {
 
     /// Panics unless exactly `count` exchanges match `filter` (see [`Environment::expect`],
     /// which also records the failure); the message starts with the caller's `file:line` and
-    /// lists what was seen.
+    /// lists what was seen. The harness's `panicked at` line names a place inside the SDK: the
+    /// panic happens in the returned future, which cannot carry its caller's location on
+    /// stable Rust, so the message's own `file:line` is the one to go by.
     #[track_caller]
     pub fn assert<'a, F: TrafficFilter>(
         &'a self,
