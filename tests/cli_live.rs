@@ -332,3 +332,53 @@ async fn down_all_and_errors_that_say_what_to_do() {
     assert_eq!(code, 0);
     assert!(out.contains("rigd  not running"), "{out}");
 }
+
+/// A rigd that answers `/health` late (a loaded machine; here stopped with SIGSTOP for
+/// longer than the first check waits) is waited for, as the SDK waits for it: `rig ps` lists
+/// its environments instead of calling it "not running" and its addr file "stale".
+#[test]
+fn a_slow_rigd_is_waited_for_not_called_not_running() {
+    let rigd = Rigd::start();
+    let rig_dir = rigd.scratch().join("rig-dir");
+    std::fs::create_dir_all(&rig_dir).unwrap();
+    std::fs::write(rig_dir.join("rigd.addr"), rigd.addr()).unwrap();
+    let pid = rigd.pid() as libc::pid_t;
+    // SAFETY: kill(2) on the rigd this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let ps = rig(&["ps"], &rig_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rig ps");
+    // The condition under test, not a wait for something: rigd stays silent past the first
+    // check's 1 s.
+    std::thread::sleep(rig::transport::client::HEALTH_TIMEOUT + Duration::from_millis(500));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let out = ps.wait_with_output().expect("rig ps ends");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "No active environments on rigd at {}",
+            rigd.addr()
+        )),
+        "{stdout}{stderr}"
+    );
+
+    // One that stays silent is there, stuck: said so, rather than "not running".
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let (code, _, err) = output(&mut rig(&["ps"], &rig_dir));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("rigd is not answering ("), "{err}");
+    assert!(
+        err.contains("it is running but stuck or overloaded"),
+        "{err}"
+    );
+}

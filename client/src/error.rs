@@ -232,9 +232,10 @@ pub enum Error {
     },
     /// No matching traffic (request, call, connection) arrived in time.
     #[error(
-        "no {filter} within {}; {}",
+        "no {filter} within {}; {}{}",
         seconds(*after),
-        seen_list(&format!("{kind} seen"), seen)
+        seen_list(&format!("{kind} seen"), seen),
+        probes_left_out(*probes)
     )]
     TrafficTimeout {
         /// The filter, described.
@@ -245,15 +246,18 @@ pub enum Error {
         after: Duration,
         /// Every item of that kind seen, one line each.
         seen: Vec<String>,
+        /// rigd's readiness probes of that kind, left out of `seen`.
+        probes: usize,
     },
     /// The number of matching requests (calls, connections) is not the one expected.
     #[error(
-        "expected exactly {expected} {filter}, saw {}{}{}{}",
+        "expected exactly {expected} {filter}, saw {}{}{}{}{}",
         matched.len(),
         matched_list(matched),
         // After a list, on a line of its own.
         if matched.is_empty() { "; " } else { "\n" },
-        seen_list(&format!("all {kind} seen"), seen)
+        seen_list(&format!("all {kind} seen"), seen),
+        probes_left_out(*probes)
     )]
     TrafficCount {
         /// The filter, described.
@@ -266,6 +270,8 @@ pub enum Error {
         matched: Vec<String>,
         /// Every item of that kind seen, one line each.
         seen: Vec<String>,
+        /// rigd's readiness probes of that kind, left out of `seen`.
+        probes: usize,
     },
 }
 
@@ -318,6 +324,18 @@ fn seen_list(title: &str, seen: &[String]) -> String {
     }
 }
 
+/// A last line saying how many readiness probes a list leaves out: a service that calls a
+/// dependency on every request also does so for rigd's probes, which explains a count.
+fn probes_left_out(probes: usize) -> String {
+    match probes {
+        0 => String::new(),
+        1 => "\n(and 1 readiness probe of rigd, left out: .include_probes() lists it)".into(),
+        n => {
+            format!("\n(and {n} readiness probes of rigd, left out: .include_probes() lists them)")
+        }
+    }
+}
+
 fn indented(lines: &[String]) -> String {
     lines.iter().map(|l| format!("\n  {l}")).collect()
 }
@@ -337,6 +355,7 @@ mod tests {
                 "~test → api  GET /a  200".into(),
                 "~test → web  GET /  200".into(),
             ],
+            probes: 0,
         };
         assert_eq!(
             format!("{err:?}"),
@@ -348,10 +367,23 @@ mod tests {
             kind: "HTTP requests",
             after: Duration::from_millis(1500),
             seen: vec![],
+            probes: 0,
         };
         assert_eq!(
             none.to_string(),
             "no requests to api within 1.5s; HTTP requests seen: none"
+        );
+        let probed = Error::TrafficTimeout {
+            filter: "requests to api".into(),
+            kind: "HTTP requests",
+            after: Duration::from_millis(1500),
+            seen: vec![],
+            probes: 2,
+        };
+        assert_eq!(
+            probed.to_string(),
+            "no requests to api within 1.5s; HTTP requests seen: none\n\
+             (and 2 readiness probes of rigd, left out: .include_probes() lists them)"
         );
     }
 

@@ -201,10 +201,33 @@ async fn drop_without_down_tears_the_environment_down() -> Result<(), rig::BoxEr
     Ok(())
 }
 
-/// A drop while the test panics marks the run as failed in rigd's log.
+/// A drop right after the test's own call to rigd (a note here; a traffic count or `check`
+/// alike) tears down at once: the connection that call left open is driven by the SDK's
+/// thread, not by the test's runtime, which the drop blocks.
+#[tokio::test]
+async fn a_drop_after_a_note_tears_the_environment_down_at_once() -> Result<(), rig::BoxError> {
+    let env = builder("sdk-note-drop")
+        .observe(false)
+        .service("web", http_server("."))
+        .up()
+        .await?;
+    let id = env.id().to_string();
+    let client = RigdClient::new(env.rigd_addr())?;
+    env.note("the web service was checked").await?;
+
+    drop(env);
+
+    let err = client.get_environment(&id).await.unwrap_err();
+    assert!(err.is_not_found(), "still there after drop: {err}");
+    Ok(())
+}
+
+/// A drop while the test panics marks the run as failed in rigd's log, and records why: the
+/// panic's message and place are a `test.note`, so `rig explain` says more than `FAILED`.
 #[tokio::test]
 async fn a_panicking_test_tears_down_with_reason_test_failed() -> Result<(), rig::BoxError> {
     let (id_tx, id_rx) = oneshot::channel();
+    let panic_line = line!() + 9;
     let test = tokio::spawn(async move {
         let env = builder("sdk-panic")
             .observe(false)
@@ -224,17 +247,71 @@ async fn a_panicking_test_tears_down_with_reason_test_failed() -> Result<(), rig
         .await
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
+    let (header, notes) = log_header_and_notes(&id)?;
+    assert_eq!(header["outcome"], "failed", "{header}");
+    assert_eq!(
+        notes,
+        [format!(
+            "environments.rs:{panic_line}: panicked: the test's own assertion failed"
+        )],
+        "the panic is the run's one note"
+    );
+    Ok(())
+}
+
+/// A failed `assert` that ends the test is recorded once: its panic repeats the note the
+/// assertion posted, so the drop does not post it again.
+#[tokio::test]
+async fn a_failed_assert_that_ends_the_test_is_noted_once() -> Result<(), rig::BoxError> {
+    let (id_tx, id_rx) = oneshot::channel();
+    let assert_line = line!() + 11;
+    let test = tokio::spawn(async move {
+        let env = builder("sdk-assert-panic")
+            .service("web", http_server("."))
+            .up()
+            .await
+            .expect("the environment comes up");
+        let _ = id_tx.send(env.id().to_string());
+        get(&env.url("web").expect("web speaks HTTP"))
+            .await
+            .expect("web answers");
+        env.assert_requests(&rig::RequestFilter::new().to("web"), 0)
+            .await;
+    });
+    assert!(test.await.unwrap_err().is_panic());
+    let id = id_rx.await.expect("the environment came up");
+
+    let (header, notes) = log_header_and_notes(&id)?;
+    assert_eq!(header["outcome"], "failed", "{header}");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].starts_with(&format!(
+            "environments.rs:{assert_line}: expected exactly 0 requests to web, saw 1"
+        )),
+        "{notes:?}"
+    );
+    Ok(())
+}
+
+/// The header and the `test.note` texts of the event log rigd wrote for environment `id`.
+fn log_header_and_notes(id: &str) -> Result<(serde_json::Value, Vec<String>), rig::BoxError> {
     let logs = support::rig_dir().join("logs");
     let log = std::fs::read_dir(&logs)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "jsonl") && p.to_string_lossy().contains(&id))
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl") && p.to_string_lossy().contains(id))
         .expect("rigd wrote the log at teardown");
-    let header = std::fs::read_to_string(&log)?;
-    let header: serde_json::Value =
-        serde_json::from_str(header.lines().next().unwrap_or("{}")).expect("a JSON header");
-    assert_eq!(header["outcome"], "failed", "{header}");
-    Ok(())
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let header = events.first().cloned().expect("a JSON header");
+    let notes = events
+        .iter()
+        .filter(|e| e["type"] == "test.note")
+        .filter_map(|e| e["error"].as_str().map(str::to_string))
+        .collect();
+    Ok((header, notes))
 }
 
 /// Many environments at once, sharing one rigd.

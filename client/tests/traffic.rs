@@ -168,6 +168,16 @@ async fn exactly_n_catches_a_call_too_many() -> Result<(), rig::BoxError> {
         "service \"apii\" not found in environment \"sdk-exactly\" (services: api, gateway)"
     );
 
+    // So is an ingress the target does not have.
+    let err = env
+        .expect_requests(&RequestFilter::new().to("api").ingress("admin"), 1)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ingress \"admin\" not found on service \"api\" (ingresses: default)"
+    );
+
     // "Not called" is checked against everything observed too.
     env.expect_requests(&RequestFilter::new().to("api").method("POST"), 0)
         .await?;
@@ -190,6 +200,40 @@ async fn exactly_n_catches_a_call_too_many() -> Result<(), rig::BoxError> {
         "{message}"
     );
     let env = std::sync::Arc::into_inner(env).expect("the only handle");
+    env.down().await?;
+    Ok(())
+}
+
+/// A count that fails says how many of rigd's readiness probes its lists leave out: a
+/// service that calls its dependency on every request calls it for those probes too, and
+/// without the hint the extra calls have no visible cause.
+#[tokio::test]
+async fn a_failed_count_says_how_many_readiness_probes_it_left_out() -> Result<(), rig::BoxError> {
+    let env = builder("sdk-probes-hint")
+        .service(
+            "web",
+            rig::func(|wiring| async move { serve(&wiring, |_, _| (200, "ok".into())).await }),
+        )
+        .up()
+        .await?;
+    get(&format!("{}/once", env.url("web")?)).await?;
+
+    let to_web = RequestFilter::new().to("web");
+    let err = env
+        .expect_within(&to_web, 2, Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("expected exactly 2 requests to web, saw 1:"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("\n(and 1 readiness probe of rigd, left out: .include_probes() lists it)"),
+        "{text}"
+    );
+    // With the probe included the count adds up, and nothing is left out.
+    env.expect(&to_web.clone().include_probes(), 2).await?;
     env.down().await?;
     Ok(())
 }
@@ -260,7 +304,8 @@ async fn tcp_connections_are_recorded_without_readiness_probes() -> Result<(), r
     // Each connection is listed once, in the phase the filter counts.
     assert_eq!(
         err.to_string(),
-        "expected exactly 1 TCP connections from echo, saw 0; all TCP connections seen (1):\n  ~test → echo  opened",
+        "expected exactly 1 TCP connections from echo, saw 0; all TCP connections seen (1):\n  ~test → echo  opened\n\
+         (and 1 readiness probe of rigd, left out: .include_probes() lists it)",
     );
     let err = env
         .expect_within(
@@ -273,7 +318,9 @@ async fn tcp_connections_are_recorded_without_readiness_probes() -> Result<(), r
     let err = err.to_string();
     assert!(
         err.starts_with("expected exactly 1 closed TCP connections from echo, saw 0; all closed TCP connections seen (1):\n  ~test → echo  closed  5↑ 5↓  ")
-            && err.ends_with("ms"),
+            && err.ends_with(
+                "ms\n(and 1 readiness probe of rigd, left out: .include_probes() lists it)"
+            ),
         "{err}"
     );
     env.down().await?;

@@ -38,7 +38,7 @@ pub async fn find_running(server: Option<&str>) -> Result<Running, CliError> {
     if let Some((addr, source)) = given {
         let client =
             RigdClient::new(addr.trim()).map_err(|e| CliError::usage(format!("{source}: {e}")))?;
-        let health = client.health().await.map_err(|e| {
+        let health = client.health_patiently().await.map_err(|e| {
             CliError::failed(format!("no rigd answering at {addr} (from {source}): {e}"))
         })?;
         compatible(&health, &addr)?;
@@ -47,6 +47,7 @@ pub async fn find_running(server: Option<&str>) -> Result<Running, CliError> {
     let dir = logdir::rig_dir();
     let files = addr_files(&dir);
     let mut tried = Vec::new();
+    let mut slow = false;
     for file in &files {
         let Ok(text) = std::fs::read_to_string(file) else {
             continue;
@@ -58,7 +59,7 @@ pub async fn find_running(server: Option<&str>) -> Result<Running, CliError> {
         let Ok(client) = RigdClient::new(addr) else {
             continue;
         };
-        match client.health().await {
+        match client.health_patiently().await {
             Ok(health) => {
                 compatible(&health, addr)?;
                 return Ok(Running {
@@ -66,18 +67,35 @@ pub async fn find_running(server: Option<&str>) -> Result<Running, CliError> {
                     source: file.display().to_string(),
                 });
             }
-            Err(e) => tried.push(format!("{} ({addr}): {e}", file.display())),
+            Err(e) => {
+                slow |= matches!(e, ClientError::Timeout { .. });
+                tried.push(format!("{} ({addr}): {e}", file.display()));
+            }
         }
+    }
+    Err(not_found(&dir, &tried, slow))
+}
+
+/// Why no rigd was found: no addr file, addr files of rigds that are gone, or a rigd that
+/// took the connection but did not answer (`slow`), which is there but stuck or overloaded.
+fn not_found(dir: &std::path::Path, tried: &[String], slow: bool) -> CliError {
+    if slow {
+        return CliError::failed(format!(
+            "rigd is not answering ({}); it is running but stuck or overloaded: its log is \
+             {}",
+            tried.join("; "),
+            dir.join("rigd.log").display()
+        ));
     }
     let detail = if tried.is_empty() {
         format!("no addr file in {}", dir.display())
     } else {
         format!("stale addr files: {}", tried.join("; "))
     };
-    Err(CliError::failed(format!(
+    CliError::failed(format!(
         "rigd is not running ({detail}); start an environment with `rig up <spec.json>`, or \
          point --server or RIG_SERVER_ADDR at a running rigd"
-    )))
+    ))
 }
 
 /// Fails when rigd speaks another API version than this `rig`.

@@ -1,6 +1,7 @@
 //! [`Environment`]: a running environment, its endpoints, its traffic, and its end.
 
 mod builder;
+mod panic_note;
 mod session;
 mod shared;
 mod teardown;
@@ -48,8 +49,9 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
 /// While it exists the SDK renews its TTL, so a long test never loses it. Dropping it
 /// without `down()` tears it down too, blocking the dropping thread until rigd has (this
 /// works in `#[tokio::test]`; the work happens on the SDK's own thread). A drop while the
-/// test panics tells rigd the test failed (`reason=test_failed`) and prints rigd's failure
-/// summary and the log file paths to stderr.
+/// test panics tells rigd the test failed (`reason=test_failed`), records the panic's message
+/// and `file:line` as a note in the event log, and prints rigd's failure summary and the log
+/// file paths to stderr.
 pub struct Environment {
     lifetime: Lifetime,
     shared: Arc<Shared>,
@@ -276,7 +278,8 @@ impl Environment {
     /// # Errors
     /// [`Error::NotObserving`] for an environment built with `.observe(false)` and
     /// [`Error::UnknownService`] when the filter names a service the environment does not
-    /// have: an empty list would then prove nothing.
+    /// have, [`Error::UnknownIngress`] an ingress its target does not have: an empty list
+    /// would then prove nothing.
     pub fn observed<F: TrafficFilter>(&self, filter: &F) -> Result<Vec<F::Item>> {
         self.checkable(filter)?;
         Ok(traffic::select(self.traffic().iter(), filter))
@@ -302,7 +305,8 @@ impl Environment {
     /// [`Error::TrafficTimeout`], listing what was seen, or [`Error::EnvironmentDown`] /
     /// [`Error::StreamLost`] if the environment ends first; [`Error::NotObserving`] for an
     /// environment built with `.observe(false)`; [`Error::UnknownService`] when the filter
-    /// names a service the environment does not have.
+    /// names a service the environment does not have, [`Error::UnknownIngress`] an ingress
+    /// its target does not have.
     pub async fn wait_for<F: TrafficFilter>(
         &self,
         filter: &F,
@@ -333,6 +337,7 @@ impl Environment {
                 kind: filter.listed_kind(),
                 after: timeout,
                 seen: traffic::seen(self.traffic().iter(), filter),
+                probes: traffic::probes_left_out(self.traffic().iter(), filter),
             }),
         }
     }
@@ -363,7 +368,8 @@ impl Environment {
     /// seen; [`Error::EnvironmentDown`] (or [`Error::StreamLost`]) when fewer arrived because
     /// the environment ended; [`Error::NotObserving`] for an environment built with
     /// `.observe(false)`; [`Error::UnknownService`] when the filter names a service the
-    /// environment does not have.
+    /// environment does not have, [`Error::UnknownIngress`] an ingress its target does not
+    /// have.
     #[track_caller]
     pub fn expect<'a, F: TrafficFilter>(
         &'a self,
@@ -434,6 +440,7 @@ impl Environment {
                     expected: count,
                     matched: matched.iter().map(ToString::to_string).collect(),
                     seen: traffic::seen(traffic.iter(), filter),
+                    probes: traffic::probes_left_out(traffic.iter(), filter),
                 },
             }
         };
@@ -444,7 +451,8 @@ impl Environment {
 
     /// Whether `filter` can select anything: [`Error::NotObserving`] unless the environment's
     /// traffic is recorded, [`Error::UnknownService`] when it names a service the environment
-    /// does not have (`~test` is the test).
+    /// does not have (`~test` is the test), [`Error::UnknownIngress`] when it names an ingress
+    /// its target does not have.
     fn checkable<F: TrafficFilter>(&self, filter: &F) -> Result<()> {
         if !self.shared.observe {
             return Err(Error::NotObserving {
@@ -456,13 +464,28 @@ impl Environment {
             .services()
             .into_iter()
             .find(|s| *s != TEST_SERVICE && !self.up.ingresses.contains_key(*s));
-        match unknown {
-            Some(service) => Err(Error::UnknownService {
+        if let Some(service) = unknown {
+            return Err(Error::UnknownService {
                 service: service.to_string(),
                 environment: self.shared.name.clone(),
                 available: self.services().map(str::to_string).collect(),
+            });
+        }
+        self.known_ingress(filter)
+    }
+
+    /// [`Error::UnknownIngress`] when the filter names an ingress its target does not have.
+    fn known_ingress<F: TrafficFilter>(&self, filter: &F) -> Result<()> {
+        let Some((service, ingress)) = filter.target_ingress() else {
+            return Ok(());
+        };
+        match self.up.ingresses.get(service) {
+            Some(ingresses) if !ingresses.contains_key(ingress) => Err(Error::UnknownIngress {
+                service: service.to_string(),
+                ingress: ingress.to_string(),
+                available: ingresses.keys().cloned().collect(),
             }),
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -486,7 +509,9 @@ impl Environment {
 
     /// Panics unless exactly `count` exchanges match `filter` (see [`Environment::expect`],
     /// which also records the failure); the message starts with the caller's `file:line` and
-    /// lists what was seen.
+    /// lists what was seen. The harness's `panicked at` line names a place inside the SDK: the
+    /// panic happens in the returned future, which cannot carry its caller's location on
+    /// stable Rust, so the message's own `file:line` is the one to go by.
     #[track_caller]
     pub fn assert<'a, F: TrafficFilter>(
         &'a self,
@@ -500,7 +525,11 @@ impl Environment {
                 .await
             {
                 Ok(items) => items,
-                Err(e) => panic!("{}", located(caller, &e.to_string())),
+                Err(e) => {
+                    // `expect_at` posted this failure as a note already.
+                    panic_note::already_noted();
+                    panic!("{}", located(caller, &e.to_string()))
+                }
             }
         }
     }

@@ -16,12 +16,14 @@
 //! `RIG_PRESERVE=true` keeps the environment directory always; `RIG_PRESERVE_ON_FAILURE=true`
 //! keeps it when the test failed (a panic during drop) or the environment failed to start.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::AbortHandle;
 
+use super::panic_note;
 use super::shared::{Phase, Shared};
 use crate::background;
 use crate::error::{Error, Result};
@@ -80,6 +82,7 @@ pub(crate) struct Lifetime {
 
 impl Lifetime {
     pub(crate) fn new(shared: Arc<Shared>, keep_for: Option<Duration>) -> Lifetime {
+        panic_note::install();
         if keep_for.is_none() {
             at_exit::register(&shared);
         }
@@ -122,6 +125,29 @@ impl Lifetime {
     }
 }
 
+impl Lifetime {
+    /// The teardown of a drop; after a panic, the panic's message is posted first.
+    fn drop_job(&mut self, ending: Ending) -> impl Future<Output = Result<DownReport>> {
+        let panic = match ending {
+            Ending::TestFailed => panic_note::take(),
+            _ => None,
+        };
+        let down = teardown(
+            self.shared.clone(),
+            std::mem::take(&mut self.tasks),
+            ending,
+            self.kept(ending),
+        );
+        let shared = self.shared.clone();
+        async move {
+            if let Some(note) = panic {
+                post_panic_note(&shared, note).await;
+            }
+            down.await
+        }
+    }
+}
+
 impl Drop for Lifetime {
     fn drop(&mut self) {
         if self.ended {
@@ -135,12 +161,7 @@ impl Drop for Lifetime {
             Ending::Normal
         };
         let (name, id) = (self.shared.name.clone(), self.shared.id.clone());
-        let job = teardown(
-            self.shared.clone(),
-            std::mem::take(&mut self.tasks),
-            ending,
-            self.kept(ending),
-        );
+        let job = self.drop_job(ending);
         match background::block_on(job, DROP_WAIT) {
             Some(Ok(report)) if ending == Ending::TestFailed => {
                 eprintln!("{}", failure_text(&name, &report));
@@ -155,6 +176,18 @@ impl Drop for Lifetime {
                 DROP_WAIT.as_secs()
             ),
         }
+    }
+}
+
+/// Records why the test failed (its panic's message and place) in the event log, so that
+/// `rig explain` shows more than `FAILED`. Best effort: the teardown follows either way.
+async fn post_panic_note(shared: &Shared, note: String) {
+    let event = serde_json::json!({"type": "test.note", "error": note});
+    if let Err(e) = shared.client.post_event(&shared.id, &event).await {
+        eprintln!(
+            "rig: could not record the test's panic in the log of environment {:?}: {e}",
+            shared.name
+        );
     }
 }
 

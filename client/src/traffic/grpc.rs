@@ -230,6 +230,10 @@ impl TrafficFilter for GrpcFilter {
         super::named(&self.source, &self.target)
     }
 
+    fn target_ingress(&self) -> Option<(&str, &str)> {
+        super::target_ingress(&self.target, &self.ingress)
+    }
+
     fn includes_probes(&self) -> bool {
         self.probes
     }

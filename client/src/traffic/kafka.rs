@@ -148,6 +148,10 @@ impl TrafficFilter for KafkaFilter {
     fn services(&self) -> Vec<&str> {
         super::named(&self.source, &self.target)
     }
+
+    fn target_ingress(&self) -> Option<(&str, &str)> {
+        super::target_ingress(&self.target, &self.ingress)
+    }
 }
 
 /// Reads like the condition: `Produce Kafka requests from api`.

@@ -78,6 +78,20 @@ pub trait TrafficFilter: fmt::Display + Send + Sync {
     fn services(&self) -> Vec<&str> {
         Vec::new()
     }
+
+    /// The ingress the filter names and the service it names as callee, when it names both,
+    /// so a misspelt ingress is reported rather than waited for.
+    fn target_ingress(&self) -> Option<(&str, &str)> {
+        None
+    }
+}
+
+/// The `(target, ingress)` a filter names, when it names both.
+pub(crate) fn target_ingress<'a>(
+    target: &'a Option<String>,
+    ingress: &'a Option<String>,
+) -> Option<(&'a str, &'a str)> {
+    Some((target.as_deref()?, ingress.as_deref()?))
 }
 
 /// The caller and callee a filter names.
@@ -114,6 +128,22 @@ pub(crate) fn seen<F: TrafficFilter>(
         .filter(|item| filter.lists(item))
         .map(|item| item.to_string())
         .collect()
+}
+
+/// How many items of kind `F::Item` among `events` are readiness probes that [`seen`] leaves
+/// out.
+pub(crate) fn probes_left_out<F: TrafficFilter>(
+    events: impl IntoIterator<Item = impl Borrow<Event>>,
+    filter: &F,
+) -> usize {
+    if filter.includes_probes() {
+        return 0;
+    }
+    events
+        .into_iter()
+        .filter_map(|event| F::Item::from_event(event.borrow()))
+        .filter(|item| item.is_probe() && filter.lists(item))
+        .count()
 }
 
 /// Compares an optional wanted value with what was seen.

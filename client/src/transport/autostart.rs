@@ -47,8 +47,6 @@ pub const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 /// How long to wait for another process that holds the lock.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a second `/health` may take when the first timed out (see `healthy_addr`).
-const SLOW_HEALTH: Duration = Duration::from_secs(5);
 /// The idle timeout given to a spawned rigd.
 const IDLE: &str = "5m";
 /// Lines of a dead rigd's log shown in the error.
@@ -499,15 +497,10 @@ async fn healthy_addr(addr_file: &Path) -> Result<Option<String>, AutostartError
     let Ok(client) = RigdClient::new(text.trim()) else {
         return Ok(None);
     };
-    let health = match client.health().await {
-        Ok(health) => health,
-        // Something answers there, slowly (rigd on a loaded machine): asking again with more
-        // patience beats starting a second rigd beside it.
-        Err(ClientError::Timeout { .. }) => match client.health_within(SLOW_HEALTH).await {
-            Ok(health) => health,
-            Err(_) => return Ok(None),
-        },
-        Err(_) => return Ok(None),
+    // Something that answers there slowly (rigd on a loaded machine) is asked again with
+    // more patience: that beats starting a second rigd beside it.
+    let Ok(health) = client.health_patiently().await else {
+        return Ok(None);
     };
     compatible(client.addr(), &health)?;
     Ok(Some(client.addr().to_string()))

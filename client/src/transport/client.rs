@@ -19,6 +19,9 @@ use super::sse::SseError;
 
 /// How long `GET /health` may take before rigd counts as not answering.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a second `GET /health` may take when the first took longer than
+/// [`HEALTH_TIMEOUT`] ([`RigdClient::health_patiently`]).
+pub const SLOW_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `POST /environments` may take (it validates and prepares synchronously).
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a `DELETE` may take: teardown is synchronous and stopping containers is slow.
@@ -301,6 +304,16 @@ impl RigdClient {
     /// answers 200 (upstream rigd states neither).
     pub async fn health(&self) -> Result<Health, ClientError> {
         self.health_within(HEALTH_TIMEOUT).await
+    }
+
+    /// `GET /health` within [`HEALTH_TIMEOUT`], and when that times out (something took the
+    /// connection but answered slowly: rigd on a loaded machine) once more within
+    /// [`SLOW_HEALTH_TIMEOUT`], rather than taking a busy rigd for a dead one.
+    pub async fn health_patiently(&self) -> Result<Health, ClientError> {
+        match self.health().await {
+            Err(ClientError::Timeout { .. }) => self.health_within(SLOW_HEALTH_TIMEOUT).await,
+            other => other,
+        }
     }
 
     /// `GET /health` within `timeout`.

@@ -1,7 +1,10 @@
 //! HTTP/1.1 transport to rigd over loopback TCP, driven by hyper's connection-level client.
 //! A connection whose response was read to the end is kept for the next request (one at a
 //! time: rigd is local and a client makes few requests at once), so creating an environment
-//! and following its events take one connection; an event stream keeps its own.
+//! and following its events take one connection; an event stream keeps its own. Connections
+//! are opened and driven on the SDK's background thread, whichever runtime asked for them:
+//! a connection kept after a test's request is reused by the background runtime too (a
+//! keepalive, the `DELETE` of a drop), while the test's thread may be blocked.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -57,6 +60,34 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Connects to `addr` and starts the task that drives the connection, on the runtime this
+/// runs on (which then does the connection's I/O).
+async fn open_connection(addr: String) -> Result<Connection, ClientError> {
+    let stream = TcpStream::connect(&addr)
+        .await
+        .map_err(|source| ClientError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+    // Small request/response exchanges: do not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| ClientError::Http {
+            addr: addr.clone(),
+            source,
+        })?;
+    // Connection errors surface through the request and body futures; the driver's own
+    // result carries nothing more.
+    let driver = AbortOnDrop(tokio::spawn(async move {
+        let _ = connection.await;
+    }));
+    Ok(Connection {
+        sender,
+        _driver: driver,
+    })
 }
 
 impl Transport {
@@ -141,30 +172,23 @@ impl Transport {
                 return Ok((connection, true));
             }
         }
-        let stream =
-            TcpStream::connect(&self.addr)
+        let connection = match crate::background::handle() {
+            // On the SDK's own thread, so that the connection keeps working while the
+            // runtime that asked for it is blocked: a kept connection is reused by whoever
+            // asks next, and a drop blocks the test's thread while the background runtime
+            // sends the DELETE on it.
+            Ok(background) => background
+                .spawn(open_connection(self.addr.clone()))
                 .await
-                .map_err(|source| ClientError::Connect {
+                .map_err(|e| ClientError::Connect {
                     addr: self.addr.clone(),
-                    source,
-                })?;
-        // Small request/response exchanges: do not wait for Nagle.
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| self.http_error(source))?;
-        // Connection errors surface through the request and body futures; the driver's own
-        // result carries nothing more.
-        let driver = AbortOnDrop(tokio::spawn(async move {
-            let _ = connection.await;
-        }));
-        Ok((
-            Connection {
-                sender,
-                _driver: driver,
-            },
-            false,
-        ))
+                    source: std::io::Error::other(format!(
+                        "the SDK's background thread did not open the connection: {e}"
+                    )),
+                })?,
+            Err(_) => open_connection(self.addr.clone()).await,
+        }?;
+        Ok((connection, false))
     }
 
     async fn send(
