@@ -88,6 +88,14 @@ impl Request {
         String::from_utf8_lossy(&self.response_body).into_owned()
     }
 
+    /// The captured request body decoded from JSON.
+    ///
+    /// # Errors
+    /// The body is not JSON of type `T` (or was truncated by the capture cap).
+    pub fn request_json<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_slice(&self.request_body)
+    }
+
     /// The captured response body decoded from JSON.
     ///
     /// # Errors
@@ -312,6 +320,26 @@ mod tests {
         let other: Event =
             serde_json::from_value(json!({"seq": 1, "type": "service.ready"})).unwrap();
         assert!(Request::from_event(&other).is_none());
+    }
+
+    #[test]
+    fn bodies_decode_from_json() {
+        // `{"sku":"a1","qty":2}` and `{"id":9}` as rigd logs them (base64).
+        let event: Event = serde_json::from_value(json!({
+            "seq": 3, "type": "request.completed", "timestamp": "2026-01-01T00:00:00Z",
+            "request": {"source": "~test", "target": "api", "ingress": "default",
+                        "method": "POST", "path": "/orders", "status_code": 201,
+                        "latency_ms": 1.0, "request_size": 20, "response_size": 8,
+                        "request_body": "eyJza3UiOiJhMSIsInF0eSI6Mn0=",
+                        "response_body": "eyJpZCI6OX0="}
+        }))
+        .unwrap();
+        let r = Request::from_event(&event).unwrap();
+        let order: serde_json::Value = r.request_json().unwrap();
+        assert_eq!(order, json!({"sku": "a1", "qty": 2}));
+        let created: serde_json::Value = r.response_json().unwrap();
+        assert_eq!(created["id"], 9);
+        assert!(r.request_json::<Vec<u8>>().is_err(), "not that type");
     }
 
     #[test]
