@@ -14,9 +14,10 @@ use std::process::Command;
 use rig_types::{Endpoint, Event, EventType};
 use rigd::cli::client::DeleteOptions;
 use serde_json::{json, Value};
+use support::clients::attr;
 use support::images;
-use support::images::containers_named;
-use support::Rigd;
+use support::images::{containers_named, published_port};
+use support::{traffic_seen, Rigd};
 
 /// A `process` service's Python script: with boto3 clients for its egresses `store` (s3) and
 /// `queue` (sqs), puts and gets an object and sends and receives a message, naming the
@@ -67,35 +68,6 @@ fn sqs(image: &str, backend: &str) -> Value {
         "config": {"backend": backend, "image": image},
         "ingresses": {"default": {"protocol": "tcp", "container_port": 9324}}
     })
-}
-
-/// The host port Docker published for `port/tcp` of container `name`.
-fn published_port(name: &str, port: u16) -> String {
-    let out = Command::new("docker")
-        .args(["port", name, &format!("{port}/tcp")])
-        .output()
-        .expect("run docker port");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let first = text.lines().next().unwrap_or_default();
-    first.rsplit(':').next().unwrap_or_default().to_string()
-}
-
-/// True when some `connection.closed` from `source` to `target` carried bytes both ways.
-fn traffic_seen(log: &[Event], source: &str, target: &str) -> bool {
-    log.iter().any(|e| {
-        e.event_type == EventType::ConnectionClosed
-            && e.connection.as_ref().is_some_and(|c| {
-                c.source == source && c.target == target && c.bytes_in > 0 && c.bytes_out > 0
-            })
-    })
-}
-
-/// The attribute `name` of an endpoint.
-fn attr(endpoint: &Endpoint, name: &str) -> String {
-    endpoint.attributes.as_ref().expect("attributes")[name]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Runs a boto3 `script` on the host with `S3` bound to a client of `endpoint` (an `s3`
@@ -261,27 +233,7 @@ async fn the_moto_container_stops_with_rigd_and_is_reaped_after_kill_9() {
                       "services": {"store": s3(&image, "container"),
                                    "queue": sqs(&image, "container")}});
 
-    // A clean shutdown removes the container.
-    let rigd = Rigd::start();
-    rigd.up(spec.clone()).await;
-    let name = format!("rig-moto-{}-", rigd.pid());
-    assert_eq!(containers_named(&name).len(), 1);
-    drop(rigd);
-    support::wait_until("the container to go with rigd", || {
-        containers_named(&name).is_empty()
-    });
-
-    // kill -9 of rigd: the reaper removes it.
-    let rigd = Rigd::start();
-    rigd.up(spec).await;
-    let pid = rigd.pid();
-    let name = format!("rig-moto-{pid}-");
-    assert_eq!(containers_named(&name).len(), 1);
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-    support::wait_until("the container to be reaped", || {
-        containers_named(&name).is_empty()
-    });
+    images::pool_container_goes_with_rigd(&spec, "rig-moto").await;
 }
 
 #[tokio::test]

@@ -10,13 +10,13 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use rig_types::{Endpoint, Event, EventType};
+use rig_types::EventType;
 use rigd::cli::client::DeleteOptions;
 use serde_json::{json, Value};
-use support::clients::{psql, redis_cli};
+use support::clients::{attr, psql, redis_cli};
 use support::images;
-use support::images::containers_named;
-use support::Rigd;
+use support::images::{containers_named, published_port};
+use support::{traffic_seen, Rigd};
 
 fn postgres(image: &str, hooks: Value) -> Value {
     json!({
@@ -33,35 +33,6 @@ fn redis(image: &str) -> Value {
         "config": {"backend": "container", "image": image},
         "ingresses": {"default": {"protocol": "tcp", "container_port": 6379}}
     })
-}
-
-/// The host port Docker published for `port/tcp` of container `name`.
-fn published_port(name: &str, port: u16) -> String {
-    let out = Command::new("docker")
-        .args(["port", name, &format!("{port}/tcp")])
-        .output()
-        .expect("run docker port");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let first = text.lines().next().unwrap_or_default();
-    first.rsplit(':').next().unwrap_or_default().to_string()
-}
-
-/// True when some `connection.closed` from `source` to `target` carried bytes both ways.
-fn traffic_seen(log: &[Event], source: &str, target: &str) -> bool {
-    log.iter().any(|e| {
-        e.event_type == EventType::ConnectionClosed
-            && e.connection.as_ref().is_some_and(|c| {
-                c.source == source && c.target == target && c.bytes_in > 0 && c.bytes_out > 0
-            })
-    })
-}
-
-/// The attribute `name` of an endpoint.
-fn attr(endpoint: &Endpoint, name: &str) -> String {
-    endpoint.attributes.as_ref().expect("attributes")[name]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[tokio::test]
@@ -226,27 +197,7 @@ async fn pool_containers_stop_with_rigd_and_are_reaped_after_kill_9() {
     let spec = json!({"name": "redis-reaped", "observe": false,
                       "services": {"cache": redis(&image)}});
 
-    // A clean shutdown removes the container.
-    let rigd = Rigd::start();
-    rigd.up(spec.clone()).await;
-    let name = format!("rig-redis-{}-", rigd.pid());
-    assert_eq!(containers_named(&name).len(), 1);
-    drop(rigd);
-    support::wait_until("the container to go with rigd", || {
-        containers_named(&name).is_empty()
-    });
-
-    // kill -9 of rigd: the reaper removes it.
-    let rigd = Rigd::start();
-    rigd.up(spec).await;
-    let pid = rigd.pid();
-    let name = format!("rig-redis-{pid}-");
-    assert_eq!(containers_named(&name).len(), 1);
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-    support::wait_until("the container to be reaped", || {
-        containers_named(&name).is_empty()
-    });
+    images::pool_container_goes_with_rigd(&spec, "rig-redis").await;
 }
 
 #[tokio::test]

@@ -49,3 +49,11 @@ pub fn redis_cli(endpoint: &rig_types::Endpoint, args: &[&str]) -> String {
     assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// The attribute `name` of an endpoint.
+pub fn attr(endpoint: &rig_types::Endpoint, name: &str) -> String {
+    endpoint.attributes.as_ref().expect("attributes")[name]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}

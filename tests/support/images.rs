@@ -556,3 +556,41 @@ fn docker_ps(flags: &[&str], filter: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The host port Docker published for `port/tcp` of container `name`.
+pub fn published_port(name: &str, port: u16) -> String {
+    let out = Command::new("docker")
+        .args(["port", name, &format!("{port}/tcp")])
+        .output()
+        .expect("run docker port");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    first.rsplit(':').next().unwrap_or_default().to_string()
+}
+
+/// Brings `spec` up on a new rigd and checks that its pool container (named
+/// `<prefix>-<rigd's pid>-...`) goes with rigd: on a clean shutdown, then, with another rigd,
+/// through the reaper after `kill -9`.
+pub async fn pool_container_goes_with_rigd(spec: &serde_json::Value, prefix: &str) {
+    // A clean shutdown removes the container.
+    let rigd = super::Rigd::start();
+    rigd.up(spec.clone()).await;
+    let name = format!("{prefix}-{}-", rigd.pid());
+    assert_eq!(containers_named(&name).len(), 1);
+    drop(rigd);
+    super::wait_until("the container to go with rigd", || {
+        containers_named(&name).is_empty()
+    });
+
+    // kill -9 of rigd: the reaper removes it.
+    let rigd = super::Rigd::start();
+    rigd.up(spec.clone()).await;
+    let pid = rigd.pid();
+    let name = format!("{prefix}-{pid}-");
+    assert_eq!(containers_named(&name).len(), 1);
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    super::wait_until("the container to be reaped", || {
+        containers_named(&name).is_empty()
+    });
+}

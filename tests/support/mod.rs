@@ -763,3 +763,13 @@ pub async fn serve_grpc_echo_for(event: &Event) -> tokio::task::JoinHandle<()> {
     };
     rig_grpc_echo::serve(listener, options)
 }
+
+/// True when some `connection.closed` from `source` to `target` carried bytes both ways.
+pub fn traffic_seen(log: &[Event], source: &str, target: &str) -> bool {
+    log.iter().any(|e| {
+        e.event_type == EventType::ConnectionClosed
+            && e.connection.as_ref().is_some_and(|c| {
+                c.source == source && c.target == target && c.bytes_in > 0 && c.bytes_out > 0
+            })
+    })
+}
