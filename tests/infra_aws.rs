@@ -4,42 +4,11 @@
 
 mod support;
 
-use std::process::Command;
-
-use rig_types::{Endpoint, Event, EventType};
+use rig_types::{Event, EventType};
 use rigd::cli::client::DeleteOptions;
-use serde_json::{json, Value};
+use serde_json::json;
+use support::clients::boto3;
 use support::Rigd;
-
-/// Runs a boto3 `script` with `S3` and `SQS` bound to clients for the endpoints' attributes
-/// (path-style S3, as the SDK's connect helpers) and returns what it prints.
-fn boto3(s3: &Endpoint, sqs: &Endpoint, script: &str) -> String {
-    let attrs = |e: &Endpoint| Value::Object(e.attributes.clone().unwrap().into_iter().collect());
-    let prelude = r#"
-import json, sys, boto3
-from botocore.config import Config
-s3a, sqsa = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-def client(kind, a, endpoint):
-    return boto3.client(kind, endpoint_url=a[endpoint], region_name=a["AWS_REGION"],
-        aws_access_key_id=a["AWS_ACCESS_KEY_ID"], aws_secret_access_key=a["AWS_SECRET_ACCESS_KEY"],
-        config=Config(s3={"addressing_style": "path"}))
-S3, SQS = client("s3", s3a, "S3_ENDPOINT"), client("sqs", sqsa, "SQS_ENDPOINT")
-BUCKET, QUEUE = s3a["S3_BUCKET"], sqsa["SQS_QUEUE_URL"]
-"#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(format!("{prelude}\n{script}"))
-        .arg(attrs(s3).to_string())
-        .arg(attrs(sqs).to_string())
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "boto3 script failed:\n{script}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 async fn up(rigd: &Rigd, name: &str) -> (String, Event) {
     let id = rigd
@@ -72,8 +41,7 @@ async fn each_environment_gets_its_own_bucket_and_queue_deleted_at_teardown() {
 
     // alpha writes an object and a message; beta sees neither.
     let wrote = boto3(
-        &s3(&up_a),
-        &sqs(&up_a),
+        &[&s3(&up_a), &sqs(&up_a)],
         "S3.put_object(Bucket=BUCKET, Key='dir/hello world.txt', Body=b'from alpha')\n\
          S3.put_object(Bucket=BUCKET, Key='a&b<c>.txt', Body=b'to be deleted in a batch')\n\
          SQS.send_message(QueueUrl=QUEUE, MessageBody='for alpha')\n\
@@ -81,15 +49,13 @@ async fn each_environment_gets_its_own_bucket_and_queue_deleted_at_teardown() {
     );
     assert_eq!(wrote, "from alpha");
     let seen_by_beta = boto3(
-        &s3(&up_b),
-        &sqs(&up_b),
+        &[&s3(&up_b), &sqs(&up_b)],
         "print(S3.list_objects_v2(Bucket=BUCKET).get('KeyCount'))\n\
          print(len(SQS.receive_message(QueueUrl=QUEUE, WaitTimeSeconds=0).get('Messages', [])))",
     );
     assert_eq!(seen_by_beta, "0\n0");
     let received = boto3(
-        &s3(&up_a),
-        &sqs(&up_a),
+        &[&s3(&up_a), &sqs(&up_a)],
         "print(SQS.receive_message(QueueUrl=QUEUE, WaitTimeSeconds=1)['Messages'][0]['Body'])",
     );
     assert_eq!(received, "for alpha");
@@ -102,8 +68,7 @@ async fn each_environment_gets_its_own_bucket_and_queue_deleted_at_teardown() {
     let alpha_bucket = bucket(&up_a);
     let alpha_queue = sqs(&up_a).attributes.unwrap()["SQS_QUEUE_URL"].clone();
     let left = boto3(
-        &s3(&up_b),
-        &sqs(&up_b),
+        &[&s3(&up_b), &sqs(&up_b)],
         "print(sorted(b['Name'] for b in S3.list_buckets()['Buckets']))\n\
          print([u.rsplit('/', 1)[1] for u in SQS.list_queues().get('QueueUrls', [])])",
     );

@@ -9,12 +9,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
-use rig_types::{Endpoint, Event, EventType};
+use rig_types::{Event, EventType};
 use rigd::cli::client::DeleteOptions;
 use serde_json::{json, Value};
-use support::clients::attr;
+use support::clients::{attr, boto3};
 use support::images;
 use support::images::{containers_named, published_port};
 use support::{traffic_seen, Rigd};
@@ -68,33 +67,6 @@ fn sqs(image: &str, backend: &str) -> Value {
         "config": {"backend": backend, "image": image},
         "ingresses": {"default": {"protocol": "tcp", "container_port": 9324}}
     })
-}
-
-/// Runs a boto3 `script` on the host with `S3` bound to a client of `endpoint` (an `s3`
-/// ingress) and `BUCKET` to its bucket; returns what it prints.
-fn boto3_s3(endpoint: &Endpoint, script: &str) -> String {
-    let prelude = r#"
-import json, sys, boto3
-from botocore.config import Config
-a = json.loads(sys.argv[1])
-S3 = boto3.client("s3", endpoint_url=a["S3_ENDPOINT"], region_name=a["AWS_REGION"],
-    aws_access_key_id=a["AWS_ACCESS_KEY_ID"], aws_secret_access_key=a["AWS_SECRET_ACCESS_KEY"],
-    config=Config(s3={"addressing_style": "path"}))
-BUCKET = a["S3_BUCKET"]
-"#;
-    let attrs = Value::Object(endpoint.attributes.clone().unwrap().into_iter().collect());
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(format!("{prelude}\n{script}"))
-        .arg(attrs.to_string())
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "boto3 script failed:\n{script}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn require_docker() {
@@ -184,8 +156,8 @@ async fn container_s3_and_sqs_serve_a_service_through_the_proxy_and_environments
     );
     // Each environment sees its own object only.
     assert_eq!(
-        boto3_s3(
-            &store(&up_b),
+        boto3(
+            &[&store(&up_b)],
             "print(S3.get_object(Bucket=BUCKET, Key='greeting')['Body'].read().decode())"
         ),
         "object from beta"
@@ -207,8 +179,8 @@ async fn container_s3_and_sqs_serve_a_service_through_the_proxy_and_environments
         .delete_environment(&a, &DeleteOptions::default())
         .await
         .unwrap();
-    let buckets = boto3_s3(
-        &store(&up_b),
+    let buckets = boto3(
+        &[&store(&up_b)],
         "print(sorted(b['Name'] for b in S3.list_buckets()['Buckets']))",
     );
     assert!(
@@ -249,8 +221,8 @@ async fn auto_without_moto_server_on_path_runs_the_container() {
     let running = containers_named(&format!("rig-moto-{}-", rigd.pid()));
     assert_eq!(running.len(), 1, "{running:?}");
     let store = &up.ingresses["store"]["default"];
-    let got = boto3_s3(
-        store,
+    let got = boto3(
+        &[store],
         "S3.put_object(Bucket=BUCKET, Key='k', Body=b'in the container')\n\
          print(S3.get_object(Bucket=BUCKET, Key='k')['Body'].read().decode())",
     );

@@ -644,26 +644,9 @@ pub fn for_analysis(event: Arc<Event>) -> Arc<Event> {
     let error = traffic_error(&event).is_some();
     // An event read back from the spill file is not shared: no copy of its bodies.
     let mut light = Arc::try_unwrap(event).unwrap_or_else(|shared| (*shared).clone());
-    if let Some(r) = light.request.as_mut() {
-        r.request_headers.clear();
-        r.response_headers.clear();
-        if !error {
-            r.request_body = None;
-            r.response_body = None;
-        }
-    }
-    if let Some(g) = light.grpc_call.as_mut() {
-        g.request_metadata.clear();
-        g.response_metadata.clear();
-        g.response_headers.clear();
-        if !error {
-            g.request_body = None;
-            g.response_body = None;
-            g.request_body_decoded = None;
-            g.response_body_decoded = None;
-            g.request_messages = Vec::new();
-            g.response_messages = Vec::new();
-        }
+    light.drop_headers();
+    if !error {
+        light.drop_bodies();
     }
     Arc::new(light)
 }

@@ -225,6 +225,37 @@ pub struct Event {
 }
 
 impl Event {
+    /// Drops the headers and metadata of the exchange this event records, if any (HTTP
+    /// request and response headers; gRPC metadata and response headers).
+    pub fn drop_headers(&mut self) {
+        if let Some(r) = self.request.as_deref_mut() {
+            r.request_headers.clear();
+            r.response_headers.clear();
+        }
+        if let Some(g) = self.grpc_call.as_deref_mut() {
+            g.request_metadata.clear();
+            g.response_metadata.clear();
+            g.response_headers.clear();
+        }
+    }
+
+    /// Drops the captured bodies and decoded messages of the exchange this event records, if
+    /// any.
+    pub fn drop_bodies(&mut self) {
+        if let Some(r) = self.request.as_deref_mut() {
+            r.request_body = None;
+            r.response_body = None;
+        }
+        if let Some(g) = self.grpc_call.as_deref_mut() {
+            g.request_body = None;
+            g.response_body = None;
+            g.request_body_decoded = None;
+            g.response_body_decoded = None;
+            g.request_messages = Vec::new();
+            g.response_messages = Vec::new();
+        }
+    }
+
     /// A new event of the given type with every other field empty (seq 0, zero timestamp).
     pub fn new(event_type: EventType) -> Event {
         Event {

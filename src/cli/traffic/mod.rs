@@ -361,7 +361,8 @@ impl TrafficEvents {
         };
         while let Some(mut event) = log.next_event()? {
             if !payloads {
-                without_payloads(&mut event);
+                event.drop_headers();
+                event.drop_bodies();
             }
             traffic.push(event);
         }
@@ -394,28 +395,6 @@ impl TrafficEvents {
         } else {
             "no proxy ran: observe is off in the spec, or the run ended before any proxy started"
         }
-    }
-}
-
-/// Drops what only `--detail`, `--json` and `--grep` show of an exchange: headers, bodies,
-/// gRPC messages and metadata.
-fn without_payloads(event: &mut Event) {
-    if let Some(r) = event.request.as_deref_mut() {
-        r.request_headers = Default::default();
-        r.response_headers = Default::default();
-        r.request_body = None;
-        r.response_body = None;
-    }
-    if let Some(g) = event.grpc_call.as_deref_mut() {
-        g.request_metadata = Default::default();
-        g.response_metadata = Default::default();
-        g.response_headers = Default::default();
-        g.request_body = None;
-        g.response_body = None;
-        g.request_body_decoded = None;
-        g.response_body_decoded = None;
-        g.request_messages = Vec::new();
-        g.response_messages = Vec::new();
     }
 }
 
