@@ -196,6 +196,19 @@ pub enum Error {
         /// The ingresses it has.
         available: Vec<String>,
     },
+    /// A traffic filter names an ingress, but no target, and no service has that ingress.
+    #[error(
+        "no service of environment {environment:?} has an ingress {ingress:?} (ingresses: {})",
+        names(available)
+    )]
+    NoSuchIngress {
+        /// The ingress asked for.
+        ingress: String,
+        /// The environment name.
+        environment: String,
+        /// The ingress names its services have.
+        available: Vec<String>,
+    },
     /// No egress of that name in a service's wiring.
     #[error("egress {egress:?} not found in the wiring of {service:?} (egresses: {}); declare it with .egress()", names(available))]
     UnknownEgress {

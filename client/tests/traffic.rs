@@ -177,6 +177,17 @@ async fn exactly_n_catches_a_call_too_many() -> Result<(), rig::BoxError> {
         err.to_string(),
         "ingress \"admin\" not found on service \"api\" (ingresses: default)"
     );
+    // And one that no service has, when the filter names no target.
+    let err = env
+        .expect_requests(&RequestFilter::new().ingress("admin"), 1)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no service of environment \"sdk-exactly\" has an ingress \"admin\" (ingresses: default)"
+    );
+    env.expect_requests(&RequestFilter::new().ingress("default").method("PATCH"), 0)
+        .await?;
 
     // "Not called" is checked against everything observed too.
     env.expect_requests(&RequestFilter::new().to("api").method("POST"), 0)

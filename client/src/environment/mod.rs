@@ -278,8 +278,9 @@ impl Environment {
     /// # Errors
     /// [`Error::NotObserving`] for an environment built with `.observe(false)` and
     /// [`Error::UnknownService`] when the filter names a service the environment does not
-    /// have, [`Error::UnknownIngress`] an ingress its target does not have: an empty list
-    /// would then prove nothing.
+    /// have, [`Error::UnknownIngress`] an ingress its target does not have,
+    /// [`Error::NoSuchIngress`] an ingress no service has: an empty list would then prove
+    /// nothing.
     pub fn observed<F: TrafficFilter>(&self, filter: &F) -> Result<Vec<F::Item>> {
         self.checkable(filter)?;
         Ok(traffic::select(self.traffic().iter(), filter))
@@ -306,7 +307,7 @@ impl Environment {
     /// [`Error::StreamLost`] if the environment ends first; [`Error::NotObserving`] for an
     /// environment built with `.observe(false)`; [`Error::UnknownService`] when the filter
     /// names a service the environment does not have, [`Error::UnknownIngress`] an ingress
-    /// its target does not have.
+    /// its target does not have, [`Error::NoSuchIngress`] an ingress no service has.
     pub async fn wait_for<F: TrafficFilter>(
         &self,
         filter: &F,
@@ -369,7 +370,7 @@ impl Environment {
     /// the environment ended; [`Error::NotObserving`] for an environment built with
     /// `.observe(false)`; [`Error::UnknownService`] when the filter names a service the
     /// environment does not have, [`Error::UnknownIngress`] an ingress its target does not
-    /// have.
+    /// have, [`Error::NoSuchIngress`] an ingress no service has.
     #[track_caller]
     pub fn expect<'a, F: TrafficFilter>(
         &'a self,
@@ -452,7 +453,7 @@ impl Environment {
     /// Whether `filter` can select anything: [`Error::NotObserving`] unless the environment's
     /// traffic is recorded, [`Error::UnknownService`] when it names a service the environment
     /// does not have (`~test` is the test), [`Error::UnknownIngress`] when it names an ingress
-    /// its target does not have.
+    /// its target does not have, [`Error::NoSuchIngress`] an ingress no service has.
     fn checkable<F: TrafficFilter>(&self, filter: &F) -> Result<()> {
         if !self.shared.observe {
             return Err(Error::NotObserving {
@@ -474,18 +475,32 @@ impl Environment {
         self.known_ingress(filter)
     }
 
-    /// [`Error::UnknownIngress`] when the filter names an ingress its target does not have.
+    /// [`Error::UnknownIngress`] when the filter names an ingress its target does not have,
+    /// [`Error::NoSuchIngress`] when it names no target and no service has the ingress.
     fn known_ingress<F: TrafficFilter>(&self, filter: &F) -> Result<()> {
-        let Some((service, ingress)) = filter.target_ingress() else {
-            return Ok(());
-        };
-        match self.up.ingresses.get(service) {
-            Some(ingresses) if !ingresses.contains_key(ingress) => Err(Error::UnknownIngress {
-                service: service.to_string(),
-                ingress: ingress.to_string(),
-                available: ingresses.keys().cloned().collect(),
-            }),
-            _ => Ok(()),
+        match filter.target_ingress() {
+            None => Ok(()),
+            Some((Some(service), ingress)) => match self.up.ingresses.get(service) {
+                Some(ingresses) if !ingresses.contains_key(ingress) => Err(Error::UnknownIngress {
+                    service: service.to_string(),
+                    ingress: ingress.to_string(),
+                    available: ingresses.keys().cloned().collect(),
+                }),
+                _ => Ok(()),
+            },
+            Some((None, ingress)) => {
+                let all = self.up.ingresses.values();
+                if all.clone().any(|ingresses| ingresses.contains_key(ingress)) {
+                    return Ok(());
+                }
+                let names: std::collections::BTreeSet<&String> =
+                    all.flat_map(|ingresses| ingresses.keys()).collect();
+                Err(Error::NoSuchIngress {
+                    ingress: ingress.to_string(),
+                    environment: self.shared.name.clone(),
+                    available: names.into_iter().cloned().collect(),
+                })
+            }
         }
     }
 

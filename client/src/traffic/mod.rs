@@ -79,19 +79,19 @@ pub trait TrafficFilter: fmt::Display + Send + Sync {
         Vec::new()
     }
 
-    /// The ingress the filter names and the service it names as callee, when it names both,
+    /// The ingress the filter names, with the service it names as callee if it names one,
     /// so a misspelt ingress is reported rather than waited for.
-    fn target_ingress(&self) -> Option<(&str, &str)> {
+    fn target_ingress(&self) -> Option<(Option<&str>, &str)> {
         None
     }
 }
 
-/// The `(target, ingress)` a filter names, when it names both.
+/// The `(target, ingress)` a filter names, when it names an ingress.
 pub(crate) fn target_ingress<'a>(
     target: &'a Option<String>,
     ingress: &'a Option<String>,
-) -> Option<(&'a str, &'a str)> {
-    Some((target.as_deref()?, ingress.as_deref()?))
+) -> Option<(Option<&'a str>, &'a str)> {
+    Some((target.as_deref(), ingress.as_deref()?))
 }
 
 /// The caller and callee a filter names.

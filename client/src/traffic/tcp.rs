@@ -194,7 +194,7 @@ impl TrafficFilter for ConnectionFilter {
         super::named(&self.source, &self.target)
     }
 
-    fn target_ingress(&self) -> Option<(&str, &str)> {
+    fn target_ingress(&self) -> Option<(Option<&str>, &str)> {
         super::target_ingress(&self.target, &self.ingress)
     }
 
