@@ -14,7 +14,7 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// Busybox applets linked into `/bin` of [`busybox`].
 const APPLETS: &[&str] = &[
@@ -365,7 +365,16 @@ const STDLIB_LEFT_OUT: &[&str] = &[
 /// `python3` on `PATH`, with its shared libraries and standard library) and moto with only
 /// what its S3, SQS and server parts need, all at their host paths; the entrypoint is, as
 /// upstream's, `moto_server -H 0.0.0.0`, listening on `MOTO_PORT` (default 5000).
+///
+/// Built (or found) once per test binary: listing and hashing its thousands of files takes
+/// seconds.
 pub fn moto() -> String {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(moto_image).clone()
+}
+
+/// [`moto`]'s image, listed, hashed and built if missing.
+fn moto_image() -> String {
     let out = Command::new("python3")
         .arg("-c")
         .arg(MOTO_FILES)
