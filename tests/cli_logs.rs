@@ -721,12 +721,23 @@ fn a_large_log_is_read_without_holding_it_whole() {
     let size = std::fs::metadata(&path).unwrap().len();
     let har = dir.path().join("out.har");
     write_bulky_traffic_log(&dir.path().join("TestBulky-1-1.jsonl"), size);
-    for args in [
-        &["explain", "TestChatty"][..],
-        &["export", "TestChatty", "--har", har.to_str().unwrap()],
-        &["logs", "TestChatty"],
+    // A third of the size, in exchanges without bodies: the rows themselves are what counts.
+    let many = dir.path().join("TestMany-1-1.jsonl");
+    write_many_exchanges_log(&many, size / 3);
+    let many_size = std::fs::metadata(&many).unwrap().len();
+    for (args, log_size) in [
+        (&["explain", "TestChatty"][..], size),
+        (
+            &["export", "TestChatty", "--har", har.to_str().unwrap()],
+            size,
+        ),
+        (&["logs", "TestChatty"], size),
         // The table keeps a row per exchange, without the bodies only --detail shows.
-        &["traffic", "TestBulky"],
+        (&["traffic", "TestBulky"], size),
+        // JSON and the table print every exchange, each read again from the file.
+        (&["traffic", "TestBulky", "--json"], size),
+        (&["traffic", "TestMany", "--json"], many_size),
+        (&["traffic", "TestMany"], many_size),
     ] {
         // A child's peak includes the test process's own at the time it was spawned (Linux
         // keeps the larger across exec), which a panicking test running in parallel inflates
@@ -735,9 +746,34 @@ fn a_large_log_is_read_without_holding_it_whole() {
         let floor = peak_rss_of_rig(dir.path(), &["--version"]);
         let peak = peak_rss_of_rig(dir.path(), args);
         assert!(
-            peak < floor + size / 3,
-            "rig {args:?}: peak RSS {peak} bytes for a {size}-byte log (rig --version: {floor})"
+            peak < floor + log_size / 3,
+            "rig {args:?}: peak RSS {peak} bytes for a {log_size}-byte log (rig --version: {floor})"
         );
+    }
+}
+
+/// A log of at least `size` bytes of small HTTP exchanges, with headers and bodies as rigd
+/// writes them.
+fn write_many_exchanges_log(path: &Path, size: u64) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let ts = "2026-01-01T00:00:00Z";
+    writeln!(
+        out,
+        "{{\"type\":\"log.header\",\"environment\":\"TestMany\",\"outcome\":\"passed\",\"services\":[\"api\"],\"duration_ms\":1,\"timestamp\":\"{ts}\"}}"
+    )
+    .unwrap();
+    let mut seq = 0;
+    while out.get_ref().metadata().unwrap().len() < size {
+        for _ in 0..1000 {
+            seq += 1;
+            writeln!(
+                out,
+                "{{\"seq\":{seq},\"type\":\"request.completed\",\"environment\":\"TestMany\",\"request\":{{\"source\":\"~test\",\"target\":\"api\",\"ingress\":\"default\",\"method\":\"POST\",\"path\":\"/orders?n={seq}\",\"status_code\":201,\"latency_ms\":1.7,\"request_size\":15,\"response_size\":10,\"request_headers\":{{\"Accept\":[\"*/*\"],\"Content-Type\":[\"application/json\"],\"User-Agent\":[\"Go-http-client/1.1\"]}},\"request_body\":\"eyJza3UiOiJhYmMtMSJ9\",\"response_headers\":{{\"Content-Type\":[\"application/json\"]}},\"response_body\":\"eyJpZCI6NDJ9Cg==\"}},\"timestamp\":\"{ts}\"}}"
+            )
+            .unwrap();
+        }
+        out.flush().unwrap();
     }
 }
 
@@ -825,4 +861,53 @@ fn logs_prints_each_row_as_it_reads_it_from_a_pipe() {
         .expect("the second row");
     assert_eq!(second, "0.000s  api       second row");
     assert!(child.wait().unwrap().success());
+}
+
+/// `rig traffic` over a pipe, which cannot be read twice, prints what it prints over the file
+/// (a file's exchanges are read again from it for each pass over the rows).
+#[test]
+fn traffic_reads_a_pipe_as_it_reads_the_file() {
+    use std::io::Write;
+    let dir = logs_dir(Dir::Rigd, "traffic-pipe");
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("failed"))
+        .expect("the failed run's log");
+    let text = std::fs::read(&file).unwrap();
+    let rig = |source: &str, extra: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rig"))
+            .arg("traffic")
+            .arg(source)
+            .args(extra)
+            .env("RIG_LOGS", dir.path())
+            .env("RIG_DIR", dir.path().join("no-rig-dir"))
+            .env("TZ", "UTC")
+            .env_remove("RIG_SERVER_ADDR")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run rig");
+        let mut stdin = child.stdin.take().unwrap();
+        let text = text.clone();
+        let writer = std::thread::spawn(move || {
+            // Fed only to the one reading standard input; the other closes it unread.
+            let _ = stdin.write_all(&text);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(out.status.success(), "rig traffic {source} {extra:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let path = file.to_str().unwrap();
+    for extra in [
+        &["--probes"][..],
+        &["--json"],
+        &["--detail", "3,p1"],
+        &["--grep", "completed_at"],
+    ] {
+        let from_file = rig(path, extra);
+        assert!(from_file.lines().count() >= 2, "{extra:?}: {from_file}");
+        assert_eq!(rig("/dev/stdin", extra), from_file, "{extra:?}");
+    }
 }

@@ -83,6 +83,8 @@ pub struct LogStream {
     header: Option<LogHeader>,
     source: Source,
     mode: Mode,
+    /// True when the log is a regular file, whose events can be read again by place.
+    seekable: bool,
     /// How many events were yielded.
     events: usize,
     /// The environment of the first event that names one.
@@ -101,6 +103,30 @@ enum Source {
     Events(std::vec::IntoIter<Event>),
 }
 
+impl Source {
+    /// The next event, with where its line is when the log is a file that can be read again.
+    fn next(
+        &mut self,
+        path: &Path,
+        mode: Mode,
+        seekable: bool,
+    ) -> Result<Option<(Event, Option<LineAt>)>, CliError> {
+        match self {
+            Source::Events(events) => Ok(events.next().map(|e| (e, None))),
+            Source::Lines(lines) => Ok(next_line_event(path, lines, mode)?.map(|e| {
+                let at = LineAt {
+                    offset: lines.offset,
+                    len: lines.raw.len() as u32,
+                };
+                (
+                    e,
+                    (seekable && lines.raw.len() <= u32::MAX as usize).then_some(at),
+                )
+            })),
+        }
+    }
+}
+
 /// The JSONL lines of a file (or pipe), read one at a time.
 struct LineReader {
     reader: BufReader<Box<dyn Read>>,
@@ -108,8 +134,48 @@ struct LineReader {
     raw: Vec<u8>,
     /// The number of the last line read.
     n: usize,
+    /// Where the current line starts, in bytes from the start of the log.
+    offset: u64,
+    /// Where the line after it starts.
+    next_offset: u64,
     /// The first line, when it was read for a header and is an event.
     pending: Option<Vec<u8>>,
+}
+
+/// Where an event's line is in a log file, to read it again with [`EventReader`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineAt {
+    /// Its first byte.
+    offset: u64,
+    /// Its length, newline included.
+    len: u32,
+}
+
+/// Reads events again from where [`LogStream::next_event_at`] found them in a log file, so a
+/// command can keep the places of the events it prints instead of the events.
+pub struct EventReader {
+    file: File,
+    path: PathBuf,
+    buf: Vec<u8>,
+}
+
+impl EventReader {
+    /// The event whose line is at `at`.
+    pub fn read(&mut self, at: LineAt) -> Result<Event, CliError> {
+        use std::os::unix::fs::FileExt;
+        self.buf.resize(at.len as usize, 0);
+        let changed = |detail: &dyn std::fmt::Display| {
+            CliError::failed(format!(
+                "{}: the log changed while it was read (the event at byte {}: {detail})",
+                self.path.display(),
+                at.offset
+            ))
+        };
+        self.file
+            .read_exact_at(&mut self.buf, at.offset)
+            .map_err(|e| changed(&e))?;
+        serde_json::from_slice(self.buf.trim_ascii()).map_err(|e| changed(&e))
+    }
 }
 
 impl LineReader {
@@ -118,6 +184,8 @@ impl LineReader {
             reader: BufReader::with_capacity(64 * 1024, reader),
             raw: Vec::new(),
             n: 0,
+            offset: 0,
+            next_offset: 0,
             pending: None,
         }
     }
@@ -128,6 +196,7 @@ impl LineReader {
             self.raw = first;
             return Ok(true);
         }
+        self.offset = self.next_offset;
         self.raw.clear();
         let read = self.reader.read_until(b'\n', &mut self.raw).map_err(|e| {
             CliError::failed(format!(
@@ -139,6 +208,7 @@ impl LineReader {
         if read == 0 {
             return Ok(false);
         }
+        self.next_offset += read as u64;
         self.n += 1;
         Ok(true)
     }
@@ -155,7 +225,10 @@ impl LogStream {
     /// Opens the log at `path` (a file, or a pipe) and reads its header line, if any.
     pub fn open(path: &Path, mode: Mode) -> Result<LogStream, CliError> {
         let file = File::open(path).map_err(|e| open_error(path, &e))?;
-        LogStream::from_reader(path, Box::new(file), mode)
+        let seekable = file.metadata().is_ok_and(|m| m.is_file());
+        let mut stream = LogStream::from_reader(path, Box::new(file), mode)?;
+        stream.seekable = seekable;
+        Ok(stream)
     }
 
     /// Reads a log from `reader`, named `path` in messages; its header line, if any, is read
@@ -172,6 +245,7 @@ impl LogStream {
             header,
             source: Source::Lines(lines),
             mode,
+            seekable: false,
             events: 0,
             environment: String::new(),
             start: None,
@@ -186,6 +260,7 @@ impl LogStream {
             header: None,
             source: Source::Events(events.into_iter()),
             mode: Mode::Lenient,
+            seekable: false,
             events: 0,
             environment: String::new(),
             start: None,
@@ -221,11 +296,14 @@ impl LogStream {
     /// event is an error naming it; a log with neither a header nor an event is an error in
     /// both modes.
     pub fn next_event(&mut self) -> Result<Option<Event>, CliError> {
-        let event = match &mut self.source {
-            Source::Events(events) => events.next(),
-            Source::Lines(lines) => next_line_event(&self.path, lines, self.mode)?,
-        };
-        let Some(event) = event else {
+        Ok(self.next_event_at()?.map(|(event, _)| event))
+    }
+
+    /// [`LogStream::next_event`], with where the event's line is when the log is a regular
+    /// file: [`LogStream::reader`] reads it again from there.
+    pub fn next_event_at(&mut self) -> Result<Option<(Event, Option<LineAt>)>, CliError> {
+        let next = self.source.next(&self.path, self.mode, self.seekable)?;
+        let Some((event, at)) = next else {
             if self.header.is_none() && self.events == 0 {
                 // Lenient reading skips what is not an event: without this, any file "passed".
                 return Err(CliError::failed(format!(
@@ -242,7 +320,21 @@ impl LogStream {
         if self.start.is_none() && !event.timestamp.is_zero() {
             self.start = Some(event.timestamp);
         }
-        Ok(Some(event))
+        Ok(Some((event, at)))
+    }
+
+    /// A reader of this log's events by the places [`LogStream::next_event_at`] gave, when
+    /// it gave any (the log is a regular file).
+    pub fn reader(&self) -> Result<Option<EventReader>, CliError> {
+        if !self.seekable {
+            return Ok(None);
+        }
+        let file = File::open(&self.path).map_err(|e| open_error(&self.path, &e))?;
+        Ok(Some(EventReader {
+            file,
+            path: self.path.clone(),
+            buf: Vec::new(),
+        }))
     }
 
     /// The header line, else one derived from `events` (what the command kept of the log's

@@ -18,6 +18,7 @@ use super::format;
 use super::live;
 use super::logdir::same_name;
 use super::logread::{self, Mode};
+use super::ls::json_element;
 use super::output::{eprint_line, pad, Out, Paint, ServiceColors, Style};
 
 /// `rig logs --help`.
@@ -398,14 +399,6 @@ impl RowPrinter {
         let _ = self.out.flush();
         Ok(EXIT_OK)
     }
-}
-
-/// `row` as an element of a pretty-printed JSON array (each line indented by two spaces), as
-/// `to_json` prints a whole array.
-fn json_element(row: &LogRow) -> std::io::Result<String> {
-    let text = serde_json::to_string_pretty(row).map_err(std::io::Error::other)?;
-    // JSON strings escape their newlines, so every newline here is between two lines.
-    Ok(format!("  {}", text.replace('\n', "\n  ")))
 }
 
 /// Seconds from `from` to `to` (negative when `to` is earlier).

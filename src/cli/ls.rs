@@ -187,3 +187,11 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, CliError> {
     serde_json::to_string_pretty(value)
         .map_err(|e| CliError::failed(format!("cannot encode JSON: {e}")))
 }
+
+/// `value` as an element of a pretty-printed JSON array (each line indented by two spaces),
+/// as [`to_json`] prints a whole array: for output printed as it is made.
+pub fn json_element<T: Serialize>(value: &T) -> std::io::Result<String> {
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    // JSON strings escape their newlines, so every newline here is between two lines.
+    Ok(format!("  {}", text.replace('\n', "\n  ")))
+}

@@ -89,33 +89,57 @@ impl Table {
 
     /// The lines of the table: the bold header, then the rows. Trailing spaces are trimmed.
     pub fn render(&self, style: Style) -> Vec<String> {
-        let columns = self
-            .rows
-            .iter()
-            .map(Vec::len)
-            .chain(std::iter::once(self.header.len()))
-            .max()
-            .unwrap_or(0);
-        let mut widths = vec![0; columns];
-        for (i, h) in self.header.iter().enumerate() {
-            widths[i] = widths[i].max(width(h));
-        }
+        let header: Vec<&str> = self.header.iter().map(String::as_str).collect();
+        let mut widths = Widths::new(&header);
         for row in &self.rows {
-            for (i, c) in row.iter().enumerate() {
-                widths[i] = widths[i].max(width(&c.text));
-            }
+            widths.measure(row);
         }
         let mut out = Vec::with_capacity(self.rows.len() + 1);
-        let header: Vec<Cell> = self
-            .header
-            .iter()
-            .map(|h| Cell::painted(h.clone(), Paint::Bold))
-            .collect();
-        out.push(line(&header, &widths, style));
-        for row in &self.rows {
-            out.push(line(row, &widths, style));
-        }
+        out.push(widths.header(style));
+        out.extend(self.rows.iter().map(|row| widths.line(row, style)));
         out
+    }
+}
+
+/// A table's column widths, measured one row at a time, so that a long table can be printed
+/// as it is made: every row measured in a first pass, then each printed with
+/// [`Widths::line`].
+#[derive(Debug, Clone)]
+pub struct Widths {
+    header: Vec<Cell>,
+    widths: Vec<usize>,
+}
+
+impl Widths {
+    /// The widths of the column titles `header` alone.
+    pub fn new(header: &[&str]) -> Widths {
+        Widths {
+            header: header
+                .iter()
+                .map(|h| Cell::painted(*h, Paint::Bold))
+                .collect(),
+            widths: header.iter().map(|h| width(h)).collect(),
+        }
+    }
+
+    /// Widens the columns to fit `row`.
+    pub fn measure(&mut self, row: &[Cell]) {
+        if self.widths.len() < row.len() {
+            self.widths.resize(row.len(), 0);
+        }
+        for (w, c) in self.widths.iter_mut().zip(row) {
+            *w = (*w).max(width(&c.text));
+        }
+    }
+
+    /// The bold header line.
+    pub fn header(&self, style: Style) -> String {
+        line(&self.header, &self.widths, style)
+    }
+
+    /// The line of `row`, measured before.
+    pub fn line(&self, row: &[Cell], style: Style) -> String {
+        line(row, &self.widths, style)
     }
 }
 

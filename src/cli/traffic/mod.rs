@@ -3,7 +3,11 @@
 //! environment instead.
 
 pub mod detail;
+mod ordered;
 pub mod rows;
+
+use std::collections::{BTreeSet, HashSet};
+use std::io::Write;
 
 use rig_types::{Event, Timestamp};
 use serde::Serialize;
@@ -13,11 +17,11 @@ use super::error::{CliError, CmdResult, EXIT_OK};
 use super::flags::{self, Opt, Parsed};
 use super::format;
 use super::live;
-use super::logread::{self, LogStream, Mode};
-use super::ls::to_json;
+use super::logread::{self, Mode};
+use super::ls::{json_element, to_json};
 use super::output::{eprint_line, Out, Paint, ServiceColors, Style};
-use super::table::{Cell, Table};
-use crate::logfiles::{exchange_end, happened_at};
+use super::table::{Cell, Widths};
+use ordered::{OrderedTraffic, TrafficEvents};
 
 pub use rows::{FilterArgs, Index, Protocol, Row, RowBuilder, TrafficFilter};
 
@@ -176,10 +180,30 @@ pub fn run(args: Args) -> CmdResult {
     let payloads = !details.is_empty() || parsed.has("--json") || filter.searches_payloads();
     let traffic = TrafficEvents::read(&mut log, payloads)?;
     let why_none = traffic.why_none();
-    let events: Vec<Box<Event>> = traffic.in_time_order().collect();
-    let mut builder = RowBuilder::new(log.start());
-    let all: Vec<Row> = events.iter().filter_map(|e| builder.row(e)).collect();
-    if all.is_empty() {
+    let mut ordered = traffic.in_time_order(&log)?;
+    let start = log.start();
+    if parsed.has("--json") && details.is_empty() {
+        return print_json(&mut ordered, start, &filter);
+    }
+
+    // The first pass counts and measures; the rows are made again to be printed, so none is
+    // held, however large the log.
+    let mut seen = Seen::default();
+    let mut widths = Widths::new(&TABLE_HEADER);
+    let mut colors = ServiceColors::default();
+    let wanted: HashSet<Index> = details.iter().copied().collect();
+    let mut picked = Vec::new();
+    for_each_row(&mut ordered, start, |row| {
+        seen.see(row, &filter);
+        if wanted.contains(&row.index) {
+            picked.push((row.index, row.event.clone()));
+        } else if wanted.is_empty() && filter.keep(row) {
+            seen.kept += 1;
+            widths.measure(&cells(row, &mut colors, style));
+        }
+        true
+    })?;
+    if seen.all == 0 {
         if parsed.has("--json") {
             Out.line("[]");
         } else {
@@ -191,63 +215,110 @@ pub fn run(args: Args) -> CmdResult {
         }
         return Ok(EXIT_OK);
     }
-
     if !details.is_empty() {
-        return show_details(&all, &details, style, parsed.has("--json"));
+        return show_details(picked, start, &details, &seen, style, parsed.has("--json"));
     }
-
-    let rows: Vec<&Row> = all.iter().filter(|r| filter.keep(r)).collect();
-    if parsed.has("--json") {
-        let json: Vec<JsonRow> = rows.iter().map(|r| JsonRow::of(r)).collect();
-        Out.line(to_json(&json)?);
-        return Ok(EXIT_OK);
-    }
-    if rows.is_empty() {
-        let probes = all.iter().filter(|r| r.probe).count();
-        let hint = if filter.edges_match_nothing(&all) {
+    if seen.kept == 0 {
+        let hint = if seen.edges_match_nothing {
             format!(
                 "; --edge matches no edge of this run, which has {}",
-                edges_of(&all)
+                seen.edges()
             )
-        } else if probes == all.len() && !filter.probes {
-            format!(" (only {probes} readiness probes were recorded; add --probes to see them)")
+        } else if seen.probes == seen.all && !filter.probes {
+            format!(
+                " (only {} readiness probes were recorded; add --probes to see them)",
+                seen.probes
+            )
         } else {
-            format!(" ({} rows before filtering)", all.len())
+            format!(" ({} rows before filtering)", seen.all)
         };
         eprint_line(format!("No matching traffic events{hint}."));
         return Ok(EXIT_OK);
     }
-    Out.lines(table(&rows, style));
+
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{}", widths.header(style)).is_err() {
+        return Ok(EXIT_OK);
+    }
+    let mut colors = ServiceColors::default();
+    for_each_row(&mut ordered, start, |row| {
+        !filter.keep(row)
+            || writeln!(
+                out,
+                "{}",
+                widths.line(&cells(row, &mut colors, style), style)
+            )
+            .is_ok()
+    })?;
+    let _ = out.flush();
     Ok(EXIT_OK)
 }
 
-/// The distinct edges of `rows`, as `--edge` takes them: `'~test->api', 'api->db'`.
-fn edges_of(rows: &[Row]) -> String {
-    let edges: std::collections::BTreeSet<String> = rows
-        .iter()
-        .map(|r| format!("'{}->{}'", r.source, r.target))
-        .collect();
-    edges.into_iter().collect::<Vec<_>>().join(", ")
+/// Hands each row of `ordered`, numbered, to `each` until it returns false.
+fn for_each_row(
+    ordered: &mut OrderedTraffic,
+    start: Option<Timestamp>,
+    mut each: impl FnMut(&Row) -> bool,
+) -> Result<(), CliError> {
+    let mut builder = RowBuilder::new(start);
+    ordered.for_each(|event| builder.row(event).is_none_or(|row| each(&row)))
 }
 
-/// The traffic table of `rows`.
-pub fn table(rows: &[&Row], style: Style) -> Vec<String> {
-    let mut colors = ServiceColors::default();
-    let mut t = Table::new(&[
-        "#",
-        "TIME",
-        "EDGE",
-        "METHOD",
-        "PATH/SERVICE",
-        "STATUS",
-        "LATENCY",
-        "",
-    ]);
-    for r in rows {
-        t.push(cells(r, &mut colors, style));
-    }
-    t.render(style)
+/// What a pass over every row found besides the rows.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Rows, before filtering.
+    all: usize,
+    /// Readiness probes among them.
+    probes: usize,
+    /// Rows the filters keep.
+    kept: usize,
+    /// The distinct edges (caller, callee).
+    edges: BTreeSet<(String, String)>,
+    /// True while `--edge` is given and has matched no row.
+    edges_match_nothing: bool,
 }
+
+impl Seen {
+    /// Counts `row`.
+    fn see(&mut self, row: &Row, filter: &TrafficFilter) {
+        if self.all == 0 {
+            self.edges_match_nothing = filter.has_edges();
+        }
+        self.all += 1;
+        self.probes += usize::from(row.probe);
+        if !self
+            .edges
+            .contains(&(row.source.to_string(), row.target.to_string()))
+        {
+            self.edges
+                .insert((row.source.to_string(), row.target.to_string()));
+        }
+        self.edges_match_nothing &= !filter.edge_matches(row);
+    }
+
+    /// The distinct edges, as `--edge` takes them: `'~test->api', 'api->db'`.
+    fn edges(&self) -> String {
+        let edges: Vec<String> = self
+            .edges
+            .iter()
+            .map(|(source, target)| format!("'{source}->{target}'"))
+            .collect();
+        edges.join(", ")
+    }
+}
+
+/// The table's columns.
+const TABLE_HEADER: [&str; 8] = [
+    "#",
+    "TIME",
+    "EDGE",
+    "METHOD",
+    "PATH/SERVICE",
+    "STATUS",
+    "LATENCY",
+    "",
+];
 
 /// The cells of one row; each end of the EDGE has its service's colour.
 pub fn cells(r: &Row, colors: &mut ServiceColors, style: Style) -> Vec<Cell> {
@@ -269,20 +340,60 @@ pub fn cells(r: &Row, colors: &mut ServiceColors, style: Style) -> Vec<Cell> {
     ]
 }
 
-fn show_details(all: &[Row], wanted: &[Index], style: Style, json: bool) -> CmdResult {
-    let mut picked = Vec::new();
-    for index in wanted {
-        match all.iter().find(|r| r.index == *index) {
-            Some(r) => picked.push(r),
-            None => return Err(CliError::failed(not_found(*index, all))),
+/// `--json`: the rows the filters keep, as one JSON array printed as it is made.
+fn print_json(
+    ordered: &mut OrderedTraffic,
+    start: Option<Timestamp>,
+    filter: &TrafficFilter,
+) -> CmdResult {
+    let mut out = std::io::stdout().lock();
+    let mut printed = 0;
+    let mut closed = false;
+    for_each_row(ordered, start, |row| {
+        if !filter.keep(row) {
+            return true;
         }
+        let separator = if printed == 0 { "[\n" } else { ",\n" };
+        printed += 1;
+        closed = json_element(&JsonRow::of(row))
+            .and_then(|element| write!(out, "{separator}{element}"))
+            .is_err();
+        !closed
+    })?;
+    if !closed {
+        let _ = writeln!(out, "{}", if printed == 0 { "[]" } else { "\n]" });
+        let _ = out.flush();
+    }
+    Ok(EXIT_OK)
+}
+
+/// `--detail`: the exchanges `wanted` names, in that order, from those `picked` while the
+/// rows were numbered.
+fn show_details(
+    picked: Vec<(Index, Event)>,
+    start: Option<Timestamp>,
+    wanted: &[Index],
+    seen: &Seen,
+    style: Style,
+    json: bool,
+) -> CmdResult {
+    let mut rows = Vec::with_capacity(wanted.len());
+    for index in wanted {
+        let Some((_, event)) = picked.iter().find(|(i, _)| i == index) else {
+            return Err(CliError::failed(not_found(*index, seen)));
+        };
+        let mut row = RowBuilder::new(start)
+            .row(event)
+            .expect("picked events are traffic rows");
+        row.index = *index;
+        rows.push(row);
     }
     if json {
-        let rows: Vec<JsonRow> = picked.iter().map(|r| JsonRow::of(r)).collect();
+        let rows: Vec<JsonRow> = rows.iter().map(JsonRow::of).collect();
         Out.line(to_json(&rows)?);
         return Ok(EXIT_OK);
     }
-    for (i, r) in picked.iter().enumerate() {
+    for (i, r) in rows.iter().enumerate() {
         if i > 0 {
             Out.line("");
         }
@@ -291,9 +402,8 @@ fn show_details(all: &[Row], wanted: &[Index], style: Style, json: bool) -> CmdR
     Ok(EXIT_OK)
 }
 
-fn not_found(index: Index, all: &[Row]) -> String {
-    let traffic = all.iter().filter(|r| !r.probe).count();
-    let probes = all.len() - traffic;
+fn not_found(index: Index, seen: &Seen) -> String {
+    let traffic = seen.all - seen.probes;
     let range = |prefix: &str, n: usize| match n {
         1 => format!("#{prefix}1"),
         n => format!("#{prefix}1–#{prefix}{n}"),
@@ -302,8 +412,8 @@ fn not_found(index: Index, all: &[Row]) -> String {
     if traffic > 0 {
         have.push(range("", traffic));
     }
-    if probes > 0 {
-        have.push(format!("probes {}", range("p", probes)));
+    if seen.probes > 0 {
+        have.push(format!("probes {}", range("p", seen.probes)));
     }
     format!(
         "request #{index} not found (this log has {}); run `rig traffic` without --detail to \
@@ -336,66 +446,6 @@ pub fn parse_details(values: &[&str]) -> Result<Vec<Index>, CliError> {
         }
     }
     Ok(out)
-}
-
-/// Why a run has no traffic events, as far as its events tell: proxies ran (observe was on)
-/// but saw nothing, or none ran.
-/// The traffic events of a log (what its rows are made of), read as a stream: every other
-/// event is left out but for its time, which places the exchanges logged late.
-struct TrafficEvents {
-    /// In log order: each event's time ([`happened_at`]), whether it is an exchange that
-    /// may move back ([`exchange_end`]), and for a traffic event the event (boxed: an entry
-    /// for every other event stays small).
-    timeline: Vec<(Timestamp, bool, Option<Box<Event>>)>,
-    /// True when a proxy wrote anything.
-    proxies_ran: bool,
-}
-
-impl TrafficEvents {
-    /// Reads the rest of `log`; without `payloads`, the headers, bodies and messages of the
-    /// exchanges are not kept.
-    fn read(log: &mut LogStream, payloads: bool) -> Result<TrafficEvents, CliError> {
-        let mut traffic = TrafficEvents {
-            timeline: Vec::new(),
-            proxies_ran: false,
-        };
-        while let Some(mut event) = log.next_event()? {
-            if !payloads {
-                event.drop_headers();
-                event.drop_bodies();
-            }
-            traffic.push(event);
-        }
-        Ok(traffic)
-    }
-
-    /// Adds `event`, the next in log order.
-    fn push(&mut self, event: Event) {
-        self.proxies_ran |= event.service.contains("~proxy~");
-        let at = happened_at(&event);
-        let exchange = exchange_end(&event).is_some();
-        let traffic = RowBuilder::default().row(&event).is_some();
-        self.timeline
-            .push((at, exchange, traffic.then(|| Box::new(event))));
-    }
-
-    /// The traffic events, in the order the exchanges ended, placed as
-    /// [`in_time_order`](crate::logfiles::in_time_order) places them: an observation can be
-    /// logged well after its exchange (a gRPC call's waits for the target's descriptors).
-    fn in_time_order(self) -> impl Iterator<Item = Box<Event>> {
-        crate::logfiles::order_by_time(self.timeline)
-            .into_iter()
-            .filter_map(|(_, e)| e)
-    }
-
-    /// Why a log has no traffic rows.
-    fn why_none(&self) -> &'static str {
-        if self.proxies_ran {
-            "its proxies ran but recorded no request or connection"
-        } else {
-            "no proxy ran: observe is off in the spec, or the run ended before any proxy started"
-        }
-    }
 }
 
 #[cfg(test)]
@@ -436,12 +486,9 @@ mod tests {
 
     /// The hint for `events`, read as a log.
     fn why_no_traffic(events: &[Event]) -> &'static str {
-        let mut traffic = TrafficEvents {
-            timeline: Vec::new(),
-            proxies_ran: false,
-        };
+        let mut traffic = TrafficEvents::default();
         for e in events {
-            traffic.push(e.clone());
+            traffic.push(e.clone(), None);
         }
         traffic.why_none()
     }

@@ -47,7 +47,7 @@ impl Protocol {
 }
 
 /// A row's number: application traffic or a readiness probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Index {
     /// `N`.
     Traffic(usize),
@@ -444,13 +444,15 @@ impl TrafficFilter {
         })
     }
 
-    /// Whether `--edge` names no edge of `rows` (a misspelt service, say): then the edges
-    /// there are worth listing.
-    pub fn edges_match_nothing(&self, rows: &[Row]) -> bool {
+    /// True when `--edge` is given: when it matches no row (a misspelt service, say), the
+    /// edges there are are worth listing.
+    pub fn has_edges(&self) -> bool {
         !self.edges.is_empty()
-            && !rows
-                .iter()
-                .any(|row| self.edges.iter().any(|e| e.matches(row)))
+    }
+
+    /// True when an `--edge` matches `row` (false without `--edge`).
+    pub fn edge_matches(&self, row: &Row) -> bool {
+        self.edges.iter().any(|e| e.matches(row))
     }
 
     /// True when `row` passes every filter (probes only with `--probes`).
