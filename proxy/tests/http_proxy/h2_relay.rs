@@ -169,6 +169,36 @@ async fn a_target_closing_before_answering_gets_the_client_a_502() {
     );
 }
 
+/// A target that only speaks HTTP/1.1 answers the h2c preface in HTTP/1.1 (`400`, as Node's
+/// `http` server does). The client is answered for it as on hyper's path, with a 502 saying
+/// so, rather than having its connection closed as if the target had sent an oversized frame.
+#[tokio::test]
+async fn a_target_answering_the_preface_in_http1_gets_the_client_a_502_saying_so() {
+    let target = crate::http2::http1_only_target().await;
+    let mut proxy = Proxy::start(target).await;
+    let client = http2_client();
+    let response = send(
+        &client,
+        Request::post(proxy.url("/up")).body(full("hello")).unwrap(),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(response.headers[ERROR_HEADER], "upstream-protocol");
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.http_version, "HTTP/2");
+    assert_eq!(r.status_code, 502);
+    assert_eq!(
+        r.error,
+        format!(
+            "upstream: the target {target} did not answer in HTTP/2 (the client spoke HTTP/2, \
+             so the proxy used h2c; does the target support h2c?): it answered \
+             \"HTTP/1.1 400 Bad Request\""
+        )
+    );
+    proxy.events.assert_no_more();
+}
+
 #[tokio::test]
 async fn a_target_closing_mid_response_breaks_the_stream_and_is_recorded() {
     let (target, _requests, go) = failing_target(Failure::CloseMidResponse).await;
