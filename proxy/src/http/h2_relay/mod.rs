@@ -286,7 +286,15 @@ async fn responses(
             checked = true;
             if let Some(status_line) = http1_answer(&buf) {
                 // The target does not speak h2c: answer for it, as the hyper path does. It
-                // may have answered the preface before the client's first request came.
+                // may have answered the preface before the client's first request came, and
+                // clients such as grpc-go's and grpc-js's send none before the server's
+                // `SETTINGS`: the proxy sends them (empty: the defaults), as the target sent
+                // no HTTP/2 at all.
+                let mut settings = BytesMut::new();
+                put_frame_header(&mut settings, 0, FRAME_SETTINGS, 0, 0);
+                if write_all(client, &settings).await.is_err() {
+                    return End::Closed;
+                }
                 first_stream(streams, client_sent).await;
                 let target = streams.lock().target();
                 let failure = Failure::not_http2(&target, &status_line);
