@@ -208,3 +208,49 @@ fn files_sent_one_by_one_link_in_any_order_and_broken_ones_are_left_out() {
     assert!(Schema::from_file_descriptors([b"\xff".to_vec()]).is_err());
     assert!(Schema::from_file_descriptors(Vec::<Vec<u8>>::new()).is_err());
 }
+
+/// The files a grpc-js server's reflection (`@grpc/reflection` 0.x over `@grpc/proto-loader`)
+/// answers `FileContainingSymbol("px2.Echo")` with, one base64 line each, for this proto:
+///
+/// ```proto
+/// syntax = "proto3";
+/// package px2;
+/// import "google/protobuf/timestamp.proto";
+/// enum Kind { ALPHA = 0; BETA = 1; }
+/// message Inner { google.protobuf.Timestamp when = 1; repeated string tags = 2; Kind kind = 3;
+///                 map<string, int32> m = 4; }
+/// message Msg { string text = 1; int32 n = 2; Inner inner = 3; int64 big = 4; }
+/// service Echo { rpc Unary(Msg) returns (Msg); }
+/// ```
+///
+/// protobuf.js names the files after their packages (`px2.proto`, `google_protobuf.proto`)
+/// and lists no imports.
+const GRPC_JS_REFLECTION: &str = include_str!("fixtures/grpc-js-reflection.b64");
+
+#[test]
+fn descriptors_from_grpc_js_reflection_link_although_they_list_no_imports() {
+    use base64::Engine as _;
+    let files: Vec<Vec<u8>> = GRPC_JS_REFLECTION
+        .lines()
+        .map(|line| {
+            base64::engine::general_purpose::STANDARD
+                .decode(line)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(files.len(), 2);
+    let schema = Schema::from_file_descriptors(&files).unwrap();
+    let method = schema.method("px2.Echo", "Unary").unwrap();
+    // The grpc-js server's answer to {text: "hi", n: 3}, as it passed the proxy.
+    let reply = [
+        0x0a, 0x02, 0x68, 0x69, 0x10, 0x03, 0x1a, 0x15, 0x0a, 0x04, 0x08, 0x05, 0x10, 0x01, 0x12,
+        0x01, 0x61, 0x12, 0x01, 0x62, 0x18, 0x01, 0x22, 0x05, 0x0a, 0x01, 0x6b, 0x10, 0x01, 0x20,
+        0xf9, 0xbe, 0xb7, 0xb0, 0x88, 0x89, 0x1c,
+    ];
+    assert_eq!(
+        method.decode(Direction::Response, &reply).unwrap(),
+        json!({"text": "hi", "n": 3, "big": "123456789012345",
+               "inner": {"when": "1970-01-01T00:00:05.000000001Z", "tags": ["a", "b"],
+                         "kind": "BETA", "m": {"k": 1}}})
+    );
+}

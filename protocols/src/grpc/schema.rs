@@ -6,6 +6,8 @@
 //! response messages into JSON with lowerCamelCase field names, enums by name, 64-bit integers
 //! as strings and well-known types in their special forms, as upstream rig does.
 
+use prost_reflect::prost::Message as _;
+use prost_reflect::prost_types::FileDescriptorProto;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 use serde_json::Value;
 
@@ -62,15 +64,13 @@ impl Schema {
         let mut last_error = String::from("no file descriptors");
         loop {
             let before = pending.len();
-            pending.retain(
-                |file| match pool.decode_file_descriptor_proto(file.as_slice()) {
-                    Ok(()) => false,
-                    Err(e) => {
-                        last_error = e.to_string();
-                        true
-                    }
-                },
-            );
+            pending.retain(|file| match link_file(&mut pool, file) {
+                Ok(()) => false,
+                Err(e) => {
+                    last_error = e;
+                    true
+                }
+            });
             if pending.is_empty() || pending.len() == before {
                 break;
             }
@@ -138,6 +138,33 @@ impl MethodSchema {
             .serialize_with_options(serde_json::value::Serializer, &SerializeOptions::new())
             .map_err(|e| error(e.to_string()))
     }
+}
+
+/// Adds one serialized `FileDescriptorProto` to `pool`. A file that does not link as sent is
+/// tried again importing every file already in the pool: descriptors that protobuf.js builds
+/// (those of grpc-js servers' reflection, `@grpc/reflection`) name their files after packages
+/// and list no imports, so a type of another file (`google.protobuf.Timestamp`) would
+/// otherwise be "not imported". Only a file that does not link as sent is retried, so the
+/// descriptors of other servers link exactly as before.
+fn link_file(pool: &mut DescriptorPool, file: &[u8]) -> Result<(), String> {
+    let error = match pool.decode_file_descriptor_proto(file) {
+        Ok(()) => return Ok(()),
+        Err(e) => e.to_string(),
+    };
+    let Ok(mut proto) = FileDescriptorProto::decode(file) else {
+        return Err(error);
+    };
+    let imported: Vec<String> = pool
+        .files()
+        .map(|f| f.name().to_string())
+        .filter(|name| Some(name.as_str()) != proto.name.as_deref())
+        .filter(|name| !proto.dependency.contains(name))
+        .collect();
+    if imported.is_empty() {
+        return Err(error);
+    }
+    proto.dependency.extend(imported);
+    pool.add_file_descriptor_proto(proto).map_err(|_| error)
 }
 
 /// Serialized `FileDescriptorProto`s as one `FileDescriptorSet` (each is field 1).

@@ -303,6 +303,19 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// A target that answered an h2c connection in HTTP/1.x (`status_line`): it does not
+    /// speak h2c. Worded as [`Failure::from_send`] words it when hyper's client finds it.
+    pub(crate) fn not_http2(target: &str, status_line: &str) -> Failure {
+        let kind = FailureKind::UpstreamProtocol;
+        Failure {
+            kind,
+            summary: summary(kind, target, true),
+            cause: format!("it answered {status_line:?}"),
+        }
+    }
+}
+
 /// The one sentence naming a failure of the exchange with `target`.
 fn summary(kind: FailureKind, target: &str, http2: bool) -> String {
     match kind {

@@ -169,6 +169,92 @@ async fn a_target_closing_before_answering_gets_the_client_a_502() {
     );
 }
 
+/// A target that only speaks HTTP/1.1 answers the h2c preface in HTTP/1.1 (`400`, as Node's
+/// `http` server does). The client is answered for it as on hyper's path, with a 502 saying
+/// so, rather than having its connection closed as if the target had sent an oversized frame.
+#[tokio::test]
+async fn a_target_answering_the_preface_in_http1_gets_the_client_a_502_saying_so() {
+    let target = crate::http2::http1_only_target().await;
+    let mut proxy = Proxy::start(target).await;
+    let client = http2_client();
+    let response = send(
+        &client,
+        Request::post(proxy.url("/up")).body(full("hello")).unwrap(),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(response.headers[ERROR_HEADER], "upstream-protocol");
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.http_version, "HTTP/2");
+    assert_eq!(r.status_code, 502);
+    assert_eq!(
+        r.error,
+        format!(
+            "upstream: the target {target} did not answer in HTTP/2 (the client spoke HTTP/2, \
+             so the proxy used h2c; does the target support h2c?): it answered \
+             \"HTTP/1.1 400 Bad Request\""
+        )
+    );
+    proxy.events.assert_no_more();
+}
+
+/// A client that sends its first request only once the server's `SETTINGS` came (as grpc-go
+/// and grpc-js do) still gets its request answered with the 502 when the target only speaks
+/// HTTP/1.1: the proxy sends the `SETTINGS` the target never will.
+#[tokio::test]
+async fn a_client_waiting_for_settings_gets_the_502_from_a_target_that_only_speaks_http1() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = crate::http2::http1_only_target().await;
+    let mut proxy = Proxy::start(target).await;
+    let mut socket = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    // The preface and an empty SETTINGS frame; then nothing until the server's SETTINGS.
+    socket
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut read = Vec::new();
+    let first = tokio::time::timeout(PATIENCE, async {
+        while read.len() < 9 {
+            let mut chunk = [0u8; 1024];
+            let n = socket.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the connection closed before any frame");
+            read.extend_from_slice(&chunk[..n]);
+        }
+        read[..9].to_vec()
+    })
+    .await
+    .expect("a frame in time");
+    assert_eq!(first[3], 0x4, "the first frame is SETTINGS: {first:?}");
+    assert_eq!(&first[5..9], &[0, 0, 0, 0], "on stream 0");
+
+    // GET / on stream 1 (HPACK: :method GET, :scheme http, :path / from the static table,
+    // :authority as a literal), ending the stream.
+    let authority = proxy.addr.to_string();
+    let mut block = vec![0x82, 0x86, 0x84, 0x01, authority.len() as u8];
+    block.extend_from_slice(authority.as_bytes());
+    let mut headers = vec![0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, 1];
+    headers.extend_from_slice(&block);
+    socket.write_all(&headers).await.unwrap();
+    let answered = read_to_close(&mut socket).await;
+    read.extend_from_slice(&answered);
+    assert!(
+        read.windows(3).any(|w| w == b"502"),
+        "the client's stream is answered with the 502"
+    );
+
+    let r = proxy.events.request().await;
+    assert_eq!(r.http_version, "HTTP/2");
+    assert_eq!(r.status_code, 502);
+    assert!(
+        r.error
+            .ends_with("it answered \"HTTP/1.1 400 Bad Request\""),
+        "{}",
+        r.error
+    );
+    proxy.events.assert_no_more();
+}
+
 #[tokio::test]
 async fn a_target_closing_mid_response_breaks_the_stream_and_is_recorded() {
     let (target, _requests, go) = failing_target(Failure::CloseMidResponse).await;

@@ -365,7 +365,7 @@ async fn an_h2c_upgrade_cut_off_by_shutdown_is_recorded() {
 
 /// An HTTP/1.1-only server (as Python's `http.server`): `200 ok` to every request, `400` to
 /// anything that is not HTTP/1.x, such as the HTTP/2 preface.
-async fn http1_only_target() -> std::net::SocketAddr {
+pub(crate) async fn http1_only_target() -> std::net::SocketAddr {
     use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -53,6 +53,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 use self::fields::{parse_status, Fields, FieldsBuilder};
 use self::streams::{error_code_name, Cutoff, Streams};
@@ -196,8 +197,9 @@ async fn relay(
         client: AtomicUsize::new(DEFAULT_MAX_FRAME),
         target: AtomicUsize::new(DEFAULT_MAX_FRAME),
     };
-    let requests = requests(streams, &limits, client, upstream, first);
-    let responses = responses(streams, &limits, upstream, client);
+    let client_sent = Notify::new();
+    let requests = requests(streams, &limits, &client_sent, client, upstream, first);
+    let responses = responses(streams, &limits, &client_sent, upstream, client);
     tokio::pin!(requests, responses);
     tokio::select! {
         end = requests.as_mut() => {
@@ -227,10 +229,12 @@ fn responses_cutoff(end: End) -> Cutoff {
     }
 }
 
-/// Client to target: request heads, bodies and resets.
+/// Client to target: request heads, bodies and resets. `client_sent` is notified after each
+/// batch of the client's frames has been looked at.
 async fn requests(
     streams: &Mutex<Streams>,
     limits: &FrameLimits,
+    client_sent: &Notify,
     client: &TcpStream,
     upstream: &TcpStream,
     mut buf: BytesMut,
@@ -243,6 +247,7 @@ async fn requests(
         if end > 0 {
             let chunk = buf.split_to(end).freeze();
             observe_requests(streams, limits, &mut blocks, &chunk, start);
+            client_sent.notify_one();
             start = 0;
             if write_all(upstream, &chunk).await.is_err() {
                 return End::WriteFailed;
@@ -263,12 +268,41 @@ async fn requests(
 async fn responses(
     streams: &Mutex<Streams>,
     limits: &FrameLimits,
+    client_sent: &Notify,
     upstream: &TcpStream,
     client: &TcpStream,
 ) -> End {
     let mut blocks = BlockReader::default();
     let mut buf = BytesMut::new();
+    // Whether enough of the target's first bytes came to tell an HTTP/2 frame from an
+    // HTTP/1.x answer, and whether they were looked at.
+    let mut heard = false;
+    let mut checked = false;
     loop {
+        if !heard && !buf.is_empty() {
+            heard = buf.len() >= HTTP1_START.len() || !HTTP1_START.starts_with(&buf);
+        }
+        if heard && !checked {
+            checked = true;
+            if let Some(status_line) = http1_answer(&buf) {
+                // The target does not speak h2c: answer for it, as the hyper path does. It
+                // may have answered the preface before the client's first request came, and
+                // clients such as grpc-go's and grpc-js's send none before the server's
+                // `SETTINGS`: the proxy sends them (empty: the defaults), as the target sent
+                // no HTTP/2 at all.
+                let mut settings = BytesMut::new();
+                put_frame_header(&mut settings, 0, FRAME_SETTINGS, 0, 0);
+                if write_all(client, &settings).await.is_err() {
+                    return End::Closed;
+                }
+                first_stream(streams, client_sent).await;
+                let target = streams.lock().target();
+                let failure = Failure::not_http2(&target, &status_line);
+                let farewell = target_gone(streams, &blocks, failure);
+                let _ = write_all(client, &farewell).await;
+                return End::Closed;
+            }
+        }
         let end = complete_frames(&buf, 0);
         if end > 0 {
             let chunk = buf.split_to(end).freeze();
@@ -287,10 +321,51 @@ async fn responses(
             Err(error) => error,
         };
         // The target is gone: answer for it and close.
-        let farewell = target_gone(streams, &blocks, &closed);
+        let target = streams.lock().target();
+        // Classified as the raw HTTP/1.1 path classifies a target that went away.
+        let gone = match closed.kind() {
+            io::ErrorKind::UnexpectedEof => Failure::from_raw(RawFailure::Closed, &target),
+            _ => Failure::from_raw(RawFailure::Io(&closed), &target),
+        };
+        let farewell = target_gone(streams, &blocks, gone);
         let _ = write_all(client, &farewell).await;
         return End::Closed;
     }
+}
+
+/// How long a target that does not speak h2c waits for the client's first request, to answer
+/// it with the proxy's 502 rather than with the connection's `GOAWAY` alone.
+const FIRST_STREAM_WAIT: Duration = Duration::from_secs(1);
+
+/// Returns once the client has opened a stream, or has not within [`FIRST_STREAM_WAIT`].
+async fn first_stream(streams: &Mutex<Streams>, client_sent: &Notify) {
+    let deadline = tokio::time::Instant::now() + FIRST_STREAM_WAIT;
+    while streams.lock().unfinished().is_empty() {
+        if tokio::time::timeout_at(deadline, client_sent.notified())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// How an HTTP/1.x response starts.
+const HTTP1_START: &[u8] = b"HTTP/1.";
+
+/// The status line (up to its first 80 bytes) when `first` (the first bytes a target sent on
+/// an h2c connection) is an HTTP/1.x response rather than an HTTP/2 frame: a target that
+/// does not speak h2c answers the preface with `HTTP/1.1 400 Bad Request` or the like.
+fn http1_answer(first: &[u8]) -> Option<String> {
+    if !first.starts_with(HTTP1_START) {
+        return None;
+    }
+    let line = first
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or(first);
+    let line = &line[..line.len().min(80)];
+    Some(String::from_utf8_lossy(line).into_owned())
 }
 
 /// The end of the last complete frame in `buf` (frames starting at `start`), or `start` if
@@ -489,10 +564,10 @@ fn rewrite<'a>(
     })
 }
 
-/// The target's connection ended (`closed` says how): every stream still waiting for its
-/// response is failed and answered, and the frames to send the client before closing its
-/// connection are returned.
-fn target_gone(streams: &Mutex<Streams>, blocks: &BlockReader, closed: &io::Error) -> BytesMut {
+/// The target's connection ended, or is of no use (`gone` says how): every stream still
+/// waiting for its response is failed and answered, and the frames to send the client before
+/// closing its connection are returned.
+fn target_gone(streams: &Mutex<Streams>, blocks: &BlockReader, gone: Failure) -> BytesMut {
     let mut streams = streams.lock();
     if streams.is_client_closed() {
         // The target only followed the client: nothing failed on its side.
@@ -500,11 +575,6 @@ fn target_gone(streams: &Mutex<Streams>, blocks: &BlockReader, closed: &io::Erro
         return BytesMut::new();
     }
     let target = streams.target();
-    // Classified as the raw HTTP/1.1 path classifies a target that went away.
-    let gone = match closed.kind() {
-        io::ErrorKind::UnexpectedEof => Failure::from_raw(RawFailure::Closed, &target),
-        _ => Failure::from_raw(RawFailure::Io(closed), &target),
-    };
     let mut out = BytesMut::new();
     // In the middle of a header block nothing else may be sent: the client only gets the
     // connection closed.
@@ -548,7 +618,8 @@ fn target_gone(streams: &Mutex<Streams>, blocks: &BlockReader, closed: &io::Erro
     }
     // After the target's own `GOAWAY` another could only repeat or contradict it.
     if can_answer && goaway.is_none() {
-        let debug = b"rig proxy: the target closed the connection";
+        let debug = format!("rig proxy: {}", gone.summary);
+        let debug = debug.as_bytes();
         put_frame_header(&mut out, 8 + debug.len(), FRAME_GOAWAY, 0, 0);
         out.extend_from_slice(&streams.last_client_stream().to_be_bytes());
         out.extend_from_slice(&0u32.to_be_bytes());
