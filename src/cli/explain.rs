@@ -207,9 +207,15 @@ impl Report {
     }
 }
 
-/// Reads the rest of `log`, keeping the events an explanation reads ([`AnalysisEvents`]).
+/// Reads the rest of `log`, keeping the events an explanation reads ([`AnalysisEvents`]): with
+/// a header line, of the traffic only the errors; without, every exchange, from which the
+/// header is derived.
 pub fn analysis_events(log: &mut LogStream) -> Result<Vec<Arc<Event>>, CliError> {
-    let mut kept = AnalysisEvents::default();
+    let mut kept = if log.header().is_some() {
+        AnalysisEvents::for_analysis_only()
+    } else {
+        AnalysisEvents::default()
+    };
     while let Some(event) = log.next_event()? {
         kept.push(Arc::new(event));
     }

@@ -651,6 +651,11 @@ pub fn for_analysis(event: Arc<Event>) -> Arc<Event> {
     Arc::new(light)
 }
 
+/// True when traffic event `e` is an error the analysis lists (see [`traffic_error`]).
+pub(crate) fn is_traffic_error(e: &Event) -> bool {
+    traffic_error(e).is_some()
+}
+
 /// The traffic error an event represents, if it is one.
 fn traffic_error(e: &Event) -> Option<TrafficError> {
     if let Some(r) = &e.request {

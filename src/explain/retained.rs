@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use rig_types::{Event, EventType};
 
-use super::analysis::{for_analysis, stderr_lines, OutputGate, STDERR_LINES_PER_SERVICE};
+use super::analysis::{
+    for_analysis, is_traffic_error, stderr_lines, OutputGate, STDERR_LINES_PER_SERVICE,
+};
 use crate::logfiles::{is_rig_remark, output_lines, FAILURE_LOG_LINES};
 
 /// A run's events, in `seq` order, with the service output the analysis and the log files'
@@ -48,6 +50,8 @@ pub struct AnalysisEvents {
     /// Each service's output chunks that its tails need so far.
     tails: HashMap<String, OutputTails>,
     gate: OutputGate,
+    /// Leave out the traffic events that are no errors ([`AnalysisEvents::for_analysis_only`]).
+    analysis_only: bool,
 }
 
 /// The output chunks of one service that its tails need.
@@ -94,6 +98,9 @@ impl AnalysisEvents {
     pub fn push(&mut self, event: Arc<Event>) {
         let place = self.pushed;
         self.pushed += 1;
+        if self.analysis_only && is_ok_traffic(&event) {
+            return;
+        }
         let event = for_analysis(event);
         // The gate takes every event, since lifecycle events decide which output counts.
         let stderr = self.gate.see(&event).map(|data| stderr_lines(data).count());
@@ -123,6 +130,17 @@ impl AnalysisEvents {
         }
     }
 
+    /// An [`AnalysisEvents`] for [`analyze`](super::analyze) alone, which reads no traffic
+    /// event but the errors (and the observations the proxies dropped): the others, which
+    /// only the log files' timeline and a header derived from the events read, are left out
+    /// too, so that explaining a run of many exchanges does not hold them all.
+    pub fn for_analysis_only() -> AnalysisEvents {
+        AnalysisEvents {
+            analysis_only: true,
+            ..AnalysisEvents::default()
+        }
+    }
+
     /// The events kept, in `seq` order.
     pub fn finish(self) -> Vec<Arc<Event>> {
         let mut output: Vec<(usize, Arc<Event>)> = self
@@ -146,6 +164,14 @@ impl AnalysisEvents {
         events.extend(output.map(|(_, event)| event));
         events
     }
+}
+
+/// A traffic event that is not an error: an exchange that succeeded, a connection, a Kafka
+/// request.
+fn is_ok_traffic(event: &Event) -> bool {
+    event.event_type.is_traffic()
+        && event.event_type != EventType::ObservationsDropped
+        && !is_traffic_error(event)
 }
 
 #[cfg(test)]
@@ -301,8 +327,8 @@ mod tests {
 
     /// Runs recorded by rigd and upstream's files, as they are and with bursts of output
     /// everywhere: the files and the summary are the same, and the bursts are mostly left out.
-    #[test]
-    fn the_files_and_the_summary_are_those_of_every_event() {
+    /// [`lifecycle_run`] and the runs of the log fixtures, rigd's and upstream's.
+    fn recorded_runs() -> Vec<(String, Vec<Event>)> {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         let mut runs = vec![("lifecycle".to_string(), lifecycle_run())];
         for dir in ["logs", "upstream"] {
@@ -314,7 +340,12 @@ mod tests {
             }
         }
         assert!(runs.len() >= 7, "{}", runs.len());
-        for (name, events) in runs {
+        runs
+    }
+
+    #[test]
+    fn the_files_and_the_summary_are_those_of_every_event() {
+        for (name, events) in recorded_runs() {
             let as_recorded: Vec<Arc<Event>> = events.iter().cloned().map(Arc::new).collect();
             assert_same_files_and_summary(&name, &as_recorded);
             for seed in 1..=4 {
@@ -328,6 +359,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// For the analysis alone, the traffic that is not an error is left out, and the analysis
+    /// and summary are those of every event.
+    #[test]
+    fn the_analysis_alone_is_that_of_every_event_without_the_traffic_that_went_well() {
+        let mut left_out = 0;
+        for (name, events) in recorded_runs() {
+            let whole: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
+            let mut analysis = AnalysisEvents::for_analysis_only();
+            for event in &whole {
+                analysis.push(Arc::clone(event));
+            }
+            let kept = analysis.finish();
+            assert!(!kept.iter().any(|e| is_ok_traffic(e)), "{name}");
+            left_out += whole.len() - kept.len();
+            for outcome in [Outcome::Passed, Outcome::Failed, Outcome::Crashed] {
+                assert_eq!(analyze(&kept, outcome), analyze(&whole, outcome), "{name}");
+                assert_eq!(
+                    summarize(&kept, outcome),
+                    summarize(&whole, outcome),
+                    "{name}"
+                );
+            }
+        }
+        assert!(left_out > 20, "only {left_out} events left out");
     }
 
     /// However much a service writes, the output kept is a tail of a few chunks per service.
