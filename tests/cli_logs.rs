@@ -754,8 +754,8 @@ fn a_large_log_is_read_without_holding_it_whole() {
     }
 }
 
-/// A log of at least `size` bytes of small HTTP exchanges, with headers and bodies as rigd
-/// writes them.
+/// A log of at least `size` bytes of small HTTP exchanges, with the headers and bodies of a
+/// typical service call, as rigd writes them.
 fn write_many_exchanges_log(path: &Path, size: u64) {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
@@ -771,7 +771,7 @@ fn write_many_exchanges_log(path: &Path, size: u64) {
             seq += 1;
             writeln!(
                 out,
-                "{{\"seq\":{seq},\"type\":\"request.completed\",\"environment\":\"TestMany\",\"request\":{{\"source\":\"~test\",\"target\":\"api\",\"ingress\":\"default\",\"method\":\"POST\",\"path\":\"/orders?n={seq}\",\"status_code\":201,\"latency_ms\":1.7,\"request_size\":15,\"response_size\":10,\"request_headers\":{{\"Accept\":[\"*/*\"],\"Content-Type\":[\"application/json\"],\"User-Agent\":[\"Go-http-client/1.1\"]}},\"request_body\":\"eyJza3UiOiJhYmMtMSJ9\",\"response_headers\":{{\"Content-Type\":[\"application/json\"]}},\"response_body\":\"eyJpZCI6NDJ9Cg==\"}},\"timestamp\":\"{ts}\"}}"
+                "{{\"seq\":{seq},\"type\":\"request.completed\",\"environment\":\"TestMany\",\"request\":{{\"source\":\"~test\",\"target\":\"api\",\"ingress\":\"default\",\"method\":\"POST\",\"path\":\"/orders?n={seq}\",\"status_code\":201,\"latency_ms\":1.7,\"request_size\":15,\"response_size\":10,\"request_headers\":{{\"Accept\":[\"*/*\"],\"Accept-Encoding\":[\"gzip\"],\"Content-Length\":[\"15\"],\"Content-Type\":[\"application/json\"],\"Host\":[\"127.0.0.1:40123\"],\"Traceparent\":[\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"],\"User-Agent\":[\"Go-http-client/1.1\"],\"X-Request-Id\":[\"7f4d2c1e-9a8b-4c3d-8e2f-1a2b3c4d5e6f\"]}},\"request_body\":\"eyJza3UiOiJhYmMtMSJ9\",\"response_headers\":{{\"Cache-Control\":[\"no-store\"],\"Content-Length\":[\"10\"],\"Content-Type\":[\"application/json\"],\"Date\":[\"Thu, 01 Jan 2026 00:00:00 GMT\"],\"Server\":[\"api/1.4.2\"]}},\"response_body\":\"eyJpZCI6NDJ9Cg==\"}},\"timestamp\":\"{ts}\"}}"
             )
             .unwrap();
         }

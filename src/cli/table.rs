@@ -132,6 +132,13 @@ impl Widths {
         }
     }
 
+    /// Widens column `column` to `width` characters.
+    pub fn fit(&mut self, column: usize, width: usize) {
+        if let Some(w) = self.widths.get_mut(column) {
+            *w = (*w).max(width);
+        }
+    }
+
     /// The bold header line.
     pub fn header(&self, style: Style) -> String {
         line(&self.header, &self.widths, style)

@@ -9,7 +9,7 @@ pub mod rows;
 use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
 
-use rig_types::{Event, Timestamp};
+use rig_types::Event;
 use serde::Serialize;
 
 use super::args::Args;
@@ -178,31 +178,23 @@ pub fn run(args: Args) -> CmdResult {
     // The table shows none of the headers, bodies and messages: only `--detail`, `--json`
     // and `--grep` need them.
     let payloads = !details.is_empty() || parsed.has("--json") || filter.searches_payloads();
-    let traffic = TrafficEvents::read(&mut log, payloads)?;
-    let why_none = traffic.why_none();
-    let mut ordered = traffic.in_time_order(&log)?;
-    let start = log.start();
-    if parsed.has("--json") && details.is_empty() {
-        return print_json(&mut ordered, start, &filter);
-    }
-
-    // The first pass counts and measures; the rows are made again to be printed, so none is
-    // held, however large the log.
+    // Reading counts the rows, filters them and measures the table's columns; the rows
+    // printed are made again from their events, so none is held, however large the log.
     let mut seen = Seen::default();
     let mut widths = Widths::new(&TABLE_HEADER);
     let mut colors = ServiceColors::default();
-    let wanted: HashSet<Index> = details.iter().copied().collect();
-    let mut picked = Vec::new();
-    for_each_row(&mut ordered, start, |row| {
+    let traffic = TrafficEvents::read(&mut log, payloads, |row| {
         seen.see(row, &filter);
-        if wanted.contains(&row.index) {
-            picked.push((row.index, row.event.clone()));
-        } else if wanted.is_empty() && filter.keep(row) {
+        let keep = filter.keep(row);
+        if keep {
             seen.kept += 1;
+            // The number is not known yet: its column is measured once the rows are in order.
             widths.measure(&cells(row, &mut colors, style));
         }
-        true
+        keep
     })?;
+    let why_none = traffic.why_none();
+    let mut ordered = traffic.in_time_order(&log)?;
     if seen.all == 0 {
         if parsed.has("--json") {
             Out.line("[]");
@@ -216,7 +208,10 @@ pub fn run(args: Args) -> CmdResult {
         return Ok(EXIT_OK);
     }
     if !details.is_empty() {
-        return show_details(picked, start, &details, &seen, style, parsed.has("--json"));
+        return show_details(&mut ordered, &details, &seen, style, parsed.has("--json"));
+    }
+    if parsed.has("--json") {
+        return print_json(&mut ordered);
     }
     if seen.kept == 0 {
         let hint = if seen.edges_match_nothing {
@@ -236,32 +231,27 @@ pub fn run(args: Args) -> CmdResult {
         return Ok(EXIT_OK);
     }
 
+    for index in ordered.kept() {
+        widths.fit(0, index.to_string().chars().count());
+    }
     let mut out = std::io::stdout().lock();
     if writeln!(out, "{}", widths.header(style)).is_err() {
         return Ok(EXIT_OK);
     }
     let mut colors = ServiceColors::default();
-    for_each_row(&mut ordered, start, |row| {
-        !filter.keep(row)
-            || writeln!(
+    ordered.for_each(
+        |_, kept| kept,
+        |row| {
+            writeln!(
                 out,
                 "{}",
                 widths.line(&cells(row, &mut colors, style), style)
             )
             .is_ok()
-    })?;
+        },
+    )?;
     let _ = out.flush();
     Ok(EXIT_OK)
-}
-
-/// Hands each row of `ordered`, numbered, to `each` until it returns false.
-fn for_each_row(
-    ordered: &mut OrderedTraffic,
-    start: Option<Timestamp>,
-    mut each: impl FnMut(&Row) -> bool,
-) -> Result<(), CliError> {
-    let mut builder = RowBuilder::new(start);
-    ordered.for_each(|event| builder.row(event).is_none_or(|row| each(&row)))
 }
 
 /// What a pass over every row found besides the rows.
@@ -341,25 +331,21 @@ pub fn cells(r: &Row, colors: &mut ServiceColors, style: Style) -> Vec<Cell> {
 }
 
 /// `--json`: the rows the filters keep, as one JSON array printed as it is made.
-fn print_json(
-    ordered: &mut OrderedTraffic,
-    start: Option<Timestamp>,
-    filter: &TrafficFilter,
-) -> CmdResult {
+fn print_json(ordered: &mut OrderedTraffic) -> CmdResult {
     let mut out = std::io::stdout().lock();
     let mut printed = 0;
     let mut closed = false;
-    for_each_row(ordered, start, |row| {
-        if !filter.keep(row) {
-            return true;
-        }
-        let separator = if printed == 0 { "[\n" } else { ",\n" };
-        printed += 1;
-        closed = json_element(&JsonRow::of(row))
-            .and_then(|element| write!(out, "{separator}{element}"))
-            .is_err();
-        !closed
-    })?;
+    ordered.for_each(
+        |_, kept| kept,
+        |row| {
+            let separator = if printed == 0 { "[\n" } else { ",\n" };
+            printed += 1;
+            closed = json_element(&JsonRow::of(row))
+                .and_then(|element| write!(out, "{separator}{element}"))
+                .is_err();
+            !closed
+        },
+    )?;
     if !closed {
         let _ = writeln!(out, "{}", if printed == 0 { "[]" } else { "\n]" });
         let _ = out.flush();
@@ -367,26 +353,33 @@ fn print_json(
     Ok(EXIT_OK)
 }
 
-/// `--detail`: the exchanges `wanted` names, in that order, from those `picked` while the
-/// rows were numbered.
+/// `--detail`: the exchanges `wanted` names, in that order.
 fn show_details(
-    picked: Vec<(Index, Event)>,
-    start: Option<Timestamp>,
+    ordered: &mut OrderedTraffic,
     wanted: &[Index],
     seen: &Seen,
     style: Style,
     json: bool,
 ) -> CmdResult {
+    let picked: HashSet<Index> = wanted.iter().copied().collect();
+    let mut found: Vec<(Index, Event)> = Vec::with_capacity(picked.len());
+    ordered.for_each(
+        |index, _| picked.contains(&index),
+        |row| {
+            found.push((row.index, row.event.clone()));
+            true
+        },
+    )?;
     let mut rows = Vec::with_capacity(wanted.len());
     for index in wanted {
-        let Some((_, event)) = picked.iter().find(|(i, _)| i == index) else {
-            return Err(CliError::failed(not_found(*index, seen)));
-        };
-        let mut row = RowBuilder::new(start)
-            .row(event)
-            .expect("picked events are traffic rows");
-        row.index = *index;
-        rows.push(row);
+        let row = found
+            .iter()
+            .find(|(i, _)| i == index)
+            .and_then(|(_, event)| ordered.row(event, *index));
+        match row {
+            Some(row) => rows.push(row),
+            None => return Err(CliError::failed(not_found(*index, seen))),
+        }
     }
     if json {
         let rows: Vec<JsonRow> = rows.iter().map(JsonRow::of).collect();
@@ -488,7 +481,7 @@ mod tests {
     fn why_no_traffic(events: &[Event]) -> &'static str {
         let mut traffic = TrafficEvents::default();
         for e in events {
-            traffic.push(e.clone(), None);
+            traffic.push(e.clone(), None, None);
         }
         traffic.why_none()
     }
