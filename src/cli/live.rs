@@ -193,21 +193,28 @@ pub fn pick<'a>(
 
 /// Every environment `arg` selects (see [`pick`]), for commands that accept several.
 pub fn matching<'a>(envs: &'a [EnvironmentSummary], arg: &str) -> Vec<&'a EnvironmentSummary> {
-    if let Some(e) = envs.iter().find(|e| e.id == arg) {
-        return vec![e];
-    }
-    let want = normalize(arg);
-    let exact: Vec<&EnvironmentSummary> =
-        envs.iter().filter(|e| normalize(&e.name) == want).collect();
+    let exact = named(envs, arg);
     if !exact.is_empty() {
         return exact;
     }
+    let want = normalize(arg);
     envs.iter()
         .filter(|e| normalize(&e.name).contains(&want) || e.id.contains(&want))
         .collect()
 }
 
-fn list<'a>(envs: impl Iterator<Item = &'a EnvironmentSummary>) -> String {
+/// The environments `arg` names in full: the one with that id, else those with that name
+/// (case-insensitive, `/` and `_` alike); no partial matches.
+pub fn named<'a>(envs: &'a [EnvironmentSummary], arg: &str) -> Vec<&'a EnvironmentSummary> {
+    if let Some(e) = envs.iter().find(|e| e.id == arg) {
+        return vec![e];
+    }
+    let want = normalize(arg);
+    envs.iter().filter(|e| normalize(&e.name) == want).collect()
+}
+
+/// One line per environment, `  name  id`, for messages that list them.
+pub fn list<'a>(envs: impl Iterator<Item = &'a EnvironmentSummary>) -> String {
     envs.map(|e| format!("  {}  {}", e.name, e.id))
         .collect::<Vec<_>>()
         .join("\n")

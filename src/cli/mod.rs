@@ -31,8 +31,9 @@ macro_rules! log_argument_help {
                    file name (an id, say); the most recent matching log is read (default:
                    the most recent log), and which one is said on stderr unless the name
                    was whole; a start or part shared by several environments is an error
-                   listing them; when no file matches, the log so far of a running
-                   environment of that name"
+                   listing them; an environment of that name (or id) running on rigd is
+                   a later run than any file: its log so far is read instead (and when no
+                   file matches, one whose name contains the argument)"
     };
 }
 
