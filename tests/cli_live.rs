@@ -440,6 +440,21 @@ async fn a_running_environment_comes_before_the_log_file_of_an_earlier_run() {
         )),
         "{err}"
     );
+    // So does `rig traffic` without a name: the one running environment is the latest run.
+    let (code, out, err) = output(
+        rig(&["traffic"], &rig_dir)
+            .env("RIG_LOGS", &logs)
+            .env("RIG_SERVER_ADDR", &addr),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("/this-run") && !out.contains("/earlier-run"),
+        "{out}"
+    );
+    assert!(
+        err.contains(&format!("Orders/Run ({now}) is running")),
+        "{err}"
+    );
     // The earlier run's file by its path is still that file.
     let file = logs.join(format!("Orders_Run-{earlier}.jsonl"));
     let (code, out, err) = traffic(file.to_str().unwrap(), &logs);
@@ -467,4 +482,16 @@ async fn a_running_environment_comes_before_the_log_file_of_an_earlier_run() {
         "{err}"
     );
     assert!(err.contains(&now) && err.contains(&second), "{err}");
+    let (code, _, err) = output(
+        rig(&["logs"], &rig_dir)
+            .env("RIG_LOGS", rigd.scratch().join("no-logs"))
+            .env("RIG_SERVER_ADDR", &addr),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "2 environments running on rigd at {addr}; name one by its id"
+        )),
+        "{err}"
+    );
 }

@@ -344,17 +344,17 @@ const LIVE_CHECK_PATIENCE: Duration = Duration::from_secs(2);
 /// [`logdir::resolve_one`](super::logdir::resolve_one)), unless it names an environment
 /// running on rigd (the one at `server` when given, `--server`): a log file is written when
 /// its environment is torn down, so a running environment of that name (its id, or its whole
-/// name) is a later run than any file, and its log so far (`GET /environments/{id}/log`) is
-/// read instead, saying so on stderr. When no file matches, a running environment the name
-/// matches in part is read too, so a hanging test can be inspected before it is torn down;
-/// several such environments are an error that lists their ids.
+/// name; without an argument, the only one running) is a later run than any file, and its log
+/// so far (`GET /environments/{id}/log`) is read instead, saying so on stderr. When no file
+/// matches, a running environment the name matches in part is read too, so a hanging test can
+/// be inspected before it is torn down; several such environments are an error that lists
+/// their ids.
 pub fn load(arg: Option<&str>, mode: Mode, server: Option<&str>) -> Result<LogStream, CliError> {
     match super::logdir::resolve_one(arg) {
-        Ok(resolved) if !resolved.by_name || arg.is_none() => open_resolved(resolved, mode),
+        Ok(resolved) if !resolved.by_name => open_resolved(resolved, mode),
         Ok(resolved) => {
-            let name = arg.unwrap_or_default();
             let running = super::block_on_value(async {
-                tokio::time::timeout(LIVE_CHECK_PATIENCE, running_matches(name, server, true))
+                tokio::time::timeout(LIVE_CHECK_PATIENCE, running_matches(arg, server, true))
                     .await
                     .unwrap_or(Ok(None))
             });
@@ -372,10 +372,11 @@ pub fn load(arg: Option<&str>, mode: Mode, server: Option<&str>) -> Result<LogSt
                 }
                 Ok(Some((running, envs))) if envs.len() > 1 => {
                     eprint_line(format!(
-                        "rig: reading {}, the log of an earlier run: {} environments named {name:?} \
-                         are running on rigd at {}; give an id to read one's log so far:\n{}",
+                        "rig: reading {}, the log of an earlier run: {} environments{} are \
+                         running on rigd at {}; give an id to read one's log so far:\n{}",
                         resolved.path.display(),
                         envs.len(),
+                        arg.map_or(String::new(), |name| format!(" named {name:?}")),
                         running.client.addr(),
                         super::live::list(envs.iter())
                     ));
@@ -384,12 +385,7 @@ pub fn load(arg: Option<&str>, mode: Mode, server: Option<&str>) -> Result<LogSt
                 _ => open_resolved(resolved, mode),
             }
         }
-        Err(not_found) => {
-            let Some(name) = arg else {
-                return Err(not_found);
-            };
-            live_instead_of(name, server, not_found)
-        }
+        Err(not_found) => live_instead_of(arg, server, not_found),
     }
 }
 
@@ -401,18 +397,22 @@ fn open_resolved(resolved: super::logdir::Resolved, mode: Mode) -> Result<LogStr
     LogStream::open(&resolved.path, mode)
 }
 
-/// The log so far of the one running environment `name` matches, when no log file does
-/// (`not_found` says why); several matching environments are an error listing them.
+/// The log so far of the one running environment `name` matches (without a name, the only
+/// one running), when no log file does (`not_found` says why); several matching environments
+/// are an error listing them.
 fn live_instead_of(
-    name: &str,
+    name: Option<&str>,
     server: Option<&str>,
     not_found: CliError,
 ) -> Result<LogStream, CliError> {
+    let matching = name.map_or(String::new(), |name| format!(" match {name:?}"));
     match super::block_on_value(running_matches(name, server, false)) {
         Ok(Some((running, envs))) if envs.len() == 1 => {
+            let why = name.map_or("no log files".to_string(), |name| {
+                format!("no log file matches {name:?}")
+            });
             eprint_line(format!(
-                "(no log file matches {name:?}; showing the live log of running environment {} \
-                 ({}) from rigd at {})",
+                "({why}; showing the live log of running environment {} ({}) from rigd at {})",
                 envs[0].name,
                 envs[0].id,
                 running.client.addr()
@@ -420,7 +420,7 @@ fn live_instead_of(
             super::block_on_value(live_stream(&running, &envs[0]))
         }
         Ok(Some((running, envs))) if envs.len() > 1 => Err(CliError::failed(format!(
-            "{not_found}\n{} environments running on rigd at {} match {name:?}; name one by its \
+            "{not_found}\n{} environments running on rigd at {}{matching}; name one by its \
              id:\n{}",
             envs.len(),
             running.client.addr(),
@@ -434,11 +434,11 @@ fn live_instead_of(
 }
 
 /// The running rigd (the one at `server` when given) and its active environments that `name`
-/// names: by id or whole name when `whole_name_only`, else as `rig traffic --follow` picks
-/// them. `None` when no rigd runs, unless it was given by `server`, whose silence is an
-/// error.
+/// names (without a name, all of them): by id or whole name when `whole_name_only`, else as
+/// `rig traffic --follow` picks them. `None` when no rigd runs, unless it was given by
+/// `server`, whose silence is an error.
 async fn running_matches(
-    name: &str,
+    name: Option<&str>,
     server: Option<&str>,
     whole_name_only: bool,
 ) -> Result<Option<(super::live::Running, Vec<EnvironmentSummary>)>, CliError> {
@@ -448,12 +448,17 @@ async fn running_matches(
         Err(_) => return Ok(None),
     };
     let envs = super::live::environments(&running).await?;
-    let matches = if whole_name_only {
-        super::live::named(&envs, name)
-    } else {
-        super::live::matching(&envs, name)
+    let matches: Vec<EnvironmentSummary> = match name {
+        None => envs,
+        Some(name) if whole_name_only => super::live::named(&envs, name)
+            .into_iter()
+            .cloned()
+            .collect(),
+        Some(name) => super::live::matching(&envs, name)
+            .into_iter()
+            .cloned()
+            .collect(),
     };
-    let matches: Vec<EnvironmentSummary> = matches.into_iter().cloned().collect();
     Ok(Some((running, matches)))
 }
 
