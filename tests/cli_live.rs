@@ -420,6 +420,20 @@ async fn a_running_environment_comes_before_the_log_file_of_an_earlier_run() {
     let (code, out, err) = output(&mut rig(&["down", &earlier, "--server", &addr], &rig_dir));
     assert_eq!(code, 0, "{out}{err}");
     let logs = rigd.rig_dir().join("logs");
+    // Following a run that has ended says where its log is, not only that nothing runs.
+    let (code, _, err) = output(
+        rig(&["traffic", "--follow", "orders/run"], &rig_dir)
+            .env("RIG_LOGS", &logs)
+            .env("RIG_SERVER_ADDR", &addr),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "orders/run is not running: its run has ended and its log is {}",
+            logs.join(format!("Orders_Run-{earlier}.jsonl")).display()
+        )),
+        "{err}"
+    );
 
     // The run now: `rig traffic` by its name shows /this-run, not the earlier run's file.
     let (now, up) = rigd.up(web("Orders/Run")).await;

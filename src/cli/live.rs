@@ -360,7 +360,9 @@ async fn attach_following(
     style: Style,
     json: bool,
 ) -> Result<(Running, EnvironmentSummary), CliError> {
-    let (running, env) = attach(server.as_deref(), target.as_deref()).await?;
+    let (running, env) = attach(server.as_deref(), target.as_deref())
+        .await
+        .map_err(|e| with_finished_run(e, target.as_deref(), what))?;
     if !json {
         eprint_line(style.paint(
             Paint::Dim,
@@ -373,6 +375,30 @@ async fn attach_following(
         ));
     }
     Ok((running, env))
+}
+
+/// `e`, the failure to find `target` running, plus where its finished run's log is when one
+/// of that name was written: a run that ended is read without `--follow`.
+fn with_finished_run(e: CliError, target: Option<&str>, what: &str) -> CliError {
+    let CliError::Failed(message) = &e else {
+        return e;
+    };
+    let Some(target) = target else { return e };
+    let Ok(found) = logdir::find(&logdir::log_dir(), Some(target)) else {
+        return e;
+    };
+    let Some(log) = found
+        .iter()
+        .filter(|f| f.matched == logdir::Match::Exact)
+        .min_by(|a, b| logdir::FoundLog::newest_first(a, b))
+    else {
+        return e;
+    };
+    CliError::failed(format!(
+        "{message}\n{target} is not running: its run has ended and its log is {}; `rig {what} \
+         {target}` (without --follow) reads it",
+        log.path.display()
+    ))
 }
 
 /// Finds rigd and the environment to follow.
