@@ -382,3 +382,130 @@ fn a_slow_rigd_is_waited_for_not_called_not_running() {
         "{err}"
     );
 }
+
+/// Waits until `id`'s log has the request for `path` (the proxy records it off the data path).
+async fn until_request(rigd: &Rigd, id: &str, path: &str) {
+    rigd.events(id)
+        .until_matching(&format!("the request for {path}"), |e| {
+            e.event_type == EventType::RequestCompleted
+                && e.request.as_ref().is_some_and(|r| r.path == path)
+        })
+        .await;
+}
+
+/// A log file is written when its environment is torn down, so an environment of that name
+/// running now is a later run: `rig traffic NAME` reads its log so far and says so, rather
+/// than the earlier run's file without a word. With two of them running, the file is read and
+/// their ids are listed; with no file, two running environments are listed, not called
+/// missing.
+#[tokio::test]
+async fn a_running_environment_comes_before_the_log_file_of_an_earlier_run() {
+    let rigd = Rigd::start();
+    let rig_dir = rigd.scratch().join("rig-dir");
+    std::fs::create_dir_all(&rig_dir).unwrap();
+    let addr = rigd.addr().to_string();
+    let traffic = |name: &str, logs: &Path| {
+        let mut cmd = rig(&["traffic", name], &rig_dir);
+        cmd.env("RIG_LOGS", logs).env("RIG_SERVER_ADDR", &addr);
+        output(&mut cmd)
+    };
+
+    // The earlier run, torn down: its log file holds /earlier-run.
+    let (earlier, up) = rigd.up(web("Orders/Run")).await;
+    assert_eq!(
+        get(&up.ingresses["web"]["default"].hostport, "/earlier-run"),
+        404
+    );
+    until_request(&rigd, &earlier, "/earlier-run").await;
+    let (code, out, err) = output(&mut rig(&["down", &earlier, "--server", &addr], &rig_dir));
+    assert_eq!(code, 0, "{out}{err}");
+    let logs = rigd.rig_dir().join("logs");
+    // Following a run that has ended says where its log is, not only that nothing runs.
+    let (code, _, err) = output(
+        rig(&["traffic", "--follow", "orders/run"], &rig_dir)
+            .env("RIG_LOGS", &logs)
+            .env("RIG_SERVER_ADDR", &addr),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "orders/run is not running: its run has ended and its log is {}",
+            logs.join(format!("Orders_Run-{earlier}.jsonl")).display()
+        )),
+        "{err}"
+    );
+
+    // The run now: `rig traffic` by its name shows /this-run, not the earlier run's file.
+    let (now, up) = rigd.up(web("Orders/Run")).await;
+    assert_eq!(
+        get(&up.ingresses["web"]["default"].hostport, "/this-run"),
+        404
+    );
+    until_request(&rigd, &now, "/this-run").await;
+    let (code, out, err) = traffic("orders_run", &logs);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("/this-run") && !out.contains("/earlier-run"),
+        "{out}"
+    );
+    assert!(
+        err.contains(&format!(
+            "Orders/Run ({now}) is running on rigd at {addr}: reading its log so far"
+        )),
+        "{err}"
+    );
+    // So does `rig traffic` without a name: the one running environment is the latest run.
+    let (code, out, err) = output(
+        rig(&["traffic"], &rig_dir)
+            .env("RIG_LOGS", &logs)
+            .env("RIG_SERVER_ADDR", &addr),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("/this-run") && !out.contains("/earlier-run"),
+        "{out}"
+    );
+    assert!(
+        err.contains(&format!("Orders/Run ({now}) is running")),
+        "{err}"
+    );
+    // The earlier run's file by its path is still that file.
+    let file = logs.join(format!("Orders_Run-{earlier}.jsonl"));
+    let (code, out, err) = traffic(file.to_str().unwrap(), &logs);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/earlier-run"), "{out}");
+
+    // Two runs of that name: the file, and the ids of the running ones to choose from.
+    let (second, _) = rigd.up(web("Orders/Run")).await;
+    let (code, out, err) = traffic("Orders/Run", &logs);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/earlier-run"), "{out}");
+    assert!(
+        err.contains("2 environments named \"Orders/Run\" are running"),
+        "{err}"
+    );
+    assert!(err.contains(&now) && err.contains(&second), "{err}");
+
+    // No file at all: the two running environments, not "no log files" alone.
+    let (code, _, err) = traffic("orders", &rigd.scratch().join("no-logs"));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "2 environments running on rigd at {addr} match \"orders\"; name one by its id"
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&now) && err.contains(&second), "{err}");
+    let (code, _, err) = output(
+        rig(&["logs"], &rig_dir)
+            .env("RIG_LOGS", rigd.scratch().join("no-logs"))
+            .env("RIG_SERVER_ADDR", &addr),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "2 environments running on rigd at {addr}; name one by its id"
+        )),
+        "{err}"
+    );
+}

@@ -193,21 +193,28 @@ pub fn pick<'a>(
 
 /// Every environment `arg` selects (see [`pick`]), for commands that accept several.
 pub fn matching<'a>(envs: &'a [EnvironmentSummary], arg: &str) -> Vec<&'a EnvironmentSummary> {
-    if let Some(e) = envs.iter().find(|e| e.id == arg) {
-        return vec![e];
-    }
-    let want = normalize(arg);
-    let exact: Vec<&EnvironmentSummary> =
-        envs.iter().filter(|e| normalize(&e.name) == want).collect();
+    let exact = named(envs, arg);
     if !exact.is_empty() {
         return exact;
     }
+    let want = normalize(arg);
     envs.iter()
         .filter(|e| normalize(&e.name).contains(&want) || e.id.contains(&want))
         .collect()
 }
 
-fn list<'a>(envs: impl Iterator<Item = &'a EnvironmentSummary>) -> String {
+/// The environments `arg` names in full: the one with that id, else those with that name
+/// (case-insensitive, `/` and `_` alike); no partial matches.
+pub fn named<'a>(envs: &'a [EnvironmentSummary], arg: &str) -> Vec<&'a EnvironmentSummary> {
+    if let Some(e) = envs.iter().find(|e| e.id == arg) {
+        return vec![e];
+    }
+    let want = normalize(arg);
+    envs.iter().filter(|e| normalize(&e.name) == want).collect()
+}
+
+/// One line per environment, `  name  id`, for messages that list them.
+pub fn list<'a>(envs: impl Iterator<Item = &'a EnvironmentSummary>) -> String {
     envs.map(|e| format!("  {}  {}", e.name, e.id))
         .collect::<Vec<_>>()
         .join("\n")
@@ -353,7 +360,9 @@ async fn attach_following(
     style: Style,
     json: bool,
 ) -> Result<(Running, EnvironmentSummary), CliError> {
-    let (running, env) = attach(server.as_deref(), target.as_deref()).await?;
+    let (running, env) = attach(server.as_deref(), target.as_deref())
+        .await
+        .map_err(|e| with_finished_run(e, target.as_deref(), what))?;
     if !json {
         eprint_line(style.paint(
             Paint::Dim,
@@ -366,6 +375,30 @@ async fn attach_following(
         ));
     }
     Ok((running, env))
+}
+
+/// `e`, the failure to find `target` running, plus where its finished run's log is when one
+/// of that name was written: a run that ended is read without `--follow`.
+fn with_finished_run(e: CliError, target: Option<&str>, what: &str) -> CliError {
+    let CliError::Failed(message) = &e else {
+        return e;
+    };
+    let Some(target) = target else { return e };
+    let Ok(found) = logdir::find(&logdir::log_dir(), Some(target)) else {
+        return e;
+    };
+    let Some(log) = found
+        .iter()
+        .filter(|f| f.matched == logdir::Match::Exact)
+        .min_by(|a, b| logdir::FoundLog::newest_first(a, b))
+    else {
+        return e;
+    };
+    CliError::failed(format!(
+        "{message}\n{target} is not running: its run has ended and its log is {}; `rig {what} \
+         {target}` (without --follow) reads it",
+        log.path.display()
+    ))
 }
 
 /// Finds rigd and the environment to follow.

@@ -129,6 +129,9 @@ pub struct Resolved {
     /// Which file was picked among several, or by a partial match (for stderr); `None` when
     /// the argument named this one log exactly.
     pub note: Option<String>,
+    /// True when the log was found by an environment name or pattern (or as the most recent
+    /// log), false when the argument was the file's path.
+    pub by_name: bool,
 }
 
 /// Resolves the argument of a single-file command (`traffic`, `logs`, `explain`, `export`):
@@ -143,6 +146,7 @@ pub fn resolve_one(arg: Option<&str>) -> Result<Resolved, CliError> {
             return Ok(Resolved {
                 path: path.to_path_buf(),
                 note: None,
+                by_name: false,
             });
         }
         if a.ends_with(".jsonl") && a.contains('/') {
@@ -191,6 +195,7 @@ pub fn resolve_one(arg: Option<&str>) -> Result<Resolved, CliError> {
     Ok(Resolved {
         path: picked.path,
         note,
+        by_name: true,
     })
 }
 

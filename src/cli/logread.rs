@@ -17,9 +17,11 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rig_types::{Event, Timestamp};
 
+use super::client::EnvironmentSummary;
 use super::error::CliError;
 use super::output::eprint_line;
 use crate::logfiles::{LogHeader, LOG_HEADER_TYPE};
@@ -426,63 +428,146 @@ pub fn read(path: &Path, mode: Mode) -> Result<LogFile, CliError> {
     })
 }
 
+/// How long a command that found a log file by name waits for rigd to say whether an
+/// environment of that name is running: a stuck rigd must not hold up reading the file.
+const LIVE_CHECK_PATIENCE: Duration = Duration::from_secs(2);
+
 /// The log of a single-file command's argument, as a stream: the log file it names (see
-/// [`logdir::resolve_one`](super::logdir::resolve_one)); when no file matches but an
-/// environment running on rigd (the one at `server` when given, `--server`) does, its log so
-/// far (`GET /environments/{id}/log`), so a hanging test can be inspected before it is torn
-/// down.
+/// [`logdir::resolve_one`](super::logdir::resolve_one)), unless it names an environment
+/// running on rigd (the one at `server` when given, `--server`): a log file is written when
+/// its environment is torn down, so a running environment of that name (its id, or its whole
+/// name; without an argument, the only one running) is a later run than any file, and its log
+/// so far (`GET /environments/{id}/log`) is read instead, saying so on stderr. When no file
+/// matches, a running environment the name matches in part is read too, so a hanging test can
+/// be inspected before it is torn down; several such environments are an error that lists
+/// their ids.
 pub fn load(arg: Option<&str>, mode: Mode, server: Option<&str>) -> Result<LogStream, CliError> {
-    let not_found = match super::logdir::resolve_one(arg) {
+    match super::logdir::resolve_one(arg) {
+        Ok(resolved) if !resolved.by_name => open_resolved(resolved, mode),
         Ok(resolved) => {
-            if let Some(note) = resolved.note {
-                eprint_line(format!("rig: {note}"));
+            let running = super::block_on_value(async {
+                tokio::time::timeout(LIVE_CHECK_PATIENCE, running_matches(arg, server, true))
+                    .await
+                    .unwrap_or(Ok(None))
+            });
+            match running {
+                Ok(Some((running, envs))) if envs.len() == 1 => {
+                    eprint_line(format!(
+                        "rig: {} ({}) is running on rigd at {}: reading its log so far, not \
+                         {} of an earlier run (give that path to read it)",
+                        envs[0].name,
+                        envs[0].id,
+                        running.client.addr(),
+                        resolved.path.display()
+                    ));
+                    super::block_on_value(live_stream(&running, &envs[0]))
+                }
+                Ok(Some((running, envs))) if envs.len() > 1 => {
+                    eprint_line(format!(
+                        "rig: reading {}, the log of an earlier run: {} environments{} are \
+                         running on rigd at {}; give an id to read one's log so far:\n{}",
+                        resolved.path.display(),
+                        envs.len(),
+                        arg.map_or(String::new(), |name| format!(" named {name:?}")),
+                        running.client.addr(),
+                        super::live::list(envs.iter())
+                    ));
+                    LogStream::open(&resolved.path, mode)
+                }
+                _ => open_resolved(resolved, mode),
             }
-            return LogStream::open(&resolved.path, mode);
         }
-        Err(e) => e,
-    };
-    let Some(arg) = arg else {
-        return Err(not_found);
-    };
-    match super::block_on_value(live_log(arg, server)) {
-        Ok(Some(log)) => Ok(log),
-        // The rigd asked for by name could not be asked: say so, not only that no file
-        // matched.
-        Err(e) if server.is_some() => Err(CliError::failed(format!("{not_found}; {e}"))),
-        Ok(None) | Err(_) => Err(not_found),
+        Err(not_found) => live_instead_of(arg, server, not_found),
     }
 }
 
-/// The log so far of the one running environment `arg` names, if rigd runs and exactly one
-/// matches. Only the rigd at `server`, when given, is asked, and its failing to answer is an
-/// error.
-async fn live_log(arg: &str, server: Option<&str>) -> Result<Option<LogStream>, CliError> {
+/// Opens the log file `resolved` picked, first saying on stderr how it was picked.
+fn open_resolved(resolved: super::logdir::Resolved, mode: Mode) -> Result<LogStream, CliError> {
+    if let Some(note) = resolved.note {
+        eprint_line(format!("rig: {note}"));
+    }
+    LogStream::open(&resolved.path, mode)
+}
+
+/// The log so far of the one running environment `name` matches (without a name, the only
+/// one running), when no log file does (`not_found` says why); several matching environments
+/// are an error listing them.
+fn live_instead_of(
+    name: Option<&str>,
+    server: Option<&str>,
+    not_found: CliError,
+) -> Result<LogStream, CliError> {
+    let matching = name.map_or(String::new(), |name| format!(" match {name:?}"));
+    match super::block_on_value(running_matches(name, server, false)) {
+        Ok(Some((running, envs))) if envs.len() == 1 => {
+            let why = name.map_or("no log files".to_string(), |name| {
+                format!("no log file matches {name:?}")
+            });
+            eprint_line(format!(
+                "({why}; showing the live log of running environment {} ({}) from rigd at {})",
+                envs[0].name,
+                envs[0].id,
+                running.client.addr()
+            ));
+            super::block_on_value(live_stream(&running, &envs[0]))
+        }
+        Ok(Some((running, envs))) if envs.len() > 1 => Err(CliError::failed(format!(
+            "{not_found}\n{} environments running on rigd at {}{matching}; name one by its \
+             id:\n{}",
+            envs.len(),
+            running.client.addr(),
+            super::live::list(envs.iter())
+        ))),
+        // The rigd asked for by name could not be asked: say so, not only that no file
+        // matched.
+        Err(e) if server.is_some() => Err(CliError::failed(format!("{not_found}; {e}"))),
+        Ok(_) | Err(_) => Err(not_found),
+    }
+}
+
+/// The running rigd (the one at `server` when given) and its active environments that `name`
+/// names (without a name, all of them): by id or whole name when `whole_name_only`, else as
+/// `rig traffic --follow` picks them. `None` when no rigd runs, unless it was given by
+/// `server`, whose silence is an error.
+async fn running_matches(
+    name: Option<&str>,
+    server: Option<&str>,
+    whole_name_only: bool,
+) -> Result<Option<(super::live::Running, Vec<EnvironmentSummary>)>, CliError> {
     let running = match super::live::find_running(server).await {
         Ok(running) => running,
         Err(e) if server.is_some() => return Err(e),
         Err(_) => return Ok(None),
     };
     let envs = super::live::environments(&running).await?;
-    let matches = super::live::matching(&envs, arg);
-    let [env] = matches.as_slice() else {
-        return Ok(None);
+    let matches: Vec<EnvironmentSummary> = match name {
+        None => envs,
+        Some(name) if whole_name_only => super::live::named(&envs, name)
+            .into_iter()
+            .cloned()
+            .collect(),
+        Some(name) => super::live::matching(&envs, name)
+            .into_iter()
+            .cloned()
+            .collect(),
     };
+    Ok(Some((running, matches)))
+}
+
+/// The log so far of the running environment `env`, fetched from rigd.
+async fn live_stream(
+    running: &super::live::Running,
+    env: &EnvironmentSummary,
+) -> Result<LogStream, CliError> {
     let events = running
         .client
         .get_log(&env.id)
         .await
         .map_err(|e| CliError::failed(format!("reading the log of {}: {e}", env.name)))?;
-    super::output::eprint_line(format!(
-        "(no log file matches {arg:?}; showing the live log of running environment {} ({}) \
-         from rigd at {})",
-        env.name,
-        env.id,
-        running.client.addr()
-    ));
     let mut stream = LogStream::of_events(PathBuf::from(format!("rigd:{}", env.id)), events);
     stream.environment = env.name.clone();
     stream.written = Some(Timestamp::now());
-    Ok(Some(stream))
+    Ok(stream)
 }
 
 /// Reads only the first line of `path` as a `log.header`.

@@ -29,10 +29,12 @@ macro_rules! log_argument_help {
         "  [file|pattern]   a JSONL log file, or an environment name: its whole name first, then a
                    glob (*, ?, [..]), then the start of a name, then any part of a log's
                    file name (an id, say); the most recent matching log is read (default:
-                   the most recent log), and which one is said on stderr unless the name
-                   was whole; a start or part shared by several environments is an error
-                   listing them; when no file matches, the log so far of a running
-                   environment of that name"
+                   the environment running on rigd if it is the only one, else the most
+                   recent log), and which one is said on stderr unless the name was whole;
+                   a start or part shared by several environments is an error listing
+                   them; an environment of that name (or id) running on rigd is
+                   a later run than any file: its log so far is read instead (and when no
+                   file matches, one whose name contains the argument)"
     };
 }
 

@@ -49,12 +49,15 @@ pub fn of_tagged(name: &str, value_prefix: &str) -> Option<Vec<SocketAddr>> {
 /// (where it listens, as the service sees its addresses), for a probe sent to `loopback`
 /// (127.0.0.1 or ::1) of the service's network namespace. `None` when the service listens
 /// where the probe goes, so the cause is elsewhere. `port_name` says how the service is told
-/// its port (`$PORT`); `own_loopback` names the loopback a probe cannot reach when it comes
-/// from outside (a container's), or is `None` when probes come from the same namespace.
+/// its port (`$PORT`); `fixed` is true when `port` is the same every run (a container's
+/// `container_port`), so the service may be set to it instead, and false when rigd picks a new
+/// one each run; `own_loopback` names the loopback a probe cannot reach when it comes from
+/// outside (a container's), or is `None` when probes come from the same namespace.
 pub fn advice(
     listening: &[SocketAddr],
     port: u16,
     port_name: &str,
+    fixed: bool,
     own_loopback: Option<&str>,
 ) -> Option<String> {
     let on_port: Vec<&SocketAddr> = listening.iter().filter(|a| a.port() == port).collect();
@@ -66,9 +69,13 @@ pub fn advice(
             ));
         }
         let ports: Vec<String> = dedup_ports(listening);
+        let fix = if fixed {
+            format!("make it listen on {port_name}, or on {port} for a fixed port")
+        } else {
+            format!("make it listen on {port_name} (rigd picks a free port for each run)")
+        };
         return Some(format!(
-            "it listens on {} {}, not on {port}, the port given to it as {port_name}: make it \
-             listen on {port_name}, or on {port} for a fixed port",
+            "it listens on {} {}, not on {port}, the port given to it as {port_name}: {fix}",
             if ports.len() == 1 { "port" } else { "ports" },
             ports.join(", ")
         ));
@@ -245,13 +252,21 @@ mod tests {
 
     #[test]
     fn advice_names_the_ports_a_service_listens_on_instead() {
-        let text = advice(&[addr("0.0.0.0:3000")], 41234, "$PORT", None).unwrap();
+        // A port rigd picked for this run only: hard-coding it would break the next run.
+        let text = advice(&[addr("0.0.0.0:3000")], 41234, "$PORT", false, None).unwrap();
         assert_eq!(
             text,
             "it listens on port 3000, not on 41234, the port given to it as $PORT: make it \
-             listen on $PORT, or on 41234 for a fixed port"
+             listen on $PORT (rigd picks a free port for each run)"
         );
-        let none = advice(&[], 41234, "$PORT", None).unwrap();
+        // A container's container_port is the same every run.
+        let text = advice(&[addr("0.0.0.0:3000")], 80, "$PORT", true, None).unwrap();
+        assert_eq!(
+            text,
+            "it listens on port 3000, not on 80, the port given to it as $PORT: make it \
+             listen on $PORT, or on 80 for a fixed port"
+        );
+        let none = advice(&[], 41234, "$PORT", false, None).unwrap();
         assert!(
             none.starts_with("nothing it runs listens on a TCP port"),
             "{none}"
@@ -261,8 +276,14 @@ mod tests {
     #[test]
     fn advice_about_addresses_depends_on_where_the_probe_comes_from() {
         let v4_loopback = [addr("127.0.0.1:80")];
-        assert_eq!(advice(&v4_loopback, 80, "$PORT", None), None);
-        let container = advice(&v4_loopback, 80, "$PORT", Some("the container's loopback"));
+        assert_eq!(advice(&v4_loopback, 80, "$PORT", true, None), None);
+        let container = advice(
+            &v4_loopback,
+            80,
+            "$PORT",
+            true,
+            Some("the container's loopback"),
+        );
         assert!(container
             .unwrap()
             .contains("127.0.0.1:80 only, the container's loopback"),);
@@ -271,11 +292,12 @@ mod tests {
                 &[addr("0.0.0.0:80")],
                 80,
                 "$PORT",
+                true,
                 Some("the container's loopback")
             ),
             None
         );
-        let v6_only = advice(&[addr("[::1]:80")], 80, "$PORT", None).unwrap();
+        let v6_only = advice(&[addr("[::1]:80")], 80, "$PORT", true, None).unwrap();
         assert!(
             v6_only.starts_with("it listens on [::1]:80 only"),
             "{v6_only}"

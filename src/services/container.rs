@@ -293,13 +293,15 @@ impl ServiceType for Container {
         ingress: &str,
         endpoint: &Endpoint,
     ) -> Option<AdviceFuture> {
-        let port = service
+        let container_port = service
             .spec
             .ingresses
             .get(ingress)
             .map(|i| i.container_port)
-            .filter(|p| *p != 0)
-            .or_else(|| endpoint.port())?;
+            .filter(|p| *p != 0);
+        // A container_port is the same every run; without one the port is rigd's pick.
+        let fixed = container_port.is_some();
+        let port = container_port.or_else(|| endpoint.port())?;
         let port_name = format!("${}", crate::wiring::env::port_variable(ingress));
         let name = container_name(&service.instance_id, &service.service);
         Some(Box::pin(async move {
@@ -319,6 +321,7 @@ impl ServiceType for Container {
                 &listening,
                 port,
                 &port_name,
+                fixed,
                 Some("the container's own loopback"),
             )
         }))

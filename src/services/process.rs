@@ -71,7 +71,7 @@ pub(crate) fn listening_advice(
     Some(Box::pin(async move {
         tokio::task::spawn_blocking(move || {
             let listening = listeners::of_tagged(crate::reaper::RUN_TAG_VAR, &tag_prefix)?;
-            listeners::advice(&listening, port, &port_name, None)
+            listeners::advice(&listening, port, &port_name, false, None)
         })
         .await
         .ok()

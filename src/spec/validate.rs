@@ -175,8 +175,9 @@ fn service_rules(env: &Environment, name: &str, service: &Service, errors: &mut 
         errors.push(format!("service {svc}: type is required"));
     } else if !KNOWN_SERVICE_TYPES.contains(&service.service_type.as_str()) {
         errors.push(format!(
-            "service {svc}: unknown type {}",
-            go_quote(&service.service_type)
+            "service {svc}: unknown type {}{}",
+            go_quote(&service.service_type),
+            service_type_hint(&service.service_type)
         ));
     } else if !generated {
         if let Some(problem) = reserved_type_problem(service) {
@@ -524,6 +525,19 @@ fn ready_type_problem(probe_type: &str) -> Option<String> {
         go_quote(probe_type),
         READY_TYPES.join(", ")
     ))
+}
+
+/// ` (did you mean "process"?)` for a misspelt service type close to one a spec may name
+/// (not the `proxy` and `test` nodes rigd inserts itself); empty when none is close, so the
+/// message stays upstream's.
+fn service_type_hint(service_type: &str) -> String {
+    let writable = KNOWN_SERVICE_TYPES
+        .iter()
+        .copied()
+        .filter(|t| !matches!(*t, "proxy" | "test"));
+    suggest(service_type, writable)
+        .map(|s| format!(" (did you mean {}?)", go_quote(s)))
+        .unwrap_or_default()
 }
 
 /// Names longer than this are neither given nor suggested as hints (no valid name is).

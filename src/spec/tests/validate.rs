@@ -79,6 +79,21 @@ fn unknown_service_type() {
     );
 }
 
+/// A misspelt type names the type it is close to (the message is upstream's otherwise).
+#[test]
+fn a_misspelt_service_type_gets_a_hint() {
+    let env = env_of(vec![("a", svc("procss", &[], &[]))]);
+    assert_eq!(
+        errors_of(env),
+        vec![r#"service "a": unknown type "procss" (did you mean "process"?)"#]
+    );
+    let env = env_of(vec![("db", svc("postgresql", &[], &[]))]);
+    assert_eq!(
+        errors_of(env),
+        vec![r#"service "db": unknown type "postgresql" (did you mean "postgres"?)"#]
+    );
+}
+
 /// Upstream `TestValidateEnvironment_EmptyServiceType`.
 #[test]
 fn empty_service_type() {
