@@ -838,9 +838,9 @@ mod tests {
             "grpc.call.completed",
             "kafka.request.completed",
         ];
-        // The seed's 29 types plus rig-rs's additive `connection.progress` and
-        // `proxy.observations_dropped`.
-        assert_eq!(EventType::KNOWN.len(), names.len() + 2);
+        // The seed's 29 types plus rig-rs's additive `connection.progress`,
+        // `proxy.observations_dropped` and `events.dropped`.
+        assert_eq!(EventType::KNOWN.len(), names.len() + 3);
         for name in names {
             let t = EventType::from_name(name);
             assert!(!matches!(t, EventType::Other(_)), "{name} unknown");
