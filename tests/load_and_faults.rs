@@ -366,3 +366,67 @@ async fn a_process_ignoring_sigint_is_killed_after_the_grace_period() {
     );
     support::assert_no_processes_under(&rigd.rig_dir().join("tmp"));
 }
+
+/// A service frozen with SIGSTOP when it is torn down (a debugger, a test that paused it)
+/// still gets to act on SIGINT: it exits at once instead of being killed (SIGKILL) at the end
+/// of the grace period.
+#[tokio::test]
+async fn a_frozen_process_is_stopped_gracefully_not_killed() {
+    let rigd = Rigd::start_with(&["--stop-grace", "10s"]);
+    let script = rigd.script(
+        "frozen.sh",
+        "echo \"frozen pid $$\"\nkill -STOP $$\nwhile :; do sleep 0.2; done\n",
+    );
+    let id = rigd
+        .create(json!({"name": "frozen", "services": {
+            "frozen": {"type": "process", "config": {"command": "sh"}, "args": [script]}
+        }}))
+        .await;
+    let mut events = rigd.events_with_logs(&id);
+    let line = events
+        .until_matching("the pid line", |e| {
+            e.event_type == EventType::ServiceLog
+                && e.log
+                    .as_ref()
+                    .is_some_and(|l| l.data.contains("frozen pid"))
+        })
+        .await;
+    let data = &line.log.as_ref().expect("a log entry").data;
+    let pid: u32 = data
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {data:?}"));
+    if !events.saw(EnvironmentUp) {
+        events.until(EnvironmentUp).await;
+    }
+    eventually(
+        || process_state(pid) == Some('T'),
+        || {
+            format!(
+                "the shell {pid} did not stop itself: {:?}",
+                process_state(pid)
+            )
+        },
+    )
+    .await;
+
+    delete(&rigd, &id).await;
+    assert!(!support::is_alive(pid), "the shell {pid} survived DELETE");
+    events.until(EnvironmentDown).await;
+    let killed: Vec<&str> = events
+        .seen()
+        .iter()
+        .filter_map(|e| e.log.as_ref())
+        .filter(|l| l.stream.is_rig() && l.data.contains("SIGKILL"))
+        .map(|l| l.data.as_str())
+        .collect();
+    assert_eq!(killed, Vec::<&str>::new(), "the frozen shell was killed");
+}
+
+/// The state letter of process `pid` (`R`, `S`, `T`, ...; field 3 of `/proc/<pid>/stat`).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}

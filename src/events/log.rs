@@ -42,7 +42,8 @@ const SPILLED_TAIL_BATCH: usize = 256;
 ///
 /// Memory: a log made with [`EventLog::with_spill`] keeps about its budget of `service.log`
 /// and traffic events in memory and writes older ones to a spill file, from which reads load
-/// them back (see `store.rs`); nothing is dropped. Lifecycle events stay in memory.
+/// them back (see `store.rs`); nothing is dropped, unless the spill file cannot be written
+/// (see [`EventLog::with_spill`]). Lifecycle events stay in memory.
 /// [`EventLog::new`] keeps everything in memory.
 #[derive(Clone, Default)]
 pub struct EventLog {
@@ -74,7 +75,14 @@ struct SpillConfig {
     retry_at: Mutex<Option<Instant>>,
     /// How long after a failed spill the next is tried.
     retry_after: Duration,
+    /// Why the last spill failed, for the record of events dropped meanwhile.
+    last_error: Mutex<String>,
 }
+
+/// While the spill file cannot be written, the output and traffic events in memory may grow to
+/// this many times the budget; beyond that the oldest are dropped (with an `events.dropped`
+/// record), so a full disk cannot make rigd's memory grow without bound.
+const FAILED_SPILL_CAP: usize = 2;
 
 /// How long after a failed spill (a full disk, say) the next is tried.
 const SPILL_RETRY: Duration = Duration::from_secs(10);
@@ -87,7 +95,40 @@ impl SpillConfig {
             file: Mutex::new(None),
             retry_at: Mutex::new(None),
             retry_after,
+            last_error: Mutex::new(String::new()),
         }
+    }
+
+    /// Whether the last spill failed (and none has succeeded since).
+    fn failing(&self) -> bool {
+        self.retry_at.lock().is_some()
+    }
+
+    /// While spilling fails: drops the oldest output and traffic events of `stores` beyond
+    /// [`FAILED_SPILL_CAP`] times the budget, down to the budget. Returns the record to
+    /// publish of what was dropped, if anything was.
+    fn drop_overflow(&self, stores: &mut Stores) -> Option<Event> {
+        if !self.failing() {
+            return None;
+        }
+        let cap = self.budget.saturating_mul(FAILED_SPILL_CAP);
+        let dropped = stores.drop_oldest(cap, self.budget);
+        (dropped > 0).then(|| self.dropped_record(dropped))
+    }
+
+    /// The `events.dropped` event saying that `dropped` events were lost, and why.
+    fn dropped_record(&self, dropped: usize) -> Event {
+        let mut event = Event::new(rig_types::EventType::EventsDropped);
+        event.dropped = dropped as u64;
+        event.message = format!(
+            "{dropped} of the oldest service output and traffic events were dropped: {} could \
+             not be written ({}), and rigd keeps at most {} MiB of them in memory; free space \
+             there and later events are kept again",
+            self.dir.join(super::spill::SPILL_FILE).display(),
+            self.last_error.lock(),
+            (self.budget.saturating_mul(FAILED_SPILL_CAP)) >> 20,
+        );
+        event
     }
 
     /// Whether a spill may be tried now: none failed, or the last failure is old enough.
@@ -148,7 +189,9 @@ impl EventLog {
     /// An empty log that keeps about `budget` bytes of `service.log` and traffic events in
     /// memory: beyond that, the oldest go to a spill file in `dir` (created when first needed)
     /// and are read back from there. If the file cannot be written, events stay in memory
-    /// (reported on stderr) until a spill, tried again every 10 s, succeeds.
+    /// (reported on stderr) until a spill, tried again every 10 s, succeeds; but never more
+    /// than twice the budget of them: beyond that the oldest are dropped, and an
+    /// `events.dropped` event says how many and why.
     pub fn with_spill(dir: impl Into<PathBuf>, budget: usize) -> EventLog {
         EventLog::with_spill_retry(dir, budget, SPILL_RETRY)
     }
@@ -179,7 +222,7 @@ impl EventLog {
         // Move the event straight to the heap, outside the lock (events are large, so every
         // copy counts); the fresh Arc is unique, so make_mut never clones.
         let mut event = Arc::new(event);
-        let (seq, spill) = {
+        let (seq, spill, dropped) = {
             let mut stores = self.shared.stores.write();
             let seq = stores.next_seq();
             let stored = Arc::make_mut(&mut event);
@@ -188,15 +231,21 @@ impl EventLog {
                 stored.timestamp = now;
             }
             stores.push(kind, event);
-            let spill = match &self.shared.spill {
+            let (spill, dropped) = match &self.shared.spill {
                 Some(config) if kind != StoreKind::Lifecycle => {
-                    stores.begin_spill(config.budget, || config.due())
+                    match stores.begin_spill(config.budget, || config.due()) {
+                        Some(batch) => (Some(batch), None),
+                        None => (None, config.drop_overflow(&mut stores)),
+                    }
                 }
-                _ => None,
+                _ => (None, None),
             };
-            (seq, spill)
+            (seq, spill, dropped)
         };
         self.shared.notify_published(kind);
+        if let Some(record) = dropped {
+            self.publish(record);
+        }
         if let Some(batch) = spill {
             // Writing a batch takes milliseconds: on a multi-threaded runtime, its other tasks
             // move to other threads meanwhile.
@@ -232,6 +281,7 @@ impl EventLog {
             }
             Err(error) => {
                 stores.spill_failed();
+                *config.last_error.lock() = error.to_string();
                 let retry_at = Instant::now() + config.retry_after;
                 // Said once, not at every retry.
                 if config.retry_at.lock().replace(retry_at).is_none() {
@@ -243,6 +293,11 @@ impl EventLog {
                     );
                 }
             }
+        }
+        let dropped = config.drop_overflow(&mut stores);
+        drop(stores);
+        if let Some(record) = dropped {
+            self.publish(record);
         }
     }
 

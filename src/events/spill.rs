@@ -17,12 +17,32 @@ use rig_types::Event;
 /// The spill file's name in the environment directory.
 pub const SPILL_FILE: &str = "events.spill.jsonl";
 
-/// Where one spilled event is: its `seq` and its line in the spill file.
+/// Where one spilled event is: its `seq` and its line in the spill file; or, for an event
+/// dropped because the spill file could not be written, only its `seq` (see
+/// [`Spilled::dropped`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Spilled {
     pub(crate) seq: u64,
     offset: u64,
     len: u32,
+}
+
+impl Spilled {
+    /// The place of event `seq`, dropped from memory without being written anywhere: it
+    /// keeps its position in its store, and reads skip it.
+    pub(crate) fn dropped(seq: u64) -> Spilled {
+        Spilled {
+            seq,
+            offset: 0,
+            len: 0,
+        }
+    }
+
+    /// Whether the event was dropped rather than written (every line written holds at least
+    /// its newline).
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// An open spill file.

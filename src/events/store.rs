@@ -72,8 +72,10 @@ impl Store {
         }
     }
 
+    /// The event at `pos`; `None` past the end, and for an event that was dropped.
     fn slot_at(&self, pos: usize, spill: &Option<Arc<SpillFile>>) -> Option<Slot> {
         match pos.checked_sub(self.spilled.len()) {
+            None if self.spilled[pos].is_dropped() => None,
             None => Some(Slot::Spilled(
                 Arc::clone(
                     spill
@@ -245,6 +247,35 @@ impl Stores {
     /// Ends a spill that could not be written: nothing moves.
     pub(crate) fn spill_failed(&mut self) {
         self.spilling = false;
+    }
+
+    /// When the output and traffic events in memory exceed `cap` and no spill is under way:
+    /// forgets the oldest of them, down to `keep` bytes, without writing them anywhere (for
+    /// when the spill file cannot be written). Their places stay, so positions and cursors
+    /// keep their meaning, and reads skip them. Returns how many events were dropped.
+    pub(crate) fn drop_oldest(&mut self, cap: usize, keep: usize) -> usize {
+        let resident = self.resident_bytes();
+        if self.spilling || resident <= cap {
+            return 0;
+        }
+        let dropped = self.oldest(resident - keep.min(resident));
+        for event in &dropped {
+            let Some(index) = SPILLABLE.iter().map(|kind| kind.index()).find(|&i| {
+                self.lists[i]
+                    .resident
+                    .front()
+                    .is_some_and(|(e, _)| e.seq == event.seq)
+            }) else {
+                debug_assert!(false, "event {} was dropped out of order", event.seq);
+                break;
+            };
+            let store = &mut self.lists[index];
+            if let Some((_, size)) = store.resident.pop_front() {
+                store.resident_bytes -= size;
+                store.spilled.push(Spilled::dropped(event.seq));
+            }
+        }
+        dropped.len()
     }
 
     /// The oldest resident output and traffic events, in `seq` order, whose sizes add up to

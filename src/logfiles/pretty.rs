@@ -222,6 +222,10 @@ fn event_line(out: &mut String, e: &Event, elapsed: f64) {
                 return;
             }
         }
+        EventType::EventsDropped => {
+            let _ = write!(out, "  {elapsed:5.2}s  {kind:<22} {}", e.message);
+            return;
+        }
         EventType::ObservationsDropped => {
             if e.message.is_empty() {
                 let _ = write!(

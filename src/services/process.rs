@@ -326,7 +326,7 @@ async fn stop(child: &mut Child, pgid: Option<i32>, since: u64, grace: Duration)
         };
     };
     let deadline = tokio::time::Instant::now() + grace;
-    signal_group(pgid, libc::SIGINT);
+    interrupt_group(pgid);
     match tokio::time::timeout_at(deadline, child.wait()).await {
         Ok(status) => {
             let group_killed = !group_gone_by(pgid, since, deadline).await;
@@ -375,6 +375,15 @@ fn group_alive(pgid: i32, since: u64) -> bool {
     }
     // kill(2) counts zombies, which stay until their parent (init, for orphans) reaps them.
     !crate::reaper::group_members(pgid, since).is_empty()
+}
+
+/// Sends SIGINT to group `pgid`, then SIGCONT (as systemd follows its stop signal), so that
+/// a process frozen with SIGSTOP or SIGTSTP (a debugger, a test that paused it, Ctrl-Z) acts
+/// on the SIGINT at once instead of being killed at the end of the grace period. SIGCONT does
+/// nothing to a process that runs.
+fn interrupt_group(pgid: i32) {
+    signal_group(pgid, libc::SIGINT);
+    signal_group(pgid, libc::SIGCONT);
 }
 
 pub(crate) fn signal_group(pgid: i32, signal: i32) {

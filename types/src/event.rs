@@ -109,6 +109,10 @@ event_types! {
     /// Observation fell behind and some traffic events were not recorded; carries how many
     /// (rig-rs addition: nothing is lost silently).
     ObservationsDropped => "proxy.observations_dropped",
+    /// Service output and traffic events were dropped from the event log: they could not be
+    /// written to the spill file (a full disk, say) and memory is bounded; carries how many
+    /// and why (rig-rs addition: nothing is lost silently).
+    EventsDropped => "events.dropped",
 }
 
 impl EventType {
@@ -216,7 +220,8 @@ pub struct Event {
     /// On `environment.up`: service → ingress → resolved endpoint.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ingresses: BTreeMap<String, BTreeMap<String, ResolvedEndpoint>>,
-    /// On `proxy.observations_dropped`: how many observations were lost (rig-rs addition).
+    /// On `proxy.observations_dropped` and `events.dropped`: how many observations or events
+    /// were lost (rig-rs addition).
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub dropped: u64,
     /// When it happened. Set on publish when zero.
@@ -833,9 +838,9 @@ mod tests {
             "grpc.call.completed",
             "kafka.request.completed",
         ];
-        // The seed's 29 types plus rig-rs's additive `connection.progress` and
-        // `proxy.observations_dropped`.
-        assert_eq!(EventType::KNOWN.len(), names.len() + 2);
+        // The seed's 29 types plus rig-rs's additive `connection.progress`,
+        // `proxy.observations_dropped` and `events.dropped`.
+        assert_eq!(EventType::KNOWN.len(), names.len() + 3);
         for name in names {
             let t = EventType::from_name(name);
             assert!(!matches!(t, EventType::Other(_)), "{name} unknown");

@@ -191,17 +191,54 @@ async fn subscribers_read_spilled_events_while_more_are_published_and_spilled() 
     same_events(&traffic, &expected);
 }
 
-#[test]
-fn a_log_that_cannot_spill_keeps_everything_in_memory() {
+/// The `events.dropped` records of `log`, as (how many, message).
+fn dropped_records(log: &EventLog) -> Vec<(u64, String)> {
+    log.lifecycle_events()
+        .iter()
+        .filter(|e| e.event_type == EventType::EventsDropped)
+        .map(|e| (e.dropped, e.message.clone()))
+        .collect()
+}
+
+/// A log whose spill file cannot be written (a full disk, a directory gone) keeps the events
+/// it cannot spill in memory, up to twice its budget: beyond that the oldest are dropped,
+/// reads skip them, and `events.dropped` records say how many and why. Memory stays bounded
+/// however much is published.
+#[tokio::test]
+async fn a_log_that_cannot_spill_drops_its_oldest_events_beyond_twice_its_budget_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("not-there");
     let log = EventLog::with_spill(&missing, BUDGET);
     let published: Vec<Event> = (0..100).map(exchange).collect();
     for event in &published {
         log.publish(event.clone());
+        let resident = log.shared_for_tests().stores.read().resident_bytes();
+        assert!(resident <= 2 * BUDGET, "{resident} bytes in memory");
     }
-    same_events(&log.events(), &published);
     assert!(!missing.exists());
+    let records = dropped_records(&log);
+    assert!(!records.is_empty(), "no events.dropped record");
+    let dropped: u64 = records.iter().map(|(n, _)| n).sum();
+    let (_, message) = &records[0];
+    assert!(message.contains(SPILL_FILE), "{message}");
+    assert!(message.contains("No such file or directory"), "{message}");
+    // What is left is the newest exchanges, whole and in order, and every record.
+    let kept: Vec<Arc<Event>> = log
+        .events()
+        .into_iter()
+        .filter(|e| e.event_type == EventType::RequestCompleted)
+        .collect();
+    assert_eq!(kept.len() as u64 + dropped, published.len() as u64);
+    same_events(&kept, &published[published.len() - kept.len()..]);
+    let traffic = log.traffic_events();
+    assert_eq!(traffic.len(), kept.len());
+    let mut sub = log.subscribe(0, None, CancellationToken::new());
+    log.close();
+    let mut streamed = 0;
+    while let Some(event) = tokio::time::timeout(PATIENCE, sub.next()).await.unwrap() {
+        streamed += usize::from(event.event_type == EventType::RequestCompleted);
+    }
+    assert_eq!(streamed, kept.len());
 }
 
 /// A spill that failed (a full disk, a directory gone) is tried again: once it works, the
@@ -212,20 +249,28 @@ fn a_failed_spill_is_tried_again_and_spilling_resumes() {
     let missing = dir.path().join("not-yet");
     let log = EventLog::with_spill_retry(&missing, BUDGET, Duration::ZERO);
     let published: Vec<Event> = (0..200).map(exchange).collect();
-    for event in &published[..100] {
-        log.publish(event.clone());
-    }
     let resident = |log: &EventLog| {
         let stores = log.shared_for_tests().stores.read();
         stores.resident(StoreKind::Traffic).count()
     };
-    assert_eq!(resident(&log), 100, "nothing could be spilled");
+    // Just beyond the budget, within twice it: nothing is dropped.
+    let mut before = 0;
+    while log.shared_for_tests().stores.read().resident_bytes() <= BUDGET {
+        log.publish(published[before].clone());
+        before += 1;
+    }
+    assert_eq!(resident(&log), before, "nothing could be spilled");
     std::fs::create_dir(&missing).unwrap();
-    for event in &published[100..] {
+    for event in &published[before..] {
         log.publish(event.clone());
     }
-    assert!(resident(&log) < 100, "spilling resumed: {}", resident(&log));
+    assert!(
+        resident(&log) < before,
+        "spilling resumed: {}",
+        resident(&log)
+    );
     same_events(&log.events(), &published);
+    assert_eq!(dropped_records(&log), []);
 }
 
 #[test]
