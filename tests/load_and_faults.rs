@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rig_types::EventType::{self, *};
 use rigd::cli::client::DeleteOptions;
 use serde_json::{json, Value};
-use support::{http_service, processes_with_env, Rigd};
+use support::{http_service, processes_with_env, Events, Rigd};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Environments created at once by the load test.
@@ -326,30 +326,7 @@ async fn a_process_ignoring_sigint_is_killed_after_the_grace_period() {
         "stubborn.sh",
         "trap '' INT\necho \"stubborn pid $$\"\nwhile :; do sleep 0.2; done\n",
     );
-    let id = rigd
-        .create(json!({"name": "stubborn", "services": {
-            "stubborn": {"type": "process", "config": {"command": "sh"}, "args": [script]}
-        }}))
-        .await;
-    let mut events = rigd.events_with_logs(&id);
-    let line = events
-        .until_matching("the pid line", |e| {
-            e.event_type == EventType::ServiceLog
-                && e.log
-                    .as_ref()
-                    .is_some_and(|l| l.data.contains("stubborn pid"))
-        })
-        .await;
-    let data = &line.log.as_ref().expect("a log entry").data;
-    let pid: u32 = data
-        .trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {data:?}"));
-    if !events.saw(EnvironmentUp) {
-        events.until(EnvironmentUp).await;
-    }
+    let (id, mut events, pid) = up_with_shell(&rigd, "stubborn", &script).await;
     assert!(support::is_alive(pid), "the shell {pid} runs before DELETE");
 
     let deleting = Instant::now();
@@ -377,30 +354,7 @@ async fn a_frozen_process_is_stopped_gracefully_not_killed() {
         "frozen.sh",
         "echo \"frozen pid $$\"\nkill -STOP $$\nwhile :; do sleep 0.2; done\n",
     );
-    let id = rigd
-        .create(json!({"name": "frozen", "services": {
-            "frozen": {"type": "process", "config": {"command": "sh"}, "args": [script]}
-        }}))
-        .await;
-    let mut events = rigd.events_with_logs(&id);
-    let line = events
-        .until_matching("the pid line", |e| {
-            e.event_type == EventType::ServiceLog
-                && e.log
-                    .as_ref()
-                    .is_some_and(|l| l.data.contains("frozen pid"))
-        })
-        .await;
-    let data = &line.log.as_ref().expect("a log entry").data;
-    let pid: u32 = data
-        .trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {data:?}"));
-    if !events.saw(EnvironmentUp) {
-        events.until(EnvironmentUp).await;
-    }
+    let (id, mut events, pid) = up_with_shell(&rigd, "frozen", &script).await;
     eventually(
         || process_state(pid) == Some('T'),
         || {
@@ -423,6 +377,36 @@ async fn a_frozen_process_is_stopped_gracefully_not_killed() {
         .map(|l| l.data.as_str())
         .collect();
     assert_eq!(killed, Vec::<&str>::new(), "the frozen shell was killed");
+}
+
+/// Brings up environment `name` with one service `name` running `sh script`, which first
+/// prints `<name> pid <its pid>`: the environment's id, its events (with the output) read up
+/// to `environment.up`, and the shell's pid.
+async fn up_with_shell(rigd: &Rigd, name: &str, script: &str) -> (String, Events, u32) {
+    let id = rigd
+        .create(json!({"name": name, "services": {
+            name: {"type": "process", "config": {"command": "sh"}, "args": [script]}
+        }}))
+        .await;
+    let mut events = rigd.events_with_logs(&id);
+    let marker = format!("{name} pid");
+    let line = events
+        .until_matching("the pid line", |e| {
+            e.event_type == EventType::ServiceLog
+                && e.log.as_ref().is_some_and(|l| l.data.contains(&marker))
+        })
+        .await;
+    let data = &line.log.as_ref().expect("a log entry").data;
+    let pid: u32 = data
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {data:?}"));
+    if !events.saw(EnvironmentUp) {
+        events.until(EnvironmentUp).await;
+    }
+    (id, events, pid)
 }
 
 /// The state letter of process `pid` (`R`, `S`, `T`, ...; field 3 of `/proc/<pid>/stat`).

@@ -227,15 +227,20 @@ mod tests {
                 "{name}"
             );
         }
+        assert_same_analysis(name, &kept, &whole);
+        kept
+    }
+
+    /// The analysis and summary of `kept` are those of `whole`, whatever the outcome.
+    fn assert_same_analysis(name: &str, kept: &[Arc<Event>], whole: &[Arc<Event>]) {
         for outcome in [Outcome::Passed, Outcome::Failed, Outcome::Crashed] {
-            assert_eq!(analyze(&kept, outcome), analyze(&whole, outcome), "{name}");
+            assert_eq!(analyze(kept, outcome), analyze(whole, outcome), "{name}");
             assert_eq!(
-                summarize(&kept, outcome),
-                summarize(&whole, outcome),
+                summarize(kept, outcome),
+                summarize(whole, outcome),
                 "{name}"
             );
         }
-        kept
     }
 
     /// Small deterministic pseudo-random numbers (no dependency, the same every run).
@@ -375,14 +380,7 @@ mod tests {
             let kept = analysis.finish();
             assert!(!kept.iter().any(|e| is_ok_traffic(e)), "{name}");
             left_out += whole.len() - kept.len();
-            for outcome in [Outcome::Passed, Outcome::Failed, Outcome::Crashed] {
-                assert_eq!(analyze(&kept, outcome), analyze(&whole, outcome), "{name}");
-                assert_eq!(
-                    summarize(&kept, outcome),
-                    summarize(&whole, outcome),
-                    "{name}"
-                );
-            }
+            assert_same_analysis(&name, &kept, &whole);
         }
         assert!(left_out > 20, "only {left_out} events left out");
     }
