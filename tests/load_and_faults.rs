@@ -326,7 +326,7 @@ async fn a_process_ignoring_sigint_is_killed_after_the_grace_period() {
         "stubborn.sh",
         "trap '' INT\necho \"stubborn pid $$\"\nwhile :; do sleep 0.2; done\n",
     );
-    let (id, mut events, pid) = up_with_shell(&rigd, "stubborn", &script).await;
+    let (id, _events, pid) = up_with_shell(&rigd, "stubborn", &script).await;
     assert!(support::is_alive(pid), "the shell {pid} runs before DELETE");
 
     let deleting = Instant::now();
