@@ -85,8 +85,9 @@ pub struct LogStream {
     header: Option<LogHeader>,
     source: Source,
     mode: Mode,
-    /// True when the log is a regular file, whose events can be read again by place.
-    seekable: bool,
+    /// The log file again, when it is a regular file, whose events can be read again by
+    /// place (the same file, even if its path is replaced meanwhile).
+    again: Option<File>,
     /// How many events were yielded.
     events: usize,
     /// The environment of the first event that names one.
@@ -227,9 +228,13 @@ impl LogStream {
     /// Opens the log at `path` (a file, or a pipe) and reads its header line, if any.
     pub fn open(path: &Path, mode: Mode) -> Result<LogStream, CliError> {
         let file = File::open(path).map_err(|e| open_error(path, &e))?;
-        let seekable = file.metadata().is_ok_and(|m| m.is_file());
+        let again = file
+            .metadata()
+            .is_ok_and(|m| m.is_file())
+            .then(|| file.try_clone().ok())
+            .flatten();
         let mut stream = LogStream::from_reader(path, Box::new(file), mode)?;
-        stream.seekable = seekable;
+        stream.again = again;
         Ok(stream)
     }
 
@@ -247,7 +252,7 @@ impl LogStream {
             header,
             source: Source::Lines(lines),
             mode,
-            seekable: false,
+            again: None,
             events: 0,
             environment: String::new(),
             start: None,
@@ -262,7 +267,7 @@ impl LogStream {
             header: None,
             source: Source::Events(events.into_iter()),
             mode: Mode::Lenient,
-            seekable: false,
+            again: None,
             events: 0,
             environment: String::new(),
             start: None,
@@ -304,7 +309,9 @@ impl LogStream {
     /// [`LogStream::next_event`], with where the event's line is when the log is a regular
     /// file: [`LogStream::reader`] reads it again from there.
     pub fn next_event_at(&mut self) -> Result<Option<(Event, Option<LineAt>)>, CliError> {
-        let next = self.source.next(&self.path, self.mode, self.seekable)?;
+        let next = self
+            .source
+            .next(&self.path, self.mode, self.again.is_some())?;
         let Some((event, at)) = next else {
             if self.header.is_none() && self.events == 0 {
                 // Lenient reading skips what is not an event: without this, any file "passed".
@@ -328,10 +335,10 @@ impl LogStream {
     /// A reader of this log's events by the places [`LogStream::next_event_at`] gave, when
     /// it gave any (the log is a regular file).
     pub fn reader(&self) -> Result<Option<EventReader>, CliError> {
-        if !self.seekable {
+        let Some(file) = &self.again else {
             return Ok(None);
-        }
-        let file = File::open(&self.path).map_err(|e| open_error(&self.path, &e))?;
+        };
+        let file = file.try_clone().map_err(|e| open_error(&self.path, &e))?;
         Ok(Some(EventReader {
             file,
             path: self.path.clone(),

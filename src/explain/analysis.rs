@@ -641,7 +641,7 @@ pub fn for_analysis(event: Arc<Event>) -> Arc<Event> {
     if event.request.is_none() && event.grpc_call.is_none() {
         return event;
     }
-    let error = traffic_error(&event).is_some();
+    let error = is_traffic_error(&event);
     // An event read back from the spill file is not shared: no copy of its bodies.
     let mut light = Arc::try_unwrap(event).unwrap_or_else(|shared| (*shared).clone());
     light.drop_headers();
@@ -651,17 +651,24 @@ pub fn for_analysis(event: Arc<Event>) -> Arc<Event> {
     Arc::new(light)
 }
 
-/// True when traffic event `e` is an error the analysis lists (see [`traffic_error`]).
+/// True when traffic event `e` is an error the analysis lists (see [`traffic_error`]): an
+/// HTTP exchange answered 4xx or 5xx, a gRPC call that did not end OK; readiness
+/// probes left out.
 pub(crate) fn is_traffic_error(e: &Event) -> bool {
-    traffic_error(e).is_some()
+    if let Some(r) = &e.request {
+        return !r.probe && r.status_code >= 400;
+    }
+    e.grpc_call
+        .as_ref()
+        .is_some_and(|g| !g.probe && g.grpc_status != "0" && g.grpc_status != "OK")
 }
 
 /// The traffic error an event represents, if it is one.
 fn traffic_error(e: &Event) -> Option<TrafficError> {
+    if !is_traffic_error(e) {
+        return None;
+    }
     if let Some(r) = &e.request {
-        if r.probe || r.status_code < 400 {
-            return None;
-        }
         return Some(TrafficError {
             kind: TrafficKind::Http,
             source: r.source.clone(),
@@ -677,9 +684,6 @@ fn traffic_error(e: &Event) -> Option<TrafficError> {
         });
     }
     let g = e.grpc_call.as_ref()?;
-    if g.probe || g.grpc_status == "0" || g.grpc_status == "OK" {
-        return None;
-    }
     let response_body = match &g.response_body_decoded {
         Some(decoded) => decoded.to_string(),
         None => body_text(g.response_body.as_deref()),

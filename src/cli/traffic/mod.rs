@@ -6,7 +6,7 @@ pub mod detail;
 mod ordered;
 pub mod rows;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write;
 
 use rig_types::Event;
@@ -180,13 +180,14 @@ pub fn run(args: Args) -> CmdResult {
     let payloads = !details.is_empty() || parsed.has("--json") || filter.searches_payloads();
     // Reading counts the rows, filters them and measures the table's columns; the rows
     // printed are made again from their events, so none is held, however large the log.
+    let table = details.is_empty() && !parsed.has("--json");
     let mut seen = Seen::default();
     let mut widths = Widths::new(&TABLE_HEADER);
     let mut colors = ServiceColors::default();
     let traffic = TrafficEvents::read(&mut log, payloads, |row| {
         seen.see(row, &filter);
         let keep = filter.keep(row);
-        if keep {
+        if keep && table {
             seen.kept += 1;
             // The number is not known yet: its column is measured once the rows are in order.
             widths.measure(&cells(row, &mut colors, style));
@@ -214,7 +215,7 @@ pub fn run(args: Args) -> CmdResult {
         return print_json(&mut ordered);
     }
     if seen.kept == 0 {
-        let hint = if seen.edges_match_nothing {
+        let hint = if filter.has_edges() && !seen.edge_matched {
             format!(
                 "; --edge matches no edge of this run, which has {}",
                 seen.edges()
@@ -261,30 +262,32 @@ struct Seen {
     all: usize,
     /// Readiness probes among them.
     probes: usize,
-    /// Rows the filters keep.
+    /// Rows the filters keep (counted for the table only).
     kept: usize,
-    /// The distinct edges (caller, callee).
-    edges: BTreeSet<(String, String)>,
-    /// True while `--edge` is given and has matched no row.
-    edges_match_nothing: bool,
+    /// With `--edge`: the distinct edges, each caller with its callees.
+    edges: BTreeMap<String, BTreeSet<String>>,
+    /// True once an `--edge` matched a row.
+    edge_matched: bool,
 }
 
 impl Seen {
     /// Counts `row`.
     fn see(&mut self, row: &Row, filter: &TrafficFilter) {
-        if self.all == 0 {
-            self.edges_match_nothing = filter.has_edges();
-        }
         self.all += 1;
         self.probes += usize::from(row.probe);
-        if !self
-            .edges
-            .contains(&(row.source.to_string(), row.target.to_string()))
-        {
-            self.edges
-                .insert((row.source.to_string(), row.target.to_string()));
+        if filter.has_edges() {
+            self.edge_matched |= filter.edge_matches(row);
+            match self.edges.get_mut(row.source) {
+                Some(targets) if targets.contains(row.target) => {}
+                Some(targets) => {
+                    targets.insert(row.target.to_string());
+                }
+                None => {
+                    self.edges
+                        .insert(row.source.to_string(), [row.target.to_string()].into());
+                }
+            }
         }
-        self.edges_match_nothing &= !filter.edge_matches(row);
     }
 
     /// The distinct edges, as `--edge` takes them: `'~test->api', 'api->db'`.
@@ -292,7 +295,7 @@ impl Seen {
         let edges: Vec<String> = self
             .edges
             .iter()
-            .map(|(source, target)| format!("'{source}->{target}'"))
+            .flat_map(|(source, targets)| targets.iter().map(move |t| format!("'{source}->{t}'")))
             .collect();
         edges.join(", ")
     }

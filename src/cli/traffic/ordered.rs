@@ -127,17 +127,10 @@ impl OrderedTraffic {
 
     /// Each entry with its number, in order.
     fn numbered(entries: &[Entry]) -> impl Iterator<Item = (Index, &Entry)> {
-        let (mut traffic, mut probes) = (0, 0);
-        entries.iter().map(move |entry| {
-            let index = if entry.probe {
-                probes += 1;
-                Index::Probe(probes)
-            } else {
-                traffic += 1;
-                Index::Traffic(traffic)
-            };
-            (index, entry)
-        })
+        let mut numbers = RowBuilder::default();
+        entries
+            .iter()
+            .map(move |entry| (numbers.number(entry.probe), entry))
     }
 
     /// The numbers of the rows the filters keep.

@@ -275,14 +275,19 @@ impl RowBuilder {
             }
             _ => return None,
         };
-        row.index = if row.probe {
+        row.index = self.number(row.probe);
+        Some(row)
+    }
+
+    /// The number of the next row: `pN` for a readiness probe, else `N`.
+    pub fn number(&mut self, probe: bool) -> Index {
+        if probe {
             self.probes += 1;
             Index::Probe(self.probes)
         } else {
             self.traffic += 1;
             Index::Traffic(self.traffic)
-        };
-        Some(row)
+        }
     }
 }
 
